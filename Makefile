@@ -1,0 +1,37 @@
+# Two commands for a newcomer: `make demo` and `make test`. Each creates .venv when missing.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Small GP linear algebra is far slower with busy-waiting OpenMP threads on few cores.
+export OMP_WAIT_POLICY ?= PASSIVE
+
+.PHONY: install demo test test-all lint bench clean
+
+$(BIN)/activate:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+
+$(VENV)/.installed: $(BIN)/activate pyproject.toml constraints.txt
+	$(BIN)/pip install -c constraints.txt torch==2.13.0
+	$(BIN)/pip install -c constraints.txt -e ".[dev,md]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/scalebridge demo
+
+test: install
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+test-all: install
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m ""
+
+lint: install
+	$(BIN)/ruff check .
+
+peers: install
+	$(BIN)/pip install -c constraints.txt -e ".[peers]"
+
+clean:
+	rm -rf $(VENV) build *.egg-info

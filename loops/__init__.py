@@ -1,0 +1,1 @@
+"""Campaign loops: Bayesian optimization and active learning over oracles."""

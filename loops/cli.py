@@ -1,0 +1,61 @@
+"""The ``scalebridge`` command line.
+
+Each subcommand lives in its own module, which defines
+``register(subparsers) -> None``: it adds its parser and sets
+``func=callable(args) -> int``. Modules are imported only when their command
+runs, so ``scalebridge --help`` stays fast and a missing optional engine only
+breaks its own command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("loops.demo", "run the end-to-end demo at a small size"),
+    "rve": ("oracles.rve.cli", "homogenize one RVE at a macro strain; prints JSON"),
+    "elastic": ("oracles.atomistic.cli", "elastic constants of a cubic crystal; prints JSON"),
+    "surface": ("oracles.atomistic.cli", "surface energy and UBER decohesion fit; prints JSON"),
+    "cohesive": ("oracles.cohesive.cli", "cohesive-law parameters and K_Ic; prints JSON"),
+    "run": ("loops.commands", "run a campaign from a TOML config"),
+    "resume": ("loops.commands", "resume a killed campaign"),
+    "status": ("loops.commands", "progress table of a campaign"),
+    "fe2": ("loops.fe2.cli", "two-scale FE with a surrogate, the oracle or the adaptive switch"),
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scalebridge",
+        description="Oracles, surrogates and campaigns for multiscale materials simulation.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_) in COMMANDS.items():
+        if only is not None and name == only:
+            mod = importlib.import_module(module)
+            mod.register(sub, name)
+        else:
+            sub.add_parser(name, help=help_, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    parser = build_parser(only=command)
+    args = parser.parse_args(argv)
+    if command is None:
+        parser.print_help()
+        return 0 if not argv else 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""Physics oracles: expensive (or cheap) sources of data with a price."""
+
+from oracles.base import DTYPE, CostModel, Oracle, OracleResult, PointResult, make_bounds
+from oracles.material import MaterialModel, MaterialResponse
+from oracles.exceptions import CalculationFailed, InvalidInput, NotConverged, OracleError
+
+__all__ = [
+    "DTYPE",
+    "CalculationFailed",
+    "CostModel",
+    "InvalidInput",
+    "MaterialModel",
+    "MaterialResponse",
+    "NotConverged",
+    "Oracle",
+    "OracleError",
+    "OracleResult",
+    "PointResult",
+    "make_bounds",
+]

@@ -1,0 +1,294 @@
+r"""The Oracle contract.
+
+An oracle maps a batch of inputs ``n x d`` (torch, float64) inside ``bounds``
+(``2 x d``) to outputs ``n x m``. It has input and output names, ordered
+fidelity levels and a cost model kept apart from the physics, so acquisitions
+can weigh information against price.
+
+Subclasses implement :meth:`Oracle._evaluate_one` (one point, may raise
+:class:`~oracles.exceptions.OracleError`) or, when they vectorize,
+:meth:`Oracle._evaluate_batch`. :meth:`Oracle.evaluate` validates the input,
+times each point, turns an :class:`OracleError` into a failed point with its
+reason and never returns plausible numbers for a failed point (its row of ``Y``
+is NaN).
+
+Oracles hold only plain data (tensors, numbers, strings) so they pickle and can
+be shipped to worker processes; ``evaluate`` has no side effects.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from oracles.exceptions import InvalidInput, OracleError
+
+DTYPE = torch.float64
+
+
+@dataclass
+class PointResult:
+    """What one successful evaluation returns.
+
+    Attributes:
+        y: ``m`` outputs.
+        yvar: ``m`` variances of the outputs (noisy oracles), or None.
+        metadata: JSON-serializable details (iterations, residual, ...).
+    """
+
+    y: Tensor
+    yvar: Tensor | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OracleResult:
+    """A batch of oracle answers.
+
+    Attributes:
+        X: ``n x d`` inputs as evaluated.
+        Y: ``n x m`` outputs; rows of failed points are NaN.
+        failed: ``n`` bool.
+        reasons: ``n`` strings, ``None`` where the point succeeded.
+        cost: ``n`` cost of each point in the oracle's cost units.
+        fidelity: the fidelity level evaluated.
+        Yvar: ``n x m`` output variances (noisy oracles) or None.
+        metadata: ``n`` dicts (iterations, residual, ``wall_time`` in s, ...).
+    """
+
+    X: Tensor
+    Y: Tensor
+    failed: Tensor
+    reasons: list[str | None]
+    cost: Tensor
+    fidelity: int
+    Yvar: Tensor | None = None
+    metadata: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> Tensor:
+        """``n`` bool, the points that succeeded."""
+        return ~self.failed
+
+    def __len__(self) -> int:
+        return self.X.shape[0]
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One JSON-serializable dict per point (for stores and logs)."""
+        recs = []
+        for i in range(len(self)):
+            recs.append(
+                {
+                    "x": self.X[i].tolist(),
+                    "y": None if self.failed[i] else self.Y[i].tolist(),
+                    "yvar": None
+                    if (self.Yvar is None or self.failed[i])
+                    else self.Yvar[i].tolist(),
+                    "fidelity": self.fidelity,
+                    "failed": bool(self.failed[i]),
+                    "reason": self.reasons[i],
+                    "cost": float(self.cost[i]),
+                    "metadata": self.metadata[i] if self.metadata else {},
+                }
+            )
+        return recs
+
+
+class CostModel:
+    """Cost of evaluating points, by fidelity: ``cost(X, fidelity) -> n``.
+
+    The default charges a fixed amount per point and fidelity level
+    (``costs[k]`` for level ``k``); subclasses may depend on ``X``.
+    """
+
+    def __init__(self, costs: Sequence[float] = (1.0,)):
+        costs = [float(c) for c in costs]
+        if any(not math.isfinite(c) or c <= 0 for c in costs):
+            raise InvalidInput(f"costs must be positive and finite, got {costs}")
+        self.costs = tuple(costs)
+
+    def __call__(self, X: Tensor, fidelity: int) -> Tensor:
+        return torch.full((X.shape[0],), self.costs[fidelity], dtype=DTYPE)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(costs={self.costs})"
+
+
+class Oracle(ABC):
+    """Base class of all oracles.
+
+    Class or instance attributes a subclass sets:
+        input_names: ``d`` names of the inputs.
+        output_names: ``m`` names of the outputs.
+        bounds: ``2 x d`` float64 tensor of lower and upper bounds.
+        num_fidelities: number of ordered fidelity levels (0 = cheapest).
+        cost_model: a :class:`CostModel`.
+        noisy: whether outputs carry noise (then ``Yvar`` is reported).
+    """
+
+    input_names: tuple[str, ...] = ()
+    output_names: tuple[str, ...] = ()
+    bounds: Tensor
+    num_fidelities: int = 1
+    cost_model: CostModel = CostModel()
+    noisy: bool = False
+    #: relative slack on the bounds check, for round-off of callers
+    bounds_rtol: float = 1e-9
+
+    @property
+    def dim(self) -> int:
+        return len(self.input_names)
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.output_names)
+
+    @property
+    def highest_fidelity(self) -> int:
+        return self.num_fidelities - 1
+
+    # ---------------------------------------------------------------- checks
+    def validate_inputs(self, X: Tensor | Sequence) -> Tensor:
+        """Return ``X`` as an ``n x d`` float64 tensor inside ``bounds``.
+
+        A 1-d input of length ``d`` is taken as one point. Raises
+        :class:`InvalidInput` naming the offending value otherwise.
+        """
+        if not isinstance(X, Tensor):
+            try:
+                X = torch.as_tensor(X, dtype=DTYPE)
+            except (TypeError, ValueError) as e:
+                raise InvalidInput(f"inputs must be numeric, got {X!r}") from e
+        if X.is_complex() or not (X.is_floating_point() or X.dtype in (torch.int32, torch.int64)):
+            raise InvalidInput(f"inputs must be real numbers, got dtype {X.dtype}")
+        X = X.to(DTYPE)
+        if X.dim() == 1 and X.shape[0] == self.dim:
+            X = X.unsqueeze(0)
+        if X.dim() != 2 or X.shape[-1] != self.dim:
+            raise InvalidInput(
+                f"inputs must have shape n x {self.dim} ({', '.join(self.input_names)}), "
+                f"got shape {tuple(X.shape)}"
+            )
+        bad = ~torch.isfinite(X)
+        if bad.any():
+            i, j = (int(v) for v in bad.nonzero()[0])
+            raise InvalidInput(f"input {self.input_names[j]} of point {i} is {X[i, j].item()}")
+        lo, hi = self.bounds[0].to(X), self.bounds[1].to(X)
+        slack = self.bounds_rtol * (hi - lo).abs().clamp_min(1.0)
+        out = (X < lo - slack) | (X > hi + slack)
+        if out.any():
+            i, j = (int(v) for v in out.nonzero()[0])
+            raise InvalidInput(
+                f"input {self.input_names[j]} = {X[i, j].item():.6g} of point {i} is outside "
+                f"its bounds [{lo[j].item():.6g}, {hi[j].item():.6g}]"
+            )
+        return X
+
+    def validate_fidelity(self, fidelity: int | None) -> int:
+        """``None`` means the highest fidelity; otherwise an int in range."""
+        if fidelity is None:
+            return self.highest_fidelity
+        if isinstance(fidelity, Tensor):
+            fidelity = fidelity.item()
+        if isinstance(fidelity, float) and fidelity.is_integer():
+            fidelity = int(fidelity)
+        if not isinstance(fidelity, int) or not 0 <= fidelity < self.num_fidelities:
+            raise InvalidInput(
+                f"fidelity must be an integer in [0, {self.num_fidelities - 1}], got {fidelity!r}"
+            )
+        return fidelity
+
+    # -------------------------------------------------------------- evaluate
+    def evaluate(self, X: Tensor | Sequence, fidelity: int | None = None) -> OracleResult:
+        """Evaluate a batch.
+
+        Args:
+            X: ``n x d`` inputs (or one point of length ``d``).
+            fidelity: level in ``[0, num_fidelities)``; None for the highest.
+
+        Returns:
+            An :class:`OracleResult`. Points whose evaluation raised an
+            :class:`OracleError` are flagged failed with the message as reason.
+
+        Raises:
+            InvalidInput: when the batch itself is malformed (shape, bounds,
+                fidelity). Per-point physical failures do not raise.
+        """
+        X = self.validate_inputs(X)
+        fidelity = self.validate_fidelity(fidelity)
+        res = self._evaluate_batch(X, fidelity)
+        # a point that claims success with non-finite numbers is a failure
+        bad = ~res.failed & ~torch.isfinite(res.Y).all(dim=-1)
+        for i in bad.nonzero().flatten().tolist():
+            res.reasons[i] = "non-finite output"
+        res.failed = res.failed | bad
+        res.Y[res.failed] = float("nan")
+        if res.Yvar is not None:
+            res.Yvar[res.failed] = float("nan")
+        return res
+
+    def evaluate_true(self, X: Tensor | Sequence, fidelity: int | None = None) -> Tensor:
+        """Noise-free outputs ``n x m`` where the oracle can give them.
+
+        For deterministic oracles this is ``evaluate(X, fidelity).Y``.
+        """
+        return self.evaluate(X, fidelity).Y
+
+    def _evaluate_batch(self, X: Tensor, fidelity: int) -> OracleResult:
+        """Default: loop over points with :meth:`_evaluate_one`."""
+        n, m = X.shape[0], self.num_outputs
+        Y = torch.full((n, m), float("nan"), dtype=DTYPE)
+        Yvar = torch.full((n, m), float("nan"), dtype=DTYPE) if self.noisy else None
+        failed = torch.zeros(n, dtype=torch.bool)
+        reasons: list[str | None] = [None] * n
+        metadata: list[dict[str, Any]] = [{} for _ in range(n)]
+        for i in range(n):
+            t0 = time.perf_counter()
+            try:
+                pr = self._evaluate_one(X[i], fidelity)
+                Y[i] = pr.y.to(DTYPE).reshape(m)
+                if Yvar is not None and pr.yvar is not None:
+                    Yvar[i] = pr.yvar.to(DTYPE).reshape(m)
+                metadata[i] = dict(pr.metadata)
+            except OracleError as e:
+                failed[i] = True
+                reasons[i] = f"{type(e).__name__}: {e}"
+                metadata[i] = {}
+            metadata[i]["wall_time"] = time.perf_counter() - t0
+        return OracleResult(
+            X=X.clone(),
+            Y=Y,
+            failed=failed,
+            reasons=reasons,
+            cost=self.cost_model(X, fidelity),
+            fidelity=fidelity,
+            Yvar=Yvar,
+            metadata=metadata,
+        )
+
+    def _evaluate_one(self, x: Tensor, fidelity: int) -> PointResult:
+        """Evaluate one point ``d``; raise an OracleError on failure."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement _evaluate_one or _evaluate_batch"
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(inputs={list(self.input_names)}, "
+            f"outputs={list(self.output_names)}, fidelities={self.num_fidelities})"
+        )
+
+
+def make_bounds(lower: Sequence[float], upper: Sequence[float]) -> Tensor:
+    """A ``2 x d`` float64 bounds tensor, checked for ``lower < upper``."""
+    b = torch.tensor([list(lower), list(upper)], dtype=DTYPE)
+    if b.shape[0] != 2 or (b[0] >= b[1]).any():
+        raise InvalidInput(f"bounds need lower < upper, got lower={list(lower)}, upper={list(upper)}")
+    return b

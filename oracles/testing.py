@@ -1,0 +1,127 @@
+"""Contract tests every oracle's tests subclass.
+
+Example::
+
+    class TestMyOracle(OracleContractTests):
+        def make_oracle(self):
+            return MyOracle(...)
+
+        def failing_inputs(self, oracle):   # optional
+            return torch.tensor([[...]])     # points expected to fail
+
+pytest collects the ``test_*`` methods of the subclass. The base class itself
+is not collected (its name does not start with ``Test``).
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+from torch import Tensor
+
+from oracles.base import DTYPE, Oracle, OracleResult
+from oracles.exceptions import InvalidInput
+
+
+class OracleContractTests:
+    """Shapes, dtype, bounds validation, determinism, pickling, failure flags."""
+
+    #: number of points in the test batch
+    n_points: int = 3
+
+    def make_oracle(self) -> Oracle:
+        raise NotImplementedError
+
+    def sample_inputs(self, oracle: Oracle, n: int, seed: int = 0) -> Tensor:
+        """``n x d`` points uniformly inside the bounds (override for oracles
+        whose feasible set is smaller than their box)."""
+        g = torch.Generator().manual_seed(seed)
+        u = torch.rand(n, oracle.dim, generator=g, dtype=DTYPE)
+        lo, hi = oracle.bounds
+        return lo + (hi - lo) * u
+
+    def failing_inputs(self, oracle: Oracle) -> Tensor | None:
+        """``k x d`` inside-bounds points expected to fail, or None."""
+        return None
+
+    @pytest.fixture(scope="class")
+    def oracle(self) -> Oracle:
+        return self.make_oracle()
+
+    @pytest.fixture(scope="class")
+    def result(self, oracle) -> OracleResult:
+        return oracle.evaluate(self.sample_inputs(oracle, self.n_points))
+
+    def test_metadata(self, oracle):
+        assert oracle.bounds.shape == (2, oracle.dim)
+        assert oracle.bounds.dtype == DTYPE
+        assert (oracle.bounds[0] < oracle.bounds[1]).all()
+        assert len(oracle.output_names) == oracle.num_outputs >= 1
+        assert oracle.num_fidelities >= 1
+
+    def test_shapes_and_dtype(self, oracle, result):
+        n, m = self.n_points, oracle.num_outputs
+        assert result.Y.shape == (n, m) and result.Y.dtype == DTYPE
+        assert result.failed.shape == (n,) and result.failed.dtype == torch.bool
+        assert result.cost.shape == (n,) and (result.cost > 0).all()
+        assert len(result.reasons) == n and len(result.metadata) == n
+        assert result.fidelity == oracle.highest_fidelity
+        if oracle.noisy:
+            assert result.Yvar is not None and result.Yvar.shape == (n, m)
+        ok = ~result.failed
+        assert torch.isfinite(result.Y[ok]).all()
+        assert all(r is None for r, f in zip(result.reasons, result.failed) if not f)
+
+    def test_each_fidelity(self, oracle):
+        X = self.sample_inputs(oracle, 2, seed=1)
+        for k in range(oracle.num_fidelities):
+            r = oracle.evaluate(X, fidelity=k)
+            assert r.fidelity == k and r.Y.shape == (2, oracle.num_outputs)
+        with pytest.raises(InvalidInput, match="fidelity"):
+            oracle.evaluate(X, fidelity=oracle.num_fidelities)
+
+    def test_one_point_as_vector(self, oracle):
+        x = self.sample_inputs(oracle, 1, seed=2)[0]
+        assert oracle.evaluate(x).Y.shape == (1, oracle.num_outputs)
+
+    def test_bounds_are_enforced(self, oracle):
+        X = self.sample_inputs(oracle, 2, seed=3)
+        lo, hi = oracle.bounds
+        X[1, 0] = hi[0] + 0.5 * (hi[0] - lo[0]) + 1.0
+        with pytest.raises(InvalidInput, match=oracle.input_names[0]):
+            oracle.evaluate(X)
+
+    def test_bad_shapes_and_values(self, oracle):
+        with pytest.raises(InvalidInput, match="shape"):
+            oracle.evaluate(torch.zeros(2, oracle.dim + 1, dtype=DTYPE))
+        X = self.sample_inputs(oracle, 1, seed=4)
+        X[0, -1] = float("nan")
+        with pytest.raises(InvalidInput, match="nan"):
+            oracle.evaluate(X)
+
+    def test_deterministic(self, oracle):
+        if oracle.noisy:
+            pytest.skip("noisy oracle: determinism is per seed, tested by its own suite")
+        X = self.sample_inputs(oracle, 2, seed=5)
+        a, b = oracle.evaluate(X), oracle.evaluate(X)
+        torch.testing.assert_close(a.Y, b.Y, equal_nan=True)
+
+    def test_picklable(self, oracle):
+        clone = pickle.loads(pickle.dumps(oracle))
+        X = self.sample_inputs(oracle, 1, seed=6)
+        if not oracle.noisy:
+            torch.testing.assert_close(clone.evaluate(X).Y, oracle.evaluate(X).Y, equal_nan=True)
+        else:
+            assert clone.evaluate(X).Y.shape == (1, oracle.num_outputs)
+
+    def test_failed_points_flagged(self, oracle):
+        Xf = self.failing_inputs(oracle)
+        if Xf is None:
+            pytest.skip("this oracle has no known failing inputs")
+        X = torch.cat([self.sample_inputs(oracle, 1, seed=7), Xf])
+        r = oracle.evaluate(X)
+        assert r.failed[1:].all(), r.reasons
+        assert torch.isnan(r.Y[1:]).all()
+        assert all(isinstance(s, str) and s for s in r.reasons[1:])

@@ -1,0 +1,105 @@
+"""The surrogate contract.
+
+Every surrogate is a BoTorch :class:`~botorch.models.model.Model` (so every
+BoTorch acquisition works on it: ``posterior(X)``, ``num_outputs``) and adds:
+
+* ``fit(dataset) -> self`` as a classmethod-like builder :meth:`from_dataset`;
+* persistence: :meth:`get_config` (JSON-serializable) plus the torch
+  ``state_dict``; :func:`save_surrogate` / :func:`load_surrogate` write and read
+  a directory (``config.json``, ``state.pt`` loaded with ``weights_only=True``,
+  ``dataset.json``) through a registry of classes by name. No pickle.
+
+Constitutive surrogates (stress from deformation) also implement
+:class:`MaterialModel`, the interface FE² material points use.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from oracles.material import MaterialModel, MaterialResponse  # noqa: F401  (re-exported)
+from surrogates.dataset import Dataset
+
+_REGISTRY: dict[str, type] = {}
+
+
+def register_surrogate(cls: type) -> type:
+    """Class decorator: make ``cls`` loadable by :func:`load_surrogate`."""
+    _REGISTRY[cls.__name__] = cls
+    return cls
+
+
+def surrogate_class(name: str) -> type:
+    if name not in _REGISTRY:
+        # import the packages that register classes, then retry
+        import importlib
+
+        for mod in ("surrogates.gp", "surrogates.multifidelity", "surrogates.neural"):
+            try:
+                importlib.import_module(mod)
+            except ImportError:
+                pass
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown surrogate class {name!r}; known: {sorted(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+class SurrogateMixin:
+    """Mixed into a BoTorch Model to give the scalebridge surrogate contract.
+
+    A subclass implements :meth:`from_dataset` (build and fit) and
+    :meth:`get_config` / :meth:`from_config` (rebuild the same architecture,
+    unfitted-but-shaped, from config and training data so a ``state_dict`` can
+    be loaded into it).
+    """
+
+    #: the training data (set by from_dataset)
+    train_dataset: Dataset | None = None
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset, **options: Any):
+        """Build and fit on ``dataset``; returns the fitted model."""
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        """JSON-serializable constructor options (not the weights)."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], dataset: Dataset):
+        """Rebuild the (unfitted) architecture for ``load_state_dict``."""
+        raise NotImplementedError
+
+
+def save_surrogate(model, path: str | Path) -> Path:
+    """Write ``model`` to directory ``path`` (config.json, state.pt, dataset.json)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    config = {"class": type(model).__name__, "config": model.get_config()}
+    (path / "config.json").write_text(json.dumps(config, indent=2))
+    torch.save(model.state_dict(), path / "state.pt")
+    ds = getattr(model, "train_dataset", None)
+    if ds is not None:
+        (path / "dataset.json").write_text(json.dumps(ds.to_dict()))
+    return path
+
+
+def load_surrogate(path: str | Path):
+    """Read a model written by :func:`save_surrogate`."""
+    path = Path(path)
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"no surrogate at {path} (config.json missing)")
+    config = json.loads((path / "config.json").read_text())
+    cls = surrogate_class(config["class"])
+    ds_file = path / "dataset.json"
+    dataset = Dataset.from_dict(json.loads(ds_file.read_text())) if ds_file.exists() else None
+    model = cls.from_config(config["config"], dataset)
+    state = torch.load(path / "state.pt", weights_only=True)
+    model.load_state_dict(state)
+    model.eval()
+    return model

@@ -1,0 +1,133 @@
+"""Training data for surrogates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+DTYPE = torch.float64
+
+
+@dataclass
+class Dataset:
+    """Inputs and outputs for fitting a surrogate.
+
+    Attributes:
+        X: ``n x d`` inputs (float64). With fidelities, the fidelity level is
+            *not* part of ``X``; it is in ``fidelity``.
+        Y: ``n x m`` outputs.
+        Yvar: ``n x m`` known observation variances, or None.
+        fidelity: ``n`` integer fidelity levels (0 = cheapest), or None.
+        input_names, output_names: optional names.
+    """
+
+    X: Tensor
+    Y: Tensor
+    Yvar: Tensor | None = None
+    fidelity: Tensor | None = None
+    input_names: tuple[str, ...] | None = None
+    output_names: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        self.X = torch.as_tensor(self.X, dtype=DTYPE)
+        self.Y = torch.as_tensor(self.Y, dtype=DTYPE)
+        if self.Y.dim() == 1:
+            self.Y = self.Y.unsqueeze(-1)
+        if self.X.dim() != 2:
+            raise ValueError(f"Dataset.X must be n x d, got shape {tuple(self.X.shape)}")
+        if self.Y.dim() != 2 or self.Y.shape[0] != self.X.shape[0]:
+            raise ValueError(
+                f"Dataset.Y must be n x m with n = {self.X.shape[0]}, got shape {tuple(self.Y.shape)}"
+            )
+        if self.Yvar is not None:
+            self.Yvar = torch.as_tensor(self.Yvar, dtype=DTYPE)
+            if self.Yvar.dim() == 1:
+                self.Yvar = self.Yvar.unsqueeze(-1)
+            if self.Yvar.shape != self.Y.shape:
+                raise ValueError(
+                    f"Dataset.Yvar must match Y's shape {tuple(self.Y.shape)}, got {tuple(self.Yvar.shape)}"
+                )
+            if (self.Yvar < 0).any():
+                raise ValueError("Dataset.Yvar must be non-negative")
+        if self.fidelity is not None:
+            self.fidelity = torch.as_tensor(self.fidelity).long().reshape(-1)
+            if self.fidelity.shape[0] != self.X.shape[0]:
+                raise ValueError(
+                    f"Dataset.fidelity must have {self.X.shape[0]} entries, got {self.fidelity.shape[0]}"
+                )
+        if not torch.isfinite(self.X).all() or not torch.isfinite(self.Y).all():
+            raise ValueError("Dataset.X and Dataset.Y must be finite (drop failed points first)")
+
+    @property
+    def n(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def d(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def m(self) -> int:
+        return self.Y.shape[1]
+
+    def subset(self, idx: Tensor) -> Dataset:
+        return Dataset(
+            X=self.X[idx],
+            Y=self.Y[idx],
+            Yvar=None if self.Yvar is None else self.Yvar[idx],
+            fidelity=None if self.fidelity is None else self.fidelity[idx],
+            input_names=self.input_names,
+            output_names=self.output_names,
+        )
+
+    def at_fidelity(self, level: int) -> Dataset:
+        """The points at one fidelity level (all points when there is none)."""
+        if self.fidelity is None:
+            return self
+        return self.subset(self.fidelity == level)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serializable form (lists of floats)."""
+        return {
+            "X": self.X.tolist(),
+            "Y": self.Y.tolist(),
+            "Yvar": None if self.Yvar is None else self.Yvar.tolist(),
+            "fidelity": None if self.fidelity is None else self.fidelity.tolist(),
+            "input_names": list(self.input_names) if self.input_names else None,
+            "output_names": list(self.output_names) if self.output_names else None,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Dataset:
+        return cls(
+            X=torch.tensor(d["X"], dtype=DTYPE),
+            Y=torch.tensor(d["Y"], dtype=DTYPE),
+            Yvar=None if d.get("Yvar") is None else torch.tensor(d["Yvar"], dtype=DTYPE),
+            fidelity=None if d.get("fidelity") is None else torch.tensor(d["fidelity"]),
+            input_names=tuple(d["input_names"]) if d.get("input_names") else None,
+            output_names=tuple(d["output_names"]) if d.get("output_names") else None,
+        )
+
+    @classmethod
+    def from_oracle_results(cls, results, oracle=None) -> Dataset:
+        """Concatenate successful points of :class:`oracles.OracleResult` s."""
+        Xs, Ys, Vs, Fs = [], [], [], []
+        any_var = any(r.Yvar is not None for r in results)
+        for r in results:
+            ok = ~r.failed
+            Xs.append(r.X[ok])
+            Ys.append(r.Y[ok])
+            Fs.append(torch.full((int(ok.sum()),), r.fidelity, dtype=torch.long))
+            if any_var:
+                Vs.append(r.Yvar[ok] if r.Yvar is not None else torch.zeros_like(r.Y[ok]))
+        return cls(
+            X=torch.cat(Xs),
+            Y=torch.cat(Ys),
+            Yvar=torch.cat(Vs) if any_var else None,
+            fidelity=torch.cat(Fs),
+            input_names=tuple(oracle.input_names) if oracle is not None else None,
+            output_names=tuple(oracle.output_names) if oracle is not None else None,
+        )
