@@ -1,0 +1,914 @@
+r"""Multi-fidelity Gaussian-process surrogates.
+
+Three models over ``L`` ordered fidelity levels (0 = cheapest, ``L - 1`` =
+the one you care about), fitted from a :class:`~surrogates.dataset.Dataset`
+whose ``fidelity`` holds the level of every row (``X`` excludes it):
+
+* :class:`AR1CoKriging` -- Kennedy & O'Hagan (2000),
+  ``f_t(x) = rho_{t-1} f_{t-1}(x) + delta_t(x)``, fitted *jointly* as one exact
+  GP over ``(x, level)`` with the AR1 covariance (:class:`AR1Kernel`). The
+  ``rho`` are learned with the kernel hyperparameters by maximizing the
+  marginal likelihood (MAP with weak priors), with restarts. Nested or
+  non-nested designs.
+* :class:`RecursiveCoKriging` -- Le Gratiet & Garnier (2014): one GP per
+  level, ``rho_t(x)`` constant or linear in ``x`` estimated with the trend
+  coefficients by (restricted to the trend, i.e. GLS-equivalent) maximum
+  likelihood level by level. Exact for nested designs (``X_t`` a subset of
+  ``X_{t-1}``); for non-nested designs the lower level at the upper level's
+  inputs is replaced by its posterior mean, which ignores that mean's
+  uncertainty in the fit (documented approximation).
+* :class:`NARGP` -- Perdikaris et al. (2017): the level-``t`` GP takes
+  ``[x, f_{t-1}(x)]`` with kernel ``k_rho(x, x') k_f(f, f') + k_delta(x, x')``;
+  predictions propagate samples of the lower level through it (Monte Carlo,
+  fixed quasi-random base samples, so predictions are deterministic and
+  differentiable) and are moment-matched to a Gaussian.
+
+All are BoTorch :class:`~botorch.models.model.Model` s whose ``posterior(X)``
+takes ``batch_shape x q x (d + 1)`` inputs, the last column being the
+fidelity level as a float (an integer value in ``[0, L - 1]``), and returns a
+:class:`~botorch.posteriors.gpytorch.GPyTorchPosterior` (mean, variance,
+``rsample``), so BoTorch's (cost-aware, multi-fidelity) acquisitions run on
+them. :meth:`cost_model` returns the matching BoTorch cost model.
+
+Inputs are scaled to the unit cube (by ``bounds`` or the data's range) and
+outputs of *all* levels are standardized by the high-fidelity data's mean and
+standard deviation, so priors mean the same thing on every problem.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import gpytorch
+import torch
+from botorch.fit import fit_gpytorch_mll
+from botorch.models.cost import AffineFidelityCostModel
+from botorch.models.deterministic import GenericDeterministicModel
+from botorch.models.model import Model
+from botorch.optim.utils import sample_all_priors
+from botorch.posteriors.gpytorch import GPyTorchPosterior
+from botorch.sampling.qmc import NormalQMCEngine
+from gpytorch.constraints import GreaterThan
+from gpytorch.distributions import MultivariateNormal
+from gpytorch.kernels import Kernel, MaternKernel, ScaleKernel
+from gpytorch.likelihoods import GaussianLikelihood
+from gpytorch.likelihoods.gaussian_likelihood import _GaussianLikelihoodBase
+from gpytorch.likelihoods.noise_models import Noise
+from gpytorch.means import ConstantMean, Mean
+from gpytorch.mlls import ExactMarginalLogLikelihood
+from gpytorch.priors import GammaPrior, LogNormalPrior, NormalPrior
+from linear_operator.operators import DiagLinearOperator
+from linear_operator.utils.cholesky import psd_safe_cholesky
+from torch import Tensor
+
+from surrogates.base import SurrogateMixin, register_surrogate
+from surrogates.dataset import DTYPE, Dataset
+
+__all__ = ["AR1CoKriging", "AR1Kernel", "NARGP", "RecursiveCoKriging"]
+
+#: smallest noise variance (standardized units); the functions benchmarked are
+#: deterministic but a floor keeps the Cholesky factorizations stable
+_NOISE_FLOOR = 1e-6
+
+
+# ----------------------------------------------------------------- priors
+def _lengthscale_prior(d: int) -> LogNormalPrior:
+    # BoTorch's dimension-scaled prior (Hvarfner et al. 2024) on unit-cube inputs
+    return LogNormalPrior(loc=math.sqrt(2.0) + 0.5 * math.log(d), scale=math.sqrt(3.0))
+
+
+def _matern(d: int, active_dims: Sequence[int] | None = None) -> MaternKernel:
+    k = MaternKernel(
+        nu=2.5,
+        ard_num_dims=d,
+        active_dims=None if active_dims is None else tuple(active_dims),
+        lengthscale_prior=_lengthscale_prior(d),
+        lengthscale_constraint=GreaterThan(1e-4),
+    )
+    k.lengthscale = k.lengthscale_prior.mode
+    return k
+
+
+def _scaled(base: Kernel, scale_prior_rate: float = 0.5) -> ScaleKernel:
+    # Gamma(2, rate) has its mode at 1 / rate: a signal variance of order one
+    # in standardized units is expected, but a near-zero one (which would make
+    # the level's posterior overconfident) is penalized.
+    k = ScaleKernel(base, outputscale_prior=GammaPrior(2.0, scale_prior_rate))
+    k.outputscale = 1.0
+    return k
+
+
+def _noise_prior() -> LogNormalPrior:
+    return LogNormalPrior(loc=-6.0, scale=2.0)
+
+
+# -------------------------------------------------------- GPyTorch pieces
+class LevelNoise(Noise):
+    """Homoskedastic noise per fidelity level; the level is the inputs' last column.
+
+    ``forward(X)`` with ``X`` ``... x n x (d + 1)`` returns the ``... x n``
+    diagonal noise covariance.
+    """
+
+    def __init__(self, num_levels: int):
+        super().__init__()
+        self.num_levels = num_levels
+        self.register_parameter("raw_noise", torch.nn.Parameter(torch.full((num_levels,), -5.0)))
+        self.register_constraint("raw_noise", GreaterThan(_NOISE_FLOOR))
+        self.register_prior("noise_prior", _noise_prior(), lambda m: m.noise, lambda m, v: m._set_noise(v))
+
+    @property
+    def noise(self) -> Tensor:
+        return self.raw_noise_constraint.transform(self.raw_noise)
+
+    def _set_noise(self, value: Tensor | float) -> None:
+        value = torch.as_tensor(value).to(self.raw_noise).expand_as(self.raw_noise)
+        self.initialize(raw_noise=self.raw_noise_constraint.inverse_transform(value))
+
+    def forward(self, *params: Any, shape: torch.Size | None = None, **kwargs: Any) -> DiagLinearOperator:
+        X = params[0] if torch.is_tensor(params[0]) else params[0][0]
+        level = _level_index(X[..., -1], self.num_levels)
+        return DiagLinearOperator(self.noise[level])
+
+
+def _level_index(col: Tensor, num_levels: int) -> Tensor:
+    return col.detach().round().long().clamp(0, num_levels - 1)
+
+
+class AR1Kernel(Kernel):
+    r"""Kennedy--O'Hagan autoregressive covariance over ``(x, level)`` inputs.
+
+    With ``f_0 = delta_0`` and ``f_t = rho_{t-1} f_{t-1} + delta_t`` (independent
+    GPs ``delta_k`` with kernels ``k_k``),
+    ``Cov(f_i(x), f_j(x')) = sum_{k <= min(i, j)} c_{ik} c_{jk} k_k(x, x')`` where
+    ``c_{tk} = prod_{m=k}^{t-1} rho_m`` (``c_{tt} = 1``).
+
+    Inputs are ``... x n x (d + 1)``: ``d`` features then the level (a float
+    holding an integer).
+
+    Args:
+        num_levels: ``L``.
+        d: number of features.
+    """
+
+    has_lengthscale = False
+
+    def __init__(self, num_levels: int, d: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.num_levels, self.d = num_levels, d
+        self.base_kernels = torch.nn.ModuleList(_scaled(_matern(d)) for _ in range(num_levels))
+        self.register_parameter("rho", torch.nn.Parameter(torch.ones(num_levels - 1)))
+        # weak prior around "the cheaper level is the expensive one up to a
+        # scale"; the data decide
+        if num_levels > 1:
+            self.register_prior(
+                "rho_prior", NormalPrior(1.0, 2.0), lambda m: m.rho, lambda m, v: m.initialize(rho=v)
+            )
+
+    def coefficients(self) -> Tensor:
+        """``L x L`` lower-triangular ``c_{tk}``."""
+        L = self.num_levels
+        rows = []
+        for t in range(L):
+            row = []
+            for k in range(L):
+                if k > t:
+                    row.append(torch.zeros((), dtype=self.rho.dtype))
+                else:
+                    row.append(torch.prod(self.rho[k:t]) if t > k else torch.ones((), dtype=self.rho.dtype))
+            rows.append(torch.stack(row))
+        return torch.stack(rows)
+
+    def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, last_dim_is_batch: bool = False, **params):
+        C = self.coefficients()
+        c1 = C[_level_index(x1[..., -1], self.num_levels)]  # ... x n1 x L
+        c2 = C[_level_index(x2[..., -1], self.num_levels)]  # ... x n2 x L
+        f1, f2 = x1[..., :-1], x2[..., :-1]
+        out = None
+        for k, kern in enumerate(self.base_kernels):
+            Kk = kern(f1, f2, diag=diag)
+            Kk = Kk if diag else Kk.to_dense()
+            if diag:
+                term = c1[..., k] * c2[..., k] * Kk
+            else:
+                term = c1[..., :, k].unsqueeze(-1) * c2[..., :, k].unsqueeze(-2) * Kk
+            out = term if out is None else out + term
+        return out
+
+
+class _LevelMean(Mean):
+    """A constant mean per level (inputs' last column is the level)."""
+
+    def __init__(self, num_levels: int):
+        super().__init__()
+        self.num_levels = num_levels
+        self.register_parameter("constants", torch.nn.Parameter(torch.zeros(num_levels)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.constants[_level_index(x[..., -1], self.num_levels)]
+
+
+class _RhoTrendMean(Mean):
+    r"""``beta + rho(x) z``: the recursive co-kriging trend on ``[x, z]`` inputs,
+    ``rho(x) = a_0`` (constant) or ``a_0 + a^T x`` (linear)."""
+
+    def __init__(self, d: int, linear: bool):
+        super().__init__()
+        self.d, self.linear = d, linear
+        self.register_parameter("beta", torch.nn.Parameter(torch.zeros(())))
+        self.register_parameter("rho0", torch.nn.Parameter(torch.ones(())))
+        if linear:
+            self.register_parameter("rho_lin", torch.nn.Parameter(torch.zeros(d)))
+
+    def rho(self, x: Tensor) -> Tensor:
+        """``... x n`` values of ``rho`` at features ``x`` (``... x n x d``)."""
+        r = self.rho0.expand(x.shape[:-1])
+        if self.linear:
+            r = r + (x - 0.5) @ self.rho_lin
+        return r
+
+    def forward(self, xz: Tensor) -> Tensor:
+        return self.beta + self.rho(xz[..., : self.d]) * xz[..., self.d]
+
+
+class _ExactGP(gpytorch.models.ExactGP):
+    def __init__(self, train_x, train_y, likelihood, mean_module, covar_module):
+        super().__init__(train_x, train_y, likelihood)
+        self.mean_module = mean_module
+        self.covar_module = covar_module
+
+    def forward(self, x):
+        return MultivariateNormal(self.mean_module(x), self.covar_module(x))
+
+    def transform_inputs(self, X: Tensor, input_transform=None) -> Tensor:
+        # BoTorch's fitting closure asks for this; scaling happens outside
+        return X
+
+    def train_noise(self) -> Tensor:
+        x = self.train_inputs[0]
+        lik = self.likelihood
+        if isinstance(lik.noise_covar, LevelNoise):
+            return lik.noise_covar(x).diagonal()
+        return lik.noise.expand(x.shape[0])
+
+    def predict(self, x: Tensor, full_cov: bool = True) -> tuple[Tensor, Tensor]:
+        """Latent posterior at ``x`` (``... x q x D``): mean ``... x q`` and
+        covariance ``... x q x q`` (or variance ``... x q`` when not ``full_cov``).
+
+        Written out (Cholesky of the ``n x n`` training covariance) rather than
+        through GPyTorch's prediction strategy, because the Monte Carlo of
+        :class:`NARGP` evaluates thousands of one-point batches, for which the
+        strategy would expand the training covariance per batch.
+        """
+        X = self.train_inputs[0]
+        K = self.covar_module(X).to_dense() + torch.diag_embed(self.train_noise())
+        Lc = psd_safe_cholesky(K)
+        r = (self.train_targets - self.mean_module(X)).unsqueeze(-1)
+        alpha = torch.cholesky_solve(r, Lc)  # n x 1
+        Ks = self.covar_module(x, X).to_dense()  # ... x q x n
+        mean = self.mean_module(x) + (Ks @ alpha).squeeze(-1)
+        V = torch.linalg.solve_triangular(Lc, Ks.transpose(-1, -2), upper=False)  # ... x n x q
+        if full_cov:
+            cov = self.covar_module(x).to_dense() - V.transpose(-1, -2) @ V
+            return mean, cov
+        var = self.covar_module(x, diag=True) - V.pow(2).sum(-2)
+        return mean, var.clamp_min(1e-12)
+
+
+def _fit_gp(gp: _ExactGP, restarts: int, seed: int, init_hook=None) -> float:
+    """MAP fit with ``restarts`` extra starts drawn from the priors; keeps the best.
+
+    Returns the best (per-point) negative log marginal posterior.
+    """
+    mll = ExactMarginalLogLikelihood(gp.likelihood, gp)
+    best_loss, best_state = math.inf, None
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        for r in range(restarts + 1):
+            if r > 0:
+                sample_all_priors(gp)
+                if init_hook is not None:
+                    init_hook(gp, r)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": 300}}, max_attempts=2)
+            except Exception as e:  # noqa: BLE001  (a failed start is skipped, not fatal)
+                if r == restarts and best_state is None:
+                    raise RuntimeError(f"GP hyperparameter fit failed on every start: {e}") from e
+                continue
+            gp.train()
+            with torch.no_grad(), gpytorch.settings.cholesky_max_tries(6):
+                try:
+                    loss = -mll(gp(*gp.train_inputs), gp.train_targets).item()
+                except Exception:  # noqa: BLE001
+                    loss = math.inf
+            if math.isfinite(loss) and loss < best_loss:
+                best_loss = loss
+                best_state = {k: v.detach().clone() for k, v in gp.state_dict().items()}
+    finally:
+        torch.random.set_rng_state(gen_state)
+    if best_state is not None:
+        gp.load_state_dict(best_state)
+    gp.eval()
+    return best_loss
+
+
+def _gaussian_likelihood() -> GaussianLikelihood:
+    lik = GaussianLikelihood(noise_prior=_noise_prior(), noise_constraint=GreaterThan(_NOISE_FLOOR))
+    lik.noise = 1e-4
+    return lik
+
+
+def _nested_lower_values(x_up: Tensor, x_low: Tensor, y_low: Tensor) -> tuple[Tensor, Tensor]:
+    """Lower-level observations at the upper level's inputs where they coincide.
+
+    Returns ``values`` (``n_up``) and a bool mask of the rows found.
+    """
+    dist = torch.cdist(x_up, x_low)
+    dmin, idx = dist.min(-1)
+    found = dmin <= 1e-10
+    return y_low[idx], found
+
+
+# ------------------------------------------------------------ base class
+class _MultiFidelityModel(Model, SurrogateMixin):
+    """Shared input handling, scaling, posterior assembly and cost model.
+
+    Subclasses implement :meth:`_build` (architecture from the data),
+    :meth:`_fit` and :meth:`_latent` (standardized latent mean and covariance
+    at scaled features and integer levels).
+    """
+
+    _num_outputs = 1
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        num_fidelities: int | None = None,
+        bounds: Sequence[Sequence[float]] | Tensor | None = None,
+        costs: Sequence[float] | None = None,
+        restarts: int = 3,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if not isinstance(dataset, Dataset):
+            raise TypeError(f"dataset must be a surrogates.dataset.Dataset, got {type(dataset).__name__}")
+        if dataset.fidelity is None:
+            raise ValueError("a multi-fidelity model needs Dataset.fidelity (n integer levels), got None")
+        if dataset.m != 1:
+            raise ValueError(f"multi-fidelity models take one output (Y n x 1), got Y with m = {dataset.m}")
+        fid = dataset.fidelity
+        if (fid < 0).any():
+            raise ValueError(f"fidelity levels must be >= 0, got {int(fid.min())}")
+        L = int(fid.max()) + 1 if num_fidelities is None else int(num_fidelities)
+        if (fid >= L).any():
+            raise ValueError(f"fidelity levels must be < num_fidelities = {L}, got {int(fid.max())}")
+        if L < 2:
+            raise ValueError(f"a multi-fidelity model needs at least 2 levels, got num_fidelities = {L}")
+        counts = torch.bincount(fid, minlength=L)
+        if (counts == 0).any():
+            missing = (counts == 0).nonzero().flatten().tolist()
+            raise ValueError(f"every fidelity level needs data; levels {missing} have none")
+        if dataset.Yvar is not None:
+            warnings.warn(
+                f"{type(self).__name__} learns one noise level per fidelity and ignores Dataset.Yvar",
+                stacklevel=3,
+            )
+        self.train_dataset = dataset
+        self.num_fidelities, self.d = L, dataset.d
+        self.restarts, self.seed = int(restarts), int(seed)
+        if bounds is None:
+            lo, hi = dataset.X.amin(0), dataset.X.amax(0)
+        else:
+            b = torch.as_tensor(bounds, dtype=DTYPE)
+            if b.shape != (2, self.d):
+                raise ValueError(f"bounds must be 2 x {self.d}, got shape {tuple(b.shape)}")
+            lo, hi = b[0], b[1]
+        self._bounds_option = None if bounds is None else torch.as_tensor(bounds, dtype=DTYPE).tolist()
+        span = hi - lo
+        span = torch.where(span > 0, span, torch.ones_like(span))
+        self.register_buffer("x_lo", lo.clone())
+        self.register_buffer("x_span", span.clone())
+        y_top = dataset.Y[fid == L - 1, 0]
+        y_ref = y_top if y_top.numel() >= 2 else dataset.Y[:, 0]
+        std = y_ref.std() if y_ref.numel() >= 2 else torch.ones((), dtype=DTYPE)
+        if not torch.isfinite(std) or std <= 0:
+            std = torch.ones((), dtype=DTYPE)
+        self.register_buffer("y_mean", y_ref.mean().clone())
+        self.register_buffer("y_std", std.clone())
+        if costs is None:
+            costs = [float(t + 1) for t in range(L)]
+        costs = [float(c) for c in costs]
+        if len(costs) != L or any(not math.isfinite(c) or c <= 0 for c in costs):
+            raise ValueError(f"costs must be {L} positive finite numbers (one per level), got {costs}")
+        self.costs = costs
+        self._build()
+
+    # ---------------------------------------------------------- contract
+    @classmethod
+    def from_dataset(cls, dataset: Dataset, **options: Any):
+        """Build and fit on ``dataset`` (see the class for ``options``)."""
+        model = cls(dataset, **options)
+        model.fit()
+        return model
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "num_fidelities": self.num_fidelities,
+            "bounds": self._bounds_option,
+            "costs": list(self.costs),
+            "restarts": self.restarts,
+            "seed": self.seed,
+            **self._extra_config(),
+        }
+
+    def _extra_config(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], dataset: Dataset):
+        if dataset is None:
+            raise ValueError(f"{cls.__name__} needs its training data to be rebuilt, got dataset=None")
+        return cls(dataset, **config)
+
+    def fit(self):
+        """Fit the hyperparameters; returns ``self``."""
+        self._fit()
+        self.eval()
+        return self
+
+    @property
+    def num_outputs(self) -> int:
+        return 1
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        return torch.Size([])
+
+    # ------------------------------------------------------------ inputs
+    def _scale_x(self, x: Tensor) -> Tensor:
+        return (x - self.x_lo) / self.x_span
+
+    def _train_levels(self):
+        """Per level: scaled features ``n_t x d`` and standardized targets ``n_t``."""
+        ds = self.train_dataset
+        xs = self._scale_x(ds.X)
+        ys = (ds.Y[:, 0] - self.y_mean) / self.y_std
+        return [(xs[ds.fidelity == t], ys[ds.fidelity == t]) for t in range(self.num_fidelities)]
+
+    def split_inputs(self, X: Tensor) -> tuple[Tensor, Tensor]:
+        """Check ``X`` (``... x q x (d + 1)``) and split it into scaled features
+        ``... x q x d`` and integer levels ``... x q``."""
+        if not torch.is_tensor(X):
+            X = torch.as_tensor(X, dtype=DTYPE)
+        if X.dim() < 2 or X.shape[-1] != self.d + 1:
+            raise ValueError(
+                f"inputs must be ... x q x {self.d + 1} ({self.d} features then the fidelity level), "
+                f"got shape {tuple(X.shape)}"
+            )
+        X = X.to(DTYPE)
+        col = X[..., -1].detach()
+        if not torch.isfinite(X.detach()).all():
+            raise ValueError("inputs must be finite, got NaN or inf")
+        lev = col.round()
+        bad = ((col - lev).abs() > 1e-6) | (lev < 0) | (lev > self.num_fidelities - 1)
+        if bad.any():
+            v = col[bad].flatten()[0].item()
+            raise ValueError(
+                f"fidelity column must hold an integer level in [0, {self.num_fidelities - 1}], got {v}"
+            )
+        return self._scale_x(X[..., :-1]), lev.long()
+
+    # --------------------------------------------------------- posterior
+    def _latent(self, x: Tensor, level: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def _noise(self, level: Tensor) -> Tensor:
+        """Standardized observation-noise variance at each level ``... x q``."""
+        raise NotImplementedError
+
+    def posterior(
+        self,
+        X: Tensor,
+        output_indices: list[int] | None = None,
+        observation_noise: bool | Tensor = False,
+        posterior_transform=None,
+        **kwargs: Any,
+    ) -> GPyTorchPosterior:
+        """Posterior at ``X`` (``batch_shape x q x (d + 1)``, last column the level).
+
+        Returns a :class:`GPyTorchPosterior` with ``batch_shape x q x 1`` mean and
+        variance, joint over the ``q`` points (``rsample`` for MC acquisitions).
+        ``observation_noise=True`` adds each level's learned noise.
+        """
+        if output_indices is not None and list(output_indices) != [0]:
+            raise ValueError(f"the model has one output; output_indices must be [0], got {output_indices}")
+        self.eval()
+        x, level = self.split_inputs(X)
+        mean, cov = self._latent(x, level)
+        if observation_noise is not False:
+            if torch.is_tensor(observation_noise):
+                noise = observation_noise.to(cov).reshape(mean.shape) / self.y_std**2
+            else:
+                noise = self._noise(level)
+            cov = cov + torch.diag_embed(noise)
+        cov = 0.5 * (cov + cov.transpose(-1, -2))
+        # a small jitter relative to the variance keeps rsample's Cholesky alive
+        # for nearly duplicated points
+        jitter = 1e-9 * cov.diagonal(dim1=-2, dim2=-1).mean(-1, keepdim=True).clamp_min(1e-12)
+        cov = cov + torch.diag_embed(jitter.expand_as(mean))
+        mvn = MultivariateNormal(mean * self.y_std + self.y_mean, cov * self.y_std**2)
+        post = GPyTorchPosterior(mvn)
+        if posterior_transform is not None:
+            return posterior_transform(post)
+        return post
+
+    def predict(self, X: Tensor, fidelity: int | None = None) -> tuple[Tensor, Tensor]:
+        """Marginal mean and variance (``n``, ``n``) at features ``X`` (``n x d``)
+        at one ``fidelity`` (default: the highest)."""
+        X = torch.as_tensor(X, dtype=DTYPE)
+        f = self.num_fidelities - 1 if fidelity is None else fidelity
+        Xf = torch.cat([X, torch.full_like(X[..., :1], float(f))], dim=-1)
+        out_m, out_v = [], []
+        with torch.no_grad():
+            for chunk in Xf.split(256):
+                post = self.posterior(chunk.unsqueeze(-2))  # one-point batches: marginals only
+                out_m.append(post.mean.reshape(-1))
+                out_v.append(post.variance.reshape(-1))
+        return torch.cat(out_m), torch.cat(out_v)
+
+    # -------------------------------------------------------------- cost
+    def cost_model(self, costs: Sequence[float] | None = None) -> Model:
+        """BoTorch cost model over ``... x q x (d + 1)`` inputs: the cost of each
+        point's level (``costs`` default to the model's ``costs``).
+
+        Costs affine in the level give an :class:`AffineFidelityCostModel` (what
+        BoTorch's multi-fidelity examples use); other costs a
+        :class:`GenericDeterministicModel` looking the level up.
+        """
+        costs = list(self.costs if costs is None else costs)
+        L = self.num_fidelities
+        if len(costs) != L or any(c <= 0 for c in costs):
+            raise ValueError(f"costs must be {L} positive numbers, got {costs}")
+        c = torch.tensor(costs, dtype=DTYPE)
+        steps = c[1:] - c[:-1]
+        if torch.allclose(steps, steps[0].expand_as(steps), rtol=1e-12, atol=0):
+            return AffineFidelityCostModel(
+                fidelity_weights={self.d: float(steps[0])}, fixed_cost=float(c[0])
+            )
+        num_levels = L
+
+        def f(X: Tensor) -> Tensor:
+            return c.to(X)[_level_index(X[..., -1], num_levels)].unsqueeze(-1)
+
+        return GenericDeterministicModel(f, num_outputs=1)
+
+
+# ------------------------------------------------------------------ AR1
+@register_surrogate
+class AR1CoKriging(_MultiFidelityModel):
+    """Kennedy--O'Hagan AR1 co-kriging, one joint exact GP over ``(x, level)``.
+
+    ``rho`` (``L - 1``), the ARD Matern-5/2 hyperparameters of every
+    ``delta_t``, a constant mean per level and a noise variance per level are
+    fitted together by maximizing the marginal likelihood (with weak priors)
+    from ``restarts + 1`` starts. Works for nested and non-nested designs.
+
+    Example:
+        >>> model = AR1CoKriging.from_dataset(ds)
+        >>> post = model.posterior(torch.tensor([[0.3, 1.0]]))  # x = 0.3, level 1
+    """
+
+    def _build(self):
+        L, d = self.num_fidelities, self.d
+        ds = self.train_dataset
+        tx = torch.cat([self._scale_x(ds.X), ds.fidelity.to(DTYPE).unsqueeze(-1)], -1)
+        ty = (ds.Y[:, 0] - self.y_mean) / self.y_std
+        lik = _GaussianLikelihoodBase(noise_covar=LevelNoise(L))
+        lik.noise_covar._set_noise(1e-4)
+        self.gp = _ExactGP(tx, ty, lik, _LevelMean(L), AR1Kernel(L, d))
+        self.gp.to(DTYPE)
+
+    @property
+    def rho(self) -> Tensor:
+        """``L - 1`` scale factors, in standardized units (the same for every
+        level, so these are the physical ``rho``)."""
+        return self.gp.covar_module.rho.detach()
+
+    def _fit(self):
+        # initial rho: least squares of level t+1 on level t at shared points
+        # (when the design is nested), else 1
+        levels = self._train_levels()
+        rho0 = []
+        for t in range(self.num_fidelities - 1):
+            (xl, yl), (xh, yh) = levels[t], levels[t + 1]
+            yv, found = _nested_lower_values(xh, xl, yl)
+            if found.sum() >= 2:
+                a, b = yv[found] - yv[found].mean(), yh[found] - yh[found].mean()
+                r = (a @ b) / (a @ a).clamp_min(1e-12)
+                rho0.append(float(r))
+            else:
+                rho0.append(1.0)
+        rho0_t = torch.tensor(rho0, dtype=DTYPE)
+        with torch.no_grad():
+            self.gp.covar_module.rho.copy_(rho0_t)
+
+        def hook(gp, r):
+            with torch.no_grad():
+                # restarts around the least-squares rho rather than the broad prior
+                gp.covar_module.rho.copy_(rho0_t * (1 + 0.3 * torch.randn_like(rho0_t)))
+                gp.likelihood.noise_covar._set_noise(1e-4)
+
+        _fit_gp(self.gp, self.restarts, self.seed, hook)
+
+    def _noise(self, level: Tensor) -> Tensor:
+        return self.gp.likelihood.noise_covar.noise[level]
+
+    def _latent(self, x, level):
+        return self.gp.predict(torch.cat([x, level.to(x).unsqueeze(-1)], -1))
+
+
+# ------------------------------------------------------------ recursive
+@register_surrogate
+class RecursiveCoKriging(_MultiFidelityModel):
+    """Le Gratiet--Garnier recursive co-kriging: one GP per level.
+
+    Level 0 is an ordinary GP; level ``t`` models
+    ``f_t(x) = rho_t(x) f_{t-1}(x) + delta_t(x)`` with ``delta_t`` a GP with a
+    constant mean and ``rho_t`` constant (``rho="constant"``) or linear in the
+    scaled ``x`` (``rho="linear"``). At level ``t`` the trend coefficients and
+    kernel hyperparameters are fitted by maximum (marginal) likelihood given
+    ``f_{t-1}`` at the level's inputs: the lower level's observations where the
+    design is nested, its posterior mean elsewhere (approximation for
+    non-nested designs: that mean's uncertainty is ignored in the fit).
+
+    Prediction uses the recursion ``m_t = rho_t m_{t-1} + m_delta``,
+    ``C_t = rho_t rho_t^T o C_{t-1} + C_delta``, exact for nested designs.
+    ``rho`` uncertainty (a plug-in estimate) is not propagated.
+    """
+
+    def __init__(self, dataset: Dataset, rho: str = "constant", **options: Any):
+        if rho not in ("constant", "linear"):
+            raise ValueError(f"rho must be 'constant' or 'linear', got {rho!r}")
+        self.rho_form = rho
+        super().__init__(dataset, **options)
+
+    def _extra_config(self):
+        return {"rho": self.rho_form}
+
+    def _lower_at(self, t: int, x: Tensor, levels) -> Tensor:
+        """``f_{t-1}`` at the level-``t`` inputs (observations if nested)."""
+        xl, yl = levels[t - 1]
+        vals, found = _nested_lower_values(x, xl, yl)
+        if not found.all():
+            with torch.no_grad():
+                m, _ = self._level_marginals(x[~found], t - 1)
+            vals = vals.clone()
+            vals[~found] = m
+        return vals
+
+    def _build(self):
+        d = self.d
+        levels = self._train_levels()
+        gps = []
+        for t, (x, y) in enumerate(levels):
+            if t == 0:
+                mean = ConstantMean()
+                tx = x
+            else:
+                mean = _RhoTrendMean(d, self.rho_form == "linear")
+                # placeholder z (set to the real values in _fit / after loading)
+                tx = torch.cat([x, torch.zeros_like(x[:, :1])], -1)
+            kern = _scaled(_matern(d, active_dims=range(d)))
+            gps.append(_ExactGP(tx, y, _gaussian_likelihood(), mean, kern).to(DTYPE))
+        self.gps = torch.nn.ModuleList(gps)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        out = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self._set_train_z()
+        return out
+
+    def _set_train_z(self):
+        levels = self._train_levels()
+        for t in range(1, self.num_fidelities):
+            x, y = levels[t]
+            z = self._lower_at(t, x, levels)
+            self.gps[t].set_train_data(torch.cat([x, z.unsqueeze(-1)], -1), y, strict=False)
+
+    def _fit(self):
+        levels = self._train_levels()
+        for t, gp in enumerate(self.gps):
+            if t > 0:
+                x, y = levels[t]
+                z = self._lower_at(t, x, levels)
+                gp.set_train_data(torch.cat([x, z.unsqueeze(-1)], -1), y, strict=False)
+                # GLS-like start: least squares of y on [1, z]
+                A = torch.stack([torch.ones_like(z), z], -1)
+                coef = torch.linalg.lstsq(A, y.unsqueeze(-1)).solution.squeeze(-1)
+                with torch.no_grad():
+                    gp.mean_module.beta.fill_(coef[0])
+                    gp.mean_module.rho0.fill_(coef[1])
+                start = {k: v.clone() for k, v in gp.mean_module.state_dict().items()}
+
+                def hook(g, r, start=start):
+                    g.mean_module.load_state_dict(start)
+            else:
+                hook = None
+            _fit_gp(gp, self.restarts, self.seed + t, hook)
+
+    def _noise(self, level):
+        noise = torch.stack([gp.likelihood.noise.reshape(()) for gp in self.gps])
+        return noise[level]
+
+    def _level_marginals(self, x: Tensor, t: int) -> tuple[Tensor, Tensor]:
+        """Mean and variance of ``f_t`` at scaled ``x`` (``n x d``)."""
+        m, v = self.gps[0].predict(x, full_cov=False)
+        for s in range(1, t + 1):
+            gp = self.gps[s]
+            md, vd = gp.predict(torch.cat([x, m.unsqueeze(-1)], -1), full_cov=False)
+            r = gp.mean_module.rho(x)
+            m, v = md, r.pow(2) * v + vd
+        return m, v
+
+    def _latent(self, x, level):
+        # g = each point's value frozen at its own level: g_t = D g_{t-1} + M delta_t
+        mean_u, cov = self.gps[0].predict(x)  # unfrozen mean of f_0 and C_0
+        mean_g = mean_u
+        for t in range(1, int(level.max()) + 1):
+            gp = self.gps[t]
+            md, cd = gp.predict(torch.cat([x, mean_u.unsqueeze(-1)], -1))
+            r = gp.mean_module.rho(x)
+            active = level >= t
+            D = torch.where(active, r, torch.ones_like(r))
+            Mk = active.to(x)
+            delta_mean = md - r * mean_u
+            mean_g = D * mean_g + Mk * delta_mean
+            cov = D.unsqueeze(-1) * cov * D.unsqueeze(-2) + Mk.unsqueeze(-1) * cd * Mk.unsqueeze(-2)
+            mean_u = md
+        return mean_g, cov
+
+    @property
+    def rho(self) -> list[Tensor]:
+        """Per upper level the trend coefficients ``[a_0]`` or ``[a_0, a...]``
+        (``rho(x) = a_0 + a^T (x_scaled - 0.5)``)."""
+        out = []
+        for gp in self.gps[1:]:
+            mm = gp.mean_module
+            out.append(
+                torch.cat([mm.rho0.detach().reshape(1), mm.rho_lin.detach()]) if mm.linear
+                else mm.rho0.detach().reshape(1)
+            )
+        return out
+
+
+# ----------------------------------------------------------------- NARGP
+@register_surrogate
+class NARGP(_MultiFidelityModel):
+    """Nonlinear autoregressive GP (Perdikaris et al. 2017).
+
+    Level ``t >= 1`` is a GP on ``[x, f_{t-1}(x)]`` with kernel
+    ``k_rho(x, x') k_f(f, f') + k_delta(x, x')`` (ARD Matern-5/2 in ``x``,
+    Matern-5/2 in ``f``), trained on the lower level's observations at its
+    inputs (nested designs) or its posterior mean (elsewhere).
+
+    The posterior at level ``t`` integrates over the lower levels by Monte
+    Carlo with ``num_samples`` fixed quasi-random base samples: per point, the
+    mean and variance follow from the law of total variance; the correlation
+    between the ``q`` points of a batch from joint samples. The result is
+    moment-matched to a Gaussian (differentiable in ``X``).
+    """
+
+    def __init__(self, dataset: Dataset, num_samples: int = 128, **options: Any):
+        if int(num_samples) < 2:
+            raise ValueError(f"num_samples must be >= 2, got {num_samples}")
+        self.num_samples = int(num_samples)
+        super().__init__(dataset, **options)
+        eng = NormalQMCEngine(d=self.num_fidelities, seed=12345)
+        self.register_buffer("base_samples", eng.draw(self.num_samples, dtype=DTYPE), persistent=False)
+
+    def _extra_config(self):
+        return {"num_samples": self.num_samples}
+
+    def _build(self):
+        d = self.d
+        levels = self._train_levels()
+        gps = []
+        xd = list(range(d))
+        for t, (x, y) in enumerate(levels):
+            if t == 0:
+                kern = _scaled(_matern(d, active_dims=xd))
+                tx = x
+            else:
+                k_rho = _scaled(_matern(d, active_dims=xd))
+                k_f = _matern(1, active_dims=[d])
+                kern = k_rho * k_f + _scaled(_matern(d, active_dims=xd), scale_prior_rate=2.0)
+                tx = torch.cat([x, torch.zeros_like(x[:, :1])], -1)
+            gps.append(_ExactGP(tx, y, _gaussian_likelihood(), ConstantMean(), kern).to(DTYPE))
+        self.gps = torch.nn.ModuleList(gps)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        out = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self._set_train_z()
+        return out
+
+    def _lower_at(self, t, x, levels):
+        xl, yl = levels[t - 1]
+        vals, found = _nested_lower_values(x, xl, yl)
+        if not found.all():
+            with torch.no_grad():
+                m, _ = self._marginals(x[~found], torch.full_like(x[~found, 0], t - 1).long())
+            vals = vals.clone()
+            vals[~found] = m
+        return vals
+
+    def _set_train_z(self):
+        levels = self._train_levels()
+        for t in range(1, self.num_fidelities):
+            x, y = levels[t]
+            z = self._lower_at(t, x, levels)
+            self.gps[t].set_train_data(torch.cat([x, z.unsqueeze(-1)], -1), y, strict=False)
+
+    def _fit(self):
+        levels = self._train_levels()
+        for t, gp in enumerate(self.gps):
+            if t > 0:
+                x, y = levels[t]
+                z = self._lower_at(t, x, levels)
+                gp.set_train_data(torch.cat([x, z.unsqueeze(-1)], -1), y, strict=False)
+            _fit_gp(gp, self.restarts, self.seed + t)
+
+    def _noise(self, level):
+        noise = torch.stack([gp.likelihood.noise.reshape(()) for gp in self.gps])
+        return noise[level]
+
+    def _marginals(self, x: Tensor, level: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-point mean and variance (``... x q``) of ``f_level(x)``.
+
+        Every point uses the same base samples, so a point's marginal does not
+        depend on the other points of its batch.
+        """
+        m0, v0 = self.gps[0].predict(x, full_cov=False)
+        mean, var = m0, v0
+        top = int(level.max())
+        if top == 0:
+            return mean, var
+        S = self.num_samples
+        z = self.base_samples.to(x)  # S x L
+        # samples of f_0 at every point: S x ... x q
+        shape = (S,) + (1,) * m0.dim()
+        f_prev = m0 + v0.sqrt() * z[:, 0].reshape(shape)
+        xs = x.unsqueeze(0).expand((S,) + x.shape)
+        for t in range(1, top + 1):
+            inp = torch.cat([xs, f_prev.unsqueeze(-1)], -1)  # S x ... x q x (d+1)
+            # one-point batches: only marginals are needed here
+            mt, vt = self.gps[t].predict(inp.unsqueeze(-2), full_cov=False)
+            mt, vt = mt.squeeze(-1), vt.squeeze(-1)
+            m_t = mt.mean(0)
+            v_t = vt.mean(0) + mt.var(0, correction=0)
+            at = level == t
+            mean = torch.where(at, m_t, mean)
+            var = torch.where(at, v_t, var)
+            f_prev = mt + vt.sqrt() * z[:, t].reshape(shape)
+        return mean, var.clamp_min(1e-12)
+
+    def _latent(self, x, level):
+        mean, var = self._marginals(x, level)
+        q = x.shape[-2]
+        if q == 1:
+            return mean, var.unsqueeze(-1)
+        if int(level.max()) == 0:
+            m0, c0 = self.gps[0].predict(x)
+            return m0, c0
+        # correlation from joint samples through the levels
+        S = self.num_samples
+        g = torch.Generator().manual_seed(0)
+        # joint base samples (fixed): S x L x q
+        zj = torch.randn(S, self.num_fidelities, q, generator=g, dtype=DTYPE).to(x)
+        m0, c0 = self.gps[0].predict(x)
+        L0 = psd_safe_cholesky(c0)
+        bshape = x.shape[:-2]
+        zt = zj[:, 0].reshape((S,) + (1,) * len(bshape) + (q,))
+        f = m0 + (L0.unsqueeze(0) @ zt.unsqueeze(-1)).squeeze(-1)  # S x ... x q
+        out = torch.where(level == 0, f, torch.zeros_like(f))
+        xs = x.unsqueeze(0).expand((S,) + x.shape)
+        for t in range(1, int(level.max()) + 1):
+            inp = torch.cat([xs, f.unsqueeze(-1)], -1)
+            mt, ct = self.gps[t].predict(inp)
+            Lt = psd_safe_cholesky(ct)
+            zt = zj[:, t].reshape((S,) + (1,) * len(bshape) + (q,))
+            f = mt + (Lt @ zt.unsqueeze(-1)).squeeze(-1)
+            out = torch.where(level == t, f, out)
+        centered = out - out.mean(0)
+        cov_s = (centered.unsqueeze(-1) * centered.unsqueeze(-2)).mean(0)
+        sd_s = cov_s.diagonal(dim1=-2, dim2=-1).clamp_min(1e-12).sqrt()
+        corr = cov_s / (sd_s.unsqueeze(-1) * sd_s.unsqueeze(-2))
+        sd = var.sqrt()
+        cov = corr * sd.unsqueeze(-1) * sd.unsqueeze(-2)
+        # exact marginals on the diagonal
+        cov = cov - torch.diag_embed(cov.diagonal(dim1=-2, dim2=-1)) + torch.diag_embed(var)
+        return mean, cov
