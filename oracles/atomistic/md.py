@@ -1,0 +1,271 @@
+r"""Finite-temperature molecular dynamics for the elastic-constant oracle.
+
+Protocol of :func:`finite_temperature_elastic_constants` (fidelity 1):
+
+1. Lattice parameter at ``T``: Langevin NVT of a ``size^3`` conventional
+   supercell; the mean pressure (virial plus kinetic) of each stage corrects
+   the lattice parameter by ``da/a = p / (3 B)`` with the static bulk modulus,
+   ``n_lattice_iter`` times (fixed-point iteration towards zero pressure;
+   since ``B(T) < B(0)`` it under-corrects and does not oscillate).
+2. The equilibrated state is saved. For each of ``n_axes`` strain patterns
+   ``eps * (e_k + e_yz + e_xz + e_xy)`` (a normal strain along axis ``k`` plus
+   all three shears) two runs start from that same state, one under ``+eps``
+   and one under ``-eps``, with the *same* Langevin noise (correlated seeds),
+   so most thermal noise cancels in the difference.
+3. ``C_ij(t) = (sigma_i^+(t) - sigma_i^-(t)) / (2 eps_j)`` sample by sample.
+   For a cubic crystal the pattern's linear response is ``sigma_k = C11 eps``,
+   the two other normal stresses ``C12 eps`` and the three shear stresses
+   ``C44 eps``; even-order anharmonic terms cancel in the ``+-`` difference.
+   The estimates are averaged over the equivalent components and axes
+   (symmetry averaging), and the standard error comes from block averaging
+   of that series.
+
+These are isothermal stress–strain coefficients (fixed-strain NVT averages).
+Units: K, fs, GPa, A.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+from ase import Atoms, units
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from ase.md.verlet import VelocityVerlet
+
+from oracles.atomistic.elastic import born_stability, build_crystal, strained
+from oracles.atomistic.engines import EngineSpec, engine_name, make_calculator
+from oracles.exceptions import CalculationFailed, InvalidInput
+
+
+def block_average(x: np.ndarray, n_blocks: int = 20) -> tuple[float, float]:
+    """Mean and its standard error from ``n_blocks`` contiguous block means.
+
+    Args:
+        x: ``n`` samples of a (correlated) time series; a tail of fewer than a
+            block is dropped.
+        n_blocks: number of blocks; each must be longer than the correlation
+            time for the error to be honest.
+
+    Returns:
+        ``(mean, standard error)`` of the blocked samples.
+    """
+    x = np.asarray(x, dtype=float).ravel()
+    if n_blocks < 2 or x.size < n_blocks:
+        raise InvalidInput(f"need at least 2 blocks and one sample per block, got {n_blocks} blocks for {x.size} samples")
+    m = x.size // n_blocks
+    means = x[: m * n_blocks].reshape(n_blocks, m).mean(axis=1)
+    return float(means.mean()), float(means.std(ddof=1) / math.sqrt(n_blocks))
+
+
+def stress_gpa(atoms: Atoms) -> np.ndarray:
+    """``6`` instantaneous stress in GPa including the kinetic (ideal-gas) part."""
+    return atoms.get_stress(voigt=True, include_ideal_gas=True) / units.GPa
+
+
+def make_langevin(atoms: Atoms, temperature: float, timestep: float, friction: float, seed: int) -> Langevin:
+    """ASE Langevin integrator; ``timestep`` in fs, ``friction`` in 1/fs."""
+    return Langevin(
+        atoms,
+        timestep * units.fs,
+        temperature_K=temperature,
+        friction=friction / units.fs,
+        fixcm=False,
+        rng=np.random.default_rng(seed),
+    )
+
+
+def sample_stress(dyn, atoms: Atoms, n_steps: int, sample_every: int) -> np.ndarray:
+    """Run ``n_steps`` and return ``n_steps // sample_every x 6`` stresses (GPa)."""
+    n = n_steps // sample_every
+    out = np.empty((n, 6))
+    for i in range(n):
+        dyn.run(sample_every)
+        out[i] = stress_gpa(atoms)
+    if not np.isfinite(out).all():
+        raise CalculationFailed("non-finite stress during MD (atoms too close or engine failure)")
+    return out
+
+
+def nve_energy_trace(
+    atoms: Atoms, temperature: float, timestep: float, n_steps: int, seed: int = 0, every: int = 10
+) -> np.ndarray:
+    """Total energy per atom (eV) every ``every`` steps of a velocity-Verlet NVE run.
+
+    Velocities start from a Maxwell–Boltzmann distribution at ``temperature``
+    without centre-of-mass motion; ``atoms`` needs a calculator.
+    """
+    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=np.random.default_rng(seed))
+    Stationary(atoms)
+    dyn = VelocityVerlet(atoms, timestep * units.fs)
+    e = [atoms.get_total_energy() / len(atoms)]
+    for _ in range(n_steps // every):
+        dyn.run(every)
+        e.append(atoms.get_total_energy() / len(atoms))
+    return np.asarray(e)
+
+
+def rms_displacement(atoms: Atoms, ref_scaled: np.ndarray) -> float:
+    """RMS distance (A) of atoms from their lattice sites, drift removed."""
+    d = atoms.get_scaled_positions(wrap=False) - ref_scaled
+    d -= np.round(d)
+    d -= d.mean(axis=0)
+    cart = d @ atoms.cell.array
+    return float(np.sqrt((cart**2).sum(axis=1).mean()))
+
+
+def finite_temperature_elastic_constants(
+    element: str,
+    structure: str,
+    temperature: float,
+    a_static: float,
+    bulk_modulus: float,
+    hydrostatic_strain: float = 0.0,
+    engine: EngineSpec = "default",
+    engine_params: dict[str, Any] | None = None,
+    size: int = 5,
+    timestep: float = 5.0,
+    n_steps: int = 2000,
+    n_equil: int = 400,
+    n_lattice_iter: int = 3,
+    lattice_steps: int = 800,
+    strain: float = 0.01,
+    friction: float = 0.02,
+    sample_every: int = 4,
+    n_blocks: int = 20,
+    n_axes: int = 3,
+    seed: int = 0,
+    lindemann: float = 0.2,
+) -> dict[str, Any]:
+    """Isothermal ``C11, C12, C44`` (GPa) and lattice parameter (A) at ``temperature``.
+
+    See the module docstring for the protocol. ``bulk_modulus`` (GPa, static is
+    fine) scales the lattice-parameter correction.
+
+    Returns:
+        dict with ``C11, C12, C44, a`` and their standard errors ``*_se``, the
+        zero-pressure lattice parameter ``a_T``, the residual ``pressure`` and
+        its ``pressure_se`` (GPa), ``n_atoms``, ``atom_steps``, ``md_time``
+        (s) and the protocol settings.
+
+    Raises:
+        InvalidInput: non-positive temperature or settings.
+        CalculationFailed: the crystal melted (RMS displacement above
+            ``lindemann`` x the nearest-neighbour distance) or is unstable.
+    """
+    if not (temperature > 0 and math.isfinite(temperature)):
+        raise InvalidInput(f"temperature must be positive (K) for MD, got {temperature}")
+    if not bulk_modulus > 0:
+        raise InvalidInput(f"bulk_modulus must be positive (GPa), got {bulk_modulus}")
+    t0 = time.perf_counter()
+    ss = np.random.SeedSequence(seed)
+    seeds = [int(s.generate_state(1)[0]) for s in ss.spawn(2 + n_axes)]
+
+    unit = build_crystal(element, structure, 1.0, cubic=True)
+    atoms = unit.repeat(size)
+    ref_scaled = atoms.get_scaled_positions().copy()
+    cell1 = atoms.cell.array.copy()  # for a = 1
+    atoms.set_cell(cell1 * a_static, scale_atoms=True)
+    atoms.calc = make_calculator(engine, **(engine_params or {}))
+    nn = a_static * {"fcc": 1 / math.sqrt(2), "bcc": math.sqrt(3) / 2, "sc": 1.0, "diamond": math.sqrt(3) / 4}[structure]
+    B = bulk_modulus
+    atom_steps = 0
+
+    # 1. zero-pressure lattice parameter at T
+    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=np.random.default_rng(seeds[0]))
+    Stationary(atoms)
+    dyn = make_langevin(atoms, temperature, timestep, friction, seeds[1])
+    dyn.run(n_equil)
+    atom_steps += n_equil * len(atoms)
+    a = a_static
+    p_mean = p_se = float("nan")
+    p_history = []
+    for _ in range(max(n_lattice_iter, 1)):
+        S = sample_stress(dyn, atoms, lattice_steps, sample_every)
+        atom_steps += lattice_steps * len(atoms)
+        p_mean, p_se = block_average(-S[:, :3].mean(axis=1), min(n_blocks, len(S)))
+        p_history.append((a, p_mean, p_se))
+        if n_lattice_iter == 0:
+            break
+        a = a * (1.0 + p_mean / (3.0 * B))
+        atoms.set_cell(cell1 * a, scale_atoms=True)
+    a_T = a
+    a_se = a_T * p_se / (3.0 * B)
+
+    # 2. the state the strained runs branch from
+    a_eff = a_T * (1.0 + hydrostatic_strain)
+    atoms.set_cell(cell1 * a_eff, scale_atoms=True)
+    dyn.run(n_equil)
+    atom_steps += n_equil * len(atoms)
+    u_rms = rms_displacement(atoms, ref_scaled)
+    if u_rms > lindemann * nn * (1 + hydrostatic_strain):
+        raise CalculationFailed(
+            f"{element} {structure} is not crystalline at T = {temperature:g} K, hydrostatic strain "
+            f"{hydrostatic_strain:+.4g}: RMS displacement {u_rms:.3f} A exceeds "
+            f"{lindemann} x nearest-neighbour distance (melted or broken)"
+        )
+    cell_ref = atoms.cell.array.copy()
+    pos0, mom0 = atoms.get_positions().copy(), atoms.get_momenta().copy()
+
+    # 3. +- strain runs with shared noise, per axis
+    c11, c12, c44 = [], [], []
+    n_pre = n_equil // 2
+    for k in range(n_axes):
+        pattern = np.zeros(6)
+        pattern[k] = 1.0
+        pattern[3:] = 1.0
+        S = {}
+        for sign in (1, -1):
+            atoms.set_cell(cell_ref, scale_atoms=False)
+            atoms.set_positions(pos0)
+            atoms.set_momenta(mom0)
+            strained(atoms, sign * strain * pattern, cell_ref)
+            d = make_langevin(atoms, temperature, timestep, friction, seeds[2 + k])
+            d.run(n_pre)
+            S[sign] = sample_stress(d, atoms, n_steps, sample_every)
+            atom_steps += (n_pre + n_steps) * len(atoms)
+        D = (S[1] - S[-1]) / (2.0 * strain)  # samples x 6, dsigma_i / deps
+        others = [i for i in range(3) if i != k]
+        c11.append(D[:, k])
+        c12.append(D[:, others].mean(axis=1))
+        c44.append(D[:, 3:].mean(axis=1))
+    nb = min(n_blocks, len(c11[0]))
+    C11, C11_se = block_average(np.mean(c11, axis=0), nb)
+    C12, C12_se = block_average(np.mean(c12, axis=0), nb)
+    C44, C44_se = block_average(np.mean(c44, axis=0), nb)
+    bad = born_stability(C11, C12, C44)
+    if bad is not None:
+        raise CalculationFailed(
+            f"{element} {structure} at T = {temperature:g} K, hydrostatic strain "
+            f"{hydrostatic_strain:+.4g} is mechanically unstable: {bad}"
+        )
+    md_time = time.perf_counter() - t0
+    return {
+        "C11": C11,
+        "C12": C12,
+        "C44": C44,
+        "a": a_eff,
+        "C11_se": C11_se,
+        "C12_se": C12_se,
+        "C44_se": C44_se,
+        "a_se": a_se * (1.0 + hydrostatic_strain),
+        "a_T": a_T,
+        "pressure": p_mean,
+        "pressure_se": p_se,
+        "lattice_iterations": [list(t) for t in p_history],
+        "rms_displacement": u_rms,
+        "n_atoms": len(atoms),
+        "atom_steps": int(atom_steps),
+        "md_time": md_time,
+        "us_per_atom_step": md_time / atom_steps * 1e6,
+        "temperature": temperature,
+        "timestep_fs": timestep,
+        "n_steps": n_steps,
+        "strain": strain,
+        "n_axes": n_axes,
+        "n_blocks": nb,
+        "engine": engine_name(engine),
+    }
