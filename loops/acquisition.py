@@ -1,0 +1,349 @@
+"""Candidate generators: BoTorch acquisitions optimized with ``optimize_acqf``.
+
+:func:`propose` returns ``k x D`` candidates (``D = d`` plus a trailing
+fidelity column for multi-fidelity oracles) given the fitted model, the data
+and the points still running (``X_pending``: they are conditioned on, so the
+new points go elsewhere and no worker waits for the model).
+
+* optimize: ``qLogNEI`` (constraints through the sample-space constraint
+  callables), ``qLogNEHVI`` (multi-objective), ``qMFKG`` (multi-fidelity
+  knowledge gradient weighted by the inverse cost of each fidelity level);
+* learn: ``qNIPV`` (integrated posterior variance over Sobol points) and
+  ``max_variance`` (greedy maximum posterior variance given pending points,
+  and for multi-fidelity the variance reduction at the target fidelity per
+  unit cost);
+* ``sobol``: the continuation of a scrambled Sobol sequence (the baseline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from botorch.acquisition import (
+    AcquisitionFunction,
+    FixedFeatureAcquisitionFunction,
+    PosteriorMean,
+    qLogNoisyExpectedImprovement,
+)
+from botorch.acquisition.active_learning import qNegIntegratedPosteriorVariance
+from botorch.acquisition.cost_aware import InverseCostWeightedUtility
+from botorch.acquisition.knowledge_gradient import qMultiFidelityKnowledgeGradient
+from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
+from botorch.acquisition.multi_objective.objective import WeightedMCMultiOutputObjective
+from botorch.acquisition.objective import LinearMCObjective, ScalarizedPosteriorTransform
+from botorch.acquisition.utils import project_to_target_fidelity
+from botorch.models.deterministic import DeterministicModel
+from botorch.models.model import Model
+from botorch.optim import optimize_acqf, optimize_acqf_mixed
+from botorch.utils.multi_objective.hypervolume import infer_reference_point
+from botorch.utils.transforms import t_batch_mode_transform
+from torch import Tensor
+from torch.quasirandom import SobolEngine
+
+
+@dataclass
+class Problem:
+    """What the candidate generator needs to know about the campaign.
+
+    Attributes:
+        bounds: ``2 x d`` design bounds (no fidelity column).
+        objective_idx: model outputs that are objectives.
+        signs: ``+1`` to maximize, ``-1`` to minimize, per objective.
+        constraints: ``(output index, lower, upper)`` triples.
+        num_fidelities: levels of the oracle (1: single fidelity).
+        target_fidelity: level the design is for.
+        costs: cost per level.
+        output_scale: ``m`` typical output variances (weights of learn mode).
+    """
+
+    bounds: Tensor
+    objective_idx: list[int]
+    signs: list[float]
+    constraints: list[tuple[int, float | None, float | None]]
+    num_fidelities: int = 1
+    target_fidelity: int = 0
+    costs: tuple[float, ...] = (1.0,)
+    output_scale: Tensor | None = None
+    ref_point: list[float] | None = None
+
+    @property
+    def d(self) -> int:
+        return self.bounds.shape[-1]
+
+    @property
+    def multi_fidelity(self) -> bool:
+        return self.num_fidelities > 1
+
+    @property
+    def model_bounds(self) -> Tensor:
+        """``2 x D`` bounds including the fidelity column."""
+        if not self.multi_fidelity:
+            return self.bounds
+        fb = torch.tensor([[0.0], [float(self.num_fidelities - 1)]], dtype=self.bounds.dtype)
+        return torch.cat([self.bounds, fb], dim=-1)
+
+
+class LevelCostModel(DeterministicModel):
+    """Cost of a point from its fidelity level (last column), linear between levels.
+
+    ``forward(X)``: ``batch x q x D -> batch x q x 1``.
+    """
+
+    def __init__(self, costs: tuple[float, ...]):
+        super().__init__()
+        self.register_buffer("costs", torch.tensor(costs, dtype=torch.float64))
+        self._num_outputs = 1
+
+    def forward(self, X: Tensor) -> Tensor:
+        s = X[..., -1].clamp(0, len(self.costs) - 1)
+        lo = s.floor().long().clamp(max=len(self.costs) - 1)
+        hi = (lo + 1).clamp(max=len(self.costs) - 1)
+        w = s - lo.to(s)
+        return ((1 - w) * self.costs[lo] + w * self.costs[hi]).unsqueeze(-1)
+
+
+def _constraint_callables(problem: Problem) -> list[Callable[[Tensor], Tensor]]:
+    cons = []
+    for j, lo, hi in problem.constraints:
+        if hi is not None:
+            cons.append(lambda Z, j=j, hi=hi: Z[..., j] - hi)
+        if lo is not None:
+            cons.append(lambda Z, j=j, lo=lo: lo - Z[..., j])
+    return cons
+
+
+def _weights(problem: Problem, m: int) -> Tensor:
+    w = torch.zeros(m, dtype=torch.float64)
+    for j, s in zip(problem.objective_idx, problem.signs, strict=True):
+        w[j] = s
+    return w
+
+
+class MaxVariance(AcquisitionFunction):
+    """Posterior variance at ``x`` given that the pending points will be observed.
+
+    For a GP the variance after observing ``P`` does not depend on the values
+    observed, so it is the Schur complement of the joint posterior covariance
+    of ``[P, x]`` (plus the observation noise on ``P``). With ``target`` set,
+    the candidate carries a fidelity column and the utility is the reduction
+    of the variance at ``(x, target)`` per unit cost of observing ``(x, level)``.
+    Outputs are summed with weights ``1 / output_scale``.
+    """
+
+    def __init__(self, model: Model, weights: Tensor, noise: Tensor, X_pending: Tensor | None = None,
+                 target: int | None = None, cost_model: LevelCostModel | None = None):
+        super().__init__(model)
+        self.register_buffer("w", weights)
+        self.register_buffer("noise", noise)
+        self.target = target
+        self.cost_model = cost_model
+        self.set_X_pending(X_pending)
+
+    def _cond_var(self, Xj: Tensor, n_pend: int, extra_noise: Tensor) -> Tensor:
+        """``b x m`` variance of the last point(s) given observations of the first ``n_pend + extra``."""
+        post = self.model.posterior(Xj)
+        cov = post.distribution.covariance_matrix if self.model.num_outputs == 1 else None
+        if cov is None:
+            # multi-output: b x (n m) x (n m) interleaved -> per output blocks
+            mvn = post.distribution
+            full = mvn.covariance_matrix
+            n = Xj.shape[-2]
+            m = self.model.num_outputs
+            full = full.reshape(*full.shape[:-2], n, m, n, m)
+            cov = torch.stack([full[..., :, k, :, k] for k in range(m)], dim=-3)  # b x m x n x n
+        else:
+            cov = cov.unsqueeze(-3)  # b x 1 x n x n
+        return cov, extra_noise
+
+    @t_batch_mode_transform(expected_q=1)
+    def forward(self, X: Tensor) -> Tensor:
+        b = X.shape[0]
+        if self.target is None:
+            P = self.X_pending
+            parts = [X] if P is None else [P.expand(b, *P.shape), X]
+            Xj = torch.cat(parts, dim=-2)
+            cov, _ = self._cond_var(Xj, 0, None)
+            nP = Xj.shape[-2] - 1
+            v = cov[..., -1, -1]
+            if nP > 0:
+                K = cov[..., :nP, :nP] + torch.diag_embed(self.noise.view(1, -1, 1).expand(b, -1, nP)) \
+                    + 1e-8 * torch.eye(nP, dtype=X.dtype)
+                k = cov[..., :nP, -1:]
+                v = v - (k.transpose(-1, -2) @ torch.linalg.solve(K, k)).squeeze(-1).squeeze(-1)
+            return (v.clamp_min(0) * self.w).sum(-1)
+        # multi-fidelity: reduction of variance at (x, target) by observing (x, level) (+ pending)
+        xt = X.clone()
+        xt[..., -1] = float(self.target)
+        P = self.X_pending
+        parts = ([] if P is None else [P.expand(b, *P.shape)]) + [X, xt]
+        Xj = torch.cat(parts, dim=-2)
+        cov, _ = self._cond_var(Xj, 0, None)
+        n_obs = Xj.shape[-2] - 1
+        K = cov[..., :n_obs, :n_obs] + torch.diag_embed(self.noise.view(1, -1, 1).expand(b, -1, n_obs)) \
+            + 1e-8 * torch.eye(n_obs, dtype=X.dtype)
+        k = cov[..., :n_obs, -1:]
+        red_all = (k.transpose(-1, -2) @ torch.linalg.solve(K, k)).squeeze(-1).squeeze(-1)
+        if n_obs > 1:
+            Kp, kp = K[..., :-1, :-1], k[..., :-1, :]
+            red_pend = (kp.transpose(-1, -2) @ torch.linalg.solve(Kp, kp)).squeeze(-1).squeeze(-1)
+        else:
+            red_pend = torch.zeros_like(red_all)
+        gain = ((red_all - red_pend).clamp_min(0) * self.w).sum(-1)
+        cost = self.cost_model(X).reshape(b)
+        return gain / cost
+
+
+def sobol_points(bounds: Tensor, n: int, seed: int, skip: int = 0) -> Tensor:
+    """Points ``skip .. skip + n`` of a scrambled Sobol sequence, ``n x d`` in ``bounds``."""
+    d = bounds.shape[-1]
+    eng = SobolEngine(d, scramble=True, seed=seed)
+    if skip:
+        eng.fast_forward(skip)
+    u = eng.draw(n, dtype=torch.float64)
+    return bounds[0] + (bounds[1] - bounds[0]) * u
+
+
+def _optimize(acqf, problem: Problem, q: int, cfg, fixed_levels: bool, sequential: bool = False) -> Tensor:
+    opts = {"batch_limit": 8, "maxiter": cfg.maxiter}
+    if fixed_levels and problem.multi_fidelity:
+        fl = [{problem.d: float(k)} for k in range(problem.num_fidelities)]
+        cand, _ = optimize_acqf_mixed(
+            acqf, bounds=problem.model_bounds, q=q, num_restarts=cfg.num_restarts,
+            raw_samples=cfg.raw_samples, fixed_features_list=fl, options=opts,
+        )
+        return cand.detach()
+    cand, _ = optimize_acqf(
+        acqf, bounds=problem.bounds if not problem.multi_fidelity else problem.model_bounds, q=q,
+        num_restarts=cfg.num_restarts, raw_samples=cfg.raw_samples, options=opts, sequential=sequential,
+    )
+    return cand.detach()
+
+
+def propose(
+    name: str,
+    model: Model | None,
+    problem: Problem,
+    train_X: Tensor,
+    train_Y: Tensor,
+    q: int,
+    cfg,
+    X_pending: Tensor | None = None,
+    noise: Tensor | None = None,
+    seed: int = 0,
+    sobol_skip: int = 0,
+) -> Tensor:
+    """Next ``q x D`` points to evaluate.
+
+    Args:
+        name: acquisition name (config ``acquisition.name``).
+        model: fitted model over ``D`` columns (None for ``sobol``).
+        problem: bounds, objectives, constraints, fidelities.
+        train_X: ``n x D`` observed inputs; train_Y: ``n x m`` outputs.
+        q: number of points.
+        cfg: the ``acquisition`` config table.
+        X_pending: ``p x D`` points being evaluated.
+        noise: ``m`` observation noise variances (for ``max_variance``).
+        seed: seeds the optimizer's random restarts and MC samplers.
+        sobol_skip: how many Sobol points the campaign has used.
+    """
+    torch.manual_seed(seed)
+    if name == "sobol":
+        X = sobol_points(problem.bounds, q, seed=problem_seed(seed), skip=sobol_skip)
+        if problem.multi_fidelity:
+            X = torch.cat([X, torch.full((q, 1), float(problem.target_fidelity), dtype=X.dtype)], -1)
+        return X
+    assert model is not None
+    m = train_Y.shape[-1]
+    if name == "qLogNEI":
+        w = _weights(problem, m)
+        X_base = train_X
+        acqf = qLogNoisyExpectedImprovement(
+            model, X_baseline=X_base, objective=LinearMCObjective(w),
+            constraints=_constraint_callables(problem) or None, X_pending=X_pending, prune_baseline=True,
+            cache_root=False,
+        )
+        if problem.multi_fidelity:
+            # optimize the design at the target fidelity
+            acqf = FixedFeatureAcquisitionFunction(acqf, problem.d + 1, [problem.d], [float(problem.target_fidelity)])
+            cand = _optimize(acqf, problem, q, cfg, fixed_levels=False)
+            return torch.cat([cand, torch.full((q, 1), float(problem.target_fidelity), dtype=cand.dtype)], -1)
+        return _optimize(acqf, problem, q, cfg, fixed_levels=False)
+    if name == "qLogNEHVI":
+        idx = problem.objective_idx
+        signs = torch.tensor(problem.signs, dtype=torch.float64)
+        obj = WeightedMCMultiOutputObjective(weights=signs, outcomes=idx, num_outcomes=m)
+        Ys = train_Y[:, idx] * signs
+        ref = problem.ref_point
+        ref = torch.tensor(ref, dtype=torch.float64) if ref is not None else infer_reference_point(Ys)
+        acqf = qLogNoisyExpectedHypervolumeImprovement(
+            model, ref_point=ref, X_baseline=train_X, objective=obj,
+            constraints=_constraint_callables(problem) or None, X_pending=X_pending, prune_baseline=True,
+            cache_root=False,
+        )
+        return _optimize(acqf, problem, q, cfg, fixed_levels=False, sequential=q > 1)
+    if name == "qMFKG":
+        if not problem.multi_fidelity:
+            raise ValueError("acquisition.name = 'qMFKG' needs an oracle with several fidelities")
+        D = problem.d + 1
+        target = {problem.d: float(problem.target_fidelity)}
+        w = _weights(problem, m)
+        post_tf = ScalarizedPosteriorTransform(weights=w)
+        cur = FixedFeatureAcquisitionFunction(
+            PosteriorMean(model, posterior_transform=post_tf), D, [problem.d], [float(problem.target_fidelity)]
+        )
+        _, current_value = optimize_acqf(
+            cur, bounds=problem.bounds, q=1, num_restarts=cfg.num_restarts, raw_samples=cfg.raw_samples,
+            options={"batch_limit": 8, "maxiter": cfg.maxiter},
+        )
+        cost_model = LevelCostModel(problem.costs)
+        acqf = qMultiFidelityKnowledgeGradient(
+            model, num_fantasies=cfg.num_fantasies, current_value=current_value.detach(),
+            cost_aware_utility=InverseCostWeightedUtility(cost_model=cost_model),
+            project=lambda X: project_to_target_fidelity(X=X, target_fidelities=target, d=D),
+            posterior_transform=post_tf, X_pending=X_pending,
+        )
+        return _optimize(acqf, problem, q, cfg, fixed_levels=True)
+    weights = _learn_weights(problem, m)
+    if name == "qNIPV":
+        mc = sobol_points(problem.bounds, cfg.mc_points, seed=seed + 7)
+        if problem.multi_fidelity:
+            mc = torch.cat([mc, torch.full((mc.shape[0], 1), float(problem.target_fidelity), dtype=mc.dtype)], -1)
+        acqf = qNegIntegratedPosteriorVariance(
+            model, mc_points=mc, X_pending=X_pending,
+            posterior_transform=ScalarizedPosteriorTransform(weights=weights.sqrt()) if m > 1 else None,
+        )
+        if problem.multi_fidelity:
+            acqf = FixedFeatureAcquisitionFunction(acqf, problem.d + 1, [problem.d], [float(problem.target_fidelity)])
+            cand = _optimize(acqf, problem, q, cfg, fixed_levels=False)
+            return torch.cat([cand, torch.full((q, 1), float(problem.target_fidelity), dtype=cand.dtype)], -1)
+        return _optimize(acqf, problem, q, cfg, fixed_levels=False)
+    if name == "max_variance":
+        noise = noise if noise is not None else torch.zeros(m, dtype=torch.float64)
+        chosen: list[Tensor] = []
+        for _ in range(q):
+            pend = [X_pending] if X_pending is not None else []
+            P = torch.cat(pend + chosen, dim=-2) if (pend or chosen) else None
+            if problem.multi_fidelity:
+                acqf = MaxVariance(model, weights, noise, P, target=problem.target_fidelity,
+                                   cost_model=LevelCostModel(problem.costs))
+                c = _optimize(acqf, problem, 1, cfg, fixed_levels=True)
+            else:
+                acqf = MaxVariance(model, weights, noise, P)
+                c = _optimize(acqf, problem, 1, cfg, fixed_levels=False)
+            chosen.append(c.reshape(1, -1))
+        return torch.cat(chosen, dim=-2)
+    raise ValueError(f"acquisition.name = {name!r} is not known")
+
+
+def _learn_weights(problem: Problem, m: int) -> Tensor:
+    """Weights making the outputs' variances comparable (1 / typical variance)."""
+    if problem.output_scale is None:
+        return torch.ones(m, dtype=torch.float64) / m
+    return 1.0 / problem.output_scale.clamp_min(1e-300) / m
+
+
+def problem_seed(seed: int) -> int:
+    """The Sobol seed of a campaign (shared by initial design and the baseline)."""
+    return int(seed) % (2**31)

@@ -1,0 +1,168 @@
+"""Model updater: a small factory of surrogates by name.
+
+``fit_model(name, X, Y, bounds, ...)`` returns a fitted BoTorch ``Model``.
+Names:
+
+* ``singletask_gp`` (default): BoTorch ``SingleTaskGP`` with ``Normalize`` on
+  the bounds and ``Standardize`` on the outputs, fitted by marginal likelihood.
+* ``mf_gp``: BoTorch ``SingleTaskMultiFidelityGP`` over a trailing fidelity column.
+* ``gp``: the project's GP from :mod:`surrogates.gp` when it imports.
+* ``ar1``, ``recursive``, ``nargp``: the co-kriging models of
+  :mod:`surrogates.multifidelity` when they import.
+* ``"module:Class"``: any class with ``from_dataset(dataset, **options)``.
+
+Project surrogates receive a :class:`surrogates.dataset.Dataset` (fidelity
+kept apart from ``X``) and are expected to be BoTorch Models over inputs with a
+trailing fidelity column when they are multi-fidelity.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from typing import Any
+
+import torch
+from botorch.fit import fit_gpytorch_mll
+from botorch.models import SingleTaskGP, SingleTaskMultiFidelityGP
+from botorch.models.model import Model
+from botorch.models.transforms import Normalize, Standardize
+from gpytorch.mlls import ExactMarginalLogLikelihood
+from torch import Tensor
+
+from surrogates.dataset import Dataset
+
+#: name -> import paths of project surrogates, tried in order
+PROJECT_MODELS: dict[str, tuple[str, ...]] = {
+    "gp": ("surrogates.gp:GPSurrogate", "surrogates.gp:ExactGPSurrogate", "surrogates.gp:GP"),
+    "ar1": ("surrogates.multifidelity:AR1CoKriging",),
+    "recursive": ("surrogates.multifidelity:RecursiveCoKriging",),
+    "nargp": ("surrogates.multifidelity:NARGP",),
+}
+BUILTIN = ("singletask_gp", "mf_gp")
+_HYPER = ("likelihood.", "covar_module.", "mean_module.")
+
+
+def model_class(name: str) -> type:
+    paths = PROJECT_MODELS.get(name, (name,) if ":" in name else ())
+    if not paths:
+        raise ValueError(
+            f"model.name = {name!r}; allowed: {sorted(BUILTIN + tuple(PROJECT_MODELS))} or 'module:Class'"
+        )
+    errors = []
+    for path in paths:
+        mod, _, attr = path.partition(":")
+        try:
+            return getattr(importlib.import_module(mod), attr)
+        except (ImportError, AttributeError) as e:
+            errors.append(f"{path}: {e}")
+    raise ImportError(f"model {name!r} is not available ({'; '.join(errors)})")
+
+
+def _fit(model: Model, warm: dict[str, Tensor] | None, refit: bool, maxiter: int) -> Model:
+    if warm is not None:
+        own = model.state_dict()
+        hyper = {k: v for k, v in warm.items() if k.startswith(_HYPER) and k in own and own[k].shape == v.shape}
+        model.load_state_dict(hyper, strict=False)
+    if refit or warm is None:
+        mll = ExactMarginalLogLikelihood(model.likelihood, model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
+            except Exception:  # noqa: BLE001  (keep the warm-started hyperparameters)
+                if warm is None:
+                    raise
+    model.eval()
+    return model
+
+
+def fit_model(
+    name: str,
+    X: Tensor,
+    Y: Tensor,
+    bounds: Tensor,
+    *,
+    Yvar: Tensor | None = None,
+    fidelity_dim: int | None = None,
+    options: dict[str, Any] | None = None,
+    warm: dict[str, Tensor] | None = None,
+    refit: bool = True,
+    names: tuple[tuple[str, ...], tuple[str, ...]] | None = None,
+) -> Model:
+    """Build and fit a surrogate.
+
+    Args:
+        name: factory name (see module docstring).
+        X: ``n x d`` inputs; with fidelities the last column is the level.
+        Y: ``n x m`` outputs (finite).
+        bounds: ``2 x d`` bounds of ``X`` (fidelity column included).
+        Yvar: ``n x m`` observation variances or None.
+        fidelity_dim: index of the fidelity column, or None.
+        options: model options from the config.
+        warm: a previous model's ``state_dict`` to start hyperparameters from.
+        refit: when False and ``warm`` is given, reuse its hyperparameters as they are.
+
+    Returns:
+        A fitted BoTorch ``Model`` in eval mode.
+    """
+    options = dict(options or {})
+    maxiter = int(options.pop("maxiter", 200))
+    d, m = X.shape[-1], Y.shape[-1]
+    if name == "singletask_gp":
+        model = SingleTaskGP(
+            X, Y, train_Yvar=Yvar, input_transform=Normalize(d, bounds=bounds),
+            outcome_transform=Standardize(m), **options,
+        )
+        return _fit(model, warm, refit, maxiter)
+    if name == "mf_gp":
+        if fidelity_dim is None:
+            raise ValueError("model.name = 'mf_gp' needs a multi-fidelity oracle")
+        model = SingleTaskMultiFidelityGP(
+            X, Y, train_Yvar=Yvar, data_fidelities=[fidelity_dim],
+            input_transform=Normalize(d, bounds=bounds), outcome_transform=Standardize(m), **options,
+        )
+        return _fit(model, warm, refit, maxiter)
+    cls = model_class(name)
+    if fidelity_dim is not None:
+        ds = Dataset(X=X[:, :fidelity_dim], Y=Y, Yvar=Yvar, fidelity=X[:, fidelity_dim].round().long())
+    else:
+        ds = Dataset(X=X, Y=Y, Yvar=Yvar)
+    if names is not None:
+        ds.input_names, ds.output_names = names
+    opts = dict(options)
+    try:
+        model = cls.from_dataset(ds, bounds=bounds[:, : ds.d], **opts)
+    except TypeError:
+        model = cls.from_dataset(ds, **opts)
+    model.eval()
+    return model
+
+
+def fit_from_dataset(name: str, dataset: Dataset, bounds: Tensor, options: dict[str, Any] | None = None) -> Model:
+    """Fit factory model ``name`` on a :class:`Dataset` (single fidelity)."""
+    return fit_model(
+        name, dataset.X, dataset.Y, bounds, Yvar=dataset.Yvar, options=options,
+        names=(dataset.input_names or (), dataset.output_names or ()),
+    )
+
+
+def predict(model: Model, X: Tensor) -> tuple[Tensor, Tensor]:
+    """Posterior mean and variance ``n x m`` (latent, original units)."""
+    with torch.no_grad():
+        post = model.posterior(X)
+        return post.mean.detach(), post.variance.detach().clamp_min(0.0)
+
+
+def noise_variance(model: Model, m: int) -> Tensor:
+    """``m`` observation noise variances in original units (zeros when unknown)."""
+    try:
+        noise = model.likelihood.noise.detach().reshape(-1)
+        if noise.numel() == 1:
+            noise = noise.expand(m)
+        ot = getattr(model, "outcome_transform", None)
+        if ot is not None and hasattr(ot, "stdvs"):
+            noise = noise * ot.stdvs.reshape(-1)[:m] ** 2
+        return noise.reshape(m).to(torch.float64)
+    except Exception:  # noqa: BLE001
+        return torch.zeros(m, dtype=torch.float64)
