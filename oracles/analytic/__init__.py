@@ -17,8 +17,24 @@ from oracles.analytic.bounds import (
     voigt_bound,
     voigt_moduli,
 )
+from oracles.analytic.test_functions import (
+    Borehole,
+    Branin,
+    Currin,
+    Forrester,
+    Hartmann6,
+    Park,
+    SyntheticOracle,
+)
 
 __all__ = [
+    "Borehole",
+    "Branin",
+    "Currin",
+    "Forrester",
+    "Hartmann6",
+    "Park",
+    "SyntheticOracle",
     "HSBounds",
     "HashinShtrikmanOracle",
     "MoriTanakaOracle",
