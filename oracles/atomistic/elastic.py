@@ -29,7 +29,7 @@ from ase.data import atomic_numbers, reference_states
 from ase.units import GPa
 from scipy.optimize import brentq
 
-from oracles.atomistic.engines import EngineSpec, engine_name, make_calculator
+from oracles.atomistic.engines import EngineSpec, attach_calculator, engine_name
 from oracles.base import DTYPE, CostModel, Oracle, PointResult, make_bounds
 from oracles.exceptions import CalculationFailed, InvalidInput
 
@@ -166,7 +166,7 @@ def equilibrium_lattice_parameter(
                 f"no tabulated {structure} lattice parameter for {element}; pass a_guess (A)"
             )
     atoms = build_crystal(element, structure, a_guess)
-    atoms.calc = make_calculator(engine, **(engine_params or {}))
+    attach_calculator(atoms, engine, **(engine_params or {}))
     cell1 = atoms.cell.array / a_guess
 
     def p_of(a: float) -> float:
@@ -285,7 +285,7 @@ def static_elastic_constants(
     )
     a_eff = a0 * (1.0 + hydrostatic_strain)
     atoms = build_crystal(element, structure, a_eff, cubic=cubic_cell)
-    atoms.calc = make_calculator(engine, **(engine_params or {}))
+    attach_calculator(atoms, engine, **(engine_params or {}))
     p = pressure(atoms, relax=True, fmax=fmax) / GPa
     C = stress_strain_matrix(atoms, delta=delta, relax=True, fmax=fmax)
     C11, C12, C44 = cubic_constants(C)

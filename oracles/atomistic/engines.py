@@ -119,3 +119,20 @@ def make_calculator(engine: EngineSpec = "default", **params: Any) -> Calculator
 
     params.setdefault("log_file", None)
     return LAMMPSlib(**params)
+
+
+def attach_calculator(atoms, engine: EngineSpec = "default", **params: Any):
+    """Give ``atoms`` a fresh calculator of ``engine``; returns ``atoms``.
+
+    Engines that check the elements when they are attached (asap3) raise
+    here; that becomes an :class:`InvalidInput` naming the elements.
+    """
+    calc = make_calculator(engine, **params)
+    try:
+        atoms.calc = calc
+    except Exception as e:
+        raise InvalidInput(
+            f"engine {engine_name(engine)!r} cannot handle elements "
+            f"{sorted(set(atoms.get_chemical_symbols()))}: {e}"
+        ) from e
+    return atoms

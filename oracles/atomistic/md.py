@@ -37,7 +37,7 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.md.verlet import VelocityVerlet
 
 from oracles.atomistic.elastic import born_stability, build_crystal, strained
-from oracles.atomistic.engines import EngineSpec, engine_name, make_calculator
+from oracles.atomistic.engines import EngineSpec, attach_calculator, engine_name
 from oracles.exceptions import CalculationFailed, InvalidInput
 
 
@@ -169,7 +169,7 @@ def finite_temperature_elastic_constants(
     ref_scaled = atoms.get_scaled_positions().copy()
     cell1 = atoms.cell.array.copy()  # for a = 1
     atoms.set_cell(cell1 * a_static, scale_atoms=True)
-    atoms.calc = make_calculator(engine, **(engine_params or {}))
+    attach_calculator(atoms, engine, **(engine_params or {}))
     nn = a_static * {"fcc": 1 / math.sqrt(2), "bcc": math.sqrt(3) / 2, "sc": 1.0, "diamond": math.sqrt(3) / 4}[structure]
     B = bulk_modulus
     atom_steps = 0

@@ -1,0 +1,345 @@
+r"""Surface energy and rigid decohesion of cubic crystals, with a UBER fit.
+
+* :func:`surface_energy`: :math:`\gamma = (E_\mathrm{slab} - N e_\mathrm{bulk}) / 2A`
+  for the ``(hkl)`` surface (cubic Miller indices), unrelaxed or with the slab
+  positions relaxed.
+* :func:`decohesion_curve`: a periodic ``(hkl)``-oriented crystal is cut at one
+  plane and the two halves are pulled apart rigidly by ``delta`` along the
+  surface normal; :math:`E(\delta) - E(0)` per area rises to the cleavage
+  energy :math:`2\gamma` (unrelaxed).
+* :func:`fit_uber`: the universal binding-energy relation of Rose, Smith and
+  Ferrante, :math:`E(\delta) = 2\gamma\,[1 - (1 + \delta/l)\,e^{-\delta/l}]`
+  (the binding energy :math:`-2\gamma(1+\delta/l)e^{-\delta/l}` shifted to
+  vanish at contact), fitted by least squares; its traction
+  :math:`dE/d\delta = 2\gamma\,\delta\,e^{-\delta/l}/l^2` peaks at
+  :math:`\delta = l` with :math:`\sigma_\max = 2\gamma/(e\,l)`.
+
+Units of results: γ and 2γ in J/m², l and δ in Å, σ_max in GPa.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.build import surface as ase_surface
+from scipy.optimize import least_squares
+
+from oracles.atomistic.elastic import (
+    CUBIC_STRUCTURES,
+    _calc_call,
+    build_crystal,
+    check_element,
+    equilibrium_lattice_parameter,
+    relax_positions,
+)
+from oracles.atomistic.engines import EngineSpec, attach_calculator, engine_name
+from oracles.base import DTYPE, CostModel, Oracle, PointResult, make_bounds
+from oracles.exceptions import CalculationFailed, InvalidInput
+
+#: 1 eV/A^2 in J/m^2
+EV_PER_A2_TO_J_PER_M2 = 16.021766339999996
+#: (J/m^2) / A in GPa
+J_PER_M2_PER_A_TO_GPA = 10.0
+
+
+def check_miller(miller: Sequence[int]) -> tuple[int, int, int]:
+    try:
+        hkl = tuple(int(v) for v in miller)
+        ok = len(hkl) == 3 and all(float(v) == int(v) for v in miller) and any(hkl)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise InvalidInput(f"miller indices must be three integers, not all zero, got {miller!r}")
+    return hkl  # type: ignore[return-value]
+
+
+def surface_normal(cell: np.ndarray) -> np.ndarray:
+    """Unit normal to the first two cell vectors (the surface plane)."""
+    n = np.cross(cell[0], cell[1])
+    return n / np.linalg.norm(n)
+
+
+def oriented_crystal(
+    element: str, structure: str, a: float, miller: Sequence[int], min_thickness: float = 12.0
+) -> Atoms:
+    """A periodic crystal whose first two cell vectors span the ``(hkl)`` plane.
+
+    The cell is repeated along the third vector until it is at least
+    ``min_thickness`` A thick normal to the plane; the cell boundary is then a
+    cut between two atomic planes.
+    """
+    hkl = check_miller(miller)
+    conv = build_crystal(element, structure, a, cubic=True)
+    one = ase_surface(conv, hkl, 1, vacuum=None, periodic=True)
+    period = abs(one.cell[2] @ surface_normal(one.cell.array))
+    layers = max(1, math.ceil(min_thickness / period))
+    atoms = ase_surface(conv, hkl, layers, vacuum=None, periodic=True)
+    atoms.pbc = True
+    return atoms
+
+
+def _open(atoms: Atoms, cell0: np.ndarray, delta: float) -> None:
+    """Open a gap of ``delta`` A at the cell boundary, atoms fixed (rigid halves)."""
+    cell = cell0.copy()
+    cell[2] = cell0[2] + delta * surface_normal(cell0)
+    atoms.set_cell(cell, scale_atoms=False)
+
+
+def _area(cell: np.ndarray) -> float:
+    return float(np.linalg.norm(np.cross(cell[0], cell[1])))
+
+
+def _bulk_energy_per_atom(element: str, structure: str, a: float, engine, engine_params) -> float:
+    b = build_crystal(element, structure, a)
+    attach_calculator(b, engine, **(engine_params or {}))
+    return _calc_call(b.get_potential_energy, "compute the bulk energy") / len(b)
+
+
+def surface_energy(
+    element: str = "Cu",
+    miller: Sequence[int] = (1, 1, 1),
+    structure: str = "fcc",
+    a: float | None = None,
+    engine: EngineSpec = "default",
+    engine_params: dict[str, Any] | None = None,
+    min_thickness: float = 12.0,
+    vacuum: float = 15.0,
+    relax: bool = False,
+    fmax: float = 1e-4,
+) -> dict[str, Any]:
+    """Surface energy of ``(hkl)`` from a slab and the bulk at lattice parameter ``a``.
+
+    Args:
+        a: lattice parameter (A); None for the static zero-pressure one.
+        min_thickness: slab thickness (A) at least; should exceed twice the
+            engine's cut-off so the two surfaces do not see each other.
+        vacuum: gap (A) between periodic images of the slab.
+        relax: relax the slab positions (BFGS to ``fmax`` eV/A).
+
+    Returns:
+        dict with ``gamma`` (J/m²), ``gamma_eV_A2``, ``area`` (A²), ``n_atoms``,
+        ``a`` and ``relax_steps``.
+    """
+    check_element(element)
+    if a is None:
+        a = equilibrium_lattice_parameter(element, structure, engine, engine_params)
+    e_bulk = _bulk_energy_per_atom(element, structure, a, engine, engine_params)
+    slab = oriented_crystal(element, structure, a, miller, min_thickness)
+    attach_calculator(slab, engine, **(engine_params or {}))
+    _open(slab, slab.cell.array.copy(), vacuum)
+    steps = relax_positions(slab, fmax=fmax, steps=2000) if relax else 0
+    e_slab = _calc_call(slab.get_potential_energy, "compute the slab energy")
+    A = _area(slab.cell.array)
+    g = (e_slab - len(slab) * e_bulk) / (2 * A)
+    return {
+        "gamma": g * EV_PER_A2_TO_J_PER_M2,
+        "gamma_eV_A2": g,
+        "area": A,
+        "n_atoms": len(slab),
+        "a": a,
+        "miller": list(check_miller(miller)),
+        "relaxed": bool(relax),
+        "relax_steps": steps,
+    }
+
+
+def decohesion_curve(
+    element: str = "Cu",
+    miller: Sequence[int] = (1, 1, 1),
+    openings: Sequence[float] | np.ndarray | None = None,
+    structure: str = "fcc",
+    a: float | None = None,
+    engine: EngineSpec = "default",
+    engine_params: dict[str, Any] | None = None,
+    min_thickness: float = 12.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rigid decohesion energy per area ``E(delta) - E(0)`` (J/m²) of ``(hkl)``.
+
+    ``openings`` (A) defaults to 41 points on ``[0, 8]``.
+
+    Returns:
+        ``(delta, energy)``, both ``k`` arrays (A, J/m²).
+    """
+    check_element(element)
+    if openings is None:
+        openings = np.linspace(0.0, 8.0, 41)
+    d = np.asarray(openings, dtype=float).ravel()
+    if d.size < 3 or not np.isfinite(d).all() or (d < 0).any():
+        raise InvalidInput(f"openings must be at least 3 finite values >= 0 (A), got {openings!r}")
+    if a is None:
+        a = equilibrium_lattice_parameter(element, structure, engine, engine_params)
+    atoms = oriented_crystal(element, structure, a, miller, min_thickness)
+    attach_calculator(atoms, engine, **(engine_params or {}))
+    cell0 = atoms.cell.array.copy()
+    e0 = _calc_call(atoms.get_potential_energy, "compute the energy")
+    A = _area(cell0)
+    E = np.empty_like(d)
+    for i, delta in enumerate(d):
+        _open(atoms, cell0, float(delta))
+        E[i] = _calc_call(atoms.get_potential_energy, "compute the energy") - e0
+    return d, E / A * EV_PER_A2_TO_J_PER_M2
+
+
+def uber_energy(delta: np.ndarray, two_gamma: float, l: float) -> np.ndarray:
+    """UBER decohesion energy ``2γ [1 - (1 + δ/l) exp(-δ/l)]`` (same units as 2γ)."""
+    x = np.asarray(delta, dtype=float) / l
+    return two_gamma * (1.0 - (1.0 + x) * np.exp(-x))
+
+
+def uber_traction(delta: np.ndarray, two_gamma: float, l: float) -> np.ndarray:
+    """``dE/dδ = 2γ δ exp(-δ/l) / l²`` in GPa for 2γ in J/m² and δ, l in A."""
+    d = np.asarray(delta, dtype=float)
+    return two_gamma * d * np.exp(-d / l) / l**2 * J_PER_M2_PER_A_TO_GPA
+
+
+@dataclass
+class UBERFit:
+    """A fitted UBER curve.
+
+    Attributes:
+        two_gamma: cleavage energy 2γ (J/m²).
+        l: characteristic length (A).
+        sigma_max: peak traction 2γ/(e l) (GPa).
+        rmse: root-mean-square misfit of the energies (J/m²).
+        r2: coefficient of determination of the fit.
+    """
+
+    two_gamma: float
+    l: float
+    sigma_max: float
+    rmse: float
+    r2: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def fit_uber(delta: Sequence[float] | np.ndarray, energy: Sequence[float] | np.ndarray) -> UBERFit:
+    """Least-squares UBER fit of a decohesion curve ``E(δ) - E(0)``.
+
+    Args:
+        delta: ``k`` openings (A), including points beyond the peak traction.
+        energy: ``k`` energies per area relative to contact (J/m²).
+
+    Raises:
+        InvalidInput: mismatched or too few points, or a curve that does not rise.
+    """
+    d = np.asarray(delta, dtype=float).ravel()
+    E = np.asarray(energy, dtype=float).ravel()
+    if d.shape != E.shape or d.size < 3 or not (np.isfinite(d).all() and np.isfinite(E).all()):
+        raise InvalidInput(
+            f"delta and energy must be finite with the same length >= 3, got {d.size} and {E.size}"
+        )
+    G0 = float(E.max())
+    if G0 <= 0:
+        raise InvalidInput(f"a decohesion curve must rise above its contact energy, max is {G0:.4g}")
+    # at delta = l the UBER energy is (1 - 2/e) of its plateau: a start for l
+    target = (1 - 2 / math.e) * G0
+    order = np.argsort(d)
+    above = np.nonzero(E[order] >= target)[0]
+    l0 = float(d[order][above[0]]) if above.size and d[order][above[0]] > 0 else float(np.ptp(d)) / 4
+    # fit in log-parameters so both stay positive
+    res = least_squares(
+        lambda p: uber_energy(d, math.exp(p[0]), math.exp(p[1])) - E,
+        x0=[math.log(G0), math.log(max(l0, 1e-3))],
+        xtol=1e-15,
+        ftol=1e-15,
+        gtol=1e-15,
+        method="lm",
+    )
+    G, l = math.exp(res.x[0]), math.exp(res.x[1])
+    resid = res.fun
+    ss_tot = float(((E - E.mean()) ** 2).sum())
+    return UBERFit(
+        two_gamma=G,
+        l=l,
+        sigma_max=G / (math.e * l) * J_PER_M2_PER_A_TO_GPA,
+        rmse=float(np.sqrt(np.mean(resid**2))),
+        r2=1.0 - float((resid**2).sum()) / ss_tot if ss_tot > 0 else float("nan"),
+    )
+
+
+class SurfaceOracle(Oracle):
+    r"""Surface energy and UBER decohesion parameters of a ``(hkl)`` surface.
+
+    Input ``hydrostatic_strain`` of the static zero-pressure lattice. Outputs
+    ``gamma`` (J/m²), ``two_gamma`` (the UBER fit's cleavage energy, J/m²),
+    ``l`` (A) and ``sigma_max`` (GPa), the inputs of the cohesive laws.
+    Fidelity 0: unrelaxed surface energy; fidelity 1: surface positions
+    relaxed. Decohesion is rigid (unrelaxed halves) at both fidelities, as in
+    the UBER construction. Deterministic.
+    """
+
+    input_names = ("hydrostatic_strain",)
+    output_names = ("gamma", "two_gamma", "l", "sigma_max")
+    num_fidelities = 2
+    noisy = False
+
+    def __init__(
+        self,
+        element: str = "Cu",
+        miller: Sequence[int] = (1, 1, 1),
+        structure: str = "fcc",
+        engine: EngineSpec = "default",
+        engine_params: dict[str, Any] | None = None,
+        a_guess: float | None = None,
+        strain_bounds: tuple[float, float] = (-0.03, 0.03),
+        min_thickness: float = 12.0,
+        max_opening: float = 8.0,
+        n_openings: int = 41,
+        fmax: float = 1e-3,
+    ):
+        check_element(element)
+        if structure not in CUBIC_STRUCTURES:
+            raise InvalidInput(f"structure must be one of {CUBIC_STRUCTURES} (cubic), got {structure!r}")
+        self.miller = check_miller(miller)
+        if not (max_opening > 0 and n_openings >= 5):
+            raise InvalidInput(f"need max_opening > 0 A and n_openings >= 5, got {max_opening}, {n_openings}")
+        self.element = element
+        self.structure = structure
+        self.engine = engine
+        self.engine_params = dict(engine_params or {})
+        self.min_thickness = float(min_thickness)
+        self.openings = tuple(np.linspace(0.0, max_opening, n_openings).tolist())
+        self.fmax = float(fmax)
+        self.bounds = make_bounds([strain_bounds[0]], [strain_bounds[1]])
+        self.cost_model = CostModel((1.0, 3.0))
+        self.a0 = equilibrium_lattice_parameter(element, structure, engine, self.engine_params, a_guess)
+
+    def _evaluate_one(self, x: torch.Tensor, fidelity: int) -> PointResult:
+        t0 = time.perf_counter()
+        a = self.a0 * (1.0 + float(x[0]))
+        s = surface_energy(
+            self.element, self.miller, self.structure, a, self.engine, self.engine_params,
+            self.min_thickness, relax=fidelity == 1, fmax=self.fmax,
+        )
+        d, E = decohesion_curve(
+            self.element, self.miller, self.openings, self.structure, a, self.engine,
+            self.engine_params, self.min_thickness,
+        )
+        if s["gamma"] <= 0 or E[-1] <= 0:
+            raise CalculationFailed(
+                f"non-positive surface energy ({s['gamma']:.4g} J/m^2) for {self.element}{self.miller} at a = {a:.4f} A"
+            )
+        fit = fit_uber(d, E)
+        y = torch.tensor([s["gamma"], fit.two_gamma, fit.l, fit.sigma_max], dtype=DTYPE)
+        meta = {
+            "a": a,
+            "engine": engine_name(self.engine),
+            "gamma_unit": "J/m^2",
+            "two_gamma_plateau": float(E[-1]),
+            "uber_rmse": fit.rmse,
+            "uber_r2": fit.r2,
+            "traction_max_numeric_GPa": float(np.max(np.gradient(E, d)) * J_PER_M2_PER_A_TO_GPA),
+            "n_atoms": s["n_atoms"],
+            "relax_steps": s["relax_steps"],
+            "compute_time": time.perf_counter() - t0,
+        }
+        return PointResult(y=y, metadata=meta)
