@@ -1,0 +1,131 @@
+r"""Deep ensembles as BoTorch Models, with recalibrated epistemic variance.
+
+``M`` networks trained from different seeds (and different train/validation
+splits) disagree where data are missing; their spread is the epistemic
+variance (Lakshminarayanan et al. 2017). Raw ensemble spread is usually
+mis-scaled, so it is recalibrated on a held-out split that no member saw: per
+output ``j`` the factor maximizing the held-out Gaussian likelihood of
+``y ~ N(mu, s_j^2 sigma^2)`` is ``s_j^2 = mean_i(r_ij^2 / sigma_ij^2)``.
+
+:class:`NeuralEnsembleModel` is the shared BoTorch side: subclasses implement
+:meth:`member_predictions` (``M x ... x n x m``, differentiable in ``X``), and
+the base class gives ``posterior`` (a :class:`GPyTorchPosterior` over a
+diagonal multitask normal, so analytic and MC acquisitions work and
+gradients flow to ``X``), calibration and ``num_outputs``.
+"""
+
+from __future__ import annotations
+
+import torch
+from botorch.models.model import Model
+from botorch.posteriors.gpytorch import GPyTorchPosterior
+from gpytorch.distributions import MultitaskMultivariateNormal, MultivariateNormal
+from linear_operator.operators import DiagLinearOperator
+from torch import Tensor
+
+from surrogates.base import SurrogateMixin
+
+#: relative variance floor (times the squared output scale): keeps the
+#: covariance positive definite where all members agree exactly
+VARIANCE_FLOOR = 1e-12
+
+
+def fit_variance_scale(mean: Tensor, var: Tensor, y: Tensor) -> Tensor:
+    """Per-output factor ``s^2 = mean(r^2 / sigma^2)`` (``m``) maximizing the Gaussian
+    likelihood of held-out ``y`` (``n x m``) under ``N(mean, s^2 var)``."""
+    if not (mean.shape == var.shape == y.shape) or y.dim() != 2:
+        raise ValueError(
+            f"mean, var and y must all be n x m, got {tuple(mean.shape)}, {tuple(var.shape)}, "
+            f"{tuple(y.shape)}"
+        )
+    if y.shape[0] < 1:
+        raise ValueError("calibration needs at least one held-out point, got none")
+    return ((y - mean) ** 2 / var.clamp_min(torch.finfo(var.dtype).tiny)).mean(0)
+
+
+def diagonal_posterior(mean: Tensor, var: Tensor) -> GPyTorchPosterior:
+    """A :class:`GPyTorchPosterior` with independent marginals.
+
+    Args:
+        mean, var: ``batch x q x m`` means and variances.
+    """
+    if mean.shape[-1] == 1:
+        mvn = MultivariateNormal(mean[..., 0], DiagLinearOperator(var[..., 0]))
+    else:
+        # interleaved ordering: q-major, then outputs, i.e. row-major flattening
+        cov = DiagLinearOperator(var.reshape(*var.shape[:-2], -1))
+        mvn = MultitaskMultivariateNormal(mean, cov, interleaved=True)
+    return GPyTorchPosterior(mvn)
+
+
+class NeuralEnsembleModel(Model, SurrogateMixin):
+    """Base of the ensemble surrogates: posterior and calibration.
+
+    Subclasses set ``self._num_outputs``, register ``members`` and implement
+    :meth:`member_predictions`.
+    """
+
+    _num_outputs: int = 1
+
+    def _init_ensemble_buffers(self, m: int, dtype=torch.float64) -> None:
+        self.register_buffer("variance_scale", torch.ones(m, dtype=dtype))
+        self.register_buffer("output_scale", torch.ones(m, dtype=dtype))
+
+    @property
+    def num_outputs(self) -> int:
+        return self._num_outputs
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        return torch.Size([])
+
+    @property
+    def num_members(self) -> int:
+        return len(self.members)
+
+    def member_predictions(self, X: Tensor) -> Tensor:
+        """``M x batch x q x m`` predictions of each member at ``X`` (``batch x q x d``)."""
+        raise NotImplementedError
+
+    def raw_mean_variance(self, X: Tensor) -> tuple[Tensor, Tensor]:
+        """Ensemble mean and (uncalibrated, unbiased) variance, each ``batch x q x m``."""
+        Y = self.member_predictions(X)
+        mean = Y.mean(0)
+        if Y.shape[0] > 1:
+            var = Y.var(0, unbiased=True)
+        else:
+            var = torch.zeros_like(mean)
+        return mean, var
+
+    def predict(self, X: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and calibrated variance, each ``batch x q x m``."""
+        mean, var = self.raw_mean_variance(X)
+        floor = VARIANCE_FLOOR * self.output_scale**2
+        return mean, self.variance_scale * var + floor
+
+    @torch.no_grad()
+    def calibrate(self, X: Tensor, Y: Tensor) -> Tensor:
+        """Fit and store the variance factors on held-out ``X`` (``n x d``), ``Y`` (``n x m``)."""
+        mean, var = self.raw_mean_variance(X)
+        if self.num_members < 2:
+            return self.variance_scale  # one member: no spread to scale
+        s2 = fit_variance_scale(mean, var.clamp_min(VARIANCE_FLOOR * self.output_scale**2), Y)
+        self.variance_scale.copy_(s2)
+        return s2
+
+    def posterior(self, X: Tensor, output_indices=None, observation_noise=False,
+                  posterior_transform=None, **kwargs) -> GPyTorchPosterior:
+        """Posterior at ``X`` (``batch x q x d``): diagonal normal over ``batch x q x m``.
+
+        ``observation_noise`` is ignored: the ensemble predicts the noise-free
+        response and its epistemic uncertainty.
+        """
+        if X.dim() < 2:
+            raise ValueError(f"X must be batch x q x d (at least q x d), got shape {tuple(X.shape)}")
+        mean, var = self.predict(X)
+        if output_indices is not None:
+            mean, var = mean[..., output_indices], var[..., output_indices]
+        post = diagonal_posterior(mean, var)
+        if posterior_transform is not None:
+            return posterior_transform(post)
+        return post

@@ -1,0 +1,203 @@
+r"""Hyperelastic deep-ensemble surrogate: a BoTorch Model and an FE² material.
+
+Inputs are displacement gradients ``H = F - 1`` flattened row-major
+(``n x 4`` in plane strain, ``n x 9`` in 3-D); outputs the first
+Piola-Kirchhoff stress ``P`` flattened the same way. Each ensemble member is an
+:class:`~surrogates.neural.energy.InvariantEnergy`, so every member (and the
+mean) is objective, has the chosen material symmetry, ``W(1) = 0`` and
+``P(1) = 0`` exactly; the polyconvex option guarantees ellipticity.
+
+:meth:`HyperelasticEnsemble.material_response` gives the ensemble-mean stress
+and tangent (the mean of exact energy derivatives, hence itself the exact
+derivative of the mean energy) and the calibrated stress variance.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from oracles.material import MaterialResponse
+from surrogates.base import register_surrogate
+from surrogates.dataset import Dataset
+from surrogates.neural.energy import InvariantEnergy
+from surrogates.neural.ensemble import NeuralEnsembleModel
+from surrogates.neural.invariants import check_deformation_gradient
+from surrogates.neural.training import TrainingOptions, split_indices, train_network
+
+
+def H_to_F(X: Tensor, dim: int) -> Tensor:
+    """``... x k^2`` row-major displacement gradients to ``(prod ...) x k x k`` ``F``."""
+    if X.shape[-1] != dim * dim:
+        raise ValueError(
+            f"inputs must be displacement gradients H = F - I with {dim * dim} entries "
+            f"(row-major), got last dimension {X.shape[-1]}"
+        )
+    return X.reshape(-1, dim, dim) + torch.eye(dim, dtype=X.dtype, device=X.device)
+
+
+@register_surrogate
+class HyperelasticEnsemble(NeuralEnsembleModel):
+    """Deep ensemble of invariant-based hyperelastic energy networks.
+
+    Args:
+        dim: 2 (plane strain) or 3.
+        symmetry: ``"isotropic"``, ``"transverse"`` or ``"cubic"`` (square in 2-D).
+        fibre: fibre direction (``dim`` entries) for ``"transverse"``.
+        hidden: hidden widths of each member.
+        polyconvex: input-convex members (guaranteed ellipticity).
+        growth: volumetric growth coefficient (see :class:`InvariantEnergy`).
+        num_members: ensemble size ``M``.
+        seed: base seed; member ``i`` uses ``seed + i``.
+    """
+
+    def __init__(self, dim: int = 3, symmetry: str = "isotropic", fibre=None, hidden=(16, 16),
+                 polyconvex: bool = False, growth: float = 0.0, num_members: int = 5,
+                 seed: int = 0):
+        super().__init__()
+        if dim not in (2, 3):
+            raise ValueError(f"dim must be 2 or 3, got {dim!r}")
+        if int(num_members) < 1:
+            raise ValueError(f"num_members must be >= 1, got {num_members!r}")
+        self._config = {
+            "dim": int(dim), "symmetry": symmetry,
+            "fibre": None if fibre is None else [float(v) for v in fibre],
+            "hidden": [int(h) for h in hidden], "polyconvex": bool(polyconvex),
+            "growth": float(growth), "num_members": int(num_members), "seed": int(seed),
+        }
+        self.members = nn.ModuleList(
+            InvariantEnergy(dim=dim, symmetry=symmetry, fibre=fibre, hidden=tuple(hidden),
+                            polyconvex=polyconvex, growth=growth, seed=seed + i)
+            for i in range(int(num_members))
+        )
+        self._num_outputs = dim * dim
+        self._init_ensemble_buffers(dim * dim)
+
+    @property
+    def dim_F(self) -> int:
+        return self._config["dim"]
+
+    # ----------------------------------------------------------------- contract
+    def get_config(self) -> dict[str, Any]:
+        return dict(self._config)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], dataset: Dataset | None = None):
+        model = cls(**config)
+        model.train_dataset = dataset
+        return model
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset, *, tangent: Tensor | None = None,
+                     tangent_weight: float = 1.0, val_fraction: float = 0.15,
+                     calibration_fraction: float = 0.15,
+                     training: TrainingOptions | dict | None = None, **options: Any):
+        """Build and fit on ``dataset`` (``X = H`` ``n x k^2``, ``Y = P`` ``n x k^2``).
+
+        Args:
+            tangent: optional ``n x k x k x k x k`` tangents ``dP/dF`` of the
+                training points (Sobolev training).
+            tangent_weight: weight of the (normalized) tangent loss.
+            val_fraction: per-member early-stopping split of the training rows.
+            calibration_fraction: held-out rows (seen by no member) for the
+                variance recalibration; 0 skips calibration.
+            training: :class:`TrainingOptions` (or its fields as a dict).
+            **options: constructor arguments (``symmetry``, ``num_members``, ...).
+        """
+        k2 = dataset.d
+        if k2 not in (4, 9) or dataset.m != k2:
+            raise ValueError(
+                f"HyperelasticEnsemble needs X = H (n x 4 or n x 9) and Y = P of the same "
+                f"width, got X n x {dataset.d}, Y n x {dataset.m}"
+            )
+        dim = 2 if k2 == 4 else 3
+        if options.setdefault("dim", dim) != dim:
+            raise ValueError(f"dim={options['dim']} does not match inputs of width {k2}")
+        if isinstance(training, dict):
+            training = TrainingOptions(**training)
+        model = cls(**options)
+        model.train_dataset = dataset
+        F = H_to_F(dataset.X, dim)
+        check_deformation_gradient(F)
+        P = dataset.Y.reshape(-1, dim, dim)
+        A = None
+        if tangent is not None:
+            A = torch.as_tensor(tangent, dtype=F.dtype)
+            if A.shape != (dataset.n, dim, dim, dim, dim):
+                raise ValueError(
+                    f"tangent must be n x {dim} x {dim} x {dim} x {dim} with n = {dataset.n}, "
+                    f"got {tuple(A.shape)}"
+                )
+        seed = model._config["seed"]
+        if calibration_fraction > 0 and model.num_members > 1:
+            fit_idx, cal_idx = split_indices(dataset.n, (calibration_fraction,), seed=seed)
+        else:
+            fit_idx, cal_idx = torch.arange(dataset.n), None
+        p_scale = P[fit_idx].pow(2).mean().sqrt().clamp_min(1e-300)
+        a_scale = None if A is None else A[fit_idx].pow(2).mean().sqrt().clamp_min(1e-300)
+        model.output_scale.fill_(float(p_scale))
+
+        def loss(member, idx):
+            order = 2 if A is not None else 1
+            _, Pp, Ap = member(F[idx], order=order)
+            val = ((Pp - P[idx]) ** 2).mean() / p_scale**2
+            if A is not None:
+                val = val + tangent_weight * ((Ap - A[idx]) ** 2).mean() / a_scale**2
+            return val
+
+        model.histories = []
+        for i, member in enumerate(model.members):
+            member.set_scales(F[fit_idx], P[fit_idx])
+            if val_fraction > 0:
+                tr, va = split_indices(len(fit_idx), (val_fraction,), seed=seed + 1000 + i)
+                tr, va = fit_idx[tr], fit_idx[va]
+            else:
+                tr, va = fit_idx, None
+            model.histories.append(train_network(member, loss, tr, va, training))
+        model.eval()
+        if cal_idx is not None:
+            model.calibrate(dataset.X[cal_idx], dataset.Y[cal_idx])
+        return model
+
+    # -------------------------------------------------------------- prediction
+    def member_predictions(self, X: Tensor) -> Tensor:
+        d = self._config["dim"]
+        F = H_to_F(X, d)
+        inv = self.members[0].invariant_derivatives(F, order=1)
+        out = []
+        for member in self.members:
+            e = member.energy_derivatives(inv.I, order=1)
+            P, _ = member.assemble(inv, e.g, None)
+            out.append(P.reshape(*X.shape[:-1], d * d))
+        return torch.stack(out, 0)
+
+    def material_response(self, F: Tensor) -> MaterialResponse:
+        """Ensemble-mean ``P`` (``n x k x k``), tangent (``n x k x k x k x k``) and the
+        calibrated stress variance averaged over the ``k^2`` components (``n``)."""
+        d = self._config["dim"]
+        F = check_deformation_gradient(F, dim=d)
+        with torch.set_grad_enabled(F.requires_grad):
+            return self._response(F)
+
+    def _response(self, F: Tensor) -> MaterialResponse:
+        n = F.shape[0]
+        inv = self.members[0].invariant_derivatives(F, order=1)
+        gs, Hs = [], []
+        for member in self.members:
+            e = member.energy_derivatives(inv.I, order=2)
+            gs.append(e.g)
+            Hs.append(e.H)
+        g = torch.stack(gs).mean(0)
+        H = torch.stack(Hs).mean(0)
+        # stress and tangent are linear in (g, H): the mean's derivatives are exact
+        P, A = self.members[0].assemble(inv, g, H)
+        if len(gs) > 1:
+            dIf = inv.dI.reshape(n, inv.dI.shape[1], -1)
+            Pm = torch.einsum("mnp,npi->mni", torch.stack(gs), dIf)
+            var = Pm.var(0, unbiased=True) * self.variance_scale
+            var = (var + 1e-12 * self.output_scale**2).mean(-1)
+        else:
+            var = None
+        return MaterialResponse(P, A, var)

@@ -1,0 +1,135 @@
+"""Fitting one network: full-batch L-BFGS or Adam with early stopping.
+
+The loss is a callable ``loss(module, idx) -> scalar`` over a subset ``idx`` of
+the training rows, so the same loop serves stress-only and Sobolev
+(stress + tangent) training and every network in this package. Early stopping
+watches the loss on a validation split and restores the best weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class TrainingOptions:
+    """Options of :func:`train_network`.
+
+    Attributes:
+        optimizer: ``"lbfgs"`` (full batch, strong-Wolfe line search) or ``"adam"``.
+        max_iter: maximum number of optimizer steps (L-BFGS: outer steps of
+            ``inner_iter`` iterations each).
+        inner_iter: L-BFGS iterations per step (between validation checks).
+        lr: learning rate (Adam; L-BFGS uses 1 with line search).
+        patience: validation checks without improvement before stopping.
+        tol: relative improvement of the validation loss that counts.
+    """
+
+    optimizer: str = "lbfgs"
+    max_iter: int = 60
+    inner_iter: int = 20
+    lr: float = 1e-2
+    patience: int = 5
+    tol: float = 1e-4
+
+    def __post_init__(self):
+        if self.optimizer not in ("lbfgs", "adam"):
+            raise ValueError(f"optimizer must be 'lbfgs' or 'adam', got {self.optimizer!r}")
+        if self.max_iter < 1 or self.inner_iter < 1 or self.patience < 1:
+            raise ValueError(
+                f"max_iter, inner_iter and patience must be >= 1, got "
+                f"{self.max_iter}, {self.inner_iter}, {self.patience}"
+            )
+
+
+@dataclass
+class TrainingHistory:
+    """Train and validation losses at each check and the step of the best weights."""
+
+    train: list[float]
+    val: list[float]
+    best_step: int
+
+
+def split_indices(n: int, fractions: tuple[float, ...], seed: int = 0) -> list[Tensor]:
+    """Random disjoint index sets of sizes ``fractions`` of ``n`` (the rest goes first).
+
+    ``split_indices(100, (0.2, 0.2))`` returns ``[train(60), a(20), b(20)]``.
+    Every set has at least one row.
+    """
+    if any(f <= 0 for f in fractions) or sum(fractions) >= 1:
+        raise ValueError(f"split fractions must be positive and sum below 1, got {fractions}")
+    g = torch.Generator().manual_seed(int(seed))
+    perm = torch.randperm(n, generator=g)
+    sizes = [max(1, int(round(f * n))) for f in fractions]
+    if n - sum(sizes) < 1:
+        raise ValueError(f"{n} rows are too few to split by {fractions}")
+    out, start = [], n - sum(sizes)
+    out.append(perm[:start])
+    for s in sizes:
+        out.append(perm[start : start + s])
+        start += s
+    return out
+
+
+def train_network(
+    module: nn.Module,
+    loss: Callable[[nn.Module, Tensor], Tensor],
+    train_idx: Tensor,
+    val_idx: Tensor | None,
+    options: TrainingOptions | None = None,
+) -> TrainingHistory:
+    """Minimize ``loss(module, train_idx)``; stop early on ``loss(module, val_idx)``.
+
+    The module is left with the weights of the best validation loss (or the
+    last weights without a validation split).
+    """
+    opt_cfg = options or TrainingOptions()
+    params = [p for p in module.parameters() if p.requires_grad]
+    if opt_cfg.optimizer == "lbfgs":
+        opt = torch.optim.LBFGS(
+            params, lr=1.0, max_iter=opt_cfg.inner_iter, history_size=20,
+            line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-14,
+        )
+    else:
+        opt = torch.optim.Adam(params, lr=opt_cfg.lr)
+
+    def closure():
+        opt.zero_grad()
+        val = loss(module, train_idx)
+        val.backward()
+        return val
+
+    best = math.inf
+    best_state = copy.deepcopy(module.state_dict())
+    best_step, bad = 0, 0
+    hist_t, hist_v = [], []
+    steps = opt_cfg.max_iter
+    for step in range(steps):
+        if opt_cfg.optimizer == "lbfgs":
+            tr = opt.step(closure)
+        else:
+            for _ in range(opt_cfg.inner_iter):
+                tr = opt.step(closure)
+        tr = float(tr.detach())
+        with torch.no_grad():
+            v = float(loss(module, val_idx)) if val_idx is not None and len(val_idx) else tr
+        hist_t.append(tr)
+        hist_v.append(v)
+        if not math.isfinite(v):
+            break
+        if v < best * (1 - opt_cfg.tol):
+            best, best_step, bad = v, step, 0
+            best_state = copy.deepcopy(module.state_dict())
+        else:
+            bad += 1
+            if bad >= opt_cfg.patience:
+                break
+    module.load_state_dict(best_state)
+    return TrainingHistory(hist_t, hist_v, best_step)
