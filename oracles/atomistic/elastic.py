@@ -48,6 +48,7 @@ def check_element(element: str) -> str:
 
 def reference_lattice_parameter(element: str, structure: str) -> float | None:
     """ASE's tabulated cubic lattice parameter when its structure matches, else None."""
+    check_element(element)
     ref = reference_states[atomic_numbers[element]]
     if ref is not None and ref.get("symmetry") == structure and "a" in ref:
         return float(ref["a"])
@@ -159,6 +160,9 @@ def equilibrium_lattice_parameter(
         InvalidInput: no guess and no tabulated lattice parameter.
         CalculationFailed: no pressure zero near the guess (no stable lattice).
     """
+    check_element(element)
+    if structure not in CUBIC_STRUCTURES:
+        raise InvalidInput(f"structure must be one of {CUBIC_STRUCTURES} (cubic), got {structure!r}")
     if a_guess is None:
         a_guess = reference_lattice_parameter(element, structure)
         if a_guess is None:

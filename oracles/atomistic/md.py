@@ -18,7 +18,8 @@ Protocol of :func:`finite_temperature_elastic_constants` (fidelity 1):
    ``C44 eps``; even-order anharmonic terms cancel in the ``+-`` difference.
    The estimates are averaged over the equivalent components and axes
    (symmetry averaging), and the standard error comes from block averaging
-   of that series.
+   of that series, combined with the error of the lattice parameter (step 1)
+   propagated through the static ``dC/d ln a``.
 
 These are isothermal stress–strain coefficients (fixed-strain NVT averages).
 Units: K, fs, GPa, A.
@@ -36,7 +37,12 @@ from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.md.verlet import VelocityVerlet
 
-from oracles.atomistic.elastic import born_stability, build_crystal, strained
+from oracles.atomistic.elastic import (
+    born_stability,
+    build_crystal,
+    static_elastic_constants,
+    strained,
+)
 from oracles.atomistic.engines import EngineSpec, attach_calculator, engine_name
 from oracles.exceptions import CalculationFailed, InvalidInput
 
@@ -115,6 +121,27 @@ def rms_displacement(atoms: Atoms, ref_scaled: np.ndarray) -> float:
     d -= d.mean(axis=0)
     cart = d @ atoms.cell.array
     return float(np.sqrt((cart**2).sum(axis=1).mean()))
+
+
+def lattice_sensitivity(
+    element: str,
+    structure: str,
+    a: float,
+    engine: EngineSpec = "default",
+    engine_params: dict[str, Any] | None = None,
+    h: float = 1e-3,
+) -> tuple[float, float, float]:
+    """Static ``d(C11, C12, C44)/d ln a`` (GPa) at ``a`` by central differences.
+
+    Zero when the static crystal is unstable at ``a (1 +- h)`` (no sensitivity
+    to propagate then).
+    """
+    try:
+        p = static_elastic_constants(element, structure, engine, engine_params, a=a, hydrostatic_strain=h)
+        m = static_elastic_constants(element, structure, engine, engine_params, a=a, hydrostatic_strain=-h)
+    except CalculationFailed:
+        return (0.0, 0.0, 0.0)
+    return tuple((p[k] - m[k]) / (math.log1p(h) - math.log1p(-h)) for k in ("C11", "C12", "C44"))
 
 
 def finite_temperature_elastic_constants(
@@ -242,6 +269,14 @@ def finite_temperature_elastic_constants(
             f"{element} {structure} at T = {temperature:g} K, hydrostatic strain "
             f"{hydrostatic_strain:+.4g} is mechanically unstable: {bad}"
         )
+    # The constants were measured at an estimated lattice parameter; its error
+    # (a_se) moves them by dC/dln(a) * a_se/a. The static sensitivity at a_eff
+    # (central difference in ln a) propagates it into the standard errors.
+    sens = lattice_sensitivity(element, structure, a_eff, engine, engine_params)
+    rel_a = a_se / a_T
+    C11_se, C12_se, C44_se = (
+        math.hypot(se, sens[k] * rel_a) for k, se in enumerate((C11_se, C12_se, C44_se))
+    )
     md_time = time.perf_counter() - t0
     return {
         "C11": C11,
@@ -253,6 +288,7 @@ def finite_temperature_elastic_constants(
         "C44_se": C44_se,
         "a_se": a_se * (1.0 + hydrostatic_strain),
         "a_T": a_T,
+        "dC_dlna_static": list(sens),
         "pressure": p_mean,
         "pressure_se": p_se,
         "lattice_iterations": [list(t) for t in p_history],
