@@ -1,0 +1,124 @@
+r"""``scalebridge cohesive``: cohesive-law parameters and K_Ic, printed as JSON.
+
+Usage::
+
+    scalebridge cohesive --law bilinear --gamma 1.3 --sigma-max 10 \
+        --C11 168.4 --C12 121.4 --C44 75.4 [--plane strain] \
+        [--gamma-t 1.0] [--tau-max 8] [--peak-ratio 0.1] [--curve 50]
+
+Options:
+
+* ``--law {bilinear,exponential,ppr}``: the traction–separation law.
+* ``--gamma``: surface energy in J/m² (``Gamma = 2 gamma``).
+* ``--sigma-max``: peak normal traction in GPa.
+* ``--C11 --C12 --C44``: cubic elastic constants in GPa (Voigt–Reuss–Hill average).
+* ``--plane {strain,stress}``: ``E' = E/(1-nu^2)`` or ``E``.
+* ``--gamma-t``: mode-II surface energy in J/m² (exponential, PPR); default ``--gamma``.
+* ``--tau-max``: peak shear traction in GPa; default ``--sigma-max``.
+* ``--peak-ratio``, ``--r``, ``--alpha``, ``--beta``, ``--lambda-n``, ``--lambda-t``:
+  law shape options (bilinear; exponential; PPR).
+* ``--curve N``: also print ``N`` points of the mode-I traction–separation curve.
+
+Output keys: ``law``, ``inputs``, ``outputs`` (``Gamma`` J/m², ``delta_c`` and
+``delta_peak`` nm, ``E`` GPa, ``nu``, ``E_prime`` GPa, ``K_Ic`` MPa·m^0.5),
+``units``, ``law_parameters``, ``vrh`` and optionally ``curve``. Bad input
+prints the reason on stderr and returns 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+
+from oracles.base import DTYPE
+from oracles.exceptions import InvalidInput
+
+_LAW_OPTIONS = {
+    "bilinear": ("peak_ratio",),
+    "exponential": ("r",),
+    "ppr": ("alpha", "beta", "lambda_n", "lambda_t"),
+}
+
+
+def register(subparsers, name: str = "cohesive") -> None:
+    p = subparsers.add_parser(
+        name,
+        help="cohesive-law parameters and K_Ic; prints JSON",
+        description="Cohesive-law parameters (Gamma = 2 gamma) and K_Ic = sqrt(E' Gamma) "
+        "with E, nu from the Voigt-Reuss-Hill average of cubic constants.",
+    )
+    p.add_argument("--law", choices=("bilinear", "exponential", "ppr"), default="bilinear")
+    p.add_argument("--gamma", type=float, required=True, help="surface energy [J/m^2]")
+    p.add_argument("--sigma-max", type=float, required=True, help="peak normal traction [GPa]")
+    p.add_argument("--C11", type=float, required=True, help="[GPa]")
+    p.add_argument("--C12", type=float, required=True, help="[GPa]")
+    p.add_argument("--C44", type=float, required=True, help="[GPa]")
+    p.add_argument("--plane", choices=("strain", "stress"), default="strain")
+    p.add_argument("--gamma-t", type=float, default=None, help="mode-II surface energy [J/m^2]")
+    p.add_argument("--tau-max", type=float, default=None, help="peak shear traction [GPa]")
+    p.add_argument("--peak-ratio", type=float, default=None, help="bilinear: peak/final opening")
+    p.add_argument("--r", type=float, default=None, help="exponential: Xu-Needleman r")
+    p.add_argument("--alpha", type=float, default=None, help="PPR: normal shape exponent")
+    p.add_argument("--beta", type=float, default=None, help="PPR: shear shape exponent")
+    p.add_argument("--lambda-n", type=float, default=None, help="PPR: normal slope indicator")
+    p.add_argument("--lambda-t", type=float, default=None, help="PPR: shear slope indicator")
+    p.add_argument("--curve", type=int, default=0, help="number of mode-I curve points to print")
+    p.set_defaults(func=run)
+
+
+def compute(args: argparse.Namespace) -> dict:
+    """The JSON-ready answer for parsed arguments (raises InvalidInput on bad input)."""
+    from oracles.cohesive.oracle import CohesiveOracle
+
+    options = {k: getattr(args, k) for k in _LAW_OPTIONS[args.law] if getattr(args, k) is not None}
+    others = [k for law, ks in _LAW_OPTIONS.items() if law != args.law for k in ks if getattr(args, k) is not None]
+    if others:
+        raise InvalidInput(f"options {others} do not apply to the {args.law} law")
+    for nm in ("gamma", "sigma_max", "gamma_t", "tau_max"):
+        v = getattr(args, nm)
+        if v is not None and not v > 0:
+            raise InvalidInput(f"--{nm.replace('_', '-')} must be positive, got {v}")
+    if args.curve < 0:
+        raise InvalidInput(f"--curve must be a non-negative number of points, got {args.curve}")
+    x = [args.gamma, args.sigma_max, args.C11, args.C12, args.C44]
+    # the CLI accepts any positive values: the box is this point
+    bounds = {n: (min(0.5 * v, v - 1.0), max(2.0 * v, v + 1.0)) for n, v in zip(CohesiveOracle.input_names, x, strict=True)}
+    oracle = CohesiveOracle(
+        law=args.law,
+        plane=args.plane,
+        shear_energy_ratio=1.0 if args.gamma_t is None else args.gamma_t / args.gamma,
+        shear_strength_ratio=1.0 if args.tau_max is None else args.tau_max / args.sigma_max,
+        law_options=options,
+        bounds=bounds,
+    )
+    res = oracle.evaluate(torch.tensor([x], dtype=DTYPE))
+    if res.failed[0]:
+        raise InvalidInput(res.reasons[0].split(": ", 1)[-1])
+    out = {
+        "law": args.law,
+        "plane": args.plane,
+        "inputs": dict(zip(oracle.input_names, x, strict=True)),
+        "outputs": dict(zip(oracle.output_names, res.Y[0].tolist(), strict=True)),
+        "units": oracle.units,
+        "law_parameters": res.metadata[0]["law_parameters"],
+        "vrh": res.metadata[0]["vrh"],
+    }
+    if args.curve:
+        law = oracle.make_law(torch.tensor(x, dtype=DTYPE))
+        d = torch.linspace(0.0, 3.0 * law.critical_opening, args.curve, dtype=DTYPE)
+        T = law.traction(torch.stack([d, torch.zeros_like(d)], -1))[:, 0]
+        out["curve"] = {"opening_nm": d.tolist(), "traction_GPa": T.tolist()}
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        out = compute(args)
+    except InvalidInput as e:
+        print(f"scalebridge cohesive: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(out, indent=2))
+    return 0
