@@ -22,6 +22,10 @@ class Dataset:
         Yvar: ``n x m`` known observation variances, or None.
         fidelity: ``n`` integer fidelity levels (0 = cheapest), or None.
         input_names, output_names: optional names.
+        observed: ``n x m`` boolean mask of the outputs actually measured at
+            each point, or None (all observed). Entries of ``Y`` (and ``Yvar``)
+            where the mask is False are ignored by surrogates that support
+            missing outputs (e.g. the ICM GP) and must still be finite (use 0).
     """
 
     X: Tensor
@@ -30,6 +34,7 @@ class Dataset:
     fidelity: Tensor | None = None
     input_names: tuple[str, ...] | None = None
     output_names: tuple[str, ...] | None = None
+    observed: Tensor | None = None
 
     def __post_init__(self):
         self.X = torch.as_tensor(self.X, dtype=DTYPE)
@@ -58,6 +63,16 @@ class Dataset:
                 raise ValueError(
                     f"Dataset.fidelity must have {self.X.shape[0]} entries, got {self.fidelity.shape[0]}"
                 )
+        if self.observed is not None:
+            self.observed = torch.as_tensor(self.observed).bool()
+            if self.observed.dim() == 1:
+                self.observed = self.observed.unsqueeze(-1)
+            if self.observed.shape != self.Y.shape:
+                raise ValueError(
+                    f"Dataset.observed must match Y's shape {tuple(self.Y.shape)}, got {tuple(self.observed.shape)}"
+                )
+            if self.observed.all():
+                self.observed = None
         if not torch.isfinite(self.X).all() or not torch.isfinite(self.Y).all():
             raise ValueError("Dataset.X and Dataset.Y must be finite (drop failed points first)")
 
@@ -81,6 +96,7 @@ class Dataset:
             fidelity=None if self.fidelity is None else self.fidelity[idx],
             input_names=self.input_names,
             output_names=self.output_names,
+            observed=None if self.observed is None else self.observed[idx],
         )
 
     def at_fidelity(self, level: int) -> Dataset:
@@ -98,6 +114,7 @@ class Dataset:
             "fidelity": None if self.fidelity is None else self.fidelity.tolist(),
             "input_names": list(self.input_names) if self.input_names else None,
             "output_names": list(self.output_names) if self.output_names else None,
+            "observed": None if self.observed is None else self.observed.tolist(),
         }
 
     @classmethod
@@ -109,6 +126,7 @@ class Dataset:
             fidelity=None if d.get("fidelity") is None else torch.tensor(d["fidelity"]),
             input_names=tuple(d["input_names"]) if d.get("input_names") else None,
             output_names=tuple(d["output_names"]) if d.get("output_names") else None,
+            observed=None if d.get("observed") is None else torch.tensor(d["observed"], dtype=torch.bool),
         )
 
     @classmethod

@@ -1,0 +1,452 @@
+"""Exact Gaussian-process surrogates on BoTorch/GPyTorch.
+
+Two models, both BoTorch :class:`~botorch.models.model.Model` s with the
+:class:`~surrogates.base.SurrogateMixin` contract:
+
+* :class:`GPSurrogate` -- a :class:`~botorch.models.SingleTaskGP` with an ARD
+  Matérn-5/2 kernel (times an output scale). With ``m`` outputs it is a batch
+  of ``m`` independent GPs, each with its own hyperparameters. Known
+  heteroskedastic noise (``Dataset.Yvar``) goes into a fixed-noise likelihood;
+  without it a homoskedastic noise level is inferred.
+* :class:`ICMGPSurrogate` -- the intrinsic coregionalization model
+  ``k((x, i), (x', j)) = B_ij k_Matérn(x, x')`` as a
+  :class:`~botorch.models.MultiTaskGP` on long-format data, so outputs share
+  information and may be observed at different points
+  (``Dataset.observed``). Note: BoTorch's task kernel keeps task covariances
+  non-negative, so it transfers information between positively correlated
+  outputs (flip the sign of an output that is anti-correlated).
+
+Both normalize inputs to the unit cube (with the oracle's bounds when given,
+otherwise the training data's box) and standardize each output. The
+hyperparameters are the MAP of the marginal likelihood (the priors are weak)
+over ``n_restarts`` starting points; each start is optimized by
+:func:`botorch.fit.fit_gpytorch_mll` and the one with the highest objective is
+kept.
+
+A GP whose inputs are the ``k*k`` displacement-gradient components
+``H = F - I`` (row-major) and outputs the ``k*k`` stress components ``P``
+(row-major) is a constitutive surrogate: :meth:`material_response` returns
+``P`` = posterior mean, the tangent = the Jacobian of the mean by automatic
+differentiation, and the variance = the mean predictive variance of the
+components.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from typing import Any
+
+import gpytorch
+import torch
+from botorch.fit import fit_gpytorch_mll
+from botorch.models import MultiTaskGP, SingleTaskGP
+from botorch.models.transforms.input import Normalize
+from botorch.models.transforms.outcome import Standardize
+from gpytorch.constraints import GreaterThan
+from gpytorch.kernels import MaternKernel, ScaleKernel
+from gpytorch.likelihoods import GaussianLikelihood
+from gpytorch.likelihoods.hadamard_gaussian_likelihood import HadamardGaussianLikelihood
+from gpytorch.mlls import ExactMarginalLogLikelihood
+from gpytorch.priors import GammaPrior, LogNormalPrior
+from threadpoolctl import threadpool_limits
+from torch import Tensor
+
+from oracles.exceptions import InvalidInput
+from oracles.material import MaterialResponse
+from surrogates.base import SurrogateMixin, register_surrogate
+from surrogates.dataset import DTYPE, Dataset
+
+__all__ = ["GPSurrogate", "ICMGPSurrogate", "fit_with_restarts"]
+
+#: lengthscales below this (in unit-cube input units) are not allowed
+_MIN_LENGTHSCALE = 2.5e-2
+
+
+def _matern(d: int, batch_shape: torch.Size, active_dims=None) -> MaternKernel:
+    # log-normal lengthscale prior scaled with sqrt(d) (Hvarfner et al. 2024,
+    # BoTorch's default since 0.12): weak, and keeps high-d problems smooth
+    return MaternKernel(
+        nu=2.5,
+        ard_num_dims=d,
+        batch_shape=batch_shape,
+        active_dims=active_dims,
+        lengthscale_prior=LogNormalPrior(loc=math.sqrt(2) + 0.5 * math.log(d), scale=math.sqrt(3)),
+        lengthscale_constraint=GreaterThan(_MIN_LENGTHSCALE, transform=None, initial_value=1.0),
+    )
+
+
+def _mll_value(mll: ExactMarginalLogLikelihood) -> float:
+    """Objective maximized by the fit (log marginal likelihood + log priors, / n)."""
+    model = mll.model
+    model.train()
+    with torch.no_grad():
+        out = model(*model.train_inputs)
+        val = mll(out, model.train_targets, *model.train_inputs)
+    return float(val.sum())
+
+
+def _randomize(model: torch.nn.Module, gen: torch.Generator) -> None:
+    """Random starting point: log-uniform lengthscales, output scales, noise."""
+
+    def logu(lo: float, hi: float, shape) -> Tensor:
+        u = torch.rand(shape, generator=gen, dtype=DTYPE)
+        return torch.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
+
+    for mod in model.modules():
+        if isinstance(mod, MaternKernel):
+            mod.lengthscale = logu(0.05, 5.0, mod.lengthscale.shape)
+        elif isinstance(mod, ScaleKernel):
+            mod.outputscale = logu(0.3, 3.0, mod.outputscale.shape)
+        elif isinstance(mod, GaussianLikelihood | HadamardGaussianLikelihood):
+            lo = float(mod.noise_covar.raw_noise_constraint.lower_bound.max())
+            mod.noise = logu(max(1e-4, 2 * lo), 1e-1, mod.noise.shape)
+
+
+def fit_with_restarts(
+    model, n_restarts: int = 4, seed: int = 0, maxiter: int = 200
+) -> float:
+    """Fit GP hyperparameters by marginal likelihood from several starts.
+
+    Start 0 is the model's current initialization, starts ``1..n_restarts-1``
+    are random (:func:`_randomize`). Each is optimized with
+    :func:`botorch.fit.fit_gpytorch_mll` (L-BFGS-B); the best objective wins.
+
+    Args:
+        model: an exact GPyTorch/BoTorch GP.
+        n_restarts: number of starting points (>= 1).
+        seed: seed of the random starting points.
+        maxiter: L-BFGS-B iterations per start.
+
+    Returns:
+        The best objective (log marginal likelihood plus log priors, divided
+        by the number of training points, summed over batched outputs).
+    """
+    if n_restarts < 1:
+        raise ValueError(f"n_restarts must be >= 1, got {n_restarts}")
+    # L-BFGS-B's BLAS calls act on vectors of a few dozen hyperparameters:
+    # threaded OpenBLAS only adds synchronisation (10x slower fits measured on
+    # a loaded 2-core machine), so the fit runs with single-threaded BLAS.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit_with_restarts(model, n_restarts, seed, maxiter)
+
+
+def _fit_with_restarts(model, n_restarts: int, seed: int, maxiter: int) -> float:
+    gen = torch.Generator().manual_seed(seed)
+    mll = ExactMarginalLogLikelihood(model.likelihood, model)
+    init = copy.deepcopy(model.state_dict())
+    best_val, best_state = -math.inf, None
+    for r in range(n_restarts):
+        model.load_state_dict(init)
+        if r > 0:
+            _randomize(model, gen)
+        model.train()
+        try:
+            # one attempt per start: the restarts are ours. Hitting maxiter is
+            # fine (we compare objectives), numerical failures raise.
+            fit_gpytorch_mll(
+                mll,
+                optimizer_kwargs={"options": {"maxiter": maxiter}},
+                max_attempts=1,
+                warning_handler=lambda w: True,
+            )
+            val = _mll_value(mll)
+        except Exception as err:  # a bad start (Cholesky failure): try the next one
+            warnings.warn(f"GP restart {r} failed: {err}", stacklevel=2)
+            continue
+        if math.isfinite(val) and val > best_val:
+            best_val, best_state = val, copy.deepcopy(model.state_dict())
+    if best_state is None:
+        raise RuntimeError(f"all {n_restarts} GP fits failed")
+    model.load_state_dict(best_state)
+    model.eval()
+    return best_val
+
+
+def _bounds_tensor(bounds, d: int) -> Tensor | None:
+    if bounds is None:
+        return None
+    b = torch.as_tensor(bounds, dtype=DTYPE)
+    if b.shape != (2, d) or not (b[1] > b[0]).all():
+        raise ValueError(f"bounds must be a 2 x {d} tensor with lower < upper, got {b.tolist()}")
+    return b
+
+
+def _infer_dim_F(d: int, m: int) -> int | None:
+    for k in (2, 3):
+        if d == m == k * k:
+            return k
+    return None
+
+
+class _GPCommon(SurrogateMixin):
+    """Shared configuration, persistence and material response."""
+
+    _defaults: dict[str, Any] = {}
+    _sb_config: dict[str, Any]
+
+    @classmethod
+    def _make_config(cls, dataset: Dataset, options: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(options) - set(cls._defaults)
+        if unknown:
+            raise TypeError(
+                f"unknown option(s) {sorted(unknown)} for {cls.__name__}; known: {sorted(cls._defaults)}"
+            )
+        cfg = {**cls._defaults, **options}
+        b = _bounds_tensor(cfg["bounds"], dataset.d)
+        cfg["bounds"] = None if b is None else b.tolist()
+        if cfg.get("dim_F") is None:
+            cfg["dim_F"] = _infer_dim_F(dataset.d, dataset.m)
+        return cfg
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset, **options: Any):
+        """Build and fit on ``dataset`` (options: see the class's ``_defaults``)."""
+        if not isinstance(dataset, Dataset):
+            raise TypeError(f"expected a surrogates.Dataset, got {type(dataset).__name__}")
+        cfg = cls._make_config(dataset, options)
+        model = cls._build(dataset, cfg)
+        fit_with_restarts(model, n_restarts=cfg["n_restarts"], seed=cfg["seed"], maxiter=cfg["maxiter"])
+        return model
+
+    def get_config(self) -> dict[str, Any]:
+        return copy.deepcopy(self._sb_config)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], dataset: Dataset):
+        if dataset is None:
+            raise ValueError(f"{cls.__name__} needs its training data (dataset.json) to be rebuilt")
+        cfg = {**cls._defaults, **config}
+        return cls._build(dataset, cfg)
+
+    @property
+    def dim_F(self) -> int | None:
+        """``k`` when this is a constitutive surrogate of ``k x k`` F, else None."""
+        return self._sb_config.get("dim_F")
+
+    def material_response(self, F: Tensor, chunk_size: int = 4096) -> MaterialResponse:
+        """Stress, tangent and variance at deformation gradients ``F``.
+
+        Args:
+            F: ``n x k x k`` (or ``k x k``) deformation gradients.
+            chunk_size: points per posterior evaluation (bounds the memory).
+
+        Returns:
+            :class:`MaterialResponse` with ``P`` (``n x k x k``) the posterior
+            mean, ``tangent`` (``n x k x k x k x k``, ``dP_iJ / dF_kL``) the
+            Jacobian of the mean, ``variance`` (``n``) the mean predictive
+            variance over the ``k*k`` stress components.
+        """
+        k = self.dim_F
+        if k is None:
+            raise TypeError(
+                f"{type(self).__name__} is not a constitutive surrogate: it needs d = m = 4 or 9 "
+                "inputs H = F - I and outputs P (row-major), or dim_F set in its options"
+            )
+        F = torch.as_tensor(F, dtype=DTYPE)
+        if F.dim() == 2:
+            F = F.unsqueeze(0)
+        if F.dim() != 3 or F.shape[-2:] != (k, k):
+            raise InvalidInput(f"F must be n x {k} x {k}, got shape {tuple(F.shape)}")
+        if not torch.isfinite(F).all():
+            raise InvalidInput("F contains nan or inf entries")
+        n = F.shape[0]
+        H = (F - torch.eye(k, dtype=DTYPE)).reshape(n, k * k)
+        self.eval()
+        Ps, Js, Vs = [], [], []
+        with gpytorch.settings.fast_pred_var(), torch.enable_grad():
+            for start in range(0, n, chunk_size):
+                X = H[start : start + chunk_size].detach().requires_grad_(True)
+                post = self.posterior(X)
+                mean = post.mean  # c x m
+                # the mean at point a depends only on X[a], so the gradient of
+                # sum_a mean[a, j] is row a of the Jacobian of output j
+                rows = [
+                    torch.autograd.grad(mean[:, j].sum(), X, retain_graph=j < k * k - 1)[0]
+                    for j in range(k * k)
+                ]
+                Js.append(torch.stack(rows, dim=1))  # c x m x d
+                Ps.append(mean.detach())
+                with torch.no_grad():
+                    Vs.append(post.variance.detach().mean(-1))
+        P = torch.cat(Ps).reshape(n, k, k)
+        tangent = torch.cat(Js).reshape(n, k, k, k, k)
+        return MaterialResponse(P=P, tangent=tangent, variance=torch.cat(Vs))
+
+
+@register_surrogate
+class GPSurrogate(SingleTaskGP, _GPCommon):
+    """Exact GP with an ARD Matérn-5/2 kernel; ``m`` outputs as independent GPs.
+
+    Build with :meth:`from_dataset`::
+
+        gp = GPSurrogate.from_dataset(dataset, bounds=oracle.bounds)
+        post = gp.posterior(X)          # X: batch x q x d -> mean batch x q x m
+
+    Options (``from_dataset(dataset, **options)``):
+        bounds: ``2 x d`` input bounds for normalization (default: the
+            training inputs' box).
+        n_restarts: starting points of the hyperparameter fit (default 4).
+        seed: seed of the random restarts (default 0).
+        maxiter: L-BFGS-B iterations per start (default 200).
+        min_noise: lower bound of the inferred noise variance, in
+            standardized units (default 1e-6; used when ``Yvar`` is None).
+        min_noise_rel: known noise variances are floored at this fraction of
+            the output variance (default 1e-8) to keep the Cholesky stable
+            for noise-free data.
+        dim_F: ``k`` for a constitutive surrogate (inferred when d = m = k*k).
+    """
+
+    _defaults = {
+        "bounds": None,
+        "n_restarts": 4,
+        "seed": 0,
+        "maxiter": 200,
+        "min_noise": 1e-6,
+        "min_noise_rel": 1e-8,
+        "dim_F": None,
+    }
+
+    @classmethod
+    def _build(cls, dataset: Dataset, cfg: dict[str, Any]) -> GPSurrogate:
+        if dataset.observed is not None:
+            raise ValueError(
+                "GPSurrogate needs every output observed at every point; "
+                "use ICMGPSurrogate for datasets with missing outputs (Dataset.observed)"
+            )
+        X, Y, d, m = dataset.X, dataset.Y, dataset.d, dataset.m
+        batch_shape = torch.Size([m]) if m > 1 else torch.Size()
+        covar = ScaleKernel(
+            _matern(d, batch_shape),
+            batch_shape=batch_shape,
+            outputscale_prior=GammaPrior(2.0, 0.15),
+        )
+        Yvar, likelihood = None, None
+        if dataset.Yvar is not None:
+            var_y = Y.var(0) if dataset.n > 1 else torch.ones(m, dtype=DTYPE)
+            floor = cfg["min_noise_rel"] * torch.where(var_y > 0, var_y, torch.ones_like(var_y))
+            Yvar = torch.maximum(dataset.Yvar, floor)
+        else:
+            likelihood = GaussianLikelihood(
+                batch_shape=batch_shape,
+                noise_prior=LogNormalPrior(loc=-4.0, scale=1.0),
+                noise_constraint=GreaterThan(cfg["min_noise"], transform=None, initial_value=1e-2),
+            )
+        bounds = _bounds_tensor(cfg["bounds"], d)
+        model = cls(
+            train_X=X,
+            train_Y=Y,
+            train_Yvar=Yvar,
+            likelihood=likelihood,
+            covar_module=covar,
+            outcome_transform=Standardize(m=m),
+            input_transform=Normalize(d=d, bounds=bounds),
+        )
+        model.train_dataset = dataset
+        model._sb_config = copy.deepcopy(cfg)
+        return model
+
+
+@register_surrogate
+class ICMGPSurrogate(MultiTaskGP, _GPCommon):
+    """Correlated multi-output GP (intrinsic coregionalization model).
+
+    ``cov(f_i(x), f_j(x')) = B_ij k(x, x')`` with ``B = W W^T + diag(v)``
+    (rank ``rank``) and ``k`` an ARD Matérn-5/2 kernel, fitted on the
+    long-format data (one row per observed output), so outputs may be observed
+    at different points: set ``Dataset.observed``. ``posterior(X)`` takes
+    ``batch x q x d`` inputs (no task column) and returns all ``m`` outputs,
+    ``batch x q x m``, with the cross-output covariance.
+
+    Options: ``bounds``, ``n_restarts``, ``seed``, ``maxiter``, ``dim_F`` as
+    :class:`GPSurrogate`, and ``rank`` (of ``W``; default ``m``). Noise: known
+    ``Yvar`` (fixed) or one inferred level per output.
+    """
+
+    _defaults = {
+        "bounds": None,
+        "n_restarts": 4,
+        "seed": 0,
+        "maxiter": 200,
+        "rank": None,
+        "min_noise_rel": 1e-8,
+        "dim_F": None,
+    }
+
+    @classmethod
+    def _build(cls, dataset: Dataset, cfg: dict[str, Any]) -> ICMGPSurrogate:
+        X, Y, d, m = dataset.X, dataset.Y, dataset.d, dataset.m
+        if m < 2:
+            raise ValueError(f"ICMGPSurrogate needs m >= 2 outputs, got m = {m}; use GPSurrogate")
+        obs = dataset.observed if dataset.observed is not None else torch.ones_like(Y, dtype=torch.bool)
+        counts = obs.sum(0)
+        if (counts < 1).any():
+            raise ValueError(f"every output needs at least one observation, got counts {counts.tolist()}")
+        rows, tasks = obs.nonzero(as_tuple=True)
+        # standardize each output on its own observed values (BoTorch's
+        # StratifiedStandardize cannot untransform an all-outputs posterior)
+        mu = torch.stack([Y[obs[:, j], j].mean() for j in range(m)])
+        sd = torch.stack(
+            [Y[obs[:, j], j].std() if counts[j] > 1 else Y.new_tensor(1.0) for j in range(m)]
+        )
+        sd = torch.where(sd > 1e-8 * mu.abs().clamp_min(1.0), sd, torch.ones_like(sd))
+        X_long = torch.cat([X[rows], tasks.to(DTYPE).unsqueeze(-1)], dim=-1)  # N x (d + 1)
+        Y_long = ((Y[rows, tasks] - mu[tasks]) / sd[tasks]).unsqueeze(-1)  # N x 1
+        Yvar_long = None
+        if dataset.Yvar is not None:
+            Yvar_std = dataset.Yvar / sd**2
+            Yvar_long = Yvar_std.clamp_min(cfg["min_noise_rel"])[rows, tasks].unsqueeze(-1)
+        bounds = _bounds_tensor(cfg["bounds"], d)
+        model = cls(
+            train_X=X_long,
+            train_Y=Y_long,
+            task_feature=d,
+            train_Yvar=Yvar_long,
+            covar_module=_matern(d, torch.Size()),
+            rank=cfg["rank"],
+            all_tasks=list(range(m)),
+            outcome_transform=None,
+            input_transform=Normalize(d=d + 1, indices=list(range(d)), bounds=bounds),
+        )
+        std = Standardize(m=m)
+        std.means = mu.view(1, m).clone()
+        std.stdvs = sd.view(1, m).clone()
+        std._stdvs_sq = sd.view(1, m).pow(2)
+        std._is_trained = torch.tensor(True)
+        std.eval()
+        model.task_standardize = std
+        model.train_dataset = dataset
+        model._sb_config = copy.deepcopy(cfg)
+        return model
+
+    def posterior(self, X: Tensor, output_indices=None, observation_noise=False, posterior_transform=None, **kwargs):
+        """Joint posterior of all ``m`` outputs at ``X`` (``batch x q x d``, no task column).
+
+        Returns a :class:`~botorch.posteriors.GPyTorchPosterior` with mean
+        ``batch x q x m`` on the original output scale.
+        """
+        if output_indices is not None or X.shape[-1] != self.num_non_task_features:
+            raise ValueError(
+                f"ICMGPSurrogate.posterior takes X of shape batch x q x {self.num_non_task_features} "
+                f"(no task column) and returns all outputs; got shape {tuple(X.shape)}"
+                + (f" and output_indices={output_indices}" if output_indices is not None else "")
+            )
+        post = super().posterior(X, observation_noise=observation_noise, **kwargs)
+        post = self.task_standardize.untransform_posterior(post)
+        if posterior_transform is not None:
+            post = posterior_transform(post)
+        return post
+
+    def task_correlation(self) -> Tensor:
+        """``m x m`` correlation matrix of the fitted coregionalization ``B``."""
+        from gpytorch.kernels import IndexKernel
+
+        task_kernel = next(
+            mod for mod in self.covar_module.modules() if isinstance(mod, IndexKernel) or hasattr(mod, "covar_matrix")
+        )
+        with torch.no_grad():
+            B = task_kernel.covar_matrix
+            B = B.to_dense() if hasattr(B, "to_dense") else B
+        s = B.diagonal().sqrt()
+        return B / (s.unsqueeze(-1) * s.unsqueeze(-2))

@@ -1,0 +1,336 @@
+"""GP surrogates: contract, exactness against hand-computed GP algebra,
+likelihood gradients, calibration, known noise, ICM transfer, material response."""
+
+import functools
+import math
+
+import pytest
+import torch
+from gpytorch.mlls import ExactMarginalLogLikelihood
+
+from oracles.exceptions import InvalidInput
+from surrogates import Dataset
+from surrogates.gp import GPSurrogate, ICMGPSurrogate
+from surrogates.metrics import coverage, rmse
+from surrogates.testing import SurrogateContractTests
+
+D = torch.float64
+
+
+def branin01(X):
+    """Branin on [0, 1]^2, scaled to O(1)."""
+    x1, x2 = 15 * X[:, 0] - 5, 15 * X[:, 1]
+    return ((x2 - 5.1 / (4 * math.pi**2) * x1**2 + 5 / math.pi * x1 - 6) ** 2
+            + 10 * (1 - 1 / (8 * math.pi)) * torch.cos(x1) + 10) / 50
+
+
+def smooth(X):
+    return torch.sin(2 * math.pi * X[:, 0]) + 0.5 * torch.cos(3 * X[:, 1])
+
+
+def lhs(n, d, seed):
+    """Latin hypercube in [0, 1]^d."""
+    g = torch.Generator().manual_seed(seed)
+    cols = [(torch.randperm(n, generator=g).to(D) + torch.rand(n, generator=g, dtype=D)) / n for _ in range(d)]
+    return torch.stack(cols, -1)
+
+
+def linear_elastic_P(F, lam=1.0, mu=0.5):
+    """Small-strain-like law P = lam tr(H) I + mu (H + H^T), H = F - I."""
+    k = F.shape[-1]
+    H = F - torch.eye(k, dtype=D)
+    tr = H.diagonal(dim1=-2, dim2=-1).sum(-1)
+    return lam * tr[:, None, None] * torch.eye(k, dtype=D) + mu * (H + H.transpose(-1, -2))
+
+
+# --------------------------------------------------------------------- contract
+class TestGPSingleOutputContract(SurrogateContractTests):
+    def make_dataset(self):
+        X = lhs(12, 2, 0)
+        return Dataset(X=X, Y=branin01(X))
+
+    def fit(self, dataset):
+        return GPSurrogate.from_dataset(dataset, n_restarts=2, bounds=[[0, 0], [1, 1]])
+
+
+class TestGPMultiOutputKnownNoiseContract(SurrogateContractTests):
+    def make_dataset(self):
+        X = lhs(12, 2, 1)
+        Y = torch.stack([branin01(X), smooth(X)], -1)
+        return Dataset(X=X, Y=Y, Yvar=torch.full_like(Y, 1e-4))
+
+    def fit(self, dataset):
+        return GPSurrogate.from_dataset(dataset, n_restarts=2)
+
+
+class TestICMContract(SurrogateContractTests):
+    def make_dataset(self):
+        X = lhs(10, 2, 2)
+        Y = torch.stack([smooth(X), smooth(X) + 0.3 * X[:, 1]], -1)
+        observed = torch.ones_like(Y, dtype=torch.bool)
+        observed[::2, 1] = False
+        return Dataset(X=X, Y=Y, observed=observed)
+
+    def fit(self, dataset):
+        return ICMGPSurrogate.from_dataset(dataset, n_restarts=1, maxiter=100)
+
+
+@functools.lru_cache(maxsize=1)
+def _constitutive_gp():
+    """GP from H = F - I (9 components) to P (9 components) of a linear law, fitted once."""
+    g = torch.Generator().manual_seed(11)
+    F = torch.eye(3, dtype=D) + 0.04 * (2 * torch.rand(24, 3, 3, generator=g, dtype=D) - 1)
+    ds = Dataset(X=(F - torch.eye(3, dtype=D)).reshape(24, 9), Y=linear_elastic_P(F).reshape(24, 9))
+    return GPSurrogate.from_dataset(ds, n_restarts=1, maxiter=80)
+
+
+class TestConstitutiveGPContract(SurrogateContractTests):
+    def make_dataset(self):
+        return _constitutive_gp().train_dataset
+
+    def fit(self, dataset):
+        return _constitutive_gp()
+
+
+# ------------------------------------------------------------ exactness checks
+@pytest.fixture(scope="module")
+def noise_free_gp():
+    X = lhs(15, 2, 4)
+    ds = Dataset(X=X, Y=branin01(X), Yvar=torch.zeros(15, 1, dtype=D))
+    return GPSurrogate.from_dataset(ds, n_restarts=2, bounds=[[0, 0], [1, 1]])
+
+
+def test_interpolates_noise_free_data(noise_free_gp):
+    ds = noise_free_gp.train_dataset
+    with torch.no_grad():
+        post = noise_free_gp.posterior(ds.X)
+    scale = ds.Y.std()
+    assert (post.mean - ds.Y).abs().max() < 1e-5 * scale
+    # and the predictive variance collapses at the data
+    assert post.variance.max().sqrt() < 1e-3 * scale
+
+
+def test_inferred_noise_is_small_on_noise_free_data():
+    # without Yvar the noise is inferred (MAP, weak prior): it must come out
+    # small on noise-free data, so the GP nearly interpolates
+    X = lhs(15, 2, 5)
+    gp = GPSurrogate.from_dataset(Dataset(X=X, Y=branin01(X)), n_restarts=1)
+    with torch.no_grad():
+        err = (gp.posterior(X).mean.squeeze(-1) - branin01(X)).abs().max()
+    assert gp.likelihood.noise.item() < 1e-2  # standardized units: < 1% of Var(Y)
+    assert err < 5e-2 * branin01(X).std()
+
+
+def _hand_posterior(gp, Xq):
+    """Exact GP algebra, written out: mean c + k*^T A^-1 (y - c), cov k** - k*^T A^-1 k*."""
+    with torch.no_grad():
+        tf = gp.input_transform
+        Xn, Xqn = tf(gp.train_dataset.X), tf(Xq)
+        K = gp.covar_module(Xn).to_dense()
+        Ks = gp.covar_module(Xn, Xqn).to_dense()
+        Kss = gp.covar_module(Xqn).to_dense()
+        y = gp.train_targets  # standardized
+        c = gp.mean_module.constant
+        noise = gp.likelihood.noise.reshape(-1)
+        A = K + torch.diag(noise.expand(K.shape[-1]))
+        L = torch.linalg.cholesky(A)
+        mean = c + Ks.T @ torch.cholesky_solve((y - c).unsqueeze(-1), L).squeeze(-1)
+        cov = Kss - Ks.T @ torch.cholesky_solve(Ks, L)
+        mu, sd = gp.outcome_transform.means.squeeze(), gp.outcome_transform.stdvs.squeeze()
+    return mu + sd * mean, sd**2 * cov
+
+
+@pytest.mark.parametrize("noisy", [False, True])
+def test_posterior_matches_hand_computed_gp(noisy):
+    X = lhs(14, 2, 6)
+    Y = branin01(X)
+    if noisy:
+        Y = Y + 0.05 * torch.randn(14, generator=torch.Generator().manual_seed(0), dtype=D)
+    gp = GPSurrogate.from_dataset(Dataset(X=X, Y=Y), n_restarts=1)
+    Xq = lhs(7, 2, 7)
+    mean_ref, cov_ref = _hand_posterior(gp, Xq)
+    with torch.no_grad():
+        post = gp.posterior(Xq)
+        cov = post.distribution.covariance_matrix
+    torch.testing.assert_close(post.mean.squeeze(-1), mean_ref, rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(cov, cov_ref, rtol=1e-6, atol=1e-10)
+    # predictive std = sqrt of the covariance diagonal
+    torch.testing.assert_close(post.variance.squeeze(-1).sqrt(), cov_ref.diagonal().sqrt(), rtol=1e-6, atol=1e-10)
+
+
+@pytest.mark.parametrize("known_noise", [False, True])
+def test_mll_gradients_match_finite_differences(known_noise):
+    X = lhs(10, 2, 8)
+    Y = torch.stack([branin01(X), smooth(X)], -1)
+    Yvar = torch.full_like(Y, 1e-3) if known_noise else None
+    gp = GPSurrogate.from_dataset(Dataset(X=X, Y=Y, Yvar=Yvar), n_restarts=1, maxiter=20)
+    gp.train()
+    mll = ExactMarginalLogLikelihood(gp.likelihood, gp)
+
+    def objective():
+        out = gp(*gp.train_inputs)
+        return mll(out, gp.train_targets, *gp.train_inputs).sum()
+
+    params = [(n, p) for n, p in gp.named_parameters() if p.requires_grad]
+    assert len(params) >= 3
+    grads = torch.autograd.grad(objective(), [p for _, p in params])
+    h = 1e-6
+    for (name, p), g in zip(params, grads):
+        flat = p.data.view(-1)
+        for i in range(flat.numel()):
+            old = flat[i].item()
+            with torch.no_grad():
+                flat[i] = old + h
+                fp = objective().item()
+                flat[i] = old - h
+                fm = objective().item()
+                flat[i] = old
+            fd = (fp - fm) / (2 * h)
+            assert g.view(-1)[i].item() == pytest.approx(fd, rel=1e-4, abs=1e-6), name
+
+
+def test_restarts_never_worse_than_single_start():
+    X = lhs(12, 2, 9)
+    ds = Dataset(X=X, Y=branin01(X) + 0.02 * torch.randn(12, generator=torch.Generator().manual_seed(1), dtype=D))
+    from surrogates.gp import fit_with_restarts
+
+    one = GPSurrogate._build(ds, {**GPSurrogate._defaults})
+    v1 = fit_with_restarts(one, n_restarts=1, maxiter=60)
+    many = GPSurrogate._build(ds, {**GPSurrogate._defaults})
+    v4 = fit_with_restarts(many, n_restarts=3, maxiter=60)
+    assert v4 >= v1 - 1e-9
+
+
+# -------------------------------------------------------------- calibration
+@pytest.mark.parametrize("seeds", [(0, 1, 2)])
+def test_coverage_95_on_held_out_noisy_data(seeds):
+    covs = []
+    for seed in seeds:
+        g = torch.Generator().manual_seed(seed)
+        X = lhs(40, 2, 100 + seed)
+        Y = smooth(X) + 0.1 * torch.randn(40, generator=g, dtype=D)
+        gp = GPSurrogate.from_dataset(Dataset(X=X, Y=Y), n_restarts=1, seed=seed)
+        Xt = torch.rand(300, 2, generator=g, dtype=D)
+        Yt = smooth(Xt) + 0.1 * torch.randn(300, generator=g, dtype=D)
+        with torch.no_grad():
+            post = gp.posterior(Xt, observation_noise=True)
+        covs.append(coverage(Yt, post.mean.squeeze(-1), post.variance.squeeze(-1)).item())
+    avg = sum(covs) / len(covs)
+    assert 0.85 <= avg <= 0.99, covs
+
+
+# ----------------------------------------------------------- known noise
+def test_known_heteroskedastic_noise_is_used():
+    X = torch.linspace(0, 1, 15, dtype=D).unsqueeze(-1)
+    f = lambda x: torch.sin(4 * x).squeeze(-1)  # noqa: E731
+    Y = f(X)
+    X_out = torch.tensor([[0.5]], dtype=D)  # off the design grid
+    X_all = torch.cat([X, X_out])
+    Y_all = torch.cat([Y, f(X_out) + 3.0])  # a gross outlier at x = 0.5
+    small = torch.full((16, 1), 1e-6, dtype=D)
+
+    huge = small.clone()
+    huge[-1] = 1e4
+    gp_huge = GPSurrogate.from_dataset(Dataset(X=X_all, Y=Y_all, Yvar=huge), n_restarts=1)
+    gp_small = GPSurrogate.from_dataset(Dataset(X=X_all, Y=Y_all, Yvar=small), n_restarts=1)
+    with torch.no_grad():
+        m_huge = gp_huge.posterior(X_out).mean.item()
+        m_small = gp_small.posterior(X_out).mean.item()
+        # and the noise the likelihood uses is the one we gave (standardized)
+        sd = gp_huge.outcome_transform.stdvs.item()
+    truth = f(X_out).item()
+    assert abs(m_huge - truth) < 0.01  # the noisy point has no pull
+    assert abs(m_small - truth) > 1.0  # the same point with small noise is followed
+    torch.testing.assert_close(gp_huge.likelihood.noise[-1].item() * sd**2, 1e4, rtol=1e-10, atol=0)
+
+
+# ------------------------------------------------------------------ ICM
+def test_icm_transfers_from_densely_observed_output():
+    f1 = lambda X: torch.sin(6 * X[:, 0])  # noqa: E731
+    f2 = lambda X: 2.0 * torch.sin(6 * X[:, 0]) + 0.3  # noqa: E731  (correlation 1 with f1)
+    X = torch.linspace(0, 1, 20, dtype=D).unsqueeze(-1)
+    Y = torch.stack([f1(X), f2(X)], -1)
+    observed = torch.zeros_like(Y, dtype=torch.bool)
+    observed[:, 0] = True
+    observed[[1, 8, 13, 18], 1] = True  # output 2 seen at 4 points only
+    ds = Dataset(X=X, Y=Y * observed, observed=observed)
+    icm = ICMGPSurrogate.from_dataset(ds, n_restarts=2, maxiter=100)
+    ind = GPSurrogate.from_dataset(Dataset(X=X[observed[:, 1]], Y=Y[observed[:, 1], 1]), n_restarts=2)
+    Xt = torch.rand(200, 1, generator=torch.Generator().manual_seed(0), dtype=D)
+    with torch.no_grad():
+        post = icm.posterior(Xt)
+        e_icm = rmse(f2(Xt), post.mean[:, 1]).item()
+        e_ind = rmse(f2(Xt), ind.posterior(Xt).mean.squeeze(-1)).item()
+        corr = icm.task_correlation()[0, 1].item()
+        # the posterior of the two outputs at one point is strongly correlated
+    assert corr > 0.9, corr  # the truth is 1; independent GPs have 0 by construction
+    assert e_icm < 0.3 * e_ind, (e_icm, e_ind)
+
+
+# ---------------------------------------------------------- material response
+@pytest.fixture(scope="module")
+def constitutive_gp():
+    return _constitutive_gp()
+
+
+def test_material_response_tangent_is_finite_difference_of_P(constitutive_gp):
+    g = torch.Generator().manual_seed(12)
+    F = torch.eye(3, dtype=D) + 0.03 * torch.randn(5, 3, 3, generator=g, dtype=D)
+    r = constitutive_gp.material_response(F)
+    assert r.P.shape == (5, 3, 3) and r.tangent.shape == (5, 3, 3, 3, 3) and r.variance.shape == (5,)
+    assert (r.variance > 0).all()
+    h = 1e-6
+    fd = torch.empty(5, 3, 3, 3, 3, dtype=D)
+    for k in range(3):
+        for L in range(3):
+            dF = torch.zeros(3, 3, dtype=D)
+            dF[k, L] = h
+            fd[..., k, L] = (constitutive_gp.material_response(F + dF).P - constitutive_gp.material_response(F - dF).P) / (2 * h)
+    torch.testing.assert_close(r.tangent, fd, rtol=1e-5, atol=1e-7)
+    # P is the posterior mean; chunking gives the same answer
+    with torch.no_grad():
+        mean = constitutive_gp.posterior((F - torch.eye(3, dtype=D)).reshape(5, 9)).mean
+    torch.testing.assert_close(r.P.reshape(5, 9), mean, rtol=1e-9, atol=1e-12)
+    r2 = constitutive_gp.material_response(F, chunk_size=2)
+    torch.testing.assert_close(r2.tangent, r.tangent)
+
+
+def test_material_response_learns_the_law(constitutive_gp):
+    # inside the training range the linear law is reproduced, tangent included
+    F = torch.eye(3, dtype=D) + 0.02 * torch.randn(20, 3, 3, generator=torch.Generator().manual_seed(13), dtype=D)
+    r = constitutive_gp.material_response(F)
+    P = linear_elastic_P(F)
+    assert (r.P - P).norm() / P.norm() < 0.05
+    lam, mu = 1.0, 0.5
+    I = torch.eye(3, dtype=D)
+    C = lam * torch.einsum("ij,kl->ijkl", I, I) + mu * (torch.einsum("ik,jl->ijkl", I, I) + torch.einsum("il,jk->ijkl", I, I))
+    assert (r.tangent.mean(0) - C).norm() / C.norm() < 0.1
+
+
+def test_material_response_bad_input(constitutive_gp, noise_free_gp):
+    with pytest.raises(InvalidInput, match="shape"):
+        constitutive_gp.material_response(torch.eye(2, dtype=D).expand(3, 2, 2))
+    F = torch.eye(3, dtype=D).repeat(2, 1, 1)
+    F[1, 0, 0] = float("nan")
+    with pytest.raises(InvalidInput, match="nan"):
+        constitutive_gp.material_response(F)
+    with pytest.raises(TypeError, match="not a constitutive surrogate"):
+        noise_free_gp.material_response(torch.eye(3, dtype=D).unsqueeze(0))
+
+
+def test_bad_options_and_data():
+    X = lhs(6, 2, 14)
+    ds = Dataset(X=X, Y=branin01(X))
+    with pytest.raises(TypeError, match="n_restart"):
+        GPSurrogate.from_dataset(ds, n_restart=3)
+    with pytest.raises(ValueError, match="bounds"):
+        GPSurrogate.from_dataset(ds, bounds=[[0, 0, 0], [1, 1, 1]])
+    with pytest.raises(ValueError, match="n_restarts"):
+        GPSurrogate.from_dataset(ds, n_restarts=0)
+    obs = torch.ones(6, 2, dtype=torch.bool)
+    obs[0, 1] = False
+    ds2 = Dataset(X=X, Y=torch.stack([branin01(X), smooth(X)], -1), observed=obs)
+    with pytest.raises(ValueError, match="ICMGPSurrogate"):
+        GPSurrogate.from_dataset(ds2)
+    with pytest.raises(ValueError, match="m >= 2"):
+        ICMGPSurrogate.from_dataset(ds)
