@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from oracles.material import MaterialModel, MaterialResponse  # noqa: F401  (re-exported)
 from surrogates.dataset import Dataset
@@ -76,13 +75,30 @@ class SurrogateMixin:
         raise NotImplementedError
 
 
+#: version of the on-disk layout written by :func:`save_surrogate`
+FORMAT_VERSION = 1
+
+
 def save_surrogate(model, path: str | Path) -> Path:
-    """Write ``model`` to directory ``path`` (config.json, state.pt, dataset.json)."""
+    """Write ``model`` to directory ``path``.
+
+    Layout: ``config.json`` (class name, format version, the model's
+    :meth:`~SurrogateMixin.get_config`), ``state.pt`` (the torch ``state_dict``:
+    tensors only, so it loads with ``weights_only=True``; the fitted
+    hyperparameters and transforms live here) and ``dataset.json`` (the
+    training data, needed to rebuild an exact GP). Returns ``path``.
+    """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    config = {"class": type(model).__name__, "config": model.get_config()}
+    config = {
+        "class": type(model).__name__,
+        "format_version": FORMAT_VERSION,
+        "config": model.get_config(),
+    }
     (path / "config.json").write_text(json.dumps(config, indent=2))
-    torch.save(model.state_dict(), path / "state.pt")
+    # clone so that views into larger tensors do not drag their storage along
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    torch.save(state, path / "state.pt")
     ds = getattr(model, "train_dataset", None)
     if ds is not None:
         (path / "dataset.json").write_text(json.dumps(ds.to_dict()))
@@ -95,11 +111,22 @@ def load_surrogate(path: str | Path):
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"no surrogate at {path} (config.json missing)")
     config = json.loads((path / "config.json").read_text())
+    version = config.get("format_version", 1)
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"{path} was written with surrogate format {version}; this scalebridge reads <= {FORMAT_VERSION}"
+        )
     cls = surrogate_class(config["class"])
     ds_file = path / "dataset.json"
     dataset = Dataset.from_dict(json.loads(ds_file.read_text())) if ds_file.exists() else None
     model = cls.from_config(config["config"], dataset)
-    state = torch.load(path / "state.pt", weights_only=True)
-    model.load_state_dict(state)
+    # weights_only: the file holds tensors only; refuse anything else
+    state = torch.load(path / "state.pt", weights_only=True, map_location="cpu")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(
+            f"state.pt in {path} does not fit the {config['class']} rebuilt from config.json: {err}"
+        ) from err
     model.eval()
     return model
