@@ -361,7 +361,8 @@ class ElasticConstantsOracle(Oracle):
         n_blocks: int = 20,
         n_axes: int = 3,
         seed: int = 0,
-        us_per_atom_step: float = 2.0,
+        us_per_atom_step: float = 3.5,
+        us_per_step: float = 60.0,
     ):
         check_element(element)
         if structure not in CUBIC_STRUCTURES:
@@ -406,9 +407,13 @@ class ElasticConstantsOracle(Oracle):
         else:
             self.input_names = ("temperature",)
             self.bounds = make_bounds([0.0], [max_temperature])
-        # cost in estimated seconds: a static run is a few hundred stress calls
-        # of a tiny cell; MD is atoms x steps at the engine's measured speed
-        self.cost_model = CostModel((0.2, self.md_atom_steps * us_per_atom_step * 1e-6))
+        # cost in estimated seconds on one core: a static run is ~100 stress
+        # calls of a tiny cell; MD is atoms x steps at the engine's speed plus
+        # the Python overhead of each step (dominant for small cells)
+        self.us_per_atom_step = float(us_per_atom_step)
+        self.us_per_step = float(us_per_step)
+        md_cost = (self.md_atom_steps * us_per_atom_step + self.md_steps * us_per_step) * 1e-6
+        self.cost_model = CostModel((0.02, 0.02 + md_cost))
         # the zero-pressure static lattice parameter; checks element/engine now
         self._a0: float | None = None
         self._a0 = self.static_lattice_parameter()
@@ -419,11 +424,15 @@ class ElasticConstantsOracle(Oracle):
         return per_cell * self.size**3
 
     @property
+    def md_steps(self) -> int:
+        """MD steps of one fidelity-1 evaluation."""
+        lattice = self.n_lattice_iter * self.lattice_steps + 2 * self.n_equil
+        return lattice + 2 * self.n_axes * (self.n_steps + self.n_equil // 2)
+
+    @property
     def md_atom_steps(self) -> int:
         """Atom-steps of one fidelity-1 evaluation (the cost model's basis)."""
-        lattice = self.n_lattice_iter * self.lattice_steps + self.n_equil
-        strains = 2 * self.n_axes * (self.n_steps + self.n_equil // 2)
-        return self.n_atoms * (lattice + strains)
+        return self.n_atoms * self.md_steps
 
     def static_lattice_parameter(self) -> float:
         if self._a0 is None:

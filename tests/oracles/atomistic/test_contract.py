@@ -1,0 +1,70 @@
+"""The Oracle contract for the atomistic oracles (cheap settings)."""
+
+import pytest
+import torch
+
+from oracles.atomistic.elastic import ElasticConstantsOracle
+from oracles.atomistic.surface import SurfaceOracle
+from oracles.base import DTYPE
+from oracles.exceptions import InvalidInput
+from oracles.testing import OracleContractTests
+
+TINY_MD = dict(size=2, n_steps=100, lattice_steps=60, n_equil=40, n_lattice_iter=2, sample_every=2, n_blocks=5)
+
+
+class TestElasticConstantsOracle(OracleContractTests):
+    n_points = 3
+
+    def make_oracle(self):
+        return ElasticConstantsOracle("Cu", max_temperature=400.0, strain_bounds=(-0.03, 0.15), **TINY_MD)
+
+    def failing_inputs(self, oracle):
+        # 15% hydrostatic expansion: past the spinodal of EMT Cu
+        return torch.tensor([[200.0, 0.15]], dtype=DTYPE)
+
+
+class TestElasticConstantsOracleTemperatureOnly(OracleContractTests):
+    n_points = 2
+
+    def make_oracle(self):
+        return ElasticConstantsOracle("Cu", with_strain=False, max_temperature=300.0, **TINY_MD)
+
+
+class TestSurfaceOracle(OracleContractTests):
+    def make_oracle(self):
+        return SurfaceOracle("Cu", (1, 0, 0), n_openings=21)
+
+
+def test_fidelity_costs_and_variances():
+    o = ElasticConstantsOracle("Cu", with_strain=False, **TINY_MD)
+    X = torch.tensor([[250.0]], dtype=DTYPE)
+    lo, hi = o.evaluate(X, fidelity=0), o.evaluate(X, fidelity=1)
+    assert lo.cost[0] < hi.cost[0]
+    assert (lo.Yvar == 0).all() and (hi.Yvar > 0).all()
+    assert "wall_time" in hi.metadata[0] and hi.metadata[0]["atom_steps"] > 0
+    # MD softens the crystal relative to the static answer
+    assert (hi.Y[0, :3] < lo.Y[0, :3]).all()
+    assert hi.Y[0, 3] > lo.Y[0, 3]
+
+
+def test_static_fidelity_ignores_temperature():
+    o = ElasticConstantsOracle("Cu", **TINY_MD)
+    r = o.evaluate(torch.tensor([[0.0, 0.0], [400.0, 0.0]], dtype=DTYPE), fidelity=0)
+    torch.testing.assert_close(r.Y[0], r.Y[1])
+
+
+def test_bad_construction():
+    with pytest.raises(InvalidInput, match="'Unobtainium'"):
+        ElasticConstantsOracle("Unobtainium")
+    with pytest.raises(InvalidInput, match="Fe"):
+        ElasticConstantsOracle("Fe", a_guess=3.6)
+    with pytest.raises(InvalidInput, match="n_blocks"):
+        ElasticConstantsOracle("Cu", n_steps=10, sample_every=5, n_blocks=10)
+    with pytest.raises(InvalidInput, match="miller"):
+        SurfaceOracle("Cu", (0, 0, 0))
+
+
+def test_negative_temperature_is_invalid():
+    o = ElasticConstantsOracle("Cu", **TINY_MD)
+    with pytest.raises(InvalidInput, match="temperature"):
+        o.evaluate(torch.tensor([[-10.0, 0.0]], dtype=DTYPE), fidelity=0)

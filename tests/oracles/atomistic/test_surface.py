@@ -1,0 +1,107 @@
+"""Surface energy, rigid decohesion and the UBER fit."""
+
+import math
+
+import numpy as np
+import pytest
+from ase.build import fcc100, fcc110, fcc111
+
+from oracles.atomistic.elastic import build_crystal, equilibrium_lattice_parameter
+from oracles.atomistic.engines import attach_calculator
+from oracles.atomistic.surface import (
+    EV_PER_A2_TO_J_PER_M2,
+    decohesion_curve,
+    fit_uber,
+    surface_energy,
+    uber_energy,
+    uber_traction,
+)
+from oracles.exceptions import InvalidInput
+
+
+@pytest.fixture(scope="module")
+def a0():
+    return equilibrium_lattice_parameter("Cu")
+
+
+def _ase_slab_gamma(builder, a, layers=9):
+    """γ (J/m²) from ASE's own slab builder, a construction independent of ours."""
+    slab = builder("Cu", size=(1, 1, layers), a=a, vacuum=10.0)
+    attach_calculator(slab, "default")
+    bulk = build_crystal("Cu", "fcc", a)
+    attach_calculator(bulk, "default")
+    e_b = bulk.get_potential_energy() / len(bulk)
+    cell = slab.cell.array
+    area = np.linalg.norm(np.cross(cell[0], cell[1]))
+    return (slab.get_potential_energy() - len(slab) * e_b) / (2 * area) * EV_PER_A2_TO_J_PER_M2
+
+
+@pytest.mark.parametrize(
+    "miller,builder", [((1, 1, 1), fcc111), ((1, 0, 0), fcc100), ((1, 1, 0), fcc110)]
+)
+def test_cleavage_energy_is_twice_slab_surface_energy(a0, miller, builder):
+    d, E = decohesion_curve("Cu", miller, np.linspace(0, 12, 25), a=a0)
+    gamma_slab = _ase_slab_gamma(builder, a0)
+    assert E[-1] == pytest.approx(2 * gamma_slab, rel=1e-6)
+    assert surface_energy("Cu", miller, a=a0)["gamma"] == pytest.approx(gamma_slab, rel=1e-6)
+    # the curve is flat beyond the engine's cut-off and rises from 0 monotonically
+    assert E[0] == 0 and np.all(np.diff(E) >= -1e-12)
+
+
+def test_close_packed_surface_has_lowest_energy(a0):
+    g = {m: surface_energy("Cu", m, a=a0)["gamma"] for m in [(1, 1, 1), (1, 0, 0), (1, 1, 0)]}
+    assert 0 < g[(1, 1, 1)] < g[(1, 0, 0)] < g[(1, 1, 0)]
+
+
+def test_relaxation_lowers_surface_energy(a0):
+    un = surface_energy("Cu", (1, 1, 0), a=a0)
+    rel = surface_energy("Cu", (1, 1, 0), a=a0, relax=True, fmax=1e-4)
+    assert rel["relax_steps"] > 0
+    assert 0.9 * un["gamma"] < rel["gamma"] < un["gamma"]
+
+
+def test_uber_fit_recovers_synthetic_parameters():
+    rng = np.random.default_rng()
+    G, l = rng.uniform(1.0, 5.0), rng.uniform(0.3, 1.5)
+    d = np.linspace(0, 10 * l, 60)
+    fit = fit_uber(d, uber_energy(d, G, l))
+    assert fit.two_gamma == pytest.approx(G, rel=1e-8)
+    assert fit.l == pytest.approx(l, rel=1e-8)
+    assert fit.sigma_max == pytest.approx(10 * G / (math.e * l), rel=1e-8)
+    assert fit.r2 == pytest.approx(1.0, abs=1e-12)
+
+
+def test_uber_traction_is_energy_gradient_and_peaks_at_l():
+    G, l = 2.1, 0.4
+    d = np.linspace(0.01, 4, 400)
+    h = 1e-6
+    fd = (uber_energy(d + h, G, l) - uber_energy(d - h, G, l)) / (2 * h) * 10  # (J/m^2)/A -> GPa
+    np.testing.assert_allclose(uber_traction(d, G, l), fd, rtol=1e-6)
+    dense = np.linspace(0, 4, 400_001)
+    t = uber_traction(dense, G, l)
+    assert dense[np.argmax(t)] == pytest.approx(l, abs=1e-4)
+    assert t.max() == pytest.approx(10 * G / (math.e * l), rel=1e-9)
+
+
+def test_emt_decohesion_curve_fits_uber_well(a0):
+    d, E = decohesion_curve("Cu", (1, 1, 1), a=a0)
+    fit = fit_uber(d, E)
+    assert fit.r2 > 0.999
+    assert fit.two_gamma == pytest.approx(E[-1], rel=0.02)
+    # the peak of the numerical traction of the EMT curve is near the fit's
+    t_num = np.gradient(E, d) * 10
+    assert fit.sigma_max == pytest.approx(t_num.max(), rel=0.1)
+    assert d[np.argmax(t_num)] == pytest.approx(fit.l, abs=0.25)
+
+
+def test_bad_inputs():
+    with pytest.raises(InvalidInput, match="miller"):
+        surface_energy("Cu", (0, 0, 0))
+    with pytest.raises(InvalidInput, match="miller"):
+        surface_energy("Cu", (1, 1))
+    with pytest.raises(InvalidInput, match="'Xy'"):
+        decohesion_curve("Xy", (1, 1, 1))
+    with pytest.raises(InvalidInput, match="openings"):
+        decohesion_curve("Cu", (1, 1, 1), [0.0, -1.0, 2.0], a=3.6)
+    with pytest.raises(InvalidInput, match="rise"):
+        fit_uber([0, 1, 2], [0, 0, 0])
