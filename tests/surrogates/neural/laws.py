@@ -15,15 +15,22 @@ def _embed(F: Tensor) -> Tensor:
     """Plane strain: 2x2 in-plane block -> 3x3 with F33 = 1."""
     if F.shape[-1] == 3:
         return F
-    out = torch.eye(3, dtype=F.dtype).expand(*F.shape[:-2], 3, 3).clone()
-    out[..., :2, :2] = F
-    return out
+    # out of place (vmap-friendly)
+    F = torch.nn.functional.pad(F, (0, 1, 0, 1))
+    e33 = torch.zeros(3, 3, dtype=F.dtype)
+    e33[2, 2] = 1.0
+    return F + e33
+
+
+def _det3(F: Tensor) -> Tensor:
+    # explicit triple product: twice differentiable everywhere (no LU in the graph)
+    return torch.dot(F[0], torch.linalg.cross(F[1], F[2]))
 
 
 def neo_hookean_energy(F: Tensor, mu: float = 1.0, lam: float = 2.0) -> Tensor:
     """Compressible Neo-Hooke ``mu/2 (I1 - 3) - mu ln J + lam/2 ln^2 J`` of one ``k x k`` F."""
     F3 = _embed(F)
-    J = torch.linalg.det(F3)
+    J = _det3(F3)
     return 0.5 * mu * ((F3 * F3).sum() - 3) - mu * torch.log(J) + 0.5 * lam * torch.log(J) ** 2
 
 
@@ -33,7 +40,7 @@ def mooney_rivlin_energy(F: Tensor, c1: float = 0.4, c2: float = 0.1, kappa: flo
     C = F3.T @ F3
     I1 = torch.trace(C)
     I2 = 0.5 * (I1**2 - torch.trace(C @ C))
-    J = torch.linalg.det(F3)
+    J = _det3(F3)
     return (c1 * (I1 - 3) + c2 * (I2 - 3) - 2 * (c1 + 2 * c2) * torch.log(J)
             + 0.5 * kappa * (J - 1) ** 2)
 
