@@ -59,6 +59,8 @@ __all__ = [
     "voigt_moduli",
     "reuss_moduli",
     "hashin_shtrikman_bounds",
+    "hashin_shtrikman_multiphase",
+    "E_nu_to_moduli",
     "mori_tanaka",
     "moduli_to_E_nu",
     "VoigtOracle",
@@ -336,6 +338,48 @@ def hashin_shtrikman_bounds(K1, G1, K2, G2, f2, dim: int = 3) -> HSBounds:
     G_lo = _hs_mean(G, f, _zeta(kmin, Gmin, dim))
     G_up = _hs_mean(G, f, _zeta(kmax, Gmax, dim))
     return HSBounds(K_lo, K_up, G_lo, G_up)
+
+
+def hashin_shtrikman_multiphase(K, G, fractions, dim: int = 3) -> HSBounds:
+    """Hashin–Shtrikman–Walpole bounds of an isotropic ``p``-phase composite.
+
+    The same formulas as :func:`hashin_shtrikman_bounds`, with the sums over
+    ``p`` phases and the reference moduli at the smallest/largest phase moduli
+    (Walpole 1966; Torquato 2002, §21.2).
+
+    Args:
+        K, G: ``... x p`` 3D bulk and shear moduli of the phases.
+        fractions: ``... x p`` volume fractions summing to one.
+        dim: 3, or 2 (plane-strain bulk ``k = K + G/3`` and in-plane shear).
+
+    Returns:
+        :class:`HSBounds`, each of shape ``...``.
+    """
+    _check_dim(dim)
+    K, G, f = _check_moduli(K, G, fractions)
+    kb = _bulk(K, G, dim)
+    # phases with zero fraction do not bound anything
+    inf = torch.full_like(G, float("inf"))
+    used = f > 0
+    Gmin, Gmax = torch.where(used, G, inf).min(-1).values, torch.where(used, G, -inf).max(-1).values
+    kmin, kmax = torch.where(used, kb, inf).min(-1).values, torch.where(used, kb, -inf).max(-1).values
+    return HSBounds(
+        _hs_mean(kb, f, _bulk_ref(Gmin, dim)),
+        _hs_mean(kb, f, _bulk_ref(Gmax, dim)),
+        _hs_mean(G, f, _zeta(kmin, Gmin, dim)),
+        _hs_mean(G, f, _zeta(kmax, Gmax, dim)),
+    )
+
+
+def E_nu_to_moduli(E, nu) -> tuple[Tensor, Tensor]:
+    """3D bulk and shear moduli ``K = E/(3(1-2nu))``, ``G = E/(2(1+nu))``.
+
+    Raises InvalidInput unless ``E > 0`` and ``-1 < nu < 1/2``.
+    """
+    E, nu = _positive(_t(E, "E"), "E"), _t(nu, "nu")
+    if ((nu <= -1) | (nu >= 0.5)).any():
+        raise InvalidInput(f"nu must lie in (-1, 0.5), got {nu.tolist()}")
+    return E / (3 * (1 - 2 * nu)), E / (2 * (1 + nu))
 
 
 def mori_tanaka(K_m, G_m, K_i, G_i, f_i, dim: int = 3) -> tuple[Tensor, Tensor]:

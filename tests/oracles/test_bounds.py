@@ -261,3 +261,43 @@ class TestVoigtOracle(OracleContractTests):
 class TestReussOracle(OracleContractTests):
     def make_oracle(self):
         return ReussOracle(2.0, 1.0, 20.0, 9.0, dim=2)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_multiphase_hs_reduces_to_two_phase_and_is_ordered(dim):
+    from oracles.analytic.bounds import hashin_shtrikman_multiphase
+
+    K, G, f2 = random_phases(4)
+    f = torch.stack([1 - f2, f2], -1)
+    two = hashin_shtrikman_bounds(K[:, 0], G[:, 0], K[:, 1], G[:, 1], f2, dim)
+    many = hashin_shtrikman_multiphase(K, G, f, dim)
+    for a, b in zip(two, many, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=0)
+    # a phase with zero fraction changes nothing
+    K3 = torch.cat([K, 50 * K[:, :1]], -1)
+    G3 = torch.cat([G, 50 * G[:, :1]], -1)
+    f3 = torch.cat([f, torch.zeros_like(f2)[:, None]], -1)
+    for a, b in zip(two, hashin_shtrikman_multiphase(K3, G3, f3, dim), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=0)
+    # three phases: Reuss <= HS- <= HS+ <= Voigt
+    g = torch.Generator().manual_seed(9)
+    w = torch.rand(50, 3, generator=g, dtype=D)
+    w = w / w.sum(-1, keepdim=True)
+    b = hashin_shtrikman_multiphase(K3, G3, w, dim)
+    KR, GR = reuss_moduli(K3, G3, w, dim)
+    KV, GV = voigt_moduli(K3, G3, w, dim)
+    eps = 1e-12
+    assert (KR <= b.K_lower * (1 + eps)).all() and (b.K_lower <= b.K_upper * (1 + eps)).all()
+    assert (b.K_upper <= KV * (1 + eps)).all() and (GR <= b.G_lower * (1 + eps)).all()
+    assert (b.G_lower <= b.G_upper * (1 + eps)).all() and (b.G_upper <= GV * (1 + eps)).all()
+
+
+def test_E_nu_to_moduli_round_trip():
+    from oracles.analytic.bounds import E_nu_to_moduli
+
+    K, G = E_nu_to_moduli(torch.tensor([1.0, 10.0], dtype=D), 0.3)
+    E, nu = moduli_to_E_nu(K, G)
+    torch.testing.assert_close(E, torch.tensor([1.0, 10.0], dtype=D))
+    torch.testing.assert_close(nu, torch.full((2,), 0.3, dtype=D))
+    with pytest.raises(InvalidInput, match="nu must lie"):
+        E_nu_to_moduli(1.0, 0.5)
