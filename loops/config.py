@@ -142,6 +142,7 @@ class Executor(BaseModel):
     cluster_options: dict[str, Any] = {}
     local_processes: bool = Field(True, description="dask LocalCluster with processes")
     synchronous: bool = Field(False, description="wait for a whole batch (reproducible) instead of async")
+    prefetch: int = Field(1, ge=0, description="async: points queued beyond the workers, so a worker that finishes starts at once")
     timeout: float | None = Field(None, gt=0, description="seconds per oracle call")
     retries: int = Field(0, ge=0, description="re-attempts of a failed point")
 

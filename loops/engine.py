@@ -454,10 +454,12 @@ class Campaign:
                         stopped_by = "target error"
                     break
                 # fill free workers
-                free = self.exec.workers - len(self.running)
+                slots = self.exec.workers + (0 if c.executor.synchronous else c.executor.prefetch)
+                free = slots - len(self.running)
                 sync = c.executor.synchronous
                 if free > 0 and (not sync or not self.running) and self._may_submit(st, self.problem.target_fidelity):
-                    k = c.acquisition.q if sync else min(free, c.acquisition.q)
+                    # async: one joint proposal for all free workers (conditioned on the running ones)
+                    k = c.acquisition.q if sync else free
                     if c.budget.calls is not None:
                         k = min(k, c.budget.calls - st.submitted)
                     if k > 0:
@@ -493,7 +495,8 @@ class Campaign:
                         continue
                     self.store.record(rid, rec)  # persisted before the model sees it
                     got += 1
-                    if rec.get("failed") and row["attempt"] < c.executor.retries:
+                    if (rec.get("failed") and row["attempt"] < c.executor.retries
+                            and row["role"] != "validation" and self._may_submit(self.state(), row["fidelity"])):
                         nid = self.store.add_pending(row["x"], row["fidelity"], row["role"], row["iteration"],
                                                      point=row["point"], attempt=row["attempt"] + 1)
                         self.rows_by_id[nid] = self.store.row(nid)

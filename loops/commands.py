@@ -1,0 +1,117 @@
+"""``scalebridge run CONFIG``, ``scalebridge resume RUN``, ``scalebridge status RUN``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers, name: str) -> None:
+    if name == "run":
+        p = subparsers.add_parser("run", help="run a campaign from a TOML config")
+        p.add_argument("config", help="TOML campaign config")
+        p.add_argument("--run-dir", default=None, help="run directory (default: <run_dir>/<name>-<time>)")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        p.set_defaults(func=cmd_run)
+    elif name == "resume":
+        p = subparsers.add_parser("resume", help="resume a killed campaign")
+        p.add_argument("run", help="run directory of the campaign")
+        p.add_argument("--no-progress", action="store_true")
+        p.set_defaults(func=cmd_resume)
+    elif name == "status":
+        p = subparsers.add_parser("status", help="progress table of a campaign")
+        p.add_argument("run", help="run directory of the campaign")
+        p.set_defaults(func=cmd_status)
+    else:
+        raise ValueError(f"loops.commands has no command {name!r}")
+
+
+def _report(res) -> None:
+    st = res.state
+    print(f"run directory: {res.run_dir}")
+    print(f"stopped by {res.stopped_by}: {st.calls} calls ({st.failed} failed), cost {st.cost:g}"
+          + (f", best {st.best:.6g}" if st.best is not None else "")
+          + "".join(f", {k} {v:.4g}" for k, v in st.metrics.items()))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from loops.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        for line in e.lines:
+            print(line, file=sys.stderr)
+        return 2
+    from loops.engine import Campaign
+
+    try:
+        camp = Campaign(config, run_dir=args.run_dir, progress=not args.no_progress)
+    except (ValueError, ImportError) as e:
+        print(f"{args.config}: {e}", file=sys.stderr)
+        return 2
+    print(f"run directory: {camp.run_dir}  (resume with: scalebridge resume {camp.run_dir})", flush=True)
+    _report(camp.run())
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from loops.engine import Campaign
+
+    if not (Path(args.run) / "config.json").exists():
+        print(f"{args.run}: not a campaign run directory (no config.json)", file=sys.stderr)
+        return 2
+    camp = Campaign.resume(args.run, progress=not args.no_progress)
+    _report(camp.run())
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from loops.store import RunStore
+
+    f = Path(args.run) / "store.sqlite"
+    if not f.exists():
+        print(f"{args.run}: not a campaign run directory (no store.sqlite)", file=sys.stderr)
+        return 2
+    store = RunStore(f)
+    cfg = store.get_meta("config", {})
+    rows = store.rows()
+    budget = cfg.get("budget", {})
+    table = Table(title=f"campaign {cfg.get('name')} ({cfg.get('mode')}) - {store.get_meta('status')}")
+    for col in ("role", "fidelity", "done", "failed", "running", "cost", "mean time [s]"):
+        table.add_column(col, justify="right")
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["role"], r["fidelity"]), []).append(r)
+    for (role, fid), rs in sorted(groups.items()):
+        fin = [r for r in rs if r["status"] != "pending"]
+        wt = [r["wall_time"] for r in fin if r["wall_time"] is not None]
+        table.add_row(role, str(fid), str(sum(r["status"] == "done" for r in rs)),
+                      str(sum(r["status"] == "failed" for r in rs)), str(sum(r["status"] == "pending" for r in rs)),
+                      f"{sum(r['cost'] or 0 for r in fin):g}", f"{sum(wt) / len(wt):.3g}" if wt else "-")
+    con = Console()
+    con.print(table)
+    design = [r for r in rows if r["role"] != "validation" and r["status"] != "pending"]
+    if budget.get("calls"):
+        con.print(f"calls: {len(design)} / {budget['calls']}")
+    if budget.get("cost"):
+        con.print(f"cost: {sum(r['cost'] or 0 for r in design):g} / {budget['cost']}")
+    last: dict[str, float] = {}
+    for m in store.metrics():
+        last[m["name"]] = m["value"]
+    if last:
+        con.print("last metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(last.items())))
+    reasons: dict[str, int] = {}
+    for r in rows:
+        if r["status"] == "failed":
+            reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
+    for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:5]:
+        con.print(f"failed x{n}: {reason}")
+    if store.get_meta("mlflow_behind"):
+        con.print("MLflow is behind the run store; `scalebridge resume` brings it up to date")
+    store.close()
+    return 0

@@ -1,0 +1,65 @@
+"""Config validation: every bad key or value gives one line naming it."""
+
+import pytest
+
+from loops.cli import main
+from loops.config import ConfigError, load_config, parse_config
+
+GOOD = {"name": "t", "oracle": {"name": "branin"}, "budget": {"calls": 10}}
+
+
+def _lines(data):
+    with pytest.raises(ConfigError) as e:
+        parse_config(data)
+    return e.value.lines
+
+
+def test_good_config_and_oracle_kwargs():
+    cfg = parse_config({**GOOD, "oracle": {"name": "slow", "delay": 0.5}})
+    assert cfg.oracle.spec() == {"name": "slow", "delay": 0.5}
+    assert cfg.acquisition.name == "qLogNEI" and cfg.executor.kind == "process"
+
+
+@pytest.mark.parametrize(
+    "patch, must_contain",
+    [
+        ({"budgett": {"calls": 3}}, ["budgett", "allowed keys", "budget"]),
+        ({"acquisition": {"name": "EI"}}, ["acquisition.name", "'EI'", "qLogNEI"]),
+        ({"acquisition": {"q": 0}}, ["acquisition.q", "0", "greater than or equal to 1"]),
+        ({"executor": {"kind": "mpi"}}, ["executor.kind", "'mpi'", "dask"]),
+        ({"executor": {"wrokers": 2}}, ["executor.wrokers", "workers"]),
+        ({"oracle": {"name": "nope"}}, ["oracle.name", "'nope'", "branin"]),
+        ({"budget": {}}, ["budget", "calls, cost, wall_time"]),
+        ({"mode": "learn"}, ["qLogNEI", "learn mode allows"]),
+        ({"mode": "explore"}, ["mode", "'explore'", "optimize"]),
+    ],
+)
+def test_bad_config_one_line(patch, must_contain):
+    lines = _lines({**GOOD, **patch})
+    assert len(lines) == 1, lines
+    for s in must_contain:
+        assert s in lines[0], (s, lines[0])
+
+
+def test_two_errors_two_lines():
+    lines = _lines({**GOOD, "seed": "x", "executor": {"workers": -1}})
+    assert len(lines) == 2
+    assert any(line.startswith("config: seed = 'x'") for line in lines)
+    assert any("executor.workers = -1" in line for line in lines)
+
+
+def test_cli_prints_one_line_and_exits_2(tmp_path, capsys):
+    f = tmp_path / "c.toml"
+    f.write_text('name = "t"\noracle = {name = "branin"}\n[budget]\ncalls = 5\n[acquisition]\nname = "UCB"\n')
+    assert main(["run", str(f)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "acquisition.name = 'UCB'" in err[0] and str(f) in err[0]
+
+
+def test_bad_toml_and_missing_file(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text("name = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(f)
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "missing.toml")
