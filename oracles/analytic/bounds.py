@@ -1,6 +1,7 @@
 r"""Bounds and mean-field estimates of the effective elastic moduli of composites.
 
-Pure functions (torch float64, broadcasting over leading batch dimensions) and
+Pure functions (accepting numbers, NumPy arrays or tensors; returning torch
+float64 tensors; broadcasting over leading batch dimensions) and
 cheap :class:`~oracles.base.Oracle` wrappers that serve as low-fidelity
 sources next to the FFT homogenization oracle (``oracles.rve``).
 
@@ -63,6 +64,7 @@ __all__ = [
     "E_nu_to_moduli",
     "mori_tanaka",
     "moduli_to_E_nu",
+    "TwoPhaseModuliOracle",
     "VoigtOracle",
     "ReussOracle",
     "HashinShtrikmanOracle",
@@ -174,8 +176,9 @@ def isotropic_stiffness(K, G, dim: int = 3) -> Tensor:
 def isotropic_moduli(C, dim: int | None = None) -> tuple[Tensor, Tensor]:
     """Isotropic projection ``(K, G)`` of Mandel stiffness matrices.
 
-    In 3D returns the 3D bulk and shear moduli of the isotropic part
-    (``K = tr_J(C)/3``, ``G = tr_K(C)/10``). In 2D (``3 x 3``) returns the
+    In 3D returns the 3D bulk and shear moduli of the isotropic part, which is
+    the orientation average of the tensor: ``K = J::C / 9 = (sum of the normal
+    3 x 3 block)/9`` and ``G = (tr C - 3K)/10``. In 2D (``3 x 3``) returns the
     plane-strain bulk ``k = (C11 + C22 + 2 C12)/4`` and the mean in-plane shear
     ``G = (C11 + C22 - 2 C12 + 2 C33)/8`` of the square-symmetric part, which is
     exact for isotropic in-plane behaviour.
@@ -427,8 +430,8 @@ def moduli_to_E_nu(K, G, dim: int = 3) -> tuple[Tensor, Tensor]:
 
 
 # ----------------------------------------------------------------- oracles
-class _TwoPhaseOracle(Oracle):
-    """Shared machinery of the analytic two-phase oracles.
+class TwoPhaseModuliOracle(Oracle):
+    """Base of the analytic two-phase oracles (subclasses define ``_moduli``).
 
     Inputs: ``f2`` (volume fraction of phase 2, the inclusion phase) and, with
     ``vary_moduli=True``, also ``K1, G1, K2, G2`` within ``moduli_bounds``.
@@ -516,15 +519,15 @@ class _TwoPhaseOracle(Oracle):
         )
 
 
-class VoigtOracle(_TwoPhaseOracle):
-    """Voigt bound of a two-phase isotropic composite as an oracle (see :class:`_TwoPhaseOracle`)."""
+class VoigtOracle(TwoPhaseModuliOracle):
+    """Voigt bound of a two-phase isotropic composite as an oracle (see :class:`TwoPhaseModuliOracle`)."""
 
     def _moduli(self, f2, K1, G1, K2, G2):
         f = torch.stack([1 - f2, f2], -1)
         return voigt_moduli(torch.stack([K1, K2], -1), torch.stack([G1, G2], -1), f, self.dim_space)
 
 
-class ReussOracle(_TwoPhaseOracle):
+class ReussOracle(TwoPhaseModuliOracle):
     """Reuss bound of a two-phase isotropic composite as an oracle."""
 
     def _moduli(self, f2, K1, G1, K2, G2):
@@ -532,7 +535,7 @@ class ReussOracle(_TwoPhaseOracle):
         return reuss_moduli(torch.stack([K1, K2], -1), torch.stack([G1, G2], -1), f, self.dim_space)
 
 
-class HashinShtrikmanOracle(_TwoPhaseOracle):
+class HashinShtrikmanOracle(TwoPhaseModuliOracle):
     """Hashin–Shtrikman bound (``bound="lower"``, ``"upper"`` or ``"mean"``) as an oracle.
 
     ``"mean"`` is the arithmetic mean of the two bounds, a common cheap
@@ -554,7 +557,7 @@ class HashinShtrikmanOracle(_TwoPhaseOracle):
         return 0.5 * (b.K_lower + b.K_upper), 0.5 * (b.G_lower + b.G_upper)
 
 
-class MoriTanakaOracle(_TwoPhaseOracle):
+class MoriTanakaOracle(TwoPhaseModuliOracle):
     """Mori–Tanaka estimate with phase 1 the matrix and phase 2 the inclusions."""
 
     def _moduli(self, f2, K1, G1, K2, G2):
