@@ -203,3 +203,50 @@ def test_bad_parameters():
         Inclusion().phase_map((8,))
     with pytest.raises(InvalidInput, match="grid shape"):
         Inclusion().phase_map((8, -2))
+
+
+# ------------------------------------------- integration with the FFT solver
+def _mandel(T):
+    k = T.shape[0]
+    idx = [(0, 0), (1, 1), (0, 1)] if k == 2 else [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
+    w = [1.0 if i == j else math.sqrt(2) for i, j in idx]
+    return np.array([[w[a] * w[b] * float(T[i, j, p, q]) for b, (p, q) in enumerate(idx)]
+                     for a, (i, j) in enumerate(idx)])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_random_fibres_fft_moduli_inside_hashin_shtrikman(seed):
+    torch = pytest.importorskip("torch")
+    solver = pytest.importorskip("oracles.rve.solver")
+    laws = pytest.importorskip("oracles.rve.laws")
+    from oracles.analytic.bounds import E_nu_to_moduli, hashin_shtrikman_bounds, isotropic_moduli
+
+    pm = RandomFibres(0.3, 0.05, seed=seed, min_gap=0.005).phase_map((128, 128))
+    s = solver.FFTSolver(pm, [laws.IsotropicElastic(1.0, 0.3), laws.IsotropicElastic(10.0, 0.3)])
+    C = _mandel(s.homogenize(torch.zeros(1, 2, 2, dtype=torch.float64)).tangent[0])
+    k, G = isotropic_moduli(torch.tensor(C))
+    K1, G1 = E_nu_to_moduli(1.0, 0.3)
+    K2, G2 = E_nu_to_moduli(10.0, 0.3)
+    b = hashin_shtrikman_bounds(K1, G1, K2, G2, pm.mean(), dim=2)
+    assert b.K_lower <= k <= b.K_upper and b.G_lower <= G <= b.G_upper
+
+
+@pytest.mark.slow
+def test_voronoi_cubic_polycrystal_between_voigt_and_reuss():
+    torch = pytest.importorskip("torch")
+    solver = pytest.importorskip("oracles.rve.solver")
+    laws = pytest.importorskip("oracles.rve.laws")
+    from oracles.analytic.bounds import isotropic_moduli
+    from oracles.cohesive.oracle import vrh_cubic
+
+    vp = VoronoiPolycrystal(20, seed=0)
+    R = torch.tensor(vp.orientations())
+    phases = [laws.CubicElastic(168.4, 121.4, 75.4, R=R[i]) for i in range(20)]
+    s = solver.FFTSolver(vp.phase_map((24, 24, 24)), phases)
+    C = _mandel(s.homogenize(torch.zeros(1, 3, 3, dtype=torch.float64)).tangent[0])
+    K, G = (float(v) for v in isotropic_moduli(torch.tensor(C)))
+    v = vrh_cubic(168.4, 121.4, 75.4)
+    # cubic crystals: the bulk modulus is orientation independent, exact for any aggregate
+    assert K == pytest.approx(v.K, rel=1e-6)
+    assert v.G_R < G < v.G_V
