@@ -329,8 +329,21 @@ class ElasticConstantsOracle(Oracle):
     builds its calculator per evaluation, so it pickles. Randomness comes from
     ``seed`` and the input point, so an evaluation is reproducible.
 
+    Args:
+        element, structure: the crystal (cubic structures only).
+        engine, engine_params: see :func:`oracles.atomistic.engines.make_calculator`.
+        a_guess: starting lattice parameter (A) when ASE has no tabulated one.
+        with_strain: whether ``hydrostatic_strain`` is an input.
+        max_temperature, strain_bounds: the input box.
+        delta: finite-difference strain of fidelity 0.
+        size, timestep (fs), n_steps, n_equil, n_lattice_iter, lattice_steps,
+        md_strain, friction (1/fs), sample_every, n_blocks, n_axes: the MD
+            protocol of fidelity 1 (see :mod:`oracles.atomistic.md`).
+        seed: seeds fidelity 1 (combined with the input point).
+        us_per_atom_step, us_per_step: the cost model's engine speed (one core).
+
     Example:
-        >>> oracle = ElasticConstantsOracle("Cu", size=3, n_steps=2000)
+        >>> oracle = ElasticConstantsOracle("Cu", size=3, n_steps=1000)
         >>> res = oracle.evaluate([[300.0, 0.0]], fidelity=1)
     """
 
@@ -351,8 +364,8 @@ class ElasticConstantsOracle(Oracle):
         delta: float = 1e-4,
         size: int = 5,
         timestep: float = 5.0,
-        n_steps: int = 2000,
-        n_equil: int = 400,
+        n_steps: int = 1000,
+        n_equil: int = 300,
         n_lattice_iter: int = 3,
         lattice_steps: int = 800,
         md_strain: float = 0.01,

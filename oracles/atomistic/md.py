@@ -155,8 +155,8 @@ def finite_temperature_elastic_constants(
     engine_params: dict[str, Any] | None = None,
     size: int = 5,
     timestep: float = 5.0,
-    n_steps: int = 2000,
-    n_equil: int = 400,
+    n_steps: int = 1000,
+    n_equil: int = 300,
     n_lattice_iter: int = 3,
     lattice_steps: int = 800,
     strain: float = 0.01,
@@ -166,11 +166,33 @@ def finite_temperature_elastic_constants(
     n_axes: int = 3,
     seed: int = 0,
     lindemann: float = 0.2,
+    correlated_noise: bool = True,
+    min_block_fs: float = 250.0,
 ) -> dict[str, Any]:
     """Isothermal ``C11, C12, C44`` (GPa) and lattice parameter (A) at ``temperature``.
 
-    See the module docstring for the protocol. ``bulk_modulus`` (GPa, static is
-    fine) scales the lattice-parameter correction.
+    See the module docstring for the protocol.
+
+    Args:
+        a_static: static zero-pressure lattice parameter (A), the starting guess.
+        bulk_modulus: bulk modulus (GPa, the static one is fine) that scales
+            the lattice-parameter correction.
+        hydrostatic_strain: strain applied to the lattice parameter at ``T``.
+        size: supercell of ``size^3`` conventional cubic cells.
+        timestep: MD time step (fs); ``friction``: Langevin friction (1/fs).
+        n_steps: sampled steps of each strained run (``2 n_axes`` runs);
+            ``n_equil`` equilibration steps (half of it before each strained run).
+        n_lattice_iter, lattice_steps: zero-pressure iterations and their steps.
+        strain: amplitude of the ``+-`` strain patterns.
+        sample_every: steps between stress samples; ``n_blocks``: blocks of
+            the standard error; ``n_axes``: strain patterns (1 to 3).
+        seed: seeds the velocities and all Langevin noise.
+        lindemann: melting threshold on RMS displacement / nearest-neighbour distance.
+        correlated_noise: give the ``+`` and ``-`` runs the same Langevin noise
+            (default); False gives them independent noise (for comparison).
+        min_block_fs: shortest block (fs); fewer than ``n_blocks`` blocks are
+            used when the run is short, so blocks stay longer than the stress
+            correlation time (~0.1 ps in metals) and the error stays honest.
 
     Returns:
         dict with ``C11, C12, C44, a`` and their standard errors ``*_se``, the
@@ -179,7 +201,7 @@ def finite_temperature_elastic_constants(
         (s) and the protocol settings.
 
     Raises:
-        InvalidInput: non-positive temperature or settings.
+        InvalidInput: non-positive temperature or bulk modulus.
         CalculationFailed: the crystal melted (RMS displacement above
             ``lindemann`` x the nearest-neighbour distance) or is unstable.
     """
@@ -189,7 +211,7 @@ def finite_temperature_elastic_constants(
         raise InvalidInput(f"bulk_modulus must be positive (GPa), got {bulk_modulus}")
     t0 = time.perf_counter()
     ss = np.random.SeedSequence(seed)
-    seeds = [int(s.generate_state(1)[0]) for s in ss.spawn(2 + n_axes)]
+    seeds = [int(s.generate_state(1)[0]) for s in ss.spawn(2 + 2 * n_axes)]
 
     unit = build_crystal(element, structure, 1.0, cubic=True)
     atoms = unit.repeat(size)
@@ -213,7 +235,8 @@ def finite_temperature_elastic_constants(
     for _ in range(max(n_lattice_iter, 1)):
         S = sample_stress(dyn, atoms, lattice_steps, sample_every)
         atom_steps += lattice_steps * len(atoms)
-        p_mean, p_se = block_average(-S[:, :3].mean(axis=1), min(n_blocks, len(S)))
+        nb_p = max(2, min(n_blocks, len(S) * sample_every * timestep // min_block_fs))
+        p_mean, p_se = block_average(-S[:, :3].mean(axis=1), int(nb_p))
         p_history.append((a, p_mean, p_se))
         if n_lattice_iter == 0:
             break
@@ -250,7 +273,8 @@ def finite_temperature_elastic_constants(
             atoms.set_positions(pos0)
             atoms.set_momenta(mom0)
             strained(atoms, sign * strain * pattern, cell_ref)
-            d = make_langevin(atoms, temperature, timestep, friction, seeds[2 + k])
+            noise = seeds[2 + k] if (correlated_noise or sign == 1) else seeds[2 + n_axes + k]
+            d = make_langevin(atoms, temperature, timestep, friction, noise)
             d.run(n_pre)
             S[sign] = sample_stress(d, atoms, n_steps, sample_every)
             atom_steps += (n_pre + n_steps) * len(atoms)
@@ -259,7 +283,8 @@ def finite_temperature_elastic_constants(
         c11.append(D[:, k])
         c12.append(D[:, others].mean(axis=1))
         c44.append(D[:, 3:].mean(axis=1))
-    nb = min(n_blocks, len(c11[0]))
+    block_samples = max(1, math.ceil(min_block_fs / (sample_every * timestep)))
+    nb = max(2, min(n_blocks, len(c11[0]) // block_samples))
     C11, C11_se = block_average(np.mean(c11, axis=0), nb)
     C12, C12_se = block_average(np.mean(c12, axis=0), nb)
     C44, C44_se = block_average(np.mean(c44, axis=0), nb)
@@ -303,5 +328,6 @@ def finite_temperature_elastic_constants(
         "strain": strain,
         "n_axes": n_axes,
         "n_blocks": nb,
+        "correlated_noise": bool(correlated_noise),
         "engine": engine_name(engine),
     }
