@@ -175,7 +175,7 @@ def test_mll_gradients_match_finite_differences(known_noise):
     assert len(params) >= 3
     grads = torch.autograd.grad(objective(), [p for _, p in params])
     h = 1e-6
-    for (name, p), g in zip(params, grads):
+    for (name, p), g in zip(params, grads, strict=True):
         flat = p.data.view(-1)
         for i in range(flat.numel()):
             old = flat[i].item()
