@@ -1,0 +1,194 @@
+"""Material-point providers: anything that maps a batch of F to P and dP/dF.
+
+Every provider implements :class:`oracles.material.MaterialModel`
+(``material_response(F: n x 2 x 2) -> MaterialResponse``), so the macro solver
+does not know whether it talks to an analytic law, the RVE oracle spread over
+worker processes, a deployed surrogate or the adaptive switch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from oracles.exceptions import InvalidInput
+from oracles.material import MaterialModel, MaterialResponse
+
+DTYPE = torch.float64
+
+
+def check_F(F: Tensor | Any, k: int | None = None) -> Tensor:
+    """``F`` as an ``n x k x k`` float64 tensor with positive determinants."""
+    if not isinstance(F, Tensor):
+        try:
+            F = torch.as_tensor(F, dtype=DTYPE)
+        except (TypeError, ValueError) as e:
+            raise InvalidInput(f"F must be numeric, got {F!r}") from e
+    F = F.to(DTYPE)
+    if F.dim() != 3 or F.shape[-1] != F.shape[-2] or F.shape[-1] not in (2, 3):
+        raise InvalidInput(f"F must have shape n x k x k with k in (2, 3), got {tuple(F.shape)}")
+    if k is not None and F.shape[-1] != k:
+        raise InvalidInput(f"F must be n x {k} x {k}, got {tuple(F.shape)}")
+    if not torch.isfinite(F).all():
+        raise InvalidInput("F contains non-finite entries")
+    J = torch.linalg.det(F)
+    if (J <= 0).any():
+        i = int((J <= 0).nonzero()[0])
+        raise InvalidInput(f"det F must be positive, got det F = {J[i].item():.6g} at point {i}")
+    return F
+
+
+class NeoHookean:
+    r"""Compressible Neo-Hookean law, the single-scale reference.
+
+    :math:`\psi = \frac{\mu}{2}(I_1 - 3) - \mu \ln J + \frac{\lambda}{2} (\ln J)^2`,
+    :math:`P = \mu (F - F^{-T}) + \lambda \ln J \, F^{-T}`, and
+    :math:`A_{iJkL} = \mu \delta_{ik}\delta_{JL} + \lambda F^{-1}_{Ji} F^{-1}_{Lk}
+    + (\mu - \lambda \ln J) F^{-1}_{Li} F^{-1}_{Jk}`.
+
+    The same parameterization as the RVE's phase law
+    (:class:`oracles.rve.laws.NeoHookean`), so a homogeneous RVE of this
+    material reproduces it. In plane strain (``k = 2``) ``F33 = 1`` and only
+    the in-plane block is returned. ``lam`` and ``mu`` are the 3D Lamé constants.
+    """
+
+    def __init__(self, mu: float, lam: float):
+        mu, lam = float(mu), float(lam)
+        if not (math.isfinite(mu) and mu > 0):
+            raise InvalidInput(f"shear modulus mu must be positive, got {mu}")
+        if not (math.isfinite(lam) and lam + 2 * mu / 3 > 0):
+            raise InvalidInput(f"lam must give a positive bulk modulus lam + 2 mu / 3, got lam={lam}")
+        self.mu, self.lam = mu, lam
+
+    @classmethod
+    def from_young(cls, E: float, nu: float) -> NeoHookean:
+        """From Young's modulus ``E > 0`` and Poisson ratio ``nu`` in (-1, 0.5)."""
+        if not (E > 0 and -1 < nu < 0.5):
+            raise InvalidInput(f"need E > 0 and -1 < nu < 0.5, got E={E}, nu={nu}")
+        return cls(mu=E / (2 * (1 + nu)), lam=E * nu / ((1 + nu) * (1 - 2 * nu)))
+
+    def material_response(self, F: Tensor) -> MaterialResponse:
+        F = check_F(F)
+        k = F.shape[-1]
+        Fi = torch.linalg.inv(F)
+        FiT = Fi.transpose(-1, -2)
+        lnJ = torch.log(torch.linalg.det(F))[:, None, None]
+        P = self.mu * (F - FiT) + self.lam * lnJ * FiT
+        I = torch.eye(k, dtype=DTYPE)
+        A = (
+            self.mu * torch.einsum("ik,JL->iJkL", I, I)
+            + self.lam * torch.einsum("nJi,nLk->niJkL", Fi, Fi)
+            + (self.mu - self.lam * lnJ[..., None, None]) * torch.einsum("nLi,nJk->niJkL", Fi, Fi)
+        )
+        return MaterialResponse(P, A, None)
+
+    def __repr__(self) -> str:
+        return f"NeoHookean(mu={self.mu:.6g}, lam={self.lam:.6g})"
+
+
+class LawProvider:
+    """A law object with ``stress_tangent(F) -> (P, dP/dF)`` (e.g. an RVE phase law) as a provider."""
+
+    def __init__(self, law):
+        if not callable(getattr(law, "stress_tangent", None)):
+            raise TypeError(f"law must have stress_tangent(F), got {type(law).__name__}")
+        self.law = law
+
+    def material_response(self, F: Tensor) -> MaterialResponse:
+        P, A = self.law.stress_tangent(check_F(F))
+        return MaterialResponse(P, A, None)
+
+
+def _respond(model: MaterialModel, F: Tensor) -> tuple[Tensor, Tensor]:
+    # module level so process pools can pickle it
+    r = model.material_response(F)
+    return r.P, r.tangent
+
+
+class OracleProvider:
+    """An expensive material model (the RVE oracle) evaluated in parallel over Gauss points.
+
+    The batch is cut into chunks of about ``chunk_size`` points; each chunk is
+    one task on ``executor`` (any :class:`concurrent.futures.Executor`: a
+    process pool, the campaign engine's executors, or a Dask client's
+    ``get_executor()``). Without an executor the chunks run in this process.
+    The model must pickle for process executors (oracles hold plain data).
+
+    Attributes:
+        n_evaluations: material points evaluated so far.
+        eval_time: wall seconds spent in :meth:`material_response`.
+    """
+
+    def __init__(
+        self, model: MaterialModel, executor: Executor | None = None, chunk_size: int | None = None
+    ):
+        if not isinstance(model, MaterialModel):
+            raise TypeError(f"model must have material_response(F), got {type(model).__name__}")
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.model = model
+        self.executor = executor
+        self.chunk_size = chunk_size
+        self.n_evaluations = 0
+        self.eval_time = 0.0
+
+    def _chunks(self, n: int) -> list[slice]:
+        if self.chunk_size is not None:
+            size = self.chunk_size
+        elif self.executor is not None:
+            workers = getattr(self.executor, "_max_workers", None) or 4
+            size = max(1, math.ceil(n / (2 * workers)))  # two tasks per worker balance the load
+        else:
+            size = max(n, 1)
+        return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+    def material_response(self, F: Tensor) -> MaterialResponse:
+        F = check_F(F)
+        t0 = time.perf_counter()
+        n = F.shape[0]
+        chunks = self._chunks(n)
+        if self.executor is None:
+            parts = [_respond(self.model, F[s]) for s in chunks]
+        else:
+            futures = [self.executor.submit(_respond, self.model, F[s].clone()) for s in chunks]
+            parts = [f.result() for f in futures]
+        P = torch.cat([p for p, _ in parts]) if parts else F.new_zeros(0, *F.shape[1:])
+        A = torch.cat([a for _, a in parts]) if parts else F.new_zeros(0, *F.shape[1:] * 2)
+        self.n_evaluations += n
+        self.eval_time += time.perf_counter() - t0
+        return MaterialResponse(P.to(DTYPE), A.to(DTYPE), None)
+
+
+def load_material(spec: str | Path) -> MaterialModel:
+    """A deployed surrogate as a provider: a directory or an MLflow URI.
+
+    Args:
+        spec: a directory written by :func:`surrogates.base.save_surrogate`, or
+            ``models:/name/version`` (or any MLflow model URI) loaded through
+            the scalebridge MLflow flavor.
+
+    Raises:
+        FileNotFoundError: no surrogate at the path.
+        TypeError: the loaded model does not answer ``material_response``.
+    """
+    spec = str(spec)
+    if "://" in spec or spec.startswith("models:/") or spec.startswith("runs:/"):
+        from surrogates.mlflow_flavor import load_model
+
+        model = load_model(spec)
+    else:
+        from surrogates.base import load_surrogate
+
+        model = load_surrogate(spec)
+    if not isinstance(model, MaterialModel):
+        raise TypeError(
+            f"the model at {spec} ({type(model).__name__}) has no material_response(F); "
+            "FE² needs a constitutive surrogate"
+        )
+    return model

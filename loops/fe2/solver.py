@@ -1,0 +1,441 @@
+r"""Quasi-static finite-strain total-Lagrangian FE in 2D plane strain.
+
+The macro problem: find the displacement ``u`` with
+
+.. math:: R(u) = \int_{\Omega_0} P(F) : \nabla_0 v \, dV
+          - \lambda \int_{\Gamma_t} \bar t \cdot v \, dA = 0, \quad F = I + \nabla_0 u,
+
+for every admissible ``v``, solved by Newton–Raphson with the consistent
+tangent :math:`\int \nabla_0 \delta u : A : \nabla_0 v` (``A = dP/dF``),
+the load factor :math:`\lambda` stepped from 0 to 1 with cut-back on failure.
+
+Mesh, finite elements, quadrature and boundary dofs come from scikit-fem; the
+element arrays are contracted with numpy directly because in a total-Lagrangian
+formulation the reference shape-function gradients never change, so they are
+computed once and every Newton iteration is two einsums and one sparse solve.
+
+At every Newton iteration **all** Gauss points of the mesh go to the material
+provider in one batch: ``F`` (``n_gauss x 2 x 2``) -> ``P`` and ``A``
+(:class:`oracles.material.MaterialModel`), so a surrogate answers with one
+vectorized call and an oracle can spread the batch over workers.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import skfem
+import torch
+from scipy.sparse.linalg import spsolve
+from torch import Tensor
+
+from loops.fe2.mesh import element_for
+from oracles.exceptions import InvalidInput, NotConverged, OracleError
+from oracles.material import MaterialModel, MaterialResponse
+
+DTYPE = torch.float64
+
+#: default quadrature order per element family (all weights positive)
+DEFAULT_INTORDER = {"quad1": 2, "quad2": 4, "tri1": 1, "tri2": 2}
+
+
+@dataclass(frozen=True)
+class DirichletBC:
+    """Prescribed displacement ``value * load_factor`` of one component on a boundary.
+
+    Attributes:
+        boundary: name of a mesh boundary.
+        component: 0 (x) or 1 (y).
+        value: displacement at load factor 1.
+    """
+
+    boundary: str
+    component: int
+    value: float = 0.0
+
+
+@dataclass(frozen=True)
+class TractionBC:
+    """Nominal (reference-configuration) traction ``traction * load_factor`` on a boundary."""
+
+    boundary: str
+    traction: tuple[float, float]
+
+
+@dataclass
+class StepRecord:
+    """One converged load step.
+
+    Attributes:
+        load_factor: the load factor reached.
+        u: ``N`` nodal displacements (scikit-fem dof order).
+        F: ``n_gauss x 2 x 2`` deformation gradients.
+        P: ``n_gauss x 2 x 2`` first Piola-Kirchhoff stress.
+        reactions: boundary name -> ``2`` net force of the support on the body
+            (internal minus external nodal forces summed over the boundary dofs).
+        residuals: the free-dof residual norm at each Newton iteration.
+        iterations: Newton iterations taken.
+        cutbacks: how often the increment to this step was halved.
+        wall_time: seconds spent on this step (failed attempts included).
+        provider: what the provider reported for this step (counts, maps), if anything.
+    """
+
+    load_factor: float
+    u: np.ndarray
+    F: np.ndarray
+    P: np.ndarray
+    reactions: dict[str, np.ndarray]
+    residuals: list[float]
+    iterations: int
+    cutbacks: int
+    wall_time: float
+    provider: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SolveResult:
+    """The load path of one macro solve."""
+
+    steps: list[StepRecord]
+    wall_time: float
+    n_material_calls: int
+    n_gauss: int
+
+    @property
+    def load_factors(self) -> np.ndarray:
+        return np.array([s.load_factor for s in self.steps])
+
+    def reaction(self, boundary: str, component: int) -> np.ndarray:
+        """``n_steps`` reaction force component on ``boundary`` along the path."""
+        return np.array([s.reactions[boundary][component] for s in self.steps])
+
+    @property
+    def final(self) -> StepRecord:
+        return self.steps[-1]
+
+
+class MacroSolver:
+    """Total-Lagrangian plane-strain solver on a scikit-fem mesh.
+
+    Args:
+        mesh: a 2D scikit-fem mesh with named boundaries.
+        material: anything with ``material_response(F) -> MaterialResponse``.
+        dirichlet: prescribed displacement components.
+        tractions: nominal tractions.
+        element: ``quad1``, ``quad2``, ``tri1`` or ``tri2``.
+        intorder: quadrature order (default per element, see ``DEFAULT_INTORDER``).
+        thickness: out-of-plane thickness multiplying forces.
+    """
+
+    def __init__(
+        self,
+        mesh,
+        material: MaterialModel,
+        dirichlet: Sequence[DirichletBC],
+        tractions: Sequence[TractionBC] = (),
+        element: str = "quad1",
+        intorder: int | None = None,
+        thickness: float = 1.0,
+    ):
+        if not isinstance(material, MaterialModel):
+            raise TypeError(
+                f"material must have material_response(F), got {type(material).__name__}"
+            )
+        if mesh.dim() != 2:
+            raise ValueError(f"the macro solver is 2D plane strain; got a {mesh.dim()}D mesh")
+        self.mesh = mesh
+        self.material = material
+        self.element = element
+        self.intorder = DEFAULT_INTORDER[element] if intorder is None else int(intorder)
+        self.thickness = float(thickness)
+        self.basis = skfem.Basis(mesh, element_for(mesh, element), intorder=self.intorder)
+        names = set(mesh.boundaries or {})
+        for bc in [*dirichlet, *tractions]:
+            if bc.boundary not in names:
+                raise ValueError(
+                    f"boundary {bc.boundary!r} is not a boundary of the mesh; known: {sorted(names)}"
+                )
+        for bc in dirichlet:
+            if bc.component not in (0, 1):
+                raise ValueError(f"Dirichlet component must be 0 or 1, got {bc.component}")
+        if not dirichlet:
+            raise ValueError("at least one Dirichlet condition is needed to remove rigid motions")
+        self.dirichlet = list(dirichlet)
+        self.tractions = list(tractions)
+
+        b = self.basis
+        self.nelems, self.nqp = b.nelems, b.X.shape[-1]
+        self.n_gauss = self.nelems * self.nqp
+        # reference gradients of the vector shape functions: Nbfun x 2 x 2 x nel x nqp
+        self._G = np.stack([b.basis[a][0].grad for a in range(b.Nbfun)])
+        self._dx = b.dx * self.thickness  # nel x nqp
+        self._edofs = b.element_dofs  # Nbfun x nel
+        nb = b.Nbfun
+        self._rows = np.broadcast_to(self._edofs[:, None, :], (nb, nb, self.nelems)).ravel()
+        self._cols = np.broadcast_to(self._edofs[None, :, :], (nb, nb, self.nelems)).ravel()
+
+        # Dirichlet dofs and their values at load factor 1
+        self._bc_dofs: dict[str, np.ndarray] = {}
+        D, vals = [], []
+        for bc in self.dirichlet:
+            dofs = b.get_dofs(bc.boundary).nodal[f"u^{bc.component + 1}"]
+            if b.get_dofs(bc.boundary).facet:  # quadratic elements: facet (edge) dofs too
+                dofs = np.concatenate([dofs, b.get_dofs(bc.boundary).facet[f"u^{bc.component + 1}"]])
+            D.append(dofs)
+            vals.append(np.full(dofs.size, float(bc.value)))
+        D = np.concatenate(D)
+        vals = np.concatenate(vals)
+        # a dof named twice keeps its last value, as in a list of assignments
+        self.D, first = np.unique(D[::-1], return_index=True)
+        self.uD = vals[::-1][first]
+        self.free = np.setdiff1d(np.arange(b.N), self.D)
+
+        # external load vector at load factor 1
+        self.f_ext = np.zeros(b.N)
+        for tb in self.tractions:
+            fb = skfem.FacetBasis(
+                mesh, b.elem, facets=mesh.boundaries[tb.boundary], intorder=self.intorder + 1
+            )
+            t0, t1 = (float(c) for c in tb.traction)
+
+            @skfem.LinearForm
+            def load(v, w, t0=t0, t1=t1):
+                return t0 * v.value[0] + t1 * v.value[1]
+
+            self.f_ext += self.thickness * load.assemble(fb)
+
+        # every named boundary can report its reaction
+        self._reaction_dofs = {}
+        for name in mesh.boundaries:
+            dofs = b.get_dofs(name)
+            comps = []
+            for c in ("u^1", "u^2"):
+                d = dofs.nodal[c]
+                if dofs.facet:
+                    d = np.concatenate([d, dofs.facet[c]])
+                comps.append(np.unique(d))
+            self._reaction_dofs[name] = comps
+        self.n_material_calls = 0
+
+    # ------------------------------------------------------------ kinematics
+    def deformation_gradient(self, u: np.ndarray) -> np.ndarray:
+        """``n_gauss x 2 x 2`` deformation gradients of nodal displacements ``u`` (``N``)."""
+        ue = u[self._edofs]  # Nbfun x nel
+        grad = np.einsum("ae,aijeq->eqij", ue, self._G)
+        return (grad + np.eye(2)).reshape(self.n_gauss, 2, 2)
+
+    def gauss_points(self) -> np.ndarray:
+        """``n_gauss x 2`` reference coordinates of the Gauss points (same order as ``F``)."""
+        X = self.basis.mapping.F(self.basis.X)  # 2 x nel x nqp
+        return X.transpose(1, 2, 0).reshape(self.n_gauss, 2)
+
+    def gauss_weights(self) -> np.ndarray:
+        """``n_gauss`` reference volume of each Gauss point (weight x Jacobian x thickness)."""
+        return self._dx.reshape(self.n_gauss)
+
+    def evaluate_material(self, F: np.ndarray) -> MaterialResponse:
+        """One batched provider call, with its answer checked."""
+        Ft = torch.as_tensor(F, dtype=DTYPE)
+        self.n_material_calls += 1
+        resp = self.material.material_response(Ft)
+        n = F.shape[0]
+        P = torch.as_tensor(resp.P, dtype=DTYPE)
+        A = torch.as_tensor(resp.tangent, dtype=DTYPE)
+        if P.shape != (n, 2, 2) or A.shape != (n, 2, 2, 2, 2):
+            raise InvalidInput(
+                f"the material returned P {tuple(P.shape)} and tangent {tuple(A.shape)}; "
+                f"expected ({n}, 2, 2) and ({n}, 2, 2, 2, 2)"
+            )
+        if not (torch.isfinite(P).all() and torch.isfinite(A).all()):
+            raise OracleError("the material returned non-finite stress or tangent")
+        return MaterialResponse(P, A, resp.variance)
+
+    # -------------------------------------------------------------- assembly
+    def internal_force(self, P: np.ndarray) -> np.ndarray:
+        """``N`` nodal internal forces of Gauss-point stresses ``P`` (``n_gauss x 2 x 2``)."""
+        Pq = P.reshape(self.nelems, self.nqp, 2, 2)
+        fe = np.einsum("aijeq,eqij,eq->ae", self._G, Pq, self._dx, optimize=True)
+        return np.bincount(self._edofs.ravel(), weights=fe.ravel(), minlength=self.basis.N)
+
+    def stiffness(self, A: np.ndarray) -> sp.csr_matrix:
+        """``N x N`` consistent tangent of Gauss-point tangents ``A`` (``n_gauss x 2 x 2 x 2 x 2``)."""
+        Aq = A.reshape(self.nelems, self.nqp, 2, 2, 2, 2) * self._dx[:, :, None, None, None, None]
+        # GA[a, k, l, e, q] = G[a, i, j, e, q] A[e, q, i, j, k, l] dx
+        GA = np.einsum("aijeq,eqijkl->akleq", self._G, Aq, optimize=True)
+        Ke = np.einsum("akleq,bkleq->abe", GA, self._G, optimize=True)
+        N = self.basis.N
+        return sp.coo_matrix((Ke.ravel(), (self._rows, self._cols)), shape=(N, N)).tocsr()
+
+    def reactions(self, f_int: np.ndarray, load_factor: float) -> dict[str, np.ndarray]:
+        """Boundary name -> ``2`` net support force (internal minus applied nodal force)."""
+        r = f_int - load_factor * self.f_ext
+        return {
+            name: np.array([r[d0].sum(), r[d1].sum()])
+            for name, (d0, d1) in self._reaction_dofs.items()
+        }
+
+    # --------------------------------------------------------------- solving
+    def _newton(self, u0, lam, max_iter, rtol, atol):
+        """Equilibrium at load factor ``lam`` from ``u0``; returns (u, F, resp, f_int, residuals)."""
+        u = u0.copy()
+        target = lam * self.uD
+        residuals: list[float] = []
+        for k in range(max_iter + 1):
+            F = self.deformation_gradient(u)
+            if not np.all(np.linalg.det(F) > 0):
+                raise NotConverged(f"an element inverted at load factor {lam:.4g}", k)
+            resp = self.evaluate_material(F)
+            P, A = resp.P.numpy(), resp.tangent.numpy()
+            f_int = self.internal_force(P)
+            R = f_int - lam * self.f_ext
+            rnorm = float(np.linalg.norm(R[self.free]))
+            residuals.append(rnorm)
+            # the largest residual of the step keeps the scale from vanishing at
+            # tiny loads, where round-off of a surrogate would set the floor
+            scale = max(
+                float(np.linalg.norm(f_int)), float(np.linalg.norm(lam * self.f_ext)), max(residuals)
+            )
+            dirichlet_done = np.allclose(u[self.D], target, rtol=0, atol=1e-15)
+            if dirichlet_done and rnorm <= max(rtol * scale, atol):
+                return u, F, resp, f_int, residuals
+            if not math.isfinite(rnorm):
+                raise NotConverged(f"non-finite residual at load factor {lam:.4g}", k, rnorm)
+            if k == max_iter:
+                break
+            K = self.stiffness(A)
+            du = np.zeros_like(u)
+            du[self.D] = target - u[self.D]
+            rhs = -R[self.free] - K[self.free][:, self.D] @ du[self.D]
+            du[self.free] = spsolve(K[self.free][:, self.free].tocsc(), rhs)
+            u += du
+        raise NotConverged(
+            f"Newton did not converge at load factor {lam:.4g} in {max_iter} iterations "
+            f"(residual {residuals[-1]:.3e})",
+            max_iter,
+            residuals[-1],
+        )
+
+    def solve(
+        self,
+        n_steps: int = 10,
+        max_iter: int = 20,
+        rtol: float = 1e-9,
+        atol: float = 1e-12,
+        max_cutbacks: int = 8,
+        load_factors: Sequence[float] | None = None,
+        callback=None,
+    ) -> SolveResult:
+        """Step the load factor from 0 to 1.
+
+        Args:
+            n_steps: equal increments (ignored when ``load_factors`` is given).
+            max_iter: Newton iterations per step before a cut-back.
+            rtol: convergence when the free-dof residual norm is below ``rtol``
+                times the larger of the internal force norm and the largest
+                residual of the step (or below ``atol``).
+            atol: absolute residual floor.
+            max_cutbacks: total halvings of the increment allowed.
+            load_factors: explicit increasing target load factors (ending at 1
+                or wherever the path should end); steps are recorded at these.
+            callback: called with each accepted :class:`StepRecord`.
+
+        A step fails when Newton does not converge, an element inverts or the
+        provider raises an :class:`~oracles.exceptions.OracleError`; the
+        increment is then halved and retried from the last accepted state.
+        Providers with ``begin_step(load_factor)`` / ``end_step(accepted)``
+        hooks are told about each attempt (the adaptive switch learns there).
+
+        Raises:
+            NotConverged: when ``max_cutbacks`` halvings were not enough.
+        """
+        if load_factors is None:
+            if n_steps < 1:
+                raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+            targets = list(np.linspace(0, 1, n_steps + 1)[1:])
+        else:
+            targets = [float(x) for x in load_factors]
+            if not targets or any(b <= a for a, b in zip([0.0, *targets], targets, strict=False)):
+                raise ValueError(f"load_factors must increase from above 0, got {targets}")
+        t_start = time.perf_counter()
+        calls0 = self.n_material_calls
+        u = np.zeros(self.basis.N)
+        lam = 0.0
+        steps: list[StepRecord] = []
+        cutbacks_total = 0
+        begin = getattr(self.material, "begin_step", None)
+        end = getattr(self.material, "end_step", None)
+        for target in targets:
+            t0 = time.perf_counter()
+            cut_here = 0
+            # sub-increments towards the target after a cut-back
+            sub = target
+            while lam < target - 1e-14:
+                if begin is not None:
+                    begin(sub)
+                try:
+                    u_new, F, resp, f_int, res = self._newton(u, sub, max_iter, rtol, atol)
+                except OracleError as e:
+                    if end is not None:
+                        end(False)
+                    cutbacks_total += 1
+                    cut_here += 1
+                    if cutbacks_total > max_cutbacks:
+                        raise NotConverged(
+                            f"gave up at load factor {lam:.4g} after {cutbacks_total - 1} "
+                            f"cut-backs; last failure: {e}"
+                        ) from e
+                    sub = lam + 0.5 * (sub - lam)
+                    continue
+                info = end(True) if end is not None else None
+                u, lam = u_new, sub
+                sub = target
+            rec = StepRecord(
+                load_factor=lam,
+                u=u.copy(),
+                F=F,
+                P=resp.P.numpy().copy(),
+                reactions=self.reactions(f_int, lam),
+                residuals=res,
+                iterations=len(res) - 1,
+                cutbacks=cut_here,
+                wall_time=time.perf_counter() - t0,
+                provider=dict(info) if isinstance(info, dict) else {},
+            )
+            steps.append(rec)
+            if callback is not None:
+                callback(rec)
+        return SolveResult(
+            steps=steps,
+            wall_time=time.perf_counter() - t_start,
+            n_material_calls=self.n_material_calls - calls0,
+            n_gauss=self.n_gauss,
+        )
+
+    # ------------------------------------------------------- sensitivities
+    def reaction_influence(self, u: np.ndarray, A: np.ndarray, boundary: str, component: int):
+        r"""``n_gauss`` weights ``w_g |\nabla z_g|`` bounding a reaction's sensitivity to stress errors.
+
+        With displacement control, a stress error :math:`\delta P` at the Gauss
+        points changes the reaction :math:`R = e \cdot \sum f_{int}` on
+        ``boundary`` by :math:`\delta R = \int \delta P : \nabla z` to first
+        order, where ``z`` is the linearized response (tangent ``A`` at state
+        ``u``) to a unit prescribed displacement of ``boundary`` in
+        ``component`` with the other Dirichlet dofs held (the adjoint of the
+        reaction functional). Hence
+        :math:`|\delta R| \le \sum_g w_g |\nabla z_g|_F |\delta P_g|_F`, the bound
+        :func:`loops.fe2.switch.tolerance_for_reaction` inverts.
+        """
+        K = self.stiffness(A)
+        z = np.zeros(self.basis.N)
+        loaded = self._reaction_dofs[boundary][component]
+        z[np.intersect1d(loaded, self.D)] = 1.0
+        rhs = -K[self.free][:, self.D] @ z[self.D]
+        z[self.free] = spsolve(K[self.free][:, self.free].tocsc(), rhs)
+        gz = self.deformation_gradient(z) - np.eye(2)
+        return self.gauss_weights() * np.linalg.norm(gz.reshape(-1, 4), axis=1)
