@@ -100,9 +100,9 @@ class GPStressLearner:
         """``m x a x b`` scaled RBF kernel between normalized inputs."""
         a = A[None] / self.lengthscale_[:, None, :]
         b = B[None] / self.lengthscale_[:, None, :]
-        d2 = (a.pow(2).sum(-1)[..., :, None] + b.pow(2).sum(-1)[..., None, :]) - 2 * a @ b.transpose(
-            -1, -2
-        )
+        d2 = (
+            a.pow(2).sum(-1)[..., :, None] + b.pow(2).sum(-1)[..., None, :]
+        ) - 2 * a @ b.transpose(-1, -2)
         return self.outputscale_[:, None, None] * torch.exp(-0.5 * d2.clamp_min(0))
 
     def _condition(self) -> None:

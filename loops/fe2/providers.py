@@ -63,7 +63,9 @@ class NeoHookean:
         if not (math.isfinite(mu) and mu > 0):
             raise InvalidInput(f"shear modulus mu must be positive, got {mu}")
         if not (math.isfinite(lam) and lam + 2 * mu / 3 > 0):
-            raise InvalidInput(f"lam must give a positive bulk modulus lam + 2 mu / 3, got lam={lam}")
+            raise InvalidInput(
+                f"lam must give a positive bulk modulus lam + 2 mu / 3, got lam={lam}"
+            )
         self.mu, self.lam = mu, lam
 
     @classmethod

@@ -33,7 +33,6 @@ import scipy.sparse as sp
 import skfem
 import torch
 from scipy.sparse.linalg import spsolve
-from torch import Tensor
 
 from loops.fe2.mesh import element_for
 from oracles.exceptions import InvalidInput, NotConverged, OracleError
@@ -186,7 +185,9 @@ class MacroSolver:
         for bc in self.dirichlet:
             dofs = b.get_dofs(bc.boundary).nodal[f"u^{bc.component + 1}"]
             if b.get_dofs(bc.boundary).facet:  # quadratic elements: facet (edge) dofs too
-                dofs = np.concatenate([dofs, b.get_dofs(bc.boundary).facet[f"u^{bc.component + 1}"]])
+                dofs = np.concatenate(
+                    [dofs, b.get_dofs(bc.boundary).facet[f"u^{bc.component + 1}"]]
+                )
             D.append(dofs)
             vals.append(np.full(dofs.size, float(bc.value)))
         D = np.concatenate(D)
@@ -299,7 +300,9 @@ class MacroSolver:
             # the largest residual of the step keeps the scale from vanishing at
             # tiny loads, where round-off of a surrogate would set the floor
             scale = max(
-                float(np.linalg.norm(f_int)), float(np.linalg.norm(lam * self.f_ext)), max(residuals)
+                float(np.linalg.norm(f_int)),
+                float(np.linalg.norm(lam * self.f_ext)),
+                max(residuals),
             )
             dirichlet_done = np.allclose(u[self.D], target, rtol=0, atol=1e-15)
             if dirichlet_done and rnorm <= max(rtol * scale, atol):

@@ -31,7 +31,9 @@ def test_patch_dirichlet_homogeneous_deformation(element):
     mesh = plate_with_hole(n_theta=3, n_radial=3, grading=2.0, element=element)
     # a first solver just to get dof locations; values are set per dof below
     names = ["hole", "left", "bottom", "right", "top"]
-    probe = MacroSolver(mesh, LAW, [DirichletBC(n, c) for n in names for c in (0, 1)], element=element)
+    probe = MacroSolver(
+        mesh, LAW, [DirichletBC(n, c) for n in names for c in (0, 1)], element=element
+    )
     X, comp = _ref_coords(probe)
     u_exact = np.einsum("ij,nj->ni", F0 - np.eye(2), X)[np.arange(len(X)), comp]
     probe.uD = u_exact[probe.D]
@@ -162,7 +164,9 @@ def test_gauss_weights_sum_to_the_area():
 
 def test_law_tangent_matches_finite_differences():
     g = torch.Generator().manual_seed(0)
-    F = torch.eye(2, dtype=torch.float64) + 0.2 * torch.randn(6, 2, 2, generator=g, dtype=torch.float64)
+    F = torch.eye(2, dtype=torch.float64) + 0.2 * torch.randn(
+        6, 2, 2, generator=g, dtype=torch.float64
+    )
     r = LAW.material_response(F)
     h = 1e-6
     for k in range(2):

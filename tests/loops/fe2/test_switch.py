@@ -1,0 +1,203 @@
+"""The adaptive switch, FE² with a homogeneous RVE, the GP learner and the tolerance derivation."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+
+from loops.fe2.learner import GPStressLearner, sobol_gradients
+from loops.fe2.mesh import plate_with_hole
+from loops.fe2.providers import NeoHookean, OracleProvider
+from loops.fe2.solver import DirichletBC, MacroSolver
+from loops.fe2.switch import AdaptiveSwitch, tolerance_for_reaction
+from oracles.material import MaterialResponse
+
+LAW = NeoHookean.from_young(10.0, 0.3)
+I2 = torch.eye(2, dtype=torch.float64)
+
+
+class BiasedSurrogate:
+    """A stand-in surrogate: the law plus an error growing like |H|^2, with a calibrated variance.
+
+    ``P_s = P(F) + c |H|^2 M`` with a fixed ``2 x 2`` matrix ``M``; its tangent is
+    exact for that formula and its variance is the true mean squared error of
+    the 4 stress components (what a perfectly calibrated surrogate reports).
+    """
+
+    def __init__(self, c=2.0, M=((1.0, 0.3), (-0.2, 0.5))):
+        self.c = c
+        self.M = torch.tensor(M, dtype=torch.float64)
+        self.updates = []
+
+    def material_response(self, F):
+        r = LAW.material_response(F)
+        H = F - I2
+        h2 = H.pow(2).sum((-1, -2))
+        dP = self.c * h2[:, None, None] * self.M
+        dA = 2 * self.c * torch.einsum("ij,nkl->nijkl", self.M, H)
+        var = dP.pow(2).mean((-1, -2))
+        return MaterialResponse(r.P + dP, r.tangent + dA, var)
+
+    def update(self, F, P):
+        self.updates.append(F.shape[0])
+
+
+def _plate(material, stretch=0.12, n=4):
+    mesh = plate_with_hole(n_theta=n, n_radial=n, grading=2.0)
+    bcs = [DirichletBC("left", 0), DirichletBC("bottom", 1), DirichletBC("right", 0, stretch)]
+    return MacroSolver(mesh, material, bcs)
+
+
+def test_tolerance_zero_is_full_fe2_and_infinite_is_surrogate_only():
+    sur = BiasedSurrogate()
+    full = _plate(LAW).solve(n_steps=3)
+    only = _plate(sur).solve(n_steps=3)
+    sw0 = AdaptiveSwitch(sur, LAW, 0.0)
+    r0 = _plate(sw0).solve(n_steps=3)
+    swi = AdaptiveSwitch(sur, LAW, float("inf"), learn=False)
+    ri = _plate(swi).solve(n_steps=3)
+    assert sw0.n_surrogate == 0 and sw0.n_oracle > 0
+    assert swi.n_oracle == 0 and swi.n_surrogate > 0
+    np.testing.assert_allclose(r0.final.u, full.final.u, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(ri.final.u, only.final.u, rtol=0, atol=1e-13)
+    # the stand-in is wrong enough that the two limits differ visibly
+    R = [r.final.reactions["right"][0] for r in (full, only)]
+    assert abs(R[1] - R[0]) > 1e-3 * abs(R[0])
+    # per-step counts add up to every Gauss-point evaluation
+    n_evals = sum(len(s.residuals) for s in r0.steps) * r0.n_gauss
+    assert sw0.n_oracle == n_evals and sw0.oracle_calls.sum() == n_evals
+
+
+def test_intermediate_tolerance_routes_large_strains_to_the_oracle():
+    sur = BiasedSurrogate()
+    only = _plate(sur).solve(n_steps=3)
+    tol = float(np.median(sur.material_response(torch.as_tensor(only.final.F)).variance))
+    sw = AdaptiveSwitch(sur, LAW, tol)
+    s = _plate(sw)
+    res = s.solve(n_steps=3)
+    mask = res.final.provider["oracle_mask"]
+    assert 0 < mask.sum() < s.n_gauss
+    # where the oracle was used the surrogate was unsure at the final state, and vice versa
+    var = sur.material_response(torch.as_tensor(res.final.F)).variance.numpy()
+    assert np.all(var[~mask] < tol)
+    # the oracle points are the most strained ones (near the hole)
+    h = np.linalg.norm(res.final.F - np.eye(2), axis=(1, 2))
+    assert h[mask].mean() > h[~mask].mean()
+    # learning: only accepted steps' final oracle answers, capped by max_learn
+    assert len(sur.updates) >= 1 and max(sur.updates) <= sw.max_learn
+    log = sw.step_log
+    assert [r["load_factor"] for r in log] == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert sum(r["n_oracle"] + r["n_surrogate"] for r in log) == sw.n_oracle + sw.n_surrogate
+
+
+def test_tolerance_from_reaction_target_meets_the_target():
+    """The derived tolerance keeps the reaction error below the target (calibrated surrogate)."""
+    sur = BiasedSurrogate(c=5.0)
+    full = _plate(LAW, stretch=0.15).solve(n_steps=3)
+    R_full = full.final.reactions["right"][0]
+    only = _plate(sur, stretch=0.15).solve(n_steps=3)
+    err_only = abs(only.final.reactions["right"][0] - R_full) / abs(R_full)
+    target = err_only / 10
+    # influence from the linear tangent at the undeformed state, R from the surrogate alone
+    s = _plate(sur, stretch=0.15)
+    A0 = sur.material_response(
+        torch.as_tensor(np.broadcast_to(np.eye(2), (s.n_gauss, 2, 2)).copy())
+    ).tangent
+    infl = s.reaction_influence(np.zeros(s.basis.N), A0.numpy(), "right", 0)
+    tol = tolerance_for_reaction(infl, only.final.reactions["right"][0], target)
+    sw = AdaptiveSwitch(sur, LAW, tol, learn=False)
+    res = _plate(sw, stretch=0.15).solve(n_steps=3)
+    err = abs(res.final.reactions["right"][0] - R_full) / abs(R_full)
+    assert err <= target
+    assert sw.n_surrogate > 0  # the target did not force full FE²
+    with pytest.raises(ValueError, match="rel_error"):
+        tolerance_for_reaction(infl, 1.0, -0.1)
+
+
+def test_reaction_influence_predicts_the_first_order_change():
+    """dR = sum_g w_g dP_g : grad z_g for a small stress perturbation (adjoint check)."""
+    s = _plate(LAW, stretch=0.05)
+    base = s.solve(n_steps=1)
+
+    class Shifted:
+        def __init__(self, eps):
+            self.eps = eps
+
+        def material_response(self, F):
+            r = LAW.material_response(F)
+            return r._replace(P=r.P + self.eps * torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+
+    eps = 1e-6
+    pert = _plate(Shifted(eps), stretch=0.05).solve(n_steps=1)
+    dR = pert.final.reactions["right"][0] - base.final.reactions["right"][0]
+    A = LAW.material_response(torch.as_tensor(base.final.F)).tangent.numpy()
+    infl = s.reaction_influence(base.final.u, A, "right", 0)
+    # bound: |dR| <= sum_g w_g |grad z|_F |dP|_F with |dP|_F = eps
+    assert abs(dR) <= eps * infl.sum() * (1 + 1e-6)
+    assert abs(dR) > 0.05 * eps * infl.sum()  # and the bound is not vacuous
+
+
+def test_fe2_with_homogeneous_rve_equals_single_scale():
+    rve = pytest.importorskip("oracles.rve.oracle")
+    laws = pytest.importorskip("oracles.rve.laws")
+    oracle = rve.RVEOracle(
+        [laws.NeoHookean(E=10.0, nu=0.3)], np.zeros((5, 5), dtype=np.int64), grid=(5, 5)
+    )
+    with ThreadPoolExecutor(2) as ex:
+        provider = OracleProvider(oracle, executor=ex, chunk_size=16)
+        fe2 = _plate(provider, n=2).solve(n_steps=2)
+    single = _plate(LAW, n=2).solve(n_steps=2)
+    scale = np.abs(single.final.u).max()
+    assert np.abs(fe2.final.u - single.final.u).max() < 1e-9 * scale
+    R1, R2 = (r.final.reactions["right"][0] for r in (fe2, single))
+    assert abs(R1 - R2) < 1e-9 * abs(R2)
+    assert provider.n_evaluations == fe2.n_material_calls * fe2.n_gauss
+
+
+def test_oracle_provider_chunks_in_a_process_pool_match_serial():
+    from concurrent.futures import ProcessPoolExecutor
+
+    F = sobol_gradients(37, 0.1, seed=1)
+    serial = OracleProvider(LAW).material_response(F)
+    with ProcessPoolExecutor(2) as ex:
+        par = OracleProvider(LAW, executor=ex, chunk_size=5).material_response(F)
+    assert torch.equal(serial.P, par.P) and torch.equal(serial.tangent, par.tangent)
+
+
+def test_gp_learner_tangent_variance_and_update():
+    F = sobol_gradients(24, 0.12, seed=0)
+    gp = GPStressLearner(refit_every=0).fit(F, LAW.material_response(F).P)
+    Ft = sobol_gradients(16, 0.08, seed=5)
+    r = gp.material_response(Ft)
+    h = 1e-4
+    for k in range(2):
+        for l in range(2):
+            dF = torch.zeros_like(Ft)
+            dF[:, k, l] = h
+            fd = (gp.material_response(Ft + dF).P - gp.material_response(Ft - dF).P) / (2 * h)
+            assert (fd - r.tangent[:, :, :, k, l]).abs().max() < 1e-4 * r.tangent.abs().max()
+    # interpolates its training data, and is unsure far away
+    assert (gp.material_response(F).P - LAW.material_response(F).P).abs().max() < 1e-3
+    far = I2 + 0.5 * torch.ones(1, 2, 2, dtype=torch.float64)
+    assert gp.material_response(far).variance[0] > 100 * gp.material_response(F).variance.max()
+    # an update at a new point makes the GP sure there
+    Fn = I2[None] + torch.tensor([[[0.2, 0.05], [0.0, -0.1]]], dtype=torch.float64)
+    v0 = gp.material_response(Fn).variance[0]
+    gp.update(Fn, LAW.material_response(Fn).P)
+    assert gp.n_train == 25
+    assert gp.material_response(Fn).variance[0] < 1e-2 * v0
+
+
+def test_switch_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="tolerance"):
+        AdaptiveSwitch(BiasedSurrogate(), LAW, -1.0)
+    with pytest.raises(TypeError, match="update"):
+        AdaptiveSwitch(LAW, LAW, 1.0)  # learn=True needs an updater
+    with pytest.raises(TypeError, match="material_response"):
+        AdaptiveSwitch(BiasedSurrogate(), object(), 1.0)
+    sw = AdaptiveSwitch(LAW, LAW, 1.0, learn=False)
+    with pytest.raises(TypeError, match="variance"):
+        sw.material_response(I2[None])
