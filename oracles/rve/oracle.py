@@ -270,7 +270,7 @@ class RVEOracle(Oracle):
                 if solver.linear:
                     # one batched solve gives the effective tensor; every point
                     # is then C : eps, identical whatever the batch
-                    solver.unit_fluctuations()
+                    solver.effective_tensor()
                 res = solver.homogenize(loads[idx], tangent=False)
             except OracleError as e:
                 if len(idx) > 1:  # isolate the failing points

@@ -163,23 +163,33 @@ class _Projection:
             A = xh.unflatten(-k - 1, (k, k))  # ... x k x k x *half
             v = (A * n).sum(-k - 1)  # (A n)_i : ... x k x *half
             return (v.unsqueeze(-k - 1) * n).flatten(-k - 2, -k - 1)
-        # small strain, Mandel components
+        # small strain, Mandel components; fused multiply-adds keep the
+        # number of passes over the spectrum (and temporaries) low
         idx, w = self.basis.idx, self.basis.w
-        comp = {}
+        ax = -k - 1
+        A = {}
         for I, (i, j) in enumerate(idx):
-            c = xh.select(-k - 1, I)
-            comp[(i, j)] = c if i == j else c * (1.0 / w[I])
-            comp[(j, i)] = comp[(i, j)]
-        v = [sum(comp[(i, j)] * n[j] for j in range(k)) for i in range(k)]
-        s = sum(v[i] * n[i] for i in range(k))
-        out = []
+            c = xh.select(ax, I)
+            A[(i, j)] = A[(j, i)] = c if i == j else c * (1.0 / w[I])
+        v = []
+        for i in range(k):
+            vi = A[(i, 0)] * n[0]
+            for j in range(1, k):
+                vi.addcmul_(A[(i, j)], n[j])
+            v.append(vi)
+        s = v[0] * n[0]
+        for i in range(1, k):
+            s.addcmul_(v[i], n[i])
+        out = torch.empty_like(xh)
         for I, (i, j) in enumerate(idx):
-            nn = self.nn[(i, j)]
+            o = out.select(ax, I)
             if i == j:
-                out.append(2.0 * n[i] * v[i] - s * nn)
+                torch.mul(v[i], n[i], out=o)
+                o.mul_(2.0).addcmul_(s, self.nn[(i, j)], value=-1.0)
             else:
-                out.append(w[I] * (n[i] * v[j] + n[j] * v[i] - s * nn))
-        return torch.stack(out, dim=-k - 1)
+                torch.mul(v[j], n[i], out=o)
+                o.addcmul_(v[i], n[j]).addcmul_(s, self.nn[(i, j)], value=-1.0).mul_(w[I])
+        return out
 
     def __call__(self, x: Tensor) -> Tensor:
         """``G x`` for real fields ``... x m x *grid``."""
@@ -199,7 +209,7 @@ class _IsoTangent:
         d = x.dim() - k - 1  # index of the component axis
         tr = x.narrow(d, 0, k).sum(d, keepdim=True)
         y = x * self.mu2
-        y.narrow(d, 0, k).add_(tr * self.lam)
+        y.narrow(d, 0, k).addcmul_(tr, self.lam)
         return y
 
 
@@ -242,12 +252,14 @@ def batched_cg(
     Raises:
         NotConverged: when some system misses the tolerance in ``maxiter``.
     """
-    dims = tuple(range(-ndim_field, 0))
     bshape = b.shape[: b.dim() - ndim_field]
+    nb = int(np.prod(bshape)) if len(bshape) else 1
     ex = (...,) + (None,) * ndim_field
 
     def dot(u, v):
-        return (u * v).sum(dims)
+        # batched dot products through BLAS: no temporary field
+        u2, v2 = u.reshape(nb, 1, -1), v.reshape(nb, -1, 1)
+        return torch.bmm(u2, v2).reshape(bshape)
 
     bn = dot(b, b).sqrt()
     thresh = (tol * bn) ** 2
@@ -270,8 +282,9 @@ def batched_cg(
         Ap = apply_A(p)
         pAp = dot(p, Ap)
         alpha = torch.where(active, rr / torch.where(active, pAp, torch.ones_like(pAp)), 0.0)
-        x.add_(alpha[ex] * p)
-        r.sub_(alpha[ex] * Ap)
+        x.addcmul_(alpha[ex], p)
+        r.addcmul_(alpha[ex], Ap, value=-1.0)
+        del Ap
         rr_new = dot(r, r)
         beta = torch.where(active, rr_new / torch.where(active, rr, torch.ones_like(rr)), 0.0)
         p.mul_(beta[ex]).add_(r)
@@ -414,6 +427,8 @@ class FFTSolver:
         ]
         self._pm_dev = self.phase_map.to(self.device)
         self._lin_tangent = None  # built lazily for linear laws
+        #: largest CG field (doubles) of a batched tangent solve; more RHS are chunked
+        self.max_field_doubles = 2**21
         self._unit_cache: tuple | None = None
 
     # --------------------------------------------------------------- helpers
@@ -532,57 +547,70 @@ class FFTSolver:
             return self._homogenize_linear(load, tangent, fields)
         return self._homogenize_newton(load, tangent, fields)
 
-    def unit_fluctuations(self) -> tuple[Tensor, Tensor, int]:
-        """Fluctuation fields of the ``m`` unit macro loads (linear laws).
+    def _unit_columns(self, Kop, L: int) -> tuple[Tensor, int, Tensor]:
+        """Columns ``<K : (E_J + dX_J)>`` of the homogenized tangent (``L x m x m``).
 
-        Returns:
-            ``(dX m x m x *grid, C_eff m x m in the solver basis, CG iterations)``.
-            Cached: the effective tensor of a linear RVE is computed once.
-        """
+        The ``m`` unit loads per macro load are solved as one batched CG, in
+        chunks whose fields stay below ``max_field_doubles`` (memory bound on
+        big grids, where batching no longer pays)."""
+        m, N = self.m, self.n_voxels
+        chunk = max(1, min(m, self.max_field_doubles // max(1, L * m * N)))
+        eye = self._unit()
+        cols, its, rels = [], [], []
+        for J0 in range(0, m, chunk):
+            J1 = min(m, J0 + chunk)
+            E = self._bcast(eye[J0:J1]).unsqueeze(0).expand(L, J1 - J0, m, *self.shape)
+            KE = Kop(E.contiguous())
+            dX, it, rel = self._cg(Kop, -self.G(KE))
+            KE.add_(Kop(dX))
+            del dX
+            cols.append(self._mean(KE))  # L x c x m
+            its.append(it)
+            rels.append(rel)
+        C = torch.cat(cols, 1).transpose(1, 2)  # L x m x m, C[:, :, J]
+        return C, int(sum(its)), torch.cat(rels, 1).amax(1)
+
+    def effective_tensor(self) -> tuple[Tensor, int]:
+        """Linear laws: the effective tensor ``m x m`` in the solver basis and the
+        CG iterations it took (computed once, then cached)."""
         if not self.linear:
-            raise InvalidInput("unit_fluctuations needs linear phase laws")
+            raise InvalidInput("effective_tensor needs linear phase laws; use homogenize")
         if self._unit_cache is None:
-            Kop = self._linear_tangent()
-            E = self._bcast(self._unit()).unsqueeze(0)  # 1 x m x m x 1..
-            KE = Kop(E.expand(1, self.m, self.m, *self.shape).contiguous())
-            b = -self.G(KE)
-            dX, it, rel = self._cg(Kop, b)
-            sig = Kop(dX) + KE
-            C = self._mean(sig)[0].transpose(0, 1)  # C[:, J] = <K (E_J + dX_J)>
-            self._unit_cache = (dX[0], C, it, rel[0])
-        return self._unit_cache[0], self._unit_cache[1], self._unit_cache[2]
+            C, it, rel = self._unit_columns(self._linear_tangent(), 1)
+            self._unit_cache = (C[0], it, rel[0])
+        return self._unit_cache[0], self._unit_cache[1]
 
     def _homogenize_linear(self, load: Tensor, tangent: bool, fields: bool) -> HomogenizationResult:
         L, k, m = load.shape[0], self.k, self.m
         v = self.basis.vec(load)  # L x m
         Kop = self._linear_tangent()
+        it_total, Cm, X = 0, None, None
         if tangent or L >= m or self._unit_cache is not None:
             had = self._unit_cache is not None
-            dX, Cm, it = self.unit_fluctuations()
-            it = 0 if had else it
+            Cm, it = self.effective_tensor()
+            it_total += 0 if had else it
             stress_v = v @ Cm.T
-            X = None
-            if fields:
-                X = self._bcast(v) + torch.einsum("lj,jm...->lm...", v, dX)
-        else:
-            # fewer loads than components and no tangent: solve the loads directly
+        if fields or Cm is None:
+            # solve the loads themselves (fields, or fewer loads than components)
             E = self._bcast(v).unsqueeze(1).expand(L, 1, m, *self.shape).contiguous()
             KE = Kop(E)
             dX, it, _ = self._cg(Kop, -self.G(KE))
+            it_total += it
             X = (E + dX)[:, 0]
-            stress_v = self._mean(Kop(X.unsqueeze(1)))[:, 0]
-            Cm = None
-        # equilibrium residual of the solution, as reported for Newton solves
+            del E, KE, dX
+            if Cm is None:
+                stress_v = self._mean(Kop(X.unsqueeze(1)))[:, 0]
         out_fields = None
         if fields:
             S = Kop(X.unsqueeze(1))[:, 0]
+            stress_v = self._mean(S)  # consistent with the returned fields
             out_fields = {
                 "strain": self.basis.ten(X.movedim(1, -1)),
                 "stress": self.basis.ten(S.movedim(1, -1)),
             }
         res = torch.zeros(L, dtype=self.dtype, device=self.device)
         if self._unit_cache is not None:
-            res = res + self._unit_cache[3].max()
+            res = res + self._unit_cache[2].max()
         C = None
         if tangent:
             C = self.basis.ten4(Cm).unsqueeze(0).expand(L, k, k, k, k).clone()
@@ -590,10 +618,10 @@ class FFTSolver:
             stress=self.basis.ten(stress_v),
             tangent=C,
             newton_iterations=0,
-            cg_iterations=int(it),
+            cg_iterations=int(it_total),
             residual=res,
             fields=out_fields,
-            info={"cg_iterations_per_solve": [int(it)]},
+            info={},
         )
 
     def _homogenize_newton(self, load: Tensor, tangent: bool, fields: bool) -> HomogenizationResult:
@@ -638,12 +666,8 @@ class FFTSolver:
             newton_it += 1
         Cout = None
         if tangent:
-            Kop = _DenseTangent(Kt)
-            E = self._bcast(self._unit()).unsqueeze(0).expand(L, m, m, *self.shape).contiguous()
-            KE = Kop(E)
-            dE, it, _ = self._cg(Kop, -self.G(KE))
+            Cm, it, _ = self._unit_columns(_DenseTangent(Kt), L)
             cg_its.append(it)
-            Cm = self._mean(Kop(dE) + KE).transpose(1, 2)  # L x m x m, [:, :, J]
             Cout = self.basis.ten4(Cm)
         out_fields = None
         if fields:
