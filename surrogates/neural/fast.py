@@ -132,10 +132,14 @@ class FastHyperelastic:
         variance_scale: ``k^2`` calibration factors of the stress variance
             (ensembles), or None for no variance.
         chunk: points per chunk (bounds the memory, keeps the working set in cache).
+        compile: fuse the per-chunk computation with ``torch.compile`` (inductor,
+            needs a C++ compiler; the first call compiles, which takes tens of
+            seconds; the last partial chunk is padded so one static shape serves).
     """
 
     def __init__(self, members, dtype: torch.dtype = torch.float64,
-                 variance_scale: Tensor | None = None, chunk: int = 4096):
+                 variance_scale: Tensor | None = None, chunk: int = 4096,
+                 compile: bool = False):
         members = list(members)
         if not members:
             raise ValueError("need at least one member")
@@ -155,6 +159,8 @@ class FastHyperelastic:
                                else variance_scale.detach().to(dtype))
         #: added to the variance (keeps it positive where members agree exactly)
         self.variance_floor = 0.0
+        self.compiled = bool(compile)
+        self._run = torch.compile(self._chunk, dynamic=False) if compile else self._chunk
 
     @torch.no_grad()
     def __call__(self, F: Tensor) -> MaterialResponse:
@@ -170,12 +176,19 @@ class FastHyperelastic:
         var = torch.empty(n, dtype=self.dtype) if self.variance_scale is not None else None
         Ft = F.to(self.dtype).permute(1, 2, 0).contiguous()
         for start in range(0, n, self.chunk):
-            sl = slice(start, min(n, start + self.chunk))
-            Pc, Ac, vc = self._chunk(Ft[..., sl].contiguous())
-            P[..., sl] = Pc
-            A[..., sl] = Ac
+            stop = min(n, start + self.chunk)
+            sl = slice(start, stop)
+            Fc = Ft[..., sl]
+            if self.compiled and stop - start < self.chunk:
+                # pad with identities: one static shape, no recompilation
+                pad = torch.eye(k, dtype=self.dtype)[..., None].expand(k, k, self.chunk - stop + start)
+                Fc = torch.cat([Fc, pad], -1)
+            Pc, Ac, vc = self._run(Fc.contiguous())
+            m = stop - start
+            P[..., sl] = Pc[..., :m]
+            A[..., sl] = Ac[..., :m]
             if var is not None:
-                var[sl] = vc
+                var[sl] = vc[:m]
         return MaterialResponse(P.permute(2, 0, 1), A.permute(4, 0, 1, 2, 3), var)
 
     def _chunk(self, F: Tensor):
