@@ -310,7 +310,9 @@ class SurfaceOracle(Oracle):
         self.openings = tuple(np.linspace(0.0, max_opening, n_openings).tolist())
         self.fmax = float(fmax)
         self.bounds = make_bounds([strain_bounds[0]], [strain_bounds[1]])
-        self.cost_model = CostModel((1.0, 3.0))
+        # estimated seconds on one core (asap3 EMT): ~50 energy calls of a
+        # slab of tens of atoms; relaxation adds ~20 BFGS steps
+        self.cost_model = CostModel((0.05, 0.2))
         self.a0 = equilibrium_lattice_parameter(element, structure, engine, self.engine_params, a_guess)
 
     def _evaluate_one(self, x: torch.Tensor, fidelity: int) -> PointResult:

@@ -19,7 +19,7 @@ from oracles.exceptions import CalculationFailed, InvalidInput
 # a Lennard-Jones Cu-like model (Halicioglu–Pound parameters)
 LJ = {"sigma": 2.338, "epsilon": 0.409}
 
-# EMT Cu (Jacobsen, Stoltze, Norskov 1996, as reproduced by asap3's tests)
+# EMT Cu (Jacobsen, Stoltze, Norskov 1996): the "book" values of asap3/test/test_stress.py
 EMT_CU = {"C11": 171.6, "C12": 114.8, "C44": 89.0, "B": 134.0}
 
 
