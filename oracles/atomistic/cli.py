@@ -6,7 +6,7 @@ variances, cost, wall time, failure reason) on stdout.
 Usage::
 
     scalebridge elastic --element Cu --temperature 0            # static, fidelity 0
-    scalebridge elastic --element Cu --temperature 300 --fidelity 1 --size 5 --steps 1000
+    scalebridge elastic --element Cu --temperature 300 --fidelity 1 --size 5 --steps 500
     scalebridge elastic --element Cu --engine lj --lj-sigma 2.338 --lj-epsilon 0.409
     scalebridge surface --element Cu --miller 1 1 1             # gamma, UBER 2gamma, l, sigma_max
     scalebridge surface --element Cu --miller 1 0 0 --relax --strain 0.01
@@ -110,7 +110,7 @@ def register(subparsers, name: str) -> None:
         p.add_argument("--fidelity", type=int, default=0, choices=[0, 1],
                        help="0: static Cauchy-Born; 1: Langevin MD")
         p.add_argument("--size", type=int, default=5, help="MD supercell, conventional cells per side")
-        p.add_argument("--steps", type=int, default=1000, help="MD sampled steps per strained run")
+        p.add_argument("--steps", type=int, default=500, help="MD sampled steps per strained run")
         p.add_argument("--timestep", type=float, default=5.0, help="MD time step (fs)")
         p.add_argument("--md-strain", type=float, default=0.01, help="MD +- strain amplitude")
         p.add_argument("--blocks", type=int, default=20, help="blocks for the standard error")
