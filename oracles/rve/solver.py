@@ -149,46 +149,55 @@ class _Projection:
         # zero frequency (mean, fixed by the macro load) and Nyquist: G = 0
         nvec = torch.nan_to_num(nvec, nan=0.0, posinf=0.0, neginf=0.0)
         nvec[:, nrm == 0] = 0.0
-        self.n = nvec.to(device)  # k x *half real
+        # stored complex (imaginary part 0): a complex x real product would
+        # first convert the real factor, doubling the cost of every pass
+        cdt = torch.complex128 if dtype == torch.float64 else torch.complex64
+        self.n = nvec.to(device=device, dtype=cdt)  # k x *half
         if basis.kind == "small":
-            # products n_i n_j, reused by every application
-            self.nn = {
-                (i, j): self.n[i] * self.n[j] for i in range(d) for j in range(i, d)
-            }
+            self.n2 = 2.0 * self.n
+            self.ns = math.sqrt(2.0) * self.n
 
     def fourier(self, xh: Tensor) -> Tensor:
         """Apply ``Ghat`` to ``... x m x *half`` complex coefficients."""
         k, n = self.k, self.n
-        if self.basis.kind == "finite":
-            A = xh.unflatten(-k - 1, (k, k))  # ... x k x k x *half
-            v = (A * n).sum(-k - 1)  # (A n)_i : ... x k x *half
-            return (v.unsqueeze(-k - 1) * n).flatten(-k - 2, -k - 1)
-        # small strain, Mandel components; fused multiply-adds keep the
-        # number of passes over the spectrum (and temporaries) low
-        idx, w = self.basis.idx, self.basis.w
         ax = -k - 1
-        A = {}
-        for I, (i, j) in enumerate(idx):
-            c = xh.select(ax, I)
-            A[(i, j)] = A[(j, i)] = c if i == j else c * (1.0 / w[I])
-        v = []
-        for i in range(k):
-            vi = A[(i, 0)] * n[0]
-            for j in range(1, k):
-                vi.addcmul_(A[(i, j)], n[j])
-            v.append(vi)
-        s = v[0] * n[0]
-        for i in range(1, k):
-            s.addcmul_(v[i], n[i])
         out = torch.empty_like(xh)
+        if self.basis.kind == "finite":
+            # (G A)_ij = (A n)_i n_j
+            for i in range(k):
+                vi = torch.mul(xh.select(ax, i * k), n[0])
+                for j in range(1, k):
+                    vi.addcmul_(xh.select(ax, i * k + j), n[j])
+                for j in range(k):
+                    torch.mul(vi, n[j], out=out.select(ax, i * k + j))
+            return out
+        # small strain, Mandel components: G A = sym(n (x) u) with
+        # u = 2 A n - (n.A.n) n; fused multiply-adds with scalar weights keep
+        # the number of passes over the spectrum (and temporaries) low
+        idx = self.basis.idx
+        comp = {}
+        for I, (i, j) in enumerate(idx):
+            comp[(i, j)] = comp[(j, i)] = xh.select(ax, I)
+        r2 = 1.0 / math.sqrt(2.0)
+        u = []
+        for i in range(k):
+            ui = torch.mul(comp[(i, i)], n[i])
+            for j in range(k):
+                if j != i:
+                    ui.addcmul_(comp[(i, j)], n[j], value=r2)  # A_ij = a_ij / sqrt 2
+            u.append(ui)  # (A n)_i
+        s = u[0] * n[0]
+        for i in range(1, k):
+            s.addcmul_(u[i], n[i])
+        for i in range(k):
+            u[i].addcmul_(s, n[i], value=-0.5)  # u / 2
         for I, (i, j) in enumerate(idx):
             o = out.select(ax, I)
             if i == j:
-                torch.mul(v[i], n[i], out=o)
-                o.mul_(2.0).addcmul_(s, self.nn[(i, j)], value=-1.0)
+                torch.mul(u[i], self.n2[i], out=o)
             else:
-                torch.mul(v[j], n[i], out=o)
-                o.addcmul_(v[i], n[j]).addcmul_(s, self.nn[(i, j)], value=-1.0).mul_(w[I])
+                torch.mul(u[j], self.ns[i], out=o)
+                o.addcmul_(u[i], n[j], value=math.sqrt(2.0))
         return out
 
     def __call__(self, x: Tensor) -> Tensor:
@@ -422,13 +431,11 @@ class FFTSolver:
         self.G = _Projection(self.shape, self.basis, self.device, dtype)
         self.linear = all(getattr(p, "linear", False) for p in phases)
         flat = self.phase_map.reshape(-1)
-        self._voxels = [
-            (flat == p).nonzero().flatten().to(self.device) for p in range(len(phases))
-        ]
+        self._voxels = [(flat == p).nonzero().flatten().to(self.device) for p in range(len(phases))]
         self._pm_dev = self.phase_map.to(self.device)
         self._lin_tangent = None  # built lazily for linear laws
         #: largest CG field (doubles) of a batched tangent solve; more RHS are chunked
-        self.max_field_doubles = 2**21
+        self.max_field_doubles = 2**18
         self._unit_cache: tuple | None = None
 
     # --------------------------------------------------------------- helpers
@@ -450,7 +457,9 @@ class FFTSolver:
         if self._lin_tangent is None:
             k, pm = self.k, self._pm_dev
             if self.kind == "small" and all(type(p) is IsotropicElastic for p in self.phases):
-                lam = torch.tensor([p.lam for p in self.phases], dtype=self.dtype, device=self.device)
+                lam = torch.tensor(
+                    [p.lam for p in self.phases], dtype=self.dtype, device=self.device
+                )
                 mu = torch.tensor([p.mu for p in self.phases], dtype=self.dtype, device=self.device)
                 self._lin_tangent = _IsoTangent(lam[pm], 2.0 * mu[pm], k)
             else:
@@ -568,6 +577,15 @@ class FFTSolver:
             its.append(it)
             rels.append(rel)
         C = torch.cat(cols, 1).transpose(1, 2)  # L x m x m, C[:, :, J]
+        self._last_chunks = [
+            (J1 - J0, it)
+            for J0, J1, it in zip(
+                range(0, m, chunk),
+                [min(m, J + chunk) for J in range(0, m, chunk)],
+                its,
+                strict=True,
+            )
+        ]
         return C, int(sum(its)), torch.cat(rels, 1).amax(1)
 
     def effective_tensor(self) -> tuple[Tensor, int]:
@@ -577,7 +595,7 @@ class FFTSolver:
             raise InvalidInput("effective_tensor needs linear phase laws; use homogenize")
         if self._unit_cache is None:
             C, it, rel = self._unit_columns(self._linear_tangent(), 1)
-            self._unit_cache = (C[0], it, rel[0])
+            self._unit_cache = (C[0], it, rel[0], self._last_chunks)
         return self._unit_cache[0], self._unit_cache[1]
 
     def _homogenize_linear(self, load: Tensor, tangent: bool, fields: bool) -> HomogenizationResult:
@@ -585,10 +603,13 @@ class FFTSolver:
         v = self.basis.vec(load)  # L x m
         Kop = self._linear_tangent()
         it_total, Cm, X = 0, None, None
+        info: dict[str, Any] = {}
         if tangent or L >= m or self._unit_cache is not None:
             had = self._unit_cache is not None
             Cm, it = self.effective_tensor()
             it_total += 0 if had else it
+            if not had:
+                info["cg_chunks"] = self._unit_cache[3]
             stress_v = v @ Cm.T
         if fields or Cm is None:
             # solve the loads themselves (fields, or fewer loads than components)
@@ -596,6 +617,7 @@ class FFTSolver:
             KE = Kop(E)
             dX, it, _ = self._cg(Kop, -self.G(KE))
             it_total += it
+            info["cg_load_solve"] = it
             X = (E + dX)[:, 0]
             del E, KE, dX
             if Cm is None:
@@ -621,7 +643,7 @@ class FFTSolver:
             cg_iterations=int(it_total),
             residual=res,
             fields=out_fields,
-            info={},
+            info=info,
         )
 
     def _homogenize_newton(self, load: Tensor, tangent: bool, fields: bool) -> HomogenizationResult:
@@ -662,12 +684,16 @@ class FFTSolver:
             dX, it, _ = self._cg(Kop, -r.unsqueeze(1))
             X = X + dX[:, 0]
             cg_its.append(it)
-            steps.append((self._norm(dX[:, 0]) / self._norm(self._bcast(vbar).expand_as(X))).max().item())
+            steps.append(
+                (self._norm(dX[:, 0]) / self._norm(self._bcast(vbar).expand_as(X))).max().item()
+            )
             newton_it += 1
         Cout = None
+        info: dict[str, Any] = {}
         if tangent:
             Cm, it, _ = self._unit_columns(_DenseTangent(Kt), L)
             cg_its.append(it)
+            info["cg_chunks"] = self._last_chunks
             Cout = self.basis.ten4(Cm)
         out_fields = None
         if fields:
@@ -683,5 +709,10 @@ class FFTSolver:
             cg_iterations=int(sum(cg_its)),
             residual=rel,
             fields=out_fields,
-            info={"cg_iterations_per_solve": cg_its, "newton_steps": steps, "residuals": res_hist},
+            info={
+                "cg_iterations_per_solve": cg_its,
+                "newton_steps": steps,
+                "residuals": res_hist,
+                **info,
+            },
         )
