@@ -43,8 +43,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import gpytorch
+import numpy as np
 import torch
-from botorch.fit import fit_gpytorch_mll
 from botorch.models.cost import AffineFidelityCostModel
 from botorch.models.deterministic import GenericDeterministicModel
 from botorch.models.model import Model
@@ -53,12 +53,11 @@ from botorch.posteriors.gpytorch import GPyTorchPosterior
 from botorch.sampling.qmc import NormalQMCEngine
 from gpytorch.constraints import GreaterThan
 from gpytorch.distributions import MultivariateNormal
-from gpytorch.kernels import Kernel, MaternKernel, ScaleKernel
+from gpytorch.kernels import AdditiveKernel, Kernel, MaternKernel, ProductKernel, ScaleKernel
 from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.likelihoods.gaussian_likelihood import _GaussianLikelihoodBase
 from gpytorch.likelihoods.noise_models import Noise
 from gpytorch.means import ConstantMean, Mean
-from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.priors import GammaPrior, LogNormalPrior, NormalPrior
 from linear_operator.operators import DiagLinearOperator
 from linear_operator.utils.cholesky import psd_safe_cholesky
@@ -189,8 +188,7 @@ class AR1Kernel(Kernel):
         f1, f2 = x1[..., :-1], x2[..., :-1]
         out = None
         for k, kern in enumerate(self.base_kernels):
-            Kk = kern(f1, f2, diag=diag)
-            Kk = Kk if diag else Kk.to_dense()
+            Kk = kern(f1, f2, diag=True) if diag else _dense_kernel(kern, f1, f2)
             if diag:
                 term = c1[..., k] * c2[..., k] * Kk
             else:
@@ -264,56 +262,127 @@ class _ExactGP(gpytorch.models.ExactGP):
         strategy would expand the training covariance per batch.
         """
         X = self.train_inputs[0]
-        K = self.covar_module(X).to_dense() + torch.diag_embed(self.train_noise())
+        K = _dense_kernel(self.covar_module, X, X) + torch.diag_embed(self.train_noise())
         Lc = psd_safe_cholesky(K)
         r = (self.train_targets - self.mean_module(X)).unsqueeze(-1)
         alpha = torch.cholesky_solve(r, Lc)  # n x 1
-        Ks = self.covar_module(x, X).to_dense()  # ... x q x n
+        Ks = _dense_kernel(self.covar_module, x, X)  # ... x q x n
         mean = self.mean_module(x) + (Ks @ alpha).squeeze(-1)
         V = torch.linalg.solve_triangular(Lc, Ks.transpose(-1, -2), upper=False)  # ... x n x q
         if full_cov:
-            cov = self.covar_module(x).to_dense() - V.transpose(-1, -2) @ V
+            cov = _dense_kernel(self.covar_module, x, x) - V.transpose(-1, -2) @ V
             return mean, cov
-        var = self.covar_module(x, diag=True) - V.pow(2).sum(-2)
+        prior_var = _dense_kernel(self.covar_module, x.unsqueeze(-2), x.unsqueeze(-2))[..., 0, 0]
+        var = prior_var - V.pow(2).sum(-2)
         return mean, var.clamp_min(1e-12)
 
 
-def _fit_gp(gp: _ExactGP, restarts: int, seed: int, init_hook=None) -> float:
+def _dense_kernel(k: Kernel, x1: Tensor, x2: Tensor) -> Tensor:
+    """``... x n1 x n2`` covariance of the kernels built here, in plain torch.
+
+    GPyTorch's lazy kernel machinery costs more than the arithmetic for the
+    ``n <= a few hundred`` systems of multi-fidelity problems; this evaluates
+    the same kernels (Matern-5/2, scale, sum, product, :class:`AR1Kernel`)
+    directly, and falls back to GPyTorch for anything else.
+    """
+    if isinstance(k, AR1Kernel):
+        return k.forward(x1, x2)
+    if k.active_dims is not None:
+        x1, x2 = x1[..., k.active_dims], x2[..., k.active_dims]
+    if isinstance(k, ScaleKernel):
+        return k.outputscale.unsqueeze(-1).unsqueeze(-1) * _dense_kernel(k.base_kernel, x1, x2)
+    if isinstance(k, MaternKernel) and k.nu == 2.5:
+        ls = k.lengthscale
+        diff = (x1 / ls).unsqueeze(-2) - (x2 / ls).unsqueeze(-3)
+        # the tiny shift keeps the gradient of the distance finite at r = 0
+        r = (diff.pow(2).sum(-1) + 1e-30).sqrt()
+        s5 = math.sqrt(5.0) * r
+        return (1.0 + s5 + s5.pow(2) / 3.0) * torch.exp(-s5)
+    if isinstance(k, AdditiveKernel):
+        return sum(_dense_kernel(kk, x1, x2) for kk in k.kernels)
+    if isinstance(k, ProductKernel):
+        out = None
+        for kk in k.kernels:
+            v = _dense_kernel(kk, x1, x2)
+            out = v if out is None else out * v
+        return out
+    return k(x1, x2).to_dense()
+
+
+def _neg_log_posterior(gp: _ExactGP) -> Tensor:
+    """Negative log marginal likelihood minus log priors, per data point."""
+    X, y = gp.train_inputs[0], gp.train_targets
+    K = _dense_kernel(gp.covar_module, X, X) + torch.diag_embed(gp.train_noise())
+    Lc, info = torch.linalg.cholesky_ex(K)
+    if info.any():
+        Lc = psd_safe_cholesky(K)
+    r = (y - gp.mean_module(X)).unsqueeze(-1)
+    alpha = torch.cholesky_solve(r, Lc)
+    n = y.shape[-1]
+    nll = 0.5 * (r * alpha).sum() + Lc.diagonal().log().sum() + 0.5 * n * math.log(2 * math.pi)
+    for _, module, prior, closure, _ in gp.named_priors():
+        nll = nll - prior.log_prob(closure(module)).sum()
+    return nll / n
+
+
+def _minimize(gp: _ExactGP, maxiter: int) -> float:
+    """L-BFGS-B on the raw (unconstrained) hyperparameters; returns the loss."""
+    from scipy.optimize import minimize
+
+    params = [p for p in gp.parameters() if p.requires_grad]
+    shapes = [p.shape for p in params]
+    sizes = [p.numel() for p in params]
+
+    def set_flat(v):
+        t = torch.as_tensor(v, dtype=DTYPE)
+        with torch.no_grad():
+            for p, c, s in zip(params, t.split(sizes), shapes, strict=True):
+                p.copy_(c.reshape(s))
+
+    def fun(v):
+        set_flat(v)
+        for p in params:
+            p.grad = None
+        try:
+            loss = _neg_log_posterior(gp)
+            loss.backward()
+        except (RuntimeError, ValueError):  # a failed factorization: step back
+            return 1e10, np.zeros_like(v)
+        g = torch.cat([p.grad.reshape(-1) for p in params]).numpy()
+        if not math.isfinite(loss.item()) or not np.isfinite(g).all():
+            return 1e10, np.zeros_like(v)
+        return loss.item(), g
+
+    x0 = torch.cat([p.detach().reshape(-1) for p in params]).numpy().copy()
+    res = minimize(fun, x0, jac=True, method="L-BFGS-B", options={"maxiter": maxiter})
+    set_flat(res.x)
+    return float(res.fun)
+
+
+def _fit_gp(gp: _ExactGP, restarts: int, seed: int, init_hook=None, maxiter: int = 200) -> float:
     """MAP fit with ``restarts`` extra starts drawn from the priors; keeps the best.
 
-    Returns the best (per-point) negative log marginal posterior.
+    Returns the best per-point negative log marginal posterior.
     """
-    mll = ExactMarginalLogLikelihood(gp.likelihood, gp)
     best_loss, best_state = math.inf, None
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
+    gp.train()
     try:
         for r in range(restarts + 1):
             if r > 0:
                 sample_all_priors(gp)
                 if init_hook is not None:
                     init_hook(gp, r)
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": 300}}, max_attempts=2)
-            except Exception as e:  # noqa: BLE001  (a failed start is skipped, not fatal)
-                if r == restarts and best_state is None:
-                    raise RuntimeError(f"GP hyperparameter fit failed on every start: {e}") from e
-                continue
-            gp.train()
-            with torch.no_grad(), gpytorch.settings.cholesky_max_tries(6):
-                try:
-                    loss = -mll(gp(*gp.train_inputs), gp.train_targets).item()
-                except Exception:  # noqa: BLE001
-                    loss = math.inf
+            loss = _minimize(gp, maxiter)
             if math.isfinite(loss) and loss < best_loss:
                 best_loss = loss
                 best_state = {k: v.detach().clone() for k, v in gp.state_dict().items()}
     finally:
         torch.random.set_rng_state(gen_state)
-    if best_state is not None:
-        gp.load_state_dict(best_state)
+    if best_state is None:
+        raise RuntimeError("GP hyperparameter fit failed from every start (non-finite likelihood)")
+    gp.load_state_dict(best_state)
     gp.eval()
     return best_loss
 

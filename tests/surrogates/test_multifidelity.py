@@ -1,0 +1,282 @@
+"""Tests of the multi-fidelity co-kriging surrogates.
+
+Physics/statistics checks against known truths: the AR1 scale factor and bias
+of a synthetic pair built with them, NARGP versus AR1 on the nonlinear pair of
+Perdikaris et al. (2017), recursive = joint AR1 on nested designs, interval
+coverage on a smooth pair, plus the shared surrogate contract.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from botorch.models.cost import AffineFidelityCostModel
+from scipy.stats import qmc
+
+from surrogates.dataset import DTYPE, Dataset
+from surrogates.metrics import coverage, nrmse
+from surrogates.multifidelity import NARGP, AR1CoKriging, RecursiveCoKriging
+from surrogates.testing import SurrogateContractTests
+
+MODELS = (AR1CoKriging, RecursiveCoKriging, NARGP)
+
+
+def _lhs(n: int, d: int, seed: int) -> torch.Tensor:
+    return torch.as_tensor(qmc.LatinHypercube(d=d, seed=seed).random(n), dtype=DTYPE)
+
+
+def _nested(fs, ns, d, seed):
+    """Nested design: level t uses the first ns[t] points of level t-1."""
+    x = _lhs(ns[0], d, seed)
+    perm = torch.randperm(ns[0], generator=torch.Generator().manual_seed(seed))
+    Xs, Ys, Fs = [], [], []
+    for t, (f, n) in enumerate(zip(fs, ns, strict=True)):
+        xt = x if t == 0 else x[perm[:n]]
+        Xs.append(xt)
+        Ys.append(f(xt).reshape(-1, 1))
+        Fs.append(torch.full((n,), t))
+    return Dataset(X=torch.cat(Xs), Y=torch.cat(Ys), fidelity=torch.cat(Fs))
+
+
+def _with_level(x: torch.Tensor, level: int) -> torch.Tensor:
+    return torch.cat([x, torch.full_like(x[..., :1], float(level))], -1)
+
+
+# smooth pair with a known AR1 structure: f_H = 1.5 f_L + delta, delta linear
+RHO = 1.5
+
+
+def f_low_smooth(x):
+    return torch.sin(2 * math.pi * x[..., 0]) + 0.5 * torch.cos(3 * x[..., 0])
+
+
+def delta_true(x):
+    return 0.8 * x[..., 0] - 0.3
+
+
+def f_high_smooth(x):
+    return RHO * f_low_smooth(x) + delta_true(x)
+
+
+# ------------------------------------------------------------ contract
+class _MFContract(SurrogateContractTests):
+    cls = None
+
+    def make_dataset(self):
+        return _nested([f_low_smooth, f_high_smooth], [12, 5], 1, seed=0)
+
+    def fit(self, dataset):
+        return self.cls.from_dataset(dataset, restarts=0)
+
+    def sample_inputs(self, model, dataset, n, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.rand(n, dataset.d, generator=g, dtype=DTYPE)
+        lev = torch.randint(0, 2, (n, 1), generator=g).to(DTYPE)
+        return torch.cat([x, lev], -1)
+
+
+class TestAR1Contract(_MFContract):
+    cls = AR1CoKriging
+
+
+class TestRecursiveContract(_MFContract):
+    cls = RecursiveCoKriging
+
+
+class TestNARGPContract(_MFContract):
+    cls = NARGP
+
+
+# ------------------------------------------------------------ physics
+@pytest.fixture(scope="module")
+def smooth_ds():
+    return _nested([f_low_smooth, f_high_smooth], [20, 8], 1, seed=3)
+
+
+@pytest.fixture(scope="module")
+def ar1_smooth(smooth_ds):
+    return AR1CoKriging.from_dataset(smooth_ds, restarts=1)
+
+
+def test_ar1_recovers_rho_and_bias(ar1_smooth):
+    rho = ar1_smooth.rho.item()
+    assert abs(rho - RHO) / RHO < 0.1, rho
+    # bias function: mean_H - rho * mean_L against the true delta on a grid
+    x = torch.linspace(0.05, 0.95, 50, dtype=DTYPE).unsqueeze(-1)
+    m_h, _ = ar1_smooth.predict(x, fidelity=1)
+    m_l, _ = ar1_smooth.predict(x, fidelity=0)
+    bias = m_h - rho * m_l
+    err = (bias - delta_true(x)).abs().max().item()
+    spread = (delta_true(x).max() - delta_true(x).min()).item()
+    assert err < 0.1 * spread, err
+
+
+def test_recursive_recovers_rho(smooth_ds):
+    m = RecursiveCoKriging.from_dataset(smooth_ds, restarts=1)
+    assert abs(m.rho[0].item() - RHO) / RHO < 0.1, m.rho
+
+
+def test_recursive_close_to_ar1_on_nested(ar1_smooth, smooth_ds):
+    rec = RecursiveCoKriging.from_dataset(smooth_ds, restarts=1)
+    x = torch.linspace(0, 1, 101, dtype=DTYPE).unsqueeze(-1)
+    y = f_high_smooth(x)
+    m_a, v_a = ar1_smooth.predict(x)
+    m_r, v_r = rec.predict(x)
+    scale = y.std().item()
+    assert (m_a - m_r).abs().max().item() < 0.05 * scale
+    # both accurate, and uncertainties of the same order
+    assert nrmse(y, m_a).item() < 0.05 and nrmse(y, m_r).item() < 0.05
+    assert v_a.sqrt().mean() / v_r.sqrt().mean() < 10 and v_r.sqrt().mean() / v_a.sqrt().mean() < 10
+
+
+def test_nargp_beats_ar1_on_nonlinear_pair():
+    def f_l(x):
+        return torch.sin(8 * math.pi * x[..., 0])
+
+    def f_h(x):
+        return (x[..., 0] - math.sqrt(2)) * f_l(x) ** 2
+
+    ds = _nested([f_l, f_h], [50, 14], 1, seed=1)
+    x = torch.linspace(0, 1, 200, dtype=DTYPE).unsqueeze(-1)
+    y = f_h(x)
+    nargp = NARGP.from_dataset(ds, restarts=1)
+    ar1 = AR1CoKriging.from_dataset(ds, restarts=1)
+    e_nargp = nrmse(y, nargp.predict(x)[0]).item()
+    e_ar1 = nrmse(y, ar1.predict(x)[0]).item()
+    assert e_nargp < 0.5 * e_ar1, (e_nargp, e_ar1)
+    assert e_nargp < 0.15, e_nargp
+
+
+def test_coverage_smooth_two_fidelity():
+    # 2-d smooth pair (Currin-like in spirit); held-out 95% coverage sane
+    def f_l(x):
+        return torch.sin(3 * x[..., 0]) * torch.cos(2 * x[..., 1]) + x[..., 1]
+
+    def f_h(x):
+        return 1.3 * f_l(x) + 0.4 * x[..., 0] * x[..., 1] - 0.2
+
+    ds = _nested([f_l, f_h], [40, 12], 2, seed=2)
+    xt = _lhs(400, 2, seed=99)
+    y = f_h(xt)
+    for cls in (AR1CoKriging, RecursiveCoKriging):
+        m = cls.from_dataset(ds, restarts=1)
+        mean, var = m.predict(xt)
+        cov = coverage(y, mean, var).item()
+        assert 0.8 <= cov <= 1.0, (cls.__name__, cov)
+        assert nrmse(y, mean).item() < 0.1
+
+
+# ------------------------------------------------------------ inputs
+@pytest.fixture(scope="module")
+def small_models():
+    ds = _nested([f_low_smooth, f_high_smooth], [10, 4], 1, seed=5)
+    return {cls.__name__: cls.from_dataset(ds, restarts=0) for cls in MODELS}
+
+
+@pytest.mark.parametrize("name", [c.__name__ for c in MODELS])
+def test_posterior_shapes_and_levels(small_models, name):
+    m = small_models[name]
+    x = torch.rand(2, 3, 1, generator=torch.Generator().manual_seed(0), dtype=DTYPE)
+    lev = torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]], dtype=DTYPE).unsqueeze(-1)
+    X = torch.cat([x, lev], -1)
+    with torch.no_grad():
+        post = m.posterior(X)
+        assert post.mean.shape == (2, 3, 1) and post.variance.shape == (2, 3, 1)
+        assert post.rsample(torch.Size([5])).shape == (5, 2, 3, 1)
+        # mixed-level batches give the same marginals as one point at a time
+        single = m.posterior(X.reshape(6, 1, 2))
+    torch.testing.assert_close(post.mean.reshape(-1), single.mean.reshape(-1), atol=1e-8, rtol=1e-8)
+    torch.testing.assert_close(post.variance.reshape(-1), single.variance.reshape(-1), atol=1e-8, rtol=1e-6)
+    # the fidelity column selects the level: at training inputs the level-0
+    # mean interpolates the low-fidelity data, the level-1 mean the high
+    ds = m.train_dataset
+    for t in (0, 1):
+        pts = ds.X[ds.fidelity == t]
+        mean, _ = m.predict(pts, fidelity=t)
+        truth = ds.Y[ds.fidelity == t, 0]
+        assert (mean - truth).abs().max() < 0.05 * ds.Y.std(), (t, mean, truth)
+
+
+@pytest.mark.parametrize("name", [c.__name__ for c in MODELS])
+def test_bad_inputs_raise(small_models, name):
+    m = small_models[name]
+    with pytest.raises(ValueError, match="fidelity column .* got 2"):
+        m.posterior(torch.tensor([[0.5, 2.0]], dtype=DTYPE))
+    with pytest.raises(ValueError, match="got 0.5"):
+        m.posterior(torch.tensor([[0.5, 0.5]], dtype=DTYPE))
+    with pytest.raises(ValueError, match="got -1"):
+        m.posterior(torch.tensor([[0.5, -1.0]], dtype=DTYPE))
+    with pytest.raises(ValueError, match=r"\.\.\. x q x 2"):
+        m.posterior(torch.tensor([[0.5]], dtype=DTYPE))
+
+
+def test_bad_datasets_raise():
+    X = torch.rand(6, 1, dtype=DTYPE)
+    Y = X.sin()
+    with pytest.raises(ValueError, match="needs Dataset.fidelity"):
+        AR1CoKriging(Dataset(X=X, Y=Y))
+    with pytest.raises(ValueError, match="levels \\[1\\] have none"):
+        AR1CoKriging(Dataset(X=X, Y=Y, fidelity=torch.tensor([0, 0, 2, 2, 2, 0])))
+    with pytest.raises(ValueError, match="at least 2 levels"):
+        RecursiveCoKriging(Dataset(X=X, Y=Y, fidelity=torch.zeros(6)))
+    with pytest.raises(ValueError, match="m = 2"):
+        NARGP(Dataset(X=X, Y=torch.cat([Y, Y], -1), fidelity=torch.tensor([0, 0, 0, 1, 1, 1])))
+    with pytest.raises(ValueError, match="rho must be"):
+        RecursiveCoKriging(Dataset(X=X, Y=Y, fidelity=torch.tensor([0, 0, 0, 1, 1, 1])), rho="quadratic")
+
+
+# ------------------------------------------------------------ three levels
+def test_three_levels():
+    def f0(x):
+        return torch.sin(2 * math.pi * x[..., 0]) + x[..., 1]
+
+    def f1(x):
+        return 1.2 * f0(x) + 0.3 * x[..., 0]
+
+    def f2(x):
+        return 0.8 * f1(x) + 0.2 * torch.cos(2 * x[..., 1])
+
+    ds = _nested([f0, f1, f2], [40, 16, 6], 2, seed=4)
+    xt = _lhs(200, 2, seed=7)
+    y2 = f2(xt)
+    for cls in MODELS:
+        m = cls.from_dataset(ds, restarts=0)
+        assert m.num_fidelities == 3
+        mean, var = m.predict(xt, fidelity=2)
+        assert (var > 0).all()
+        # 6 top-level points alone cannot resolve sin(2 pi x): the lower levels must be used
+        assert nrmse(y2, mean).item() < 0.3, cls.__name__
+        post = m.posterior(_with_level(xt[:4], 2).reshape(2, 2, 3))
+        assert post.mean.shape == (2, 2, 1)
+        if cls is AR1CoKriging:
+            assert m.rho.shape == (2,)
+            # f2 = 0.8 f1 + ...: the top-level rho is known
+            assert abs(m.rho[1].item() - 0.8) < 0.15, m.rho
+
+
+# ------------------------------------------------------------ cost
+def test_cost_models(small_models):
+    from botorch.acquisition.cost_aware import InverseCostWeightedUtility
+
+    m = small_models["AR1CoKriging"]
+    X = torch.tensor([[[0.2, 0.0]], [[0.7, 1.0]]], dtype=DTYPE)  # 2 x 1 x 2
+    cm = m.cost_model()  # default costs 1, 2: affine in the level
+    assert isinstance(cm, AffineFidelityCostModel)
+    torch.testing.assert_close(cm(X).reshape(-1), torch.tensor([1.0, 2.0], dtype=DTYPE))
+    cm2 = m.cost_model([1.0, 25.0])
+    torch.testing.assert_close(cm2(X).reshape(-1), torch.tensor([1.0, 25.0], dtype=DTYPE))
+    ds3 = _nested([f_low_smooth, f_low_smooth, f_high_smooth], [6, 4, 3], 1, seed=0)
+    m3 = RecursiveCoKriging(ds3, costs=[1.0, 3.0, 30.0])
+    cm3 = m3.cost_model()
+    assert not isinstance(cm3, AffineFidelityCostModel)
+    X3 = torch.tensor([[0.1, 0.0], [0.2, 1.0], [0.3, 2.0]], dtype=DTYPE).unsqueeze(-2)
+    torch.testing.assert_close(cm3(X3).reshape(-1), torch.tensor([1.0, 3.0, 30.0], dtype=DTYPE))
+    # a cost-aware utility divides the information gain by these costs
+    util = InverseCostWeightedUtility(cost_model=cm2, use_mean=True)
+    gains = torch.tensor([1.0, 1.0], dtype=DTYPE)
+    val = util(X, gains)
+    torch.testing.assert_close(val, torch.tensor([1.0, 1.0 / 25.0], dtype=DTYPE))
+    with pytest.raises(ValueError, match="2 positive numbers"):
+        m.cost_model([1.0])
