@@ -69,8 +69,37 @@ def tolerance_for_reaction(
     return (rel_error * abs(float(reaction)) / (2.0 * kappa * total)) ** 2
 
 
-def _default_updater(surrogate, F: Tensor, P: Tensor, A: Tensor) -> None:
+def _default_updater(surrogate, F: Tensor, P: Tensor, A: Tensor):
     surrogate.update(F, P)
+    return surrogate
+
+
+def refit_updater(surrogate, F: Tensor, P: Tensor, A: Tensor):
+    """Updater for scalebridge constitutive surrogates (``SurrogateMixin``, inputs ``H = F - I``).
+
+    Appends ``(H, P)`` (row-major, ``n x k*k``) to the surrogate's training
+    :class:`~surrogates.dataset.Dataset` and refits the same class with the same
+    options (``from_dataset(dataset, **get_config())``); returns the new model.
+    """
+    from surrogates.dataset import Dataset
+
+    ds = getattr(surrogate, "train_dataset", None)
+    if ds is None:
+        raise TypeError(f"{type(surrogate).__name__} keeps no train_dataset to append to")
+    n, k = F.shape[0], F.shape[-1]
+    H = (F - torch.eye(k, dtype=DTYPE)).reshape(n, k * k)
+    if ds.d != k * k or ds.m != k * k:
+        raise TypeError(
+            f"refit_updater needs a surrogate of H -> P ({k * k} inputs and outputs), "
+            f"got d={ds.d}, m={ds.m}"
+        )
+    new = Dataset(
+        X=torch.cat([ds.X, H]),
+        Y=torch.cat([ds.Y, P.reshape(n, k * k)]),
+        input_names=ds.input_names,
+        output_names=ds.output_names,
+    )
+    return type(surrogate).from_dataset(new, **surrogate.get_config())
 
 
 class AdaptiveSwitch:
@@ -91,8 +120,10 @@ class AdaptiveSwitch:
             are learned: intermediate Newton iterates are transient.
         max_learn: at most this many new points per step, those where the
             surrogate was least sure (largest variance) first.
-        updater: ``updater(surrogate, F, P, A)`` performing that update; the
-            default calls ``surrogate.update(F, P)``.
+        updater: ``updater(surrogate, F, P, A) -> surrogate`` performing that
+            update and returning the model to use from then on; the default
+            calls ``surrogate.update(F, P)``; :func:`refit_updater` refits a
+            scalebridge ``SurrogateMixin`` model on its data plus the new points.
 
     Attributes:
         step_log: one dict per attempted load step (``load_factor``,
@@ -109,7 +140,7 @@ class AdaptiveSwitch:
         tolerance: float,
         learn: bool = True,
         max_learn: int = 64,
-        updater: Callable[[Any, Tensor, Tensor, Tensor], None] | None = None,
+        updater: Callable[[Any, Tensor, Tensor, Tensor], Any] | None = None,
     ):
         for name, m in (("surrogate", surrogate), ("oracle", oracle)):
             if not isinstance(m, MaterialModel):
@@ -215,7 +246,9 @@ class AdaptiveSwitch:
             if F.shape[0] > self.max_learn:
                 keep = torch.argsort(var, descending=True)[: self.max_learn]
                 F, P, A = F[keep], P[keep], A[keep]
-            self.updater(self.surrogate, F, P, A)
+            new = self.updater(self.surrogate, F, P, A)
+            if new is not None:
+                self.surrogate = new
             n_learned = F.shape[0]
         self._pending = None
         rec = {

@@ -1,0 +1,88 @@
+"""``scalebridge fe2 CONFIG``: run a two-scale simulation from a TOML file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers, name: str = "fe2") -> None:
+    p = subparsers.add_parser(
+        name,
+        help="two-scale FE with a surrogate, the oracle or the adaptive switch",
+        description=(
+            "Quasi-static finite-strain FE (plane strain) whose Gauss points ask an analytic law, "
+            "the RVE oracle, a deployed surrogate or the adaptive surrogate-or-oracle switch "
+            "for stress and tangent. Writes summary.json, results.npz and PNGs to the output "
+            "directory and tracks the run in MLflow."
+        ),
+    )
+    p.add_argument("config", help="TOML config (see experiments/configs/fe2_*.toml)")
+    p.add_argument("--output-dir", help="override output_dir of the config")
+    p.add_argument(
+        "--provider",
+        choices=["analytic", "oracle", "surrogate", "adaptive"],
+        help="override material.provider",
+    )
+    p.add_argument("--no-mlflow", action="store_true", help="do not track in MLflow")
+    p.add_argument("--quiet", action="store_true", help="no per-step progress lines")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from loops.fe2.config import ConfigError, load_config, parse_config
+
+    try:
+        cfg = load_config(args.config)
+        if args.output_dir or args.provider or args.no_mlflow:
+            data = cfg.model_dump(mode="json")
+            if args.output_dir:
+                data["output_dir"] = args.output_dir
+            if args.provider:
+                data["material"]["provider"] = args.provider
+            if args.no_mlflow:
+                data["tracking"]["enabled"] = False
+            cfg = parse_config(data, args.config)
+    except ConfigError as e:
+        for line in e.lines:
+            print(line, file=sys.stderr)
+        return 2
+
+    from loops.fe2.run import run_fe2
+    from oracles.exceptions import OracleError
+
+    def progress(step) -> None:
+        if not args.quiet:
+            info = step.provider
+            extra = (
+                f"  oracle {info['n_oracle']} surrogate {info['n_surrogate']}"
+                if "n_oracle" in info
+                else ""
+            )
+            print(
+                f"load {step.load_factor:7.4f}  newton {step.iterations:2d}  "
+                f"time {step.wall_time:7.2f}s{extra}",
+                file=sys.stderr,
+            )
+
+    try:
+        run = run_fe2(cfg, progress=progress)
+    except (OracleError, ValueError, FileNotFoundError, TypeError) as e:
+        print(f"fe2: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    s = run.summary
+    print(
+        json.dumps(
+            {
+                "output_dir": str(run.out_dir),
+                "wall_time": s["wall_time"],
+                "final_reaction": s["steps"][-1]["reaction"],
+                "n_oracle_evaluations": s["n_oracle_evaluations"],
+                "n_surrogate_evaluations": s["n_surrogate_evaluations"],
+                "surrogate_fraction": s["surrogate_fraction"],
+                "mlflow_run_id": s.get("mlflow_run_id"),
+            }
+        )
+    )
+    return 0

@@ -1,0 +1,290 @@
+"""FE² run configuration: TOML validated with pydantic (unknown keys are errors).
+
+Example (see ``experiments/configs/fe2_plate_hole.toml``)::
+
+    name = "plate-hole"
+    [mesh]
+    kind = "plate_with_hole"
+    n_theta = 6
+    n_radial = 5
+    [[dirichlet]]
+    boundary = "left"
+    component = 0
+    [[dirichlet]]
+    boundary = "right"
+    component = 0
+    value = 0.1
+    [load]
+    n_steps = 5
+    [material]
+    provider = "adaptive"        # analytic | oracle | surrogate | adaptive
+    [material.rve]
+    phases = [{law = "NeoHookean", E = 1.0, nu = 0.35}, {law = "NeoHookean", E = 10.0, nu = 0.25}]
+    microstructure = {kind = "RandomFibres", volume_fraction = 0.3, radius_fraction = 0.12}
+    grid = [15, 15]
+    [material.surrogate]
+    train_points = 48            # or uri = "models:/rve_gp/1" or a directory
+    [material.adaptive]
+    target_rel_error = 0.005     # or tolerance = 1e-6
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+class MeshConfig(BaseModel):
+    model_config = _STRICT
+    kind: Literal["plate_with_hole", "rectangle", "file"] = "plate_with_hole"
+    element: Literal["quad1", "quad2", "tri1", "tri2"] = "quad1"
+    intorder: int | None = Field(None, ge=1, le=10)
+    # plate with a hole
+    length: float = Field(1.0, gt=0)
+    radius: float = Field(0.3, gt=0)
+    n_theta: int = Field(6, ge=1, le=200)
+    n_radial: int = Field(5, ge=1, le=200)
+    grading: float = Field(2.0, gt=0)
+    # rectangle
+    width: float = Field(1.0, gt=0)
+    height: float = Field(1.0, gt=0)
+    nx: int = Field(4, ge=1, le=500)
+    ny: int = Field(4, ge=1, le=500)
+    # file (any format meshio reads)
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.kind == "plate_with_hole" and not self.radius < self.length:
+            raise ValueError(
+                f"mesh.radius = {self.radius} must be below mesh.length = {self.length}"
+            )
+        if self.kind == "file" and not self.path:
+            raise ValueError("mesh.kind = 'file' needs mesh.path")
+        return self
+
+
+class DirichletConfig(BaseModel):
+    model_config = _STRICT
+    boundary: str
+    component: Literal[0, 1]
+    value: float = 0.0
+
+
+class TractionConfig(BaseModel):
+    model_config = _STRICT
+    boundary: str
+    traction: tuple[float, float]
+
+
+class LoadConfig(BaseModel):
+    model_config = _STRICT
+    n_steps: int = Field(5, ge=1, le=10000)
+    max_iter: int = Field(20, ge=1, le=200)
+    rtol: float = Field(1e-9, gt=0, lt=1)
+    max_cutbacks: int = Field(8, ge=0, le=50)
+    #: the reaction plotted and tracked (boundary, component)
+    reaction_boundary: str = "right"
+    reaction_component: Literal[0, 1] = 0
+
+
+class PhaseConfig(BaseModel):
+    model_config = _STRICT
+    law: Literal["NeoHookean", "StVenantKirchhoff"] = "NeoHookean"
+    E: float = Field(gt=0)
+    nu: float = Field(gt=-1, lt=0.5)
+
+
+class RVEConfig(BaseModel):
+    """The micro scale: an RVE oracle with finite-strain phases."""
+
+    model_config = _STRICT
+    phases: list[PhaseConfig] = Field(min_length=1)
+    microstructure: dict[str, Any] = Field(
+        default_factory=lambda: {
+            "kind": "RandomFibres",
+            "volume_fraction": 0.3,
+            "radius_fraction": 0.12,
+        }
+    )
+    grid: tuple[int, int] = (15, 15)
+    newton_tol: float = Field(1e-8, gt=0)
+    cg_tol: float = Field(1e-8, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if "kind" not in self.microstructure:
+            raise ValueError(
+                "material.rve.microstructure needs a 'kind' (e.g. 'RandomFibres', 'Inclusion')"
+            )
+        if min(self.grid) < 3:
+            raise ValueError(f"material.rve.grid = {list(self.grid)}: each size must be >= 3")
+        return self
+
+
+class AnalyticConfig(BaseModel):
+    model_config = _STRICT
+    E: float = Field(10.0, gt=0)
+    nu: float = Field(0.3, gt=-1, lt=0.5)
+
+
+class SurrogateConfig(BaseModel):
+    """A deployed surrogate (``uri``: directory or ``models:/name/version``), or one trained here."""
+
+    model_config = _STRICT
+    uri: str | None = None
+    #: without ``uri``: train a GP learner on this many RVE answers ...
+    train_points: int = Field(48, ge=4, le=5000)
+    #: ... at F = I + H with H on a Sobol design in [-h_max, h_max]^4
+    h_max: float = Field(0.05, gt=0, lt=1)
+    seed: int = 0
+    #: refit the learner's hyperparameters every this many updates (0: re-condition only)
+    refit_every: int = Field(0, ge=0)
+
+
+class AdaptiveConfig(BaseModel):
+    model_config = _STRICT
+    #: variance tolerance; give this or ``target_rel_error``
+    tolerance: float | None = Field(None, ge=0)
+    #: target relative error of the reaction force; the tolerance is derived from it
+    target_rel_error: float | None = Field(None, gt=0, lt=1)
+    kappa: float = Field(2.0, gt=0)
+    learn: bool = True
+    max_learn: int = Field(64, ge=1)
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.tolerance is None) == (self.target_rel_error is None):
+            raise ValueError(
+                "give exactly one of material.adaptive.tolerance and material.adaptive.target_rel_error"
+            )
+        return self
+
+
+class MaterialConfig(BaseModel):
+    model_config = _STRICT
+    provider: Literal["analytic", "oracle", "surrogate", "adaptive"] = "analytic"
+    analytic: AnalyticConfig = AnalyticConfig()
+    rve: RVEConfig | None = None
+    surrogate: SurrogateConfig = SurrogateConfig()
+    adaptive: AdaptiveConfig | None = None
+
+    @model_validator(mode="after")
+    def _check(self):
+        p = self.provider
+        if p in ("oracle", "adaptive") and self.rve is None:
+            raise ValueError(f"material.provider = {p!r} needs a [material.rve] table")
+        if p == "surrogate" and self.surrogate.uri is None and self.rve is None:
+            raise ValueError(
+                "material.provider = 'surrogate' needs material.surrogate.uri or a [material.rve] to train on"
+            )
+        if p == "adaptive" and self.adaptive is None:
+            raise ValueError("material.provider = 'adaptive' needs a [material.adaptive] table")
+        return self
+
+
+class ExecutorConfig(BaseModel):
+    model_config = _STRICT
+    kind: Literal["process", "thread", "serial", "dask"] = "process"
+    workers: int = Field(2, ge=1, le=1024)
+    chunk_size: int | None = Field(None, ge=1)
+    address: str | None = None
+
+
+class TrackingConfig(BaseModel):
+    model_config = _STRICT
+    enabled: bool = True
+    experiment: str = "fe2"
+    tracking_uri: str | None = None
+
+
+class FE2Config(BaseModel):
+    model_config = _STRICT
+    name: str = Field(min_length=1)
+    seed: int = 0
+    output_dir: str | None = None
+    threads: int = Field(1, ge=1, le=256)
+    mesh: MeshConfig = MeshConfig()
+    dirichlet: list[DirichletConfig] = Field(min_length=1)
+    traction: list[TractionConfig] = []
+    load: LoadConfig = LoadConfig()
+    material: MaterialConfig = MaterialConfig()
+    executor: ExecutorConfig = ExecutorConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    plots: bool = True
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.output_dir or f"runs/fe2/{self.name}")
+
+
+class ConfigError(ValueError):
+    """A config that does not validate; ``lines`` holds one message per error."""
+
+    def __init__(self, lines: list[str]):
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def _allowed(model: Any, loc: tuple) -> list[str]:
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        nxt = None
+        for cand in (*getattr(ann, "__args__", ()), ann):
+            for c in (*getattr(cand, "__args__", ()), cand):
+                if isinstance(c, type) and issubclass(c, BaseModel):
+                    nxt = c
+        if nxt is None:
+            return []
+        model = nxt
+    return sorted(model.model_fields)
+
+
+def format_errors(err: ValidationError, source: str) -> list[str]:
+    """One line per error: ``source: key = value: what is allowed``."""
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<top>"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed(FE2Config, tuple(e["loc"][:-1]))
+            lines.append(f"{source}: unknown key {key!r}; allowed: {allowed}")
+        elif e["type"] == "missing":
+            lines.append(f"{source}: missing required key {key!r}")
+        else:
+            lines.append(f"{source}: {key} = {e.get('input')!r}: {msg}")
+    return lines
+
+
+def parse_config(data: dict[str, Any], source: str = "config") -> FE2Config:
+    try:
+        cfg = FE2Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_errors(e, source)) from None
+    return cfg
+
+
+def load_config(path: str | Path) -> FE2Config:
+    """Read and validate a TOML file; :class:`ConfigError` with one line per problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError([f"{path}: no such config file"])
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([f"{path}: not valid TOML: {e}"]) from None
+    return parse_config(data, str(path))

@@ -1,0 +1,407 @@
+"""Run an FE² simulation from an :class:`~loops.fe2.config.FE2Config`.
+
+:func:`run_fe2` builds the mesh, the micro scale (RVE oracle on an executor),
+the provider (analytic law, oracle, surrogate or adaptive switch), solves the
+load path and writes to ``config.out_dir``:
+
+* ``results.npz``: per step ``u`` (``n_steps x N``), ``P`` and ``F``
+  (``n_steps x n_gauss x 2 x 2``), Gauss points, and the switch's per-point
+  counts of oracle and surrogate evaluations;
+* ``summary.json``: reaction force–displacement curve, per-step counts of
+  surrogate and oracle evaluations, Newton iterations, wall times;
+* PNGs: deformed mesh coloured by stress, the oracle map, force–displacement.
+
+The run is tracked in MLflow like a campaign (one run, the config as params,
+metrics per load step, the PNGs and summary as artifacts); if MLflow fails the
+simulation carries on and says so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+
+from loops.fe2 import mesh as meshes
+from loops.fe2.config import FE2Config
+from loops.fe2.learner import GPStressLearner, sobol_gradients
+from loops.fe2.providers import NeoHookean, OracleProvider, load_material
+from loops.fe2.solver import DirichletBC, MacroSolver, SolveResult, TractionBC
+from loops.fe2.switch import AdaptiveSwitch, refit_updater, tolerance_for_reaction
+
+
+@dataclass
+class FE2Run:
+    """What :func:`run_fe2` returns."""
+
+    config: FE2Config
+    solver: MacroSolver
+    result: SolveResult
+    summary: dict[str, Any]
+    out_dir: Path
+    artifacts: list[Path] = field(default_factory=list)
+
+
+def build_mesh(cfg: FE2Config):
+    m = cfg.mesh
+    if m.kind == "plate_with_hole":
+        return meshes.plate_with_hole(
+            m.length, m.radius, m.n_theta, m.n_radial, m.grading, m.element
+        )
+    if m.kind == "rectangle":
+        return meshes.rectangle(m.width, m.height, m.nx, m.ny, m.element)
+    return meshes.load_mesh(m.path)
+
+
+def build_rve(cfg: FE2Config):
+    """The RVE oracle of ``material.rve`` (finite-strain phases, plane strain)."""
+    from oracles.rve import laws
+    from oracles.rve import microstructure as micro
+    from oracles.rve.oracle import RVEOracle
+
+    r = cfg.material.rve
+    phases = [getattr(laws, p.law)(E=p.E, nu=p.nu) for p in r.phases]
+    ms = dict(r.microstructure)
+    kind = ms.pop("kind")
+    cls = getattr(micro, kind, None)
+    if cls is None:
+        raise ValueError(
+            f"material.rve.microstructure.kind = {kind!r} is not a microstructure of oracles.rve"
+        )
+    return RVEOracle(
+        phases, cls(**ms), grid=tuple(r.grid), newton_tol=r.newton_tol, cg_tol=r.cg_tol
+    )
+
+
+def build_executor(cfg: FE2Config):
+    """An :class:`loops.executors.ExecutorHandle` (process pool, threads, serial or Dask)."""
+    from loops.executors import ExecutorHandle
+
+    e = cfg.executor
+    ns = SimpleNamespace(
+        kind=e.kind,
+        workers=e.workers,
+        address=e.address,
+        cluster=None,
+        cluster_options={},
+        local_processes=True,
+    )
+    return ExecutorHandle(ns)
+
+
+def _boundary_conditions(cfg: FE2Config):
+    dirichlet = [DirichletBC(d.boundary, d.component, d.value) for d in cfg.dirichlet]
+    tractions = [TractionBC(t.boundary, tuple(t.traction)) for t in cfg.traction]
+    return dirichlet, tractions
+
+
+def make_solver(cfg: FE2Config, material, mesh=None) -> MacroSolver:
+    dirichlet, tractions = _boundary_conditions(cfg)
+    return MacroSolver(
+        build_mesh(cfg) if mesh is None else mesh,
+        material,
+        dirichlet,
+        tractions,
+        element=cfg.mesh.element,
+        intorder=cfg.mesh.intorder,
+    )
+
+
+def train_learner(
+    oracle_provider, n: int, h_max: float, seed: int, refit_every: int = 0
+) -> GPStressLearner:
+    """A GP learner fitted on ``n`` oracle answers at a Sobol design of ``H`` in ``[-h_max, h_max]^4``."""
+    F = sobol_gradients(n, h_max, seed=seed)
+    P = oracle_provider.material_response(F).P
+    return GPStressLearner(refit_every=refit_every).fit(F, P)
+
+
+def _updater_for(surrogate):
+    if callable(getattr(surrogate, "update", None)):
+        return None  # the switch's default: surrogate.update(F, P)
+    if getattr(surrogate, "train_dataset", None) is not None and hasattr(surrogate, "from_dataset"):
+        return refit_updater
+    return False
+
+
+def _solve_kwargs(cfg: FE2Config) -> dict[str, Any]:
+    L = cfg.load
+    return dict(n_steps=L.n_steps, max_iter=L.max_iter, rtol=L.rtol, max_cutbacks=L.max_cutbacks)
+
+
+def derive_tolerance(cfg: FE2Config, surrogate, mesh) -> tuple[float, dict[str, float]]:
+    """Variance tolerance for ``material.adaptive.target_rel_error`` (see :mod:`loops.fe2.switch`).
+
+    A surrogate-only solve gives the reaction estimate and the state at which
+    the reaction's influence field is linearized.
+    """
+    a = cfg.material.adaptive
+    s = make_solver(cfg, surrogate, mesh)
+    res = s.solve(**_solve_kwargs(cfg))
+    A = surrogate.material_response(torch.as_tensor(res.final.F)).tangent.numpy()
+    L = cfg.load
+    infl = s.reaction_influence(res.final.u, A, L.reaction_boundary, L.reaction_component)
+    R = res.final.reactions[L.reaction_boundary][L.reaction_component]
+    tol = tolerance_for_reaction(infl, R, a.target_rel_error, a.kappa)
+    return tol, {
+        "reaction_estimate": float(R),
+        "influence_sum": float(infl.sum()),
+        "tolerance": tol,
+    }
+
+
+def _prescribed_displacement(cfg: FE2Config, result: SolveResult) -> tuple[np.ndarray, str]:
+    L = cfg.load
+    for d in cfg.dirichlet:
+        if (
+            d.boundary == L.reaction_boundary
+            and d.component == L.reaction_component
+            and d.value != 0
+        ):
+            return result.load_factors * d.value, f"u{'xy'[d.component]} on {d.boundary}"
+    return result.load_factors, "load factor"
+
+
+def run_fe2(cfg: FE2Config, progress=None) -> FE2Run:
+    """Solve the configured FE² problem, write outputs, plots and MLflow tracking."""
+    torch.set_num_threads(cfg.threads)
+    out = cfg.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    mesh = build_mesh(cfg)
+    mat = cfg.material
+    handle = None
+    info: dict[str, Any] = {"provider": mat.provider}
+    try:
+        oracle = None
+        if mat.rve is not None and mat.provider != "analytic":
+            handle = build_executor(cfg)
+            oracle = OracleProvider(
+                build_rve(cfg), executor=handle.executor, chunk_size=cfg.executor.chunk_size
+            )
+        surrogate = None
+        if mat.provider in ("surrogate", "adaptive"):
+            if mat.surrogate.uri:
+                surrogate = load_material(mat.surrogate.uri)
+                info["surrogate"] = mat.surrogate.uri
+            else:
+                t0 = time.perf_counter()
+                sc = mat.surrogate
+                surrogate = train_learner(
+                    oracle, sc.train_points, sc.h_max, sc.seed, sc.refit_every
+                )
+                info["surrogate"] = (
+                    f"GPStressLearner trained on {mat.surrogate.train_points} RVE answers"
+                )
+                info["surrogate_train_time"] = time.perf_counter() - t0
+        if mat.provider == "analytic":
+            material = NeoHookean.from_young(mat.analytic.E, mat.analytic.nu)
+        elif mat.provider == "oracle":
+            material = oracle
+        elif mat.provider == "surrogate":
+            material = surrogate
+        else:
+            a = mat.adaptive
+            if a.tolerance is not None:
+                tol = a.tolerance
+            else:
+                tol, tinfo = derive_tolerance(cfg, surrogate, mesh)
+                info.update({f"derived_{k}": v for k, v in tinfo.items()})
+            updater = _updater_for(surrogate) if a.learn else False
+            if a.learn and updater is False:
+                warnings.warn(
+                    f"{type(surrogate).__name__} cannot learn on the fly (no update and no training data); "
+                    "the switch runs without learning",
+                    stacklevel=2,
+                )
+            material = AdaptiveSwitch(
+                surrogate,
+                oracle,
+                tol,
+                learn=updater is not False,
+                max_learn=a.max_learn,
+                updater=updater or None,
+            )
+            info["tolerance"] = tol
+        solver = make_solver(cfg, material, mesh)
+        t0 = time.perf_counter()
+        result = solver.solve(**_solve_kwargs(cfg), callback=progress)
+        info["solve_time"] = time.perf_counter() - t0
+    finally:
+        if handle is not None:
+            handle.shutdown()
+    info["wall_time"] = time.perf_counter() - t_start
+    return _finish(cfg, solver, result, material, info)
+
+
+def _finish(cfg, solver, result, material, info) -> FE2Run:
+    out = cfg.out_dir
+    L = cfg.load
+    disp, xlabel = _prescribed_displacement(cfg, result)
+    force = result.reaction(L.reaction_boundary, L.reaction_component)
+    n_g = solver.n_gauss
+    steps = []
+    for s, d in zip(result.steps, disp, strict=True):
+        evals = len(s.residuals) * n_g
+        steps.append(
+            {
+                "load_factor": float(s.load_factor),
+                "displacement": float(d),
+                "reaction": float(s.reactions[L.reaction_boundary][L.reaction_component]),
+                "newton_iterations": s.iterations,
+                "cutbacks": s.cutbacks,
+                "wall_time": s.wall_time,
+                "n_surrogate": int(
+                    s.provider.get(
+                        "n_surrogate", evals if cfg.material.provider == "surrogate" else 0
+                    )
+                ),
+                "n_oracle": int(
+                    s.provider.get("n_oracle", evals if cfg.material.provider == "oracle" else 0)
+                ),
+                "n_learned": int(s.provider.get("n_learned", 0)),
+            }
+        )
+    is_switch = isinstance(material, AdaptiveSwitch)
+    n_sur = material.n_surrogate if is_switch else sum(s["n_surrogate"] for s in steps)
+    n_orc = material.n_oracle if is_switch else sum(s["n_oracle"] for s in steps)
+    summary = {
+        "name": cfg.name,
+        **{
+            k: (v if not isinstance(v, float) or math.isfinite(v) else str(v))
+            for k, v in info.items()
+        },
+        "n_gauss": n_g,
+        "n_dofs": int(solver.basis.N),
+        "n_material_calls": result.n_material_calls,
+        "n_surrogate_evaluations": int(n_sur),
+        "n_oracle_evaluations": int(n_orc),
+        "surrogate_fraction": n_sur / max(n_sur + n_orc, 1),
+        "steps": steps,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    arrays = {
+        "u": np.stack([s.u for s in result.steps]),
+        "P": np.stack([s.P for s in result.steps]),
+        "F": np.stack([s.F for s in result.steps]),
+        "load_factors": result.load_factors,
+        "reaction": force,
+        "gauss_points": solver.gauss_points(),
+        "gauss_weights": solver.gauss_weights(),
+    }
+    if is_switch and material.oracle_calls is not None:
+        arrays["oracle_calls"] = material.oracle_calls
+        arrays["surrogate_calls"] = material.surrogate_calls
+    np.savez_compressed(out / "results.npz", **arrays)
+    artifacts = [out / "summary.json", out / "results.npz"]
+    if cfg.plots:
+        from loops.fe2 import plots
+
+        try:
+            artifacts.append(
+                plots.deformed_stress_plot(solver, result.final, out / "deformed_stress.png")
+            )
+            artifacts.append(
+                plots.force_displacement_plot(
+                    {cfg.material.provider: (disp, force)},
+                    out / "force_displacement.png",
+                    xlabel=xlabel,
+                )
+            )
+            if is_switch and material.oracle_calls is not None:
+                artifacts.append(
+                    plots.oracle_map_plot(
+                        solver,
+                        material.oracle_calls,
+                        material.surrogate_calls,
+                        out / "oracle_map.png",
+                    )
+                )
+        except Exception as e:  # noqa: BLE001  (plots must not lose a finished simulation)
+            warnings.warn(f"plotting failed: {type(e).__name__}: {e}", stacklevel=2)
+    run = FE2Run(cfg, solver, result, summary, out, artifacts)
+    if cfg.tracking.enabled:
+        track_mlflow(run)
+    return run
+
+
+def track_mlflow(run: FE2Run) -> str | None:
+    """One MLflow run: config params, per-step metrics, artifacts. Never raises; returns the run id."""
+    cfg = run.config
+    try:
+        from mlflow.entities import Metric, Param
+        from mlflow.tracking import MlflowClient
+
+        uri = (
+            cfg.tracking.tracking_uri
+            or os.environ.get("MLFLOW_TRACKING_URI")
+            or "sqlite:///mlflow.db"
+        )
+        client = MlflowClient(tracking_uri=uri)
+        exp = client.get_experiment_by_name(cfg.tracking.experiment)
+        exp_id = (
+            exp.experiment_id
+            if exp is not None
+            else client.create_experiment(cfg.tracking.experiment)
+        )
+        mlrun = client.create_run(exp_id, run_name=cfg.name, tags={"scalebridge.kind": "fe2"})
+        rid = mlrun.info.run_id
+        flat = _flatten(cfg.model_dump(mode="json"))
+        params = [Param(k, v[:6000]) for k, v in flat.items()]
+        for i in range(0, len(params), 100):
+            client.log_batch(rid, params=params[i : i + 100])
+        now = int(time.time() * 1000)
+        metrics = []
+        for i, s in enumerate(run.summary["steps"]):
+            for key in (
+                "reaction",
+                "displacement",
+                "load_factor",
+                "n_surrogate",
+                "n_oracle",
+                "newton_iterations",
+                "wall_time",
+            ):
+                metrics.append(Metric(key, float(s[key]), now, i))
+        for key in (
+            "surrogate_fraction",
+            "wall_time",
+            "n_oracle_evaluations",
+            "n_surrogate_evaluations",
+        ):
+            v = run.summary.get(key)
+            if isinstance(v, (int, float)):
+                metrics.append(Metric(f"total_{key}", float(v), now, 0))
+        for i in range(0, len(metrics), 500):
+            client.log_batch(rid, metrics=metrics[i : i + 500])
+        for path in run.artifacts:
+            client.log_artifact(rid, str(path))
+        client.set_terminated(rid, status="FINISHED")
+        run.summary["mlflow_run_id"] = rid
+        return rid
+    except Exception as e:  # noqa: BLE001  (tracking must not lose a finished simulation)
+        warnings.warn(
+            f"MLflow tracking failed ({type(e).__name__}: {e}); outputs are in {run.out_dir}",
+            stacklevel=2,
+        )
+        return None
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v if isinstance(v, str) else json.dumps(v)
+    return out

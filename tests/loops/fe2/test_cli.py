@@ -1,0 +1,188 @@
+"""Config validation, the ``scalebridge fe2`` command, outputs, plots and MLflow tracking."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+
+from loops.cli import main as scalebridge
+from loops.fe2.config import ConfigError, load_config, parse_config
+
+BASE = """
+name = "t"
+[mesh]
+kind = "rectangle"
+width = 2.0
+height = 1.0
+nx = 4
+ny = 2
+[[dirichlet]]
+boundary = "left"
+component = 0
+[[dirichlet]]
+boundary = "bottom"
+component = 1
+[[dirichlet]]
+boundary = "right"
+component = 0
+value = 0.1
+[[dirichlet]]
+boundary = "top"
+component = 1
+[load]
+n_steps = 2
+[material]
+provider = "analytic"
+[material.analytic]
+E = 10.0
+nu = 0.3
+"""
+
+
+def _write(tmp_path, text, name="c.toml"):
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+def _run_cli(tmp_path, capsys, *extra):
+    # output_dir is a top-level key: it goes before the first table
+    cfg = _write(
+        tmp_path, BASE.replace('name = "t"', f'name = "t"\noutput_dir = "{tmp_path / "out"}"', 1)
+    )
+    assert scalebridge(["fe2", str(cfg), "--quiet", *extra]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_cli_analytic_run_writes_outputs(tmp_path, capsys):
+    out = _run_cli(tmp_path, capsys, "--no-mlflow")
+    assert out["mlflow_run_id"] is None
+    d = tmp_path / "out"
+    summary = json.loads((d / "summary.json").read_text())
+    assert [s["load_factor"] for s in summary["steps"]] == pytest.approx([0.5, 1.0])
+    for png in ("deformed_stress.png", "force_displacement.png"):
+        assert (d / png).read_bytes()[:4] == b"\x89PNG"
+    res = np.load(d / "results.npz")
+    assert res["P"].shape == (2, summary["n_gauss"], 2, 2)
+    # uniaxial strain F = diag(1.05, 1): the reaction is P11 times the height
+    import torch
+
+    from loops.fe2.providers import NeoHookean
+
+    law = NeoHookean.from_young(10.0, 0.3)
+    F = torch.tensor([[[1.05, 0.0], [0.0, 1.0]]], dtype=torch.float64)
+    np.testing.assert_allclose(
+        out["final_reaction"], float(law.material_response(F).P[0, 0, 0]) * 1.0, rtol=1e-9
+    )
+
+
+@pytest.mark.slow  # creating the sqlite MLflow store takes tens of seconds on a busy machine
+def test_cli_tracks_the_run_in_mlflow(tmp_path, capsys):
+    out = _run_cli(tmp_path, capsys)
+    # one MLflow run with per-step metrics and the PNGs as artifacts
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    run = client.get_run(out["mlflow_run_id"])
+    hist = client.get_metric_history(run.info.run_id, "reaction")
+    assert [m.step for m in hist] == [0, 1]
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"deformed_stress.png", "force_displacement.png", "summary.json"} <= names
+    assert run.data.params["material.provider"] == "analytic"
+
+
+def test_config_errors_are_one_line_and_name_the_key(tmp_path, capsys):
+    bad = _write(tmp_path, BASE.replace("n_steps = 2", "n_steps = 2\nn_stepz = 3"))
+    assert scalebridge(["fe2", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "load.n_stepz" in err[0] and "n_steps" in err[0]
+    with pytest.raises(ConfigError, match="needs a \\[material.rve\\]"):
+        parse_config(
+            {
+                "name": "x",
+                "dirichlet": [{"boundary": "left", "component": 0}],
+                "material": {"provider": "oracle"},
+            }
+        )
+    with pytest.raises(ConfigError, match="exactly one"):
+        parse_config(
+            {
+                "name": "x",
+                "dirichlet": [{"boundary": "left", "component": 0}],
+                "material": {
+                    "provider": "adaptive",
+                    "rve": {"phases": [{"E": 1.0, "nu": 0.3}]},
+                    "adaptive": {"tolerance": 1e-6, "target_rel_error": 0.01},
+                },
+            }
+        )
+    with pytest.raises(ConfigError, match="component"):
+        parse_config({"name": "x", "dirichlet": [{"boundary": "left", "component": 3}]})
+    with pytest.raises(ConfigError, match="no such config"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_unknown_boundary_fails_cleanly(tmp_path, capsys):
+    bad = _write(tmp_path, BASE.replace('boundary = "bottom"', 'boundary = "bottm"'))
+    assert scalebridge(["fe2", str(bad), "--no-mlflow", "--output-dir", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "'bottm'" in err and "Traceback" not in err
+
+
+def test_experiment_config_validates():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    for path in sorted((root / "experiments" / "configs").glob("fe2_*.toml")):
+        cfg = load_config(path)
+        assert (
+            cfg.material.rve is not None
+            and cfg.material.rve.microstructure["kind"] == "RandomFibres"
+        )
+
+
+def test_adaptive_run_with_a_homogeneous_rve_end_to_end(tmp_path):
+    """Surrogate trained on the RVE, target-derived tolerance, on-the-fly learning, oracle map."""
+    pytest.importorskip("oracles.rve.oracle")
+    from loops.fe2.run import run_fe2
+
+    data = {
+        "name": "adaptive",
+        "output_dir": str(tmp_path / "o"),
+        "mesh": {"kind": "plate_with_hole", "n_theta": 2, "n_radial": 2},
+        "dirichlet": [
+            {"boundary": "left", "component": 0},
+            {"boundary": "bottom", "component": 1},
+            {"boundary": "right", "component": 0, "value": 0.08},
+        ],
+        "load": {"n_steps": 3},
+        "material": {
+            "provider": "adaptive",
+            "rve": {
+                # two identical phases: a homogeneous RVE
+                "phases": [{"E": 10.0, "nu": 0.3}, {"E": 10.0, "nu": 0.3}],
+                "microstructure": {"kind": "Inclusion", "radius_fraction": 0.2},
+                "grid": [5, 5],
+            },
+            "surrogate": {"train_points": 12, "h_max": 0.02},
+            "adaptive": {"target_rel_error": 0.005, "max_learn": 8},
+        },
+        "executor": {"kind": "serial"},
+        "tracking": {"enabled": False},
+    }
+    run = run_fe2(parse_config(data))
+    s = run.summary
+    assert s["n_oracle_evaluations"] > 0 and s["n_surrogate_evaluations"] > 0
+    assert sum(st["n_learned"] for st in s["steps"]) > 0
+    assert (run.out_dir / "oracle_map.png").exists()
+    # one phase: the RVE is the Neo-Hookean law, so compare with single scale
+    from loops.fe2.providers import NeoHookean
+    from loops.fe2.run import make_solver
+
+    cfg = parse_config(data)
+    ref = make_solver(cfg, NeoHookean.from_young(10.0, 0.3)).solve(n_steps=3)
+    R, R_ref = s["steps"][-1]["reaction"], ref.final.reactions["right"][0]
+    assert abs(R - R_ref) <= 0.005 * abs(R_ref)
