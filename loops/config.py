@@ -183,6 +183,7 @@ class CampaignConfig(BaseModel):
     seed: int = 0
     run_dir: str = "runs"
     oracle: OracleSpec
+    outputs: list[str] | None = Field(None, description="oracle outputs the model learns (default: all)")
     budget: Budget
     initial: InitialDesign = InitialDesign()
     acquisition: Acquisition = Acquisition()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+from botorch.exceptions.warnings import OptimizationWarning
 from torch import Tensor
 
 from loops.acquisition import Problem, problem_seed, propose, sobol_points
@@ -198,7 +200,13 @@ class Campaign:
 
     def _problem(self) -> Problem:
         o, c = self.oracle, self.config
-        names = list(o.output_names)
+        all_names = list(o.output_names)
+        for n in c.outputs or []:
+            if n not in all_names:
+                raise ValueError(f"outputs: {n!r} is not an output of the oracle; outputs: {all_names}")
+        names = list(c.outputs or all_names)
+        self.out_idx = [all_names.index(n) for n in names]
+        self.model_output_names = tuple(names)
 
         def idx(name: str) -> int:
             if name not in names:
@@ -244,16 +252,16 @@ class Campaign:
         if fidelity is not None:
             rows = [r for r in rows if r["fidelity"] == fidelity]
         D = self.problem.d + (1 if self.problem.multi_fidelity else 0)
-        m = self.oracle.num_outputs
+        m = len(self.out_idx)
         if not rows:
             return torch.zeros(0, D, dtype=torch.float64), torch.zeros(0, m, dtype=torch.float64), None
         X = torch.tensor([r["x"] for r in rows], dtype=torch.float64)
         if self.problem.multi_fidelity:
             X = torch.cat([X, torch.tensor([[float(r["fidelity"])] for r in rows], dtype=torch.float64)], -1)
-        Y = torch.tensor([r["y"] for r in rows], dtype=torch.float64).reshape(len(rows), m)
+        Y = torch.tensor([r["y"] for r in rows], dtype=torch.float64)[:, self.out_idx]
         Yvar = None
         if all(r["yvar"] is not None for r in rows):
-            Yvar = torch.tensor([r["yvar"] for r in rows], dtype=torch.float64).reshape(len(rows), m).clamp_min(1e-12)
+            Yvar = torch.tensor([r["yvar"] for r in rows], dtype=torch.float64)[:, self.out_idx].clamp_min(1e-12)
         return X, Y, Yvar
 
     def best_value(self) -> float | None:
@@ -292,7 +300,7 @@ class Campaign:
             c.name, X, Y, self.problem.model_bounds, Yvar=Yvar,
             fidelity_dim=self.problem.d if self.problem.multi_fidelity else None,
             options=options, warm=self._warm, refit=refit,
-            names=(tuple(self.oracle.input_names), tuple(self.oracle.output_names)),
+            names=(tuple(self.oracle.input_names), self.model_output_names),
         )
         self._fit_time = time.perf_counter() - t0
         self._updates += 1
@@ -393,12 +401,23 @@ class Campaign:
             name = "sobol"  # not enough data yet (all initial points failed)
         n_design = st.submitted
         t0 = time.perf_counter()
-        cand = propose(
+        with warnings.catch_warnings():
+            # restarts that stop early are reported by BoTorch; the best restart is still used
+            warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", OptimizationWarning)
+            cand = self._propose(name, X, Y, k, Xp, n_design)
+        self._acq_time = time.perf_counter() - t0
+        return self._with_predictions(cand)
+
+    def _propose(self, name, X, Y, k, Xp, n_design):
+        c = self.config
+        return propose(
             name, self.model, self.problem, X, Y, k, c.acquisition, X_pending=Xp,
             noise=None if self.model is None else noise_variance(self.model, Y.shape[-1]),
             seed=(c.seed * 1_000_003 + n_design) % (2**31), sobol_skip=n_design,
         )
-        self._acq_time = time.perf_counter() - t0
+
+    def _with_predictions(self, cand: Tensor) -> list[tuple[list[float], int, dict | None]]:
         out = []
         pred = None
         for x in cand:
@@ -449,9 +468,7 @@ class Campaign:
             while True:
                 st = self.state()
                 if self.stopping.should_stop(st):
-                    stopped_by = "stopping condition"
-                    if self.config.mode == "learn" and st.metrics.get("nrmse") is not None:
-                        stopped_by = "target error"
+                    stopped_by = next(type(k).__name__ for k in self.stopping.conds if k.should_stop(st))
                     break
                 # fill free workers
                 slots = self.exec.workers + (0 if c.executor.synchronous else c.executor.prefetch)
@@ -517,6 +534,8 @@ class Campaign:
             self.exec.shutdown()
         st = self.state()
         st.metrics = self.validation_metrics() if c.mode == "learn" else {}
+        if c.mode == "learn":
+            st.best = None
         self.store.set_meta("status", "finished")
         self.store.set_meta("stopped_by", stopped_by)
         self.tracker.finish(self, st)

@@ -21,8 +21,10 @@ ORACLES: dict[str, tuple[str, ...]] = {
     "currin": ("oracles.analytic.test_functions:Currin",),
     "park": ("oracles.analytic.test_functions:Park",),
     "borehole": ("oracles.analytic.test_functions:Borehole",),
-    "rve": ("oracles.rve:RVEOracle", "oracles.rve.oracle:RVEOracle"),
-    "elastic": ("oracles.atomistic:ElasticConstantsOracle", "oracles.atomistic.elastic:ElasticConstantsOracle"),
+    "rve": ("loops.oracle_factories:rve",),
+    "stiffness_density": ("loops.oracle_factories:StiffnessToDensity",),
+    "two_grid_stiffness": ("loops.oracle_factories:TwoGridStiffness",),
+    "elastic": ("oracles.atomistic.elastic:ElasticConstantsOracle",),
     # test doubles of the loops (cheap, deterministic)
     "slow": ("loops.fakes:SlowOracle",),
     "flaky": ("loops.fakes:FlakyOracle",),

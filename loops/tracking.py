@@ -151,9 +151,19 @@ class Tracker:
             warnings.warn("surrogates.mlflow_flavor is not available: surrogate saved as an artifact only",
                           stacklevel=2)
             return
+        # mlflow.set_tracking_uri also writes $MLFLOW_TRACKING_URI: put both back afterwards
+        previous_env = os.environ.get("MLFLOW_TRACKING_URI")
+        previous = mlflow.get_tracking_uri()
         mlflow.set_tracking_uri(tracking_uri(self.config))
-        with mlflow.start_run(run_id=self.run_id):
-            info = log_model(model, "surrogate", registered_model_name=name)
+        try:
+            with mlflow.start_run(run_id=self.run_id):
+                info = log_model(model, "surrogate", registered_model_name=name)
+        finally:
+            mlflow.set_tracking_uri(previous)
+            if previous_env is None:
+                os.environ.pop("MLFLOW_TRACKING_URI", None)
+            else:
+                os.environ["MLFLOW_TRACKING_URI"] = previous_env
         self.store.set_meta("model_uri", getattr(info, "model_uri", None))
         if name:
             self.store.set_meta("registered_model_name", name)
@@ -174,5 +184,5 @@ def final_surrogate(campaign):
     return fit_model(
         name, X, Y, p.model_bounds, Yvar=Yvar, fidelity_dim=p.d if p.multi_fidelity else None,
         options=c.tracking.final_surrogate_options,
-        names=(tuple(campaign.oracle.input_names), tuple(campaign.oracle.output_names)),
+        names=(tuple(campaign.oracle.input_names), campaign.model_output_names),
     )

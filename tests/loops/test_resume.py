@@ -1,0 +1,90 @@
+"""A campaign killed with SIGKILL resumes without losing or repeating a result."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from loops.store import RunStore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CONFIG = """
+name = "killme"
+seed = {seed}
+oracle = {{name = "slow", delay = 0.4}}
+[budget]
+calls = 14
+[initial]
+n = 4
+[acquisition]
+num_restarts = 2
+raw_samples = 64
+maxiter = 50
+[executor]
+kind = "process"
+workers = 2
+"""
+
+
+def _cli(*args, cwd):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-m", "loops.cli", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0])
+def test_sigkill_then_resume(tmp_path, seed):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(CONFIG.format(seed=seed))
+    run = tmp_path / "run"
+    p = _cli("run", str(cfg), "--run-dir", str(run), "--no-progress", cwd=tmp_path)
+    db = run / "store.sqlite"
+    t0 = time.time()
+    try:
+        while True:
+            assert p.poll() is None, p.stdout.read().decode()
+            assert time.time() - t0 < 240, "campaign did not make progress"
+            if db.exists():
+                s = RunStore(db)
+                n = s.counts()["done"]
+                s.close()
+                if n >= 6:
+                    break
+            time.sleep(0.1)
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+    finally:
+        # the pool's worker processes are ours too: end the whole session we started
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    s = RunStore(db)
+    before = {r["id"]: r for r in s.rows() if r["status"] != "pending"}
+    in_flight = [r["id"] for r in s.rows(status="pending")]
+    s.close()
+    assert len(before) >= 6
+
+    r = _cli("resume", str(run), "--no-progress", cwd=tmp_path)
+    out, _ = r.communicate(timeout=300)
+    assert r.returncode == 0, out.decode()
+
+    s = RunStore(db)
+    rows = s.rows()
+    s.close()
+    assert len(rows) == 14 and all(r["status"] == "done" for r in rows)
+    # completed evaluations kept as they were, none evaluated again
+    after = {r["id"]: r for r in rows}
+    for rid, r in before.items():
+        assert after[rid]["y"] == r["y"] and after[rid]["finished"] == r["finished"]
+    xs = [tuple(r["x"]) for r in rows]
+    assert len(set(xs)) == len(xs)
+    # in-flight points were re-run under their own ids
+    for rid in in_flight:
+        assert after[rid]["status"] == "done"
