@@ -251,7 +251,7 @@ def _finish(cfg, solver, result, material, info) -> FE2Run:
     n_g = solver.n_gauss
     steps = []
     for s, d in zip(result.steps, disp, strict=True):
-        evals = len(s.residuals) * n_g
+        evals = s.material_calls * n_g
         steps.append(
             {
                 "load_factor": float(s.load_factor),

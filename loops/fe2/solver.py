@@ -82,6 +82,7 @@ class StepRecord:
         iterations: Newton iterations taken.
         cutbacks: how often the increment to this step was halved.
         wall_time: seconds spent on this step (failed attempts included).
+        material_calls: batched provider calls made for this step (failed attempts included).
         provider: what the provider reported for this step (counts, maps), if anything.
     """
 
@@ -94,6 +95,7 @@ class StepRecord:
     iterations: int
     cutbacks: int
     wall_time: float
+    material_calls: int = 0
     provider: dict[str, Any] = field(default_factory=dict)
 
 
@@ -282,16 +284,24 @@ class MacroSolver:
         }
 
     # --------------------------------------------------------------- solving
-    def _newton(self, u0, lam, max_iter, rtol, atol):
-        """Equilibrium at load factor ``lam`` from ``u0``; returns (u, F, resp, f_int, residuals)."""
+    def _newton(self, u0, lam, max_iter, rtol, atol, start=None):
+        """Equilibrium at load factor ``lam`` from ``u0``; returns (u, F, resp, f_int, residuals).
+
+        ``start`` = ``(F, resp)`` already evaluated at ``u0`` (the last converged
+        state) saves the first provider call of the step: with an RVE oracle
+        that is one full FE² sweep per load step.
+        """
         u = u0.copy()
         target = lam * self.uD
         residuals: list[float] = []
         for k in range(max_iter + 1):
-            F = self.deformation_gradient(u)
-            if not np.all(np.linalg.det(F) > 0):
-                raise NotConverged(f"an element inverted at load factor {lam:.4g}", k)
-            resp = self.evaluate_material(F)
+            if k == 0 and start is not None:
+                F, resp = start
+            else:
+                F = self.deformation_gradient(u)
+                if not np.all(np.linalg.det(F) > 0):
+                    raise NotConverged(f"an element inverted at load factor {lam:.4g}", k)
+                resp = self.evaluate_material(F)
             P, A = resp.P.numpy(), resp.tangent.numpy()
             f_int = self.internal_force(P)
             R = f_int - lam * self.f_ext
@@ -373,8 +383,10 @@ class MacroSolver:
         cutbacks_total = 0
         begin = getattr(self.material, "begin_step", None)
         end = getattr(self.material, "end_step", None)
+        start = None  # (F, response) at the last converged state
         for target in targets:
             t0 = time.perf_counter()
+            calls_before = self.n_material_calls
             cut_here = 0
             # sub-increments towards the target after a cut-back
             sub = target
@@ -382,7 +394,7 @@ class MacroSolver:
                 if begin is not None:
                     begin(sub)
                 try:
-                    u_new, F, resp, f_int, res = self._newton(u, sub, max_iter, rtol, atol)
+                    u_new, F, resp, f_int, res = self._newton(u, sub, max_iter, rtol, atol, start)
                 except OracleError as e:
                     if end is not None:
                         end(False)
@@ -397,6 +409,7 @@ class MacroSolver:
                     continue
                 info = end(True) if end is not None else None
                 u, lam = u_new, sub
+                start = (F, resp)
                 sub = target
             rec = StepRecord(
                 load_factor=lam,
@@ -408,6 +421,7 @@ class MacroSolver:
                 iterations=len(res) - 1,
                 cutbacks=cut_here,
                 wall_time=time.perf_counter() - t0,
+                material_calls=self.n_material_calls - calls_before,
                 provider=dict(info) if isinstance(info, dict) else {},
             )
             steps.append(rec)
