@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as Fn
 
+from oracles.exceptions import InvalidInput
 from oracles.material import MaterialResponse
 from surrogates.neural.energy import InvariantEnergy
 from surrogates.neural.icnn import ConvexMLP
@@ -47,79 +48,94 @@ def _mm(X: Tensor, Y: Tensor) -> Tensor:
     return (X[:, :, None, :] * Y[None, :, :, :]).sum(1)
 
 
-class _MemberParams:
-    """One member's network with the input transform folded in, in one dtype."""
+def _member_tensors(member: InvariantEnergy) -> dict:
+    """One member's network with the input transform and shift folded in."""
+    net = member.net
+    T = member.transform()
+    if isinstance(net, ConvexMLP):
+        if len(net.wx) != 2:
+            raise ValueError(f"the fast path needs two hidden layers, got {len(net.wx)}")
+        W0, W1 = Fn.softplus(net.wx[0]), Fn.softplus(net.wz[0])
+        Wx, w = Fn.softplus(net.wx[1]) @ T, Fn.softplus(net.out)
+    else:
+        if len(net.weights) != 2:
+            raise ValueError(f"the fast path needs two hidden layers, got {len(net.weights)}")
+        W0, W1, w, Wx = net.weights[0], net.weights[1], net.out, None
+    W0 = W0 @ T  # acts on the raw invariants
+    b0 = net.biases[0] - W0 @ member.I0
+    b1 = net.biases[1] if Wx is None else net.biases[1] - Wx @ member.I0
+    # gradient at F = 1 (x = 0) for the exact stress normalization
+    _, g0, _ = net(torch.zeros(1, T.shape[0], dtype=T.dtype), order=1)
+    g0 = (g0 @ T)[0]
+    corr = torch.zeros_like(g0)
+    corr[2] = (g0 * member.alpha).sum()
+    if member.invariants.symmetry == "transverse":
+        corr[3] = (g0 * member.beta).sum() / 2.0
+    p = W0.shape[1]
+    return dict(W0=W0, b0=b0, W1=W1, b1=b1, Wx=Wx, w=w, corr=corr, s=member.energy_scale,
+                W0W0=(W0[:, :, None] * W0[:, None, :]).reshape(W0.shape[0], p * p),
+                growth=member.growth)
 
-    def __init__(self, member: InvariantEnergy, dtype: torch.dtype):
-        net = member.net
-        T = member.transform()
-        I0 = member.I0
-        if isinstance(net, ConvexMLP):
-            if len(net.wx) != 2:
-                raise ValueError("the fast path needs two hidden layers")
-            W0 = Fn.softplus(net.wx[0])
-            W1 = Fn.softplus(net.wz[0])
-            Wx = Fn.softplus(net.wx[1]) @ T
-            w = Fn.softplus(net.out)
-        else:
-            if len(net.weights) != 2:
-                raise ValueError("the fast path needs two hidden layers")
-            W0, W1, w = net.weights[0], net.weights[1], net.out
-            Wx = None
-        W0 = W0 @ T  # acts on the raw invariants
-        b0 = net.biases[0] - W0 @ I0
-        b1 = net.biases[1]
-        if Wx is not None:
-            b1 = b1 - Wx @ I0
-        # gradient at F = 1 (x = 0) for the exact stress normalization
-        _, g0, _ = net(torch.zeros(1, T.shape[0], dtype=T.dtype), order=1)
-        g0 = (g0 @ T)[0]
-        corr = torch.zeros_like(g0)
-        corr[2] = (g0 * member.alpha).sum()
-        if member.invariants.symmetry == "transverse":
-            corr[3] = (g0 * member.beta).sum() / 2.0
-        s = member.energy_scale
-        p = W0.shape[1]
-        c = dict(W0=W0, b0=b0, W1=W1, b1=b1, Wx=Wx, w=w, corr=corr, s=s,
-                 W0W0=(W0[:, :, None] * W0[:, None, :]).reshape(W0.shape[0], p * p),
-                 growth=member.growth)
-        self.p = p
-        for key, val in c.items():
+
+class _StackedParams:
+    """All members' networks stacked along a leading ``M`` dimension (batched GEMMs)."""
+
+    def __init__(self, members, dtype: torch.dtype):
+        ts = [_member_tensors(m) for m in members]
+        shapes = {tuple(t["W0"].shape) + tuple(t["W1"].shape) + (t["Wx"] is None,) for t in ts}
+        if len(shapes) != 1:
+            raise ValueError("all members must share the network architecture")
+        for key in ts[0]:
+            val = None if ts[0][key] is None else torch.stack([t[key] for t in ts])
             setattr(self, key, None if val is None else val.detach().to(dtype))
+        self.W0T = self.W0.transpose(1, 2).contiguous()
+        self.W1T = self.W1.transpose(1, 2).contiguous()
+        self.W0W0T = self.W0W0.transpose(1, 2).contiguous()
+        self.WxT = None if self.Wx is None else self.Wx.transpose(1, 2).contiguous()
+        self.has_growth = bool((self.growth != 0).any())
 
     def derivs(self, I: Tensor) -> tuple[Tensor, Tensor]:
-        """``dW/dI`` (``p x n``) and ``d^2W/dI^2`` (``p x p x n``) at invariants ``I`` (``p x n``)."""
+        """``dW/dI`` (``M x p x n``) and ``d^2W/dI^2`` (``M x p x p x n``) at ``I`` (``p x n``)."""
         p, n = I.shape
-        a1 = torch.addmm(self.b0[:, None], self.W0, I)
+        M = self.W0.shape[0]
+        Ib = I.expand(M, p, n)
+        a1 = torch.baddbmm(self.b0[:, :, None], self.W0, Ib)
         s1 = torch.sigmoid(a1)
-        z1 = Fn.softplus(a1)
-        a2 = torch.addmm(self.b1[:, None], self.W1, z1)
-        M = (self.W1 @ (s1[:, None, :] * self.W0[:, :, None]).reshape(s1.shape[0], p * n))
-        M = M.reshape(-1, p, n)
+        a2 = torch.baddbmm(self.b1[:, :, None], self.W1, Fn.softplus(a1))
         if self.Wx is not None:
-            a2 = a2 + self.Wx @ I
-            M = M + self.Wx[:, :, None]
+            a2 = a2 + torch.bmm(self.Wx, Ib)
         t1 = torch.sigmoid(a2)
-        wt1 = self.w[:, None] * t1
-        g = (wt1[:, None, :] * M).sum(0)
+        wt1 = self.w[:, :, None] * t1
         c = wt1 * (1.0 - t1)  # w * softplus''(a2)
-        u = self.W1.T @ wt1
-        H = (self.W0W0.T @ (s1 * (1.0 - s1) * u)).reshape(p, p, n)
-        cM = c[:, None, :] * M
+        u = torch.bmm(self.W1T, wt1)
+        s1u = s1 * u
+        # g = W0^T (s1 * W1^T (w t1)) (+ Wx^T (w t1)): no Jacobian needed for the gradient
+        g = torch.bmm(self.W0T, s1u)
+        if self.WxT is not None:
+            g = g + torch.bmm(self.WxT, wt1)
+        H = torch.bmm(self.W0W0T, s1u - s1 * s1u).reshape(M, p, p, n)
+        # Jacobian of the second pre-activation, M x H2 x p x n
+        Jm = torch.bmm(self.W1, (s1[:, :, None, :] * self.W0[:, :, :, None]).reshape(M, -1, p * n))
+        Jm = Jm.reshape(M, -1, p, n)
+        if self.Wx is not None:
+            Jm = Jm + self.Wx[:, :, :, None]
+        cJ = c[:, :, None, :] * Jm
         for a in range(p):
             for b in range(a, p):
-                v = (cM[:, a] * M[:, b]).sum(0)
-                H[a, b] += v
+                v = (cJ[:, :, a] * Jm[:, :, b]).sum(1)
+                H[:, a, b] += v
                 if b != a:
-                    H[b, a] += v
-        g = self.s * (g - self.corr[:, None])
-        H = self.s * H
-        if self.growth != 0:
+                    H[:, b, a] += v
+        s = self.s[:, None, None]
+        g = s * (g - self.corr[:, :, None])
+        H = s[..., None] * H
+        if self.has_growth:
             J = I[2]
             r = J + 1.0 / J - 2.0
             d = 1.0 - 1.0 / J**2
-            g[2] += self.growth * 2.0 * r * d
-            H[2, 2] += self.growth * 2.0 * (d * d + r * 2.0 / J**3)
+            gro = self.growth[:, None]
+            g[:, 2] += gro * 2.0 * r * d
+            H[:, 2, 2] += gro * 2.0 * (d * d + r * 2.0 / J**3)
         return g, H
 
 
@@ -153,7 +169,7 @@ class FastHyperelastic:
         self.dtype = dtype
         self.chunk = int(chunk)
         with torch.no_grad():
-            self.params = [_MemberParams(m, dtype) for m in members]
+            self.params = _StackedParams(members, dtype)
         self.a = None if inv.fibre is None else torch.tensor(inv.fibre, dtype=dtype)
         self.variance_scale = (None if variance_scale is None or len(members) < 2
                                else variance_scale.detach().to(dtype))
@@ -164,10 +180,15 @@ class FastHyperelastic:
 
     @torch.no_grad()
     def __call__(self, F: Tensor) -> MaterialResponse:
-        """``P`` (``n x k x k``), tangent (``n x k x k x k x k``), variance (``n`` or None)."""
+        """``P`` (``n x k x k``), tangent (``n x k x k x k x k``), variance (``n`` or None).
+
+        Raises :class:`~oracles.exceptions.InvalidInput` for a wrong shape or a
+        point with ``det F <= 0`` (or NaN). ``P`` and the tangent are views of
+        batch-last storage (index them as usual; ``.contiguous()`` if needed).
+        """
         k = self.inv.dim
         if F.dim() != 3 or F.shape[1:] != (k, k):
-            raise ValueError(f"F must be n x {k} x {k}, got shape {tuple(F.shape)}")
+            raise InvalidInput(f"F must be n x {k} x {k}, got shape {tuple(F.shape)}")
         n = F.shape[0]
         # batch-last storage; the returned P and tangent are n-first views of it
         # (same values and indexing, no transposing copy)
@@ -183,8 +204,15 @@ class FastHyperelastic:
                 # pad with identities: one static shape, no recompilation
                 pad = torch.eye(k, dtype=self.dtype)[..., None].expand(k, k, self.chunk - stop + start)
                 Fc = torch.cat([Fc, pad], -1)
-            Pc, Ac, vc = self._run(Fc.contiguous())
+            Pc, Ac, vc, Jc = self._run(Fc.contiguous())
             m = stop - start
+            bad = ~(Jc[:m] > 0)  # also catches NaN entries of F
+            if bad.any():
+                i = start + int(bad.nonzero()[0])
+                raise InvalidInput(
+                    f"F must be finite with det F > 0, got det F = {Jc[i - start].item():.6g} "
+                    f"at point {i}"
+                )
             P[..., sl] = Pc[..., :m]
             A[..., sl] = Ac[..., :m]
             if var is not None:
@@ -221,15 +249,13 @@ class FastHyperelastic:
         I = torch.stack(vals)
         dI = torch.stack(dI)  # p x k x k x n
         p = I.shape[0]
-        gs, Hs = zip(*(m.derivs(I) for m in self.params), strict=True)
-        M = len(gs)
-        g = gs[0] if M == 1 else torch.stack(gs).mean(0)
-        H = Hs[0] if M == 1 else torch.stack(Hs).mean(0)
+        gs, Hs = self.params.derivs(I)
+        g, H = gs.mean(0), Hs.mean(0)
         dIf = dI.reshape(p, k * k, n)
         P = (g[:, None, :] * dIf).sum(0).reshape(k, k, n)
         var = None
         if self.variance_scale is not None:
-            Pm = (torch.stack(gs)[:, :, None, :] * dIf[None]).sum(1)  # M x k^2 x n
+            Pm = (gs[:, :, None, :] * dIf[None]).sum(1)  # M x k^2 x n
             var = (Pm.var(0, unbiased=True) * self.variance_scale[:, None]).mean(0)
             var = var + self.variance_floor
         # Q_a = sum_b H_ab dI_b, with the rank-one parts of the invariant Hessians merged in
@@ -269,4 +295,4 @@ class FastHyperelastic:
         for i in range(k):
             A[i, :, i, :] += S
             A[:, i, :, i] += D
-        return P, A, var
+        return P, A, var, J

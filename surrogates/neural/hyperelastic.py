@@ -183,11 +183,12 @@ class HyperelasticEnsemble(NeuralEnsembleModel):
         differentiable reference path.
         """
         d = self._config["dim"]
-        F = check_deformation_gradient(F, dim=d)
         if F.requires_grad or len(self._config["hidden"]) != 2:
+            F = check_deformation_gradient(F, dim=d)
             with torch.set_grad_enabled(F.requires_grad):
                 return self._response(F)
-        return self.fast_evaluator()(F.to(torch.float64))
+        # the fast evaluator checks shape and det F > 0 itself (no extra pass)
+        return self.fast_evaluator()(torch.as_tensor(F, dtype=torch.float64))
 
     def fast_evaluator(self, dtype: torch.dtype = torch.float64, chunk: int = 4096,
                        compile: bool = False):

@@ -48,6 +48,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from oracles.exceptions import InvalidInput
+
 SYMMETRIES = ("isotropic", "transverse", "cubic")
 
 #: names of the invariants of each symmetry, in order
@@ -70,19 +72,23 @@ def check_symmetry(symmetry: str) -> str:
 
 
 def check_deformation_gradient(F: Tensor, dim: int | None = None) -> Tensor:
-    """Validate ``F``: ``n x k x k`` with ``k`` in (2, 3), finite, ``det F > 0``."""
+    """Validate ``F``: ``n x k x k`` with ``k`` in (2, 3), finite, ``det F > 0``.
+
+    Raises :class:`~oracles.exceptions.InvalidInput` (a ``ValueError``), as the
+    other material models do.
+    """
     if not isinstance(F, Tensor):
         F = torch.as_tensor(F, dtype=torch.float64)
     if F.dim() != 3 or F.shape[-1] != F.shape[-2] or F.shape[-1] not in (2, 3):
-        raise ValueError(f"F must be n x k x k with k in (2, 3), got shape {tuple(F.shape)}")
+        raise InvalidInput(f"F must be n x k x k with k in (2, 3), got shape {tuple(F.shape)}")
     if dim is not None and F.shape[-1] != dim:
-        raise ValueError(f"F must be n x {dim} x {dim} for this model, got shape {tuple(F.shape)}")
+        raise InvalidInput(f"F must be n x {dim} x {dim} for this model, got shape {tuple(F.shape)}")
     if not torch.isfinite(F).all():
-        raise ValueError("F must be finite, got NaN or inf entries")
+        raise InvalidInput("F must be finite, got NaN or inf entries")
     J = torch.linalg.det(F)
     if (J <= 0).any():
         i = int((J <= 0).nonzero()[0])
-        raise ValueError(f"det F must be positive, got det F = {J[i].item():.6g} at point {i}")
+        raise InvalidInput(f"det F must be positive, got det F = {J[i].item():.6g} at point {i}")
     return F
 
 

@@ -7,6 +7,7 @@ import functools
 import pytest
 import torch
 
+from oracles.exceptions import InvalidInput
 from oracles.material import MaterialModel
 from surrogates.base import load_surrogate, save_surrogate
 from surrogates.dataset import Dataset
@@ -135,8 +136,12 @@ def test_fast_evaluator_rejects_bad_shapes():
     model = _ensemble()
     with pytest.raises(ValueError, match="n x 2 x 2"):
         model.fast_evaluator()(torch.eye(3, dtype=DT).unsqueeze(0))
-    with pytest.raises(ValueError, match="det F"):
+    with pytest.raises(InvalidInput, match="det F"):
         model.material_response(torch.diag(torch.tensor([-1.0, 1.0], dtype=DT)).unsqueeze(0))
+    F = torch.eye(2, dtype=DT).repeat(5000, 1, 1)
+    F[4321, 0, 0] = float("nan")
+    with pytest.raises(InvalidInput, match="point 4321"):
+        model.material_response(F)
     with pytest.raises(ValueError, match="displacement gradients"):
         model.posterior(torch.zeros(3, 9, dtype=DT))
     with pytest.raises(ValueError, match="share"):
