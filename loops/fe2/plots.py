@@ -40,7 +40,7 @@ def element_mean(solver, values: np.ndarray) -> np.ndarray:
 
 def _mesh_figure(polys, colours, label, title, path, cmap="viridis", vmin=None, vmax=None):
     fig, ax = plt.subplots(figsize=(5.2, 4.4))
-    pc = PolyCollection(polys, array=colours, cmap=cmap, edgecolors="k", linewidths=0.2)
+    pc = PolyCollection(polys, array=colours, cmap=cmap, edgecolors="0.6", linewidths=0.3)
     if vmin is not None or vmax is not None:
         pc.set_clim(vmin, vmax)
     ax.add_collection(pc)
@@ -90,7 +90,7 @@ def oracle_map_plot(
         path,
         cmap="magma",
         vmin=0.0,
-        vmax=1.0,
+        vmax=max(float(share.max()), 1e-12),  # scaled to the largest share so small ones show
     )
 
 

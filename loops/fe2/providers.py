@@ -9,8 +9,10 @@ worker processes, a deployed surrogate or the adaptive switch.
 from __future__ import annotations
 
 import math
+import pickle
 import time
-from concurrent.futures import Executor
+import uuid
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +115,22 @@ def _respond(model: MaterialModel, F: Tensor) -> tuple[Tensor, Tensor]:
     return r.P, r.tangent
 
 
+#: models unpickled in this (worker) process, by the key of their OracleProvider
+_WORKER_MODELS: dict[str, MaterialModel] = {}
+
+
+def _respond_cached(key: str, payload: bytes, F: Tensor) -> tuple[Tensor, Tensor]:
+    # an oracle rebuilds its solver (phase map, FFT operators) after unpickling;
+    # keeping one copy per worker process makes that a once-per-worker cost
+    model = _WORKER_MODELS.get(key)
+    if model is None:
+        model = pickle.loads(payload)
+        if len(_WORKER_MODELS) > 8:
+            _WORKER_MODELS.clear()
+        _WORKER_MODELS[key] = model
+    return _respond(model, F)
+
+
 class OracleProvider:
     """An expensive material model (the RVE oracle) evaluated in parallel over Gauss points.
 
@@ -120,7 +138,9 @@ class OracleProvider:
     one task on ``executor`` (any :class:`concurrent.futures.Executor`: a
     process pool, the campaign engine's executors, or a Dask client's
     ``get_executor()``). Without an executor the chunks run in this process.
-    The model must pickle for process executors (oracles hold plain data).
+    The model must pickle for process executors (oracles hold plain data); it
+    is pickled once and each worker process keeps its unpickled copy (and the
+    solver the copy builds) for the following tasks.
 
     Attributes:
         n_evaluations: material points evaluated so far.
@@ -139,6 +159,14 @@ class OracleProvider:
         self.chunk_size = chunk_size
         self.n_evaluations = 0
         self.eval_time = 0.0
+        # process workers keep one unpickled copy of the model per provider
+        self._key = uuid.uuid4().hex
+        self._payload: bytes | None = None
+        if executor is not None and not isinstance(executor, ThreadPoolExecutor):
+            try:
+                self._payload = pickle.dumps(model)
+            except Exception:  # noqa: BLE001  (unpicklable models go by reference, e.g. Dask)
+                self._payload = None
 
     def _chunks(self, n: int) -> list[slice]:
         if self.chunk_size is not None:
@@ -157,6 +185,12 @@ class OracleProvider:
         chunks = self._chunks(n)
         if self.executor is None:
             parts = [_respond(self.model, F[s]) for s in chunks]
+        elif self._payload is not None:
+            futures = [
+                self.executor.submit(_respond_cached, self._key, self._payload, F[s].clone())
+                for s in chunks
+            ]
+            parts = [f.result() for f in futures]
         else:
             futures = [self.executor.submit(_respond, self.model, F[s].clone()) for s in chunks]
             parts = [f.result() for f in futures]
