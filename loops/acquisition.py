@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import gpytorch
 import torch
 from botorch.acquisition import (
     AcquisitionFunction,
@@ -41,6 +42,8 @@ from botorch.utils.multi_objective.hypervolume import infer_reference_point
 from botorch.utils.transforms import t_batch_mode_transform
 from torch import Tensor
 from torch.quasirandom import SobolEngine
+
+from loops.models import MAX_CHOLESKY
 
 
 @dataclass
@@ -249,6 +252,11 @@ def propose(
         sobol_skip: how many Sobol points the campaign has used.
     """
     torch.manual_seed(seed)
+    with gpytorch.settings.max_cholesky_size(MAX_CHOLESKY):
+        return _propose(name, model, problem, train_X, train_Y, q, cfg, X_pending, noise, seed, sobol_skip)
+
+
+def _propose(name, model, problem, train_X, train_Y, q, cfg, X_pending, noise, seed, sobol_skip):
     if name == "sobol":
         X = sobol_points(problem.bounds, q, seed=problem_seed(seed), skip=sobol_skip)
         if problem.multi_fidelity:
@@ -262,7 +270,7 @@ def propose(
         acqf = qLogNoisyExpectedImprovement(
             model, X_baseline=X_base, objective=LinearMCObjective(w),
             constraints=_constraint_callables(problem) or None, X_pending=X_pending, prune_baseline=True,
-            cache_root=False,
+            cache_root=not problem.multi_fidelity,
         )
         if problem.multi_fidelity:
             # optimize the design at the target fidelity

@@ -129,6 +129,8 @@ class ModelSpec(BaseModel):
     name: str = "singletask_gp"
     options: dict[str, Any] = {}
     refit_every: int = Field(1, ge=1, description="refit hyperparameters every k updates")
+    refit_all_below: int = Field(200, ge=0, description="refit at every update while there are fewer observations")
+    refit_growth: float = Field(0.1, ge=0, description="above that, refit when the data grew by this fraction (else reuse hyperparameters)")
 
 
 class Executor(BaseModel):

@@ -290,7 +290,16 @@ class Campaign:
         if len(X) < 2:
             return None
         c = self.config.model
-        refit = self._warm is None or self._updates % c.refit_every == 0
+        n = len(X)
+        last = getattr(self, "_n_at_refit", None)
+        refit = (
+            self._warm is None
+            or last is None
+            or (self._updates % c.refit_every == 0
+                and (n < c.refit_all_below or n - last >= max(1.0, c.refit_growth * last)))
+        )
+        if refit:
+            self._n_at_refit = n
         options = dict(c.options)
         if self.problem.multi_fidelity and c.name not in ("singletask_gp", "mf_gp"):
             options.setdefault("num_fidelities", self.problem.num_fidelities)

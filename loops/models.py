@@ -22,6 +22,7 @@ import importlib
 import warnings
 from typing import Any
 
+import gpytorch
 import torch
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP, SingleTaskMultiFidelityGP
@@ -40,6 +41,10 @@ PROJECT_MODELS: dict[str, tuple[str, ...]] = {
     "nargp": ("surrogates.multifidelity:NARGP",),
 }
 BUILTIN = ("singletask_gp", "mf_gp")
+#: exact Cholesky up to this many points (GPyTorch's default of 800 switches to CG, slower here)
+MAX_CHOLESKY = 5000
+#: L-BFGS iterations of a warm-started refit
+WARM_MAXITER = 30
 _HYPER = ("likelihood.", "covar_module.", "mean_module.")
 
 
@@ -66,10 +71,12 @@ def _fit(model: Model, warm: dict[str, Tensor] | None, refit: bool, maxiter: int
         model.load_state_dict(hyper, strict=False)
     if refit or warm is None:
         mll = ExactMarginalLogLikelihood(model.likelihood, model)
-        with warnings.catch_warnings():
+        # from warm hyperparameters a few L-BFGS steps suffice (the data changed by a point or two)
+        iters = maxiter if warm is None else min(maxiter, WARM_MAXITER)
+        with warnings.catch_warnings(), gpytorch.settings.max_cholesky_size(MAX_CHOLESKY):
             warnings.simplefilter("ignore")
             try:
-                fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
+                fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": iters}})
             except Exception:  # noqa: BLE001  (keep the warm-started hyperparameters)
                 if warm is None:
                     raise

@@ -42,18 +42,19 @@ def test_bo_reaches_branin_optimum_more_often_than_sobol(tmp_path):
 
 @pytest.mark.slow
 def test_learn_mode_lowers_heldout_rmse_faster_than_sobol(tmp_path):
-    finals = {"qNIPV": [], "max_variance": [], "sobol": []}
-    for k in range(3):
+    # the held-out error along the learning curve (calls 8..18), averaged, per seed
+    curves = {"max_variance": [], "sobol": []}
+    for k in range(4):
         seed = BASE_SEED + k
-        for acq in finals:
-            camp, res = _run(tmp_path, f"{acq}-{seed}", seed=seed, mode="learn", budget={"calls": 20},
-                             initial={"n": 6}, learn={"n_validation": 100},
-                             acquisition={"name": acq, **FAST_ACQ, "mc_points": 128})
-            finals[acq].append(camp.validation_metrics()["nrmse"])
-    med = {k: torch.tensor(v).median().item() for k, v in finals.items()}
-    # variance-driven designs fill the box more evenly where the GP is unsure
-    assert med["qNIPV"] < 0.9 * med["sobol"], med
-    assert med["max_variance"] < med["sobol"], med
+        for acq in curves:
+            camp, _ = _run(tmp_path, f"{acq}-{seed}", seed=seed, mode="learn", budget={"calls": 18},
+                           initial={"n": 6}, learn={"n_validation": 64},
+                           acquisition={"name": acq, **FAST_ACQ})
+            pts = [m["value"] for m in camp.store.metrics() if m["name"] == "nrmse" and m["step"] >= 8]
+            curves[acq].append(sum(pts) / len(pts))
+    med = {k: torch.tensor(v).median().item() for k, v in curves.items()}
+    wins = sum(a < b for a, b in zip(curves["max_variance"], curves["sobol"], strict=True))
+    assert med["max_variance"] < med["sobol"] and wins >= 3, curves
 
 
 @pytest.mark.slow
