@@ -97,6 +97,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--gp-budget", type=float, default=120.0,
                     help="skip GP batches predicted to take longer (s)")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--only", choices=("all", "neural", "gp"), default="all",
+                    help="run one part; the other part's records are kept from --out")
     ap.add_argument("--compile", action="store_true",
                     help="also time the torch.compile'd float32 single network")
     args = ap.parse_args(argv)
@@ -104,7 +106,13 @@ def main(argv=None) -> dict:
     results = {"cpu_count": os.cpu_count(), "loadavg_start": os.getloadavg(), "sizes": sizes, "platform": platform.platform(),
                "torch": torch.__version__, "neural": [], "gp": []}
 
-    for dim in (2, 3):
+    if args.only != "all" and args.out.exists():
+        old = json.loads(args.out.read_text())
+        keep = "gp" if args.only == "neural" else "neural"
+        results[keep] = old.get(keep, [])
+        results["gp_source"] = old.get("gp_source")
+        results[f"{keep}_measured_in_earlier_run"] = True
+    for dim in (2, 3) if args.only != "gp" else ():
         ds = dataset(400, dim, seed=dim)
         Fs = {n: sample_F(n, dim, seed=10 + n % 97) for n in sizes}
         for M in (1, 5):
@@ -137,8 +145,9 @@ def main(argv=None) -> dict:
         gp_source = "surrogates.gp.GPSurrogate.material_response"
     except ImportError:  # pragma: no cover - the GP module is part of the project
         GPSurrogate, gp_source = None, "unavailable"
-    results["gp_source"] = gp_source
-    if GPSurrogate is not None:
+    if args.only != "neural":
+        results["gp_source"] = gp_source
+    if GPSurrogate is not None and args.only != "neural":
         for dim in (2, 3):
             ds = dataset(500, dim, seed=100 + dim)
             t = time.perf_counter()

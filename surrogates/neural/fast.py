@@ -44,8 +44,11 @@ def _cof(F: Tensor) -> Tensor:
 
 
 def _mm(X: Tensor, Y: Tensor) -> Tensor:
-    """Per-point product of ``k x k x n`` matrices."""
-    return (X[:, :, None, :] * Y[None, :, :, :]).sum(1)
+    """Per-point product of ``k x k x n`` matrices (k fused multiply-adds, no reduction)."""
+    out = X[:, 0, None, :] * Y[None, 0]
+    for j in range(1, X.shape[1]):
+        out.addcmul_(X[:, j, None, :], Y[None, j])
+    return out
 
 
 def _member_tensors(member: InvariantEnergy) -> dict:
@@ -175,6 +178,7 @@ class FastHyperelastic:
                                else variance_scale.detach().to(dtype))
         #: added to the variance (keeps it positive where members agree exactly)
         self.variance_floor = 0.0
+        self.eye = torch.eye(inv.dim, dtype=dtype)
         self.compiled = bool(compile)
         self._run = torch.compile(self._chunk, dynamic=False) if compile else self._chunk
 
@@ -202,7 +206,7 @@ class FastHyperelastic:
             Fc = Ft[..., sl]
             if self.compiled and stop - start < self.chunk:
                 # pad with identities: one static shape, no recompilation
-                pad = torch.eye(k, dtype=self.dtype)[..., None].expand(k, k, self.chunk - stop + start)
+                pad = self.eye[..., None].expand(k, k, self.chunk - stop + start)
                 Fc = torch.cat([Fc, pad], -1)
             Pc, Ac, vc, Jc = self._run(Fc.contiguous())
             m = stop - start
@@ -223,7 +227,7 @@ class FastHyperelastic:
         k, n = F.shape[0], F.shape[-1]
         sym = self.inv.symmetry
         extra = 3.0 - k
-        eye = torch.eye(k, dtype=F.dtype)
+        eye = self.eye
         C = _mm(F.transpose(0, 1), F)
         trC = C.diagonal(0, 0, 1).sum(-1)
         I1 = trC + extra
@@ -252,14 +256,20 @@ class FastHyperelastic:
         gs, Hs = self.params.derivs(I)
         g, H = gs.mean(0), Hs.mean(0)
         dIf = dI.reshape(p, k * k, n)
-        P = (g[:, None, :] * dIf).sum(0).reshape(k, k, n)
+        P = g[0, None, :] * dIf[0]
+        for ai in range(1, p):
+            P.addcmul_(g[ai, None, :], dIf[ai])
+        P = P.reshape(k, k, n)
         var = None
         if self.variance_scale is not None:
             Pm = (gs[:, :, None, :] * dIf[None]).sum(1)  # M x k^2 x n
             var = (Pm.var(0, unbiased=True) * self.variance_scale[:, None]).mean(0)
             var = var + self.variance_floor
         # Q_a = sum_b H_ab dI_b, with the rank-one parts of the invariant Hessians merged in
-        Q = (H[:, :, None, :] * dIf[None]).sum(1).reshape(p, k, k, n)
+        Q = H[:, 0, None, :] * dIf[0][None]
+        for b in range(1, p):
+            Q.addcmul_(H[:, b, None, :], dIf[b][None])
+        Q = Q.reshape(p, k, k, n)
         g2, gJ = g[1], g[2]
         Q[0] += (2.0 * g2) * F
         Q[2] += gJ * FiT
