@@ -368,7 +368,7 @@ class ElasticConstantsOracle(Oracle):
         n_equil: int = 300,
         n_lattice_iter: int = 3,
         lattice_steps: int = 400,
-        md_strain: float = 0.01,
+        md_strain: float = 0.005,
         friction: float = 0.02,
         sample_every: int = 4,
         n_blocks: int = 20,

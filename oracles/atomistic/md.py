@@ -159,7 +159,7 @@ def finite_temperature_elastic_constants(
     n_equil: int = 300,
     n_lattice_iter: int = 3,
     lattice_steps: int = 400,
-    strain: float = 0.01,
+    strain: float = 0.005,
     friction: float = 0.02,
     sample_every: int = 4,
     n_blocks: int = 20,
