@@ -21,7 +21,7 @@ Errors are against full FE² at the final load step:
   stress: ``max_g |P_g - P_ref,g|_F / max_g |P_ref,g|_F``.
 The single-scale law is Neo-Hookean with the RVE's small-strain moduli.
 
-    python experiments/benchmarks/fe2.py            # -> experiments/benchmarks/results/fe2.json
+    python experiments/benchmarks/fe2.py            # -> experiments/benchmarks/results/fe2.json (+ PNGs)
 """
 
 from __future__ import annotations
@@ -229,6 +229,23 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
+    try:
+        from loops.fe2 import plots
+
+        stem = out.with_suffix("")
+        s = make_solver(cfg, law)
+        disp = full.load_factors * args.stretch
+        curves = {
+            "full FE²": (disp, full.reaction("right", 0)),
+            "surrogate only": (disp, sur.reaction("right", 0)),
+            "adaptive": (disp, ad.reaction("right", 0)),
+            "single scale (Neo-Hookean)": (disp, ana.reaction("right", 0)),
+        }
+        plots.force_displacement_plot(curves, f"{stem}_force_displacement.png", xlabel="u_x on the right edge")
+        plots.oracle_map_plot(s, sw.oracle_calls, sw.surrogate_calls, f"{stem}_oracle_map.png")
+        plots.deformed_stress_plot(s, ad.final, f"{stem}_deformed_stress.png", title="adaptive FE², final step")
+    except Exception as e:  # noqa: BLE001  (the JSON is the result; plots are extras)
+        print(f"plots failed: {e}", file=sys.stderr)
     print(
         json.dumps(
             {

@@ -134,8 +134,8 @@ def _respond_cached(key: str, payload: bytes, F: Tensor) -> tuple[Tensor, Tensor
 class OracleProvider:
     """An expensive material model (the RVE oracle) evaluated in parallel over Gauss points.
 
-    The batch is cut into chunks of about ``chunk_size`` points; each chunk is
-    one task on ``executor`` (any :class:`concurrent.futures.Executor`: a
+    The batch is cut into chunks of ``chunk_size`` points (default: one chunk
+    per worker); each chunk is one task on ``executor`` (any :class:`concurrent.futures.Executor`: a
     process pool, the campaign engine's executors, or a Dask client's
     ``get_executor()``). Without an executor the chunks run in this process.
     The model must pickle for process executors (oracles hold plain data); it
@@ -172,8 +172,11 @@ class OracleProvider:
         if self.chunk_size is not None:
             size = self.chunk_size
         elif self.executor is not None:
-            workers = getattr(self.executor, "_max_workers", None) or 4
-            size = max(1, math.ceil(n / (2 * workers)))  # two tasks per worker balance the load
+            # one task per worker: a batched oracle (the FFT RVE solves all its
+            # points in one vectorized Newton) costs a fixed amount per call plus
+            # a little per point, so splitting finer only adds calls
+            workers = getattr(self.executor, "_max_workers", None) or 2
+            size = max(1, math.ceil(n / workers))
         else:
             size = max(n, 1)
         return [slice(i, min(i + size, n)) for i in range(0, n, size)]
