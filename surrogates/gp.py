@@ -225,12 +225,17 @@ class _GPCommon(SurrogateMixin):
         """``k`` when this is a constitutive surrogate of ``k x k`` F, else None."""
         return self._sb_config.get("dim_F")
 
-    def material_response(self, F: Tensor, chunk_size: int = 4096) -> MaterialResponse:
+    def material_response(
+        self, F: Tensor, chunk_size: int = 2048, with_variance: bool = True
+    ) -> MaterialResponse:
         """Stress, tangent and variance at deformation gradients ``F``.
 
         Args:
             F: ``n x k x k`` (or ``k x k``) deformation gradients.
-            chunk_size: points per posterior evaluation (bounds the memory).
+            chunk_size: points per evaluation (bounds the memory).
+            with_variance: also compute the variances (for the exact GP this
+                is the ``O(N^2)``-per-point part; skip it when not needed and
+                ``variance`` is None).
 
         Returns:
             :class:`MaterialResponse` with ``P`` (``n x k x k``) the posterior
@@ -255,24 +260,37 @@ class _GPCommon(SurrogateMixin):
         H = (F - torch.eye(k, dtype=DTYPE)).reshape(n, k * k)
         self.eval()
         Ps, Js, Vs = [], [], []
-        with gpytorch.settings.fast_pred_var(), torch.enable_grad():
-            for start in range(0, n, chunk_size):
-                X = H[start : start + chunk_size].detach().requires_grad_(True)
-                post = self.posterior(X)
-                mean = post.mean  # c x m
-                # the mean at point a depends only on X[a], so the gradient of
-                # sum_a mean[a, j] is row a of the Jacobian of output j
-                rows = [
-                    torch.autograd.grad(mean[:, j].sum(), X, retain_graph=j < k * k - 1)[0]
-                    for j in range(k * k)
-                ]
-                Js.append(torch.stack(rows, dim=1))  # c x m x d
-                Ps.append(mean.detach())
-                with torch.no_grad():
-                    Vs.append(post.variance.detach().mean(-1))
+        for start in range(0, n, chunk_size):
+            mean, jac, var = self._mean_jac_var(H[start : start + chunk_size], with_variance)
+            Ps.append(mean)
+            Js.append(jac)
+            if var is not None:
+                Vs.append(var.mean(-1))
         P = torch.cat(Ps).reshape(n, k, k)
         tangent = torch.cat(Js).reshape(n, k, k, k, k)
-        return MaterialResponse(P=P, tangent=tangent, variance=torch.cat(Vs))
+        return MaterialResponse(P=P, tangent=tangent, variance=torch.cat(Vs) if Vs else None)
+
+    def _mean_jac_var(self, X: Tensor, with_variance: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Posterior mean (``c x m``), its Jacobian (``c x m x d``) and the
+        marginal variances (``c x m``) at ``X`` (``c x d``), by autograd
+        through :meth:`posterior`. The mean comes from one joint call without
+        the ``c x c`` covariance (``skip_posterior_variances``); the variances
+        from a second call with each point as its own batch."""
+        m = self.num_outputs
+        with torch.enable_grad(), gpytorch.settings.skip_posterior_variances():
+            Xg = X.detach().requires_grad_(True)  # c x d
+            mean = self.posterior(Xg).mean  # c x m
+            # the mean at point a depends only on X[a], so the gradient of
+            # sum_a mean[a, j] is row a of the Jacobian of output j
+            rows = [
+                torch.autograd.grad(mean[:, j].sum(), Xg, retain_graph=j < m - 1)[0]
+                for j in range(m)
+            ]
+        var = None
+        if with_variance:
+            with torch.no_grad():
+                var = self.posterior(X.unsqueeze(-2)).variance.squeeze(-2)
+        return mean.detach(), torch.stack(rows, dim=1), var
 
 
 @register_surrogate
@@ -346,6 +364,92 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         model.train_dataset = dataset
         model._sb_config = copy.deepcopy(cfg)
         return model
+
+    # ----------------------------------------------------------- fast path
+    _fast_cache: dict[str, Tensor] | None = None
+
+    def train(self, mode: bool = True):
+        # hyperparameters may change while training: drop the prediction cache
+        if mode:
+            self._fast_cache = None
+        return super().train(mode)
+
+    def load_state_dict(self, *args, **kwargs):
+        self._fast_cache = None
+        return super().load_state_dict(*args, **kwargs)
+
+    def _fast_terms(self) -> dict[str, Tensor]:
+        """Per-output quantities of the exact predictor, computed once per fit.
+
+        With ``A = K + Sigma_noise`` (standardized units):
+        ``alpha = A^-1 (y - c)`` (mean weights) and ``A^-1`` (for variances).
+        """
+        if self._fast_cache is not None:
+            return self._fast_cache
+        m = self.num_outputs
+        with torch.no_grad():
+            Xt = self.input_transform(self.train_dataset.X)  # N x d, unit cube
+            prior = self.forward(Xt)
+            A = self.likelihood(prior, Xt).covariance_matrix  # (m x) N x N
+            y = self.train_targets  # (m x) N, standardized
+            L = torch.linalg.cholesky(A.reshape(m, *A.shape[-2:]))
+            r = (y - prior.mean).reshape(m, -1, 1)
+            alpha = torch.cholesky_solve(r, L).squeeze(-1)  # m x N
+            eye = torch.eye(L.shape[-1], dtype=L.dtype).expand_as(L)
+            A_inv = torch.cholesky_solve(eye, L)  # m x N x N
+            base = self.covar_module.base_kernel
+            ls = base.lengthscale.reshape(m, 1, -1)  # m x 1 x d
+            cache = {
+                "Xt": Xt,
+                "alpha": alpha,
+                "A_inv": A_inv,
+                "ls": ls,
+                "scale": self.covar_module.outputscale.reshape(m, 1, 1),
+                "const": self.mean_module.constant.reshape(m, 1),
+                "y_mean": self.outcome_transform.means.reshape(m),
+                "y_std": self.outcome_transform.stdvs.reshape(m),
+                "x_off": self.input_transform._offset.reshape(-1),
+                "x_coef": self.input_transform._coefficient.reshape(-1),
+            }
+        self._fast_cache = cache
+        return cache
+
+    def _mean_jac_var(self, X: Tensor, with_variance: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Exact posterior mean, its Jacobian and marginal variances at ``X``
+        (``c x d``) in closed form for the ARD Matérn-5/2 kernel.
+
+        With ``r`` the lengthscale-scaled distance and ``s`` the output scale,
+        ``k = s (1 + sqrt5 r + 5/3 r^2) exp(-sqrt5 r)`` and
+        ``dk/dx = -5/3 s (1 + sqrt5 r) exp(-sqrt5 r) (x - x') / l^2``
+        (no singularity at ``r = 0``). Cost ``O(c N (d + m))`` for the mean and
+        tangent plus ``O(c N^2 m)`` for the variances (one GEMM with ``A^-1``).
+        """
+        c = self._fast_terms()
+        s5 = math.sqrt(5.0)
+        with torch.no_grad():
+            xs = (X - c["x_off"]) / c["x_coef"]  # c x d in the unit cube
+            Z = xs.unsqueeze(0) / c["ls"]  # m x c x d
+            Zt = c["Xt"].unsqueeze(0) / c["ls"]  # m x N x d
+            # in-place where possible: these m x c x N arrays dominate the cost
+            sq = Z.pow(2).sum(-1, keepdim=True) + Zt.pow(2).sum(-1).unsqueeze(-2)
+            r2 = torch.baddbmm(sq, Z, Zt.transpose(-1, -2), alpha=-2.0).clamp_min_(0)  # m x c x N
+            r = r2.sqrt()
+            e = r.mul(-s5).exp_()
+            poly = r.mul_(s5).add_(1)  # 1 + sqrt5 r (reuses r's storage)
+            K = r2.mul_(5.0 / 3.0).add_(poly).mul_(e).mul_(c["scale"])  # m x c x N
+            alpha = c["alpha"].unsqueeze(-1)  # m x N x 1
+            mean_std = c["const"] + (K @ alpha).squeeze(-1)  # m x c
+            G = poly.mul_(e).mul_((-5.0 / 3.0) * c["scale"] * alpha.transpose(-1, -2))  # m x c x N
+            ls2 = c["ls"].pow(2)
+            jac_std = (G.sum(-1, keepdim=True) * xs.unsqueeze(0) - G @ c["Xt"]) / ls2  # m x c x d
+            y_std = c["y_std"].unsqueeze(-1)
+            mean = (c["y_mean"].unsqueeze(-1) + y_std * mean_std).T  # c x m
+            jac = (y_std.unsqueeze(-1) * jac_std / c["x_coef"]).transpose(0, 1)  # c x m x d
+            var = None
+            if with_variance:
+                var_std = c["scale"].reshape(-1, 1) - ((K @ c["A_inv"]) * K).sum(-1)  # m x c
+                var = (y_std.pow(2) * var_std.clamp_min(0)).T  # c x m
+        return mean, jac, var
 
 
 @register_surrogate

@@ -334,3 +334,43 @@ def test_bad_options_and_data():
         GPSurrogate.from_dataset(ds2)
     with pytest.raises(ValueError, match="m >= 2"):
         ICMGPSurrogate.from_dataset(ds)
+
+
+@pytest.mark.parametrize("known_noise", [False, True])
+def test_closed_form_predictor_matches_gpytorch_posterior(known_noise):
+    # the fast Matérn-5/2 path of material_response against GPyTorch's posterior
+    # and autograd through it (the generic path the ICM model uses)
+    from surrogates.gp import _GPCommon
+
+    g = torch.Generator().manual_seed(15)
+    X = 0.05 * torch.randn(15, 4, generator=g, dtype=D)
+    Y = torch.stack([X[:, 0] + X[:, 3], torch.sin(10 * X[:, 1]), X[:, 2] ** 2, X.sum(-1)], -1)
+    Yvar = torch.full_like(Y, 1e-5) if known_noise else None
+    gp = GPSurrogate.from_dataset(Dataset(X=X, Y=Y, Yvar=Yvar), n_restarts=1, maxiter=40)
+    Xq = 0.05 * torch.randn(6, 4, generator=g, dtype=D)
+    mean, jac, var = gp._mean_jac_var(Xq)
+    mean_ref, jac_ref, var_ref = _GPCommon._mean_jac_var(gp, Xq)
+    torch.testing.assert_close(mean, mean_ref, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(jac, jac_ref, rtol=1e-7, atol=1e-10)
+    torch.testing.assert_close(var, var_ref, rtol=1e-6, atol=1e-12)
+
+
+def test_icm_material_response_tangent_is_finite_difference():
+    # the ICM model takes the generic (autograd through posterior) path
+    g = torch.Generator().manual_seed(16)
+    F = torch.eye(2, dtype=D) + 0.04 * (2 * torch.rand(10, 2, 2, generator=g, dtype=D) - 1)
+    ds = Dataset(X=(F - torch.eye(2, dtype=D)).reshape(10, 4), Y=linear_elastic_P(F).reshape(10, 4))
+    icm = ICMGPSurrogate.from_dataset(ds, n_restarts=1, maxiter=30)
+    Fq = torch.eye(2, dtype=D) + 0.02 * torch.randn(3, 2, 2, generator=g, dtype=D)
+    r = icm.material_response(Fq)
+    assert r.P.shape == (3, 2, 2) and r.tangent.shape == (3, 2, 2, 2, 2) and (r.variance > 0).all()
+    h = 1e-6
+    for k in range(2):
+        for L in range(2):
+            dF = torch.zeros(2, 2, dtype=D)
+            dF[k, L] = h
+            fd = (icm.material_response(Fq + dF).P - icm.material_response(Fq - dF).P) / (2 * h)
+            torch.testing.assert_close(r.tangent[..., k, L], fd, rtol=1e-5, atol=1e-7)
+    with torch.no_grad():
+        post = icm.posterior((Fq - torch.eye(2, dtype=D)).reshape(3, 4))
+    torch.testing.assert_close(r.variance, post.variance.mean(-1), rtol=1e-8, atol=1e-12)
