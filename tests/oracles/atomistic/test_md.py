@@ -89,6 +89,11 @@ def test_melted_or_broken_crystal_is_reported(static):
         )
     with pytest.raises(InvalidInput, match="temperature"):
         finite_temperature_elastic_constants("Cu", "fcc", -5.0, static["a0"], static["B"], **SMALL)
+    # twice the melting point: the periodic cell melts even without a surface
+    with pytest.raises(CalculationFailed, match="not crystalline"):
+        finite_temperature_elastic_constants(
+            "Cu", "fcc", 2500.0, static["a0"], static["B"], seed=3, **(SMALL | {"n_steps": 200})
+        )
 
 
 @pytest.mark.slow
