@@ -3,8 +3,9 @@
 All four run in one process on the same mesh (quarter plate with a hole,
 Q1 elements) and the same displacement-controlled load path, with the macro
 Newton tolerance the same for all. The micro scale is the fibre composite of
-``experiments/configs/fe2_plate_hole.toml`` (two compressible Neo-Hookean
-phases, random fibres) on a coarse FFT grid; the oracle is evaluated on a
+``experiments/configs/fe2_plate_hole.toml`` (the campaign experiment's: a
+stiff Neo-Hookean fibre in a soft Neo-Hookean matrix) on a coarse FFT grid
+(15 x 15 instead of the campaign's 31 x 31); the oracle is evaluated on a
 process pool of ``--workers`` workers, chunked over Gauss points.
 
 The surrogate is the GP learner (``loops.fe2.learner.GPStressLearner``)
@@ -180,8 +181,8 @@ def main(argv=None) -> int:
             "n_steps": args.n_steps,
             "stretch": args.stretch,
             "macro_rtol": args.rtol,
-            "rve": f"fibre composite (RandomFibres), grid {args.grid}x{args.grid}, "
-            f"phases {[(p.E, p.nu) for p in cfg.material.rve.phases]}",
+            "rve": f"fibre composite {cfg.material.rve.microstructure}, grid {args.grid}x{args.grid}, "
+            f"phases (E, nu) {[(p.E, p.nu) for p in cfg.material.rve.phases]}",
             "workers": args.workers,
             "surrogate": f"GPStressLearner on {args.train_points} RVE answers, |H_ij| <= {args.h_max}",
             "surrogate_train_time_s": train_time,
@@ -241,9 +242,13 @@ def main(argv=None) -> int:
             "adaptive": (disp, ad.reaction("right", 0)),
             "single scale (Neo-Hookean)": (disp, ana.reaction("right", 0)),
         }
-        plots.force_displacement_plot(curves, f"{stem}_force_displacement.png", xlabel="u_x on the right edge")
+        plots.force_displacement_plot(
+            curves, f"{stem}_force_displacement.png", xlabel="u_x on the right edge"
+        )
         plots.oracle_map_plot(s, sw.oracle_calls, sw.surrogate_calls, f"{stem}_oracle_map.png")
-        plots.deformed_stress_plot(s, ad.final, f"{stem}_deformed_stress.png", title="adaptive FE², final step")
+        plots.deformed_stress_plot(
+            s, ad.final, f"{stem}_deformed_stress.png", title="adaptive FE², final step"
+        )
     except Exception as e:  # noqa: BLE001  (the JSON is the result; plots are extras)
         print(f"plots failed: {e}", file=sys.stderr)
     print(
