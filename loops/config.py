@@ -88,7 +88,7 @@ class Acquisition(BaseModel):
     """Acquisition function and its optimizer settings."""
 
     model_config = _STRICT
-    name: Literal["qLogNEI", "qLogNEHVI", "qNIPV", "max_variance", "qMFKG", "sobol"] = "qLogNEI"
+    name: Literal["qLogNEI", "qLogNEHVI", "qNIPV", "max_variance", "qMFKG", "qMFMES", "sobol"] = "qLogNEI"
     q: int = Field(1, ge=1)
     num_restarts: int = Field(8, ge=1)
     raw_samples: int = Field(256, ge=1)
@@ -199,7 +199,7 @@ class CampaignConfig(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> CampaignConfig:
         acq = self.acquisition.name
-        if self.mode == "learn" and acq in ("qLogNEI", "qLogNEHVI", "qMFKG"):
+        if self.mode == "learn" and acq in ("qLogNEI", "qLogNEHVI", "qMFKG", "qMFMES"):
             raise ValueError(
                 f"acquisition.name = {acq!r} is an optimize-mode acquisition; learn mode allows "
                 "'qNIPV', 'max_variance', 'sobol'"
@@ -207,7 +207,7 @@ class CampaignConfig(BaseModel):
         if self.mode == "optimize" and acq in ("qNIPV", "max_variance"):
             raise ValueError(
                 f"acquisition.name = {acq!r} is a learn-mode acquisition; optimize mode allows "
-                "'qLogNEI', 'qLogNEHVI', 'qMFKG', 'sobol'"
+                "'qLogNEI', 'qLogNEHVI', 'qMFKG', 'qMFMES', 'sobol'"
             )
         return self
 

@@ -289,6 +289,8 @@ class Campaign:
         X, Y, Yvar = self.data()
         if len(X) < 2:
             return None
+        if self.config.acquisition.name == "sobol" and self.config.mode == "optimize":
+            return None  # the baseline needs no model
         c = self.config.model
         n = len(X)
         last = getattr(self, "_n_at_refit", None)

@@ -119,18 +119,20 @@ class StiffnessToDensity(Oracle):
 class TwoGridStiffness(Oracle):
     """Two fidelities of the same homogenization: a coarse and a fine FFT grid.
 
-    Inputs: ``micro_params`` of the microstructure. Output: the effective
+    Inputs: ``micro_params`` of the microstructure. Outputs: the effective
     stiffness ``C1111`` (stress ``sig11`` per unit ``eps11`` at uniaxial
-    strain). Level 0 uses ``grids[0]`` voxels per side, level 1 ``grids[1]``;
+    strain) and ``misfit = (C1111 - target)^2`` (inverse design: which
+    microstructure gives the target stiffness). Level 0 uses ``grids[0]`` voxels per side, level 1 ``grids[1]``;
     the cost of a level is its number of voxels (relative to the coarse grid),
     which is how the FFT solver's work scales.
     """
 
-    output_names = ("C1111",)
+    output_names = ("C1111", "misfit")
     num_fidelities = 2
 
     def __init__(self, phases, microstructure, micro_params, grids=(9, 31), eps0: float = 1e-3,
-                 **options: Any):
+                 target: float = 2.0, **options: Any):
+        self.target = float(target)
         self._levels = [rve(phases=phases, microstructure=microstructure, grid=g, micro_params=micro_params,
                             **options) for g in grids]
         self.grids = tuple(int(g) for g in grids)
@@ -147,4 +149,6 @@ class TwoGridStiffness(Oracle):
         res = self._levels[fidelity].evaluate(torch.cat([eps, x]).unsqueeze(0))
         if res.failed[0]:
             raise InvalidInput(res.reasons[0] or "RVE failed")
-        return PointResult(y=(res.Y[0, :1] / self.eps0), metadata={"solve_time": time.perf_counter() - t0})
+        c = float(res.Y[0, 0]) / self.eps0
+        return PointResult(y=torch.tensor([c, (c - self.target) ** 2], dtype=DTYPE),
+                           metadata={"solve_time": time.perf_counter() - t0})
