@@ -1,7 +1,7 @@
 """The ``scalebridge`` command line.
 
 Each subcommand lives in its own module, which defines
-``register(subparsers) -> None``: it adds its parser and sets
+``register(subparsers, name) -> None``: it adds its parser and sets
 ``func=callable(args) -> int``. Modules are imported only when their command
 runs, so ``scalebridge --help`` stays fast and a missing optional engine only
 breaks its own command.
