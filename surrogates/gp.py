@@ -180,6 +180,15 @@ def _infer_dim_F(d: int, m: int) -> int | None:
     return None
 
 
+def _check_single_fidelity(dataset: Dataset, cls_name: str) -> None:
+    if dataset.fidelity is not None and dataset.fidelity.unique().numel() > 1:
+        raise ValueError(
+            f"{cls_name} is a single-fidelity model but the dataset has fidelity levels "
+            f"{dataset.fidelity.unique().tolist()}; pass dataset.at_fidelity(level) or use "
+            "a model from surrogates.multifidelity"
+        )
+
+
 class _GPCommon(SurrogateMixin):
     """Shared configuration, persistence and material response."""
 
@@ -205,6 +214,7 @@ class _GPCommon(SurrogateMixin):
         """Build and fit on ``dataset`` (options: see the class's ``_defaults``)."""
         if not isinstance(dataset, Dataset):
             raise TypeError(f"expected a surrogates.Dataset, got {type(dataset).__name__}")
+        _check_single_fidelity(dataset, cls.__name__)
         cfg = cls._make_config(dataset, options)
         model = cls._build(dataset, cfg)
         fit_with_restarts(model, n_restarts=cfg["n_restarts"], seed=cfg["seed"], maxiter=cfg["maxiter"])
@@ -384,7 +394,9 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         With ``A = K + Sigma_noise`` (standardized units):
         ``alpha = A^-1 (y - c)`` (mean weights) and ``A^-1`` (for variances).
         """
-        if self._fast_cache is not None:
+        # a conditioned/fantasy copy shares the attribute but not the data
+        key = (self.train_targets.data_ptr(), tuple(self.train_targets.shape))
+        if self._fast_cache is not None and self._fast_cache["key"] == key:
             return self._fast_cache
         m = self.num_outputs
         with torch.no_grad():
@@ -400,6 +412,7 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             base = self.covar_module.base_kernel
             ls = base.lengthscale.reshape(m, 1, -1)  # m x 1 x d
             cache = {
+                "key": key,
                 "Xt": Xt,
                 "alpha": alpha,
                 "A_inv": A_inv,
@@ -424,6 +437,11 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         (no singularity at ``r = 0``). Cost ``O(c N (d + m))`` for the mean and
         tangent plus ``O(c N^2 m)`` for the variances (one GEMM with ``A^-1``).
         """
+        n_train = self.train_dataset.n if self.train_dataset is not None else -1
+        if self.train_targets.shape[-1] != n_train or self.train_targets.dim() > (2 if self.num_outputs > 1 else 1):
+            # conditioned on extra (fantasy) data: the closed form below is
+            # written for the fitted training set, use the generic path
+            return super()._mean_jac_var(X, with_variance)
         c = self._fast_terms()
         s5 = math.sqrt(5.0)
         with torch.no_grad():

@@ -225,12 +225,17 @@ def evaluate(y: Tensor, mean: Tensor, var: Tensor | None = None) -> dict[str, ob
 
 
 def posterior_metrics(
-    model, X: Tensor, y: Tensor, observation_noise: bool = False
+    model, X: Tensor, y: Tensor, observation_noise: bool | Tensor = False
 ) -> dict[str, object]:
     """:func:`evaluate` on a BoTorch model's marginal posterior at ``X`` (``n x d``).
 
     Set ``observation_noise=True`` when ``y`` are noisy observations, so the
-    predictive variance includes the noise the targets carry.
+    predictive variance includes the noise the targets carry (for a BoTorch
+    model with known heteroskedastic noise that is the mean training noise;
+    pass ``observation_noise=`` an ``n x m`` tensor of noise variances to be exact).
+
+    Returns:
+        The dict of :func:`evaluate`.
     """
     with torch.no_grad():
         post = model.posterior(X, observation_noise=observation_noise)

@@ -374,3 +374,10 @@ def test_icm_material_response_tangent_is_finite_difference():
     with torch.no_grad():
         post = icm.posterior((Fq - torch.eye(2, dtype=D)).reshape(3, 4))
     torch.testing.assert_close(r.variance, post.variance.mean(-1), rtol=1e-8, atol=1e-12)
+
+
+def test_multi_fidelity_dataset_is_refused():
+    X = lhs(6, 2, 17)
+    ds = Dataset(X=X, Y=branin01(X), fidelity=torch.tensor([0, 0, 0, 1, 1, 1]))
+    with pytest.raises(ValueError, match="fidelity levels"):
+        GPSurrogate.from_dataset(ds)

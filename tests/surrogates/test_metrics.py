@@ -116,3 +116,22 @@ def test_evaluate_bundle():
         assert len(out[k]) == 2
         assert out[f"{k}_mean"] == pytest.approx(sum(out[k]) / 2)
     assert "nlpd" not in evaluate(y, mu)
+
+
+def test_posterior_metrics_uses_the_marginal_posterior():
+    from types import SimpleNamespace
+
+    from surrogates.metrics import posterior_metrics
+
+    class Diagonal:
+        """A model whose posterior at x is N(2x, (x + 1)^2), per output."""
+
+        def posterior(self, X, observation_noise=False):
+            return SimpleNamespace(mean=2 * X, variance=(X + 1) ** 2 + (0.5 if observation_noise else 0.0))
+
+    X = torch.linspace(0, 1, 7, dtype=D).unsqueeze(-1)
+    y = 2 * X + 0.3
+    out = posterior_metrics(Diagonal(), X, y)
+    assert out == evaluate(y, 2 * X, (X + 1) ** 2)
+    out_noise = posterior_metrics(Diagonal(), X, y, observation_noise=True)
+    assert out_noise["nlpd"] == evaluate(y, 2 * X, (X + 1) ** 2 + 0.5)["nlpd"]
