@@ -2,8 +2,9 @@
 
 Evaluations per second of ``material_response``-equivalent work (``P`` and
 ``dP/dF`` at a batch of deformation gradients) on batches of 1e4, 1e5 and 1e6
-points. Each size is timed single-threaded (wall clock and CPU time) and the
-1e5 batch also on 2 threads. On a shared machine the wall-clock rate is the
+points. Each size is timed single-threaded (wall clock and CPU time), the 1e4
+batch also with 2 torch intra-op threads and the larger batches with 2 chunk
+workers (``fast_evaluator(workers=2)``, each operation single-threaded). On a shared machine the wall-clock rate is the
 share of the cores the process got, so the targets are judged on
 ``projected_2core_evals_per_s = 2 n / CPU time`` of the single-threaded run
 (chunks are independent, so two dedicated cores double one); both are recorded:
@@ -77,15 +78,21 @@ def rate(fn, F: torch.Tensor, threads: int) -> dict:
             "evals_per_cpu_s": len(F) / cpu}
 
 
-def record(base: dict, n: int, fn, F: torch.Tensor, target: float, two_thread: bool) -> dict:
+def record(base: dict, n: int, fn, F: torch.Tensor, target: float, two_thread: bool,
+           fn_two_workers=None) -> dict:
     r1 = rate(fn, F, 1)
     rec = {**base, "n": n, "one_thread": r1,
            # projection for 2 dedicated cores: twice the rate of one dedicated core
            "projected_2core_evals_per_s": 2 * r1["evals_per_cpu_s"]}
     if two_thread:
+        # torch intra-op parallelism (2 threads per operation)
         rec["two_threads"] = rate(fn, F, 2)
+    if fn_two_workers is not None:
+        # chunk-level parallelism: 2 workers, each operation single-threaded
+        rec["two_workers"] = rate(fn_two_workers, F, 1)
     rec["meets_target_measured_wall"] = max(
-        r1["evals_per_s"], rec.get("two_threads", {}).get("evals_per_s", 0.0)) >= target
+        r1["evals_per_s"], rec.get("two_threads", {}).get("evals_per_s", 0.0),
+        rec.get("two_workers", {}).get("evals_per_s", 0.0)) >= target
     rec["meets_target"] = rec["projected_2core_evals_per_s"] >= target
     print(json.dumps(rec), flush=True)
     return rec
@@ -135,9 +142,11 @@ def main(argv=None) -> dict:
                 base = {"dim": dim, "members": M, "dtype": str(dtype).split(".")[-1],
                         "compiled": comp, "first_call_s": time.perf_counter() - t,
                         "hidden": [16, 16], "fit_s": fit_s, "rel_stress_err_heldout": err}
+                ev2 = model.fast_evaluator(dtype=dtype, chunk=4096, compile=comp, workers=2)
                 for n in sizes:
                     results["neural"].append(
-                        record(base, n, ev, Fs[n], NEURAL_TARGET, two_thread=n == sizes[1]))
+                        record(base, n, ev, Fs[n], NEURAL_TARGET, two_thread=n == sizes[0],
+                               fn_two_workers=ev2 if n > sizes[0] else None))
 
     try:
         from surrogates.gp import GPSurrogate

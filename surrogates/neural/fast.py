@@ -22,6 +22,8 @@ Same mathematics as :class:`~surrogates.neural.energy.InvariantEnergy`
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 from torch import Tensor
 from torch.nn import functional as Fn
@@ -151,6 +153,10 @@ class FastHyperelastic:
         variance_scale: ``k^2`` calibration factors of the stress variance
             (ensembles), or None for no variance.
         chunk: points per chunk (bounds the memory, keeps the working set in cache).
+        workers: chunks evaluated concurrently by this many Python threads (each
+            op single-threaded: use with ``torch.set_num_threads(1)``); scales
+            across cores without the per-operation synchronization of torch's
+            intra-op threads, which hurts badly on a shared machine.
         compile: fuse the per-chunk computation with ``torch.compile`` (inductor,
             needs a C++ compiler; the first call compiles, which takes tens of
             seconds; the last partial chunk is padded so one static shape serves).
@@ -158,8 +164,11 @@ class FastHyperelastic:
 
     def __init__(self, members, dtype: torch.dtype = torch.float64,
                  variance_scale: Tensor | None = None, chunk: int = 4096,
-                 compile: bool = False):
+                 compile: bool = False, workers: int = 1):
         members = list(members)
+        if int(workers) < 1:
+            raise ValueError(f"workers must be >= 1, got {workers!r}")
+        self.workers = int(workers)
         if not members:
             raise ValueError("need at least one member")
         inv = members[0].invariants
@@ -200,7 +209,8 @@ class FastHyperelastic:
         A = torch.empty(k, k, k, k, n, dtype=self.dtype)
         var = torch.empty(n, dtype=self.dtype) if self.variance_scale is not None else None
         Ft = F.to(self.dtype).permute(1, 2, 0).contiguous()
-        for start in range(0, n, self.chunk):
+
+        def work(start: int) -> None:
             stop = min(n, start + self.chunk)
             sl = slice(start, stop)
             Fc = Ft[..., sl]
@@ -221,6 +231,17 @@ class FastHyperelastic:
             A[..., sl] = Ac[..., :m]
             if var is not None:
                 var[sl] = vc[:m]
+
+        starts = range(0, n, self.chunk)
+        if self.workers > 1 and len(starts) > 1:
+            # chunk-level parallelism: torch ops release the GIL, so each worker
+            # runs whole chunks; no per-operation synchronization between cores
+            with ThreadPoolExecutor(self.workers) as pool:
+                for fut in [pool.submit(work, s0) for s0 in starts]:
+                    fut.result()
+        else:
+            for s0 in starts:
+                work(s0)
         return MaterialResponse(P.permute(2, 0, 1), A.permute(4, 0, 1, 2, 3), var)
 
     def _chunk(self, F: Tensor):

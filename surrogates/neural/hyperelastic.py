@@ -191,21 +191,23 @@ class HyperelasticEnsemble(NeuralEnsembleModel):
         return self.fast_evaluator()(torch.as_tensor(F, dtype=torch.float64))
 
     def fast_evaluator(self, dtype: torch.dtype = torch.float64, chunk: int = 4096,
-                       compile: bool = False):
+                       compile: bool = False, workers: int = 1):
         """A :class:`~surrogates.neural.fast.FastHyperelastic` of the current weights
         (cached until a parameter or buffer changes). ``dtype=torch.float32`` for
         deployment: about twice the throughput at ~1e-6 relative round-off;
-        ``compile=True`` fuses the evaluation with ``torch.compile``."""
+        ``compile=True`` fuses the evaluation with ``torch.compile``; ``workers``
+        evaluates chunks concurrently (see :class:`FastHyperelastic`)."""
         if len(self._config["hidden"]) != 2:
             raise ValueError(
                 f"the fast evaluator needs two hidden layers, got hidden={self._config['hidden']}"
             )
-        key = (dtype, int(chunk), bool(compile), tuple(t._version for t in self.parameters()),
+        key = (dtype, int(chunk), bool(compile), int(workers), tuple(t._version for t in self.parameters()),
                tuple(t._version for t in self.buffers()))
         cached = getattr(self, "_fast_cache", None)
         if cached is None or cached[0] != key:
             fast = FastHyperelastic(self.members, dtype=dtype, chunk=chunk,
-                                    variance_scale=self.variance_scale + 0.0, compile=compile)
+                                    variance_scale=self.variance_scale + 0.0, compile=compile,
+                                    workers=workers)
             fast.variance_floor = 1e-12 * float(self.output_scale.pow(2).mean())
             self._fast_cache = (key, fast)
         return self._fast_cache[1]
