@@ -201,3 +201,17 @@ def test_switch_rejects_bad_arguments():
     sw = AdaptiveSwitch(LAW, LAW, 1.0, learn=False)
     with pytest.raises(TypeError, match="variance"):
         sw.material_response(I2[None])
+
+
+@pytest.mark.slow  # starting a Dask cluster takes seconds
+def test_oracle_provider_on_a_dask_executor_matches_serial():
+    distributed = pytest.importorskip("distributed")
+    F = sobol_gradients(23, 0.1, seed=2)
+    serial = OracleProvider(LAW).material_response(F)
+    with distributed.Client(
+        processes=False, n_workers=2, threads_per_worker=1, dashboard_address=None
+    ) as client:
+        par = OracleProvider(
+            LAW, executor=client.get_executor(pure=False), chunk_size=6
+        ).material_response(F)
+    assert torch.equal(serial.P, par.P) and torch.equal(serial.tangent, par.tangent)
