@@ -28,7 +28,11 @@ A GP whose inputs are the ``k*k`` displacement-gradient components
 (row-major) is a constitutive surrogate: :meth:`material_response` returns
 ``P`` = posterior mean, the tangent = the Jacobian of the mean by automatic
 differentiation, and the variance = the mean predictive variance of the
-components.
+components. For :class:`GPSurrogate` these are evaluated in closed form for
+the Matérn-5/2 kernel from a per-fit cache (``alpha = A^-1 (y - c)`` and
+``A^-1``), ``O(N (d + m))`` per point for stress and tangent plus
+``O(N^2 m)`` for the exact variance (``with_variance=False`` skips it); the
+ICM model differentiates through its BoTorch posterior.
 """
 
 from __future__ import annotations
