@@ -130,6 +130,15 @@ def test_material_response_fast_equals_reference():
     # float32 deployment path: round-off only
     f32 = model.fast_evaluator(dtype=torch.float32)(F)
     assert rel_err(f32.tangent.double(), ref.tangent) < 1e-5
+    # chunk-parallel workers: identical numbers, errors still raised with the point index
+    par = model.fast_evaluator(chunk=8, workers=2)
+    out, seq = par(F), model.fast_evaluator(chunk=8)(F)
+    assert torch.equal(out.tangent, seq.tangent) and torch.equal(out.variance, seq.variance)
+    torch.testing.assert_close(out.tangent, ref.tangent, atol=1e-11, rtol=1e-11)
+    Fbad = F.clone()
+    Fbad[37] = torch.diag(torch.tensor([1.0, -1.0], dtype=DT))
+    with pytest.raises(InvalidInput, match="point 37"):
+        par(Fbad)
 
 
 def test_fast_evaluator_rejects_bad_shapes():
