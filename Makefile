@@ -21,11 +21,14 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/scalebridge demo
 
+# Two pytest workers use the two cores; each stays single-threaded.
+TEST_ENV := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+
 test: install
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(TEST_ENV) $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-all: install
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m ""
+	$(TEST_ENV) $(BIN)/python -m pytest -q -n 2 --dist loadfile -m ""
 
 lint: install
 	$(BIN)/ruff check .
