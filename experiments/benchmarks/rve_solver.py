@@ -1,0 +1,393 @@
+r"""Benchmark of the FFT homogenization solver against muSpectre.
+
+Cases (issue 2):
+
+* linear elastic two-phase cell, centred disc/sphere of radius 0.25 N,
+  E = 1 (matrix) / 10 (inclusion), nu = 0.3, CG tolerance 1e-8, the full
+  homogenized tangent (3 load cases in 2D, 6 in 3D), grids 63², 243², 729²,
+  27³, 45³, 63³;
+* the finite-strain problem of de Geus et al. (2017): a 9³ cube inclusion in a
+  31³ cell, St. Venant-Kirchhoff, K = 0.833 / 8.33, mu = 0.386 / 3.86, simple
+  shear F12 = 1 in one step (Newton tol 1e-5 on the relative step and 1e-8 on
+  equilibrium in muSpectre; ours: relative equilibrium residual 1e-8).
+
+Every (case, solver) pair runs in a fresh subprocess, which reports its wall
+time (set-up of the solver plus solve; building the phase map and muSpectre's
+Python loop assigning pixels to materials are excluded), iterations, and its
+peak resident memory (``ru_maxrss``), both raw and above the process's RSS
+after imports. Also measured: the time of one rfftn + irfftn pair of one
+strain field (``m`` components) and our time per CG iteration per right-hand
+side, whose ratio is the "FFT-limit ratio".
+
+Run:  python experiments/benchmarks/rve_solver.py [--quick]
+Writes experiments/benchmarks/results/rve_solver.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "experiments" / "benchmarks" / "results" / "rve_solver.json"
+THREADS = int(os.environ.get("RVE_BENCH_THREADS", "1"))
+
+LINEAR_CASES = {
+    "linear_2d_63": (2, 63),
+    "linear_2d_243": (2, 243),
+    "linear_2d_729": (2, 729),
+    "linear_3d_27": (3, 27),
+    "linear_3d_45": (3, 45),
+    "linear_3d_63": (3, 63),
+}
+FINITE_CASE = "degeus_svk_3d_31"
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def _peak_mb() -> float:
+    # VmHWM (peak RSS of this process image); ru_maxrss would also count the
+    # parent's RSS at fork, which survives exec on Linux
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def disc_map(dim: int, N: int) -> np.ndarray:
+    c = np.arange(N) + 0.5 - N / 2.0
+    r2 = sum(np.meshgrid(*([c**2] * dim), indexing="ij"))
+    return (r2 <= (0.25 * N) ** 2).astype(np.int64)
+
+
+def cube_map(N: int = 31, size: int = 9) -> np.ndarray:
+    pm = np.zeros((N,) * 3, dtype=np.int64)
+    pm[:size, :size, :size] = 1
+    return pm
+
+
+def unit_loads(dim: int) -> list[np.ndarray]:
+    """Mandel unit strains (the columns of the homogenized tangent)."""
+    idx = [(0, 0), (1, 1), (0, 1)] if dim == 2 else [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
+    out = []
+    for i, j in idx:
+        E = np.zeros((dim, dim))
+        if i == j:
+            E[i, i] = 1.0
+        else:
+            E[i, j] = E[j, i] = 1.0 / np.sqrt(2.0)
+        out.append(E)
+    return out
+
+
+def svk_E_nu(K: float, mu: float) -> tuple[float, float]:
+    return 9 * K * mu / (3 * K + mu), (3 * K - 2 * mu) / (2 * (3 * K + mu))
+
+
+# ------------------------------------------------------------------ workers
+def run_ours(case: str) -> dict:
+    import torch
+
+    torch.set_num_threads(THREADS)
+    from oracles.rve.laws import IsotropicElastic, StVenantKirchhoff
+    from oracles.rve.solver import FFTSolver
+
+    base = _rss_mb()
+    if case == FINITE_CASE:
+        pm = cube_map()
+        laws = [StVenantKirchhoff(K=0.833, mu=0.386), StVenantKirchhoff(K=8.33, mu=3.86)]
+        F = torch.eye(3, dtype=torch.float64)
+        F[0, 1] = 1.0
+        t0, c0 = time.perf_counter(), _cpu_s()
+        s = FFTSolver(pm, laws, cg_tol=1e-8, newton_tol=1e-8)
+        res = s.homogenize(F, tangent=False)
+        wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
+        stress = res.stress[0].tolist()
+        newton, cg = res.newton_iterations, res.cg_iterations
+        nrhs = 1
+    else:
+        dim, N = LINEAR_CASES[case]
+        pm = disc_map(dim, N)
+        laws = [IsotropicElastic(1.0, 0.3), IsotropicElastic(10.0, 0.3)]
+        t0, c0 = time.perf_counter(), _cpu_s()
+        s = FFTSolver(pm, laws, cg_tol=1e-8)
+        res = s.homogenize(torch.zeros(dim, dim, dtype=torch.float64), tangent=True)
+        wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
+        stress = res.tangent[0].reshape(dim * dim, dim * dim).tolist()
+        newton, cg = 1, res.cg_iterations
+        nrhs = s.m
+    peak = _peak_mb()
+    # FFT pair of one strain field (m components), the floor of a CG iteration
+    x = torch.randn(s.m, *s.shape, dtype=torch.float64)
+    dims = tuple(range(-s.k, 0))
+    reps = max(3, int(2e7 / x.numel()))
+    torch.fft.irfftn(torch.fft.rfftn(x, dim=dims), s=s.shape, dim=dims)
+    t1 = time.perf_counter()
+    for _ in range(reps):
+        torch.fft.irfftn(torch.fft.rfftn(x, dim=dims), s=s.shape, dim=dims)
+    fft_pair = (time.perf_counter() - t1) / reps
+    # time per CG iteration, measured on the same linear operator
+    from oracles.rve.solver import _DenseTangent
+
+    if case == FINITE_CASE:
+        _, Kt = s._constitutive(s.basis.vec(F)[None, :, None, None, None].expand(1, s.m, *s.shape).clone())
+        Kop = _DenseTangent(Kt)
+    else:
+        Kop = s._linear_tangent()
+    b = s.G(Kop(torch.randn(1, nrhs, s.m, *s.shape, dtype=torch.float64)))
+    its = 20
+    saved = s.cg_maxiter
+    t1 = time.perf_counter()
+    try:
+        s.cg_tol, s.cg_maxiter = 1e-300, its
+        s._cg(Kop, b)
+    except Exception:
+        pass
+    per_iter = (time.perf_counter() - t1) / its
+    s.cg_maxiter = saved
+    return {
+        "wall_time_s": wall,
+        "cpu_time_s": cpu,
+        "newton_iterations": newton,
+        "cg_iterations": cg,
+        "right_hand_sides_per_cg": nrhs,
+        "result": stress,
+        "peak_rss_mb": peak,
+        "rss_after_imports_mb": base,
+        "peak_above_imports_mb": peak - base,
+        "fft_pair_s": fft_pair,
+        "cg_iteration_s": per_iter,
+        "cg_iteration_per_rhs_s": per_iter / nrhs,
+    }
+
+
+def run_muspectre(case: str) -> dict:
+    import muSpectre as mu
+
+    if case == "degeus_increments":
+        return _muspectre_increments()
+
+    base = _rss_mb()
+    if case == FINITE_CASE:
+        dim, N = 3, 31
+        pm = cube_map()
+        cell = mu.Cell([N] * 3, [1.0] * 3, mu.Formulation.finite_strain)
+        mats = [
+            mu.material.MaterialHyperElastic1_3d.make(cell, f"p{i}", *svk_E_nu(K, m))
+            for i, (K, m) in enumerate([(0.833, 0.386), (8.33, 3.86)])
+        ]
+        loads = [np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])]
+    else:
+        dim, N = LINEAR_CASES[case]
+        pm = disc_map(dim, N)
+        cell = mu.Cell([N] * dim, [1.0] * dim, mu.Formulation.small_strain)
+        M = mu.material.MaterialLinearElastic1_2d if dim == 2 else mu.material.MaterialLinearElastic1_3d
+        mats = [M.make(cell, "soft", 1.0, 0.3), M.make(cell, "hard", 10.0, 0.3)]
+        loads = unit_loads(dim)
+    pix = np.array([list(p) for p in cell.pixels])
+    flat = pm[tuple(pix.T)]
+    for i, ph in enumerate(flat):
+        mats[int(ph)].add_pixel(i)
+    t0, c0 = time.perf_counter(), _cpu_s()
+    cell.initialise()
+    krylov = {
+        "cg": mu.solvers.KrylovSolverCG,
+        "cg_eigen": mu.solvers.KrylovSolverCGEigen,
+        "minres_eigen": mu.solvers.KrylovSolverMINRESEigen,
+    }
+    # the finite-strain load is solved by muSpectre's CG when it can; its CG
+    # stops on an indefinite tangent (SVK in one step of simple shear), then
+    # we record that and fall back to MINRES, which accepts indefinite systems
+    order = ["cg"] if case != FINITE_CASE else ["cg", "cg_eigen", "minres_eigen"]
+    failures = {}
+    for name in order:
+        try:
+            cg = krylov[name](cell, 1e-8, 2000, mu.Verbosity.Silent)
+            newton, results = 0, []
+            for E in loads:
+                tol = 1e-5 if case == FINITE_CASE else 1e-8
+                r = mu.solvers.newton_cg(cell, E, cg, tol, 1e-8, mu.Verbosity.Silent)
+                newton += r.nb_it
+                stress = np.asarray(r.stress).reshape(dim * dim, -1, order="F").mean(1)
+                results.append(stress.tolist())
+            break
+        except RuntimeError as e:
+            failures[name] = str(e).strip().splitlines()[0][:300]
+    else:
+        return {
+            "error": f"muSpectre failed in one step with every Krylov solver: {failures}",
+            "krylov_failures": failures,
+        }
+    wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
+    return {
+        "wall_time_s": wall,
+        "cpu_time_s": cpu,
+        "newton_iterations": int(newton),
+        "cg_iterations": int(r.nb_fev),
+        "krylov_solver": name,
+        "krylov_failures": failures,
+        "result": results,
+        "peak_rss_mb": _peak_mb(),
+        "rss_after_imports_mb": base,
+        "peak_above_imports_mb": _peak_mb() - base,
+    }
+
+
+def _muspectre_increments() -> dict:
+    """The de Geus load applied in 10 increments (muSpectre fails in one step)."""
+    import muSpectre as mu
+
+    pm = cube_map()
+    cell = mu.Cell([31] * 3, [1.0] * 3, mu.Formulation.finite_strain)
+    mats = [
+        mu.material.MaterialHyperElastic1_3d.make(cell, f"p{i}", *svk_E_nu(K, m))
+        for i, (K, m) in enumerate([(0.833, 0.386), (8.33, 3.86)])
+    ]
+    pix = np.array([list(p) for p in cell.pixels])
+    for i, ph in enumerate(pm[tuple(pix.T)]):
+        mats[int(ph)].add_pixel(i)
+    t0, c0 = time.perf_counter(), _cpu_s()
+    cell.initialise()
+    cg = mu.solvers.KrylovSolverCG(cell, 1e-8, 2000, mu.Verbosity.Silent)
+    dF = np.zeros((3, 3))
+    dF[0, 1] = 0.1
+    try:
+        rs = mu.solvers.newton_cg(cell, [dF] * 10, cg, 1e-5, 1e-8, mu.Verbosity.Silent)
+    except RuntimeError as e:
+        return {"error": str(e).strip().splitlines()[0][:300]}
+    wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
+    return {
+        "wall_time_s": wall,
+        "cpu_time_s": cpu,
+        "newton_iterations": int(sum(r.nb_it for r in rs)),
+        "cg_iterations": int(rs[-1].nb_fev),
+        "result": np.asarray(rs[-1].stress).reshape(9, -1, order="F").mean(1).tolist(),
+        "peak_rss_mb": _peak_mb(),
+    }
+
+
+# --------------------------------------------------------------------- main
+def _spawn(case: str, solver: str, timeout: float) -> dict:
+    cmd = [sys.executable, __file__, "--worker", solver, "--case", case]
+    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), PYTHONPATH=str(ROOT))
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timeout after {timeout} s"}
+    if p.returncode != 0:
+        return {"error": p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"rc {p.returncode}"}
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--worker", choices=("ours", "muspectre"))
+    ap.add_argument("--case")  # a case name, or degeus_increments (muSpectre only)
+    ap.add_argument("--cases", nargs="*", default=None)
+    ap.add_argument("--timeout", type=float, default=900)
+    ap.add_argument("--out", default=str(OUT))
+    args = ap.parse_args()
+    if args.worker:
+        fn = run_ours if args.worker == "ours" else run_muspectre
+        print(json.dumps(fn(args.case)))
+        return 0
+    cases = args.cases or [*LINEAR_CASES, FINITE_CASE]
+    try:
+        import muSpectre  # noqa: F401
+
+        mu_ok, mu_err = True, None
+    except Exception as e:  # recorded, not fatal
+        mu_ok, mu_err = False, f"{type(e).__name__}: {e}"
+    import torch
+
+    out = {
+        "benchmark": "rve_solver",
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+        "torch": torch.__version__,
+        "torch_threads": THREADS,
+        "muspectre_threads": "serial FFT engine (1 thread)",
+        "muspectre_available": mu_ok,
+        "muspectre_error": mu_err,
+        "timing_note": "2 CPU cores shared with other jobs: ratios are from one run, noisy",
+        "targets": {
+            "wall_ratio_3d": 0.5,
+            "wall_ratio_2d": 1.0,
+            "peak_memory_ratio": 1.0,
+            "cg_iteration_over_fft_pair": 3.0,
+        },
+        "cases": {},
+    }
+    for case in cases:
+        ours = _spawn(case, "ours", args.timeout)
+        ref = _spawn(case, "muspectre", args.timeout) if mu_ok else {"error": mu_err}
+        entry = {"ours": ours, "muspectre": ref}
+        if case == FINITE_CASE and mu_ok and "error" in ref:
+            # not the issue's one-step load: a labelled reference only
+            entry["muspectre_10_increments"] = _spawn("degeus_increments", "muspectre", args.timeout)
+        dim = 3 if ("3d" in case) else 2
+        if "error" not in ours:
+            entry["fft_limit_ratio"] = ours["cg_iteration_per_rhs_s"] / ours["fft_pair_s"]
+        if "error" not in ours and "error" not in ref:
+            entry["wall_ratio"] = ours["wall_time_s"] / ref["wall_time_s"]
+            entry["cpu_ratio"] = ours["cpu_time_s"] / ref["cpu_time_s"]
+            entry["peak_memory_ratio"] = ours["peak_rss_mb"] / ref["peak_rss_mb"]
+            entry["peak_memory_above_imports_ratio"] = ours["peak_above_imports_mb"] / max(
+                ref["peak_above_imports_mb"], 1e-9
+            )
+            ours_r = np.asarray(ours["result"], dtype=float).ravel()
+            ref_r = np.asarray(ref["result"], dtype=float)
+            if case != FINITE_CASE:
+                # muSpectre gives the stress of each unit load: the columns of C
+                k = dim
+                C_ref = ref_r.T  # k*k x m: stress of each unit load
+                C_ours = ours_r.reshape(k * k, k * k)
+                cols = [
+                    (C_ours.reshape(k, k, k, k) * E).sum((2, 3)).ravel() for E in unit_loads(k)
+                ]
+                entry["max_rel_diff_vs_muspectre"] = float(
+                    np.abs(np.stack(cols, 1) - C_ref).max() / np.abs(C_ref).max()
+                )
+            else:
+                entry["max_rel_diff_vs_muspectre"] = float(
+                    np.abs(ours_r - ref_r.ravel()).max() / np.abs(ref_r).max()
+                )
+            target = 0.5 if dim == 3 else 1.0
+            entry["meets_target"] = {
+                "wall_time": entry["wall_ratio"] <= target,
+                "peak_memory": entry["peak_memory_ratio"] <= 1.0,
+                "fft_limit": entry["fft_limit_ratio"] <= 3.0,
+            }
+            entry["meets_target"]["all"] = all(entry["meets_target"].values())
+        else:
+            entry["meets_target"] = {"all": False, "reason": "a solver failed; see its error"}
+        out["cases"][case] = entry
+        print(case, json.dumps({k: v for k, v in entry.items() if k not in ("ours", "muspectre")}), flush=True)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
