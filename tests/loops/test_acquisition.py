@@ -1,0 +1,96 @@
+"""Candidate generators against independent computations."""
+
+import pytest
+import torch
+from botorch.models import SingleTaskGP
+from botorch.models.transforms import Normalize
+
+from loops.acquisition import LevelCostModel, MaxVariance, Problem, propose, sobol_points
+from loops.config import Acquisition
+from loops.models import fit_model
+
+D = torch.float64
+FAST = Acquisition(num_restarts=2, raw_samples=64, maxiter=50, mc_points=64, num_fantasies=4)
+
+
+def _gp(X, Y, bounds):
+    return fit_model("singletask_gp", X, Y, bounds, options={"maxiter": 50})
+
+
+def test_sobol_continuation_is_one_sequence():
+    b = torch.tensor([[0.0, -1.0], [2.0, 1.0]], dtype=D)
+    full = sobol_points(b, 12, seed=5)
+    assert torch.equal(torch.cat([sobol_points(b, 5, seed=5), sobol_points(b, 7, seed=5, skip=5)]), full)
+    assert ((full >= b[0]) & (full <= b[1])).all()
+
+
+def test_level_cost_model_interpolates_costs():
+    cm = LevelCostModel((1.0, 3.0, 10.0))
+    X = torch.tensor([[[0.3, 0.0]], [[0.3, 1.0]], [[0.3, 1.5]], [[0.3, 2.0]]], dtype=D)
+    assert cm(X).flatten().tolist() == pytest.approx([1.0, 3.0, 6.5, 10.0])
+
+
+def test_max_variance_equals_gp_conditioned_on_pending():
+    torch.manual_seed(0)
+    b = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=D)
+    X = torch.rand(8, 2, dtype=D)
+    Y = torch.sin(6 * X[:, :1]) + X[:, 1:]
+    m1 = SingleTaskGP(X, Y, input_transform=Normalize(2, bounds=b), outcome_transform=None)
+    m1.likelihood.noise = torch.tensor([1e-3], dtype=D)
+    m1.eval()
+    P = torch.rand(2, 2, dtype=D)
+    x = torch.rand(5, 1, 2, dtype=D)
+    acq = MaxVariance(m1, torch.ones(1, dtype=D), m1.likelihood.noise.detach().reshape(1), X_pending=P)
+    # independent: a GP with the same hyperparameters trained on X and P (values do not matter)
+    m2 = SingleTaskGP(torch.cat([X, P]), torch.cat([Y, torch.zeros(2, 1, dtype=D)]),
+                      input_transform=Normalize(2, bounds=b), outcome_transform=None)
+    m2.load_state_dict(m1.state_dict(), strict=False)
+    m2.eval()
+    expected = m2.posterior(x).variance.reshape(-1)
+    assert torch.allclose(acq(x), expected, rtol=1e-5, atol=1e-9)
+    # and pending points lower the variance
+    assert (acq(x) <= m1.posterior(x).variance.reshape(-1) + 1e-12).all()
+
+
+def test_constrained_qlognei_respects_outcome_constraint():
+    # maximize y0 = x with y1 = x <= 0.5: the best feasible point is x = 0.5
+    X = torch.linspace(0, 1, 9, dtype=D).unsqueeze(-1)
+    Y = torch.cat([X, X], -1)
+    b = torch.tensor([[0.0], [1.0]], dtype=D)
+    prob = Problem(bounds=b, objective_idx=[0], signs=[1.0], constraints=[(1, None, 0.5)])
+    cand = propose("qLogNEI", _gp(X, Y, b), prob, X, Y, 1, FAST, seed=1)
+    assert cand.shape == (1, 1) and 0.3 <= cand.item() <= 0.62
+    free = Problem(bounds=b, objective_idx=[0], signs=[1.0], constraints=[])
+    assert propose("qLogNEI", _gp(X, Y, b), free, X, Y, 1, FAST, seed=1).item() > 0.8
+
+
+def test_qlognehvi_batch_in_bounds_and_distinct():
+    torch.manual_seed(1)
+    b = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=D)
+    X = torch.rand(10, 2, dtype=D)
+    Y = torch.stack([X[:, 0], 1 - X[:, 0] ** 2 + 0.1 * X[:, 1]], -1)
+    prob = Problem(bounds=b, objective_idx=[0, 1], signs=[1.0, 1.0], constraints=[])
+    cand = propose("qLogNEHVI", _gp(X, Y, b), prob, X, Y, 2, FAST, seed=0)
+    assert cand.shape == (2, 2) and ((cand >= 0) & (cand <= 1)).all()
+    assert (cand[0] - cand[1]).norm() > 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,model", [("qMFKG", "mf_gp"), ("qMFMES", "ar1"), ("max_variance", "mf_gp")])
+def test_multi_fidelity_candidates(name, model):
+    from loops.registry import build_oracle
+
+    oracle = build_oracle({"name": "branin_mf", "fidelities": [0.5, 1.0], "costs": [1.0, 10.0]})
+    Xs = sobol_points(oracle.bounds, 8, seed=0)
+    X = torch.cat([torch.cat([Xs, torch.zeros(8, 1, dtype=D)], -1), torch.cat([Xs[:4], torch.ones(4, 1, dtype=D)], -1)])
+    Y = torch.cat([oracle.evaluate(Xs, 0).Y, oracle.evaluate(Xs[:4], 1).Y])
+    prob = Problem(bounds=oracle.bounds, objective_idx=[0], signs=[-1.0], constraints=[], num_fidelities=2,
+                   target_fidelity=1, costs=(1.0, 10.0))
+    opts = {"restarts": 1} if model == "ar1" else {"maxiter": 50}
+    if model == "ar1":
+        opts.update(num_fidelities=2, costs=[1.0, 10.0])
+    gp = fit_model(model, X, Y, prob.model_bounds, fidelity_dim=2, options=opts)
+    cand = propose(name, gp, prob, X, Y, 1, FAST, seed=0)
+    assert cand.shape == (1, 3)
+    assert cand[0, 2].item() in (0.0, 1.0)
+    assert ((cand[0, :2] >= oracle.bounds[0]) & (cand[0, :2] <= oracle.bounds[1])).all()
