@@ -20,6 +20,7 @@ from oracles.rve.microstructure import (
     VoronoiPolycrystal,
     check_grid,
 )
+from oracles.rve.oracle import RVEOracle, load_phase_map
 from oracles.rve.solver import FFTSolver, HomogenizationResult, batched_cg, mandel_basis
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "NeoHookean",
     "PhaseMap",
     "RSA_JAMMING_FRACTION",
+    "RVEOracle",
     "RandomFibres",
     "SmallStrainLaw",
     "StVenantKirchhoff",
@@ -42,5 +44,6 @@ __all__ = [
     "batched_cg",
     "check_grid",
     "lame_from",
+    "load_phase_map",
     "mandel_basis",
 ]
