@@ -586,7 +586,7 @@ class Campaign:
             "calls": st.calls, "failed": st.failed, "cost": st.cost,
             "acq_time": self._acq_time, "fit_time": self._fit_time,
         }
-        if st.best is not None:
+        if st.best is not None and self.config.mode == "optimize":
             metrics["best_value"] = st.best
         if self.config.mode == "learn":
             metrics.update(self.validation_metrics())

@@ -69,4 +69,5 @@ def cached_oracle(spec: dict[str, Any]):
     """One oracle per spec per process (workers reuse it across calls)."""
     import json
 
-    return _cached(json.dumps(spec, sort_keys=True))
+    # key order is meaning (e.g. the order of micro_params is the order of inputs): no sort_keys
+    return _cached(json.dumps(spec))
