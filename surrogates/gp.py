@@ -43,6 +43,7 @@ import warnings
 from typing import Any
 
 import gpytorch
+import numpy as np
 import torch
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import MultiTaskGP, SingleTaskGP
@@ -395,8 +396,14 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
     def _fast_terms(self) -> dict[str, Tensor]:
         """Per-output quantities of the exact predictor, computed once per fit.
 
-        With ``A = K + Sigma_noise`` (standardized units):
-        ``alpha = A^-1 (y - c)`` (mean weights) and ``A^-1`` (for variances).
+        With ``A = K + Sigma_noise`` (standardized units), ``L`` its Cholesky
+        factor, ``s`` the output scale and ``w = sqrt(5) / l`` the scaled
+        inverse lengthscales: the centred, scaled training inputs
+        ``Zt = w (Xt - mu)`` (``m x N x d``) and their squared norms, the
+        mean weights ``s alpha = s A^-1 (y - c)`` and ``L`` (for variances).
+        Everything that depends only on the training data is here, so a
+        prediction costs GEMMs against these plus ``O(N)`` elementwise work
+        per point and output.
         """
         # a conditioned/fantasy copy shares the attribute but not the data
         key = (self.train_targets.data_ptr(), tuple(self.train_targets.shape))
@@ -408,25 +415,40 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             prior = self.forward(Xt)
             A = self.likelihood(prior, Xt).covariance_matrix  # (m x) N x N
             y = self.train_targets  # (m x) N, standardized
-            L = torch.linalg.cholesky(A.reshape(m, *A.shape[-2:]))
+            L = torch.linalg.cholesky(A.reshape(m, *A.shape[-2:]))  # m x N x N
             r = (y - prior.mean).reshape(m, -1, 1)
             alpha = torch.cholesky_solve(r, L).squeeze(-1)  # m x N
-            eye = torch.eye(L.shape[-1], dtype=L.dtype).expand_as(L)
-            A_inv = torch.cholesky_solve(eye, L)  # m x N x N
-            base = self.covar_module.base_kernel
-            ls = base.lengthscale.reshape(m, 1, -1)  # m x 1 x d
+            scale = self.covar_module.outputscale.reshape(m, 1, 1)
+            alpha_s = scale.reshape(m, 1) * alpha  # m x N
+            w = math.sqrt(5.0) / self.covar_module.base_kernel.lengthscale.reshape(m, 1, -1)  # m x 1 x d
+            # centring on the training mean keeps |z|^2 + |z'|^2 - 2 z.z' accurate
+            mu = Xt.mean(0)
+            Zt = (Xt - mu) * w  # m x N x d
+            x_off = self.input_transform._offset.reshape(-1)
+            x_coef = self.input_transform._coefficient.reshape(-1)
+            y_std = self.outcome_transform.stdvs.reshape(m)
             cache = {
                 "key": key,
-                "Xt": Xt,
-                "alpha": alpha,
-                "A_inv": A_inv,
-                "ls": ls,
-                "scale": self.covar_module.outputscale.reshape(m, 1, 1),
+                "L": L,
+                "scale": scale,
+                "w": w,
+                # [-2 z', 1, |z'|^2]^T, so that rho^2 is one GEMM with [z, |z|^2, 1]
+                "ZtaugT": torch.cat(
+                    [-2.0 * Zt, torch.ones_like(Zt[..., :1]), Zt.pow(2).sum(-1, keepdim=True)], -1
+                ).transpose(-1, -2).contiguous(),  # m x (d + 2) x N
+                # one GEMM of (1 + rho) e^-rho against [s alpha, s alpha Zt]
+                # gives the kernel sum and the tangent's two terms
+                "BT": torch.cat([alpha_s.unsqueeze(-1), alpha_s.unsqueeze(-1) * Zt], -1)
+                .transpose(-1, -2).contiguous(),  # m x (1 + d) x N
+                "alpha3": (alpha_s / 3.0).unsqueeze(-2),  # m x 1 x N
                 "const": self.mean_module.constant.reshape(m, 1),
                 "y_mean": self.outcome_transform.means.reshape(m),
-                "y_std": self.outcome_transform.stdvs.reshape(m),
-                "x_off": self.input_transform._offset.reshape(-1),
-                "x_coef": self.input_transform._coefficient.reshape(-1),
+                "y_std": y_std,
+                # x (original units) -> z: z = (x - off) / coef * w - mu * w
+                "x_mul": (w / x_coef),  # m x 1 x d
+                "x_shift": ((x_off / x_coef + mu) * w),  # m x 1 x d
+                # dP/dx = y_std * dm/dz * w / coef, with dm/dz = (T - S z) / 3
+                "jac_mul": (y_std.reshape(m, 1, 1) / 3.0) * (w / x_coef),  # m x 1 x d
             }
         self._fast_cache = cache
         return cache
@@ -435,11 +457,18 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         """Exact posterior mean, its Jacobian and marginal variances at ``X``
         (``c x d``) in closed form for the ARD Matérn-5/2 kernel.
 
-        With ``r`` the lengthscale-scaled distance and ``s`` the output scale,
-        ``k = s (1 + sqrt5 r + 5/3 r^2) exp(-sqrt5 r)`` and
-        ``dk/dx = -5/3 s (1 + sqrt5 r) exp(-sqrt5 r) (x - x') / l^2``
-        (no singularity at ``r = 0``). Cost ``O(c N (d + m))`` for the mean and
-        tangent plus ``O(c N^2 m)`` for the variances (one GEMM with ``A^-1``).
+        In scaled coordinates ``z = sqrt(5) x / l`` with ``rho = |z - z'|`` and
+        output scale ``s``: ``k = s (1 + rho + rho^2 / 3) e^-rho`` and
+        ``dk/dz = -s/3 (1 + rho) e^-rho (z - z')`` (no singularity at
+        ``rho = 0``). With ``p = (1 + rho) e^-rho`` (``c x N`` per output) the
+        mean is ``c + p (s alpha) + (rho^2 e^-rho) (s alpha) / 3`` and the
+        Jacobian ``(T - S z) / 3`` with ``[S, T] = p [s alpha, s alpha Zt]``:
+        one GEMM, no ``c x N x d`` difference tensor. The input and output
+        transforms enter the Jacobian as diagonal factors. Cost
+        ``O(c N d m)`` for the mean and tangent plus ``O(c N^2 m)`` for the
+        variances (a triangular solve with the Cholesky factor). The points
+        are processed in blocks of ``_FAST_BLOCK`` so the ``m x block x N``
+        work arrays stay in cache and are reused.
         """
         n_train = self.train_dataset.n if self.train_dataset is not None else -1
         if self.train_targets.shape[-1] != n_train or self.train_targets.dim() > (2 if self.num_outputs > 1 else 1):
@@ -447,31 +476,58 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             # written for the fitted training set, use the generic path
             return super()._mean_jac_var(X, with_variance)
         c = self._fast_terms()
-        s5 = math.sqrt(5.0)
+        m, N = c["BT"].shape[0], c["BT"].shape[-1]
+        n, d = X.shape
+        mean = torch.empty(m, n, dtype=DTYPE)
+        jac = torch.empty(m, n, d, dtype=DTYPE)
+        var = torch.empty(m, n, dtype=DTYPE) if with_variance else None
+        b = min(n, self._FAST_BLOCK)
+        work = [torch.empty(m, b, N, dtype=DTYPE) for _ in range(3)]
         with torch.no_grad():
-            xs = (X - c["x_off"]) / c["x_coef"]  # c x d in the unit cube
-            Z = xs.unsqueeze(0) / c["ls"]  # m x c x d
-            Zt = c["Xt"].unsqueeze(0) / c["ls"]  # m x N x d
-            # in-place where possible: these m x c x N arrays dominate the cost
-            sq = Z.pow(2).sum(-1, keepdim=True) + Zt.pow(2).sum(-1).unsqueeze(-2)
-            r2 = torch.baddbmm(sq, Z, Zt.transpose(-1, -2), alpha=-2.0).clamp_min_(0)  # m x c x N
-            r = r2.sqrt()
-            e = r.mul(-s5).exp_()
-            poly = r.mul_(s5).add_(1)  # 1 + sqrt5 r (reuses r's storage)
-            K = r2.mul_(5.0 / 3.0).add_(poly).mul_(e).mul_(c["scale"])  # m x c x N
-            alpha = c["alpha"].unsqueeze(-1)  # m x N x 1
-            mean_std = c["const"] + (K @ alpha).squeeze(-1)  # m x c
-            G = poly.mul_(e).mul_((-5.0 / 3.0) * c["scale"] * alpha.transpose(-1, -2))  # m x c x N
-            ls2 = c["ls"].pow(2)
-            jac_std = (G.sum(-1, keepdim=True) * xs.unsqueeze(0) - G @ c["Xt"]) / ls2  # m x c x d
-            y_std = c["y_std"].unsqueeze(-1)
-            mean = (c["y_mean"].unsqueeze(-1) + y_std * mean_std).T  # c x m
-            jac = (y_std.unsqueeze(-1) * jac_std / c["x_coef"]).transpose(0, 1)  # c x m x d
-            var = None
-            if with_variance:
-                var_std = c["scale"].reshape(-1, 1) - ((K @ c["A_inv"]) * K).sum(-1)  # m x c
-                var = (y_std.pow(2) * var_std.clamp_min(0)).T  # c x m
-        return mean, jac, var
+            X = X.to(DTYPE)
+            for i in range(0, n, b):
+                sl = slice(i, min(i + b, n))
+                self._fast_block(c, X[sl], mean[:, sl], jac[:, sl], None if var is None else var[:, sl],
+                                 [w[:, : sl.stop - sl.start] for w in work])
+        mean = (c["y_mean"].unsqueeze(-1) + c["y_std"].unsqueeze(-1) * mean).T  # n x m
+        if var is not None:
+            var = (c["y_std"].pow(2).unsqueeze(-1) * var.clamp_min_(0)).T  # n x m
+        return mean, jac.transpose(0, 1), var
+
+    #: points per block of the closed-form predictor (m x block x N work arrays)
+    _FAST_BLOCK = 256
+
+    @staticmethod
+    def _fast_block(c, X, mean_out, jac_out, var_out, work) -> None:
+        """One block of :meth:`_mean_jac_var`, written into the ``*_out`` views
+        (standardized mean ``m x b``, original-unit Jacobian ``m x b x d``,
+        standardized variance ``m x b``). ``work``: three ``m x b x N`` buffers."""
+        R, P, E = work
+        Z = torch.addcmul(c["x_shift"].neg(), X.unsqueeze(0), c["x_mul"])  # m x b x d
+        # |z - z'|^2 = [z, |z|^2, 1] . [-2 z', 1, |z'|^2]: one GEMM
+        Zaug = torch.cat([Z, Z.pow(2).sum(-1, keepdim=True), torch.ones_like(Z[..., :1])], -1)
+        torch.bmm(Zaug, c["ZtaugT"], out=R)  # rho^2, m x b x N
+        # the transcendental passes dominate: numpy's SIMD sqrt/exp are about
+        # 2x faster than torch's on the measured CPU; same memory, no copies
+        Rn, Pn, En = R.numpy(), P.numpy(), E.numpy()
+        R.clamp_min_(0.0)
+        np.sqrt(Rn, out=Pn)  # rho
+        np.negative(Pn, out=En)
+        np.exp(En, out=En)  # e^-rho
+        torch.addcmul(E, P, E, out=P)  # p = (1 + rho) e^-rho
+        R.mul_(E)  # q = rho^2 e^-rho
+        # [S; T] = [s alpha, s alpha Zt]^T p^T: this orientation of the skinny
+        # GEMM measured ~2x faster than p [s alpha, s alpha Zt]
+        ST = torch.bmm(c["BT"], P.transpose(-1, -2)).transpose(-1, -2)  # m x b x (1 + d)
+        S = ST[..., :1]
+        # a multiply-and-sum beats a one-column batched GEMM here
+        torch.add(S.squeeze(-1), (R * c["alpha3"]).sum(-1), out=mean_out).add_(c["const"])
+        torch.addcmul(ST[..., 1:], S, Z, value=-1.0, out=jac_out).mul_(c["jac_mul"])
+        if var_out is not None:
+            # K = s (p + q / 3); v = L^-1 K^T; var = s - |v|^2
+            K = R.div_(3.0).add_(P).mul_(c["scale"])  # m x b x N
+            V = torch.linalg.solve_triangular(c["L"], K.transpose(-1, -2), upper=False)  # m x N x b
+            torch.sub(c["scale"].reshape(-1, 1), V.pow(2).sum(-2), out=var_out)
 
 
 @register_surrogate
