@@ -132,3 +132,32 @@ class BraninMultiFidelity(Oracle):
     def _evaluate_one(self, x: Tensor, fidelity: int) -> PointResult:
         xs = torch.cat([x, torch.tensor([self.levels[fidelity]], dtype=DTYPE)]).unsqueeze(0)
         return PointResult(y=self._fn.evaluate_true(xs).reshape(1))
+
+
+class DieOnceOracle(Oracle):
+    """Branin whose worker process dies (``os._exit``) on its first call.
+
+    ``marker`` is a file path: the first call anywhere creates it and kills its
+    process, later calls evaluate normally. For testing worker-death recovery.
+    """
+
+    input_names = ("x0", "x1")
+    output_names = ("f",)
+
+    def __init__(self, marker: str, delay: float = 0.0):
+        self.marker = str(marker)
+        self.delay = float(delay)
+        self._fn = Branin(dtype=DTYPE)
+        self.bounds = self._fn.bounds.clone()
+
+    def _evaluate_one(self, x: Tensor, fidelity: int) -> PointResult:
+        import os
+
+        try:
+            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if self.delay:
+                time.sleep(self.delay)
+            return PointResult(y=self._fn.evaluate_true(x.unsqueeze(0)).reshape(1))
+        os.close(fd)
+        os._exit(1)

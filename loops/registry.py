@@ -29,6 +29,7 @@ ORACLES: dict[str, tuple[str, ...]] = {
     "slow": ("loops.fakes:SlowOracle",),
     "flaky": ("loops.fakes:FlakyOracle",),
     "branin_mf": ("loops.fakes:BraninMultiFidelity",),
+    "die_once": ("loops.fakes:DieOnceOracle",),
 }
 
 

@@ -88,3 +88,21 @@ def test_sigkill_then_resume(tmp_path, seed):
     # in-flight points were re-run under their own ids
     for rid in in_flight:
         assert after[rid]["status"] == "done"
+
+
+@pytest.mark.slow
+def test_dead_worker_point_is_resubmitted(tmp_path):
+    from loops.config import parse_config
+    from loops.engine import Campaign
+
+    marker = tmp_path / "died"
+    cfg = parse_config({
+        "name": "die", "oracle": {"name": "die_once", "marker": str(marker), "delay": 0.2},
+        "budget": {"calls": 6}, "initial": {"n": 4}, "acquisition": {"name": "sobol"},
+        "executor": {"kind": "process", "workers": 2}, "tracking": {"enabled": False},
+        "run_dir": str(tmp_path),
+    })
+    Campaign(cfg, run_dir=tmp_path / "run").run()
+    assert marker.exists()  # a worker process did die
+    rows = RunStore(tmp_path / "run" / "store.sqlite").rows()
+    assert len(rows) == 6 and all(r["status"] == "done" for r in rows)
