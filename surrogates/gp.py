@@ -411,7 +411,11 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             return self._fast_cache
         m = self.num_outputs
         with torch.no_grad():
-            Xt = self.input_transform(self.train_dataset.X)  # N x d, unit cube
+            # a model built without transforms maps identically
+            tf_in = getattr(self, "input_transform", None)
+            tf_out = getattr(self, "outcome_transform", None)
+            X_train = self.train_dataset.X
+            Xt = tf_in(X_train) if tf_in is not None else X_train  # N x d, unit cube
             prior = self.forward(Xt)
             A = self.likelihood(prior, Xt).covariance_matrix  # (m x) N x N
             y = self.train_targets  # (m x) N, standardized
@@ -424,9 +428,11 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             # centring on the training mean keeps |z|^2 + |z'|^2 - 2 z.z' accurate
             mu = Xt.mean(0)
             Zt = (Xt - mu) * w  # m x N x d
-            x_off = self.input_transform._offset.reshape(-1)
-            x_coef = self.input_transform._coefficient.reshape(-1)
-            y_std = self.outcome_transform.stdvs.reshape(m)
+            d = Xt.shape[-1]
+            x_off = tf_in._offset.reshape(-1) if tf_in is not None else Xt.new_zeros(d)
+            x_coef = tf_in._coefficient.reshape(-1) if tf_in is not None else Xt.new_ones(d)
+            y_mean = tf_out.means.reshape(m) if tf_out is not None else Xt.new_zeros(m)
+            y_std = tf_out.stdvs.reshape(m) if tf_out is not None else Xt.new_ones(m)
             cache = {
                 "key": key,
                 "L": L,
@@ -442,7 +448,7 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
                 .transpose(-1, -2).contiguous(),  # m x (1 + d) x N
                 "alpha3": (alpha_s / 3.0).unsqueeze(-2),  # m x 1 x N
                 "const": self.mean_module.constant.reshape(m, 1),
-                "y_mean": self.outcome_transform.means.reshape(m),
+                "y_mean": y_mean,
                 "y_std": y_std,
                 # x (original units) -> z: z = (x - off) / coef * w - mu * w
                 "x_mul": (w / x_coef),  # m x 1 x d

@@ -381,3 +381,95 @@ def test_multi_fidelity_dataset_is_refused():
     ds = Dataset(X=X, Y=branin01(X), fidelity=torch.tensor([0, 0, 0, 1, 1, 1]))
     with pytest.raises(ValueError, match="fidelity levels"):
         GPSurrogate.from_dataset(ds)
+
+
+# ------------------------------------------- closed-form fast path, exactness
+def _random_hyper_gp(dim, n_train, seed, transforms=True, known_noise=False):
+    """Constitutive GP (k*k -> k*k) with random hyperparameters, no fit: the
+    fast path must equal GPyTorch for any hyperparameters."""
+    from botorch.models.transforms.input import Normalize
+    from botorch.models.transforms.outcome import Standardize
+    from gpytorch.kernels import MaternKernel, ScaleKernel
+
+    g = torch.Generator().manual_seed(seed)
+    k = dim * dim
+    F = torch.eye(dim, dtype=D) + 0.2 * (2 * torch.rand(n_train, dim, dim, generator=g, dtype=D) - 1)
+    X = (F - torch.eye(dim, dtype=D)).reshape(n_train, k)
+    Y = 3.0 * linear_elastic_P(F).reshape(n_train, k) + 0.5 * X.pow(2) + 2.0
+    Yvar = torch.full_like(Y, 1e-4) if known_noise else None
+    covar = ScaleKernel(MaternKernel(nu=2.5, ard_num_dims=k, batch_shape=torch.Size([k])),
+                        batch_shape=torch.Size([k]))
+    bounds = torch.stack([X.min(0).values - 0.1, X.max(0).values + 0.3])
+    gp = GPSurrogate(
+        train_X=X, train_Y=Y, train_Yvar=Yvar, covar_module=covar,
+        outcome_transform=Standardize(m=k) if transforms else None,
+        input_transform=Normalize(d=k, bounds=bounds) if transforms else None,
+    )
+    gp.train_dataset = Dataset(X=X, Y=Y, Yvar=Yvar)
+    gp._sb_config = {**GPSurrogate._defaults, "dim_F": dim}
+    gp.covar_module.base_kernel.lengthscale = 0.2 + 1.5 * torch.rand(k, 1, k, generator=g, dtype=D)
+    gp.covar_module.outputscale = 0.5 + torch.rand(k, generator=g, dtype=D)
+    gp.mean_module.constant.data = torch.randn(k, generator=g, dtype=D) * 0.3
+    if not known_noise:
+        gp.likelihood.noise = 1e-3 * (1 + torch.rand(k, 1, generator=g, dtype=D))
+    gp.eval()
+    return gp
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+@pytest.mark.parametrize("transforms", [True, False])
+@pytest.mark.parametrize("known_noise", [False, True])
+def test_fast_path_equals_gpytorch_posterior_and_autograd(dim, transforms, known_noise):
+    # mean, Jacobian of the mean and marginal variances against GPyTorch's
+    # posterior and autograd through it, random hyperparameters and inputs
+    from surrogates.gp import _GPCommon
+
+    gp = _random_hyper_gp(dim, 60, seed=20 + dim, transforms=transforms, known_noise=known_noise)
+    g = torch.Generator().manual_seed(21)
+    Xq = 0.25 * (2 * torch.rand(40, dim * dim, generator=g, dtype=D) - 1)
+    mean, jac, var = gp._mean_jac_var(Xq)
+    mean_ref, jac_ref, var_ref = _GPCommon._mean_jac_var(gp, Xq)
+    assert jac.shape == (40, dim * dim, dim * dim)
+    torch.testing.assert_close(mean, mean_ref, rtol=1e-9, atol=1e-9 * mean_ref.abs().max().item())
+    torch.testing.assert_close(jac, jac_ref, rtol=1e-9, atol=1e-9 * jac_ref.abs().max().item())
+    torch.testing.assert_close(var, var_ref, rtol=1e-9, atol=1e-9 * var_ref.abs().max().item())
+    # also independent of how the points are chunked and blocked
+    F = torch.eye(dim, dtype=D) + Xq.reshape(40, dim, dim)
+    r = gp.material_response(F, chunk_size=7)
+    torch.testing.assert_close(r.P.reshape(40, -1), mean, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(r.variance, var.mean(-1), rtol=1e-12, atol=1e-14)
+
+
+def test_fast_path_blocks_and_finite_differences_2d():
+    gp = _random_hyper_gp(2, 80, seed=30)
+    g = torch.Generator().manual_seed(31)
+    n = GPSurrogate._FAST_BLOCK + 37  # more than one block in a chunk
+    F = torch.eye(2, dtype=D) + 0.2 * (2 * torch.rand(n, 2, 2, generator=g, dtype=D) - 1)
+    r = gp.material_response(F, chunk_size=4096, with_variance=False)
+    assert r.variance is None
+    r_small = gp.material_response(F, chunk_size=5, with_variance=False)
+    torch.testing.assert_close(r.tangent, r_small.tangent, rtol=1e-12, atol=1e-12)
+    h = 1e-6
+    Fs = F[:6]
+    for k in range(2):
+        for L in range(2):
+            dF = torch.zeros(2, 2, dtype=D)
+            dF[k, L] = h
+            fd = (gp.material_response(Fs + dF).P - gp.material_response(Fs - dF).P) / (2 * h)
+            torch.testing.assert_close(r.tangent[:6, ..., k, L], fd, rtol=1e-6, atol=1e-7)
+
+
+def test_fast_cache_follows_load_state_dict():
+    # new hyperparameters must not be served from the old cache
+    from surrogates.gp import _GPCommon
+
+    gp = _random_hyper_gp(2, 30, seed=40)
+    Xq = 0.1 * torch.randn(5, 4, generator=torch.Generator().manual_seed(41), dtype=D)
+    before = gp._mean_jac_var(Xq)[0]
+    state = gp.state_dict()
+    state["covar_module.base_kernel.raw_lengthscale"] = state["covar_module.base_kernel.raw_lengthscale"] * 1.5
+    gp.load_state_dict(state)
+    gp.eval()
+    after = gp._mean_jac_var(Xq)[0]
+    torch.testing.assert_close(after, _GPCommon._mean_jac_var(gp, Xq)[0], rtol=1e-9, atol=1e-12)
+    assert (after - before).abs().max() > 1e-6
