@@ -58,7 +58,7 @@ from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.likelihoods.gaussian_likelihood import _GaussianLikelihoodBase
 from gpytorch.likelihoods.noise_models import Noise
 from gpytorch.means import ConstantMean, Mean
-from gpytorch.priors import GammaPrior, LogNormalPrior, NormalPrior
+from gpytorch.priors import LogNormalPrior, NormalPrior
 from linear_operator.operators import DiagLinearOperator
 from linear_operator.utils.cholesky import psd_safe_cholesky
 from torch import Tensor
@@ -70,7 +70,7 @@ __all__ = ["AR1CoKriging", "AR1Kernel", "NARGP", "RecursiveCoKriging"]
 
 #: smallest noise variance (standardized units); the functions benchmarked are
 #: deterministic but a floor keeps the Cholesky factorizations stable
-_NOISE_FLOOR = 1e-6
+_NOISE_FLOOR = 1e-9
 
 
 # ----------------------------------------------------------------- priors
@@ -92,10 +92,12 @@ def _matern(d: int, active_dims: Sequence[int] | None = None) -> MaternKernel:
 
 
 def _scaled(base: Kernel, scale_prior_rate: float = 0.5) -> ScaleKernel:
-    # Gamma(2, rate) has its mode at 1 / rate: a signal variance of order one
-    # in standardized units is expected, but a near-zero one (which would make
-    # the level's posterior overconfident) is penalized.
-    k = ScaleKernel(base, outputscale_prior=GammaPrior(2.0, scale_prior_rate))
+    # A broad log-normal: signal variances of order one are expected in
+    # standardized units, but the large variance + long lengthscale regime
+    # (a nearly polynomial discrepancy, e.g. a linear bias between levels)
+    # must stay reachable; near-zero variances (overconfidence) are penalized.
+    del scale_prior_rate
+    k = ScaleKernel(base, outputscale_prior=LogNormalPrior(0.0, 3.0))
     k.outputscale = 1.0
     return k
 
@@ -231,6 +233,30 @@ class _RhoTrendMean(Mean):
     def forward(self, xz: Tensor) -> Tensor:
         return self.beta + self.rho(xz[..., : self.d]) * xz[..., self.d]
 
+    def basis(self, xz: Tensor) -> Tensor:
+        """``n x p`` regressors: ``[1, z]`` or ``[1, z, z (x - 0.5)]``."""
+        x, z = xz[..., : self.d], xz[..., self.d : self.d + 1]
+        cols = [torch.ones_like(z), z]
+        if self.linear:
+            cols.append(z * (x - 0.5))
+        return torch.cat(cols, -1)
+
+    def set_coefficients(self, coef: Tensor) -> None:
+        self.beta.copy_(coef[0])
+        self.rho0.copy_(coef[1])
+        if self.linear:
+            self.rho_lin.copy_(coef[2:])
+
+
+class _GLSConstantMean(ConstantMean):
+    """A constant mean estimated by GLS during fitting."""
+
+    def basis(self, x: Tensor) -> Tensor:
+        return torch.ones_like(x[..., :1])
+
+    def set_coefficients(self, coef: Tensor) -> None:
+        self.constant.copy_(coef[0].expand_as(self.constant))
+
 
 class _ExactGP(gpytorch.models.ExactGP):
     def __init__(self, train_x, train_y, likelihood, mean_module, covar_module):
@@ -309,14 +335,37 @@ def _dense_kernel(k: Kernel, x1: Tensor, x2: Tensor) -> Tensor:
     return k(x1, x2).to_dense()
 
 
+def _gls(gp: _ExactGP, Lc: Tensor) -> Tensor:
+    """Generalized-least-squares trend coefficients ``p`` for the model's basis."""
+    F = gp.mean_module.basis(gp.train_inputs[0])  # n x p
+    y = gp.train_targets.unsqueeze(-1)
+    KiF = torch.cholesky_solve(F, Lc)
+    A = F.transpose(-1, -2) @ KiF
+    b = KiF.transpose(-1, -2) @ y
+    # a tiny ridge keeps collinear bases (e.g. a constant lower level) solvable
+    A = A + 1e-10 * A.diagonal().mean() * torch.eye(A.shape[-1], dtype=A.dtype)
+    return torch.linalg.solve(A, b).squeeze(-1)
+
+
 def _neg_log_posterior(gp: _ExactGP) -> Tensor:
-    """Negative log marginal likelihood minus log priors, per data point."""
+    """Negative log marginal likelihood minus log priors, per data point.
+
+    When the mean module has a linear ``basis`` (the recursive co-kriging
+    trend ``beta + rho(x) f_{t-1}(x)``), its coefficients are profiled out by
+    generalized least squares (Le Gratiet & Garnier), so the optimizer only
+    sees the kernel hyperparameters and cannot stall at a poor ``rho``.
+    """
     X, y = gp.train_inputs[0], gp.train_targets
     K = _dense_kernel(gp.covar_module, X, X) + torch.diag_embed(gp.train_noise())
     Lc, info = torch.linalg.cholesky_ex(K)
     if info.any():
         Lc = psd_safe_cholesky(K)
-    r = (y - gp.mean_module(X)).unsqueeze(-1)
+    if hasattr(gp.mean_module, "basis"):
+        coef = _gls(gp, Lc)
+        mean = gp.mean_module.basis(X) @ coef
+    else:
+        mean = gp.mean_module(X)
+    r = (y - mean).unsqueeze(-1)
     alpha = torch.cholesky_solve(r, Lc)
     n = y.shape[-1]
     nll = 0.5 * (r * alpha).sum() + Lc.diagonal().log().sum() + 0.5 * n * math.log(2 * math.pi)
@@ -325,11 +374,22 @@ def _neg_log_posterior(gp: _ExactGP) -> Tensor:
     return nll / n
 
 
+def _set_gls_trend(gp: _ExactGP) -> None:
+    if not hasattr(gp.mean_module, "basis"):
+        return
+    with torch.no_grad():
+        X = gp.train_inputs[0]
+        K = _dense_kernel(gp.covar_module, X, X) + torch.diag_embed(gp.train_noise())
+        gp.mean_module.set_coefficients(_gls(gp, psd_safe_cholesky(K)))
+
+
 def _minimize(gp: _ExactGP, maxiter: int) -> float:
     """L-BFGS-B on the raw (unconstrained) hyperparameters; returns the loss."""
     from scipy.optimize import minimize
 
-    params = [p for p in gp.parameters() if p.requires_grad]
+    # trend coefficients that are profiled out by GLS are not optimized
+    skip = {id(p) for p in gp.mean_module.parameters()} if hasattr(gp.mean_module, "basis") else set()
+    params = [p for p in gp.parameters() if p.requires_grad and id(p) not in skip]
     shapes = [p.shape for p in params]
     sizes = [p.numel() for p in params]
 
@@ -360,8 +420,12 @@ def _minimize(gp: _ExactGP, maxiter: int) -> float:
 
 
 def _fit_gp(gp: _ExactGP, restarts: int, seed: int, init_hook=None, maxiter: int = 200) -> float:
-    """MAP fit with ``restarts`` extra starts drawn from the priors; keeps the best.
+    """MAP fit from ``restarts + 1`` starts; keeps the best.
 
+    Start 0 is the initial state; starts 1-3 set every lengthscale to 0.3, 1
+    and 10 (unit-cube inputs: wiggly, moderate, nearly linear -- with a handful
+    of high-fidelity points the likelihood has separate optima there and the
+    long-lengthscale one is easily missed); later starts sample the priors.
     Returns the best per-point negative log marginal posterior.
     """
     best_loss, best_state = math.inf, None
@@ -372,9 +436,18 @@ def _fit_gp(gp: _ExactGP, restarts: int, seed: int, init_hook=None, maxiter: int
         for r in range(restarts + 1):
             if r > 0:
                 sample_all_priors(gp)
+                if r <= 3:
+                    ls = (0.3, 1.0, 10.0)[r - 1]
+                    for mod in gp.modules():
+                        if isinstance(mod, MaternKernel):
+                            mod.lengthscale = ls
+                        if isinstance(mod, ScaleKernel):
+                            # keep the prior slope variance ~ outputscale / ls^2 of order one
+                            mod.outputscale = max(1.0, ls**2)
                 if init_hook is not None:
                     init_hook(gp, r)
             loss = _minimize(gp, maxiter)
+            _set_gls_trend(gp)
             if math.isfinite(loss) and loss < best_loss:
                 best_loss = loss
                 best_state = {k: v.detach().clone() for k, v in gp.state_dict().items()}
@@ -670,30 +743,35 @@ class AR1CoKriging(_MultiFidelityModel):
         return self.gp.covar_module.rho.detach()
 
     def _fit(self):
-        # initial rho: least squares of level t+1 on level t at shared points
-        # (when the design is nested), else 1
-        levels = self._train_levels()
-        rho0 = []
-        for t in range(self.num_fidelities - 1):
-            (xl, yl), (xh, yh) = levels[t], levels[t + 1]
-            yv, found = _nested_lower_values(xh, xl, yl)
-            if found.sum() >= 2:
-                a, b = yv[found] - yv[found].mean(), yh[found] - yh[found].mean()
-                r = (a @ b) / (a @ a).clamp_min(1e-12)
-                rho0.append(float(r))
-            else:
-                rho0.append(1.0)
-        rho0_t = torch.tensor(rho0, dtype=DTYPE)
+        # Start the joint optimization from the recursive (level-by-level,
+        # GLS-profiled) estimate: its trend and kernel hyperparameters map
+        # one-to-one onto the AR1 parameters, and the joint likelihood has
+        # poor local optima in rho that a cold start often falls into.
+        rec = RecursiveCoKriging(
+            self.train_dataset,
+            num_fidelities=self.num_fidelities,
+            bounds=self._bounds_option,
+            costs=self.costs,
+            restarts=self.restarts,
+            seed=self.seed,
+        ).fit()
+        k = self.gp.covar_module
         with torch.no_grad():
-            self.gp.covar_module.rho.copy_(rho0_t)
-
-        def hook(gp, r):
-            with torch.no_grad():
-                # restarts around the least-squares rho rather than the broad prior
-                gp.covar_module.rho.copy_(rho0_t * (1 + 0.3 * torch.randn_like(rho0_t)))
-                gp.likelihood.noise_covar._set_noise(1e-4)
-
-        _fit_gp(self.gp, self.restarts, self.seed, hook)
+            const = []
+            for t, g in enumerate(rec.gps):
+                src = g.covar_module
+                k.base_kernels[t].outputscale = src.outputscale
+                k.base_kernels[t].base_kernel.lengthscale = src.base_kernel.lengthscale
+                if t == 0:
+                    const.append(g.mean_module.constant.reshape(()))
+                else:
+                    k.rho[t - 1] = g.mean_module.rho0
+                    const.append(g.mean_module.beta + g.mean_module.rho0 * const[-1])
+            self.gp.mean_module.constants.copy_(torch.stack(const))
+            self.gp.likelihood.noise_covar._set_noise(
+                torch.stack([g.likelihood.noise.reshape(()) for g in rec.gps])
+            )
+        _fit_gp(self.gp, 0, self.seed)
 
     def _noise(self, level: Tensor) -> Tensor:
         return self.gp.likelihood.noise_covar.noise[level]
@@ -747,7 +825,7 @@ class RecursiveCoKriging(_MultiFidelityModel):
         gps = []
         for t, (x, y) in enumerate(levels):
             if t == 0:
-                mean = ConstantMean()
+                mean = _GLSConstantMean()
                 tx = x
             else:
                 mean = _RhoTrendMean(d, self.rho_form == "linear")
@@ -776,18 +854,7 @@ class RecursiveCoKriging(_MultiFidelityModel):
                 x, y = levels[t]
                 z = self._lower_at(t, x, levels)
                 gp.set_train_data(torch.cat([x, z.unsqueeze(-1)], -1), y, strict=False)
-                # GLS-like start: least squares of y on [1, z]
-                A = torch.stack([torch.ones_like(z), z], -1)
-                coef = torch.linalg.lstsq(A, y.unsqueeze(-1)).solution.squeeze(-1)
-                with torch.no_grad():
-                    gp.mean_module.beta.fill_(coef[0])
-                    gp.mean_module.rho0.fill_(coef[1])
-                start = {k: v.clone() for k, v in gp.mean_module.state_dict().items()}
-
-                def hook(g, r, start=start):
-                    g.mean_module.load_state_dict(start)
-            else:
-                hook = None
+            hook = None  # the trend (beta, rho) is profiled out by GLS
             _fit_gp(gp, self.restarts, self.seed + t, hook)
 
     def _noise(self, level):
@@ -877,7 +944,7 @@ class NARGP(_MultiFidelityModel):
                 k_f = _matern(1, active_dims=[d])
                 kern = k_rho * k_f + _scaled(_matern(d, active_dims=xd), scale_prior_rate=2.0)
                 tx = torch.cat([x, torch.zeros_like(x[:, :1])], -1)
-            gps.append(_ExactGP(tx, y, _gaussian_likelihood(), ConstantMean(), kern).to(DTYPE))
+            gps.append(_ExactGP(tx, y, _gaussian_likelihood(), _GLSConstantMean(), kern).to(DTYPE))
         self.gps = torch.nn.ModuleList(gps)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
