@@ -449,6 +449,16 @@ def test_fast_path_blocks_and_finite_differences_2d():
     assert r.variance is None
     r_small = gp.material_response(F, chunk_size=5, with_variance=False)
     torch.testing.assert_close(r.tangent, r_small.tangent, rtol=1e-12, atol=1e-12)
+    # blocks shared among 2 worker threads: same numbers, thread setting restored
+    prev = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        r2 = gp.material_response(F, chunk_size=4096)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(prev)
+    assert torch.equal(r2.tangent, r.tangent) and torch.equal(r2.P, r.P)
+    torch.testing.assert_close(r2.variance, gp.material_response(F, chunk_size=4096).variance, rtol=0, atol=0)
     h = 1e-6
     Fs = F[:6]
     for k in range(2):
