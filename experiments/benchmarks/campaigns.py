@@ -232,12 +232,17 @@ def part_parallel(workers_list, delay, calls_per_worker):
         t1 = max(r["finished"] for r in recs)
         busy = sum(r["wall_time"] for r in recs)
         eff = n * delay / (w * (t1 - t0))
+        # the same from the first evaluation's start (pool start-up excluded)
+        t0e = min(r["finished"] - r["wall_time"] for r in recs)
+        eff_run = n * delay / (w * (t1 - t0e))
         rows.append({"workers": w, "calls": n, "wall_s": t1 - t0, "busy_s": busy, "efficiency": eff,
+                     "efficiency_after_startup": eff_run,
                      "utilization": busy / (w * (t1 - t0)), "starts_recorded": sum(s is not None for s in starts)})
         print(rows[-1], flush=True)
     return {
         "rows": rows, "delay_s": delay, "executor": "process pool, async with X_pending, prefetch 1",
-        "note": "wall time from the first submission to the last result (pool start-up excluded)",
+        "note": "efficiency: wall time from the first submission to the last result (pool start-up included); "
+                "efficiency_after_startup: from the first evaluation's start",
         "meets_target": all(r["efficiency"] >= 0.9 for r in rows), "target": "efficiency >= 0.9",
     }
 
