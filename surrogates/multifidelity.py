@@ -8,7 +8,8 @@ whose ``fidelity`` holds the level of every row (``X`` excludes it):
   ``f_t(x) = rho_{t-1} f_{t-1}(x) + delta_t(x)``, fitted *jointly* as one exact
   GP over ``(x, level)`` with the AR1 covariance (:class:`AR1Kernel`). The
   ``rho`` are learned with the kernel hyperparameters by maximizing the
-  marginal likelihood (MAP with weak priors), with restarts. Nested or
+  marginal likelihood (MAP with weak priors), started from the recursive
+  estimate below. Nested or
   non-nested designs.
 * :class:`RecursiveCoKriging` -- Le Gratiet & Garnier (2014): one GP per
   level, ``rho_t(x)`` constant or linear in ``x`` estimated with the trend
@@ -718,8 +719,17 @@ class AR1CoKriging(_MultiFidelityModel):
 
     ``rho`` (``L - 1``), the ARD Matern-5/2 hyperparameters of every
     ``delta_t``, a constant mean per level and a noise variance per level are
-    fitted together by maximizing the marginal likelihood (with weak priors)
-    from ``restarts + 1`` starts. Works for nested and non-nested designs.
+    fitted together by maximizing the marginal likelihood (with weak priors).
+    The joint optimization starts from a :class:`RecursiveCoKriging` fit
+    (``restarts + 1`` starts per level, GLS-profiled ``rho``), whose
+    parameters map one-to-one onto the AR1 ones; for non-nested designs that
+    start is approximate and the joint fit corrects it. Works for nested and
+    non-nested designs.
+
+    Known weakness: with Matern-5/2 kernels a discrepancy that is exactly
+    linear (Forrester) is not the near-degenerate "huge variance, huge
+    lengthscale" optimum it is for squared-exponential kernels (SMT's MFK finds
+    it), so with 4 high-fidelity points ``rho`` can be misestimated there.
 
     Example:
         >>> model = AR1CoKriging.from_dataset(ds)
