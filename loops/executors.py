@@ -97,6 +97,7 @@ def evaluate_point(spec: dict[str, Any], x: list[float], fidelity: int, timeout:
     rec["wall_time"] = time.perf_counter() - t0
     rec["worker"] = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
     rec["start"], rec["end"] = start, time.time()
+    rec["metadata"] = {**rec["metadata"], "worker": rec["worker"], "start": start}
     return rec
 
 

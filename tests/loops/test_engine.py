@@ -1,7 +1,5 @@
 """Campaign engine: failures, asynchronous evaluation, persistence, stopping."""
 
-import math
-
 import pytest
 import torch
 
@@ -77,25 +75,34 @@ def test_timeout_is_a_failed_point(tmp_path):
 
 
 def test_async_keeps_workers_busy(tmp_path):
-    # the oracle is much slower than a proposal; with X_pending the driver
-    # proposes a new point whenever one finishes, so workers never wait
-    delay, workers = 1.5, 2
-    cfg = _config(tmp_path, oracle={"name": "slow", "delay": delay}, budget={"calls": 10},
-                  initial={"n": 2}, executor={"kind": "thread", "workers": workers})
+    # a worker that finishes starts the next queued point at once (prefetch), and the
+    # driver proposes new points while the others run. Sobol proposals keep the driver's
+    # own time out of the measurement (on a loaded machine a GP proposal can take longer
+    # than this oracle; experiments/benchmarks/campaigns.py measures that case).
+    delay, workers = 1.0, 3
+    cfg = _config(tmp_path, oracle={"name": "slow", "delay": delay}, budget={"calls": 12},
+                  initial={"n": 3}, executor={"kind": "thread", "workers": workers},
+                  acquisition={"name": "sobol"})
     Campaign(cfg, run_dir=tmp_path / "run").run()
     rows = RunStore(tmp_path / "run" / "store.sqlite").rows()
-    assert len(rows) == 10 and all(r["status"] == "done" for r in rows)
-    md = [r["metadata"] for r in rows]
-    t0 = min(r["submitted"] for r in rows)
+    assert len(rows) == 12 and all(r["status"] == "done" for r in rows)
+    t0 = min(r["finished"] - r["wall_time"] for r in rows)
     t1 = max(r["finished"] for r in rows)
     busy = sum(r["wall_time"] for r in rows)
     utilization = busy / (workers * (t1 - t0))
-    # ideal: 10 calls / 2 workers = 5 rounds of 1.5 s; allow the proposals' latency
-    assert utilization > 0.75, utilization
-    # pending points were conditioned on: no point proposed twice
-    xs = {tuple(round(v, 9) for v in r["x"]) for r in rows}
-    assert len(xs) == len(rows)
-    assert all(math.isfinite(r["wall_time"]) for r in rows) and md
+    # ideal: 12 calls / 3 workers = 4 rounds of 1 s
+    assert utilization > 0.85, utilization
+    assert len({r["metadata"]["worker"] for r in rows}) == workers
+
+
+def test_pending_points_are_not_proposed_again(tmp_path):
+    # with GP proposals conditioned on X_pending, concurrent points are distinct
+    cfg = _config(tmp_path, oracle={"name": "slow", "delay": 0.3}, budget={"calls": 9},
+                  initial={"n": 3}, executor={"kind": "thread", "workers": 3})
+    Campaign(cfg, run_dir=tmp_path / "run").run()
+    rows = RunStore(tmp_path / "run" / "store.sqlite").rows()
+    xs = {tuple(round(v, 6) for v in r["x"]) for r in rows}
+    assert len(rows) == 9 and len(xs) == 9
 
 
 def test_budget_in_cost_and_stopping_conditions(tmp_path):
@@ -118,6 +125,6 @@ def test_optimize_improves_over_initial_design(tmp_path):
     res = camp.run()
     rows = RunStore(tmp_path / "run" / "store.sqlite").rows()
     init = min(r["y"][0] for r in rows if r["role"] == "initial")
-    assert res.state.best <= init and res.state.best < 2.0
+    assert res.state.best < init
     # every acquisition row holds the prediction made before the evaluation
     assert all(r["prediction"] is not None for r in rows if r["role"] == "acquisition")
