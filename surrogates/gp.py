@@ -522,8 +522,9 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             var = (c["y_std"].pow(2).unsqueeze(-1) * var.clamp_min_(0)).T  # n x m
         return mean, jac.transpose(0, 1), var
 
-    #: points per block of the closed-form predictor (m x block x N work arrays)
-    _FAST_BLOCK = 256
+    #: points per block of the closed-form predictor: the three m x block x N
+    #: work arrays stay in cache (64 measured 1.3-1.5x faster than 256)
+    _FAST_BLOCK = 64
 
     @staticmethod
     def _fast_block(c, X, mean_out, jac_out, var_out, work) -> None:
