@@ -661,17 +661,24 @@ class FFTSolver:
         vbar = self.basis.vec(load)  # L x m
         X = self._bcast(vbar).expand(L, m, *self.shape).clone()
         cg_its, steps, res_hist = [], [], []
-        newton_it = 0
+        newton_it, X_prev, step, halvings = 0, None, None, 0
         while True:
             try:
                 S, Kt = self._constitutive(X)
             except InvalidInput as e:
                 if newton_it == 0:
                     raise
+                if halvings < 10:
+                    # a full step left the admissible set (det F <= 0 in
+                    # some voxel): backtrack along the Newton direction
+                    halvings += 1
+                    X = X_prev + 0.5**halvings * step
+                    continue
                 raise NotConverged(
                     f"Newton left the admissible set at iteration {newton_it}: {e}",
                     iterations=newton_it,
                 ) from e
+            halvings = 0
             r = self.G(S)
             rel = self._norm(r) / self._norm(S).clamp_min(1e-300)
             rel = torch.where(self._norm(S) > 0, rel, torch.zeros_like(rel))
@@ -692,7 +699,8 @@ class FFTSolver:
                 )
             Kop = _DenseTangent(Kt)
             dX, it, _ = self._cg(Kop, -r.unsqueeze(1))
-            X = X + dX[:, 0]
+            X_prev, step = X, dX[:, 0]
+            X = X + step
             cg_its.append(it)
             steps.append(
                 (self._norm(dX[:, 0]) / self._norm(self._bcast(vbar).expand_as(X))).max().item()

@@ -73,7 +73,7 @@ def test_objectivity_and_major_symmetry(k, law_cls):
     g = torch.Generator().manual_seed(int(torch.randint(0, 2**31, (1,))))
     solver = make_solver(k, law_cls)
     # St. Venant-Kirchhoff loses ellipticity in strong compression: stay moderate
-    F = random_F(g, k, 1, 0.1 if law_cls is NeoHookean else 0.04)[0]
+    F = random_F(g, k, 1, 0.05 if law_cls is NeoHookean else 0.04)[0]
     Q = random_rotation(g, k)
     res = solver.homogenize(torch.stack([F, Q @ F]))
     P, QP = res.stress
