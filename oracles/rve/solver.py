@@ -254,6 +254,7 @@ def batched_cg(
     tol: float,
     maxiter: int,
     ndim_field: int,
+    atol: Tensor | float = 0.0,
 ) -> tuple[Tensor, int, Tensor]:
     """Conjugate gradients on a batch of independent systems ``A x = b``.
 
@@ -264,6 +265,8 @@ def batched_cg(
         tol: relative tolerance, ``||r|| <= tol ||b||`` for every system.
         maxiter: iteration limit.
         ndim_field: number of trailing dims that make one field.
+        atol: ``*batch`` (or scalar) absolute floor of the residual norm; an
+            inexact Newton needs no more than its own tolerance.
 
     Returns:
         ``(x, iterations, relative residuals *batch)``.
@@ -281,7 +284,7 @@ def batched_cg(
         return torch.bmm(u2, v2).reshape(bshape)
 
     bn = dot(b, b).sqrt()
-    thresh = (tol * bn) ** 2
+    thresh = torch.maximum(tol * bn, torch.as_tensor(atol, dtype=bn.dtype, device=bn.device)) ** 2
     x = torch.zeros_like(b)
     r = b.clone()
     p = r.clone()
@@ -503,11 +506,11 @@ class FFTSolver:
             Kt = Kt.permute(0, 2, 3, 1).reshape(L, m, m, *self.shape)
         return S, Kt
 
-    def _cg(self, Kop, b: Tensor) -> tuple[Tensor, int, Tensor]:
+    def _cg(self, Kop, b: Tensor, atol: Tensor | float = 0.0) -> tuple[Tensor, int, Tensor]:
         def apply_A(x):
             return self.G(Kop(x))
 
-        return batched_cg(apply_A, b, self.cg_tol, self.cg_maxiter, ndim_field=self.k + 1)
+        return batched_cg(apply_A, b, self.cg_tol, self.cg_maxiter, ndim_field=self.k + 1, atol=atol)
 
     def _unit(self) -> Tensor:
         return torch.eye(self.m, dtype=self.dtype, device=self.device)
@@ -698,7 +701,10 @@ class FFTSolver:
                     residual=rel.max().item(),
                 )
             Kop = _DenseTangent(Kt)
-            dX, it, _ = self._cg(Kop, -r.unsqueeze(1))
+            # inexact Newton: late steps need no more accuracy than the
+            # Newton tolerance itself (round-off would stall CG there)
+            atol = (0.01 * self.newton_tol * self._norm(S)).unsqueeze(1)
+            dX, it, _ = self._cg(Kop, -r.unsqueeze(1), atol=atol)
             X_prev, step = X, dX[:, 0]
             X = X + step
             cg_its.append(it)
