@@ -24,12 +24,13 @@ def tracking_uri(config) -> str:
     return config.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
+def flatten_params(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested config dict -> flat ``{"a.b": "value"}`` MLflow params (non-strings as JSON)."""
     out: dict[str, str] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict) and v:
-            out.update(_flatten(v, key + "."))
+            out.update(flatten_params(v, key + "."))
         else:
             out[key] = json.dumps(v) if not isinstance(v, str) else v
     return out
@@ -67,7 +68,7 @@ class Tracker:
                                              tags={"scalebridge.run_dir": str(self.run_dir.resolve())})
                 self.run_id = run.info.run_id
                 self.store.set_meta("mlflow_run_id", self.run_id)
-                params = _flatten(self.config.model_dump(mode="json"))
+                params = flatten_params(self.config.model_dump(mode="json"))
                 from mlflow.entities import Param
 
                 items = [Param(k, v[:6000]) for k, v in params.items()]

@@ -1,8 +1,8 @@
 """Physics oracles: expensive (or cheap) sources of data with a price."""
 
 from oracles.base import DTYPE, CostModel, Oracle, OracleResult, PointResult, make_bounds
-from oracles.material import MaterialModel, MaterialResponse
 from oracles.exceptions import CalculationFailed, InvalidInput, NotConverged, OracleError
+from oracles.material import MaterialModel, MaterialResponse
 
 __all__ = [
     "DTYPE",

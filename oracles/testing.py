@@ -72,7 +72,7 @@ class OracleContractTests:
             assert result.Yvar is not None and result.Yvar.shape == (n, m)
         ok = ~result.failed
         assert torch.isfinite(result.Y[ok]).all()
-        assert all(r is None for r, f in zip(result.reasons, result.failed) if not f)
+        assert all(r is None for r, f in zip(result.reasons, result.failed, strict=True) if not f)
 
     def test_each_fidelity(self, oracle):
         X = self.sample_inputs(oracle, 2, seed=1)

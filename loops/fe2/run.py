@@ -341,6 +341,8 @@ def track_mlflow(run: FE2Run) -> str | None:
         from mlflow.entities import Metric, Param
         from mlflow.tracking import MlflowClient
 
+        from loops.tracking import flatten_params
+
         uri = (
             cfg.tracking.tracking_uri
             or os.environ.get("MLFLOW_TRACKING_URI")
@@ -355,7 +357,7 @@ def track_mlflow(run: FE2Run) -> str | None:
         )
         mlrun = client.create_run(exp_id, run_name=cfg.name, tags={"scalebridge.kind": "fe2"})
         rid = mlrun.info.run_id
-        flat = _flatten(cfg.model_dump(mode="json"))
+        flat = flatten_params(cfg.model_dump(mode="json"))
         params = [Param(k, v[:6000]) for k, v in flat.items()]
         for i in range(0, len(params), 100):
             client.log_batch(rid, params=params[i : i + 100])
@@ -394,14 +396,3 @@ def track_mlflow(run: FE2Run) -> str | None:
             stacklevel=2,
         )
         return None
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v if isinstance(v, str) else json.dumps(v)
-    return out
