@@ -1,4 +1,5 @@
 import os
+import sys
 
 import pytest
 import torch
@@ -9,6 +10,17 @@ torch.set_num_threads(int(os.environ.get("SCALEBRIDGE_TEST_THREADS", "1")))
 
 @pytest.fixture(autouse=True)
 def _mlflow_in_tmp(tmp_path, monkeypatch):
-    """Keep MLflow stores and run directories of tests out of the checkout."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    """Keep MLflow stores and run directories of tests out of the checkout.
+
+    MLflow also keeps process-global tracking and registry URIs once any code
+    calls ``mlflow.set_tracking_uri``; reset them too, so a test never talks to
+    the store of the test that ran before it in the same worker.
+    """
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
     yield
