@@ -16,6 +16,8 @@ gradients flow to ``X``), calibration and ``num_outputs``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from botorch.models.model import Model
 from botorch.posteriors.gpytorch import GPyTorchPosterior
@@ -24,6 +26,7 @@ from linear_operator.operators import DiagLinearOperator
 from torch import Tensor
 
 from surrogates.base import SurrogateMixin
+from surrogates.dataset import Dataset
 
 #: relative variance floor (times the squared output scale): keeps the
 #: covariance positive definite where all members agree exactly
@@ -61,11 +64,22 @@ def diagonal_posterior(mean: Tensor, var: Tensor) -> GPyTorchPosterior:
 class NeuralEnsembleModel(Model, SurrogateMixin):
     """Base of the ensemble surrogates: posterior and calibration.
 
-    Subclasses set ``self._num_outputs``, register ``members`` and implement
+    Subclasses set ``self._num_outputs`` and ``self._config`` (their JSON
+    constructor arguments), register ``members`` and implement
     :meth:`member_predictions`.
     """
 
     _num_outputs: int = 1
+    _config: dict[str, Any]
+
+    def get_config(self) -> dict[str, Any]:
+        return dict(self._config)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], dataset: Dataset | None = None):
+        model = cls(**config)
+        model.train_dataset = dataset
+        return model
 
     def _init_ensemble_buffers(self, m: int, dtype=torch.float64) -> None:
         self.register_buffer("variance_scale", torch.ones(m, dtype=dtype))

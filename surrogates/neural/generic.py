@@ -102,15 +102,6 @@ class CubicElasticEnsemble(NeuralEnsembleModel):
         self._num_outputs = 3
         self._init_ensemble_buffers(3)
 
-    def get_config(self) -> dict[str, Any]:
-        return dict(self._config)
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any], dataset: Dataset | None = None):
-        model = cls(**config)
-        model.train_dataset = dataset
-        return model
-
     @classmethod
     def from_dataset(cls, dataset: Dataset, *, val_fraction: float = 0.15,
                      calibration_fraction: float = 0.15,

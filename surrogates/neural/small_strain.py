@@ -148,15 +148,6 @@ class SmallStrainEnsemble(NeuralEnsembleModel):
         self._num_outputs = len(VOIGT[dim])
         self._init_ensemble_buffers(self._num_outputs)
 
-    def get_config(self) -> dict[str, Any]:
-        return dict(self._config)
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any], dataset: Dataset | None = None):
-        model = cls(**config)
-        model.train_dataset = dataset
-        return model
-
     @classmethod
     def from_dataset(cls, dataset: Dataset, *, tangent: Tensor | None = None,
                      tangent_weight: float = 1.0, val_fraction: float = 0.15,
