@@ -262,13 +262,17 @@ def parse_config(data: dict[str, Any], source: str = "config") -> CampaignConfig
         raise ConfigError(format_validation_error(e, source)) from None
 
 
-def load_config(path: str | Path) -> CampaignConfig:
-    """Read and validate a TOML config file."""
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The dict of a TOML file; :class:`ConfigError` when missing or not TOML."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise ConfigError([f"{path}: no such config file"])
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise ConfigError([f"{path}: not valid TOML: {e}"]) from None
-    return parse_config(data, str(path))
+
+
+def load_config(path: str | Path) -> CampaignConfig:
+    """Read and validate a TOML config file."""
+    return parse_config(read_toml(path), str(path))

@@ -35,10 +35,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-try:
-    import tomllib
-except ImportError:  # Python 3.10
-    import tomli as tomllib
+from loops.config import ConfigError, read_toml  # noqa: F401  (ConfigError re-exported)
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -227,14 +224,6 @@ class FE2Config(BaseModel):
         return Path(self.output_dir or f"runs/fe2/{self.name}")
 
 
-class ConfigError(ValueError):
-    """A config that does not validate; ``lines`` holds one message per error."""
-
-    def __init__(self, lines: list[str]):
-        super().__init__("\n".join(lines))
-        self.lines = lines
-
-
 def _allowed(model: Any, loc: tuple) -> list[str]:
     for part in loc:
         if isinstance(part, int):
@@ -280,11 +269,4 @@ def parse_config(data: dict[str, Any], source: str = "config") -> FE2Config:
 
 def load_config(path: str | Path) -> FE2Config:
     """Read and validate a TOML file; :class:`ConfigError` with one line per problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError([f"{path}: no such config file"])
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError([f"{path}: not valid TOML: {e}"]) from None
-    return parse_config(data, str(path))
+    return parse_config(read_toml(path), str(path))
