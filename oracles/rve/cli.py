@@ -4,7 +4,7 @@ Options::
 
     --dim {2,3}              spatial dimension (default 2; 2 = plane strain)
     --grid N [N ...]         voxels per axis: one value (cubic grid) or dim values (default 63)
-    --microstructure KIND    inclusion | cube | laminate | fibres | voronoi | FILE.npy
+    --microstructure KIND    inclusion | cube | laminate | fibres | voronoi | FILE.npy | IMAGE.png
                              (default inclusion)
     --radius R               inclusion radius / N, or fibre radius / N (default 0.25)
     --fraction F             laminate layer fraction or fibre volume fraction (default 0.3)
@@ -48,6 +48,7 @@ import json
 import math
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -93,10 +94,8 @@ def _microstructure(args, grid):
     from oracles.rve import microstructure as ms
 
     kind = args.microstructure
-    if kind.endswith(".npy"):
-        from oracles.rve.oracle import load_phase_map
-
-        return load_phase_map(kind)
+    if Path(kind).suffix.lower() in {".npy", *ms._IMAGE_SUFFIXES}:
+        return ms.PhaseMap(kind)  # a .npy array or a segmented image
     if kind == "inclusion":
         return ms.Inclusion(radius_fraction=args.radius)
     if kind == "cube":

@@ -46,16 +46,18 @@ _SMALL = {
 
 
 def load_phase_map(source) -> np.ndarray:
-    """An integer phase map from an array or a ``.npy`` path.
+    """An integer phase map from an array, a ``.npy`` file or a segmented image.
+
+    Files are read by :class:`~oracles.rve.microstructure.PhaseMap` (which also
+    checks that the ids are contiguous, ``0 .. p-1``).
 
     Raises:
         InvalidInput: unreadable file, or values that are not integer ids.
     """
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        if path.suffix != ".npy" or not path.is_file():
-            raise InvalidInput(f"phase map path must be an existing .npy file, got {str(source)!r}")
-        source = np.load(path, allow_pickle=False)
+        from oracles.rve.microstructure import PhaseMap
+
+        return PhaseMap(source).phase_map()
     arr = np.asarray(source)
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.round(arr)):

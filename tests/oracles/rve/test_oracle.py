@@ -119,6 +119,12 @@ def test_raw_and_npy_phase_maps(tmp_path):
     torch.testing.assert_close(b.evaluate(x).Y, c.evaluate(x).Y)
     clone = pickle.loads(pickle.dumps(a))
     torch.testing.assert_close(clone.evaluate(x).Y, a.evaluate(x).Y)
+    # a segmented image of the same map (grey levels 0 and 200) gives the same answer
+    from PIL import Image
+
+    Image.fromarray((200 * pm).astype(np.uint8)).save(tmp_path / "pm.png")
+    d = RVEOracle(small_laws(), str(tmp_path / "pm.png"))
+    torch.testing.assert_close(d.evaluate(x).Y, c.evaluate(x).Y)
 
 
 def test_bad_configuration_raises_invalid_input(tmp_path):
