@@ -791,8 +791,35 @@ class AR1CoKriging(_MultiFidelityModel):
 
 
 # ------------------------------------------------------------ recursive
+class _LevelwiseModel(_MultiFidelityModel):
+    """One GP per level, level ``t`` trained on ``[x, f_{t-1}(x)]`` data.
+
+    Subclasses give ``_lower_at(t, x, levels)``: ``f_{t-1}`` at the level-``t``
+    inputs. The lower-level column is data, not a parameter, so it is rebuilt
+    after ``load_state_dict``.
+    """
+
+    def _lower_at(self, t: int, x: Tensor, levels) -> Tensor:
+        raise NotImplementedError
+
+    def _set_level_data(self, t: int, levels) -> None:
+        x, y = levels[t]
+        z = self._lower_at(t, x, levels)
+        self.gps[t].set_train_data(torch.cat([x, z.unsqueeze(-1)], -1), y, strict=False)
+
+    def _set_train_z(self) -> None:
+        levels = self._train_levels()
+        for t in range(1, self.num_fidelities):
+            self._set_level_data(t, levels)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        out = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self._set_train_z()
+        return out
+
+
 @register_surrogate
-class RecursiveCoKriging(_MultiFidelityModel):
+class RecursiveCoKriging(_LevelwiseModel):
     """Le Gratiet--Garnier recursive co-kriging: one GP per level.
 
     Level 0 is an ordinary GP; level ``t`` models
@@ -845,25 +872,11 @@ class RecursiveCoKriging(_MultiFidelityModel):
             gps.append(_ExactGP(tx, y, _gaussian_likelihood(), mean, kern).to(DTYPE))
         self.gps = torch.nn.ModuleList(gps)
 
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        out = super().load_state_dict(state_dict, strict=strict, assign=assign)
-        self._set_train_z()
-        return out
-
-    def _set_train_z(self):
-        levels = self._train_levels()
-        for t in range(1, self.num_fidelities):
-            x, y = levels[t]
-            z = self._lower_at(t, x, levels)
-            self.gps[t].set_train_data(torch.cat([x, z.unsqueeze(-1)], -1), y, strict=False)
-
     def _fit(self):
         levels = self._train_levels()
         for t, gp in enumerate(self.gps):
             if t > 0:
-                x, y = levels[t]
-                z = self._lower_at(t, x, levels)
-                gp.set_train_data(torch.cat([x, z.unsqueeze(-1)], -1), y, strict=False)
+                self._set_level_data(t, levels)
             hook = None  # the trend (beta, rho) is profiled out by GLS
             _fit_gp(gp, self.restarts, self.seed + t, hook)
 
@@ -914,7 +927,7 @@ class RecursiveCoKriging(_MultiFidelityModel):
 
 # ----------------------------------------------------------------- NARGP
 @register_surrogate
-class NARGP(_MultiFidelityModel):
+class NARGP(_LevelwiseModel):
     """Nonlinear autoregressive GP (Perdikaris et al. 2017).
 
     Level ``t >= 1`` is a GP on ``[x, f_{t-1}(x)]`` with kernel
@@ -957,11 +970,6 @@ class NARGP(_MultiFidelityModel):
             gps.append(_ExactGP(tx, y, _gaussian_likelihood(), _GLSConstantMean(), kern).to(DTYPE))
         self.gps = torch.nn.ModuleList(gps)
 
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        out = super().load_state_dict(state_dict, strict=strict, assign=assign)
-        self._set_train_z()
-        return out
-
     def _lower_at(self, t, x, levels):
         xl, yl = levels[t - 1]
         vals, found = _nested_lower_values(x, xl, yl)
@@ -972,20 +980,11 @@ class NARGP(_MultiFidelityModel):
             vals[~found] = m
         return vals
 
-    def _set_train_z(self):
-        levels = self._train_levels()
-        for t in range(1, self.num_fidelities):
-            x, y = levels[t]
-            z = self._lower_at(t, x, levels)
-            self.gps[t].set_train_data(torch.cat([x, z.unsqueeze(-1)], -1), y, strict=False)
-
     def _fit(self):
         levels = self._train_levels()
         for t, gp in enumerate(self.gps):
             if t > 0:
-                x, y = levels[t]
-                z = self._lower_at(t, x, levels)
-                gp.set_train_data(torch.cat([x, z.unsqueeze(-1)], -1), y, strict=False)
+                self._set_level_data(t, levels)
             _fit_gp(gp, self.restarts, self.seed + t)
 
     def _noise(self, level):
