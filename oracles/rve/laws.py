@@ -137,13 +137,8 @@ class _LinearSmallStrain(SmallStrainLaw):
         return sig, C.expand(eps.shape[0], k, k, k, k)
 
 
-class IsotropicElastic(_LinearSmallStrain):
-    """Isotropic linear elasticity, ``sigma = lambda tr(eps) I + 2 mu eps``.
-
-    Args:
-        E, nu: Young's modulus and Poisson ratio, or
-        K, mu: bulk and shear modulus (3D values, also in plane strain).
-    """
+class _IsotropicModuli:
+    """Lamé constants from ``E, nu`` or ``K, mu`` (3D values, also in plane strain)."""
 
     def __init__(
         self,
@@ -158,6 +153,15 @@ class IsotropicElastic(_LinearSmallStrain):
     @property
     def bulk(self) -> float:
         return self.lam + 2.0 * self.mu / 3.0
+
+
+class IsotropicElastic(_IsotropicModuli, _LinearSmallStrain):
+    """Isotropic linear elasticity, ``sigma = lambda tr(eps) I + 2 mu eps``.
+
+    Args:
+        E, nu: Young's modulus and Poisson ratio, or
+        K, mu: bulk and shear modulus (3D values, also in plane strain).
+    """
 
     def _stiffness3(self) -> Tensor:
         I = torch.eye(3, dtype=DTYPE)
@@ -220,21 +224,7 @@ class CubicElastic(_LinearSmallStrain):
         return f"CubicElastic(C11={self.C11:.6g}, C12={self.C12:.6g}, C44={self.C44:.6g})"
 
 
-class _HyperelasticIsotropic(FiniteStrainLaw):
-    def __init__(
-        self,
-        E: float | None = None,
-        nu: float | None = None,
-        *,
-        K: float | None = None,
-        mu: float | None = None,
-    ):
-        self.lam, self.mu = lame_from(E=E, nu=nu, K=K, mu=mu)
-
-    @property
-    def bulk(self) -> float:
-        return self.lam + 2.0 * self.mu / 3.0
-
+class _HyperelasticIsotropic(_IsotropicModuli, FiniteStrainLaw):
     def small_strain_stiffness(self, k: int) -> Tensor:
         """The tangent at ``F = I`` (``k x k x k x k``): isotropic ``lambda, mu``."""
         return IsotropicElastic(K=self.bulk, mu=self.mu).stiffness(k)
