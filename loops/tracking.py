@@ -135,8 +135,13 @@ class Tracker:
             return
         try:
             self.client.log_artifacts(self.run_id, str(art), artifact_path=None)
-            if surrogate is not None and hasattr(surrogate, "get_config"):
+            # log (and register) the surrogate once per data set: a resume that evaluated
+            # nothing new must not add a model version to the registry
+            data_key = _data_key(campaign.store)
+            logged = self.store.get_meta("model_uri") is not None and self.store.get_meta("model_data_key") == data_key
+            if surrogate is not None and hasattr(surrogate, "get_config") and not logged:
                 self._log_surrogate(surrogate)
+                self.store.set_meta("model_data_key", data_key)
             self.client.set_terminated(self.run_id, status="FINISHED", end_time=int(time.time() * 1000))
             self.store.set_meta("mlflow_finished", True)
         except Exception as e:  # noqa: BLE001
@@ -168,6 +173,13 @@ class Tracker:
         self.store.set_meta("model_uri", getattr(info, "model_uri", None))
         if name:
             self.store.set_meta("registered_model_name", name)
+
+
+def _data_key(store) -> str:
+    """Fingerprint of the finished evaluations: ``"done:failed:last finished row id"``."""
+    rows = [r for r in store.rows() if r["status"] != "pending"]
+    done = sum(r["status"] == "done" for r in rows)
+    return f"{done}:{len(rows) - done}:{max((r['id'] for r in rows), default=0)}"
 
 
 def final_surrogate(campaign):

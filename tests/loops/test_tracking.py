@@ -80,3 +80,25 @@ def test_unreachable_tracking_server_then_catch_up(tmp_path, monkeypatch):
     logged = sum(len(client.get_metric_history(runs[0].info.run_id, k)) for k in runs[0].data.metrics)
     hist = {k: [(h.step, h.value) for h in client.get_metric_history(runs[0].info.run_id, k)] for k in runs[0].data.metrics}
     assert logged == n_metrics, hist
+
+
+def test_resume_registers_a_model_version_only_for_new_data(tmp_path):
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    cfg = _config(tmp_path, budget={"calls": 8}, learn={"n_validation": 8})
+
+    def versions():
+        return sorted(int(v.version) for v in client.search_model_versions("name='branin-gp'"))
+
+    Campaign(cfg, run_dir=tmp_path / "run").run()
+    assert versions() == [1]
+    for _ in range(2):  # a finished campaign resumed: nothing new, nothing registered
+        Campaign.resume(tmp_path / "run").run()
+    assert versions() == [1]
+    # the same campaign with a larger budget produces new data: one new version
+    Campaign(cfg.model_copy(update={"budget": cfg.budget.model_copy(update={"calls": 10})}),
+             run_dir=tmp_path / "run").run()
+    assert versions() == [1, 2]
+    Campaign.resume(tmp_path / "run").run()
+    assert versions() == [1, 2]
+    runs = client.search_runs([client.get_experiment_by_name("scalebridge").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
