@@ -21,7 +21,13 @@ from oracles.rve.microstructure import (
     check_grid,
 )
 from oracles.rve.oracle import RVEOracle, load_phase_map
-from oracles.rve.solver import FFTSolver, HomogenizationResult, batched_cg, mandel_basis
+from oracles.rve.solver import (
+    FFTSolver,
+    HomogenizationResult,
+    IndefiniteOperator,
+    batched_cg,
+    mandel_basis,
+)
 
 __all__ = [
     "CubeInclusion",
@@ -29,6 +35,7 @@ __all__ = [
     "FFTSolver",
     "FiniteStrainLaw",
     "HomogenizationResult",
+    "IndefiniteOperator",
     "Inclusion",
     "IsotropicElastic",
     "Laminate",
