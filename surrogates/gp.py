@@ -63,6 +63,7 @@ from oracles.exceptions import InvalidInput
 from oracles.material import MaterialResponse
 from surrogates.base import SurrogateMixin, register_surrogate
 from surrogates.dataset import DTYPE, Dataset
+from surrogates.native import gp_matern
 
 __all__ = ["GPSurrogate", "ICMGPSurrogate", "fit_with_restarts"]
 
@@ -275,6 +276,12 @@ class _GPCommon(SurrogateMixin):
         n = F.shape[0]
         H = (F - torch.eye(k, dtype=DTYPE)).reshape(n, k * k)
         self.eval()
+        if not with_variance:
+            fast = self._native_mean_jac(H)
+            if fast is not None:
+                # one fused pass over all points, no chunking needed
+                return MaterialResponse(P=fast[0].reshape(n, k, k),
+                                        tangent=fast[1].reshape(n, k, k, k, k), variance=None)
         Ps, Js, Vs = [], [], []
         for start in range(0, n, chunk_size):
             mean, jac, var = self._mean_jac_var(H[start : start + chunk_size], with_variance)
@@ -285,6 +292,12 @@ class _GPCommon(SurrogateMixin):
         P = torch.cat(Ps).reshape(n, k, k)
         tangent = torch.cat(Js).reshape(n, k, k, k, k)
         return MaterialResponse(P=P, tangent=tangent, variance=torch.cat(Vs) if Vs else None)
+
+    def _native_mean_jac(self, X: Tensor) -> tuple[Tensor, Tensor] | None:
+        """Posterior mean ``n x m`` and Jacobian ``n x m x d`` at ``X`` (``n x d``) by a
+        fused native kernel, or None where the model has none (the caller then
+        uses :meth:`_mean_jac_var`)."""
+        return None
 
     def _mean_jac_var(self, X: Tensor, with_variance: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
         """Posterior mean (``c x m``), its Jacobian (``c x m x d``) and the
@@ -457,8 +470,33 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
                 # dP/dx = y_std * dm/dz * w / coef, with dm/dz = (T - S z) / 3
                 "jac_mul": (y_std.reshape(m, 1, 1) / 3.0) * (w / x_coef),  # m x 1 x d
             }
+            if gp_matern.available() and d <= 16:
+                cache["native"] = gp_matern.prepare(
+                    Zt, alpha_s, cache["x_mul"], cache["x_shift"], cache["jac_mul"],
+                    cache["const"], y_mean, y_std)
         self._fast_cache = cache
         return cache
+
+    def _conditioned(self) -> bool:
+        # conditioned on extra (fantasy) data: the closed forms are written
+        # for the fitted training set
+        n_train = self.train_dataset.n if self.train_dataset is not None else -1
+        return self.train_targets.shape[-1] != n_train or self.train_targets.dim() > (
+            2 if self.num_outputs > 1 else 1)
+
+    def _native_mean_jac(self, X: Tensor) -> tuple[Tensor, Tensor] | None:
+        """The closed-form mean and Jacobian of :meth:`_mean_jac_var` fused in one
+        C loop (:mod:`surrogates.native.gp_matern`): per point and output one
+        pass over the training points, nothing stored, vectorized over training
+        points. ``torch.get_num_threads()`` threads share the points. None when
+        the kernel is unavailable (no C compiler) or the model is conditioned
+        on fantasy data."""
+        if self._conditioned():
+            return None
+        c = self._fast_terms()
+        if "native" not in c:
+            return None
+        return gp_matern.mean_jacobian(c["native"], X, workers=torch.get_num_threads())
 
     def _mean_jac_var(self, X: Tensor, with_variance: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
         """Exact posterior mean, its Jacobian and marginal variances at ``X``
@@ -480,10 +518,8 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         Python threads, each running single-threaded ops (torch and numpy
         release the GIL).
         """
-        n_train = self.train_dataset.n if self.train_dataset is not None else -1
-        if self.train_targets.shape[-1] != n_train or self.train_targets.dim() > (2 if self.num_outputs > 1 else 1):
-            # conditioned on extra (fantasy) data: the closed form below is
-            # written for the fitted training set, use the generic path
+        if self._conditioned():
+            # the closed form below is written for the fitted training set
             return super()._mean_jac_var(X, with_variance)
         c = self._fast_terms()
         m, N = c["BT"].shape[0], c["BT"].shape[-1]

@@ -457,7 +457,10 @@ def test_fast_path_blocks_and_finite_differences_2d():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(prev)
-    assert torch.equal(r2.tangent, r.tangent) and torch.equal(r2.P, r.P)
+    # r (no variance) comes from the fused native kernel where it builds, r2
+    # from the blocked torch closed form: same numbers up to round-off
+    torch.testing.assert_close(r2.tangent, r.tangent, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(r2.P, r.P, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(r2.variance, gp.material_response(F, chunk_size=4096).variance, rtol=0, atol=0)
     h = 1e-6
     Fs = F[:6]
