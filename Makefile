@@ -13,7 +13,7 @@ $(BIN)/activate:
 
 $(VENV)/.installed: $(BIN)/activate pyproject.toml constraints.txt
 	$(BIN)/pip install -c constraints.txt torch==2.13.0
-	$(BIN)/pip install -c constraints.txt -e ".[dev,md]"
+	$(BIN)/pip install -c constraints.txt -e ".[dev,md,fftw]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -14,12 +14,20 @@ Cases (issue 2):
 Every (case, solver) pair runs in a fresh subprocess, which reports its wall
 time (set-up of the solver plus solve; building the phase map and muSpectre's
 Python loop assigning pixels to materials are excluded), iterations, and its
-peak resident memory (``ru_maxrss``), both raw and above the process's RSS
-after imports. Also measured: the time of one rfftn + irfftn pair of one
-strain field (``m`` components) and our time per CG iteration per right-hand
-side, whose ratio is the "FFT-limit ratio".
+peak resident memory (VmHWM), both raw and above the process's RSS after
+imports. Also measured: the time of one forward + inverse FFT pair of one
+strain field (``m`` components) with the FFT backend the solver uses, and our
+time per CG iteration per right-hand side, whose ratio is the "FFT-limit
+ratio".
 
-Run:  python experiments/benchmarks/rve_solver.py [--quick]
+Ours runs twice per case: the current solver (reference-medium preconditioned
+CG; FFTW on 2D grids) and ``ours_baseline``, last session's configuration
+(plain CG, pocketfft), for a before/after ratio from the same run. Where
+muSpectre's Newton-CG fails on the finite-strain case in one step, its
+trust-region Newton-CG is tried (on a fresh cell, timed alone) and recorded
+as such.
+
+Run:  python experiments/benchmarks/rve_solver.py [--cases CASE ...] [--no-baseline]
 Writes experiments/benchmarks/results/rve_solver.json.
 """
 
@@ -108,13 +116,17 @@ def svk_E_nu(K: float, mu: float) -> tuple[float, float]:
 
 
 # ------------------------------------------------------------------ workers
-def run_ours(case: str) -> dict:
+def run_ours(case: str, variant: str = "default") -> dict:
+    """Our solver; ``variant="baseline"`` is last session's configuration
+    (plain CG on ``G K``, scipy's pocketfft everywhere), run for a before/after
+    comparison in the same run."""
     import torch
 
     torch.set_num_threads(THREADS)
     from oracles.rve.laws import IsotropicElastic, StVenantKirchhoff
     from oracles.rve.solver import FFTSolver
 
+    opts = {"preconditioner": "none", "fft": "scipy"} if variant == "baseline" else {}
     base = _rss_mb()
     if case == FINITE_CASE:
         pm = cube_map()
@@ -122,7 +134,7 @@ def run_ours(case: str) -> dict:
         F = torch.eye(3, dtype=torch.float64)
         F[0, 1] = 1.0
         t0, c0 = time.perf_counter(), _cpu_s()
-        s = FFTSolver(pm, laws, cg_tol=1e-8, newton_tol=1e-8)
+        s = FFTSolver(pm, laws, cg_tol=1e-8, newton_tol=1e-8, **opts)
         res = s.homogenize(F, tangent=False)
         wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
         stress = res.stress[0].tolist()
@@ -132,23 +144,40 @@ def run_ours(case: str) -> dict:
         pm = disc_map(dim, N)
         laws = [IsotropicElastic(1.0, 0.3), IsotropicElastic(10.0, 0.3)]
         t0, c0 = time.perf_counter(), _cpu_s()
-        s = FFTSolver(pm, laws, cg_tol=1e-8)
+        s = FFTSolver(pm, laws, cg_tol=1e-8, **opts)
         res = s.homogenize(torch.zeros(dim, dim, dtype=torch.float64), tangent=True)
         wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
         stress = res.tangent[0].reshape(dim * dim, dim * dim).tolist()
         newton, cg = 1, res.cg_iterations
     peak = _peak_mb()
-    # FFT pair of one strain field (m components), with the backend the
-    # solver uses (scipy's pocketfft on the CPU); CPU time, best of 3 rounds,
-    # because wall time on the shared machine is mostly waiting
+    # FFT pair of one strain field (m components) with the backend the solver
+    # uses (FFTW through pyFFTW with the solver's planner flag, or scipy's
+    # pocketfft); CPU time, best of 3 rounds, because wall time on the shared
+    # machine is mostly waiting
     import scipy.fft
 
     x = np.random.default_rng(0).standard_normal((s.m, *s.shape))
     axes = tuple(range(-s.k, 0))
     reps = max(3, int(2e6 / x.size))
+    if s.G.backend == "fftw":
+        import pyfftw
 
-    def fft_pair():
-        scipy.fft.irfftn(scipy.fft.rfftn(x, axes=axes), s=s.shape, axes=axes, overwrite_x=True)
+        half = (*x.shape[:-1], x.shape[-1] // 2 + 1)
+        a = pyfftw.empty_aligned(x.shape, dtype="float64")
+        h = pyfftw.empty_aligned(half, dtype="complex128")
+        fw = pyfftw.FFTW(a, h, axes=axes, flags=(s.G.fftw_flag,), threads=THREADS)
+        bw = pyfftw.FFTW(h, a, axes=axes, direction="FFTW_BACKWARD", flags=(s.G.fftw_flag,), threads=THREADS)
+        a[:] = x
+        backend = f"FFTW {pyfftw.__version__} via pyFFTW ({s.G.fftw_flag}), as used by the solver"
+
+        def fft_pair():
+            fw()
+            bw()
+    else:
+        backend = "scipy.fft (pocketfft), as used by the solver on the CPU"
+
+        def fft_pair():
+            scipy.fft.irfftn(scipy.fft.rfftn(x, axes=axes), s=s.shape, axes=axes, overwrite_x=True)
 
     def best_cpu(fn, n):
         fn()
@@ -161,31 +190,41 @@ def run_ours(case: str) -> dict:
         return best
 
     fft_pair_s = best_cpu(fft_pair, reps)
-    # one CG iteration on the same operator, with the batch of right-hand
-    # sides the solver really uses (the tangent is solved in chunks)
+    # one CG iteration on the same operator (with the solver's preconditioner),
+    # with the batch of right-hand sides the solver really uses (the tangent
+    # is solved in chunks)
     from oracles.rve.solver import _DenseTangent
 
     if case == FINITE_CASE:
         X = s.basis.vec(F)[None, :, None, None, None].expand(1, s.m, *s.shape).clone()
         _, Kt = s._constitutive(X)
         Kop = _DenseTangent(Kt)
+        ref = s._reference_for(Kt)
         nrhs = 1
     else:
         Kop = s._linear_tangent()
+        ref = s._lin_ref
         nrhs = max(c for c, _ in res.info["cg_chunks"])
-    b = s.G(Kop(torch.randn(1, nrhs, s.m, *s.shape, dtype=torch.float64)))
+    src = Kop(torch.randn(1, nrhs, s.m, *s.shape, dtype=torch.float64))
     its = 10
     s.cg_tol, s.cg_maxiter = 1e-300, its
 
     def cg_run():
         try:
-            s._cg(Kop, b)
+            s._solve(Kop, src, ref)
         except Exception:  # NotConverged after `its` iterations, by design
             pass
 
-    per_iter = best_cpu(cg_run, 1) / its
-    fft_pair = fft_pair_s
+    # the set-up of a solve (2 FFT pairs: G s and Gamma0 s) is amortized
+    # over its iterations; time 10 and 20 iterations and take the difference
+    c10 = best_cpu(cg_run, 1)
+    its = 20
+    s.cg_maxiter = its
+    c20 = best_cpu(cg_run, 1)
+    per_iter = max(c20 - c10, 0.0) / 10
     return {
+        "variant": variant,
+        "solver_options": opts or {"preconditioner": s.preconditioner, "fft": "auto"},
         "wall_time_s": wall,
         "cpu_time_s": cpu,
         "newton_iterations": newton,
@@ -195,10 +234,11 @@ def run_ours(case: str) -> dict:
         "peak_rss_mb": peak,
         "rss_after_imports_mb": base,
         "peak_above_imports_mb": peak - base,
-        "fft_backend": "scipy.fft (pocketfft), as used by the solver on the CPU",
-        "fft_pair_cpu_s": fft_pair,
+        "fft_backend": backend,
+        "fft_pair_cpu_s": fft_pair_s,
         "cg_iteration_cpu_s": per_iter,
         "cg_chunks": res.info.get("cg_chunks"),
+        "load_path": res.info.get("load_path"),
         "cg_iteration_per_rhs_cpu_s": per_iter / nrhs,
     }
 
@@ -206,28 +246,34 @@ def run_ours(case: str) -> dict:
 def run_muspectre(case: str) -> dict:
     import muSpectre as mu
 
-
     base = _rss_mb()
+
+    def build():
+        if case == FINITE_CASE:
+            dim, N = 3, 31
+            pm = cube_map()
+            cell = mu.Cell([N] * 3, [1.0] * 3, mu.Formulation.finite_strain)
+            mats = [
+                mu.material.MaterialHyperElastic1_3d.make(cell, f"p{i}", *svk_E_nu(K, m))
+                for i, (K, m) in enumerate([(0.833, 0.386), (8.33, 3.86)])
+            ]
+        else:
+            dim, N = LINEAR_CASES[case]
+            pm = disc_map(dim, N)
+            cell = mu.Cell([N] * dim, [1.0] * dim, mu.Formulation.small_strain)
+            M = mu.material.MaterialLinearElastic1_2d if dim == 2 else mu.material.MaterialLinearElastic1_3d
+            mats = [M.make(cell, "soft", 1.0, 0.3), M.make(cell, "hard", 10.0, 0.3)]
+        pix = np.array([list(p) for p in cell.pixels])
+        flat = pm[tuple(pix.T)]
+        for i, ph in enumerate(flat):
+            mats[int(ph)].add_pixel(i)
+        return cell, mats, dim
+
     if case == FINITE_CASE:
-        dim, N = 3, 31
-        pm = cube_map()
-        cell = mu.Cell([N] * 3, [1.0] * 3, mu.Formulation.finite_strain)
-        mats = [
-            mu.material.MaterialHyperElastic1_3d.make(cell, f"p{i}", *svk_E_nu(K, m))
-            for i, (K, m) in enumerate([(0.833, 0.386), (8.33, 3.86)])
-        ]
         loads = [np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])]
     else:
-        dim, N = LINEAR_CASES[case]
-        pm = disc_map(dim, N)
-        cell = mu.Cell([N] * dim, [1.0] * dim, mu.Formulation.small_strain)
-        M = mu.material.MaterialLinearElastic1_2d if dim == 2 else mu.material.MaterialLinearElastic1_3d
-        mats = [M.make(cell, "soft", 1.0, 0.3), M.make(cell, "hard", 10.0, 0.3)]
-        loads = unit_loads(dim)
-    pix = np.array([list(p) for p in cell.pixels])
-    flat = pm[tuple(pix.T)]
-    for i, ph in enumerate(flat):
-        mats[int(ph)].add_pixel(i)
+        loads = unit_loads(LINEAR_CASES[case][0])
+    cell, mats, dim = build()
     t0, c0 = time.perf_counter(), _cpu_s()
     cell.initialise()
     krylov = {
@@ -254,8 +300,31 @@ def run_muspectre(case: str) -> dict:
         except RuntimeError as e:
             failures[name] = str(e).strip().splitlines()[0][:300]
     else:
+        name = None
+    if name is None and case == FINITE_CASE:
+        # muSpectre's trust-region Newton-CG (Steihaug CG: it stops on
+        # negative curvature instead of failing), each attempt on a fresh
+        # cell and timed alone: first the parameters of muSpectre's own
+        # finite-strain example, then a unit trust region
+        for tr, inc, dec in ((100.0, 1e-3, 1e-1), (1.0, 0.25, 0.75)):
+            label = f"trust_region_newton_cg(trust_region={tr}, inc_tr_tol={inc}, dec_tr_tol={dec})"
+            cell, mats, dim = build()
+            t0, c0 = time.perf_counter(), _cpu_s()
+            cell.initialise()
+            try:
+                cg = mu.solvers.KrylovSolverTrustRegionCG(cell, 1e-8, 2000, tr, mu.Verbosity.Silent)
+                r = mu.solvers.trust_region_newton_cg(
+                    cell, loads[0], cg, tr, 1e-5, 1e-8, inc, dec, mu.Verbosity.Silent
+                )
+                newton = r.nb_it
+                results = [np.asarray(r.stress).reshape(9, -1, order="F").mean(1).tolist()]
+                name = label
+                break
+            except RuntimeError as e:
+                failures[label] = str(e).strip().splitlines()[0][:300]
+    if name is None:
         return {
-            "error": f"muSpectre failed in one step with every Krylov solver: {failures}",
+            "error": f"muSpectre failed in one step with every solver tried: {failures}",
             "krylov_failures": failures,
         }
     wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
@@ -288,12 +357,18 @@ def _spawn(case: str, solver: str, timeout: float) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--worker", choices=("ours", "muspectre"))
+    ap.add_argument("--worker", choices=("ours", "ours_baseline", "muspectre"))
     ap.add_argument("--case")
     ap.add_argument("--cases", nargs="*", default=None)
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument(
+        "--no-baseline", action="store_true", help="skip last session's solver configuration"
+    )
     args = ap.parse_args()
+    if args.worker == "ours_baseline":
+        print(json.dumps(run_ours(args.case, "baseline")))
+        return 0
     if args.worker:
         fn = run_ours if args.worker == "ours" else run_muspectre
         print(json.dumps(fn(args.case)))
@@ -318,6 +393,9 @@ def main() -> int:
         "muspectre_available": mu_ok,
         "muspectre_error": mu_err,
         "timing_note": "2 CPU cores shared with other jobs: ratios are from one run, noisy",
+        "solver_note": "ours: CG preconditioned by an isotropic reference medium (same tolerance on the "
+        "unpreconditioned residual), FFTW via pyFFTW (FFTW_ESTIMATE) on 2D grids and scipy's pocketfft "
+        "on 3D; ours_baseline: last session's configuration (plain CG, pocketfft), same run",
         "targets": {
             "wall_ratio_3d": 0.5,
             "wall_ratio_2d": 1.0,
@@ -328,8 +406,19 @@ def main() -> int:
     }
     for case in cases:
         ours = _spawn(case, "ours", args.timeout)
+        base = None if args.no_baseline else _spawn(case, "ours_baseline", args.timeout)
         ref = _spawn(case, "muspectre", args.timeout) if mu_ok else {"error": mu_err}
         entry = {"ours": ours, "muspectre": ref}
+        if base is not None:
+            entry["ours_baseline"] = base
+            if "error" not in base and "error" not in ours:
+                entry["speedup_vs_baseline"] = {
+                    "wall": base["wall_time_s"] / ours["wall_time_s"],
+                    "cpu": base["cpu_time_s"] / ours["cpu_time_s"],
+                    "cg_iterations": [base["cg_iterations"], ours["cg_iterations"]],
+                }
+                if "error" not in ref:
+                    entry["baseline_wall_ratio"] = base["wall_time_s"] / ref["wall_time_s"]
 
         dim = 3 if ("3d" in case) else 2
         if "error" not in ours:
@@ -368,7 +457,8 @@ def main() -> int:
         else:
             entry["meets_target"] = {"all": False, "reason": "a solver failed; see its error"}
         out["cases"][case] = entry
-        print(case, json.dumps({k: v for k, v in entry.items() if k not in ("ours", "muspectre")}), flush=True)
+        skip = ("ours", "muspectre", "ours_baseline")
+        print(case, json.dumps({k: v for k, v in entry.items() if k not in skip}), flush=True)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(out, indent=1))
     return 0
