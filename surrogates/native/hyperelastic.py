@@ -154,12 +154,16 @@ INLINE int block(const int k, const int sym, const net_t* net, const double* fib
             vd r = 1.0 / (1.0 + e);
             s1[j] = vselect(a1 >= 0.0, r, e * r);     /* sigmoid(a1) */
             d1[j] = e * r * r;                         /* sigmoid'(a1) */
-            z1[j] = vmax(a1, vbcast(0.0)) + vlog1p(e); /* softplus(a1) */
+            z1[j] = vmax(a1, vbcast(0.0)) + vlog1p_unit(e); /* softplus(a1) */
             u[j] = vbcast(0.0);
         }
         for (int h = 0; h < h1; h++) {
-            vd a2 = vbcast(b1[h]);
-            for (int j = 0; j < h0; j++) a2 += W1[h * h0 + j] * z1[j];
+            /* two partial sums: half the dependency chain */
+            vd a2 = vbcast(b1[h]), a2b = vbcast(0.0);
+            int j = 0;
+            for (; j + 1 < h0; j += 2) { a2 += W1[h * h0 + j] * z1[j]; a2b += W1[h * h0 + j + 1] * z1[j + 1]; }
+            if (j < h0) a2 += W1[h * h0 + j] * z1[j];
+            a2 += a2b;
             if (net->has_wx) for (int a = 0; a < p; a++) a2 += Wx[h * p + a] * I[a];
             vd e = vexp(-vabs(a2));
             vd r = 1.0 / (1.0 + e);
@@ -177,18 +181,29 @@ INLINE int block(const int k, const int sym, const net_t* net, const double* fib
                 for (int c = a; c < p; c++, q++) HH[a][c] += W0W0[j * np_ + q] * du;
             }
         }
-        for (int h = 0; h < h1; h++) {
-            vd Jm[5];
-            for (int a = 0; a < p; a++) {
-                const double* Kr = K + ((int64_t)h * p + a) * h0;
-                vd acc = vbcast(net->has_wx ? Wx[h * p + a] : 0.0);
-                for (int j = 0; j < h0; j++) acc += Kr[j] * s1[j];
-                Jm[a] = acc;
+        /* Jm rows two hidden units at a time: 2p independent accumulation chains */
+        for (int h = 0; h < h1; h += 2) {
+            const int nh = h + 1 < h1 ? 2 : 1;
+            vd Jm[2][5];
+            for (int t = 0; t < nh; t++)
+                for (int a = 0; a < p; a++) Jm[t][a] = vbcast(net->has_wx ? Wx[(h + t) * p + a] : 0.0);
+            const double* K0 = K + (int64_t)h * p * h0;
+            if (nh == 2) {
+                for (int j = 0; j < h0; j++)
+                    for (int a = 0; a < p; a++) {
+                        Jm[0][a] += K0[a * h0 + j] * s1[j];
+                        Jm[1][a] += K0[(p + a) * h0 + j] * s1[j];
+                    }
+            } else {
+                for (int j = 0; j < h0; j++)
+                    for (int a = 0; a < p; a++) Jm[0][a] += K0[a * h0 + j] * s1[j];
             }
-            if (net->has_wx) for (int a = 0; a < p; a++) gg[a] += Wx[h * p + a] * wt[h];
-            for (int a = 0; a < p; a++) {
-                vd cj = cc[h] * Jm[a];
-                for (int c = a; c < p; c++) HH[a][c] += cj * Jm[c];
+            for (int t = 0; t < nh; t++) {
+                if (net->has_wx) for (int a = 0; a < p; a++) gg[a] += Wx[(h + t) * p + a] * wt[h + t];
+                for (int a = 0; a < p; a++) {
+                    vd cj = cc[h + t] * Jm[t][a];
+                    for (int c = a; c < p; c++) HH[a][c] += cj * Jm[t][c];
+                }
             }
         }
         const double sm = net->s[m], gro = net->growth[m];

@@ -201,3 +201,22 @@ def test_hyperelastic_single_member_has_no_variance_and_fallback_matches(monkeyp
     ev = model.fast_evaluator()
     assert ev.native is None
     torch.testing.assert_close(ev(F).tangent, out.tangent, rtol=1e-12, atol=1e-12)
+
+
+def test_inlined_log1p_on_the_unit_interval_matches_torch():
+    """The softplus helper ``log(1 + e)``, ``e`` in ``[0, 1]`` (both branches and their seam)."""
+    lib = load("hyperelastic", native_hyper._SOURCE)
+    fn = lib.sb_log1p_test
+    fn.argtypes = [ctypes.c_int64, ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double)]
+    g = torch.Generator().manual_seed(1)
+    seam = 0.41421356237309503
+    x = torch.cat([torch.linspace(0.0, 1.0, 40_001, dtype=D), torch.rand(40_000, generator=g, dtype=D),
+                   torch.tensor([0.0, 1e-300, 1e-17, 1.0, seam, seam * (1 - 1e-16), seam * (1 + 1e-16)] * 8,
+                                dtype=D)])
+    x = x[: len(x) // 8 * 8].contiguous()
+    y = torch.empty_like(x)
+    fn(len(x), ptr(x), ptr(y))
+    ref = torch.log1p(x)
+    nz = ref > 0
+    assert float(((y[nz] - ref[nz]) / ref[nz]).abs().max()) < 4e-16
+    assert torch.equal(y[~nz], ref[~nz])
