@@ -38,6 +38,7 @@ standard deviation, so priors mean the same thing on every problem.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Sequence
@@ -54,7 +55,14 @@ from botorch.posteriors.gpytorch import GPyTorchPosterior
 from botorch.sampling.qmc import NormalQMCEngine
 from gpytorch.constraints import GreaterThan
 from gpytorch.distributions import MultivariateNormal
-from gpytorch.kernels import AdditiveKernel, Kernel, MaternKernel, ProductKernel, ScaleKernel
+from gpytorch.kernels import (
+    AdditiveKernel,
+    Kernel,
+    MaternKernel,
+    ProductKernel,
+    RBFKernel,
+    ScaleKernel,
+)
 from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.likelihoods.gaussian_likelihood import _GaussianLikelihoodBase
 from gpytorch.likelihoods.noise_models import Noise
@@ -80,15 +88,17 @@ def _lengthscale_prior(d: int) -> LogNormalPrior:
     return LogNormalPrior(loc=math.sqrt(2.0) + 0.5 * math.log(d), scale=math.sqrt(3.0))
 
 
-def _matern(d: int, active_dims: Sequence[int] | None = None) -> MaternKernel:
-    k = MaternKernel(
-        nu=2.5,
+def _matern(
+    d: int, active_dims: Sequence[int] | None = None, family: str = "matern52", prior: bool = True
+) -> Kernel:
+    cls = RBFKernel if family == "rbf" else functools.partial(MaternKernel, nu=2.5)
+    k = cls(
         ard_num_dims=d,
         active_dims=None if active_dims is None else tuple(active_dims),
-        lengthscale_prior=_lengthscale_prior(d),
+        lengthscale_prior=_lengthscale_prior(d) if prior else None,
         lengthscale_constraint=GreaterThan(1e-4),
     )
-    k.lengthscale = k.lengthscale_prior.mode
+    k.lengthscale = _lengthscale_prior(d).mode
     return k
 
 
@@ -338,6 +348,8 @@ def _dense_kernel(k: Kernel, x1: Tensor, x2: Tensor) -> Tensor:
         x1, x2 = x1[..., k.active_dims], x2[..., k.active_dims]
     if isinstance(k, ScaleKernel):
         return k.outputscale.unsqueeze(-1).unsqueeze(-1) * _dense_kernel(k.base_kernel, x1, x2)
+    if isinstance(k, RBFKernel):
+        return _corr(0, x1, x2, k.lengthscale.reshape(-1))
     if isinstance(k, MaternKernel) and k.nu == 2.5:
         ls = k.lengthscale
         diff = (x1 / ls).unsqueeze(-2) - (x2 / ls).unsqueeze(-3)
@@ -460,7 +472,7 @@ def _fit_gp(gp: _ExactGP, restarts: int, seed: int, init_hook=None, maxiter: int
                 if r <= 3:
                     ls = (0.3, 1.0, 10.0)[r - 1]
                     for mod in gp.modules():
-                        if isinstance(mod, MaternKernel):
+                        if isinstance(mod, (MaternKernel, RBFKernel)):
                             mod.lengthscale = ls
                         if isinstance(mod, ScaleKernel):
                             # keep the prior slope variance ~ outputscale / ls^2 of order one
@@ -1287,9 +1299,13 @@ class NARGP(_LevelwiseModel):
     """Nonlinear autoregressive GP (Perdikaris et al. 2017).
 
     Level ``t >= 1`` is a GP on ``[x, f_{t-1}(x)]`` with kernel
-    ``k_rho(x, x') k_f(f, f') + k_delta(x, x')`` (ARD Matern-5/2 in ``x``,
-    Matern-5/2 in ``f``), trained on the lower level's observations at its
-    inputs (nested designs) or its posterior mean (elsewhere).
+    ``k_rho(x, x') k_f(f, f') + k_delta(x, x')`` (ARD squared exponential in
+    ``x``, squared exponential in ``f``, as in the paper; ``kernel="matern52"``
+    for Matern-5/2), trained on the lower level's observations at its inputs
+    (nested designs) or its posterior mean (elsewhere). Hyperparameters by
+    maximum likelihood (no lengthscale priors: with the dimension-scaled
+    prior the ``f`` lengthscale is pulled long and the nonlinear map is
+    smoothed away), ``restarts + 1`` starts per level.
 
     The posterior at level ``t`` integrates over the lower levels by Monte
     Carlo with ``num_samples`` fixed quasi-random base samples: per point, the
@@ -1298,30 +1314,34 @@ class NARGP(_LevelwiseModel):
     moment-matched to a Gaussian (differentiable in ``X``).
     """
 
-    def __init__(self, dataset: Dataset, num_samples: int = 128, **options: Any):
+    def __init__(self, dataset: Dataset, num_samples: int = 128, kernel: str = "rbf", **options: Any):
         if int(num_samples) < 2:
             raise ValueError(f"num_samples must be >= 2, got {num_samples}")
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
         self.num_samples = int(num_samples)
+        self.kernel = kernel
         super().__init__(dataset, **options)
         eng = NormalQMCEngine(d=self.num_fidelities, seed=12345)
         self.register_buffer("base_samples", eng.draw(self.num_samples, dtype=DTYPE), persistent=False)
 
     def _extra_config(self):
-        return {"num_samples": self.num_samples}
+        return {"num_samples": self.num_samples, "kernel": self.kernel}
 
     def _build(self):
         d = self.d
         levels = self._train_levels()
         gps = []
         xd = list(range(d))
+        fam = self.kernel
         for t, (x, y) in enumerate(levels):
             if t == 0:
-                kern = _scaled(_matern(d, active_dims=xd))
+                kern = _scaled(_matern(d, active_dims=xd, family=fam, prior=False))
                 tx = x
             else:
-                k_rho = _scaled(_matern(d, active_dims=xd))
-                k_f = _matern(1, active_dims=[d])
-                kern = k_rho * k_f + _scaled(_matern(d, active_dims=xd), scale_prior_rate=2.0)
+                k_rho = _scaled(_matern(d, active_dims=xd, family=fam, prior=False))
+                k_f = _matern(1, active_dims=[d], family=fam, prior=False)
+                kern = k_rho * k_f + _scaled(_matern(d, active_dims=xd, family=fam, prior=False))
                 tx = torch.cat([x, torch.zeros_like(x[:, :1])], -1)
             gps.append(_ExactGP(tx, y, _gaussian_likelihood(), _GLSConstantMean(), kern).to(DTYPE))
         self.gps = torch.nn.ModuleList(gps)
