@@ -131,6 +131,10 @@ class ModelSpec(BaseModel):
     refit_every: int = Field(1, ge=1, description="refit hyperparameters every k updates")
     refit_all_below: int = Field(200, ge=0, description="refit at every update while there are fewer observations")
     refit_growth: float = Field(0.1, ge=0, description="above that, refit when the data grew by this fraction (else reuse hyperparameters)")
+    winsorize: bool = Field(
+        True, description="optimize mode, one objective: clip the objective's bad tail at the Tukey fence "
+        "(q1 - 1.5 IQR of the good-is-high values) before fitting, as Ax does"
+    )
 
 
 class Executor(BaseModel):
@@ -144,9 +148,20 @@ class Executor(BaseModel):
     cluster_options: dict[str, Any] = {}
     local_processes: bool = Field(True, description="dask LocalCluster with processes")
     synchronous: bool = Field(False, description="wait for a whole batch (reproducible) instead of async")
-    prefetch: int = Field(1, ge=0, description="async: points queued beyond the workers, so a worker that finishes starts at once")
+    prefetch: int | Literal["auto"] = Field(
+        "auto", description="async: points queued beyond the workers, so a worker that finishes starts at once "
+        "while the driver proposes its next point; 'auto': as many as workers (workers that finish together "
+        "all find a point waiting)"
+    )
     timeout: float | None = Field(None, gt=0, description="seconds per oracle call")
     retries: int = Field(0, ge=0, description="re-attempts of a failed point")
+
+    @field_validator("prefetch")
+    @classmethod
+    def _prefetch(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 0:
+            raise ValueError("expected an integer >= 0 or 'auto'")
+        return v
 
 
 class Learn(BaseModel):

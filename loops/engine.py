@@ -34,7 +34,7 @@ from torch import Tensor
 from loops.acquisition import Problem, problem_seed, propose, sobol_points
 from loops.config import CampaignConfig
 from loops.executors import ExecutorHandle
-from loops.models import fit_model, noise_variance, predict
+from loops.models import fit_model, noise_variance, predict, winsorize_objective
 from loops.registry import build_oracle
 from loops.store import RunStore
 
@@ -306,11 +306,18 @@ class Campaign:
         if self.problem.multi_fidelity and c.name not in ("singletask_gp", "mf_gp"):
             options.setdefault("num_fidelities", self.problem.num_fidelities)
             options.setdefault("costs", list(self.problem.costs))
+        Yfit = Y
+        if c.winsorize and self.config.mode == "optimize" and len(self.problem.objective_idx) == 1:
+            Yfit = winsorize_objective(Y, self.problem.objective_idx[0], self.problem.signs[0])
+        # small data: every update is a full fit from the default initialization (the
+        # marginal likelihood moves a lot with each point, and a warm start can keep a poor
+        # local optimum); large data: warm-started short refits on the schedule above
+        warm = self._warm if n >= c.refit_all_below else None
         t0 = time.perf_counter()
         self.model = fit_model(
-            c.name, X, Y, self.problem.model_bounds, Yvar=Yvar,
+            c.name, X, Yfit, self.problem.model_bounds, Yvar=Yvar,
             fidelity_dim=self.problem.d if self.problem.multi_fidelity else None,
-            options=options, warm=self._warm, refit=refit,
+            options=options, warm=warm, refit=refit,
             names=(tuple(self.oracle.input_names), self.model_output_names),
         )
         self._fit_time = time.perf_counter() - t0
@@ -457,10 +464,11 @@ class Campaign:
         self.store.set_meta("status", "running")
         if self.tracker is None:
             self.tracker = Tracker(c, self.store, self.run_dir)
+        # the pool starts first: its workers come up while MLflow and the store are set up
+        self.exec = ExecutorHandle(c.executor, self._executor_arg, preload=self._oracle_modules())
         self.tracker.start()
         self.tracker.catch_up()
         self._initial_design()
-        self.exec = ExecutorHandle(c.executor, self._executor_arg)
         self.running: dict[Future, tuple[int, float]] = {}
         self.rows_by_id = {r["id"]: r for r in self.store.rows()}
         # resubmit what was in flight when the last session died
@@ -475,6 +483,7 @@ class Campaign:
             bar = tqdm(total=c.budget.calls, desc=c.name, unit="call", initial=self.state().calls)
         stopped_by = "budget"
         infra_failures = 0
+        stale = False  # results recorded since the last model update
         try:
             while True:
                 st = self.state()
@@ -482,15 +491,22 @@ class Campaign:
                     stopped_by = next(type(k).__name__ for k in self.stopping.conds if k.should_stop(st))
                     break
                 # fill free workers
-                slots = self.exec.workers + (0 if c.executor.synchronous else c.executor.prefetch)
-                free = slots - len(self.running)
                 sync = c.executor.synchronous
+                # a serial executor evaluates at submission: one point at a time, no prefetch
+                # (it used to take workers + prefetch = 3 points per proposal, a q = 3 batch)
+                prefetch = self.exec.workers if c.executor.prefetch == "auto" else c.executor.prefetch
+                slots = self.exec.workers + (0 if sync or not self.exec.queues else prefetch)
+                free = slots - len(self.running)
                 if free > 0 and (not sync or not self.running) and self._may_submit(st, self.problem.target_fidelity):
                     # async: one joint proposal for all free workers (conditioned on the running ones)
                     k = c.acquisition.q if sync else free
                     if c.budget.calls is not None:
                         k = min(k, c.budget.calls - st.submitted)
                     if k > 0:
+                        if stale:
+                            self.update_model()
+                            self._after_update()
+                            stale = False
                         for x, lev, pred in self._candidates(k, st):
                             if not self._may_submit(self.state(), lev):
                                 break
@@ -534,8 +550,17 @@ class Campaign:
                 if got:
                     if sync and self.running:
                         continue
+                    if self.running and not self._may_submit(self.state(), self.problem.target_fidelity):
+                        # nothing left to propose: record the last results the moment they come
+                        # and update the model once, at the end
+                        stale = True
+                        continue
                     self.update_model()
                     self._after_update()
+                    stale = False
+            if stale:
+                self.update_model()
+                self._after_update()
         finally:
             self.store.set_meta("elapsed", float(self.store.get_meta("elapsed", 0.0)) + time.time() - self._t_start)
             self._t_start = time.time()
@@ -551,6 +576,11 @@ class Campaign:
         self.store.set_meta("stopped_by", stopped_by)
         self.tracker.finish(self, st)
         return CampaignResult(self.run_dir, st, stopped_by, self.model)
+
+    def _oracle_modules(self) -> tuple[str, ...]:
+        """The module of the oracle class (what a worker imports to build it)."""
+        mod = type(self.oracle).__module__
+        return (mod,) if mod and mod != "__main__" else ()
 
     def _rebuild(self) -> None:
         # every future of a broken pool fails; resubmit them all on a new pool

@@ -20,6 +20,7 @@ import multiprocessing as mp
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -113,26 +114,72 @@ class SerialExecutor(Executor):
         return f
 
 
-class ExecutorHandle:
-    """An executor plus what is needed to rebuild it after a worker dies."""
+def _start_method() -> str:
+    """``fork`` when this process runs no other thread, else ``forkserver``.
 
-    def __init__(self, cfg, executor: Executor | None = None):
+    A forked worker starts in milliseconds with everything the driver imported,
+    where a fork server first imports torch and BoTorch (seconds, tens of
+    seconds on a loaded machine). Fork is only unsafe when another thread may
+    hold a lock at the fork, so it is used only from a single-threaded driver;
+    the workers set torch to one thread before any work (:func:`_worker_init`),
+    so no OpenMP team is inherited in use.
+    """
+    if sys.platform.startswith("linux") and threading.active_count() == 1:
+        return "fork"
+    return "forkserver"
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+#: imported once by the fork server; every pool worker forks with them loaded
+PRELOAD = ("torch", "botorch", "loops.executors", "loops.registry")
+
+
+class ExecutorHandle:
+    """An executor plus what is needed to rebuild it after a worker dies.
+
+    Args:
+        cfg: the ``executor`` config table (kind, workers, ...).
+        executor: an ``Executor`` to use instead of building one.
+        preload: modules the workers need (e.g. the oracle's): for the process
+            pool they are imported once by the fork server, before any worker
+            starts, instead of once per worker.
+    """
+
+    def __init__(self, cfg, executor: Executor | None = None, preload: tuple[str, ...] = ()):
         self.cfg = cfg
         self.client = None
         self.cluster = None
+        self.preload = tuple(dict.fromkeys(PRELOAD + tuple(preload)))
         self._owned = executor is None
         self.executor = executor if executor is not None else self._build()
 
     @property
     def workers(self) -> int:
-        return self.cfg.workers
+        """Points evaluated at once (the serial executor runs each when it is submitted: one)."""
+        return 1 if isinstance(self.executor, SerialExecutor) else self.cfg.workers
+
+    @property
+    def queues(self) -> bool:
+        """Whether submitted points wait for a free worker (so prefetching keeps workers busy)."""
+        return not isinstance(self.executor, SerialExecutor)
 
     def _build(self) -> Executor:
         kind = self.cfg.kind
         if kind == "process":
             # forkserver: no fork of a driver that already runs OpenMP/torch threads
-            ctx = mp.get_context("forkserver")
-            return ProcessPoolExecutor(self.cfg.workers, mp_context=ctx, initializer=_worker_init)
+            ctx = mp.get_context(_start_method())
+            if ctx.get_start_method() == "forkserver":
+                # workers fork from a server that has torch/BoTorch/the oracle imported instead
+                # of importing them each (the server persists between pools of this process)
+                ctx.set_forkserver_preload(list(self.preload))
+            pool = ProcessPoolExecutor(self.cfg.workers, mp_context=ctx, initializer=_worker_init)
+            # start every worker now (the pool would start them one by one on submission)
+            for _ in range(self.cfg.workers):
+                pool.submit(_ready)
+            return pool
         if kind == "thread":
             return ThreadPoolExecutor(self.cfg.workers)
         if kind == "serial":

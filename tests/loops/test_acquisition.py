@@ -94,3 +94,44 @@ def test_multi_fidelity_candidates(name, model):
     assert cand.shape == (1, 3)
     assert cand[0, 2].item() in (0.0, 1.0)
     assert ((cand[0, :2] >= oracle.bounds[0]) & (cand[0, :2] <= oracle.bounds[1])).all()
+
+
+def test_top_baseline_keeps_the_best_posterior_means():
+    """Above MAX_BASELINE observations qLogNEI's baseline is the MAX_BASELINE points with the
+    best posterior mean of the (signed) objective; the incumbent is among them."""
+    from loops.acquisition import MAX_BASELINE, _top_baseline, _weights
+
+    torch.manual_seed(1)
+    b = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=D)
+    n = MAX_BASELINE + 60
+    X = torch.rand(n, 2, dtype=D)
+    Y = -((X - 0.3) ** 2).sum(-1, keepdim=True)
+    for sign in (1.0, -1.0):
+        prob = Problem(bounds=b, objective_idx=[0], signs=[sign], constraints=[])
+        model = _gp(X, sign * Y, b)
+        base = _top_baseline(model, X, _weights(prob, 1), prob)
+        assert base.shape == (MAX_BASELINE, 2)
+        with torch.no_grad():
+            mean = sign * model.posterior(X).mean.squeeze(-1)
+        kth = mean.topk(MAX_BASELINE).values[-1]
+        kept = (X[:, None, :] == base[None]).all(-1).any(-1)
+        assert (mean[kept] >= kth - 1e-12).all() and kept[mean.argmax()]
+    small = Problem(bounds=b, objective_idx=[0], signs=[1.0], constraints=[])
+    assert torch.equal(_top_baseline(model, X[:50], _weights(small, 1), small), X[:50])
+
+
+def test_winsorize_clips_only_the_bad_tail():
+    from loops.models import winsorize_objective
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.cat([torch.rand(40, generator=g, dtype=D), torch.tensor([50.0, 80.0, 300.0], dtype=D)])
+    Y = torch.stack([y, torch.arange(43, dtype=D)], -1)
+    lo = winsorize_objective(Y, 0, -1.0)  # minimize: large values are bad
+    q1, q3 = torch.quantile(y, 0.25, interpolation="lower"), torch.quantile(y, 0.75, interpolation="higher")
+    fence = q3 + 1.5 * (q3 - q1)
+    assert torch.equal(lo[:, 1], Y[:, 1])  # other columns untouched
+    assert torch.equal(lo[y <= fence, 0], y[y <= fence])  # good values unchanged, the best included
+    assert torch.allclose(lo[y > fence, 0], fence.expand(int((y > fence).sum())))
+    hi = winsorize_objective(-Y, 0, 1.0)  # the same problem as maximization
+    assert torch.allclose(hi[:, 0], -lo[:, 0])
+    assert torch.equal(winsorize_objective(Y[:3], 0, 1.0), Y[:3])
