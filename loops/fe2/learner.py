@@ -115,6 +115,12 @@ class GPStressLearner:
         self.L_ = torch.linalg.cholesky(K)
         r = (Yn - self.constant_).T.unsqueeze(-1)  # m x n x 1
         self.alpha_ = torch.cholesky_solve(r, self.L_).squeeze(-1)  # m x n
+        # prediction caches: inputs scaled per output, their squared norms, K^-1
+        # (one batched matmul for the variance instead of a triangular solve per call)
+        self._Xn = Xn
+        self._Xl = Xn[None] / self.lengthscale_[:, None, :]  # m x N x 4
+        self._Xl2 = self._Xl.pow(2).sum(-1)  # m x N
+        self._Kinv = torch.cholesky_inverse(self.L_)  # m x N x N
 
     def update(self, F: Tensor, P: Tensor) -> GPStressLearner:
         """Add ``n x 2 x 2`` oracle answers; re-condition, refitting every ``refit_every``."""
@@ -129,6 +135,52 @@ class GPStressLearner:
         self._condition()
         return self
 
+    def select_batch(
+        self, F: Tensor, tolerance: float, min_points: int = 1, max_points: int | None = None
+    ) -> Tensor:
+        """Indices of the points of ``F`` whose oracle answers bring every point's variance below ``tolerance``.
+
+        Greedy: the point of largest predictive variance is picked, the GP is
+        conditioned on it (the posterior covariance does not depend on the
+        answer, so no oracle call is needed to know its effect), and so on until
+        all variances are below ``tolerance`` or ``max_points`` are picked;
+        then up to ``min_points`` in total (e.g. one per oracle worker, which
+        costs no extra wall time). Nearby Gauss points have nearly equal ``F``,
+        so one pick clears a whole neighbourhood.
+
+        Args:
+            F: ``n x 2 x 2`` deformation gradients.
+            tolerance: the variance (mean over the 4 components of ``P``) to reach.
+            min_points: pick at least this many (when ``n`` allows).
+            max_points: pick at most this many (default ``n``).
+
+        Returns:
+            ``k`` indices into ``F`` (``k = 0`` when all are already below ``tolerance``).
+        """
+        if not hasattr(self, "L_"):
+            raise RuntimeError("GPStressLearner is not fitted; call fit(F, P) first")
+        F = check_F(F, k=2)
+        n = F.shape[0]
+        max_points = n if max_points is None else min(int(max_points), n)
+        Xs = (F - torch.eye(2, dtype=DTYPE)).reshape(n, 4) / self.x_scale_
+        Ks = self._kernel(Xs, self._Xn)  # m x n x N
+        C = self._kernel(Xs, Xs) - Ks @ self._Kinv @ Ks.transpose(-1, -2)  # m x n x n
+        scale = self.y_std_.pow(2)[:, None]  # standardized -> P units
+        picks: list[int] = []
+        if not ((torch.diagonal(C, dim1=-2, dim2=-1).clamp_min(0) * scale).mean(0) >= tolerance).any():
+            return torch.zeros(0, dtype=torch.long)
+        while len(picks) < max_points:
+            var = (torch.diagonal(C, dim1=-2, dim2=-1).clamp_min(0) * scale).mean(0)  # n
+            if picks:
+                var[picks] = -1.0
+            if not (var >= tolerance).any() and len(picks) >= min_points:
+                break
+            j = int(torch.argmax(var))
+            picks.append(j)
+            cj = C[:, :, j : j + 1]  # m x n x 1
+            C = C - cj @ cj.transpose(-1, -2) / (C[:, j, j] + self.noise_)[:, None, None]
+        return torch.tensor(picks, dtype=torch.long)
+
     @property
     def n_train(self) -> int:
         return self.X_.shape[0]
@@ -141,15 +193,16 @@ class GPStressLearner:
         F = check_F(F, k=2)
         n = F.shape[0]
         Xs = (F - torch.eye(2, dtype=DTYPE)).reshape(n, 4) / self.x_scale_
-        Xn = self.X_ / self.x_scale_
-        Ks = self._kernel(Xs, Xn)  # m x n x N
-        mean = self.constant_[:, None] + (Ks * self.alpha_[:, None, :]).sum(-1)  # m x n
+        a = Xs[None] / self.lengthscale_[:, None, :]  # m x n x 4
+        d2 = a.pow(2).sum(-1)[..., None] + self._Xl2[:, None, :] - 2 * a @ self._Xl.transpose(-1, -2)
+        Ks = self.outputscale_[:, None, None] * torch.exp(-0.5 * d2.clamp_min(0))  # m x n x N
         # d k(x, x_j)/dx = -k (x - x_j) / l^2, summed against alpha
         w = Ks * self.alpha_[:, None, :]  # m x n x N
+        wsum = w.sum(-1)  # m x n
+        mean = self.constant_[:, None] + wsum
         l2 = self.lengthscale_.pow(2)[:, None, :]  # m x 1 x 4
-        dmean = -(w.sum(-1, keepdim=True) * Xs[None] - w @ Xn) / l2  # m x n x 4
-        v = torch.linalg.solve_triangular(self.L_, Ks.transpose(-1, -2), upper=False)  # m x N x n
-        var = (self.outputscale_[:, None] - v.pow(2).sum(-2)).clamp_min(0)  # m x n
+        dmean = -(wsum[..., None] * Xs[None] - w @ self._Xn) / l2  # m x n x 4
+        var = (self.outputscale_[:, None] - ((Ks @ self._Kinv) * Ks).sum(-1)).clamp_min(0)
         P = (mean.T * self.y_std_ + self.y_mean_).reshape(n, 2, 2)
         # dP_o/dF_d = dmean_o/dXn_d * y_std_o / x_scale_d
         A = dmean.permute(1, 0, 2) * self.y_std_[None, :, None] / self.x_scale_[None, None, :]

@@ -37,6 +37,7 @@ from loops.fe2.learner import GPStressLearner, sobol_gradients
 from loops.fe2.providers import NeoHookean, OracleProvider, load_material
 from loops.fe2.solver import DirichletBC, MacroSolver, SolveResult, TractionBC
 from loops.fe2.switch import AdaptiveSwitch, refit_updater, tolerance_for_reaction
+from oracles.exceptions import NotConverged
 
 
 @dataclass
@@ -142,13 +143,23 @@ def derive_tolerance(cfg: FE2Config, surrogate, mesh) -> tuple[float, dict[str, 
     """Variance tolerance for ``material.adaptive.target_rel_error`` (see :mod:`loops.fe2.switch`).
 
     A surrogate-only solve gives the reaction estimate and the state at which
-    the reaction's influence field is linearized.
+    the reaction's influence field is linearized. Where that solve fails (a
+    surrogate extrapolating far outside its data can invert elements), the
+    estimate comes from the Neo-Hookean law with the surrogate's tangent at
+    ``F = I``, where it has its data (``"estimate_from"`` in the returned info
+    says which was used).
     """
     a = cfg.material.adaptive
-    s = make_solver(cfg, surrogate, mesh)
-    res = s.solve(**_solve_kwargs(cfg))
-    A = surrogate.material_response(torch.as_tensor(res.final.F)).tangent.numpy()
     L = cfg.load
+    law, source = surrogate, "surrogate"
+    try:
+        s = make_solver(cfg, surrogate, mesh)
+        res = s.solve(**_solve_kwargs(cfg))
+    except NotConverged:
+        law, source = linearized_law(surrogate), "linearized_surrogate"
+        s = make_solver(cfg, law, mesh)
+        res = s.solve(**_solve_kwargs(cfg))
+    A = law.material_response(torch.as_tensor(res.final.F)).tangent.numpy()
     infl = s.reaction_influence(res.final.u, A, L.reaction_boundary, L.reaction_component)
     R = res.final.reactions[L.reaction_boundary][L.reaction_component]
     tol = tolerance_for_reaction(infl, R, a.target_rel_error, a.kappa)
@@ -156,7 +167,20 @@ def derive_tolerance(cfg: FE2Config, surrogate, mesh) -> tuple[float, dict[str, 
         "reaction_estimate": float(R),
         "influence_sum": float(infl.sum()),
         "tolerance": tol,
+        "estimate_from": source,
     }
+
+
+def linearized_law(material) -> NeoHookean:
+    """The Neo-Hookean law with ``material``'s plane-strain tangent at ``F = I``.
+
+    ``mu`` from the shear terms ``A_0101, A_1010`` and ``lam`` from ``A_0011``
+    (an isotropic fit: exact for an isotropic material, the mean for a
+    square-symmetric one).
+    """
+    A0 = torch.as_tensor(material.material_response(torch.eye(2, dtype=torch.float64)[None]).tangent)[0]
+    mu = float(0.5 * (A0[0, 1, 0, 1] + A0[1, 0, 1, 0]))
+    return NeoHookean(mu=mu, lam=float(A0[0, 0, 1, 1]))
 
 
 def _prescribed_displacement(cfg: FE2Config, result: SolveResult) -> tuple[np.ndarray, str]:

@@ -180,6 +180,13 @@ class MacroSolver:
         nb = b.Nbfun
         self._rows = np.broadcast_to(self._edofs[:, None, :], (nb, nb, self.nelems)).ravel()
         self._cols = np.broadcast_to(self._edofs[None, :, :], (nb, nb, self.nelems)).ravel()
+        # the same gradients per Gauss point as B matrices (n_gauss x Nbfun x 4, row-major ij),
+        # so F, f_int and the element stiffnesses are batched matmuls with no einsum planning
+        self._B = np.ascontiguousarray(
+            self._G.transpose(3, 4, 0, 1, 2).reshape(self.n_gauss, nb, 4)
+        )
+        self._Bw = self._B * self._dx.reshape(self.n_gauss)[:, None, None]
+        self._gdofs = np.repeat(self._edofs.T, self.nqp, axis=0)  # n_gauss x Nbfun
 
         # Dirichlet dofs and their values at load factor 1
         self._bc_dofs: dict[str, np.ndarray] = {}
@@ -198,6 +205,7 @@ class MacroSolver:
         self.D, first = np.unique(D[::-1], return_index=True)
         self.uD = vals[::-1][first]
         self.free = np.setdiff1d(np.arange(b.N), self.D)
+        self._setup_reduced_assembly()
 
         # external load vector at load factor 1
         self.f_ext = np.zeros(b.N)
@@ -226,12 +234,69 @@ class MacroSolver:
             self._reaction_dofs[name] = comps
         self.n_material_calls = 0
 
+    #: free-dof count up to which the Newton system is assembled and factorized
+    #: dense (LAPACK beats SuperLU's per-call overhead on a few hundred dofs)
+    DENSE_MAX_DOFS = 400
+
+    def _setup_reduced_assembly(self) -> None:
+        """Index maps from element-stiffness entries to the free-free system and the free-Dirichlet block.
+
+        Entries are ordered ``(element, a, b)`` as produced by :meth:`_element_stiffness`.
+        """
+        N, nb, nel = self.basis.N, self._edofs.shape[0], self.nelems
+        rows = np.broadcast_to(self._edofs.T[:, :, None], (nel, nb, nb)).ravel()
+        cols = np.broadcast_to(self._edofs.T[:, None, :], (nel, nb, nb)).ravel()
+        fidx = np.full(N, -1, dtype=np.int64)
+        fidx[self.free] = np.arange(self.free.size)
+        didx = np.full(N, -1, dtype=np.int64)
+        didx[self.D] = np.arange(self.D.size)
+        fr, fc, dc = fidx[rows], fidx[cols], didx[cols]
+        nf = self.free.size
+        self._ff = np.flatnonzero((fr >= 0) & (fc >= 0))
+        self._fd = np.flatnonzero((fr >= 0) & (dc >= 0))
+        self._fd_rows, self._fd_cols = fr[self._fd], dc[self._fd]
+        self._dense = nf <= self.DENSE_MAX_DOFS
+        if self._dense:
+            self._ff_flat = fr[self._ff] * nf + fc[self._ff]
+        else:
+            # CSC pattern of K_ff: unique (col, row) keys in column-major order
+            keys = fc[self._ff] * nf + fr[self._ff]
+            ukeys, self._ff_inv = np.unique(keys, return_inverse=True)
+            self._csc_indices = (ukeys % nf).astype(np.int32)
+            counts = np.bincount(ukeys // nf, minlength=nf)
+            self._csc_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+
+    def _element_stiffness(self, A: np.ndarray) -> np.ndarray:
+        """``nel x Nbfun x Nbfun`` element tangents of Gauss-point tangents ``A``."""
+        Ke = self._Bw @ A.reshape(self.n_gauss, 4, 4) @ self._B.transpose(0, 2, 1)
+        nb = self._B.shape[1]
+        return Ke.reshape(self.nelems, self.nqp, nb, nb).sum(1)
+
+    def _newton_increment(self, A: np.ndarray, R: np.ndarray, dD: np.ndarray | None) -> np.ndarray:
+        """Free-dof increment solving ``K_ff du_f = -R_f - K_fD du_D`` (``dD``: ``du_D`` or None)."""
+        Ke = self._element_stiffness(A).ravel()
+        nf = self.free.size
+        rhs = -R[self.free]
+        if dD is not None and np.any(dD):
+            rhs -= np.bincount(
+                self._fd_rows, weights=Ke[self._fd] * dD[self._fd_cols], minlength=nf
+            )
+        if self._dense:
+            K = np.bincount(self._ff_flat, weights=Ke[self._ff], minlength=nf * nf)
+            try:
+                return np.linalg.solve(K.reshape(nf, nf), rhs)
+            except np.linalg.LinAlgError:
+                # a singular tangent: the non-finite step makes Newton fail and cut back
+                return np.full(nf, np.nan)
+        data = np.bincount(self._ff_inv, weights=Ke[self._ff], minlength=self._csc_indices.size)
+        K = sp.csc_matrix((data, self._csc_indices, self._csc_indptr), shape=(nf, nf))
+        return spsolve(K, rhs)
+
     # ------------------------------------------------------------ kinematics
     def deformation_gradient(self, u: np.ndarray) -> np.ndarray:
         """``n_gauss x 2 x 2`` deformation gradients of nodal displacements ``u`` (``N``)."""
-        ue = u[self._edofs]  # Nbfun x nel
-        grad = np.einsum("ae,aijeq->eqij", ue, self._G)
-        return (grad + np.eye(2)).reshape(self.n_gauss, 2, 2)
+        grad = (u[self._gdofs][:, None, :] @ self._B)[:, 0, :]
+        return (grad + np.eye(2).ravel()).reshape(self.n_gauss, 2, 2)
 
     def gauss_points(self) -> np.ndarray:
         """``n_gauss x 2`` reference coordinates of the Gauss points (same order as ``F``)."""
@@ -262,9 +327,8 @@ class MacroSolver:
     # -------------------------------------------------------------- assembly
     def internal_force(self, P: np.ndarray) -> np.ndarray:
         """``N`` nodal internal forces of Gauss-point stresses ``P`` (``n_gauss x 2 x 2``)."""
-        Pq = P.reshape(self.nelems, self.nqp, 2, 2)
-        fe = np.einsum("aijeq,eqij,eq->ae", self._G, Pq, self._dx, optimize=True)
-        return np.bincount(self._edofs.ravel(), weights=fe.ravel(), minlength=self.basis.N)
+        fg = (self._Bw @ P.reshape(self.n_gauss, 4, 1))[..., 0]  # n_gauss x Nbfun
+        return np.bincount(self._gdofs.ravel(), weights=fg.ravel(), minlength=self.basis.N)
 
     def stiffness(self, A: np.ndarray) -> sp.csr_matrix:
         """``N x N`` consistent tangent of Gauss-point tangents ``A`` (``n_gauss x 2 x 2 x 2 x 2``)."""
@@ -321,11 +385,9 @@ class MacroSolver:
                 raise NotConverged(f"non-finite residual at load factor {lam:.4g}", k, rnorm)
             if k == max_iter:
                 break
-            K = self.stiffness(A)
             du = np.zeros_like(u)
             du[self.D] = target - u[self.D]
-            rhs = -R[self.free] - K[self.free][:, self.D] @ du[self.D]
-            du[self.free] = spsolve(K[self.free][:, self.free].tocsc(), rhs)
+            du[self.free] = self._newton_increment(A, R, du[self.D])
             u += du
         raise NotConverged(
             f"Newton did not converge at load factor {lam:.4g} in {max_iter} iterations "

@@ -13,21 +13,31 @@ With displacement control, a stress error :math:`\delta P_g` at the Gauss
 points changes the reaction :math:`R` on the loaded boundary by, to first
 order, :math:`\delta R = \sum_g w_g\, \delta P_g : \nabla z_g`, where ``z`` is
 the linearized displacement response to a unit motion of the loaded boundary
-(see :meth:`loops.fe2.solver.MacroSolver.reaction_influence`). Hence
+(the adjoint of the reaction; see
+:meth:`loops.fe2.solver.MacroSolver.reaction_influence`).
 
-.. math:: |\delta R| \le \sum_g w_g |\nabla z_g|_F\, |\delta P_g|_F .
+Treat the surrogate's error at a point as the GP does: zero-mean, the 4
+components independent (one GP per component) with variance ``v_g`` (the
+switch sees the mean over the components). Then
+:math:`\delta P_g : \nabla z_g` has standard deviation
+:math:`\sqrt{v_g}\, |\nabla z_g|_F` -- not :math:`2\sqrt{v_g}|\nabla z_g|_F`,
+the Cauchy--Schwarz worst case of an error aligned with :math:`\nabla z_g`,
+which the first version of this derivation used. Errors at different points
+are correlated (one GP predicts them all), but whatever the correlation, the
+standard deviation of a sum is at most the sum of the standard deviations:
 
-Taking :math:`|\delta P_g|_F \le \kappa\, \sigma_g` with
-:math:`\sigma_g = \sqrt{4 v_g}` the Frobenius predictive standard deviation
-(``v_g`` is the mean variance over the 4 stress components) and ``kappa`` a
-coverage factor (2: about 95 % per point for a calibrated Gaussian), and
-spreading the budget evenly over the points, the relative target
-:math:`|\delta R| \le \varepsilon |R|` is met when every surrogate point has
+.. math:: \mathrm{sd}(\delta R) \le \sum_g w_g |\nabla z_g|_F \sqrt{v_g} .
 
-.. math:: v_g \le \Big(\frac{\varepsilon |R|}{2 \kappa \sum_g w_g |\nabla z_g|_F}\Big)^2 ,
+Asking :math:`\kappa\, \mathrm{sd}(\delta R) \le \varepsilon |R|` (``kappa``
+a coverage factor, 2: about 95 % for a Gaussian) with every surrogate point
+below the same tolerance gives
 
-which :func:`tolerance_for_reaction` returns. The bound is conservative
-(the triangle inequality ignores cancellation) and first order in the error.
+.. math:: v_g \le \Big(\frac{\varepsilon |R|}{\kappa \sum_g w_g |\nabla z_g|_F}\Big)^2 ,
+
+which :func:`tolerance_for_reaction` returns. What stays conservative:
+the fully correlated sum, every point taken at the tolerance (most are far
+below after on-the-fly learning), and whatever miscalibration the surrogate's
+variance has (a GP with long lengthscales is typically underconfident).
 """
 
 from __future__ import annotations
@@ -66,7 +76,7 @@ def tolerance_for_reaction(
     total = float(np.sum(influence))
     if not total > 0:
         raise ValueError(f"the reaction influence must be positive, got sum {total}")
-    return (rel_error * abs(float(reaction)) / (2.0 * kappa * total)) ** 2
+    return (rel_error * abs(float(reaction)) / (kappa * total)) ** 2
 
 
 def _default_updater(surrogate, F: Tensor, P: Tensor, A: Tensor):
@@ -109,6 +119,23 @@ class AdaptiveSwitch:
     oracle it keeps using it until the step ends, so the material law seen by
     Newton stops changing after a few iterations and convergence is restored.
 
+    **On-the-fly learning** (Rocha, Kerfriden & van der Meer 2021), used when
+    the surrogate can pick its own batch (``select_batch(F, tolerance,
+    min_points, max_points)``, as :class:`~loops.fe2.learner.GPStressLearner`
+    does) and learning is on: when some points are too uncertain, only the
+    batch whose answers bring *every* point below the tolerance (chosen from
+    the posterior covariance before any oracle call) goes to the oracle, in one
+    call; the answers are added at once (the GP is re-conditioned, hyperparameters
+    kept) and all points are predicted again; up to ``max_rounds`` such rounds,
+    then whatever is still uncertain is answered by the oracle directly (sticky,
+    as above). Nearby Gauss points have nearly equal ``F``, so one answer
+    clears many. Learning happens at the first provider call of a load step only;
+    the later Newton iterations of the step see a fixed surrogate (and the sticky
+    oracle points), so Newton converges. The solver reuses the converged state of the previous step
+    for the first iteration of a step, so the first call of a step is at the
+    predicted state and the oracle calls happen there, not at every Newton
+    iteration. The oracle's answers are used at the points it was asked about.
+
     Args:
         surrogate: a provider whose response carries ``variance`` (``n``).
         oracle: the exact provider (e.g. :class:`loops.fe2.providers.OracleProvider`
@@ -124,6 +151,11 @@ class AdaptiveSwitch:
             update and returning the model to use from then on; the default
             calls ``surrogate.update(F, P)``; :func:`refit_updater` refits a
             scalebridge ``SurrogateMixin`` model on its data plus the new points.
+        on_the_fly: learn inside the step as described above (``None``: when
+            ``learn`` is on and the surrogate has ``select_batch``).
+        min_batch: on-the-fly batches have at least this many points (the number
+            of oracle workers: more points in one parallel call cost no extra time).
+        max_rounds: on-the-fly rounds (oracle call + update) per provider call.
 
     Attributes:
         step_log: one dict per attempted load step (``load_factor``,
@@ -141,6 +173,9 @@ class AdaptiveSwitch:
         learn: bool = True,
         max_learn: int = 64,
         updater: Callable[[Any, Tensor, Tensor, Tensor], Any] | None = None,
+        on_the_fly: bool | None = None,
+        min_batch: int = 1,
+        max_rounds: int = 3,
     ):
         for name, m in (("surrogate", surrogate), ("oracle", oracle)):
             if not isinstance(m, MaterialModel):
@@ -158,6 +193,21 @@ class AdaptiveSwitch:
                 f"{type(surrogate).__name__} has neither"
             )
         self.updater = updater or _default_updater
+        can_select = callable(getattr(surrogate, "select_batch", None))
+        if on_the_fly is None:
+            on_the_fly = self.learn and can_select
+        if on_the_fly and not (self.learn and can_select):
+            raise TypeError(
+                f"on_the_fly=True needs learn=True and a surrogate with select_batch; "
+                f"got learn={self.learn} and {type(surrogate).__name__}"
+            )
+        self.on_the_fly = bool(on_the_fly)
+        if min_batch < 1 or max_rounds < 1:
+            raise ValueError(f"min_batch and max_rounds must be >= 1, got {min_batch}, {max_rounds}")
+        self.min_batch = int(min_batch)
+        self.max_rounds = int(max_rounds)
+        #: oracle calls made (batched calls, not points)
+        self.n_oracle_calls = 0
         self.step_log: list[dict[str, Any]] = []
         self.oracle_calls: np.ndarray | None = None
         self.surrogate_calls: np.ndarray | None = None
@@ -200,6 +250,13 @@ class AdaptiveSwitch:
             A = torch.as_tensor(r.tangent, dtype=DTYPE).clone()
             finite = torch.isfinite(P).flatten(1).all(1) & torch.isfinite(A).flatten(1).all(1)
             use_oracle = ~(var < self.tolerance) | ~finite
+            # on the fly only at the first call of a step (the predicted state): learning at
+            # every Newton iteration would change the law under Newton and never converge
+            if self.on_the_fly and self._sticky is None and use_oracle.any():
+                P, A, var, asked = self._learn_on_the_fly(F, P, A, var, finite)
+                use_oracle = ~(var < self.tolerance) | ~finite
+            else:
+                asked = torch.zeros(n, dtype=torch.bool)
             # sticky within a load step: a point that switches back and forth
             # between two slightly different laws would stall Newton
             if self._sticky is not None and self._sticky.shape[0] == n:
@@ -210,10 +267,14 @@ class AdaptiveSwitch:
             A = torch.empty(n, *F.shape[1:] * 2, dtype=DTYPE)
             var = torch.zeros(n, dtype=DTYPE)
             use_oracle = torch.ones(n, dtype=torch.bool)
+            asked = torch.zeros(n, dtype=torch.bool)
+        # the points asked on the fly are known exactly now; only the rest is sticky
+        use_oracle &= ~asked
         self._sticky = use_oracle.clone()
         k = int(use_oracle.sum())
         self._pending = None
         if k:
+            self.n_oracle_calls += 1
             ro = self.oracle.material_response(F[use_oracle])
             P[use_oracle] = torch.as_tensor(ro.P, dtype=DTYPE)
             A[use_oracle] = torch.as_tensor(ro.tangent, dtype=DTYPE)
@@ -221,6 +282,8 @@ class AdaptiveSwitch:
                 self._pending = (F[use_oracle], P[use_oracle], A[use_oracle], var[use_oracle])
             var = var.clone()
             var[use_oracle] = 0.0
+        use_oracle |= asked
+        k = int(use_oracle.sum())
         self._step["n_surrogate"] += n - k
         self._step["n_oracle"] += k
         mask = use_oracle.numpy()
@@ -231,6 +294,40 @@ class AdaptiveSwitch:
         self.surrogate_calls += ~mask
         self.last_oracle_mask = mask
         return MaterialResponse(P, A, var)
+
+    def _learn_on_the_fly(self, F, P, A, var, finite):
+        """Rounds of (batch selection, one oracle call, update, prediction); see the class docstring."""
+        n = F.shape[0]
+        asked = torch.zeros(n, dtype=torch.bool)
+        ok = finite.nonzero().squeeze(-1)
+        P_o, A_o = P.clone(), A.clone()
+        for _ in range(self.max_rounds):
+            pending = ~(var < self.tolerance) & finite & ~asked
+            if not pending.any():
+                break
+            cand = ok[~asked[ok]]
+            pick = self.surrogate.select_batch(
+                F[cand], self.tolerance, min_points=self.min_batch, max_points=self.max_learn
+            )
+            if pick.numel() == 0:
+                break
+            idx = cand[pick]
+            self.n_oracle_calls += 1
+            ro = self.oracle.material_response(F[idx])
+            Pi, Ai = torch.as_tensor(ro.P, dtype=DTYPE), torch.as_tensor(ro.tangent, dtype=DTYPE)
+            new = self.updater(self.surrogate, F[idx], Pi, Ai)
+            if new is not None:
+                self.surrogate = new
+            self._step["n_learned"] = self._step.get("n_learned", 0) + int(idx.numel())
+            asked[idx] = True
+            P_o[idx], A_o[idx] = Pi, Ai
+            r = self.surrogate.material_response(F)
+            var = torch.as_tensor(r.variance, dtype=DTYPE).reshape(n).clone()
+            P = torch.as_tensor(r.P, dtype=DTYPE).clone()
+            A = torch.as_tensor(r.tangent, dtype=DTYPE).clone()
+            var[asked] = 0.0
+        P[asked], A[asked] = P_o[asked], A_o[asked]
+        return P, A, var, asked
 
     # ---------------------------------------------------------- solver hooks
     def begin_step(self, load_factor: float) -> None:
@@ -251,6 +348,9 @@ class AdaptiveSwitch:
                 self.surrogate = new
             n_learned = F.shape[0]
         self._pending = None
+        # answers learned on the fly stay learned even when the step is cut back:
+        # they are oracle answers, true whatever the macro state
+        n_learned += self._step.pop("n_learned", 0)
         rec = {
             "load_factor": self._load_factor,
             "accepted": bool(accepted),

@@ -234,3 +234,31 @@ def test_mesh_from_a_file_through_meshio(tmp_path):
     assert abs(R_mem - R_ref) < 0.05 * abs(R_ref)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_mesh(tmp_path / "nope.msh")
+
+
+def test_dense_and_sparse_newton_systems_agree(monkeypatch):
+    """The reduced assembly (dense LAPACK below ``DENSE_MAX_DOFS`` free dofs, CSC above)
+    gives the same Newton path as scikit-fem's own assembly of the full matrix."""
+    from scipy.sparse.linalg import spsolve
+
+    law = NeoHookean.from_young(10.0, 0.3)
+    mesh = plate_with_hole(n_theta=4, n_radial=4)
+    bcs = [DirichletBC("left", 0), DirichletBC("bottom", 1), DirichletBC("right", 0, 0.05)]
+    out = {}
+    for limit in (10**9, 0):
+        monkeypatch.setattr(MacroSolver, "DENSE_MAX_DOFS", limit)
+        s = MacroSolver(mesh, law, bcs)
+        assert s._dense == (limit > 0)
+        out[limit] = s.solve(n_steps=2).final
+    np.testing.assert_allclose(out[0].u, out[10**9].u, rtol=0, atol=1e-12)
+    # one increment against the full matrix from the public stiffness()
+    s = MacroSolver(mesh, law, bcs)
+    u = out[0].u
+    F = s.deformation_gradient(u)
+    r = law.material_response(torch.as_tensor(F))
+    A, P = r.tangent.numpy(), r.P.numpy()
+    R = s.internal_force(P) - s.f_ext
+    dD = np.full(s.D.size, 1e-3)
+    K = s.stiffness(A).tocsr()
+    ref = spsolve(K[s.free][:, s.free].tocsc(), -R[s.free] - K[s.free][:, s.D] @ dD)
+    np.testing.assert_allclose(s._newton_increment(A, R, dD), ref, rtol=1e-9, atol=1e-12)

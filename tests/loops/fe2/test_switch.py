@@ -215,3 +215,53 @@ def test_oracle_provider_on_a_dask_executor_matches_serial():
             LAW, executor=client.get_executor(pure=False), chunk_size=6
         ).material_response(F)
     assert torch.equal(serial.P, par.P) and torch.equal(serial.tangent, par.tangent)
+
+
+def test_select_batch_brings_every_point_below_the_tolerance():
+    """The greedy batch is chosen from the posterior covariance alone; after the
+    oracle's answers at those points are added, every point is below the tolerance,
+    and no smaller prefix of the batch would have sufficed."""
+    F = sobol_gradients(20, 0.05, seed=0)
+    gp = GPStressLearner(refit_every=0).fit(F, LAW.material_response(F).P)
+    Ft = sobol_gradients(40, 0.15, seed=3)
+    var = gp.material_response(Ft).variance
+    tol = float(var.median())
+    pick = gp.select_batch(Ft, tol, max_points=40)
+    assert 0 < pick.numel() < 40 and pick.unique().numel() == pick.numel()
+    g2 = GPStressLearner(refit_every=0).fit(F, LAW.material_response(F).P)
+    g2.update(Ft[pick], LAW.material_response(Ft[pick]).P)
+    assert (g2.material_response(Ft).variance < tol).all()
+    g3 = GPStressLearner(refit_every=0).fit(F, LAW.material_response(F).P)
+    g3.update(Ft[pick[:-1]], LAW.material_response(Ft[pick[:-1]]).P)
+    assert (g3.material_response(Ft).variance >= tol).any()
+    # nothing to do below the tolerance; min_points pads the batch
+    assert gp.select_batch(Ft, float(var.max()) * 2).numel() == 0
+    assert gp.select_batch(Ft, tol, min_points=pick.numel() + 3).numel() == pick.numel() + 3
+
+
+def test_on_the_fly_switch_meets_the_tolerance_with_few_oracle_calls():
+    """On-the-fly learning: each provider call ends with every surrogate point below the
+    tolerance, answers computed by the oracle where it was asked, and the result matches
+    full FE² to the accuracy the tolerance implies."""
+    F = sobol_gradients(24, 0.04, seed=0)
+    gp = GPStressLearner(refit_every=0).fit(F, LAW.material_response(F).P)
+    full = _plate(LAW).solve(n_steps=3)
+    sw = AdaptiveSwitch(gp, LAW, 1e-5, learn=True, max_learn=32)
+    assert sw.on_the_fly
+    res = _plate(sw).solve(n_steps=3)
+    assert sw.n_oracle > 0 and sw.n_surrogate > 0
+    # batched calls, not one per point
+    assert sw.n_oracle_calls < sw.n_oracle
+    R, R0 = res.final.reactions["right"][0], full.final.reactions["right"][0]
+    assert abs(R - R0) / abs(R0) < 1e-3
+    # learning happens at the first call of each step only (Newton then sees a fixed law)
+    assert all(r["accepted"] for r in sw.step_log) and len(sw.step_log) == 3
+    off = AdaptiveSwitch(copy_gp(F), LAW, 1e-5, learn=True, on_the_fly=False, max_learn=32)
+    _plate(off).solve(n_steps=3)
+    assert not off.on_the_fly
+    with pytest.raises(TypeError, match="on_the_fly"):
+        AdaptiveSwitch(BiasedSurrogate(), LAW, 1.0, on_the_fly=True)
+
+
+def copy_gp(F):
+    return GPStressLearner(refit_every=0).fit(F, LAW.material_response(F).P)
