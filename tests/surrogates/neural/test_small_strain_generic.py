@@ -106,7 +106,8 @@ def test_learns_cubic_linear_elasticity_constants():
     ds = Dataset(X=tensor_to_voigt(eps, 3), Y=tensor_to_voigt(sig, 3))
     model = SmallStrainEnsemble.from_dataset(
         ds, symmetry="cubic", hidden=(8, 8), num_members=1, calibration_fraction=0,
-        training=dict(max_iter=15, inner_iter=25),
+        # trained to convergence (a short L-BFGS run left C11, C44 2 % off for some seeds)
+        training=dict(max_iter=60, inner_iter=25, patience=10, tol=1e-6),
     )
     _, C0 = model.stress_tangent(torch.zeros(1, 3, 3, dtype=DT))
     C0 = C0[0]
