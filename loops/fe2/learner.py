@@ -115,12 +115,14 @@ class GPStressLearner:
         self.L_ = torch.linalg.cholesky(K)
         r = (Yn - self.constant_).T.unsqueeze(-1)  # m x n x 1
         self.alpha_ = torch.cholesky_solve(r, self.L_).squeeze(-1)  # m x n
-        # prediction caches: inputs scaled per output, their squared norms, K^-1
-        # (one batched matmul for the variance instead of a triangular solve per call)
+        # prediction caches: inputs scaled per output and their squared norms. The
+        # variance goes through L (a triangular solve), never an explicit K^-1: with the
+        # long lengthscales and large outputscales these near-linear fits get, K is
+        # ill-conditioned and k^T K^-1 k from the inverse was off by ~1e-3 where the
+        # variance is ~1e-10 (measured), which sent every point to the oracle
         self._Xn = Xn
         self._Xl = Xn[None] / self.lengthscale_[:, None, :]  # m x N x 4
         self._Xl2 = self._Xl.pow(2).sum(-1)  # m x N
-        self._Kinv = torch.cholesky_inverse(self.L_)  # m x N x N
 
     def update(self, F: Tensor, P: Tensor) -> GPStressLearner:
         """Add ``n x 2 x 2`` oracle answers; re-condition, refitting every ``refit_every``."""
@@ -164,7 +166,8 @@ class GPStressLearner:
         max_points = n if max_points is None else min(int(max_points), n)
         Xs = (F - torch.eye(2, dtype=DTYPE)).reshape(n, 4) / self.x_scale_
         Ks = self._kernel(Xs, self._Xn)  # m x n x N
-        C = self._kernel(Xs, Xs) - Ks @ self._Kinv @ Ks.transpose(-1, -2)  # m x n x n
+        V = torch.linalg.solve_triangular(self.L_, Ks.transpose(-1, -2), upper=False)  # m x N x n
+        C = self._kernel(Xs, Xs) - V.transpose(-1, -2) @ V  # m x n x n
         scale = self.y_std_.pow(2)[:, None]  # standardized -> P units
         picks: list[int] = []
         if not ((torch.diagonal(C, dim1=-2, dim2=-1).clamp_min(0) * scale).mean(0) >= tolerance).any():
@@ -202,7 +205,8 @@ class GPStressLearner:
         mean = self.constant_[:, None] + wsum
         l2 = self.lengthscale_.pow(2)[:, None, :]  # m x 1 x 4
         dmean = -(wsum[..., None] * Xs[None] - w @ self._Xn) / l2  # m x n x 4
-        var = (self.outputscale_[:, None] - ((Ks @ self._Kinv) * Ks).sum(-1)).clamp_min(0)
+        v = torch.linalg.solve_triangular(self.L_, Ks.transpose(-1, -2), upper=False)  # m x N x n
+        var = (self.outputscale_[:, None] - v.pow(2).sum(-2)).clamp_min(0)  # m x n
         P = (mean.T * self.y_std_ + self.y_mean_).reshape(n, 2, 2)
         # dP_o/dF_d = dmean_o/dXn_d * y_std_o / x_scale_d
         A = dmean.permute(1, 0, 2) * self.y_std_[None, :, None] / self.x_scale_[None, None, :]

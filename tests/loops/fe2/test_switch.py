@@ -265,3 +265,34 @@ def test_on_the_fly_switch_meets_the_tolerance_with_few_oracle_calls():
 
 def copy_gp(F):
     return GPStressLearner(refit_every=0).fit(F, LAW.material_response(F).P)
+
+
+def test_gp_learner_variance_is_accurate_on_an_ill_conditioned_fit():
+    """A near-linear law gives long lengthscales and a large outputscale (K ill-conditioned).
+    The latent variance at a training point is at most the noise variance, and the
+    variance matches the same GP's posterior in GPyTorch; an explicit K^-1 broke both."""
+    from botorch.models import SingleTaskGP
+    from gpytorch.kernels import RBFKernel, ScaleKernel
+
+    law = NeoHookean.from_young(1.0, 0.3)
+    F = sobol_gradients(48, 0.03, seed=0)
+    gp = GPStressLearner().fit(F, law.material_response(F).P)
+    var_tr = gp.material_response(F).variance
+    bound = (gp.noise_ * gp.y_std_.pow(2)).mean()
+    assert (var_tr <= bound * 1.01).all(), (var_tr.max(), bound)
+    Ft = sobol_gradients(50, 0.03, seed=4)
+    got = gp.material_response(Ft).variance
+    Xn, Xt = (gp.X_ / gp.x_scale_), (Ft - I2).reshape(-1, 4) / gp.x_scale_
+    want = torch.zeros(50, dtype=torch.float64)
+    for o in range(4):
+        yo = ((gp.Y_[:, o] - gp.y_mean_[o]) / gp.y_std_[o]).unsqueeze(-1)
+        m = SingleTaskGP(Xn, yo, outcome_transform=None,
+                         covar_module=ScaleKernel(RBFKernel(ard_num_dims=4)))
+        m.covar_module.base_kernel.lengthscale = gp.lengthscale_[o]
+        m.covar_module.outputscale = gp.outputscale_[o]
+        m.likelihood.noise = gp.noise_[o]
+        m.mean_module.constant.data.fill_(float(gp.constant_[o]))
+        m.eval()
+        with torch.no_grad():
+            want += m.posterior(Xt).variance.squeeze(-1) * gp.y_std_[o] ** 2 / 4
+    assert torch.allclose(got, want, rtol=1e-3, atol=float(bound) * 1e-2), (got[:4], want[:4])
