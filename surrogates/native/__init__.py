@@ -246,6 +246,25 @@ def load(name: str, source: str) -> ctypes.CDLL | None:
         return lib
 
 
+def lazy_library(name: str, source: str, configure):
+    """A function returning kernel ``name`` compiled from ``source`` (built and
+    ``configure(lib)``-ed on the first call, under a lock), or None where it
+    cannot be built."""
+    state: dict[str, ctypes.CDLL | None] = {}
+    lock = threading.Lock()
+
+    def library() -> ctypes.CDLL | None:
+        with lock:
+            if "lib" not in state:
+                lib = load(name, source)
+                if lib is not None:
+                    configure(lib)
+                state["lib"] = lib
+        return state["lib"]
+
+    return library
+
+
 def ptr(t: torch.Tensor):
     """ctypes double pointer to the data of contiguous float64 tensor ``t``."""
     if t.dtype != torch.float64 or not t.is_contiguous():

@@ -26,7 +26,7 @@ import ctypes
 import torch
 from torch import Tensor
 
-from surrogates.native import load, parallel_ranges, ptr
+from surrogates.native import lazy_library, parallel_ranges, ptr
 
 __all__ = ["available", "prepare", "mean_jacobian"]
 
@@ -90,19 +90,12 @@ int sb_gp_mean_jac(int64_t start, int64_t stop, int64_t d, int64_t m, int64_t Np
 }
 """
 
-_lib = None
-_tried = False
+def _configure(lib) -> None:
+    lib.sb_gp_mean_jac.restype = ctypes.c_int
+    lib.sb_gp_mean_jac.argtypes = [ctypes.c_int64] * 5 + [ctypes.POINTER(ctypes.c_double)] * 11
 
 
-def _library():
-    global _lib, _tried
-    if not _tried:
-        _tried = True
-        _lib = load("gp_matern", _SOURCE)
-        if _lib is not None:
-            _lib.sb_gp_mean_jac.restype = ctypes.c_int
-            _lib.sb_gp_mean_jac.argtypes = [ctypes.c_int64] * 5 + [ctypes.POINTER(ctypes.c_double)] * 11
-    return _lib
+_library = lazy_library("gp_matern", _SOURCE, _configure)
 
 
 def available() -> bool:

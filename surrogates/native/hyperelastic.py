@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from oracles.exceptions import InvalidInput
-from surrogates.native import enabled, load, parallel_ranges, ptr
+from surrogates.native import enabled, lazy_library, parallel_ranges, ptr
 
 __all__ = ["available", "NativeHyperelastic"]
 
@@ -353,22 +353,15 @@ int sb_hyper(int64_t start, int64_t stop, int k, int sym, int M, int h0, int h1,
 }
 """
 
-_lib = None
-_tried = False
+def _configure(lib) -> None:
+    D = ctypes.POINTER(ctypes.c_double)
+    lib.sb_hyper.restype = ctypes.c_int
+    lib.sb_hyper.argtypes = (
+        [ctypes.c_int64] * 2 + [ctypes.c_int] * 6 + [D] * 14 + [ctypes.c_double]
+        + [D] * 3 + [ctypes.POINTER(ctypes.c_int64)])
 
 
-def _library():
-    global _lib, _tried
-    if not _tried:
-        _tried = True
-        _lib = load("hyperelastic", _SOURCE)
-        if _lib is not None:
-            D = ctypes.POINTER(ctypes.c_double)
-            _lib.sb_hyper.restype = ctypes.c_int
-            _lib.sb_hyper.argtypes = (
-                [ctypes.c_int64] * 2 + [ctypes.c_int] * 6 + [D] * 14 + [ctypes.c_double]
-                + [D] * 3 + [ctypes.POINTER(ctypes.c_int64)])
-    return _lib
+_library = lazy_library("hyperelastic", _SOURCE, _configure)
 
 
 def available() -> bool:
