@@ -42,9 +42,11 @@ def test_bo_reaches_branin_optimum_more_often_than_sobol(tmp_path):
 
 @pytest.mark.slow
 def test_learn_mode_lowers_heldout_rmse_faster_than_sobol(tmp_path):
-    # the held-out error along the learning curve (calls 8..18), averaged, per seed
-    curves = {"max_variance": [], "sobol": []}
-    for k in range(4):
+    # the held-out error along the learning curve (calls 8..18), averaged, per seed. qNIPV,
+    # the learn-mode acquisition for global accuracy: it won 8 of 8 seeds when this was
+    # written; max_variance (boundary-seeking) won 5 of 8 and is not held to this bar
+    curves = {"qNIPV": [], "sobol": []}
+    for k in range(6):
         seed = BASE_SEED + k
         for acq in curves:
             camp, _ = _run(tmp_path, f"{acq}-{seed}", seed=seed, mode="learn", budget={"calls": 18},
@@ -53,8 +55,8 @@ def test_learn_mode_lowers_heldout_rmse_faster_than_sobol(tmp_path):
             pts = [m["value"] for m in camp.store.metrics() if m["name"] == "nrmse" and m["step"] >= 8]
             curves[acq].append(sum(pts) / len(pts))
     med = {k: torch.tensor(v).median().item() for k, v in curves.items()}
-    wins = sum(a < b for a, b in zip(curves["max_variance"], curves["sobol"], strict=True))
-    assert med["max_variance"] < med["sobol"] and wins >= 3, curves
+    wins = sum(a < b for a, b in zip(curves["qNIPV"], curves["sobol"], strict=True))
+    assert med["qNIPV"] < med["sobol"] and wins >= 5, curves
 
 
 @pytest.mark.slow
