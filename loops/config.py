@@ -82,6 +82,9 @@ class InitialDesign(BaseModel):
     model_config = _STRICT
     n: int = Field(5, ge=1)
     fidelities: list[int] | None = None
+    center: bool = Field(
+        False, description="the first initial point is the centre of the bounds, then n - 1 Sobol points (as Ax)"
+    )
 
 
 class Acquisition(BaseModel):

@@ -390,7 +390,11 @@ class Campaign:
             return
         seed = problem_seed(c.seed)
         levels = c.initial.fidelities if c.initial.fidelities is not None else [self.problem.target_fidelity]
-        X0 = sobol_points(self.problem.bounds, c.initial.n, seed=seed)
+        b = self.problem.bounds
+        if c.initial.center:
+            X0 = torch.cat([b.mean(0, keepdim=True), sobol_points(b, c.initial.n - 1, seed=seed)])
+        else:
+            X0 = sobol_points(b, c.initial.n, seed=seed)
         n_budget = c.budget.calls if c.budget.calls is not None else 10**9
         k = 0
         for lev in levels:

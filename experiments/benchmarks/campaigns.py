@@ -65,9 +65,11 @@ def run_ours(problem, seed, acq, tmp):
     from loops.engine import Campaign
 
     p = PROBLEMS[problem]
+    # "qLogNEI+center": the initial design starts at the centre of the bounds, as Ax's does
+    acq, _, extra = acq.partition("+")
     cfg = parse_config({
         "name": f"{problem}-{acq}-{seed}", "seed": seed, "oracle": {"name": p["oracle"]},
-        "budget": {"calls": p["total"]}, "initial": {"n": p["init"]},
+        "budget": {"calls": p["total"]}, "initial": {"n": p["init"], "center": extra == "center"},
         "acquisition": {"name": acq}, "executor": {"kind": "serial"},
         "tracking": {"enabled": False}, "run_dir": str(tmp),
     })

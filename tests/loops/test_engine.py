@@ -128,3 +128,19 @@ def test_optimize_improves_over_initial_design(tmp_path):
     assert res.state.best < init
     # every acquisition row holds the prediction made before the evaluation
     assert all(r["prediction"] is not None for r in rows if r["role"] == "acquisition")
+
+
+def test_initial_design_can_start_at_the_centre(tmp_path):
+    """``initial.center``: the centre of the bounds, then the first n - 1 points of the Sobol sequence."""
+    from loops.acquisition import problem_seed, sobol_points
+
+    cfg = _config(tmp_path, budget={"calls": 5}, initial={"n": 5, "center": True},
+                  executor={"kind": "serial"}, acquisition={"name": "sobol"})
+    camp = Campaign(cfg, run_dir=tmp_path / "c")
+    camp.run()
+    X = torch.tensor([r["x"] for r in camp.store.rows() if r["role"] == "initial"], dtype=torch.float64)
+    b = camp.problem.bounds
+    assert X.shape == (5, 2)
+    torch.testing.assert_close(X[0], b.mean(0))
+    torch.testing.assert_close(X[1:], sobol_points(b, 4, seed=problem_seed(cfg.seed)))
+    camp.close()
