@@ -6,7 +6,7 @@ transcendentals in between. Written as sequences of torch operations every
 intermediate makes a round trip through memory and every operation pays the
 dispatcher; written as one loop over points, with the arithmetic on vectors of
 ``VL`` points (GCC/Clang vector extensions: 8 doubles with AVX-512, 4 with
-AVX2) and an inlined vector ``exp`` and glibc's vectorized ``log1p`` (libmvec), the same
+AVX2) and inlined vector ``exp`` and ``log(1 + e)``, the same
 mathematics runs several times faster with everything in registers.
 
 The C sources live next to their Python callers as strings; :func:`load`
@@ -17,8 +17,8 @@ keyed by the source, flags, compiler and CPU. Without a working compiler (or
 with ``SCALEBRIDGE_NATIVE=0``) :func:`load` returns None and the callers use
 their torch implementations, which compute the same quantities.
 
-No ``-ffast-math``: IEEE arithmetic; the inlined ``exp`` and libmvec's
-``log1p`` are accurate to a few ulp (tested against torch).
+No ``-ffast-math``: IEEE arithmetic; the inlined ``exp`` and ``log(1 + e)``
+are accurate to a few ulp (tested against torch).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ __all__ = ["load", "enabled", "parallel_ranges", "ptr"]
 
 _lock = threading.Lock()
 _loaded: dict[str, ctypes.CDLL | None] = {}
+_configured: set[str] = set()  # names whose configure step has run
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 
@@ -120,25 +121,6 @@ INLINE vd vlog1p_unit(vd e)
     return r + vselect(big, vbcast(0.69314718055994531), vbcast(0.0));
 }
 
-/* log1p: glibc's vector variant (libmvec) where available, else scalar calls */
-#if defined(SB_MVEC) && defined(__x86_64__)
-#  if VL == 8
-vd _ZGVeN8v_log1p(vd);
-#    define VLOG1P_ _ZGVeN8v_log1p
-#  elif VL == 4 && defined(__AVX2__)
-vd _ZGVdN4v_log1p(vd);
-#    define VLOG1P_ _ZGVdN4v_log1p
-#  elif VL == 4
-vd _ZGVcN4v_log1p(vd);
-#    define VLOG1P_ _ZGVcN4v_log1p
-#  else
-vd _ZGVbN2v_log1p(vd);
-#    define VLOG1P_ _ZGVbN2v_log1p
-#  endif
-INLINE vd vlog1p(vd x) { return VLOG1P_(x); }
-#else
-INLINE vd vlog1p(vd x) { vd r; for (int l = 0; l < VL; l++) r[l] = log1p(x[l]); return r; }
-#endif
 int sb_vector_length(void) { return VL; }
 /* sb_exp_test: the inlined exp on n values, for the tests */
 void sb_exp_test(int64_t n, const double* x, double* y)
@@ -185,14 +167,13 @@ def _compiler() -> str | None:
     return None
 
 
-def _build(cc: str, src: str, out: Path, mvec: bool) -> bool:
+def _build(cc: str, src: str, out: Path) -> bool:
     flags = ["-O3", "-march=native", "-fno-math-errno", "-fPIC", "-shared", "-std=gnu11"]
-    libs = ["-lmvec", "-lm"] if mvec else ["-lm"]
     with tempfile.TemporaryDirectory() as tmp:
         c_file = Path(tmp) / "kernel.c"
         c_file.write_text(src)
         so_tmp = Path(tmp) / "kernel.so"
-        cmd = [*cc.split(), *flags, *(["-DSB_MVEC"] if mvec else []), str(c_file), "-o", str(so_tmp), *libs]
+        cmd = [*cc.split(), *flags, str(c_file), "-o", str(so_tmp), "-lm"]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         except (OSError, subprocess.TimeoutExpired):
@@ -208,8 +189,10 @@ def _build(cc: str, src: str, out: Path, mvec: bool) -> bool:
     return True
 
 
-def load(name: str, source: str) -> ctypes.CDLL | None:
-    """The compiled kernel library for C ``source`` (:data:`HEADER` is prepended).
+def load(name: str, source: str, configure=None) -> ctypes.CDLL | None:
+    """The compiled kernel library for C ``source`` (:data:`HEADER` is prepended),
+    built once per process (and cached on disk) and passed to ``configure(lib)``
+    (e.g. to set the functions' ctypes signatures) when first loaded.
 
     Returns None when native kernels are disabled or no compiler can build it
     (then a warning is issued once per kernel).
@@ -218,7 +201,11 @@ def load(name: str, source: str) -> ctypes.CDLL | None:
         return None
     with _lock:
         if name in _loaded:
-            return _loaded[name]
+            lib = _loaded[name]
+            if lib is not None and configure is not None and name not in _configured:
+                configure(lib)
+                _configured.add(name)
+            return lib
         lib = None
         cc = _compiler()
         src = HEADER + source
@@ -229,40 +216,21 @@ def load(name: str, source: str) -> ctypes.CDLL | None:
             except (OSError, subprocess.TimeoutExpired):
                 version = []
             key = hashlib.sha256("\0".join([src, cc, *version, _cpu_id(), "v1"]).encode()).hexdigest()[:24]
-            for mvec in (True, False):
-                path = _cache_dir() / f"{name}-{key}{'-mvec' if mvec else ''}.so"
-                try:
-                    if not path.exists() and not _build(cc, src, path, mvec):
-                        continue
+            path = _cache_dir() / f"{name}-{key}.so"
+            try:
+                if path.exists() or _build(cc, src, path):
                     lib = ctypes.CDLL(str(path))
-                    break
-                except OSError:
-                    continue
+                    if configure is not None:
+                        configure(lib)
+                        _configured.add(name)
+            except OSError:
+                lib = None
         if lib is None:
             warnings.warn(
                 f"could not build the native kernel {name!r} (C compiler: {cc!r}); using the "
                 "slower torch implementation", RuntimeWarning, stacklevel=3)
         _loaded[name] = lib
         return lib
-
-
-def lazy_library(name: str, source: str, configure):
-    """A function returning kernel ``name`` compiled from ``source`` (built and
-    ``configure(lib)``-ed on the first call, under a lock), or None where it
-    cannot be built."""
-    state: dict[str, ctypes.CDLL | None] = {}
-    lock = threading.Lock()
-
-    def library() -> ctypes.CDLL | None:
-        with lock:
-            if "lib" not in state:
-                lib = load(name, source)
-                if lib is not None:
-                    configure(lib)
-                state["lib"] = lib
-        return state["lib"]
-
-    return library
 
 
 def ptr(t: torch.Tensor):

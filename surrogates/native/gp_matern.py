@@ -26,7 +26,7 @@ import ctypes
 import torch
 from torch import Tensor
 
-from surrogates.native import lazy_library, parallel_ranges, ptr
+from surrogates.native import load, parallel_ranges, ptr
 
 __all__ = ["available", "prepare", "mean_jacobian"]
 
@@ -95,7 +95,8 @@ def _configure(lib) -> None:
     lib.sb_gp_mean_jac.argtypes = [ctypes.c_int64] * 5 + [ctypes.POINTER(ctypes.c_double)] * 11
 
 
-_library = lazy_library("gp_matern", _SOURCE, _configure)
+def _library():
+    return load("gp_matern", _SOURCE, _configure)
 
 
 def available() -> bool:

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from oracles.exceptions import InvalidInput
-from surrogates.native import enabled, lazy_library, parallel_ranges, ptr
+from surrogates.native import enabled, load, parallel_ranges, ptr
 
 __all__ = ["available", "NativeHyperelastic"]
 
@@ -361,7 +361,8 @@ def _configure(lib) -> None:
         + [D] * 3 + [ctypes.POINTER(ctypes.c_int64)])
 
 
-_library = lazy_library("hyperelastic", _SOURCE, _configure)
+def _library():
+    return load("hyperelastic", _SOURCE, _configure)
 
 
 def available() -> bool:
