@@ -107,6 +107,13 @@ class GPStressLearner:
         ) - 2 * a @ b.transpose(-1, -2)
         return self.outputscale_[:, None, None] * torch.exp(-0.5 * d2.clamp_min(0))
 
+    def _kernel_to_train(self, Xs: Tensor) -> Tensor:
+        """``m x n x N`` :meth:`_kernel` between normalized inputs ``Xs`` and the training
+        inputs, from the scaled training inputs cached by :meth:`_condition`."""
+        a = Xs[None] / self.lengthscale_[:, None, :]  # m x n x 4
+        d2 = a.pow(2).sum(-1)[..., None] + self._Xl2[:, None, :] - 2 * a @ self._Xl.transpose(-1, -2)
+        return self.outputscale_[:, None, None] * torch.exp(-0.5 * d2.clamp_min(0))
+
     def _condition(self) -> None:
         Xn = self.X_ / self.x_scale_
         Yn = (self.Y_ - self.y_mean_) / self.y_std_
@@ -165,7 +172,7 @@ class GPStressLearner:
         n = F.shape[0]
         max_points = n if max_points is None else min(int(max_points), n)
         Xs = (F - torch.eye(2, dtype=DTYPE)).reshape(n, 4) / self.x_scale_
-        Ks = self._kernel(Xs, self._Xn)  # m x n x N
+        Ks = self._kernel_to_train(Xs)  # m x n x N
         V = torch.linalg.solve_triangular(self.L_, Ks.transpose(-1, -2), upper=False)  # m x N x n
         C = self._kernel(Xs, Xs) - V.transpose(-1, -2) @ V  # m x n x n
         scale = self.y_std_.pow(2)[:, None]  # standardized -> P units
@@ -196,9 +203,7 @@ class GPStressLearner:
         F = check_F(F, k=2)
         n = F.shape[0]
         Xs = (F - torch.eye(2, dtype=DTYPE)).reshape(n, 4) / self.x_scale_
-        a = Xs[None] / self.lengthscale_[:, None, :]  # m x n x 4
-        d2 = a.pow(2).sum(-1)[..., None] + self._Xl2[:, None, :] - 2 * a @ self._Xl.transpose(-1, -2)
-        Ks = self.outputscale_[:, None, None] * torch.exp(-0.5 * d2.clamp_min(0))  # m x n x N
+        Ks = self._kernel_to_train(Xs)  # m x n x N
         # d k(x, x_j)/dx = -k (x - x_j) / l^2, summed against alpha
         w = Ks * self.alpha_[:, None, :]  # m x n x N
         wsum = w.sum(-1)  # m x n

@@ -174,16 +174,17 @@ class MacroSolver:
         self.nelems, self.nqp = b.nelems, b.X.shape[-1]
         self.n_gauss = self.nelems * self.nqp
         # reference gradients of the vector shape functions: Nbfun x 2 x 2 x nel x nqp
-        self._G = np.stack([b.basis[a][0].grad for a in range(b.Nbfun)])
+        G = np.stack([b.basis[a][0].grad for a in range(b.Nbfun)])  # Nbfun x 2 x 2 x nel x nqp
         self._dx = b.dx * self.thickness  # nel x nqp
         self._edofs = b.element_dofs  # Nbfun x nel
         nb = b.Nbfun
-        self._rows = np.broadcast_to(self._edofs[:, None, :], (nb, nb, self.nelems)).ravel()
-        self._cols = np.broadcast_to(self._edofs[None, :, :], (nb, nb, self.nelems)).ravel()
+        # global (row, col) of each element-stiffness entry, ordered (element, a, b)
+        self._rows = np.broadcast_to(self._edofs.T[:, :, None], (self.nelems, nb, nb)).ravel()
+        self._cols = np.broadcast_to(self._edofs.T[:, None, :], (self.nelems, nb, nb)).ravel()
         # the same gradients per Gauss point as B matrices (n_gauss x Nbfun x 4, row-major ij),
         # so F, f_int and the element stiffnesses are batched matmuls with no einsum planning
         self._B = np.ascontiguousarray(
-            self._G.transpose(3, 4, 0, 1, 2).reshape(self.n_gauss, nb, 4)
+            G.transpose(3, 4, 0, 1, 2).reshape(self.n_gauss, nb, 4)
         )
         self._Bw = self._B * self._dx.reshape(self.n_gauss)[:, None, None]
         self._gdofs = np.repeat(self._edofs.T, self.nqp, axis=0)  # n_gauss x Nbfun
@@ -243,9 +244,7 @@ class MacroSolver:
 
         Entries are ordered ``(element, a, b)`` as produced by :meth:`_element_stiffness`.
         """
-        N, nb, nel = self.basis.N, self._edofs.shape[0], self.nelems
-        rows = np.broadcast_to(self._edofs.T[:, :, None], (nel, nb, nb)).ravel()
-        cols = np.broadcast_to(self._edofs.T[:, None, :], (nel, nb, nb)).ravel()
+        N, rows, cols = self.basis.N, self._rows, self._cols
         fidx = np.full(N, -1, dtype=np.int64)
         fidx[self.free] = np.arange(self.free.size)
         didx = np.full(N, -1, dtype=np.int64)
@@ -332,12 +331,9 @@ class MacroSolver:
 
     def stiffness(self, A: np.ndarray) -> sp.csr_matrix:
         """``N x N`` consistent tangent of Gauss-point tangents ``A`` (``n_gauss x 2 x 2 x 2 x 2``)."""
-        Aq = A.reshape(self.nelems, self.nqp, 2, 2, 2, 2) * self._dx[:, :, None, None, None, None]
-        # GA[a, k, l, e, q] = G[a, i, j, e, q] A[e, q, i, j, k, l] dx
-        GA = np.einsum("aijeq,eqijkl->akleq", self._G, Aq, optimize=True)
-        Ke = np.einsum("akleq,bkleq->abe", GA, self._G, optimize=True)
         N = self.basis.N
-        return sp.coo_matrix((Ke.ravel(), (self._rows, self._cols)), shape=(N, N)).tocsr()
+        Ke = self._element_stiffness(A).ravel()
+        return sp.coo_matrix((Ke, (self._rows, self._cols)), shape=(N, N)).tocsr()
 
     def reactions(self, f_int: np.ndarray, load_factor: float) -> dict[str, np.ndarray]:
         """Boundary name -> ``2`` net support force (internal minus applied nodal force)."""
