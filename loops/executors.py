@@ -169,7 +169,7 @@ class ExecutorHandle:
     def _build(self) -> Executor:
         kind = self.cfg.kind
         if kind == "process":
-            # forkserver: no fork of a driver that already runs OpenMP/torch threads
+            # fork from a single-threaded driver, else a fork server (see _start_method)
             ctx = mp.get_context(_start_method())
             if ctx.get_start_method() == "forkserver":
                 # workers fork from a server that has torch/BoTorch/the oracle imported instead

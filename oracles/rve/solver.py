@@ -38,6 +38,7 @@ sides per load, components, voxels).
 
 from __future__ import annotations
 
+import functools
 import importlib.machinery
 import importlib.util
 import math
@@ -140,19 +141,11 @@ class _Basis:
 
 
 # ------------------------------------------------------------------- projection
-_FFTW_CACHE: list = []
-
-
+@functools.cache
 def _fftw():
-    """pyFFTW's core, loaded on first use (it costs ~6 MB of resident memory,
-    which 3D grids, on pocketfft, need not pay); None when absent."""
-    if not _FFTW_CACHE:
-        _FFTW_CACHE.append(_load_fftw())
-    return _FFTW_CACHE[0]
-
-
-def _load_fftw():
-    """pyFFTW's compiled core (``FFTW``, ``empty_aligned``), or None.
+    """pyFFTW's compiled core (``FFTW``, ``empty_aligned``), loaded on first use
+    (it costs ~6 MB of resident memory, which 3D grids, on pocketfft, need not
+    pay); None when absent.
 
     Loaded directly: ``import pyfftw`` runs the package's ``__init__``, which
     imports its numpy/scipy/dask interfaces (about 2 s with dask installed);
@@ -198,7 +191,6 @@ def _fft_backend(fft: str, shape: tuple[int, ...], dtype) -> tuple[str, str]:
     if dtype != torch.float64 or _fftw() is None:
         return "scipy", ""
     return "fftw", "FFTW_MEASURE" if fft == "fftw-measure" else "FFTW_ESTIMATE"
-
 
 
 class _Projection:
