@@ -21,8 +21,8 @@ time per CG iteration per right-hand side, whose ratio is the "FFT-limit
 ratio".
 
 Ours runs twice per case: the current solver (reference-medium preconditioned
-CG; FFTW on 2D grids) and ``ours_baseline``, last session's configuration
-(plain CG, pocketfft), for a before/after ratio from the same run. Where
+CG, FFTW) and ``ours_baseline`` (plain CG, pocketfft), for a before/after
+ratio from the same run. Where
 muSpectre's Newton-CG fails on the finite-strain case in one step, its
 trust-region Newton-CG is tried (on a fresh cell, timed alone) and recorded
 as such.
@@ -49,6 +49,14 @@ ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "experiments" / "benchmarks" / "results" / "rve_solver.json"
 # 1 thread: on this shared 2-core machine torch with 2 threads ran 10x slower
 # (OpenMP barriers against the other jobs; measured 63^2: 0.19 s vs 1.7 s)
+SOLVER_NOTE = (
+    "ours: CG preconditioned by an isotropic reference medium (same tolerance on the unpreconditioned "
+    "residual), FFTW via pyFFTW (FFTW_ESTIMATE plans of 1 to m components, executed chunk by chunk; "
+    "pyFFTW's core loaded with the solver module, as muSpectre loads FFTW on import), dot products "
+    "through numpy's matmul; ours_baseline: plain CG on pocketfft, same run. Peak RSS of one case "
+    "varies by about +-25 MB from run to run (glibc reuse of freed 13 MB fields): 729^2 gave "
+    "508-553 MB in four runs of this code"
+)
 THREADS = int(os.environ.get("RVE_BENCH_THREADS", "1"))
 
 LINEAR_CASES = {
@@ -162,17 +170,19 @@ def run_ours(case: str, variant: str = "default") -> dict:
     if s.G.backend == "fftw":
         import pyfftw
 
-        half = (*x.shape[:-1], x.shape[-1] // 2 + 1)
-        a = pyfftw.empty_aligned(x.shape, dtype="float64")
-        h = pyfftw.empty_aligned(half, dtype="complex128")
-        fw = pyfftw.FFTW(a, h, axes=axes, flags=(s.G.fftw_flag,), threads=THREADS)
-        bw = pyfftw.FFTW(h, a, axes=axes, direction="FFTW_BACKWARD", flags=(s.G.fftw_flag,), threads=THREADS)
-        a[:] = x
-        backend = f"FFTW {pyfftw.__version__} via pyFFTW ({s.G.fftw_flag}), as used by the solver"
+        # the solver's own plans: chunks of c components, executed m / c times
+        c = s.G._chunk(s.m)
+        fw, bw, a, _ = s.G._plans(c)
+        a[:] = x[:c]
+        backend = (
+            f"FFTW {pyfftw.__version__} via pyFFTW ({s.G.fftw_flag}), the solver's plans "
+            f"({c} of the {s.m} components per execution)"
+        )
 
         def fft_pair():
-            fw()
-            bw()
+            for _ in range(s.m // c):
+                fw.execute()
+                bw.execute()
     else:
         backend = "scipy.fft (pocketfft), as used by the solver on the CPU"
 
@@ -393,9 +403,7 @@ def main() -> int:
         "muspectre_available": mu_ok,
         "muspectre_error": mu_err,
         "timing_note": "2 CPU cores shared with other jobs: ratios are from one run, noisy",
-        "solver_note": "ours: CG preconditioned by an isotropic reference medium (same tolerance on the "
-        "unpreconditioned residual), FFTW via pyFFTW (FFTW_ESTIMATE) on 2D grids and scipy's pocketfft "
-        "on 3D; ours_baseline: last session's configuration (plain CG, pocketfft), same run",
+        "solver_note": SOLVER_NOTE,
         "targets": {
             "wall_ratio_3d": 0.5,
             "wall_ratio_2d": 1.0,

@@ -143,9 +143,10 @@ class _Basis:
 # ------------------------------------------------------------------- projection
 @functools.cache
 def _fftw():
-    """pyFFTW's compiled core (``FFTW``, ``empty_aligned``), loaded on first use
-    (it costs ~6 MB of resident memory, which 3D grids, on pocketfft, need not
-    pay); None when absent.
+    """pyFFTW's compiled core (``FFTW``, ``empty_aligned``); None when absent.
+    Loaded when this module is imported (3-4 ms and ~6 MB resident, once per
+    process), as muSpectre loads its FFT library on import, rather than inside
+    the first 2D solve, where it was a tenth of a 63^2 solve.
 
     Loaded directly: ``import pyfftw`` runs the package's ``__init__``, which
     imports its numpy/scipy/dask interfaces (about 2 s with dask installed);
@@ -172,22 +173,24 @@ def _fftw():
     return None
 
 
+_fftw()
+
+
 def _fft_backend(fft: str, shape: tuple[int, ...], dtype) -> tuple[str, str]:
     """``(backend, FFTW planner flag)`` for the CPU FFTs of a grid.
 
-    ``"auto"``: FFTW (pyFFTW, ``FFTW_ESTIMATE``: no planning time) on 2D
-    grids, where it measured 0.4-0.9x pocketfft's time per transform pair
-    (63^2-729^2); scipy's pocketfft on 3D grids, where FFTW's estimated plans
-    measured 0.7-2.2x (27^3-63^3) and measured plans cost seconds to make.
-    Falls back to scipy when pyFFTW is absent or the dtype is not float64.
-    (``auto`` on 3D never touches pyFFTW.)
+    ``"auto"``: FFTW (pyFFTW, ``FFTW_ESTIMATE``: no planning time), whose
+    plans of one or a few fields (see :meth:`_Projection._chunk`) measured
+    0.4-0.9x pocketfft's time per transform pair on 2D grids (63^2-729^2)
+    and 0.75-0.9x on 3D grids (27^3-63^3, per field, against pocketfft on
+    the 6 components at once; measured plans cost seconds to make). Falls
+    back to scipy when pyFFTW is absent or the dtype is not float64.
     """
     choices = ("auto", "scipy", "fftw", "fftw-measure")
     if fft not in choices:
         raise InvalidInput(f"fft must be one of {choices}, got {fft!r}")
-    if fft == "scipy" or (fft == "auto" and len(shape) != 2):
+    if fft == "scipy":
         return "scipy", ""
-    # pyFFTW is imported only where it would be used (its import costs memory)
     if dtype != torch.float64 or _fftw() is None:
         return "scipy", ""
     return "fftw", "FFTW_MEASURE" if fft == "fftw-measure" else "FFTW_ESTIMATE"
@@ -202,6 +205,8 @@ class _Projection:
         self._local = threading.local()
         d = self.k
         self.dims = tuple(range(-d, 0))
+        self.half = (*shape[:-1], shape[-1] // 2 + 1)  # real-FFT spectrum
+        self._inv_n = 1.0 / math.prod(shape)
         freqs = []
         for a, n in enumerate(shape):
             f = torch.fft.rfftfreq(n, 1.0 / n) if a == d - 1 else torch.fft.fftfreq(n, 1.0 / n)
@@ -311,39 +316,65 @@ class _Projection:
         xh = torch.fft.rfftn(x, dim=self.dims)
         return tuple(torch.fft.irfftn(self.fourier(xh, c), s=self.shape, dim=self.dims) for c in coefs)
 
-    # FFTW through pyFFTW: plans made once per field shape (and thread) and
-    # reused by every CG iteration; the forward plan writes into its own
-    # half-spectrum buffer, which the Fourier multiplier then overwrites
-    def _plans(self, shape: tuple[int, ...]):
+    # FFTW through pyFFTW: plans made once per chunk shape (and thread) and
+    # reused by every CG iteration. A plan transforms a chunk of ``c`` fields
+    # and is executed on each chunk of the batch in turn (new-array execution,
+    # hence FFTW_UNALIGNED: chunks start at any offset). FFTW_ESTIMATE's plans
+    # for many fields at once were measured 10-30 % slower per field than
+    # those for a few (1 thread: 63^2, 53.6 us with 9 fields vs 40.9 us with
+    # 3; 243^2, 962 vs 875 us with 1; 729^2, 10.7 ms vs 9.5 ms with 1), while
+    # each extra execution costs ~8 us, so small grids take the m components
+    # of a field per chunk and large grids one component.
+    def _chunk(self, m: int) -> int:
+        n = math.prod(self.shape)
+        c = max(1, min(m, 16384 // n))
+        while m % c:
+            c -= 1
+        return c
+
+    def _plans(self, c: int):
         cache = self._local.__dict__.setdefault("plans", {})
         threads = torch.get_num_threads()
-        key = (shape, threads)
+        key = (c, threads)
         if key not in cache:
             pyfftw = _fftw()
-            half = (*shape[:-1], shape[-1] // 2 + 1)
-            a = pyfftw.empty_aligned(shape, dtype="float64")
-            b = pyfftw.empty_aligned(half, dtype="complex128")
-            flags = (self.fftw_flag,)
+            a = pyfftw.empty_aligned((c, *self.shape), dtype="float64")
+            b = pyfftw.empty_aligned((c, *self.half), dtype="complex128")
+            flags = (self.fftw_flag, "FFTW_UNALIGNED")
             fw = pyfftw.FFTW(a, b, axes=self.dims, flags=flags, threads=threads)
             bw = pyfftw.FFTW(
                 b, a, axes=self.dims, direction="FFTW_BACKWARD", flags=(*flags, "FFTW_DESTROY_INPUT"), threads=threads
             )
-            cache[key] = (fw, bw)
+            cache[key] = (fw, bw, a, b)
         return cache[key]
 
     def _apply_fftw(self, x: Tensor, coefs: tuple) -> tuple[Tensor, ...]:
-        pyfftw = _fftw()
         x = x.contiguous()
-        fw, bw = self._plans(tuple(x.shape))
-        xh = torch.from_numpy(fw(x.numpy()))  # the plan's own buffer
+        c = self._chunk(x.shape[-self.k - 1])
+        fw, bw, a, b = self._plans(c)
+        n_chunks = x.numel() // (c * math.prod(self.shape))
+        xh = torch.empty((*x.shape[: -self.k], *self.half), dtype=torch.complex128)
+        xs = x.numpy().reshape(n_chunks, c, *self.shape)
+        hs = xh.numpy().reshape(n_chunks, c, *self.half)
+        for j in range(n_chunks):
+            fw.update_arrays(xs[j], hs[j])
+            fw.execute()
         outs = []
-        for i, c in enumerate(coefs):
-            last = i == len(coefs) - 1
-            y = self.fourier(xh, c, out=xh if last else None)
-            res = pyfftw.empty_aligned(tuple(x.shape), dtype="float64")
+        for i, coef in enumerate(coefs):
             # c2r destroys its input: y is xh itself (last) or a temporary
-            bw(y.numpy(), res)
-            outs.append(torch.from_numpy(res))
+            y = self.fourier(xh, coef, out=xh if i == len(coefs) - 1 else None)
+            y.mul_(self._inv_n)  # FFTW's backward transform is unnormalized
+            res = torch.empty(x.shape, dtype=torch.float64)
+            ys = y.numpy().reshape(n_chunks, c, *self.half)
+            rs = res.numpy().reshape(n_chunks, c, *self.shape)
+            for j in range(n_chunks):
+                bw.update_arrays(ys[j], rs[j])
+                bw.execute()
+            outs.append(res)
+        # back to the plans' own chunk buffers: they must not keep this
+        # call's fields alive until the next call
+        fw.update_arrays(a, b)
+        bw.update_arrays(b, a)
         return tuple(outs)
 
     def __getstate__(self):
@@ -388,10 +419,28 @@ class _DenseTangent:
 
 
 def _bdot(u: Tensor, v: Tensor, nd: int) -> Tensor:
-    """Dot products of fields with ``nd`` trailing dims, through BLAS (no temporary)."""
+    """Dot products of fields with ``nd`` trailing dims, through BLAS (no temporary).
+
+    On the CPU numpy's batched matmul does it: torch's ``bmm`` on these
+    ``nb x 1 x n`` by ``nb x n x 1`` shapes measured 5x slower (53 us vs 10 us
+    for 3 fields of 3 x 63^2 doubles), and CG takes three such products per
+    iteration.
+    """
     bshape = u.shape[: u.dim() - nd]
-    nb = int(np.prod(bshape)) if len(bshape) else 1
-    return torch.bmm(u.reshape(nb, 1, -1), v.reshape(nb, -1, 1)).reshape(bshape)
+    nb = math.prod(bshape)
+    u2, v2 = u.reshape(nb, 1, -1), v.reshape(nb, -1, 1)
+    if u2.device.type == "cpu" and not (u2.requires_grad or v2.requires_grad):
+        return torch.from_numpy(np.matmul(u2.numpy(), v2.numpy())).reshape(bshape)
+    return torch.bmm(u2, v2).reshape(bshape)
+
+
+def _trace(u: Tensor, d: int, k: int) -> Tensor:
+    """Sum of the first ``k`` components along dim ``d`` (the trace of Mandel
+    fields): ``k - 1`` adds, cheaper than a reduction over a narrowed axis."""
+    t = u.select(d, 0) + u.select(d, 1)
+    for i in range(2, k):
+        t.add_(u.select(d, i))
+    return t
 
 
 # ------------------------------------------------------------ reference medium
@@ -464,9 +513,9 @@ class _Reference:
         trailing dims per field)."""
         k, d = self.k, u.dim() - nd
         if self.kind == "small":
-            tu = u.narrow(d, 0, k).sum(d)
-            tv = v.narrow(d, 0, k).sum(d)
-            return _bdot(u, v, nd) + (self.rho / 2.0) * _bdot(tu, tv, nd - 1)
+            tu = _trace(u, d, k)
+            tv = tu if v is u else _trace(v, d, k)
+            return _bdot(u, v, nd).add_(_bdot(tu, tv, nd - 1), alpha=self.rho / 2.0)
         ii = torch.tensor([i * k + i for i in range(k)], device=u.device)
         tu = u.index_select(d, ii).sum(d)
         tv = v.index_select(d, ii).sum(d)
@@ -531,13 +580,10 @@ def batched_cg(
         IndefiniteOperator: when ``p^T A p <= 0`` for an unconverged system.
     """
     bshape = b.shape[: b.dim() - ndim_field]
-    nb = int(np.prod(bshape)) if len(bshape) else 1
     ex = (...,) + (None,) * ndim_field
 
     def dot(u, v):
-        # batched dot products through BLAS: no temporary field
-        u2, v2 = u.reshape(nb, 1, -1), v.reshape(nb, -1, 1)
-        return torch.bmm(u2, v2).reshape(bshape)
+        return _bdot(u, v, ndim_field)
 
     if inner is None:
         inner = dot
@@ -573,12 +619,13 @@ def batched_cg(
                 iterations=it,
                 residual=((factor * rr).sqrt() / bn.clamp_min(1e-300)).max().item(),
             )
-        alpha = torch.where(active, rr / torch.where(active, pAp, torch.ones_like(pAp)), 0.0)
+        # inactive systems may divide 0 by 0: where() discards those lanes
+        alpha = torch.where(active, rr / pAp, 0.0)
         x.addcmul_(alpha[ex], p)
         r.addcmul_(alpha[ex], Ap, value=-1.0)
         del Ap
         rr_new = inner(r, r)
-        beta = torch.where(active, rr_new / torch.where(active, rr, torch.ones_like(rr)), 0.0)
+        beta = torch.where(active, rr_new / rr, 0.0)
         p.mul_(beta[ex]).add_(r)
         rr = rr_new
         it += 1
@@ -658,8 +705,8 @@ class FFTSolver:
             Green operator of an isotropic reference medium fitted to the
             tangent (same FFTs per iteration, fewer iterations; see
             :class:`_Reference`); ``"none"``: plain CG on ``G K``.
-        fft: CPU FFT backend: ``"auto"`` (FFTW via pyFFTW on 2D grids,
-            scipy's pocketfft on 3D, see :func:`_fft_backend`), ``"scipy"``,
+        fft: CPU FFT backend: ``"auto"`` (FFTW via pyFFTW when installed,
+            else scipy's pocketfft, see :func:`_fft_backend`), ``"scipy"``,
             ``"fftw"`` (``FFTW_ESTIMATE`` plans) or ``"fftw-measure"``
             (``FFTW_MEASURE``: slow to plan, for long runs on one grid).
         device, dtype: where and in which precision to compute.
