@@ -66,12 +66,14 @@ INLINE vi vbcast_i(int64_t a) { vi r; for (int l = 0; l < VL; l++) r[l] = a; ret
 INLINE vd vload(const double* p) { vd v; memcpy(&v, p, sizeof(vd)); return v; }
 INLINE void vstore(double* p, vd v) { memcpy(p, &v, sizeof(vd)); }
 INLINE double vsum(vd x) { double s = 0.0; for (int l = 0; l < VL; l++) s += x[l]; return s; }
-INLINE vd vmin(vd a, vd b) { vd r; for (int l = 0; l < VL; l++) r[l] = a[l] < b[l] ? a[l] : b[l]; return r; }
-INLINE vd vmax(vd a, vd b) { vd r; for (int l = 0; l < VL; l++) r[l] = a[l] > b[l] ? a[l] : b[l]; return r; }
-INLINE vd vsqrt(vd x) { vd r; for (int l = 0; l < VL; l++) r[l] = sqrt(x[l]); return r; }
-INLINE vd vabs(vd x) { return (vd)((vi)x & vbcast_i(0x7fffffffffffffffLL)); }
 /* m: lanes of -1 (take a) or 0 (take b), as vector comparisons return */
 INLINE vd vselect(vi m, vd a, vd b) { return (vd)(((vi)a & m) | ((vi)b & ~m)); }
+/* min/max as a vector comparison and a select: written lane by lane, GCC
+   kept them scalar inside larger loops (extract, vmaxsd, insert per lane) */
+INLINE vd vmin(vd a, vd b) { return vselect(a < b, a, b); }
+INLINE vd vmax(vd a, vd b) { return vselect(a > b, a, b); }
+INLINE vd vsqrt(vd x) { vd r; for (int l = 0; l < VL; l++) r[l] = sqrt(x[l]); return r; }
+INLINE vd vabs(vd x) { return (vd)((vi)x & vbcast_i(0x7fffffffffffffffLL)); }
 
 /* exp inlined (no call, no table): k = round(x / ln 2), r = x - k ln 2 (Cody-Waite,
    |r| <= ln2 / 2), e^r by its degree-13 Taylor polynomial (truncation < 1e-17
@@ -94,7 +96,10 @@ INLINE vd vexp(vd x)
     vd q6 = 1.0 / 479001600.0 + r * (1.0 / 6227020800.0);
     vd s0 = q0 + r2 * q1, s1 = q2 + r2 * q3, s2 = q4 + r2 * q5;
     vd p = (s0 + r4 * s1) + r8 * (s2 + r4 * q6);
-    vi ki = __builtin_convertvector(k, vi);
+    /* k's integer sits in the low mantissa bits of t (|k| < 2^31): reading it
+       there keeps the conversion in vector registers (AVX2 has no packed
+       double -> int64 conversion; the compiler would go lane by lane) */
+    vi ki = (vi)t - (vi)shifter;
     return p * (vd)((ki + 1023) << 52);
 }
 
