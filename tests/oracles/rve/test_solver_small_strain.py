@@ -284,6 +284,26 @@ def test_preconditioned_cg_meets_the_unpreconditioned_tolerance():
         assert (true_rel <= tol).all() and (true_rel <= rel * (1 + 1e-8)).all()
 
 
+@pytest.mark.parametrize("kind, k", [("small", 2), ("small", 3), ("finite", 2), ("finite", 3)])
+def test_reference_inner_product_is_u_dot_C0_v(kind, k):
+    """The CG inner product <u, C0 v> (traces, or the Gram matrix of the
+    components in finite strain) equals the plain dot product of u with
+    C0 v applied voxel by voxel, and is symmetric in u and v."""
+    from oracles.rve.solver import _Reference
+
+    g = torch.Generator().manual_seed(11)
+    m = k * (k + 1) // 2 if kind == "small" else k * k
+    u = torch.randn(2, 3, m, *([5] * k), generator=g, dtype=DT)
+    v = torch.randn(2, 3, m, *([5] * k), generator=g, dtype=DT)
+    ref = _Reference(kind, k, 1.7)
+    got = ref.inner(u, v, k + 1)
+    want = (u * ref.apply_C0(v)).sum(tuple(range(2, u.dim())))
+    torch.testing.assert_close(got, want, rtol=1e-13, atol=0)
+    torch.testing.assert_close(ref.inner(v, u, k + 1), got, rtol=1e-13, atol=0)
+    torch.testing.assert_close(ref.inner(u, u, k + 1), (u * ref.apply_C0(u)).sum(tuple(range(2, u.dim()))),
+                               rtol=1e-13, atol=0)
+
+
 def test_cg_detects_an_indefinite_operator():
     from oracles.rve.solver import IndefiniteOperator, batched_cg
 
