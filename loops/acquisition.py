@@ -228,6 +228,8 @@ def _top_baseline(model: Model, train_X: Tensor, w: Tensor, problem: Problem) ->
 def sobol_points(bounds: Tensor, n: int, seed: int, skip: int = 0) -> Tensor:
     """Points ``skip .. skip + n`` of a scrambled Sobol sequence, ``n x d`` in ``bounds``."""
     d = bounds.shape[-1]
+    if n == 0:  # torch's engine refuses to draw 0 points
+        return bounds.new_empty(0, d)
     eng = SobolEngine(d, scramble=True, seed=seed)
     if skip:
         eng.fast_forward(skip)

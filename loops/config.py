@@ -77,13 +77,17 @@ class Budget(BaseModel):
 
 
 class InitialDesign(BaseModel):
-    """Scrambled Sobol initial design of ``n`` points (per fidelity in ``fidelities``)."""
+    """Initial design of ``n`` points: the centre of the bounds and scrambled Sobol points (per fidelity in
+    ``fidelities``)."""
 
     model_config = _STRICT
     n: int = Field(5, ge=1)
     fidelities: list[int] | None = None
     center: bool = Field(
-        False, description="the first initial point is the centre of the bounds, then n - 1 Sobol points (as Ax)"
+        True,
+        description="the first initial point is the centre of the bounds, then n - 1 Sobol points (as Ax's "
+        "default); false: n Sobol points. Default since it measured better at 4 of the 6 regret budgets of "
+        "experiments/benchmarks/campaigns.py over 20 seeds (Hartmann6 at 50 calls: median 0.031 vs 0.18)",
     )
 
 

@@ -384,7 +384,7 @@ class Campaign:
         self.running[fut] = (rid, time.time())
 
     def _initial_design(self) -> None:
-        """Insert the Sobol initial design (and the validation set) as pending rows."""
+        """Insert the initial design (centre and Sobol points) and the validation set as pending rows."""
         c = self.config
         if self.store.get_meta("initialized"):
             return

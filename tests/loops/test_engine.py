@@ -144,3 +144,21 @@ def test_initial_design_can_start_at_the_centre(tmp_path):
     torch.testing.assert_close(X[0], b.mean(0))
     torch.testing.assert_close(X[1:], sobol_points(b, 4, seed=problem_seed(cfg.seed)))
     camp.close()
+
+
+def test_initial_design_is_the_centre_by_default_and_n1_is_the_centre_alone(tmp_path):
+    """The default design starts at the centre; ``initial.n = 1`` is the centre
+    alone (no Sobol point is drawn), and ``center = false`` is Sobol only."""
+    from loops.acquisition import problem_seed, sobol_points
+
+    for center, n in ((None, 1), (False, 3)):
+        init = {"n": n} if center is None else {"n": n, "center": center}
+        cfg = _config(tmp_path, name=f"c{n}", budget={"calls": n}, initial=init,
+                      executor={"kind": "serial"}, acquisition={"name": "sobol"})
+        camp = Campaign(cfg, run_dir=tmp_path / f"c{n}")
+        camp.run()
+        X = torch.tensor([r["x"] for r in camp.store.rows() if r["role"] == "initial"], dtype=torch.float64)
+        b = camp.problem.bounds
+        want = b.mean(0, keepdim=True) if center is None else sobol_points(b, n, seed=problem_seed(cfg.seed))
+        torch.testing.assert_close(X, want)
+        camp.close()
