@@ -407,7 +407,11 @@ class _DenseTangent:
     """Per-voxel tangent ``L x m x m x *grid`` applied to ``L x B x m x *grid``."""
 
     def __init__(self, K: Tensor):
-        self.K = K
+        # component-major storage: the phase laws return K voxel-major (strides
+        # m^2, m, 1 over the components), whose K[:, :, j] slices then jump m^2
+        # doubles per voxel: 6x slower per application (13.8 vs 2.2 ms, 31^3, m = 9)
+        # than the one copy made here per linearization
+        self.K = K.contiguous()
 
     def __call__(self, x: Tensor) -> Tensor:
         K = self.K
