@@ -74,12 +74,16 @@ def run_ours(problem, seed, acq, tmp):
     p = PROBLEMS[problem]
     # "qLogNEI+center": the initial design starts at the centre of the bounds, as Ax's does
     # (the engine's default since 2026-12-01); "qLogNEI": n Sobol points. Explicit either way,
-    # so a label means the same configuration whatever the default is
-    acq, _, extra = acq.partition("+")
+    # so a label means the same configuration whatever the default is. "+opt20" optimizes
+    # the acquisition with Ax's settings (20 restarts from 1024 raw samples; default 8 / 256)
+    acq, *extras = acq.split("+")
+    acq_cfg = {"name": acq}
+    if "opt20" in extras:
+        acq_cfg.update(num_restarts=20, raw_samples=1024)
     cfg = parse_config({
         "name": f"{problem}-{acq}-{seed}", "seed": seed, "oracle": {"name": p["oracle"]},
-        "budget": {"calls": p["total"]}, "initial": {"n": p["init"], "center": extra == "center"},
-        "acquisition": {"name": acq}, "executor": {"kind": "serial"},
+        "budget": {"calls": p["total"]}, "initial": {"n": p["init"], "center": "center" in extras},
+        "acquisition": acq_cfg, "executor": {"kind": "serial"},
         "tracking": {"enabled": False}, "run_dir": str(tmp),
     })
     camp = Campaign(cfg, run_dir=Path(tmp) / cfg.name)
