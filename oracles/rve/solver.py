@@ -350,7 +350,7 @@ class _Projection:
 
     def _apply_fftw(self, x: Tensor, coefs: tuple) -> tuple[Tensor, ...]:
         x = x.contiguous()
-        c = self._chunk(x.shape[-self.k - 1])
+        c = self._chunk(x.shape[-self.k - 1] if x.dim() > self.k else 1)
         fw, bw, a, b = self._plans(c)
         n_chunks = x.numel() // (c * math.prod(self.shape))
         xh = torch.empty((*x.shape[: -self.k], *self.half), dtype=torch.complex128)

@@ -342,6 +342,29 @@ def test_fft_backends_give_the_same_effective_tensor(k, N):
     torch.testing.assert_close(out["fftw"][1], out["scipy"][1], rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("kind, shape", [("small", (31, 31)), ("small", (131, 131)), ("finite", (11, 11, 11)),
+                                         ("small", (9, 9, 9))])
+def test_fftw_chunked_projection_equals_pocketfft(kind, shape):
+    """FFTW's plans transform c of the m components at a time (c = m on small
+    grids, 1 on large ones, see _Projection._chunk): on a batch of random
+    fields the projection and the reference Green operator equal pocketfft's."""
+    from oracles.rve.solver import _Basis, _fftw, _Projection
+
+    if _fftw() is None:
+        pytest.skip("pyFFTW is not installed")
+    k = len(shape)
+    basis = _Basis(kind, k)
+    m = k * (k + 1) // 2 if kind == "small" else k * k
+    x = torch.randn(2, 3, m, *shape, generator=torch.Generator().manual_seed(3), dtype=DT)
+    G = {f: _Projection(shape, basis, "cpu", DT, fft=f) for f in ("fftw", "scipy")}
+    assert G["fftw"].backend == "fftw"
+    for coef in (None, -0.4):
+        torch.testing.assert_close(G["fftw"](x, coef), G["scipy"](x, coef), rtol=0, atol=1e-13)
+    a, b = G["fftw"].apply(x, (None, -0.4))
+    torch.testing.assert_close(a, G["scipy"](x), rtol=0, atol=1e-13)
+    torch.testing.assert_close(b, G["scipy"](x, -0.4), rtol=0, atol=1e-13)
+
+
 def test_fft_backend_name_is_checked():
     with pytest.raises(InvalidInput, match="fft must be one of"):
         FFTSolver(_disc(2, 7), [IsotropicElastic(1.0, 0.3), IsotropicElastic(2.0, 0.3)], fft="mkl")
