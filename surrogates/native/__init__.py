@@ -80,10 +80,9 @@ INLINE vd vabs(vd x) { return (vd)((vi)x & vbcast_i(0x7fffffffffffffffLL)); }
    relative; Estrin's scheme), times 2^k built in the exponent bits. x is clamped to [-708, 708]
    (e^-708 ~ 3e-308: what it weights is negligible; no denormals, no overflow).
    Callers pass finite x (NaN would be clamped, not propagated). */
-INLINE vd vexp(vd x)
+INLINE vd vexp_core(vd x) /* x in [-708, 708] */
 {
     const vd shifter = vbcast(6755399441055744.0); /* 1.5 * 2^52: rounds to integer */
-    x = vmin(vmax(x, vbcast(-708.0)), vbcast(708.0));
     vd t = x * 1.4426950408889634 + shifter;
     vd k = t - shifter;
     vd r = x - k * 6.93147180369123816490e-01;
@@ -102,6 +101,9 @@ INLINE vd vexp(vd x)
     vi ki = (vi)t - (vi)shifter;
     return p * (vd)((ki + 1023) << 52);
 }
+INLINE vd vexp(vd x) { return vexp_core(vmin(vmax(x, vbcast(-708.0)), vbcast(708.0))); }
+/* e^x for x <= 0: the clamp below only (5-10 % of the GP kernel's time in an A/B) */
+INLINE vd vexp_nonpos(vd x) { return vexp_core(vmax(x, vbcast(-708.0))); }
 
 /* log(1 + e) for e in [0, 1] (the softplus of a = -log e), inlined:
    log(1 + e) = 2 atanh(s) with s = e / (2 + e), or, for e > sqrt 2 - 1, ln 2 +

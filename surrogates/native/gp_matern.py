@@ -71,7 +71,7 @@ INLINE void gp_point(const int d, const int64_t m, const int64_t Np, const doubl
             for (int64_t t = 0; t < tb; t += VL) {
                 vd r2 = vload(buf + t);
                 vd rho = vsqrt(r2);
-                vd e = vexp(-rho);
+                vd e = vexp_nonpos(-rho);
                 vd p = (one + rho) * e;
                 vd av = vload(al + t0 + t);
                 vd ap = av * p;

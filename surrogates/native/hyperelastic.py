@@ -150,7 +150,7 @@ INLINE int block(const int k, const int sym, const net_t* net, const double* fib
         for (int j = 0; j < h0; j++) {
             vd a1 = vbcast(b0[j]);
             for (int a = 0; a < p; a++) a1 += W0[j * p + a] * I[a];
-            vd e = vexp(-vabs(a1));
+            vd e = vexp_nonpos(-vabs(a1));
             vd r = 1.0 / (1.0 + e);
             s1[j] = vselect(a1 >= 0.0, r, e * r);     /* sigmoid(a1) */
             d1[j] = e * r * r;                         /* sigmoid'(a1) */
@@ -165,7 +165,7 @@ INLINE int block(const int k, const int sym, const net_t* net, const double* fib
             if (j < h0) a2 += W1[h * h0 + j] * z1[j];
             a2 += a2b;
             if (net->has_wx) for (int a = 0; a < p; a++) a2 += Wx[h * p + a] * I[a];
-            vd e = vexp(-vabs(a2));
+            vd e = vexp_nonpos(-vabs(a2));
             vd r = 1.0 / (1.0 + e);
             wt[h] = w[h] * vselect(a2 >= 0.0, r, e * r);  /* w sigmoid(a2) */
             cc[h] = w[h] * (e * r * r);                   /* w sigmoid'(a2) */
