@@ -508,8 +508,7 @@ class Campaign:
                         k = min(k, c.budget.calls - st.submitted)
                     if k > 0:
                         if stale:
-                            self.update_model()
-                            self._after_update()
+                            self._update_and_log()
                             stale = False
                         for x, lev, pred in self._candidates(k, st):
                             if not self._may_submit(self.state(), lev):
@@ -559,12 +558,10 @@ class Campaign:
                         # and update the model once, at the end
                         stale = True
                         continue
-                    self.update_model()
-                    self._after_update()
+                    self._update_and_log()
                     stale = False
             if stale:
-                self.update_model()
-                self._after_update()
+                self._update_and_log()
         finally:
             self.store.set_meta("elapsed", float(self.store.get_meta("elapsed", 0.0)) + time.time() - self._t_start)
             self._t_start = time.time()
@@ -613,6 +610,11 @@ class Campaign:
                 self.running.pop(fut)
                 self.store.record(rid, {"failed": True, "reason": f"timeout after {t:g} s (driver)",
                                         "cost": self.problem.costs[self.rows_by_id[rid]["fidelity"]]})
+
+    def _update_and_log(self) -> None:
+        """Refit the model on every recorded result, then log the iteration's metrics."""
+        self.update_model()
+        self._after_update()
 
     def _after_update(self) -> None:
         st = self.state()

@@ -176,7 +176,7 @@ def _fftw():
 _fftw()
 
 
-def _fft_backend(fft: str, shape: tuple[int, ...], dtype) -> tuple[str, str]:
+def _fft_backend(fft: str, dtype) -> tuple[str, str]:
     """``(backend, FFTW planner flag)`` for the CPU FFTs of a grid.
 
     ``"auto"``: FFTW (pyFFTW, ``FFTW_ESTIMATE``: no planning time), whose
@@ -201,12 +201,12 @@ class _Projection:
 
     def __init__(self, shape: tuple[int, ...], basis: _Basis, device, dtype, fft: str = "auto"):
         self.shape, self.basis, self.k = shape, basis, len(shape)
-        self.backend, self.fftw_flag = _fft_backend(fft, shape, dtype)
+        self.backend, self.fftw_flag = _fft_backend(fft, dtype)
         self._local = threading.local()
         d = self.k
         self.dims = tuple(range(-d, 0))
         self.half = (*shape[:-1], shape[-1] // 2 + 1)  # real-FFT spectrum
-        self._inv_n = 1.0 / math.prod(shape)
+        self.n_voxels = math.prod(shape)
         freqs = []
         for a, n in enumerate(shape):
             f = torch.fft.rfftfreq(n, 1.0 / n) if a == d - 1 else torch.fft.fftfreq(n, 1.0 / n)
@@ -326,8 +326,7 @@ class _Projection:
     # each extra execution costs ~8 us, so small grids take the m components
     # of a field per chunk and large grids one component.
     def _chunk(self, m: int) -> int:
-        n = math.prod(self.shape)
-        c = max(1, min(m, 16384 // n))
+        c = max(1, min(m, 16384 // self.n_voxels))
         while m % c:
             c -= 1
         return c
@@ -352,18 +351,18 @@ class _Projection:
         x = x.contiguous()
         c = self._chunk(x.shape[-self.k - 1] if x.dim() > self.k else 1)
         fw, bw, a, b = self._plans(c)
-        n_chunks = x.numel() // (c * math.prod(self.shape))
+        n_chunks = x.numel() // (c * self.n_voxels)
         xh = torch.empty((*x.shape[: -self.k], *self.half), dtype=torch.complex128)
         xs = x.numpy().reshape(n_chunks, c, *self.shape)
         hs = xh.numpy().reshape(n_chunks, c, *self.half)
         for j in range(n_chunks):
             fw.update_arrays(xs[j], hs[j])
             fw.execute()
+        xh.mul_(1.0 / self.n_voxels)  # FFTW's backward transform is unnormalized
         outs = []
         for i, coef in enumerate(coefs):
             # c2r destroys its input: y is xh itself (last) or a temporary
             y = self.fourier(xh, coef, out=xh if i == len(coefs) - 1 else None)
-            y.mul_(self._inv_n)  # FFTW's backward transform is unnormalized
             res = torch.empty(x.shape, dtype=torch.float64)
             ys = y.numpy().reshape(n_chunks, c, *self.half)
             rs = res.numpy().reshape(n_chunks, c, *self.shape)
@@ -422,20 +421,21 @@ class _DenseTangent:
         return y
 
 
-def _bdot(u: Tensor, v: Tensor, nd: int) -> Tensor:
-    """Dot products of fields with ``nd`` trailing dims, through BLAS (no temporary).
+def _bmm(a: Tensor, b: Tensor) -> Tensor:
+    """Batched matrix product; numpy's matmul on the CPU: torch's ``bmm`` on the
+    ``nb x 1 x n`` by ``nb x n x 1`` shapes of CG's dot products measured 5x
+    slower (53 us vs 10 us for 3 fields of 3 x 63^2 doubles)."""
+    if a.device.type == "cpu" and not (a.requires_grad or b.requires_grad):
+        return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
+    return torch.bmm(a, b)
 
-    On the CPU numpy's batched matmul does it: torch's ``bmm`` on these
-    ``nb x 1 x n`` by ``nb x n x 1`` shapes measured 5x slower (53 us vs 10 us
-    for 3 fields of 3 x 63^2 doubles), and CG takes three such products per
-    iteration.
-    """
+
+def _bdot(u: Tensor, v: Tensor, nd: int) -> Tensor:
+    """Dot products of fields with ``nd`` trailing dims, through BLAS (no
+    temporary; CG takes three per iteration)."""
     bshape = u.shape[: u.dim() - nd]
     nb = math.prod(bshape)
-    u2, v2 = u.reshape(nb, 1, -1), v.reshape(nb, -1, 1)
-    if u2.device.type == "cpu" and not (u2.requires_grad or v2.requires_grad):
-        return torch.from_numpy(np.matmul(u2.numpy(), v2.numpy())).reshape(bshape)
-    return torch.bmm(u2, v2).reshape(bshape)
+    return _bmm(u.reshape(nb, 1, -1), v.reshape(nb, -1, 1)).reshape(bshape)
 
 
 def _trace(u: Tensor, d: int, k: int) -> Tensor:
@@ -449,16 +449,10 @@ def _trace(u: Tensor, d: int, k: int) -> Tensor:
 
 def _gram(u: Tensor, v: Tensor, nd: int) -> Tensor:
     """Gram matrices ``*batch x m x m`` of the components, ``<u_I, v_J>``, of
-    fields with ``nd`` trailing dims (the first the ``m`` components); numpy's
-    batched matmul on the CPU (see :func:`_bdot`)."""
+    fields with ``nd`` trailing dims (the first the ``m`` components)."""
     bshape = u.shape[: u.dim() - nd]
     nb, m = math.prod(bshape), u.shape[u.dim() - nd]
-    u2, v2 = u.reshape(nb, m, -1), v.reshape(nb, m, -1)
-    if u2.device.type == "cpu" and not (u2.requires_grad or v2.requires_grad):
-        G = torch.from_numpy(np.matmul(u2.numpy(), v2.numpy().transpose(0, 2, 1)))
-    else:
-        G = torch.bmm(u2, v2.transpose(1, 2))
-    return G.reshape(*bshape, m, m)
+    return _bmm(u.reshape(nb, m, -1), v.reshape(nb, m, -1).transpose(1, 2)).reshape(*bshape, m, m)
 
 
 # ------------------------------------------------------------ reference medium
@@ -526,14 +520,11 @@ class _Reference:
         lam = (T2 - 2.0 * mu * k) / (k * k)
         return cls.from_moduli(kind, k, lam, mu)
 
-    def weights(self, m: int, dtype, device) -> Tensor:
-        """``C0`` (up to the scale ``mu0``) as an ``m x m`` matrix on the
-        solver's components: ``<u, C0 v> = sum_IJ W_IJ <u_I, v_J>``."""
+    def _finite_weights(self, m: int, dtype, device) -> Tensor:
+        """Finite strain: ``C0`` (up to the scale ``mu0``) as an ``m x m`` matrix
+        on the solver's components, ``<u, C0 v> = sum_IJ W_IJ <u_I, v_J>``."""
         k = self.k
         W = torch.eye(m, dtype=dtype, device=device)
-        if self.kind == "small":
-            W[:k, :k] += self.rho / 2.0  # + (rho / 2) tr u tr v
-            return W
         W[torch.arange(m), torch.tensor(self.perm)] += 1.0  # + u : v^T
         ii = torch.tensor([i * k + i for i in range(k)])
         W[ii.unsqueeze(1), ii] += self.rho  # + rho tr u tr v
@@ -557,7 +548,7 @@ class _Reference:
         m = u.shape[d]
         W = getattr(self, "_W", None)
         if W is None or W.shape[0] != m or W.dtype != u.dtype or W.device != u.device:
-            W = self._W = self.weights(m, u.dtype, u.device)
+            W = self._W = self._finite_weights(m, u.dtype, u.device)
         return (_gram(u, v, nd) * W).sum((-1, -2))
 
     def apply_C0(self, v: Tensor) -> Tensor:

@@ -207,37 +207,38 @@ def load(name: str, source: str, configure=None) -> ctypes.CDLL | None:
     if not enabled():
         return None
     with _lock:
-        if name in _loaded:
-            lib = _loaded[name]
-            if lib is not None and configure is not None and name not in _configured:
-                configure(lib)
-                _configured.add(name)
-            return lib
-        lib = None
-        cc = _compiler()
-        src = HEADER + source
-        if cc is not None:
-            try:
-                version = subprocess.run([*cc.split(), "--version"], capture_output=True, text=True,
-                                         timeout=60).stdout.splitlines()[:1]
-            except (OSError, subprocess.TimeoutExpired):
-                version = []
-            key = hashlib.sha256("\0".join([src, cc, *version, _cpu_id(), "v1"]).encode()).hexdigest()[:24]
-            path = _cache_dir() / f"{name}-{key}.so"
-            try:
-                if path.exists() or _build(cc, src, path):
-                    lib = ctypes.CDLL(str(path))
-                    if configure is not None:
-                        configure(lib)
-                        _configured.add(name)
-            except OSError:
-                lib = None
-        if lib is None:
-            warnings.warn(
-                f"could not build the native kernel {name!r} (C compiler: {cc!r}); using the "
-                "slower torch implementation", RuntimeWarning, stacklevel=3)
-        _loaded[name] = lib
+        if name not in _loaded:
+            _loaded[name] = _build_and_load(name, source)
+        lib = _loaded[name]
+        if lib is not None and configure is not None and name not in _configured:
+            configure(lib)
+            _configured.add(name)
         return lib
+
+
+def _build_and_load(name: str, source: str) -> ctypes.CDLL | None:
+    """Build (or find in the disk cache) and load the library; None with a warning when that fails."""
+    lib = None
+    cc = _compiler()
+    src = HEADER + source
+    if cc is not None:
+        try:
+            version = subprocess.run([*cc.split(), "--version"], capture_output=True, text=True,
+                                     timeout=60).stdout.splitlines()[:1]
+        except (OSError, subprocess.TimeoutExpired):
+            version = []
+        key = hashlib.sha256("\0".join([src, cc, *version, _cpu_id(), "v1"]).encode()).hexdigest()[:24]
+        path = _cache_dir() / f"{name}-{key}.so"
+        try:
+            if path.exists() or _build(cc, src, path):
+                lib = ctypes.CDLL(str(path))
+        except OSError:
+            lib = None
+    if lib is None:
+        warnings.warn(
+            f"could not build the native kernel {name!r} (C compiler: {cc!r}); using the "
+            "slower torch implementation", RuntimeWarning, stacklevel=4)
+    return lib
 
 
 def ptr(t: torch.Tensor):
