@@ -138,6 +138,11 @@ class ModelSpec(BaseModel):
     refit_every: int = Field(1, ge=1, description="refit hyperparameters every k updates")
     refit_all_below: int = Field(200, ge=0, description="refit at every update while there are fewer observations")
     refit_growth: float = Field(0.1, ge=0, description="above that, refit when the data grew by this fraction (else reuse hyperparameters)")
+    noise_free: bool | None = Field(
+        None, description="fit the model as interpolating noise-free data (a noise floor of "
+        "2e-6 of the output variance) instead of inferring a noise level; None: when the oracle is "
+        "deterministic (Oracle.noisy is False)"
+    )
     winsorize: bool = Field(
         True, description="optimize mode, one objective: clip the objective's bad tail at the Tukey fence "
         "(q1 - 1.5 IQR of the good-is-high values) before fitting, as Ax does"

@@ -7,7 +7,8 @@ the model, log metrics and ask the stopping conditions. The parts:
 
 * state: :class:`LoopState` (counts, cost, time, best value, metrics);
 * candidate generator: :func:`loops.acquisition.propose`;
-* model updater: :func:`loops.models.fit_model` (warm-started hyperparameters);
+* model updater: :func:`loops.models.fit_model` (warm-started hyperparameters;
+  a deterministic oracle's data are interpolated, ``model.noise_free``);
 * stopping conditions: :class:`StoppingCondition` objects combined with ``|``;
 * callbacks: ``callback(campaign, state)`` after each model update.
 
@@ -306,6 +307,9 @@ class Campaign:
         if self.problem.multi_fidelity and c.name not in ("singletask_gp", "mf_gp"):
             options.setdefault("num_fidelities", self.problem.num_fidelities)
             options.setdefault("costs", list(self.problem.costs))
+        noise_free = c.noise_free if c.noise_free is not None else not self.oracle.noisy
+        if noise_free and Yvar is None:
+            Yvar = torch.zeros_like(Y)
         Yfit = Y
         if c.winsorize and self.config.mode == "optimize" and len(self.problem.objective_idx) == 1:
             Yfit = winsorize_objective(Y, self.problem.objective_idx[0], self.problem.signs[0])

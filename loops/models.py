@@ -43,6 +43,10 @@ PROJECT_MODELS: dict[str, tuple[str, ...]] = {
 BUILTIN = ("singletask_gp", "mf_gp")
 #: exact Cholesky up to this many points (GPyTorch's default of 800 switches to CG, slower here)
 MAX_CHOLESKY = 5000
+#: floor of the observation noise of the BoTorch models, as a fraction of the output
+#: variance: twice GPyTorch's smallest fixed noise in float64 (1e-6 of the standardized
+#: outputs), so a noise-free oracle's data (Yvar = 0) are interpolated without its clamp
+NOISE_FLOOR_REL = 2e-6
 #: L-BFGS iterations of a warm-started refit
 WARM_MAXITER = 30
 _HYPER = ("likelihood.", "covar_module.", "mean_module.")
@@ -104,7 +108,9 @@ def fit_model(
         X: ``n x d`` inputs; with fidelities the last column is the level.
         Y: ``n x m`` outputs (finite).
         bounds: ``2 x d`` bounds of ``X`` (fidelity column included).
-        Yvar: ``n x m`` observation variances or None.
+        Yvar: ``n x m`` observation variances or None; zeros mean noise-free data
+            (the BoTorch models then hold the noise at ``NOISE_FLOOR_REL`` of the
+            output variance, the project's models interpolate).
         fidelity_dim: index of the fidelity column, or None.
         options: model options from the config.
         warm: a previous model's ``state_dict`` to start hyperparameters from.
@@ -116,6 +122,9 @@ def fit_model(
     options = dict(options or {})
     maxiter = int(options.pop("maxiter", 200))
     d, m = X.shape[-1], Y.shape[-1]
+    if name in BUILTIN and Yvar is not None:
+        var_y = Y.var(0, keepdim=True) if len(Y) > 1 else torch.ones_like(Y[:1])
+        Yvar = torch.maximum(Yvar, NOISE_FLOOR_REL * torch.where(var_y > 0, var_y, torch.ones_like(var_y)))
     if name == "singletask_gp":
         model = SingleTaskGP(
             X, Y, train_Yvar=Yvar, input_transform=Normalize(d, bounds=bounds),
@@ -192,7 +201,10 @@ def predict(model: Model, X: Tensor) -> tuple[Tensor, Tensor]:
 def noise_variance(model: Model, m: int) -> Tensor:
     """``m`` observation noise variances in original units (zeros when unknown)."""
     try:
-        noise = model.likelihood.noise.detach().reshape(-1)
+        noise = model.likelihood.noise.detach()
+        if noise.numel() not in (1, m):  # fixed noise, one per point: its mean per output
+            noise = noise.reshape(m, -1).mean(-1) if noise.numel() % m == 0 else noise.mean()
+        noise = noise.reshape(-1)
         if noise.numel() == 1:
             noise = noise.expand(m)
         ot = getattr(model, "outcome_transform", None)

@@ -31,6 +31,12 @@ fidelity level as a float (an integer value in ``[0, L - 1]``), and returns a
 ``rsample``), so BoTorch's (cost-aware, multi-fidelity) acquisitions run on
 them. :meth:`cost_model` returns the matching BoTorch cost model.
 
+Each level's noise (a nugget) is learned, unless the dataset says the data
+are noise-free (``Yvar`` all zeros, as the campaign engine passes for a
+deterministic oracle): then every level interpolates, its nugget held at the
+floor. A nonzero ``Yvar`` is not used (one noise level per fidelity is
+learned instead), with a warning.
+
 Inputs are scaled to the unit cube (by ``bounds`` or the data's range) and
 outputs of *all* levels are standardized by the high-fidelity data's mean and
 standard deviation, so priors mean the same thing on every problem.
@@ -493,7 +499,14 @@ def _fit_gp(gp: _ExactGP, restarts: int, seed: int, init_hook=None, maxiter: int
     return best_loss
 
 
-def _gaussian_likelihood() -> GaussianLikelihood:
+def _gaussian_likelihood(noise_free: bool = False) -> GaussianLikelihood:
+    """Learned noise (weak prior), or for noise-free data a fixed one at ten
+    times the floor (no prior, so restarts that sample priors leave it)."""
+    if noise_free:
+        lik = GaussianLikelihood(noise_constraint=GreaterThan(_NOISE_FLOOR))
+        lik.noise = 10 * _NOISE_FLOOR
+        lik.raw_noise.requires_grad_(False)
+        return lik
     lik = GaussianLikelihood(noise_prior=_noise_prior(), noise_constraint=GreaterThan(_NOISE_FLOOR))
     lik.noise = 1e-4
     return lik
@@ -656,7 +669,7 @@ class _KrigingLevel(torch.nn.Module):
     # -------------------------------------------------------------- fit
     def fit(
         self, x: Tensor, F: Tensor, y: Tensor, restarts: int, seed: int, kernels=KERNELS, ard: str = "auto",
-        criterion: str = "bic",
+        criterion: str = "bic", noise_free: bool = False,
     ) -> float:
         """Choose family and lengthscale structure, fit lengthscales and nugget
         by restricted likelihood; returns the chosen candidate's criterion.
@@ -672,7 +685,8 @@ class _KrigingLevel(torch.nn.Module):
         lengthscales and nugget: with 5 points in 4 dimensions the likelihood
         alone always prefers ARD, whose extra lengthscales those points
         cannot identify (one short, the rest at the upper bound: an
-        overconfident, nearly polynomial fit).
+        overconfident, nearly polynomial fit). ``noise_free`` holds the nugget
+        at its floor (interpolation of deterministic data).
         """
         from scipy.optimize import minimize
         from scipy.stats import qmc
@@ -692,7 +706,9 @@ class _KrigingLevel(torch.nn.Module):
         for use_ard in structures:
             m = d if use_ard else 1
             lo = torch.tensor([_LOG_LS_BOUNDS[0]] * m + [_LOG_NUGGET_BOUNDS[0]], dtype=DTYPE)
-            hi = torch.tensor([_LOG_LS_BOUNDS[1]] * m + [_LOG_NUGGET_BOUNDS[1]], dtype=DTYPE)
+            hi = torch.tensor(
+                [_LOG_LS_BOUNDS[1]] * m + [_LOG_NUGGET_BOUNDS[0 if noise_free else 1]], dtype=DTYPE
+            )
             n_cand = max(32, 8 * (m + 1))
             u = torch.as_tensor(qmc.Sobol(m + 1, scramble=True, seed=seed).random(n_cand), dtype=DTYPE)
             cand = lo + (hi - lo) * u
@@ -815,9 +831,13 @@ class _MultiFidelityModel(Model, SurrogateMixin):
         if (counts == 0).any():
             missing = (counts == 0).nonzero().flatten().tolist()
             raise ValueError(f"every fidelity level needs data; levels {missing} have none")
-        if dataset.Yvar is not None:
+        # Yvar of zeros says the data are noise-free (deterministic oracles): every
+        # level interpolates, with its nugget at the floor; other Yvar is not used
+        self.noise_free = dataset.Yvar is not None and bool((dataset.Yvar == 0).all())
+        if dataset.Yvar is not None and not self.noise_free:
             warnings.warn(
-                f"{type(self).__name__} learns one noise level per fidelity and ignores Dataset.Yvar",
+                f"{type(self).__name__} learns one noise level per fidelity and ignores a nonzero Dataset.Yvar "
+                "(all zeros would mean noise-free data)",
                 stacklevel=3,
             )
         self.train_dataset = dataset
@@ -1098,6 +1118,7 @@ class AR1CoKriging(_MultiFidelityModel):
             self.gp.mean_module.constants.copy_(torch.stack(const))
             self.gp.likelihood.noise_covar._set_noise(torch.stack(noise))
         if self.joint is True or (self.joint == "auto" and not self._nested()):
+            self.gp.likelihood.noise_covar.raw_noise.requires_grad_(not self.noise_free)
             _fit_gp(self.gp, 0, self.seed)
         self.gp.eval()
 
@@ -1244,7 +1265,7 @@ class RecursiveCoKriging(_LevelwiseModel):
                 F = self._basis(t, x, z)
                 if len(trends) > 1 and F.shape[0] - F.shape[1] < 3:
                     continue  # too few points to judge the richer trend
-                lev.fit(x, F, y, self.restarts, self.seed + t, kernels, criterion="bic")
+                lev.fit(x, F, y, self.restarts, self.seed + t, kernels, criterion="bic", noise_free=self.noise_free)
                 # trend bases are compared by leave-one-out predictive density:
                 # restricted likelihoods of different bases are not comparable
                 score = lev.loo_nlpd() if len(trends) > 1 else 0.0
@@ -1343,7 +1364,7 @@ class NARGP(_LevelwiseModel):
                 k_f = _matern(1, active_dims=[d], family=fam, prior=False)
                 kern = k_rho * k_f + _scaled(_matern(d, active_dims=xd, family=fam, prior=False))
                 tx = torch.cat([x, torch.zeros_like(x[:, :1])], -1)
-            gps.append(_ExactGP(tx, y, _gaussian_likelihood(), _GLSConstantMean(), kern).to(DTYPE))
+            gps.append(_ExactGP(tx, y, _gaussian_likelihood(self.noise_free), _GLSConstantMean(), kern).to(DTYPE))
         self.gps = torch.nn.ModuleList(gps)
 
     def _lower_at(self, t, x, levels):

@@ -75,7 +75,9 @@ def run_ours(problem, seed, acq, tmp):
     # "qLogNEI+center": the initial design starts at the centre of the bounds, as Ax's does
     # (the engine's default since 2026-12-01); "qLogNEI": n Sobol points. Explicit either way,
     # so a label means the same configuration whatever the default is. "+opt20" optimizes
-    # the acquisition with Ax's settings (20 restarts from 1024 raw samples; default 8 / 256)
+    # the acquisition with Ax's settings (20 restarts from 1024 raw samples; default 8 / 256).
+    # "+infer": the GP infers a noise level (BoTorch's default likelihood, as Ax's does)
+    # instead of interpolating the deterministic test function (the default since 2026-12-01)
     acq, *extras = acq.split("+")
     acq_cfg = {"name": acq}
     if "opt20" in extras:
@@ -84,6 +86,7 @@ def run_ours(problem, seed, acq, tmp):
         "name": f"{problem}-{acq}-{seed}", "seed": seed, "oracle": {"name": p["oracle"]},
         "budget": {"calls": p["total"]}, "initial": {"n": p["init"], "center": "center" in extras},
         "acquisition": acq_cfg, "executor": {"kind": "serial"},
+        "model": {"noise_free": False} if "infer" in extras else {},
         "tracking": {"enabled": False}, "run_dir": str(tmp),
     })
     camp = Campaign(cfg, run_dir=Path(tmp) / cfg.name)

@@ -10,7 +10,9 @@ points at the high fidelity. Function definitions: Emukit's
 divided by 100 as in the notebook. All data are noise-free.
 
 Models: ours (``AR1CoKriging``, ``RecursiveCoKriging``, ``NARGP``, the
-high-fidelity-only ``GPSurrogate``) and, in the same run, SMT ``MFK`` and
+high-fidelity-only ``GPSurrogate``; ``*_nf``: AR1 and recursive told that the
+data are noise-free, ``Dataset.Yvar = 0``, so every level interpolates) and,
+in the same run, SMT ``MFK`` and
 ``MFCK`` and Emukit's linear AR1 (``GPyLinearMultiFidelityModel``) and
 ``NonLinearMultiFidelityModel`` with the settings of Emukit's baseline
 wrappers (RBF ARD kernels, 10 restarts, AR1 noise fixed at 1e-6 then freed).
@@ -61,7 +63,9 @@ from surrogates.dataset import Dataset  # noqa: E402
 from surrogates.metrics import nlpd, nrmse  # noqa: E402
 from surrogates.multifidelity import NARGP, AR1CoKriging, RecursiveCoKriging  # noqa: E402
 
-OURS = ("ours_ar1", "ours_recursive", "ours_nargp")
+#: "_nf": the same model told that the data are noise-free (Dataset.Yvar = 0; the
+#: test functions are deterministic, as SMT's MFK assumes by default, eval_noise=False)
+OURS = ("ours_ar1", "ours_recursive", "ours_nargp", "ours_ar1_nf", "ours_recursive_nf")
 HF_ONLY = "ours_hf_gp"
 PEERS = ("smt_mfk", "smt_mfck", "emukit_ar1", "emukit_nargp")
 #: restarts of Emukit's GPy optimizations (its benchmark wrappers use 10)
@@ -129,10 +133,13 @@ def fit_predict(name: str, data, bounds):
     x_low, y_low, x_high, y_high, x_test, y_test = data
     d = x_low.shape[1]
     if name in OURS:
-        cls = {"ours_ar1": AR1CoKriging, "ours_recursive": RecursiveCoKriging, "ours_nargp": NARGP}[name]
+        base = name.removesuffix("_nf")
+        cls = {"ours_ar1": AR1CoKriging, "ours_recursive": RecursiveCoKriging, "ours_nargp": NARGP}[base]
+        n = len(x_low) + len(x_high)
         ds = Dataset(
             X=np.vstack([x_low, x_high]),
             Y=np.vstack([y_low, y_high]),
+            Yvar=np.zeros((n, 1)) if name.endswith("_nf") else None,
             fidelity=np.r_[np.zeros(len(x_low)), np.ones(len(x_high))],
         )
         with _Timer() as t_fit:

@@ -130,6 +130,38 @@ def test_optimize_improves_over_initial_design(tmp_path):
     assert all(r["prediction"] is not None for r in rows if r["role"] == "acquisition")
 
 
+def test_deterministic_oracle_is_fitted_noise_free(tmp_path):
+    """Branin is deterministic: by default the GP interpolates (fixed noise at
+    the floor, 2e-6 of the output variance), so the posterior mean at the
+    observed points is the data; ``model.noise_free = false`` infers a noise
+    level instead (BoTorch's default likelihood, its prior mode ~0.018)."""
+    from gpytorch.likelihoods import FixedNoiseGaussianLikelihood
+
+    from loops.models import NOISE_FLOOR_REL
+
+    for noise_free in (None, False):
+        model = {} if noise_free is None else {"noise_free": noise_free}
+        cfg = _config(tmp_path, name=f"n{noise_free}", budget={"calls": 10}, executor={"kind": "serial"},
+                      model=model, acquisition={"name": "qLogNEI", **FAST_ACQ})
+        camp = Campaign(cfg, run_dir=tmp_path / f"n{noise_free}")
+        camp.run()
+        X, Y, _ = camp.data()
+        lik = camp.model.likelihood
+        if noise_free is None:
+            assert isinstance(lik, FixedNoiseGaussianLikelihood)
+            ot = camp.model.outcome_transform
+            y_fit = ot.untransform(camp.model.train_targets.reshape(-1, 1))[0][:, 0]  # winsorized Y
+            var = y_fit.var()
+            noise = lik.noise.reshape(-1) * ot.stdvs.reshape(()) ** 2
+            torch.testing.assert_close(noise, (NOISE_FLOOR_REL * var).expand_as(noise), rtol=1e-6, atol=0)
+            with torch.no_grad():
+                mean = camp.model.posterior(X).mean[:, 0]
+            assert (mean - y_fit).abs().max() < 1e-2 * var.sqrt().item()
+        else:
+            assert not isinstance(lik, FixedNoiseGaussianLikelihood)
+        camp.close()
+
+
 def test_initial_design_can_start_at_the_centre(tmp_path):
     """``initial.center``: the centre of the bounds, then the first n - 1 points of the Sobol sequence."""
     from loops.acquisition import problem_seed, sobol_points

@@ -283,3 +283,30 @@ def test_cost_models(small_models):
     torch.testing.assert_close(val, torch.tensor([1.0, 1.0 / 25.0], dtype=DTYPE))
     with pytest.raises(ValueError, match="2 positive numbers"):
         m.cost_model([1.0])
+
+
+# ------------------------------------------------------------ noise-free data
+@pytest.mark.parametrize("cls", MODELS)
+def test_zero_yvar_interpolates(cls):
+    """Dataset.Yvar of zeros (deterministic data): every level interpolates,
+    so the high-fidelity posterior at its own training inputs has the observed
+    mean and (almost) no variance, far below the spread of the outputs."""
+    ds = _nested([f_low_smooth, f_high_smooth], [12, 5], 1, seed=0)
+    ds0 = Dataset(X=ds.X, Y=ds.Y, Yvar=torch.zeros_like(ds.Y), fidelity=ds.fidelity)
+    m = cls.from_dataset(ds0, restarts=0)
+    assert m.noise_free
+    top = ds.fidelity == 1
+    mean, var = m.predict(ds.X[top], fidelity=1)
+    spread = ds.Y[top, 0].var()
+    assert torch.allclose(mean, ds.Y[top, 0], atol=1e-3 * spread.sqrt()), (mean, ds.Y[top, 0])
+    assert (var < 1e-4 * spread).all(), var
+    # the levels' noise sits at the floor
+    assert (m._noise(torch.tensor([0, 1])) < 1e-6).all()
+
+
+def test_nonzero_yvar_is_ignored_with_a_warning():
+    ds = _nested([f_low_smooth, f_high_smooth], [12, 5], 1, seed=0)
+    ds1 = Dataset(X=ds.X, Y=ds.Y, Yvar=torch.full_like(ds.Y, 0.01), fidelity=ds.fidelity)
+    with pytest.warns(UserWarning, match="ignores a nonzero Dataset.Yvar"):
+        m = RecursiveCoKriging(ds1)
+    assert not m.noise_free
