@@ -15,7 +15,9 @@ and 1e6 points, each:
   whole chunks with ``torch.set_num_threads(1)`` (torch and numpy release the
   GIL).
 
-Wall-clock and process-CPU-time rates are recorded with the load average: the
+Each batch is timed repeatedly (until 1 s has passed, at most 5 times) and the
+median repeat is reported, all repeats recorded. Wall-clock and process-CPU-time
+rates are recorded with the load average: the
 machine is shared, so the wall-clock rate is the share of the cores the
 process got, and ``projected_2core_evals_per_s = 2 n / CPU time`` of the
 single-threaded run is the rate of two dedicated cores (chunks are
@@ -75,15 +77,26 @@ def two_workers(gp: GPSurrogate, with_variance: bool):
     return fn
 
 
+#: a batch is timed repeatedly until this many seconds have passed (at most
+#: MAX_REPEATS times) and the median repeat is reported: a single 0.1 s call on a
+#: shared machine is mostly scheduling noise
+MIN_TIMED_S, MAX_REPEATS = 1.0, 5
+
+
 def rate(fn, F: torch.Tensor, threads: int) -> dict:
     torch.set_num_threads(threads)
     fn(F[:512])  # warm-up
     load = os.getloadavg()[0]
-    t, c = time.perf_counter(), time.process_time()
-    fn(F)
-    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    walls, cpus = [], []
+    while len(walls) < MAX_REPEATS and sum(walls) < MIN_TIMED_S:
+        t, c = time.perf_counter(), time.process_time()
+        fn(F)
+        walls.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - c)
+    i = sorted(range(len(walls)), key=walls.__getitem__)[len(walls) // 2]  # the median repeat
+    wall, cpu = walls[i], cpus[i]
     return {"threads": threads, "wall_s": wall, "cpu_s": cpu, "evals_per_s": len(F) / wall,
-            "evals_per_cpu_s": len(F) / cpu, "loadavg_1min": load}
+            "evals_per_cpu_s": len(F) / cpu, "loadavg_1min": load, "repeats_wall_s": walls}
 
 
 def main(argv=None) -> dict:
@@ -153,6 +166,9 @@ def main(argv=None) -> dict:
         } for dim in (2, 3) for v in (False, True)}
     res["summary"]["stress_tangent_meets_target_2d"] = any(
         r["meets_target_projected_2core"] for r in st if r["dim"] == 2)
+    for dim in (2, 3):  # measured on two cores at every batch size
+        res["summary"][f"stress_tangent_measured_meets_target_{dim}d"] = all(
+            r.get("best_measured_wall_evals_per_s", 0.0) >= GP_TARGET for r in st if r["dim"] == dim)
     res["loadavg_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2))
