@@ -31,7 +31,7 @@ from botorch.models.transforms import Normalize, Standardize
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from torch import Tensor
 
-from surrogates.dataset import Dataset
+from surrogates.dataset import Dataset, floor_yvar
 
 #: name -> import paths of project surrogates, tried in order
 PROJECT_MODELS: dict[str, tuple[str, ...]] = {
@@ -123,8 +123,7 @@ def fit_model(
     maxiter = int(options.pop("maxiter", 200))
     d, m = X.shape[-1], Y.shape[-1]
     if name in BUILTIN and Yvar is not None:
-        var_y = Y.var(0, keepdim=True) if len(Y) > 1 else torch.ones_like(Y[:1])
-        Yvar = torch.maximum(Yvar, NOISE_FLOOR_REL * torch.where(var_y > 0, var_y, torch.ones_like(var_y)))
+        Yvar = floor_yvar(Yvar, Y, NOISE_FLOOR_REL)
     if name == "singletask_gp":
         model = SingleTaskGP(
             X, Y, train_Yvar=Yvar, input_transform=Normalize(d, bounds=bounds),
@@ -202,11 +201,8 @@ def noise_variance(model: Model, m: int) -> Tensor:
     """``m`` observation noise variances in original units (zeros when unknown)."""
     try:
         noise = model.likelihood.noise.detach()
-        if noise.numel() not in (1, m):  # fixed noise, one per point: its mean per output
-            noise = noise.reshape(m, -1).mean(-1) if noise.numel() % m == 0 else noise.mean()
-        noise = noise.reshape(-1)
-        if noise.numel() == 1:
-            noise = noise.expand(m)
+        # one shared level, one per output, or fixed noise per point (its mean per output)
+        noise = noise.reshape(1).expand(m) if noise.numel() == 1 else noise.reshape(m, -1).mean(-1)
         ot = getattr(model, "outcome_transform", None)
         if ot is not None and hasattr(ot, "stdvs"):
             noise = noise * ot.stdvs.reshape(-1)[:m] ** 2

@@ -149,3 +149,11 @@ class Dataset:
             input_names=tuple(oracle.input_names) if oracle is not None else None,
             output_names=tuple(oracle.output_names) if oracle is not None else None,
         )
+
+
+def floor_yvar(Yvar: Tensor, Y: Tensor, rel: float) -> Tensor:
+    """Known noise variances ``Yvar`` (``n x m``) floored at ``rel`` times each
+    output's variance in ``Y`` (1 where that is zero or there is one point):
+    noise-free data (``Yvar = 0``) keep a Cholesky-stable nugget."""
+    var_y = Y.var(0) if Y.shape[0] > 1 else torch.ones_like(Y[0])
+    return torch.maximum(Yvar, rel * torch.where(var_y > 0, var_y, torch.ones_like(var_y)))

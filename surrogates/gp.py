@@ -62,7 +62,7 @@ from torch import Tensor
 from oracles.exceptions import InvalidInput
 from oracles.material import MaterialResponse
 from surrogates.base import SurrogateMixin, register_surrogate
-from surrogates.dataset import DTYPE, Dataset
+from surrogates.dataset import DTYPE, Dataset, floor_yvar
 from surrogates.native import gp_matern
 
 __all__ = ["GPSurrogate", "ICMGPSurrogate", "fit_with_restarts"]
@@ -371,9 +371,7 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         )
         Yvar, likelihood = None, None
         if dataset.Yvar is not None:
-            var_y = Y.var(0) if dataset.n > 1 else torch.ones(m, dtype=DTYPE)
-            floor = cfg["min_noise_rel"] * torch.where(var_y > 0, var_y, torch.ones_like(var_y))
-            Yvar = torch.maximum(dataset.Yvar, floor)
+            Yvar = floor_yvar(dataset.Yvar, Y, cfg["min_noise_rel"])
         else:
             likelihood = GaussianLikelihood(
                 batch_shape=batch_shape,
