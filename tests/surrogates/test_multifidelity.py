@@ -354,3 +354,26 @@ def test_nargp_restarts_beyond_the_fixed_ones_start_elsewhere():
     assert any(not torch.equal(a, b) for a, b in zip(before, gp.parameters(), strict=True))
     # only the noise keeps a prior
     assert [name for name, *_ in gp.named_priors()] == ["likelihood.noise_covar.noise_prior"]
+
+
+def test_lengthscale_structure_follows_points_per_feature():
+    # f depends on x0 only: with 30 points in 3-D (n - p = 29 >= 9) level 0 is
+    # ARD and finds x1, x2 irrelevant; the 5-point level above (n - p = 3 < 9)
+    # shares one lengthscale
+    def f_l(x):
+        return torch.sin(4 * x[..., 0])
+
+    def f_h(x):
+        return 1.2 * f_l(x) + 0.3 * x[..., 0]
+
+    ds = _nested([f_l, f_h], [30, 5], 3, seed=4)
+    model = RecursiveCoKriging.from_dataset(ds, bounds=[[0.0] * 3, [1.0] * 3], restarts=1)
+    ls0, ls1 = (lev.lengthscale for lev in model.krig)
+    assert ls0[1] > 10 * ls0[0] and ls0[2] > 10 * ls0[0], ls0
+    assert torch.allclose(ls1, ls1[:1].expand(3)), ls1
+    forced = RecursiveCoKriging.from_dataset(ds, bounds=[[0.0] * 3, [1.0] * 3], restarts=1, ard="iso")
+    assert torch.allclose(forced.krig[0].lengthscale, forced.krig[0].lengthscale[:1].expand(3))
+    with pytest.raises(ValueError, match="ard must be one of"):
+        RecursiveCoKriging(ds, ard="yes")
+    with pytest.raises(ValueError, match="ard must be one of"):
+        AR1CoKriging(ds, ard="yes")
