@@ -550,6 +550,13 @@ def _nested_lower_values(x_up: Tensor, x_low: Tensor, y_low: Tensor) -> tuple[Te
 KERNELS = ("rbf", "matern52")
 #: lengthscale structures of a :class:`_KrigingLevel` (see its ``fit``)
 ARD_OPTIONS = ("auto", "bic", "ard", "iso")
+
+
+def _check_ard(ard: str) -> None:
+    if ard not in ARD_OPTIONS:
+        raise ValueError(f"ard must be one of {ARD_OPTIONS}, got {ard!r}")
+
+
 #: lengthscale box on unit-cube inputs: from a wiggle per 1/50 of the range to
 #: "nearly polynomial" (with a large variance, the limit in which a smooth
 #: kernel reproduces a linear or quadratic trend exactly)
@@ -731,8 +738,7 @@ class _KrigingLevel(torch.nn.Module):
             raise ValueError(
                 f"a kriging level needs more points than trend terms, got n = {n} points and p = {p} terms"
             )
-        if ard not in ARD_OPTIONS:
-            raise ValueError(f"ard must be one of {ARD_OPTIONS}, got {ard!r}")
+        _check_ard(ard)
         d = self.d
         if ard == "auto":
             # a fitted nugget trades off against long lengthscales (variation
@@ -1106,8 +1112,7 @@ class AR1CoKriging(_MultiFidelityModel):
             raise ValueError(f"kernel must be 'auto' or one of {KERNELS}, got {kernel!r}")
         if joint not in ("auto", True, False):
             raise ValueError(f"joint must be 'auto', True or False, got {joint!r}")
-        if ard not in ARD_OPTIONS:
-            raise ValueError(f"ard must be one of {ARD_OPTIONS}, got {ard!r}")
+        _check_ard(ard)
         self.kernel, self.joint, self.ard = kernel, joint, ard
         super().__init__(dataset, **options)
 
@@ -1241,8 +1246,7 @@ class RecursiveCoKriging(_LevelwiseModel):
         ard: str = "auto",
         **options: Any,
     ):
-        if ard not in ARD_OPTIONS:
-            raise ValueError(f"ard must be one of {ARD_OPTIONS}, got {ard!r}")
+        _check_ard(ard)
         if rho not in ("constant", "linear"):
             raise ValueError(f"rho must be 'constant' or 'linear', got {rho!r}")
         if kernel not in ("auto", *KERNELS):

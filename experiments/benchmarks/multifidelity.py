@@ -332,16 +332,16 @@ def merge(parts: list[str], out: str) -> int:
     models are joined (a later file's model replaces an earlier one's) and
     the function's medians and target flags are recomputed."""
     merged = None
+    commands: list[str] = []
     per_fn: dict[str, dict] = {}
     for p in parts:
         d = json.loads(Path(p).read_text())
-        if merged is None:
-            merged = d
-            merged["command"] = [d["command"]] if isinstance(d["command"], str) else list(d["command"])
-        else:
-            merged["command"] += [d["command"]] if isinstance(d["command"], str) else d["command"]
+        merged = merged or d
+        # a merged file's command is already the list of its parts' commands
+        commands += [d["command"]] if isinstance(d["command"], str) else d["command"]
         for fname, r in d["results"].items():
             per_fn.setdefault(fname, {}).update({m: v["per_seed"] for m, v in r["models"].items()})
+    merged["command"] = commands
     problems = _problems()
     merged["results"] = {f: summarize(problems[f], per_model) for f, per_model in per_fn.items()}
     Path(out).write_text(json.dumps(merged, indent=1))
