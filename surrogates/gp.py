@@ -50,6 +50,7 @@ from botorch.fit import fit_gpytorch_mll
 from botorch.models import MultiTaskGP, SingleTaskGP
 from botorch.models.transforms.input import Normalize
 from botorch.models.transforms.outcome import Standardize
+from botorch.optim.closures import get_loss_closure_with_grads
 from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import MaternKernel, ScaleKernel
 from gpytorch.likelihoods import GaussianLikelihood
@@ -139,6 +140,21 @@ def fit_with_restarts(
         return _fit_with_restarts(model, n_restarts, seed, maxiter)
 
 
+def _joint_closure(mll):
+    """A loss closure over all parameters jointly where some parameters of a
+    batched multi-output model are shared by its outputs (BoTorch would fit
+    each output on its own, which needs every parameter batched); None
+    (BoTorch's default) otherwise."""
+    model = mll.model
+    batch = getattr(model, "_aug_batch_shape", torch.Size())
+    if batch.numel() <= 1:
+        return None
+    params = {n: p for n, p in mll.named_parameters() if p.requires_grad}
+    if all(p.shape[: len(batch)] == batch for p in params.values()):
+        return None
+    return get_loss_closure_with_grads(mll, params)
+
+
 def _fit_with_restarts(model, n_restarts: int, seed: int, maxiter: int) -> float:
     gen = torch.Generator().manual_seed(seed)
     mll = ExactMarginalLogLikelihood(model.likelihood, model)
@@ -154,6 +170,7 @@ def _fit_with_restarts(model, n_restarts: int, seed: int, maxiter: int) -> float
             # fine (we compare objectives), numerical failures raise.
             fit_gpytorch_mll(
                 mll,
+                closure=_joint_closure(mll),
                 optimizer_kwargs={"options": {"maxiter": maxiter}},
                 max_attempts=1,
                 warning_handler=lambda w: True,
@@ -343,6 +360,13 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             the output variance (default 1e-8) to keep the Cholesky stable
             for noise-free data.
         dim_F: ``k`` for a constitutive surrogate (inferred when d = m = k*k).
+        shared_lengthscale: one ARD lengthscale vector for all ``m`` outputs
+            (each keeps its own output scale, mean and noise), as
+            scikit-learn's multi-output ``GaussianProcessRegressor`` shares
+            its kernel (default False: each output has its own). The kernel
+            row at a point is then the same for every output, so stress and
+            tangent cost one kernel evaluation per training point instead of
+            ``m``.
     """
 
     _defaults = {
@@ -353,6 +377,7 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         "min_noise": 1e-6,
         "min_noise_rel": 1e-8,
         "dim_F": None,
+        "shared_lengthscale": False,
     }
 
     @classmethod
@@ -364,8 +389,10 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             )
         X, Y, d, m = dataset.X, dataset.Y, dataset.d, dataset.m
         batch_shape = torch.Size([m]) if m > 1 else torch.Size()
+        if not isinstance(cfg["shared_lengthscale"], bool):
+            raise TypeError(f"shared_lengthscale must be True or False, got {cfg['shared_lengthscale']!r}")
         covar = ScaleKernel(
-            _matern(d, batch_shape),
+            _matern(d, torch.Size() if cfg["shared_lengthscale"] else batch_shape),
             batch_shape=batch_shape,
             outputscale_prior=GammaPrior(2.0, 0.15),
         )
@@ -436,7 +463,8 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             alpha = torch.cholesky_solve(r, L).squeeze(-1)  # m x N
             scale = self.covar_module.outputscale.reshape(m, 1, 1)
             alpha_s = scale.reshape(m, 1) * alpha  # m x N
-            w = math.sqrt(5.0) / self.covar_module.base_kernel.lengthscale.reshape(m, 1, -1)  # m x 1 x d
+            ls = self.covar_module.base_kernel.lengthscale  # (m x) 1 x d, or 1 x d shared
+            w = (math.sqrt(5.0) / ls).reshape(-1, 1, ls.shape[-1]).expand(m, 1, -1)  # m x 1 x d
             # centring on the training mean keeps |z|^2 + |z'|^2 - 2 z.z' accurate
             mu = Xt.mean(0)
             Zt = (Xt - mu) * w  # m x N x d
@@ -471,7 +499,7 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             if gp_matern.available() and d <= 16:
                 cache["native"] = gp_matern.prepare(
                     Zt, alpha_s, cache["x_mul"], cache["x_shift"], cache["jac_mul"],
-                    cache["const"], y_mean, y_std)
+                    cache["const"], y_mean, y_std, shared=bool(self._sb_config.get("shared_lengthscale")))
         self._fast_cache = cache
         return cache
 

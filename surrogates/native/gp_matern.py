@@ -90,6 +90,88 @@ INLINE void gp_point(const int d, const int64_t m, const int64_t Np, const doubl
     }
 }
 
+/* one lengthscale vector for all m outputs: the kernel terms of a block of
+   training points (p_i and k_i) are computed once into two buffers, then each
+   output's sums run over them with its own weights. Per output the d + 2
+   accumulators stay in registers for the block and in memory between blocks. */
+#define TBS 128
+INLINE void gp_point_shared(const int d, const int64_t m, const int64_t Np, const double* x,
+                            const double* x_mul, const double* x_shift, const double* Zt,
+                            const double* alpha, const double* jac_mul, const double* cst,
+                            const double* y_mean, const double* y_std, double* mean_out,
+                            double* jac_out)
+{
+    double bufP[TBS] __attribute__((aligned(64)));
+    double bufK[TBS] __attribute__((aligned(64)));
+    double z[16];
+    vd zv[16], accM[16], accS[16], accT[16 * 16];
+    for (int a = 0; a < d; a++) {
+        z[a] = x[a] * x_mul[a] - x_shift[a];
+        zv[a] = vbcast(z[a]);
+    }
+    for (int64_t j = 0; j < m; j++) {
+        accM[j] = vbcast(0.0);
+        accS[j] = vbcast(0.0);
+        for (int a = 0; a < d; a++) accT[j * 16 + a] = vbcast(0.0);
+    }
+    const vd third = vbcast(1.0 / 3.0), one = vbcast(1.0);
+    for (int64_t t0 = 0; t0 < Np; t0 += TBS) {
+        const int64_t tb = Np - t0 < TBS ? Np - t0 : TBS;
+        for (int64_t t = 0; t < tb; t += VL) {
+            vd r2 = vbcast(0.0);
+            for (int a = 0; a < d; a++) {
+                vd df = zv[a] - vload(Zt + a * Np + t0 + t);
+                r2 += df * df;
+            }
+            vd rho = vsqrt(r2);
+            vd e = vexp_nonpos(-rho);
+            vd p = (one + rho) * e;
+            vstore(bufP + t, p);
+            vstore(bufK + t, p + r2 * e * third);
+        }
+        for (int64_t j = 0; j < m; j++) {
+            const double* al = alpha + j * Np + t0;
+            vd aM = accM[j], aS = accS[j], aT[16];
+            for (int a = 0; a < d; a++) aT[a] = accT[j * 16 + a];
+            for (int64_t t = 0; t < tb; t += VL) {
+                vd av = vload(al + t);
+                vd w = av * vload(bufP + t);
+                aM += av * vload(bufK + t);
+                aS += w;
+                for (int a = 0; a < d; a++) aT[a] += w * vload(Zt + a * Np + t0 + t);
+            }
+            accM[j] = aM;
+            accS[j] = aS;
+            for (int a = 0; a < d; a++) accT[j * 16 + a] = aT[a];
+        }
+    }
+    for (int64_t j = 0; j < m; j++) {
+        double S = vsum(accS[j]);
+        mean_out[j] = y_mean[j] + y_std[j] * (cst[j] + vsum(accM[j]));
+        for (int a = 0; a < d; a++)
+            jac_out[j * d + a] = (vsum(accT[j * 16 + a]) - S * z[a]) * jac_mul[j * d + a];
+    }
+}
+
+/* shared lengthscales: Zt is d x Np, x_mul and x_shift d (one scaling) */
+int sb_gp_mean_jac_shared(int64_t start, int64_t stop, int64_t d, int64_t m, int64_t Np,
+                          const double* X, const double* x_mul, const double* x_shift,
+                          const double* Zt, const double* alpha, const double* jac_mul,
+                          const double* cst, const double* y_mean, const double* y_std,
+                          double* mean_out, double* jac_out)
+{
+    if (d < 1 || d > 16 || m < 1 || m > 16 || Np % VL != 0) return -1;
+    for (int64_t i = start; i < stop; i++) {
+        const double* x = X + i * d;
+        double* mo = mean_out + i * m;
+        double* jo = jac_out + i * m * d;
+        if (d == 4) gp_point_shared(4, m, Np, x, x_mul, x_shift, Zt, alpha, jac_mul, cst, y_mean, y_std, mo, jo);
+        else if (d == 9) gp_point_shared(9, m, Np, x, x_mul, x_shift, Zt, alpha, jac_mul, cst, y_mean, y_std, mo, jo);
+        else gp_point_shared((int)d, m, Np, x, x_mul, x_shift, Zt, alpha, jac_mul, cst, y_mean, y_std, mo, jo);
+    }
+    return 0;
+}
+
 int sb_gp_mean_jac(int64_t start, int64_t stop, int64_t d, int64_t m, int64_t Np,
                    const double* X, const double* x_mul, const double* x_shift,
                    const double* Zt, const double* alpha, const double* jac_mul,
@@ -111,8 +193,9 @@ int sb_gp_mean_jac(int64_t start, int64_t stop, int64_t d, int64_t m, int64_t Np
 """
 
 def _configure(lib) -> None:
-    lib.sb_gp_mean_jac.restype = ctypes.c_int
-    lib.sb_gp_mean_jac.argtypes = [ctypes.c_int64] * 5 + [ctypes.POINTER(ctypes.c_double)] * 11
+    for fn in (lib.sb_gp_mean_jac, lib.sb_gp_mean_jac_shared):
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.c_int64] * 5 + [ctypes.POINTER(ctypes.c_double)] * 11
 
 
 def _library():
@@ -127,7 +210,7 @@ def available() -> bool:
 
 
 def prepare(Zt: Tensor, alpha_s: Tensor, x_mul: Tensor, x_shift: Tensor, jac_mul: Tensor,
-            const: Tensor, y_mean: Tensor, y_std: Tensor) -> dict:
+            const: Tensor, y_mean: Tensor, y_std: Tensor, shared: bool = False) -> dict:
     """Kernel arrays from the GP's per-fit terms.
 
     Args:
@@ -136,9 +219,14 @@ def prepare(Zt: Tensor, alpha_s: Tensor, x_mul: Tensor, x_shift: Tensor, jac_mul
         x_mul, x_shift, jac_mul: ``m x (1 x) d`` input scaling, its shift and
             the Jacobian factor ``y_std / 3 * x_mul``.
         const, y_mean, y_std: ``m`` prior mean constant and output un-standardization.
+        shared: the outputs share their lengthscales (``Zt``, ``x_mul`` and
+            ``x_shift`` equal for all ``m``; ``m <= 16``): the kernel terms are
+            then computed once per training point for all outputs.
     """
     lib = _library()
     m, N, d = Zt.shape
+    if shared and m > 16:
+        shared = False
     vl = lib.sb_vector_length() if lib is not None else 8
     Np = -(-N // vl) * vl
     Zp = torch.zeros(m, d, Np, dtype=torch.float64)
@@ -146,8 +234,11 @@ def prepare(Zt: Tensor, alpha_s: Tensor, x_mul: Tensor, x_shift: Tensor, jac_mul
     ap = torch.zeros(m, Np, dtype=torch.float64)
     ap[:, :N] = alpha_s
     c64 = lambda t: t.detach().to(torch.float64).reshape(m, -1).contiguous()  # noqa: E731
-    return {"m": m, "d": d, "Np": Np, "Zt": Zp, "alpha": ap, "x_mul": c64(x_mul),
-            "x_shift": c64(x_shift), "jac_mul": c64(jac_mul), "const": c64(const).reshape(m),
+    x_mul, x_shift = c64(x_mul), c64(x_shift)
+    if shared:  # one copy of the training block and the input scaling
+        Zp, x_mul, x_shift = Zp[0].contiguous(), x_mul[0].contiguous(), x_shift[0].contiguous()
+    return {"m": m, "d": d, "Np": Np, "shared": shared, "Zt": Zp, "alpha": ap, "x_mul": x_mul,
+            "x_shift": x_shift, "jac_mul": c64(jac_mul), "const": c64(const).reshape(m),
             "y_mean": c64(y_mean).reshape(m), "y_std": c64(y_std).reshape(m)}
 
 
@@ -170,8 +261,10 @@ def mean_jacobian(prep: dict, X: Tensor, workers: int = 1) -> tuple[Tensor, Tens
                              prep["jac_mul"], prep["const"], prep["y_mean"], prep["y_std"],
                              mean, jac)]
 
+    fn = lib.sb_gp_mean_jac_shared if prep.get("shared") else lib.sb_gp_mean_jac
+
     def run(start: int, stop: int) -> None:
-        rc = lib.sb_gp_mean_jac(start, stop, d, m, prep["Np"], *args)
+        rc = fn(start, stop, d, m, prep["Np"], *args)
         if rc != 0:
             raise RuntimeError(f"native GP kernel failed (code {rc}) for d = {d}, m = {m}")
 

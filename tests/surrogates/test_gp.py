@@ -336,6 +336,26 @@ def test_bad_options_and_data():
         ICMGPSurrogate.from_dataset(ds)
 
 
+def test_shared_lengthscale_fit_is_the_joint_optimum():
+    # outputs that are affine images of one another standardize to the same
+    # data: the shared objective is m copies of the single-output one, so its
+    # optimum is the single-output GP's lengthscales (same start, no restarts)
+    X = lhs(24, 2, 5)
+    y = branin01(X)
+    one = GPSurrogate.from_dataset(Dataset(X=X, Y=y.unsqueeze(-1)), n_restarts=1, min_noise=1e-4)
+    both = GPSurrogate.from_dataset(Dataset(X=X, Y=torch.stack([y, 3.0 * y - 2.0], -1)), n_restarts=1,
+                                    min_noise=1e-4, shared_lengthscale=True)
+    ls_one = one.covar_module.base_kernel.lengthscale.reshape(-1)
+    ls_both = both.covar_module.base_kernel.lengthscale
+    assert ls_both.shape == (1, 2)
+    torch.testing.assert_close(ls_both.reshape(-1), ls_one, rtol=2e-3, atol=0)
+    # and an independent second output still gets its own lengthscales otherwise
+    indep = GPSurrogate.from_dataset(Dataset(X=X, Y=torch.stack([y, smooth(X)], -1)), n_restarts=1)
+    assert indep.covar_module.base_kernel.lengthscale.shape == (2, 1, 2)
+    with pytest.raises(TypeError, match="shared_lengthscale must be True or False, got 'yes'"):
+        GPSurrogate.from_dataset(Dataset(X=X, Y=y.unsqueeze(-1)), shared_lengthscale="yes")
+
+
 @pytest.mark.parametrize("known_noise", [False, True])
 def test_closed_form_predictor_matches_gpytorch_posterior(known_noise):
     # the fast Matérn-5/2 path of material_response against GPyTorch's posterior
@@ -384,9 +404,10 @@ def test_multi_fidelity_dataset_is_refused():
 
 
 # ------------------------------------------- closed-form fast path, exactness
-def _random_hyper_gp(dim, n_train, seed, transforms=True, known_noise=False):
+def _random_hyper_gp(dim, n_train, seed, transforms=True, known_noise=False, shared=False):
     """Constitutive GP (k*k -> k*k) with random hyperparameters, no fit: the
-    fast path must equal GPyTorch for any hyperparameters."""
+    fast path must equal GPyTorch for any hyperparameters. ``shared``: one
+    lengthscale vector for all outputs (``shared_lengthscale=True``)."""
     from botorch.models.transforms.input import Normalize
     from botorch.models.transforms.outcome import Standardize
     from gpytorch.kernels import MaternKernel, ScaleKernel
@@ -397,7 +418,8 @@ def _random_hyper_gp(dim, n_train, seed, transforms=True, known_noise=False):
     X = (F - torch.eye(dim, dtype=D)).reshape(n_train, k)
     Y = 3.0 * linear_elastic_P(F).reshape(n_train, k) + 0.5 * X.pow(2) + 2.0
     Yvar = torch.full_like(Y, 1e-4) if known_noise else None
-    covar = ScaleKernel(MaternKernel(nu=2.5, ard_num_dims=k, batch_shape=torch.Size([k])),
+    covar = ScaleKernel(MaternKernel(nu=2.5, ard_num_dims=k,
+                                     batch_shape=torch.Size() if shared else torch.Size([k])),
                         batch_shape=torch.Size([k]))
     bounds = torch.stack([X.min(0).values - 0.1, X.max(0).values + 0.3])
     gp = GPSurrogate(
@@ -406,8 +428,9 @@ def _random_hyper_gp(dim, n_train, seed, transforms=True, known_noise=False):
         input_transform=Normalize(d=k, bounds=bounds) if transforms else None,
     )
     gp.train_dataset = Dataset(X=X, Y=Y, Yvar=Yvar)
-    gp._sb_config = {**GPSurrogate._defaults, "dim_F": dim}
-    gp.covar_module.base_kernel.lengthscale = 0.2 + 1.5 * torch.rand(k, 1, k, generator=g, dtype=D)
+    gp._sb_config = {**GPSurrogate._defaults, "dim_F": dim, "shared_lengthscale": shared}
+    gp.covar_module.base_kernel.lengthscale = 0.2 + 1.5 * torch.rand(
+        *(() if shared else (k,)), 1, k, generator=g, dtype=D)
     gp.covar_module.outputscale = 0.5 + torch.rand(k, generator=g, dtype=D)
     gp.mean_module.constant.data = torch.randn(k, generator=g, dtype=D) * 0.3
     if not known_noise:
@@ -419,12 +442,14 @@ def _random_hyper_gp(dim, n_train, seed, transforms=True, known_noise=False):
 @pytest.mark.parametrize("dim", [2, 3])
 @pytest.mark.parametrize("transforms", [True, False])
 @pytest.mark.parametrize("known_noise", [False, True])
-def test_fast_path_equals_gpytorch_posterior_and_autograd(dim, transforms, known_noise):
+@pytest.mark.parametrize("shared", [False, True])
+def test_fast_path_equals_gpytorch_posterior_and_autograd(dim, transforms, known_noise, shared):
     # mean, Jacobian of the mean and marginal variances against GPyTorch's
     # posterior and autograd through it, random hyperparameters and inputs
     from surrogates.gp import _GPCommon
 
-    gp = _random_hyper_gp(dim, 60, seed=20 + dim, transforms=transforms, known_noise=known_noise)
+    gp = _random_hyper_gp(dim, 60, seed=20 + dim, transforms=transforms, known_noise=known_noise,
+                          shared=shared)
     g = torch.Generator().manual_seed(21)
     Xq = 0.25 * (2 * torch.rand(40, dim * dim, generator=g, dtype=D) - 1)
     mean, jac, var = gp._mean_jac_var(Xq)

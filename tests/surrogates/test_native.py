@@ -45,17 +45,19 @@ def test_inlined_exp_matches_torch_to_a_few_ulp():
 
 
 # ------------------------------------------------------------------------ GP
-def _gp(dim, seed=3):
+def _gp(dim, seed=3, shared=False):
     from tests.surrogates.test_gp import _random_hyper_gp
 
-    return _random_hyper_gp(dim, 70, seed=seed)
+    return _random_hyper_gp(dim, 70, seed=seed, shared=shared)
 
 
 @pytest.mark.parametrize("dim", [2, 3])
-def test_gp_kernel_equals_gpytorch_posterior_and_autograd(dim):
+@pytest.mark.parametrize("shared", [False, True])
+def test_gp_kernel_equals_gpytorch_posterior_and_autograd(dim, shared):
     from surrogates.gp import _GPCommon
 
-    gp = _gp(dim)
+    gp = _gp(dim, shared=shared)
+    assert gp._fast_terms()["native"]["shared"] is shared
     g = torch.Generator().manual_seed(dim)
     X = 0.25 * (2 * torch.rand(37, dim * dim, generator=g, dtype=D) - 1)
     mean, jac = gp._native_mean_jac(X)
@@ -70,8 +72,9 @@ def test_gp_kernel_equals_gpytorch_posterior_and_autograd(dim):
     torch.testing.assert_close(r.tangent.reshape(37, dim * dim, -1), jac, rtol=1e-12, atol=1e-12)
 
 
-def test_gp_kernel_jacobian_is_finite_difference_of_its_mean():
-    gp = _gp(3, seed=8)
+@pytest.mark.parametrize("shared", [False, True])
+def test_gp_kernel_jacobian_is_finite_difference_of_its_mean(shared):
+    gp = _gp(3, seed=8, shared=shared)
     g = torch.Generator().manual_seed(9)
     X = 0.2 * (2 * torch.rand(5, 9, generator=g, dtype=D) - 1)
     _, jac = gp._native_mean_jac(X)

@@ -79,12 +79,15 @@ def test_files_are_json_and_tensors_only(gp, tmp_path):
     assert any("lengthscale" in k for k in state)
 
 
-def test_constitutive_round_trip(tmp_path):
+@pytest.mark.parametrize("shared", [False, True])
+def test_constitutive_round_trip(tmp_path, shared):
     g = torch.Generator().manual_seed(4)
     H = 0.03 * torch.randn(12, 4, generator=g, dtype=D)
     P = 2.0 * H + H[:, [0]] + H[:, [3]]
-    gp = GPSurrogate.from_dataset(Dataset(X=H, Y=P), n_restarts=1, maxiter=40)
+    gp = GPSurrogate.from_dataset(Dataset(X=H, Y=P), n_restarts=1, maxiter=40, shared_lengthscale=shared)
     clone = load_surrogate(save_surrogate(gp, tmp_path / "c"))
+    assert clone.get_config()["shared_lengthscale"] is shared
+    assert clone.covar_module.base_kernel.lengthscale.shape == ((1, 4) if shared else (4, 1, 4))
     F = torch.eye(2, dtype=D) + 0.02 * torch.randn(3, 2, 2, generator=g, dtype=D)
     ra, rb = gp.material_response(F), clone.material_response(F)
     torch.testing.assert_close(rb.P, ra.P, rtol=0, atol=1e-13)
