@@ -22,7 +22,11 @@ whose ``fidelity`` holds the level of every row (``X`` excludes it):
   ``[x, f_{t-1}(x)]`` with kernel ``k_rho(x, x') k_f(f, f') + k_delta(x, x')``;
   predictions propagate samples of the lower level through it (Monte Carlo,
   fixed quasi-random base samples, so predictions are deterministic and
-  differentiable) and are moment-matched to a Gaussian.
+  differentiable) and are moment-matched to a Gaussian. By default its mean
+  is the AR1 trend ``beta + rho f_{t-1}`` (GLS, restricted likelihood,
+  universal-kriging variance), so the nonlinear kernel models departures
+  from a linear map (``rho_trend=False, reml=False``: the paper's constant
+  mean).
 
 All are BoTorch :class:`~botorch.models.model.Model` s whose ``posterior(X)``
 takes ``batch_shape x q x (d + 1)`` inputs, the last column being the
@@ -95,11 +99,12 @@ def _lengthscale_prior(d: int) -> LogNormalPrior:
 
 
 def _matern(
-    d: int, active_dims: Sequence[int] | None = None, family: str = "matern52", prior: bool = True
+    d: int, active_dims: Sequence[int] | None = None, family: str = "matern52", prior: bool = True,
+    ard: bool = True,
 ) -> Kernel:
     cls = RBFKernel if family == "rbf" else functools.partial(MaternKernel, nu=2.5)
     k = cls(
-        ard_num_dims=d,
+        ard_num_dims=d if ard else None,
         active_dims=None if active_dims is None else tuple(active_dims),
         lengthscale_prior=_lengthscale_prior(d) if prior else None,
         lengthscale_constraint=GreaterThan(1e-4),
@@ -332,11 +337,24 @@ class _ExactGP(gpytorch.models.ExactGP):
         Ks = _dense_kernel(self.covar_module, x, X)  # ... x q x n
         mean = self.mean_module(x) + (Ks @ alpha).squeeze(-1)
         V = torch.linalg.solve_triangular(Lc, Ks.transpose(-1, -2), upper=False)  # ... x n x q
+        W = None
+        if getattr(self, "reml", False) and hasattr(self.mean_module, "basis"):
+            # universal kriging: the variance of the GLS trend estimate,
+            # u^T (F^T K^-1 F)^-1 u with u = F* - F^T K^-1 k*
+            F = self.mean_module.basis(X)  # n x p
+            KiF = torch.cholesky_solve(F, Lc)
+            La = psd_safe_cholesky(F.transpose(-1, -2) @ KiF)
+            U = self.mean_module.basis(x).transpose(-1, -2) - KiF.transpose(-1, -2) @ Ks.transpose(-1, -2)
+            W = torch.linalg.solve_triangular(La, U, upper=False)  # ... x p x q
         if full_cov:
             cov = _dense_kernel(self.covar_module, x, x) - V.transpose(-1, -2) @ V
+            if W is not None:
+                cov = cov + W.transpose(-1, -2) @ W
             return mean, cov
         prior_var = _dense_kernel(self.covar_module, x.unsqueeze(-2), x.unsqueeze(-2))[..., 0, 0]
         var = prior_var - V.pow(2).sum(-2)
+        if W is not None:
+            var = var + W.pow(2).sum(-2)
         return mean, var.clamp_min(1e-12)
 
 
@@ -399,6 +417,7 @@ def _neg_log_posterior(gp: _ExactGP) -> Tensor:
     Lc, info = torch.linalg.cholesky_ex(K)
     if info.any():
         Lc = psd_safe_cholesky(K)
+    reml = getattr(gp, "reml", False) and hasattr(gp.mean_module, "basis")
     if hasattr(gp.mean_module, "basis"):
         coef = _gls(gp, Lc)
         mean = gp.mean_module.basis(X) @ coef
@@ -408,6 +427,12 @@ def _neg_log_posterior(gp: _ExactGP) -> Tensor:
     alpha = torch.cholesky_solve(r, Lc)
     n = y.shape[-1]
     nll = 0.5 * (r * alpha).sum() + Lc.diagonal().log().sum() + 0.5 * n * math.log(2 * math.pi)
+    if reml:
+        # restricted likelihood: the trend's GLS coefficients integrated out
+        # (flat prior), + 1/2 log det(F^T K^-1 F)
+        F = gp.mean_module.basis(X)
+        A = F.transpose(-1, -2) @ torch.cholesky_solve(F, Lc)
+        nll = nll + 0.5 * torch.linalg.slogdet(A)[1]
     for _, module, prior, closure, _ in gp.named_priors():
         nll = nll - prior.log_prob(closure(module)).sum()
     return nll / n
@@ -1379,36 +1404,65 @@ class NARGP(_LevelwiseModel):
     """Nonlinear autoregressive GP (Perdikaris et al. 2017).
 
     Level ``t >= 1`` is a GP on ``[x, f_{t-1}(x)]`` with kernel
-    ``k_rho(x, x') k_f(f, f') + k_delta(x, x')`` (ARD squared exponential in
-    ``x``, squared exponential in ``f``, as in the paper; ``kernel="matern52"``
-    for Matern-5/2), trained on the lower level's observations at its inputs
+    ``k_rho(x, x') k_f(f, f') + k_delta(x, x')`` (squared exponential in
+    ``x`` and in ``f``, as in the paper; ``kernel="matern52"`` for
+    Matern-5/2), trained on the lower level's observations at its inputs
     (nested designs) or its posterior mean (elsewhere). Kernel hyperparameters
-    by maximum likelihood, as in the paper, with a weak prior on the noise
-    only: with the dimension-scaled lengthscale prior the ``f`` lengthscale
-    is pulled long and the nonlinear map is smoothed away, and a log-normal
-    signal-variance prior pulled the discrepancy variance to zero (see
-    ``_scaled``); ``restarts + 1`` starts per level.
+    by maximum likelihood, with a weak prior on the noise only: with the
+    dimension-scaled lengthscale prior the ``f`` lengthscale is pulled long
+    and the nonlinear map is smoothed away, and a log-normal signal-variance
+    prior pulled the discrepancy variance to zero (see ``_scaled``);
+    ``restarts + 1`` starts per level.
 
-    The posterior at level ``t`` integrates over the lower levels by Monte
+    Three departures from the paper for the few high-fidelity points of
+    multi-fidelity designs, each an option:
+
+    * ``rho_trend=True``: the mean of level ``t`` is ``beta + rho f_{t-1}``
+      (the AR1 relation; ``beta``, ``rho`` by generalized least squares, as
+      in recursive co-kriging), so the GP models departures from a linear
+      map. With a constant mean, 4-5 points could not find even an exactly
+      linear relation (Forrester: median nRMSE 1.00 over 20 seeds, as the
+      high-fidelity-only GP; 0.027 with the trend);
+    * ``reml=True``: the trend coefficients are integrated out of the
+      likelihood (restricted likelihood) and their estimation variance is in
+      the predictive variance (universal kriging), as in
+      :class:`RecursiveCoKriging`;
+    * ``ard="auto"``: one lengthscale in ``x`` (for ``k_rho`` and
+      ``k_delta``) on a level with fewer than three points per feature beyond
+      its constant, one per feature above that (``"ard"``, ``"iso"`` force
+      one). ARD kernels on 5 points in 4 dimensions were overconfident (Park:
+      median NLPD 19 against 2.5 for the high-fidelity-only GP; 1.3 now).
+
+        The posterior at level ``t`` integrates over the lower levels by Monte
     Carlo with ``num_samples`` fixed quasi-random base samples: per point, the
     mean and variance follow from the law of total variance; the correlation
     between the ``q`` points of a batch from joint samples. The result is
     moment-matched to a Gaussian (differentiable in ``X``).
     """
 
-    def __init__(self, dataset: Dataset, num_samples: int = 128, kernel: str = "rbf", **options: Any):
+    def __init__(self, dataset: Dataset, num_samples: int = 128, kernel: str = "rbf", ard: str = "auto",
+                 rho_trend: bool = True, reml: bool = True, **options: Any):
         if int(num_samples) < 2:
             raise ValueError(f"num_samples must be >= 2, got {num_samples}")
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+        for name, val in (("rho_trend", rho_trend), ("reml", reml)):
+            if not isinstance(val, bool):
+                raise TypeError(f"{name} must be True or False, got {val!r}")
+        if ard not in ("auto", "ard", "iso"):
+            raise ValueError(f"ard must be one of ('auto', 'ard', 'iso') for NARGP, got {ard!r}")
         self.num_samples = int(num_samples)
         self.kernel = kernel
+        self.ard = ard
+        self.rho_trend = rho_trend
+        self.reml = reml
         super().__init__(dataset, **options)
         eng = NormalQMCEngine(d=self.num_fidelities, seed=12345)
         self.register_buffer("base_samples", eng.draw(self.num_samples, dtype=DTYPE), persistent=False)
 
     def _extra_config(self):
-        return {"num_samples": self.num_samples, "kernel": self.kernel}
+        return {"num_samples": self.num_samples, "kernel": self.kernel, "ard": self.ard,
+                "rho_trend": self.rho_trend, "reml": self.reml}
 
     def _build(self):
         d = self.d
@@ -1417,15 +1471,21 @@ class NARGP(_LevelwiseModel):
         xd = list(range(d))
         fam = self.kernel
         for t, (x, y) in enumerate(levels):
+            # the co-kriging rule: one lengthscale in x where the level has
+            # fewer than three points per feature beyond its constant mean
+            ard = self.ard == "ard" or (self.ard == "auto" and len(x) - 1 >= _ARD_POINTS_PER_FEATURE * d)
             if t == 0:
-                kern = _scaled(_matern(d, active_dims=xd, family=fam, prior=False))
+                kern = _scaled(_matern(d, active_dims=xd, family=fam, prior=False, ard=ard))
                 tx = x
             else:
-                k_rho = _scaled(_matern(d, active_dims=xd, family=fam, prior=False))
+                k_rho = _scaled(_matern(d, active_dims=xd, family=fam, prior=False, ard=ard))
                 k_f = _matern(1, active_dims=[d], family=fam, prior=False)
-                kern = k_rho * k_f + _scaled(_matern(d, active_dims=xd, family=fam, prior=False))
+                kern = k_rho * k_f + _scaled(_matern(d, active_dims=xd, family=fam, prior=False, ard=ard))
                 tx = torch.cat([x, torch.zeros_like(x[:, :1])], -1)
-            gps.append(_ExactGP(tx, y, _gaussian_likelihood(self.noise_free), _GLSConstantMean(), kern).to(DTYPE))
+            mean = _RhoTrendMean(d, linear=False) if t > 0 and self.rho_trend else _GLSConstantMean()
+            gp = _ExactGP(tx, y, _gaussian_likelihood(self.noise_free), mean, kern).to(DTYPE)
+            gp.reml = self.reml
+            gps.append(gp)
         self.gps = torch.nn.ModuleList(gps)
 
     def _lower_at(self, t, x, levels):

@@ -377,3 +377,64 @@ def test_lengthscale_structure_follows_points_per_feature():
         RecursiveCoKriging(ds, ard="yes")
     with pytest.raises(ValueError, match="ard must be one of"):
         AR1CoKriging(ds, ard="yes")
+
+
+def _forrester_pair():
+    def f_h(x):
+        return (6 * x[..., 0] - 2) ** 2 * torch.sin(12 * x[..., 0] - 4)
+
+    def f_l(x):
+        return 0.5 * f_h(x) + 10 * (x[..., 0] - 0.5) - 5
+
+    return f_l, f_h
+
+
+def test_nargp_finds_a_linear_relation_from_four_points():
+    # Forrester: f_h = 2 f_l - 20 (x - 1/2) + 10 exactly, 11 low / 4 high
+    # points. The GLS trend beta + rho f_l finds rho = 2; with the paper's
+    # constant mean the 4 points teach the nonlinear kernel nothing (nRMSE
+    # about 1, as a high-fidelity-only GP)
+    f_l, f_h = _forrester_pair()
+    ds = _nested([f_l, f_h], [11, 4], 1, seed=0)
+    x = torch.linspace(0, 1, 300, dtype=DTYPE).unsqueeze(-1)
+    y = f_h(x).unsqueeze(-1)
+    model = NARGP.from_dataset(ds)
+    e = nrmse(y, model.predict(x)[0]).item()
+    e_rec = nrmse(y, RecursiveCoKriging.from_dataset(ds).predict(x)[0]).item()
+    assert abs(model.gps[1].mean_module.rho0.item() - 2.0) < 1e-3
+    assert e < 0.1 and e < 1.5 * e_rec, (e, e_rec)
+    paper = NARGP.from_dataset(ds, rho_trend=False, reml=False)
+    assert nrmse(y, paper.predict(x)[0]).item() > 0.5
+
+
+def test_nargp_universal_kriging_is_the_flat_trend_prior_limit():
+    # with reml the top level's prediction is universal kriging: the limit of
+    # a GP whose trend coefficients have a N(0, c) prior as c -> infinity,
+    # i.e. of the plain GP with covariance k + c F F^T
+    from surrogates.multifidelity import _dense_kernel, _set_gls_trend
+
+    f_l, f_h = _forrester_pair()
+    model = NARGP.from_dataset(_nested([f_l, f_h], [11, 4], 1, seed=1))
+    gp = model.gps[1]
+    # the identity holds for any hyperparameters: a noise level that keeps
+    # both computations well conditioned
+    gp.likelihood.noise = 1e-2
+    _set_gls_trend(gp)  # the trend coefficients for that noise
+    X, y = gp.train_inputs[0], gp.train_targets
+    g = torch.Generator().manual_seed(2)
+    xq = torch.cat([torch.rand(7, 1, generator=g, dtype=DTYPE), torch.randn(7, 1, generator=g, dtype=DTYPE)], -1)
+    mean, var = gp.predict(xq, full_cov=False)
+    c = 1e5
+    F, Fq = gp.mean_module.basis(X), gp.mean_module.basis(xq)
+    K = _dense_kernel(gp.covar_module, X, X) + torch.diag_embed(gp.train_noise()) + c * F @ F.T
+    Ks = _dense_kernel(gp.covar_module, xq, X) + c * Fq @ F.T
+    Kss = _dense_kernel(gp.covar_module, xq, xq).diagonal() + c * (Fq * Fq).sum(-1)
+    sol = torch.linalg.solve(K, torch.cat([y.unsqueeze(-1), Ks.T], -1))
+    mean_ref = (Ks @ sol[:, :1]).squeeze(-1)
+    var_ref = Kss - (Ks * sol[:, 1:].T).sum(-1)
+    torch.testing.assert_close(mean, mean_ref, rtol=1e-4, atol=1e-4 * mean_ref.abs().max().item())
+    torch.testing.assert_close(var, var_ref, rtol=1e-4, atol=0)
+    # and the trend's estimation variance is what it adds
+    gp.reml = False
+    assert (gp.predict(xq, full_cov=False)[1] < var).all()
+    gp.reml = True
