@@ -573,6 +573,8 @@ def _nested_lower_values(x_up: Tensor, x_low: Tensor, y_low: Tensor) -> tuple[Te
 # ------------------------------------------------------- kriging levels
 #: correlation families a :class:`_KrigingLevel` chooses from (by likelihood)
 KERNELS = ("rbf", "matern52")
+#: output warpings of :class:`RecursiveCoKriging`'s level 0
+WARPS = ("auto", "none", "log")
 #: lengthscale structures of a :class:`_KrigingLevel` (see its ``fit``)
 ARD_OPTIONS = ("auto", "bic", "ard", "iso")
 
@@ -1176,6 +1178,7 @@ class AR1CoKriging(_MultiFidelityModel):
             seed=self.seed,
             kernel=self.kernel,
             ard=self.ard,
+            warp="none",
         ).fit()
         k = self.gp.covar_module
         with torch.no_grad():
@@ -1254,6 +1257,20 @@ class RecursiveCoKriging(_LevelwiseModel):
     where the design is nested, its posterior mean elsewhere (approximation
     for non-nested designs: that mean's uncertainty is ignored in the fit).
 
+    Level 0's outputs may be log-warped (``warp="log"``, or ``"auto"``: where
+    they are all positive, whichever of identity and log has the lower
+    leave-one-out negative log predictive density of the raw outputs,
+    Jacobians included, the criterion the trend bases are compared by;
+    ``warp_criteria`` holds both after a fit; default ``"none"``): kriging of
+    ``log y_0``, whose log-normal posterior enters the recursion through its
+    mean and covariance (Snelson et al. 2004's warped GP with a fixed warp).
+    Measured on the multifidelity benchmark (20 seeds, noise-free):
+    ``"auto"`` takes Borehole (a product of powers) from 0.0092 to 0.0067
+    median nRMSE and leaves Park alone, but on Currin, where the 12-point
+    log-space fit is overconfident, it trades accuracy (0.346 -> 0.307) for
+    calibration (median NLPD 1.63 -> 2.58, above the high-fidelity-only GP's
+    2.16). Hence not the default.
+
     Prediction uses the recursion ``m_t = rho_t m_{t-1} + m_delta``,
     ``C_t = rho_t rho_t^T o C_{t-1} + C_delta``, exact for nested designs;
     ``C_delta`` is the universal-kriging covariance, so the uncertainty of
@@ -1269,9 +1286,12 @@ class RecursiveCoKriging(_LevelwiseModel):
         kernel: str = "auto",
         trend: str = "constant",
         ard: str = "auto",
+        warp: str = "none",
         **options: Any,
     ):
         _check_ard(ard)
+        if warp not in WARPS:
+            raise ValueError(f"warp must be one of {WARPS}, got {warp!r}")
         if rho not in ("constant", "linear"):
             raise ValueError(f"rho must be 'constant' or 'linear', got {rho!r}")
         if kernel not in ("auto", *KERNELS):
@@ -1282,10 +1302,12 @@ class RecursiveCoKriging(_LevelwiseModel):
         self.kernel = kernel
         self.trend = trend
         self.ard = ard
+        self.warp = warp
         super().__init__(dataset, **options)
 
     def _extra_config(self):
-        return {"rho": self.rho_form, "kernel": self.kernel, "trend": self.trend, "ard": self.ard}
+        return {"rho": self.rho_form, "kernel": self.kernel, "trend": self.trend, "ard": self.ard,
+                "warp": self.warp}
 
     def _basis(self, t: int, x: Tensor, z: Tensor | None) -> Tensor:
         """Trend rows ``... x n x p`` of level ``t``: ``[1]`` or ``[1, z]``
@@ -1323,7 +1345,7 @@ class RecursiveCoKriging(_LevelwiseModel):
     def _set_level_data(self, t: int, levels) -> None:
         x, y = levels[t]
         z = None if t == 0 else self._lower_at(t, x, levels)
-        self.krig[t].set_data(x, self._basis(t, x, z), y)
+        self.krig[t].set_data(x, self._basis(t, x, z), self._warped(t, y))
 
     def _set_train_z(self) -> None:
         levels = self._train_levels()
@@ -1333,38 +1355,126 @@ class RecursiveCoKriging(_LevelwiseModel):
     def _build(self):
         p = [1] + [2 + (self.d if self.rho_form == "linear" else 0)] * (self.num_fidelities - 1)
         self.krig = torch.nn.ModuleList(_KrigingLevel(self.d, pt) for pt in p)
+        # level 0's output warping: 0 none, 1 log; the log values' mean and sd
+        self.register_buffer("warp0", torch.zeros((), dtype=torch.long))
+        self.register_buffer("warp_loc", torch.zeros((), dtype=DTYPE))
+        self.register_buffer("warp_scale", torch.ones((), dtype=DTYPE))
         self._set_train_z()
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        # models saved before level 0 could be warped: unwarped
+        state_dict = dict(state_dict)
+        state_dict.setdefault("warp0", torch.zeros((), dtype=torch.long))
+        state_dict.setdefault("warp_loc", torch.zeros((), dtype=DTYPE))
+        state_dict.setdefault("warp_scale", torch.ones((), dtype=DTYPE))
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def _warped(self, t: int, y: Tensor) -> Tensor:
+        """Level ``t``'s kriging targets from its standardized outputs ``y``:
+        ``y`` itself, or at a log-warped level 0 the standardized
+        ``log y_raw``."""
+        if t > 0 or int(self.warp0) == 0:
+            return y
+        return ((self.y_mean + self.y_std * y).log() - self.warp_loc) / self.warp_scale
+
+    def _level0(self, x: Tensor, full_cov: bool) -> tuple[Tensor, Tensor]:
+        """Mean and covariance (variance when not ``full_cov``) of ``f_0`` at
+        scaled ``x``, in the model's standardized units. Log-warped: the
+        log-normal moments of ``exp`` of the kriging posterior,
+        ``E = exp(M + S_ii / 2)``, ``cov = E_i E_j (exp(S_ij) - 1)``."""
+        m, c = self.krig[0].predict(x, self._basis(0, x, None), full_cov=full_cov)
+        if int(self.warp0) == 0:
+            return m, c
+        M = self.warp_loc + self.warp_scale * m
+        S = self.warp_scale**2 * c
+        var = S.diagonal(dim1=-2, dim2=-1) if full_cov else S
+        E = torch.exp(M + 0.5 * var)
+        if full_cov:
+            cov = E.unsqueeze(-1) * E.unsqueeze(-2) * torch.expm1(S)
+        else:
+            cov = E.pow(2) * torch.expm1(S)
+        return (E - self.y_mean) / self.y_std, cov / self.y_std**2
+
+    @property
+    def warps(self) -> list[str]:
+        """The output warping chosen per level (``"log"`` or ``"none"``; only level 0 is warped)."""
+        return [WARPS[2] if int(self.warp0) == 1 else "none"] + ["none"] * (self.num_fidelities - 1)
 
     def _fit(self):
         levels = self._train_levels()
-        kernels = KERNELS if self.kernel == "auto" else (self.kernel,)
         for t, lev in enumerate(self.krig):
             x, y = levels[t]
             z = None if t == 0 else self._lower_at(t, x, levels)
-            trends = {"constant": (0,), "linear": (1,), "auto": (0, 1) if t == 0 else (0,)}[self.trend]
+            if t > 0:
+                self._fit_level(t, x, z, y)
+                continue
+            y_raw = self.y_mean + self.y_std * y
+            warps = {"none": (0,), "log": (1,), "auto": (0, 1) if bool((y_raw > 0).all()) else (0,)}[self.warp]
+            if 1 in warps and not bool((y_raw > 0).all()):
+                raise ValueError(
+                    f"warp='log' needs positive low-fidelity outputs, got min {float(y_raw.min()):.4g}")
             best = (math.inf, None)
-            for tr in trends:
-                lev.trend.fill_(tr)
-                F = self._basis(t, x, z)
-                if len(trends) > 1 and F.shape[0] - F.shape[1] < 3:
-                    continue  # too few points to judge the richer trend
-                lev.fit(x, F, y, self.restarts, self.seed + t, kernels, ard=self.ard, criterion="bic",
-                        noise_free=self.noise_free)
-                # trend bases are compared by leave-one-out predictive density:
-                # restricted likelihoods of different bases are not comparable
-                score = lev.loo_nlpd() if len(trends) > 1 else 0.0
-                if score < best[0]:
-                    best = (score, {k: v.clone() for k, v in lev.state_dict().items()})
-            lev.load_state_dict(best[1])
-            lev.set_data(x, self._basis(t, x, z), y)
+            #: level 0's leave-one-out NLPD of the raw outputs per warp
+            self.warp_criteria = {}
+            for w in warps:
+                self.warp0.fill_(w)
+                if w == 1:
+                    logy = y_raw.log()
+                    self.warp_loc.copy_(logy.mean())
+                    self.warp_scale.copy_(logy.std().clamp_min(1e-12))
+                self._fit_level(0, x, z, self._warped(0, y))
+                # leave-one-out predictive density of the raw outputs, as the
+                # trend bases are compared: the kriging targets' LOO NLPD plus
+                # the Jacobians of the maps from the raw outputs
+                # (standardization: log scale; the log warp: d log y = dy / y)
+                if w == 1:
+                    crit = lev.loo_nlpd() + float(self.warp_scale.log()) + float(logy.mean())
+                else:
+                    crit = lev.loo_nlpd() + float(self.y_std.log())
+                self.warp_criteria[WARPS[1 + w]] = crit
+                if len(warps) > 1 and crit < best[0]:
+                    best = (crit, w, self.warp_loc.clone(), self.warp_scale.clone(),
+                            {k: v.clone() for k, v in lev.state_dict().items()})
+            if len(warps) > 1:
+                _, w, loc, scale, state = best
+                self.warp0.fill_(w)
+                self.warp_loc.copy_(loc)
+                self.warp_scale.copy_(scale)
+                lev.load_state_dict(state)
+                lev.set_data(x, self._basis(0, x, None), self._warped(0, y))
+
+    def _fit_level(self, t: int, x: Tensor, z: Tensor | None, y: Tensor) -> None:
+        """Fit level ``t`` on targets ``y`` (trend basis chosen as configured)."""
+        lev = self.krig[t]
+        kernels = KERNELS if self.kernel == "auto" else (self.kernel,)
+        trends = {"constant": (0,), "linear": (1,), "auto": (0, 1) if t == 0 else (0,)}[self.trend]
+        best = (math.inf, None)
+        for tr in trends:
+            lev.trend.fill_(tr)
+            F = self._basis(t, x, z)
+            if len(trends) > 1 and F.shape[0] - F.shape[1] < 3:
+                continue  # too few points to judge the richer trend
+            lev.fit(x, F, y, self.restarts, self.seed + t, kernels, ard=self.ard, criterion="bic",
+                    noise_free=self.noise_free)
+            # trend bases are compared by leave-one-out predictive density:
+            # restricted likelihoods of different bases are not comparable
+            score = lev.loo_nlpd() if len(trends) > 1 else 0.0
+            if score < best[0]:
+                best = (score, {k: v.clone() for k, v in lev.state_dict().items()})
+        lev.load_state_dict(best[1])
+        lev.set_data(x, self._basis(t, x, z), y)
 
     def _noise(self, level):
         noise = torch.stack([lev.sigma2 * lev.nugget for lev in self.krig])
+        if int(self.warp0) == 1:
+            # log-warped level 0: its nugget maps to the output scale by the
+            # delta method at the geometric-mean output exp(warp_loc)
+            noise = torch.cat([noise[:1] * (self.warp_loc.exp() * self.warp_scale / self.y_std) ** 2, noise[1:]])
         return noise[level]
 
     def _level_marginals(self, x: Tensor, t: int) -> tuple[Tensor, Tensor]:
         """Mean and variance of ``f_t`` at scaled ``x`` (``n x d``)."""
-        m, v = self.krig[0].predict(x, self._basis(0, x, None), full_cov=False)
+        m, v = self._level0(x, full_cov=False)
         for s in range(1, t + 1):
             md, vd = self.krig[s].predict(x, self._basis(s, x, m), full_cov=False)
             m, v = md, self._rho_at(s, x).pow(2) * v + vd
@@ -1372,7 +1482,7 @@ class RecursiveCoKriging(_LevelwiseModel):
 
     def _latent(self, x, level):
         # g = each point's value frozen at its own level: g_t = D g_{t-1} + M delta_t
-        mean_u, cov = self.krig[0].predict(x, self._basis(0, x, None))  # unfrozen mean of f_0 and C_0
+        mean_u, cov = self._level0(x, full_cov=True)  # unfrozen mean of f_0 and C_0
         mean_g = mean_u
         for t in range(1, int(level.max()) + 1):
             md, cd = self.krig[t].predict(x, self._basis(t, x, mean_u))
