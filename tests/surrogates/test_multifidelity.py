@@ -343,17 +343,50 @@ def test_nargp_keeps_a_near_linear_relation_from_five_points(seed=0):
 
 
 def test_nargp_restarts_beyond_the_fixed_ones_start_elsewhere():
-    from surrogates.multifidelity import _randomize_unpriored
+    from surrogates.multifidelity import _NARGPLevelFit
 
     ds = _nested([f_low_smooth, f_high_smooth], [12, 5], 1, seed=0)
-    gp = NARGP(ds).gps[1]
-    before = [p.detach().clone() for p in gp.parameters()]
-    _randomize_unpriored(gp, torch.Generator().manual_seed(0))
-    ls = [m.lengthscale for m in gp.modules() if hasattr(m, "lengthscale") and m.lengthscale is not None]
-    assert all(((v >= 0.1) & (v <= 10.0)).all() for v in ls)
-    assert any(not torch.equal(a, b) for a, b in zip(before, gp.parameters(), strict=True))
+    model = NARGP(ds)
+    gp = model.gps[1]
+    fit = _NARGPLevelFit(gp)
+    starts = fit._starts(restarts=6, seed=0)
+    assert starts.shape == (7, fit._size())
+    values = [fit._split(starts[r : r + 1]) for r in range(7)]
+    for r, ls in zip((1, 2, 3), (0.3, 1.0, 10.0), strict=True):  # the fixed starts
+        assert torch.allclose(values[r]["l_x"], torch.tensor(ls, dtype=DTYPE))
+        assert torch.allclose(values[r]["s_x"], torch.tensor(max(1.0, ls**2), dtype=DTYPE))
+    for v in values[4:]:  # log-uniform on [0.1, 10], all different
+        assert all(((v[k] >= 0.1) & (v[k] <= 10.0)).all() for k in ("l_x", "s_x", "l_f", "l_d", "s_d"))
+    assert len({tuple(v["l_x"].reshape(-1).tolist()) for v in values[4:]}) == 3
     # only the noise keeps a prior
     assert [name for name, *_ in gp.named_priors()] == ["likelihood.noise_covar.noise_prior"]
+
+
+@pytest.mark.parametrize("noise_free", [False, True])
+def test_nargp_batched_objective_equals_the_gpytorch_one(noise_free):
+    # the batched fit's objective against _neg_log_posterior through the
+    # GPyTorch modules, at random raw hyperparameters, both levels
+    from surrogates.multifidelity import _NARGPLevelFit, _neg_log_posterior
+
+    f_l, f_h = _forrester_pair()
+    ds = _nested([f_l, f_h], [11, 4], 1, seed=1)
+    if noise_free:
+        ds = Dataset(X=ds.X, Y=ds.Y, Yvar=torch.zeros_like(ds.Y), fidelity=ds.fidelity)
+    model = NARGP(ds)
+    model._set_train_z()  # the top level's f column: the lower level's data
+    for t, gp in enumerate(model.gps):
+        fit = _NARGPLevelFit(gp)
+        g = torch.Generator().manual_seed(t)
+        # perturbed starts that keep the covariance well conditioned
+        th = fit._starts(restarts=2, seed=t) + 0.3 * torch.randn(3, fit._size(), generator=g, dtype=DTYPE)
+        batched = fit.loss(th)
+        for i in range(3):
+            fit._write(th[i : i + 1])
+            gp.train()
+            with torch.no_grad():
+                ref = _neg_log_posterior(gp)
+            assert torch.isfinite(ref)
+            torch.testing.assert_close(batched[i], ref, rtol=1e-10, atol=1e-10)
 
 
 def test_lengthscale_structure_follows_points_per_feature():
@@ -495,3 +528,35 @@ def test_recursive_state_saved_before_the_warp_still_loads():
     clone.load_state_dict(old)
     x = torch.linspace(0, 1, 9, dtype=DTYPE).unsqueeze(-1)
     torch.testing.assert_close(clone.predict(x)[0], model.predict(x)[0], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel", ["rbf", "matern52"])
+@pytest.mark.parametrize("noise_free", [False, True])
+@pytest.mark.parametrize("d", [1, 3])
+def test_nargp_closed_form_gradient_equals_autograd(kernel, noise_free, d):
+    # the fit's numpy objective and gradient against autograd through the
+    # batched torch objective (itself checked against GPyTorch above); d = 3
+    # with 30 / 12 points: ARD at level 0, one shared lengthscale at the top
+    from surrogates.multifidelity import _NARGPLevelFit
+
+    if d == 1:
+        fs, ns = list(_forrester_pair()), [11, 4]
+    else:
+        fs = [lambda x: torch.sin(3 * x[..., 0]) + x[..., 1] * x[..., 2],
+              lambda x: 1.3 * torch.sin(3 * x[..., 0]) + x[..., 1]]
+        ns = [30, 12]
+    ds = _nested(fs, ns, d, seed=1)
+    if noise_free:
+        ds = Dataset(X=ds.X, Y=ds.Y, Yvar=torch.zeros_like(ds.Y), fidelity=ds.fidelity)
+    model = NARGP(ds, kernel=kernel)
+    model._set_train_z()
+    for t, gp in enumerate(model.gps):
+        fit = _NARGPLevelFit(gp)
+        assert fit.closed_form
+        th = (fit._starts(restarts=2, seed=t)[1:2] + 0.2).requires_grad_(True)
+        loss = fit.loss(th)
+        loss.sum().backward()
+        value, grad = fit.loss_grad(th.detach().numpy().reshape(-1))
+        assert abs(value - loss.item()) < 1e-8 * max(1.0, abs(loss.item()))
+        torch.testing.assert_close(torch.as_tensor(grad), th.grad.reshape(-1), rtol=1e-7,
+                                   atol=1e-8 * th.grad.abs().max().item())
