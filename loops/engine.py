@@ -293,6 +293,16 @@ class Campaign:
         if self.config.acquisition.name == "sobol" and self.config.mode == "optimize":
             return None  # the baseline needs no model
         c = self.config.model
+        if self.problem.multi_fidelity and c.name not in ("singletask_gp", "mf_gp"):
+            # the co-kriging models need data at every level, and a recursive
+            # level above the first more points than its trend terms [1, f]
+            # (AR1 starts from that fit): while the initial design's results
+            # come in level by level, keep the last model until every level
+            # has min(3, initial.n) of them
+            need = min(3, self.config.initial.n)
+            counts = torch.bincount(X[:, -1].round().long(), minlength=self.problem.num_fidelities)
+            if bool((counts < need).any()):
+                return self.model
         n = len(X)
         last = getattr(self, "_n_at_refit", None)
         refit = (

@@ -78,7 +78,7 @@ from gpytorch.likelihoods.gaussian_likelihood import _GaussianLikelihoodBase
 from gpytorch.likelihoods.noise_models import Noise
 from gpytorch.means import ConstantMean, Mean
 from gpytorch.priors import LogNormalPrior, NormalPrior
-from linear_operator.operators import DiagLinearOperator
+from linear_operator.operators import DenseLinearOperator, DiagLinearOperator
 from linear_operator.utils.cholesky import psd_safe_cholesky
 from torch import Tensor
 
@@ -1056,7 +1056,11 @@ class _MultiFidelityModel(Model, SurrogateMixin):
         # for nearly duplicated points
         jitter = 1e-9 * cov.diagonal(dim1=-2, dim2=-1).mean(-1, keepdim=True).clamp_min(1e-12)
         cov = cov + torch.diag_embed(jitter.expand_as(mean))
-        mvn = MultivariateNormal(mean * self.y_std + self.y_mean, cov * self.y_std**2)
+        # a lazy covariance: GPyTorch factors it only when sampling, with
+        # psd_safe_cholesky's growing jitter (the eager torch Cholesky of a dense
+        # MultivariateNormal failed on noise-free AR1 posteriors over MES's
+        # candidate sets, whose roundoff exceeds the jitter above)
+        mvn = MultivariateNormal(mean * self.y_std + self.y_mean, DenseLinearOperator(cov * self.y_std**2))
         post = GPyTorchPosterior(mvn)
         if posterior_transform is not None:
             return posterior_transform(post)
@@ -1169,6 +1173,19 @@ class AR1CoKriging(_MultiFidelityModel):
         )
 
     def _fit(self):
+        levels = self._train_levels()
+        few = [t for t in range(1, self.num_fidelities) if len(levels[t][1]) < 3]
+        if few:
+            # the level-wise start needs more points than the trend [1, f] of
+            # an upper level: fit the joint likelihood from the default start
+            warnings.warn(
+                f"AR1CoKriging: fidelity level(s) {few} have fewer than 3 points, too few for the "
+                "level-wise (recursive) start; the joint likelihood is fitted from the default start",
+                stacklevel=3)
+            self.gp.likelihood.noise_covar.raw_noise.requires_grad_(not self.noise_free)
+            _fit_gp(self.gp, self.restarts, self.seed)
+            self.gp.eval()
+            return
         rec = RecursiveCoKriging(
             self.train_dataset,
             num_fidelities=self.num_fidelities,

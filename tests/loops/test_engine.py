@@ -194,3 +194,19 @@ def test_initial_design_is_the_centre_by_default_and_n1_is_the_centre_alone(tmp_
         want = b.mean(0, keepdim=True) if center is None else sobol_points(b, n, seed=problem_seed(cfg.seed))
         torch.testing.assert_close(X, want)
         camp.close()
+
+
+def test_co_kriging_waits_for_every_level_of_the_initial_design(tmp_path):
+    # one worker returns the initial design level by level: the co-kriging
+    # model (which needs data at every level) is first fitted once both levels
+    # have results, instead of failing on the level-0 results alone
+    cfg = _config(tmp_path, oracle={"name": "branin_mf", "fidelities": [0.5, 1.0], "costs": [1.0, 10.0]},
+                  budget={"calls": 7}, initial={"n": 3, "fidelities": [0, 1]},
+                  model={"name": "ar1", "options": {"restarts": 0}},
+                  acquisition={"name": "qMFMES", "num_fantasies": 4, "num_restarts": 1, "raw_samples": 16},
+                  executor={"kind": "thread", "workers": 1, "prefetch": 0})
+    res = Campaign(cfg, run_dir=tmp_path / "run").run()
+    rows = RunStore(tmp_path / "run" / "store.sqlite").rows()
+    assert len(rows) == 7 and all(r["status"] == "done" for r in rows)
+    assert rows[-1]["role"] == "acquisition"
+    assert res.model is not None and res.model.num_fidelities == 2

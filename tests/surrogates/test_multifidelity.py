@@ -560,3 +560,19 @@ def test_nargp_closed_form_gradient_equals_autograd(kernel, noise_free, d):
         assert abs(value - loss.item()) < 1e-8 * max(1.0, abs(loss.item()))
         torch.testing.assert_close(torch.as_tensor(grad), th.grad.reshape(-1), rtol=1e-7,
                                    atol=1e-8 * th.grad.abs().max().item())
+
+
+def test_ar1_fits_jointly_when_an_upper_level_has_two_points():
+    # two high-fidelity points: too few for the level-wise start (trend [1, f]),
+    # the joint likelihood is fitted from the default start instead, with a warning
+    ds = _nested([f_low_smooth, f_high_smooth], [10, 2], 1, seed=0)
+    with pytest.warns(UserWarning, match=r"level\(s\) \[1\] have fewer than 3 points"):
+        model = AR1CoKriging.from_dataset(ds, restarts=1)
+    x = torch.linspace(0, 1, 50, dtype=DTYPE).unsqueeze(-1)
+    mean, var = model.predict(x)
+    assert torch.isfinite(mean).all() and (var > 0).all()
+    # the two high-fidelity points are reproduced within their noise
+    xh = ds.X[ds.fidelity == 1]
+    yh = ds.Y[ds.fidelity == 1].reshape(-1)
+    m_h, v_h = model.predict(xh)
+    assert ((m_h.reshape(-1) - yh).abs() < 3 * v_h.reshape(-1).sqrt() + 1e-3 * yh.abs().max()).all()
