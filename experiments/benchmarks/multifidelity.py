@@ -74,12 +74,12 @@ from surrogates.multifidelity import NARGP, AR1CoKriging, RecursiveCoKriging  # 
 
 #: "_nf": the same model told that the data are noise-free (Dataset.Yvar = 0; the
 #: test functions are deterministic, as SMT's MFK assumes by default, eval_noise=False);
-#: "ours_recursive_warp": recursive co-kriging with warp="auto" (level 0 log-warped
-#: where leave-one-out prefers it; not the default)
+#: "ours_recursive_nowarp": recursive co-kriging with warp="none" (level 0 never
+#: log-warped; the default "auto" warps it where evidence and leave-one-out agree)
 OURS = ("ours_ar1", "ours_recursive", "ours_nargp", "ours_ar1_nf", "ours_recursive_nf",
-        "ours_recursive_warp_nf")
+        "ours_recursive_nowarp_nf")
 #: constructor options of our model variants beyond their class
-_OPTIONS = {"ours_recursive_warp": {"warp": "auto"}}
+_OPTIONS = {"ours_recursive_nowarp": {"warp": "none"}}
 HF_ONLY = "ours_hf_gp"
 PEERS = ("smt_mfk", "smt_mfck", "emukit_ar1", "emukit_nargp")
 #: restarts of Emukit's GPy optimizations (its benchmark wrappers use 10)
@@ -149,7 +149,7 @@ def fit_predict(name: str, data, bounds):
     if name in OURS:
         base = name.removesuffix("_nf")
         cls = {"ours_ar1": AR1CoKriging, "ours_recursive": RecursiveCoKriging, "ours_nargp": NARGP,
-               "ours_recursive_warp": RecursiveCoKriging}[base]
+               "ours_recursive_nowarp": RecursiveCoKriging}[base]
         n = len(x_low) + len(x_high)
         ds = Dataset(
             X=np.vstack([x_low, x_high]),
