@@ -1417,7 +1417,7 @@ class RecursiveCoKriging(_LevelwiseModel):
     @property
     def warps(self) -> list[str]:
         """The output warping chosen per level (``"log"`` or ``"none"``; only level 0 is warped)."""
-        return [WARPS[2] if int(self.warp0) == 1 else "none"] + ["none"] * (self.num_fidelities - 1)
+        return ["log" if int(self.warp0) == 1 else "none"] + ["none"] * (self.num_fidelities - 1)
 
     def _fit(self):
         levels = self._train_levels()
@@ -1596,23 +1596,25 @@ class _NARGPLevelFit:
         self.x, self.f = X[:, : self.d], (X[:, self.d :] if self.top else None)
         self.y = gp.train_targets
         self.F = gp.mean_module.basis(X)
-        self._np = (self.x.detach().numpy(), self.F.detach().numpy(), self.y.detach().numpy())
-        x_np = self._np[0]
+        #: (module, raw name, constraint, size) per block, fixed for the fit
+        self.pieces = self._blocks()
+        self._np = (self.F.detach().numpy(), self.y.detach().numpy())
+        x_np = self.x.detach().numpy()
         self._D2x = (x_np[:, None, :] - x_np[None, :, :]) ** 2
         if self.top:
             f_np = self.f.detach().numpy()
             self._D2f = (f_np[:, None, :] - f_np[None, :, :]) ** 2
-        self._np_pieces = [(float(con.lower_bound), k) for _, _, con, k in self._pieces()]
+        self._np_pieces = [(float(con.lower_bound), k) for _, _, con, k in self.pieces]
         self._fixed_noise = float(gp.likelihood.noise.detach().reshape(-1)[0])
         # loss_grad's chain rule is written for softplus constraints (GPyTorch's default)
         self.closed_form = all(
             isinstance(con, GreaterThan) and isinstance(con._transform, torch.nn.Softplus)
-            and con._transform.beta == 1 for _, _, con, _ in self._pieces())
+            and con._transform.beta == 1 for _, _, con, _ in self.pieces)
 
     # ------------------------------------------------------ layout
     # the vector holds the modules' raw (unconstrained) parameters, mapped by
     # the modules' own constraints: the same coordinates as the GPyTorch fit
-    def _pieces(self):
+    def _blocks(self):
         """(module, raw name, constraint, size) of each block, in order."""
         out = [(self.k_x.base_kernel, "raw_lengthscale"), (self.k_x, "raw_outputscale")]
         if self.top:
@@ -1623,14 +1625,14 @@ class _NARGPLevelFit:
         return [(mod, name, getattr(mod, name + "_constraint"), getattr(mod, name).numel()) for mod, name in out]
 
     def _size(self) -> int:
-        return sum(k for *_, k in self._pieces())
+        return sum(k for *_, k in self.pieces)
 
     def _current(self) -> Tensor:
-        return torch.cat([getattr(mod, name).detach().reshape(-1) for mod, name, _, _ in self._pieces()])
+        return torch.cat([getattr(mod, name).detach().reshape(-1) for mod, name, _, _ in self.pieces])
 
     def _split(self, th: Tensor):
         vals, i = [], 0
-        for _, _, con, k in self._pieces():
+        for _, _, con, k in self.pieces:
             vals.append(con.transform(th[:, i : i + k]))
             i += k
         p = {"l_x": vals[0], "s_x": vals[1]}
@@ -1640,13 +1642,13 @@ class _NARGPLevelFit:
         return p
 
     def _raw(self, values: list[Tensor]) -> Tensor:
-        """Raw vector from constrained block values (same order as ``_pieces``)."""
+        """Raw vector from constrained block values (same order as ``pieces``)."""
         return torch.cat([con.inverse_transform(v.reshape(-1)) for (_, _, con, _), v in
-                          zip(self._pieces(), values, strict=True)])
+                          zip(self.pieces, values, strict=True)])
 
     # --------------------------------------------------- objective
     def loss(self, th: Tensor) -> Tensor:
-        """Per-start objective (``B``) at log hyperparameters ``th`` (``B x k``)."""
+        """Per-start objective (``B``) at raw parameter vectors ``th`` (``B x k``)."""
         p = self._split(th)
         n = self.y.shape[-1]
         K = p["s_x"].reshape(-1, 1, 1) * _corr(self.kind, self.x, self.x, p["l_x"])
@@ -1699,7 +1701,7 @@ class _NARGPLevelFit:
             vals.append(lb + np.where(raw > 20.0, raw, np.log1p(np.exp(np.minimum(raw, 20.0)))))
             dvals.append(1.0 / (1.0 + np.exp(-raw)))
             i += k
-        x, F, y = self._np
+        F, y = self._np
         Cx, dCx = _corr_and_grad(self.kind, self._D2x, vals[0])
         blocks = []  # (dK per raw-block entry, chain factor)
         if self.top:
@@ -1733,8 +1735,7 @@ class _NARGPLevelFit:
         nll = 0.5 * r @ alpha + np.log(np.diag(cf[0])).sum() + 0.5 * n * math.log(2 * math.pi)
         W = sl.cho_solve(cf, np.eye(n), check_finite=False) - np.outer(alpha, alpha)
         if getattr(self.gp, "reml", False):
-            sign, logdet = np.linalg.slogdet(A0)
-            nll += 0.5 * logdet
+            nll += 0.5 * np.linalg.slogdet(A0)[1]
             W -= G @ np.linalg.solve(A0, G.T)
         grads = [np.einsum("ij,ijk->k", W, dK) * 0.5 * dv for dK, dv in blocks]
         if self.learn_noise:
@@ -1814,7 +1815,7 @@ class _NARGPLevelFit:
     def _write(self, th: Tensor) -> None:
         i = 0
         with torch.no_grad():
-            for mod, name, _, k in self._pieces():
+            for mod, name, _, k in self.pieces:
                 raw = getattr(mod, name)
                 raw.copy_(th[0, i : i + k].reshape(raw.shape))
                 i += k

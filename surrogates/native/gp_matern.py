@@ -153,43 +153,30 @@ INLINE void gp_point_shared(const int d, const int64_t m, const int64_t Np, cons
     }
 }
 
-/* shared lengthscales: Zt is d x Np, x_mul and x_shift d (one scaling) */
-int sb_gp_mean_jac_shared(int64_t start, int64_t stop, int64_t d, int64_t m, int64_t Np,
-                          const double* X, const double* x_mul, const double* x_shift,
-                          const double* Zt, const double* alpha, const double* jac_mul,
-                          const double* cst, const double* y_mean, const double* y_std,
-                          double* mean_out, double* jac_out)
-{
-    if (d < 1 || d > 16 || m < 1 || m > 16 || Np % VL != 0) return -1;
-    for (int64_t i = start; i < stop; i++) {
-        const double* x = X + i * d;
-        double* mo = mean_out + i * m;
-        double* jo = jac_out + i * m * d;
-        if (d == 4) gp_point_shared(4, m, Np, x, x_mul, x_shift, Zt, alpha, jac_mul, cst, y_mean, y_std, mo, jo);
-        else if (d == 9) gp_point_shared(9, m, Np, x, x_mul, x_shift, Zt, alpha, jac_mul, cst, y_mean, y_std, mo, jo);
-        else gp_point_shared((int)d, m, Np, x, x_mul, x_shift, Zt, alpha, jac_mul, cst, y_mean, y_std, mo, jo);
-    }
-    return 0;
+/* the exported entries: a range of points, each through a point kernel;
+   literal d for the common cases so the compiler unrolls the d-loops */
+#define GP_ENTRY(name, point, max_m)                                                           \
+int name(int64_t start, int64_t stop, int64_t d, int64_t m, int64_t Np, const double* X,        \
+         const double* x_mul, const double* x_shift, const double* Zt, const double* alpha,     \
+         const double* jac_mul, const double* cst, const double* y_mean, const double* y_std,   \
+         double* mean_out, double* jac_out)                                                     \
+{                                                                                               \
+    if (d < 1 || d > 16 || m < 1 || m > (max_m) || Np % VL != 0) return -1;                     \
+    for (int64_t i = start; i < stop; i++) {                                                    \
+        const double* x = X + i * d;                                                            \
+        double* mo = mean_out + i * m;                                                          \
+        double* jo = jac_out + i * m * d;                                                       \
+        if (d == 4) point(4, m, Np, x, x_mul, x_shift, Zt, alpha, jac_mul, cst, y_mean, y_std, mo, jo); \
+        else if (d == 9) point(9, m, Np, x, x_mul, x_shift, Zt, alpha, jac_mul, cst, y_mean, y_std, mo, jo); \
+        else point((int)d, m, Np, x, x_mul, x_shift, Zt, alpha, jac_mul, cst, y_mean, y_std, mo, jo); \
+    }                                                                                           \
+    return 0;                                                                                   \
 }
 
-int sb_gp_mean_jac(int64_t start, int64_t stop, int64_t d, int64_t m, int64_t Np,
-                   const double* X, const double* x_mul, const double* x_shift,
-                   const double* Zt, const double* alpha, const double* jac_mul,
-                   const double* cst, const double* y_mean, const double* y_std,
-                   double* mean_out, double* jac_out)
-{
-    if (d < 1 || d > 16 || Np % VL != 0) return -1;
-    for (int64_t i = start; i < stop; i++) {
-        const double* x = X + i * d;
-        double* mo = mean_out + i * m;
-        double* jo = jac_out + i * m * d;
-        /* literal d: the compiler unrolls the d-loops of the common cases */
-        if (d == 4) gp_point(4, m, Np, x, x_mul, x_shift, Zt, alpha, jac_mul, cst, y_mean, y_std, mo, jo);
-        else if (d == 9) gp_point(9, m, Np, x, x_mul, x_shift, Zt, alpha, jac_mul, cst, y_mean, y_std, mo, jo);
-        else gp_point((int)d, m, Np, x, x_mul, x_shift, Zt, alpha, jac_mul, cst, y_mean, y_std, mo, jo);
-    }
-    return 0;
-}
+/* independent outputs: Zt is m x d x Np, x_mul and x_shift m x d */
+GP_ENTRY(sb_gp_mean_jac, gp_point, INT64_MAX)
+/* shared lengthscales: Zt is d x Np, x_mul and x_shift d (one scaling) */
+GP_ENTRY(sb_gp_mean_jac_shared, gp_point_shared, 16)
 """
 
 def _configure(lib) -> None:
