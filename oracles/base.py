@@ -5,12 +5,15 @@ An oracle maps a batch of inputs ``n x d`` (torch, float64) inside ``bounds``
 fidelity levels and a cost model kept apart from the physics, so acquisitions
 can weigh information against price.
 
-Subclasses implement :meth:`Oracle._evaluate_one` (one point, may raise
+Subclasses implement :meth:`Oracle.evaluate_one` (one point, may raise
 :class:`~oracles.exceptions.OracleError`) or, when they vectorize,
-:meth:`Oracle._evaluate_batch`. :meth:`Oracle.evaluate` validates the input,
+:meth:`Oracle.evaluate_batch` (``_evaluate_one`` and ``_evaluate_batch`` are
+accepted as the same methods). :meth:`Oracle.evaluate` validates the input,
 times each point, turns an :class:`OracleError` into a failed point with its
-reason and never returns plausible numbers for a failed point (its row of ``Y``
-is NaN).
+reason, checks every number the subclass returns (``Y`` and ``Yvar`` finite,
+``Yvar >= 0``, shapes ``n x m``) and never returns plausible numbers for a
+failed point (its row of ``Y`` is NaN). A plain Python function becomes an
+oracle with :class:`oracles.function.FunctionOracle`.
 
 Oracles hold only plain data (tensors, numbers, strings) so they pickle and can
 be shipped to worker processes; ``evaluate`` has no side effects.
@@ -131,6 +134,19 @@ class Oracle(ABC):
         num_fidelities: number of ordered fidelity levels (0 = cheapest).
         cost_model: a :class:`CostModel`.
         noisy: whether outputs carry noise (then ``Yvar`` is reported).
+
+    and one method: :meth:`evaluate_one` (one point ``d`` -> :class:`PointResult`)
+    or, for oracles that vectorize, :meth:`evaluate_batch` (``n x d`` ->
+    :class:`OracleResult`). Callers use :meth:`evaluate`.
+
+    Example:
+        >>> class Paraboloid(Oracle):
+        ...     input_names, output_names = ("x",), ("y",)
+        ...     bounds = make_bounds([-1.0], [1.0])
+        ...     def evaluate_one(self, x, fidelity):
+        ...         return PointResult(y=x**2)
+        >>> Paraboloid().evaluate([[0.5]]).Y
+        tensor([[0.2500]], dtype=torch.float64)
     """
 
     input_names: tuple[str, ...] = ()
@@ -215,7 +231,9 @@ class Oracle(ABC):
 
         Returns:
             An :class:`OracleResult`. Points whose evaluation raised an
-            :class:`OracleError` are flagged failed with the message as reason.
+            :class:`OracleError`, or returned a non-finite ``Y``, a non-finite
+            or negative ``Yvar`` or a wrongly shaped answer, are flagged failed
+            with the reason.
 
         Raises:
             InvalidInput: when the batch itself is malformed (shape, bounds,
@@ -223,15 +241,43 @@ class Oracle(ABC):
         """
         X = self.validate_inputs(X)
         fidelity = self.validate_fidelity(fidelity)
-        res = self._evaluate_batch(X, fidelity)
-        # a point that claims success with non-finite numbers is a failure
+        if _overrides(type(self), "_evaluate_batch"):
+            res = self._evaluate_batch(X, fidelity)
+        else:
+            res = self.evaluate_batch(X, fidelity)
+        return self._check_result(res, X)
+
+    def _check_result(self, res: OracleResult, X: Tensor) -> OracleResult:
+        """Fail (with the reason) every point whose numbers cannot be used."""
+        n, m = X.shape[0], self.num_outputs
+        if not isinstance(res, OracleResult):
+            raise TypeError(f"{type(self).__name__}.evaluate_batch must return an OracleResult, got {type(res).__name__}")
+        if tuple(res.Y.shape) != (n, m):
+            raise TypeError(
+                f"{type(self).__name__} returned Y of shape {tuple(res.Y.shape)} for {n} points; "
+                f"expected {n} x {m} ({', '.join(self.output_names)})"
+            )
+        res.Y = res.Y.to(DTYPE)
+        res.failed = res.failed.to(torch.bool).clone()
         bad = ~res.failed & ~torch.isfinite(res.Y).all(dim=-1)
         for i in bad.nonzero().flatten().tolist():
             res.reasons[i] = "non-finite output"
         res.failed = res.failed | bad
-        res.Y[res.failed] = float("nan")
         if res.Yvar is not None:
+            if tuple(res.Yvar.shape) != (n, m):
+                raise TypeError(
+                    f"{type(self).__name__} returned Yvar of shape {tuple(res.Yvar.shape)}; expected {n} x {m}"
+                )
+            res.Yvar = res.Yvar.to(DTYPE)
+            ok = ~res.failed
+            for i in (ok & ~torch.isfinite(res.Yvar).all(dim=-1)).nonzero().flatten().tolist():
+                res.reasons[i] = f"non-finite output variance {res.Yvar[i].tolist()}"
+                res.failed[i] = True
+            for i in (~res.failed & (res.Yvar < 0).any(dim=-1)).nonzero().flatten().tolist():
+                res.reasons[i] = f"negative output variance {res.Yvar[i].tolist()}"
+                res.failed[i] = True
             res.Yvar[res.failed] = float("nan")
+        res.Y[res.failed] = float("nan")
         return res
 
     def evaluate_true(self, X: Tensor | Sequence, fidelity: int | None = None) -> Tensor:
@@ -241,8 +287,19 @@ class Oracle(ABC):
         """
         return self.evaluate(X, fidelity).Y
 
-    def _evaluate_batch(self, X: Tensor, fidelity: int) -> OracleResult:
-        """Default: loop over points with :meth:`_evaluate_one`."""
+    def evaluate_batch(self, X: Tensor, fidelity: int) -> OracleResult:
+        """Evaluate ``n x d`` checked inputs at one fidelity.
+
+        Override this when the oracle vectorizes over points. The default
+        loops over :meth:`evaluate_one`, times each point (``wall_time`` in s
+        in its metadata) and records an :class:`OracleError` as a failed point
+        with ``"ErrorType: message"`` as its reason; any other exception is a
+        bug and propagates.
+
+        Args:
+            X: ``n x d`` float64 inputs, already inside ``bounds``.
+            fidelity: a valid level.
+        """
         n, m = X.shape[0], self.num_outputs
         Y = torch.full((n, m), float("nan"), dtype=DTYPE)
         Yvar = torch.full((n, m), float("nan"), dtype=DTYPE) if self.noisy else None
@@ -252,10 +309,10 @@ class Oracle(ABC):
         for i in range(n):
             t0 = time.perf_counter()
             try:
-                pr = self._evaluate_one(X[i], fidelity)
-                Y[i] = pr.y.to(DTYPE).reshape(m)
+                pr = self.evaluate_one(X[i], fidelity)
+                Y[i] = _as_vector(pr.y, m, "outputs")
                 if Yvar is not None and pr.yvar is not None:
-                    Yvar[i] = pr.yvar.to(DTYPE).reshape(m)
+                    Yvar[i] = _as_vector(pr.yvar, m, "output variances")
                 metadata[i] = dict(pr.metadata)
             except OracleError as e:
                 failed[i] = True
@@ -273,17 +330,55 @@ class Oracle(ABC):
             metadata=metadata,
         )
 
-    def _evaluate_one(self, x: Tensor, fidelity: int) -> PointResult:
-        """Evaluate one point ``d``; raise an OracleError on failure."""
+    def evaluate_one(self, x: Tensor, fidelity: int) -> PointResult:
+        """Evaluate one point: the method a subclass implements.
+
+        Args:
+            x: ``d`` float64 input, already inside ``bounds``.
+            fidelity: a valid level in ``[0, num_fidelities)``.
+
+        Returns:
+            A :class:`PointResult` with ``m`` outputs (and ``m`` variances
+            when the oracle is noisy).
+
+        Raises:
+            OracleError: (or a subclass: :class:`NotConverged`,
+                :class:`CalculationFailed`, :class:`InvalidInput`) when this
+                point has no answer; the point is then recorded as failed.
+        """
+        if _overrides(type(self), "_evaluate_one"):
+            return self._evaluate_one(x, fidelity)
         raise NotImplementedError(
-            f"{type(self).__name__} must implement _evaluate_one or _evaluate_batch"
+            f"{type(self).__name__} must implement evaluate_one or evaluate_batch"
         )
+
+    # the earlier private names, kept as aliases of the public methods
+    def _evaluate_one(self, x: Tensor, fidelity: int) -> PointResult:
+        """Alias of :meth:`evaluate_one`."""
+        return self.evaluate_one(x, fidelity)
+
+    def _evaluate_batch(self, X: Tensor, fidelity: int) -> OracleResult:
+        """Alias of :meth:`evaluate_batch`."""
+        return self.evaluate_batch(X, fidelity)
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(inputs={list(self.input_names)}, "
             f"outputs={list(self.output_names)}, fidelities={self.num_fidelities})"
         )
+
+
+def _overrides(cls: type, name: str) -> bool:
+    """Whether ``cls`` defines ``name`` below :class:`Oracle`."""
+    return getattr(cls, name) is not getattr(Oracle, name)
+
+
+def _as_vector(v: Any, m: int, what: str) -> Tensor:
+    """``v`` as an ``m`` float64 vector; a wrong size is an :class:`OracleError` of the point."""
+    t = torch.as_tensor(v, dtype=DTYPE).reshape(-1)
+    if t.numel() != m:
+        raise OracleError(f"the oracle returned {t.numel()} {what} for a point, expected {m}")
+    return t
 
 
 def make_bounds(lower: Sequence[float], upper: Sequence[float]) -> Tensor:
