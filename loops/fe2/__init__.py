@@ -1,6 +1,6 @@
 """FE²: finite-strain macro FE whose Gauss points ask a material provider.
 
-* :mod:`loops.fe2.solver` -- :class:`MacroSolver`, total-Lagrangian plane-strain
+* :mod:`loops.fe2.solver` -- :class:`MacroSolver`, total-Lagrangian plane-strain or 3D
   FE on scikit-fem with Newton–Raphson, load stepping and cut-back;
 * :mod:`loops.fe2.providers` -- :class:`NeoHookean` (analytic reference),
   :class:`OracleProvider` (the RVE oracle over an executor),
@@ -33,6 +33,7 @@ _EXPORTS = {
     "GPStressLearner": "loops.fe2.learner",
     "plate_with_hole": "loops.fe2.mesh",
     "rectangle": "loops.fe2.mesh",
+    "box": "loops.fe2.mesh",
     "load_mesh": "loops.fe2.mesh",
     "run_fe2": "loops.fe2.run",
 }

@@ -1,8 +1,9 @@
-"""Macro meshes for FE²: rectangles, a quarter plate with a hole, or a file.
+"""Macro meshes for FE²: rectangles, a quarter plate with a hole, boxes, or a file.
 
 All meshes are scikit-fem meshes with named boundaries (``left``, ``right``,
-``bottom``, ``top`` and, for the plate, ``hole``), which the solver's boundary
-conditions refer to by name.
+``bottom``, ``top``; in 3D also ``back`` (z = min) and ``front`` (z = max);
+for the plate, ``hole``), which the solver's boundary conditions refer to by
+name.
 """
 
 from __future__ import annotations
@@ -19,12 +20,21 @@ ELEMENTS = {
     "quad2": (skfem.MeshQuad, skfem.ElementQuad2),
     "tri1": (skfem.MeshTri, skfem.ElementTriP1),
     "tri2": (skfem.MeshTri, skfem.ElementTriP2),
+    "hex1": (skfem.MeshHex, skfem.ElementHex1),
+    "hex2": (skfem.MeshHex, skfem.ElementHex2),
+    "tet1": (skfem.MeshTet, skfem.ElementTetP1),
+    "tet2": (skfem.MeshTet, skfem.ElementTetP2),
 }
 
+#: element names per mesh dimension
+ELEMENTS_2D = ("quad1", "quad2", "tri1", "tri2")
+ELEMENTS_3D = ("hex1", "hex2", "tet1", "tet2")
 
-def _check_element(element: str) -> None:
-    if element not in ELEMENTS:
-        raise ValueError(f"element must be one of {sorted(ELEMENTS)}, got {element!r}")
+
+def _check_element(element: str, allowed: tuple[str, ...] | None = None) -> None:
+    allowed = tuple(sorted(ELEMENTS)) if allowed is None else allowed
+    if element not in allowed:
+        raise ValueError(f"element must be one of {list(allowed)}, got {element!r}")
 
 
 def _name_box_boundaries(mesh, x0: float, x1: float, y0: float, y1: float, tol: float):
@@ -38,6 +48,18 @@ def _name_box_boundaries(mesh, x0: float, x1: float, y0: float, y1: float, tol: 
     )
 
 
+def _name_bbox_boundaries(mesh):
+    """Name the bounding-box faces of a 2D or 3D mesh (``back``/``front`` are z = min/max)."""
+    lo, hi = mesh.p.min(axis=1), mesh.p.max(axis=1)
+    tol = 1e-9 * float(np.max(hi - lo))
+    names = [("left", "right"), ("bottom", "top"), ("back", "front")]
+    tests = {}
+    for i in range(mesh.dim()):
+        tests[names[i][0]] = lambda x, i=i: np.abs(x[i] - lo[i]) < tol
+        tests[names[i][1]] = lambda x, i=i: np.abs(x[i] - hi[i]) < tol
+    return mesh.with_boundaries(tests)
+
+
 def rectangle(
     width: float = 1.0, height: float = 1.0, nx: int = 4, ny: int = 4, element: str = "quad1"
 ):
@@ -45,7 +67,7 @@ def rectangle(
 
     Triangular elements split each square cell in two.
     """
-    _check_element(element)
+    _check_element(element, ELEMENTS_2D)
     if nx < 1 or ny < 1:
         raise ValueError(f"nx and ny must be >= 1, got nx={nx}, ny={ny}")
     if width <= 0 or height <= 0:
@@ -76,7 +98,7 @@ def plate_with_hole(
     ``hole``, ``left`` (x = 0, symmetry), ``bottom`` (y = 0, symmetry),
     ``right`` (x = L) and ``top`` (y = L).
     """
-    _check_element(element)
+    _check_element(element, ELEMENTS_2D)
     if not 0 < radius < length:
         raise ValueError(f"radius must be in (0, length={length}), got {radius}")
     if n_theta < 1 or n_radial < 1:
@@ -124,23 +146,62 @@ def plate_with_hole(
     )
 
 
+def box(
+    lengths: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    n: tuple[int, int, int] = (2, 2, 2),
+    element: str = "hex1",
+):
+    """A structured ``nx x ny x nz`` mesh of ``[0, Lx] x [0, Ly] x [0, Lz]``.
+
+    Tetrahedral elements split each hexahedral cell into six (scikit-fem's
+    ``MeshTet.init_tensor``). Boundaries ``left``/``right`` (x), ``bottom``/``top``
+    (y), ``back``/``front`` (z).
+    """
+    _check_element(element, ELEMENTS_3D)
+    lengths, n = tuple(float(v) for v in lengths), tuple(int(v) for v in n)
+    if len(lengths) != 3 or min(lengths) <= 0:
+        raise ValueError(f"box lengths must be 3 positive numbers, got {lengths}")
+    if len(n) != 3 or min(n) < 1:
+        raise ValueError(f"box divisions must be 3 integers >= 1, got {n}")
+    axes = [np.linspace(0.0, L, m + 1) for L, m in zip(lengths, n, strict=True)]
+    mesh = ELEMENTS[element][0].init_tensor(*axes)
+    return _name_bbox_boundaries(mesh)
+
+
 def load_mesh(path: str | Path, boundaries: bool = True):
-    """Read a mesh file through meshio (``skfem.Mesh.load``).
+    """Read a 2D or 3D mesh file through meshio (``skfem.Mesh.load``; gmsh, VTK, XDMF, ...).
 
     With ``boundaries`` and a file without boundary tags, the bounding-box
-    edges are named ``left``, ``right``, ``bottom`` and ``top``.
+    faces are named ``left``, ``right``, ``bottom``, ``top`` and, in 3D,
+    ``back`` and ``front``.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: meshio cannot read the file, or it is not a 2D/3D mesh.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"mesh file {path} does not exist")
-    mesh = skfem.Mesh.load(str(path))
-    if mesh.dim() != 2:
-        raise ValueError(f"the macro solver is 2D (plane strain); {path} is {mesh.dim()}D")
+    try:
+        mesh = skfem.Mesh.load(str(path))
+    except (Exception, SystemExit) as e:  # noqa: BLE001  (meshio ends some failed reads with sys.exit)
+        detail = f": {e}" if not isinstance(e, SystemExit) and str(e) else ""
+        raise ValueError(
+            f"cannot read mesh file {path} ({type(e).__name__}{detail}); expected a mesh format meshio reads"
+        ) from None
+    if mesh.dim() not in (2, 3):
+        raise ValueError(f"the macro solver needs a 2D or 3D mesh; {path} is {mesh.dim()}D")
     if boundaries and not mesh.boundaries:
-        lo, hi = mesh.p.min(axis=1), mesh.p.max(axis=1)
-        tol = 1e-9 * float(np.max(hi - lo))
-        mesh = _name_box_boundaries(mesh, lo[0], hi[0], lo[1], hi[1], tol)
+        mesh = _name_bbox_boundaries(mesh)
     return mesh
+
+
+def default_element(mesh) -> str:
+    """The linear element name of ``mesh``'s cell type (``quad1``, ``tri1``, ``hex1``, ``tet1``)."""
+    for name in ("quad1", "tri1", "hex1", "tet1"):
+        if isinstance(mesh, ELEMENTS[name][0]):
+            return name
+    raise ValueError(f"no macro element for a {type(mesh).__name__}; known: {sorted(ELEMENTS)}")
 
 
 def element_for(mesh, element: str):

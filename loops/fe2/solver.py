@@ -1,4 +1,4 @@
-r"""Quasi-static finite-strain total-Lagrangian FE in 2D plane strain.
+r"""Quasi-static finite-strain total-Lagrangian FE in 2D plane strain and in 3D.
 
 The macro problem: find the displacement ``u`` with
 
@@ -15,16 +15,19 @@ formulation the reference shape-function gradients never change, so they are
 computed once and every Newton iteration is two einsums and one sparse solve.
 
 At every Newton iteration **all** Gauss points of the mesh go to the material
-provider in one batch: ``F`` (``n_gauss x 2 x 2``) -> ``P`` and ``A``
-(:class:`oracles.material.MaterialModel`), so a surrogate answers with one
-vectorized call and an oracle can spread the batch over workers.
+provider in one batch: ``F`` (``n_gauss x k x k``, ``k`` = 2 in plane strain
+or 3) -> ``P`` and ``A`` (:class:`oracles.material.MaterialModel`), so a
+surrogate answers with one vectorized call and an oracle can spread the batch
+over workers. The dimension is the mesh's: a 2D mesh (quads, triangles) is
+solved in plane strain, a 3D mesh (hexahedra, tetrahedra) in 3D, with the same
+code.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,14 +37,23 @@ import skfem
 import torch
 from scipy.sparse.linalg import spsolve
 
-from loops.fe2.mesh import element_for
+from loops.fe2.mesh import default_element, element_for
 from oracles.exceptions import InvalidInput, NotConverged, OracleError
 from oracles.material import MaterialModel, MaterialResponse
 
 DTYPE = torch.float64
 
 #: default quadrature order per element family (all weights positive)
-DEFAULT_INTORDER = {"quad1": 2, "quad2": 4, "tri1": 1, "tri2": 2}
+DEFAULT_INTORDER = {
+    "quad1": 2,
+    "quad2": 4,
+    "tri1": 1,
+    "tri2": 2,
+    "hex1": 2,
+    "hex2": 4,
+    "tet1": 1,
+    "tet2": 2,
+}
 
 
 @dataclass(frozen=True)
@@ -50,21 +62,23 @@ class DirichletBC:
 
     Attributes:
         boundary: name of a mesh boundary.
-        component: 0 (x) or 1 (y).
-        value: displacement at load factor 1.
+        component: 0 (x), 1 (y) or, in 3D, 2 (z).
+        value: displacement at load factor 1: a number, or a function of the
+            reference coordinates of the boundary's dofs (``k x n`` array) that
+            returns their ``n`` values (a non-uniform prescribed field).
     """
 
     boundary: str
     component: int
-    value: float = 0.0
+    value: float | Callable[[np.ndarray], np.ndarray] = 0.0
 
 
 @dataclass(frozen=True)
 class TractionBC:
-    """Nominal (reference-configuration) traction ``traction * load_factor`` on a boundary."""
+    """Nominal (reference-configuration) traction ``traction * load_factor`` on a boundary (``k`` components)."""
 
     boundary: str
-    traction: tuple[float, float]
+    traction: tuple[float, ...]
 
 
 @dataclass
@@ -74,9 +88,9 @@ class StepRecord:
     Attributes:
         load_factor: the load factor reached.
         u: ``N`` nodal displacements (scikit-fem dof order).
-        F: ``n_gauss x 2 x 2`` deformation gradients.
-        P: ``n_gauss x 2 x 2`` first Piola-Kirchhoff stress.
-        reactions: boundary name -> ``2`` net force of the support on the body
+        F: ``n_gauss x k x k`` deformation gradients.
+        P: ``n_gauss x k x k`` first Piola-Kirchhoff stress.
+        reactions: boundary name -> ``k`` net force of the support on the body
             (internal minus external nodal forces summed over the boundary dofs).
         residuals: the free-dof residual norm at each Newton iteration.
         iterations: Newton iterations taken.
@@ -122,16 +136,18 @@ class SolveResult:
 
 
 class MacroSolver:
-    """Total-Lagrangian plane-strain solver on a scikit-fem mesh.
+    """Total-Lagrangian solver on a scikit-fem mesh: plane strain in 2D, or 3D.
 
     Args:
-        mesh: a 2D scikit-fem mesh with named boundaries.
-        material: anything with ``material_response(F) -> MaterialResponse``.
+        mesh: a 2D or 3D scikit-fem mesh with named boundaries.
+        material: anything with ``material_response(F) -> MaterialResponse``
+            for ``F`` of ``n x k x k`` (``k`` the mesh dimension).
         dirichlet: prescribed displacement components.
-        tractions: nominal tractions.
-        element: ``quad1``, ``quad2``, ``tri1`` or ``tri2``.
+        tractions: nominal tractions (``k`` components each).
+        element: ``quad1``, ``quad2``, ``tri1``, ``tri2`` (2D) or ``hex1``,
+            ``hex2``, ``tet1``, ``tet2`` (3D); default: the mesh's linear element.
         intorder: quadrature order (default per element, see ``DEFAULT_INTORDER``).
-        thickness: out-of-plane thickness multiplying forces.
+        thickness: out-of-plane thickness multiplying forces (2D only).
     """
 
     def __init__(
@@ -140,7 +156,7 @@ class MacroSolver:
         material: MaterialModel,
         dirichlet: Sequence[DirichletBC],
         tractions: Sequence[TractionBC] = (),
-        element: str = "quad1",
+        element: str | None = None,
         intorder: int | None = None,
         thickness: float = 1.0,
     ):
@@ -148,10 +164,14 @@ class MacroSolver:
             raise TypeError(
                 f"material must have material_response(F), got {type(material).__name__}"
             )
-        if mesh.dim() != 2:
-            raise ValueError(f"the macro solver is 2D plane strain; got a {mesh.dim()}D mesh")
+        if mesh.dim() not in (2, 3):
+            raise ValueError(f"the macro solver needs a 2D or 3D mesh; got a {mesh.dim()}D mesh")
+        k = self.dim = int(mesh.dim())
+        if k == 3 and float(thickness) != 1.0:
+            raise ValueError(f"thickness applies to 2D (plane strain) only; got {thickness} in 3D")
         self.mesh = mesh
         self.material = material
+        element = default_element(mesh) if element is None else element
         self.element = element
         self.intorder = DEFAULT_INTORDER[element] if intorder is None else int(intorder)
         self.thickness = float(thickness)
@@ -163,8 +183,15 @@ class MacroSolver:
                     f"boundary {bc.boundary!r} is not a boundary of the mesh; known: {sorted(names)}"
                 )
         for bc in dirichlet:
-            if bc.component not in (0, 1):
-                raise ValueError(f"Dirichlet component must be 0 or 1, got {bc.component}")
+            if bc.component not in range(k):
+                raise ValueError(
+                    f"Dirichlet component must be in 0..{k - 1} for a {k}D mesh, got {bc.component}"
+                )
+        for tb in tractions:
+            if len(tb.traction) != k:
+                raise ValueError(
+                    f"traction on {tb.boundary!r} must have {k} components, got {tuple(tb.traction)}"
+                )
         if not dirichlet:
             raise ValueError("at least one Dirichlet condition is needed to remove rigid motions")
         self.dirichlet = list(dirichlet)
@@ -173,19 +200,17 @@ class MacroSolver:
         b = self.basis
         self.nelems, self.nqp = b.nelems, b.X.shape[-1]
         self.n_gauss = self.nelems * self.nqp
-        # reference gradients of the vector shape functions: Nbfun x 2 x 2 x nel x nqp
-        G = np.stack([b.basis[a][0].grad for a in range(b.Nbfun)])  # Nbfun x 2 x 2 x nel x nqp
+        # reference gradients of the vector shape functions: Nbfun x k x k x nel x nqp
+        G = np.stack([b.basis[a][0].grad for a in range(b.Nbfun)])
         self._dx = b.dx * self.thickness  # nel x nqp
         self._edofs = b.element_dofs  # Nbfun x nel
         nb = b.Nbfun
         # global (row, col) of each element-stiffness entry, ordered (element, a, b)
         self._rows = np.broadcast_to(self._edofs.T[:, :, None], (self.nelems, nb, nb)).ravel()
         self._cols = np.broadcast_to(self._edofs.T[:, None, :], (self.nelems, nb, nb)).ravel()
-        # the same gradients per Gauss point as B matrices (n_gauss x Nbfun x 4, row-major ij),
+        # the same gradients per Gauss point as B matrices (n_gauss x Nbfun x k*k, row-major ij),
         # so F, f_int and the element stiffnesses are batched matmuls with no einsum planning
-        self._B = np.ascontiguousarray(
-            G.transpose(3, 4, 0, 1, 2).reshape(self.n_gauss, nb, 4)
-        )
+        self._B = np.ascontiguousarray(G.transpose(3, 4, 0, 1, 2).reshape(self.n_gauss, nb, k * k))
         self._Bw = self._B * self._dx.reshape(self.n_gauss)[:, None, None]
         self._gdofs = np.repeat(self._edofs.T, self.nqp, axis=0)  # n_gauss x Nbfun
 
@@ -193,13 +218,19 @@ class MacroSolver:
         self._bc_dofs: dict[str, np.ndarray] = {}
         D, vals = [], []
         for bc in self.dirichlet:
-            dofs = b.get_dofs(bc.boundary).nodal[f"u^{bc.component + 1}"]
-            if b.get_dofs(bc.boundary).facet:  # quadratic elements: facet (edge) dofs too
-                dofs = np.concatenate(
-                    [dofs, b.get_dofs(bc.boundary).facet[f"u^{bc.component + 1}"]]
-                )
+            # nodal, and for quadratic elements facet and edge dofs too
+            dofs = b.get_dofs(bc.boundary).all(f"u^{bc.component + 1}")
             D.append(dofs)
-            vals.append(np.full(dofs.size, float(bc.value)))
+            if callable(bc.value):
+                v = np.asarray(bc.value(b.doflocs[:, dofs]), dtype=float)
+                if v.shape != (dofs.size,):
+                    raise ValueError(
+                        f"Dirichlet value on {bc.boundary!r} returned shape {v.shape}; "
+                        f"expected ({dofs.size},) for {dofs.size} dofs"
+                    )
+                vals.append(v)
+            else:
+                vals.append(np.full(dofs.size, float(bc.value)))
         D = np.concatenate(D)
         vals = np.concatenate(vals)
         # a dof named twice keeps its last value, as in a list of assignments
@@ -214,11 +245,11 @@ class MacroSolver:
             fb = skfem.FacetBasis(
                 mesh, b.elem, facets=mesh.boundaries[tb.boundary], intorder=self.intorder + 1
             )
-            t0, t1 = (float(c) for c in tb.traction)
+            t = tuple(float(c) for c in tb.traction)
 
             @skfem.LinearForm
-            def load(v, w, t0=t0, t1=t1):
-                return t0 * v.value[0] + t1 * v.value[1]
+            def load(v, w, t=t):
+                return sum(tc * v.value[i] for i, tc in enumerate(t))
 
             self.f_ext += self.thickness * load.assemble(fb)
 
@@ -226,12 +257,7 @@ class MacroSolver:
         self._reaction_dofs = {}
         for name in mesh.boundaries:
             dofs = b.get_dofs(name)
-            comps = []
-            for c in ("u^1", "u^2"):
-                d = dofs.nodal[c]
-                if dofs.facet:
-                    d = np.concatenate([d, dofs.facet[c]])
-                comps.append(np.unique(d))
+            comps = [np.unique(dofs.all(f"u^{c + 1}")) for c in range(k)]
             self._reaction_dofs[name] = comps
         self.n_material_calls = 0
 
@@ -267,7 +293,8 @@ class MacroSolver:
 
     def _element_stiffness(self, A: np.ndarray) -> np.ndarray:
         """``nel x Nbfun x Nbfun`` element tangents of Gauss-point tangents ``A``."""
-        Ke = self._Bw @ A.reshape(self.n_gauss, 4, 4) @ self._B.transpose(0, 2, 1)
+        kk = self.dim * self.dim
+        Ke = self._Bw @ A.reshape(self.n_gauss, kk, kk) @ self._B.transpose(0, 2, 1)
         nb = self._B.shape[1]
         return Ke.reshape(self.nelems, self.nqp, nb, nb).sum(1)
 
@@ -293,17 +320,18 @@ class MacroSolver:
 
     # ------------------------------------------------------------ kinematics
     def deformation_gradient(self, u: np.ndarray) -> np.ndarray:
-        """``n_gauss x 2 x 2`` deformation gradients of nodal displacements ``u`` (``N``)."""
+        """``n_gauss x k x k`` deformation gradients of nodal displacements ``u`` (``N``)."""
+        k = self.dim
         grad = (u[self._gdofs][:, None, :] @ self._B)[:, 0, :]
-        return (grad + np.eye(2).ravel()).reshape(self.n_gauss, 2, 2)
+        return (grad + np.eye(k).ravel()).reshape(self.n_gauss, k, k)
 
     def gauss_points(self) -> np.ndarray:
-        """``n_gauss x 2`` reference coordinates of the Gauss points (same order as ``F``)."""
-        X = self.basis.mapping.F(self.basis.X)  # 2 x nel x nqp
-        return X.transpose(1, 2, 0).reshape(self.n_gauss, 2)
+        """``n_gauss x k`` reference coordinates of the Gauss points (same order as ``F``)."""
+        X = self.basis.mapping.F(self.basis.X)  # k x nel x nqp
+        return X.transpose(1, 2, 0).reshape(self.n_gauss, self.dim)
 
     def gauss_weights(self) -> np.ndarray:
-        """``n_gauss`` reference volume of each Gauss point (weight x Jacobian x thickness)."""
+        """``n_gauss`` reference volume of each Gauss point (weight x Jacobian x thickness in 2D)."""
         return self._dx.reshape(self.n_gauss)
 
     def evaluate_material(self, F: np.ndarray) -> MaterialResponse:
@@ -311,13 +339,13 @@ class MacroSolver:
         Ft = torch.as_tensor(F, dtype=DTYPE)
         self.n_material_calls += 1
         resp = self.material.material_response(Ft)
-        n = F.shape[0]
+        n, k = F.shape[0], self.dim
         P = torch.as_tensor(resp.P, dtype=DTYPE)
         A = torch.as_tensor(resp.tangent, dtype=DTYPE)
-        if P.shape != (n, 2, 2) or A.shape != (n, 2, 2, 2, 2):
+        if P.shape != (n, k, k) or A.shape != (n, k, k, k, k):
             raise InvalidInput(
                 f"the material returned P {tuple(P.shape)} and tangent {tuple(A.shape)}; "
-                f"expected ({n}, 2, 2) and ({n}, 2, 2, 2, 2)"
+                f"expected ({n}, {k}, {k}) and ({n}, {k}, {k}, {k}, {k})"
             )
         if not (torch.isfinite(P).all() and torch.isfinite(A).all()):
             raise OracleError("the material returned non-finite stress or tangent")
@@ -325,22 +353,22 @@ class MacroSolver:
 
     # -------------------------------------------------------------- assembly
     def internal_force(self, P: np.ndarray) -> np.ndarray:
-        """``N`` nodal internal forces of Gauss-point stresses ``P`` (``n_gauss x 2 x 2``)."""
-        fg = (self._Bw @ P.reshape(self.n_gauss, 4, 1))[..., 0]  # n_gauss x Nbfun
+        """``N`` nodal internal forces of Gauss-point stresses ``P`` (``n_gauss x k x k``)."""
+        fg = (self._Bw @ P.reshape(self.n_gauss, self.dim**2, 1))[..., 0]  # n_gauss x Nbfun
         return np.bincount(self._gdofs.ravel(), weights=fg.ravel(), minlength=self.basis.N)
 
     def stiffness(self, A: np.ndarray) -> sp.csr_matrix:
-        """``N x N`` consistent tangent of Gauss-point tangents ``A`` (``n_gauss x 2 x 2 x 2 x 2``)."""
+        """``N x N`` consistent tangent of Gauss-point tangents ``A`` (``n_gauss x k x k x k x k``)."""
         N = self.basis.N
         Ke = self._element_stiffness(A).ravel()
         return sp.coo_matrix((Ke, (self._rows, self._cols)), shape=(N, N)).tocsr()
 
     def reactions(self, f_int: np.ndarray, load_factor: float) -> dict[str, np.ndarray]:
-        """Boundary name -> ``2`` net support force (internal minus applied nodal force)."""
+        """Boundary name -> ``k`` net support force (internal minus applied nodal force)."""
         r = f_int - load_factor * self.f_ext
         return {
-            name: np.array([r[d0].sum(), r[d1].sum()])
-            for name, (d0, d1) in self._reaction_dofs.items()
+            name: np.array([r[d].sum() for d in comps])
+            for name, comps in self._reaction_dofs.items()
         }
 
     # --------------------------------------------------------------- solving
@@ -512,5 +540,5 @@ class MacroSolver:
         z[np.intersect1d(loaded, self.D)] = 1.0
         rhs = -K[self.free][:, self.D] @ z[self.D]
         z[self.free] = spsolve(K[self.free][:, self.free].tocsc(), rhs)
-        gz = self.deformation_gradient(z) - np.eye(2)
-        return self.gauss_weights() * np.linalg.norm(gz.reshape(-1, 4), axis=1)
+        gz = self.deformation_gradient(z) - np.eye(self.dim)
+        return self.gauss_weights() * np.linalg.norm(gz.reshape(self.n_gauss, -1), axis=1)
