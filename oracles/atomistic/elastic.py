@@ -1,318 +1,37 @@
-r"""Elastic constants of cubic crystals from any ASE calculator.
+r"""Elastic constants of cubic crystals from any ASE calculator, as an oracle.
 
-Fidelity 0 is static Cauchy–Born at 0 K: the lattice parameter is found where
-the pressure vanishes (a root of :math:`p(a) = -\mathrm{tr}\,\sigma/3`, which is
-the energy minimum since :math:`p = -dE/dV`), then the stress–strain
-coefficients :math:`C_{ij} = \partial\sigma_i/\partial\varepsilon_j` come from
-central differences of the stress under small homogeneous strains, with the
-internal coordinates relaxed under each strain when the cell has more than one
-atom (a lattice with a basis). Fidelity 1 is finite-temperature Langevin MD
-(:mod:`oracles.atomistic.md`).
+Fidelity 0 is static Cauchy–Born at 0 K (:mod:`oracles.atomistic.crystal`):
+the zero-pressure lattice parameter, then central differences of the stress
+under small strains with internal relaxation. Fidelity 1 is finite-temperature
+Langevin MD (:mod:`oracles.atomistic.md`).
 
 Conventions: Voigt order ``xx, yy, zz, yz, xz, xy`` with engineering shear
-strains (``eps_4 = 2 eps_yz``), ASE's stress sign (tension positive), GPa.
-A strain ``eps`` deforms the reference cell by ``F = I + eps`` (symmetric).
+strains, ASE's stress sign (tension positive), GPa, A, K.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from ase import Atoms
-from ase.build import bulk
-from ase.data import atomic_numbers, reference_states
-from ase.units import GPa
-from scipy.optimize import brentq
 
-from oracles.atomistic.engines import EngineSpec, attach_calculator, engine_name
+from oracles.atomistic.crystal import (
+    CUBIC_STRUCTURES,
+    build_crystal,
+    check_element,
+    equilibrium_lattice_parameter,
+    static_elastic_constants,
+)
+from oracles.atomistic.engines import EngineSpec, engine_name
+from oracles.atomistic.md import finite_temperature_elastic_constants
 from oracles.base import DTYPE, CostModel, Oracle, PointResult, make_bounds
-from oracles.exceptions import CalculationFailed, InvalidInput
+from oracles.exceptions import InvalidInput
 
-CUBIC_STRUCTURES = ("fcc", "bcc", "sc", "diamond")
+__all__ = ["ElasticConstantsOracle", "static_elastic_constants"]
 
-# Voigt index -> tensor index pair
-VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
-
-
-# ------------------------------------------------------------------ crystals
-def check_element(element: str) -> str:
-    if not isinstance(element, str) or element not in atomic_numbers or element == "X":
-        raise InvalidInput(f"element must be a chemical symbol such as 'Cu', got {element!r}")
-    return element
-
-
-def reference_lattice_parameter(element: str, structure: str) -> float | None:
-    """ASE's tabulated cubic lattice parameter when its structure matches, else None."""
-    check_element(element)
-    ref = reference_states[atomic_numbers[element]]
-    if ref is not None and ref.get("symmetry") == structure and "a" in ref:
-        return float(ref["a"])
-    return None
-
-
-def build_crystal(element: str, structure: str = "fcc", a: float = 1.0, cubic: bool = False) -> Atoms:
-    """A periodic cubic crystal: the primitive cell, or the conventional cubic one.
-
-    Raises:
-        InvalidInput: unknown element, a structure that is not cubic, ``a <= 0``.
-    """
-    check_element(element)
-    if structure not in CUBIC_STRUCTURES:
-        raise InvalidInput(f"structure must be one of {CUBIC_STRUCTURES} (cubic), got {structure!r}")
-    if not (math.isfinite(a) and a > 0):
-        raise InvalidInput(f"lattice parameter must be positive and finite, got {a}")
-    return bulk(element, structure, a=a, cubic=cubic)
-
-
-def voigt_to_tensor(eps: Sequence[float]) -> np.ndarray:
-    """``6`` Voigt strains (engineering shears) -> symmetric ``3 x 3`` tensor."""
-    e = np.asarray(eps, dtype=float)
-    if e.shape != (6,):
-        raise InvalidInput(f"a Voigt strain has 6 components, got shape {e.shape}")
-    return np.array(
-        [[e[0], e[5] / 2, e[4] / 2], [e[5] / 2, e[1], e[3] / 2], [e[4] / 2, e[3] / 2, e[2]]]
-    )
-
-
-def strained(atoms: Atoms, eps: Sequence[float], ref_cell: np.ndarray | None = None) -> Atoms:
-    """Deform ``atoms`` in place by ``F = I + eps`` (Voigt ``eps``) of ``ref_cell``.
-
-    Atoms move affinely with the cell (scaled positions kept).
-    """
-    cell = atoms.cell.array.copy() if ref_cell is None else np.asarray(ref_cell)
-    F = np.eye(3) + voigt_to_tensor(eps)
-    atoms.set_cell(cell @ F.T, scale_atoms=True)
-    return atoms
-
-
-def _calc_call(fn, what: str):
-    try:
-        out = fn()
-    except (NotImplementedError, KeyError) as e:
-        # ASE's EMT raises these for elements it has no parameters for
-        raise InvalidInput(f"the engine cannot {what}: {type(e).__name__}: {e}") from e
-    except Exception as e:  # an engine failure for this configuration
-        raise CalculationFailed(f"the engine failed to {what}: {type(e).__name__}: {e}") from e
-    if not np.all(np.isfinite(out)):
-        raise CalculationFailed(f"the engine returned non-finite values when asked to {what}")
-    return out
-
-
-def relax_positions(atoms: Atoms, fmax: float = 1e-6, steps: int = 500) -> int:
-    """Relax atomic positions at fixed cell (internal relaxation); returns steps taken.
-
-    A one-atom cell has no internal coordinates and is left alone.
-    """
-    if len(atoms) < 2:
-        return 0
-    from ase.optimize import BFGS
-
-    opt = BFGS(atoms, logfile=None)
-    try:
-        converged = opt.run(fmax=fmax, steps=steps)
-    except Exception as e:
-        raise CalculationFailed(f"internal relaxation failed: {type(e).__name__}: {e}") from e
-    if not converged:
-        from oracles.exceptions import NotConverged
-
-        f = float(np.abs(atoms.get_forces()).max())
-        raise NotConverged(
-            f"internal relaxation did not reach fmax={fmax} eV/A in {steps} steps (max force {f:.3g})",
-            iterations=steps,
-            residual=f,
-        )
-    return opt.nsteps
-
-
-def stress_voigt(atoms: Atoms, relax: bool = True, fmax: float = 1e-6) -> np.ndarray:
-    """``6`` stress of ``atoms`` in eV/A^3 after internal relaxation."""
-    if relax:
-        relax_positions(atoms, fmax=fmax)
-    return _calc_call(lambda: atoms.get_stress(voigt=True), "compute the stress")
-
-
-def pressure(atoms: Atoms, relax: bool = True, fmax: float = 1e-6) -> float:
-    """Pressure ``-tr(sigma)/3`` in eV/A^3 (positive when compressed)."""
-    return -float(np.mean(stress_voigt(atoms, relax, fmax)[:3]))
-
-
-def equilibrium_lattice_parameter(
-    element: str,
-    structure: str = "fcc",
-    engine: EngineSpec = "default",
-    engine_params: dict[str, Any] | None = None,
-    a_guess: float | None = None,
-    xtol: float = 1e-13,
-    fmax: float = 1e-6,
-) -> float:
-    """Lattice parameter (A) of the static crystal at zero pressure.
-
-    The root of ``p(a)`` is bracketed by stepping outward from ``a_guess`` (ASE's
-    tabulated value when None) and refined with Brent's method; at the root
-    ``dE/dV = -p = 0``, the energy minimum along the volume.
-
-    Raises:
-        InvalidInput: no guess and no tabulated lattice parameter.
-        CalculationFailed: no pressure zero near the guess (no stable lattice).
-    """
-    check_element(element)
-    if structure not in CUBIC_STRUCTURES:
-        raise InvalidInput(f"structure must be one of {CUBIC_STRUCTURES} (cubic), got {structure!r}")
-    if a_guess is None:
-        a_guess = reference_lattice_parameter(element, structure)
-        if a_guess is None:
-            raise InvalidInput(
-                f"no tabulated {structure} lattice parameter for {element}; pass a_guess (A)"
-            )
-    atoms = build_crystal(element, structure, a_guess)
-    attach_calculator(atoms, engine, **(engine_params or {}))
-    cell1 = atoms.cell.array / a_guess
-
-    def p_of(a: float) -> float:
-        atoms.set_cell(cell1 * a, scale_atoms=True)
-        return pressure(atoms, relax=True, fmax=fmax)
-
-    # bracket: compressed (p > 0) at a_lo, stretched (p < 0) at a_hi
-    p0 = p_of(a_guess)
-    step = 0.02 * a_guess
-    lo = hi = a_guess
-    plo = phi = p0
-    for _ in range(40):
-        if plo > 0 > phi:
-            break
-        if p0 <= 0:
-            lo, plo = lo - step, p_of(lo - step)
-            if plo <= 0:
-                hi, phi = lo, plo
-        else:
-            hi, phi = hi + step, p_of(hi + step)
-            if phi >= 0:
-                lo, plo = hi, phi
-        if lo <= 0.3 * a_guess or hi >= 2.0 * a_guess:
-            break
-    if not (plo > 0 > phi):
-        raise CalculationFailed(
-            f"no zero-pressure {structure} {element} lattice found between "
-            f"{lo:.4g} and {hi:.4g} A (pressure {plo:.3g} .. {phi:.3g} eV/A^3)"
-        )
-    return float(brentq(p_of, lo, hi, xtol=xtol, rtol=4 * np.finfo(float).eps))
-
-
-def stress_strain_matrix(
-    atoms: Atoms, delta: float = 1e-4, relax: bool = True, fmax: float = 1e-6, stencil: int = 4
-) -> np.ndarray:
-    """``6 x 6`` stress–strain coefficients ``dsigma_i/deps_j`` (GPa) of ``atoms``.
-
-    Central differences of the stress; ``stencil=4`` uses ``+-delta, +-2 delta``
-    (error ``O(delta^4)``), ``stencil=2`` only ``+-delta`` (``O(delta^2)``).
-    ``atoms`` (with its calculator) is restored to its cell and positions.
-    """
-    if stencil not in (2, 4):
-        raise InvalidInput(f"stencil must be 2 or 4, got {stencil}")
-    if not (0 < delta < 0.05):
-        raise InvalidInput(f"finite-difference strain must be in (0, 0.05), got {delta}")
-    cell0 = atoms.cell.array.copy()
-    pos0 = atoms.get_scaled_positions().copy()
-    C = np.zeros((6, 6))
-    weights = {1: 0.5, 2: 0.0} if stencil == 2 else {1: 2.0 / 3.0, 2: -1.0 / 12.0}
-    for j in range(6):
-        col = np.zeros(6)
-        for k, w in weights.items():
-            if w == 0.0:
-                continue
-            for sign in (1, -1):
-                e = np.zeros(6)
-                e[j] = sign * k * delta
-                atoms.set_scaled_positions(pos0)
-                strained(atoms, e, cell0)
-                col += sign * w * stress_voigt(atoms, relax, fmax)
-        C[:, j] = col / delta / GPa
-    atoms.set_cell(cell0, scale_atoms=False)
-    atoms.set_scaled_positions(pos0)
-    return C
-
-
-def cubic_constants(C: np.ndarray) -> tuple[float, float, float]:
-    """``(C11, C12, C44)`` averaged over the cubic-equivalent entries of ``C`` (``6 x 6``)."""
-    C11 = float(np.mean([C[i, i] for i in range(3)]))
-    C12 = float(np.mean([C[i, j] for i in range(3) for j in range(3) if i != j]))
-    C44 = float(np.mean([C[i, i] for i in range(3, 6)]))
-    return C11, C12, C44
-
-
-def born_stability(C11: float, C12: float, C44: float) -> str | None:
-    """None when the cubic Born criteria hold, else which one fails."""
-    if C11 - C12 <= 0:
-        return f"C11 - C12 = {C11 - C12:.4g} GPa <= 0 (tetragonal shear instability)"
-    if C11 + 2 * C12 <= 0:
-        return f"C11 + 2 C12 = {C11 + 2 * C12:.4g} GPa <= 0 (spinodal: no bulk stiffness)"
-    if C44 <= 0:
-        return f"C44 = {C44:.4g} GPa <= 0 (shear instability)"
-    return None
-
-
-def static_elastic_constants(
-    element: str = "Cu",
-    structure: str = "fcc",
-    engine: EngineSpec = "default",
-    engine_params: dict[str, Any] | None = None,
-    a: float | None = None,
-    hydrostatic_strain: float = 0.0,
-    delta: float = 1e-4,
-    cubic_cell: bool = False,
-    fmax: float = 1e-6,
-) -> dict[str, Any]:
-    """Static (0 K) Cauchy–Born elastic constants of a cubic crystal.
-
-    Args:
-        a: the reference lattice parameter; None to find the zero-pressure one.
-        hydrostatic_strain: the crystal is evaluated at ``a (1 + hydrostatic_strain)``;
-            away from zero the result is the stress–strain coefficient under pressure.
-        cubic_cell: use the conventional cubic cell instead of the primitive one.
-
-    Returns:
-        dict with ``C11, C12, C44, B`` (GPa), ``a0`` (zero-pressure) and ``a`` (A),
-        ``pressure`` (GPa) and the full ``C`` (``6 x 6`` list).
-
-    Raises:
-        CalculationFailed: the strained crystal violates the Born criteria.
-    """
-    a0 = (
-        equilibrium_lattice_parameter(element, structure, engine, engine_params)
-        if a is None
-        else float(a)
-    )
-    a_eff = a0 * (1.0 + hydrostatic_strain)
-    atoms = build_crystal(element, structure, a_eff, cubic=cubic_cell)
-    attach_calculator(atoms, engine, **(engine_params or {}))
-    p = pressure(atoms, relax=True, fmax=fmax) / GPa
-    C = stress_strain_matrix(atoms, delta=delta, relax=True, fmax=fmax)
-    C11, C12, C44 = cubic_constants(C)
-    bad = born_stability(C11, C12, C44)
-    if bad is not None:
-        raise CalculationFailed(
-            f"{element} {structure} at hydrostatic strain {hydrostatic_strain:+.4g} "
-            f"(a = {a_eff:.4f} A) is mechanically unstable: {bad}"
-        )
-    return {
-        "C11": C11,
-        "C12": C12,
-        "C44": C44,
-        "B": (C11 + 2 * C12) / 3,
-        "a0": a0,
-        "a": a_eff,
-        "pressure": p,
-        "C": C.tolist(),
-        "n_atoms": len(atoms),
-    }
-
-
-# --------------------------------------------------------------------- oracle
 class ElasticConstantsOracle(Oracle):
     r"""Elastic constants ``C11, C12, C44`` (GPa) and lattice parameter ``a`` (A).
 
@@ -482,8 +201,6 @@ class ElasticConstantsOracle(Oracle):
                 "compute_time": time.perf_counter() - t0,
             }
             return PointResult(y=y, yvar=torch.zeros(4, dtype=DTYPE), metadata=meta)
-
-        from oracles.atomistic.md import finite_temperature_elastic_constants
 
         static = static_elastic_constants(
             self.element, self.structure, self.engine, self.engine_params, a=a0, delta=self.delta

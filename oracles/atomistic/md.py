@@ -37,7 +37,7 @@ from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.md.verlet import VelocityVerlet
 
-from oracles.atomistic.elastic import (
+from oracles.atomistic.crystal import (
     born_stability,
     build_crystal,
     static_elastic_constants,

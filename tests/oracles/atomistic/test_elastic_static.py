@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from ase.units import GPa
 
-from oracles.atomistic.elastic import (
+from oracles.atomistic.crystal import (
     build_crystal,
     cubic_constants,
     equilibrium_lattice_parameter,

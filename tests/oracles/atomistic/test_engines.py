@@ -20,7 +20,7 @@ def test_asap_and_ase_emt_agree():
     smoothing) give the same Cu lattice and elastic constants within 2%."""
     if not engines.has_asap():
         pytest.skip("asap3 not installed")
-    from oracles.atomistic.elastic import static_elastic_constants
+    from oracles.atomistic.crystal import static_elastic_constants
 
     ra, re = static_elastic_constants(engine="asap"), static_elastic_constants(engine="emt")
     for k in ("a0", "C11", "C12", "C44"):

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from oracles.atomistic.elastic import build_crystal, static_elastic_constants
+from oracles.atomistic.crystal import build_crystal, static_elastic_constants
 from oracles.atomistic.engines import attach_calculator
 from oracles.atomistic.md import (
     block_average,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from ase.build import fcc100, fcc110, fcc111
 
-from oracles.atomistic.elastic import build_crystal, equilibrium_lattice_parameter
+from oracles.atomistic.crystal import build_crystal, equilibrium_lattice_parameter
 from oracles.atomistic.engines import attach_calculator
 from oracles.atomistic.surface import (
     EV_PER_A2_TO_J_PER_M2,
