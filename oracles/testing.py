@@ -1,16 +1,27 @@
-"""Contract tests every oracle's tests subclass.
+"""Contract tests for oracles: a core every oracle's tests subclass, and
+opt-in mixins for the properties only some oracles have.
+
+* :class:`OracleContractTests`: metadata, shapes and dtype, every fidelity, a
+  single point, bounds and input validation, pickling. Applies to every oracle.
+* :class:`DeterministicOracleTests`: repeated evaluations (and a pickled
+  copy) give identical outputs. For noise-free oracles, and for noisy ones
+  that seed their noise per point.
+* :class:`FailingInputsTests`: points inside the bounds that the oracle
+  cannot evaluate come back flagged, with NaN outputs and a reason. The
+  subclass names such points in :meth:`FailingInputsTests.failing_inputs`.
 
 Example::
 
-    class TestMyOracle(OracleContractTests):
+    class TestMyOracle(OracleContractTests, DeterministicOracleTests, FailingInputsTests):
         def make_oracle(self):
             return MyOracle(...)
 
-        def failing_inputs(self, oracle):   # optional
-            return torch.tensor([[...]])     # points expected to fail
+        def failing_inputs(self, oracle):
+            return torch.tensor([[...]])     # k x d points expected to fail
 
-pytest collects the ``test_*`` methods of the subclass. The base class itself
-is not collected (its name does not start with ``Test``).
+pytest collects the ``test_*`` methods of the subclass. The classes here are
+not collected themselves (their names do not start with ``Test``); a mixin
+reaches its oracle through the ``oracle`` fixture of :class:`OracleContractTests`.
 """
 
 from __future__ import annotations
@@ -24,15 +35,24 @@ from torch import Tensor
 from oracles.base import DTYPE, Oracle, OracleResult
 from oracles.exceptions import InvalidInput
 
+__all__ = ["DeterministicOracleTests", "FailingInputsTests", "OracleContractTests"]
+
 
 class OracleContractTests:
-    """Shapes, dtype, bounds validation, determinism, pickling, failure flags."""
+    """The contract every oracle meets: metadata, shapes and dtype, each
+    fidelity, one point as a vector, bounds and value checks, pickling.
+
+    Subclasses define :meth:`make_oracle` and may override
+    :meth:`sample_inputs` (for oracles whose feasible set is smaller than
+    their box) and ``n_points``.
+    """
 
     #: number of points in the test batch
     n_points: int = 3
 
     def make_oracle(self) -> Oracle:
-        raise NotImplementedError
+        """The oracle under test (built once per test class)."""
+        raise NotImplementedError(f"{type(self).__name__} must define make_oracle")
 
     def sample_inputs(self, oracle: Oracle, n: int, seed: int = 0) -> Tensor:
         """``n x d`` points uniformly inside the bounds (override for oracles
@@ -41,10 +61,6 @@ class OracleContractTests:
         u = torch.rand(n, oracle.dim, generator=g, dtype=DTYPE)
         lo, hi = oracle.bounds
         return lo + (hi - lo) * u
-
-    def failing_inputs(self, oracle: Oracle) -> Tensor | None:
-        """``k x d`` inside-bounds points expected to fail, or None."""
-        return None
 
     @pytest.fixture(scope="class")
     def oracle(self) -> Oracle:
@@ -101,27 +117,39 @@ class OracleContractTests:
         with pytest.raises(InvalidInput, match="nan"):
             oracle.evaluate(X)
 
+    def test_picklable(self, oracle):
+        clone = pickle.loads(pickle.dumps(oracle))
+        X = self.sample_inputs(oracle, 1, seed=6)
+        assert clone.evaluate(X).Y.shape == (1, oracle.num_outputs)
+
+
+class DeterministicOracleTests:
+    """Opt-in: the same inputs give the same outputs, also after pickling."""
+
     def test_deterministic(self, oracle):
-        if oracle.noisy:
-            pytest.skip("noisy oracle: determinism is per seed, tested by its own suite")
         X = self.sample_inputs(oracle, 2, seed=5)
         a, b = oracle.evaluate(X), oracle.evaluate(X)
         torch.testing.assert_close(a.Y, b.Y, equal_nan=True)
 
-    def test_picklable(self, oracle):
+    def test_pickled_copy_agrees(self, oracle):
         clone = pickle.loads(pickle.dumps(oracle))
         X = self.sample_inputs(oracle, 1, seed=6)
-        if not oracle.noisy:
-            torch.testing.assert_close(clone.evaluate(X).Y, oracle.evaluate(X).Y, equal_nan=True)
-        else:
-            assert clone.evaluate(X).Y.shape == (1, oracle.num_outputs)
+        torch.testing.assert_close(clone.evaluate(X).Y, oracle.evaluate(X).Y, equal_nan=True)
+
+
+class FailingInputsTests:
+    """Opt-in: inside-bounds points the oracle cannot evaluate are flagged,
+    with NaN outputs and a reason, beside a point that succeeds."""
+
+    def failing_inputs(self, oracle: Oracle) -> Tensor:
+        """``k x d`` inside-bounds points expected to fail."""
+        raise NotImplementedError(f"{type(self).__name__} must define failing_inputs")
 
     def test_failed_points_flagged(self, oracle):
         Xf = self.failing_inputs(oracle)
-        if Xf is None:
-            pytest.skip("this oracle has no known failing inputs")
         X = torch.cat([self.sample_inputs(oracle, 1, seed=7), Xf])
         r = oracle.evaluate(X)
+        assert not r.failed[0], r.reasons[0]
         assert r.failed[1:].all(), r.reasons
         assert torch.isnan(r.Y[1:]).all()
         assert all(isinstance(s, str) and s for s in r.reasons[1:])

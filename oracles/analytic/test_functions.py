@@ -6,11 +6,14 @@ approximation, 1 the truth), each with its literature definition:
 * :class:`Forrester` (1D), :class:`Currin` (2D), :class:`Park` (4D),
   :class:`Borehole` (8D).
 
-Single-fidelity functions with known global minima, for campaign benchmarks:
+Single-fidelity functions with known global minima, for campaign benchmarks,
+are BoTorch's own problems wrapped as oracles (:class:`BoTorchOracle`):
 
 * :class:`Branin` (2D), :class:`Hartmann6` (6D).
 
-All follow BoTorch's synthetic test problems (``botorch.test_functions``):
+The two-fidelity functions are not in BoTorch (its ``BoreholeMultiFidelity``
+is another variant, with other bounds and low fidelities). All follow
+BoTorch's synthetic test problems (``botorch.test_functions``):
 ``bounds`` is ``2 x d``; :meth:`SyntheticOracle.evaluate` adds Gaussian noise of
 ``noise_std`` (per fidelity if a sequence) and reports ``Yvar = noise_std**2``;
 :meth:`SyntheticOracle.evaluate_true` is noise-free; ``negate=True`` flips the
@@ -30,6 +33,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from botorch.test_functions import synthetic as botorch_synthetic
+from botorch.test_functions.synthetic import SyntheticTestFunction
 from torch import Tensor
 
 from oracles.base import DTYPE, CostModel, Oracle, OracleResult, PointResult, make_bounds
@@ -41,6 +46,7 @@ __all__ = [
     "Currin",
     "Park",
     "Borehole",
+    "BoTorchOracle",
     "Branin",
     "Hartmann6",
 ]
@@ -65,10 +71,8 @@ class SyntheticOracle(Oracle):
 
     output_names = ("y",)
     _bounds: Sequence[tuple[float, float]] = ()
-    #: global minimum value of the highest fidelity (single-fidelity functions)
+    #: global minimum value of the highest fidelity, where known
     optimal_value: float | None = None
-    #: ``k x d`` known minimizers
-    _optimizers: Sequence[Sequence[float]] | None = None
 
     def __init__(
         self,
@@ -98,13 +102,6 @@ class SyntheticOracle(Oracle):
         self.negate = bool(negate)
         self.seed = seed
         self._rng = np.random.default_rng(seed) if seed is not None else None
-
-    @property
-    def optimizers(self) -> Tensor | None:
-        """``k x d`` known global minimizers, or None."""
-        if self._optimizers is None:
-            return None
-        return torch.tensor(self._optimizers, dtype=DTYPE)
 
     def _f(self, X: Tensor, fidelity: int) -> Tensor:
         """``n`` noise-free values at ``n x d`` inputs."""
@@ -298,32 +295,66 @@ class Borehole(SyntheticOracle):
 
 
 # ------------------------------------------------------- single fidelity
-class Branin(SyntheticOracle):
-    r"""Branin–Hoo function on ``[-5, 10] x [0, 15]``.
+class BoTorchOracle(SyntheticOracle):
+    """A single-fidelity BoTorch synthetic test problem as an oracle.
+
+    Subclasses set ``problem_class`` (a
+    :class:`botorch.test_functions.synthetic.SyntheticTestFunction`),
+    ``problem_kwargs`` and ``input_names``; the bounds, the optimal value and
+    the optimizers are BoTorch's, and the values are BoTorch's noise-free
+    ``evaluate_true``. Noise, costs, sign and seed are handled by
+    :class:`SyntheticOracle`.
+    """
+
+    problem_class: type[SyntheticTestFunction]
+    problem_kwargs: dict = {}
+
+    def __init__(
+        self,
+        noise_std: float | Sequence[float] | None = None,
+        costs: Sequence[float] | None = None,
+        negate: bool = False,
+        seed: int | None = None,
+    ):
+        self.problem = self.problem_class(dtype=DTYPE, **self.problem_kwargs)
+        self._bounds = [tuple(b) for b in self.problem.bounds.T.tolist()]
+        super().__init__(noise_std=noise_std, costs=costs, negate=negate, seed=seed)
+
+    @property
+    def optimal_value(self) -> float:
+        """Global minimum value (BoTorch's ``optimal_value``)."""
+        return float(self.problem.optimal_value)
+
+    @property
+    def optimizers(self) -> Tensor:
+        """``k x d`` known global minimizers (BoTorch's ``optimizers``)."""
+        return self.problem.optimizers.to(DTYPE)
+
+    def _f(self, X, fidelity):
+        return self.problem.evaluate_true(X)
+
+
+class Branin(BoTorchOracle):
+    r"""Branin–Hoo function on ``[-5, 10] x [0, 15]``:
+    :class:`botorch.test_functions.Branin`.
 
     .. math::
         f(x) = \Big(x_2 - \frac{5.1}{4\pi^2} x_1^2 + \frac{5}{\pi} x_1 - 6\Big)^2
             + 10\Big(1 - \frac{1}{8\pi}\Big)\cos x_1 + 10.
 
-    Global minimum ``5/(4 pi) = 0.397887`` at ``(-pi, 12.275)``, ``(pi, 2.275)``
-    and ``(9.42478, 2.475)``. Reference: L. C. W. Dixon, G. P. Szegö (1978),
+    Global minimum ``0.397887`` at ``(-pi, 12.275)``, ``(pi, 2.275)`` and
+    ``(9.42478, 2.475)``. Reference: L. C. W. Dixon, G. P. Szegö (1978),
     "The global optimization problem: an introduction", in Towards Global
     Optimization 2, North-Holland.
     """
 
     input_names = ("x1", "x2")
-    _bounds = [(-5.0, 10.0), (0.0, 15.0)]
-    optimal_value = 5.0 / (4.0 * math.pi)
-    _optimizers = [(-math.pi, 12.275), (math.pi, 2.275), (3 * math.pi, 2.475)]
-
-    def _f(self, X, fidelity):
-        x1, x2 = X[:, 0], X[:, 1]
-        t = x2 - 5.1 / (4 * math.pi**2) * x1**2 + 5 / math.pi * x1 - 6
-        return t**2 + 10 * (1 - 1 / (8 * math.pi)) * torch.cos(x1) + 10
+    problem_class = botorch_synthetic.Branin
 
 
-class Hartmann6(SyntheticOracle):
-    r"""Six-dimensional Hartmann function on ``[0, 1]^6``.
+class Hartmann6(BoTorchOracle):
+    r"""Six-dimensional Hartmann function on ``[0, 1]^6``:
+    :class:`botorch.test_functions.Hartmann` with ``dim=6``.
 
     .. math::
         f(x) = -\sum_{i=1}^4 \alpha_i \exp\Big(-\sum_{j=1}^6 A_{ij}(x_j - P_{ij})^2\Big),
@@ -331,30 +362,10 @@ class Hartmann6(SyntheticOracle):
 
     Global minimum ``-3.32237`` at
     ``(0.20169, 0.150011, 0.476874, 0.275332, 0.311652, 0.6573)``.
-    Reference: Dixon & Szegö (1978); values as tabulated by Surjanovic & Bingham.
+    BoTorch holds ``A`` and ``alpha`` as float32 numbers, so values match the
+    formula to about ``1e-7`` relative. Reference: Dixon & Szegö (1978).
     """
 
     input_names = tuple(f"x{i}" for i in range(1, 7))
-    _bounds = [(0.0, 1.0)] * 6
-    optimal_value = -3.32237
-    _optimizers = [(0.20169, 0.150011, 0.476874, 0.275332, 0.311652, 0.6573)]
-    _alpha = (1.0, 1.2, 3.0, 3.2)
-    _A = (
-        (10, 3, 17, 3.5, 1.7, 8),
-        (0.05, 10, 17, 0.1, 8, 14),
-        (3, 3.5, 1.7, 10, 17, 8),
-        (17, 8, 0.05, 10, 0.1, 14),
-    )
-    _P = (
-        (1312, 1696, 5569, 124, 8283, 5886),
-        (2329, 4135, 8307, 3736, 1004, 9991),
-        (2348, 1451, 3522, 2883, 3047, 6650),
-        (4047, 8828, 8732, 5743, 1091, 381),
-    )
-
-    def _f(self, X, fidelity):
-        A = torch.tensor(self._A, dtype=DTYPE)
-        P = 1e-4 * torch.tensor(self._P, dtype=DTYPE)
-        alpha = torch.tensor(self._alpha, dtype=DTYPE)
-        inner = (A * (X[:, None, :] - P) ** 2).sum(-1)  # n x 4
-        return -(alpha * torch.exp(-inner)).sum(-1)
+    problem_class = botorch_synthetic.Hartmann
+    problem_kwargs = {"dim": 6}

@@ -24,7 +24,7 @@ from oracles.analytic.bounds import (
 )
 from oracles.base import DTYPE
 from oracles.exceptions import InvalidInput
-from oracles.testing import OracleContractTests
+from oracles.testing import DeterministicOracleTests, OracleContractTests
 
 D = DTYPE
 
@@ -228,7 +228,7 @@ def test_bad_inputs():
 
 
 # ------------------------------------------------------------------ oracles
-class TestHashinShtrikmanOracle(OracleContractTests):
+class TestHashinShtrikmanOracle(OracleContractTests, DeterministicOracleTests):
     def make_oracle(self):
         return HashinShtrikmanOracle(1.0, 0.5, 10.0, 5.0, dim=3, bound="upper")
 
@@ -238,7 +238,7 @@ class TestHashinShtrikmanOracle(OracleContractTests):
         torch.testing.assert_close(oracle.evaluate(X).Y, torch.stack([b.K_upper, b.G_upper], -1))
 
 
-class TestMoriTanakaOracleVaryingModuli(OracleContractTests):
+class TestMoriTanakaOracleVaryingModuli(OracleContractTests, DeterministicOracleTests):
     def make_oracle(self):
         return MoriTanakaOracle(1.0, 0.5, 10.0, 5.0, dim=2, vary_moduli=True, outputs="Enu")
 
@@ -250,7 +250,7 @@ class TestMoriTanakaOracleVaryingModuli(OracleContractTests):
         torch.testing.assert_close(oracle.evaluate(x).Y[0], torch.stack([E, nu]))
 
 
-class TestVoigtOracle(OracleContractTests):
+class TestVoigtOracle(OracleContractTests, DeterministicOracleTests):
     def make_oracle(self):
         return VoigtOracle(2.0, 1.0, 20.0, 9.0, fraction_bounds=(0.1, 0.6), cost=0.5)
 
@@ -258,7 +258,7 @@ class TestVoigtOracle(OracleContractTests):
         assert (oracle.evaluate([[0.2]]).cost == 0.5).all()
 
 
-class TestReussOracle(OracleContractTests):
+class TestReussOracle(OracleContractTests, DeterministicOracleTests):
     def make_oracle(self):
         return ReussOracle(2.0, 1.0, 20.0, 9.0, dim=2)
 

@@ -20,9 +20,7 @@ from oracles.analytic.test_functions import (
 )
 from oracles.base import DTYPE
 from oracles.exceptions import InvalidInput
-from oracles.testing import OracleContractTests
-
-mf = pytest.importorskip("emukit.test_functions.multi_fidelity")
+from oracles.testing import DeterministicOracleTests, OracleContractTests
 
 
 def uniform(oracle: SyntheticOracle, n: int, seed: int) -> torch.Tensor:
@@ -32,6 +30,8 @@ def uniform(oracle: SyntheticOracle, n: int, seed: int) -> torch.Tensor:
 
 
 def emukit_sources(name):
+    """Emukit's ``[low, high]`` functions; the comparison tests alone skip without Emukit."""
+    mf = pytest.importorskip("emukit.test_functions.multi_fidelity")
     if name == "forrester":
         from emukit.test_functions.forrester import multi_fidelity_forrester_function
 
@@ -53,23 +53,29 @@ def test_two_fidelity_values_match_emukit(cls, name, seed):
         torch.testing.assert_close(oracle.evaluate_true(X, fid), ref, rtol=1e-12, atol=1e-12)
 
 
-def test_park_matches_literature_and_emukit_where_they_agree():
+def test_park_matches_literature():
     oracle = Park()
     X = uniform(oracle, 20, 0)
     x1, x2, x3, x4 = X.T.numpy()
     lit = x1 / 2 * (np.sqrt(1 + (x2 + x3**2) * x4 / x1**2) - 1) + (x1 + 3 * x4) * np.exp(1 + np.sin(x3))
     np.testing.assert_allclose(oracle.evaluate_true(X, 1)[:, 0].numpy(), lit, rtol=1e-12)
-    low, high = emukit_sources("park")
-    # Emukit writes x2 + x3 where Park has x2 + x3^2: they agree for x3 in {0, 1}
-    Xe = X.clone()
-    Xe[:10, 2], Xe[10:, 2] = 0.0, 1.0
-    for fid, f in enumerate((low, high)):
-        ref = torch.as_tensor(f(Xe.numpy()), dtype=DTYPE).reshape(-1, 1)
-        torch.testing.assert_close(oracle.evaluate_true(Xe, fid), ref, rtol=1e-12, atol=1e-12)
+    low = (1 + np.sin(x1) / 10) * lit - 2 * x1 + x2**2 + x3**2 + 0.5
+    np.testing.assert_allclose(oracle.evaluate_true(X, 0)[:, 0].numpy(), low, rtol=1e-12)
     # finite at x1 = 0 (limit of the first term is sqrt((x2 + x3^2) x4) / 2)
     x0 = torch.tensor([[0.0, 0.5, 0.5, 0.5]], dtype=DTYPE)
     expected = math.sqrt(0.75 * 0.5) / 2 + 1.5 * math.exp(1 + math.sin(0.5))
     assert oracle.evaluate_true(x0, 1).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_park_matches_emukit_where_they_agree():
+    low, high = emukit_sources("park")
+    oracle = Park()
+    # Emukit writes x2 + x3 where Park has x2 + x3^2: they agree for x3 in {0, 1}
+    Xe = uniform(oracle, 20, 0)
+    Xe[:10, 2], Xe[10:, 2] = 0.0, 1.0
+    for fid, f in enumerate((low, high)):
+        ref = torch.as_tensor(f(Xe.numpy()), dtype=DTYPE).reshape(-1, 1)
+        torch.testing.assert_close(oracle.evaluate_true(Xe, fid), ref, rtol=1e-12, atol=1e-12)
 
 
 def test_borehole_hand_value_at_centre():
@@ -91,15 +97,19 @@ def test_forrester_minimum():
     assert res.fun == pytest.approx(-6.02074, abs=1e-5)
 
 
-def test_branin_optima_and_botorch():
-    from botorch.test_functions import Branin as BBranin
-
+def test_branin_formula_and_optima():
     b = Branin()
-    vals = b.evaluate_true(b.optimizers)
-    torch.testing.assert_close(vals, torch.full((3, 1), 0.397887, dtype=DTYPE), atol=1e-6, rtol=0)
+    assert b.input_names == ("x1", "x2")
+    torch.testing.assert_close(b.bounds, torch.tensor([[-5.0, 0.0], [10.0, 15.0]], dtype=DTYPE))
     X = uniform(b, 50, 3)
-    assert (b.evaluate_true(X) >= b.optimal_value - 1e-12).all()
-    torch.testing.assert_close(b.evaluate_true(X)[:, 0], BBranin().evaluate_true(X))
+    x1, x2 = X.T.numpy()
+    # Dixon & Szego (1978), written out independently of BoTorch
+    lit = (x2 - 5.1 / (4 * np.pi**2) * x1**2 + 5 / np.pi * x1 - 6) ** 2 + 10 * (1 - 1 / (8 * np.pi)) * np.cos(x1) + 10
+    np.testing.assert_allclose(b.evaluate_true(X)[:, 0].numpy(), lit, rtol=1e-12)
+    vals = b.evaluate_true(b.optimizers)
+    torch.testing.assert_close(vals, torch.full((3, 1), 5 / (4 * math.pi), dtype=DTYPE), atol=1e-6, rtol=0)
+    assert b.optimal_value == pytest.approx(5 / (4 * math.pi), abs=1e-6)
+    assert (b.evaluate_true(X) >= b.optimal_value - 1e-6).all()
     # optimizers are stationary points (central differences of the gradient)
     h = 1e-6
     for x in b.optimizers:
@@ -110,14 +120,28 @@ def test_branin_optima_and_botorch():
             assert abs(g) < 1e-4
 
 
-def test_hartmann6_optimum_and_botorch():
-    from botorch.test_functions import Hartmann
-
+def test_hartmann6_formula_and_optimum():
     h6 = Hartmann6()
-    assert h6.evaluate_true(h6.optimizers).item() == pytest.approx(-3.32237, abs=1e-5)
+    assert h6.dim == 6 and h6.optimizers.shape == (1, 6)
+    alpha = np.array([1.0, 1.2, 3.0, 3.2])
+    A = np.array(
+        [[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14], [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]]
+    )
+    P = 1e-4 * np.array(
+        [
+            [1312, 1696, 5569, 124, 8283, 5886],
+            [2329, 4135, 8307, 3736, 1004, 9991],
+            [2348, 1451, 3522, 2883, 3047, 6650],
+            [4047, 8828, 8732, 5743, 1091, 381],
+        ]
+    )
     X = uniform(h6, 100, 4)
+    lit = -(alpha * np.exp(-(A * (X.numpy()[:, None, :] - P) ** 2).sum(-1))).sum(-1)
+    # BoTorch stores A and alpha as float32 numbers: agreement to ~1e-7
+    np.testing.assert_allclose(h6.evaluate_true(X)[:, 0].numpy(), lit, rtol=1e-6)
+    assert h6.evaluate_true(h6.optimizers).item() == pytest.approx(-3.32237, abs=1e-5)
     assert (h6.evaluate_true(X) > h6.optimal_value).all()
-    torch.testing.assert_close(h6.evaluate_true(X)[:, 0], Hartmann(dim=6).evaluate_true(X))
+    torch.testing.assert_close(Hartmann6(negate=True).evaluate_true(X), -h6.evaluate_true(X))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -158,7 +182,7 @@ def test_bad_arguments():
         Borehole().evaluate(torch.tensor([[1.0, 200, 7e4, 1000, 70, 750, 1200, 1e4]]))
 
 
-class TestForrester(OracleContractTests):
+class TestForrester(OracleContractTests, DeterministicOracleTests):
     def make_oracle(self):
         return Forrester()
 
@@ -168,21 +192,21 @@ class TestCurrinNoisy(OracleContractTests):
         return Currin(noise_std=0.1, seed=0)
 
 
-class TestPark(OracleContractTests):
+class TestPark(OracleContractTests, DeterministicOracleTests):
     def make_oracle(self):
         return Park()
 
 
-class TestBorehole(OracleContractTests):
+class TestBorehole(OracleContractTests, DeterministicOracleTests):
     def make_oracle(self):
         return Borehole()
 
 
-class TestBranin(OracleContractTests):
+class TestBranin(OracleContractTests, DeterministicOracleTests):
     def make_oracle(self):
         return Branin()
 
 
-class TestHartmann6(OracleContractTests):
+class TestHartmann6(OracleContractTests, DeterministicOracleTests):
     def make_oracle(self):
         return Hartmann6(negate=True)

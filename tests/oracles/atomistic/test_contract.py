@@ -7,12 +7,12 @@ from oracles.atomistic.elastic import ElasticConstantsOracle
 from oracles.atomistic.surface import SurfaceOracle
 from oracles.base import DTYPE
 from oracles.exceptions import InvalidInput
-from oracles.testing import OracleContractTests
+from oracles.testing import DeterministicOracleTests, FailingInputsTests, OracleContractTests
 
 TINY_MD = dict(size=2, n_steps=100, lattice_steps=60, n_equil=40, n_lattice_iter=2, sample_every=2, n_blocks=5)
 
 
-class TestElasticConstantsOracle(OracleContractTests):
+class TestElasticConstantsOracle(OracleContractTests, FailingInputsTests):
     n_points = 3
 
     def make_oracle(self):
@@ -30,7 +30,7 @@ class TestElasticConstantsOracleTemperatureOnly(OracleContractTests):
         return ElasticConstantsOracle("Cu", with_strain=False, max_temperature=300.0, **TINY_MD)
 
 
-class TestSurfaceOracle(OracleContractTests):
+class TestSurfaceOracle(OracleContractTests, DeterministicOracleTests):
     def make_oracle(self):
         return SurfaceOracle("Cu", (1, 0, 0), n_openings=21)
 

@@ -15,7 +15,7 @@ from oracles.base import DTYPE
 from oracles.cohesive.laws import BilinearLaw, ExponentialLaw, PPRLaw
 from oracles.cohesive.oracle import CohesiveOracle, k_ic, vrh_cubic
 from oracles.exceptions import InvalidInput
-from oracles.testing import OracleContractTests
+from oracles.testing import DeterministicOracleTests, FailingInputsTests, OracleContractTests
 
 
 def cubic_voigt_matrix(C11, C12, C44):
@@ -119,7 +119,7 @@ def test_oracle_bad_configuration():
         vrh_cubic(100.0, 150.0, 50.0)
 
 
-class TestCohesiveOracle(OracleContractTests):
+class TestCohesiveOracle(OracleContractTests, DeterministicOracleTests, FailingInputsTests):
     def make_oracle(self):
         return CohesiveOracle(law="ppr", shear_energy_ratio=0.6, shear_strength_ratio=0.8)
 

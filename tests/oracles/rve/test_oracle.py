@@ -16,7 +16,7 @@ from oracles.rve import (
     StVenantKirchhoff,
 )
 from oracles.rve.oracle import RVEOracle
-from oracles.testing import OracleContractTests
+from oracles.testing import DeterministicOracleTests, FailingInputsTests, OracleContractTests
 
 DT = torch.float64
 
@@ -25,7 +25,7 @@ def small_laws():
     return [IsotropicElastic(1.0, 0.3), IsotropicElastic(10.0, 0.3)]
 
 
-class TestSmallStrainOracleWithMicroParameter(OracleContractTests):
+class TestSmallStrainOracleWithMicroParameter(OracleContractTests, DeterministicOracleTests, FailingInputsTests):
     def make_oracle(self):
         return RVEOracle(
             small_laws(),
@@ -49,7 +49,7 @@ class TestSmallStrainOracleWithMicroParameter(OracleContractTests):
         assert oracle.output_names == ("sig11", "sig22", "sig12")
 
 
-class TestFiniteStrainOracle(OracleContractTests):
+class TestFiniteStrainOracle(OracleContractTests, DeterministicOracleTests, FailingInputsTests):
     def make_oracle(self):
         laws = [NeoHookean(K=0.833, mu=0.386), NeoHookean(K=8.33, mu=3.86)]
         lo = [-1.0, -0.05, -0.05, -0.05]
