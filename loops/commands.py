@@ -30,6 +30,10 @@ def register(subparsers, name: str) -> None:
 def _report(res) -> None:
     st = res.state
     print(f"run directory: {res.run_dir}")
+    if res.stopped_by in ("SIGTERM", "SIGINT"):
+        print(f"stopped by {res.stopped_by} after {st.calls} calls; points in flight stay pending: "
+              f"`scalebridge resume {res.run_dir}` continues", flush=True)
+        return
     print(f"stopped by {res.stopped_by}: {st.calls} calls ({st.failed} failed), cost {st.cost:g}"
           + (f", best {st.best:.6g}" if st.best is not None else "")
           + "".join(f", {k} {v:.4g}" for k, v in st.metrics.items()))
@@ -45,26 +49,49 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
         return 2
     from loops.engine import Campaign
+    from loops.store import RunDirError
 
     try:
         camp = Campaign(config, run_dir=args.run_dir, progress=not args.no_progress)
+    except RunDirError as e:
+        print(f"{e}", file=sys.stderr)
+        return 2
     except (ValueError, ImportError) as e:
         print(f"{args.config}: {e}", file=sys.stderr)
         return 2
     print(f"run directory: {camp.run_dir}  (resume with: scalebridge resume {camp.run_dir})", flush=True)
-    _report(camp.run())
+    return _run(camp)
+
+
+def _run(camp) -> int:
+    """Run, report, and return the exit status (128 + signal number when stopped by a signal)."""
+    import signal
+
+    try:
+        res = camp.run()
+    except RuntimeError as e:  # the executor could not start (e.g. an unreachable Dask scheduler)
+        print(f"{e}", file=sys.stderr)
+        return 2
+    _report(res)
+    sys.stdout.flush()
+    if res.stopped_by in ("SIGTERM", "SIGINT"):
+        return 128 + int(getattr(signal, res.stopped_by))
     return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from loops.engine import Campaign
+    from loops.store import RunDirError
 
     if not (Path(args.run) / "config.json").exists():
         print(f"{args.run}: not a campaign run directory (no config.json)", file=sys.stderr)
         return 2
-    camp = Campaign.resume(args.run, progress=not args.no_progress)
-    _report(camp.run())
-    return 0
+    try:
+        camp = Campaign.resume(args.run, progress=not args.no_progress)
+    except (RunDirError, ValueError, ImportError) as e:
+        print(f"{args.run}: {e}" if str(args.run) not in str(e) else f"{e}", file=sys.stderr)
+        return 2
+    return _run(camp)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

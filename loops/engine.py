@@ -1,29 +1,48 @@
-"""The campaign engine: an outer loop of small replaceable parts.
+"""The campaign engine: ask/tell over a run store, and a loop built on it.
 
-``Campaign.run`` repeats: fill the free workers with candidates (the initial
-Sobol design first, then the acquisition with the running points as
-``X_pending``), wait for any result, write it to the run store, then update
-the model, log metrics and ask the stopping conditions. The parts:
+A :class:`Campaign` can be driven one step at a time::
+
+    camp = Campaign(config)                 # or Campaign(config, oracle=my_oracle)
+    while not camp.finished():
+        trial = camp.ask(2)                 # 2 x d inputs, their fidelities, row ids
+        Y = my_lab(trial.X)                 # anything: a robot, an HPC job array, ...
+        camp.tell(trial.X, Y, ids=trial.ids)
+    res = camp.finish()
+
+``ask(n)`` returns points already pending in the store first (the initial
+design, points in flight when a previous driver died, retries), then new
+candidates from the acquisition (``X_pending``: the points asked and not yet
+told); every asked point is a ``pending`` row of the run store. ``tell``
+records results (failures with their reasons) in the store before the model
+sees them. :meth:`Campaign.run` is this loop over an executor: it fills the
+free workers with ``ask``, and hands each worker's answer to the same
+recording path as ``tell``. The parts:
 
 * state: :class:`LoopState` (counts, cost, time, best value, metrics);
 * candidate generator: :func:`loops.acquisition.propose`;
-* model updater: :func:`loops.models.fit_model` (warm-started hyperparameters;
-  a deterministic oracle's data are interpolated, ``model.noise_free``);
+* model updater: :func:`loops.models.fit_model` (refit before a proposal when
+  results arrived since the last fit);
 * stopping conditions: :class:`StoppingCondition` objects combined with ``|``;
 * callbacks: ``callback(campaign, state)`` after each model update.
 
-A campaign lives in a run directory (``config.json``, ``store.sqlite``) and
-can be resumed from it after any kind of death.
+A campaign lives in a run directory (``config.json``, ``store.sqlite``,
+``progress.json``, ``lock``) owned by one driver at a time, and can be
+resumed from it after any kind of death. Worker faults (a dead worker, a
+timeout that had to kill its worker) are retried on a fresh worker up to
+``executor.retries`` times, then recorded as failed with the reason.
+SIGTERM and SIGINT stop :meth:`Campaign.run` cleanly: points in flight stay
+pending for a resume, workers are stopped and the store is closed.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,10 +53,10 @@ from torch import Tensor
 
 from loops.acquisition import Problem, problem_seed, propose, sobol_points
 from loops.config import CampaignConfig
-from loops.executors import ExecutorHandle
+from loops.executors import PickledOracle, PointRunner, check_record
 from loops.models import fit_model, noise_variance, predict, winsorize_objective
 from loops.registry import build_oracle
-from loops.store import RunStore
+from loops.store import RunDirError, RunLock, RunStore, read_progress, write_progress
 
 # ------------------------------------------------------------------ state
 
@@ -119,6 +138,14 @@ class TargetError(_Cond):
         return v is not None and v <= self.target
 
 
+class CampaignInterrupted(BaseException):
+    """SIGTERM or SIGINT reached :meth:`Campaign.run` (a ``BaseException``, so no ``except Exception`` eats it)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 # ----------------------------------------------------------------- helpers
 
 
@@ -133,12 +160,117 @@ def run_dir_for(config: CampaignConfig, base: str | Path | None = None) -> Path:
     return d
 
 
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict) and d:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
+def config_differences(a: dict[str, Any], b: dict[str, Any], ignore: tuple[str, ...] = ("run_dir",)) -> list[str]:
+    """Dotted keys whose values differ between two config dicts."""
+    fa, fb = _flat(a), _flat(b)
+    return sorted(k for k in set(fa) | set(fb) if k.split(".")[0] not in ignore and fa.get(k) != fb.get(k))
+
+
 @dataclass
+class Trial:
+    """Points handed out by :meth:`Campaign.ask`.
+
+    Attributes:
+        X: ``n x d`` inputs (no fidelity column).
+        fidelities: ``n`` levels.
+        ids: ``n`` run-store row ids (pass them back to :meth:`Campaign.tell`).
+        roles: ``n`` roles (``initial``, ``acquisition``, ``validation``).
+    """
+
+    X: Tensor
+    fidelities: list[int]
+    ids: list[int]
+    roles: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class BestPoint:
+    """Best observed point (feasible, at the target fidelity) and the model's best predicted point.
+
+    Attributes:
+        x: ``d`` inputs of the best observation; value: its objective; row: its store row id.
+        predicted_x: ``d`` inputs maximizing the model's (signed) posterior mean, or None.
+        predicted_value: the posterior mean of the objective there.
+    """
+
+    x: list[float] | None
+    value: float | None
+    row: int | None
+    predicted_x: list[float] | None = None
+    predicted_value: float | None = None
+
+    def __repr__(self) -> str:
+        xs = "None" if self.x is None else "[" + ", ".join(f"{v:.4g}" for v in self.x) + "]"
+        out = f"BestPoint(value={self.value if self.value is None else f'{self.value:.6g}'}, x={xs}"
+        if self.predicted_x is not None:
+            px = "[" + ", ".join(f"{v:.4g}" for v in self.predicted_x) + "]"
+            out += f", predicted_value={self.predicted_value:.6g}, predicted_x={px}"
+        return out + ")"
+
+
+def evaluations_frame(rows: list[dict[str, Any]], input_names, output_names):
+    """A pandas ``DataFrame`` of store rows: one column per input, output and output variance."""
+    import pandas as pd
+
+    recs = []
+    for r in rows:
+        d = {k: r.get(k) for k in ("id", "point", "attempt", "role", "iteration", "status", "fidelity")}
+        for n, v in zip(input_names, r["x"], strict=False):
+            d[n] = v
+        for i, n in enumerate(output_names):
+            d[n] = r["y"][i] if r.get("y") is not None else float("nan")
+        for i, n in enumerate(output_names):
+            d[f"{n}_var"] = r["yvar"][i] if r.get("yvar") is not None else float("nan")
+        for k in ("cost", "reason", "wall_time", "submitted", "finished"):
+            d[k] = r.get(k)
+        recs.append(d)
+    return pd.DataFrame.from_records(recs)
+
+
+@dataclass(repr=False)
 class CampaignResult:
+    """What :meth:`Campaign.run` and :meth:`Campaign.finish` return.
+
+    Attributes:
+        run_dir: the run directory; state: the final :class:`LoopState`;
+        stopped_by: the condition (``CallsBudget``, ``budget``, ``SIGTERM``, ...);
+        model: the last fitted model; best: a :class:`BestPoint` (optimize mode, one objective).
+    """
+
     run_dir: Path
     state: LoopState
     stopped_by: str
     model: Any = None
+    best: BestPoint | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    input_names: tuple[str, ...] = ()
+    output_names: tuple[str, ...] = ()
+
+    def dataframe(self):
+        """All evaluations as a pandas ``DataFrame`` (one row per store row)."""
+        return evaluations_frame(self.rows, self.input_names, self.output_names)
+
+    def __repr__(self) -> str:
+        st = self.state
+        out = (f"CampaignResult(stopped_by={self.stopped_by!r}, calls={st.calls}, failed={st.failed}, "
+               f"cost={st.cost:g}")
+        if self.best is not None and self.best.value is not None:
+            out += f", best={self.best.value:.6g} at [" + ", ".join(f"{v:.4g}" for v in self.best.x) + "]"
+        if st.metrics and self.best is None:
+            out += "".join(f", {k}={v:.4g}" for k, v in st.metrics.items())
+        return out + f", run_dir='{self.run_dir}')"
 
 
 class Campaign:
@@ -146,12 +278,19 @@ class Campaign:
 
     Args:
         config: the validated config.
-        run_dir: the run directory (created; an existing one is resumed).
+        run_dir: the run directory (created; an existing one is resumed when its
+            ``config.json`` equals ``config``, else refused naming the keys that differ).
         executor: an ``Executor`` to use instead of the configured one.
         callbacks: ``callback(campaign, state)`` after each model update.
         stopping: extra stopping conditions (ORed with the budget).
         tracker: a :class:`loops.tracking.Tracker` or None to build from the config.
         progress: show a progress bar.
+        oracle: an ``Oracle`` instance to use instead of building ``config.oracle``
+            (sent to process workers by pickling: it must pickle).
+
+    Raises:
+        RunDirError: the run directory is owned by a live driver, holds another
+            campaign, or its store lost rows that ``progress.json`` recorded.
     """
 
     def __init__(
@@ -163,40 +302,100 @@ class Campaign:
         stopping: StoppingCondition | None = None,
         tracker=None,
         progress: bool = False,
+        oracle=None,
     ):
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else run_dir_for(config)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        cfg_file = self.run_dir / "config.json"
-        if not cfg_file.exists():
-            cfg_file.write_text(config.model_dump_json(indent=2))
-        self.store = RunStore(self.run_dir / "store.sqlite")
-        if self.store.get_meta("config") is None:
-            self.store.set_meta("config", config.model_dump(mode="json"))
-            self.store.set_meta("status", "created")
-            self.store.set_meta("elapsed", 0.0)
+        self._lock = RunLock(self.run_dir)
+        self._lock.acquire()
+        try:
+            self._open(config)
+        except BaseException:
+            self._lock.release()
+            raise
         self._executor_arg = executor
         self.callbacks = list(callbacks or [])
         self.extra_stopping = stopping
         self.progress = progress
-        self.oracle = build_oracle(config.oracle.spec())
-        self.spec = config.oracle.spec()
+        if oracle is not None:
+            self.oracle = oracle
+            self.spec = oracle
+        else:
+            self.spec = config.oracle.spec()
+            self.oracle = build_oracle(self.spec)
+        if executor is None and config.executor.kind == "process" and oracle is not None:
+            self.spec = PickledOracle(oracle)  # raises the clear error when it cannot be pickled
         self.tracker = tracker
         self.model = None
         self._warm = None
         self._updates = 0
         self.problem = self._problem()
         self.stopping = self._stopping()
+        self._rows: dict[int, dict[str, Any]] = {r["id"]: r for r in self.store.rows()}
+        self._handed: set[int] = set()  # pending rows asked for (or submitted) and not yet told
+        self._infra: dict[int, int] = {}  # worker faults per row in this session
+        self._stale = True  # results since the last model update
+        self._version = 0
+        self._data_cache: dict[Any, Any] = {}
+        self._started = False
+        self._t_start = time.time()
+        self._acq_time = 0.0
+        self._fit_time = 0.0
+        self.exec: PointRunner | None = None
+
+    def _open(self, config: CampaignConfig) -> None:
+        cfg_file = self.run_dir / "config.json"
+        store_file = self.run_dir / "store.sqlite"
+        new = config.model_dump(mode="json")
+        if cfg_file.exists():
+            try:
+                old = json.loads(cfg_file.read_text())
+            except ValueError as e:
+                raise RunDirError(f"{cfg_file}: not valid JSON ({e}); the file is damaged or truncated") from None
+            diff = config_differences(old, new)
+            if diff:
+                raise RunDirError(
+                    f"{self.run_dir} holds another campaign: its config.json differs in {', '.join(diff)}; "
+                    "choose a new run directory, or `scalebridge resume` this one"
+                )
+        prog = read_progress(self.run_dir)
+        if prog.get("finished", 0) > 0 and not store_file.exists():
+            raise RunDirError(f"{store_file} is missing but progress.json records {prog['finished']} "
+                              "finished evaluations; restore the store (with its -wal file) or start a new run")
+        self.store = RunStore(store_file, check=store_file.exists())
+        n_fin = sum(v for k, v in self.store.counts().items() if k != "pending")
+        if n_fin < prog.get("finished", 0):
+            self.store.close()
+            raise RunDirError(
+                f"{store_file} holds {n_fin} finished evaluations but progress.json records "
+                f"{prog['finished']}: the store was emptied or lost its write-ahead log (store.sqlite-wal); "
+                "restore them, or start a new run directory"
+            )
+        if not cfg_file.exists():
+            cfg_file.write_text(config.model_dump_json(indent=2))
+        if self.store.get_meta("config") is None:
+            self.store.set_meta("config", new)
+            self.store.set_meta("status", "created")
+            self.store.set_meta("elapsed", 0.0)
 
     # -------------------------------------------------------------- set-up
     @classmethod
     def resume(cls, run_dir: str | Path, **kwargs) -> Campaign:
         """Reopen a campaign from its run directory."""
+        from pydantic import ValidationError
+
         run_dir = Path(run_dir)
         f = run_dir / "config.json"
         if not f.exists():
-            raise FileNotFoundError(f"{run_dir} is not a campaign run directory (no config.json)")
-        config = CampaignConfig.model_validate_json(f.read_text())
+            raise RunDirError(f"{run_dir} is not a campaign run directory (no config.json)")
+        try:
+            config = CampaignConfig.model_validate_json(f.read_text())
+        except ValidationError as e:
+            first = e.errors()[0]
+            what = "truncated or not JSON" if first["type"] == "json_invalid" else \
+                f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+            raise RunDirError(f"{f}: not a valid campaign config ({what})") from None
         return cls(config, run_dir=run_dir, **kwargs)
 
     def _problem(self) -> Problem:
@@ -248,29 +447,47 @@ class Campaign:
 
     # --------------------------------------------------------------- data
     def data(self, role: str | None = None, fidelity: int | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Successful points: ``X`` (with fidelity column if multi-fidelity), ``Y``, ``Yvar``."""
-        rows = [r for r in self.store.rows(status="done") if (role is None and r["role"] != "validation") or r["role"] == role]
+        """Successful points: ``X`` (``n x D``, with fidelity column if multi-fidelity), ``Y`` (``n x m``), ``Yvar``.
+
+        Read from the rows this campaign holds in memory (it is the store's only writer).
+        """
+        key = (role, fidelity, self._version)
+        hit = self._data_cache.get(key)
+        if hit is not None:
+            return hit
+        rows = [r for r in self._rows.values() if r["status"] == "done"
+                and ((role is None and r["role"] != "validation") or r["role"] == role)]
         if fidelity is not None:
             rows = [r for r in rows if r["fidelity"] == fidelity]
         D = self.problem.d + (1 if self.problem.multi_fidelity else 0)
         m = len(self.out_idx)
         if not rows:
-            return torch.zeros(0, D, dtype=torch.float64), torch.zeros(0, m, dtype=torch.float64), None
-        X = torch.tensor([r["x"] for r in rows], dtype=torch.float64)
-        if self.problem.multi_fidelity:
-            X = torch.cat([X, torch.tensor([[float(r["fidelity"])] for r in rows], dtype=torch.float64)], -1)
-        Y = torch.tensor([r["y"] for r in rows], dtype=torch.float64)[:, self.out_idx]
-        Yvar = None
-        if all(r["yvar"] is not None for r in rows):
-            Yvar = torch.tensor([r["yvar"] for r in rows], dtype=torch.float64)[:, self.out_idx].clamp_min(1e-12)
-        return X, Y, Yvar
+            out = torch.zeros(0, D, dtype=torch.float64), torch.zeros(0, m, dtype=torch.float64), None
+        else:
+            X = torch.tensor([r["x"] for r in rows], dtype=torch.float64)
+            if self.problem.multi_fidelity:
+                X = torch.cat([X, torch.tensor([[float(r["fidelity"])] for r in rows], dtype=torch.float64)], -1)
+            Y = torch.tensor([r["y"] for r in rows], dtype=torch.float64)[:, self.out_idx]
+            Yvar = None
+            if all(r["yvar"] is not None for r in rows):
+                Yvar = torch.tensor([r["yvar"] for r in rows], dtype=torch.float64)[:, self.out_idx].clamp_min(1e-12)
+            out = X, Y, Yvar
+        self._data_cache = {k: v for k, v in self._data_cache.items() if k[2] == self._version}
+        self._data_cache[key] = out
+        return out
 
     def best_value(self) -> float | None:
         """Best objective among feasible successful design points at the target fidelity."""
+        b = self._best_observed()
+        return None if b is None else b[1]
+
+    def _best_observed(self) -> tuple[int, float] | None:
+        """``(index into data(), value)`` of the best feasible point at the target fidelity."""
         X, Y, _ = self.data()
+        idx = torch.arange(len(Y))
         if self.problem.multi_fidelity and len(X):
             keep = X[:, -1] == self.problem.target_fidelity
-            Y = Y[keep]
+            Y, idx = Y[keep], idx[keep]
         if len(Y) == 0 or len(self.problem.objective_idx) != 1:
             return None
         feas = torch.ones(len(Y), dtype=torch.bool)
@@ -282,8 +499,56 @@ class Campaign:
         if not feas.any():
             return None
         j, s = self.problem.objective_idx[0], self.problem.signs[0]
-        v = (Y[feas, j] * s).max().item() * s
-        return float(v)
+        k = int((Y[feas, j] * s).argmax())
+        return int(idx[feas][k]), float(Y[feas, j][k])
+
+    def best(self, predicted: bool = True) -> BestPoint | None:
+        """The best observed point and value, and (``predicted``) the model's best predicted point.
+
+        Optimize mode with one objective; the best is over feasible points at the
+        target fidelity. The predicted point maximizes the signed posterior mean
+        of the objective over the bounds (at the target fidelity). None in learn mode.
+        """
+        if self.config.mode != "optimize" or len(self.problem.objective_idx) != 1:
+            return None
+        b = self._best_observed()
+        X, _, _ = self.data()
+        done = [r for r in self._rows.values() if r["status"] == "done" and r["role"] != "validation"]
+        if b is None:
+            out = BestPoint(None, None, None)
+        else:
+            x = X[b[0], : self.problem.d].tolist()
+            out = BestPoint(x, b[1], done[b[0]]["id"])
+        if predicted and self.model is not None:
+            try:
+                out.predicted_x, out.predicted_value = self._predicted_best()
+            except Exception as e:  # noqa: BLE001  (a model that cannot be optimized has no prediction)
+                warnings.warn(f"best(): no predicted best point ({type(e).__name__}: {e})", stacklevel=2)
+        return out
+
+    def _predicted_best(self) -> tuple[list[float], float]:
+        from botorch.acquisition import FixedFeatureAcquisitionFunction, PosteriorMean
+        from botorch.acquisition.objective import ScalarizedPosteriorTransform
+        from botorch.optim import optimize_acqf
+
+        p = self.problem
+        j, sgn = p.objective_idx[0], p.signs[0]
+        w = torch.zeros(len(self.out_idx), dtype=torch.float64)
+        w[j] = sgn
+        acqf = PosteriorMean(self.model, posterior_transform=ScalarizedPosteriorTransform(weights=w))
+        if p.multi_fidelity:
+            acqf = FixedFeatureAcquisitionFunction(acqf, p.d + 1, [p.d], [float(p.target_fidelity)])
+        torch.manual_seed(self.config.seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OptimizationWarning)
+            xb, val = optimize_acqf(acqf, bounds=p.bounds, q=1, num_restarts=4, raw_samples=256,
+                                    options={"maxiter": 200})
+        return xb[0].tolist(), float(val) * sgn
+
+    def dataframe(self):
+        """All evaluations as a pandas ``DataFrame`` (inputs, outputs and variances by name)."""
+        rows = [self._rows[k] for k in sorted(self._rows)]
+        return evaluations_frame(rows, tuple(self.oracle.input_names), tuple(self.oracle.output_names))
 
     # -------------------------------------------------------------- model
     def update_model(self) -> Any:
@@ -364,17 +629,26 @@ class Campaign:
 
     # -------------------------------------------------------------- state
     def state(self, running: list[dict] | None = None) -> LoopState:
-        rows = [r for r in self.store.rows() if r["role"] != "validation"]
-        fin = [r for r in rows if r["status"] != "pending"]
-        cost = sum(r["cost"] or 0.0 for r in fin)
-        pend = [r for r in rows if r["status"] == "pending"]
-        pend_cost = sum(self.problem.costs[r["fidelity"]] for r in pend)
+        """Counts, cost and time of the design calls (from the rows held in memory)."""
+        calls = failed = submitted = pend = 0
+        cost = pend_cost = 0.0
+        for r in self._rows.values():
+            if r["role"] == "validation" or r["status"] == "cancelled":
+                continue
+            submitted += 1
+            if r["status"] == "pending":
+                pend += 1
+                pend_cost += self.problem.costs[r["fidelity"]]
+            else:
+                calls += 1
+                cost += r["cost"] or 0.0
+                failed += r["status"] == "failed"
         return LoopState(
             iteration=self._updates,
-            calls=len(fin),
-            submitted=len(rows),
-            failed=sum(r["status"] == "failed" for r in fin),
-            running=len(pend),
+            calls=calls,
+            submitted=submitted,
+            failed=failed,
+            running=pend,
             cost=cost,
             committed_cost=cost + pend_cost,
             elapsed=float(self.store.get_meta("elapsed", 0.0)) + (time.time() - self._t_start),
@@ -392,10 +666,10 @@ class Campaign:
             return False
         return True
 
-    # ---------------------------------------------------------------- run
-    def _submit(self, rid: int, x: list[float], fidelity: int) -> None:
-        fut = self.exec.submit(self.spec, x, fidelity, self.config.executor.timeout)
-        self.running[fut] = (rid, time.time())
+    def _add_pending(self, x, fidelity, role, iteration, **kw) -> int:
+        rid = self.store.add_pending(x, fidelity, role, iteration, **kw)
+        self._rows[rid] = self.store.row(rid)
+        return rid
 
     def _initial_design(self) -> None:
         """Insert the initial design (centre and Sobol points) and the validation set as pending rows."""
@@ -415,18 +689,18 @@ class Campaign:
             for x in X0:
                 if k >= n_budget:
                     break
-                self.store.add_pending(x.tolist(), lev, "initial", 0)
+                self._add_pending(x.tolist(), lev, "initial", 0)
                 k += 1
         if c.mode == "learn":
             Xv = sobol_points(self.problem.bounds, c.learn.n_validation, seed=seed + 104729)
             for x in Xv:
-                self.store.add_pending(x.tolist(), self.problem.target_fidelity, "validation", 0)
+                self._add_pending(x.tolist(), self.problem.target_fidelity, "validation", 0)
         self.store.set_meta("initialized", True)
 
     def _candidates(self, k: int, st: LoopState) -> list[tuple[list[float], int, dict | None]]:
         c = self.config
         X, Y, _ = self.data()
-        pend = [self.rows_by_id[rid] for rid, _ in self.running.values() if self.rows_by_id[rid]["role"] != "validation"]
+        pend = [self._rows[rid] for rid in sorted(self._handed) if self._rows[rid]["role"] != "validation"]
         Xp = None
         if pend:
             Xp = torch.tensor([r["x"] for r in pend], dtype=torch.float64)
@@ -442,8 +716,29 @@ class Campaign:
             warnings.simplefilter("ignore", RuntimeWarning)
             warnings.simplefilter("ignore", OptimizationWarning)
             cand = self._propose(name, X, Y, k, Xp, n_design)
+        cand = self._distinct(cand, Xp, n_design)
         self._acq_time = time.perf_counter() - t0
         return self._with_predictions(cand)
+
+    def _distinct(self, cand: Tensor, Xp: Tensor | None, n_design: int) -> Tensor:
+        """Replace candidates that repeat another candidate or a pending point by fresh Sobol points."""
+        b = self.problem.bounds
+        span = (b[1] - b[0]).clamp_min(1e-300)
+        d = self.problem.d
+
+        def key(x: Tensor) -> tuple:
+            return tuple(torch.round((x[:d] - b[0]) / span * 1e8).long().tolist()) + tuple(x[d:].tolist())
+
+        seen = {key(x) for x in Xp} if Xp is not None else set()
+        out, skip = [], n_design + 7919
+        for x in cand:
+            while key(x) in seen:
+                s = sobol_points(b, 1, seed=problem_seed(self.config.seed) + 1, skip=skip)[0]
+                skip += 1
+                x = torch.cat([s, x[d:]])
+            seen.add(key(x))
+            out.append(x)
+        return torch.stack(out) if out else cand
 
     def _propose(self, name, X, Y, k, Xp, n_design):
         c = self.config
@@ -470,141 +765,318 @@ class Campaign:
                 out.append((x.tolist(), self.problem.target_fidelity, pred))
         return out
 
-    def run(self) -> CampaignResult:
-        """Run (or continue) the campaign until a stopping condition holds."""
+    # ------------------------------------------------------------ ask/tell
+    def _start(self) -> None:
+        """The run directory's lock; tracking, initial design and clocks once, before the first ask."""
+        if not self._lock.held:
+            self._lock.acquire()
+        if self._started:
+            return
         from loops.tracking import Tracker
 
-        c = self.config
-        torch.set_num_threads(1)  # small GPs on few shared cores: see experiments/benchmarks
+        self._started = True
         self._t_start = time.time()
-        self._acq_time = 0.0
-        self._fit_time = 0.0
         self.store.set_meta("status", "running")
         if self.tracker is None:
-            self.tracker = Tracker(c, self.store, self.run_dir)
-        # the pool starts first: its workers come up while MLflow and the store are set up
-        self.exec = ExecutorHandle(c.executor, self._executor_arg, preload=self._oracle_modules())
+            self.tracker = Tracker(self.config, self.store, self.run_dir)
         self.tracker.start()
         self.tracker.catch_up()
         self._initial_design()
-        self.running: dict[Future, tuple[int, float]] = {}
-        self.rows_by_id = {r["id"]: r for r in self.store.rows()}
-        # resubmit what was in flight when the last session died
-        for r in self.store.rows(status="pending"):
-            self._submit(r["id"], r["x"], r["fidelity"])
-        if self.store.counts()["done"] >= 2:
-            self.update_model()
-        bar = None
-        if self.progress:
-            from tqdm import tqdm
+        # pending rows of a driver that died are handed out again; cancelled rows stay closed
 
-            bar = tqdm(total=c.budget.calls, desc=c.name, unit="call", initial=self.state().calls)
-        stopped_by = "budget"
-        infra_failures = 0
-        stale = False  # results recorded since the last model update
-        try:
-            while True:
-                st = self.state()
-                if self.stopping.should_stop(st):
-                    stopped_by = next(type(k).__name__ for k in self.stopping.conds if k.should_stop(st))
-                    break
-                # fill free workers
-                sync = c.executor.synchronous
-                # a serial executor evaluates at submission: one point at a time, no prefetch
-                # (it used to take workers + prefetch = 3 points per proposal, a q = 3 batch)
-                prefetch = self.exec.workers if c.executor.prefetch == "auto" else c.executor.prefetch
-                slots = self.exec.workers + (0 if sync or not self.exec.queues else prefetch)
-                free = slots - len(self.running)
-                if free > 0 and (not sync or not self.running) and self._may_submit(st, self.problem.target_fidelity):
-                    # async: one joint proposal for all free workers (conditioned on the running ones)
-                    k = c.acquisition.q if sync else free
-                    if c.budget.calls is not None:
-                        k = min(k, c.budget.calls - st.submitted)
-                    if k > 0:
-                        if stale:
-                            self._update_and_log()
-                            stale = False
-                        for x, lev, pred in self._candidates(k, st):
-                            if not self._may_submit(self.state(), lev):
-                                break
-                            rid = self.store.add_pending(x, lev, "acquisition", self._updates, prediction=pred)
-                            self.rows_by_id[rid] = self.store.row(rid)
-                            self._submit(rid, x, lev)
-                        continue
-                if not self.running:
-                    stopped_by = "budget"
-                    break
-                done, _ = wait(list(self.running), timeout=self._wait_timeout(), return_when=FIRST_COMPLETED)
-                self._check_timeouts()
-                if not done:
-                    continue
-                got = 0
-                for fut in done:
-                    if fut not in self.running:  # resubmitted after a pool rebuild
-                        continue
-                    rid, _t = self.running.pop(fut)
-                    row = self.rows_by_id[rid]
-                    try:
-                        rec = fut.result()
-                    except Exception as e:  # noqa: BLE001  (a worker died: re-run the point)
-                        infra_failures += 1
-                        if infra_failures > 20 * max(1, self.exec.workers):
-                            raise RuntimeError(f"too many worker failures, last: {type(e).__name__}: {e}") from e
-                        if "Broken" in type(e).__name__:
-                            self._rebuild()  # resubmits the other running points
-                        self._submit(rid, row["x"], row["fidelity"])
-                        continue
-                    self.store.record(rid, rec)  # persisted before the model sees it
-                    got += 1
-                    if (rec.get("failed") and row["attempt"] < c.executor.retries
-                            and row["role"] != "validation" and self._may_submit(self.state(), row["fidelity"])):
-                        nid = self.store.add_pending(row["x"], row["fidelity"], row["role"], row["iteration"],
-                                                     point=row["point"], attempt=row["attempt"] + 1)
-                        self.rows_by_id[nid] = self.store.row(nid)
-                        self._submit(nid, row["x"], row["fidelity"])
-                    if bar is not None and row["role"] != "validation":
-                        bar.update(1)
-                if got:
-                    if sync and self.running:
-                        continue
-                    if self.running and not self._may_submit(self.state(), self.problem.target_fidelity):
-                        # nothing left to propose: record the last results the moment they come
-                        # and update the model once, at the end
-                        stale = True
-                        continue
+    def ask(self, n: int = 1) -> Trial:
+        """Up to ``n`` points to evaluate next, each a ``pending`` row of the store.
+
+        Points already pending and not handed out come first (the initial
+        design, the validation set, points in flight when an earlier driver
+        died, retries of failed points); then new candidates from the
+        acquisition, conditioned on the points asked and not yet told, while
+        the budget and the stopping conditions allow. The model is refit first
+        when results arrived since the last fit. Fewer than ``n`` (or none)
+        when the budget is spent.
+        """
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"ask(n): n = {n!r}; expected an integer >= 1")
+        self._start()
+        ids = [rid for rid, r in sorted(self._rows.items()) if r["status"] == "pending" and rid not in self._handed][:n]
+        k = n - len(ids)
+        if k > 0:
+            st = self.state()
+            if self.config.budget.calls is not None:
+                k = min(k, self.config.budget.calls - st.submitted)
+            if k > 0 and self._may_submit(st, self.problem.target_fidelity):
+                if self._stale:
                     self._update_and_log()
-                    stale = False
-            if stale:
-                self._update_and_log()
-        finally:
-            self.store.set_meta("elapsed", float(self.store.get_meta("elapsed", 0.0)) + time.time() - self._t_start)
-            self._t_start = time.time()
-            if bar is not None:
-                bar.close()
-            # in-flight points stay pending in the store; a resume re-runs them
-            self.exec.shutdown()
+                st = self.state()
+                if not self.stopping.should_stop(st):
+                    self._handed.update(ids)  # the ones above are pending for this proposal too
+                    for x, lev, pred in self._candidates(k, st):
+                        if not self._may_submit(self.state(), lev):
+                            break
+                        ids.append(self._add_pending(x, lev, "acquisition", self._updates, prediction=pred))
+        self._handed.update(ids)
+        rows = [self._rows[i] for i in ids]
+        X = torch.tensor([r["x"] for r in rows], dtype=torch.float64).reshape(len(rows), self.problem.d)
+        return Trial(X, [r["fidelity"] for r in rows], ids, [r["role"] for r in rows])
+
+    def tell(
+        self,
+        X: Tensor | Any,
+        Y: Tensor | Any,
+        Yvar: Tensor | Any | None = None,
+        fidelity: int | list[int] | None = None,
+        *,
+        ids: list[int] | None = None,
+        reasons: list[str | None] | None = None,
+        cost: list[float] | None = None,
+    ) -> list[int]:
+        """Record results: ``X`` ``n x d``, ``Y`` ``n x m`` (all oracle outputs), ``Yvar`` ``n x m`` or None.
+
+        Args:
+            fidelity: the level of every point, or one per point (default: the
+                level each asked point was asked at, else the target fidelity).
+            ids: the row ids from :meth:`ask`; without them each ``x`` is matched
+                to an asked point with the same inputs and level, and a point never
+                asked is added as a new row (role ``told``).
+            reasons: per point, None for success or why it failed (its ``Y`` row is ignored).
+            cost: per point cost (default: the oracle's cost of the level).
+
+        A row whose outputs are not finite, or whose variances are not finite or
+        negative, is recorded as failed with that reason. Returns the row ids.
+        """
+        X = torch.as_tensor(X, dtype=torch.float64)
+        if X.dim() == 1:
+            X = X.unsqueeze(0)
+        n, d, m = X.shape[0], self.problem.d, self.oracle.num_outputs
+        if X.shape[-1] != d:
+            raise ValueError(f"tell: X has {X.shape[-1]} columns; expected d = {d} ({list(self.oracle.input_names)})")
+        Yt = torch.as_tensor(Y, dtype=torch.float64).reshape(n, -1) if Y is not None else None
+        if Yt is not None and Yt.shape[-1] != m:
+            raise ValueError(f"tell: Y has {Yt.shape[-1]} columns; expected m = {m} ({list(self.oracle.output_names)})")
+        Vt = None if Yvar is None else torch.as_tensor(Yvar, dtype=torch.float64).reshape(n, -1)
+        if Vt is not None and Vt.shape[-1] != m:
+            raise ValueError(f"tell: Yvar has {Vt.shape[-1]} columns; expected m = {m}")
+        for name, v in (("ids", ids), ("reasons", reasons), ("cost", cost)):
+            if v is not None and len(v) != n:
+                raise ValueError(f"tell: {name} has {len(v)} entries for {n} points")
+        fids = fidelity if isinstance(fidelity, (list, tuple)) else [fidelity] * n
+        self._start()
+        out = []
+        pairs = []
+        for i in range(n):
+            rid = ids[i] if ids is not None else self._match(X[i], fids[i])
+            if rid is None:
+                lev = self.problem.target_fidelity if fids[i] is None else int(fids[i])
+                rid = self._add_pending(X[i].tolist(), lev, "told", self._updates)
+            row = self._rows.get(rid)
+            if row is None or row["status"] != "pending":
+                raise ValueError(f"tell: row {rid} is not a pending point of this campaign")
+            lev = row["fidelity"]
+            failed = reasons is not None and reasons[i] is not None
+            rec = {
+                "failed": failed,
+                "reason": reasons[i] if failed else None,
+                "y": None if failed or Yt is None else Yt[i].tolist(),
+                "yvar": None if failed or Vt is None else Vt[i].tolist(),
+                "cost": float(cost[i]) if cost is not None else float(self.problem.costs[lev]),
+                "metadata": {"told": True},
+            }
+            if not failed and Yt is None:
+                rec.update(failed=True, reason="no output given")
+            pairs.append((rid, rec))
+            out.append(rid)
+        self._record_all(pairs)
+        return out
+
+    def _match(self, x: Tensor, fidelity: int | None) -> int | None:
+        for rid in sorted(self._handed):
+            r = self._rows[rid]
+            if (fidelity is None or r["fidelity"] == int(fidelity)) and torch.allclose(
+                    torch.tensor(r["x"], dtype=torch.float64), x, rtol=1e-9, atol=1e-12):
+                return rid
+        return None
+
+    def _record_all(self, pairs: list[tuple[int, dict[str, Any]]]) -> None:
+        """Write answers to the store (one committed row each), then retries; the model refits lazily."""
+        c = self.config
+        m = self.oracle.num_outputs
+        for rid, rec in pairs:
+            row = self._rows[rid]
+            if row["status"] != "pending":
+                continue  # answered already (a duplicate answer of a resubmitted point)
+            if rec.get("infra"):
+                # the worker died or was killed at its timeout: the point itself may be fine
+                k = self._infra.get(rid, 0)
+                if k < c.executor.retries and self.exec is not None:
+                    self._infra[rid] = k + 1
+                    self._submit(rid)
+                    continue
+                rec = {**rec, "cost": self.problem.costs[row["fidelity"]] if "timeout" in rec["reason"] else 0.0}
+            check_record(rec, m)
+            self.store.record(rid, rec)
+            self._rows[rid] = self.store.row(rid)
+            self._handed.discard(rid)
+            self._version += 1
+            self._stale = True
+            if (rec.get("failed") and not rec.get("infra") and row["attempt"] < c.executor.retries
+                    and row["role"] != "validation" and self._may_submit(self.state(), row["fidelity"])):
+                self._add_pending(row["x"], row["fidelity"], row["role"], row["iteration"],
+                                  point=row["point"], attempt=row["attempt"] + 1)
+            if self._bar is not None and row["role"] != "validation":
+                self._bar.update(1)
+        fin = sum(r["status"] not in ("pending",) for r in self._rows.values())
+        write_progress(self.run_dir, fin, max(self._rows, default=0))
+
+    _bar = None
+
+    def finished(self) -> bool:
+        """Whether a stopping condition holds and no asked point is still out."""
+        self._start()
+        if self._handed:
+            return False
+        st = self.state()
+        if self.stopping.should_stop(st):
+            return True
+        has_pending = any(r["status"] == "pending" for r in self._rows.values())
+        return not has_pending and not self._may_submit(st, self.problem.target_fidelity)
+
+    def finish(self, stopped_by: str | None = None) -> CampaignResult:
+        """Close the campaign: final model update, pending points cancelled, tracking finished."""
+        self._start()
+        c = self.config
+        st = self.state()
+        if stopped_by is None:
+            hit = [type(k).__name__ for k in self.stopping.conds if k.should_stop(st)]
+            stopped_by = hit[0] if hit else "budget"
+        for rid, r in list(self._rows.items()):
+            if r["status"] == "pending":
+                self.store.cancel(rid, f"cancelled: campaign stopped by {stopped_by}")
+                self._rows[rid] = self.store.row(rid)
+        self._handed.clear()
+        if self._stale:
+            self._update_and_log()
+        self.store.set_meta("elapsed", float(self.store.get_meta("elapsed", 0.0)) + time.time() - self._t_start)
+        self._t_start = time.time()
         st = self.state()
         st.metrics = self.validation_metrics() if c.mode == "learn" else {}
         if c.mode == "learn":
             st.best = None
         self.store.set_meta("status", "finished")
         self.store.set_meta("stopped_by", stopped_by)
+        fin = sum(r["status"] != "pending" for r in self._rows.values())
+        write_progress(self.run_dir, fin, max(self._rows, default=0))
         self.tracker.finish(self, st)
-        return CampaignResult(self.run_dir, st, stopped_by, self.model)
+        self._lock.release()  # a finished campaign leaves its directory to others (a later ask takes it back)
+        return self._result(st, stopped_by)
+
+    def _result(self, st: LoopState, stopped_by: str) -> CampaignResult:
+        return CampaignResult(
+            self.run_dir, st, stopped_by, self.model, best=self.best(),
+            rows=[self._rows[k] for k in sorted(self._rows)],
+            input_names=tuple(self.oracle.input_names), output_names=tuple(self.oracle.output_names),
+        )
+
+    # ---------------------------------------------------------------- run
+    def _submit(self, rid: int) -> None:
+        r = self._rows[rid]
+        self._handed.add(rid)
+        self.exec.submit(rid, self.spec, r["x"], r["fidelity"], self.config.executor.timeout)
+
+    def run(self) -> CampaignResult:
+        """Run (or continue) the campaign until a stopping condition holds.
+
+        SIGTERM and SIGINT end it early and cleanly (``stopped_by`` names the
+        signal): points in flight stay pending for a resume, the workers are
+        stopped and the store is closed. Torch's thread count is restored on return.
+        """
+        c = self.config
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # small GPs on few shared cores: see experiments/benchmarks
+        old_handlers = self._install_signal_handlers()
+        stopped_by = None
+        interrupted = None
+        try:
+            self._start()
+            self._t_start = time.time()
+            # the workers start first: they come up while the first model is fitted
+            self.exec = PointRunner(c.executor, self._executor_arg, preload=self._oracle_modules(),
+                                    grace=max(2.0, 0.25 * (c.executor.timeout or 0.0)))
+            self._handed.clear()
+            if self.progress:
+                from tqdm import tqdm
+
+                self._bar = tqdm(total=c.budget.calls, desc=c.name, unit="call", initial=self.state().calls)
+            sync = c.executor.synchronous
+            prefetch = self.exec.workers if c.executor.prefetch == "auto" else c.executor.prefetch
+            slots = self.exec.workers + (0 if sync or not self.exec.queues else prefetch)
+            while True:
+                n_running = len(self._handed)
+                free = slots - n_running
+                if free > 0 and (not sync or n_running == 0):
+                    trial = self.ask(c.acquisition.q if sync and n_running == 0 else free)
+                    for rid in trial.ids:
+                        self._submit(rid)
+                    if len(trial):
+                        continue
+                if not self._handed:
+                    break
+                self._record_all(self.exec.poll(self._wait_timeout()))
+                if self._stopped_by_condition():
+                    break
+        except CampaignInterrupted as e:
+            interrupted = e
+            stopped_by = e.args[0]
+        finally:
+            self._restore_signal_handlers(old_handlers)
+            torch.set_num_threads(threads)
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
+            if self.exec is not None:
+                self.exec.shutdown()
+            self._handed.clear()
+            self.store.set_meta("elapsed", float(self.store.get_meta("elapsed", 0.0)) + time.time() - self._t_start)
+            self._t_start = time.time()
+        if interrupted is not None:
+            # in-flight points stay pending; `scalebridge resume` re-runs them
+            self.store.set_meta("status", "stopped")
+            self.store.set_meta("stopped_by", stopped_by)
+            res = self._result(self.state(), stopped_by)
+            self.close()
+            return res
+        return self.finish()
+
+    def _stopped_by_condition(self) -> bool:
+        """A non-budget condition (target error, wall time, a user's) holds: stop without waiting."""
+        st = self.state()
+        for k in self.stopping.conds:
+            if not isinstance(k, (CallsBudget, CostBudget)) and k.should_stop(st):
+                return True
+        return False
+
+    def _install_signal_handlers(self):
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        fired = []
+
+        def handler(signum, frame):
+            if fired:
+                return  # already stopping
+            fired.append(signum)
+            raise CampaignInterrupted(signum)
+
+        return {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    @staticmethod
+    def _restore_signal_handlers(old) -> None:
+        if old:
+            for s, h in old.items():
+                signal.signal(s, h)
 
     def _oracle_modules(self) -> tuple[str, ...]:
         """The module of the oracle class (what a worker imports to build it)."""
         mod = type(self.oracle).__module__
         return (mod,) if mod and mod != "__main__" else ()
-
-    def _rebuild(self) -> None:
-        # every future of a broken pool fails; resubmit them all on a new pool
-        old = list(self.running.items())
-        self.exec.rebuild()
-        self.running.clear()
-        for _fut, (rid, _t) in old:
-            r = self.rows_by_id[rid]
-            self._submit(rid, r["x"], r["fidelity"])
 
     def _wait_timeout(self) -> float | None:
         t = self.config.executor.timeout
@@ -612,22 +1084,10 @@ class Campaign:
         cands = [v for v in (t, w) if v is not None]
         return min(cands) / 4 if cands else 5.0
 
-    def _check_timeouts(self) -> None:
-        """Driver-side timeout (workers that cannot use alarms, e.g. Dask threads)."""
-        t = self.config.executor.timeout
-        if t is None:
-            return
-        now = time.time()
-        for fut, (rid, t0) in list(self.running.items()):
-            if now - t0 > t + 5.0 + t * 0.5 and not fut.done():
-                fut.cancel()
-                self.running.pop(fut)
-                self.store.record(rid, {"failed": True, "reason": f"timeout after {t:g} s (driver)",
-                                        "cost": self.problem.costs[self.rows_by_id[rid]["fidelity"]]})
-
     def _update_and_log(self) -> None:
         """Refit the model on every recorded result, then log the iteration's metrics."""
         self.update_model()
+        self._stale = False
         self._after_update()
 
     def _after_update(self) -> None:
@@ -649,7 +1109,11 @@ class Campaign:
         self._stop_metrics = metrics
 
     def close(self) -> None:
-        self.store.close()
+        """Close the store and give up the run directory's lock."""
+        try:
+            self.store.close()
+        finally:
+            self._lock.release()
 
 
 def load_rows(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -669,5 +1133,5 @@ def dump_dataset(campaign: Campaign) -> dict[str, Any]:
 
 __all__ = [
     "Campaign", "CampaignResult", "LoopState", "CallsBudget", "CostBudget", "WallTimeBudget",
-    "TargetError", "StoppingCondition", "load_rows", "json",
+    "TargetError", "StoppingCondition", "Trial", "BestPoint", "CampaignInterrupted", "load_rows",
 ]

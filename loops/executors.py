@@ -1,16 +1,20 @@
-"""Where oracle calls run: any ``concurrent.futures.Executor``.
+"""Where oracle calls run.
 
 :func:`evaluate_point` is the task every worker runs: it rebuilds the oracle
-from its registry spec (once per worker process), evaluates one point and
-returns a plain dict. It never raises: oracle errors, crashes, NaN outputs and
-timeouts come back as failed records with their reason. An exception from the
-future itself therefore means the *infrastructure* failed (a worker died), and
-the engine resubmits the point.
+(from its registry spec, or unpickles an oracle instance, once per worker
+process), evaluates one point and returns a plain dict. It never raises:
+oracle errors, crashes, non-finite outputs, bad variances and timeouts come
+back as failed records with their reason.
 
-:func:`make_executor` builds the configured executor: a local process pool
-(default), a thread pool, a serial in-process executor, or a Dask
-``distributed.Client`` (a scheduler address, a dask-jobqueue cluster class, or
-a ``LocalCluster``) through :meth:`distributed.Client.get_executor`.
+The campaign engine runs points through a :class:`PointRunner`: a
+:class:`WorkerPool` of its own processes for ``executor.kind = "process"``
+(one point per worker at a time, so a dead or hung worker names its point,
+is killed and replaced, and workers end when their driver dies), else an
+:class:`ExecutorHandle` around a thread pool, a serial in-process executor or
+a Dask ``distributed.Client`` (a scheduler address, a dask-jobqueue cluster
+class, or a ``LocalCluster``) through :meth:`distributed.Client.get_executor`.
+:class:`ExecutorHandle` is also the generic ``concurrent.futures`` executor
+that the FE² driver uses.
 """
 
 from __future__ import annotations
@@ -63,20 +67,92 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def evaluate_point(spec: dict[str, Any], x: list[float], fidelity: int, timeout: float | None = None) -> dict[str, Any]:
-    """Evaluate one point of the oracle ``spec``; never raises.
+class PickledOracle:
+    """An oracle instance as pickle bytes, rebuilt once per worker process (keyed by digest)."""
+
+    def __init__(self, oracle):
+        import hashlib
+        import pickle
+
+        try:
+            self.blob = pickle.dumps(oracle)
+        except Exception:  # noqa: BLE001  (pickle raises several types)
+            from oracles.function import check_picklable
+
+            check_picklable(oracle, "executor.kind = 'process'")  # raises the one-line InvalidInput
+            raise
+        self.digest = hashlib.sha256(self.blob).hexdigest()
+
+
+_UNPICKLED: dict[str, Any] = {}
+
+
+def _oracle_of(ref):
+    """The oracle a task names: a registry spec dict, a :class:`PickledOracle` or an instance."""
+    if isinstance(ref, dict):
+        from loops.registry import cached_oracle
+
+        return cached_oracle(ref)
+    if isinstance(ref, PickledOracle):
+        o = _UNPICKLED.get(ref.digest)
+        if o is None:
+            import pickle
+
+            o = pickle.loads(ref.blob)
+            _UNPICKLED.clear()
+            _UNPICKLED[ref.digest] = o
+        return o
+    return ref
+
+
+def check_record(rec: dict[str, Any], m: int) -> dict[str, Any]:
+    """Fail a successful record whose numbers are not ``m`` finite outputs and ``m`` finite variances >= 0.
+
+    Returns ``rec`` (changed in place): ``failed``/``reason`` set and ``y``/``yvar`` dropped when bad.
+    """
+    if rec.get("failed"):
+        rec["y"] = None
+        rec["yvar"] = None
+        rec.setdefault("reason", "failed")
+        return rec
+    y, yvar = rec.get("y"), rec.get("yvar")
+    reason = None
+    if y is None or len(y) != m:
+        reason = f"output has {0 if y is None else len(y)} values, expected {m}"
+    elif not all(isinstance(v, (int, float)) and math.isfinite(v) for v in y):
+        reason = "non-finite output"
+    elif yvar is not None:
+        if len(yvar) != m:
+            reason = f"variance has {len(yvar)} values, expected {m}"
+        elif not all(isinstance(v, (int, float)) and math.isfinite(v) for v in yvar):
+            reason = "non-finite variance"
+        elif min(yvar) < 0:
+            reason = f"negative variance {min(yvar):g}"
+    if reason is not None:
+        rec.update(failed=True, reason=reason, y=None, yvar=None)
+    return rec
+
+
+def evaluate_point(spec, x: list[float], fidelity: int, timeout: float | None = None) -> dict[str, Any]:
+    """Evaluate one point; never raises.
+
+    Args:
+        spec: the oracle: a registry spec ``{"name": ..., **kwargs}``, a
+            :class:`PickledOracle` or an ``Oracle`` instance.
+        x: ``d`` inputs; fidelity: the level; timeout: seconds (SIGALRM, main thread only).
 
     Returns:
         ``{"y", "yvar", "failed", "reason", "cost", "wall_time", "metadata",
-        "worker", "start", "end"}`` with plain Python values.
+        "worker", "start", "end"}`` with plain Python values; outputs that are
+        not finite, and variances that are not finite or negative, fail the point
+        (:func:`check_record`).
     """
-    from loops.registry import cached_oracle
-
     start = time.time()
     t0 = time.perf_counter()
     rec: dict[str, Any]
+    oracle = None
     try:
-        oracle = cached_oracle(spec)
+        oracle = _oracle_of(spec)
         with _alarm(timeout):
             res = oracle.evaluate(torch.tensor([x], dtype=torch.float64), fidelity)
         rec = res.to_records()[0]
@@ -85,14 +161,14 @@ def evaluate_point(spec: dict[str, Any], x: list[float], fidelity: int, timeout:
         rec = {"failed": True, "reason": f"timeout after {timeout:g} s"}
     except Exception as e:  # noqa: BLE001  (an oracle bug must not stop the campaign)
         rec = {"failed": True, "reason": f"{type(e).__name__}: {e}"}
-    if rec.get("y") is not None and not all(math.isfinite(v) for v in rec["y"]):
-        rec.update(failed=True, y=None, reason="non-finite output")
+    if oracle is not None:
+        check_record(rec, oracle.num_outputs)
     rec.setdefault("y", None)
     rec.setdefault("yvar", None)
     rec.setdefault("metadata", {})
     if rec.get("cost") is None:
         try:
-            rec["cost"] = float(cached_oracle(spec).cost_model(torch.zeros(1, len(x)), fidelity)[0])
+            rec["cost"] = float(oracle.cost_model(torch.zeros(1, len(x)), fidelity)[0])
         except Exception:  # noqa: BLE001
             rec["cost"] = 0.0
     rec["wall_time"] = time.perf_counter() - t0
@@ -132,6 +208,9 @@ def _start_method() -> str:
 def _ready() -> int:
     return os.getpid()
 
+
+#: seconds to wait for a Dask scheduler at ``executor.address``
+DASK_CONNECT_TIMEOUT = 5.0
 
 #: imported once by the fork server; every pool worker forks with them loaded
 PRELOAD = ("torch", "botorch", "loops.executors", "loops.registry")
@@ -188,7 +267,13 @@ class ExecutorHandle:
             from distributed import Client
 
             if self.cfg.address:
-                self.client = Client(self.cfg.address)
+                try:
+                    self.client = Client(self.cfg.address, timeout=DASK_CONNECT_TIMEOUT)
+                except (OSError, TimeoutError) as e:
+                    raise RuntimeError(
+                        f"executor.address = {self.cfg.address!r}: no Dask scheduler answered within "
+                        f"{DASK_CONNECT_TIMEOUT:g} s ({type(e).__name__}); start one or fix the address"
+                    ) from None
             elif self.cfg.cluster:
                 import importlib
 
@@ -242,3 +327,288 @@ class ExecutorHandle:
             self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+
+
+# ----------------------------------------------------------- campaign workers
+
+#: seconds between a worker's checks that its driver is still alive
+PARENT_POLL = 0.25
+
+
+def _watch_parent(parent: int) -> None:
+    """End this worker when its driver dies (re-parented: ``getppid`` changes), whatever killed it."""
+    while True:
+        time.sleep(PARENT_POLL)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def _worker_main(conn, parent: int) -> None:
+    """One campaign worker: evaluate the points the driver sends, one at a time, until told to stop."""
+    # the driver handles Ctrl-C (sent to the whole process group) and stops its workers itself
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _worker_init()
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="parent-watch").start()
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            os._exit(0)
+        if msg is None:
+            os._exit(0)
+        key, spec, x, fidelity, timeout = msg
+        rec = evaluate_point(spec, x, fidelity, timeout)
+        try:
+            conn.send((key, rec))
+        except (BrokenPipeError, OSError):
+            os._exit(0)
+
+
+class _Worker:
+    def __init__(self, ctx):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child, os.getpid()), daemon=True)
+        self.proc.start()
+        child.close()
+        self.key = None  # the task it runs
+        self.started = 0.0
+        self.timeout: float | None = None
+
+
+def death_reason(exitcode: int | None) -> str:
+    """``worker died: signal 11`` (negative exit code) or ``worker died: exit code 1``."""
+    if exitcode is None:
+        return "worker died"
+    if exitcode < 0:
+        return f"worker died: signal {-exitcode}"
+    return f"worker died: exit code {exitcode}"
+
+
+class WorkerPool:
+    """``workers`` processes that each evaluate one point at a time.
+
+    Points wait in the driver until a worker is free, so a point's clock starts
+    when a worker starts it. A worker that dies (a signal, ``os._exit``, the
+    OOM killer) is replaced and its point comes back as a record with
+    ``infra = True`` and the reason ``worker died: signal N``. A point that
+    runs ``grace`` seconds past its timeout (an oracle that blocks SIGALRM or
+    hangs in C code) has its worker killed and comes back as
+    ``timeout after T s (worker killed)``. Workers end themselves within
+    :data:`PARENT_POLL` seconds of their driver's death, however it died.
+
+    Args:
+        workers: number of processes.
+        preload: modules a fork server imports before it forks workers.
+        grace: seconds past the timeout before a worker is killed.
+    """
+
+    def __init__(self, workers: int, preload: tuple[str, ...] = (), grace: float = 2.0):
+        self.n = int(workers)
+        self.grace = float(grace)
+        self.preload = tuple(preload)
+        self.queue: list[tuple] = []
+        self.workers: list[_Worker] = [self._spawn() for _ in range(self.n)]
+        self.restarts = 0
+
+    def _spawn(self) -> _Worker:
+        ctx = mp.get_context(_start_method())
+        if ctx.get_start_method() == "forkserver":
+            ctx.set_forkserver_preload(list(self.preload))
+        return _Worker(ctx)
+
+    def submit(self, key, spec, x, fidelity, timeout) -> None:
+        self.queue.append((key, spec, x, fidelity, timeout))
+        self._dispatch()
+
+    def running(self) -> list:
+        """Keys submitted and not yet returned (started or queued)."""
+        return [w.key for w in self.workers if w.key is not None] + [t[0] for t in self.queue]
+
+    def _dispatch(self) -> None:
+        for i, w in enumerate(self.workers):
+            if not self.queue:
+                return
+            if w.key is not None:
+                continue
+            if not w.proc.is_alive():
+                w = self.workers[i] = self._replace(w)
+            task = self.queue.pop(0)
+            try:
+                w.conn.send(task)
+            except (BrokenPipeError, OSError):
+                self.queue.insert(0, task)
+                self.workers[i] = self._replace(w)
+                continue
+            w.key, w.started, w.timeout = task[0], time.monotonic(), task[4]
+
+    def _replace(self, w: _Worker) -> _Worker:
+        if w.proc.is_alive():
+            w.proc.kill()
+        w.proc.join(5)
+        w.conn.close()
+        self.restarts += 1
+        return self._spawn()
+
+    def poll(self, timeout: float | None) -> list[tuple[Any, dict[str, Any]]]:
+        """Wait up to ``timeout`` s for results; returns ``(key, record)`` pairs (possibly none)."""
+        from multiprocessing.connection import wait as mp_wait
+
+        self._dispatch()
+        busy = [w for w in self.workers if w.key is not None]
+        if not busy:
+            if timeout:
+                time.sleep(min(timeout, 0.05))
+            return []
+        now = time.monotonic()
+        deadlines = [w.started + w.timeout + self.grace - now for w in busy if w.timeout is not None]
+        t = timeout if not deadlines else max(0.0, min([timeout if timeout is not None else 1e9, *deadlines]))
+        objs = {w.conn: w for w in busy}
+        objs.update({w.proc.sentinel: w for w in busy})
+        ready = mp_wait(list(objs), timeout=t)
+        out = []
+        touched = set()
+        for r in ready:
+            w = objs[r]
+            if id(w) in touched:
+                continue
+            touched.add(id(w))
+            i = self.workers.index(w)
+            got = None
+            try:
+                if w.conn.poll():
+                    got = w.conn.recv()
+            except (EOFError, OSError):
+                got = None
+            if got is not None:
+                out.append(got)
+                w.key = None
+                continue
+            w.proc.join(1.0)
+            out.append((w.key, {"failed": True, "infra": True, "reason": death_reason(w.proc.exitcode)}))
+            w.key = None
+            self.workers[i] = self._replace(w)
+        now = time.monotonic()
+        for i, w in enumerate(self.workers):
+            if w.key is not None and w.timeout is not None and now - w.started > w.timeout + self.grace:
+                out.append((w.key, {"failed": True, "infra": True,
+                                    "reason": f"timeout after {w.timeout:g} s (worker killed)"}))
+                w.key = None
+                self.workers[i] = self._replace(w)
+        self._dispatch()
+        return out
+
+    def cancel_queued(self) -> list:
+        """Drop the points not yet started; returns their keys."""
+        keys = [t[0] for t in self.queue]
+        self.queue.clear()
+        return keys
+
+    def pids(self) -> list[int]:
+        return [w.proc.pid for w in self.workers if w.proc.pid is not None]
+
+    def shutdown(self) -> None:
+        """Stop every worker now (running points are abandoned: they stay pending in the store)."""
+        self.queue.clear()
+        for w in self.workers:
+            try:
+                if w.key is None and w.proc.is_alive():
+                    w.conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+        t_end = time.monotonic() + 1.0
+        for w in self.workers:
+            if w.key is None:
+                w.proc.join(max(0.0, t_end - time.monotonic()))
+            if w.proc.is_alive():
+                w.proc.kill()
+            w.proc.join(5)
+            w.conn.close()
+        self.workers = []
+
+
+class PointRunner:
+    """What the campaign engine evaluates points with.
+
+    ``executor.kind = "process"`` runs a :class:`WorkerPool`; every other kind
+    (threads, serial, Dask, or an ``Executor`` passed in) runs through an
+    :class:`ExecutorHandle` and its futures. Either way the engine sees
+    :meth:`submit` and :meth:`poll`, which returns ``(row id, record)`` pairs;
+    a record with ``infra = True`` is a failure of the infrastructure (a worker
+    died, or was killed at its timeout), not of the oracle.
+
+    Futures-based executors cannot kill a running call: a call past
+    ``timeout + grace`` (counted from when it started running, where the
+    executor tells) is recorded as a timeout and abandoned.
+    """
+
+    def __init__(self, cfg, executor: Executor | None = None, preload: tuple[str, ...] = (), grace: float = 2.0):
+        self.cfg = cfg
+        self.grace = float(grace)
+        self.pool: WorkerPool | None = None
+        self.handle: ExecutorHandle | None = None
+        if executor is None and cfg.kind == "process":
+            self.pool = WorkerPool(cfg.workers, tuple(dict.fromkeys(PRELOAD + tuple(preload))), grace=grace)
+        else:
+            self.handle = ExecutorHandle(cfg, executor, preload=preload)
+        self.futures: dict[Future, list] = {}  # future -> [key, submitted, started, timeout]
+
+    @property
+    def workers(self) -> int:
+        return self.pool.n if self.pool is not None else self.handle.workers
+
+    @property
+    def queues(self) -> bool:
+        return self.pool is not None or self.handle.queues
+
+    def submit(self, key, spec, x, fidelity, timeout) -> None:
+        if self.pool is not None:
+            self.pool.submit(key, spec, x, fidelity, timeout)
+            return
+        fut = self.handle.submit(spec, x, fidelity, timeout)
+        self.futures[fut] = [key, time.monotonic(), None, timeout]
+
+    def running(self) -> list:
+        if self.pool is not None:
+            return self.pool.running()
+        return [v[0] for v in self.futures.values()]
+
+    def poll(self, timeout: float | None) -> list[tuple[Any, dict[str, Any]]]:
+        if self.pool is not None:
+            return self.pool.poll(timeout)
+        if not self.futures:
+            return []
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        done, _ = wait(list(self.futures), timeout=min(timeout or 1.0, 1.0), return_when=FIRST_COMPLETED)
+        out = []
+        for fut in done:
+            key = self.futures.pop(fut)[0]
+            try:
+                out.append((key, fut.result()))
+            except Exception as e:  # noqa: BLE001  (the worker, not the oracle, failed)
+                name = type(e).__name__
+                reason = death_reason(None) + f" ({name}: {e})" if name in ("KilledWorker", "BrokenProcessPool") \
+                    else f"worker failed ({name}: {e})"
+                out.append((key, {"failed": True, "infra": True, "reason": reason}))
+        now = time.monotonic()
+        for fut, v in list(self.futures.items()):
+            key, submitted, started, t = v
+            if started is None and (getattr(fut, "running", lambda: True)() or self.handle.client is not None):
+                v[2] = started = now if self.handle.client is None else submitted
+            if t is not None and started is not None and now - started > t + self.grace and not fut.done():
+                fut.cancel()
+                self.futures.pop(fut)
+                out.append((key, {"failed": True, "infra": True, "reason": f"timeout after {t:g} s (abandoned)"}))
+        return out
+
+    def pids(self) -> list[int]:
+        """Worker process ids (process pool only)."""
+        return self.pool.pids() if self.pool is not None else []
+
+    def shutdown(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+        else:
+            self.futures.clear()
+            self.handle.shutdown()

@@ -161,3 +161,94 @@ class DieOnceOracle(Oracle):
             return PointResult(y=self._fn.evaluate_true(x.unsqueeze(0)).reshape(1))
         os.close(fd)
         os._exit(1)
+
+
+class SegfaultOracle(Oracle):
+    """Branin whose worker process dies of SIGSEGV on a fraction ``crash_rate`` of the points.
+
+    Which points crash is fixed by the bits of ``x`` and ``seed`` (the same
+    point crashes every time it is retried). For worker-fault tests.
+    """
+
+    input_names = ("x0", "x1")
+    output_names = ("f",)
+
+    def __init__(self, crash_rate: float = 0.2, seed: int = 0, delay: float = 0.0):
+        self.crash_rate = float(crash_rate)
+        self.seed = int(seed)
+        self.delay = float(delay)
+        self._fn = Branin(dtype=DTYPE)
+        self.bounds = self._fn.bounds.clone()
+
+    def crashes(self, x: Tensor) -> bool:
+        """Whether the point ``x`` (``d``) kills its worker."""
+        return _unit_hash(x.to(DTYPE), self.seed) < self.crash_rate
+
+    def _evaluate_one(self, x: Tensor, fidelity: int) -> PointResult:
+        import os
+        import signal
+
+        if self.delay:
+            time.sleep(self.delay)
+        if self.crashes(x):
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return PointResult(y=self._fn.evaluate_true(x.unsqueeze(0)).reshape(1))
+
+
+class HangingOracle(Oracle):
+    """Branin that blocks SIGALRM and hangs (sleeps ``hang`` s) on a fraction ``hang_rate`` of the points.
+
+    An in-process alarm cannot interrupt it: only killing its worker ends it.
+    Which points hang is fixed by the bits of ``x`` and ``seed``.
+    """
+
+    input_names = ("x0", "x1")
+    output_names = ("f",)
+
+    def __init__(self, hang_rate: float = 0.3, seed: int = 0, hang: float = 3600.0, delay: float = 0.0):
+        self.hang_rate = float(hang_rate)
+        self.seed = int(seed)
+        self.hang = float(hang)
+        self.delay = float(delay)
+        self._fn = Branin(dtype=DTYPE)
+        self.bounds = self._fn.bounds.clone()
+
+    def hangs(self, x: Tensor) -> bool:
+        """Whether the point ``x`` (``d``) hangs."""
+        return _unit_hash(x.to(DTYPE), self.seed) < self.hang_rate
+
+    def _evaluate_one(self, x: Tensor, fidelity: int) -> PointResult:
+        import signal
+
+        if self.delay:
+            time.sleep(self.delay)
+        if self.hangs(x):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+            time.sleep(self.hang)
+        return PointResult(y=self._fn.evaluate_true(x.unsqueeze(0)).reshape(1))
+
+
+class BadVarianceOracle(Oracle):
+    """Noisy Branin (variance 0.01) that reports a NaN variance on a fraction ``nan_rate`` of the points
+    and a negative one on a fraction ``negative_rate`` (fixed by the bits of ``x`` and ``seed``)."""
+
+    input_names = ("x0", "x1")
+    output_names = ("f",)
+    noisy = True
+
+    def __init__(self, nan_rate: float = 0.2, negative_rate: float = 0.2, seed: int = 0):
+        self.nan_rate = float(nan_rate)
+        self.negative_rate = float(negative_rate)
+        self.seed = int(seed)
+        self._fn = Branin(dtype=DTYPE)
+        self.bounds = self._fn.bounds.clone()
+
+    def kind(self, x: Tensor) -> str:
+        """``"nan"``, ``"negative"`` or ``"ok"``: what the variance at ``x`` will be."""
+        u = _unit_hash(x.to(DTYPE), self.seed)
+        return "nan" if u < self.nan_rate else "negative" if u < self.nan_rate + self.negative_rate else "ok"
+
+    def _evaluate_one(self, x: Tensor, fidelity: int) -> PointResult:
+        var = {"nan": float("nan"), "negative": -0.01, "ok": 0.01}[self.kind(x)]
+        y = self._fn.evaluate_true(x.unsqueeze(0)).reshape(1)
+        return PointResult(y=y, yvar=torch.tensor([var], dtype=DTYPE))

@@ -9,11 +9,22 @@ resubmitted on resume under the same row id (so no completed call repeats).
 
 SQLite in WAL mode: a committed transaction survives the death of the
 process; the file can be read (``scalebridge status``) while a campaign runs.
+A point still running when a campaign stops on a condition is closed as
+``cancelled`` (with the reason); one running when the driver dies stays
+``pending`` and is resubmitted on resume.
+
+The run directory is guarded by two small files beside the store:
+``lock`` (:class:`RunLock`: the host and PID of the driver that owns it) and
+``progress.json`` (:func:`write_progress`: how many finished rows the store
+held at its last write), which lets a resume tell an emptied store, or one
+copied without its ``-wal`` file, from a new campaign.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import time
 from pathlib import Path
@@ -29,7 +40,7 @@ CREATE TABLE IF NOT EXISTS evaluations (
     iteration INTEGER NOT NULL, -- model update after which it was proposed
     x TEXT NOT NULL,            -- JSON list of d floats
     fidelity INTEGER NOT NULL,
-    status TEXT NOT NULL,       -- pending | done | failed
+    status TEXT NOT NULL,       -- pending | done | failed | cancelled
     y TEXT, yvar TEXT, cost REAL, reason TEXT, wall_time REAL,
     submitted REAL, finished REAL, metadata TEXT,
     prediction TEXT             -- model mean/std at x when it was proposed
@@ -42,21 +53,36 @@ CREATE TABLE IF NOT EXISTS metrics (
 """
 
 
+class RunDirError(RuntimeError):
+    """A run directory that cannot be used as it is (locked, foreign, damaged); the message is one line."""
+
+
 class RunStore:
     """SQLite store of one campaign.
 
     Args:
         path: the ``.sqlite`` file (created with its parent directory).
+        check: run SQLite's ``quick_check`` on opening.
+
+    Raises:
+        RunDirError: the file is not a readable SQLite store or fails the check.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, check: bool = False):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.executescript(SCHEMA)
+        try:
+            self.conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.executescript(SCHEMA)
+            if check:
+                res = self.conn.execute("PRAGMA quick_check").fetchone()[0]
+                if res != "ok":
+                    raise sqlite3.DatabaseError(f"integrity check: {res}")
+        except sqlite3.DatabaseError as e:
+            raise RunDirError(f"{self.path}: not a readable run store ({e})") from None
 
     def close(self) -> None:
         self.conn.close()
@@ -153,8 +179,25 @@ class RunStore:
                 d[k] = json.loads(d[k])
         return d
 
+    def cancel(self, rid: int, reason: str) -> None:
+        """Close a pending row that will not be evaluated (the campaign stopped on a condition)."""
+        self.conn.execute("UPDATE evaluations SET status='cancelled', reason=?, finished=? WHERE id=? AND status='pending'",
+                          (reason, time.time(), rid))
+
+    def rows_after(self, rid: int) -> list[dict[str, Any]]:
+        """Rows with id > ``rid`` (incremental reads)."""
+        return [self._decode(r) for r in self.conn.execute("SELECT * FROM evaluations WHERE id>? ORDER BY id", (rid,))]
+
+    @staticmethod
+    def _decode(r) -> dict[str, Any]:
+        d = dict(r)
+        for k in ("x", "y", "yvar", "metadata", "prediction"):
+            if d[k] is not None:
+                d[k] = json.loads(d[k])
+        return d
+
     def counts(self) -> dict[str, int]:
-        c = {"pending": 0, "done": 0, "failed": 0}
+        c = {"pending": 0, "done": 0, "failed": 0, "cancelled": 0}
         for status, n in self.conn.execute("SELECT status, COUNT(*) FROM evaluations GROUP BY status"):
             c[status] = n
         return c
@@ -180,3 +223,111 @@ class RunStore:
             self.conn.execute("UPDATE metrics SET logged=1")
         else:
             self.conn.execute("UPDATE metrics SET logged=1 WHERE step<=?", (upto_step,))
+
+
+# ------------------------------------------------------------- run directory
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (a zombie counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def read_lock(run_dir: str | Path) -> dict[str, Any] | None:
+    """The lock of a run directory (``{"host", "pid", "time"}``) or None."""
+    try:
+        return json.loads((Path(run_dir) / "lock").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def lock_is_live(lock: dict[str, Any] | None) -> bool:
+    """Whether the lock's driver runs (on another host it is assumed to)."""
+    if not lock:
+        return False
+    if lock.get("host") != socket.gethostname():
+        return True
+    return pid_alive(int(lock.get("pid", -1)))
+
+
+_HELD: dict[str, int] = {}  # lock path -> times this process took it
+
+
+class RunLock:
+    """A run directory's owner: a ``lock`` file with the host and PID of the driver.
+
+    :meth:`acquire` refuses (:class:`RunDirError`) while another live process
+    holds the lock; a lock whose process is dead on this host is stale and
+    taken over. The same process may take it more than once (counted).
+    """
+
+    def __init__(self, run_dir: str | Path):
+        self.path = Path(run_dir) / "lock"
+        self.held = False
+
+    def acquire(self) -> None:
+        key = str(self.path.resolve())
+        if _HELD.get(key):
+            _HELD[key] += 1
+            self.held = True
+            return
+        me = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                other = read_lock(self.path.parent)
+                if other is None:  # being written, or garbage: give the writer a moment
+                    time.sleep(0.2)
+                    other = read_lock(self.path.parent)
+                if other is not None and lock_is_live(other):
+                    raise RunDirError(
+                        f"{self.path.parent}: in use by process {other.get('pid')} on host {other.get('host')} "
+                        f"(lock file {self.path}); wait for it, or stop it first"
+                    ) from None
+                self.path.unlink(missing_ok=True)  # stale: its driver is dead
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            _HELD[key] = 1
+            self.held = True
+            return
+        raise RunDirError(f"{self.path.parent}: could not take the lock file {self.path}")
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        self.held = False
+        key = str(self.path.resolve())
+        _HELD[key] = _HELD.get(key, 1) - 1
+        if _HELD[key] <= 0:
+            _HELD.pop(key, None)
+            lock = read_lock(self.path.parent)
+            if lock and lock.get("pid") == os.getpid() and lock.get("host") == socket.gethostname():
+                self.path.unlink(missing_ok=True)
+
+
+def read_progress(run_dir: str | Path) -> dict[str, Any]:
+    """``{"finished": n, "max_id": k}`` as last written, or zeros."""
+    try:
+        return json.loads((Path(run_dir) / "progress.json").read_text())
+    except (OSError, ValueError):
+        return {"finished": 0, "max_id": 0}
+
+
+def write_progress(run_dir: str | Path, finished: int, max_id: int) -> None:
+    """Record (atomically) how many finished rows the store holds."""
+    p = Path(run_dir) / "progress.json"
+    tmp = p.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"finished": int(finished), "max_id": int(max_id)}))
+    os.replace(tmp, p)

@@ -277,7 +277,7 @@ def _parallel_one(w: int, delay: float, calls_per_worker: int) -> dict:
     n = calls_per_worker * w
     with tempfile.TemporaryDirectory() as tmp:
         cfg = parse_config({
-            "name": f"par-{w}", "oracle": {"name": "slow", "delay": delay}, "budget": {"calls": n},
+            "name": f"par-{w}", "oracle": {"name": "loops.fakes:SlowOracle", "delay": delay}, "budget": {"calls": n},
             "initial": {"n": w}, "acquisition": {"name": "qLogNEI", "num_restarts": 4, "raw_samples": 128},
             "executor": {"kind": "process", "workers": w}, "tracking": {"enabled": False}, "run_dir": tmp,
         })

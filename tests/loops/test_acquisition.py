@@ -80,7 +80,7 @@ def test_qlognehvi_batch_in_bounds_and_distinct():
 def test_multi_fidelity_candidates(name, model):
     from loops.registry import build_oracle
 
-    oracle = build_oracle({"name": "branin_mf", "fidelities": [0.5, 1.0], "costs": [1.0, 10.0]})
+    oracle = build_oracle({"name": "loops.fakes:BraninMultiFidelity", "fidelities": [0.5, 1.0], "costs": [1.0, 10.0]})
     Xs = sobol_points(oracle.bounds, 8, seed=0)
     X = torch.cat([torch.cat([Xs, torch.zeros(8, 1, dtype=D)], -1), torch.cat([Xs[:4], torch.ones(4, 1, dtype=D)], -1)])
     Y = torch.cat([oracle.evaluate(Xs, 0).Y, oracle.evaluate(Xs[:4], 1).Y])

@@ -28,7 +28,7 @@ def _config(tmp_path, **over):
 
 def test_failure_injection_recorded_and_excluded(tmp_path):
     # 30% of the calls fail: half raise, half return NaN; plus plain crashes
-    cfg = _config(tmp_path, oracle={"name": "flaky", "fail_rate": 0.3, "crash_rate": 0.05, "seed": 3},
+    cfg = _config(tmp_path, oracle={"name": "loops.fakes:FlakyOracle", "fail_rate": 0.3, "crash_rate": 0.05, "seed": 3},
                   budget={"calls": 24}, initial={"n": 8}, executor={"kind": "serial"},
                   acquisition={"name": "sobol"})
     res = Campaign(cfg, run_dir=tmp_path / "run").run()
@@ -49,7 +49,7 @@ def test_failure_injection_recorded_and_excluded(tmp_path):
 
 
 def test_retries_reattempt_failed_points(tmp_path):
-    cfg = _config(tmp_path, oracle={"name": "flaky", "fail_rate": 1.0, "seed": 0},
+    cfg = _config(tmp_path, oracle={"name": "loops.fakes:FlakyOracle", "fail_rate": 1.0, "seed": 0},
                   budget={"calls": 6}, initial={"n": 2},
                   executor={"kind": "serial", "retries": 2, "workers": 1, "prefetch": 0},
                   acquisition={"name": "sobol"})
@@ -66,7 +66,7 @@ def test_retries_reattempt_failed_points(tmp_path):
 
 
 def test_timeout_is_a_failed_point(tmp_path):
-    cfg = _config(tmp_path, oracle={"name": "slow", "delay": 2.0}, budget={"calls": 2}, initial={"n": 2},
+    cfg = _config(tmp_path, oracle={"name": "loops.fakes:SlowOracle", "delay": 2.0}, budget={"calls": 2}, initial={"n": 2},
                   executor={"kind": "serial", "timeout": 0.2}, acquisition={"name": "sobol"})
     Campaign(cfg, run_dir=tmp_path / "run").run()
     rows = RunStore(tmp_path / "run" / "store.sqlite").rows()
@@ -80,7 +80,7 @@ def test_async_keeps_workers_busy(tmp_path):
     # own time out of the measurement (on a loaded machine a GP proposal can take longer
     # than this oracle; experiments/benchmarks/campaigns.py measures that case).
     delay, workers = 1.0, 3
-    cfg = _config(tmp_path, oracle={"name": "slow", "delay": delay}, budget={"calls": 12},
+    cfg = _config(tmp_path, oracle={"name": "loops.fakes:SlowOracle", "delay": delay}, budget={"calls": 12},
                   initial={"n": 3}, executor={"kind": "thread", "workers": workers},
                   acquisition={"name": "sobol"})
     Campaign(cfg, run_dir=tmp_path / "run").run()
@@ -97,7 +97,7 @@ def test_async_keeps_workers_busy(tmp_path):
 
 def test_pending_points_are_not_proposed_again(tmp_path):
     # with GP proposals conditioned on X_pending, concurrent points are distinct
-    cfg = _config(tmp_path, oracle={"name": "slow", "delay": 0.3}, budget={"calls": 9},
+    cfg = _config(tmp_path, oracle={"name": "loops.fakes:SlowOracle", "delay": 0.3}, budget={"calls": 9},
                   initial={"n": 3}, executor={"kind": "thread", "workers": 3})
     Campaign(cfg, run_dir=tmp_path / "run").run()
     rows = RunStore(tmp_path / "run" / "store.sqlite").rows()
@@ -106,7 +106,7 @@ def test_pending_points_are_not_proposed_again(tmp_path):
 
 
 def test_budget_in_cost_and_stopping_conditions(tmp_path):
-    cfg = _config(tmp_path, oracle={"name": "branin_mf"}, budget={"calls": None, "cost": 45.0},
+    cfg = _config(tmp_path, oracle={"name": "loops.fakes:BraninMultiFidelity"}, budget={"calls": None, "cost": 45.0},
                   initial={"n": 3, "fidelities": [0, 2]}, acquisition={"name": "sobol"},
                   executor={"kind": "serial"})
     res = Campaign(cfg, run_dir=tmp_path / "run").run()
@@ -200,7 +200,7 @@ def test_co_kriging_waits_for_every_level_of_the_initial_design(tmp_path):
     # one worker returns the initial design level by level: the co-kriging
     # model (which needs data at every level) is first fitted once both levels
     # have results, instead of failing on the level-0 results alone
-    cfg = _config(tmp_path, oracle={"name": "branin_mf", "fidelities": [0.5, 1.0], "costs": [1.0, 10.0]},
+    cfg = _config(tmp_path, oracle={"name": "loops.fakes:BraninMultiFidelity", "fidelities": [0.5, 1.0], "costs": [1.0, 10.0]},
                   budget={"calls": 7}, initial={"n": 3, "fidelities": [0, 1]},
                   model={"name": "ar1", "options": {"restarts": 0}},
                   acquisition={"name": "qMFMES", "num_fantasies": 4, "num_restarts": 1, "raw_samples": 16},

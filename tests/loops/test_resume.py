@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG = """
 name = "killme"
 seed = {seed}
-oracle = {{name = "slow", delay = 0.4}}
+oracle = {{name = "loops.fakes:SlowOracle", delay = 0.4}}
 [budget]
 calls = 14
 [initial]
@@ -97,12 +97,14 @@ def test_dead_worker_point_is_resubmitted(tmp_path):
 
     marker = tmp_path / "died"
     cfg = parse_config({
-        "name": "die", "oracle": {"name": "die_once", "marker": str(marker), "delay": 0.2},
+        "name": "die", "oracle": {"name": "loops.fakes:DieOnceOracle", "marker": str(marker), "delay": 0.2},
         "budget": {"calls": 6}, "initial": {"n": 4}, "acquisition": {"name": "sobol"},
-        "executor": {"kind": "process", "workers": 2}, "tracking": {"enabled": False},
+        "executor": {"kind": "process", "workers": 2, "retries": 1}, "tracking": {"enabled": False},
         "run_dir": str(tmp_path),
     })
     Campaign(cfg, run_dir=tmp_path / "run").run()
     assert marker.exists()  # a worker process did die
     rows = RunStore(tmp_path / "run" / "store.sqlite").rows()
+    # the point is retried on a fresh worker (retries = 1) under its own row id
     assert len(rows) == 6 and all(r["status"] == "done" for r in rows)
+    assert {r["attempt"] for r in rows} == {0}
