@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "elastic": ("oracles.atomistic.cli", "elastic constants of a cubic crystal; prints JSON"),
     "surface": ("oracles.atomistic.cli", "surface energy and UBER decohesion fit; prints JSON"),
     "cohesive": ("oracles.cohesive.cli", "cohesive-law parameters and K_Ic; prints JSON"),
+    "conductivity": ("oracles.transport.cli", "effective conductivity and tortuosity of a voxel image; prints JSON"),
+    "permeability": ("oracles.transport.cli", "Darcy permeability of a voxel pore space (m², darcy); prints JSON"),
     "run": ("loops.commands", "run a campaign from a TOML config"),
     "resume": ("loops.commands", "resume a killed campaign"),
     "status": ("loops.commands", "progress table of a campaign"),

@@ -25,6 +25,8 @@ ORACLES: dict[str, tuple[str, ...]] = {
     "stiffness_density": ("loops.oracle_factories:StiffnessToDensity",),
     "two_grid_stiffness": ("loops.oracle_factories:TwoGridStiffness",),
     "elastic": ("oracles.atomistic.elastic:ElasticConstantsOracle",),
+    "conductivity": ("oracles.transport.oracle:ConductivityOracle",),
+    "permeability": ("oracles.transport.oracle:PermeabilityOracle",),
     # test doubles of the loops (cheap, deterministic)
     "slow": ("loops.fakes:SlowOracle",),
     "flaky": ("loops.fakes:FlakyOracle",),

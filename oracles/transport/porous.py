@@ -1,0 +1,293 @@
+r"""Porous microstructures on voxel grids: ``solid(shape) -> *grid bool``.
+
+Every microstructure is a small dataclass (plain data, picklable) whose
+lengths are fractions of the cell edge, so one instance gives the same
+geometry on a coarse and a fine grid; ``solid(shape)`` returns True on solid
+voxels.
+
+* Closed-form cases: :class:`Slit`, :class:`CylinderArray` (square array,
+  one cylinder per cell, along the last axis in 3D), :class:`SphereArray`
+  (simple cubic, one sphere per cell).
+* Random media from PoreSpy's generators (Gostick et al. 2019, JOSS 4):
+  :class:`OverlappingSpheres`, :class:`PolydisperseSpheres`, :class:`Blobs`,
+  :class:`Fibres`. PoreSpy images are True on pores; its sphere and fibre
+  images are not periodic (the solvers treat the cell as periodic).
+* :class:`PoreImage`: a user image (``.npy`` bool or 0/1 array, True or 1 on solid).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from oracles.exceptions import InvalidInput
+
+__all__ = [
+    "Blobs",
+    "CylinderArray",
+    "Fibres",
+    "MICROSTRUCTURES",
+    "OverlappingSpheres",
+    "PolydisperseSpheres",
+    "PoreImage",
+    "Slit",
+    "SphereArray",
+    "microstructure",
+]
+
+
+def _check_shape(shape) -> tuple[int, ...]:
+    shape = tuple(int(n) for n in shape)
+    if len(shape) not in (2, 3) or min(shape) < 2:
+        raise InvalidInput(f"grid must have 2 or 3 axes of at least 2 voxels, got {shape}")
+    return shape
+
+
+def _centres(shape):
+    return np.meshgrid(*[(np.arange(n) + 0.5) / n for n in shape], indexing="ij")
+
+
+def _fraction(name: str, v: float, lo: float = 0.0, hi: float = 1.0) -> float:
+    if not (isinstance(v, (int, float)) and lo < v < hi):
+        raise InvalidInput(f"{name} must lie in ({lo}, {hi}), got {v!r}")
+    return float(v)
+
+
+def _seed(seed) -> int | None:
+    return None if seed is None else int(seed)
+
+
+def _radius_voxels(radius_fraction: float, shape) -> int:
+    return max(1, int(round(radius_fraction * min(shape))))
+
+
+def _porespy():
+    try:
+        import porespy
+    except ImportError as e:  # pragma: no cover - porespy is a dependency
+        raise InvalidInput(f"PoreSpy microstructures need the porespy package ({e})") from e
+    return porespy
+
+
+@dataclass(frozen=True)
+class Slit:
+    """Solid layers normal to axis ``axis``; pore channel ``fraction`` of the cell."""
+
+    fraction: float = 0.5
+    axis: int = -1
+
+    def solid(self, shape) -> np.ndarray:
+        shape = _check_shape(shape)
+        _fraction("fraction", self.fraction)
+        ax = self.axis % len(shape)
+        n = shape[ax]
+        h = int(round(self.fraction * n))
+        if not 0 < h < n:
+            raise InvalidInput(
+                f"slit fraction {self.fraction} gives {h} of {n} voxels; need 1..{n - 1}"
+            )
+        line = np.arange(n) >= h
+        return np.broadcast_to(
+            line.reshape([-1 if a == ax else 1 for a in range(len(shape))]), shape
+        ).copy()
+
+
+@dataclass(frozen=True)
+class CylinderArray:
+    """Square array of solid cylinders, radius ``radius_fraction`` of the cell;
+    in 3D along the last axis (voxel centres inside the circle are solid)."""
+
+    radius_fraction: float = 0.25
+
+    def solid(self, shape) -> np.ndarray:
+        shape = _check_shape(shape)
+        _fraction("radius_fraction", self.radius_fraction, 0.0, 1.0)
+        X = _centres(shape[:2])
+        s = (X[0] - 0.5) ** 2 + (X[1] - 0.5) ** 2 < self.radius_fraction**2
+        if len(shape) == 3:
+            s = np.repeat(s[:, :, None], shape[2], axis=2)
+        return s
+
+    def solid_fraction(self) -> float:
+        return min(1.0, math.pi * self.radius_fraction**2)
+
+
+@dataclass(frozen=True)
+class SphereArray:
+    """Simple cubic array of solid spheres (3D) or disks (2D), radius
+    ``radius_fraction`` of the cell."""
+
+    radius_fraction: float = 0.25
+
+    def solid(self, shape) -> np.ndarray:
+        shape = _check_shape(shape)
+        _fraction("radius_fraction", self.radius_fraction, 0.0, 1.0)
+        X = _centres(shape)
+        return sum((x - 0.5) ** 2 for x in X) < self.radius_fraction**2
+
+
+@dataclass(frozen=True)
+class OverlappingSpheres:
+    """Overlapping solid spheres of radius ``radius_fraction`` of the cell at
+    the given ``porosity`` (``porespy.generators.overlapping_spheres``)."""
+
+    porosity: float = 0.5
+    radius_fraction: float = 0.1
+    seed: int | None = 0
+
+    def solid(self, shape) -> np.ndarray:
+        shape = _check_shape(shape)
+        _fraction("porosity", self.porosity)
+        _fraction("radius_fraction", self.radius_fraction, 0.0, 0.5)
+        ps = _porespy()
+        r = _radius_voxels(self.radius_fraction, shape)
+        im = ps.generators.overlapping_spheres(
+            list(shape), r=r, porosity=self.porosity, seed=_seed(self.seed)
+        )
+        return ~np.asarray(im, dtype=bool)
+
+
+@dataclass(frozen=True)
+class PolydisperseSpheres:
+    """Overlapping solid spheres with normally distributed radii (mean
+    ``radius_fraction`` of the cell, relative spread ``spread``)
+    (``porespy.generators.polydisperse_spheres``)."""
+
+    porosity: float = 0.5
+    radius_fraction: float = 0.1
+    spread: float = 0.2
+    seed: int | None = 0
+
+    def solid(self, shape) -> np.ndarray:
+        import scipy.stats
+
+        shape = _check_shape(shape)
+        _fraction("porosity", self.porosity)
+        _fraction("radius_fraction", self.radius_fraction, 0.0, 0.5)
+        _fraction("spread", self.spread, 0.0, 1.0)
+        ps = _porespy()
+        r = self.radius_fraction * min(shape)
+        dist = scipy.stats.norm(loc=r, scale=self.spread * r)
+        im = ps.generators.polydisperse_spheres(
+            list(shape), porosity=self.porosity, dist=dist, nbins=5, r_min=1, seed=_seed(self.seed)
+        )
+        return ~np.asarray(im, dtype=bool)
+
+
+@dataclass(frozen=True)
+class Blobs:
+    """Periodic Gaussian-random-field blobs of pore at ``porosity``; larger
+    ``blobiness`` gives smaller blobs (``porespy.generators.blobs``)."""
+
+    porosity: float = 0.5
+    blobiness: float = 1.0
+    seed: int | None = 0
+
+    def solid(self, shape) -> np.ndarray:
+        shape = _check_shape(shape)
+        _fraction("porosity", self.porosity)
+        if not (isinstance(self.blobiness, (int, float)) and self.blobiness > 0):
+            raise InvalidInput(f"blobiness must be positive, got {self.blobiness!r}")
+        ps = _porespy()
+        im = ps.generators.blobs(
+            list(shape), porosity=self.porosity, blobiness=self.blobiness, seed=_seed(self.seed)
+        )
+        return ~np.asarray(im, dtype=bool)
+
+
+@dataclass(frozen=True)
+class Fibres:
+    """Straight solid fibres (cylinders) of radius ``radius_fraction`` of the
+    cell at ``porosity``, at most ``phi_max`` degrees out of the plane
+    normal to the last axis (``porespy.generators.cylinders``; 3D only)."""
+
+    porosity: float = 0.8
+    radius_fraction: float = 0.05
+    phi_max: float = 0.0
+    theta_max: float = 90.0
+    seed: int | None = 0
+
+    def solid(self, shape) -> np.ndarray:
+        shape = _check_shape(shape)
+        if len(shape) != 3:
+            raise InvalidInput(f"Fibres need a 3D grid, got {shape}")
+        _fraction("porosity", self.porosity)
+        _fraction("radius_fraction", self.radius_fraction, 0.0, 0.5)
+        ps = _porespy()
+        r = _radius_voxels(self.radius_fraction, shape)
+        im = ps.generators.cylinders(
+            list(shape),
+            r=r,
+            porosity=self.porosity,
+            phi_max=self.phi_max,
+            theta_max=self.theta_max,
+            seed=_seed(self.seed),
+        )
+        return ~np.asarray(im, dtype=bool)
+
+
+@dataclass(frozen=True)
+class PoreImage:
+    """A user image: ``path`` to a ``.npy`` array, True or 1 on solid voxels
+    (its own grid; ``solid(shape)`` checks that ``shape`` matches)."""
+
+    path: str
+
+    def load(self) -> np.ndarray:
+        p = Path(self.path)
+        if p.suffix.lower() != ".npy":
+            raise InvalidInput(f"pore image must be a .npy file, got {self.path!r}")
+        try:
+            arr = np.load(p, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise InvalidInput(f"cannot read pore image {self.path!r}: {e}") from None
+        if arr.ndim not in (2, 3):
+            raise InvalidInput(f"pore image must be 2D or 3D, got shape {arr.shape}")
+        if arr.dtype != bool:
+            if not np.isin(arr, (0, 1)).all():
+                vals = np.unique(arr)[:5].tolist()
+                raise InvalidInput(
+                    f"pore image must hold 0/1 (1 = solid) or bools, got values {vals}"
+                )
+            arr = arr.astype(bool)
+        return arr
+
+    def solid(self, shape=None) -> np.ndarray:
+        arr = self.load()
+        if shape is not None and tuple(shape) != arr.shape:
+            raise InvalidInput(
+                f"pore image {self.path!r} has shape {arr.shape}, grid {tuple(shape)} was asked"
+            )
+        return arr
+
+
+#: CLI / config names of the microstructures
+MICROSTRUCTURES = {
+    "slit": Slit,
+    "cylinders": CylinderArray,
+    "spheres": SphereArray,
+    "overlapping": OverlappingSpheres,
+    "polydisperse": PolydisperseSpheres,
+    "blobs": Blobs,
+    "fibres": Fibres,
+}
+
+
+def microstructure(name: str, **params):
+    """A microstructure by name (:data:`MICROSTRUCTURES`) or a ``.npy`` path."""
+    if str(name).lower().endswith(".npy"):
+        return PoreImage(str(name))
+    if name not in MICROSTRUCTURES:
+        raise InvalidInput(
+            f"microstructure must be one of {sorted(MICROSTRUCTURES)} or a .npy file, got {name!r}"
+        )
+    cls = MICROSTRUCTURES[name]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    bad = sorted(set(params) - fields)
+    if bad:
+        raise InvalidInput(f"{name} has no parameters {bad}; it takes {sorted(fields)}")
+    return cls(**params)
