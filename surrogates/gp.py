@@ -26,16 +26,22 @@ kept.
 A GP whose inputs are the ``k*k`` displacement-gradient components
 ``H = F - I`` (row-major) and outputs the ``k*k`` stress components ``P``
 (row-major) is a constitutive surrogate: :meth:`material_response` returns
-``P`` = posterior mean, the tangent = the Jacobian of the mean by automatic
-differentiation, and the variance = the mean predictive variance of the
-components. For :class:`GPSurrogate` these are evaluated in closed form for
-the Matérn-5/2 kernel from a per-fit cache (``alpha = A^-1 (y - c)`` and
-``A^-1``), ``O(N (d + m))`` per point for stress and tangent plus
-``O(N^2 m)`` for the exact variance (``with_variance=False`` skips it). With
-``shared_lengthscale=True`` (one lengthscale vector for all outputs) the
-kernel terms are computed once per training point for all ``m`` outputs,
-about 3x faster for 9 stress components. The ICM model differentiates
-through its BoTorch posterior.
+``P`` = posterior mean, the tangent = the Jacobian of the mean, and the
+variance = the mean predictive variance of the components. For
+:class:`GPSurrogate` these are evaluated in closed form for the Matérn-5/2
+kernel in torch from a per-fit cache (the Cholesky factor of the training
+covariance and ``s A^-1 (y - c)``): ``O(N (d + m))`` per point for stress and
+tangent plus ``O(N^2 m)`` for the exact variance (``with_variance=False``
+skips it). With ``shared_lengthscale=True`` (one lengthscale vector for all
+outputs) the kernel is evaluated once per training point for all ``m``
+outputs. The ICM model differentiates through its BoTorch posterior by
+autograd.
+
+For learning on the fly (FE²), :meth:`GPSurrogate.select_batch` picks the
+candidates whose observation brings every candidate's predictive variance
+below a tolerance (greedy variance reduction, no evaluation needed), and
+:meth:`GPSurrogate.condition_on_observations` returns the GP conditioned on
+new answers with its hyperparameters kept (BoTorch's fantasy update).
 """
 
 from __future__ import annotations
@@ -67,7 +73,6 @@ from oracles.exceptions import InvalidInput
 from oracles.material import MaterialResponse
 from surrogates.base import SurrogateMixin, register_surrogate
 from surrogates.dataset import DTYPE, Dataset, floor_yvar
-from surrogates.native import gp_matern
 
 __all__ = ["GPSurrogate", "ICMGPSurrogate", "fit_with_restarts"]
 
@@ -296,12 +301,6 @@ class _GPCommon(SurrogateMixin):
         n = F.shape[0]
         H = (F - torch.eye(k, dtype=DTYPE)).reshape(n, k * k)
         self.eval()
-        if not with_variance:
-            fast = self._native_mean_jac(H)
-            if fast is not None:
-                # one fused pass over all points, no chunking needed
-                return MaterialResponse(P=fast[0].reshape(n, k, k),
-                                        tangent=fast[1].reshape(n, k, k, k, k), variance=None)
         Ps, Js, Vs = [], [], []
         for start in range(0, n, chunk_size):
             mean, jac, var = self._mean_jac_var(H[start : start + chunk_size], with_variance)
@@ -312,12 +311,6 @@ class _GPCommon(SurrogateMixin):
         P = torch.cat(Ps).reshape(n, k, k)
         tangent = torch.cat(Js).reshape(n, k, k, k, k)
         return MaterialResponse(P=P, tangent=tangent, variance=torch.cat(Vs) if Vs else None)
-
-    def _native_mean_jac(self, X: Tensor) -> tuple[Tensor, Tensor] | None:
-        """Posterior mean ``n x m`` and Jacobian ``n x m x d`` at ``X`` (``n x d``) by a
-        fused native kernel, or None where the model has none (the caller then
-        uses :meth:`_mean_jac_var`)."""
-        return None
 
     def _mean_jac_var(self, X: Tensor, with_variance: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
         """Posterior mean (``c x m``), its Jacobian (``c x m x d``) and the
@@ -431,23 +424,50 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             self._fast_cache = None
         return super().train(mode)
 
-    def load_state_dict(self, *args, **kwargs):
+    def load_state_dict(self, state_dict, *args, **kwargs):
         self._fast_cache = None
-        return super().load_state_dict(*args, **kwargs)
+        out = super().load_state_dict(state_dict, *args, **kwargs)
+        self._restandardize_targets()
+        return out
+
+    def _restandardize_targets(self) -> None:
+        """Training targets standardized with the current output transform.
+
+        A model conditioned on new points keeps the standardization of its fit;
+        rebuilt from its data (``from_config``) it would standardize with the
+        statistics of all its data, so the loaded transform is applied again."""
+        tf = getattr(self, "outcome_transform", None)
+        ds = getattr(self, "train_dataset", None)
+        if tf is None or ds is None or ds.n != self.train_targets.shape[-1]:
+            return
+        Yvar = None if ds.Yvar is None else floor_yvar(ds.Yvar, ds.Y, self._sb_config["min_noise_rel"])
+        was_training = tf.training
+        tf.eval()
+        try:
+            with torch.no_grad():
+                # N x m, standardized with the stored means and scales
+                Ys, Yvs = tf(ds.Y, Yvar)
+        finally:
+            tf.train(was_training)
+        m = self.num_outputs
+        targets = Ys.T.contiguous() if m > 1 else Ys.squeeze(-1)
+        self.set_train_data(targets=targets, strict=False)
+        if Yvs is not None:
+            self.likelihood.noise_covar.noise = Yvs.T.contiguous() if m > 1 else Yvs.squeeze(-1)
 
     def _fast_terms(self) -> dict[str, Tensor]:
-        """Per-output quantities of the exact predictor, computed once per fit.
+        """Quantities of the exact predictor that depend only on the training data.
 
         With ``A = K + Sigma_noise`` (standardized units), ``L`` its Cholesky
-        factor, ``s`` the output scale and ``w = sqrt(5) / l`` the scaled
-        inverse lengthscales: the centred, scaled training inputs
-        ``Zt = w (Xt - mu)`` (``m x N x d``) and their squared norms, the
-        mean weights ``s alpha = s A^-1 (y - c)`` and ``L`` (for variances).
-        Everything that depends only on the training data is here, so a
-        prediction costs GEMMs against these plus ``O(N)`` elementwise work
-        per point and output.
+        factor (``m x N x N``), ``s`` the output scales and ``w = sqrt(5) / l``
+        the scaled inverse lengthscales: the centred, scaled training inputs
+        ``Zt = w (Xt - mu)`` (``G x N x d``, ``G = 1`` kernel group with a shared
+        lengthscale, else ``G = m``) and the mean weights
+        ``a = s A^-1 (y - c)`` arranged per group (``G x N x r``, ``r = m / G``
+        outputs per group). A prediction then costs GEMMs against these plus
+        ``O(G N)`` elementwise work per point. Computed once per fit (or
+        conditioning) and cached.
         """
-        # a conditioned/fantasy copy shares the attribute but not the data
         key = (self.train_targets.data_ptr(), tuple(self.train_targets.shape))
         if self._fast_cache is not None and self._fast_cache["key"] == key:
             return self._fast_cache
@@ -458,74 +478,59 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             tf_out = getattr(self, "outcome_transform", None)
             X_train = self.train_dataset.X
             Xt = tf_in(X_train) if tf_in is not None else X_train  # N x d, unit cube
+            N, d = Xt.shape
             prior = self.forward(Xt)
             A = self.likelihood(prior, Xt).covariance_matrix  # (m x) N x N
             y = self.train_targets  # (m x) N, standardized
-            L = torch.linalg.cholesky(A.reshape(m, *A.shape[-2:]))  # m x N x N
-            r = (y - prior.mean).reshape(m, -1, 1)
-            alpha = torch.cholesky_solve(r, L).squeeze(-1)  # m x N
-            scale = self.covar_module.outputscale.reshape(m, 1, 1)
-            alpha_s = scale.reshape(m, 1) * alpha  # m x N
-            ls = self.covar_module.base_kernel.lengthscale  # (m x) 1 x d, or 1 x d shared
-            w = (math.sqrt(5.0) / ls).reshape(-1, 1, ls.shape[-1]).expand(m, 1, -1)  # m x 1 x d
+            L = torch.linalg.cholesky(A.reshape(m, N, N))  # m x N x N
+            r_ = (y - prior.mean).reshape(m, N, 1)
+            alpha = torch.cholesky_solve(r_, L).squeeze(-1)  # m x N
+            scale = self.covar_module.outputscale.reshape(m)
+            a = scale.unsqueeze(-1) * alpha  # m x N
+            ls = self.covar_module.base_kernel.lengthscale  # (m x) 1 x d
+            G = 1 if ls.numel() == d else m
+            r = m // G
+            w = (math.sqrt(5.0) / ls).reshape(G, 1, d)
             # centring on the training mean keeps |z|^2 + |z'|^2 - 2 z.z' accurate
             mu = Xt.mean(0)
-            Zt = (Xt - mu) * w  # m x N x d
-            d = Xt.shape[-1]
+            Zt = (Xt - mu) * w  # G x N x d
+            aG = a.reshape(G, r, N).transpose(1, 2)  # G x N x r
             x_off = tf_in._offset.reshape(-1) if tf_in is not None else Xt.new_zeros(d)
             x_coef = tf_in._coefficient.reshape(-1) if tf_in is not None else Xt.new_ones(d)
             y_mean = tf_out.means.reshape(m) if tf_out is not None else Xt.new_zeros(m)
             y_std = tf_out.stdvs.reshape(m) if tf_out is not None else Xt.new_ones(m)
             cache = {
                 "key": key,
+                "G": G,
+                "r": r,
                 "L": L,
                 "scale": scale,
-                "w": w,
                 # [-2 z', 1, |z'|^2]^T, so that rho^2 is one GEMM with [z, |z|^2, 1]
                 "ZtaugT": torch.cat(
                     [-2.0 * Zt, torch.ones_like(Zt[..., :1]), Zt.pow(2).sum(-1, keepdim=True)], -1
-                ).transpose(-1, -2).contiguous(),  # m x (d + 2) x N
-                # one GEMM of (1 + rho) e^-rho against [s alpha, s alpha Zt]
-                # gives the kernel sum and the tangent's two terms
-                "BT": torch.cat([alpha_s.unsqueeze(-1), alpha_s.unsqueeze(-1) * Zt], -1)
-                .transpose(-1, -2).contiguous(),  # m x (1 + d) x N
-                "alpha3": (alpha_s / 3.0).unsqueeze(-2),  # m x 1 x N
-                "const": self.mean_module.constant.reshape(m, 1),
+                ).transpose(-1, -2).contiguous(),  # G x (d + 2) x N
+                # p [a, a (x) Zt] gives the kernel sums S and T of every output in the group
+                "WT": torch.cat([aG, (aG.unsqueeze(-1) * Zt.unsqueeze(-2)).reshape(G, N, r * d)], -1)
+                .transpose(-1, -2).contiguous(),  # G x (r + r d) x N
+                "a3": (aG / 3.0).contiguous(),  # G x N x r
+                "const": self.mean_module.constant.reshape(G, 1, r),
                 "y_mean": y_mean,
                 "y_std": y_std,
                 # x (original units) -> z: z = (x - off) / coef * w - mu * w
-                "x_mul": (w / x_coef),  # m x 1 x d
-                "x_shift": ((x_off / x_coef + mu) * w),  # m x 1 x d
+                "x_mul": w / x_coef,  # G x 1 x d
+                "x_shift": (x_off / x_coef + mu) * w,  # G x 1 x d
                 # dP/dx = y_std * dm/dz * w / coef, with dm/dz = (T - S z) / 3
-                "jac_mul": (y_std.reshape(m, 1, 1) / 3.0) * (w / x_coef),  # m x 1 x d
+                "jac_mul": (y_std.reshape(G, r, 1) / 3.0) * (w / x_coef),  # G x r x d
             }
-            if gp_matern.available() and d <= 16:
-                cache["native"] = gp_matern.prepare(
-                    Zt, alpha_s, cache["x_mul"], cache["x_shift"], cache["jac_mul"],
-                    cache["const"], y_mean, y_std, shared=bool(self._sb_config.get("shared_lengthscale")))
         self._fast_cache = cache
         return cache
 
     def _conditioned(self) -> bool:
-        # conditioned on extra (fantasy) data: the closed forms are written
-        # for the fitted training set
+        # a BoTorch fantasy (batched or without train_dataset) is predicted by
+        # the generic path: the closed forms read the training set from train_dataset
         n_train = self.train_dataset.n if self.train_dataset is not None else -1
         return self.train_targets.shape[-1] != n_train or self.train_targets.dim() > (
             2 if self.num_outputs > 1 else 1)
-
-    def _native_mean_jac(self, X: Tensor) -> tuple[Tensor, Tensor] | None:
-        """The closed-form mean and Jacobian of :meth:`_mean_jac_var` fused in one
-        C loop (:mod:`surrogates.native.gp_matern`): per point and output one
-        pass over the training points, nothing stored, vectorized over training
-        points. ``torch.get_num_threads()`` threads share the points. None when
-        the kernel is unavailable (no C compiler) or the model is conditioned
-        on fantasy data."""
-        if self._conditioned():
-            return None
-        c = self._fast_terms()
-        if "native" not in c:
-            return None
-        return gp_matern.mean_jacobian(c["native"], X, workers=torch.get_num_threads())
 
     def _mean_jac_var(self, X: Tensor, with_variance: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
         """Exact posterior mean, its Jacobian and marginal variances at ``X``
@@ -534,37 +539,37 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         In scaled coordinates ``z = sqrt(5) x / l`` with ``rho = |z - z'|`` and
         output scale ``s``: ``k = s (1 + rho + rho^2 / 3) e^-rho`` and
         ``dk/dz = -s/3 (1 + rho) e^-rho (z - z')`` (no singularity at
-        ``rho = 0``). With ``p = (1 + rho) e^-rho`` (``c x N`` per output) the
-        mean is ``c + p (s alpha) + (rho^2 e^-rho) (s alpha) / 3`` and the
-        Jacobian ``(T - S z) / 3`` with ``[S, T] = p [s alpha, s alpha Zt]``:
-        one GEMM, no ``c x N x d`` difference tensor. The input and output
-        transforms enter the Jacobian as diagonal factors. Cost
-        ``O(c N d m)`` for the mean and tangent plus ``O(c N^2 m)`` for the
-        variances (a triangular solve with the Cholesky factor). The points
-        are processed in blocks of ``_FAST_BLOCK`` so the ``m x block x N``
-        work arrays stay in cache and are reused; with
+        ``rho = 0``). With ``p = (1 + rho) e^-rho`` and ``q = rho^2 e^-rho``
+        (``c x N`` per kernel group) the mean is ``c + p a + q a / 3`` and the
+        Jacobian ``(T - S z) / 3`` with ``[S, T] = p [a, a (x) Zt]``: one GEMM
+        per group for all its outputs, no ``c x N x d`` difference tensor. The
+        input and output transforms enter the Jacobian as diagonal factors.
+        Cost ``O(c N (d + m))`` for the mean and Jacobian plus ``O(c N^2 m)``
+        for the variances (a triangular solve with the Cholesky factor). The
+        points are processed in blocks of ``_FAST_BLOCK`` so the
+        ``G x block x N`` work arrays stay in cache; with
         ``torch.get_num_threads() > 1`` the blocks are shared among that many
         Python threads, each running single-threaded ops (torch and numpy
-        release the GIL).
+        release the GIL), and the thread setting is restored afterwards.
         """
         if self._conditioned():
-            # the closed form below is written for the fitted training set
             return super()._mean_jac_var(X, with_variance)
         c = self._fast_terms()
-        m, N = c["BT"].shape[0], c["BT"].shape[-1]
+        G, r, N = c["G"], c["r"], c["ZtaugT"].shape[-1]
+        m = G * r
         n, d = X.shape
-        mean = torch.empty(m, n, dtype=DTYPE)
-        jac = torch.empty(m, n, d, dtype=DTYPE)
+        mean = torch.empty(G, r, n, dtype=DTYPE)
+        jac = torch.empty(G, r, n, d, dtype=DTYPE)
         var = torch.empty(m, n, dtype=DTYPE) if with_variance else None
         b = min(n, self._FAST_BLOCK)
         X = X.to(DTYPE)
 
         def run(starts) -> None:
-            work = [torch.empty(m, b, N, dtype=DTYPE) for _ in range(3)]
+            work = [torch.empty(G, b, N, dtype=DTYPE) for _ in range(3)]
             with torch.no_grad():
                 for i in starts:
                     sl = slice(i, min(i + b, n))
-                    self._fast_block(c, X[sl], mean[:, sl], jac[:, sl], None if var is None else var[:, sl],
+                    self._fast_block(c, X[sl], mean[:, :, sl], jac[:, :, sl], None if var is None else var[:, sl],
                                      [w[:, : sl.stop - sl.start] for w in work])
 
         starts = list(range(0, n, b))
@@ -572,7 +577,6 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         if workers > 1:
             # block-level parallelism with single-threaded ops: per-operation
             # intra-op threading synchronizes cores at every elementwise pass
-            # and was measured ~10x slower on a loaded 2-core machine
             prev = torch.get_num_threads()
             torch.set_num_threads(1)
             try:
@@ -582,27 +586,28 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
                 torch.set_num_threads(prev)
         else:
             run(starts)
-        mean = (c["y_mean"].unsqueeze(-1) + c["y_std"].unsqueeze(-1) * mean).T  # n x m
+        mean = (c["y_mean"].unsqueeze(-1) + c["y_std"].unsqueeze(-1) * mean.reshape(m, n)).T  # n x m
         if var is not None:
             var = (c["y_std"].pow(2).unsqueeze(-1) * var.clamp_min_(0)).T  # n x m
-        return mean, jac.transpose(0, 1), var
+        return mean, jac.reshape(m, n, d).transpose(0, 1), var
 
-    #: points per block of the closed-form predictor: the three m x block x N
-    #: work arrays stay in cache (64 measured 1.3-1.5x faster than 256)
+    #: points per block of the closed-form predictor: the three G x block x N
+    #: work arrays stay in cache
     _FAST_BLOCK = 64
 
     @staticmethod
     def _fast_block(c, X, mean_out, jac_out, var_out, work) -> None:
         """One block of :meth:`_mean_jac_var`, written into the ``*_out`` views
-        (standardized mean ``m x b``, original-unit Jacobian ``m x b x d``,
-        standardized variance ``m x b``). ``work``: three ``m x b x N`` buffers."""
+        (standardized mean ``G x r x b``, original-unit Jacobian ``G x r x b x d``,
+        standardized variance ``m x b``). ``work``: three ``G x b x N`` buffers."""
         R, P, E = work
-        Z = torch.addcmul(c["x_shift"].neg(), X.unsqueeze(0), c["x_mul"])  # m x b x d
+        G, r = c["G"], c["r"]
+        b, d = X.shape
+        Z = torch.addcmul(c["x_shift"].neg(), X.unsqueeze(0), c["x_mul"])  # G x b x d
         # |z - z'|^2 = [z, |z|^2, 1] . [-2 z', 1, |z'|^2]: one GEMM
         Zaug = torch.cat([Z, Z.pow(2).sum(-1, keepdim=True), torch.ones_like(Z[..., :1])], -1)
-        torch.bmm(Zaug, c["ZtaugT"], out=R)  # rho^2, m x b x N
-        # the transcendental passes dominate: numpy's SIMD sqrt/exp are about
-        # 2x faster than torch's on the measured CPU; same memory, no copies
+        torch.bmm(Zaug, c["ZtaugT"], out=R)  # rho^2, G x b x N
+        # numpy's vectorized sqrt and exp in place on the same memory
         Rn, Pn, En = R.numpy(), P.numpy(), E.numpy()
         R.clamp_min_(0.0)
         np.sqrt(Rn, out=Pn)  # rho
@@ -610,18 +615,178 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         np.exp(En, out=En)  # e^-rho
         torch.addcmul(E, P, E, out=P)  # p = (1 + rho) e^-rho
         R.mul_(E)  # q = rho^2 e^-rho
-        # [S; T] = [s alpha, s alpha Zt]^T p^T: this orientation of the skinny
-        # GEMM measured ~2x faster than p [s alpha, s alpha Zt]
-        ST = torch.bmm(c["BT"], P.transpose(-1, -2)).transpose(-1, -2)  # m x b x (1 + d)
-        S = ST[..., :1]
-        # a multiply-and-sum beats a one-column batched GEMM here
-        torch.add(S.squeeze(-1), (R * c["alpha3"]).sum(-1), out=mean_out).add_(c["const"])
-        torch.addcmul(ST[..., 1:], S, Z, value=-1.0, out=jac_out).mul_(c["jac_mul"])
+        ST = torch.bmm(c["WT"], P.transpose(-1, -2)).transpose(-1, -2)  # G x b x (r + r d)
+        S = ST[..., :r]  # G x b x r
+        T = ST[..., r:].reshape(G, b, r, d)
+        mean_out.copy_((S + torch.bmm(R, c["a3"]) + c["const"]).transpose(-1, -2))
+        jac = torch.addcmul(T, S.unsqueeze(-1), Z.unsqueeze(-2), value=-1.0).mul_(c["jac_mul"].unsqueeze(1))
+        jac_out.copy_(jac.transpose(1, 2))
         if var_out is not None:
-            # K = s (p + q / 3); v = L^-1 K^T; var = s - |v|^2
-            K = R.div_(3.0).add_(P).mul_(c["scale"])  # m x b x N
+            # K_j = s_j (p + q / 3); v = L_j^-1 K_j^T; var_j = s_j - |v|^2
+            K0 = R.div_(3.0).add_(P)  # G x b x N
+            m = G * r
+            K = K0.unsqueeze(1).expand(G, r, b, K0.shape[-1]).reshape(m, b, -1) * c["scale"].reshape(m, 1, 1)
             V = torch.linalg.solve_triangular(c["L"], K.transpose(-1, -2), upper=False)  # m x N x b
             torch.sub(c["scale"].reshape(-1, 1), V.pow(2).sum(-2), out=var_out)
+
+    # ------------------------------------------------- learning on the fly
+    def _inputs(self, X: Tensor) -> Tensor:
+        """``n x d`` inputs from ``X`` (``n x d``) or, for a constitutive surrogate, ``F`` (``n x k x k``)."""
+        X = torch.as_tensor(X, dtype=DTYPE)
+        k = self.dim_F
+        if X.dim() == 3 and k is not None:
+            if X.shape[-2:] != (k, k):
+                raise InvalidInput(f"F must be n x {k} x {k}, got shape {tuple(X.shape)}")
+            X = (X - torch.eye(k, dtype=DTYPE)).reshape(X.shape[0], k * k)
+        d = self.train_dataset.d
+        if X.dim() != 2 or X.shape[-1] != d:
+            raise InvalidInput(
+                f"expected inputs n x {d}" + (f" or F n x {k} x {k}" if k else "") + f", got shape {tuple(X.shape)}"
+            )
+        if not torch.isfinite(X).all():
+            raise InvalidInput("inputs contain nan or inf entries")
+        return X
+
+    def condition_on_observations(self, X: Tensor, Y: Tensor, noise: Tensor | None = None, **kwargs):
+        """A copy of this GP conditioned on new observations, hyperparameters kept.
+
+        The exact posterior given the training data and ``(X, Y)``, through
+        BoTorch's :meth:`~botorch.models.model.Model.condition_on_observations`
+        (GPyTorch's fantasy update of the prediction caches); the copy's
+        ``train_dataset`` holds all points, so its stress and tangent keep the
+        closed-form path and a refit (``from_dataset``) sees every point. The
+        input normalization and output standardization of the fit are kept.
+
+        Args:
+            X: ``n x d`` inputs in original units (for a constitutive surrogate
+                also ``n x k x k`` deformation gradients ``F``).
+            Y: ``n x m`` outputs in original units (``n x k x k`` stresses ``P``
+                with ``F``).
+            noise: ``n x m`` known observation variances (original units);
+                required when the model was fitted with known noise (``Yvar``),
+                not allowed otherwise.
+
+        Returns:
+            A new :class:`GPSurrogate`; this one is unchanged.
+        """
+        X = self._inputs(X)
+        n = X.shape[0]
+        m = self.num_outputs
+        Y = torch.as_tensor(Y, dtype=DTYPE).reshape(n, -1) if n else torch.zeros(0, m, dtype=DTYPE)
+        if Y.shape != (n, m) or not torch.isfinite(Y).all():
+            raise InvalidInput(f"Y must be a finite n x {m} tensor with n = {n}, got shape {tuple(Y.shape)}")
+        ds = self.train_dataset
+        if (noise is None) != (ds.Yvar is None):
+            raise ValueError(
+                "noise (n x m known variances) is required when the GP was fitted with known noise (Yvar) "
+                f"and not allowed otherwise; got noise={'None' if noise is None else 'a tensor'}, "
+                f"Yvar={'None' if ds.Yvar is None else 'set'}"
+            )
+        Yvar = None
+        if noise is not None:
+            Yvar = floor_yvar(torch.as_tensor(noise, dtype=DTYPE).reshape(n, m), ds.Y, self._sb_config["min_noise_rel"])
+        self.eval()
+        if self.prediction_strategy is None:
+            with torch.no_grad():  # GPyTorch's fantasy update needs the prediction caches
+                self.posterior(X[:1] if n else ds.X[:1])
+        if n == 0:
+            return copy.deepcopy(self)
+        kw = {}
+        if Yvar is not None:
+            std2 = self.outcome_transform.stdvs.reshape(1, m).pow(2)
+            kw["noise"] = Yvar / std2  # BoTorch takes it outcome-transformed
+        with torch.no_grad():
+            new = super().condition_on_observations(X, Y, **kw, **kwargs)
+        new.train_dataset = Dataset(
+            X=torch.cat([ds.X, X]),
+            Y=torch.cat([ds.Y, Y]),
+            Yvar=None if Yvar is None else torch.cat([ds.Yvar, Yvar]),
+            input_names=ds.input_names,
+            output_names=ds.output_names,
+        )
+        new._fast_cache = None
+        return new
+
+    def _noise_std(self) -> Tensor:
+        """``m`` observation-noise variances (standardized units) of a new point."""
+        lik = self.likelihood
+        if isinstance(lik, GaussianLikelihood):
+            return lik.noise.detach().reshape(-1).expand(self.num_outputs)
+        return lik.noise.detach().reshape(self.num_outputs, -1).median(-1).values
+
+    def select_batch(
+        self, X: Tensor, tolerance: float, min_points: int = 1, max_points: int | None = None
+    ) -> Tensor:
+        """Indices of candidates whose observation brings every candidate's variance below ``tolerance``.
+
+        Greedy variance reduction: the candidate of largest predictive variance
+        (the mean over the ``m`` outputs, original units, as
+        :meth:`material_response` reports it) is picked, the posterior is
+        conditioned on observing it (the posterior covariance does not depend on
+        the observed value, so no evaluation is needed), and so on until all
+        variances are below ``tolerance`` or ``max_points`` are picked; then
+        more up to ``min_points`` in total (e.g. one per oracle worker; none
+        when every variance is below ``tolerance`` from the start). The
+        conditioning is a pivoted partial Cholesky factorization of the
+        candidates' posterior covariance, ``O(n N m)`` memory and work per
+        pick, never the ``n x n`` matrix.
+
+        Args:
+            X: ``n x d`` candidate inputs (for a constitutive surrogate also
+                ``n x k x k`` deformation gradients ``F``).
+            tolerance: the variance to reach (output units squared, >= 0).
+            min_points: pick at least this many (as ``n`` allows).
+            max_points: pick at most this many (default ``n``).
+
+        Returns:
+            ``k`` distinct indices into ``X`` in the order picked (``k = 0``
+            when every variance is already below ``tolerance``).
+        """
+        tolerance = float(tolerance)
+        if math.isnan(tolerance) or tolerance < 0:
+            raise ValueError(f"tolerance must be a variance >= 0, got {tolerance}")
+        if min_points < 0 or (max_points is not None and max_points < 0):
+            raise ValueError(f"min_points and max_points must be >= 0, got {min_points}, {max_points}")
+        X = self._inputs(X)
+        n, m = X.shape[0], self.num_outputs
+        max_points = n if max_points is None else min(int(max_points), n)
+        if n == 0 or max_points == 0:
+            return torch.zeros(0, dtype=torch.long)
+        self.eval()
+        c = self._fast_terms() if not self._conditioned() else None
+        if c is None:
+            raise RuntimeError("select_batch needs a GPSurrogate with its training set in train_dataset")
+        with torch.no_grad():
+            Xt = self.input_transform(X) if getattr(self, "input_transform", None) is not None else X
+            Xtr = self.input_transform(self.train_dataset.X) if getattr(self, "input_transform", None) is not None \
+                else self.train_dataset.X
+            Ks = self.covar_module(Xt, Xtr).to_dense().expand(m, n, -1)  # m x n x N
+            V = torch.linalg.solve_triangular(c["L"], Ks.transpose(-1, -2), upper=False)  # m x N x n
+            prior = self.covar_module.outputscale.detach().reshape(m, 1).expand(m, n)
+            diag = (prior - V.pow(2).sum(-2)).clamp_min(0)  # m x n, standardized
+            scale = c["y_std"].pow(2).reshape(m, 1)
+            noise = self._noise_std().reshape(m, 1)
+            U: list[Tensor] = []  # pivoted partial Cholesky columns, m x n each
+            picks: list[int] = []
+            taken = torch.zeros(n, dtype=torch.bool)
+            if not ((diag * scale).mean(0) >= tolerance).any():
+                return torch.zeros(0, dtype=torch.long)
+            while len(picks) < max_points:
+                v = (diag * scale).mean(0)
+                v[taken] = -1.0
+                if not (v >= tolerance).any() and len(picks) >= min_points:
+                    break
+                j = int(torch.argmax(v))
+                kj = self.covar_module(Xt, Xt[j : j + 1]).to_dense().expand(m, n, 1).squeeze(-1)  # m x n
+                col = kj - (V * V[:, :, j : j + 1]).sum(-2)
+                for u in U:
+                    col = col - u * u[:, j : j + 1]
+                u = col / (col[:, j : j + 1].clamp_min(0) + noise).sqrt()
+                U.append(u)
+                diag = (diag - u.pow(2)).clamp_min(0)
+                picks.append(j)
+                taken[j] = True
+        return torch.tensor(picks, dtype=torch.long)
 
 
 @register_surrogate

@@ -30,6 +30,12 @@ recorded as such. The fast path is checked against GPyTorch's posterior and
 autograd on 200 points in the same run (``max_abs_err``).
 
     python experiments/benchmarks/gp_throughput.py [--quick]
+
+``native_vs_torch`` in the results is carried over from the previous results
+file: the hand-written C kernels this project had, timed against the torch
+path on the same models in one run before the C was removed (git commit
+9bf35bd, ``--both-paths``); it is the evidence for that decision, not
+re-measured here.
 """
 
 from __future__ import annotations
@@ -127,53 +133,13 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
-def compare_paths(args) -> dict:
-    """The fused C kernel (:mod:`surrogates.native.gp_matern`) against the torch
-    closed form on the same fitted model, in one run: stress and tangent
-    (``with_variance=False``) at ``n = 1e5``, one thread and two workers."""
-    rows = []
-    n = 100_000
-    for dim, (model, opts) in itertools.product((2, 3), MODELS.items()):
-        F_tr = sample_F(500, dim, seed=100 + dim)
-        eye = torch.eye(dim, dtype=torch.float64)
-        ds = Dataset(X=(F_tr - eye).reshape(500, -1), Y=neo_hookean_P(F_tr).reshape(500, -1))
-        torch.set_num_threads(1)
-        gp = GPSurrogate.from_dataset(ds, n_restarts=1, maxiter=50, **opts)
-        F = sample_F(n, dim, seed=7)
-        rec = {"dim": dim, "model": model, "n": n}
-        for path in ("native", "torch"):
-            if path == "torch":  # the instance attribute hides the fused kernel
-                object.__setattr__(gp, "_native_mean_jac", lambda X: None)
-
-            def fn(F, _gp=gp):
-                return _gp.material_response(F, chunk_size=CHUNK, with_variance=False)
-
-            rec[path] = {"one_thread": rate(fn, F, 1), "two_workers": rate(two_workers(gp, False), F, 1)}
-        del gp.__dict__["_native_mean_jac"]
-        for mode in ("one_thread", "two_workers"):
-            rec[f"native_over_torch_{mode}"] = (rec["native"][mode]["evals_per_s"]
-                                                / rec["torch"][mode]["evals_per_s"])
-        print(json.dumps({k: v for k, v in rec.items() if "over" in k} | {"dim": dim, "model": model}), flush=True)
-        rows.append(rec)
-    torch.set_num_threads(1)
-    return {"what": "GP stress+tangent, 500 training points: fused C kernel vs torch closed form, same model, same run",
-            "loadavg_start": os.getloadavg(), "rows": rows}
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="batches 1e4 and 1e5 only")
     ap.add_argument("--budget", type=float, default=90.0,
                     help="skip batches predicted to take longer than this (wall s)")
     ap.add_argument("--out", type=Path, default=RESULTS)
-    ap.add_argument("--both-paths", action="store_true",
-                    help="only time the C kernel against the torch path; record under native_vs_torch")
     args = ap.parse_args(argv)
-    if args.both_paths:
-        res = json.loads(args.out.read_text()) if args.out.exists() else {}
-        res["native_vs_torch"] = compare_paths(args)
-        args.out.write_text(json.dumps(res, indent=2))
-        return res
     sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
     res = {"cpu_count": os.cpu_count(), "loadavg_start": os.getloadavg(), "sizes": sizes,
            "platform": platform.platform(), "torch": torch.__version__, "target": GP_TARGET,
@@ -225,6 +191,8 @@ def main(argv=None) -> dict:
     torch.set_num_threads(1)
     res["summary"] = summarize(res["gp"])
     res["loadavg_end"] = os.getloadavg()
+    if args.out.exists():
+        res["native_vs_torch"] = json.loads(args.out.read_text()).get("native_vs_torch")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2))
     print(json.dumps(res["summary"], indent=1))

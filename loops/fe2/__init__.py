@@ -2,13 +2,13 @@
 
 * :mod:`loops.fe2.solver` -- :class:`MacroSolver`, total-Lagrangian plane-strain or 3D
   FE on scikit-fem with Newton–Raphson, load stepping and cut-back;
-* :mod:`loops.fe2.providers` -- :class:`NeoHookean` (analytic reference),
-  :class:`OracleProvider` (the RVE oracle over an executor),
-  :func:`load_material` (a deployed surrogate: directory or ``models:/...``);
+* :mod:`loops.fe2.providers` -- :class:`LawProvider` and :class:`NeoHookean`
+  (the laws of :mod:`oracles.rve.laws`), :class:`OracleProvider` (the RVE
+  oracle over an executor), :func:`load_material` (a deployed surrogate:
+  directory or ``models:/...``);
 * :mod:`loops.fe2.switch` -- :class:`AdaptiveSwitch` (surrogate or oracle per
-  Gauss point, on-the-fly learning) and :func:`tolerance_for_reaction`;
-* :mod:`loops.fe2.learner` -- :class:`GPStressLearner`, a GP ``H -> P`` that
-  updates cheaply with oracle answers;
+  Gauss point, on-the-fly learning with a GP such as
+  :class:`surrogates.gp.GPSurrogate`) and :func:`tolerance_for_reaction`;
 * :mod:`loops.fe2.run` / :mod:`loops.fe2.cli` -- ``scalebridge fe2 CONFIG``.
 
 Imports are lazy so ``import loops.fe2`` stays cheap.
@@ -30,7 +30,8 @@ _EXPORTS = {
     "AdaptiveSwitch": "loops.fe2.switch",
     "tolerance_for_reaction": "loops.fe2.switch",
     "refit_updater": "loops.fe2.switch",
-    "GPStressLearner": "loops.fe2.learner",
+    "ConditionUpdater": "loops.fe2.switch",
+    "sobol_gradients": "loops.fe2.providers",
     "plate_with_hole": "loops.fe2.mesh",
     "rectangle": "loops.fe2.mesh",
     "box": "loops.fe2.mesh",

@@ -1,7 +1,7 @@
 """Material-point providers: anything that maps a batch of F to P and dP/dF.
 
 Every provider implements :class:`oracles.material.MaterialModel`
-(``material_response(F: n x 2 x 2) -> MaterialResponse``), so the macro solver
+(``material_response(F: n x k x k) -> MaterialResponse``), so the macro solver
 does not know whether it talks to an analytic law, the RVE oracle spread over
 worker processes, a deployed surrogate or the adaptive switch.
 """
@@ -21,6 +21,7 @@ from torch import Tensor
 
 from oracles.exceptions import InvalidInput
 from oracles.material import MaterialModel, MaterialResponse
+from oracles.rve import laws
 
 DTYPE = torch.float64
 
@@ -57,18 +58,38 @@ def check_F(F: Tensor | Any, k: int | None = None) -> Tensor:
     return F
 
 
-class NeoHookean:
-    r"""Compressible Neo-Hookean law, the single-scale reference.
+class LawProvider:
+    """A law with ``stress_tangent(F) -> (P, dP/dF)`` as a provider.
+
+    For example a phase law of :mod:`oracles.rve.laws` (the one place each
+    constitutive law is written). ``F`` is checked (``n x k x k``, ``k`` in
+    2, 3, ``det F > 0``) before the law sees it.
+    """
+
+    def __init__(self, law):
+        if not callable(getattr(law, "stress_tangent", None)):
+            raise TypeError(f"law must have stress_tangent(F), got {type(law).__name__}")
+        self.law = law
+
+    def material_response(self, F: Tensor) -> MaterialResponse:
+        P, A = self.law.stress_tangent(check_F(F))
+        return MaterialResponse(P, A, None)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.law!r})"
+
+
+class NeoHookean(LawProvider):
+    r"""The compressible Neo-Hookean law of :class:`oracles.rve.laws.NeoHookean` as a provider.
 
     :math:`\psi = \frac{\mu}{2}(I_1 - 3) - \mu \ln J + \frac{\lambda}{2} (\ln J)^2`,
-    :math:`P = \mu (F - F^{-T}) + \lambda \ln J \, F^{-T}`, and
-    :math:`A_{iJkL} = \mu \delta_{ik}\delta_{JL} + \lambda F^{-1}_{Ji} F^{-1}_{Lk}
-    + (\mu - \lambda \ln J) F^{-1}_{Li} F^{-1}_{Jk}`.
+    :math:`P = \mu (F - F^{-T}) + \lambda \ln J \, F^{-T}`: the RVE's phase law,
+    so a homogeneous RVE of this material reproduces it. In plane strain
+    (``k = 2``) ``F33 = 1`` and only the in-plane block is returned.
 
-    The same parameterization as the RVE's phase law
-    (:class:`oracles.rve.laws.NeoHookean`), so a homogeneous RVE of this
-    material reproduces it. In plane strain (``k = 2``) ``F33 = 1`` and only
-    the in-plane block is returned. ``lam`` and ``mu`` are the 3D Lamé constants.
+    Args:
+        mu: shear modulus (> 0).
+        lam: the 3D Lamé constant lambda (``lam + 2 mu / 3 > 0``).
     """
 
     def __init__(self, mu: float, lam: float):
@@ -79,6 +100,7 @@ class NeoHookean:
             raise InvalidInput(
                 f"lam must give a positive bulk modulus lam + 2 mu / 3, got lam={lam}"
             )
+        super().__init__(laws.NeoHookean(K=lam + 2 * mu / 3, mu=mu))
         self.mu, self.lam = mu, lam
 
     @classmethod
@@ -86,38 +108,20 @@ class NeoHookean:
         """From Young's modulus ``E > 0`` and Poisson ratio ``nu`` in (-1, 0.5)."""
         if not (E > 0 and -1 < nu < 0.5):
             raise InvalidInput(f"need E > 0 and -1 < nu < 0.5, got E={E}, nu={nu}")
-        return cls(mu=E / (2 * (1 + nu)), lam=E * nu / ((1 + nu) * (1 - 2 * nu)))
-
-    def material_response(self, F: Tensor) -> MaterialResponse:
-        F = check_F(F)
-        k = F.shape[-1]
-        Fi = torch.linalg.inv(F)
-        FiT = Fi.transpose(-1, -2)
-        lnJ = torch.log(torch.linalg.det(F))[:, None, None]
-        P = self.mu * (F - FiT) + self.lam * lnJ * FiT
-        I = torch.eye(k, dtype=DTYPE)
-        A = (
-            self.mu * torch.einsum("ik,JL->iJkL", I, I)
-            + self.lam * torch.einsum("nJi,nLk->niJkL", Fi, Fi)
-            + (self.mu - self.lam * lnJ[..., None, None]) * torch.einsum("nLi,nJk->niJkL", Fi, Fi)
-        )
-        return MaterialResponse(P, A, None)
+        lam, mu = laws.lame_from(E=E, nu=nu)
+        return cls(mu=mu, lam=lam)
 
     def __repr__(self) -> str:
         return f"NeoHookean(mu={self.mu:.6g}, lam={self.lam:.6g})"
 
 
-class LawProvider:
-    """A law object with ``stress_tangent(F) -> (P, dP/dF)`` (e.g. an RVE phase law) as a provider."""
-
-    def __init__(self, law):
-        if not callable(getattr(law, "stress_tangent", None)):
-            raise TypeError(f"law must have stress_tangent(F), got {type(law).__name__}")
-        self.law = law
-
-    def material_response(self, F: Tensor) -> MaterialResponse:
-        P, A = self.law.stress_tangent(check_F(F))
-        return MaterialResponse(P, A, None)
+def sobol_gradients(n: int, h_max: float, seed: int = 0, k: int = 2) -> Tensor:
+    """``n x k x k`` deformation gradients ``I + H`` with ``H`` on a scrambled Sobol design in ``[-h_max, h_max]^(k*k)``."""
+    if n < 1 or not (h_max > 0 and math.isfinite(h_max)) or k not in (2, 3):
+        raise ValueError(f"need n >= 1, a positive finite h_max and k in (2, 3), got n={n}, h_max={h_max}, k={k}")
+    sob = torch.quasirandom.SobolEngine(k * k, scramble=True, seed=seed)
+    H = (2 * sob.draw(n, dtype=DTYPE) - 1) * h_max
+    return torch.eye(k, dtype=DTYPE) + H.reshape(n, k, k)
 
 
 def _respond(model: MaterialModel, F: Tensor) -> tuple[Tensor, Tensor]:

@@ -33,10 +33,9 @@ import torch
 
 from loops.fe2 import mesh as meshes
 from loops.fe2.config import FE2Config
-from loops.fe2.learner import GPStressLearner, sobol_gradients
-from loops.fe2.providers import NeoHookean, OracleProvider, load_material
+from loops.fe2.providers import NeoHookean, OracleProvider, load_material, sobol_gradients
 from loops.fe2.solver import DirichletBC, MacroSolver, SolveResult, TractionBC
-from loops.fe2.switch import AdaptiveSwitch, refit_updater, tolerance_for_reaction
+from loops.fe2.switch import AdaptiveSwitch, ConditionUpdater, refit_updater, tolerance_for_reaction
 from oracles.exceptions import NotConverged
 
 
@@ -117,18 +116,25 @@ def make_solver(cfg: FE2Config, material, mesh=None) -> MacroSolver:
     )
 
 
-def train_learner(
-    oracle_provider, n: int, h_max: float, seed: int, refit_every: int = 0
-) -> GPStressLearner:
-    """A GP learner fitted on ``n`` oracle answers at a Sobol design of ``H`` in ``[-h_max, h_max]^4``."""
+def train_learner(oracle_provider, n: int, h_max: float, seed: int):
+    """A :class:`~surrogates.gp.GPSurrogate` of ``H -> P`` fitted on ``n`` oracle
+    answers at a Sobol design of ``H`` in ``[-h_max, h_max]^4`` (noise-free:
+    known zero noise, floored by the GP)."""
+    from surrogates.dataset import Dataset
+    from surrogates.gp import GPSurrogate
+
     F = sobol_gradients(n, h_max, seed=seed)
     P = oracle_provider.material_response(F).P
-    return GPStressLearner(refit_every=refit_every).fit(F, P)
+    H = (F - torch.eye(2, dtype=torch.float64)).reshape(n, 4)
+    Y = P.reshape(n, 4)
+    return GPSurrogate.from_dataset(Dataset(X=H, Y=Y, Yvar=torch.zeros_like(Y)), seed=seed)
 
 
-def _updater_for(surrogate):
+def _updater_for(surrogate, refit_every: int = 0):
     if callable(getattr(surrogate, "update", None)):
         return None  # the switch's default: surrogate.update(F, P)
+    if callable(getattr(surrogate, "condition_on_observations", None)) and getattr(surrogate, "dim_F", None):
+        return ConditionUpdater(refit_every)  # a GP: condition, refit every refit_every updates
     if getattr(surrogate, "train_dataset", None) is not None and hasattr(surrogate, "from_dataset"):
         return refit_updater
     return False
@@ -220,11 +226,9 @@ def run_fe2(cfg: FE2Config, progress=None) -> FE2Run:
             else:
                 t0 = time.perf_counter()
                 sc = mat.surrogate
-                surrogate = train_learner(
-                    oracle, sc.train_points, sc.h_max, sc.seed, sc.refit_every
-                )
+                surrogate = train_learner(oracle, sc.train_points, sc.h_max, sc.seed)
                 info["surrogate"] = (
-                    f"GPStressLearner trained on {mat.surrogate.train_points} RVE answers"
+                    f"GPSurrogate trained on {mat.surrogate.train_points} RVE answers"
                 )
                 info["surrogate_train_time"] = time.perf_counter() - t0
         if mat.provider == "analytic":
@@ -240,7 +244,7 @@ def run_fe2(cfg: FE2Config, progress=None) -> FE2Run:
             else:
                 tol, tinfo = derive_tolerance(cfg, surrogate, mesh)
                 info.update({f"derived_{k}": v for k, v in tinfo.items()})
-            updater = _updater_for(surrogate) if a.learn else False
+            updater = _updater_for(surrogate, mat.surrogate.refit_every) if a.learn else False
             if a.learn and updater is False:
                 warnings.warn(
                     f"{type(surrogate).__name__} cannot learn on the fly (no update and no training data); "

@@ -20,9 +20,9 @@ Treat the surrogate's error at a point as the GP does: zero-mean, the 4
 components independent (one GP per component) with variance ``v_g`` (the
 switch sees the mean over the components). Then
 :math:`\delta P_g : \nabla z_g` has standard deviation
-:math:`\sqrt{v_g}\, |\nabla z_g|_F` -- not :math:`2\sqrt{v_g}|\nabla z_g|_F`,
-the Cauchy--Schwarz worst case of an error aligned with :math:`\nabla z_g`,
-which the first version of this derivation used. Errors at different points
+:math:`\sqrt{v_g}\, |\nabla z_g|_F` (not the Cauchy--Schwarz worst case
+:math:`2\sqrt{v_g}|\nabla z_g|_F` of an error aligned with
+:math:`\nabla z_g`). Errors at different points
 are correlated (one GP predicts them all), but whatever the correlation, the
 standard deviation of a sum is at most the sum of the standard deviations:
 
@@ -84,6 +84,61 @@ def _default_updater(surrogate, F: Tensor, P: Tensor, A: Tensor):
     return surrogate
 
 
+def _flat(F: Tensor, P: Tensor) -> tuple[Tensor, Tensor]:
+    """``H = F - I`` and ``P`` as ``n x k*k`` rows (row-major)."""
+    n, k = F.shape[0], F.shape[-1]
+    return (F - torch.eye(k, dtype=DTYPE)).reshape(n, k * k), P.reshape(n, k * k)
+
+
+class ConditionUpdater:
+    """Updater for GP surrogates of ``H -> P`` that condition on new answers.
+
+    Each update returns ``surrogate.condition_on_observations(H, P)`` (the
+    exact posterior given the new answers with the hyperparameters kept,
+    e.g. :meth:`surrogates.gp.GPSurrogate.condition_on_observations`:
+    milliseconds); every ``refit_every``-th update instead refits the
+    hyperparameters on all the data (:func:`refit_updater`; 0: never).
+    A GP fitted with known noise (``train_dataset.Yvar``) gets the new
+    answers with noise variance ``noise`` (default 0: the oracle's answers
+    are exact; the GP floors it to keep its Cholesky factor stable).
+    """
+
+    def __init__(self, refit_every: int = 0, noise: float = 0.0):
+        if int(refit_every) < 0:
+            raise ValueError(f"refit_every must be >= 0, got {refit_every}")
+        if not (float(noise) >= 0 and math.isfinite(noise)):
+            raise ValueError(f"noise must be a finite variance >= 0, got {noise}")
+        self.refit_every = int(refit_every)
+        self.noise = float(noise)
+        self.n_updates = 0
+
+    def __call__(self, surrogate, F: Tensor, P: Tensor, A: Tensor):
+        self.n_updates += 1
+        if self.refit_every and self.n_updates % self.refit_every == 0:
+            return refit_updater(surrogate, F, P, A)
+        H, Y = _flat(F, P)
+        ds = getattr(surrogate, "train_dataset", None)
+        if ds is not None and ds.Yvar is not None:
+            return surrogate.condition_on_observations(H, Y, noise=torch.full_like(Y, self.noise))
+        return surrogate.condition_on_observations(H, Y)
+
+
+def condition_updater(surrogate, F: Tensor, P: Tensor, A: Tensor):
+    """``surrogate.condition_on_observations(H, P)`` with ``H = F - I`` (``n x k*k`` rows)."""
+    return ConditionUpdater()(surrogate, F, P, A)
+
+
+def default_updater(surrogate):
+    """The updater the switch uses for ``surrogate``: ``surrogate.update(F, P)``
+    where it has one, :class:`ConditionUpdater` for a model that conditions on
+    new observations (a constitutive GP), else None (it cannot learn)."""
+    if callable(getattr(surrogate, "update", None)):
+        return _default_updater
+    if callable(getattr(surrogate, "condition_on_observations", None)) and getattr(surrogate, "dim_F", None):
+        return ConditionUpdater()
+    return None
+
+
 def refit_updater(surrogate, F: Tensor, P: Tensor, A: Tensor):
     """Updater for scalebridge constitutive surrogates (``SurrogateMixin``, inputs ``H = F - I``).
 
@@ -97,7 +152,7 @@ def refit_updater(surrogate, F: Tensor, P: Tensor, A: Tensor):
     if ds is None:
         raise TypeError(f"{type(surrogate).__name__} keeps no train_dataset to append to")
     n, k = F.shape[0], F.shape[-1]
-    H = (F - torch.eye(k, dtype=DTYPE)).reshape(n, k * k)
+    H, Y = _flat(F, P)
     if ds.d != k * k or ds.m != k * k:
         raise TypeError(
             f"refit_updater needs a surrogate of H -> P ({k * k} inputs and outputs), "
@@ -105,7 +160,8 @@ def refit_updater(surrogate, F: Tensor, P: Tensor, A: Tensor):
         )
     new = Dataset(
         X=torch.cat([ds.X, H]),
-        Y=torch.cat([ds.Y, P.reshape(n, k * k)]),
+        Y=torch.cat([ds.Y, Y]),
+        Yvar=None if ds.Yvar is None else torch.cat([ds.Yvar, torch.zeros_like(Y)]),
         input_names=ds.input_names,
         output_names=ds.output_names,
     )
@@ -121,8 +177,8 @@ class AdaptiveSwitch:
 
     **On-the-fly learning** (Rocha, Kerfriden & van der Meer 2021), used when
     the surrogate can pick its own batch (``select_batch(F, tolerance,
-    min_points, max_points)``, as :class:`~loops.fe2.learner.GPStressLearner`
-    does) and learning is on: when some points are too uncertain, only the
+    min_points, max_points)``, as :class:`~surrogates.gp.GPSurrogate` does)
+    and learning is on: when some points are too uncertain, only the
     batch whose answers bring *every* point below the tolerance (chosen from
     the posterior covariance before any oracle call) goes to the oracle, in one
     call; the answers are added at once (the GP is re-conditioned, hyperparameters
@@ -149,8 +205,10 @@ class AdaptiveSwitch:
             surrogate was least sure (largest variance) first.
         updater: ``updater(surrogate, F, P, A) -> surrogate`` performing that
             update and returning the model to use from then on; the default
-            calls ``surrogate.update(F, P)``; :func:`refit_updater` refits a
-            scalebridge ``SurrogateMixin`` model on its data plus the new points.
+            (:func:`default_updater`) calls ``surrogate.update(F, P)`` where
+            it exists and conditions a GP (:class:`ConditionUpdater`)
+            otherwise; :func:`refit_updater` refits a scalebridge
+            ``SurrogateMixin`` model on its data plus the new points.
         on_the_fly: learn inside the step as described above (``None``: when
             ``learn`` is on and the surrogate has ``select_batch``).
         min_batch: on-the-fly batches have at least this many points (the number
@@ -187,12 +245,13 @@ class AdaptiveSwitch:
         if max_learn < 1:
             raise ValueError(f"max_learn must be >= 1, got {max_learn}")
         self.max_learn = int(max_learn)
-        if self.learn and updater is None and not callable(getattr(surrogate, "update", None)):
+        updater = updater or default_updater(surrogate)
+        if self.learn and updater is None:
             raise TypeError(
-                f"learn=True needs an updater or a surrogate with update(F, P); "
-                f"{type(surrogate).__name__} has neither"
+                f"learn=True needs an updater, or a surrogate with update(F, P) or "
+                f"condition_on_observations(H, P); {type(surrogate).__name__} has none"
             )
-        self.updater = updater or _default_updater
+        self.updater = updater
         can_select = callable(getattr(surrogate, "select_batch", None))
         if on_the_fly is None:
             on_the_fly = self.learn and can_select

@@ -30,7 +30,6 @@ from torch.nn import functional as Fn
 
 from oracles.exceptions import InvalidInput
 from oracles.material import MaterialResponse
-from surrogates.native import hyperelastic as native_hyper
 from surrogates.neural.energy import InvariantEnergy
 from surrogates.neural.icnn import ConvexMLP
 
@@ -191,15 +190,6 @@ class FastHyperelastic:
         self.eye = torch.eye(inv.dim, dtype=dtype)
         self.compiled = bool(compile)
         self._run = torch.compile(self._chunk, dynamic=False) if compile else self._chunk
-        #: the fused C kernel (:mod:`surrogates.native.hyperelastic`) serves float64
-        #: evaluations where it builds; None: the torch chunks below
-        self.native = None
-        if dtype == torch.float64 and not compile and native_hyper.available():
-            try:
-                self.native = native_hyper.NativeHyperelastic(self.params, inv.dim, inv.symmetry,
-                                                              inv.fibre)
-            except ValueError:  # sizes beyond the kernel's limits
-                self.native = None
 
     @torch.no_grad()
     def __call__(self, F: Tensor) -> MaterialResponse:
@@ -213,11 +203,6 @@ class FastHyperelastic:
         if F.dim() != 3 or F.shape[1:] != (k, k):
             raise InvalidInput(f"F must be n x {k} x {k}, got shape {tuple(F.shape)}")
         n = F.shape[0]
-        if self.native is not None:
-            # threads: as many as torch may use (or ``workers`` if more)
-            P, A, var = self.native(F, self.variance_scale, self.variance_floor,
-                                    workers=max(self.workers, torch.get_num_threads()))
-            return MaterialResponse(P, A, var)
         # batch-last storage; the returned P and tangent are n-first views of it
         # (same values and indexing, no transposing copy)
         P = torch.empty(k, k, n, dtype=self.dtype)
@@ -235,7 +220,7 @@ class FastHyperelastic:
                 Fc = torch.cat([Fc, pad], -1)
             Pc, Ac, vc, Jc = self._run(Fc.contiguous())
             m = stop - start
-            bad = ~(Jc[:m] > 0)  # also catches NaN entries of F
+            bad = ~(Jc[:m] > 0) | ~torch.isfinite(Jc[:m])  # also catches NaN and inf entries of F
             if bad.any():
                 i = start + int(bad.nonzero()[0])
                 raise InvalidInput(

@@ -482,8 +482,7 @@ def test_fast_path_blocks_and_finite_differences_2d():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(prev)
-    # r (no variance) comes from the fused native kernel where it builds, r2
-    # from the blocked torch closed form: same numbers up to round-off
+    # one thread against blocks shared among two: same numbers up to round-off
     torch.testing.assert_close(r2.tangent, r.tangent, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(r2.P, r.P, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(r2.variance, gp.material_response(F, chunk_size=4096).variance, rtol=0, atol=0)
@@ -511,3 +510,95 @@ def test_fast_cache_follows_load_state_dict():
     after = gp._mean_jac_var(Xq)[0]
     torch.testing.assert_close(after, _GPCommon._mean_jac_var(gp, Xq)[0], rtol=1e-9, atol=1e-12)
     assert (after - before).abs().max() > 1e-6
+
+
+# ------------------------------------------- conditioning and batch selection
+def _fitted_constitutive(dim, n, seed, shared=False, known_noise=False):
+    g = torch.Generator().manual_seed(seed)
+    F = torch.eye(dim, dtype=D) + 0.15 * (2 * torch.rand(n, dim, dim, generator=g, dtype=D) - 1)
+    X = (F - torch.eye(dim, dtype=D)).reshape(n, -1)
+    Y = linear_elastic_P(F).reshape(n, -1) + 0.3 * X.pow(2)
+    Yvar = torch.full_like(Y, 1e-4) if known_noise else None
+    return GPSurrogate.from_dataset(Dataset(X=X, Y=Y, Yvar=Yvar), n_restarts=1, maxiter=40,
+                                    shared_lengthscale=shared)
+
+
+def _new_points(dim, n, seed):
+    g = torch.Generator().manual_seed(seed)
+    F = torch.eye(dim, dtype=D) + 0.2 * (2 * torch.rand(n, dim, dim, generator=g, dtype=D) - 1)
+    X = (F - torch.eye(dim, dtype=D)).reshape(n, -1)
+    return F, X, linear_elastic_P(F).reshape(n, -1) + 0.3 * X.pow(2)
+
+
+@pytest.mark.parametrize(("dim", "shared", "known_noise"),
+                         [(2, False, False), (2, True, True), (3, True, False)])
+def test_conditioning_equals_a_refit_with_fixed_hyperparameters(dim, shared, known_noise, tmp_path):
+    from surrogates import load_surrogate, save_surrogate
+    from surrogates.gp import _GPCommon
+
+    gp = _fitted_constitutive(dim, 30, seed=50 + dim, shared=shared, known_noise=known_noise)
+    F_new, X_new, Y_new = _new_points(dim, 6, seed=51)
+    kw = {"noise": torch.full_like(Y_new, 1e-4)} if known_noise else {}
+    cond = gp.condition_on_observations(F_new, Y_new.reshape(6, dim, dim), **kw)
+    assert cond is not gp and gp.train_dataset.n == 30 and cond.train_dataset.n == 36
+    # the same model built on all 36 points with the fit's hyperparameters and transforms
+    ds = Dataset(X=torch.cat([gp.train_dataset.X, X_new]), Y=torch.cat([gp.train_dataset.Y, Y_new]),
+                 Yvar=None if not known_noise else torch.full((36, dim * dim), 1e-4, dtype=D))
+    ref = GPSurrogate.from_config(gp.get_config(), ds)
+    state = {k: v for k, v in gp.state_dict().items() if "noise_covar.noise" not in k}
+    ref.load_state_dict(state, strict=False)
+    ref.eval()
+    Xq = _new_points(dim, 25, seed=52)[1]
+    for got in (cond._mean_jac_var(Xq), _GPCommon._mean_jac_var(cond, Xq)):
+        want = _GPCommon._mean_jac_var(ref, Xq)
+        for a, b in zip(got, want, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-8 * float(b.abs().max()))
+    # conditioning changed the posterior: sure at the new points
+    v_before = gp.material_response(F_new).variance
+    v_after = cond.material_response(F_new).variance
+    assert (v_after < v_before).all()
+    # observed with noise variance 1e-4: the latent variance there is at most that
+    assert v_after.max() < (1e-4 if known_noise else 0.1 * float(v_before.max()))
+    # a conditioned model saved and loaded predicts the same
+    save_surrogate(cond, tmp_path / "c")
+    back = load_surrogate(tmp_path / "c")
+    r0, r1 = cond.material_response(F_new), back.material_response(F_new)
+    torch.testing.assert_close(r1.P, r0.P, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(r1.variance, r0.variance, rtol=1e-7, atol=1e-14)
+
+
+def test_conditioning_bad_input():
+    gp = _fitted_constitutive(2, 12, seed=60)
+    F_new, X_new, Y_new = _new_points(2, 3, seed=61)
+    with pytest.raises(InvalidInput, match="Y must be a finite n x 4"):
+        gp.condition_on_observations(X_new, Y_new[:, :3])
+    with pytest.raises(InvalidInput, match="inputs n x 4"):
+        gp.condition_on_observations(X_new[:, :3], Y_new)
+    with pytest.raises(ValueError, match="noise"):
+        gp.condition_on_observations(X_new, Y_new, noise=torch.ones_like(Y_new))
+    with pytest.raises(ValueError, match="tolerance"):
+        gp.select_batch(F_new, -1.0)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_select_batch_picks_the_max_variance_points(shared):
+    """Each pick is the candidate of largest predictive variance of the GP
+    conditioned on the picks before it (the observed values do not matter)."""
+    gp = _fitted_constitutive(2, 20, seed=70, shared=shared)
+    F, X, _ = _new_points(2, 30, seed=71)
+    picks = gp.select_batch(F, 0.0, max_points=4)
+    assert picks.numel() == 4 and picks.unique().numel() == 4
+    model = gp
+    for j in picks.tolist():
+        var = model.material_response(F).variance
+        var[picks[: picks.tolist().index(j)]] = -1.0
+        assert j == int(torch.argmax(var))
+        # any value: the posterior variance does not depend on it
+        model = model.condition_on_observations(X[j : j + 1], torch.zeros(1, 4, dtype=D))
+    # every candidate below a tolerance after its batch is observed; none picked when all are below
+    tol = float(gp.material_response(F).variance.median())
+    batch = gp.select_batch(F, tol)
+    after = gp.condition_on_observations(X[batch], torch.zeros(batch.numel(), 4, dtype=D))
+    assert (after.material_response(F).variance < tol).all()
+    assert gp.select_batch(F, 2 * float(gp.material_response(F).variance.max())).numel() == 0
+    assert gp.select_batch(F, tol, min_points=batch.numel() + 2).numel() == batch.numel() + 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from loops.fe2.learner import sobol_gradients
+from loops.fe2.providers import sobol_gradients
 from loops.fe2.mesh import plate_with_hole
 from loops.fe2.providers import NeoHookean, load_material
 from loops.fe2.solver import DirichletBC, MacroSolver

@@ -1,0 +1,106 @@
+"""The torch stress-and-tangent path of the neural surrogates (:mod:`surrogates.neural.fast`).
+
+Against the reference energy-network path (:meth:`HyperelasticEnsemble._response`,
+the closed forms of :mod:`surrogates.neural.energy`), against central finite
+differences of its own stress, and for its chunking, threads and bad points.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from oracles.exceptions import InvalidInput
+
+D = torch.float64
+
+
+def _ensemble(dim, symmetry, seed, **options):
+    from surrogates.neural import HyperelasticEnsemble
+
+    fibre = [1.0, 0.4, -0.3][:dim] if symmetry == "transverse" else None
+    model = HyperelasticEnsemble(dim=dim, symmetry=symmetry, fibre=fibre, hidden=(16, 12),
+                                 num_members=4, seed=seed, **options)
+    g = torch.Generator().manual_seed(100 + seed)
+    with torch.no_grad():
+        # generic weights: non-zero biases, scales and calibration factors
+        for member in model.members:
+            for b in member.net.biases:
+                b.copy_(0.5 * torch.randn(b.shape, generator=g, dtype=D))
+            member.inv_scale.copy_(0.5 + torch.rand(member.inv_scale.shape, generator=g, dtype=D))
+            member.energy_scale.fill_(0.5 + float(torch.rand(1, generator=g, dtype=D)))
+        model.variance_scale.copy_(0.5 + torch.rand(dim * dim, generator=g, dtype=D))
+        model.output_scale.fill_(2.0)
+    return model.eval()
+
+
+def _random_F(n, dim, amp, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.eye(dim, dtype=D) + amp * (2 * torch.rand(n, dim, dim, generator=g, dtype=D) - 1)
+
+
+CASES = [(dim, sym, opts) for dim in (2, 3) for sym, opts in (
+    ("isotropic", {}), ("transverse", {}), ("cubic", {}),
+    ("isotropic", {"polyconvex": True, "growth": 0.3}), ("cubic", {"polyconvex": True}))]
+
+
+@pytest.mark.parametrize(("dim", "symmetry", "options"), CASES)
+def test_fast_path_equals_the_energy_network_reference(dim, symmetry, options):
+    model = _ensemble(dim, symmetry, seed=dim, **options)
+    F = _random_F(203, dim, 0.3, seed=dim)
+    out = model.fast_evaluator(chunk=64)(F)  # several chunks and a partial one
+    ref = model._response(F)
+    for a, b in ((out.P, ref.P), (out.tangent, ref.tangent), (out.variance, ref.variance)):
+        torch.testing.assert_close(a, b.detach(), rtol=1e-12, atol=1e-12 * float(b.detach().abs().max()))
+
+
+@pytest.mark.parametrize("symmetry", ["transverse", "cubic"])
+def test_fast_tangent_is_finite_difference_of_its_stress(symmetry):
+    model = _ensemble(3, symmetry, seed=4)
+    ev = model.fast_evaluator()
+    F = _random_F(6, 3, 0.25, seed=5)
+    A = ev(F).tangent
+    h = 1e-6
+    for k in range(3):
+        for L in range(3):
+            dF = torch.zeros_like(F)
+            dF[:, k, L] = h
+            fd = (ev(F + dF).P - ev(F - dF).P) / (2 * h)
+            torch.testing.assert_close(A[..., k, L], fd, rtol=1e-6, atol=1e-7 * float(A.abs().max()))
+
+
+def test_fast_path_threads_workers_and_bad_points():
+    model = _ensemble(2, "isotropic", seed=7)
+    ev = model.fast_evaluator(chunk=512)
+    F = _random_F(2001, 2, 0.3, seed=8)
+    prev = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = ev(F)
+        torch.set_num_threads(2)
+        two = ev(F)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(prev)
+    torch.testing.assert_close(one.tangent, two.tangent, rtol=1e-13, atol=1e-13)
+    par = model.fast_evaluator(chunk=512, workers=2)(F)
+    assert torch.equal(one.tangent, par.tangent) and torch.equal(one.variance, par.variance)
+    for i, bad in ((1990, torch.diag(torch.tensor([1.0, -2.0], dtype=D))),
+                   (17, torch.tensor([[float("nan"), 0.0], [0.0, 1.0]], dtype=D)),
+                   (3, torch.tensor([[float("inf"), 0.0], [0.0, 1.0]], dtype=D))):
+        Fb = F.clone()
+        Fb[i] = bad
+        Fb[i + 2] = bad  # the first bad point is named
+        with pytest.raises(InvalidInput, match=f"point {i}$"):
+            ev(Fb)
+
+
+def test_single_member_has_no_variance():
+    from surrogates.neural import HyperelasticEnsemble
+
+    model = HyperelasticEnsemble(dim=3, num_members=1, seed=2).eval()
+    F = _random_F(20, 3, 0.2, seed=3)
+    out = model.material_response(F)
+    assert out.variance is None
+    ref = model._response(F)
+    torch.testing.assert_close(out.tangent, ref.tangent, rtol=1e-12, atol=1e-12)
