@@ -23,9 +23,21 @@ and what is allowed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from oracles.exceptions import InvalidInput
 
 try:
     import tomllib
@@ -33,31 +45,98 @@ except ImportError:  # Python 3.10
     import tomli as tomllib
 
 _STRICT = ConfigDict(extra="forbid")
+# numbers of a config are what they say: no "31" -> 31, true -> 1 or 4.0 -> 4
+SInt = Annotated[int, Strict()]
+#: a finite number (int or float; no bool, no string, no inf or nan)
+SFloat = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 
 
 class OracleSpec(BaseModel):
-    """Registry name of the oracle; every other key is a constructor kwarg."""
+    """The oracle of a campaign: a registry name and its settings, or an instance.
 
-    model_config = ConfigDict(extra="allow")
+    From TOML, ``name`` is a registry name (or ``"module:Class"`` of an Oracle
+    subclass) and every other key is a setting, checked by that oracle's
+    schema (:mod:`loops.oracle_settings`). From Python, ``oracle`` may also be
+    an :class:`~oracles.base.Oracle` instance (kept in :attr:`instance`; its
+    ``name`` is its class path) or a settings object of
+    :mod:`loops.oracle_settings` together with ``name``.
+    """
+
+    model_config = ConfigDict(extra="allow", arbitrary_types_allowed=True)
+    instance: Any = Field(None, exclude=True, description="an Oracle object given from Python (dumped as its repr)")
     name: str
 
     @field_validator("name")
     @classmethod
-    def _known(cls, v: str) -> str:
-        from loops.registry import ORACLES
+    def _known(cls, v: str, info: ValidationInfo) -> str:
+        from loops.registry import ORACLES, oracle_class, unknown_oracle_message
 
+        if info.data.get("instance") is not None:
+            return v
         if v not in ORACLES and ":" not in v:
+            raise ValueError(unknown_oracle_message(v).replace(f"oracle {v!r}", "oracle", 1))
+        if ":" in v:
+            try:
+                oracle_class(v)  # imports the module; refuses anything but an Oracle subclass
+            except InvalidInput as e:
+                raise ValueError(str(e).replace(f"oracle {v!r} ", "", 1)) from None
+        return v
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        d = handler(self)
+        if self.instance is not None:
+            d["instance"] = repr(self.instance)
+        return d
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_object(cls, v: Any) -> Any:
+        from oracles.base import Oracle
+
+        if isinstance(v, Oracle):
+            return {"name": f"{type(v).__module__}:{type(v).__qualname__}", "instance": v}
+        if isinstance(v, OracleSpec):
+            return v
+        if not isinstance(v, dict):
             raise ValueError(
-                f"unknown oracle {v!r}; allowed: {sorted(ORACLES)} or 'module:Class'"
+                "oracle must be a table like {name = \"branin\", ...} or an Oracle instance, "
+                f"got {type(v).__name__} {v!r}"
+            )
+        if isinstance(v.get("instance"), str) or v.get("instance") is True:
+            raise ValueError(
+                f"this campaign's oracle was a Python object ({v.get('name')}); pass the object again "
+                "(Campaign(config, oracle=...) or oracle=<Oracle instance> in the config)"
             )
         return v
+
+    @model_validator(mode="after")
+    def _settings(self) -> OracleSpec:
+        from loops.registry import check_kwargs
+
+        if self.instance is not None:
+            from oracles.base import Oracle
+
+            if not isinstance(self.instance, Oracle):
+                raise ValueError(f"oracle.instance must be an Oracle, got {type(self.instance).__name__}")
+            if self.kwargs:
+                raise ValueError(f"an oracle instance takes no settings, got {sorted(self.kwargs)}")
+            return self
+        try:
+            check_kwargs(self.name, self.kwargs)
+        except InvalidInput as e:
+            raise ValueError(str(e)) from None
+        return self
 
     @property
     def kwargs(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
 
-    def spec(self) -> dict[str, Any]:
-        """Plain ``{"name": ..., **kwargs}`` (what workers rebuild the oracle from)."""
+    def spec(self) -> dict[str, Any] | Any:
+        """Plain ``{"name": ..., **kwargs}`` (what workers rebuild the oracle from),
+        or the Oracle instance when one was given."""
+        if self.instance is not None:
+            return self.instance
         return {"name": self.name, **self.kwargs}
 
 
@@ -65,9 +144,9 @@ class Budget(BaseModel):
     """When to stop spending: oracle calls, total cost, wall time (any that is set)."""
 
     model_config = _STRICT
-    calls: int | None = Field(None, gt=0)
-    cost: float | None = Field(None, gt=0)
-    wall_time: float | None = Field(None, gt=0, description="seconds")
+    calls: SInt | None = Field(None, gt=0)
+    cost: SFloat | None = Field(None, gt=0)
+    wall_time: SFloat | None = Field(None, gt=0, description="seconds")
 
     @model_validator(mode="after")
     def _one_set(self) -> Budget:
@@ -76,13 +155,17 @@ class Budget(BaseModel):
         return self
 
 
+#: largest initial design: an exact GP on more points than this does not fit in memory
+MAX_INITIAL = 100_000
+
+
 class InitialDesign(BaseModel):
     """Initial design of ``n`` points: the centre of the bounds and scrambled Sobol points (per fidelity in
     ``fidelities``)."""
 
     model_config = _STRICT
-    n: int = Field(5, ge=1)
-    fidelities: list[int] | None = None
+    n: SInt = Field(5, ge=1, le=MAX_INITIAL, description=f"points (at most {MAX_INITIAL})")
+    fidelities: list[SInt] | None = None
     center: bool = Field(
         True,
         description="the first initial point is the centre of the bounds, then n - 1 Sobol points (as Ax's "
@@ -96,12 +179,12 @@ class Acquisition(BaseModel):
 
     model_config = _STRICT
     name: Literal["qLogNEI", "qLogNEHVI", "qNIPV", "max_variance", "qMFKG", "qMFMES", "sobol"] = "qLogNEI"
-    q: int = Field(1, ge=1)
-    num_restarts: int = Field(8, ge=1)
-    raw_samples: int = Field(256, ge=1)
-    mc_points: int = Field(256, ge=8, description="integration points of qNIPV")
-    num_fantasies: int = Field(16, ge=1, description="fantasies of qMFKG")
-    maxiter: int = Field(100, ge=1)
+    q: SInt = Field(1, ge=1)
+    num_restarts: SInt = Field(8, ge=1)
+    raw_samples: SInt = Field(256, ge=1)
+    mc_points: SInt = Field(256, ge=8, description="integration points of qNIPV")
+    num_fantasies: SInt = Field(16, ge=1, description="fantasies of qMFKG")
+    maxiter: SInt = Field(100, ge=1)
 
 
 class Constraint(BaseModel):
@@ -135,8 +218,8 @@ class ModelSpec(BaseModel):
     model_config = _STRICT
     name: str = "singletask_gp"
     options: dict[str, Any] = {}
-    refit_every: int = Field(1, ge=1, description="refit hyperparameters every k updates")
-    refit_all_below: int = Field(200, ge=0, description="refit at every update while there are fewer observations")
+    refit_every: SInt = Field(1, ge=1, description="refit hyperparameters every k updates")
+    refit_all_below: SInt = Field(200, ge=0, description="refit at every update while there are fewer observations")
     refit_growth: float = Field(0.1, ge=0, description="above that, refit when the data grew by this fraction (else reuse hyperparameters)")
     noise_free: bool | None = Field(
         None, description="fit the model as interpolating noise-free data (a noise floor of "
@@ -154,19 +237,19 @@ class Executor(BaseModel):
 
     model_config = _STRICT
     kind: Literal["process", "thread", "serial", "dask"] = "process"
-    workers: int = Field(2, ge=1)
+    workers: SInt = Field(2, ge=1)
     address: str | None = Field(None, description="dask scheduler address")
     cluster: str | None = Field(None, description="dask-jobqueue class, e.g. 'SLURMCluster'")
     cluster_options: dict[str, Any] = {}
     local_processes: bool = Field(True, description="dask LocalCluster with processes")
     synchronous: bool = Field(False, description="wait for a whole batch (reproducible) instead of async")
-    prefetch: int | Literal["auto"] = Field(
+    prefetch: SInt | Literal["auto"] = Field(
         "auto", description="async: points queued beyond the workers, so a worker that finishes starts at once "
         "while the driver proposes its next point; 'auto': as many as workers (workers that finish together "
         "all find a point waiting)"
     )
-    timeout: float | None = Field(None, gt=0, description="seconds per oracle call")
-    retries: int = Field(0, ge=0, description="re-attempts of a failed point")
+    timeout: SFloat | None = Field(None, gt=0, description="seconds per oracle call")
+    retries: SInt = Field(0, ge=0, description="re-attempts of a failed point")
 
     @field_validator("prefetch")
     @classmethod
@@ -180,15 +263,15 @@ class Learn(BaseModel):
     """Learn mode: held-out validation set and target error."""
 
     model_config = _STRICT
-    n_validation: int = Field(64, ge=2)
-    target_nrmse: float | None = Field(None, gt=0, description="stop when RMSE/std(Y_val) falls below")
+    n_validation: SInt = Field(64, ge=2)
+    target_nrmse: SFloat | None = Field(None, gt=0, description="stop when RMSE/std(Y_val) falls below")
 
 
 class Fidelity(BaseModel):
     """Multi-fidelity settings."""
 
     model_config = _STRICT
-    target: int | None = Field(None, description="fidelity to optimize at (default: the highest)")
+    target: SInt | None = Field(None, description="fidelity to optimize at (default: the highest)")
 
 
 class Tracking(BaseModel):
@@ -209,7 +292,7 @@ class CampaignConfig(BaseModel):
     model_config = _STRICT
     name: str = "campaign"
     mode: Literal["optimize", "learn"] = "optimize"
-    seed: int = 0
+    seed: SInt = 0
     run_dir: str = "runs"
     oracle: OracleSpec
     outputs: list[str] | None = Field(None, description="oracle outputs the model learns (default: all)")
@@ -241,10 +324,16 @@ class CampaignConfig(BaseModel):
 
 def format_validation_error(err: ValidationError, source: str = "config") -> list[str]:
     """One line per error: ``source: key = value: what is allowed``."""
+    from loops.oracle_settings import OracleSettingsError
+
     lines = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "<top>"
         msg = e["msg"].removeprefix("Value error, ")
+        cause = (e.get("ctx") or {}).get("error")
+        if isinstance(cause, OracleSettingsError):
+            lines.extend(f"{source}: {line}" for line in cause.lines)
+            continue
         if e["type"] == "extra_forbidden":
             parent = ".".join(str(p) for p in e["loc"][:-1])
             allowed = _allowed_keys(parent)
@@ -252,6 +341,9 @@ def format_validation_error(err: ValidationError, source: str = "config") -> lis
             continue
         if e["type"] == "missing":
             lines.append(f"{source}: missing required key {key!r}")
+            continue
+        if isinstance(e.get("input"), (dict, list)) or tuple(e["loc"]) == ("oracle",):
+            lines.append(f"{source}: {key}: {msg}")
             continue
         lines.append(f"{source}: {key} = {e.get('input')!r}: {msg}")
     return lines

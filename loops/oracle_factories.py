@@ -2,7 +2,7 @@
 
 TOML holds plain numbers and tables, not law objects, so these functions turn
 ``{name = "rve", phases = [{law = "neo_hookean", E = 1, nu = 0.3}, ...],
-microstructure = {type = "inclusion", radius_fraction = 0.25}, grid = 15}``
+microstructure = {kind = "inclusion", radius_fraction = 0.25}, grid = 15}``
 into an :class:`oracles.rve.oracle.RVEOracle`, and wrap it into the derived
 oracles of experiments (b) and (c).
 """
@@ -14,47 +14,23 @@ import time
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from torch import Tensor
 
 from oracles.base import DTYPE, CostModel, Oracle, PointResult, make_bounds
 from oracles.exceptions import InvalidInput
 
-_LAWS = {
-    "neo_hookean": "NeoHookean",
-    "st_venant_kirchhoff": "StVenantKirchhoff",
-    "isotropic": "IsotropicElastic",
-}
-_MICRO = {"inclusion": "Inclusion", "random_fibres": "RandomFibres", "laminate": "Laminate"}
 
+def rve(**settings: Any):
+    """An :class:`RVEOracle` from plain config values, checked by
+    :class:`loops.oracle_settings.RVESettings` (see the module docstring)."""
+    from loops.oracle_settings import RVESettings, format_errors
 
-def _law(spec: dict[str, Any]):
-    import oracles.rve as rve
-
-    spec = dict(spec)
-    name = spec.pop("law", None)
-    if name not in _LAWS:
-        raise InvalidInput(f"phase law {name!r}; allowed: {sorted(_LAWS)}")
-    return getattr(rve, _LAWS[name])(**spec)
-
-
-def _micro(spec: dict[str, Any]):
-    import oracles.rve as rve
-
-    spec = dict(spec)
-    kind = spec.pop("type", None)
-    if kind not in _MICRO:
-        raise InvalidInput(f"microstructure type {kind!r}; allowed: {sorted(_MICRO)}")
-    return getattr(rve, _MICRO[kind])(**spec)
-
-
-def rve(phases: list[dict[str, Any]], microstructure: dict[str, Any], grid: int = 15, dim: int = 2,
-        micro_params: dict[str, list[float]] | None = None, **options: Any):
-    """An :class:`RVEOracle` from plain config values (see the module docstring)."""
-    from oracles.rve.oracle import RVEOracle
-
-    mp = {k: tuple(v) for k, v in (micro_params or {}).items()}
-    return RVEOracle([_law(p) for p in phases], _micro(microstructure), grid=grid, dim=dim,
-                     micro_params=mp or None, **options)
+    try:
+        cfg = RVESettings.model_validate(settings)
+    except ValidationError as e:
+        raise InvalidInput("; ".join(format_errors(e, RVESettings, settings))) from None
+    return cfg.build()
 
 
 class StiffnessToDensity(Oracle):

@@ -19,8 +19,8 @@ Example (see ``experiments/configs/fe2_plate_hole.toml``)::
     [material]
     provider = "adaptive"        # analytic | oracle | surrogate | adaptive
     [material.rve]
-    phases = [{law = "NeoHookean", E = 1.0, nu = 0.35}, {law = "NeoHookean", E = 10.0, nu = 0.25}]
-    microstructure = {kind = "RandomFibres", volume_fraction = 0.3, radius_fraction = 0.12}
+    phases = [{law = "neo_hookean", E = 1.0, nu = 0.35}, {law = "neo_hookean", E = 10.0, nu = 0.25}]
+    microstructure = {kind = "random_fibres", volume_fraction = 0.3, radius_fraction = 0.12}
     grid = [15, 15]
     [material.surrogate]
     train_points = 48            # or uri = "models:/rve_gp/1" or a directory
@@ -33,9 +33,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from loops.config import ConfigError, read_toml  # noqa: F401  (ConfigError re-exported)
+from loops.oracle_settings import (
+    LAW_KINDS,
+    MicrostructureSettings,
+    RandomFibresSettings,
+    build_microstructure,
+)
+from loops.oracle_settings import format_errors as _settings_errors
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -95,23 +102,28 @@ class LoadConfig(BaseModel):
 
 
 class PhaseConfig(BaseModel):
+    """A finite-strain phase law (spelled as in campaign configs, :mod:`loops.oracle_settings`)."""
+
     model_config = _STRICT
-    law: Literal["NeoHookean", "StVenantKirchhoff"] = "NeoHookean"
+    law: Literal["neo_hookean", "st_venant_kirchhoff"] = "neo_hookean"
     E: float = Field(gt=0)
     nu: float = Field(gt=-1, lt=0.5)
 
+    @field_validator("law", mode="before")
+    @classmethod
+    def _spelling(cls, v):
+        from loops.oracle_settings import _OLD_LAWS, FINITE_STRAIN_LAWS, respell
+
+        return respell(v, _OLD_LAWS, list(FINITE_STRAIN_LAWS), "law")
+
 
 class RVEConfig(BaseModel):
-    """The micro scale: an RVE oracle with finite-strain phases."""
+    """The micro scale: an RVE oracle with finite-strain phases (2D, plane strain)."""
 
     model_config = _STRICT
     phases: list[PhaseConfig] = Field(min_length=1)
-    microstructure: dict[str, Any] = Field(
-        default_factory=lambda: {
-            "kind": "RandomFibres",
-            "volume_fraction": 0.3,
-            "radius_fraction": 0.12,
-        }
+    microstructure: MicrostructureSettings = Field(
+        default_factory=lambda: RandomFibresSettings(kind="random_fibres", volume_fraction=0.3, radius_fraction=0.12)
     )
     grid: tuple[int, int] = (15, 15)
     newton_tol: float = Field(1e-8, gt=0)
@@ -119,13 +131,32 @@ class RVEConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self):
-        if "kind" not in self.microstructure:
-            raise ValueError(
-                "material.rve.microstructure needs a 'kind' (e.g. 'RandomFibres', 'Inclusion')"
-            )
         if min(self.grid) < 3:
             raise ValueError(f"material.rve.grid = {list(self.grid)}: each size must be >= 3")
+        n = 2 if self.microstructure.kind != "voronoi_polycrystal" else self.microstructure.n_grains
+        if self.microstructure.kind != "phase_map" and len(self.phases) != n:
+            raise ValueError(
+                f"material.rve.microstructure {self.microstructure.kind!r} has {n} phases but "
+                f"{len(self.phases)} phase laws are given"
+            )
+        from oracles.rve.microstructure import check_grid_memory
+
+        try:
+            check_grid_memory(self.grid, finite=True)
+        except ValueError as e:
+            raise ValueError(f"material.rve.{e}") from None
         return self
+
+    def build(self):
+        """The :class:`~oracles.rve.oracle.RVEOracle` of these settings."""
+        from oracles.rve import laws
+        from oracles.rve.oracle import RVEOracle
+
+        phases = [getattr(laws, LAW_KINDS[p.law])(E=p.E, nu=p.nu) for p in self.phases]
+        return RVEOracle(
+            phases, build_microstructure(self.microstructure), grid=tuple(self.grid),
+            newton_tol=self.newton_tol, cg_tol=self.cg_tol,
+        )
 
 
 class AnalyticConfig(BaseModel):
@@ -224,39 +255,9 @@ class FE2Config(BaseModel):
         return Path(self.output_dir or f"runs/fe2/{self.name}")
 
 
-def _allowed(model: Any, loc: tuple) -> list[str]:
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
-            return []
-        ann = field.annotation
-        nxt = None
-        for cand in (*getattr(ann, "__args__", ()), ann):
-            for c in (*getattr(cand, "__args__", ()), cand):
-                if isinstance(c, type) and issubclass(c, BaseModel):
-                    nxt = c
-        if nxt is None:
-            return []
-        model = nxt
-    return sorted(model.model_fields)
-
-
 def format_errors(err: ValidationError, source: str) -> list[str]:
-    """One line per error: ``source: key = value: what is allowed``."""
-    lines = []
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<top>"
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            allowed = _allowed(FE2Config, tuple(e["loc"][:-1]))
-            lines.append(f"{source}: unknown key {key!r}; allowed: {allowed}")
-        elif e["type"] == "missing":
-            lines.append(f"{source}: missing required key {key!r}")
-        else:
-            lines.append(f"{source}: {key} = {e.get('input')!r}: {msg}")
-    return lines
+    """One line per error: ``source: key = value: what is allowed`` (unknown keys list the allowed ones)."""
+    return [f"{source}: {line}" for line in _settings_errors(err, FE2Config)]
 
 
 def parse_config(data: dict[str, Any], source: str = "config") -> FE2Config:

@@ -64,22 +64,7 @@ def build_mesh(cfg: FE2Config):
 
 def build_rve(cfg: FE2Config):
     """The RVE oracle of ``material.rve`` (finite-strain phases, plane strain)."""
-    from oracles.rve import laws
-    from oracles.rve import microstructure as micro
-    from oracles.rve.oracle import RVEOracle
-
-    r = cfg.material.rve
-    phases = [getattr(laws, p.law)(E=p.E, nu=p.nu) for p in r.phases]
-    ms = dict(r.microstructure)
-    kind = ms.pop("kind")
-    cls = getattr(micro, kind, None)
-    if cls is None:
-        raise ValueError(
-            f"material.rve.microstructure.kind = {kind!r} is not a microstructure of oracles.rve"
-        )
-    return RVEOracle(
-        phases, cls(**ms), grid=tuple(r.grid), newton_tol=r.newton_tol, cg_tol=r.cg_tol
-    )
+    return cfg.material.rve.build()
 
 
 def build_executor(cfg: FE2Config):

@@ -12,7 +12,11 @@ Usage::
     scalebridge surface --element Cu --miller 1 0 0 --relax --strain 0.01
 
 Exit status 0 on success, 1 when the point failed (the reason is in the JSON),
-2 on bad arguments.
+2 on bad arguments: the options are checked by the oracle's settings schema
+(:class:`loops.oracle_settings.ElasticSettings`, :class:`~loops.oracle_settings.SurfaceSettings`:
+lattice parameter guess near the element's, supercell size, slab thickness
+above twice the lattice parameter, ...) before any work, and the problem is
+printed as one line on stderr (and as ``{"failed": true, "reason": ...}`` on stdout).
 """
 
 from __future__ import annotations
@@ -22,7 +26,51 @@ import json
 import sys
 from typing import Any
 
-from oracles.exceptions import InvalidInput
+from oracles.exceptions import InvalidInput, OracleError
+
+#: settings key -> option
+_OPTION_OF = {
+    "a_guess": "--a-guess", "size": "--size", "n_steps": "--steps", "timestep": "--timestep",
+    "md_strain": "--md-strain", "n_blocks": "--blocks", "seed": "--seed", "min_thickness": "--thickness",
+    "max_opening": "--max-opening", "miller": "--miller", "element": "--element", "structure": "--structure",
+    "engine_params.sigma": "--lj-sigma", "engine_params.epsilon": "--lj-epsilon", "engine_params.rc": "--lj-sigma",
+    "engine": "--engine", "engine_params": "--lj-sigma/--lj-epsilon",
+}
+
+
+def _settings(command: str, data: dict[str, Any]):
+    """``data`` checked by the command's settings schema; InvalidInput (one line, option names) otherwise."""
+    from pydantic import ValidationError
+
+    from loops.oracle_settings import ElasticSettings, SurfaceSettings, format_errors
+
+    schema = ElasticSettings if command == "elastic" else SurfaceSettings
+    try:
+        return schema.model_validate(data)
+    except ValidationError as e:
+        lines = []
+        for line in format_errors(e, schema, data):
+            for key, opt in sorted(_OPTION_OF.items(), key=lambda kv: -len(kv[0])):
+                if line.startswith(key + " ") or line.startswith(key + ":"):
+                    line = opt + line[len(key):]
+                    break
+            lines.append(line)
+        raise InvalidInput("; ".join(lines)) from None
+
+
+def _bad_input(command: str, e: InvalidInput) -> int:
+    print(f"scalebridge {command}: error: {e}", file=sys.stderr)
+    json.dump({"failed": True, "reason": f"InvalidInput: {e}"}, sys.stdout)
+    sys.stdout.write("\n")
+    return 2
+
+
+def _failed(command: str, e: OracleError) -> int:
+    reason = f"{type(e).__name__}: {e}"
+    print(f"scalebridge {command}: failed: {reason}", file=sys.stderr)
+    json.dump({"failed": True, "reason": reason}, sys.stdout)
+    sys.stdout.write("\n")
+    return 1
 
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
@@ -65,15 +113,18 @@ def run_elastic(args: argparse.Namespace) -> int:
     from oracles.atomistic.elastic import ElasticConstantsOracle
 
     try:
-        oracle = ElasticConstantsOracle(
-            args.element, args.structure, args.engine, _engine_params(args), a_guess=args.a_guess,
-            size=args.size, timestep=args.timestep, n_steps=args.steps, md_strain=args.md_strain,
-            n_blocks=args.blocks, seed=args.seed,
-        )
+        cfg = _settings("elastic", dict(
+            element=args.element, structure=args.structure, engine=args.engine,
+            engine_params=_engine_params(args) or None, a_guess=args.a_guess, size=args.size,
+            timestep=args.timestep, n_steps=args.steps, md_strain=args.md_strain, n_blocks=args.blocks,
+            seed=args.seed,
+        ))
+        oracle = ElasticConstantsOracle(**cfg.model_dump(exclude_unset=True))
         res = oracle.evaluate([[args.temperature, args.strain]], fidelity=args.fidelity)
     except InvalidInput as e:
-        _emit({"failed": True, "reason": f"InvalidInput: {e}"})
-        return 2
+        return _bad_input("elastic", e)
+    except OracleError as e:  # the engine found no stable lattice for these settings
+        return _failed("elastic", e)
     rec = _record(oracle, res)
     rec["units"] = {"C11": "GPa", "C12": "GPa", "C44": "GPa", "a": "A", "temperature": "K"}
     _emit(rec)
@@ -84,14 +135,17 @@ def run_surface(args: argparse.Namespace) -> int:
     from oracles.atomistic.surface import SurfaceOracle
 
     try:
-        oracle = SurfaceOracle(
-            args.element, args.miller, args.structure, args.engine, _engine_params(args),
-            a_guess=args.a_guess, min_thickness=args.thickness, max_opening=args.max_opening,
-        )
+        cfg = _settings("surface", dict(
+            element=args.element, miller=list(args.miller), structure=args.structure, engine=args.engine,
+            engine_params=_engine_params(args) or None, a_guess=args.a_guess, min_thickness=args.thickness,
+            max_opening=args.max_opening,
+        ))
+        oracle = SurfaceOracle(**cfg.model_dump(exclude_unset=True))
         res = oracle.evaluate([[args.strain]], fidelity=1 if args.relax else 0)
     except InvalidInput as e:
-        _emit({"failed": True, "reason": f"InvalidInput: {e}"})
-        return 2
+        return _bad_input("surface", e)
+    except OracleError as e:
+        return _failed("surface", e)
     rec = _record(oracle, res)
     rec["miller"] = list(oracle.miller)
     rec["units"] = {"gamma": "J/m^2", "two_gamma": "J/m^2", "l": "A", "sigma_max": "GPa"}
@@ -109,7 +163,7 @@ def register(subparsers, name: str) -> None:
         p.add_argument("--strain", type=float, default=0.0, help="hydrostatic strain (default 0)")
         p.add_argument("--fidelity", type=int, default=0, choices=[0, 1],
                        help="0: static Cauchy-Born; 1: Langevin MD")
-        p.add_argument("--size", type=int, default=5, help="MD supercell, conventional cells per side")
+        p.add_argument("--size", type=int, default=5, help="MD supercell, conventional cells per side (2 to 40)")
         p.add_argument("--steps", type=int, default=500, help="MD sampled steps per strained run")
         p.add_argument("--timestep", type=float, default=5.0, help="MD time step (fs)")
         p.add_argument("--md-strain", type=float, default=0.005, help="MD +- strain amplitude")
@@ -123,7 +177,8 @@ def register(subparsers, name: str) -> None:
         p.add_argument("--miller", type=int, nargs=3, default=[1, 1, 1], metavar=("H", "K", "L"))
         p.add_argument("--strain", type=float, default=0.0, help="hydrostatic strain (default 0)")
         p.add_argument("--relax", action="store_true", help="relax the surface (fidelity 1)")
-        p.add_argument("--thickness", type=float, default=12.0, help="minimum slab thickness (A)")
+        p.add_argument("--thickness", type=float, default=12.0,
+                       help="minimum slab thickness (A), at least twice the lattice parameter")
         p.add_argument("--max-opening", type=float, default=8.0, help="largest opening (A)")
         p.set_defaults(func=run_surface)
     else:

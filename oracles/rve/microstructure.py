@@ -38,6 +38,8 @@ __all__ = [
     "VoronoiPolycrystal",
     "PhaseMap",
     "check_grid",
+    "check_grid_memory",
+    "grid_memory_estimate",
     "RSA_JAMMING_FRACTION",
 ]
 
@@ -58,6 +60,61 @@ def check_grid(shape: Any) -> tuple[int, ...]:
     ):
         raise InvalidInput(f"grid shape must be 2 or 3 positive ints, got {shape!r}")
     return shp
+
+
+#: peak memory of one FFT homogenization with its tangent, bytes per voxel, by
+#: (dimension, finite strain): measured as the growth of the peak resident set
+#: of ``RVEOracle.homogenize(..., tangent=True)`` on 511^2 and 47^3 grids
+#: (float64, CPU), rounded up
+BYTES_PER_VOXEL = {(2, False): 400, (2, True): 1400, (3, False): 850, (3, True): 4700}
+
+
+def grid_memory_estimate(shape: Any, finite: bool = False) -> float:
+    """Estimated peak memory (bytes) of homogenizing one load on grid ``shape``."""
+    shp = check_grid(shape)
+    return float(math.prod(shp)) * BYTES_PER_VOXEL[(len(shp), bool(finite))]
+
+
+def physical_memory() -> float:
+    """Physical memory of this machine (bytes)."""
+    import os
+
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        import psutil
+
+        return float(psutil.virtual_memory().total)
+
+
+def check_grid_memory(shape: Any, finite: bool = False, memory: float | None = None) -> tuple[int, ...]:
+    """``shape`` as a tuple when its solve fits in ``memory`` bytes (default: this machine's).
+
+    Raises:
+        InvalidInput: naming the grid, the estimate and the memory, e.g.
+            ``grid 600^3 needs about 184 GB; this machine has 23 GB``.
+    """
+    shp = check_grid(shape)
+    need = grid_memory_estimate(shp, finite)
+    have = physical_memory() if memory is None else float(memory)
+    if need > have:
+        g = f"{shp[0]}^{len(shp)}" if len(set(shp)) == 1 else " x ".join(map(str, shp))
+        raise InvalidInput(
+            f"grid {g} needs about {need / 1e9:.3g} GB ({'finite' if finite else 'small'} strain); "
+            f"this machine has {have / 1e9:.3g} GB: use a coarser grid"
+        )
+    return shp
+
+
+def _require_phases(ms: Microstructure, pm: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``pm`` when every phase of ``ms`` has a voxel, else InvalidInput (grid too coarse)."""
+    counts = np.bincount(pm.ravel(), minlength=ms.num_phases)
+    empty = np.flatnonzero(counts == 0).tolist()
+    if empty:
+        raise InvalidInput(
+            f"grid {shape} is too coarse for {ms!r}: phase {empty[0]} gets no voxel; use a finer grid"
+        )
+    return pm
 
 
 def _voxel_centres(shape: tuple[int, ...]) -> np.ndarray:
@@ -121,7 +178,9 @@ class Laminate(Microstructure):
         layers = (np.arange(N) < n1).astype(np.int64)
         view = [1] * len(shape)
         view[self.normal_axis] = N
-        return np.broadcast_to(layers.reshape(view), shape).copy()
+        pm = np.broadcast_to(layers.reshape(view), shape).copy()
+        # fraction 0 or 1 asks for one phase; in between, both need a layer
+        return _require_phases(self, pm, shape) if 0 < self.fraction < 1 else pm
 
 
 # ----------------------------------------------------------------- inclusions
@@ -155,7 +214,7 @@ class Inclusion(Microstructure):
         pm = (r2 <= r * r * (1 + 1e-12)).astype(np.int64)
         if not pm.any():
             raise InvalidInput(f"radius_fraction={self.radius_fraction} gives no inclusion voxel on grid {shape}")
-        return pm
+        return _require_phases(self, pm, shape)
 
 
 @dataclass(frozen=True)
@@ -181,7 +240,7 @@ class CubeInclusion(Microstructure):
         pm = np.zeros(shape, dtype=np.int64)
         start = [(n - self.size) // 2 if self.centred else 0 for n in shape]
         pm[tuple(slice(s, s + self.size) for s in start)] = 1
-        return pm
+        return _require_phases(self, pm, shape)
 
 
 # -------------------------------------------------------------- random fibres
@@ -302,7 +361,7 @@ class RandomFibres(Microstructure):
         return lab
 
     def phase_map(self, shape: tuple[int, ...]) -> np.ndarray:
-        return (self.labels(shape) >= 0).astype(np.int64)
+        return _require_phases(self, (self.labels(shape) >= 0).astype(np.int64), shape)
 
     def achieved_fraction(self, shape: tuple[int, ...]) -> float:
         """Voxel fraction of phase 1 on this grid."""
@@ -369,15 +428,44 @@ class VoronoiPolycrystal(Microstructure):
 _IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".bmp", ".gif", ".jpg", ".jpeg"}
 
 
+def _read_image(path: Path) -> np.ndarray:
+    """Phase ids of a segmented image: one id per distinct colour.
+
+    Colours are told apart by all their channels (an RGB image with three
+    colours of equal grey level has three phases); ids follow increasing grey
+    level (ITU-R 601-2 luma, Pillow's ``L``), ties by the channel values.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("I", "I;16", "F", "L", "1"):
+                px = np.asarray(im.convert("I") if im.mode != "L" else im)[..., None]
+            else:
+                px = np.asarray(im.convert("RGBA") if "A" in im.getbands() else im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise InvalidInput(f"image {str(path)!r} cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    if px.ndim != 3 or min(px.shape[:2]) < 1:
+        raise InvalidInput(f"image {str(path)!r} is not a 2D image (array shape {px.shape})")
+    colours, ids = np.unique(px.reshape(-1, px.shape[-1]), axis=0, return_inverse=True)
+    c = colours.astype(float)
+    luma = c[:, 0] if c.shape[1] == 1 else 0.299 * c[:, 0] + 0.587 * c[:, 1] + 0.114 * c[:, 2]
+    order = np.lexsort((*c.T[::-1], luma))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return rank[ids.reshape(-1)].reshape(px.shape[:2])
+
+
 @dataclass(frozen=True, eq=False)
 class PhaseMap(Microstructure):
     """A user phase map: an integer array, a ``.npy`` file or a segmented image.
 
     * Arrays and ``.npy`` files must hold integer ids ``0 .. p-1``, every id
       present (floats are accepted when they are whole numbers).
-    * Images (PNG, TIFF, ...) are read with Pillow and converted to grey
-      levels; the distinct grey levels, in increasing order, become ids
-      ``0 .. p-1``. Use lossless formats: JPEG artefacts create spurious levels.
+    * Images (PNG, TIFF, ...) are read with Pillow; each distinct colour is a
+      phase, ids ``0 .. p-1`` in increasing grey level. Use lossless formats:
+      JPEG artefacts create spurious colours.
 
     ``phase_map(shape)`` checks that ``shape`` equals the map's shape.
     """
@@ -395,14 +483,12 @@ class PhaseMap(Microstructure):
                 raise InvalidInput(f"phase map file {str(path)!r} does not exist")
             suffix = path.suffix.lower()
             if suffix == ".npy":
-                arr = np.load(path, allow_pickle=False)
+                try:
+                    arr = np.load(path, allow_pickle=False)
+                except (ValueError, OSError, EOFError) as e:
+                    raise InvalidInput(f"phase map file {str(path)!r} is not a readable .npy array ({str(e).splitlines()[0]})") from None
             elif suffix in _IMAGE_SUFFIXES:
-                from PIL import Image
-
-                with Image.open(path) as im:
-                    grey = np.asarray(im.convert("I") if im.mode in ("I", "I;16", "F") else im.convert("L"))
-                _, ids = np.unique(grey, return_inverse=True)
-                return ids.reshape(grey.shape).astype(np.int64)
+                return _read_image(path)
             else:
                 raise InvalidInput(
                     f"phase map file {str(path)!r} has suffix {suffix!r}; expected .npy or an image "

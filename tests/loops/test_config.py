@@ -15,8 +15,8 @@ def _lines(data):
 
 
 def test_good_config_and_oracle_kwargs():
-    cfg = parse_config({**GOOD, "oracle": {"name": "slow", "delay": 0.5}})
-    assert cfg.oracle.spec() == {"name": "slow", "delay": 0.5}
+    cfg = parse_config({**GOOD, "oracle": {"name": "loops.fakes:SlowOracle", "delay": 0.5}})
+    assert cfg.oracle.spec() == {"name": "loops.fakes:SlowOracle", "delay": 0.5}
     assert cfg.acquisition.name == "qLogNEI" and cfg.executor.kind == "process"
 
 

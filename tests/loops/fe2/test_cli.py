@@ -163,7 +163,7 @@ def test_adaptive_run_with_a_homogeneous_rve_end_to_end(tmp_path):
             "rve": {
                 # two identical phases: a homogeneous RVE
                 "phases": [{"E": 10.0, "nu": 0.3}, {"E": 10.0, "nu": 0.3}],
-                "microstructure": {"kind": "Inclusion", "radius_fraction": 0.2},
+                "microstructure": {"kind": "inclusion", "radius_fraction": 0.2},
                 "grid": [5, 5],
             },
             "surrogate": {"train_points": 12, "h_max": 0.02},
