@@ -7,12 +7,18 @@ new points go elsewhere and no worker waits for the model).
 
 * optimize: ``qLogNEI`` (constraints through the sample-space constraint
   callables), ``qLogNEHVI`` (multi-objective), ``qMFKG`` (multi-fidelity
-  knowledge gradient weighted by the inverse cost of each fidelity level);
+  knowledge gradient weighted by the inverse cost of each fidelity level),
+  ``qMFMES`` (multi-fidelity max-value entropy search, cost weighted);
 * learn: ``qNIPV`` (integrated posterior variance over Sobol points) and
   ``max_variance`` (greedy maximum posterior variance given pending points,
   and for multi-fidelity the variance reduction at the target fidelity per
   unit cost);
 * ``sobol``: the continuation of a scrambled Sobol sequence (the baseline).
+
+With a multi-fidelity oracle, the acquisitions without a cost model
+(``qLogNEI``, ``qLogNEHVI``, ``qNIPV``) choose the design at the target
+fidelity: they are optimized over the ``d`` design inputs with the fidelity
+column held at the target level.
 """
 
 from __future__ import annotations
@@ -237,7 +243,25 @@ def sobol_points(bounds: Tensor, n: int, seed: int, skip: int = 0) -> Tensor:
     return bounds[0] + (bounds[1] - bounds[0]) * u
 
 
+def _at_target(acqf, problem: Problem) -> AcquisitionFunction:
+    """``acqf`` over the ``d`` design inputs, the fidelity column held at the target level."""
+    return FixedFeatureAcquisitionFunction(acqf, problem.d + 1, [problem.d], [float(problem.target_fidelity)])
+
+
+def _optimize_at_target(acqf, problem: Problem, q: int, cfg, sequential: bool = False) -> Tensor:
+    """``q x D`` candidates at the target fidelity: optimize over the ``d`` design bounds, then append the level."""
+    cand, _ = optimize_acqf(
+        _at_target(acqf, problem), bounds=problem.bounds, q=q, num_restarts=cfg.num_restarts,
+        raw_samples=cfg.raw_samples, options={"batch_limit": 8, "maxiter": cfg.maxiter}, sequential=sequential,
+    )
+    cand = cand.detach()
+    return torch.cat([cand, torch.full((q, 1), float(problem.target_fidelity), dtype=cand.dtype)], -1)
+
+
 def _optimize(acqf, problem: Problem, q: int, cfg, fixed_levels: bool, sequential: bool = False) -> Tensor:
+    if problem.multi_fidelity and not fixed_levels:
+        # acquisitions without a cost model choose the design at the target fidelity
+        return _optimize_at_target(acqf, problem, q, cfg, sequential=sequential)
     opts = {"batch_limit": 8, "maxiter": cfg.maxiter}
     if fixed_levels and problem.multi_fidelity:
         fl = [{problem.d: float(k)} for k in range(problem.num_fidelities)]
@@ -247,7 +271,7 @@ def _optimize(acqf, problem: Problem, q: int, cfg, fixed_levels: bool, sequentia
         )
         return cand.detach()
     cand, _ = optimize_acqf(
-        acqf, bounds=problem.bounds if not problem.multi_fidelity else problem.model_bounds, q=q,
+        acqf, bounds=problem.bounds, q=q,
         num_restarts=cfg.num_restarts, raw_samples=cfg.raw_samples, options=opts, sequential=sequential,
     )
     return cand.detach()
@@ -304,11 +328,6 @@ def _propose(name, model, problem, train_X, train_Y, q, cfg, X_pending, noise, s
             constraints=_constraint_callables(problem) or None, X_pending=X_pending, prune_baseline=True,
             cache_root=not problem.multi_fidelity,
         )
-        if problem.multi_fidelity:
-            # optimize the design at the target fidelity
-            acqf = FixedFeatureAcquisitionFunction(acqf, problem.d + 1, [problem.d], [float(problem.target_fidelity)])
-            cand = _optimize(acqf, problem, q, cfg, fixed_levels=False)
-            return torch.cat([cand, torch.full((q, 1), float(problem.target_fidelity), dtype=cand.dtype)], -1)
         return _optimize(acqf, problem, q, cfg, fixed_levels=False)
     if name == "qLogNEHVI":
         idx = problem.objective_idx
@@ -330,9 +349,7 @@ def _propose(name, model, problem, train_X, train_Y, q, cfg, X_pending, noise, s
         target = {problem.d: float(problem.target_fidelity)}
         w = _weights(problem, m)
         post_tf = ScalarizedPosteriorTransform(weights=w)
-        cur = FixedFeatureAcquisitionFunction(
-            PosteriorMean(model, posterior_transform=post_tf), D, [problem.d], [float(problem.target_fidelity)]
-        )
+        cur = _at_target(PosteriorMean(model, posterior_transform=post_tf), problem)
         _, current_value = optimize_acqf(
             cur, bounds=problem.bounds, q=1, num_restarts=cfg.num_restarts, raw_samples=cfg.raw_samples,
             options={"batch_limit": 8, "maxiter": cfg.maxiter},
@@ -374,10 +391,6 @@ def _propose(name, model, problem, train_X, train_Y, q, cfg, X_pending, noise, s
             model, mc_points=mc, X_pending=X_pending,
             posterior_transform=ScalarizedPosteriorTransform(weights=weights.sqrt()) if m > 1 else None,
         )
-        if problem.multi_fidelity:
-            acqf = FixedFeatureAcquisitionFunction(acqf, problem.d + 1, [problem.d], [float(problem.target_fidelity)])
-            cand = _optimize(acqf, problem, q, cfg, fixed_levels=False)
-            return torch.cat([cand, torch.full((q, 1), float(problem.target_fidelity), dtype=cand.dtype)], -1)
         return _optimize(acqf, problem, q, cfg, fixed_levels=False)
     if name == "max_variance":
         noise = noise if noise is not None else torch.zeros(m, dtype=torch.float64)

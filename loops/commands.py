@@ -98,18 +98,28 @@ def cmd_status(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from loops.store import RunStore
+    from loops.store import RunDirError, RunStore, lock_is_live, read_lock
 
     f = Path(args.run) / "store.sqlite"
     if not f.exists():
         print(f"{args.run}: not a campaign run directory (no store.sqlite)", file=sys.stderr)
         return 2
-    store = RunStore(f)
-    cfg = store.get_meta("config", {})
-    rows = store.rows()
+    try:
+        store = RunStore(f, check=True)
+        cfg = store.get_meta("config", {})
+        rows = store.rows()
+        status = store.get_meta("status")
+    except RunDirError as e:
+        print(f"{e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001  (a damaged store: one line, not a traceback)
+        print(f"{f}: not a readable run store ({type(e).__name__}: {e})", file=sys.stderr)
+        return 2
+    if status == "running" and not lock_is_live(read_lock(args.run)):
+        status = "stopped (driver not running)"
     budget = cfg.get("budget", {})
-    table = Table(title=f"campaign {cfg.get('name')} ({cfg.get('mode')}) - {store.get_meta('status')}")
-    for col in ("role", "fidelity", "done", "failed", "running", "cost", "mean time [s]"):
+    table = Table(title=f"campaign {cfg.get('name')} ({cfg.get('mode')}) - {status}")
+    for col in ("role", "fidelity", "done", "failed", "running", "cancelled", "cost", "mean time [s]"):
         table.add_column(col, justify="right")
     groups: dict[tuple[str, int], list[dict]] = {}
     for r in rows:
@@ -119,10 +129,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         wt = [r["wall_time"] for r in fin if r["wall_time"] is not None]
         table.add_row(role, str(fid), str(sum(r["status"] == "done" for r in rs)),
                       str(sum(r["status"] == "failed" for r in rs)), str(sum(r["status"] == "pending" for r in rs)),
+                      str(sum(r["status"] == "cancelled" for r in rs)),
                       f"{sum(r['cost'] or 0 for r in fin):g}", f"{sum(wt) / len(wt):.3g}" if wt else "-")
     con = Console()
     con.print(table)
-    design = [r for r in rows if r["role"] != "validation" and r["status"] != "pending"]
+    design = [r for r in rows if r["role"] != "validation" and r["status"] in ("done", "failed")]
     if budget.get("calls"):
         con.print(f"calls: {len(design)} / {budget['calls']}")
     if budget.get("cost"):

@@ -252,3 +252,27 @@ class BadVarianceOracle(Oracle):
         var = {"nan": float("nan"), "negative": -0.01, "ok": 0.01}[self.kind(x)]
         y = self._fn.evaluate_true(x.unsqueeze(0)).reshape(1)
         return PointResult(y=y, yvar=torch.tensor([var], dtype=DTYPE))
+
+
+class TwoOutputMultiFidelity(Oracle):
+    """Two outputs at two or more fidelity levels: AugmentedBranin ``f`` and a shifted
+    sphere ``g = |x - c|^2 / 100 + (1 - s)`` at level ``s = fidelities[k]`` (for
+    multi-objective, multi-fidelity campaigns)."""
+
+    input_names = ("x0", "x1")
+    output_names = ("f", "g")
+
+    def __init__(self, fidelities=(0.5, 1.0), costs=(1.0, 10.0)):
+        if len(fidelities) != len(costs):
+            raise ValueError(f"fidelities {fidelities} and costs {costs} differ in length")
+        self.levels = tuple(float(s) for s in fidelities)
+        self.num_fidelities = len(self.levels)
+        self.cost_model = CostModel(costs)
+        self._fn = AugmentedBranin(dtype=DTYPE)
+        self.bounds = self._fn.bounds[:, :2].clone()
+
+    def _evaluate_one(self, x: Tensor, fidelity: int) -> PointResult:
+        s = self.levels[fidelity]
+        f = self._fn.evaluate_true(torch.cat([x, torch.tensor([s], dtype=DTYPE)]).unsqueeze(0)).reshape(1)
+        g = ((x - torch.tensor([2.5, 7.5], dtype=DTYPE)) ** 2).sum().reshape(1) / 100 + (1 - s)
+        return PointResult(y=torch.cat([f, g]))

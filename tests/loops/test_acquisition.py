@@ -135,3 +135,49 @@ def test_winsorize_clips_only_the_bad_tail():
     hi = winsorize_objective(-Y, 0, 1.0)  # the same problem as maximization
     assert torch.allclose(hi[:, 0], -lo[:, 0])
     assert torch.equal(winsorize_objective(Y[:3], 0, 1.0), Y[:3])
+
+
+MF_ORACLE = {"name": "loops.fakes:BraninMultiFidelity", "fidelities": [0.5, 1.0], "costs": [1.0, 10.0]}
+MF_CASES = [
+    ("optimize", "qLogNEI", MF_ORACLE, {}),
+    pytest.param("optimize", "qLogNEHVI", {"name": "loops.fakes:TwoOutputMultiFidelity"}, {"outputs": ["f", "g"]},
+                 marks=pytest.mark.slow),
+    pytest.param("optimize", "qMFKG", MF_ORACLE, {}, marks=pytest.mark.slow),
+    pytest.param("optimize", "qMFMES", MF_ORACLE, {}, marks=pytest.mark.slow),
+    ("optimize", "sobol", MF_ORACLE, {}),
+    ("learn", "qNIPV", MF_ORACLE, {}),
+    ("learn", "max_variance", MF_ORACLE, {}),
+    ("learn", "sobol", MF_ORACLE, {}),
+]
+
+
+@pytest.mark.parametrize("mode,name,oracle,objective", MF_CASES)
+def test_every_allowed_acquisition_runs_a_multi_fidelity_campaign(tmp_path, mode, name, oracle, objective):
+    """Each acquisition the config allows runs a two-level campaign past its first model fit:
+    candidates inside the design bounds, at a level of the oracle (the target level for the
+    acquisitions without a cost model)."""
+    from loops.config import parse_config
+    from loops.engine import Campaign
+    from loops.registry import build_oracle
+
+    cfg = parse_config({
+        "name": name, "mode": mode, "oracle": oracle, "budget": {"calls": 9},
+        "initial": {"n": 3, "fidelities": [0, 1]}, "executor": {"kind": "serial"},
+        "acquisition": {"name": name, "num_restarts": 1, "raw_samples": 16, "maxiter": 20, "mc_points": 16,
+                        "num_fantasies": 4},
+        "objective": objective, "learn": {"n_validation": 8}, "tracking": {"enabled": False},
+        "run_dir": str(tmp_path),
+    })
+    camp = Campaign(cfg, run_dir=tmp_path / "run")
+    res = camp.run()
+    rows = [r for r in camp.store.rows() if r["role"] == "acquisition"]
+    assert res.state.calls == 9 and res.state.failed == 0 and len(rows) == 3
+    b = build_oracle(oracle).bounds
+    for r in rows:
+        x = torch.tensor(r["x"], dtype=D)
+        assert ((x >= b[0] - 1e-9) & (x <= b[1] + 1e-9)).all()
+        assert r["fidelity"] in (0, 1)
+        if name in ("qLogNEI", "qLogNEHVI", "qNIPV", "sobol"):
+            assert r["fidelity"] == 1
+    assert name == "sobol" and mode == "optimize" or res.model is not None
+    camp.close()

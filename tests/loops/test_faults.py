@@ -221,3 +221,187 @@ def test_emptied_store_or_lost_wal_refuses_to_resume(tmp_path):
     p = cli("resume", str(run), "--no-progress", cwd=tmp_path)
     out = p.communicate(timeout=120)[0].decode()
     assert p.returncode == 2 and "Traceback" not in out and len(out.strip().splitlines()) == 1, out
+
+
+def test_truncated_config_and_corrupt_store_give_one_line_errors(tmp_path):
+    from loops.engine import Campaign
+
+    run = tmp_path / "run"
+    Campaign(make_config(tmp_path, budget={"calls": 3}), run_dir=run).run()
+    text = (run / "config.json").read_text()
+    (run / "config.json").write_text(text[: len(text) // 2])
+    with pytest.raises(RunDirError, match=r"config.json: not a valid campaign config \(truncated or not JSON\)"):
+        Campaign.resume(run)
+    (run / "config.json").write_text(text)
+    for f in run.glob("store.sqlite*"):
+        f.unlink()
+    (run / "store.sqlite").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(RunDirError, match="not a readable run store"):
+        Campaign.resume(run)
+    for cmd in ("status", "resume"):
+        p = cli(cmd, str(run), cwd=tmp_path)
+        out = p.communicate(timeout=120)[0].decode()
+        assert p.returncode == 2 and "Traceback" not in out, out
+        assert len(out.strip().splitlines()) == 1 and "not a readable run store" in out, out
+
+
+def test_unreachable_dask_scheduler_is_one_line_and_fast(tmp_path):
+    from loops.engine import Campaign
+
+    cfg = make_config(tmp_path, executor={"kind": "dask", "address": "tcp://127.0.0.1:9"})
+    camp = Campaign(cfg, run_dir=tmp_path / "run")
+    with pytest.raises(RuntimeError, match=r"executor.address = 'tcp://127.0.0.1:9': no Dask scheduler answered"):
+        camp.run()
+    camp.close()
+
+
+# ---------------------------------------------------------------- worker faults
+
+
+def _killer(kills: list, limit: int):
+    """A callback that SIGKILLs a busy worker (each point at most once) after model updates."""
+
+    def cb(camp, st):
+        busy = [w for w in camp.exec.pool.workers if w.key is not None and w.key not in kills]
+        if busy and len(kills) < limit:
+            kills.append(busy[0].key)
+            os.kill(busy[0].proc.pid, signal.SIGKILL)
+
+    return cb
+
+
+def test_worker_killed_mid_run_is_retried_then_recorded_as_failed(tmp_path):
+    from loops.engine import Campaign
+
+    spec = {"name": "loops.fakes:SlowOracle", "delay": 0.3}
+    for retries in (1, 0):
+        kills: list = []
+        cfg = make_config(tmp_path, name=f"k{retries}", oracle=spec, budget={"calls": 10},
+                          executor={"kind": "process", "workers": 2, "retries": retries})
+        run = tmp_path / f"run{retries}"
+        Campaign(cfg, run_dir=run, callbacks=[_killer(kills, 3)]).run()
+        rows = assert_store_sound(run, 10)
+        assert len(kills) == 3
+        by_id = {r["id"]: r for r in rows}
+        for rid in kills:
+            if retries:  # re-run on a fresh worker under its own row id
+                assert by_id[rid]["status"] == "done", (kills, rows)
+            else:
+                assert by_id[rid]["status"] == "failed" and by_id[rid]["reason"] == "worker died: signal 9"
+        assert sum(r["status"] == "failed" for r in rows) == (0 if retries else 3)
+
+
+def test_segfaulting_oracle_fails_its_points_and_the_campaign_goes_on(tmp_path):
+    import torch
+
+    from loops.engine import Campaign
+    from loops.fakes import SegfaultOracle
+
+    spec = {"name": "loops.fakes:SegfaultOracle", "crash_rate": 0.3, "seed": 2}
+    cfg = make_config(tmp_path, oracle=spec, budget={"calls": 12},
+                      executor={"kind": "process", "workers": 2, "retries": 1})
+    res = Campaign(cfg, run_dir=tmp_path / "run").run()
+    rows = assert_store_sound(tmp_path / "run", 12)
+    ref = SegfaultOracle(0.3, 2)
+    crash = [ref.crashes(torch.tensor(r["x"], dtype=torch.float64)) for r in rows]
+    assert 0 < sum(crash) < len(rows)
+    for r, c in zip(rows, crash, strict=True):
+        if c:
+            assert r["status"] == "failed" and r["reason"] == f"worker died: signal {int(signal.SIGSEGV)}", r
+        else:
+            assert r["status"] == "done", r
+    assert res.state.failed == sum(crash)
+
+
+@pytest.mark.slow
+def test_oracle_hanging_with_sigalrm_blocked_is_killed_and_the_cli_exits(tmp_path):
+    import torch
+
+    from loops.fakes import HangingOracle
+
+    extra = "timeout = 1.0\nretries = 1"
+    (tmp_path / "c.toml").write_text(
+        toml_text('name = "loops.fakes:HangingOracle", hang_rate = 0.3, seed = 2, delay = 0.2', 8, extra=extra))
+    run = tmp_path / "run"
+    p = cli("run", str(tmp_path / "c.toml"), "--run-dir", str(run), "--no-progress", cwd=tmp_path)
+    try:
+        out = p.communicate(timeout=240)[0].decode()
+    finally:
+        kill_session(p)
+    assert p.returncode == 0, out
+    rows = assert_store_sound(run, 8)
+    ref = HangingOracle(0.3, 2)
+    hang = [ref.hangs(torch.tensor(r["x"], dtype=torch.float64)) for r in rows]
+    assert 0 < sum(hang) < len(rows)
+    for r, h in zip(rows, hang, strict=True):
+        # a hanging point is killed (twice: retries = 1); a point queued behind it is never charged
+        assert (r["status"], r["reason"]) == (("failed", "timeout after 1 s (worker killed)") if h else ("done", None))
+
+
+# ------------------------------------------------------------ driver faults
+
+
+@pytest.mark.parametrize("second", ["api", pytest.param("cli", marks=pytest.mark.slow)])
+def test_two_concurrent_resumes_one_refuses(tmp_path, second):
+    from loops.engine import Campaign
+    from loops.store import read_lock
+
+    run = tmp_path / "run"
+    delay = 1.0 if second == "api" else 4.0  # the second command line needs time to start
+    cfg = make_config(tmp_path, oracle={"name": "loops.fakes:SlowOracle", "delay": delay}, budget={"calls": 8},
+                      executor={"kind": "process", "workers": 2})
+    Campaign(cfg, run_dir=run).close()
+    p1 = cli("resume", str(run), "--no-progress", cwd=tmp_path)
+    try:
+        t0 = time.time()
+        while (read_lock(run) or {}).get("pid") != p1.pid:
+            assert p1.poll() is None and time.time() - t0 < 120, p1.stdout.read().decode()
+            time.sleep(0.05)
+        if second == "api":
+            with pytest.raises(RunDirError, match=f"in use by process {p1.pid} on host"):
+                Campaign.resume(run)
+        else:
+            p2 = cli("resume", str(run), "--no-progress", cwd=tmp_path)
+            out2 = p2.communicate(timeout=120)[0].decode()
+            assert p2.returncode == 2 and f"in use by process {p1.pid}" in out2 and "Traceback" not in out2, out2
+        assert p1.poll() is None  # the refusal happened while the first one ran
+        out1 = p1.communicate(timeout=240)[0].decode()
+        assert p1.returncode == 0, out1
+    finally:
+        kill_session(p1)
+    assert_store_sound(run, 8)
+    assert read_lock(run) is None  # released when the campaign finished
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_signal_to_the_driver_leaves_no_worker_and_resumes_to_budget(tmp_path, sig):
+    (tmp_path / "c.toml").write_text(toml_text('name = "loops.fakes:SlowOracle", delay = 0.5', 12))
+    run = tmp_path / "run"
+    db = run / "store.sqlite"
+    p = cli("run", str(tmp_path / "c.toml"), "--run-dir", str(run), "--no-progress", cwd=tmp_path)
+    try:
+        wait_rows(db, p, 4)
+        pids = worker_pids(p.pid)
+        assert len(pids) >= 2
+        os.kill(p.pid, sig)
+        out = p.communicate(timeout=60)[0].decode()
+        assert p.returncode == (128 + sig if sig == signal.SIGTERM else -sig), out
+        # no worker outlives its driver, whatever signal ended it
+        assert wait_gone(pids, 10.0) == []
+    finally:
+        kill_session(p)
+    st = cli("status", str(run), cwd=tmp_path)
+    out = st.communicate(timeout=120)[0].decode()
+    assert st.returncode == 0
+    assert ("stopped (driver not running)" if sig == signal.SIGKILL else " - stopped") in out, out
+    r = cli("resume", str(run), "--no-progress", cwd=tmp_path)
+    try:
+        out = r.communicate(timeout=300)[0].decode()
+    finally:
+        kill_session(r)
+    assert r.returncode == 0, out
+    assert_store_sound(run, 12)
+    s = RunStore(db)
+    assert s.counts()["pending"] == 0 and s.get_meta("status") == "finished"
+    s.close()
