@@ -235,6 +235,8 @@ class ConductivitySolver:
         self.fourier = VectorFourier(self.shape, discretization, "gradient", fft=fft)
         self.K0 = self._reference()
         self.fourier.set_reference(self.K0)
+        #: largest CG field (doubles) of one batched solve; more unit gradients are chunked
+        self.max_field_doubles = 2**25
 
     # ---------------------------------------------------------------- helpers
     def _field_max(self) -> Tensor:
@@ -279,14 +281,51 @@ class ConductivitySolver:
     def solve(self, fields: bool = False) -> ConductivityResult:
         """The effective tensor from the ``k`` unit mean gradients.
 
+        The unit gradients are solved as one batched CG, in chunks whose
+        fields stay below ``max_field_doubles`` (memory on large grids).
+
         Raises:
             NotConverged: CG missed ``cg_tol`` in ``cg_maxiter`` iterations.
         """
+        k = self.k
+        N = int(np.prod(self.shape))
+        chunk = max(1, min(k, self.max_field_doubles // (k * N)))
+        cols, its, rels, es, qs = [], [], [], [], []
+        for J0 in range(0, k, chunk):
+            e, q, it, rel = self._solve_loads(J0, min(k, J0 + chunk))
+            cols.append(self._mean(q))  # c x k: <q_i> for unit gradient J
+            its.append(it)
+            rels.append(rel)
+            if fields:
+                es.append(e)
+                qs.append(q)
+            del e, q
+        C = torch.cat(cols).T  # C[i, J]
+        out_fields = {"gradient": torch.cat(es), "flux": torch.cat(qs)} if fields else None
+        fractions = (
+            np.bincount(self.phase_map.reshape(-1), minlength=self.tensors.shape[0])
+            / self.phase_map.size
+        )
+        return ConductivityResult(
+            tensor=C,
+            iterations=int(sum(its)),
+            residual=torch.cat(rels),
+            discretization=self.discretization,
+            fields=out_fields,
+            info={
+                "reference": self.K0.tolist(),
+                "volume_fractions": fractions.tolist(),
+                "iterations_per_chunk": its,
+            },
+        )
+
+    def _solve_loads(self, J0: int, J1: int) -> tuple[Tensor, Tensor, int, Tensor]:
+        """Gradient and flux fields ``c x k x *grid`` of unit gradients ``J0 .. J1 - 1``."""
         k, nd = self.k, self.k + 1
         E = (
-            torch.eye(k, dtype=DTYPE)
-            .reshape(k, k, *([1] * k))
-            .expand(k, k, *self.shape)
+            torch.eye(k, dtype=DTYPE)[J0:J1]
+            .reshape(J1 - J0, k, *([1] * k))
+            .expand(J1 - J0, k, *self.shape)
             .contiguous()
         )
         KE = self.apply_K(E)
@@ -294,6 +333,7 @@ class ConductivitySolver:
         F = self.fourier
         if self.preconditioner == "none":
             b = F(KE).neg_()
+            del KE
             x, it, rel = batched_cg(
                 lambda p: F(self.apply_K(p)),
                 b,
@@ -305,7 +345,7 @@ class ConductivitySolver:
         else:
             PKE, ZKE = F.apply(KE, (None, "ref"))
             bn = self._norm(PKE)
-            del PKE
+            del PKE, KE
             K0 = self.K0
             factor = float(torch.linalg.eigvalsh(K0).max())
 
@@ -328,21 +368,8 @@ class ConductivitySolver:
                 factor=factor,
             )
         e = x.add_(E)
-        q = self.apply_K(e)
-        C = self._mean(q).T  # C[i, J] = <q_i> for unit gradient J
-        out_fields = {"gradient": e, "flux": q} if fields else None
-        fractions = (
-            np.bincount(self.phase_map.reshape(-1), minlength=self.tensors.shape[0])
-            / self.phase_map.size
-        )
-        return ConductivityResult(
-            tensor=C,
-            iterations=int(it),
-            residual=rel,
-            discretization=self.discretization,
-            fields=out_fields,
-            info={"reference": self.K0.tolist(), "volume_fractions": fractions.tolist()},
-        )
+        del E
+        return e, self.apply_K(e), int(it), rel
 
 
 def effective_conductivity(phase_map, conductivities: Sequence, **kwargs) -> ConductivityResult:

@@ -228,6 +228,7 @@ class PermeabilityOracle(_VoxelOracle):
             target)^2`` for inverse design (the microstructures whose mean
             permeability is ``10^target`` m²).
         cost_per_voxel: cost units per voxel.
+        closed_form_cost: cost units of a Kozeny-Carman point.
     """
 
     level_names = ("kozeny-carman",)
@@ -244,10 +245,13 @@ class PermeabilityOracle(_VoxelOracle):
         wall: str = "half",
         target_log10_k: float | None = None,
         cost_per_voxel: float = 1e-6,
+        closed_form_cost: float = 1e-4,
     ):
         if micro_params is None:
             micro_params = {"porosity": (0.35, 0.8), "radius_fraction": (0.06, 0.15)}
-        super().__init__(microstructure, levels, dim, micro_params, cost_per_voxel)
+        super().__init__(
+            microstructure, levels, dim, micro_params, cost_per_voxel, closed_form_cost
+        )
         if not (isinstance(cell_size, (int, float)) and cell_size > 0):
             raise InvalidInput(f"cell_size must be a positive length in m, got {cell_size!r}")
         self.cell_size, self.tol, self.wall = float(cell_size), tol, wall

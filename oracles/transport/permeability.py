@@ -15,9 +15,10 @@ solid becomes, after removing the unknown constant ``U`` (the projection
 
     ``Q S Q mu = -Q S lambda_0``,  ``lambda = lambda_0 + mu``,  ``lambda_0 = -(N / N_s) f``,
 
-a symmetric positive semidefinite system on the solid nodes solved by CG
-(:func:`oracles.rve.solver.batched_cg`), one right-hand side per axis, with
-one FFT pair of the force field per iteration. Then ``U = -<S lambda>_solid``
+a symmetric positive semidefinite system on the solid nodes solved by
+preconditioned CG (:func:`oracles.transport.pcg.preconditioned_cg`, the
+preconditioner the Laplacian restricted to the solid nodes), one right-hand
+side per axis, with one FFT pair of the force field per iteration. Then ``U = -<S lambda>_solid``
 and the permeability column is ``K e_J = mu U`` for ``f = e_J``.
 
 Discretization: velocity at voxel corners (``2^k`` voxels meet at a node; a
@@ -51,6 +52,7 @@ from torch import Tensor
 from oracles.exceptions import InvalidInput
 from oracles.rve.solver import batched_cg
 from oracles.transport.fourier import VectorFourier
+from oracles.transport.pcg import preconditioned_cg
 from oracles.transport.topology import NotPercolating, percolating_axes
 
 DTYPE = torch.float64
@@ -128,6 +130,10 @@ class StokesSolver:
         laplacian: ``"fd"`` (default, ``2k+1`` points) or ``"spectral"``.
         wall: which nodes are no-slip, ``"half"`` (default) or ``"any"``
             (see :func:`solid_nodes`).
+        preconditioner: ``"laplacian"`` (default): PCG with the ``2k+1``-point
+            Laplacian restricted to the solid nodes (``S`` is the inverse
+            Laplacian up to the pressure projection, so this undoes most of
+            its spread of scales); ``"none"``: plain CG.
         fft: FFT back end as for :class:`oracles.rve.solver.FFTSolver`.
 
     Raises:
@@ -145,6 +151,7 @@ class StokesSolver:
         maxiter: int = 20000,
         laplacian: str = "fd",
         wall: str = "half",
+        preconditioner: str = "laplacian",
         fft: str = "auto",
     ):
         s = np.asarray(solid)
@@ -166,6 +173,9 @@ class StokesSolver:
             raise InvalidInput(f"tol must lie in (0, 1), got {tol!r}")
         if not (isinstance(maxiter, int) and maxiter >= 1):
             raise InvalidInput(f"maxiter must be a positive integer, got {maxiter!r}")
+        if preconditioner not in ("laplacian", "none"):
+            raise InvalidInput(f"preconditioner must be 'laplacian' or 'none', got {preconditioner!r}")
+        self.preconditioner = preconditioner
         if not s.any():
             raise InvalidInput(
                 "the image has no solid voxel: the permeability of free space is unbounded"
@@ -194,6 +204,18 @@ class StokesSolver:
         self.fourier = VectorFourier(self.shape, "rotated", "stokes", laplacian=laplacian, fft=fft)
         self.chi = torch.from_numpy(self.nodes).to(DTYPE)
         self.n_solid = int(self.nodes.sum())
+        #: largest CG field (doubles) of one batched solve; more forces are chunked
+        self.max_field_doubles = 2**25
+
+    def _precondition(self, r: Tensor) -> Tensor:
+        """``Q L Q r``: the ``2k+1``-point Laplacian restricted to the solid
+        nodes, an approximate inverse of ``Q S Q`` (``S ~ L^-1``); ``r`` is
+        in the range of ``Q`` already."""
+        k = self.k
+        y = r * (2.0 * k)
+        for a in range(-k, 0):
+            y.sub_(torch.roll(r, 1, a)).sub_(torch.roll(r, -1, a))
+        return self._Q(y)
 
     def _Q(self, x: Tensor) -> Tensor:
         """Restrict to solid nodes and remove the mean over them (per field and component)."""
@@ -205,49 +227,76 @@ class StokesSolver:
     def solve(self, fields: bool = False) -> PermeabilityResult:
         """The permeability tensor from unit body forces along each axis.
 
+        The forces are solved as one batched CG, in chunks whose fields stay
+        below ``max_field_doubles`` (memory on large grids).
+
         Raises:
             NotConverged: CG missed ``tol`` in ``maxiter`` iterations.
         """
         k = self.k
         N = int(np.prod(self.shape))
-        nd = k + 1
-        S = self.fourier
-        eye = torch.eye(k, dtype=DTYPE).reshape(k, k, *([1] * k))
-        lam0 = -(N / self.n_solid) * eye * self.chi  # k (forces) x k x *grid
-        b = self._Q(S(lam0)).neg_()
-        bn = b.square().sum(dim=tuple(range(-nd, 0))).sqrt()
-
-        def apply_A(p):
-            return self._Q(S(p))
-
-        # round-off floor: a force along a direction the pores do not cross
-        # (a slit's normal) gives b = 0 up to round-off of the driven ones
-        floor = 1e-13 * bn.max()
-        mu, it, rel = batched_cg(apply_A, b, self.tol, self.maxiter, ndim_field=nd, atol=floor)
-        lam = mu.add_(lam0)
-        u = S(lam)
-        U = -(u * self.chi).sum(dim=tuple(range(-k, 0))) / self.n_solid  # k (forces) x k
-        Kv = U.T  # K[i, J] = U_i for f = e_J (mu = 1)
+        chunk = max(1, min(k, self.max_field_doubles // (k * N)))
+        Us, its, rels, vels = [], [], [], []
+        for J0 in range(0, k, chunk):
+            U, u, it, rel = self._solve_forces(J0, min(k, J0 + chunk), fields)
+            Us.append(U)
+            its.append(it)
+            rels.append(rel)
+            if fields:
+                vels.append(u)
+        Kv = torch.cat(Us).T  # K[i, J] = U_i for f = e_J (mu = 1)
         nrm = Kv.norm()
         asym = float((Kv - Kv.T).norm() / nrm) if nrm > 0 else 0.0
         Ksym = 0.5 * (Kv + Kv.T) * self.voxel_size**2
-        vel = None
-        if fields:
-            vel = u.add_(U.reshape(k, k, *([1] * k))).mul_(1.0 - self.chi)
         return PermeabilityResult(
             tensor=Ksym,
             porosity=self.porosity,
-            iterations=int(it),
-            residual=rel,
+            iterations=int(sum(its)),
+            residual=torch.cat(rels),
             asymmetry=asym,
-            velocity=vel,
+            velocity=torch.cat(vels) if fields else None,
             info={
                 "percolating_axes": list(self.percolating),
                 "solid_node_fraction": self.n_solid / N,
                 "voxel_size": self.voxel_size,
                 "wall": self.wall,
+                "iterations_per_chunk": its,
             },
         )
+
+    def _solve_forces(self, J0: int, J1: int, fields: bool):
+        """Darcy velocities ``c x k`` (and node velocities ``c x k x *grid``
+        with ``fields``) for unit forces ``J0 .. J1 - 1``."""
+        k = self.k
+        N = int(np.prod(self.shape))
+        nd = k + 1
+        S = self.fourier
+        eye = torch.eye(k, dtype=DTYPE)[J0:J1].reshape(J1 - J0, k, *([1] * k))
+        lam0 = -(N / self.n_solid) * eye * self.chi  # c (forces) x k x *grid
+        b = self._Q(S(lam0)).neg_()
+        # round-off floor: ||b|| <= ||S|| ||lambda_0||, and a force along a
+        # direction the pores do not cross (a slit's normal) gives b = 0 up to
+        # round-off of that bound
+        smax = float(S.inv_lap.real.max())
+        floor = 1e-13 * smax * lam0.square().sum(dim=tuple(range(-nd, 0))).sqrt()
+
+        def apply_A(p):
+            return self._Q(S(p))
+
+        if self.preconditioner == "laplacian":
+            mu, it, rel = preconditioned_cg(
+                apply_A, b, self._precondition, self.tol, self.maxiter, ndim_field=nd, atol=floor
+            )
+        else:
+            mu, it, rel = batched_cg(apply_A, b, self.tol, self.maxiter, ndim_field=nd, atol=floor)
+        del b
+        lam = mu.add_(lam0)
+        del lam0
+        u = S(lam)
+        del lam
+        U = -(u * self.chi).sum(dim=tuple(range(-k, 0))) / self.n_solid  # c x k
+        vel = u.add_(U.reshape(J1 - J0, k, *([1] * k))).mul_(1.0 - self.chi) if fields else None
+        return U, vel, int(it), rel
 
 
 def permeability(solid, voxel_size: float = 1.0, **kwargs) -> PermeabilityResult:

@@ -147,3 +147,21 @@ def test_wall_rules():
     # flat walls are the same under both rules
     sl = Slit(fraction=0.5).solid((8, 8))
     assert (solid_nodes(sl) == solid_nodes(sl, "any")).all()
+
+
+def test_chunked_forces_match_batched():
+    s = SphereArray(radius_fraction=0.3).solid((10, 12, 8))
+    a = StokesSolver(s, tol=1e-10)
+    b = StokesSolver(s, tol=1e-10)
+    b.max_field_doubles = 3 * s.size  # one force per chunk
+    ra, rb = a.solve(), b.solve()
+    assert len(rb.info["iterations_per_chunk"]) == 3
+    torch.testing.assert_close(ra.tensor, rb.tensor, rtol=1e-7, atol=1e-12)
+
+
+def test_laplacian_preconditioner_same_answer_fewer_iterations():
+    s = CylinderArray(radius_fraction=0.3).solid((48, 48))
+    a = StokesSolver(s, tol=1e-9).solve()
+    b = StokesSolver(s, tol=1e-9, preconditioner="none").solve()
+    torch.testing.assert_close(a.tensor, b.tensor, rtol=1e-6, atol=1e-8 * a.tensor.abs().max().item())
+    assert a.iterations < b.iterations / 2
