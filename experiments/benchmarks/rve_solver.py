@@ -22,12 +22,16 @@ ratio".
 
 Ours runs twice per case: the current solver (reference-medium preconditioned
 CG, FFTW) and ``ours_baseline`` (plain CG, pocketfft), for a before/after
-ratio from the same run. Where
+ratio from the same run. With ``--compare-tree PATH``, the solver of another
+checkout of this repository (for example ``git worktree add /tmp/old HEAD~5``)
+runs a third time per case, through that checkout's own copy of this script,
+as ``ours_compare``; ``speed_vs_compare`` is its time over ours. Imports
+(torch, pyFFTW, muSpectre) are outside the timed region for every solver. Where
 muSpectre's Newton-CG fails on the finite-strain case in one step, its
 trust-region Newton-CG is tried (on a fresh cell, timed alone) and recorded
 as such.
 
-Run:  python experiments/benchmarks/rve_solver.py [--cases CASE ...] [--no-baseline]
+Run:  python experiments/benchmarks/rve_solver.py [--cases CASE ...] [--no-baseline] [--compare-tree PATH]
 Writes experiments/benchmarks/results/rve_solver.json.
 """
 
@@ -47,15 +51,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "experiments" / "benchmarks" / "results" / "rve_solver.json"
-# 1 thread: on this shared 2-core machine torch with 2 threads ran 10x slower
-# (OpenMP barriers against the other jobs; measured 63^2: 0.19 s vs 1.7 s)
+# one torch thread by default: on a shared 2-core machine OpenMP barriers
+# against other jobs make two threads far slower
 SOLVER_NOTE = (
     "ours: CG preconditioned by an isotropic reference medium (same tolerance on the unpreconditioned "
-    "residual), FFTW via pyFFTW (FFTW_ESTIMATE plans of 1 to m components, executed chunk by chunk; "
-    "pyFFTW's core loaded with the solver module, as muSpectre loads FFTW on import), dot products "
-    "through numpy's matmul; ours_baseline: plain CG on pocketfft, same run. Peak RSS of one case "
-    "varies by about +-25 MB from run to run (glibc reuse of freed 13 MB fields): 729^2 gave "
-    "508-553 MB in four runs of this code"
+    "residual), FFTW via pyFFTW's public FFTW plans (FFTW_ESTIMATE, 1 to m components per plan, "
+    "executed chunk by chunk; pyFFTW imported before the timed region, as muSpectre's FFT library "
+    "is), dot products through numpy's matmul; ours_baseline: plain CG on pocketfft, same run. "
+    "Peak RSS of one case varies by about +-25 MB from run to run (glibc reuse of freed fields)"
 )
 THREADS = int(os.environ.get("RVE_BENCH_THREADS", "1"))
 
@@ -125,14 +128,18 @@ def svk_E_nu(K: float, mu: float) -> tuple[float, float]:
 
 # ------------------------------------------------------------------ workers
 def run_ours(case: str, variant: str = "default") -> dict:
-    """Our solver; ``variant="baseline"`` is last session's configuration
-    (plain CG on ``G K``, scipy's pocketfft everywhere), run for a before/after
-    comparison in the same run."""
+    """Our solver; ``variant="baseline"`` is plain CG on ``G K`` with scipy's
+    pocketfft everywhere, run for a before/after comparison in the same run."""
     import torch
 
     torch.set_num_threads(THREADS)
+    from oracles.rve.fft import fftw_available
+    from oracles.rve.fields import DenseTangent
     from oracles.rve.laws import IsotropicElastic, StVenantKirchhoff
     from oracles.rve.solver import FFTSolver
+
+    if fftw_available():
+        import pyfftw  # noqa: F401  (an import, like muSpectre's: not timed)
 
     opts = {"preconditioner": "none", "fft": "scipy"} if variant == "baseline" else {}
     base = _rss_mb()
@@ -171,8 +178,8 @@ def run_ours(case: str, variant: str = "default") -> dict:
         import pyfftw
 
         # the solver's own plans: chunks of c components, executed m / c times
-        c = s.G._chunk(s.m)
-        fw, bw, a, _ = s.G._plans(c)
+        c = s.G.fft.chunk(s.m)
+        fw, bw, a, _ = s.G.fft.plans(c)
         a[:] = x[:c]
         backend = (
             f"FFTW {pyfftw.__version__} via pyFFTW ({s.G.fftw_flag}), the solver's plans "
@@ -203,13 +210,11 @@ def run_ours(case: str, variant: str = "default") -> dict:
     # one CG iteration on the same operator (with the solver's preconditioner),
     # with the batch of right-hand sides the solver really uses (the tangent
     # is solved in chunks)
-    from oracles.rve.solver import _DenseTangent
-
     if case == FINITE_CASE:
         X = s.basis.vec(F)[None, :, None, None, None].expand(1, s.m, *s.shape).clone()
-        _, Kt = s._constitutive(X)
-        Kop = _DenseTangent(Kt)
-        ref = s._reference_for(Kt)
+        _, Kt = s.constitutive(X)
+        Kop = DenseTangent(Kt)
+        ref = s.reference_for(Kt)
         nrhs = 1
     else:
         Kop = s._linear_tangent()
@@ -221,7 +226,7 @@ def run_ours(case: str, variant: str = "default") -> dict:
 
     def cg_run():
         try:
-            s._solve(Kop, src, ref)
+            s.solve_fluctuation(Kop, src, ref)
         except Exception:  # NotConverged after `its` iterations, by design
             pass
 
@@ -353,11 +358,21 @@ def run_muspectre(case: str) -> dict:
 
 
 # --------------------------------------------------------------------- main
-def _spawn(case: str, solver: str, timeout: float) -> dict:
-    cmd = [sys.executable, __file__, "--worker", solver, "--case", case]
-    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), PYTHONPATH=str(ROOT))
+def _git_head(tree: Path) -> str | None:
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+        p = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=tree, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return p.stdout.strip() or None
+
+
+def _spawn(case: str, solver: str, timeout: float, tree: Path = ROOT) -> dict:
+    """Run one worker in a fresh process, from the checkout ``tree``."""
+    script = tree / "experiments" / "benchmarks" / "rve_solver.py"
+    cmd = [sys.executable, str(script), "--worker", solver, "--case", case]
+    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), PYTHONPATH=str(tree))
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=tree)
     except subprocess.TimeoutExpired:
         return {"error": f"timeout after {timeout} s"}
     if p.returncode != 0:
@@ -372,8 +387,9 @@ def main() -> int:
     ap.add_argument("--cases", nargs="*", default=None)
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--no-baseline", action="store_true", help="skip the plain-CG pocketfft variant")
     ap.add_argument(
-        "--no-baseline", action="store_true", help="skip last session's solver configuration"
+        "--compare-tree", type=Path, default=None, help="another checkout whose solver also runs, same cases"
     )
     args = ap.parse_args()
     if args.worker == "ours_baseline":
@@ -399,7 +415,13 @@ def main() -> int:
         "torch": torch.__version__,
         "torch_threads": THREADS,
         "muspectre_threads": "serial FFT engine (1 thread)",
-        "threads_note": "the brief asked for 2 torch threads; with 2 threads on this loaded 2-core machine torch ran ~10x slower, so the run uses RVE_BENCH_THREADS (default 1)",
+        "threads_note": "RVE_BENCH_THREADS torch threads (default 1: on a loaded 2-core machine two threads run far slower)",
+        "load_average_start": os.getloadavg(),
+        "compare_tree": None if args.compare_tree is None else {
+            "path": str(args.compare_tree),
+            "commit": _git_head(args.compare_tree),
+        },
+        "commit": _git_head(ROOT),
         "muspectre_available": mu_ok,
         "muspectre_error": mu_err,
         "timing_note": "2 CPU cores shared with other jobs: ratios are from one run, noisy",
@@ -409,14 +431,31 @@ def main() -> int:
             "wall_ratio_2d": 1.0,
             "peak_memory_ratio": 1.0,
             "cg_iteration_over_fft_pair": 3.0,
+            "time_over_compare_tree_max": 1.1,
         },
         "cases": {},
     }
     for case in cases:
         ours = _spawn(case, "ours", args.timeout)
         base = None if args.no_baseline else _spawn(case, "ours_baseline", args.timeout)
+        comp = None if args.compare_tree is None else _spawn(case, "ours", args.timeout, args.compare_tree)
         ref = _spawn(case, "muspectre", args.timeout) if mu_ok else {"error": mu_err}
         entry = {"ours": ours, "muspectre": ref}
+        if comp is not None:
+            entry["ours_compare"] = comp
+            if "error" not in comp and "error" not in ours:
+                entry["speed_vs_compare"] = {
+                    "wall": comp["wall_time_s"] / ours["wall_time_s"],
+                    "cpu": comp["cpu_time_s"] / ours["cpu_time_s"],
+                    "cg_iteration_cpu": comp["cg_iteration_cpu_s"] / ours["cg_iteration_cpu_s"],
+                    "cg_iterations": [comp["cg_iterations"], ours["cg_iterations"]],
+                }
+                entry["speed_vs_compare"]["within_10_percent"] = {
+                    key: entry["speed_vs_compare"][key] >= 1 / 1.1 for key in ("wall", "cpu")
+                }
+                if "error" not in ref:
+                    entry["compare_wall_ratio"] = comp["wall_time_s"] / ref["wall_time_s"]
+                    entry["compare_cpu_ratio"] = comp["cpu_time_s"] / ref["cpu_time_s"]
         if base is not None:
             entry["ours_baseline"] = base
             if "error" not in base and "error" not in ours:
@@ -465,7 +504,7 @@ def main() -> int:
         else:
             entry["meets_target"] = {"all": False, "reason": "a solver failed; see its error"}
         out["cases"][case] = entry
-        skip = ("ours", "muspectre", "ours_baseline")
+        skip = ("ours", "muspectre", "ours_baseline", "ours_compare")
         print(case, json.dumps({k: v for k, v in entry.items() if k not in skip}), flush=True)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(out, indent=1))

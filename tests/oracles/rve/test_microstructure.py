@@ -7,8 +7,10 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from oracles.exceptions import InvalidInput
+from oracles.rve.laws import CubicElastic, IsotropicElastic
 from oracles.rve.microstructure import (
     RSA_JAMMING_FRACTION,
     CubeInclusion,
@@ -18,6 +20,7 @@ from oracles.rve.microstructure import (
     RandomFibres,
     VoronoiPolycrystal,
 )
+from oracles.rve.solver import FFTSolver
 
 
 # ------------------------------------------------------------------ laminate
@@ -217,13 +220,10 @@ def _mandel(T):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_random_fibres_fft_moduli_inside_hashin_shtrikman(seed):
-    torch = pytest.importorskip("torch")
-    solver = pytest.importorskip("oracles.rve.solver")
-    laws = pytest.importorskip("oracles.rve.laws")
     from oracles.analytic.bounds import E_nu_to_moduli, hashin_shtrikman_bounds, isotropic_moduli
 
     pm = RandomFibres(0.3, 0.05, seed=seed, min_gap=0.005).phase_map((128, 128))
-    s = solver.FFTSolver(pm, [laws.IsotropicElastic(1.0, 0.3), laws.IsotropicElastic(10.0, 0.3)])
+    s = FFTSolver(pm, [IsotropicElastic(1.0, 0.3), IsotropicElastic(10.0, 0.3)])
     C = _mandel(s.homogenize(torch.zeros(1, 2, 2, dtype=torch.float64)).tangent[0])
     k, G = isotropic_moduli(torch.tensor(C))
     K1, G1 = E_nu_to_moduli(1.0, 0.3)
@@ -234,16 +234,13 @@ def test_random_fibres_fft_moduli_inside_hashin_shtrikman(seed):
 
 @pytest.mark.slow
 def test_voronoi_cubic_polycrystal_between_voigt_and_reuss():
-    torch = pytest.importorskip("torch")
-    solver = pytest.importorskip("oracles.rve.solver")
-    laws = pytest.importorskip("oracles.rve.laws")
     from oracles.analytic.bounds import isotropic_moduli
     from oracles.cohesive.oracle import vrh_cubic
 
     vp = VoronoiPolycrystal(20, seed=0)
     R = torch.tensor(vp.orientations())
-    phases = [laws.CubicElastic(168.4, 121.4, 75.4, R=R[i]) for i in range(20)]
-    s = solver.FFTSolver(vp.phase_map((24, 24, 24)), phases)
+    phases = [CubicElastic(168.4, 121.4, 75.4, R=R[i]) for i in range(20)]
+    s = FFTSolver(vp.phase_map((24, 24, 24)), phases)
     C = _mandel(s.homogenize(torch.zeros(1, 3, 3, dtype=torch.float64)).tangent[0])
     K, G = (float(v) for v in isotropic_moduli(torch.tensor(C)))
     v = vrh_cubic(168.4, 121.4, 75.4)
