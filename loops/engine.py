@@ -304,6 +304,8 @@ class Campaign:
         progress: bool = False,
         oracle=None,
     ):
+        if oracle is not None:
+            config = CampaignConfig.model_validate({**config.model_dump(exclude={"oracle"}), "oracle": oracle})
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else run_dir_for(config)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -314,18 +316,19 @@ class Campaign:
         except BaseException:
             self._lock.release()
             raise
+        self.store: RunStore
         self._executor_arg = executor
         self.callbacks = list(callbacks or [])
         self.extra_stopping = stopping
         self.progress = progress
-        if oracle is not None:
-            self.oracle = oracle
-            self.spec = oracle
+        instance = config.oracle.instance
+        if instance is not None:
+            self.oracle = self.spec = instance
+            if executor is None and config.executor.kind == "process":
+                self.spec = PickledOracle(instance)  # raises the one-line error when it cannot be pickled
         else:
             self.spec = config.oracle.spec()
             self.oracle = build_oracle(self.spec)
-        if executor is None and config.executor.kind == "process" and oracle is not None:
-            self.spec = PickledOracle(oracle)  # raises the clear error when it cannot be pickled
         self.tracker = tracker
         self.model = None
         self._warm = None
@@ -381,8 +384,13 @@ class Campaign:
 
     # -------------------------------------------------------------- set-up
     @classmethod
-    def resume(cls, run_dir: str | Path, **kwargs) -> Campaign:
-        """Reopen a campaign from its run directory."""
+    def resume(cls, run_dir: str | Path, oracle=None, **kwargs) -> Campaign:
+        """Reopen a campaign from its run directory.
+
+        Args:
+            oracle: the ``Oracle`` instance again, when the campaign was started with one
+                (a Python object is not stored in ``config.json``).
+        """
         from pydantic import ValidationError
 
         run_dir = Path(run_dir)
@@ -390,6 +398,14 @@ class Campaign:
         if not f.exists():
             raise RunDirError(f"{run_dir} is not a campaign run directory (no config.json)")
         try:
+            if oracle is not None:
+                try:
+                    data = json.loads(f.read_text())
+                except ValueError:
+                    data = None
+                if isinstance(data, dict):
+                    data["oracle"] = oracle
+                    return cls(CampaignConfig.model_validate(data), run_dir=run_dir, **kwargs)
             config = CampaignConfig.model_validate_json(f.read_text())
         except ValidationError as e:
             first = e.errors()[0]

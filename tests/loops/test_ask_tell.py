@@ -1,0 +1,218 @@
+"""Campaigns driven one step at a time (ask/tell), oracle objects, results a user can read."""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from loops.config import parse_config
+from loops.engine import Campaign
+from loops.store import RunStore
+from oracles import FunctionOracle
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST_ACQ = {"num_restarts": 2, "raw_samples": 64, "maxiter": 50}
+KEYS = ("id", "point", "attempt", "role", "iteration", "x", "fidelity", "status", "y", "yvar", "cost", "reason")
+
+
+def _cfg(tmp_path, **over):
+    base = {"name": "at", "oracle": {"name": "branin"}, "budget": {"calls": 20}, "initial": {"n": 5},
+            "acquisition": dict(FAST_ACQ), "executor": {"kind": "serial"}, "tracking": {"enabled": False},
+            "run_dir": str(tmp_path / "runs")}
+    base.update(over)
+    return parse_config(base)
+
+
+def _rows(run_dir):
+    s = RunStore(Path(run_dir) / "store.sqlite")
+    try:
+        return [{k: r[k] for k in KEYS} for r in s.rows()]
+    finally:
+        s.close()
+
+
+def sphere(x):
+    """A module-level function: picklable, so it can go to worker processes."""
+    return ((x - 0.25) ** 2).sum()
+
+
+def test_ask_tell_loop_gives_the_store_of_run(tmp_path):
+    """20 ask/tell steps, evaluating the oracle by hand, leave the same store as run() with the seed."""
+    cfg = _cfg(tmp_path, acquisition={"num_restarts": 1, "raw_samples": 32, "maxiter": 30})
+    ref = Campaign(cfg, run_dir=tmp_path / "run")
+    res = ref.run()
+    camp = Campaign(cfg, run_dir=tmp_path / "asktell")
+    oracle = camp.oracle
+    steps = 0
+    while not camp.finished():
+        trial = camp.ask(1)
+        assert len(trial) == 1 and trial.X.shape == (1, 2)
+        Y = oracle.evaluate(trial.X, trial.fidelities[0]).Y
+        camp.tell(trial.X, Y)  # matched to the asked point by its inputs
+        steps += 1
+    out = camp.finish()
+    assert steps == 20 and len(camp.ask(1)) == 0  # the budget is spent
+    assert _rows(tmp_path / "run") == _rows(tmp_path / "asktell")
+    assert out.state.calls == res.state.calls == 20 and out.best.value == res.best.value
+    camp.close()
+    ref.close()
+
+
+def test_tell_records_failures_and_checks_numbers(tmp_path):
+    cfg = _cfg(tmp_path, budget={"calls": 6}, acquisition={"name": "sobol"})
+    camp = Campaign(cfg, run_dir=tmp_path / "run")
+    t = camp.ask(4)
+    assert t.roles == ["initial"] * 4 and len(set(t.ids)) == 4
+    # the whole initial design (5 points) is pending in the store from the first ask
+    assert RunStore(tmp_path / "run" / "store.sqlite").counts()["pending"] == 5
+    Y = torch.tensor([[1.0], [float("nan")], [3.0], [4.0]], dtype=torch.float64)
+    Yvar = torch.tensor([[0.1], [0.1], [-1.0], [0.2]], dtype=torch.float64)
+    camp.tell(t.X, Y, Yvar, ids=t.ids, reasons=[None, None, None, "robot dropped the sample"])
+    rows = {r["id"]: r for r in _rows(tmp_path / "run")}
+    got = [(rows[i]["status"], rows[i]["reason"]) for i in t.ids]
+    assert got == [("done", None), ("failed", "non-finite output"), ("failed", "negative variance -1"),
+                   ("failed", "robot dropped the sample")]
+    with pytest.raises(ValueError, match="Y has 2 columns; expected m = 1"):
+        camp.tell(t.X[:1], torch.zeros(1, 2))
+    with pytest.raises(ValueError, match="is not a pending point"):
+        camp.tell(t.X[:1], torch.zeros(1, 1), ids=[t.ids[0]])
+    # a point never asked is added as a user observation
+    rid = camp.tell([[0.0, 5.0]], [[17.5]])[0]
+    assert _rows(tmp_path / "run")[-1]["id"] == rid and camp.state().calls == 5
+    with pytest.raises(ValueError, match="ask"):
+        camp.ask(0)
+    camp.close()
+
+
+def test_killed_ask_tell_loop_resumes(tmp_path):
+    """A script driving ask/tell is SIGKILLed with points asked and not told: a new driver
+    gets those points again first, under their row ids, and finishes the budget."""
+    script = tmp_path / "drive.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, signal
+        from loops.config import parse_config
+        from loops.engine import Campaign
+        cfg = parse_config({{"name": "k", "oracle": {{"name": "branin"}}, "budget": {{"calls": 9}},
+                            "initial": {{"n": 4}}, "acquisition": {{"name": "sobol"}},
+                            "executor": {{"kind": "serial"}}, "tracking": {{"enabled": False}}}})
+        camp = Campaign(cfg, run_dir={str(tmp_path / "run")!r})
+        for _ in range(3):
+            t = camp.ask(2)
+            camp.tell(t.X[:1], camp.oracle.evaluate(t.X[:1]).Y, ids=t.ids[:1])  # the second stays out
+        os.kill(os.getpid(), signal.SIGKILL)
+    """))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    p = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, timeout=300)
+    assert p.returncode == -signal.SIGKILL, p.stderr.decode()
+    before = _rows(tmp_path / "run")
+    out = [r["id"] for r in before if r["status"] == "pending"]
+    assert len(out) == 3 and sum(r["status"] == "done" for r in before) == 3
+    camp = Campaign.resume(tmp_path / "run")
+    t = camp.ask(5)
+    assert t.ids[:3] == out  # the points of the dead driver come back first
+    camp.tell(t.X, camp.oracle.evaluate(t.X).Y, ids=t.ids)
+    while not camp.finished():
+        t = camp.ask(1)
+        camp.tell(t.X, camp.oracle.evaluate(t.X).Y, ids=t.ids)
+    res = camp.finish()
+    rows = _rows(tmp_path / "run")
+    assert len(rows) == 9 and all(r["status"] == "done" for r in rows) and res.state.calls == 9
+    for r in before:
+        if r["status"] == "done":
+            assert next(q for q in rows if q["id"] == r["id"]) == r
+    assert len({tuple(r["x"]) for r in rows}) == 9
+    camp.close()
+
+
+def test_function_oracle_instance_serial_and_process(tmp_path):
+    from oracles.exceptions import InvalidInput
+
+    bounds = [[0.0, 0.0], [1.0, 1.0]]
+    lam = FunctionOracle(lambda x: ((x - 0.25) ** 2).sum(), bounds)
+    cfg = _cfg(tmp_path, budget={"calls": 6}, initial={"n": 4})
+    res = Campaign(cfg, run_dir=tmp_path / "serial", oracle=lam).run()
+    assert res.state.calls == 6 and res.state.failed == 0
+    # a lambda cannot travel to worker processes: one clear line, before anything runs
+    proc = parse_config({**cfg.model_dump(exclude={"oracle"}), "oracle": {"name": "branin"},
+                         "executor": {"kind": "process", "workers": 2}})
+    with pytest.raises(InvalidInput, match="cannot be pickled for executor.kind = 'process'"):
+        Campaign(proc, run_dir=tmp_path / "proc", oracle=lam)
+    # a module-level function goes to the workers by pickling
+    fo = FunctionOracle(sphere, bounds)
+    camp = Campaign(proc, run_dir=tmp_path / "proc2", oracle=fo)
+    res = camp.run()
+    rows = _rows(tmp_path / "proc2")
+    assert len(rows) == 6 and all(r["status"] == "done" for r in rows)
+    for r in rows:
+        assert r["y"][0] == pytest.approx(sum((v - 0.25) ** 2 for v in r["x"]), rel=1e-12)
+    # a resume takes the object again
+    again = Campaign.resume(tmp_path / "proc2", oracle=fo)
+    assert again.state().calls == 6
+    again.close()
+    camp.close()
+
+
+def test_best_repr_dataframe_and_torch_threads(tmp_path):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cfg = _cfg(tmp_path, budget={"calls": 12})
+        camp = Campaign(cfg, run_dir=tmp_path / "run")
+        res = camp.run()
+        assert torch.get_num_threads() == 2  # restored
+    finally:
+        torch.set_num_threads(threads)
+    rows = _rows(tmp_path / "run")
+    ys = [r["y"][0] for r in rows if r["status"] == "done"]
+    b = res.best
+    assert b.value == min(ys)
+    assert b.x == next(r["x"] for r in rows if r["status"] == "done" and r["y"][0] == b.value)
+    # the model's best predicted point: inside the bounds, and its predicted value is no worse than
+    # the model's mean at the best observed point (it maximizes the signed posterior mean)
+    lo, hi = camp.problem.bounds
+    px = torch.tensor(b.predicted_x, dtype=torch.float64)
+    assert ((px >= lo) & (px <= hi)).all()
+    with torch.no_grad():
+        at_best = camp.model.posterior(torch.tensor([b.x], dtype=torch.float64)).mean.item()
+    assert b.predicted_value <= at_best + 1e-6
+    text = repr(res)
+    assert len(text) < 300 and "calls=12" in text and f"best={b.value:.6g}" in text and "GP" not in text
+    df = res.dataframe()
+    assert list(df["id"]) == [r["id"] for r in rows] and len(df) == 12
+    (x0, x1), (f,) = camp.oracle.input_names, camp.oracle.output_names
+    assert {x0, x1, f, f"{f}_var", "status", "reason", "cost"} <= set(df.columns)
+    assert df[f].min() == b.value and math.isnan(df[f"{f}_var"].iloc[0])
+    assert df[[x0, x1]].to_numpy().tolist() == [r["x"] for r in rows]
+    camp.close()
+
+
+def test_finished_campaign_has_no_running_rows(tmp_path):
+    """A campaign that stops on a condition with points in flight cancels them (with the reason)."""
+    cfg = _cfg(tmp_path, oracle={"name": "loops.fakes:SlowOracle", "delay": 0.4}, budget={"calls": 40, "wall_time": 3.0},
+               acquisition={"name": "sobol"}, executor={"kind": "thread", "workers": 2})
+    res = Campaign(cfg, run_dir=tmp_path / "run").run()
+    assert res.stopped_by == "WallTimeBudget"
+    rows = _rows(tmp_path / "run")
+    assert not any(r["status"] == "pending" for r in rows)
+    cancelled = [r for r in rows if r["status"] == "cancelled"]
+    assert all(r["reason"] == "cancelled: campaign stopped by WallTimeBudget" for r in cancelled)
+    assert res.state.calls == sum(r["status"] in ("done", "failed") for r in rows)
+    from loops.commands import cmd_status
+
+    class A:
+        run = str(tmp_path / "run")
+
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert cmd_status(A()) == 0
+    line = next(ln for ln in buf.getvalue().splitlines() if "initial" in ln or "acquisition" in ln)
+    assert "finished" in buf.getvalue() and line is not None
