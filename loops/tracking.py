@@ -6,21 +6,113 @@ tracking server is unreachable the campaign goes on, and the next session
 (``scalebridge resume``) brings the MLflow run up to date. The MLflow run id
 is kept in the store, so a resumed campaign writes to the same run.
 
+Tracking never holds up the campaign:
+
+* every MLflow call runs under short HTTP settings (:data:`SHORT_HTTP`:
+  ``MLFLOW_HTTP_REQUEST_TIMEOUT`` 10 s, ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` 1
+  instead of MLflow's 120 s and 7 retries with exponential backoff, which add
+  up to about four minutes per failed call); values the user set in the
+  environment are kept;
+* an HTTP tracking server is first probed with a TCP connection
+  (:func:`reachable`, 2 s), so an unreachable server costs one probe, not a
+  timed-out request;
+* after a failure the tracker is *down*: one warning line, then at most one
+  reconnection probe at a time, in a background thread, started at most every
+  :attr:`Tracker.retry_interval` seconds from the loop's checkpoints (model
+  updates); when a probe succeeds, the next checkpoint reconnects and sends
+  every metric the store holds that MLflow lacks;
+* :meth:`Tracker.finish` makes a last attempt (one probe) and otherwise says in
+  one line that ``scalebridge resume`` will send the rest.
+
+Each registered model version carries a description, tags (campaign name,
+``smoke`` or ``full``, oracle and its settings digest, final metrics) and an
+input/output signature (:func:`registry_tags`, :func:`model_description`).
+
 Default tracking store: ``$MLFLOW_TRACKING_URI`` or else ``sqlite:///mlflow.db``
 in the working directory.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import logging
 import os
+import socket
+import threading
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+
+log = logging.getLogger(__name__)
+
+#: MLflow HTTP client settings for tracking calls (environment variables read by
+#: ``mlflow.utils.rest_utils.http_request`` at each call); a variable already set
+#: in the environment wins.
+SHORT_HTTP: dict[str, str] = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+    # artifact uploads and downloads without a progress bar on the terminal
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+
+#: seconds a TCP connection to an HTTP tracking server may take in :func:`reachable`
+PROBE_TIMEOUT = 2.0
+
+_env_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def short_http_timeouts() -> Iterator[None]:
+    """Context manager: :data:`SHORT_HTTP` in ``os.environ`` for its body, then put back.
+
+    Only variables the user has not set are touched.
+    """
+    with _env_lock:
+        added = [k for k in SHORT_HTTP if k not in os.environ]
+        for k in added:
+            os.environ[k] = SHORT_HTTP[k]
+    try:
+        yield
+    finally:
+        with _env_lock:
+            for k in added:
+                os.environ.pop(k, None)
+
+
+def reachable(uri: str, timeout: float = PROBE_TIMEOUT) -> bool:
+    """Whether a TCP connection to the host of an ``http(s)://`` tracking URI opens within ``timeout`` s.
+
+    Other URIs (``sqlite:``, ``file:``, local paths, ``databricks`` ...) are not
+    probed and give True: their failures show in the MLflow call itself.
+    """
+    u = urlparse(uri)
+    if u.scheme not in ("http", "https"):
+        return True
+    try:
+        port = u.port or (443 if u.scheme == "https" else 80)
+        socket.create_connection((u.hostname or "localhost", port), timeout=timeout).close()
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def one_line(e: BaseException, limit: int = 200) -> str:
+    """``Type: first line of the message``, cut to ``limit`` characters."""
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    s = f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+    return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
 def tracking_uri(config) -> str:
+    """The tracking URI of a campaign or FE² config: ``tracking.tracking_uri``, ``$MLFLOW_TRACKING_URI``
+    or ``sqlite:///mlflow.db``."""
     return config.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
 
 
@@ -36,8 +128,44 @@ def flatten_params(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+def settings_digest(settings: Any) -> str:
+    """First 16 hex digits of the SHA-256 of ``settings`` as canonical JSON (sorted keys)."""
+    blob = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class _Probe:
+    """One background reachability probe (a daemon thread); ``result`` is None while it runs."""
+
+    def __init__(self, uri: str, timeout: float):
+        self.result: bool | None = None
+        self._thread = threading.Thread(target=self._run, args=(uri, timeout), daemon=True,
+                                        name="scalebridge-mlflow-probe")
+        self._thread.start()
+
+    def _run(self, uri: str, timeout: float) -> None:
+        self.result = reachable(uri, timeout)
+
+
+class TrackingWarning(UserWarning):
+    """The tracking store did not answer; the campaign goes on (one warning per outage)."""
+
+
 class Tracker:
-    """Copies a campaign's store into an MLflow run; never raises into the loop."""
+    """Copies a campaign's store into an MLflow run; never raises into the loop, never waits long.
+
+    Args:
+        config: the campaign config (``tracking`` section, ``name``, ``oracle``).
+        store: the campaign's :class:`~loops.store.RunStore`.
+        run_dir: the run directory (its path is a tag of the MLflow run).
+
+    Attributes:
+        ok: True while connected with the MLflow run started.
+        retry_interval: seconds between reconnection probes while the server is down.
+        uri: the tracking URI in use.
+    """
+
+    retry_interval: float = 30.0
 
     def __init__(self, config, store, run_dir: str | Path):
         self.config = config
@@ -47,76 +175,126 @@ class Tracker:
         self.client = None
         self.run_id: str | None = store.get_meta("mlflow_run_id")
         self.ok = False
+        self.uri = tracking_uri(config)
+        self._warned = False
+        self._probe: _Probe | None = None
+        self._last_try = float("-inf")
 
-    def _warn(self, what: str, e: Exception) -> None:
+    # ------------------------------------------------------------ connection
+    def _down(self, what: str, e: BaseException) -> None:
         self.ok = False
-        warnings.warn(f"MLflow {what} failed ({type(e).__name__}: {e}); the run store keeps everything "
-                      "and `scalebridge resume` brings MLflow up to date", stacklevel=2)
+        self._last_try = time.monotonic()
         self.store.set_meta("mlflow_behind", True)
+        if not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"MLflow {what} at {self.uri} failed ({one_line(e)}); the campaign goes on, the run store "
+                "keeps everything and MLflow catches up when the server answers (or at `scalebridge resume`)",
+                TrackingWarning, stacklevel=3,
+            )
 
     def start(self) -> None:
+        """Connect and create (or reopen) the MLflow run: one probe, then short-timeout calls."""
         if not self.enabled:
             return
+        self.uri = tracking_uri(self.config)
+        self._last_try = time.monotonic()
+        if not reachable(self.uri):
+            self._down("connection", ConnectionError(f"nothing answers at {self.uri}"))
+            return
+        self._connect()
+
+    def _connect(self) -> None:
         try:
-            from mlflow.tracking import MlflowClient
-
-            self.client = MlflowClient(tracking_uri=tracking_uri(self.config))
-            if self.run_id is None:
-                exp = self.client.get_experiment_by_name(self.config.tracking.experiment)
-                exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(self.config.tracking.experiment)
-                run = self.client.create_run(exp_id, run_name=self.config.name,
-                                             tags={"scalebridge.run_dir": str(self.run_dir.resolve())})
-                self.run_id = run.info.run_id
-                self.store.set_meta("mlflow_run_id", self.run_id)
-                params = flatten_params(self.config.model_dump(mode="json"))
-                from mlflow.entities import Param
-
-                items = [Param(k, v[:6000]) for k, v in params.items()]
-                for i in range(0, len(items), 100):
-                    self.client.log_batch(self.run_id, params=items[i : i + 100])
-            else:
-                self.client.update_run(self.run_id, status="RUNNING")
-            self.ok = True
+            with short_http_timeouts():
+                self._open_run()
         except Exception as e:  # noqa: BLE001
-            self._warn("start", e)
+            self._down("start", e)
+            return
+        if self._warned:
+            log.warning("MLflow at %s answers again: sending what the run store holds", self.uri)
+        self._warned = False
+        self.ok = True
 
+    def _open_run(self) -> None:
+        from mlflow.entities import Param
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(tracking_uri=self.uri)
+        if self.run_id is None:
+            name = self.config.tracking.experiment
+            exp = self.client.get_experiment_by_name(name)
+            exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(name)
+            run = self.client.create_run(exp_id, run_name=self.config.name,
+                                         tags={"scalebridge.run_dir": str(self.run_dir.resolve())})
+            self.run_id = run.info.run_id
+            self.store.set_meta("mlflow_run_id", self.run_id)
+            params = flatten_params(self.config.model_dump(mode="json"))
+            items = [Param(k, v[:6000]) for k, v in params.items()]
+            for i in range(0, len(items), 100):
+                self.client.log_batch(self.run_id, params=items[i : i + 100])
+        else:
+            self.client.update_run(self.run_id, status="RUNNING")
+
+    def _server_back(self) -> bool:
+        """Non-blocking: True once a background probe found the server; starts one when due."""
+        if self._probe is not None:
+            if self._probe.result is None:
+                return False
+            up, self._probe = self._probe.result, None
+            if up:
+                return True
+            self._last_try = time.monotonic()
+        if time.monotonic() - self._last_try >= self.retry_interval:
+            self._probe = _Probe(tracking_uri(self.config), PROBE_TIMEOUT)
+        return False
+
+    # ------------------------------------------------------------ metrics
     def catch_up(self) -> None:
-        """Send every metric row not yet in MLflow."""
+        """Checkpoint: send every metric row not yet in MLflow (reconnecting first if the server is back)."""
         if not self.enabled:
             return
         if not self.ok:
-            self.start()
+            if not self._server_back():
+                return
+            self.uri = tracking_uri(self.config)
+            self._connect()
             if not self.ok:
                 return
+        self._send_metrics()
+
+    log_pending = catch_up
+
+    def _send_metrics(self) -> None:
         try:
             from mlflow.entities import Metric
 
             rows = self.store.metrics(unlogged_only=True)
             ms = [Metric(r["name"], r["value"], int(r["time"] * 1000), r["step"]) for r in rows]
-            for i in range(0, len(ms), 500):
-                self.client.log_batch(self.run_id, metrics=ms[i : i + 500])
+            with short_http_timeouts():
+                for i in range(0, len(ms), 500):
+                    self.client.log_batch(self.run_id, metrics=ms[i : i + 500])
             if rows:
                 self.store.mark_logged(max(r["step"] for r in rows))
             self.store.set_meta("mlflow_behind", False)
         except Exception as e:  # noqa: BLE001
-            self._warn("metric logging", e)
+            self._down("metric logging", e)
 
-    log_pending = catch_up
-
+    # ------------------------------------------------------------ end of a session
     def finish(self, campaign, state) -> None:
-        """Artifacts (config, dataset, plots), final surrogate, run status."""
-        from loops.plots import convergence_plot, parity_plot
+        """Artifacts (config, dataset, plots), final surrogate (registered with tags), run status."""
+        from loops.plots import PlotWarning, convergence_plot, parity_plot
 
         art = self.run_dir / "artifacts"
         art.mkdir(exist_ok=True)
         (art / "config.json").write_text(self.config.model_dump_json(indent=2))
         rows = campaign.store.rows()
         (art / "evaluations.json").write_text(json.dumps(rows, default=str))
-        try:
-            convergence_plot(campaign, art / "convergence.png")
-            parity_plot(campaign, art / "parity.png")
-        except Exception as e:  # noqa: BLE001
-            warnings.warn(f"plotting failed: {type(e).__name__}: {e}", stacklevel=2)
+        for plot, file in ((convergence_plot, "convergence.png"), (parity_plot, "parity.png")):
+            try:
+                plot(campaign, art / file)
+            except Exception as e:  # noqa: BLE001  (a plot must not lose a finished campaign)
+                warnings.warn(f"{file} failed: {one_line(e)}", PlotWarning, stacklevel=2)
         surrogate = None
         try:
             surrogate = final_surrogate(campaign)
@@ -125,45 +303,50 @@ class Tracker:
 
                 save_surrogate(surrogate, art / "surrogate")
         except Exception as e:  # noqa: BLE001
-            warnings.warn(f"final surrogate failed: {type(e).__name__}: {e}", stacklevel=2)
+            warnings.warn(f"final surrogate failed: {one_line(e)}", stacklevel=2)
             surrogate = None
         campaign.final_model = surrogate
         if not self.enabled:
             return
+        if not self.ok:  # the last attempt of this session: one probe
+            self.start()
         self.catch_up()
         if not self.ok:
+            log.info("MLflow at %s unreachable: `scalebridge resume %s` sends the rest", self.uri, self.run_dir)
             return
         try:
-            self.client.log_artifacts(self.run_id, str(art), artifact_path=None)
-            # log (and register) the surrogate once per data set: a resume that evaluated
-            # nothing new must not add a model version to the registry
-            data_key = _data_key(campaign.store)
-            logged = self.store.get_meta("model_uri") is not None and self.store.get_meta("model_data_key") == data_key
-            if surrogate is not None and hasattr(surrogate, "get_config") and not logged:
-                self._log_surrogate(surrogate)
-                self.store.set_meta("model_data_key", data_key)
-            self.client.set_terminated(self.run_id, status="FINISHED", end_time=int(time.time() * 1000))
+            with short_http_timeouts():
+                self.client.log_artifacts(self.run_id, str(art), artifact_path=None)
+                # log (and register) the surrogate once per data set: a resume that evaluated
+                # nothing new must not add a model version to the registry
+                data_key = _data_key(campaign.store)
+                logged = (self.store.get_meta("model_uri") is not None
+                          and self.store.get_meta("model_data_key") == data_key)
+                if surrogate is not None and hasattr(surrogate, "get_config") and not logged:
+                    self._log_surrogate(surrogate, campaign, state)
+                    self.store.set_meta("model_data_key", data_key)
+                self.client.set_terminated(self.run_id, status="FINISHED", end_time=int(time.time() * 1000))
             self.store.set_meta("mlflow_finished", True)
         except Exception as e:  # noqa: BLE001
-            self._warn("artifact logging", e)
+            self._down("artifact logging", e)
 
-    def _log_surrogate(self, model) -> None:
+    def _log_surrogate(self, model, campaign, state) -> None:
         import mlflow
 
+        from surrogates.mlflow_flavor import log_model, surrogate_signature
+
         name = self.config.tracking.registered_model_name
-        try:
-            from surrogates.mlflow_flavor import log_model
-        except ImportError:
-            warnings.warn("surrogates.mlflow_flavor is not available: surrogate saved as an artifact only",
-                          stacklevel=2)
-            return
+        in_names, out_names = model_io_names(model, campaign)
+        tags = registry_tags(campaign, state)
         # mlflow.set_tracking_uri also writes $MLFLOW_TRACKING_URI: put both back afterwards
         previous_env = os.environ.get("MLFLOW_TRACKING_URI")
         previous = mlflow.get_tracking_uri()
-        mlflow.set_tracking_uri(tracking_uri(self.config))
+        mlflow.set_tracking_uri(self.uri)
         try:
             with mlflow.start_run(run_id=self.run_id):
-                info = log_model(model, "surrogate", registered_model_name=name)
+                info = log_model(model, "surrogate", registered_model_name=name,
+                                 signature=surrogate_signature(in_names, out_names),
+                                 metadata={"input_names": list(in_names), "output_names": list(out_names)})
         finally:
             mlflow.set_tracking_uri(previous)
             if previous_env is None:
@@ -171,8 +354,78 @@ class Tracker:
             else:
                 os.environ["MLFLOW_TRACKING_URI"] = previous_env
         self.store.set_meta("model_uri", getattr(info, "model_uri", None))
-        if name:
+        version = getattr(info, "registered_model_version", None)
+        if name and version is not None:
+            self.client.update_model_version(name, str(version),
+                                             description=model_description(model, campaign, state, tags))
+            for k, v in tags.items():
+                self.client.set_model_version_tag(name, str(version), k, v)
             self.store.set_meta("registered_model_name", name)
+            self.store.set_meta("registered_model_version", str(version))
+
+
+def model_io_names(model, campaign) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(input names, output names)`` of a campaign's surrogate: its training data's, else the oracle's."""
+    ds = getattr(model, "train_dataset", None)
+    ins = tuple(getattr(ds, "input_names", None) or ())
+    outs = tuple(getattr(ds, "output_names", None) or ())
+    if not ins:
+        ins = tuple(campaign.oracle.input_names)
+        if campaign.problem.multi_fidelity:
+            ins += ("fidelity",)
+    if not outs:
+        outs = tuple(campaign.model_output_names)
+    return ins, outs
+
+
+def campaign_size(campaign) -> str:
+    """``"smoke"`` or ``"full"``: the store's ``size`` meta (set by :mod:`loops.experiment`), else full."""
+    return str(campaign.store.get_meta("size") or "full")
+
+
+def registry_tags(campaign, state) -> dict[str, str]:
+    """Tags of a registered model version: what made it, at which size, and how well it did.
+
+    ``scalebridge.campaign`` (config name), ``scalebridge.size`` (``smoke`` or
+    ``full``), ``scalebridge.mode``, ``scalebridge.oracle`` (its name),
+    ``scalebridge.oracle_digest`` (:func:`settings_digest` of the ``[oracle]``
+    section), ``scalebridge.run_dir``, ``scalebridge.calls`` and
+    ``scalebridge.cost``, and ``metric.<name>`` for each final metric
+    (``best_value`` in optimize mode, held-out errors in learn mode).
+    """
+    c = campaign.config
+    oracle = c.oracle.model_dump(mode="json") if hasattr(c.oracle, "model_dump") else dict(c.oracle)
+    tags = {
+        "scalebridge.campaign": c.name,
+        "scalebridge.size": campaign_size(campaign),
+        "scalebridge.mode": c.mode,
+        "scalebridge.oracle": str(oracle.get("name", type(campaign.oracle).__name__)),
+        "scalebridge.oracle_digest": settings_digest(oracle),
+        "scalebridge.run_dir": str(Path(campaign.run_dir).resolve()),
+        "scalebridge.calls": str(state.calls),
+        "scalebridge.cost": f"{state.cost:.6g}",
+    }
+    metrics = dict(state.metrics or {})
+    if state.best is not None:
+        metrics.setdefault("best_value", state.best)
+    for k, v in metrics.items():
+        tags[f"metric.{k}"] = f"{float(v):.6g}"
+    return tags
+
+
+def model_description(model, campaign, state, tags: dict[str, str] | None = None) -> str:
+    """One paragraph for the registry: model, campaign, size, oracle settings, data and final metrics."""
+    tags = tags or registry_tags(campaign, state)
+    ins, outs = model_io_names(model, campaign)
+    metrics = ", ".join(f"{k.removeprefix('metric.')} {v}" for k, v in tags.items() if k.startswith("metric."))
+    return (
+        f"{type(model).__name__} from the {tags['scalebridge.size']} {campaign.config.mode} campaign "
+        f"{campaign.config.name!r} on oracle {tags['scalebridge.oracle']!r} (settings digest "
+        f"{tags['scalebridge.oracle_digest']}), {state.calls} calls, cost {tags['scalebridge.cost']}. "
+        f"Inputs: {', '.join(ins)}; outputs: {', '.join(outs)}."
+        + (f" Final metrics: {metrics}." if metrics else "")
+        + f" Run directory: {tags['scalebridge.run_dir']}."
+    )
 
 
 def _data_key(store) -> str:

@@ -33,16 +33,48 @@ Example::
     pyfunc = mlflow.pyfunc.load_model("models:/rve_gp/1")
     out = pyfunc.predict({"F": F})                      # P, tangent, variance
     gp = pyfunc.unwrap_python_model().surrogate         # native BoTorch model
+
+What loading executes:
+
+* :func:`load_model` (the native flavor) runs no code from the model
+  directory: it reads ``MLmodel`` (YAML, ``yaml.safe_load``), the surrogate's
+  ``config.json`` and ``dataset.json`` (JSON) and ``state.pt`` with
+  ``torch.load(weights_only=True)`` (tensors only), and rebuilds the class by
+  name from scalebridge's own surrogate registry. The ``data`` path in
+  ``MLmodel`` and every file it reads must lie inside the model directory
+  (symbolic links are resolved first); anything else is refused with
+  :class:`UnsafeModelError`. A damaged or edited surrogate directory gives a
+  one-line :class:`SurrogateLoadError`.
+* ``mlflow.pyfunc.load_model`` **imports and runs Python code from the model
+  directory**: the ``python_function`` flavor is a "model from code", whose
+  file (``scalebridge_pyfunc.py``, four lines that import
+  :class:`SurrogatePythonModel` from the installed scalebridge) MLflow
+  executes with ``importlib``; an edited ``MLmodel`` can as well name a
+  cloudpickle file, which MLflow unpickles. Whoever can write to the model
+  directory or the artifact store can therefore run code in the process that
+  loads it through pyfunc. Use pyfunc only on stores you trust; use
+  :func:`load_model` otherwise.
+
+A ``models:/name/version`` that the tracking store does not hold gives
+:class:`ModelNotFoundError`, a one-line message naming the store searched and
+how to choose another (``MLFLOW_TRACKING_URI``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import re
 import sys
 import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import mlflow.pyfunc  # imported here: its own import-time notices are MLflow's
 import numpy as np
 import torch
 from mlflow.models import Model
@@ -52,9 +84,20 @@ from mlflow.tracking.artifact_utils import _download_artifact_from_uri
 from surrogates.base import FORMAT_VERSION, load_surrogate, save_surrogate
 from surrogates.dataset import DTYPE
 
-__all__ = ["FLAVOR_NAME", "SurrogatePythonModel", "load_model", "log_model", "save_model"]
+__all__ = [
+    "FLAVOR_NAME",
+    "ModelNotFoundError",
+    "SurrogateLoadError",
+    "SurrogatePythonModel",
+    "UnsafeModelError",
+    "load_model",
+    "log_model",
+    "save_model",
+    "surrogate_signature",
+]
 
 FLAVOR_NAME = "scalebridge"
+log = logging.getLogger(__name__)
 _ARTIFACT_KEY = "surrogate"
 
 
@@ -73,57 +116,138 @@ def _default_pip_requirements() -> list[str]:
     ]
 
 
-class SurrogatePythonModel(mlflow.pyfunc.PythonModel):
-    """The ``python_function`` face of a scalebridge surrogate (see module docs)."""
+class ModelNotFoundError(FileNotFoundError):
+    """The tracking store holds no model at the URI (one-line message naming the store)."""
 
-    surrogate = None
 
-    def load_context(self, context) -> None:
-        self.surrogate = load_surrogate(context.artifacts[_ARTIFACT_KEY])
+class UnsafeModelError(ValueError):
+    """A model directory points outside itself (``data`` in ``MLmodel``, or a linked file)."""
 
-    # --- native access through unwrap_python_model()
-    def posterior(self, X, **kwargs):
-        return self.surrogate.posterior(X, **kwargs)
 
-    def material_response(self, F):
-        if not hasattr(self.surrogate, "material_response"):
-            raise TypeError(f"{type(self.surrogate).__name__} is not a constitutive surrogate")
-        return self.surrogate.material_response(F)
+class SurrogateLoadError(ValueError):
+    """A surrogate directory that cannot be read back (damaged or edited files)."""
 
-    # --- pyfunc predict
-    def _inputs(self, model_input) -> tuple[str, torch.Tensor]:
-        import pandas as pd
 
-        if isinstance(model_input, dict):
-            if "F" in model_input:
-                return "F", torch.as_tensor(np.asarray(model_input["F"]), dtype=DTYPE)
-            if "X" in model_input:
-                return "X", torch.as_tensor(np.asarray(model_input["X"]), dtype=DTYPE)
-            raise ValueError(f"dict input needs key 'X' or 'F', got keys {sorted(model_input)}")
-        if isinstance(model_input, pd.DataFrame):
-            ds = getattr(self.surrogate, "train_dataset", None)
-            names = list(ds.input_names) if ds is not None and ds.input_names else None
-            if names is not None and set(names) <= set(model_input.columns):
-                model_input = model_input[names]
-            return "X", torch.tensor(model_input.to_numpy(dtype=np.float64), dtype=DTYPE)
-        arr = torch.as_tensor(np.asarray(model_input), dtype=DTYPE)
-        return ("F" if arr.dim() == 3 else "X"), arr
+@contextlib.contextmanager
+def _env_defaults(values: dict[str, str]) -> Iterator[None]:
+    """Set the environment variables in ``values`` that are not set, for the body only."""
+    added = [k for k in values if k not in os.environ]
+    for k in added:
+        os.environ[k] = values[k]
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
 
-    def predict(self, context, model_input, params: dict[str, Any] | None = None):
-        kind, t = self._inputs(model_input)
-        if kind == "F":
-            r = self.material_response(t)
-            return {
-                "P": r.P.numpy(),
-                "tangent": r.tangent.numpy(),
-                "variance": None if r.variance is None else r.variance.numpy(),
-            }
-        if t.dim() == 1:
-            t = t.unsqueeze(0)
-        noise = bool((params or {}).get("observation_noise", False))
-        with torch.no_grad():
-            post = self.surrogate.posterior(t, observation_noise=noise)
-            return {"mean": post.mean.numpy(), "variance": post.variance.numpy()}
+
+# no artifact download progress bars; short HTTP timeouts (MLflow's defaults retry for minutes)
+_QUIET_ENV = {
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+}
+
+
+def surrogate_signature(input_names, output_names):
+    """The MLflow signature of a surrogate's pyfunc ``predict`` on a table of inputs.
+
+    Inputs: one ``double`` column per name (``d`` columns); outputs: tensors
+    ``mean`` and ``variance`` of shape ``n x m`` (``m = len(output_names)``,
+    in that order).
+    """
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema, TensorSpec
+
+    m = len(tuple(output_names))
+    return ModelSignature(
+        inputs=Schema([ColSpec("double", str(n)) for n in input_names]),
+        outputs=Schema(
+            [
+                TensorSpec(np.dtype(np.float64), (-1, m), "mean"),
+                TensorSpec(np.dtype(np.float64), (-1, m), "variance"),
+            ]
+        ),
+    )
+
+
+@contextlib.contextmanager
+def _notices_to_debug(pattern: str) -> Iterator[None]:
+    """Warnings whose message matches ``pattern`` go to this module's log at debug level.
+
+    Replaces :func:`warnings.showwarning` for the body: MLflow wraps its checks in
+    its own ``catch_warnings``, which overrides filters set from outside.
+    """
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if re.search(pattern, str(message)):
+            log.debug("%s: %s", category.__name__, message)
+            return
+        original(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = original
+
+
+# MLflow notes at class creation that predict has no type hints; predict takes
+# tables, arrays and dicts of arrays, which its type-hint validation cannot describe
+with _notices_to_debug("Add type hints to the `predict` method"):
+
+    class SurrogatePythonModel(mlflow.pyfunc.PythonModel):
+        """The ``python_function`` face of a scalebridge surrogate (see module docs)."""
+
+        surrogate = None
+
+        def load_context(self, context) -> None:
+            self.surrogate = load_surrogate(context.artifacts[_ARTIFACT_KEY])
+
+        # --- native access through unwrap_python_model()
+        def posterior(self, X, **kwargs):
+            return self.surrogate.posterior(X, **kwargs)
+
+        def material_response(self, F):
+            if not hasattr(self.surrogate, "material_response"):
+                raise TypeError(f"{type(self.surrogate).__name__} is not a constitutive surrogate")
+            return self.surrogate.material_response(F)
+
+        # --- pyfunc predict
+        def _inputs(self, model_input) -> tuple[str, torch.Tensor]:
+            import pandas as pd
+
+            if isinstance(model_input, dict):
+                if "F" in model_input:
+                    return "F", torch.as_tensor(np.asarray(model_input["F"]), dtype=DTYPE)
+                if "X" in model_input:
+                    return "X", torch.as_tensor(np.asarray(model_input["X"]), dtype=DTYPE)
+                raise ValueError(f"dict input needs key 'X' or 'F', got keys {sorted(model_input)}")
+            if isinstance(model_input, pd.DataFrame):
+                ds = getattr(self.surrogate, "train_dataset", None)
+                names = list(ds.input_names) if ds is not None and ds.input_names else None
+                if names is not None and set(names) <= set(model_input.columns):
+                    model_input = model_input[names]
+                return "X", torch.tensor(model_input.to_numpy(dtype=np.float64), dtype=DTYPE)
+            arr = torch.as_tensor(np.asarray(model_input), dtype=DTYPE)
+            return ("F" if arr.dim() == 3 else "X"), arr
+
+        def predict(self, context, model_input, params: dict[str, Any] | None = None):
+            kind, t = self._inputs(model_input)
+            if kind == "F":
+                r = self.material_response(t)
+                return {
+                    "P": r.P.numpy(),
+                    "tangent": r.tangent.numpy(),
+                    "variance": None if r.variance is None else r.variance.numpy(),
+                }
+            if t.dim() == 1:
+                t = t.unsqueeze(0)
+            noise = bool((params or {}).get("observation_noise", False))
+            with torch.no_grad():
+                post = self.surrogate.posterior(t, observation_noise=noise)
+                return {"mean": post.mean.numpy(), "variance": post.variance.numpy()}
 
 
 _PYFUNC_CODE = """\
@@ -168,18 +292,19 @@ def save_model(
             dim_F=getattr(surrogate, "dim_F", None),
             torch_version=str(torch.__version__),
         )
-        # "models from code": the pyfunc wrapper is this two-line script, not
-        # a cloudpickle of an object, so nothing in the model is unpickled
+        # "models from code": the pyfunc wrapper is this short script (run by
+        # mlflow.pyfunc.load_model), not a cloudpickle of an object
         code = Path(tmp) / "scalebridge_pyfunc.py"
         code.write_text(_PYFUNC_CODE)
-        mlflow.pyfunc.save_model(
-            path,
-            python_model=str(code),
-            artifacts={_ARTIFACT_KEY: str(src)},
-            mlflow_model=mlflow_model,
-            pip_requirements=pip_requirements or _default_pip_requirements(),
-            **pyfunc_kwargs,
-        )
+        with _notices_to_debug("An input example was not provided"):
+            mlflow.pyfunc.save_model(
+                path,
+                python_model=str(code),
+                artifacts={_ARTIFACT_KEY: str(src)},
+                mlflow_model=mlflow_model,
+                pip_requirements=pip_requirements or _default_pip_requirements(),
+                **pyfunc_kwargs,
+            )
 
 
 def log_model(
@@ -214,11 +339,109 @@ def log_model(
     )
 
 
+def _model_not_found(model_uri: str, err: Exception | None = None) -> ModelNotFoundError:
+    uri = (
+        mlflow.get_registry_uri() if model_uri.startswith("models:/") else mlflow.get_tracking_uri()
+    )
+    why = "" if err is None else f" ({str(err).strip().splitlines()[0][:160]})"
+    return ModelNotFoundError(
+        f"{model_uri} not found in the tracking store {uri}{why}; choose the store the model was "
+        "registered in with MLFLOW_TRACKING_URI (for example MLFLOW_TRACKING_URI=sqlite:///path/to/mlflow.db)"
+    )
+
+
+def _missing_sqlite_store(uri: str) -> bool:
+    """True for a ``sqlite:///`` store whose database file does not exist (MLflow would create it)."""
+    if not uri.startswith("sqlite:///"):
+        return False
+    path = uri.removeprefix("sqlite:///")
+    return path not in ("", ":memory:") and not Path(path).exists()
+
+
+def _inside(root: Path, path: Path, what: str) -> Path:
+    """``path`` resolved (links followed), refused unless it lies inside ``root``."""
+    real = path.resolve()
+    if not real.is_relative_to(root):
+        raise UnsafeModelError(
+            f"{what} resolves to {real}, outside the model directory {root}; refused"
+        )
+    return real
+
+
 def load_model(model_uri: str, dst_path: str | None = None):
     """Load the native surrogate from ``model_uri`` (``runs:/...``,
-    ``models:/<name>/<version>``, a local path ...)."""
-    local = Path(_download_artifact_from_uri(artifact_uri=model_uri, output_path=dst_path))
-    conf = Model.load(local / MLMODEL_FILE_NAME).flavors.get(FLAVOR_NAME)
+    ``models:/<name>/<version>``, a local path ...) without running code from it.
+
+    Raises:
+        ModelNotFoundError: the tracking store has no such model (names the store).
+        UnsafeModelError: ``MLmodel`` points outside the model directory.
+        SurrogateLoadError: the surrogate files are damaged or were edited.
+        ValueError: the model has no scalebridge flavor.
+    """
+    from mlflow.exceptions import MlflowException
+
+    model_uri = str(model_uri)
+    remote = model_uri.startswith(("models:/", "runs:/"))
+    if remote:
+        store = (
+            mlflow.get_registry_uri()
+            if model_uri.startswith("models:/")
+            else mlflow.get_tracking_uri()
+        )
+        if _missing_sqlite_store(store):
+            raise _model_not_found(model_uri, FileNotFoundError(f"no database file at {store}"))
+    try:
+        with _env_defaults(_QUIET_ENV):
+            local = Path(_download_artifact_from_uri(artifact_uri=model_uri, output_path=dst_path))
+    except MlflowException as e:
+        if remote:
+            raise _model_not_found(model_uri, e) from None
+        raise
+    except OSError as e:
+        raise ModelNotFoundError(f"no MLflow model at {model_uri} ({e})") from None
+    root = local.resolve()
+    mlmodel = local / MLMODEL_FILE_NAME
+    if not mlmodel.is_file():
+        raise ModelNotFoundError(f"no MLflow model at {model_uri} ({MLMODEL_FILE_NAME} missing)")
+    try:
+        conf = Model.load(_inside(root, mlmodel, MLMODEL_FILE_NAME)).flavors.get(FLAVOR_NAME)
+    except UnsafeModelError:
+        raise
+    except Exception as e:  # noqa: BLE001  (yaml errors, bad structure)
+        raise SurrogateLoadError(
+            f"{MLMODEL_FILE_NAME} of {model_uri} cannot be read: "
+            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        ) from None
     if conf is None:
         raise ValueError(f"{model_uri} has no {FLAVOR_NAME!r} flavor (not a scalebridge surrogate)")
-    return load_surrogate(local / conf["data"])
+    data = conf.get("data")
+    if not isinstance(data, str) or not data:
+        raise SurrogateLoadError(
+            f"{MLMODEL_FILE_NAME} of {model_uri}: flavor {FLAVOR_NAME!r} has no 'data' path"
+        )
+    if Path(data).is_absolute():
+        raise UnsafeModelError(
+            f"{MLMODEL_FILE_NAME} of {model_uri}: data = {data!r} is an absolute path; "
+            "it must be a path inside the model directory"
+        )
+    surrogate_dir = _inside(root, local / data, f"data = {data!r} in {MLMODEL_FILE_NAME}")
+    return load_surrogate_dir(surrogate_dir, root=root)
+
+
+def load_surrogate_dir(path: str | Path, root: str | Path | None = None):
+    """:func:`~surrogates.base.load_surrogate` with its files checked to lie inside ``root``
+    (default: ``path``) and every failure as one :class:`SurrogateLoadError` line."""
+    path = Path(path)
+    root = Path(root if root is not None else path).resolve()
+    if not (path / "config.json").exists():
+        raise SurrogateLoadError(f"no surrogate at {path} (config.json missing)")
+    for f in path.iterdir():
+        _inside(root, f, f"{f.name} of the surrogate")
+    try:
+        return load_surrogate(path)
+    except Exception as e:  # noqa: BLE001  (json, torch and rebuild errors of a damaged directory)
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise SurrogateLoadError(
+            f"the surrogate at {path} cannot be loaded ({type(e).__name__}: {msg[:200]}); "
+            "its files are damaged or were edited"
+        ) from None

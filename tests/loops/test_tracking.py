@@ -2,12 +2,13 @@
 
 import os
 
+import mlflow
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
 from loops.config import parse_config
-from loops.engine import Campaign
+from loops.engine import CallsBudget, Campaign
 from oracles.analytic.test_functions import Branin
 
 
@@ -45,6 +46,20 @@ def test_mlflow_run_metrics_plots_registered_model(tmp_path):
         assert key in run.data.metrics
     arts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"convergence.png", "parity.png", "config.json", "evaluations.json"} <= arts
+    # the registered version says what made it: description, tags, signature
+    from loops.tracking import settings_digest
+
+    mv = client.get_model_version("branin-gp", "1")
+    assert "learn-branin" in mv.description and "full" in mv.description
+    assert mv.tags["scalebridge.campaign"] == "learn-branin" and mv.tags["scalebridge.size"] == "full"
+    assert mv.tags["scalebridge.oracle"] == "branin"
+    assert mv.tags["scalebridge.oracle_digest"] == settings_digest(camp.config.oracle.model_dump(mode="json"))
+    assert mv.tags["scalebridge.calls"] == "12"
+    final_nrmse = client.get_metric_history(run.info.run_id, "nrmse")[-1].value
+    assert float(mv.tags["metric.nrmse"]) == pytest.approx(final_nrmse, rel=1e-5)
+    sig = mlflow.models.get_model_info("models:/branin-gp/1").signature
+    assert sig.inputs.input_names() == list(Branin().input_names)
+    assert [t.name for t in sig.outputs.inputs] == ["mean", "variance"]
     # the registered surrogate loads and predicts like the final model, and like Branin
     from surrogates.mlflow_flavor import load_model
 
@@ -61,27 +76,26 @@ def test_mlflow_run_metrics_plots_registered_model(tmp_path):
 def test_unreachable_tracking_server_then_catch_up(tmp_path, monkeypatch):
     good_uri = os.environ["MLFLOW_TRACKING_URI"]
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens there
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     cfg = _config(tmp_path, budget={"calls": 8}, tracking={"registered_model_name": None})
     with pytest.warns(UserWarning, match="MLflow"):
         res = Campaign(cfg, run_dir=tmp_path / "run").run()
     assert res.state.calls == 8  # the campaign went on
     camp = Campaign.resume(tmp_path / "run")
     assert camp.store.get_meta("mlflow_behind") is True
-    n_metrics = len(camp.store.metrics())
-    assert n_metrics > 0 and len(camp.store.metrics(unlogged_only=True)) == n_metrics
+    stored = {(r["name"], r["step"]) for r in camp.store.metrics()}
+    assert stored and len(camp.store.metrics(unlogged_only=True)) == len(camp.store.metrics())
     camp.close()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", good_uri)
     Campaign.resume(tmp_path / "run").run()  # nothing left to evaluate: only MLflow catches up
     client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     runs = client.search_runs([client.get_experiment_by_name("scalebridge").experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
-    logged = sum(len(client.get_metric_history(runs[0].info.run_id, k)) for k in runs[0].data.metrics)
-    hist = {k: [(h.step, h.value) for h in client.get_metric_history(runs[0].info.run_id, k)] for k in runs[0].data.metrics}
-    assert logged == n_metrics, hist
+    rid = runs[0].info.run_id
+    logged = {(k, h.step) for k in runs[0].data.metrics for h in client.get_metric_history(rid, k)}
+    assert stored <= logged  # every metric the store held while MLflow was away reached it
 
 
+@pytest.mark.slow
 def test_resume_registers_a_model_version_only_for_new_data(tmp_path):
     client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     cfg = _config(tmp_path, budget={"calls": 8}, learn={"n_validation": 8})
@@ -89,16 +103,101 @@ def test_resume_registers_a_model_version_only_for_new_data(tmp_path):
     def versions():
         return sorted(int(v.version) for v in client.search_model_versions("name='branin-gp'"))
 
-    Campaign(cfg, run_dir=tmp_path / "run").run()
+    # a session stopped early (after 6 calls) registers the model of its data ...
+    Campaign(cfg, run_dir=tmp_path / "run", stopping=CallsBudget(6)).run()
     assert versions() == [1]
-    for _ in range(2):  # a finished campaign resumed: nothing new, nothing registered
-        Campaign.resume(tmp_path / "run").run()
+    for _ in range(2):  # ... resumed with that early stop again: nothing new, nothing registered
+        Campaign.resume(tmp_path / "run", stopping=CallsBudget(6)).run()
     assert versions() == [1]
-    # the same campaign with a larger budget produces new data: one new version
-    Campaign(cfg.model_copy(update={"budget": cfg.budget.model_copy(update={"calls": 10})}),
-             run_dir=tmp_path / "run").run()
+    # resumed to its budget: new data, one new version
+    Campaign.resume(tmp_path / "run").run()
     assert versions() == [1, 2]
     Campaign.resume(tmp_path / "run").run()
     assert versions() == [1, 2]
     runs = client.search_runs([client.get_experiment_by_name("scalebridge").experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+
+
+# ----------------------------------------------------------------- tracking never blocks
+
+
+class _Cfg:
+    """The parts of a campaign config the tracker reads."""
+
+    def __init__(self, uri=None):
+        self.name = "t"
+        self.tracking = parse_config(
+            {"oracle": {"name": "branin"}, "budget": {"calls": 1}, "tracking": {"tracking_uri": uri}}
+        ).tracking
+
+    def model_dump(self, mode="json"):
+        return {"name": self.name}
+
+
+def test_unreachable_server_costs_one_probe_then_catches_up_when_it_returns(tmp_path, monkeypatch):
+    import time
+
+    from loops.store import RunStore
+    from loops.tracking import Tracker, TrackingWarning
+
+    good = os.environ["MLFLOW_TRACKING_URI"]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens there
+    store = RunStore(tmp_path / "store.sqlite")
+    tr = Tracker(_Cfg(), store, tmp_path)
+    tr.retry_interval = 3600.0
+    t0 = time.perf_counter()
+    with pytest.warns(TrackingWarning) as rec:
+        tr.start()
+        for step in range(1, 6):  # checkpoints while down: no probe before retry_interval
+            store.log_metrics(step, {"calls": step, "best_value": -step})
+            tr.catch_up()
+    assert time.perf_counter() - t0 < 5.0
+    assert len(rec) == 1 and "\n" not in str(rec[0].message) and "127.0.0.1:9" in str(rec[0].message)
+    assert not tr.ok and tr._probe is None and store.get_meta("mlflow_behind") is True
+    # the server is back (here: the store the environment names now); a probe in the
+    # background finds it, the next checkpoint reconnects and sends everything
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", good)
+    tr.retry_interval = 0.0
+    tr.catch_up()
+    deadline = time.time() + 10
+    while tr._probe is not None and tr._probe.result is None and time.time() < deadline:
+        time.sleep(0.01)
+    store.log_metrics(6, {"calls": 6, "best_value": -6})
+    tr.catch_up()
+    assert tr.ok and store.get_meta("mlflow_behind") is False
+    assert store.metrics(unlogged_only=True) == []
+    hist = MlflowClient(good).get_metric_history(tr.run_id, "best_value")
+    assert sorted((h.step, h.value) for h in hist) == [(s, -float(s)) for s in range(1, 7)]
+    store.close()
+
+
+def test_short_http_settings_apply_only_inside_and_respect_the_user(monkeypatch):
+    from loops.tracking import SHORT_HTTP, short_http_timeouts
+
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    from mlflow.environment_variables import (
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+        MLFLOW_HTTP_REQUEST_TIMEOUT,
+    )
+
+    with short_http_timeouts():
+        assert MLFLOW_HTTP_REQUEST_TIMEOUT.get() == int(SHORT_HTTP["MLFLOW_HTTP_REQUEST_TIMEOUT"]) <= 10
+        assert MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == 3  # the user's setting wins
+    assert "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ
+    assert MLFLOW_HTTP_REQUEST_TIMEOUT.get() == 120  # MLflow's default outside
+
+
+def test_reachable_probe():
+    import socket
+
+    from loops.tracking import reachable
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+    assert reachable(f"http://127.0.0.1:{port}")
+    srv.close()
+    assert not reachable(f"http://127.0.0.1:{port}")
+    assert reachable("sqlite:///x.db") and reachable("/some/path")

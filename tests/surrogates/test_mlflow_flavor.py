@@ -1,6 +1,8 @@
 """MLflow flavor: log -> register -> load through models:/ URIs (SQLite store in
 a temp dir, set by tests/conftest.py), identical predictions, stress and tangent."""
 
+import json
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -120,3 +122,122 @@ def test_local_save_and_bad_inputs(constitutive_gp, tmp_path):
     mlflow.models.Model().save(str(tmp_path / "other" / "MLmodel"))
     with pytest.raises(ValueError, match="no 'scalebridge' flavor"):
         load_model(str(tmp_path / "other"))
+
+
+# ----------------------------------------------------------------- what loading executes, tampering
+
+
+@pytest.fixture
+def saved(constitutive_gp, tmp_path):
+    save_model(constitutive_gp, tmp_path / "model")
+    return tmp_path / "model"
+
+
+def _set_data_path(model_dir, data):
+    import yaml
+
+    f = model_dir / "MLmodel"
+    doc = yaml.safe_load(f.read_text())
+    doc["flavors"][FLAVOR_NAME]["data"] = data
+    f.write_text(yaml.safe_dump(doc))
+
+
+def test_native_loader_runs_no_code_from_the_model_directory(constitutive_gp, saved, tmp_path):
+    """An edited pyfunc code file runs under mlflow.pyfunc.load_model (as documented) but not under load_model."""
+    marker = tmp_path / "executed"
+    code = saved / "scalebridge_pyfunc.py"
+    assert code.exists()
+    code.write_text(f"open({str(marker)!r}, 'w').write('x')\n" + code.read_text())
+    native = load_model(str(saved))
+    assert not marker.exists()
+    X = torch.full((2, 4), 0.01, dtype=D)
+    with torch.no_grad():
+        torch.testing.assert_close(native.posterior(X).mean, constitutive_gp.posterior(X).mean, rtol=0, atol=1e-13)
+    mlflow.pyfunc.load_model(str(saved))
+    assert marker.exists()  # pyfunc imports the model's Python file: the module docs say so
+    import surrogates.mlflow_flavor as flavor
+
+    assert "imports and runs Python code from the model" in flavor.__doc__
+
+
+def test_data_path_outside_the_model_directory_is_refused(saved, tmp_path):
+    import shutil
+
+    from surrogates.mlflow_flavor import UnsafeModelError
+
+    shutil.copytree(saved / "artifacts" / "surrogate", tmp_path / "elsewhere")
+    _set_data_path(saved, "../elsewhere")
+    with pytest.raises(UnsafeModelError, match="outside the model directory"):
+        load_model(str(saved))
+    _set_data_path(saved, str(tmp_path / "elsewhere"))
+    with pytest.raises(UnsafeModelError, match="absolute path"):
+        load_model(str(saved))
+    # a link inside the directory that leads out of it
+    (saved / "artifacts" / "link").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    _set_data_path(saved, "artifacts/link")
+    with pytest.raises(UnsafeModelError, match="outside the model directory"):
+        load_model(str(saved))
+    # a file of the surrogate linked to a file outside
+    _set_data_path(saved, "artifacts/surrogate")
+    (saved / "artifacts" / "surrogate" / "dataset.json").unlink()
+    (saved / "artifacts" / "surrogate" / "dataset.json").symlink_to(tmp_path / "elsewhere" / "dataset.json")
+    with pytest.raises(UnsafeModelError, match="dataset.json"):
+        load_model(str(saved))
+
+
+@pytest.mark.parametrize("damage", ["truncated_state", "bad_json", "unknown_class", "bad_dataset", "bad_mlmodel"])
+def test_tampered_surrogate_directory_gives_one_line_error(saved, damage):
+    from surrogates.mlflow_flavor import SurrogateLoadError
+
+    sdir = saved / "artifacts" / "surrogate"
+    if damage == "truncated_state":
+        (sdir / "state.pt").write_bytes((sdir / "state.pt").read_bytes()[:100])
+    elif damage == "bad_json":
+        (sdir / "config.json").write_text((sdir / "config.json").read_text()[:-20])
+    elif damage == "unknown_class":
+        (sdir / "config.json").write_text((sdir / "config.json").read_text().replace("GPSurrogate", "os.system"))
+    elif damage == "bad_dataset":
+        ds = json.loads((sdir / "dataset.json").read_text())
+        ds["X"] = "not a table"
+        (sdir / "dataset.json").write_text(json.dumps(ds))
+    else:
+        (saved / "MLmodel").write_text("flavors: [unclosed\n")
+    with pytest.raises(SurrogateLoadError) as err:
+        load_model(str(saved))
+    msg = str(err.value)
+    assert "\n" not in msg and len(msg) < 500, msg
+
+
+def test_missing_registered_model_names_the_store(tmp_path, tracking_uri):
+    from surrogates.mlflow_flavor import ModelNotFoundError
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    with pytest.raises(ModelNotFoundError) as err:
+        load_model("models:/no-such-model/3")
+    msg = str(err.value)
+    assert "\n" not in msg and tracking_uri in msg and "MLFLOW_TRACKING_URI" in msg and "no-such-model" in msg
+    # a store that does not exist is named, and not created
+    absent = tmp_path / "absent" / "mlflow.db"
+    (tmp_path / "absent").mkdir()
+    mlflow.set_tracking_uri(f"sqlite:///{absent}")
+    mlflow.set_registry_uri(f"sqlite:///{absent}")
+    with pytest.raises(ModelNotFoundError, match="MLFLOW_TRACKING_URI") as err:
+        load_model("models:/rve_gp/1")
+    assert str(absent) in str(err.value) and not absent.exists()
+
+
+def test_signature_describes_the_table_of_inputs(constitutive_gp, tmp_path):
+    from surrogates.mlflow_flavor import surrogate_signature
+
+    names = ("H11", "H12", "H21", "H22")
+    save_model(constitutive_gp, tmp_path / "m", signature=surrogate_signature(names, ("P11", "P12", "P21", "P22")))
+    sig = mlflow.models.Model.load(str(tmp_path / "m")).signature
+    assert sig.inputs.input_names() == list(names)
+    assert [s.name for s in sig.outputs.inputs] == ["mean", "variance"]
+    assert all(s.shape == (-1, 4) for s in sig.outputs.inputs)
+    pyf = mlflow.pyfunc.load_model(str(tmp_path / "m"))
+    H = 0.01 * torch.arange(8, dtype=D).reshape(2, 4)
+    out = pyf.predict(pd.DataFrame(H.numpy(), columns=names))
+    with torch.no_grad():
+        np.testing.assert_allclose(out["mean"], constitutive_gp.posterior(H).mean.numpy(), atol=1e-13)
