@@ -1,0 +1,160 @@
+"""Bad physical input on the command line: one line naming the value and what is allowed, exit 2,
+nothing computed; the inputs that used to slip through now give the right answer or refuse."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from loops.cli import main
+
+
+def _err(capsys, argv):
+    """Run ``scalebridge argv``; (exit code, stderr lines, stdout)."""
+    try:
+        rc = main(argv)
+    except SystemExit as e:  # argparse-level errors
+        rc = e.code
+    cap = capsys.readouterr()
+    return rc, cap.err.strip().splitlines(), cap.out
+
+
+def _one_line(capsys, argv, *must):
+    rc, err, _ = _err(capsys, argv)
+    assert rc == 2, (rc, err)
+    assert len(err) == 1, err
+    for s in must:
+        assert s in err[0], (s, err[0])
+    return err[0]
+
+
+@pytest.mark.parametrize(
+    "argv, must",
+    [
+        (["--grid", "1"], ["grid (1, 1) is too coarse", "phase 0 gets no voxel"]),
+        (["--dim", "3", "--grid", "600"], ["--grid 600^3 needs about", "GB", "this machine has"]),
+        (["--microstructure", "fibres"], ["'fibres' is now spelled 'random_fibres'"]),
+        (["--microstructure", "cube"], ["'cube_inclusion'"]),
+        (["--radius", "0.2"], ["--radius is now spelled --radius-fraction"]),
+        (["--grains", "4"], ["--grains is now spelled --n-grains"]),
+        (["--law", "svk", "--finite"], ["'svk' is now spelled 'st_venant_kirchhoff'"]),
+        (["--law", "neo_hookean"], ["does not fit small strain"]),
+        (["--radius-fraction", "0.7"], ["--radius-fraction = 0.7", "less than 0.5"]),
+        (["--microstructure", "laminate", "--radius-fraction", "0.2"], ["does not apply", "--fraction"]),
+        (["--E", "1", "10", "--nu", "0.3", "0.6"], ["--nu (phase 1) = 0.6", "less than 0.5"]),
+        (["--microstructure", "random_fibres", "--volume-fraction", "0.7"], ["0.7", "jamming"]),
+        (["--microstructure", "voronoi_polycrystal", "--E", "1", "2"], ["8 phases", "gives 2"]),
+        (["--grid", "x"], ["invalid int value: 'x'"]),
+    ],
+)
+def test_rve_bad_options_one_line_exit_2(capsys, argv, must):
+    line = _one_line(capsys, ["rve", *argv], *must)
+    assert line.startswith("scalebridge rve: error:")
+
+
+def test_rve_fibres_with_their_default_radius(capsys):
+    rc, err, out = _err(capsys, ["rve", "--grid", "31", "--microstructure", "random_fibres", "--no-tangent"])
+    assert rc == 0, err
+    res = json.loads(out)
+    assert "RandomFibres(volume_fraction=0.3, radius_fraction=0.1" in res["microstructure"]
+    # stiff fibres (E = 10) in a soft matrix (E = 1): between the Reuss and Voigt bounds of 30 % fibres
+    s11 = res["stress"][0][0] / 0.01
+    from oracles.rve.laws import IsotropicElastic
+
+    c = [IsotropicElastic(E, 0.3) for E in (1.0, 10.0)]
+    c1111 = [law.lam + 2 * law.mu for law in c]
+    assert 1 / (0.7 / c1111[0] + 0.3 / c1111[1]) < s11 < 0.7 * c1111[0] + 0.3 * c1111[1]
+
+
+def _image(tmp_path, colours, name="img.png"):
+    from PIL import Image
+
+    a = np.zeros((12, 12, 3), np.uint8)
+    for i, c in enumerate(colours):
+        a[4 * i: 4 * i + 4] = c
+    Image.fromarray(a).save(tmp_path / name)
+    return str(tmp_path / name)
+
+
+def test_rgb_image_keeps_every_colour(capsys, tmp_path):
+    # red and a green of the same grey level (76): a grey conversion would merge them
+    path = _image(tmp_path, [(255, 0, 0), (0, 130, 0), (0, 0, 0)])
+    from oracles.rve.microstructure import PhaseMap
+
+    pm = PhaseMap(path)
+    assert pm.num_phases == 3 and sorted(np.bincount(pm.phase_map().ravel()).tolist()) == [48, 48, 48]
+    _one_line(capsys, ["rve", "--microstructure", path], "has 3 colours (phases)", "gives 2")
+    rc, err, out = _err(capsys, ["rve", "--microstructure", path, "--E", "1", "2", "3", "--no-tangent"])
+    assert rc == 0, err
+    # layers normal to axis 0, strain e along them (axis 1): exact laminate solution (plane strain):
+    # eps22 = e in every layer, sigma11 = S continuous across layers, mean eps11 = 0
+    rc, err, out = _err(capsys, ["rve", "--microstructure", path, "--E", "1", "2", "3", "--no-tangent",
+                                 "--strain", "0", "0.01", "0"])
+    from oracles.rve.laws import IsotropicElastic
+
+    e = 0.01
+    lam = np.array([IsotropicElastic(E, 0.3).lam for E in (1.0, 2.0, 3.0)])
+    M = lam + 2 * np.array([IsotropicElastic(E, 0.3).mu for E in (1.0, 2.0, 3.0)])
+    S = e * np.mean(lam / M) / np.mean(1 / M)
+    eps11 = (S - lam * e) / M
+    s22 = np.mean(lam * eps11 + M * e)
+    got = json.loads(out)["stress"]
+    assert got[0][0] == pytest.approx(S, rel=1e-6) and got[1][1] == pytest.approx(s22, rel=1e-6)
+
+
+def test_unreadable_image_and_npy(capsys, tmp_path):
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    _one_line(capsys, ["rve", "--microstructure", str(tmp_path / "bad.png")], "cannot be read")
+    (tmp_path / "bad.npy").write_bytes(b"garbage")
+    _one_line(capsys, ["rve", "--microstructure", str(tmp_path / "bad.npy")], "not a readable .npy")
+
+
+@pytest.mark.parametrize(
+    "argv, must",
+    [
+        (["surface", "--thickness", "-1"], ["--thickness = -1.0", "greater than 0"]),
+        (["surface", "--thickness", "0"], ["--thickness = 0.0"]),
+        (["surface", "--thickness", "2"], ["--thickness = 2 A is too thin", "at least 7.22 A"]),
+        (["surface", "--miller", "0", "0", "0"], ["--miller"]),
+        (["elastic", "--a-guess", "1e6"], ["--a-guess = 1e+06 A", "expected 2.41 to 5.42 A"]),
+        (["surface", "--a-guess", "0.01"], ["--a-guess = 0.01 A"]),
+        (["elastic", "--size", "0"], ["--size = 0", "greater than or equal to 2"]),
+        (["elastic", "--size", "400"], ["--size = 400", "less than or equal to 40"]),
+        (["elastic", "--engine", "lj", "--lj-sigma", "-2"], ["sigma = -2.0 must be positive"]),
+    ],
+)
+def test_atomistic_bad_options_one_line_exit_2(capsys, argv, must):
+    rc, err, out = _err(capsys, argv)
+    assert rc == 2 and len(err) == 1, err
+    for s in must:
+        assert s in err[0], (s, err[0])
+    assert json.loads(out)["failed"] is True  # the JSON record says so too
+
+
+@pytest.mark.parametrize(
+    "patch, must",
+    [
+        ("[budget]\ncost = inf\n", "budget.cost = inf"),
+        ("[budget]\ncalls = true\n", "budget.calls = True"),
+        ("[budget]\ncalls = 5\n[initial]\nn = 1e8\n", "initial.n = 100000000.0"),
+        ("[budget]\ncalls = 5\n[oracle.x]\n", "unknown key 'oracle.x'"),
+    ],
+)
+def test_campaign_config_errors_one_line(capsys, tmp_path, patch, must):
+    f = tmp_path / "c.toml"
+    f.write_text('name = "t"\n[oracle]\nname = "branin"\n' + patch.replace("[oracle.x]\n", "") +
+                 ("[oracle.x]\n" if "[oracle.x]" in patch else ""))
+    rc, err, _ = _err(capsys, ["run", str(f)])
+    assert rc == 2 and len(err) == 1 and must in err[0], err
+
+
+def test_non_oracle_class_is_refused_and_nothing_runs(capsys, tmp_path):
+    marker = tmp_path / "ran"
+    f = tmp_path / "c.toml"
+    f.write_text(f'name = "t"\noracle = {{name = "subprocess:Popen", args = ["touch", "{marker}"]}}\n'
+                 "[budget]\ncalls = 3\n")
+    rc, err, _ = _err(capsys, ["run", str(f), "--run-dir", str(tmp_path / "run")])
+    assert rc == 2 and len(err) == 1 and "not an Oracle subclass" in err[0], err
+    assert not marker.exists()
