@@ -520,6 +520,212 @@ class MacroSolver:
             n_gauss=self.n_gauss,
         )
 
+    # ----------------------------------------------------- batched solving
+    def _batch_setup(self) -> None:
+        """Sparse scatter maps for batched assembly (built on first use)."""
+        if getattr(self, "_scatter_f", None) is not None:
+            return
+        nb = self._B.shape[1]
+        cols = np.arange(self.n_gauss * nb)
+        self._scatter_f = sp.csr_matrix(
+            (np.ones(cols.size), (self._gdofs.ravel(), cols)), shape=(self.basis.N, cols.size)
+        )
+        if self._dense:
+            nf, nnz = self.free.size, self._ff.size
+            self._scatter_ff = sp.csr_matrix(
+                (np.ones(nnz), (self._ff_flat, np.arange(nnz))), shape=(nf * nf, nnz)
+            )
+        nfd = self._fd.size
+        self._scatter_fd = sp.csr_matrix(
+            (np.ones(nfd), (self._fd_rows, np.arange(nfd))), shape=(self.free.size, nfd)
+        )
+
+    def _batch_deformation_gradient(self, u: np.ndarray) -> np.ndarray:
+        """``B x n_gauss x k x k`` deformation gradients of ``B x N`` displacements."""
+        k = self.dim
+        grad = (u[:, self._gdofs][:, :, None, :] @ self._B)[:, :, 0, :]
+        return (grad + np.eye(k).ravel()).reshape(u.shape[0], self.n_gauss, k, k)
+
+    def _batch_internal_force(self, P: np.ndarray) -> np.ndarray:
+        """``B x N`` internal forces of ``B x n_gauss x k x k`` stresses."""
+        self._batch_setup()
+        Bn = P.shape[0]
+        fg = (self._Bw @ P.reshape(Bn, self.n_gauss, self.dim**2, 1))[..., 0]  # B x n x Nbfun
+        return np.asarray((self._scatter_f @ fg.reshape(Bn, -1).T).T)
+
+    def _batch_increments(self, A: np.ndarray, R: np.ndarray, dD: np.ndarray) -> np.ndarray:
+        """``B x n_free`` Newton increments of ``B`` members (batched LAPACK when dense)."""
+        self._batch_setup()
+        Bn, kk, nb = A.shape[0], self.dim**2, self._B.shape[1]
+        Ke = self._Bw @ A.reshape(Bn, self.n_gauss, kk, kk) @ self._B.transpose(0, 2, 1)
+        Ke = Ke.reshape(Bn, self.nelems, self.nqp, nb, nb).sum(2).reshape(Bn, -1)
+        rhs = -R[:, self.free] - np.asarray(
+            (self._scatter_fd @ (Ke[:, self._fd] * dD[:, self._fd_cols]).T).T
+        )
+        if not self._dense:
+            out = np.empty_like(rhs)
+            for b in range(Bn):
+                data = np.bincount(
+                    self._ff_inv, weights=Ke[b, self._ff], minlength=self._csc_indices.size
+                )
+                K = sp.csc_matrix(
+                    (data, self._csc_indices, self._csc_indptr), shape=(nf := self.free.size, nf)
+                )
+                out[b] = spsolve(K, rhs[b])
+            return out
+        nf = self.free.size
+        K = np.asarray((self._scatter_ff @ Ke[:, self._ff].T).T).reshape(Bn, nf, nf)
+        try:
+            return np.linalg.solve(K, rhs[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            return np.full_like(rhs, np.nan)
+
+    def solve_batch(
+        self,
+        response,
+        n_batch: int,
+        n_steps: int = 10,
+        max_iter: int = 20,
+        rtol: float = 1e-9,
+        atol: float = 1e-12,
+        max_cutbacks: int = 8,
+        load_factors: Sequence[float] | None = None,
+    ) -> list[SolveResult]:
+        """``B`` macro problems that differ only in their material, solved side by side.
+
+        Member ``b`` has the mesh, boundary conditions and load path of this
+        solver and its own material; every Newton iteration evaluates all
+        members' Gauss points in one call ``response(F) -> (P, A)`` with ``F``
+        ``B x n_gauss x k x k``, ``P`` ``B x n_gauss x k x k`` and ``A``
+        ``B x n_gauss x k x k x k x k`` (for example all posterior function
+        samples of a surrogate at once). Each member iterates until its own
+        residual meets the criterion of :meth:`solve`; load steps and
+        cut-backs are shared.
+
+        Returns:
+            one :class:`SolveResult` per member (``material_calls`` counts the
+            batched calls, ``wall_time`` is the batch's).
+
+        Raises:
+            NotConverged: when ``max_cutbacks`` halvings were not enough for
+                every member (the message names the failing members).
+        """
+        B = int(n_batch)
+        if B < 1:
+            raise ValueError(f"n_batch must be >= 1, got {n_batch}")
+        if load_factors is None:
+            if n_steps < 1:
+                raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+            targets = list(np.linspace(0, 1, n_steps + 1)[1:])
+        else:
+            targets = [float(x) for x in load_factors]
+            if not targets or any(b <= a for a, b in zip([0.0, *targets], targets, strict=False)):
+                raise ValueError(f"load_factors must increase from above 0, got {targets}")
+        k, n = self.dim, self.n_gauss
+        t_start = time.perf_counter()
+        calls = [0]
+
+        def evaluate(u):
+            F = self._batch_deformation_gradient(u)
+            if not np.all(np.linalg.det(F) > 0):
+                bad = np.flatnonzero(~np.all(np.linalg.det(F) > 0, axis=1))
+                raise NotConverged(f"an element inverted in batch members {bad.tolist()[:10]}")
+            calls[0] += 1
+            P, A = response(torch.as_tensor(F, dtype=DTYPE))
+            P = torch.as_tensor(P, dtype=DTYPE).numpy()
+            A = torch.as_tensor(A, dtype=DTYPE).numpy()
+            if P.shape != (B, n, k, k) or A.shape != (B, n, k, k, k, k):
+                raise InvalidInput(
+                    f"the batched material returned P {P.shape} and tangent {A.shape}; "
+                    f"expected {(B, n, k, k)} and {(B, n, k, k, k, k)}"
+                )
+            if not (np.isfinite(P).all() and np.isfinite(A).all()):
+                bad = np.flatnonzero(
+                    ~(np.isfinite(P).all((1, 2, 3)) & np.isfinite(A).all((1, 2, 3, 4, 5)))
+                )
+                raise NotConverged(
+                    f"non-finite stress or tangent in batch members {bad.tolist()[:10]}"
+                )
+            return F, P, A
+
+        def newton(u0, lam, start):
+            u = u0.copy()
+            target = lam * self.uD
+            res = [[] for _ in range(B)]
+            done = np.zeros(B, dtype=bool)
+            for it in range(max_iter + 1):
+                F, P, A = start if (it == 0 and start is not None) else evaluate(u)
+                f_int = self._batch_internal_force(P)
+                R = f_int - lam * self.f_ext
+                for b in range(B):
+                    if done[b]:
+                        continue
+                    rnorm = float(np.linalg.norm(R[b, self.free]))
+                    res[b].append(rnorm)
+                    scale = max(
+                        float(np.linalg.norm(f_int[b])),
+                        float(np.linalg.norm(lam * self.f_ext)),
+                        max(res[b]),
+                    )
+                    ok_d = np.allclose(u[b, self.D], target, rtol=0, atol=1e-15)
+                    if not math.isfinite(rnorm):
+                        raise NotConverged(f"non-finite residual in batch member {b} at {lam:.4g}")
+                    done[b] = ok_d and rnorm <= max(rtol * scale, atol)
+                if done.all():
+                    return u, (F, P, A), f_int, res
+                if it == max_iter:
+                    break
+                act = np.flatnonzero(~done)
+                du = np.zeros((act.size, self.basis.N))
+                du[:, self.D] = target - u[act][:, self.D]
+                du[:, self.free] = self._batch_increments(A[act], R[act], du[:, self.D])
+                u[act] += du
+            raise NotConverged(
+                f"Newton did not converge at load factor {lam:.4g} in {max_iter} iterations "
+                f"for batch members {np.flatnonzero(~done).tolist()[:10]}"
+            )
+
+        u = np.zeros((B, self.basis.N))
+        lam, cut_total, start = 0.0, 0, None
+        history: list[list[StepRecord]] = [[] for _ in range(B)]
+        for target in targets:
+            t0, calls0, cut_here, sub = time.perf_counter(), calls[0], 0, target
+            while lam < target - 1e-14:
+                try:
+                    u_new, state, f_int, res = newton(u, sub, start)
+                except (OracleError, np.linalg.LinAlgError) as e:
+                    cut_total += 1
+                    cut_here += 1
+                    if cut_total > max_cutbacks:
+                        raise NotConverged(
+                            f"gave up at load factor {lam:.4g} after {cut_total - 1} cut-backs; "
+                            f"last failure: {e}"
+                        ) from e
+                    sub = lam + 0.5 * (sub - lam)
+                    continue
+                u, lam, start, sub = u_new, sub, state, target
+            F, P, _ = start
+            for b in range(B):
+                history[b].append(
+                    StepRecord(
+                        load_factor=lam,
+                        u=u[b].copy(),
+                        F=F[b],
+                        P=P[b].copy(),
+                        reactions=self.reactions(f_int[b], lam),
+                        residuals=res[b],
+                        iterations=len(res[b]) - 1,
+                        cutbacks=cut_here,
+                        wall_time=time.perf_counter() - t0,
+                        material_calls=calls[0] - calls0,
+                    )
+                )
+        wall = time.perf_counter() - t_start
+        return [
+            SolveResult(steps=h, wall_time=wall, n_material_calls=calls[0], n_gauss=n)
+            for h in history
+        ]
+
     # ------------------------------------------------------- sensitivities
     def reaction_influence(self, u: np.ndarray, A: np.ndarray, boundary: str, component: int):
         r"""``n_gauss`` weights ``w_g |\nabla z_g|`` bounding a reaction's sensitivity to stress errors.

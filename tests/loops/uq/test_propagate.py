@@ -1,0 +1,121 @@
+"""Nested Monte Carlo: the variance split against a known decomposition, batched solves
+against single solves, propagation through FE² against the law the surrogate learned."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.stats as st
+import torch
+
+from loops.fe2.mesh import box, rectangle
+from loops.fe2.providers import NeoHookean
+from loops.fe2.solver import DirichletBC, MacroSolver
+from loops.uq.propagate import (
+    Displacement,
+    MaxStress,
+    Reaction,
+    propagate,
+    sample_inputs,
+    split_histogram,
+    total_variance_split,
+)
+from loops.uq.samples import EnsembleMembers
+from tests.loops.uq.conftest import LAW
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_split_recovers_a_known_decomposition(seed):
+    """Q = 2 theta + e with theta ~ N(0, 1), e ~ N(0, 0.5^2): aleatory 4, epistemic 0.25."""
+    rng = np.random.default_rng(seed)
+    n_out, n_in = 200, 20
+    theta = rng.standard_normal(n_out)
+    Q = 2 * theta[:, None] + 0.5 * rng.standard_normal((n_out, n_in))
+    s = total_variance_split(Q)
+    assert abs(s.epistemic - 0.25) < 4 * s.epistemic_se
+    assert abs(s.aleatory - 4.0) < 4 * s.aleatory_se
+    assert abs(s.mean) < 4 * s.mean_se
+    # the standard errors are of the right size (not inflated to pass): binomial-free checks
+    assert 0.3 < s.aleatory_se / (4.0 * np.sqrt(2 / n_out)) < 3
+    assert s.quantiles[0.025] < s.quantiles[0.5] < s.quantiles[0.975]
+    assert s.total_variance == pytest.approx(s.epistemic + s.aleatory)
+
+
+def test_split_leaves_failed_runs_out():
+    Q = np.arange(12.0).reshape(3, 4)
+    Q[1, 2] = np.nan
+    s = total_variance_split(Q)
+    assert s.n_failed == 1 and np.isfinite(s.epistemic)
+    with pytest.raises(ValueError, match="n_outer x n_inner"):
+        total_variance_split(np.ones(4))
+
+
+def _bar(material, three_d=False):
+    if three_d:
+        bcs = [DirichletBC("left", c) for c in range(3)] + [DirichletBC("right", 0, 0.05)]
+        return MacroSolver(box((1.0, 0.5, 0.5), (2, 1, 1), "hex1"), material, bcs)
+    bcs = [DirichletBC("left", 0), DirichletBC("left", 1), DirichletBC("right", 0, 0.05)]
+    return MacroSolver(rectangle(1.0, 1.0, 3, 3), material, bcs)
+
+
+@pytest.mark.parametrize(("three_d", "dense"), [(False, True), (True, True), (False, False)])
+def test_batched_solve_equals_one_solve_per_member(three_d, dense, monkeypatch):
+    if not dense:  # the sparse (CSC, one factorization per member) Newton system
+        monkeypatch.setattr(MacroSolver, "DENSE_MAX_DOFS", 0)
+    laws = [NeoHookean.from_young(E, nu) for E, nu in ((5.0, 0.3), (10.0, 0.2), (20.0, 0.35))]
+    ens = EnsembleMembers(laws)
+    s = _bar(laws[0], three_d)
+    assert s._dense == dense
+    batch = s.solve_batch(ens.batch_response, 3, n_steps=2)
+    for law, rb in zip(laws, batch, strict=True):
+        r1 = _bar(law, three_d).solve(n_steps=2)
+        np.testing.assert_allclose(rb.final.u, r1.final.u, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(rb.reaction("right", 0), r1.reaction("right", 0), rtol=1e-10)
+    # reactions scale with the modulus (the members really differ)
+    R = [r.final.reactions["right"][0] for r in batch]
+    assert R[0] < R[1] < R[2]
+
+
+def test_propagation_brackets_the_law_and_splits_the_variance(descriptor_gp, tmp_path):
+    """The GP learned P = theta P_NH(F): the propagated 95 % band of each draw's reaction
+    contains the law's reaction, and the aleatory part matches Var(theta) R_NH^2."""
+    R_nh = _bar(LAW).solve(n_steps=2).final.reactions["right"][0]
+    theta = sample_inputs({"theta": st.uniform(1.2, 0.6)}, 5, seed=4)
+    qois = {"R": Reaction("right", 0), "smax": MaxStress(), "uy": Displacement((1.0, 0.5), 1)}
+    prop = propagate(
+        _bar, descriptor_gp, qois, theta, n_inner=30, seed=0, solve_kwargs={"n_steps": 2}
+    )
+    assert not prop.failures
+    Q = prop.Q["R"]
+    lo, hi = np.quantile(Q, [0.005, 0.995], axis=1)
+    truth = theta[:, 0] * R_nh  # P scales with theta, so does the reaction
+    assert np.all((lo < truth) & (truth < hi)), (lo, truth, hi)
+    s = prop.splits["R"]
+    assert s.epistemic > 0 and s.n_outer == 5 and s.n_inner == 30
+    # aleatory part: Var over the 5 draws of theta R_nh (the sample variance of the truth)
+    va = np.var(truth, ddof=1)
+    assert abs(s.aleatory - va) < 4 * s.aleatory_se + 0.1 * va
+    # the posterior-mean runs sit inside their draws' sample clouds
+    assert np.all(np.abs(prop.mean_Q["R"] - Q.mean(1)) < 4 * Q.std(1) / np.sqrt(30) + 1e-9)
+    path = split_histogram(prop, "R", tmp_path / "R.png")
+    assert path.stat().st_size > 1000
+
+
+def test_propagation_without_descriptors_is_epistemic_only():
+    """A GP of H alone: one outer draw, no aleatory part."""
+    from surrogates.dataset import Dataset
+    from surrogates.gp import GPSurrogate
+
+    g = torch.Generator().manual_seed(0)
+    H = 0.1 * (2 * torch.rand(20, 4, generator=g, dtype=torch.float64) - 1)
+    P = LAW.material_response(torch.eye(2, dtype=torch.float64) + H.reshape(-1, 2, 2)).P
+    gp = GPSurrogate.from_dataset(Dataset(H, P.reshape(-1, 4)), n_restarts=1, maxiter=60)
+    prop = propagate(
+        _bar, gp, {"R": Reaction("right", 0)}, None, n_inner=30, solve_kwargs={"n_steps": 1}
+    )
+    s = prop.splits["R"]
+    assert s.n_outer == 1 and s.aleatory == 0.0 and s.epistemic > 0
+    R_nh = _bar(LAW).solve(n_steps=1).final.reactions["right"][0]
+    assert s.quantiles[0.025] - 3 * s.std < R_nh < s.quantiles[0.975] + 3 * s.std
+    with pytest.raises(ValueError, match="columns"):
+        propagate(_bar, gp, {"R": Reaction("right", 0)}, np.ones((2, 1)), n_inner=2)

@@ -1,0 +1,44 @@
+"""Sobol indices against the Ishigami function's closed form."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.stats as st
+
+from loops.uq.sobol import sobol_indices
+
+A, B = 7.0, 0.1
+
+
+def ishigami(X):
+    return np.sin(X[:, 0]) + A * np.sin(X[:, 1]) ** 2 + B * X[:, 2] ** 4 * np.sin(X[:, 0])
+
+
+def ishigami_exact():
+    """First-order and total indices (Ishigami and Homma 1990; Sobol' and Levitan 1999)."""
+    V1 = 0.5 * (1 + B * math.pi**4 / 5) ** 2
+    V2 = A**2 / 8
+    V13 = B**2 * math.pi**8 * (1 / 18 - 1 / 50)
+    V = V1 + V2 + V13
+    return np.array([V1, V2, 0.0]) / V, np.array([V1 + V13, V2, V13]) / V
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ishigami_indices(seed):
+    U = st.uniform(-math.pi, 2 * math.pi)
+    res = sobol_indices(ishigami, {"x1": U, "x2": U, "x3": U}, n=4096, seed=seed)
+    S1, ST = ishigami_exact()
+    assert np.all(np.abs(res.S1 - S1) < 4 * res.S1_se + 0.01), (res.S1, S1, res.S1_se)
+    assert np.all(np.abs(res.ST - ST) < 4 * res.ST_se + 0.01), (res.ST, ST, res.ST_se)
+    assert res.n_evaluations == 4096 * 5
+    assert set(res.as_dict()) == {"x1", "x2", "x3", "n_evaluations"}
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="random input"):
+        sobol_indices(ishigami, {})
+    with pytest.raises(ValueError, match="returned"):
+        sobol_indices(lambda X: X[:3, 0], {"a": st.uniform()}, n=16)
