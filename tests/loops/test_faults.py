@@ -405,3 +405,37 @@ def test_signal_to_the_driver_leaves_no_worker_and_resumes_to_budget(tmp_path, s
     s = RunStore(db)
     assert s.counts()["pending"] == 0 and s.get_meta("status") == "finished"
     s.close()
+
+
+# ---------------------------------------------------------------------- Dask
+
+
+@pytest.mark.slow
+def test_dask_lost_worker_task_is_resubmitted(tmp_path):
+    """A Dask worker that dies mid-task (os._exit) loses its task to another worker
+    (``distributed`` reschedules it): the point is evaluated once, and recorded done."""
+    from loops.engine import Campaign
+
+    marker = tmp_path / "died"
+    cfg = make_config(tmp_path, oracle={"name": "loops.fakes:DieOnceOracle", "marker": str(marker), "delay": 0.2},
+                      budget={"calls": 6}, executor={"kind": "dask", "workers": 2})
+    Campaign(cfg, run_dir=tmp_path / "run").run()
+    assert marker.exists()  # a worker did die
+    rows = assert_store_sound(tmp_path / "run", 6)
+    assert all(r["status"] == "done" for r in rows)
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_does_not_outlive_a_killed_driver(tmp_path):
+    (tmp_path / "c.toml").write_text(toml_text('name = "loops.fakes:SlowOracle", delay = 0.5', 30, kind="dask"))
+    run = tmp_path / "run"
+    p = cli("run", str(tmp_path / "c.toml"), "--run-dir", str(run), "--no-progress", cwd=tmp_path)
+    try:
+        wait_rows(run / "store.sqlite", p, 2)
+        pids = worker_pids(p.pid)
+        assert len(pids) >= 2
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(30)
+        assert wait_gone(pids, 10.0) == []
+    finally:
+        kill_session(p)
