@@ -2,8 +2,11 @@
 
 ``run_experiment(config_path, smoke_overrides)`` loads the TOML, applies the
 smoke overrides (a nested dict merged into the config) when asked, runs the
-campaign and prints a summary. The experiment scripts in ``experiments/`` are
-thin wrappers around it.
+campaign and prints a summary. The run store records the size (meta ``size``:
+``smoke`` or ``full``), which the registered model version carries as its
+``scalebridge.size`` tag. Library notices go to the debug log
+(:func:`loops.notices.library_notices_to_debug`). The experiment scripts in
+``experiments/`` are thin wrappers around it.
 """
 
 from __future__ import annotations
@@ -49,9 +52,13 @@ def run_experiment(config_path: str | Path, smoke_overrides: dict[str, Any], arg
         config = parse_config(data, str(config_path))
     except ConfigError as e:
         raise SystemExit("\n".join(e.lines)) from None
+    from loops.notices import library_notices_to_debug
+
     camp = Campaign(config, run_dir=args.run_dir, progress=not args.no_progress)
+    camp.store.set_meta("size", "smoke" if args.smoke else "full")
     print(f"run directory: {camp.run_dir}", flush=True)
-    res = camp.run()
+    with library_notices_to_debug():
+        res = camp.run()
     st = res.state
     print(f"stopped by {res.stopped_by}: {st.calls} calls ({st.failed} failed), cost {st.cost:.4g}"
           + (f", best {st.best:.6g}" if st.best is not None else "")

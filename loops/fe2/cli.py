@@ -14,18 +14,25 @@ def register(subparsers, name: str = "fe2") -> None:
         description=(
             "Quasi-static finite-strain FE (plane strain) whose Gauss points ask an analytic law, "
             "the RVE oracle, a deployed surrogate or the adaptive surrogate-or-oracle switch "
-            "for stress and tangent. Writes summary.json, results.npz and PNGs to the output "
-            "directory and tracks the run in MLflow."
+            "for stress and tangent. Writes config.json, summary.json, results.npz and PNGs to a "
+            "new run directory <output_dir>/<name>-<time> and tracks the run in MLflow."
         ),
     )
     p.add_argument("config", help="TOML config (see experiments/configs/fe2_*.toml)")
-    p.add_argument("--output-dir", help="override output_dir of the config")
+    p.add_argument(
+        "--output-dir",
+        help="parent of the run directory (overrides output_dir of the config; default runs/fe2)",
+    )
     p.add_argument(
         "--provider",
         choices=["analytic", "oracle", "surrogate", "adaptive"],
         help="override material.provider",
     )
-    p.add_argument("--no-mlflow", action="store_true", help="do not track in MLflow")
+    p.add_argument(
+        "--no-mlflow",
+        action="store_true",
+        help="do not track in MLflow (no tracking store is touched)",
+    )
     p.add_argument("--quiet", action="store_true", help="no per-step progress lines")
     p.set_defaults(func=main)
 
@@ -66,8 +73,11 @@ def main(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
 
+    from loops.notices import library_notices_to_debug
+
     try:
-        run = run_fe2(cfg, progress=progress)
+        with library_notices_to_debug():
+            run = run_fe2(cfg, progress=progress)
     except (OracleError, ValueError, FileNotFoundError, TypeError) as e:
         print(f"fe2: {type(e).__name__}: {e}", file=sys.stderr)
         return 1

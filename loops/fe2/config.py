@@ -252,7 +252,9 @@ class FE2Config(BaseModel):
 
     @property
     def out_dir(self) -> Path:
-        return Path(self.output_dir or f"runs/fe2/{self.name}")
+        """The parent of this config's run directories (each run creates
+        ``<name>-<time>`` in it: :func:`loops.fe2.run.fe2_run_dir`)."""
+        return Path(self.output_dir or "runs/fe2")
 
 
 def format_errors(err: ValidationError, source: str) -> list[str]:

@@ -2,7 +2,11 @@
 
 :func:`run_fe2` builds the mesh, the micro scale (RVE oracle on an executor),
 the provider (analytic law, oracle, surrogate or adaptive switch), solves the
-load path and writes to ``config.out_dir``:
+load path and writes into a new run directory ``<output_dir>/<name>-<time>``
+(:func:`fe2_run_dir`; ``output_dir`` defaults to ``runs/fe2``), so a second run
+never overwrites the first:
+
+* ``config.json``: the validated config;
 
 * ``results.npz``: per step ``u`` (``n_steps x N``), ``P`` and ``F``
   (``n_steps x n_gauss x 2 x 2``), Gauss points, and the switch's per-point
@@ -12,15 +16,17 @@ load path and writes to ``config.out_dir``:
 * PNGs: deformed mesh coloured by stress, the oracle map, force–displacement.
 
 The run is tracked in MLflow like a campaign (one run, the config as params,
-metrics per load step, the PNGs and summary as artifacts); if MLflow fails the
-simulation carries on and says so.
+metrics per load step, the PNGs and summary as artifacts) under the short
+timeouts of :mod:`loops.tracking`: an unreachable server costs one connection
+probe and one warning line, and the simulation's outputs stay in the run
+directory. ``tracking.enabled = false`` (``--no-mlflow``) touches no tracking
+store.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -49,6 +55,46 @@ class FE2Run:
     summary: dict[str, Any]
     out_dir: Path
     artifacts: list[Path] = field(default_factory=list)
+
+
+def fe2_run_dir(cfg: FE2Config) -> Path:
+    """A new directory ``<output_dir>/<name>-<YYYYmmdd-HHMMSS>`` (``-1``, ``-2`` ... appended
+    if that exists), created here; ``output_dir`` defaults to ``runs/fe2``."""
+    base = cfg.out_dir
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    d, k = base / f"{cfg.name}-{stamp}", 1
+    while True:
+        try:
+            d.mkdir(parents=True, exist_ok=False)
+            return d
+        except FileExistsError:
+            d, k = base / f"{cfg.name}-{stamp}-{k}", k + 1
+
+
+def load_deployed(uri: str):
+    """The deployed surrogate of ``material.surrogate.uri`` (see
+    :func:`loops.fe2.providers.load_material`), every failure as one line.
+
+    Raises:
+        FileNotFoundError: nothing at the path; :class:`~surrogates.mlflow_flavor.ModelNotFoundError`
+            (a subclass) for a ``models:/`` URI the tracking store lacks, naming the store.
+        TypeError: the model is not a constitutive surrogate.
+        ValueError: :class:`~surrogates.mlflow_flavor.SurrogateLoadError` for damaged or
+            edited files, :class:`~surrogates.mlflow_flavor.UnsafeModelError` for a model
+            that points outside its directory.
+    """
+    from loops.tracking import one_line
+    from surrogates.mlflow_flavor import SurrogateLoadError, UnsafeModelError
+
+    try:
+        return load_material(uri)
+    except (FileNotFoundError, TypeError, SurrogateLoadError, UnsafeModelError):
+        raise
+    except Exception as e:  # noqa: BLE001  (json, torch and rebuild errors of damaged files)
+        raise SurrogateLoadError(
+            f"material.surrogate.uri = {uri!r} cannot be loaded ({one_line(e)}); "
+            "its files are damaged or were edited"
+        ) from None
 
 
 def build_mesh(cfg: FE2Config):
@@ -188,9 +234,15 @@ def _prescribed_displacement(cfg: FE2Config, result: SolveResult) -> tuple[np.nd
 
 def run_fe2(cfg: FE2Config, progress=None) -> FE2Run:
     """Solve the configured FE² problem, write outputs, plots and MLflow tracking."""
+    threads = torch.get_num_threads()
+    try:
+        return _run(cfg, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(cfg: FE2Config, progress) -> FE2Run:
     torch.set_num_threads(cfg.threads)
-    out = cfg.out_dir
-    out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     mesh = build_mesh(cfg)
     mat = cfg.material
@@ -206,7 +258,7 @@ def run_fe2(cfg: FE2Config, progress=None) -> FE2Run:
         surrogate = None
         if mat.provider in ("surrogate", "adaptive"):
             if mat.surrogate.uri:
-                surrogate = load_material(mat.surrogate.uri)
+                surrogate = load_deployed(mat.surrogate.uri)
                 info["surrogate"] = mat.surrogate.uri
             else:
                 t0 = time.perf_counter()
@@ -253,11 +305,12 @@ def run_fe2(cfg: FE2Config, progress=None) -> FE2Run:
         if handle is not None:
             handle.shutdown()
     info["wall_time"] = time.perf_counter() - t_start
-    return _finish(cfg, solver, result, material, info)
+    out = fe2_run_dir(cfg)
+    (out / "config.json").write_text(cfg.model_dump_json(indent=2))
+    return _finish(cfg, solver, result, material, info, out)
 
 
-def _finish(cfg, solver, result, material, info) -> FE2Run:
-    out = cfg.out_dir
+def _finish(cfg, solver, result, material, info, out: Path) -> FE2Run:
     L = cfg.load
     disp, xlabel = _prescribed_displacement(cfg, result)
     force = result.reaction(L.reaction_boundary, L.reaction_component)
@@ -315,7 +368,7 @@ def _finish(cfg, solver, result, material, info) -> FE2Run:
         arrays["oracle_calls"] = material.oracle_calls
         arrays["surrogate_calls"] = material.surrogate_calls
     np.savez_compressed(out / "results.npz", **arrays)
-    artifacts = [out / "summary.json", out / "results.npz"]
+    artifacts = [out / "config.json", out / "summary.json", out / "results.npz"]
     if cfg.plots:
         from loops.fe2 import plots
 
@@ -340,7 +393,10 @@ def _finish(cfg, solver, result, material, info) -> FE2Run:
                     )
                 )
         except Exception as e:  # noqa: BLE001  (plots must not lose a finished simulation)
-            warnings.warn(f"plotting failed: {type(e).__name__}: {e}", stacklevel=2)
+            from loops.plots import PlotWarning
+            from loops.tracking import one_line
+
+            warnings.warn(f"FE² plot failed: {one_line(e)}", PlotWarning, stacklevel=2)
     run = FE2Run(cfg, solver, result, summary, out, artifacts)
     if cfg.tracking.enabled:
         track_mlflow(run)
@@ -348,64 +404,87 @@ def _finish(cfg, solver, result, material, info) -> FE2Run:
 
 
 def track_mlflow(run: FE2Run) -> str | None:
-    """One MLflow run: config params, per-step metrics, artifacts. Never raises; returns the run id."""
+    """One MLflow run: config params, per-step metrics, artifacts; returns the run id.
+
+    Never raises and never waits long: an HTTP server that does not accept a
+    connection within :data:`loops.tracking.PROBE_TIMEOUT` is skipped, and every
+    call runs under :func:`loops.tracking.short_http_timeouts`. A failure is one
+    warning line (:class:`loops.tracking.TrackingWarning`); the outputs stay in
+    the run directory.
+    """
+    from loops.tracking import (
+        TrackingWarning,
+        one_line,
+        reachable,
+        short_http_timeouts,
+        tracking_uri,
+    )
+
     cfg = run.config
+    uri = tracking_uri(cfg)
     try:
-        from mlflow.entities import Metric, Param
-        from mlflow.tracking import MlflowClient
-
-        from loops.tracking import flatten_params
-
-        uri = (
-            cfg.tracking.tracking_uri
-            or os.environ.get("MLFLOW_TRACKING_URI")
-            or "sqlite:///mlflow.db"
-        )
-        client = MlflowClient(tracking_uri=uri)
-        exp = client.get_experiment_by_name(cfg.tracking.experiment)
-        exp_id = (
-            exp.experiment_id
-            if exp is not None
-            else client.create_experiment(cfg.tracking.experiment)
-        )
-        mlrun = client.create_run(exp_id, run_name=cfg.name, tags={"scalebridge.kind": "fe2"})
-        rid = mlrun.info.run_id
-        flat = flatten_params(cfg.model_dump(mode="json"))
-        params = [Param(k, v[:6000]) for k, v in flat.items()]
-        for i in range(0, len(params), 100):
-            client.log_batch(rid, params=params[i : i + 100])
-        now = int(time.time() * 1000)
-        metrics = []
-        for i, s in enumerate(run.summary["steps"]):
-            for key in (
-                "reaction",
-                "displacement",
-                "load_factor",
-                "n_surrogate",
-                "n_oracle",
-                "newton_iterations",
-                "wall_time",
-            ):
-                metrics.append(Metric(key, float(s[key]), now, i))
-        for key in (
-            "surrogate_fraction",
-            "wall_time",
-            "n_oracle_evaluations",
-            "n_surrogate_evaluations",
-        ):
-            v = run.summary.get(key)
-            if isinstance(v, (int, float)):
-                metrics.append(Metric(f"total_{key}", float(v), now, 0))
-        for i in range(0, len(metrics), 500):
-            client.log_batch(rid, metrics=metrics[i : i + 500])
-        for path in run.artifacts:
-            client.log_artifact(rid, str(path))
-        client.set_terminated(rid, status="FINISHED")
+        if not reachable(uri):
+            raise ConnectionError(f"nothing answers at {uri}")
+        with short_http_timeouts():
+            rid = _log_run(run, uri)
         run.summary["mlflow_run_id"] = rid
         return rid
     except Exception as e:  # noqa: BLE001  (tracking must not lose a finished simulation)
         warnings.warn(
-            f"MLflow tracking failed ({type(e).__name__}: {e}); outputs are in {run.out_dir}",
+            f"MLflow tracking at {uri} failed ({one_line(e)}); the outputs are in {run.out_dir}",
+            TrackingWarning,
             stacklevel=2,
         )
         return None
+
+
+def _log_run(run: FE2Run, uri: str) -> str:
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
+    from loops.tracking import flatten_params
+
+    cfg = run.config
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(cfg.tracking.experiment)
+    exp_id = (
+        exp.experiment_id if exp is not None else client.create_experiment(cfg.tracking.experiment)
+    )
+    mlrun = client.create_run(
+        exp_id,
+        run_name=cfg.name,
+        tags={"scalebridge.kind": "fe2", "scalebridge.run_dir": str(run.out_dir.resolve())},
+    )
+    rid = mlrun.info.run_id
+    flat = flatten_params(cfg.model_dump(mode="json"))
+    params = [Param(k, v[:6000]) for k, v in flat.items()]
+    for i in range(0, len(params), 100):
+        client.log_batch(rid, params=params[i : i + 100])
+    now = int(time.time() * 1000)
+    metrics = []
+    for i, s in enumerate(run.summary["steps"]):
+        for key in (
+            "reaction",
+            "displacement",
+            "load_factor",
+            "n_surrogate",
+            "n_oracle",
+            "newton_iterations",
+            "wall_time",
+        ):
+            metrics.append(Metric(key, float(s[key]), now, i))
+    for key in (
+        "surrogate_fraction",
+        "wall_time",
+        "n_oracle_evaluations",
+        "n_surrogate_evaluations",
+    ):
+        v = run.summary.get(key)
+        if isinstance(v, (int, float)):
+            metrics.append(Metric(f"total_{key}", float(v), now, 0))
+    for i in range(0, len(metrics), 500):
+        client.log_batch(rid, metrics=metrics[i : i + 500])
+    for path in run.artifacts:
+        client.log_artifact(rid, str(path))
+    client.set_terminated(rid, status="FINISHED")
+    return rid

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,7 +61,9 @@ def _run_cli(tmp_path, capsys, *extra):
 def test_cli_analytic_run_writes_outputs(tmp_path, capsys):
     out = _run_cli(tmp_path, capsys, "--no-mlflow")
     assert out["mlflow_run_id"] is None
-    d = tmp_path / "out"
+    d = Path(out["output_dir"])
+    assert d.parent == tmp_path / "out" and d.name.startswith("t-")
+    assert parse_config(json.loads((d / "config.json").read_text())).name == "t"
     summary = json.loads((d / "summary.json").read_text())
     assert [s["load_factor"] for s in summary["steps"]] == pytest.approx([0.5, 1.0])
     for png in ("deformed_stress.png", "force_displacement.png"):
@@ -176,7 +179,7 @@ def test_adaptive_run_with_a_homogeneous_rve_end_to_end(tmp_path):
     s = run.summary
     assert s["n_oracle_evaluations"] > 0 and s["n_surrogate_evaluations"] > 0
     assert sum(st["n_learned"] for st in s["steps"]) > 0
-    assert (run.out_dir / "oracle_map.png").exists()
+    assert (run.out_dir / "oracle_map.png").exists() and run.out_dir.parent == tmp_path / "o"
     # one phase: the RVE is the Neo-Hookean law, so compare with single scale
     from loops.fe2.providers import NeoHookean
     from loops.fe2.run import make_solver
@@ -185,3 +188,78 @@ def test_adaptive_run_with_a_homogeneous_rve_end_to_end(tmp_path):
     ref = make_solver(cfg, NeoHookean.from_young(10.0, 0.3)).solve(n_steps=3)
     R, R_ref = s["steps"][-1]["reaction"], ref.final.reactions["right"][0]
     assert abs(R - R_ref) <= 0.005 * abs(R_ref)
+
+
+# ----------------------------------------------------------------- run directories, tracking, errors
+
+
+def test_a_second_run_never_overwrites_the_first(tmp_path, capsys):
+    first = _run_cli(tmp_path, capsys, "--no-mlflow")["output_dir"]
+    stamp = (Path(first) / "summary.json").stat().st_mtime_ns
+    second = _run_cli(tmp_path, capsys, "--no-mlflow")["output_dir"]
+    assert first != second and Path(second).parent == Path(first).parent
+    assert (Path(first) / "summary.json").stat().st_mtime_ns == stamp
+    assert (Path(second) / "summary.json").exists()
+
+
+def test_no_mlflow_touches_no_tracking_store(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = _write(tmp_path, BASE)
+    assert scalebridge(["fe2", str(cfg), "--quiet", "--no-mlflow"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert Path(out["output_dir"]).parent == Path("runs/fe2")
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
+
+
+def test_unreachable_tracking_server_costs_seconds_not_minutes(tmp_path, capsys, monkeypatch):
+    import time
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens there
+    t0 = time.perf_counter()
+    with pytest.warns(UserWarning, match="127.0.0.1:9") as rec:
+        out = _run_cli(tmp_path, capsys)
+    assert time.perf_counter() - t0 < 60  # MLflow's own defaults retry for minutes
+    assert out["mlflow_run_id"] is None and (Path(out["output_dir"]) / "summary.json").exists()
+    mine = [w for w in rec if "127.0.0.1:9" in str(w.message)]
+    assert len(mine) == 1 and "\n" not in str(mine[0].message)
+
+
+def _surrogate_config(tmp_path, uri):
+    text = BASE.replace('provider = "analytic"', 'provider = "surrogate"')
+    text = text.replace("[material.analytic]\nE = 10.0\nnu = 0.3\n", f'[material.surrogate]\nuri = "{uri}"\n')
+    return _write(tmp_path, text, "s.toml")
+
+
+def test_missing_registered_model_is_one_line_naming_the_store(tmp_path, capsys, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'absent.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    cfg = _surrogate_config(tmp_path, "models:/rve_gp/7")
+    assert scalebridge(["fe2", str(cfg), "--quiet", "--no-mlflow", "--output-dir", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "models:/rve_gp/7" in err[0] and uri in err[0] and "MLFLOW_TRACKING_URI" in err[0]
+    assert not (tmp_path / "absent.db").exists()
+
+
+def test_tampered_surrogate_directory_is_one_line(tmp_path, capsys):
+    import torch
+
+    from surrogates import Dataset
+    from surrogates.base import save_surrogate
+    from surrogates.gp import GPSurrogate
+
+    g = torch.Generator().manual_seed(0)
+    H = 0.02 * (2 * torch.rand(8, 4, generator=g, dtype=torch.float64) - 1)
+    gp = GPSurrogate.from_dataset(Dataset(X=H, Y=10 * H), n_restarts=1, maxiter=20)
+    d = save_surrogate(gp, tmp_path / "gp")
+    (d / "state.pt").write_bytes((d / "state.pt").read_bytes()[:64])
+    cfg = _surrogate_config(tmp_path, str(d))
+    assert scalebridge(["fe2", str(cfg), "--quiet", "--no-mlflow", "--output-dir", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    assert str(d) in err[0] and "damaged or were edited" in err[0]
