@@ -63,3 +63,45 @@ def test_bad_toml_and_missing_file(tmp_path):
         load_config(f)
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_unknown_oracle_lists_only_real_oracles_and_test_doubles_name_their_path():
+    (line,) = _lines({**GOOD, "oracle": {"name": "nope"}})
+    for fake in ("slow", "flaky", "die_once", "branin_mf", "fakes"):
+        assert fake not in line, line
+    (line,) = _lines({**GOOD, "oracle": {"name": "die_once"}})
+    assert "loops.fakes:DieOnceOracle" in line
+
+
+def test_oracle_instance_is_accepted_and_anything_else_is_one_line():
+    from oracles.function import FunctionOracle
+    from tests.oracles.test_function_oracle import branin
+
+    o = FunctionOracle(branin, [[-5.0, 0.0], [10.0, 15.0]])
+    cfg = parse_config({**GOOD, "oracle": o})
+    assert cfg.oracle.instance is o and cfg.oracle.spec() is o
+    assert cfg.oracle.name == "oracles.function:FunctionOracle"
+    dumped = cfg.model_dump(mode="json")["oracle"]
+    assert dumped["instance"].startswith("FunctionOracle(branin")
+    # a dumped instance cannot be rebuilt from text: the message says to pass the object again
+    (line,) = _lines({**GOOD, "oracle": dumped})
+    assert "pass the object again" in line
+    (line,) = _lines({**GOOD, "oracle": 3})
+    assert "oracle must be a table" in line and "Oracle instance" in line and "model_type" not in line
+
+
+@pytest.mark.parametrize(
+    "patch, must",
+    [
+        ({"budget": {"calls": True}}, "budget.calls = True: Input should be a valid integer"),
+        ({"budget": {"cost": float("inf")}}, "budget.cost = inf: Input should be a finite number"),
+        ({"initial": {"n": 1e8}}, "initial.n = 100000000.0: Input should be a valid integer"),
+        ({"initial": {"n": 10**8}}, "less than or equal to 100000"),
+        ({"oracle": {"name": "branin", "noise_std": "0.1"}}, "oracle.noise_std = '0.1'"),
+        ({"oracle": {"name": "loops.fakes:SlowOracle", "dely": 1.0}}, "allowed keys: ['delay', 'jitter']"),
+        ({"oracle": {"name": "os:system"}}, "not an Oracle subclass"),
+    ],
+)
+def test_numbers_are_what_they_say(patch, must):
+    (line,) = _lines({**GOOD, **patch})
+    assert must in line, line
