@@ -561,7 +561,8 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         mean = torch.empty(G, r, n, dtype=DTYPE)
         jac = torch.empty(G, r, n, d, dtype=DTYPE)
         var = torch.empty(m, n, dtype=DTYPE) if with_variance else None
-        b = min(n, self._FAST_BLOCK)
+        # one kernel group (shared lengthscale) takes longer blocks for the same working set
+        b = min(n, max(self._FAST_BLOCK, 4 * self._FAST_BLOCK // G))
         X = X.to(DTYPE)
 
         def run(starts) -> None:
@@ -591,8 +592,8 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             var = (c["y_std"].pow(2).unsqueeze(-1) * var.clamp_min_(0)).T  # n x m
         return mean, jac.reshape(m, n, d).transpose(0, 1), var
 
-    #: points per block of the closed-form predictor: the three G x block x N
-    #: work arrays stay in cache
+    #: points per block of the closed-form predictor (four times as many with
+    #: one kernel group): the three ``G x block x N`` work arrays stay in cache
     _FAST_BLOCK = 64
 
     @staticmethod
@@ -662,9 +663,13 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
                 also ``n x k x k`` deformation gradients ``F``).
             Y: ``n x m`` outputs in original units (``n x k x k`` stresses ``P``
                 with ``F``).
-            noise: ``n x m`` known observation variances (original units);
-                required when the model was fitted with known noise (``Yvar``),
-                not allowed otherwise.
+            noise: ``n x m`` observation variances of the new points
+                (original units; floored like ``Yvar``); required when the
+                model was fitted with known noise (``Yvar``). For a model with
+                inferred homoskedastic noise, None gives the new points that
+                noise; a tensor (e.g. zeros for exact answers) turns the copy
+                into a known-noise GP whose old points keep the inferred
+                noise (:meth:`with_known_noise`).
 
         Returns:
             A new :class:`GPSurrogate`; this one is unchanged.
@@ -676,12 +681,12 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         if Y.shape != (n, m) or not torch.isfinite(Y).all():
             raise InvalidInput(f"Y must be a finite n x {m} tensor with n = {n}, got shape {tuple(Y.shape)}")
         ds = self.train_dataset
-        if (noise is None) != (ds.Yvar is None):
+        if noise is None and ds.Yvar is not None:
             raise ValueError(
-                "noise (n x m known variances) is required when the GP was fitted with known noise (Yvar) "
-                f"and not allowed otherwise; got noise={'None' if noise is None else 'a tensor'}, "
-                f"Yvar={'None' if ds.Yvar is None else 'set'}"
+                "noise (n x m known variances) is required when the GP was fitted with known noise (Yvar)"
             )
+        if noise is not None and ds.Yvar is None:
+            return self.with_known_noise().condition_on_observations(X, Y, noise=noise, **kwargs)
         Yvar = None
         if noise is not None:
             Yvar = floor_yvar(torch.as_tensor(noise, dtype=DTYPE).reshape(n, m), ds.Y, self._sb_config["min_noise_rel"])
@@ -707,6 +712,26 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         new._fast_cache = None
         return new
 
+    def with_known_noise(self) -> GPSurrogate:
+        """This GP as a known-noise GP: each training point's ``Yvar`` is the
+        inferred noise variance (original units), every hyperparameter kept,
+        so the posterior is the same. New points can then carry their own
+        noise (:meth:`condition_on_observations`)."""
+        ds = self.train_dataset
+        if ds.Yvar is not None:
+            return copy.deepcopy(self)
+        m = self.num_outputs
+        std2 = self.outcome_transform.stdvs.reshape(1, m).pow(2)
+        Yvar = (self._noise_std().reshape(1, m) * std2).expand(ds.n, m).clone()
+        new = type(self)._build(
+            Dataset(X=ds.X, Y=ds.Y, Yvar=Yvar, input_names=ds.input_names, output_names=ds.output_names),
+            copy.deepcopy(self._sb_config),
+        )
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith("likelihood.")}
+        new.load_state_dict(state, strict=False)
+        new.eval()
+        return new
+
     def _noise_std(self) -> Tensor:
         """``m`` observation-noise variances (standardized units) of a new point."""
         lik = self.likelihood
@@ -715,7 +740,8 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         return lik.noise.detach().reshape(self.num_outputs, -1).median(-1).values
 
     def select_batch(
-        self, X: Tensor, tolerance: float, min_points: int = 1, max_points: int | None = None
+        self, X: Tensor, tolerance: float, min_points: int = 1, max_points: int | None = None,
+        noise: float | None = None,
     ) -> Tensor:
         """Indices of candidates whose observation brings every candidate's variance below ``tolerance``.
 
@@ -737,6 +763,9 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             tolerance: the variance to reach (output units squared, >= 0).
             min_points: pick at least this many (as ``n`` allows).
             max_points: pick at most this many (default ``n``).
+            noise: the variance (original units) the picked points will be
+                observed with, e.g. 0 for exact answers (floored as in
+                :meth:`condition_on_observations`); None: the model's noise.
 
         Returns:
             ``k`` distinct indices into ``X`` in the order picked (``k = 0``
@@ -765,7 +794,13 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             prior = self.covar_module.outputscale.detach().reshape(m, 1).expand(m, n)
             diag = (prior - V.pow(2).sum(-2)).clamp_min(0)  # m x n, standardized
             scale = c["y_std"].pow(2).reshape(m, 1)
-            noise = self._noise_std().reshape(m, 1)
+            if noise is None:
+                noise = self._noise_std().reshape(m, 1)
+            else:
+                # as conditioning stores it: floored, standardized, at least GPyTorch's 1e-6
+                noise = (floor_yvar(torch.full((1, m), float(noise), dtype=DTYPE), self.train_dataset.Y,
+                                    self._sb_config["min_noise_rel"]) / scale.reshape(1, m)).reshape(m, 1)
+                noise = noise.clamp_min(1e-6)
             U: list[Tensor] = []  # pivoted partial Cholesky columns, m x n each
             picks: list[int] = []
             taken = torch.zeros(n, dtype=torch.bool)

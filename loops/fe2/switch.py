@@ -98,18 +98,20 @@ class ConditionUpdater:
     e.g. :meth:`surrogates.gp.GPSurrogate.condition_on_observations`:
     milliseconds); every ``refit_every``-th update instead refits the
     hyperparameters on all the data (:func:`refit_updater`; 0: never).
-    A GP fitted with known noise (``train_dataset.Yvar``) gets the new
-    answers with noise variance ``noise`` (default 0: the oracle's answers
-    are exact; the GP floors it to keep its Cholesky factor stable).
+    The new answers are observed with noise variance ``noise`` (default 0:
+    the oracle's answers are exact; the GP floors it to keep its Cholesky
+    factor stable), also by a GP whose noise was inferred from its training
+    data (its old points keep that noise); ``noise=None`` gives the new
+    answers the GP's own noise model.
     """
 
-    def __init__(self, refit_every: int = 0, noise: float = 0.0):
+    def __init__(self, refit_every: int = 0, noise: float | None = 0.0):
         if int(refit_every) < 0:
             raise ValueError(f"refit_every must be >= 0, got {refit_every}")
-        if not (float(noise) >= 0 and math.isfinite(noise)):
-            raise ValueError(f"noise must be a finite variance >= 0, got {noise}")
+        if noise is not None and not (float(noise) >= 0 and math.isfinite(noise)):
+            raise ValueError(f"noise must be a finite variance >= 0 or None, got {noise}")
         self.refit_every = int(refit_every)
-        self.noise = float(noise)
+        self.noise = None if noise is None else float(noise)
         self.n_updates = 0
 
     def __call__(self, surrogate, F: Tensor, P: Tensor, A: Tensor):
@@ -117,10 +119,9 @@ class ConditionUpdater:
         if self.refit_every and self.n_updates % self.refit_every == 0:
             return refit_updater(surrogate, F, P, A)
         H, Y = _flat(F, P)
-        ds = getattr(surrogate, "train_dataset", None)
-        if ds is not None and ds.Yvar is not None:
-            return surrogate.condition_on_observations(H, Y, noise=torch.full_like(Y, self.noise))
-        return surrogate.condition_on_observations(H, Y)
+        if self.noise is None:
+            return surrogate.condition_on_observations(H, Y)
+        return surrogate.condition_on_observations(H, Y, noise=torch.full_like(Y, self.noise))
 
 
 def condition_updater(surrogate, F: Tensor, P: Tensor, A: Tensor):
@@ -151,7 +152,7 @@ def refit_updater(surrogate, F: Tensor, P: Tensor, A: Tensor):
     ds = getattr(surrogate, "train_dataset", None)
     if ds is None:
         raise TypeError(f"{type(surrogate).__name__} keeps no train_dataset to append to")
-    n, k = F.shape[0], F.shape[-1]
+    k = F.shape[-1]
     H, Y = _flat(F, P)
     if ds.d != k * k or ds.m != k * k:
         raise TypeError(
@@ -185,12 +186,12 @@ class AdaptiveSwitch:
     kept) and all points are predicted again; up to ``max_rounds`` such rounds,
     then whatever is still uncertain is answered by the oracle directly (sticky,
     as above). Nearby Gauss points have nearly equal ``F``, so one answer
-    clears many. Learning happens at the first provider call of a load step only;
-    the later Newton iterations of the step see a fixed surrogate (and the sticky
-    oracle points), so Newton converges. The solver reuses the converged state of the previous step
-    for the first iteration of a step, so the first call of a step is at the
-    predicted state and the oracle calls happen there, not at every Newton
-    iteration. The oracle's answers are used at the points it was asked about.
+    clears many. Learning happens at the first ``learn_calls`` provider calls of
+    a load step only (the predicted state, where the solver starts from the
+    previous converged state, and the first Newton iterate, already close to
+    the converged state of the step); the later Newton iterations see a fixed
+    surrogate (and the sticky oracle points), so Newton converges. The
+    oracle's answers are used at the points it was asked about.
 
     Args:
         surrogate: a provider whose response carries ``variance`` (``n``).
@@ -214,6 +215,10 @@ class AdaptiveSwitch:
         min_batch: on-the-fly batches have at least this many points (the number
             of oracle workers: more points in one parallel call cost no extra time).
         max_rounds: on-the-fly rounds (oracle call + update) per provider call.
+        learn_calls: on-the-fly learning at the first this many provider calls
+            of a load step (the predicted state and the first Newton iterates,
+            which are near the converged state); the later calls see a fixed
+            surrogate.
 
     Attributes:
         step_log: one dict per attempted load step (``load_factor``,
@@ -234,6 +239,7 @@ class AdaptiveSwitch:
         on_the_fly: bool | None = None,
         min_batch: int = 1,
         max_rounds: int = 3,
+        learn_calls: int = 2,
     ):
         for name, m in (("surrogate", surrogate), ("oracle", oracle)):
             if not isinstance(m, MaterialModel):
@@ -261,8 +267,11 @@ class AdaptiveSwitch:
                 f"got learn={self.learn} and {type(surrogate).__name__}"
             )
         self.on_the_fly = bool(on_the_fly)
-        if min_batch < 1 or max_rounds < 1:
-            raise ValueError(f"min_batch and max_rounds must be >= 1, got {min_batch}, {max_rounds}")
+        if min_batch < 1 or max_rounds < 1 or learn_calls < 1:
+            raise ValueError(
+                f"min_batch, max_rounds and learn_calls must be >= 1, got {min_batch}, {max_rounds}, {learn_calls}"
+            )
+        self.learn_calls = int(learn_calls)
         self.min_batch = int(min_batch)
         self.max_rounds = int(max_rounds)
         #: oracle calls made (batched calls, not points)
@@ -275,6 +284,7 @@ class AdaptiveSwitch:
         self._step = {"n_surrogate": 0, "n_oracle": 0}
         self._load_factor = float("nan")
         self._sticky: Tensor | None = None
+        self._calls = 0
 
     @staticmethod
     def _check_tol(tolerance: float) -> float:
@@ -309,9 +319,9 @@ class AdaptiveSwitch:
             A = torch.as_tensor(r.tangent, dtype=DTYPE).clone()
             finite = torch.isfinite(P).flatten(1).all(1) & torch.isfinite(A).flatten(1).all(1)
             use_oracle = ~(var < self.tolerance) | ~finite
-            # on the fly only at the first call of a step (the predicted state): learning at
-            # every Newton iteration would change the law under Newton and never converge
-            if self.on_the_fly and self._sticky is None and use_oracle.any():
+            # on the fly only at the first learn_calls calls of a step: learning at every
+            # Newton iteration would change the law under Newton and never converge
+            if self.on_the_fly and self._calls < self.learn_calls and use_oracle.any():
                 P, A, var, asked = self._learn_on_the_fly(F, P, A, var, finite)
                 use_oracle = ~(var < self.tolerance) | ~finite
             else:
@@ -327,6 +337,7 @@ class AdaptiveSwitch:
             var = torch.zeros(n, dtype=DTYPE)
             use_oracle = torch.ones(n, dtype=torch.bool)
             asked = torch.zeros(n, dtype=torch.bool)
+        self._calls += 1
         # the points asked on the fly are known exactly now; only the rest is sticky
         use_oracle &= ~asked
         self._sticky = use_oracle.clone()
@@ -365,8 +376,12 @@ class AdaptiveSwitch:
             if not pending.any():
                 break
             cand = ok[~asked[ok]]
+            # the batch is chosen for the noise the updater will observe the answers with
+            kw = {}
+            if isinstance(self.updater, ConditionUpdater) and self.updater.noise is not None:
+                kw["noise"] = self.updater.noise
             pick = self.surrogate.select_batch(
-                F[cand], self.tolerance, min_points=self.min_batch, max_points=self.max_learn
+                F[cand], self.tolerance, min_points=self.min_batch, max_points=self.max_learn, **kw
             )
             if pick.numel() == 0:
                 break
@@ -393,6 +408,7 @@ class AdaptiveSwitch:
         self._load_factor = float(load_factor)
         self._step = {"n_surrogate": 0, "n_oracle": 0}
         self._sticky = None
+        self._calls = 0
 
     def end_step(self, accepted: bool) -> dict[str, Any]:
         """Record the step and, when learning, add its oracle answers to the surrogate."""

@@ -602,3 +602,27 @@ def test_select_batch_picks_the_max_variance_points(shared):
     assert (after.material_response(F).variance < tol).all()
     assert gp.select_batch(F, 2 * float(gp.material_response(F).variance.max())).numel() == 0
     assert gp.select_batch(F, tol, min_points=batch.numel() + 2).numel() == batch.numel() + 2
+
+
+def test_exact_answers_condition_a_gp_with_inferred_noise():
+    """The known-noise copy of a GP with inferred noise has the same posterior;
+    exact new answers (noise 0) then make it sure at those points, while its
+    old points keep their inferred noise."""
+    from surrogates.gp import _GPCommon
+
+    gp = _fitted_constitutive(2, 20, seed=80)
+    Xq = _new_points(2, 15, seed=81)[1]
+    known = gp.with_known_noise()
+    assert known.train_dataset.Yvar is not None and gp.train_dataset.Yvar is None
+    for a, b in zip(known._mean_jac_var(Xq), _GPCommon._mean_jac_var(gp, Xq), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-8 * float(b.abs().max()))
+    F_new, X_new, Y_new = _new_points(2, 4, seed=82)
+    noisy = gp.condition_on_observations(X_new, Y_new)  # the GP's own noise for the new points
+    exact = gp.condition_on_observations(X_new, Y_new, noise=torch.zeros_like(Y_new))
+    v_noisy, v_exact = noisy.material_response(F_new).variance, exact.material_response(F_new).variance
+    assert (v_exact < v_noisy).all()
+    # noise floored at 1e-6 of each output's variance (GPyTorch's smallest fixed noise)
+    assert (v_exact <= 1.01e-6 * exact.outcome_transform.stdvs.pow(2).mean()).all()
+    # select_batch plans for the noise the answers will have
+    tol = float(gp.material_response(F_new).variance.min()) * 0.5
+    assert gp.select_batch(F_new, tol, noise=0.0).numel() <= gp.select_batch(F_new, tol).numel()
