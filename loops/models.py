@@ -110,7 +110,9 @@ def fit_model(
         bounds: ``2 x d`` bounds of ``X`` (fidelity column included).
         Yvar: ``n x m`` observation variances or None; zeros mean noise-free data
             (the BoTorch models then hold the noise at ``NOISE_FLOOR_REL`` of the
-            output variance, the project's models interpolate).
+            output variance, the project's models interpolate). The co-kriging
+            models get ``noise="known"`` with a ``Yvar`` (fixed per-point noise)
+            and ``"infer"`` without, unless ``options`` say otherwise.
         fidelity_dim: index of the fidelity column, or None.
         options: model options from the config.
         warm: a previous model's ``state_dict`` to start hyperparameters from.
@@ -146,6 +148,13 @@ def fit_model(
     if names is not None:
         ds.input_names, ds.output_names = names
     opts = dict(options)
+    if fidelity_dim is not None and "noise" not in opts:
+        from surrogates.multifidelity import MultiFidelityModel
+
+        if isinstance(cls, type) and issubclass(cls, MultiFidelityModel):
+            # the oracle's word, said explicitly: its Yvar (zeros from a
+            # deterministic oracle) is known noise; without Yvar, noise is inferred
+            opts["noise"] = "known" if Yvar is not None else "infer"
     try:
         model = cls.from_dataset(ds, bounds=bounds[:, : ds.d], **opts)
     except TypeError:

@@ -1,0 +1,217 @@
+r"""The Gaussian-process core shared by every multi-fidelity model.
+
+Three pieces, each in one place:
+
+* :class:`Correlation` -- a stationary correlation from GPyTorch
+  (:class:`~gpytorch.kernels.MaternKernel` with ``nu = 2.5`` or
+  :class:`~gpytorch.kernels.RBFKernel`) held at unit lengthscale; lengthscales
+  are applied by dividing the inputs, so they stay plain tensors that autograd
+  differentiates and the optimizer moves in log space.
+* :class:`Kriging` -- universal kriging with a GLS trend: covariance
+  ``K`` (``n x n``, signal plus noise), trend basis ``F`` (``n x p``) and
+  targets ``y`` (``n``); the trend coefficients ``beta`` are profiled out and
+  the negative log restricted likelihood (REML, Harville 1974; Patterson &
+  Thompson 1971) or plain likelihood is returned; prediction gives the
+  universal-kriging mean and covariance, which include the uncertainty of
+  ``beta`` (Santner, Williams & Notz 2003, sec. 3.3).
+* :func:`fit_map` -- the one fitter: a maximum a-posteriori estimate of an
+  unconstrained, box-bounded parameter vector by L-BFGS-B (SciPy) with
+  autograd gradients, started from the best few of a set of candidate starts.
+
+Priors: :func:`log_lengthscale_prior` is the dimension-scaled log-normal
+lengthscale prior of Hvarfner, Hellsten & Nardi (2024, "Vanilla Bayesian
+optimization performs great in high dimensions"), BoTorch's default for inputs
+scaled to the unit cube.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from gpytorch.kernels import MaternKernel, RBFKernel
+from linear_operator.utils.cholesky import psd_safe_cholesky
+from scipy.optimize import minimize
+from torch import Tensor
+
+from surrogates.dataset import DTYPE
+
+#: correlation families (GPyTorch kernels) by name
+KERNELS = ("matern52", "rbf")
+
+#: box of the log lengthscales (inputs scaled to the unit cube); the lower end
+#: is BoTorch's 0.025 constraint
+LOG_LS_BOUNDS = (math.log(0.025), math.log(1e3))
+#: box of the log signal variances (outputs standardized)
+LOG_VAR_BOUNDS = (math.log(1e-6), math.log(1e3))
+#: box of the log inferred nuggets (standardized outputs)
+LOG_NUGGET_BOUNDS = (math.log(1e-8), math.log(10.0))
+#: smallest noise variance on the diagonal (standardized outputs): keeps the
+#: Cholesky of interpolating (noise-free) models well defined
+NOISE_FLOOR = 1e-9
+#: L-BFGS-B stopping tolerances: tight, so that fits of data differing only by
+#: round-off (``y`` and ``a y + b``) end at the same optimum
+FTOL, GTOL = 1e-13, 1e-8
+
+
+class Correlation:
+    """Unit-variance stationary correlation ``r(x / ls, x' / ls)`` from GPyTorch.
+
+    Args:
+        kind: ``"matern52"`` or ``"rbf"``.
+    """
+
+    def __init__(self, kind: str = "matern52"):
+        if kind not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}, got {kind!r}")
+        self.kind = kind
+        k = MaternKernel(nu=2.5) if kind == "matern52" else RBFKernel()
+        k = k.to(DTYPE)
+        k.lengthscale = 1.0
+        k.requires_grad_(False)
+        self._k = k
+
+    def __call__(self, x1: Tensor, x2: Tensor, ls: Tensor, diag: bool = False) -> Tensor:
+        """Correlation of ``... x n x d`` and ``... x q x d`` inputs with
+        lengthscales ``ls`` (``d`` or 1); ``... x n x q`` (``... x n`` if ``diag``)."""
+        return self._k.forward(x1 / ls, x2 / ls, diag=diag)
+
+
+def log_lengthscale_prior(log_ls: Tensor, d: int) -> Tensor:
+    """Log density (up to a constant) of the dimension-scaled lengthscale prior:
+    ``log ls ~ Normal(sqrt(2) + log(d) / 2, sqrt(3))`` for ``d`` input dimensions."""
+    loc, scale = math.sqrt(2.0) + 0.5 * math.log(d), math.sqrt(3.0)
+    return -0.5 * ((log_ls - loc) / scale).pow(2).sum()
+
+
+def prior_lengthscale(d: int) -> float:
+    """Mode of the lengthscale prior (a starting point): ``exp(loc - scale^2)``."""
+    return math.exp(math.sqrt(2.0) + 0.5 * math.log(d) - 3.0)
+
+
+class Kriging:
+    """Universal kriging on one set of training points.
+
+    Args:
+        K: ``n x n`` covariance of the observations (signal plus noise).
+        F: ``n x p`` trend basis (``p <= n``, full column rank).
+        y: ``n`` targets.
+    """
+
+    def __init__(self, K: Tensor, F: Tensor, y: Tensor):
+        self.L = psd_safe_cholesky(K)
+        self.Fi = torch.linalg.solve_triangular(self.L, F, upper=False)
+        yi = torch.linalg.solve_triangular(self.L, y.unsqueeze(-1), upper=False)
+        A = self.Fi.transpose(-1, -2) @ self.Fi
+        self.La = psd_safe_cholesky(A)
+        self.beta = torch.cholesky_solve(self.Fi.transpose(-1, -2) @ yi, self.La).squeeze(-1)
+        self.ri = yi.squeeze(-1) - self.Fi @ self.beta  # L^-1 (y - F beta)
+        self.n, self.p = F.shape[-2], F.shape[-1]
+
+    def nll(self, reml: bool = True) -> Tensor:
+        """Negative log (restricted) likelihood, up to a constant."""
+        out = 0.5 * self.ri.pow(2).sum() + self.L.diagonal(dim1=-2, dim2=-1).log().sum()
+        if reml:
+            out = out + self.La.diagonal(dim1=-2, dim2=-1).log().sum()
+        return out
+
+    def predict(self, Kx: Tensor, Kxx: Tensor, Fx: Tensor, diag: bool = False) -> tuple[Tensor, Tensor]:
+        """Mean and covariance of the latent process at new points.
+
+        Args:
+            Kx: ``... x n x q`` covariance between training and new points.
+            Kxx: ``... x q x q`` prior covariance of the new points (``... x q``
+                variances if ``diag``).
+            Fx: ``... x q x p`` trend basis at the new points.
+
+        Returns:
+            Mean ``... x q`` and covariance ``... x q x q`` (``... x q`` if ``diag``).
+        """
+        V = torch.linalg.solve_triangular(self.L, Kx, upper=False)
+        mean = Fx @ self.beta + V.transpose(-1, -2) @ self.ri
+        U = Fx.transpose(-1, -2) - self.Fi.transpose(-1, -2) @ V
+        W = torch.linalg.solve_triangular(self.La, U, upper=False)
+        if diag:
+            return mean, (Kxx - V.pow(2).sum(-2) + W.pow(2).sum(-2)).clamp_min(0.0)
+        cov = Kxx - V.transpose(-1, -2) @ V + W.transpose(-1, -2) @ W
+        return mean, cov
+
+
+def fit_map(
+    objective: Callable[[Tensor], Tensor],
+    starts: Tensor,
+    bounds: Tensor,
+    restarts: int = 3,
+    maxiter: int = 200,
+) -> tuple[Tensor, float]:
+    """Minimize ``objective`` (negative log posterior of a ``P`` vector) in a box.
+
+    Every row of ``starts`` (``S x P``) is scored; L-BFGS-B runs from the
+    ``restarts`` best, with gradients by autograd. A point where the objective
+    fails (a Cholesky that does not factor) scores ``+inf`` and is skipped.
+
+    Args:
+        objective: ``P`` tensor -> scalar tensor.
+        starts: ``S x P`` candidate starting points.
+        bounds: ``2 x P`` box.
+        restarts: number of local optimizations.
+        maxiter: L-BFGS-B iterations per optimization.
+
+    Returns:
+        The best parameter vector (``P``) and its objective value.
+    """
+    lo, hi = bounds[0].numpy(), bounds[1].numpy()
+    starts = torch.maximum(torch.minimum(starts, bounds[1]), bounds[0])
+
+    def value(t: Tensor) -> float:
+        try:
+            with torch.no_grad():
+                v = float(objective(t))
+        except (RuntimeError, ValueError):
+            return math.inf
+        return v if math.isfinite(v) else math.inf
+
+    scores = [value(s) for s in starts]
+    order = np.argsort(scores)[: max(1, int(restarts))]
+    best_v, best_t = math.inf, starts[int(order[0])].clone()
+    penalty = 1e10
+
+    def fun(v: np.ndarray) -> tuple[float, np.ndarray]:
+        t = torch.tensor(v, dtype=DTYPE, requires_grad=True)
+        try:
+            f = objective(t)
+            (g,) = torch.autograd.grad(f, t)
+            fv, gv = float(f.detach()), g.numpy()
+        except (RuntimeError, ValueError):
+            return penalty, np.zeros_like(v)
+        if not math.isfinite(fv) or not np.isfinite(gv).all():
+            return penalty, np.zeros_like(v)
+        return fv, gv
+
+    for i in order:
+        if not math.isfinite(scores[int(i)]):
+            continue
+        res = minimize(
+            fun, starts[int(i)].numpy(), jac=True, method="L-BFGS-B",
+            bounds=list(zip(lo, hi, strict=True)), options={"maxiter": maxiter, "ftol": FTOL, "gtol": GTOL},
+        )
+        t = torch.as_tensor(res.x, dtype=DTYPE)
+        v = value(t)
+        if v < best_v:
+            best_v, best_t = v, t
+    if not math.isfinite(best_v):
+        raise RuntimeError("the likelihood could not be evaluated at any starting point")
+    return best_t, best_v
+
+
+def random_starts(base: Tensor, bounds: Tensor, n: int, seed: int, spread: Tensor | None = None) -> Tensor:
+    """``1 + n`` starts: ``base`` (``P``) and ``n`` draws around it
+    (normal with standard deviation ``spread``, default 1, in the unconstrained
+    coordinates), clipped to the box ``bounds`` (``2 x P``)."""
+    gen = torch.Generator().manual_seed(int(seed))
+    s = torch.ones_like(base) if spread is None else spread
+    draws = base + s * torch.randn(n, base.numel(), generator=gen, dtype=DTYPE)
+    out = torch.cat([base.unsqueeze(0), draws])
+    return torch.maximum(torch.minimum(out, bounds[1]), bounds[0])

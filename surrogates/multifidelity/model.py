@@ -1,0 +1,415 @@
+r"""Base class of the multi-fidelity models: data checks, scaling, noise,
+posterior assembly, persistence and the cost model.
+
+A model is fitted on a :class:`~surrogates.dataset.Dataset` whose
+``fidelity`` holds the level of every row (``0`` cheapest, ``L - 1`` the one
+that matters; ``X`` excludes the level). Inputs are scaled to the unit cube
+(by ``bounds`` or the data's range); outputs of all levels are standardized by
+the mean and standard deviation of the top level's data, so every prediction
+is equivariant under ``y -> a y + b`` (any ``a != 0``): the likelihoods are
+invariant under a sign flip of all standardized outputs and nothing else
+depends on the sign or offset of the data.
+
+Noise is said explicitly by ``noise``:
+
+* ``"known"``: ``Dataset.Yvar`` (``n x 1``, variances in output units) is the
+  observation noise of every row, fixed and heteroskedastic (``Yvar = 0``:
+  that row is interpolated). Precision-weighted fusion: a row with a small
+  variance pulls harder than one with a large variance.
+* ``"infer"``: one noise variance (nugget) per level is estimated; ``Yvar`` is
+  not used.
+* ``"known+infer"``: ``Yvar`` plus an estimated nugget per level.
+* ``"none"``: noise-free data, every level interpolates (``Yvar`` must be
+  absent or zero).
+* ``"auto"`` (default): ``"known"`` when ``Yvar`` is given, else ``"infer"``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from botorch.models.cost import AffineFidelityCostModel
+from botorch.models.deterministic import GenericDeterministicModel
+from botorch.models.model import Model
+from botorch.posteriors.gpytorch import GPyTorchPosterior
+from gpytorch.distributions import MultivariateNormal
+from linear_operator.operators import DenseLinearOperator
+from torch import Tensor
+
+from surrogates.base import SurrogateMixin
+from surrogates.dataset import DTYPE, Dataset
+from surrogates.multifidelity.core import KERNELS, NOISE_FLOOR
+
+#: noise treatments (see the module docstring)
+NOISE_MODES = ("auto", "known", "infer", "known+infer", "none")
+#: version of the saved configuration and state of these models
+FORMAT = 2
+
+
+def refit_message(cls_name: str, what: str) -> str:
+    return (
+        f"{what}: this {cls_name} was saved by an older scalebridge whose multi-fidelity models had other "
+        f"parameters; refit it with {cls_name}.from_dataset(dataset, ...) on its dataset.json"
+    )
+
+
+class MultiFidelityModel(Model, SurrogateMixin):
+    """Shared part of :class:`AR1CoKriging`, :class:`RecursiveCoKriging` and :class:`NARGP`.
+
+    Args:
+        dataset: training data with ``fidelity`` (``n``) and one output (``Y``: ``n x 1``).
+        num_fidelities: number of levels ``L`` (default: highest level in the data + 1).
+        bounds: ``2 x d`` input bounds for the unit-cube scaling (default: the data's range).
+        costs: cost per point of each level (default ``1, 2, ..., L``), for :meth:`cost_model`.
+        noise: noise treatment, one of :data:`NOISE_MODES`.
+        kernel: correlation family, ``"matern52"`` or ``"rbf"`` (GPyTorch kernels),
+            or ``"auto"``: per level the one with the larger maximized
+            restricted likelihood (type-II maximum likelihood model choice).
+        ard: one lengthscale per input dimension (True) or one shared (False).
+        restarts: local optimizations per fit, each from one of the best-scoring
+            candidate starts (the prior mode, the recursive estimates, random draws).
+        seed: seed of the random starting points (the fit is deterministic given it).
+
+    Subclasses implement :meth:`_build` (buffers for the hyperparameters),
+    :meth:`_fit` (estimate them), :meth:`_condition` (factor the training data
+    with them) and :meth:`_latent` (standardized latent mean ``... x q`` and
+    covariance ``... x q x q`` at scaled inputs ``... x q x d`` and levels ``... x q``).
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        num_fidelities: int | None = None,
+        bounds: Sequence[Sequence[float]] | Tensor | None = None,
+        costs: Sequence[float] | None = None,
+        noise: str = "auto",
+        kernel: str = "auto",
+        ard: bool = True,
+        restarts: int = 1,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if not isinstance(dataset, Dataset):
+            raise TypeError(f"dataset must be a surrogates.dataset.Dataset, got {type(dataset).__name__}")
+        if dataset.fidelity is None:
+            raise ValueError("a multi-fidelity model needs Dataset.fidelity (n integer levels), got None")
+        if dataset.m != 1:
+            raise ValueError(f"multi-fidelity models take one output (Y n x 1), got Y with m = {dataset.m}")
+        if not torch.isfinite(dataset.Y).all() or not torch.isfinite(dataset.X).all():
+            raise ValueError("Dataset.X and Dataset.Y must be finite for a multi-fidelity model, got NaN or inf")
+        if noise not in NOISE_MODES:
+            raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
+        if kernel not in (*KERNELS, "auto"):
+            raise ValueError(f"kernel must be one of {(*KERNELS, 'auto')}, got {kernel!r}")
+        if not isinstance(ard, bool):
+            raise ValueError(f"ard must be True or False, got {ard!r}")
+        fid = dataset.fidelity.long()
+        if (fid < 0).any():
+            raise ValueError(f"fidelity levels must be >= 0, got {int(fid.min())}")
+        L = int(fid.max()) + 1 if num_fidelities is None else int(num_fidelities)
+        if (fid >= L).any():
+            raise ValueError(f"fidelity levels must be < num_fidelities = {L}, got {int(fid.max())}")
+        if L < 2:
+            raise ValueError(f"a multi-fidelity model needs at least 2 levels, got num_fidelities = {L}")
+        counts = torch.bincount(fid, minlength=L)
+        if (counts == 0).any():
+            missing = (counts == 0).nonzero().flatten().tolist()
+            raise ValueError(f"every fidelity level needs data; levels {missing} have none")
+        yvar = dataset.Yvar
+        if yvar is not None and not torch.isfinite(yvar).all():
+            raise ValueError("Dataset.Yvar must be finite (variances in output units), got NaN or inf")
+        self.noise_option = noise
+        if noise == "auto":
+            noise = "known" if yvar is not None else "infer"
+        if noise in ("known", "known+infer") and yvar is None:
+            raise ValueError(f"noise={noise!r} needs Dataset.Yvar (n x 1 known variances), got None")
+        if noise == "none" and yvar is not None and bool((yvar > 0).any()):
+            raise ValueError(
+                f"noise='none' says the data are noise-free but Dataset.Yvar has positive entries "
+                f"(max {float(yvar.max()):.3g}); use noise='known' to use them"
+            )
+        self.noise = noise
+        self.kernel, self.ard = kernel, ard
+        self.train_dataset = dataset
+        self.num_fidelities, self.d = L, dataset.d
+        self.restarts, self.seed = int(restarts), int(seed)
+        if bounds is None:
+            lo, hi = dataset.X.amin(0), dataset.X.amax(0)
+        else:
+            b = torch.as_tensor(bounds, dtype=DTYPE)
+            if b.shape != (2, self.d):
+                raise ValueError(f"bounds must be 2 x {self.d}, got shape {tuple(b.shape)}")
+            lo, hi = b[0], b[1]
+        self._bounds_option = None if bounds is None else torch.as_tensor(bounds, dtype=DTYPE).tolist()
+        span = hi - lo
+        span = torch.where(span > 0, span, torch.ones_like(span))
+        self.register_buffer("x_lo", lo.clone())
+        self.register_buffer("x_span", span.clone())
+        y_top = dataset.Y[fid == L - 1, 0]
+        y_ref = y_top if y_top.numel() >= 2 and float(y_top.std()) > 0 else dataset.Y[:, 0]
+        std = y_ref.std() if y_ref.numel() >= 2 else torch.ones((), dtype=DTYPE)
+        if not torch.isfinite(std) or std <= 0:
+            std = torch.ones((), dtype=DTYPE)
+        self.register_buffer("y_mean", y_ref.mean().clone())
+        self.register_buffer("y_std", std.clone())
+        if costs is None:
+            costs = [float(t + 1) for t in range(L)]
+        costs = [float(c) for c in costs]
+        if len(costs) != L or any(not math.isfinite(c) or c <= 0 for c in costs):
+            raise ValueError(f"costs must be {L} positive finite numbers (one per level), got {costs}")
+        self.costs = costs
+        self.infer_nugget = noise in ("infer", "known+infer")
+        self._build()
+        self._conditioned = False
+
+    # ---------------------------------------------------------- contract
+    @classmethod
+    def from_dataset(cls, dataset: Dataset, **options: Any):
+        """Build and fit on ``dataset`` (options: see the class)."""
+        return cls(dataset, **options).fit()
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "num_fidelities": self.num_fidelities,
+            "bounds": self._bounds_option,
+            "costs": list(self.costs),
+            "noise": self.noise_option,
+            "kernel": self.kernel,
+            "ard": self.ard,
+            "restarts": self.restarts,
+            "seed": self.seed,
+            **self._extra_config(),
+        }
+
+    def _extra_config(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], dataset: Dataset):
+        if config.get("format") != FORMAT:
+            raise ValueError(refit_message(cls.__name__, "config.json has no multi-fidelity format 2"))
+        if dataset is None:
+            raise ValueError(f"{cls.__name__} needs its training data to be rebuilt, got dataset=None")
+        config = {k: v for k, v in config.items() if k != "format"}
+        return cls(dataset, **config)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        own = self.state_dict()
+        if set(state_dict) != set(own) or any(state_dict[k].shape != own[k].shape for k in own):
+            raise ValueError(refit_message(type(self).__name__, "state.pt does not match"))
+        out = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self._conditioned = False
+        return out
+
+    def fit(self):
+        """Estimate the hyperparameters and condition on the data; returns ``self``."""
+        self._fit()
+        self._conditioned = False
+        self._ensure_conditioned()
+        self.eval()
+        return self
+
+    def _ensure_conditioned(self) -> None:
+        if not self._conditioned:
+            with torch.no_grad():
+                self._condition()
+            self._conditioned = True
+
+    @property
+    def num_outputs(self) -> int:
+        return 1
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        return torch.Size([])
+
+    # ------------------------------------------------------------- data
+    def _scale_x(self, x: Tensor) -> Tensor:
+        return (x - self.x_lo) / self.x_span
+
+    def _levels(self) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """Per level: scaled inputs ``n_t x d``, standardized targets ``n_t``
+        and known noise variances ``n_t`` (standardized; the floor where noise
+        is not known)."""
+        ds = self.train_dataset
+        xs = self._scale_x(ds.X)
+        ys = (ds.Y[:, 0] - self.y_mean) / self.y_std
+        if self.noise in ("known", "known+infer"):
+            vs = ds.Yvar[:, 0] / self.y_std**2
+        else:
+            vs = torch.zeros_like(ys)
+        vs = vs.clamp_min(NOISE_FLOOR)
+        fid = ds.fidelity.long()
+        return [(xs[fid == t], ys[fid == t], vs[fid == t]) for t in range(self.num_fidelities)]
+
+    def _train_all(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """All rows: scaled inputs ``n x d``, levels ``n``, targets ``n``, known noise ``n``."""
+        lv = self._levels()
+        x = torch.cat([a for a, _, _ in lv])
+        y = torch.cat([b for _, b, _ in lv])
+        v = torch.cat([c for _, _, c in lv])
+        lev = torch.cat([torch.full((len(a),), t, dtype=torch.long) for t, (a, _, _) in enumerate(lv)])
+        return x, lev, y, v
+
+    def split_inputs(self, X: Tensor) -> tuple[Tensor, Tensor]:
+        """Check ``X`` (``... x q x (d + 1)``, last column the level) and split it
+        into scaled inputs ``... x q x d`` and integer levels ``... x q``."""
+        if not torch.is_tensor(X):
+            X = torch.as_tensor(X, dtype=DTYPE)
+        if X.dim() < 2 or X.shape[-1] != self.d + 1:
+            raise ValueError(
+                f"inputs must be ... x q x {self.d + 1} ({self.d} features then the fidelity level), "
+                f"got shape {tuple(X.shape)}"
+            )
+        X = X.to(DTYPE)
+        if not torch.isfinite(X.detach()).all():
+            raise ValueError("inputs must be finite, got NaN or inf")
+        col = X[..., -1].detach()
+        lev = col.round()
+        bad = ((col - lev).abs() > 1e-6) | (lev < 0) | (lev > self.num_fidelities - 1)
+        if bad.any():
+            v = col[bad].flatten()[0].item()
+            raise ValueError(f"fidelity column must hold an integer level in [0, {self.num_fidelities - 1}], got {v}")
+        return self._scale_x(X[..., :-1]), lev.long()
+
+    # ------------------------------------------------------- subclasses
+    def _build(self) -> None:
+        raise NotImplementedError
+
+    def _fit(self) -> None:
+        raise NotImplementedError
+
+    def _condition(self) -> None:
+        raise NotImplementedError
+
+    def _latent(self, x: Tensor, level: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def _nugget(self) -> Tensor:
+        """``L`` inferred noise variances (standardized; zeros if not inferred)."""
+        raise NotImplementedError
+
+    def noise_variance(self) -> Tensor:
+        """Observation-noise variance per level (``L``, output units): the
+        inferred nugget plus the mean known variance of the level's data."""
+        mean_known = torch.stack([v.mean() for _, _, v in self._levels()])
+        if self.noise not in ("known", "known+infer"):
+            mean_known = torch.zeros_like(mean_known)
+        return (self._nugget() + mean_known) * self.y_std**2
+
+    # --------------------------------------------------------- posterior
+    def posterior(
+        self,
+        X: Tensor,
+        output_indices: list[int] | None = None,
+        observation_noise: bool | Tensor = False,
+        posterior_transform=None,
+        **kwargs: Any,
+    ) -> GPyTorchPosterior:
+        """Posterior at ``X`` (``batch_shape x q x (d + 1)``, last column the level).
+
+        Returns a :class:`GPyTorchPosterior` with ``batch_shape x q x 1`` mean
+        and variance, joint over the ``q`` points (output units).
+        ``observation_noise=True`` adds :meth:`noise_variance` of each point's
+        level; a tensor (``batch_shape x q x 1``) adds that variance.
+        """
+        if output_indices is not None and list(output_indices) != [0]:
+            raise ValueError(f"the model has one output; output_indices must be [0], got {output_indices}")
+        self.eval()
+        self._ensure_conditioned()
+        x, level = self.split_inputs(X)
+        mean, cov = self._latent(x, level)
+        if observation_noise is not False:
+            if torch.is_tensor(observation_noise):
+                noise = observation_noise.to(cov).reshape(mean.shape) / self.y_std**2
+            else:
+                noise = (self.noise_variance() / self.y_std**2)[level]
+            cov = cov + torch.diag_embed(noise)
+        cov = 0.5 * (cov + cov.transpose(-1, -2))
+        # jitter relative to the variance keeps rsample's Cholesky alive for
+        # nearly duplicated points
+        jitter = 1e-9 * cov.diagonal(dim1=-2, dim2=-1).mean(-1, keepdim=True).clamp_min(1e-12)
+        cov = cov + torch.diag_embed(jitter.expand_as(mean))
+        mvn = MultivariateNormal(mean * self.y_std + self.y_mean, DenseLinearOperator(cov * self.y_std**2))
+        post = GPyTorchPosterior(mvn)
+        return posterior_transform(post) if posterior_transform is not None else post
+
+    def predict(self, X: Tensor, fidelity: int | None = None) -> tuple[Tensor, Tensor]:
+        """Marginal latent mean and variance (``n``, ``n``; output units) at
+        inputs ``X`` (``n x d``) at one ``fidelity`` (default: the highest)."""
+        X = torch.as_tensor(X, dtype=DTYPE)
+        f = self.num_fidelities - 1 if fidelity is None else fidelity
+        Xf = torch.cat([X, torch.full_like(X[..., :1], float(f))], dim=-1)
+        out_m, out_v = [], []
+        with torch.no_grad():
+            for chunk in Xf.split(256):
+                post = self.posterior(chunk.unsqueeze(-2))  # one-point batches: marginals only
+                out_m.append(post.mean.reshape(-1))
+                out_v.append(post.variance.reshape(-1))
+        return torch.cat(out_m), torch.cat(out_v)
+
+    # -------------------------------------------------------------- cost
+    def cost_model(self, costs: Sequence[float] | None = None) -> Model:
+        """BoTorch cost model over ``... x q x (d + 1)`` inputs: the cost of each
+        point's level (``costs`` default to the model's ``costs``).
+
+        Costs affine in the level give an :class:`AffineFidelityCostModel`;
+        other costs a :class:`GenericDeterministicModel` looking the level up.
+        """
+        costs = list(self.costs if costs is None else costs)
+        L = self.num_fidelities
+        if len(costs) != L or any(c <= 0 for c in costs):
+            raise ValueError(f"costs must be {L} positive numbers, got {costs}")
+        c = torch.tensor(costs, dtype=DTYPE)
+        steps = c[1:] - c[:-1]
+        if torch.allclose(steps, steps[0].expand_as(steps), rtol=1e-12, atol=0):
+            return AffineFidelityCostModel(fidelity_weights={self.d: float(steps[0])}, fixed_cost=float(c[0]))
+
+        def f(X: Tensor) -> Tensor:
+            lev = X[..., -1].round().long().clamp(0, L - 1)
+            return c.to(X)[lev].unsqueeze(-1)
+
+        return GenericDeterministicModel(f, num_outputs=1)
+
+
+def assemble_levels(means: list[Tensor], covs: list[Tensor], gains: list[Tensor], level: Tensor):
+    """Joint mean and covariance of points at mixed levels from per-level moments.
+
+    For the autoregressive structure ``f_t = rho_t f_{t-1} + delta_t`` with
+    independent ``delta_t``: ``Cov(f_s(a), f_t(b)) = prod_{j=s+1}^{t} rho_j(x_b)
+    Cov(f_s(a), f_s(b))`` for ``s <= t``.
+
+    Args:
+        means: per level ``0..T``, mean ``... x q`` at all points.
+        covs: per level, covariance ``... x q x q``.
+        gains: per level ``t >= 1`` (index ``t - 1``), ``rho_t`` at the points ``... x q``.
+        level: ``... x q`` level of each point.
+
+    Returns:
+        Mean ``... x q`` and covariance ``... x q x q``.
+    """
+    T = len(means) - 1
+    if bool((level == level.reshape(-1)[0]).all()):
+        t = int(level.reshape(-1)[0])
+        return means[t], covs[t]
+    lev = level.clamp_max(T)
+    mean = torch.zeros_like(means[0])
+    cov = torch.zeros_like(covs[0])
+    for s in range(T + 1):
+        ms = (lev == s).to(mean)
+        mean = mean + ms * means[s]
+        for t in range(s, T + 1):
+            mt = (lev == t).to(mean)
+            g = torch.ones_like(means[0])
+            for j in range(s + 1, t + 1):
+                g = g * gains[j - 1]
+            block = covs[s] * g.unsqueeze(-2)  # column b scaled by prod rho(x_b)
+            part = ms.unsqueeze(-1) * block * mt.unsqueeze(-2)
+            cov = cov + part
+            if t > s:
+                cov = cov + part.transpose(-1, -2)
+    return mean, cov

@@ -1,0 +1,249 @@
+r"""Recursive co-kriging (Le Gratiet & Garnier 2014), one kriging model per level."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from surrogates.base import register_surrogate
+from surrogates.dataset import DTYPE, Dataset
+from surrogates.multifidelity.core import (
+    KERNELS,
+    LOG_LS_BOUNDS,
+    LOG_NUGGET_BOUNDS,
+    LOG_VAR_BOUNDS,
+    Correlation,
+    Kriging,
+    fit_map,
+    log_lengthscale_prior,
+    prior_lengthscale,
+    random_starts,
+)
+from surrogates.multifidelity.model import MultiFidelityModel, assemble_levels
+
+RHO_FORMS = ("constant", "linear")
+
+
+class LevelKriging:
+    """One level's stationary kriging model ``y = F beta + Z(x) + eps`` with
+    ``Cov Z = s2 r(x, x'; ls)`` and ``Var eps = v + g`` (known ``v``, inferred
+    nugget ``g``).
+
+    The parameter vector is ``[log ls (k), log s2, (log g)]``; this is the
+    layout :class:`RecursiveCoKriging` and :class:`NARGP`'s level 0 fit.
+    """
+
+    def __init__(self, corr: Correlation, d: int, ard: bool, infer_nugget: bool):
+        self.corr, self.d, self.k, self.infer_nugget = corr, d, d if ard else 1, infer_nugget
+        self.size = self.k + 1 + int(infer_nugget)
+
+    def unpack(self, th: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        g = th[self.k + 1].exp() if self.infer_nugget else torch.zeros((), dtype=th.dtype)
+        return th[: self.k].exp(), th[self.k].exp(), g
+
+    def box(self) -> Tensor:
+        lo = [LOG_LS_BOUNDS[0]] * self.k + [LOG_VAR_BOUNDS[0]] + [LOG_NUGGET_BOUNDS[0]] * int(self.infer_nugget)
+        hi = [LOG_LS_BOUNDS[1]] * self.k + [LOG_VAR_BOUNDS[1]] + [LOG_NUGGET_BOUNDS[1]] * int(self.infer_nugget)
+        return torch.tensor([lo, hi], dtype=DTYPE)
+
+    def start(self, s2: float) -> Tensor:
+        th = [prior_lengthscale(self.d)] * self.k + [max(s2, 1e-4)] + [1e-3] * int(self.infer_nugget)
+        return torch.tensor(th, dtype=DTYPE).log()
+
+    def kriging(self, th: Tensor, x: Tensor, F: Tensor, y: Tensor, v: Tensor) -> Kriging:
+        ls, s2, g = self.unpack(th)
+        K = s2 * self.corr(x, x, ls) + torch.diag(v + g)
+        return Kriging(K, F, y)
+
+    def objective(self, x: Tensor, F: Tensor, y: Tensor, v: Tensor, reml: bool):
+        def f(th: Tensor) -> Tensor:
+            return self.kriging(th, x, F, y, v).nll(reml) - log_lengthscale_prior(th[: self.k], self.d)
+
+        return f
+
+    def fit(self, x, F, y, v, reml: bool, restarts: int, seed: int, warm: Tensor | None = None):
+        """MAP parameters (``size``) and the objective there."""
+        box = self.box()
+        base = self.start(float(y.var()) if y.numel() > 1 else 1.0) if warm is None else warm
+        starts = random_starts(base, box, 7 if warm is None else 3, seed)
+        return fit_map(self.objective(x, F, y, v, reml), starts, box, restarts=restarts)
+
+    def predict(self, krig: Kriging, th: Tensor, X: Tensor, x: Tensor, Fx: Tensor, diag: bool = False):
+        """Mean and covariance at ``x`` (``... x q x d``) given the training
+        inputs ``X`` (``n x d``)."""
+        ls, s2, _ = self.unpack(th)
+        Xb = X.expand(*x.shape[:-2], *X.shape)
+        Kx = s2 * self.corr(Xb, x, ls)
+        Kxx = s2 * (self.corr(x, x, ls, diag=True) if diag else self.corr(x, x, ls))
+        return krig.predict(Kx, Kxx, Fx, diag=diag)
+
+
+@register_surrogate
+class RecursiveCoKriging(MultiFidelityModel):
+    r"""Recursive co-kriging of Le Gratiet & Garnier (2014).
+
+    Level 0 is a kriging model with a constant trend; level ``t >= 1`` is
+    ``f_t(x) = rho_t(x) f_{t-1}(x) + delta_t(x)`` with ``f_{t-1}`` the
+    posterior mean of the level below, ``rho_t`` constant (``rho="constant"``)
+    or linear in ``x`` (``"linear"``) and estimated with the trend by GLS, and
+    ``delta_t`` a kriging model fitted by restricted maximum likelihood times
+    the lengthscale prior. Predictions add ``rho_t^2`` times the level below's
+    variance to the universal-kriging variance of ``delta_t`` (which carries
+    the uncertainty of ``rho_t``).
+
+    Non-nested designs: where ``X_t`` is not inside ``X_{t-1}`` the level
+    below is uncertain at ``X_t``; its predictive variance there, times
+    ``rho_t^2``, is added to the noise of level ``t``'s rows (a second fit
+    with ``rho_t`` from the first). The errors of that plug-in are treated
+    as independent between rows, an approximation; :class:`AR1CoKriging`
+    is the exact joint model.
+
+    Each level's correlation family is ``kernel`` or, for ``"auto"``, the
+    one whose fit has the larger restricted likelihood times prior.
+
+    Options: see :class:`MultiFidelityModel`; ``rho`` (``"constant"``),
+    ``reml`` (True).
+
+    Example:
+        >>> model = RecursiveCoKriging.from_dataset(ds)
+        >>> mean, var = model.predict(torch.rand(5, ds.d))  # top level
+    """
+
+    def __init__(self, dataset: Dataset, rho: str = "constant", reml: bool = True, **options: Any):
+        if rho not in RHO_FORMS:
+            raise ValueError(f"rho must be one of {RHO_FORMS}, got {rho!r}")
+        self.rho_form, self.reml = rho, bool(reml)
+        super().__init__(dataset, **options)
+
+    def _extra_config(self) -> dict[str, Any]:
+        return {"rho": self.rho_form, "reml": self.reml}
+
+    def _build(self) -> None:
+        self._kinds = KERNELS if self.kernel == "auto" else (self.kernel,)
+        self._levelk = [LevelKriging(Correlation(k), self.d, self.ard, self.infer_nugget) for k in KERNELS]
+        L = self.num_fidelities
+        self.register_buffer("theta", torch.zeros(L, self._levelk[0].size, dtype=DTYPE))
+        # index into KERNELS of each level's correlation family
+        self.register_buffer("kernel_index", torch.full((L,), KERNELS.index(self._kinds[0]), dtype=torch.long))
+        # rho_t(x) = c_0 + x c_1: of the carried lower-level variance (0: not carried)
+        self.register_buffer("carry_coef", torch.zeros(L, 1 + self.d, dtype=DTYPE))
+
+    @staticmethod
+    def _carry(coef: Tensor, x: Tensor, lower_var: Tensor) -> Tensor:
+        """Variance ``rho_t(x)^2 Var f_{t-1}(x)`` added to level ``t``'s rows (``n``)."""
+        return (coef[0] + x @ coef[1:]).pow(2) * lower_var
+
+    def _basis(self, t: int, x: Tensor, lower: Tensor | None) -> Tensor:
+        one = torch.ones_like(x[..., :1])
+        if t == 0:
+            return one
+        f = lower.unsqueeze(-1)
+        if self.rho_form == "linear":
+            return torch.cat([one, f, f * x], -1)
+        return torch.cat([one, f], -1)
+
+    def _rho_at(self, t: int, x: Tensor) -> Tensor:
+        beta = self._krig[t].beta
+        if self.rho_form == "linear":
+            return beta[1] + x @ beta[2:]
+        return beta[1].expand(x.shape[:-1])
+
+    def _lower_at(self, t: int, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and variance of level ``t - 1`` at ``n x d`` inputs."""
+        means, covs, _ = self._moments(x.unsqueeze(-2), t - 1, diag=True)
+        return means[-1].squeeze(-1), covs[-1].squeeze(-1)
+
+    def _level_data(self, t: int, coef: Tensor | None):
+        x, y, v = self._lv[t]
+        if t == 0:
+            return x, self._basis(0, x, None), y, v, None
+        m, var = self._lower_at(t, x)
+        F = self._basis(t, x, m)
+        if coef is not None:
+            v = v + self._carry(coef, x, var)
+        return x, F, y, v, var
+
+    def _fit(self) -> None:
+        self._krig: list[Kriging] = []
+        self._lv = self._levels()
+        L = self.num_fidelities
+        for t in range(L):
+            x, F, y, v, lower_var = self._level_data(t, None)
+            if F.shape[-1] >= len(y):
+                raise ValueError(
+                    f"level {t} has {len(y)} points; recursive co-kriging with rho={self.rho_form!r} needs "
+                    f"more than {F.shape[-1]} (use AR1CoKriging)"
+                )
+            best = None
+            for kind in self._kinds:
+                lk = self._levelk[KERNELS.index(kind)]
+                th, val = lk.fit(x, F, y, v, self.reml, self.restarts, self.seed + t)
+                if best is None or val < best[1]:
+                    best = (th, val, KERNELS.index(kind))
+            th, _, ki = best
+            self.kernel_index[t] = ki
+            lk = self._levelk[ki]
+            krig = lk.kriging(th, x, F, y, v)
+            coef = torch.zeros(1 + self.d, dtype=DTYPE)
+            if lower_var is not None:
+                coef[0] = krig.beta[1]
+                if self.rho_form == "linear":
+                    coef[1:] = krig.beta[2:]
+                extra = self._carry(coef, x, lower_var)
+                _, s2, _ = lk.unpack(th)
+                if float(extra.max()) > 1e-6 * float(s2):
+                    v2 = v + extra
+                    th, _ = lk.fit(x, F, y, v2, self.reml, self.restarts, self.seed + t, warm=th)
+                    krig = lk.kriging(th, x, F, y, v2)
+                else:
+                    coef.zero_()
+            self.theta[t].copy_(th.detach())
+            self.carry_coef[t] = coef
+            self._krig.append(krig)
+
+    def _condition(self) -> None:
+        self._krig = []
+        self._lv = self._levels()
+        for t in range(self.num_fidelities):
+            x, F, y, v, _ = self._level_data(t, self.carry_coef[t] if t > 0 else None)
+            self._krig.append(self._lk(t).kriging(self.theta[t], x, F, y, v))
+
+    def _lk(self, t: int) -> LevelKriging:
+        return self._levelk[int(self.kernel_index[t])]
+
+    def _nugget(self) -> Tensor:
+        return torch.stack([self._lk(t).unpack(self.theta[t])[2] for t in range(self.num_fidelities)])
+
+    @property
+    def kernels(self) -> list[str]:
+        """Correlation family of each level."""
+        return [KERNELS[int(i)] for i in self.kernel_index]
+
+    def _moments(self, x: Tensor, T: int, diag: bool = False):
+        """Means ``... x q`` and covariances ``... x q x q`` (variances if ``diag``)
+        of levels ``0..T`` at ``x`` (``... x q x d``), and the ``rho_t(x)``."""
+        means, covs, gains = [], [], []
+        for t in range(T + 1):
+            X = self._lv[t][0]
+            F = self._basis(t, x, means[-1] if t else None)
+            m, c = self._lk(t).predict(self._krig[t], self.theta[t], X, x, F, diag=diag)
+            if t:
+                r = self._rho_at(t, x)
+                gains.append(r)
+                c = c + (r.pow(2) * covs[-1] if diag else r.unsqueeze(-1) * covs[-1] * r.unsqueeze(-2))
+            means.append(m)
+            covs.append(c)
+        return means, covs, gains
+
+    @property
+    def rho(self) -> list[Tensor]:
+        """Per level ``t >= 1``, the GLS trend coefficients of ``f_{t-1}``
+        (``rho_t``; constant: one value, linear: ``1 + d``)."""
+        self._ensure_conditioned()
+        return [k.beta[1:].detach().clone() for k in self._krig[1:]]
+
+    def _latent(self, x: Tensor, level: Tensor) -> tuple[Tensor, Tensor]:
+        means, covs, gains = self._moments(x, int(level.max()))
+        return assemble_levels(means, covs, gains, level)

@@ -1,0 +1,222 @@
+"""Multi-fidelity models: explicit noise, affine equivariance and persistence.
+
+Checks against closed forms and exact properties: replicated observations
+with known variances give the precision-weighted mean and variance; the
+posterior variance at training points grows with the given noise; a row or
+level with a huge known variance contributes almost nothing; predictions are
+equivariant under ``y -> a y + b`` (negative ``a`` included) for every
+default; saved models of the earlier format fail with a one-line refit
+message.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from surrogates.base import load_surrogate, save_surrogate
+from surrogates.dataset import DTYPE, Dataset
+from surrogates.multifidelity import NARGP, AR1CoKriging, RecursiveCoKriging
+
+MODELS = (AR1CoKriging, RecursiveCoKriging, NARGP)
+
+
+def f_low(x):
+    return torch.sin(2 * math.pi * x[..., 0]) + 0.5 * torch.cos(3 * x[..., 0])
+
+
+def f_high(x):
+    return 1.5 * f_low(x) + 0.8 * x[..., 0] - 0.3
+
+
+def _data(n_low=10, n_high=5, seed=0, yvar: float | None = None) -> Dataset:
+    g = torch.Generator().manual_seed(seed)
+    xl = (torch.arange(n_low, dtype=DTYPE) + torch.rand(n_low, generator=g, dtype=DTYPE)).unsqueeze(-1) / n_low
+    xh = xl[torch.randperm(n_low, generator=g)[:n_high]]
+    X = torch.cat([xl, xh])
+    Y = torch.cat([f_low(xl), f_high(xh)]).reshape(-1, 1)
+    fid = torch.tensor([0] * n_low + [1] * n_high)
+    Yvar = None if yvar is None else torch.full_like(Y, yvar)
+    if yvar:
+        Y = Y + math.sqrt(yvar) * torch.randn(Y.shape, generator=g, dtype=DTYPE)
+    return Dataset(X=X, Y=Y, Yvar=Yvar, fidelity=fid)
+
+
+def _refit_with(model, ds: Dataset):
+    """The same class and fitted hyperparameters, conditioned on ``ds``."""
+    other = type(model)(ds, **{k: v for k, v in model.get_config().items() if k != "format"})
+    other.load_state_dict(model.state_dict())
+    return other.eval()
+
+
+# ------------------------------------------------------------ closed forms
+@pytest.mark.parametrize("cls", MODELS)
+def test_replicates_with_known_variances_give_the_precision_weighted_mean(cls):
+    """All level-0 data at one input, with known variances ``v_i``: with a flat
+    prior on the trend, the level-0 posterior there is
+    ``N(sum(y_i / v_i) / sum(1 / v_i), 1 / sum(1 / v_i))`` whatever the kernel."""
+    g = torch.Generator().manual_seed(2)
+    x0 = torch.full((6, 1), 0.4, dtype=DTYPE)
+    v0 = torch.tensor([0.5, 1.0, 2.0, 0.25, 4.0, 1.5], dtype=DTYPE)
+    y0 = 3.0 + v0.sqrt() * torch.randn(6, generator=g, dtype=DTYPE)
+    xh = torch.linspace(0, 1, 5, dtype=DTYPE).unsqueeze(-1)
+    yh = 2.0 * torch.sin(3 * xh[:, 0])
+    ds = Dataset(
+        X=torch.cat([x0, xh]), Y=torch.cat([y0, yh]).reshape(-1, 1),
+        Yvar=torch.cat([v0, torch.full((5,), 1e-4, dtype=DTYPE)]).reshape(-1, 1),
+        fidelity=torch.tensor([0] * 6 + [1] * 5),
+    )
+    m = cls.from_dataset(ds, noise="known")
+    mean, var = m.predict(x0[:1], fidelity=0)
+    w = 1 / v0
+    torch.testing.assert_close(mean, ((w * y0).sum() / w.sum()).reshape(1), rtol=1e-6, atol=0)
+    torch.testing.assert_close(var, (1 / w.sum()).reshape(1), rtol=1e-5, atol=0)
+
+
+def test_replicates_at_the_top_level_give_the_precision_weighted_mean():
+    """AR1 with the top level's data replicated at one input: its own constant
+    mean (flat prior) makes the lower level uninformative there, so the
+    top-level posterior is the precision-weighted closed form."""
+    g = torch.Generator().manual_seed(5)
+    xl = torch.linspace(0, 1, 8, dtype=DTYPE).unsqueeze(-1)
+    xh = torch.full((5, 1), 0.3, dtype=DTYPE)
+    vh = torch.tensor([0.1, 0.4, 0.2, 1.0, 0.05], dtype=DTYPE)
+    yh = -1.0 + vh.sqrt() * torch.randn(5, generator=g, dtype=DTYPE)
+    ds = Dataset(
+        X=torch.cat([xl, xh]), Y=torch.cat([f_low(xl), yh]).reshape(-1, 1),
+        Yvar=torch.cat([torch.zeros(8, dtype=DTYPE), vh]).reshape(-1, 1), fidelity=torch.tensor([0] * 8 + [1] * 5),
+    )
+    m = AR1CoKriging.from_dataset(ds)
+    mean, var = m.predict(xh[:1])
+    w = 1 / vh
+    torch.testing.assert_close(mean, ((w * yh).sum() / w.sum()).reshape(1), rtol=1e-6, atol=0)
+    torch.testing.assert_close(var, (1 / w.sum()).reshape(1), rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("cls", MODELS)
+def test_posterior_variance_at_training_points_grows_with_the_given_noise(cls):
+    ds = _data(yvar=1e-3)
+    m = cls.from_dataset(ds)
+    top = ds.fidelity == 1
+    variances = []
+    for scale in (0.01, 1.0, 100.0):
+        other = _refit_with(m, Dataset(X=ds.X, Y=ds.Y, Yvar=scale * ds.Yvar, fidelity=ds.fidelity))
+        variances.append(other.predict(ds.X[top])[1])
+    assert (variances[0] < variances[1]).all() and (variances[1] < variances[2]).all(), variances
+
+
+@pytest.mark.parametrize("cls", MODELS)
+def test_a_row_with_huge_known_noise_contributes_almost_nothing(cls):
+    ds = _data(yvar=1e-4)
+    m = cls.from_dataset(ds)
+    xt = torch.linspace(0, 1, 30, dtype=DTYPE).unsqueeze(-1)
+    ref_m, ref_v = m.predict(xt)
+    for t in (0, 1):  # a wild extra row at either level, with a huge variance
+        X = torch.cat([ds.X, torch.tensor([[0.55]], dtype=DTYPE)])
+        Y = torch.cat([ds.Y, torch.tensor([[1e3]], dtype=DTYPE)])
+        Yvar = torch.cat([ds.Yvar, torch.tensor([[1e14]], dtype=DTYPE)])
+        fid = torch.cat([ds.fidelity, torch.tensor([t])])
+        other = _refit_with(m, Dataset(X=X, Y=Y, Yvar=Yvar, fidelity=fid))
+        mean, var = other.predict(xt)
+        scale = ds.Y[ds.fidelity == 1].std()
+        assert (mean - ref_m).abs().max() < 1e-4 * scale, (t, (mean - ref_m).abs().max())
+        torch.testing.assert_close(var, ref_v, rtol=1e-4, atol=1e-10)
+
+
+def test_a_level_with_huge_known_noise_contributes_almost_nothing():
+    """AR1: level 0 with a huge known variance; replacing its values by others
+    leaves the top-level prediction unchanged."""
+    ds = _data(yvar=1e-4)
+    Yvar = torch.where(ds.fidelity.unsqueeze(-1) == 0, torch.full_like(ds.Yvar, 1e12), ds.Yvar)
+    m = AR1CoKriging.from_dataset(Dataset(X=ds.X, Y=ds.Y, Yvar=Yvar, fidelity=ds.fidelity))
+    g = torch.Generator().manual_seed(9)
+    Y2 = torch.where(ds.fidelity.unsqueeze(-1) == 0, 5 * torch.randn(ds.Y.shape, generator=g, dtype=DTYPE), ds.Y)
+    other = _refit_with(m, Dataset(X=ds.X, Y=Y2, Yvar=Yvar, fidelity=ds.fidelity))
+    xt = torch.linspace(0, 1, 30, dtype=DTYPE).unsqueeze(-1)
+    (m1, v1), (m2, v2) = m.predict(xt), other.predict(xt)
+    assert (m1 - m2).abs().max() < 1e-3 * ds.Y[ds.fidelity == 1].std()
+    torch.testing.assert_close(v1, v2, rtol=1e-4, atol=0)
+
+
+# ------------------------------------------------------------ noise modes
+def test_noise_modes_and_their_errors():
+    ds = _data()
+    assert AR1CoKriging(ds).noise == "infer"
+    dsv = _data(yvar=1e-3)
+    assert AR1CoKriging(dsv).noise == "known"
+    assert AR1CoKriging(dsv, noise="known+infer").infer_nugget
+    with pytest.raises(ValueError, match="noise must be one of"):
+        AR1CoKriging(ds, noise="fixed")
+    with pytest.raises(ValueError, match="needs Dataset.Yvar"):
+        RecursiveCoKriging(ds, noise="known")
+    with pytest.raises(ValueError, match="noise='none' says the data are noise-free"):
+        NARGP(dsv, noise="none")
+    with pytest.raises(ValueError, match="Yvar must be finite"):
+        AR1CoKriging(Dataset(X=dsv.X, Y=dsv.Y, Yvar=torch.full_like(dsv.Y, float("nan")), fidelity=dsv.fidelity))
+
+
+@pytest.mark.parametrize("cls", MODELS)
+def test_zero_known_noise_interpolates(cls):
+    ds = _data(yvar=0.0)
+    m = cls.from_dataset(ds)
+    top = ds.fidelity == 1
+    mean, var = m.predict(ds.X[top])
+    spread = ds.Y[top].var()
+    assert (mean - ds.Y[top, 0]).abs().max() < 1e-3 * spread.sqrt()
+    assert var.max() < 1e-4 * spread
+
+
+# ------------------------------------------------------------ equivariance
+@pytest.mark.parametrize("cls", MODELS)
+@pytest.mark.parametrize("yvar", [None, 1e-3])
+def test_predictions_are_affine_equivariant(cls, yvar):
+    ds = _data(n_low=9, n_high=5, yvar=yvar)
+    xt = torch.cat([torch.linspace(0, 1, 7, dtype=DTYPE).unsqueeze(-1), torch.zeros(7, 1, dtype=DTYPE)], -1)
+    xt = torch.cat([xt, xt + torch.tensor([0.0, 1.0], dtype=DTYPE)])  # both levels, joint posterior
+    ref = cls.from_dataset(ds).posterior(xt)
+    var_y = ds.Y[ds.fidelity == 1].var()
+    # differences relative to the output's spread (variances of interpolated
+    # points are near zero, so elementwise relative errors mean nothing there)
+    for a, b in ((-3.7, 1e4), (2.5e3, -7.0)):
+        ds2 = Dataset(X=ds.X, Y=a * ds.Y + b, Yvar=None if yvar is None else a * a * ds.Yvar, fidelity=ds.fidelity)
+        post = cls.from_dataset(ds2).posterior(xt)
+        torch.testing.assert_close(post.mean, a * ref.mean + b, rtol=0, atol=1e-6 * abs(a) * var_y.sqrt())
+        cov, cov_ref = post.distribution.covariance_matrix, ref.distribution.covariance_matrix
+        torch.testing.assert_close(cov, a * a * cov_ref, rtol=0, atol=1e-6 * a * a * var_y)
+
+
+# ------------------------------------------------------------ persistence
+@pytest.mark.parametrize("cls", MODELS)
+def test_save_and_load_round_trip(cls, tmp_path):
+    ds = _data(yvar=1e-3)
+    m = cls.from_dataset(ds)
+    save_surrogate(m, tmp_path / "m")
+    m2 = load_surrogate(tmp_path / "m")
+    xt = torch.rand(6, 1, dtype=DTYPE)
+    torch.testing.assert_close(m2.predict(xt), m.predict(xt), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cls", MODELS)
+def test_a_model_saved_in_the_earlier_format_fails_with_a_refit_message(cls, tmp_path):
+    """The earlier layout (no ``format`` in config.json, other parameters in
+    state.pt) is refused with one line that says how to refit."""
+    ds = _data()
+    m = cls.from_dataset(ds)
+    path = save_surrogate(m, tmp_path / "m")
+    cfg = json.loads((path / "config.json").read_text())
+    old = {k: v for k, v in cfg["config"].items() if k not in ("format", "noise")}
+    old["warp"] = "auto"
+    cfg["config"] = old
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=f"refit it with {cls.__name__}.from_dataset") as err:
+        load_surrogate(path)
+    assert "\n" not in str(err.value)
+    # a config of this format with a state of another layout fails the same way
+    cfg["config"] = m.get_config()
+    (path / "config.json").write_text(json.dumps(cfg))
+    torch.save({"gp.covar_module.raw_rho": torch.zeros(1, dtype=DTYPE)}, path / "state.pt")
+    with pytest.raises(ValueError, match="refit it with"):
+        load_surrogate(path)
