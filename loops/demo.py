@@ -43,7 +43,12 @@ def _experiment_a():
 def _latest_version(tracking_uri: str, name: str) -> str | None:
     from mlflow import MlflowClient
 
-    versions = MlflowClient(tracking_uri=tracking_uri).search_model_versions(f"name='{name}'")
+    from loops.tracking import reachable, short_http_timeouts
+
+    if not reachable(tracking_uri):
+        return None
+    with short_http_timeouts():
+        versions = MlflowClient(tracking_uri=tracking_uri).search_model_versions(f"name='{name}'")
     return max((v.version for v in versions), key=int, default=None)
 
 

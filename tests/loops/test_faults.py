@@ -439,3 +439,40 @@ def test_dask_local_cluster_does_not_outlive_a_killed_driver(tmp_path):
         assert wait_gone(pids, 10.0) == []
     finally:
         kill_session(p)
+
+
+# ------------------------------------------------------------- tracking server down
+
+
+@pytest.mark.slow
+def test_unreachable_tracking_uri_costs_at_most_twice_the_normal_time(tmp_path, monkeypatch):
+    """With ``MLFLOW_TRACKING_URI=http://127.0.0.1:9`` (nothing listens) a campaign finishes within
+    2x the wall time of the same campaign tracked in the embedded SQLite store, warns once, and
+    its store holds every point and every metric for a later catch-up."""
+    from loops.engine import Campaign
+    from loops.tracking import TrackingWarning
+
+    def run(tag: str) -> float:
+        cfg = make_config(tmp_path, name=f"track-{tag}", tracking={"enabled": True},
+                          acquisition={"name": "qLogNEI", **FAST_ACQ})
+        t0 = time.perf_counter()
+        camp = Campaign(cfg, run_dir=tmp_path / tag)
+        camp.run()
+        camp.close()
+        return time.perf_counter() - t0
+
+    normal = run("embedded")  # conftest: MLFLOW_TRACKING_URI is a SQLite store in tmp_path
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    with pytest.warns(TrackingWarning) as rec:
+        down = run("down")
+    print(f"campaign with the tracking server down {down:.1f} s, embedded store {normal:.1f} s")
+    assert down <= 2.0 * normal, (down, normal)
+    assert len([w for w in rec if issubclass(w.category, TrackingWarning)]) == 1
+    assert_store_sound(tmp_path / "embedded", 8)
+    assert_store_sound(tmp_path / "down", 8)
+    s = RunStore(tmp_path / "down" / "store.sqlite")
+    try:
+        assert s.get_meta("mlflow_behind") is True
+        assert s.metrics() and len(s.metrics(unlogged_only=True)) == len(s.metrics())
+    finally:
+        s.close()
