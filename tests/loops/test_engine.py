@@ -86,12 +86,17 @@ def test_async_keeps_workers_busy(tmp_path):
     Campaign(cfg, run_dir=tmp_path / "run").run()
     rows = RunStore(tmp_path / "run" / "store.sqlite").rows()
     assert len(rows) == 12 and all(r["status"] == "done" for r in rows)
-    t0 = min(r["finished"] - r["wall_time"] for r in rows)
-    t1 = max(r["finished"] for r in rows)
-    busy = sum(r["wall_time"] for r in rows)
-    utilization = busy / (workers * (t1 - t0))
-    # ideal: 12 calls / 3 workers = 4 rounds of 1 s
-    assert utilization > 0.85, utilization
+    # overlap, not seconds: at some instant every worker runs a call (the
+    # recorded finish lags the call's end, so neighbours may seem to overlap)
+    events = sorted(
+        [(r["finished"] - r["wall_time"], 1) for r in rows] + [(r["finished"], -1) for r in rows],
+        key=lambda e: (e[0], e[1]),
+    )
+    running, peak = 0, 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    assert peak >= workers
     assert len({r["metadata"]["worker"] for r in rows}) == workers
 
 
@@ -210,3 +215,22 @@ def test_co_kriging_waits_for_every_level_of_the_initial_design(tmp_path):
     assert len(rows) == 7 and all(r["status"] == "done" for r in rows)
     assert rows[-1]["role"] == "acquisition"
     assert res.model is not None and res.model.num_fidelities == 2
+
+
+def test_one_batch_never_repeats_a_point(tmp_path):
+    """Candidates that repeat each other or a point still out are replaced by fresh Sobol points."""
+    cfg = _config(tmp_path, budget={"calls": 12}, initial={"n": 3}, executor={"kind": "serial"})
+    camp = Campaign(cfg, run_dir=tmp_path / "run")
+    first = camp.ask(3)  # the initial design, left out (pending)
+    twin = first.X[:1].repeat(3, 1)
+
+    def proposes_twins(name, X, Y, k, Xp, n_design):
+        return twin[:k].clone()
+
+    camp._propose = proposes_twins
+    t = camp.ask(3)
+    allx = torch.cat([first.X, t.X])
+    assert len(t) == 3 and len({tuple(x.tolist()) for x in allx}) == 6
+    b = camp.problem.bounds
+    assert ((t.X >= b[0]) & (t.X <= b[1])).all()
+    camp.close()
