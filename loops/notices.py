@@ -68,7 +68,7 @@ def library_notices_to_debug() -> Iterator[None]:
     for name in _QUIET_LOGGERS:
         lg = logging.getLogger(name)
         levels[name] = lg.level
-        if lg.getEffectiveLevel() < logging.WARNING:
+        if lg.level < logging.WARNING:  # NOTSET included: MLflow sets INFO on its parent when imported
             lg.setLevel(logging.WARNING)
     warnings.showwarning = show
     try:

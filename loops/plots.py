@@ -177,7 +177,7 @@ def parity_plot(campaign, path: str | Path) -> Path:
     n = len(data)
     cols = min(n, 3)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(4.2 * cols, 6.0), 4.0 * rows), squeeze=False)
     for ax, (name, (obs, mu, err)) in zip(axes.flat, data.items(), strict=False):
         label = output_label(campaign.oracle, name)
         if obs:
@@ -192,7 +192,7 @@ def parity_plot(campaign, path: str | Path) -> Path:
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
-    fig.suptitle(f"{campaign.config.name}: {title}")
+    fig.suptitle(f"{campaign.config.name}: {title}", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -120,3 +120,25 @@ def test_a_failing_plot_warns_with_plotwarning_and_the_suite_makes_it_an_error(c
         Tracker(campaign.config, campaign.store, campaign.run_dir).finish(campaign, campaign.state())
     pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     assert "error::loops.plots.PlotWarning" in pyproject["tool"]["pytest"]["ini_options"]["filterwarnings"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["b_microstructure_bo", "c_multifidelity_rve"])
+def test_parity_plot_is_produced_for_the_smoke_runs_of_b_and_c(script, tmp_path):
+    """Optimize mode on the RVE oracles (c: two fidelities): both plots drawn, the parity plot with the
+    points the model predicted before they were run (a PlotWarning would be an error here)."""
+    import importlib.util
+
+    path = Path(__file__).parents[2] / "experiments" / f"{script}.py"
+    spec = importlib.util.spec_from_file_location(f"experiment_{script}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    camp = mod.main(["--smoke", "--run-dir", str(tmp_path / "run"), "--no-progress"])
+    art = tmp_path / "run" / "artifacts"
+    for png in ("parity.png", "convergence.png"):
+        assert (art / png).read_bytes()[:4] == b"\x89PNG"
+    _, data = plots.parity_data(camp)
+    assert list(data) == list(camp.model_output_names)
+    assert sum(len(obs) for obs, _, _ in data.values()) >= 1
+    assert camp.store.get_meta("size") == "smoke"
+    camp.close()
