@@ -235,6 +235,49 @@ class TrackingConfig(BaseModel):
     tracking_uri: str | None = None
 
 
+class RandomInputConfig(BaseModel):
+    """An aleatory input: a number of ``[material.rve]`` drawn per macro realization."""
+
+    model_config = _STRICT
+    #: dotted path into [material.rve], e.g. "phases.1.E" or "microstructure.volume_fraction"
+    name: str = Field(min_length=1)
+    distribution: Literal["uniform", "normal", "lognormal"] = "uniform"
+    #: uniform: [low, high]; normal: mean, std; lognormal: mean and std of the logarithm
+    low: float | None = None
+    high: float | None = None
+    mean: float | None = None
+    std: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _params(self):
+        if self.distribution == "uniform":
+            if self.low is None or self.high is None or not self.low < self.high:
+                raise ValueError(f"uniform input {self.name!r} needs low < high, got {self.low}, {self.high}")
+        elif self.mean is None or self.std is None:
+            raise ValueError(f"{self.distribution} input {self.name!r} needs mean and std")
+        return self
+
+
+class UncertaintyConfig(BaseModel):
+    """Uncertainty propagation after the deterministic run (:mod:`loops.uq`)."""
+
+    model_config = _STRICT
+    #: joint posterior function samples per draw of the random inputs
+    n_inner: int = Field(100, ge=2, le=100000)
+    #: draws of the random inputs (with [[uncertainty.random]])
+    n_outer: int = Field(20, ge=2, le=100000)
+    n_anchors: int = Field(64, ge=1, le=5000)
+    seed: int = 0
+    qoi: list[Literal["reaction", "max_stress"]] = Field(["reaction", "max_stress"], min_length=1)
+    #: with random inputs: RVE answers for the GP over [H, inputs] at a Sobol design ...
+    train_points: int = Field(64, ge=4, le=5000)
+    #: ... with H in [-h_max, h_max]^4
+    h_max: float = Field(0.1, gt=0, lt=1)
+    #: base sample of first-order Sobol indices of the random inputs (0: none)
+    sobol_n: int = Field(0, ge=0, le=65536)
+    random: list[RandomInputConfig] = []
+
+
 class FE2Config(BaseModel):
     model_config = _STRICT
     name: str = Field(min_length=1)
@@ -249,6 +292,19 @@ class FE2Config(BaseModel):
     executor: ExecutorConfig = ExecutorConfig()
     tracking: TrackingConfig = TrackingConfig()
     plots: bool = True
+    uncertainty: UncertaintyConfig | None = None
+
+    @model_validator(mode="after")
+    def _uq(self):
+        u = self.uncertainty
+        if u is not None and u.random and self.material.rve is None:
+            raise ValueError("uncertainty.random needs a [material.rve] table (the inputs are its numbers)")
+        if u is not None and not u.random and self.material.provider not in ("surrogate", "adaptive"):
+            raise ValueError(
+                "[uncertainty] without random inputs propagates the surrogate's posterior: "
+                "material.provider must be 'surrogate' or 'adaptive'"
+            )
+        return self
 
     @property
     def out_dir(self) -> Path:

@@ -397,6 +397,12 @@ def _finish(cfg, solver, result, material, info, out: Path) -> FE2Run:
             from loops.tracking import one_line
 
             warnings.warn(f"FE² plot failed: {one_line(e)}", PlotWarning, stacklevel=2)
+    if cfg.uncertainty is not None:  # propagation after the deterministic run (loops.uq)
+        from loops.uq.fe2 import run_uncertainty
+
+        summary["uncertainty"], uq_files = run_uncertainty(cfg, solver, material, out)
+        artifacts += uq_files
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
     run = FE2Run(cfg, solver, result, summary, out, artifacts)
     if cfg.tracking.enabled:
         track_mlflow(run)

@@ -1,0 +1,170 @@
+"""The ``[uncertainty]`` step of ``scalebridge fe2``: propagation after the deterministic run.
+
+Without random inputs the run's GP surrogate (the ``surrogate`` provider, or
+the adaptive switch's surrogate after its on-the-fly learning) is propagated:
+epistemic only. With ``[[uncertainty.random]]`` inputs (numbers of
+``[material.rve]`` such as ``phases.1.E``), a GP over ``[H, inputs]`` is
+trained on RVE answers at a Sobol design and the nested Monte Carlo gives the
+aleatory/epistemic split (:mod:`loops.uq.propagate`). Writes
+``uncertainty.json`` and one histogram per QoI (``uq_<qoi>.png``) to the run
+directory; the caller logs them to MLflow with the run's other artifacts.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.stats as st
+import torch
+from scipy.stats import qmc
+
+from loops.fe2.solver import MacroSolver
+from loops.uq.propagate import MaxStress, Reaction, propagate, sample_inputs, split_histogram
+
+DTYPE = torch.float64
+
+
+def distributions(cfg) -> dict[str, Any]:
+    """Name -> scipy.stats frozen distribution of each ``[[uncertainty.random]]`` input."""
+    out = {}
+    for r in cfg.uncertainty.random:
+        if r.distribution == "uniform":
+            out[r.name] = st.uniform(r.low, r.high - r.low)
+        elif r.distribution == "normal":
+            out[r.name] = st.norm(r.mean, r.std)
+        else:
+            out[r.name] = st.lognorm(s=r.std, scale=float(np.exp(r.mean)))
+    return out
+
+
+def rve_with(cfg, values: dict[str, float]):
+    """The RVE oracle of ``[material.rve]`` with the numbers at dotted paths replaced."""
+    from loops.fe2.config import RVEConfig
+
+    data = cfg.material.rve.model_dump()
+    for path, value in values.items():
+        node = data
+        keys = path.split(".")
+        try:
+            for key in keys[:-1]:
+                node = node[int(key)] if isinstance(node, list) else node[key]
+            last = int(keys[-1]) if isinstance(node, list) else keys[-1]
+            if not isinstance(node[last], (int, float)):
+                raise KeyError(last)
+            node[last] = float(value)
+        except (KeyError, IndexError, ValueError, TypeError):
+            raise ValueError(
+                f"uncertainty.random name {path!r} is not a number of [material.rve]"
+            ) from None
+    return RVEConfig.model_validate(data).build()
+
+
+def train_descriptor_gp(cfg, dists: dict[str, Any]):
+    """GP over ``[H, inputs]`` on RVE answers at a scrambled Sobol design (inputs over their
+    central 99 % range)."""
+    from surrogates.dataset import Dataset
+    from surrogates.gp import GPSurrogate
+
+    u = cfg.uncertainty
+    names = list(dists)
+    lo = np.r_[-u.h_max * np.ones(4), [dists[n].ppf(0.005) for n in names]]
+    hi = np.r_[u.h_max * np.ones(4), [dists[n].ppf(0.995) for n in names]]
+    X = qmc.scale(
+        qmc.Sobol(4 + len(names), scramble=True, seed=u.seed).random(u.train_points), lo, hi
+    )
+    P = []
+    for x in X:
+        F = torch.eye(2, dtype=DTYPE) + torch.as_tensor(x[:4]).reshape(1, 2, 2)
+        rve = rve_with(cfg, dict(zip(names, x[4:], strict=True)))
+        P.append(rve.material_response(F).P.reshape(4))
+    Y = torch.stack(P)
+    ds = Dataset(torch.as_tensor(X), Y, Yvar=torch.zeros_like(Y))
+    return GPSurrogate.from_dataset(
+        ds, bounds=torch.as_tensor(np.stack([lo, hi])), dim_F=2, seed=u.seed
+    )
+
+
+def run_uncertainty(
+    cfg, solver: MacroSolver, material, out: Path
+) -> tuple[dict[str, Any], list[Path]]:
+    """Propagate per ``cfg.uncertainty``; returns (summary, written files)."""
+    u = cfg.uncertainty
+    t0 = time.perf_counter()
+    L = cfg.load
+    qois = {
+        "reaction": Reaction(L.reaction_boundary, L.reaction_component),
+        "max_stress": MaxStress(),
+    }
+    qois = {k: qois[k] for k in u.qoi}
+
+    def make_solver(m):
+        return MacroSolver(
+            solver.mesh,
+            m,
+            solver.dirichlet,
+            solver.tractions,
+            element=solver.element,
+            intorder=solver.intorder,
+            thickness=solver.thickness,
+        )
+
+    kw = {"n_steps": L.n_steps, "max_iter": L.max_iter, "max_cutbacks": L.max_cutbacks}
+    info: dict[str, Any] = {}
+    if u.random:
+        dists = distributions(cfg)
+        gp = train_descriptor_gp(cfg, dists)
+        info["surrogate"] = (
+            f"GPSurrogate over [H, {', '.join(dists)}] on {u.train_points} RVE answers"
+        )
+        theta = sample_inputs(dists, u.n_outer, seed=u.seed)
+    else:
+        gp = getattr(material, "surrogate", material)
+        if not hasattr(gp, "covar_module"):
+            raise ValueError(
+                f"[uncertainty] propagates a GP surrogate's posterior; the run's surrogate is a "
+                f"{type(gp).__name__}"
+            )
+        info["surrogate"] = "the run's surrogate"
+        dists, theta = {}, None
+    prop = propagate(
+        make_solver,
+        gp,
+        qois,
+        theta,
+        n_inner=u.n_inner,
+        n_anchors=u.n_anchors,
+        seed=u.seed,
+        solve_kwargs=kw,
+    )
+    summary = {**info, **prop.summary(), "random_inputs": list(dists)}
+    files: list[Path] = []
+    if u.sobol_n and dists:
+        from loops.uq.samples import GPPosteriorMean
+        from loops.uq.sobol import sobol_indices
+
+        mean = GPPosteriorMean(gp)
+        name0 = u.qoi[0]
+
+        def f(Theta):
+            vals = []
+            for t in Theta:
+                try:
+                    r = make_solver(mean.with_theta(t)).solve(**kw)
+                    vals.append(qois[name0](None, r))
+                except Exception:  # noqa: BLE001  (a failed run is a NaN, counted below)
+                    vals.append(np.nan)
+            return np.array(vals)
+
+        idx = sobol_indices(f, dists, n=u.sobol_n, seed=u.seed)
+        summary["sobol"] = {"qoi": name0, "of": "posterior-mean surrogate", **idx.as_dict()}
+    summary["wall_time"] = time.perf_counter() - t0
+    path = out / "uncertainty.json"
+    path.write_text(json.dumps(summary, indent=2, default=float))
+    files.append(path)
+    for name in qois:
+        files.append(split_histogram(prop, name, out / f"uq_{name}.png"))
+    return summary, files
