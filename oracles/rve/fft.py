@@ -103,8 +103,8 @@ class RealFFT:
             return torch.fft.rfftn(x, dim=self.dims, norm="forward")
         if self.backend == "fftw":
             return self._fftw_forward(x.contiguous())
-        # pocketfft is 10-30 % faster than torch's FFT on these odd sizes; the
-        # arrays are shared with torch, not copied
+        # pocketfft rather than torch's FFT: faster on the odd sizes RVE grids
+        # use; the arrays are shared with torch, not copied
         workers = torch.get_num_threads()
         return torch.from_numpy(
             scipy.fft.rfftn(x.contiguous().numpy(), axes=self.dims, norm="forward", workers=workers)
@@ -130,8 +130,8 @@ class RealFFT:
     # fields and runs on each chunk of the batch in turn (new-array execution,
     # hence FFTW_UNALIGNED: chunks start at any offset). FFTW_ESTIMATE plans
     # of many fields at once run slower per field than plans of a few, while
-    # each extra execution costs ~8 us, so small grids take up to 16k values
-    # per chunk and large grids one field.
+    # each execution has a fixed cost, so a chunk holds up to 16k values
+    # (several fields of a small grid, one field of a large one).
     def chunk(self, c: int) -> int:
         """Fields per FFTW execution for a batch whose second-to-grid axis is ``c``."""
         n = max(1, min(c, 16384 // self.n_voxels))
