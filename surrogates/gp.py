@@ -57,6 +57,7 @@ import numpy as np
 import torch
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import MultiTaskGP, SingleTaskGP
+from botorch.models.utils.assorted import fantasize as fantasize_flag
 from botorch.models.transforms.input import Normalize
 from botorch.models.transforms.outcome import Standardize
 from botorch.optim.closures import get_loss_closure_with_grads
@@ -658,6 +659,9 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         closed-form path and a refit (``from_dataset``) sees every point. The
         input normalization and output standardization of the fit are kept.
 
+        Batched inputs (``batch x n x d``, as BoTorch's ``fantasize`` passes
+        them, with outcome-transformed ``noise``) go to BoTorch unchanged.
+
         Args:
             X: ``n x d`` inputs in original units (for a constitutive surrogate
                 also ``n x k x k`` deformation gradients ``F``).
@@ -674,6 +678,14 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         Returns:
             A new :class:`GPSurrogate`; this one is unchanged.
         """
+        Xa, Ya = torch.as_tensor(X), torch.as_tensor(Y)
+        k = self.dim_F
+        given_F = k is not None and Xa.dim() == 3 and Xa.shape[-2:] == (k, k)
+        if fantasize_flag.on() or (not given_F and (Xa.dim() != 2 or Ya.dim() > 2)):
+            # batched conditioning (BoTorch's fantasize, e.g. inside qNIPV): the
+            # library's fantasy model, predicted by the generic path
+            return super().condition_on_observations(
+                X, Y, **({} if noise is None else {"noise": noise}), **kwargs)
         X = self._inputs(X)
         n = X.shape[0]
         m = self.num_outputs

@@ -574,8 +574,9 @@ def test_conditioning_bad_input():
         gp.condition_on_observations(X_new, Y_new[:, :3])
     with pytest.raises(InvalidInput, match="inputs n x 4"):
         gp.condition_on_observations(X_new[:, :3], Y_new)
+    known = _fitted_constitutive(2, 12, seed=60, known_noise=True)
     with pytest.raises(ValueError, match="noise"):
-        gp.condition_on_observations(X_new, Y_new, noise=torch.ones_like(Y_new))
+        known.condition_on_observations(X_new, Y_new)
     with pytest.raises(ValueError, match="tolerance"):
         gp.select_batch(F_new, -1.0)
 
@@ -626,3 +627,22 @@ def test_exact_answers_condition_a_gp_with_inferred_noise():
     # select_batch plans for the noise the answers will have
     tol = float(gp.material_response(F_new).variance.min()) * 0.5
     assert gp.select_batch(F_new, tol, noise=0.0).numel() <= gp.select_batch(F_new, tol).numel()
+
+
+@pytest.mark.parametrize("known_noise", [False, True])
+def test_batched_conditioning_is_botorchs_fantasize(known_noise):
+    """BoTorch's fantasize (used by qNIPV and knowledge-gradient acquisitions)
+    passes batched inputs: they reach BoTorch's fantasy update unchanged."""
+    from botorch.sampling import SobolQMCNormalSampler
+
+    g = torch.Generator().manual_seed(90)
+    X = torch.rand(15, 3, generator=g, dtype=D)
+    Y = smooth(X).reshape(15, 1)
+    ds = Dataset(X=X, Y=Y, Yvar=torch.full_like(Y, 1e-4) if known_noise else None)
+    gp = GPSurrogate.from_dataset(ds, n_restarts=1, maxiter=30)
+    Xf = torch.rand(2, 3, generator=g, dtype=D)
+    fant = gp.fantasize(Xf, sampler=SobolQMCNormalSampler(torch.Size([4])))
+    assert fant.train_targets.shape == (4, 17)
+    v0 = gp.posterior(Xf).variance
+    v1 = fant.posterior(Xf).variance  # 4 x 2 x 1
+    assert v1.shape == (4, 2, 1) and (v1 < v0).all()
