@@ -57,9 +57,9 @@ import numpy as np
 import torch
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import MultiTaskGP, SingleTaskGP
-from botorch.models.utils.assorted import fantasize as fantasize_flag
 from botorch.models.transforms.input import Normalize
 from botorch.models.transforms.outcome import Standardize
+from botorch.models.utils.assorted import fantasize as fantasize_flag
 from botorch.optim.closures import get_loss_closure_with_grads
 from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import MaternKernel, ScaleKernel
