@@ -1,4 +1,4 @@
-"""Stress-and-tangent throughput of the neural and GP constitutive surrogates.
+"""Stress-and-tangent throughput of the neural constitutive surrogates.
 
 Evaluations per second of ``material_response``-equivalent work (``P`` and
 ``dP/dF`` at a batch of deformation gradients) on batches of 1e4, 1e5 and 1e6
@@ -11,15 +11,12 @@ share of the cores the process got, so the targets are judged on
 
 * neural: :class:`surrogates.neural.HyperelasticEnsemble` fitted (briefly) to
   Neo-Hookean data, single network (M = 1) and ensemble (M = 5, with the
-  calibrated variance), through its fast evaluator in float64 and float32;
-* GP: :class:`surrogates.gp.GPSurrogate` (ARD Matern-5/2, one GP per stress
-  component) on 500 training points H -> P, through its
-  ``material_response(F, with_variance=False)`` (closed-form posterior mean
-  and its Jacobian: stress and tangent). GP batch sizes whose predicted time
-  exceeds ``--gp-budget`` seconds are skipped and recorded as such. The GP
-  with variance and the 2-worker GP timings are in ``gp_throughput.py``.
+  calibrated variance), through its fast evaluator (torch) in float64 and
+  float32, and with ``--compile`` the single network fused by
+  ``torch.compile`` (float64 and float32);
+* GP: see ``gp_throughput.py``.
 
-Targets (issue 4): >= 1e6/s for a neural surrogate, >= 1e5/s for the GP.
+Target (issue 4): >= 1e6/s for a neural surrogate on 2 cores.
 
     python experiments/benchmarks/surrogate_throughput.py [--quick]
 
@@ -33,7 +30,6 @@ re-measured here.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import platform
@@ -47,7 +43,6 @@ from surrogates.neural import HyperelasticEnsemble
 
 RESULTS = Path(__file__).parent / "results" / "surrogate_throughput.json"
 NEURAL_TARGET = 1e6
-GP_TARGET = 1e5
 
 
 def neo_hookean_P(F: torch.Tensor, mu=1.0, lam=2.0) -> torch.Tensor:
@@ -110,25 +105,15 @@ def record(base: dict, n: int, fn, F: torch.Tensor, target: float, two_thread: b
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="batches 1e4 and 1e5 only")
-    ap.add_argument("--gp-budget", type=float, default=120.0,
-                    help="skip GP batches predicted to take longer (s)")
     ap.add_argument("--out", type=Path, default=RESULTS)
-    ap.add_argument("--only", choices=("all", "neural", "gp"), default="all",
-                    help="run one part; the other part's records are kept from --out")
     ap.add_argument("--compile", action="store_true",
-                    help="also time the torch.compile'd float32 single network")
+                    help="also time the torch.compile'd single network (float64 and float32)")
     args = ap.parse_args(argv)
     sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
     results = {"cpu_count": os.cpu_count(), "loadavg_start": os.getloadavg(), "sizes": sizes, "platform": platform.platform(),
-               "torch": torch.__version__, "neural": [], "gp": []}
-
-    if args.only != "all" and args.out.exists():
-        old = json.loads(args.out.read_text())
-        keep = "gp" if args.only == "neural" else "neural"
-        results[keep] = old.get(keep, [])
-        results["gp_source"] = old.get("gp_source")
-        results[f"{keep}_measured_in_earlier_run"] = True
-    for dim in (2, 3) if args.only != "gp" else ():
+               "torch": torch.__version__, "neural": [],
+               "gp": "see gp_throughput.json (the same 500-point GP, with and without variance)"}
+    for dim in (2, 3):
         ds = dataset(400, dim, seed=dim)
         Fs = {n: sample_F(n, dim, seed=10 + n % 97) for n in sizes}
         for M in (1, 5):
@@ -143,7 +128,7 @@ def main(argv=None) -> dict:
                         / neo_hookean_P(Ft).norm())
             variants = [(torch.float64, False), (torch.float32, False)]
             if args.compile and M == 1:
-                variants.append((torch.float32, True))
+                variants += [(torch.float64, True), (torch.float32, True)]
             for dtype, comp in variants:
                 ev = model.fast_evaluator(dtype=dtype, chunk=4096, compile=comp)
                 t = time.perf_counter()
@@ -157,44 +142,13 @@ def main(argv=None) -> dict:
                         record(base, n, ev, Fs[n], NEURAL_TARGET, two_thread=n == sizes[0],
                                fn_two_workers=ev2 if n > sizes[0] else None))
 
-    try:
-        from surrogates.gp import GPSurrogate
-
-        gp_source = "surrogates.gp.GPSurrogate.material_response"
-    except ImportError:  # pragma: no cover - the GP module is part of the project
-        GPSurrogate, gp_source = None, "unavailable"
-    if args.only != "neural":
-        results["gp_source"] = gp_source
-    if GPSurrogate is not None and args.only != "neural":
-        for dim in (2, 3):
-            ds = dataset(500, dim, seed=100 + dim)
-            t = time.perf_counter()
-            gp = GPSurrogate.from_dataset(ds, n_restarts=1, maxiter=50)
-            fit_s = time.perf_counter() - t
-            # the bar is for stress and tangent: the O(N^2) variance is skipped
-            gp_fn = functools.partial(gp.material_response, with_variance=False)
-            probe = rate(gp_fn, sample_F(2000, dim, seed=7), 1)
-            base = {"dim": dim, "train_points": 500, "fit_s": fit_s, "with_variance": False}
-            for n in sizes:
-                if n / probe["evals_per_s"] > args.gp_budget:
-                    rec = {**base, "n": n, "skipped": "predicted wall time over --gp-budget",
-                           "probe_2000": probe,
-                           "projected_2core_evals_per_s": 2 * probe["evals_per_cpu_s"]}
-                    rec["meets_target"] = rec["projected_2core_evals_per_s"] >= GP_TARGET
-                    print(json.dumps(rec), flush=True)
-                else:
-                    rec = record(base, n, gp_fn, sample_F(n, dim, seed=7),
-                                 GP_TARGET, two_thread=False)
-                results["gp"].append(rec)
-
     results["summary"] = {
         "best_neural_projected_2core_evals_per_s": max(
             r["projected_2core_evals_per_s"] for r in results["neural"]),
         "best_neural_wall_evals_per_s": max(
             r["one_thread"]["evals_per_s"] for r in results["neural"]),
         "neural_meets_target_any": any(r["meets_target"] for r in results["neural"]),
-        "gp_meets_target_any": any(r.get("meets_target") for r in results["gp"]),
-        "targets": {"neural": NEURAL_TARGET, "gp": GP_TARGET},
+        "targets": {"neural": NEURAL_TARGET},
     }
     results["loadavg_end"] = os.getloadavg()
     if args.out.exists():
