@@ -345,7 +345,8 @@ class Tracker:
         try:
             with mlflow.start_run(run_id=self.run_id):
                 info = log_model(model, "surrogate", registered_model_name=name,
-                                 signature=surrogate_signature(in_names, out_names),
+                                 signature=surrogate_signature(in_names, out_names,
+                                                               getattr(model, "dim_F", None)),
                                  metadata={"input_names": list(in_names), "output_names": list(out_names)})
         finally:
             mlflow.set_tracking_uri(previous)

@@ -26,6 +26,10 @@ A logged surrogate is an MLflow model with two flavors:
   ``{"P": n x k x k, "tangent": n x k x k x k x k, "variance": n}`` numpy arrays
   (``tangent[a, i, J, k, L] = dP_iJ / dF_kL``).
 
+A model logged with a signature (:func:`surrogate_signature`; campaigns register
+theirs with one) has its input checked by MLflow in ``predict``: a table with
+the named input columns, or ``{"F": n x k x k}`` for a constitutive surrogate.
+
 Example::
 
     with mlflow.start_run():
@@ -149,25 +153,43 @@ _QUIET_ENV = {
 }
 
 
-def surrogate_signature(input_names, output_names):
-    """The MLflow signature of a surrogate's pyfunc ``predict`` on a table of inputs.
+def surrogate_signature(input_names, output_names, dim_F: int | None = None):
+    """The MLflow signature of a surrogate's pyfunc ``predict``.
 
-    Inputs: one ``double`` column per name (``d`` columns); outputs: tensors
-    ``mean`` and ``variance`` of shape ``n x m`` (``m = len(output_names)``,
-    in that order).
+    Args:
+        input_names: the ``d`` input names.
+        output_names: the ``m`` output names.
+        dim_F: ``k`` for a constitutive surrogate (``material_response``): its
+            pyfunc face then takes ``{"F": n x k x k}`` and returns ``P``
+            (``n x k x k``), ``tangent`` (``n x k x k x k x k``) and ``variance``
+            (``n``), and the signature says so.
+
+    Returns:
+        A :class:`mlflow.models.ModelSignature`: inputs one ``double`` column
+        per input name (or the tensor ``F``); outputs tensors ``mean`` and
+        ``variance`` of shape ``n x m`` (or ``P``, ``tangent``, ``variance``).
+        MLflow enforces the input part in ``pyfunc.predict``.
     """
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema, TensorSpec
 
+    f64 = np.dtype(np.float64)
+    if dim_F is not None:
+        k = int(dim_F)
+        return ModelSignature(
+            inputs=Schema([TensorSpec(f64, (-1, k, k), "F")]),
+            outputs=Schema(
+                [
+                    TensorSpec(f64, (-1, k, k), "P"),
+                    TensorSpec(f64, (-1, k, k, k, k), "tangent"),
+                    TensorSpec(f64, (-1,), "variance"),
+                ]
+            ),
+        )
     m = len(tuple(output_names))
     return ModelSignature(
         inputs=Schema([ColSpec("double", str(n)) for n in input_names]),
-        outputs=Schema(
-            [
-                TensorSpec(np.dtype(np.float64), (-1, m), "mean"),
-                TensorSpec(np.dtype(np.float64), (-1, m), "variance"),
-            ]
-        ),
+        outputs=Schema([TensorSpec(f64, (-1, m), "mean"), TensorSpec(f64, (-1, m), "variance")]),
     )
 
 

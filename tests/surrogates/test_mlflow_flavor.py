@@ -241,3 +241,17 @@ def test_signature_describes_the_table_of_inputs(constitutive_gp, tmp_path):
     out = pyf.predict(pd.DataFrame(H.numpy(), columns=names))
     with torch.no_grad():
         np.testing.assert_allclose(out["mean"], constitutive_gp.posterior(H).mean.numpy(), atol=1e-13)
+
+
+def test_constitutive_signature_takes_deformation_gradients(constitutive_gp, F, tmp_path):
+    from surrogates.mlflow_flavor import surrogate_signature
+
+    sig = surrogate_signature(("H11", "H12", "H21", "H22"), ("P11", "P12", "P21", "P22"), dim_F=2)
+    save_model(constitutive_gp, tmp_path / "m", signature=sig)
+    loaded = mlflow.models.Model.load(str(tmp_path / "m")).signature
+    assert [(t.name, t.shape) for t in loaded.inputs.inputs] == [("F", (-1, 2, 2))]
+    assert [t.name for t in loaded.outputs.inputs] == ["P", "tangent", "variance"]
+    out = mlflow.pyfunc.load_model(str(tmp_path / "m")).predict({"F": F.numpy()})
+    ref = constitutive_gp.material_response(F)
+    np.testing.assert_allclose(out["P"], ref.P.numpy(), rtol=0, atol=1e-13)
+    assert out["tangent"].shape == (3, 2, 2, 2, 2) and out["variance"].shape == (3,)
