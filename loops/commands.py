@@ -67,8 +67,11 @@ def _run(camp) -> int:
     """Run, report, and return the exit status (128 + signal number when stopped by a signal)."""
     import signal
 
+    from loops.notices import library_notices_to_debug
+
     try:
-        res = camp.run()
+        with library_notices_to_debug():
+            res = camp.run()
     except RuntimeError as e:  # the executor could not start (e.g. an unreachable Dask scheduler)
         print(f"{e}", file=sys.stderr)
         return 2
