@@ -29,12 +29,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 import torch
 
 from oracles.base import DTYPE
 from oracles.exceptions import InvalidInput
+
+#: most points of a printed traction-separation curve
+MAX_CURVE_POINTS = 100_000
 
 _LAW_OPTIONS = {
     "bilinear": ("peak_ratio",),
@@ -50,6 +54,11 @@ def register(subparsers, name: str = "cohesive") -> None:
         description="Cohesive-law parameters (Gamma = 2 gamma) and K_Ic = sqrt(E' Gamma) "
         "with E, nu from the Voigt-Reuss-Hill average of cubic constants.",
     )
+    def error(message: str):  # argparse's errors as one line
+        print(f"scalebridge cohesive: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+    p.error = error
     p.add_argument("--law", choices=("bilinear", "exponential", "ppr"), default="bilinear")
     p.add_argument("--gamma", type=float, required=True, help="surface energy [J/m^2]")
     p.add_argument("--sigma-max", type=float, required=True, help="peak normal traction [GPa]")
@@ -77,12 +86,16 @@ def compute(args: argparse.Namespace) -> dict:
     others = [k for law, ks in _LAW_OPTIONS.items() if law != args.law for k in ks if getattr(args, k) is not None]
     if others:
         raise InvalidInput(f"options {others} do not apply to the {args.law} law")
+    for nm in ("gamma", "sigma_max", "gamma_t", "tau_max", "C11", "C12", "C44", *_LAW_OPTIONS[args.law]):
+        v = getattr(args, nm)
+        if v is not None and not math.isfinite(v):
+            raise InvalidInput(f"--{nm.replace('_', '-')} must be a finite number, got {v}")
     for nm in ("gamma", "sigma_max", "gamma_t", "tau_max"):
         v = getattr(args, nm)
         if v is not None and not v > 0:
             raise InvalidInput(f"--{nm.replace('_', '-')} must be positive, got {v}")
-    if args.curve < 0:
-        raise InvalidInput(f"--curve must be a non-negative number of points, got {args.curve}")
+    if not 0 <= args.curve <= MAX_CURVE_POINTS:
+        raise InvalidInput(f"--curve must be a number of points in [0, {MAX_CURVE_POINTS}], got {args.curve}")
     x = [args.gamma, args.sigma_max, args.C11, args.C12, args.C44]
     # the CLI accepts any positive values: the box is this point
     bounds = {n: (min(0.5 * v, v - 1.0), max(2.0 * v, v + 1.0)) for n, v in zip(CohesiveOracle.input_names, x, strict=True)}

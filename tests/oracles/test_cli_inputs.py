@@ -158,3 +158,30 @@ def test_non_oracle_class_is_refused_and_nothing_runs(capsys, tmp_path):
     rc, err, _ = _err(capsys, ["run", str(f), "--run-dir", str(tmp_path / "run")])
     assert rc == 2 and len(err) == 1 and "not an Oracle subclass" in err[0], err
     assert not marker.exists()
+
+
+COHESIVE = ["cohesive", "--gamma", "1.3", "--sigma-max", "10", "--C11", "168.4", "--C12", "121.4", "--C44", "75.4"]
+
+
+@pytest.mark.parametrize(
+    "patch, must",
+    [
+        (["--gamma", "inf"], "--gamma must be a finite number, got inf"),
+        (["--sigma-max", "nan"], "--sigma-max must be a finite number"),
+        (["--curve", "1000000000"], "--curve must be a number of points in [0, 100000]"),
+        (["--C11", "100"], "not mechanically stable"),
+        (["--gamma", "x"], "invalid float value: 'x'"),
+    ],
+)
+def test_cohesive_bad_options_one_line_exit_2(capsys, patch, must):
+    _one_line(capsys, COHESIVE + patch, must)
+
+
+def test_cohesive_curve_and_k_ic(capsys):
+    rc, err, out = _err(capsys, COHESIVE + ["--curve", "5"])
+    assert rc == 0, err
+    res = json.loads(out)
+    # Griffith-Irwin: K_Ic = sqrt(E' Gamma) with E' in Pa and Gamma in J/m^2, reported in MPa m^0.5
+    o = res["outputs"]
+    assert o["K_Ic"] == pytest.approx((o["E_prime"] * 1e9 * o["Gamma"]) ** 0.5 / 1e6, rel=1e-9)
+    assert len(res["curve"]["opening_nm"]) == 5
