@@ -74,6 +74,11 @@ def _failed(command: str, e: OracleError) -> int:
 
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
+    def error(message: str):  # argparse's errors as one line
+        print(f"{p.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+    p.error = error
     p.add_argument("--element", default="Cu", help="chemical symbol (default Cu)")
     p.add_argument("--structure", default="fcc", choices=["fcc", "bcc", "sc", "diamond"])
     p.add_argument("--engine", default="default", choices=["default", "asap", "emt", "lj", "lammps"],

@@ -185,3 +185,8 @@ def test_cohesive_curve_and_k_ic(capsys):
     o = res["outputs"]
     assert o["K_Ic"] == pytest.approx((o["E_prime"] * 1e9 * o["Gamma"]) ** 0.5 / 1e6, rel=1e-9)
     assert len(res["curve"]["opening_nm"]) == 5
+
+
+def test_atomistic_argparse_errors_are_one_line(capsys):
+    _one_line(capsys, ["surface", "--thickness", "abc"], "invalid float value: 'abc'")
+    _one_line(capsys, ["elastic", "--size", "2.5"], "invalid int value: '2.5'")
