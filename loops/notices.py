@@ -11,7 +11,10 @@ points (``scalebridge fe2``, the experiment scripts, the demo). Inside it:
 * MLflow's and Alembic's INFO lines about creating and migrating the tracking
   database are raised to WARNING.
 
-Every other warning, scalebridge's own included, is shown as usual.
+scalebridge's own warnings (classes defined in ``loops``, ``oracles`` or
+``surrogates``, such as :class:`loops.tracking.TrackingWarning`) are printed as
+one line, ``Category: message``, on stderr; every other warning is shown as
+usual.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import contextlib
 import logging
 import os
 import re
+import sys
 import warnings
 from collections.abc import Iterator
 
@@ -36,6 +40,7 @@ NOTICES: tuple[tuple[str, str], ...] = (
     ("UserWarning", r"(?s).*Encountered an unexpected error while inferring pip requirements"),
 )
 
+_OURS = ("loops", "oracles", "surrogates")
 _QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic.runtime.migration", "alembic")
 
 
@@ -58,6 +63,9 @@ def library_notices_to_debug() -> Iterator[None]:
     def show(message, category, filename, lineno, file=None, line=None):
         if is_notice(category, str(message)):
             log.debug("%s: %s", category.__name__, message)
+            return
+        if category.__module__.split(".")[0] in _OURS:
+            print(f"{category.__name__}: {message}", file=file or sys.stderr)
             return
         original(message, category, filename, lineno, file, line)
 

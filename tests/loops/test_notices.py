@@ -34,3 +34,14 @@ def test_the_user_setting_of_the_progress_bar_is_kept(monkeypatch):
     with library_notices_to_debug():
         assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "true"
     assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "true"
+
+
+def test_our_warnings_are_one_line_on_stderr(capsys):
+    from loops.tracking import TrackingWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        with library_notices_to_debug():
+            warnings.warn("MLflow start at http://127.0.0.1:9 failed (ConnectionError)", TrackingWarning)
+    err = capsys.readouterr().err
+    assert err == "TrackingWarning: MLflow start at http://127.0.0.1:9 failed (ConnectionError)\n"
