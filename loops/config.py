@@ -59,7 +59,7 @@ class OracleSpec(BaseModel):
     schema (:mod:`loops.oracle_settings`). From Python, ``oracle`` may also be
     an :class:`~oracles.base.Oracle` instance (kept in :attr:`instance`; its
     ``name`` is its class path) or a settings object of
-    :mod:`loops.oracle_settings` together with ``name``.
+    :mod:`loops.oracle_settings` (e.g. ``RVESettings(...)``).
     """
 
     model_config = ConfigDict(extra="allow", arbitrary_types_allowed=True)
@@ -98,6 +98,13 @@ class OracleSpec(BaseModel):
             return {"name": f"{type(v).__module__}:{type(v).__qualname__}", "instance": v}
         if isinstance(v, OracleSpec):
             return v
+        if isinstance(v, BaseModel):
+            from loops.oracle_settings import registry_name, settings_kwargs
+
+            name = registry_name(v)
+            if name is None:
+                raise ValueError(f"oracle settings object {type(v).__name__} is not an oracle's schema")
+            return {"name": name, **settings_kwargs(v)}
         if not isinstance(v, dict):
             raise ValueError(
                 "oracle must be a table like {name = \"branin\", ...} or an Oracle instance, "

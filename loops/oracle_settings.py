@@ -621,6 +621,8 @@ class SurfaceSettings(_AtomisticBase):
         a = self.a_guess or expected_lattice_parameter(self.element, self.structure)
         rc = float((self.engine_params or {}).get("rc", 0.0))
         thinnest = max(MIN_SLAB_LATTICE_PARAMETERS * a, rc)
+        if "min_thickness" not in self.model_fields_set and self.min_thickness < thinnest:
+            self.min_thickness = float(math.ceil(thinnest))  # the default is too thin for this lattice
         if self.min_thickness < thinnest:
             raise ValueError(
                 f"min_thickness = {self.min_thickness:g} A is too thin: the two surfaces of the slab would "
@@ -768,6 +770,11 @@ def validate_settings(name: str, kwargs: dict[str, Any], prefix: str = "oracle")
         return schema.model_validate(kwargs)
     except ValidationError as e:
         raise OracleSettingsError(format_errors(e, schema, kwargs, prefix)) from None
+
+
+def registry_name(settings: BaseModel) -> str | None:
+    """The registry name whose schema ``settings`` is an instance of."""
+    return next((n for n, cls in SCHEMAS.items() if type(settings) is cls), None)
 
 
 def settings_kwargs(settings: BaseModel) -> dict[str, Any]:

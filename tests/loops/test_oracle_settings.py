@@ -216,3 +216,15 @@ def test_thinnest_allowed_slab_gives_the_thick_slab_surface_energy():
     assert abs(too_thin / thick - 1) > 0.1
     lines = _lines("surface", {"min_thickness": 0.9 * t_min})
     assert "too thin" in lines[0] and f"{t_min:.3g} A" in lines[0]
+
+
+def test_settings_object_from_python_and_a_default_thickness_that_follows_the_lattice():
+    from loops.oracle_settings import RVESettings, settings_kwargs
+
+    st = RVESettings(phases=PHASES, microstructure={"kind": "inclusion"}, grid=9)
+    cfg = parse_config({"name": "t", "oracle": st, "budget": {"calls": 3}})
+    assert cfg.oracle.spec() == {"name": "rve", "phases": PHASES, "microstructure": {"kind": "inclusion"}, "grid": 9}
+    # bcc Cs (a = 6.05 A): the 12 A default slab is thinner than two lattice parameters
+    kw = settings_kwargs(validate_settings("surface", {"element": "Cs", "structure": "bcc"}))
+    assert kw["min_thickness"] >= 2 * expected_lattice_parameter("Cs", "bcc")
+    assert "min_thickness" not in settings_kwargs(validate_settings("surface", {}))
