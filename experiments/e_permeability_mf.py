@@ -28,7 +28,9 @@ def main(argv=None):
             f"{sum(r['status'] == 'failed' for r in mine)} failed, "
             f"cost {sum(r['cost'] or 0 for r in mine):.4g}"
         )
-    done = [r for r in rows if r["fidelity"] == camp.oracle.highest_fidelity and r["status"] == "done"]
+    done = [
+        r for r in rows if r["fidelity"] == camp.oracle.highest_fidelity and r["status"] == "done"
+    ]
     for r in sorted(done, key=lambda r: r["y"][-1])[:3]:
         print(
             f"  porosity {r['x'][0]:.3f}, radius {r['x'][1]:.3f} of the cell: log10 k = {r['y'][0]:.3f}"

@@ -6,7 +6,7 @@ cell with a prescribed mean gradient ``E``: the gradient field is
 ``P K e = 0`` with ``P`` the projection onto gradient fields. The effective
 tensor ``K_eff`` maps ``E`` to the mean flux, ``<K e> = K_eff E``; its ``k``
 columns come from ``k`` unit gradients solved as one batched CG
-(:func:`oracles.rve.solver.batched_cg`), the same solver and FFT machinery as
+(:func:`oracles.rve.krylov.batched_cg`), the same solver and FFT machinery as
 the mechanical Fourier-Galerkin homogenization (Zeman et al. 2010,
 J. Comput. Phys. 229).
 
@@ -29,7 +29,7 @@ reference conductivity ``K0`` (the matrix geometric mean of the Voigt and
 Reuss means of the conductivity field), self-adjoint in ``<x, K0 y>`` on
 gradient fields, with one FFT pair of the unknown field per iteration.
 Stopping criterion: ``||P K e|| <= tol ||P K E||`` (bounded through
-``lambda_max(K0)``, as in :class:`oracles.rve.solver._Reference`).
+``lambda_max(K0)``, as in :class:`oracles.rve.projection.ReferenceMedium`).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 
 from oracles.exceptions import InvalidInput
-from oracles.rve.solver import _bdot, _gram, batched_cg
+from oracles.rve.krylov import batched_cg, bdot, gram
 from oracles.transport.fourier import VectorFourier
 from oracles.transport.topology import NotPercolating, percolating_axes
 
@@ -244,18 +244,30 @@ class ConductivitySolver:
 
     def _reference(self) -> Tensor:
         """Matrix geometric mean of the Voigt and Reuss means of the field
-        (a reference equal to a homogeneous cell's conductivity)."""
+        (a reference equal to a homogeneous cell's conductivity); phase
+        conductivities below ``1e-6`` of the largest are floored in the Reuss mean."""
         k = self.k
         if self.dense:
-            Kv = self.K.reshape(k, k, -1).movedim(-1, 0)  # N x k x k
+            # the field holds the phase tensors: means by volume fraction
+            w = np.bincount(self.phase_map.reshape(-1), minlength=self.tensors.shape[0])
+            w = torch.tensor(w / w.sum(), dtype=DTYPE)
+            Kp = self.tensors
         else:
-            Kv = torch.diag_embed(self.K.reshape(k, -1).T)
-        A = Kv.mean(0)
-        floor = 1e-6 * torch.linalg.eigvalsh(A).max()
-        w, V = torch.linalg.eigh(Kv)
-        inv = (V / w.clamp_min(floor).unsqueeze(-2)) @ V.transpose(-1, -2)
-        H = torch.linalg.inv(inv.mean(0))
-        return _geometric_mean(A, 0.5 * (H + H.T))
+            w = None
+            Kp = None
+        if Kp is not None:
+            A = (w[:, None, None] * Kp).sum(0)
+            floor = 1e-6 * torch.linalg.eigvalsh(A).max()
+            ev, V = torch.linalg.eigh(Kp)
+            inv = (V / ev.clamp_min(floor).unsqueeze(-2)) @ V.transpose(-1, -2)
+            H = torch.linalg.inv((w[:, None, None] * inv).sum(0))
+            return _geometric_mean(A, 0.5 * (H + H.T))
+        # staggered: diagonal face conductivities, per axis
+        Kf = self.K.reshape(k, -1)
+        A = Kf.mean(1)
+        floor = 1e-6 * A.max()
+        H = 1.0 / (1.0 / Kf.clamp_min(floor)).mean(1)
+        return torch.diag((A * H).sqrt())
 
     def apply_K(self, e: Tensor) -> Tensor:
         """Flux-like ``K e`` of gradient fields ``... x k x *grid`` (no sign)."""
@@ -351,10 +363,10 @@ class ConductivitySolver:
 
             def apply_A(p):
                 w = self.apply_K(p)
-                return F(w, "ref"), _bdot(p, w, nd)  # <p, K0 Gamma0 K p> = <p, K p> on gradients
+                return F(w, "ref"), bdot(p, w, nd)  # <p, K0 Gamma0 K p> = <p, K p> on gradients
 
             def inner(u, v):
-                return (_gram(u, v, nd) * K0).sum((-1, -2))
+                return (gram(u, v, nd) * K0).sum((-1, -2))
 
             x, it, rel = batched_cg(
                 apply_A,

@@ -26,9 +26,9 @@ angle of frequency ``m_j`` on axis ``j``):
   centres (the Q1-P0 pairing of Lesueur et al. 2017, as in PuMA's
   permeability solver).
 
-The FFTs, their FFTW plans and chunking are those of the mechanical solver
-(:class:`oracles.rve.solver._Projection`); only the Fourier-space multiplier
-differs.
+The FFTs (pocketfft or FFTW plans) are those of the mechanical solver
+(:class:`oracles.rve.fft.FourierOperator`); only the Fourier-space
+multiplier differs.
 """
 
 from __future__ import annotations
@@ -39,20 +39,11 @@ import torch
 from torch import Tensor
 
 from oracles.exceptions import InvalidInput
-from oracles.rve.solver import _Projection
+from oracles.rve.fft import FourierOperator
 
 __all__ = ["VectorFourier", "wave_vectors", "DISCRETIZATIONS"]
 
 DISCRETIZATIONS = ("staggered", "spectral", "rotated")
-
-
-class _VectorBasis:
-    """What :class:`_Projection` needs of a basis: ``k`` plain vector components."""
-
-    kind = "vector"
-
-    def __init__(self, k: int):
-        self.k = self.m = k
 
 
 def wave_vectors(shape: tuple[int, ...], scheme: str, dtype=torch.float64) -> tuple[Tensor, Tensor]:
@@ -100,7 +91,7 @@ def wave_vectors(shape: tuple[int, ...], scheme: str, dtype=torch.float64) -> tu
     return d, d2
 
 
-class VectorFourier(_Projection):
+class VectorFourier(FourierOperator):
     r"""Fourier multipliers of ``k``-component fields ``... x k x *grid``.
 
     Args:
@@ -130,7 +121,7 @@ class VectorFourier(_Projection):
         dtype=torch.float64,
     ):
         k = len(shape)
-        super().__init__(tuple(shape), _VectorBasis(k), torch.device("cpu"), dtype, fft)
+        super().__init__(tuple(shape), fft, dtype)
         if operator not in ("gradient", "stokes"):
             raise InvalidInput(f"operator must be 'gradient' or 'stokes', got {operator!r}")
         self.scheme, self.operator = scheme, operator

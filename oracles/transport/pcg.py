@@ -1,6 +1,6 @@
 """Preconditioned conjugate gradients on a batch of independent systems.
 
-:func:`oracles.rve.solver.batched_cg` takes a preconditioner only in the form
+:func:`oracles.rve.krylov.batched_cg` takes a preconditioner only in the form
 ``M A`` with the inner product of ``M^-1``; the Stokes solver's preconditioner
 (a restricted Laplacian) has no cheap inverse, so this is the textbook PCG
 (Saad 2003, Alg. 9.1) with ``z = M r``, on the same batch layout and dot
@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from oracles.exceptions import NotConverged
-from oracles.rve.solver import IndefiniteOperator, _bdot
+from oracles.rve.krylov import IndefiniteOperator, bdot
 
 __all__ = ["preconditioned_cg"]
 
@@ -51,7 +51,7 @@ def preconditioned_cg(
     ex = (...,) + (None,) * ndim_field
 
     def dot(u, v):
-        return _bdot(u, v, ndim_field)
+        return bdot(u, v, ndim_field)
 
     bn = dot(b, b).sqrt()
     floor = torch.as_tensor(atol, dtype=bn.dtype, device=bn.device)

@@ -50,7 +50,7 @@ import torch
 from torch import Tensor
 
 from oracles.exceptions import InvalidInput
-from oracles.rve.solver import batched_cg
+from oracles.rve.krylov import batched_cg
 from oracles.transport.fourier import VectorFourier
 from oracles.transport.pcg import preconditioned_cg
 from oracles.transport.topology import NotPercolating, percolating_axes
@@ -174,7 +174,9 @@ class StokesSolver:
         if not (isinstance(maxiter, int) and maxiter >= 1):
             raise InvalidInput(f"maxiter must be a positive integer, got {maxiter!r}")
         if preconditioner not in ("laplacian", "none"):
-            raise InvalidInput(f"preconditioner must be 'laplacian' or 'none', got {preconditioner!r}")
+            raise InvalidInput(
+                f"preconditioner must be 'laplacian' or 'none', got {preconditioner!r}"
+            )
         self.preconditioner = preconditioner
         if not s.any():
             raise InvalidInput(
@@ -213,16 +215,21 @@ class StokesSolver:
         in the range of ``Q`` already."""
         k = self.k
         y = r * (2.0 * k)
-        for a in range(-k, 0):
-            y.sub_(torch.roll(r, 1, a)).sub_(torch.roll(r, -1, a))
-        return self._Q(y)
+        for a in range(r.dim() - k, r.dim()):
+            n = r.shape[a]
+            # periodic neighbours by slices, without the copies of torch.roll
+            y.narrow(a, 1, n - 1).sub_(r.narrow(a, 0, n - 1))
+            y.narrow(a, 0, 1).sub_(r.narrow(a, n - 1, 1))
+            y.narrow(a, 0, n - 1).sub_(r.narrow(a, 1, n - 1))
+            y.narrow(a, n - 1, 1).sub_(r.narrow(a, 0, 1))
+        return self._Q(y, inplace=True)
 
-    def _Q(self, x: Tensor) -> Tensor:
+    def _Q(self, x: Tensor, inplace: bool = False) -> Tensor:
         """Restrict to solid nodes and remove the mean over them (per field and component)."""
         k = self.k
-        y = x * self.chi
-        m = y.sum(dim=tuple(range(-k, 0)), keepdim=True) / self.n_solid
-        return y.sub_(m * self.chi)
+        y = x.mul_(self.chi) if inplace else x * self.chi
+        m = y.sum(dim=tuple(range(-k, 0)), keepdim=True).div_(self.n_solid)
+        return y.addcmul_(m, self.chi, value=-1.0)
 
     def solve(self, fields: bool = False) -> PermeabilityResult:
         """The permeability tensor from unit body forces along each axis.
@@ -281,7 +288,7 @@ class StokesSolver:
         floor = 1e-13 * smax * lam0.square().sum(dim=tuple(range(-nd, 0))).sqrt()
 
         def apply_A(p):
-            return self._Q(S(p))
+            return self._Q(S(p), inplace=True)
 
         if self.preconditioner == "laplacian":
             mu, it, rel = preconditioned_cg(

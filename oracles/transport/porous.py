@@ -65,6 +65,18 @@ def _radius_voxels(radius_fraction: float, shape) -> int:
     return max(1, int(round(radius_fraction * min(shape))))
 
 
+def _generate(name: str, **kwargs) -> np.ndarray:
+    """Call ``porespy.generators.<name>``; its failures become one-line InvalidInput."""
+    gen = getattr(_porespy().generators, name)
+    try:
+        return np.asarray(gen(**kwargs), dtype=bool)
+    except (ValueError, OverflowError, ZeroDivisionError, IndexError) as e:
+        shown = {k: v for k, v in kwargs.items() if k != "dist"}
+        raise InvalidInput(
+            f"porespy.generators.{name} failed for {shown}: {type(e).__name__}: {e}"
+        ) from None
+
+
 def _porespy():
     try:
         import porespy
@@ -169,13 +181,18 @@ class PolydisperseSpheres:
         _fraction("porosity", self.porosity)
         _fraction("radius_fraction", self.radius_fraction, 0.0, 0.5)
         _fraction("spread", self.spread, 0.0, 1.0)
-        ps = _porespy()
         r = self.radius_fraction * min(shape)
         dist = scipy.stats.norm(loc=r, scale=self.spread * r)
-        im = ps.generators.polydisperse_spheres(
-            list(shape), porosity=self.porosity, dist=dist, nbins=5, r_min=1, seed=_seed(self.seed)
+        im = _generate(
+            "polydisperse_spheres",
+            shape=list(shape),
+            porosity=self.porosity,
+            dist=dist,
+            nbins=5,
+            r_min=1,
+            seed=_seed(self.seed),
         )
-        return ~np.asarray(im, dtype=bool)
+        return ~im
 
 
 @dataclass(frozen=True)
@@ -203,11 +220,14 @@ class Blobs:
 class Fibres:
     """Straight solid fibres (cylinders) of radius ``radius_fraction`` of the
     cell at ``porosity``, at most ``phi_max`` degrees out of the plane
-    normal to the last axis (``porespy.generators.cylinders``; 3D only)."""
+    normal to the last axis (``porespy.generators.cylinders``; 3D only).
+    PoreSpy 3.2's ``cylinders`` overflows for ``phi_max`` below a few
+    degrees, hence the default of 10; its porosity control is loose
+    (a few per cent on small grids)."""
 
     porosity: float = 0.8
     radius_fraction: float = 0.05
-    phi_max: float = 0.0
+    phi_max: float = 10.0
     theta_max: float = 90.0
     seed: int | None = 0
 
@@ -217,17 +237,17 @@ class Fibres:
             raise InvalidInput(f"Fibres need a 3D grid, got {shape}")
         _fraction("porosity", self.porosity)
         _fraction("radius_fraction", self.radius_fraction, 0.0, 0.5)
-        ps = _porespy()
         r = _radius_voxels(self.radius_fraction, shape)
-        im = ps.generators.cylinders(
-            list(shape),
+        im = _generate(
+            "cylinders",
+            shape=list(shape),
             r=r,
             porosity=self.porosity,
             phi_max=self.phi_max,
             theta_max=self.theta_max,
             seed=_seed(self.seed),
         )
-        return ~np.asarray(im, dtype=bool)
+        return ~im
 
 
 @dataclass(frozen=True)

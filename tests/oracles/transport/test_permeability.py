@@ -163,5 +163,7 @@ def test_laplacian_preconditioner_same_answer_fewer_iterations():
     s = CylinderArray(radius_fraction=0.3).solid((48, 48))
     a = StokesSolver(s, tol=1e-9).solve()
     b = StokesSolver(s, tol=1e-9, preconditioner="none").solve()
-    torch.testing.assert_close(a.tensor, b.tensor, rtol=1e-6, atol=1e-8 * a.tensor.abs().max().item())
+    torch.testing.assert_close(
+        a.tensor, b.tensor, rtol=1e-6, atol=1e-8 * a.tensor.abs().max().item()
+    )
     assert a.iterations < b.iterations / 2
