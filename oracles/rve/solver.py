@@ -246,26 +246,23 @@ class FFTSolver:
                 self._lin_ref = None
         return self._lin_tangent
 
-    def constitutive(self, X: Tensor, with_tangent: bool = True) -> tuple[Tensor, Tensor | None]:
+    def constitutive(self, X: Tensor) -> tuple[Tensor, Tensor]:
         """Stress ``L x m x *grid`` and tangent ``L x m x m x *grid`` at fields ``L x m x *grid``."""
         k, m, L = self.k, self.m, X.shape[0]
         N = self.n_voxels
         Xv = X.reshape(L, m, N).transpose(1, 2)  # L x N x m
         T = self.basis.ten(Xv)  # L x N x k x k
         S = torch.empty_like(Xv)
-        Kt = Xv.new_empty(L, N, m, m) if with_tangent else None
+        Kt = Xv.new_empty(L, N, m, m)
         for p, law in enumerate(self.phases):
             vox = self._voxels[p]
             if vox.numel() == 0:
                 continue
-            Tp = T[:, vox].reshape(-1, k, k)
-            s, c = law.stress_tangent(Tp)
+            s, c = law.stress_tangent(T[:, vox].reshape(-1, k, k))
             S[:, vox] = self.basis.vec(s).reshape(L, -1, m)
-            if with_tangent:
-                Kt[:, vox] = self.basis.mat(c).reshape(L, -1, m, m)
+            Kt[:, vox] = self.basis.mat(c).reshape(L, -1, m, m)
         S = S.transpose(1, 2).reshape(L, m, *self.shape)
-        if with_tangent:
-            Kt = Kt.permute(0, 2, 3, 1).reshape(L, m, m, *self.shape)
+        Kt = Kt.permute(0, 2, 3, 1).reshape(L, m, m, *self.shape)
         return S, Kt
 
     def solve_fluctuation(
