@@ -126,7 +126,8 @@ def level_spread(oracle) -> list[float]:
 
 
 def make_data(prob, seed: int, n_test: int = 1000):
-    """Per level ``(x n_t x d, y n_t)`` in original units, the test inputs and targets."""
+    """Per level ``(x n_t x d, y n_t)`` in original units (a problem with ``k`` levels
+    takes the oracle's top ``k``), the test inputs and targets (the top level)."""
     from scipy.stats import qmc
 
     oracle = oracle_of(prob)
@@ -134,6 +135,8 @@ def make_data(prob, seed: int, n_test: int = 1000):
     d = len(lo)
     rng = np.random.default_rng(seed)
     L = oracle.num_fidelities
+    # a problem with k < L levels uses the oracle's top k (the truth included)
+    ids = list(range(L - len(prob["n"]), L))
     xs = []
     for t, n in enumerate(prob["n"]):
         if t > 0 and prob["design"] == "nested":
@@ -143,7 +146,7 @@ def make_data(prob, seed: int, n_test: int = 1000):
             xs.append(qmc.scale(qmc.LatinHypercube(d=d, seed=rng).random(n), lo, hi))
     spread = level_spread(oracle) if prob["noise"] > 0 else [0.0] * L
     levels = []
-    for t, x in enumerate(xs):
+    for t, x in zip(ids, xs, strict=True):
         y = oracle.evaluate_true(torch.as_tensor(x), t).numpy().reshape(-1)
         y = y + prob["noise"] * spread[t] * rng.standard_normal(len(y))
         levels.append((x, y))
@@ -356,7 +359,8 @@ def summarize(pname: str, per_model: dict) -> dict:
     oracle = oracle_of(prob)
     return {
         "problem": {k: prob[k] for k in ("fn", "kwargs", "n", "design", "noise", "split")}
-        | {"d": int(oracle.bounds.shape[1]), "levels": oracle.num_fidelities,
+        | {"d": int(oracle.bounds.shape[1]), "levels": len(prob["n"]),
+           "oracle_levels_used": list(range(oracle.num_fidelities - len(prob["n"]), oracle.num_fidelities)),
            "source": (type(oracle).__doc__ or "").strip().splitlines()[0]},
         "seeds_done": max((len(v["nrmse"]) for v in per_model.values()), default=0),
         "models": summ,

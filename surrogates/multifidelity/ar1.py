@@ -176,7 +176,7 @@ class AR1CoKriging(MultiFidelityModel):
             return None
         rec.fit()
         self.kernel_index.copy_(rec.kernel_index)
-        L, k = self.num_fidelities, self._nls
+        L = self.num_fidelities
         parts = []
         for t in range(L):
             ls, s2, _ = rec._lk(t).unpack(rec.theta[t])

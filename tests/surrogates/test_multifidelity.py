@@ -133,6 +133,7 @@ def test_recursive_close_to_ar1_on_nested(ar1_smooth, smooth_ds):
     assert v_a.sqrt().mean() / v_r.sqrt().mean() < 10 and v_r.sqrt().mean() / v_a.sqrt().mean() < 10
 
 
+@pytest.mark.slow
 def test_nargp_beats_ar1_on_nonlinear_pair():
     def f_l(x):
         return torch.sin(8 * math.pi * x[..., 0])
@@ -151,6 +152,7 @@ def test_nargp_beats_ar1_on_nonlinear_pair():
     assert e_nargp < 0.15, e_nargp
 
 
+@pytest.mark.slow
 def test_coverage_smooth_two_fidelity():
     # 2-d smooth pair (Currin-like in spirit); held-out 95% coverage sane
     def f_l(x):
@@ -230,6 +232,7 @@ def test_bad_datasets_raise():
 
 
 # ------------------------------------------------------------ three levels
+@pytest.mark.slow
 def test_three_levels():
     def f0(x):
         return torch.sin(2 * math.pi * x[..., 0]) + x[..., 1]

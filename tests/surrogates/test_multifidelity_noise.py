@@ -170,7 +170,9 @@ def test_zero_known_noise_interpolates(cls):
 
 
 # ------------------------------------------------------------ equivariance
-@pytest.mark.parametrize("cls", MODELS)
+@pytest.mark.parametrize(
+    "cls", [AR1CoKriging, RecursiveCoKriging, pytest.param(NARGP, marks=pytest.mark.slow)]
+)
 @pytest.mark.parametrize("yvar", [None, 1e-3])
 def test_predictions_are_affine_equivariant(cls, yvar):
     ds = _data(n_low=9, n_high=5, yvar=yvar)
