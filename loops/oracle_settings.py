@@ -297,7 +297,8 @@ def build_microstructure(m: BaseModel):
     return getattr(ms, MICROSTRUCTURE_KINDS[m.kind])(**kw)
 
 
-def _num_phases(m: BaseModel) -> int | None:
+def num_phases(m: BaseModel) -> int | None:
+    """Phases of validated microstructure settings (None for a phase-map file: known once read)."""
     if m.kind == "voronoi_polycrystal":
         return m.n_grains
     if m.kind == "phase_map":
@@ -343,7 +344,7 @@ class _RVEBase(BaseModel):
                     f"microstructure.volume_fraction = {m.volume_fraction}: random fibres cannot be packed "
                     f"beyond the {dim}D random-sequential-addition jamming fraction {jam}"
                 )
-        n = _num_phases(self.microstructure)
+        n = num_phases(self.microstructure)
         if n is not None and len(self.phases) != n:
             raise ValueError(
                 f"microstructure {self.microstructure.kind!r} has {n} phases but {len(self.phases)} "
@@ -410,7 +411,15 @@ class RVESettings(_RVEBase):
                 raise ValueError(f"grid {self.grid} has {len(self.grid)} sizes but dim = {self.dim}")
             self.dim = len(self.grid)
         self._check_phases(self.dim)
-        self._check_memory(_grid_tuple(self.grid, self.dim))
+        if self.microstructure.kind == "phase_map" and "grid" not in self.model_fields_set:
+            from oracles.rve.microstructure import PhaseMap
+
+            try:  # the grid is the file's
+                self._check_memory(PhaseMap(self.microstructure.source).shape)
+            except Exception as e:  # InvalidInput: unreadable file
+                raise ValueError(str(e)) from None
+        else:
+            self._check_memory(_grid_tuple(self.grid, self.dim))
         return self
 
     def build(self):
@@ -422,9 +431,12 @@ class RVESettings(_RVEBase):
         if self.strain_bounds is not None:
             kw["strain_bounds"] = self.strain_bounds
         mp = {k: tuple(v) for k, v in (self.micro_params or {}).items()}
+        grid: tuple[int, ...] | None = _grid_tuple(self.grid, self.dim)
+        micro = build_microstructure(self.microstructure)
+        if self.microstructure.kind == "phase_map" and "grid" not in self.model_fields_set:
+            micro, grid = micro.phase_map(), None  # the file's grid
         return RVEOracle(
-            [build_law(p) for p in self.phases], build_microstructure(self.microstructure),
-            grid=_grid_tuple(self.grid, self.dim), micro_params=mp or None, **kw,
+            [build_law(p) for p in self.phases], micro, grid=grid, micro_params=mp or None, **kw,
         )
 
 

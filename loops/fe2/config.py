@@ -41,6 +41,7 @@ from loops.oracle_settings import (
     MicrostructureSettings,
     RandomFibresSettings,
     build_microstructure,
+    num_phases,
 )
 from loops.oracle_settings import format_errors as _settings_errors
 
@@ -49,8 +50,9 @@ _STRICT = ConfigDict(extra="forbid")
 
 class MeshConfig(BaseModel):
     model_config = _STRICT
-    kind: Literal["plate_with_hole", "rectangle", "file"] = "plate_with_hole"
-    element: Literal["quad1", "quad2", "tri1", "tri2"] = "quad1"
+    kind: Literal["plate_with_hole", "rectangle", "box", "file"] = "plate_with_hole"
+    #: 2D: quad1, quad2, tri1, tri2; 3D (box or a 3D file): hex1, hex2, tet1, tet2
+    element: Literal["quad1", "quad2", "tri1", "tri2", "hex1", "hex2", "tet1", "tet2"] = "quad1"
     intorder: int | None = Field(None, ge=1, le=10)
     # plate with a hole
     length: float = Field(1.0, gt=0)
@@ -63,8 +65,16 @@ class MeshConfig(BaseModel):
     height: float = Field(1.0, gt=0)
     nx: int = Field(4, ge=1, le=500)
     ny: int = Field(4, ge=1, le=500)
+    # box [0, Lx] x [0, Ly] x [0, Lz] (3D; faces left/right, bottom/top, back/front)
+    lengths: tuple[float, float, float] = (2.0, 1.0, 1.0)
+    divisions: tuple[int, int, int] = (2, 1, 1)
     # file (any format meshio reads)
     path: str | None = None
+
+    @property
+    def dim(self) -> int:
+        """2 or 3, from the element."""
+        return 3 if self.element in ("hex1", "hex2", "tet1", "tet2") else 2
 
     @model_validator(mode="after")
     def _check(self):
@@ -74,20 +84,28 @@ class MeshConfig(BaseModel):
             )
         if self.kind == "file" and not self.path:
             raise ValueError("mesh.kind = 'file' needs mesh.path")
+        if (self.kind == "box") != (self.dim == 3) and self.kind != "file":
+            raise ValueError(
+                f"mesh.element = {self.element!r} does not fit mesh.kind = {self.kind!r} "
+                "(box: hex1, hex2, tet1, tet2; 2D kinds: quad1, quad2, tri1, tri2)"
+            )
+        if min(self.lengths) <= 0 or min(self.divisions) < 1:
+            raise ValueError(f"mesh.lengths must be positive and mesh.divisions >= 1, got "
+                             f"{list(self.lengths)}, {list(self.divisions)}")
         return self
 
 
 class DirichletConfig(BaseModel):
     model_config = _STRICT
     boundary: str
-    component: Literal[0, 1]
+    component: Literal[0, 1, 2]
     value: float = 0.0
 
 
 class TractionConfig(BaseModel):
     model_config = _STRICT
     boundary: str
-    traction: tuple[float, float]
+    traction: tuple[float, float] | tuple[float, float, float]
 
 
 class LoadConfig(BaseModel):
@@ -98,7 +116,7 @@ class LoadConfig(BaseModel):
     max_cutbacks: int = Field(8, ge=0, le=50)
     #: the reaction plotted and tracked (boundary, component)
     reaction_boundary: str = "right"
-    reaction_component: Literal[0, 1] = 0
+    reaction_component: Literal[0, 1, 2] = 0
 
 
 class PhaseConfig(BaseModel):
@@ -125,7 +143,8 @@ class RVEConfig(BaseModel):
     microstructure: MicrostructureSettings = Field(
         default_factory=lambda: RandomFibresSettings(kind="random_fibres", volume_fraction=0.3, radius_fraction=0.12)
     )
-    grid: tuple[int, int] = (15, 15)
+    #: 2 sizes (plane strain, 2D macro) or 3 (3D macro)
+    grid: tuple[int, int] | tuple[int, int, int] = (15, 15)
     newton_tol: float = Field(1e-8, gt=0)
     cg_tol: float = Field(1e-8, gt=0)
 
@@ -133,8 +152,8 @@ class RVEConfig(BaseModel):
     def _check(self):
         if min(self.grid) < 3:
             raise ValueError(f"material.rve.grid = {list(self.grid)}: each size must be >= 3")
-        n = 2 if self.microstructure.kind != "voronoi_polycrystal" else self.microstructure.n_grains
-        if self.microstructure.kind != "phase_map" and len(self.phases) != n:
+        n = num_phases(self.microstructure)
+        if n is not None and len(self.phases) != n:
             raise ValueError(
                 f"material.rve.microstructure {self.microstructure.kind!r} has {n} phases but "
                 f"{len(self.phases)} phase laws are given"
@@ -293,6 +312,22 @@ class FE2Config(BaseModel):
     tracking: TrackingConfig = TrackingConfig()
     plots: bool = True
     uncertainty: UncertaintyConfig | None = None
+
+    @model_validator(mode="after")
+    def _dims(self):
+        k = self.mesh.dim
+        if self.material.rve is not None and len(self.material.rve.grid) != k:
+            raise ValueError(
+                f"material.rve.grid = {list(self.material.rve.grid)} must have {k} sizes for a {k}D mesh"
+            )
+        for i, t in enumerate(self.traction):
+            if len(t.traction) != k:
+                raise ValueError(f"traction[{i}] must have {k} components for a {k}D mesh")
+        if k == 2 and any(d.component == 2 for d in self.dirichlet):
+            raise ValueError("dirichlet component 2 (z) needs a 3D mesh")
+        if self.uncertainty is not None and self.uncertainty.random and k == 3:
+            raise ValueError("uncertainty.random is implemented for 2D meshes; a 3D run propagates the surrogate only")
+        return self
 
     @model_validator(mode="after")
     def _uq(self):

@@ -228,3 +228,22 @@ def test_settings_object_from_python_and_a_default_thickness_that_follows_the_la
     kw = settings_kwargs(validate_settings("surface", {"element": "Cs", "structure": "bcc"}))
     assert kw["min_thickness"] >= 2 * expected_lattice_parameter("Cs", "bcc")
     assert "min_thickness" not in settings_kwargs(validate_settings("surface", {}))
+
+
+def test_phase_map_file_sets_the_grid(tmp_path):
+    import numpy as np
+
+    # a laminate of two layers per three voxels along axis 0: the exact Reuss (series) stiffness
+    pm = np.zeros((9, 6), dtype=np.int64)
+    pm[::3] = 1
+    np.save(tmp_path / "pm.npy", pm)
+    spec = {"name": "rve", "phases": PHASES, "microstructure": {"kind": "phase_map", "source": str(tmp_path / "pm.npy")}}
+    o = build_oracle(spec)
+    assert o.grid == (9, 6)
+    from oracles.rve.laws import IsotropicElastic
+
+    M = np.array([(lambda law: law.lam + 2 * law.mu)(IsotropicElastic(p["E"], p["nu"])) for p in PHASES])
+    reuss = 1 / (2 / 3 / M[0] + 1 / 3 / M[1])  # sigma11 / eps11 with eps22 = 0 across the layers
+    assert o.evaluate([[0.01, 0.0, 0.0]]).Y[0, 0].item() / 0.01 == pytest.approx(reuss, rel=1e-6)
+    lines = _lines("rve", {"phases": PHASES, "microstructure": {"kind": "phase_map", "source": str(tmp_path / "no.npy")}})
+    assert len(lines) == 1 and "does not exist" in lines[0]
