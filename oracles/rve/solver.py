@@ -43,7 +43,7 @@ from torch import Tensor
 
 from oracles.exceptions import InvalidInput, NotConverged
 from oracles.rve.fields import ComponentBasis, DenseTangent, IsotropicTangent, mandel_basis
-from oracles.rve.krylov import IndefiniteOperator, batched_cg, bdot, gram
+from oracles.rve.krylov import IndefiniteOperator, batched_cg
 from oracles.rve.laws import FiniteStrainLaw, IsotropicElastic, SmallStrainLaw
 from oracles.rve.newton import continuation, newton
 from oracles.rve.projection import Projection, ReferenceMedium, solve_fluctuation
@@ -51,9 +51,6 @@ from oracles.rve.projection import Projection, ReferenceMedium, solve_fluctuatio
 DTYPE = torch.float64
 
 __all__ = ["FFTSolver", "HomogenizationResult", "IndefiniteOperator", "batched_cg", "mandel_basis"]
-
-# names the transport oracles import from this module
-_Projection, _bdot, _gram = Projection, bdot, gram
 
 
 @dataclass
