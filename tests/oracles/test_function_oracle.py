@@ -11,7 +11,7 @@ import torch
 from oracles.base import DTYPE, Oracle, PointResult, make_bounds
 from oracles.exceptions import InvalidInput
 from oracles.function import FunctionOracle, check_picklable
-from oracles.testing import OracleContractTests
+from oracles.testing import DeterministicOracleTests, FailingInputsTests, OracleContractTests
 
 
 def branin(x):
@@ -37,7 +37,7 @@ def sphere_batch(X):
     return (X**2).sum(-1, keepdim=True)
 
 
-class TestFunctionOracleContract(OracleContractTests):
+class TestFunctionOracleContract(OracleContractTests, DeterministicOracleTests, FailingInputsTests):
     def make_oracle(self):
         return FunctionOracle(branin_or_fail, [[-5.0, 0.0], [10.0, 15.0]], cost=2.0)
 
@@ -45,13 +45,13 @@ class TestFunctionOracleContract(OracleContractTests):
         return torch.tensor([[9.5, 3.0]], dtype=DTYPE)
 
 
-class TestNoisyMultiFidelityFunctionOracle(OracleContractTests):
+class TestNoisyMultiFidelityFunctionOracle(OracleContractTests, DeterministicOracleTests):
     def make_oracle(self):
         return FunctionOracle(noisy_pair, {"a": (0.0, 1.0), "b": (1.0, 2.0)}, outputs=("s", "p"),
                               noisy=True, cost=(1.0, 5.0), num_fidelities=2)
 
 
-class TestVectorizedFunctionOracle(OracleContractTests):
+class TestVectorizedFunctionOracle(OracleContractTests, DeterministicOracleTests):
     def make_oracle(self):
         return FunctionOracle(sphere_batch, [[-1.0] * 3, [1.0] * 3], vectorized=True)
 
