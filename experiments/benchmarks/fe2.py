@@ -100,7 +100,19 @@ def main(argv=None) -> int:
         "--repeats", type=int, default=3, help="repeats of the fast runs (best time kept)"
     )
     ap.add_argument("--out", default=str(ROOT / "experiments/benchmarks/results/fe2.json"))
+    # the 3D case (main_3d)
+    ap.add_argument("--dim", type=int, choices=(2, 3), default=2, help="3: run the 3D case instead")
+    ap.add_argument("--grid3d", type=int, default=9, help="3D RVE grid (N^3)")
+    ap.add_argument("--box-n", type=int, nargs=3, default=[2, 1, 1], help="3D macro hexahedra")
+    ap.add_argument("--stretch3d", type=float, default=0.04)
+    ap.add_argument("--n-steps3d", type=int, default=2)
+    ap.add_argument("--train3d", type=int, default=64)
+    ap.add_argument("--h-max3d", type=float, default=0.03)
+    ap.add_argument("--out3d", default=str(ROOT / "experiments/benchmarks/results/fe2_3d.json"))
     args = ap.parse_args(argv)
+    if args.dim == 3:
+        torch.set_num_threads(1)
+        return main_3d(args)
     torch.set_num_threads(1)
 
     cfg = load_config(args.config)
@@ -259,6 +271,140 @@ def main(argv=None) -> int:
             default=str,
         )
     )
+    return 0
+
+
+def errors3d(res, ref, boundary="right", comp=0):
+    """Reaction and stress errors of a 3D run against the full FE² reference (final step)."""
+    R, R0 = res.final.reactions[boundary][comp], ref.final.reactions[boundary][comp]
+    dP = np.linalg.norm((res.final.P - ref.final.P).reshape(len(ref.final.P), -1), axis=1)
+    P0 = np.linalg.norm(ref.final.P.reshape(len(ref.final.P), -1), axis=1)
+    return {
+        "reaction_rel_error": float(abs(R - R0) / abs(R0)),
+        "stress_max_rel_error": float(dP.max() / P0.max()),
+        "stress_rms_rel_error": float(np.sqrt(np.mean(dP**2)) / np.sqrt(np.mean(P0**2))),
+    }
+
+
+def main_3d(args) -> int:
+    """The 3D case: a clamped bar of hexahedra (``--box-n``), a 3D RVE (sphere of stiff
+    Neo-Hookean phase in a soft one on a ``--grid3d``^3 grid); full FE² vs surrogate-only
+    vs adaptive vs single-scale FE with the RVE's small-strain moduli. Writes ``--out3d``."""
+    from loops.fe2.mesh import box
+    from loops.fe2.solver import DirichletBC, MacroSolver
+    from oracles.rve.laws import NeoHookean as PhaseNH
+    from oracles.rve.microstructure import Inclusion
+    from oracles.rve.oracle import RVEOracle
+    from surrogates.dataset import Dataset
+    from surrogates.gp import GPSurrogate
+
+    g = args.grid3d
+    rve = RVEOracle(
+        [PhaseNH(E=1.0, nu=0.35), PhaseNH(E=10.0, nu=0.25)],
+        Inclusion(radius_fraction=0.3),
+        grid=(g, g, g),
+        newton_tol=1e-8,
+        cg_tol=1e-8,
+    )
+    nx, ny, nz = args.box_n
+    mesh = box((2.0, 1.0, 1.0), (nx, ny, nz), "hex1")
+    bcs = [DirichletBC("left", c) for c in range(3)] + [DirichletBC("right", 0, args.stretch3d)]
+
+    def solver(material):
+        return MacroSolver(mesh, material, bcs, element="hex1")
+
+    kw = dict(n_steps=args.n_steps3d, rtol=args.rtol, max_iter=25)
+    eye = np.eye(3)
+    ctx = mp.get_context("forkserver")
+    with ProcessPoolExecutor(args.workers, mp_context=ctx, initializer=_worker_init) as ex:
+        oracle = OracleProvider(rve, executor=ex)
+        oracle.material_response(sobol_gradients(2 * args.workers, 0.01, seed=7, k=3))
+        oracle.n_evaluations, oracle.eval_time = 0, 0.0
+        t0 = time.perf_counter()
+        F = sobol_gradients(args.train3d, args.h_max3d, seed=0, k=3)
+        P = oracle.material_response(F).P.reshape(-1, 9)
+        H = (F - torch.eye(3, dtype=torch.float64)).reshape(-1, 9)
+        gp = GPSurrogate.from_dataset(Dataset(X=H, Y=P, Yvar=torch.zeros_like(P)), seed=0)
+        train_time = time.perf_counter() - t0
+        oracle.n_evaluations, oracle.eval_time = 0, 0.0
+        A0 = rve.material_response(torch.eye(3, dtype=torch.float64)[None]).tangent[0]
+        mu_eff = float((A0[0, 1, 0, 1] + A0[1, 2, 1, 2] + A0[0, 2, 0, 2]) / 3)
+        lam_eff = float((A0[0, 0, 1, 1] + A0[1, 1, 2, 2] + A0[0, 0, 2, 2]) / 3)
+        law = NeoHookean(mu=mu_eff, lam=lam_eff)
+
+        t_full, full = timed(lambda: solver(oracle).solve(**kw))
+        n_full = oracle.n_evaluations
+        print(f"3D full FE2: {t_full:.1f} s, {n_full} RVE evaluations", flush=True)
+        t_sur, sur = timed(lambda: solver(gp).solve(**kw), args.repeats)
+        t_ana, ana = timed(lambda: solver(law).solve(**kw), args.repeats)
+
+        def adaptive():
+            s = solver(gp)
+            pre = s.solve(**kw)
+            A = gp.material_response(torch.as_tensor(pre.final.F)).tangent.numpy()
+            infl = s.reaction_influence(pre.final.u, A, "right", 0)
+            tol = tolerance_for_reaction(infl, pre.final.reactions["right"][0], args.target)
+            sw = AdaptiveSwitch(gp, oracle, tol, learn=True, max_learn=32)
+            return solver(sw).solve(**kw), sw, tol
+
+        oracle.n_evaluations = 0
+        t_ad, (ad, sw, tol) = timed(adaptive)
+        print(f"3D adaptive: {t_ad:.2f} s, {sw.n_oracle} oracle / {sw.n_surrogate} surrogate", flush=True)
+
+    e_sur, e_ad, e_ana = errors3d(sur, full), errors3d(ad, full), errors3d(ana, full)
+    H_final = np.abs(full.final.F - eye).reshape(len(full.final.F), -1).max(1)
+    result = {
+        "benchmark": "fe2_3d",
+        "command": "python experiments/benchmarks/fe2.py --dim 3 "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k.endswith("3d")),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
+        "load_average": os.getloadavg(),
+        "setup": {
+            "mesh": f"box 2 x 1 x 1, hex1 {nx} x {ny} x {nz}",
+            "n_gauss": full.n_gauss,
+            "n_steps": args.n_steps3d,
+            "stretch": args.stretch3d,
+            "macro_rtol": args.rtol,
+            "rve": f"sphere (radius fraction 0.3) E = 10 / nu = 0.25 in E = 1 / nu = 0.35, grid {g}^3",
+            "workers": args.workers,
+            "surrogate": f"GPSurrogate 9 -> 9 on {args.train3d} RVE answers, |H_ij| <= {args.h_max3d}",
+            "surrogate_train_time_s": train_time,
+            "max_abs_H_at_final_step": float(H_final.max()),
+            "fraction_of_gauss_points_outside_training_box": float(np.mean(H_final > args.h_max3d)),
+            "analytic_law": {"mu": mu_eff, "lam": lam_eff},
+            "adaptive_target_rel_reaction_error": args.target,
+            "adaptive_variance_tolerance": tol,
+        },
+        "full_fe2": {
+            "wall_time_s": t_full,
+            "oracle_evaluations": n_full,
+            "material_calls": full.n_material_calls,
+            "final_reaction": float(full.final.reactions["right"][0]),
+        },
+        "surrogate_only": {"wall_time_s": t_sur, "speedup_vs_full": t_full / t_sur, **e_sur},
+        "adaptive": {
+            "wall_time_s": t_ad,
+            "speedup_vs_full": t_full / t_ad,
+            "oracle_evaluations": int(sw.n_oracle),
+            "surrogate_evaluations": int(sw.n_surrogate),
+            **e_ad,
+        },
+        "single_scale_analytic": {"wall_time_s": t_ana, "speedup_vs_full": t_full / t_ana, **e_ana},
+        "surrogate_vs_analytic_time_ratio": t_sur / t_ana,
+    }
+    targets = {
+        "surrogate_only_1000x": result["surrogate_only"]["speedup_vs_full"] >= 1000,
+        "adaptive_100x": result["adaptive"]["speedup_vs_full"] >= 100,
+        "adaptive_reaction_error_0.5pct": e_ad["reaction_rel_error"] <= 0.005,
+        "adaptive_max_stress_error_2pct": e_ad["stress_max_rel_error"] <= 0.02,
+        "surrogate_within_3x_of_analytic": result["surrogate_vs_analytic_time_ratio"] <= 3,
+    }
+    result["targets"] = targets
+    result["meets_target"] = all(targets.values())
+    out = Path(args.out3d)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: result[k] for k in ("surrogate_only", "adaptive", "targets")}, indent=1, default=str))
     return 0
 
 

@@ -105,6 +105,8 @@ def build_mesh(cfg: FE2Config):
         )
     if m.kind == "rectangle":
         return meshes.rectangle(m.width, m.height, m.nx, m.ny, m.element)
+    if m.kind == "box":
+        return meshes.box(m.lengths, m.divisions, m.element)
     return meshes.load_mesh(m.path)
 
 
@@ -147,17 +149,17 @@ def make_solver(cfg: FE2Config, material, mesh=None) -> MacroSolver:
     )
 
 
-def train_learner(oracle_provider, n: int, h_max: float, seed: int):
+def train_learner(oracle_provider, n: int, h_max: float, seed: int, k: int = 2):
     """A :class:`~surrogates.gp.GPSurrogate` of ``H -> P`` fitted on ``n`` oracle
-    answers at a Sobol design of ``H`` in ``[-h_max, h_max]^4`` (noise-free:
-    known zero noise, floored by the GP)."""
+    answers at a Sobol design of ``H`` in ``[-h_max, h_max]^(k*k)`` (noise-free:
+    known zero noise, floored by the GP; ``k`` = 2 plane strain or 3)."""
     from surrogates.dataset import Dataset
     from surrogates.gp import GPSurrogate
 
-    F = sobol_gradients(n, h_max, seed=seed)
+    F = sobol_gradients(n, h_max, seed=seed, k=k)
     P = oracle_provider.material_response(F).P
-    H = (F - torch.eye(2, dtype=torch.float64)).reshape(n, 4)
-    Y = P.reshape(n, 4)
+    H = (F - torch.eye(k, dtype=torch.float64)).reshape(n, k * k)
+    Y = P.reshape(n, k * k)
     return GPSurrogate.from_dataset(Dataset(X=H, Y=Y, Yvar=torch.zeros_like(Y)), seed=seed)
 
 
@@ -263,7 +265,7 @@ def _run(cfg: FE2Config, progress) -> FE2Run:
             else:
                 t0 = time.perf_counter()
                 sc = mat.surrogate
-                surrogate = train_learner(oracle, sc.train_points, sc.h_max, sc.seed)
+                surrogate = train_learner(oracle, sc.train_points, sc.h_max, sc.seed, k=mesh.dim())
                 info["surrogate"] = (
                     f"GPSurrogate trained on {mat.surrogate.train_points} RVE answers"
                 )
@@ -369,7 +371,7 @@ def _finish(cfg, solver, result, material, info, out: Path) -> FE2Run:
         arrays["surrogate_calls"] = material.surrogate_calls
     np.savez_compressed(out / "results.npz", **arrays)
     artifacts = [out / "config.json", out / "summary.json", out / "results.npz"]
-    if cfg.plots:
+    if cfg.plots and solver.dim == 2:  # the plots draw the 2D mesh
         from loops.fe2 import plots
 
         try:

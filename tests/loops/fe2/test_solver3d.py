@@ -251,3 +251,31 @@ def test_bad_3d_input_is_named():
         MacroSolver(mesh, LAW, [DirichletBC("left", 0)], element="tet1")
     with pytest.raises(ValueError, match=r"returned shape"):
         MacroSolver(mesh, LAW, [DirichletBC("left", 0, lambda X: 0.0)], element="hex1")
+
+
+def test_a_3d_config_runs_through_run_fe2(tmp_path):
+    """``mesh.kind = 'box'`` with hexahedra: the run's reaction is the direct solve's."""
+    from loops.config import ConfigError
+    from loops.fe2.config import load_config, parse_config
+    from loops.fe2.run import run_fe2
+
+    cfg = load_config("experiments/configs/fe2_box3d.toml")
+    assert cfg.mesh.dim == 3 and len(cfg.material.rve.grid) == 3
+    data = cfg.model_dump(mode="json")
+    data.update(output_dir=str(tmp_path), uncertainty=None, plots=True)
+    data["material"] = {"provider": "analytic", "analytic": {"E": 10.0, "nu": 0.3}}
+    data["tracking"] = {"enabled": False}
+    data["load"]["rtol"] = 1e-9
+    run = run_fe2(parse_config(data))
+    bcs = [DirichletBC("left", c) for c in range(3)] + [DirichletBC("right", 0, 0.04)]
+    direct = MacroSolver(box((2.0, 1.0, 1.0), (2, 1, 1)), LAW, bcs).solve(n_steps=2)
+    assert run.summary["steps"][-1]["reaction"] == pytest.approx(
+        direct.final.reactions["right"][0], rel=1e-9
+    )
+    assert np.load(run.out_dir / "results.npz")["F"].shape[-2:] == (3, 3)
+    bad = dict(data, traction=[{"boundary": "right", "traction": [1.0, 0.0]}])
+    with pytest.raises(ConfigError, match="3 components"):
+        parse_config(bad)
+    bad = dict(data, mesh=dict(data["mesh"], element="quad1"))
+    with pytest.raises(ConfigError, match="does not fit"):
+        parse_config(bad)
