@@ -80,7 +80,7 @@ class Displacement:
         x = np.asarray(self.point, dtype=float).reshape(-1, 1)
         if x.shape[0] != solver.dim:
             raise ValueError(f"point must have {solver.dim} coordinates, got {self.point}")
-        u = solver.basis.probes(x) @ result.final.u  # k interleaved? probes give the vector value
+        u = solver.basis.probes(x) @ result.final.u  # k components of the vector field at x
         return float(np.asarray(u).reshape(-1)[self.component])
 
 

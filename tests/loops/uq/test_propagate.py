@@ -119,3 +119,19 @@ def test_propagation_without_descriptors_is_epistemic_only():
     assert s.quantiles[0.025] - 3 * s.std < R_nh < s.quantiles[0.975] + 3 * s.std
     with pytest.raises(ValueError, match="columns"):
         propagate(_bar, gp, {"R": Reaction("right", 0)}, np.ones((2, 1)), n_inner=2)
+
+
+def test_qois_read_the_solved_state():
+    s = _bar(LAW)
+    r = s.solve(n_steps=1)
+    # (1, 1/3) is a node of the 3 x 3 mesh: the interpolated displacement is the nodal value
+    X = s.basis.doflocs
+    dof = np.flatnonzero((np.abs(X[0] - 1.0) < 1e-12) & (np.abs(X[1] - 1 / 3) < 1e-12))
+    uy = r.final.u[dof[1]]  # the y dof of that node (x first, then y)
+    assert Displacement((1.0, 1 / 3), 1)(s, r) == pytest.approx(uy, abs=1e-14)
+    assert Displacement((1.0, 1 / 3), 0)(s, r) == pytest.approx(0.05, abs=1e-14)
+    assert Reaction("right", 0)(s, r) == r.final.reactions["right"][0]
+    P = r.final.P.reshape(s.n_gauss, 4)
+    assert MaxStress()(s, r) == pytest.approx(np.linalg.norm(P, axis=1).max())
+    with pytest.raises(ValueError, match="coordinates"):
+        Displacement((1.0, 0.5, 0.0), 0)(s, r)
