@@ -914,6 +914,8 @@ class Campaign:
 
     def _record_all(self, pairs: list[tuple[int, dict[str, Any]]]) -> None:
         """Write answers to the store (one committed row each), then retries; the model refits lazily."""
+        if not pairs:
+            return
         c = self.config
         m = self.oracle.num_outputs
         for rid, rec in pairs:

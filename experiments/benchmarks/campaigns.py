@@ -1,6 +1,7 @@
 """Campaign benchmark: regret vs Sobol and Ax, acquisition overhead, parallel efficiency.
 
     python experiments/benchmarks/campaigns.py --parts regret,overhead,parallel --seeds 10
+    python experiments/benchmarks/campaigns.py --parts asktell,chaos
 
 Writes ``experiments/benchmarks/results/campaigns.json`` (parts run separately
 are merged into the file). All ratios of a part are measured in one run.
@@ -18,6 +19,16 @@ are merged into the file). All ratios of a part are measured in one run.
   hyperparameters). Target: < 5 s at 1000 observations.
 * parallel: efficiency ``N * delay / (workers * wall)`` of an asynchronous
   campaign on a sleeping oracle with 1, 2 and 4 process workers. Target >= 0.9.
+* asktell: engine time per step of an ask/tell loop against ``run()`` (serial
+  executor) on a store that already holds 1000 Hartmann-6 observations, with
+  the GP (qLogNEI) and without a model (Sobol: the engine's own bookkeeping,
+  also measured on an empty store). Target: ask/tell within 10 % of run().
+* chaos: a 200-call campaign (sleeping Branin, 2 process workers, retries 2)
+  run by ``scalebridge run``/``resume`` while a monitor SIGKILLs a random
+  worker every 10 finished calls, SIGTERMs the driver twice (each time the
+  campaign is resumed at once), with ``MLFLOW_TRACKING_URI`` unreachable for
+  the first half; against the same campaign undisturbed. Targets: all 200
+  calls recorded once, no duplicates, wall time <= 1.5x undisturbed.
 """
 
 from __future__ import annotations
@@ -349,6 +360,224 @@ def part_parallel(workers_list, delay, calls_per_worker):
     }
 
 
+# ------------------------------------------------------------------ ask/tell
+
+
+def _prefilled(tmp: Path, n: int, acq: str, steps: int) -> Path:
+    """A run directory whose store holds ``n`` told Hartmann-6 observations (Sobol points)."""
+    from loops.acquisition import sobol_points
+    from loops.config import parse_config
+    from loops.engine import Campaign
+
+    cfg = parse_config({
+        "name": f"prefill-{acq}", "seed": 0, "oracle": {"name": "hartmann6"},
+        "budget": {"calls": n + 1 + steps}, "initial": {"n": 1},
+        "acquisition": {"name": acq}, "executor": {"kind": "serial"},
+        "tracking": {"enabled": False}, "run_dir": str(tmp),
+    })
+    d = tmp / f"base-{acq}-{n}"
+    camp = Campaign(cfg, run_dir=d)
+    if n:
+        X = sobol_points(camp.problem.bounds, n, seed=123)
+        camp.tell(X, camp.oracle.evaluate(X).Y)
+    t = camp.ask(1)  # the initial point
+    camp.tell(t.X, camp.oracle.evaluate(t.X).Y, ids=t.ids)
+    camp.close()
+    return d
+
+
+def _steps_per_s(d: Path, mode: str, steps: int) -> float:
+    """Seconds per engine step over ``steps`` steps on a copy of run directory ``d``."""
+    from loops.engine import Campaign
+    from loops.store import RunStore
+
+    camp = Campaign.resume(d)
+    n0 = max(camp._rows)
+    if mode == "run":
+        camp.run()
+    else:
+        while not camp.finished():
+            t = camp.ask(1)
+            camp.tell(t.X, camp.oracle.evaluate(t.X).Y, ids=t.ids)
+        camp.finish()
+    camp.close()
+    s = RunStore(d / "store.sqlite")
+    fin = sorted(r["finished"] for r in s.rows() if r["id"] > n0)
+    s.close()
+    assert len(fin) == steps, len(fin)
+    return (fin[-1] - fin[0]) / (len(fin) - 1)
+
+
+def part_asktell(n: int, steps: int, repeats: int) -> dict:
+    """Per-step time of ask/tell and of run() (serial executor) from the same stored state."""
+    import shutil
+
+    out: dict = {"observations": n, "steps": steps, "repeats": repeats}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for acq, label, sizes in (("qLogNEI", "with_model", (n,)), ("sobol", "engine_only", (0, n))):
+            for size in sizes:
+                base = _prefilled(tmp, size, acq, steps)
+                per = {"run": [], "asktell": []}
+                for k in range(repeats):
+                    for mode in (("run", "asktell") if k % 2 == 0 else ("asktell", "run")):
+                        d = tmp / f"{acq}-{size}-{mode}-{k}"
+                        shutil.copytree(base, d)
+                        per[mode].append(_steps_per_s(d, mode, steps))
+                        print(acq, size, mode, per[mode][-1], flush=True)
+                med = {m: statistics.median(v) for m, v in per.items()}
+                out[f"{label}_{size}"] = {
+                    "acquisition": acq, "stored_observations": size,
+                    "run_step_s": med["run"], "asktell_step_s": med["asktell"],
+                    "ratio_asktell_over_run": med["asktell"] / med["run"], "per_repeat": per,
+                }
+    wm = out[f"with_model_{n}"]
+    out["meets_target"] = wm["ratio_asktell_over_run"] <= 1.10
+    out["target"] = "ask/tell step time within 10 % of run()'s at 1000 stored observations (with_model)"
+    out["definition"] = ("step time: (finish time of the last new row - of the first) / (steps - 1), so start-up "
+                         "and the final model update are excluded; serial executor, oracle time ~1e-5 s; medians "
+                         "over repeats, the two paths alternating")
+    e0, e1 = out.get("engine_only_0"), out.get(f"engine_only_{n}")
+    if e0 and e1:
+        out["engine_only_growth_run"] = e1["run_step_s"] / e0["run_step_s"]
+    out["load_average_1min"] = os.getloadavg()[0]
+    return out
+
+
+# --------------------------------------------------------------------- chaos
+
+CHAOS_TOML = """
+name = "chaos"
+seed = {seed}
+oracle = {{name = "loops.fakes:SlowOracle", delay = {delay}}}
+[budget]
+calls = {calls}
+[initial]
+n = 4
+[acquisition]
+name = "{acq}"
+num_restarts = 2
+raw_samples = 64
+[executor]
+kind = "process"
+workers = 2
+retries = 2
+[tracking]
+enabled = true
+experiment = "chaos"
+"""
+
+
+def _cli(args: list[str], env: dict):
+    import subprocess
+
+    return subprocess.Popen([sys.executable, "-m", "loops.cli", *args], env=env, cwd=str(HERE.parents[1]),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _finished_rows(db: Path) -> int:
+    from loops.store import RunStore
+
+    if not db.exists():
+        return 0
+    try:
+        s = RunStore(db)
+        c = s.counts()
+        s.close()
+        return c["done"] + c["failed"]
+    except Exception:  # noqa: BLE001  (being created)
+        return 0
+
+
+def _chaos_run(tmp: Path, calls: int, delay: float, acq: str, seed: int, chaos: bool) -> dict:
+    import random
+
+    import psutil
+
+    from loops.store import RunStore
+
+    rng = random.Random(seed)
+    cfg = tmp / f"chaos-{chaos}.toml"
+    cfg.write_text(CHAOS_TOML.format(seed=seed, delay=delay, calls=calls, acq=acq))
+    run = tmp / f"run-{chaos}"
+    db = run / "store.sqlite"
+    good_uri = f"sqlite:///{tmp / f'mlflow-{chaos}.db'}"
+    base_env = dict(os.environ, PYTHONPATH=str(HERE.parents[1]), OMP_NUM_THREADS="1")
+    down = dict(base_env, MLFLOW_TRACKING_URI="http://127.0.0.1:9")
+    up = dict(base_env, MLFLOW_TRACKING_URI=good_uri)
+    # the driver is SIGTERMed at these finished-call counts; the drivers started before half the
+    # budget (the first two) see an unreachable tracking server, the last one a working store
+    terms = [int(calls * 0.3), calls // 2] if chaos else []
+    kills, starts, codes, outs = [], 0, [], []
+    t0 = time.time()
+    args = ["run", str(cfg), "--run-dir", str(run), "--no-progress"]
+    next_kill = 10
+    while True:
+        n = _finished_rows(db)
+        env = down if chaos and n < calls // 2 else up
+        p = _cli(args if starts == 0 else ["resume", str(run), "--no-progress"], env)
+        starts += 1
+        term_at = next((t for t in terms if t > n), None)
+        while p.poll() is None:
+            n = _finished_rows(db)
+            if chaos and n >= next_kill:
+                kids = [c for c in psutil.Process(p.pid).children() if c.is_running()]
+                if kids:
+                    victim = rng.choice(kids)
+                    try:
+                        victim.kill()
+                        kills.append({"calls": n, "pid": victim.pid})
+                    except psutil.NoSuchProcess:
+                        pass
+                next_kill += 10
+            if term_at is not None and n >= term_at:
+                p.terminate()
+                terms.remove(term_at)
+                term_at = None
+            time.sleep(0.05)
+        out = p.stdout.read()
+        codes.append(p.returncode)
+        outs.append(out.strip().splitlines()[-3:])
+        if p.returncode != 143:
+            break
+    wall = time.time() - t0
+    s = RunStore(db)
+    rows = s.rows()
+    s.close()
+    xs = [tuple(r["x"]) + (r["fidelity"],) for r in rows if r["attempt"] == 0]
+    return {
+        "wall_s": wall, "exit_codes": codes, "driver_starts": starts, "tail": outs,
+        "rows": len(rows), "completed": sum(r["status"] == "done" for r in rows),
+        "failed": sum(r["status"] == "failed" for r in rows),
+        "pending_left": sum(r["status"] == "pending" for r in rows),
+        "duplicated": len(xs) - len(set(xs)),
+        "failure_reasons": sorted({r["reason"] for r in rows if r["status"] == "failed"}),
+        "workers_killed": len(kills), "sigterms": (2 - len(terms)) if chaos else 0,
+        "tracking_down_until_calls": calls // 2 if chaos else 0,
+    }
+
+
+def part_chaos(calls: int, delay: float, acq: str, seed: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        calm = _chaos_run(tmp, calls, delay, acq, seed, chaos=False)
+        print("undisturbed", calm, flush=True)
+        chaos = _chaos_run(tmp, calls, delay, acq, seed, chaos=True)
+        print("chaos", chaos, flush=True)
+    ratio = chaos["wall_s"] / calm["wall_s"]
+    once = chaos["rows"] == calls and chaos["completed"] + chaos["failed"] == calls and chaos["pending_left"] == 0
+    return {
+        "calls": calls, "oracle": f"SlowOracle (Branin, sleeps {delay} s)", "acquisition": acq, "workers": 2,
+        "undisturbed": calm, "chaos": chaos, "wall_ratio": ratio,
+        "all_recorded_once": once, "no_duplicates": chaos["duplicated"] == 0,
+        "meets_target": bool(once and chaos["duplicated"] == 0 and ratio <= 1.5),
+        "target": "all calls recorded once, no duplicates, wall time <= 1.5x the undisturbed run",
+        "definition": "wall: from the first `scalebridge run` to the exit of the driver that finishes (resume "
+                      "start-up included); a killed worker's point is retried on a fresh worker (retries = 2)",
+        "load_average_1min": os.getloadavg()[0],
+    }
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", default="regret,overhead,parallel")
@@ -362,6 +591,13 @@ def main(argv=None):
     ap.add_argument("--delay", type=float, default=10.0)
     ap.add_argument("--calls-per-worker", type=int, default=5)
     ap.add_argument("--parallel-one", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--asktell-n", type=int, default=1000)
+    ap.add_argument("--asktell-steps", type=int, default=6)
+    ap.add_argument("--asktell-repeats", type=int, default=2)
+    ap.add_argument("--chaos-calls", type=int, default=200)
+    ap.add_argument("--chaos-delay", type=float, default=1.0)
+    ap.add_argument("--chaos-acq", default="sobol")
+    ap.add_argument("--chaos-seed", type=int, default=0)
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -388,8 +624,14 @@ def main(argv=None):
     if "parallel" in parts:
         data["parallel"] = part_parallel([int(w) for w in args.workers.split(",")], args.delay, args.calls_per_worker)
         data["parallel"]["env"] = env
+    if "asktell" in parts:
+        data["asktell"] = part_asktell(args.asktell_n, args.asktell_steps, args.asktell_repeats)
+        data["asktell"]["env"] = env
+    if "chaos" in parts:
+        data["chaos"] = part_chaos(args.chaos_calls, args.chaos_delay, args.chaos_acq, args.chaos_seed)
+        data["chaos"]["env"] = env
     flags = {}
-    for k in ("overhead", "parallel"):
+    for k in ("overhead", "parallel", "asktell", "chaos"):
         if k in data:
             flags[k] = data[k]["meets_target"]
     if "regret" in data:

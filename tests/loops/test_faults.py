@@ -283,12 +283,14 @@ def test_worker_killed_mid_run_is_retried_then_recorded_as_failed(tmp_path):
         rows = assert_store_sound(run, 10)
         assert len(kills) == 3
         by_id = {r["id"]: r for r in rows}
-        for rid in kills:
-            if retries:  # re-run on a fresh worker under its own row id
-                assert by_id[rid]["status"] == "done", (kills, rows)
-            else:
-                assert by_id[rid]["status"] == "failed" and by_id[rid]["reason"] == "worker died: signal 9"
-        assert sum(r["status"] == "failed" for r in rows) == (0 if retries else 3)
+        got = [(by_id[rid]["status"], by_id[rid]["reason"]) for rid in kills]
+        if retries:  # re-run on a fresh worker under its own row id
+            assert got == [("done", None)] * 3, (kills, rows)
+        else:
+            # a worker killed just after it sent its answer has its point recorded done
+            assert set(got) <= {("failed", "worker died: signal 9"), ("done", None)}, got
+            assert got.count(("failed", "worker died: signal 9")) >= 2, got
+        assert sum(r["status"] == "failed" for r in rows) == sum(g[0] == "failed" for g in got)
 
 
 def test_segfaulting_oracle_fails_its_points_and_the_campaign_goes_on(tmp_path):
@@ -439,6 +441,38 @@ def test_dask_local_cluster_does_not_outlive_a_killed_driver(tmp_path):
         assert wait_gone(pids, 10.0) == []
     finally:
         kill_session(p)
+
+
+def test_config_naming_a_non_oracle_class_is_refused_and_nothing_runs(tmp_path, capsys):
+    """``oracle = {name = "subprocess:Popen", args = [...]}`` in a TOML, or edited into a run's
+    config.json before ``resume``, is refused in one line before anything is called."""
+    import json
+
+    from loops.cli import main
+
+    marker = tmp_path / "ran"
+    evil = {"name": "subprocess:Popen", "args": ["touch", str(marker)]}
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'name = "t"\noracle = {{name = "{evil["name"]}", args = {json.dumps(evil["args"])}}}\n'
+                   '[budget]\ncalls = 3\n[executor]\nkind = "serial"\n[tracking]\nenabled = false\n')
+    assert main(["run", str(cfg), "--run-dir", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not an Oracle subclass" in err[0], err
+    # a finished run whose config.json is edited before resume
+    cfg.write_text('name = "t"\noracle = {name = "branin"}\n[budget]\ncalls = 2\n[initial]\nn = 2\n'
+                   '[executor]\nkind = "serial"\n[tracking]\nenabled = false\n')
+    run = tmp_path / "run2"
+    assert main(["run", str(cfg), "--run-dir", str(run), "--no-progress"]) == 0
+    data = json.loads((run / "config.json").read_text())
+    data["oracle"], data["budget"]["calls"] = evil, 4
+    (run / "config.json").write_text(json.dumps(data))
+    capsys.readouterr()
+    assert main(["resume", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not an Oracle subclass" in err[0], err
+    time.sleep(0.5)
+    assert not marker.exists()
+    assert len(RunStore(run / "store.sqlite").rows()) == 2
 
 
 # ------------------------------------------------------------- tracking server down
