@@ -729,16 +729,21 @@ def _merge_union_errors(errors: list[dict]) -> list[dict]:
         if len(group) == 1:
             out.append(group[0])
             continue
-        specific = [e for e in group if not e["type"].endswith("_type") and e["type"] != "union_tag_invalid"]
+        generic = ("union_tag_invalid", "missing", "too_short", "too_long")
+        specific = [e for e in group if not e["type"].endswith("_type") and e["type"] not in generic]
         if specific:
             out.extend(specific[:1])
             continue
+        typed = [e for e in group if e["type"].endswith("_type")] or group
+        if not all(e["msg"].startswith("Input should be ") for e in typed):
+            out.append(typed[-1])  # e.g. a tuple too long for every member: the last (largest) one's message
+            continue
         wants = []
-        for e in group:
+        for e in typed:
             w = e["msg"].removeprefix("Input should be ")
             if w not in wants:
                 wants.append(w)
-        out.append({**group[0], "msg": "Input should be " + " or ".join(wants)})
+        out.append({**typed[0], "msg": "Input should be " + " or ".join(wants)})
     return out
 
 

@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from loops.config import ConfigError, read_toml  # noqa: F401  (ConfigError re-exported)
+from loops.config import ConfigError, SFloat, SInt, read_toml  # noqa: F401  (ConfigError re-exported)
 from loops.oracle_settings import (
     LAW_KINDS,
     MicrostructureSettings,
@@ -53,21 +53,21 @@ class MeshConfig(BaseModel):
     kind: Literal["plate_with_hole", "rectangle", "box", "file"] = "plate_with_hole"
     #: 2D: quad1, quad2, tri1, tri2; 3D (box or a 3D file): hex1, hex2, tet1, tet2
     element: Literal["quad1", "quad2", "tri1", "tri2", "hex1", "hex2", "tet1", "tet2"] = "quad1"
-    intorder: int | None = Field(None, ge=1, le=10)
+    intorder: SInt | None = Field(None, ge=1, le=10)
     # plate with a hole
-    length: float = Field(1.0, gt=0)
-    radius: float = Field(0.3, gt=0)
-    n_theta: int = Field(6, ge=1, le=200)
-    n_radial: int = Field(5, ge=1, le=200)
-    grading: float = Field(2.0, gt=0)
+    length: SFloat = Field(1.0, gt=0)
+    radius: SFloat = Field(0.3, gt=0)
+    n_theta: SInt = Field(6, ge=1, le=200)
+    n_radial: SInt = Field(5, ge=1, le=200)
+    grading: SFloat = Field(2.0, gt=0)
     # rectangle
-    width: float = Field(1.0, gt=0)
-    height: float = Field(1.0, gt=0)
-    nx: int = Field(4, ge=1, le=500)
-    ny: int = Field(4, ge=1, le=500)
+    width: SFloat = Field(1.0, gt=0)
+    height: SFloat = Field(1.0, gt=0)
+    nx: SInt = Field(4, ge=1, le=500)
+    ny: SInt = Field(4, ge=1, le=500)
     # box [0, Lx] x [0, Ly] x [0, Lz] (3D; faces left/right, bottom/top, back/front)
-    lengths: tuple[float, float, float] = (2.0, 1.0, 1.0)
-    divisions: tuple[int, int, int] = (2, 1, 1)
+    lengths: tuple[SFloat, SFloat, SFloat] = (2.0, 1.0, 1.0)
+    divisions: tuple[SInt, SInt, SInt] = (2, 1, 1)
     # file (any format meshio reads)
     path: str | None = None
 
@@ -99,21 +99,21 @@ class DirichletConfig(BaseModel):
     model_config = _STRICT
     boundary: str
     component: Literal[0, 1, 2]
-    value: float = 0.0
+    value: SFloat = 0.0
 
 
 class TractionConfig(BaseModel):
     model_config = _STRICT
     boundary: str
-    traction: tuple[float, float] | tuple[float, float, float]
+    traction: tuple[SFloat, SFloat] | tuple[SFloat, SFloat, SFloat]
 
 
 class LoadConfig(BaseModel):
     model_config = _STRICT
-    n_steps: int = Field(5, ge=1, le=10000)
-    max_iter: int = Field(20, ge=1, le=200)
-    rtol: float = Field(1e-9, gt=0, lt=1)
-    max_cutbacks: int = Field(8, ge=0, le=50)
+    n_steps: SInt = Field(5, ge=1, le=10000)
+    max_iter: SInt = Field(20, ge=1, le=200)
+    rtol: SFloat = Field(1e-9, gt=0, lt=1)
+    max_cutbacks: SInt = Field(8, ge=0, le=50)
     #: the reaction plotted and tracked (boundary, component)
     reaction_boundary: str = "right"
     reaction_component: Literal[0, 1, 2] = 0
@@ -124,8 +124,8 @@ class PhaseConfig(BaseModel):
 
     model_config = _STRICT
     law: Literal["neo_hookean", "st_venant_kirchhoff"] = "neo_hookean"
-    E: float = Field(gt=0)
-    nu: float = Field(gt=-1, lt=0.5)
+    E: SFloat = Field(gt=0)
+    nu: SFloat = Field(gt=-1, lt=0.5)
 
     @field_validator("law", mode="before")
     @classmethod
@@ -144,9 +144,9 @@ class RVEConfig(BaseModel):
         default_factory=lambda: RandomFibresSettings(kind="random_fibres", volume_fraction=0.3, radius_fraction=0.12)
     )
     #: 2 sizes (plane strain, 2D macro) or 3 (3D macro)
-    grid: tuple[int, int] | tuple[int, int, int] = (15, 15)
-    newton_tol: float = Field(1e-8, gt=0)
-    cg_tol: float = Field(1e-8, gt=0)
+    grid: tuple[SInt, SInt] | tuple[SInt, SInt, SInt] = (15, 15)
+    newton_tol: SFloat = Field(1e-8, gt=0)
+    cg_tol: SFloat = Field(1e-8, gt=0)
 
     @model_validator(mode="after")
     def _check(self):
@@ -180,8 +180,8 @@ class RVEConfig(BaseModel):
 
 class AnalyticConfig(BaseModel):
     model_config = _STRICT
-    E: float = Field(10.0, gt=0)
-    nu: float = Field(0.3, gt=-1, lt=0.5)
+    E: SFloat = Field(10.0, gt=0)
+    nu: SFloat = Field(0.3, gt=-1, lt=0.5)
 
 
 class SurrogateConfig(BaseModel):
@@ -190,23 +190,23 @@ class SurrogateConfig(BaseModel):
     model_config = _STRICT
     uri: str | None = None
     #: without ``uri``: train a GP learner on this many RVE answers ...
-    train_points: int = Field(48, ge=4, le=5000)
+    train_points: SInt = Field(48, ge=4, le=5000)
     #: ... at F = I + H with H on a Sobol design in [-h_max, h_max]^4
-    h_max: float = Field(0.05, gt=0, lt=1)
-    seed: int = 0
+    h_max: SFloat = Field(0.05, gt=0, lt=1)
+    seed: SInt = 0
     #: refit the learner's hyperparameters every this many updates (0: re-condition only)
-    refit_every: int = Field(0, ge=0)
+    refit_every: SInt = Field(0, ge=0)
 
 
 class AdaptiveConfig(BaseModel):
     model_config = _STRICT
     #: variance tolerance; give this or ``target_rel_error``
-    tolerance: float | None = Field(None, ge=0)
+    tolerance: SFloat | None = Field(None, ge=0)
     #: target relative error of the reaction force; the tolerance is derived from it
-    target_rel_error: float | None = Field(None, gt=0, lt=1)
-    kappa: float = Field(2.0, gt=0)
+    target_rel_error: SFloat | None = Field(None, gt=0, lt=1)
+    kappa: SFloat = Field(2.0, gt=0)
     learn: bool = True
-    max_learn: int = Field(64, ge=1)
+    max_learn: SInt = Field(64, ge=1)
 
     @model_validator(mode="after")
     def _one(self):
@@ -242,8 +242,8 @@ class MaterialConfig(BaseModel):
 class ExecutorConfig(BaseModel):
     model_config = _STRICT
     kind: Literal["process", "thread", "serial", "dask"] = "process"
-    workers: int = Field(2, ge=1, le=1024)
-    chunk_size: int | None = Field(None, ge=1)
+    workers: SInt = Field(2, ge=1, le=1024)
+    chunk_size: SInt | None = Field(None, ge=1)
     address: str | None = None
 
 
@@ -265,7 +265,7 @@ class RandomInputConfig(BaseModel):
     low: float | None = None
     high: float | None = None
     mean: float | None = None
-    std: float | None = Field(None, gt=0)
+    std: SFloat | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _params(self):
@@ -282,27 +282,27 @@ class UncertaintyConfig(BaseModel):
 
     model_config = _STRICT
     #: joint posterior function samples per draw of the random inputs
-    n_inner: int = Field(100, ge=2, le=100000)
+    n_inner: SInt = Field(100, ge=2, le=100000)
     #: draws of the random inputs (with [[uncertainty.random]])
-    n_outer: int = Field(20, ge=2, le=100000)
-    n_anchors: int = Field(64, ge=1, le=5000)
-    seed: int = 0
+    n_outer: SInt = Field(20, ge=2, le=100000)
+    n_anchors: SInt = Field(64, ge=1, le=5000)
+    seed: SInt = 0
     qoi: list[Literal["reaction", "max_stress"]] = Field(["reaction", "max_stress"], min_length=1)
     #: with random inputs: RVE answers for the GP over [H, inputs] at a Sobol design ...
-    train_points: int = Field(64, ge=4, le=5000)
+    train_points: SInt = Field(64, ge=4, le=5000)
     #: ... with H in [-h_max, h_max]^4
-    h_max: float = Field(0.1, gt=0, lt=1)
+    h_max: SFloat = Field(0.1, gt=0, lt=1)
     #: base sample of first-order Sobol indices of the random inputs (0: none)
-    sobol_n: int = Field(0, ge=0, le=65536)
+    sobol_n: SInt = Field(0, ge=0, le=65536)
     random: list[RandomInputConfig] = []
 
 
 class FE2Config(BaseModel):
     model_config = _STRICT
     name: str = Field(min_length=1)
-    seed: int = 0
+    seed: SInt = 0
     output_dir: str | None = None
-    threads: int = Field(1, ge=1, le=256)
+    threads: SInt = Field(1, ge=1, le=256)
     mesh: MeshConfig = MeshConfig()
     dirichlet: list[DirichletConfig] = Field(min_length=1)
     traction: list[TractionConfig] = []

@@ -247,3 +247,23 @@ def test_phase_map_file_sets_the_grid(tmp_path):
     assert o.evaluate([[0.01, 0.0, 0.0]]).Y[0, 0].item() / 0.01 == pytest.approx(reuss, rel=1e-6)
     lines = _lines("rve", {"phases": PHASES, "microstructure": {"kind": "phase_map", "source": str(tmp_path / "no.npy")}})
     assert len(lines) == 1 and "does not exist" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "rve, load, must",
+    [
+        ({"grid": ["15", "15"]}, {}, "config: material.rve.grid.0 = '15': Input should be a valid integer"),
+        ({}, {"n_steps": 5.0}, "config: load.n_steps = 5.0: Input should be a valid integer"),
+        ({"phases": [{"E": True, "nu": 0.3}] * 2}, {}, "material.rve.phases.0.E = True"),
+        ({"grid": [15, 15, 15, 15]}, {}, "at most 3 items"),
+    ],
+)
+def test_fe2_numbers_are_what_they_say(rve, load, must):
+    data = {
+        "name": "t", "dirichlet": [{"boundary": "left", "component": 0}], "load": load,
+        "material": {"provider": "oracle", "rve": {
+            "phases": [{"E": 1.0, "nu": 0.3}] * 2, "microstructure": {"kind": "inclusion"}, "grid": [15, 15], **rve}},
+    }
+    with pytest.raises(ConfigError) as e:
+        parse_fe2(data)
+    assert len(e.value.lines) == 1 and must in e.value.lines[0], e.value.lines
