@@ -254,7 +254,7 @@ def test_phase_map_file_sets_the_grid(tmp_path):
     [
         ({"grid": ["15", "15"]}, {}, "config: material.rve.grid.0 = '15': Input should be a valid integer"),
         ({}, {"n_steps": 5.0}, "config: load.n_steps = 5.0: Input should be a valid integer"),
-        ({"phases": [{"E": True, "nu": 0.3}] * 2}, {}, "material.rve.phases.0.E = True"),
+        ({"phases": [{"E": True, "nu": 0.3}, {"E": 1.0, "nu": 0.3}]}, {}, "material.rve.phases.0.E = True"),
         ({"grid": [15, 15, 15, 15]}, {}, "at most 3 items"),
     ],
 )
