@@ -135,3 +135,29 @@ def test_qois_read_the_solved_state():
     assert MaxStress()(s, r) == pytest.approx(np.linalg.norm(P, axis=1).max())
     with pytest.raises(ValueError, match="coordinates"):
         Displacement((1.0, 0.5, 0.0), 0)(s, r)
+
+
+@pytest.mark.slow
+def test_propagation_in_3d_brackets_the_law():
+    """A 9 -> 9 GP of the 3D Neo-Hookean law on 64 points; a clamped bar of hexahedra."""
+    from loops.fe2.providers import sobol_gradients
+    from surrogates.dataset import Dataset
+    from surrogates.gp import GPSurrogate
+
+    F = sobol_gradients(64, 0.04, seed=0, k=3)
+    H = (F - torch.eye(3, dtype=torch.float64)).reshape(-1, 9)
+    gp = GPSurrogate.from_dataset(
+        Dataset(H, LAW.material_response(F).P.reshape(-1, 9)), n_restarts=1
+    )
+
+    def bar(m):
+        bcs = [DirichletBC("left", c) for c in range(3)] + [DirichletBC("right", 0, 0.03)]
+        return MacroSolver(box((2.0, 1.0, 1.0), (2, 1, 1)), m, bcs)
+
+    prop = propagate(
+        bar, gp, {"R": Reaction("right", 0)}, None, n_inner=30, solve_kwargs={"n_steps": 1}
+    )
+    s = prop.splits["R"]
+    R = bar(LAW).solve(n_steps=1).final.reactions["right"][0]
+    assert not prop.failures and s.epistemic > 0
+    assert s.quantiles[0.025] < R < s.quantiles[0.975]
