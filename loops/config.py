@@ -29,7 +29,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    Strict,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -37,6 +36,8 @@ from pydantic import (
     model_validator,
 )
 
+from loops.oracle_settings import SFloat as _SFloat
+from loops.oracle_settings import SInt
 from oracles.exceptions import InvalidInput
 
 try:
@@ -45,10 +46,10 @@ except ImportError:  # Python 3.10
     import tomli as tomllib
 
 _STRICT = ConfigDict(extra="forbid")
-# numbers of a config are what they say: no "31" -> 31, true -> 1 or 4.0 -> 4
-SInt = Annotated[int, Strict()]
+# numbers of a config are what they say: no "31" -> 31, true -> 1 or 4.0 -> 4 (SInt, SFloat)
+
 #: a finite number (int or float; no bool, no string, no inf or nan)
-SFloat = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+SFloat = Annotated[_SFloat, Field(allow_inf_nan=False)]
 
 
 class OracleSpec(BaseModel):

@@ -27,6 +27,7 @@ pydantic error into one line per problem.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -60,8 +61,13 @@ _STRICT = ConfigDict(extra="forbid")
 
 # scalars are strict (no str -> number, no bool -> number, no 4.0 -> 4);
 # containers stay lax so Python callers may pass tuples for lists
-SInt = Annotated[int, Strict()]
-SFloat = Annotated[float, Strict()]
+def _plain_int(v: Any) -> Any:
+    """NumPy and other integral scalars as Python ints (bools stay bools, and are refused)."""
+    return int(v) if isinstance(v, numbers.Integral) and not isinstance(v, (bool, int)) else v
+
+
+SInt = Annotated[int, Strict(), BeforeValidator(_plain_int)]
+SFloat = Annotated[float, Strict(), BeforeValidator(_plain_int)]
 SBool = Annotated[bool, Strict()]
 #: finite floats (``inf`` and ``nan`` are refused)
 Finite = Annotated[SFloat, Field(allow_inf_nan=False)]

@@ -105,3 +105,12 @@ def test_oracle_instance_is_accepted_and_anything_else_is_one_line():
 def test_numbers_are_what_they_say(patch, must):
     (line,) = _lines({**GOOD, **patch})
     assert must in line, line
+
+
+def test_numpy_integers_are_integers_but_bools_are_not():
+    import numpy as np
+
+    cfg = parse_config({**GOOD, "seed": np.int64(3), "budget": {"calls": np.int32(7), "cost": np.float64(2.5)}})
+    assert cfg.seed == 3 and type(cfg.seed) is int and cfg.budget.calls == 7
+    (line,) = _lines({**GOOD, "budget": {"calls": np.bool_(True)}})
+    assert "budget.calls" in line
