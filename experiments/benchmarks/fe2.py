@@ -356,7 +356,11 @@ def main_3d(args) -> int:
     result = {
         "benchmark": "fe2_3d",
         "command": "python experiments/benchmarks/fe2.py --dim 3 "
-        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k.endswith("3d")),
+        + " ".join(
+            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in vars(args).items()
+            if k.endswith("3d") or k in ("box_n", "repeats", "workers", "rtol", "target")
+        ),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
         "load_average": os.getloadavg(),
         "setup": {
