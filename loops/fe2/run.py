@@ -490,6 +490,10 @@ def _log_run(run: FE2Run, uri: str) -> str:
         v = run.summary.get(key)
         if isinstance(v, (int, float)):
             metrics.append(Metric(f"total_{key}", float(v), now, 0))
+    for q, split in run.summary.get("uncertainty", {}).get("qoi", {}).items():
+        for key in ("mean", "std", "epistemic", "aleatory"):
+            if isinstance(split.get(key), (int, float)) and math.isfinite(split[key]):
+                metrics.append(Metric(f"uq_{q}_{key}", float(split[key]), now, 0))
     for i in range(0, len(metrics), 500):
         client.log_batch(rid, metrics=metrics[i : i + 500])
     for path in run.artifacts:
