@@ -325,8 +325,6 @@ class FE2Config(BaseModel):
                 raise ValueError(f"traction[{i}] must have {k} components for a {k}D mesh")
         if k == 2 and any(d.component == 2 for d in self.dirichlet):
             raise ValueError("dirichlet component 2 (z) needs a 3D mesh")
-        if self.uncertainty is not None and self.uncertainty.random and k == 3:
-            raise ValueError("uncertainty.random is implemented for 2D meshes; a 3D run propagates the surrogate only")
         return self
 
     @model_validator(mode="after")

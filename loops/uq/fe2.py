@@ -64,28 +64,28 @@ def rve_with(cfg, values: dict[str, float]):
 
 
 def train_descriptor_gp(cfg, dists: dict[str, Any]):
-    """GP over ``[H, inputs]`` on RVE answers at a scrambled Sobol design (inputs over their
-    central 99 % range)."""
+    """GP over ``[H, inputs]`` (``k*k + p`` inputs, ``k`` the mesh dimension) on RVE answers
+    at a scrambled Sobol design (inputs over their central 99 % range)."""
     from surrogates.dataset import Dataset
     from surrogates.gp import GPSurrogate
 
     u = cfg.uncertainty
+    k = cfg.mesh.dim
+    kk = k * k
     names = list(dists)
-    lo = np.r_[-u.h_max * np.ones(4), [dists[n].ppf(0.005) for n in names]]
-    hi = np.r_[u.h_max * np.ones(4), [dists[n].ppf(0.995) for n in names]]
-    X = qmc.scale(
-        qmc.Sobol(4 + len(names), scramble=True, seed=u.seed).random(u.train_points), lo, hi
-    )
+    lo = np.r_[-u.h_max * np.ones(kk), [dists[n].ppf(0.005) for n in names]]
+    hi = np.r_[u.h_max * np.ones(kk), [dists[n].ppf(0.995) for n in names]]
+    sobol = qmc.Sobol(kk + len(names), scramble=True, seed=u.seed)
+    X = qmc.scale(sobol.random(u.train_points), lo, hi)
     P = []
     for x in X:
-        F = torch.eye(2, dtype=DTYPE) + torch.as_tensor(x[:4]).reshape(1, 2, 2)
-        rve = rve_with(cfg, dict(zip(names, x[4:], strict=True)))
-        P.append(rve.material_response(F).P.reshape(4))
+        F = torch.eye(k, dtype=DTYPE) + torch.as_tensor(x[:kk]).reshape(1, k, k)
+        rve = rve_with(cfg, dict(zip(names, x[kk:], strict=True)))
+        P.append(rve.material_response(F).P.reshape(kk))
     Y = torch.stack(P)
     ds = Dataset(torch.as_tensor(X), Y, Yvar=torch.zeros_like(Y))
-    return GPSurrogate.from_dataset(
-        ds, bounds=torch.as_tensor(np.stack([lo, hi])), dim_F=2, seed=u.seed
-    )
+    bounds = torch.as_tensor(np.stack([lo, hi]))
+    return GPSurrogate.from_dataset(ds, bounds=bounds, dim_F=k, seed=u.seed)
 
 
 def run_uncertainty(
