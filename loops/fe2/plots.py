@@ -76,6 +76,54 @@ def deformed_stress_plot(
     )
 
 
+def surface_stress_plot(
+    solver,
+    step,
+    path,
+    component: tuple[int, int] | None = (0, 0),
+    title=None,
+    values=None,
+    label=None,
+):
+    """3D meshes: the deformed boundary surface of ``step``, each facet coloured by its element's
+    mean ``P[component]`` (``|P|`` with None), or by ``values`` (``n_gauss``) when given."""
+    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+
+    mesh, u = solver.mesh, step.u
+    nd = solver.basis.nodal_dofs  # 3 x n_vertices
+    p = mesh.p.T + np.stack([u[nd[i]] for i in range(3)], axis=1)
+    if values is None:
+        P = step.P
+        values = (
+            np.linalg.norm(P.reshape(len(P), -1), axis=1)
+            if component is None
+            else P[:, component[0], component[1]]
+        )
+        label = "|P|" if component is None else f"P{component[0] + 1}{component[1] + 1}"
+    facets = mesh.boundary_facets()
+    colours = element_mean(solver, values)[mesh.f2t[0, facets]]
+    # facet corners: the first 3 (triangles) or 4 (quadrilaterals) vertices, in cyclic order
+    polys = p[mesh.facets[:, facets].T]
+    fig = plt.figure(figsize=(6.0, 4.8))
+    ax = fig.add_subplot(projection="3d")
+    pc = Poly3DCollection(polys, array=colours, cmap="viridis", edgecolors="0.5", linewidths=0.2)
+    ax.add_collection3d(pc)
+    lo, hi = p.min(0), p.max(0)
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
+    ax.set_zlim(lo[2], hi[2])
+    ax.set_box_aspect(np.maximum(hi - lo, 1e-12))
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.set_zlabel("z")
+    ax.set_title(title or f"deformed surface, load factor {step.load_factor:.3g}")
+    fig.colorbar(pc, ax=ax, label=label or "value", shrink=0.7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return Path(path)
+
+
 def oracle_map_plot(
     solver, oracle_calls: np.ndarray, surrogate_calls: np.ndarray, path, title=None
 ):

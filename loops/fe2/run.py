@@ -371,6 +371,25 @@ def _finish(cfg, solver, result, material, info, out: Path) -> FE2Run:
         arrays["surrogate_calls"] = material.surrogate_calls
     np.savez_compressed(out / "results.npz", **arrays)
     artifacts = [out / "config.json", out / "summary.json", out / "results.npz"]
+    if cfg.plots and solver.dim == 3:  # 3D: the deformed surface coloured by |P| and oracle calls
+        from loops.fe2 import plots
+
+        try:
+            artifacts.append(
+                plots.surface_stress_plot(solver, result.final, out / "surface_stress.png", None)
+            )
+            if is_switch and material.oracle_calls is not None:
+                artifacts.append(
+                    plots.surface_stress_plot(
+                        solver, result.final, out / "oracle_map.png", values=material.oracle_calls,
+                        label="oracle calls per Gauss point", title="oracle calls (element mean)",
+                    )
+                )
+        except Exception as e:  # noqa: BLE001  (plots must not lose a finished simulation)
+            from loops.plots import PlotWarning
+            from loops.tracking import one_line
+
+            warnings.warn(f"FE² plot failed: {one_line(e)}", PlotWarning, stacklevel=2)
     if cfg.plots and solver.dim == 2:  # the plots draw the 2D mesh
         from loops.fe2 import plots
 

@@ -273,6 +273,7 @@ def test_a_3d_config_runs_through_run_fe2(tmp_path):
         direct.final.reactions["right"][0], rel=1e-9
     )
     assert np.load(run.out_dir / "results.npz")["F"].shape[-2:] == (3, 3)
+    assert (run.out_dir / "surface_stress.png").stat().st_size > 1000
     bad = dict(data, traction=[{"boundary": "right", "traction": [1.0, 0.0]}])
     with pytest.raises(ConfigError, match="3 components"):
         parse_config(bad)
