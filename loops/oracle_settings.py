@@ -19,9 +19,14 @@ Python class (``NeoHookean`` -> ``neo_hookean``, ``RandomFibres`` ->
 ``random_fibres``) and a microstructure's type by the key ``kind``, everywhere.
 An earlier spelling is refused with a message naming the current one.
 
-:func:`validate_settings` checks ``{name: ..., **kwargs}`` and returns the
-keyword arguments for the oracle's constructor; :func:`format_errors` turns a
-pydantic error into one line per problem.
+:func:`validate_settings` checks the settings of a registry name and returns
+the validated settings (:func:`settings_kwargs` gives the constructor's keyword
+arguments); :func:`format_errors` turns a pydantic error into one line per
+problem. From Python, a schema can also be built directly and handed to a
+campaign: ``CampaignConfig(oracle=RVESettings(phases=[...], microstructure=...), ...)``.
+
+Units: moduli in any consistent unit (the stress comes out in it), lengths of
+atomistic settings in A, energies in eV, temperatures in K.
 """
 
 from __future__ import annotations
@@ -51,9 +56,17 @@ __all__ = [
     "PhaseSettings",
     "MicrostructureSettings",
     "RVESettings",
+    "StiffnessDensitySettings",
+    "TwoGridStiffnessSettings",
     "ElasticSettings",
     "SurfaceSettings",
+    "build_law",
+    "build_microstructure",
+    "expected_lattice_parameter",
     "format_errors",
+    "num_phases",
+    "registry_name",
+    "settings_kwargs",
     "validate_settings",
 ]
 
