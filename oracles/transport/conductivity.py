@@ -14,8 +14,8 @@ Discretizations (:mod:`oracles.transport.fourier`):
 
 * ``"staggered"`` (default): gradient components on voxel faces, face
   conductivity the harmonic mean of the two voxels' conductivities along the
-  face normal. This is the two-point finite-volume scheme of PuMA's
-  conductivity solver (a resistor network): exact for laminates, an
+  face normal: the two-point finite-volume scheme of voxel conductivity
+  solvers (a resistor network between voxel centres): exact for laminates, an
   insulating phase blocks every face it touches (no spurious flux through
   voxel corners), and ``K_eff`` is bounded by the Voigt and Reuss means of
   the face conductivities. Phase tensors must be diagonal.
@@ -423,8 +423,8 @@ def tortuosity(mask, *, axes: Sequence[int] | None = None, **kwargs) -> Tortuosi
     """Tortuosity factor of the ``True`` voxels of ``mask`` (pores, conducting,
     ``sigma = 1``) in insulating ``False`` voxels.
 
-    ``tau_a = porosity * sigma / K_eff_aa`` (e.g. Tjaden et al. 2016, Curr.
-    Opin. Chem. Eng. 12; PuMA's ``compute_continuum_tortuosity``); ``tau = 1``
+    ``tau_a = porosity * sigma / K_eff_aa`` (the tortuosity factor of e.g.
+    Tjaden et al. 2016, Curr. Opin. Chem. Eng. 12); ``tau = 1``
     for straight channels along ``a``. The default staggered discretization
     lets no flux through faces shared with the insulating phase.
 

@@ -23,8 +23,8 @@ angle of frequency ``m_j`` on axis ``j``):
 * ``"rotated"``: ``d_j = (exp(i theta_j) - 1) prod_{l != j} (1 + exp(i theta_l)) / 2``
   (Willot 2015, CR Mecanique 343), the difference across a voxel averaged
   over its ``2^(k-1)`` edges: fields at voxel corners, pressure at voxel
-  centres (the Q1-P0 pairing of Lesueur et al. 2017, as in PuMA's
-  permeability solver).
+  centres (the pairing of trilinear velocity and piecewise-constant pressure
+  voxel finite elements).
 
 The FFTs (pocketfft or FFTW plans) are those of the mechanical solver
 (:class:`oracles.rve.fft.FourierOperator`); only the Fourier-space

@@ -13,7 +13,7 @@ and the Darcy velocity ``U = <u>``. The no-slip condition ``u = 0`` on the
 solid becomes, after removing the unknown constant ``U`` (the projection
 ``Q`` subtracts the mean over the solid nodes),
 
-    ``Q S Q mu = -Q S lambda_0``,  ``lambda = lambda_0 + mu``,  ``lambda_0 = -(N / N_s) f``,
+    ``Q S Q g = -Q S lambda_0``,  ``lambda = lambda_0 + g``,  ``lambda_0 = -(N / N_s) f``,
 
 a symmetric positive semidefinite system on the solid nodes solved by
 preconditioned CG (:func:`oracles.transport.pcg.preconditioned_cg`, the
@@ -22,11 +22,11 @@ side per axis, with one FFT pair of the force field per iteration. Then ``U = -<
 and the permeability column is ``K e_J = mu U`` for ``f = e_J``.
 
 Discretization: velocity at voxel corners (``2^k`` voxels meet at a node; a
-node is solid when half of them are, see :func:`solid_nodes`), pressure at voxel centres, the rotated
-difference operators of Willot (2015) and the ``2k+1``-point Laplacian; walls
-then lie on voxel faces as in the Q1-P0 finite elements of PuMA's
-permeability solver (Lesueur et al. 2017, Transp. Porous Media 117). A pore
-channel must be at least 2 voxels wide to carry flow. For plane Poiseuille
+node is solid when half of them are, see :func:`solid_nodes`), pressure at
+voxel centres, the rotated difference operators of Willot (2015, C. R.
+Mecanique 343) and the ``2k+1``-point Laplacian; flat walls then lie on voxel
+faces, as in voxel finite-element Stokes solvers with velocity at the voxel
+corners. A pore channel must be at least 2 voxels wide to carry flow. For plane Poiseuille
 flow in a slit of ``h`` voxels the discrete permeability is
 ``(h^3 - h) / 12`` per unit cell width (the trapezoidal rule on the exact
 parabola): second order in the voxel size.
@@ -291,13 +291,13 @@ class StokesSolver:
             return self._Q(S(p), inplace=True)
 
         if self.preconditioner == "laplacian":
-            mu, it, rel = preconditioned_cg(
+            g, it, rel = preconditioned_cg(
                 apply_A, b, self._precondition, self.tol, self.maxiter, ndim_field=nd, atol=floor
             )
         else:
-            mu, it, rel = batched_cg(apply_A, b, self.tol, self.maxiter, ndim_field=nd, atol=floor)
+            g, it, rel = batched_cg(apply_A, b, self.tol, self.maxiter, ndim_field=nd, atol=floor)
         del b
-        lam = mu.add_(lam0)
+        lam = g.add_(lam0)
         del lam0
         u = S(lam)
         del lam
