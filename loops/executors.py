@@ -335,21 +335,33 @@ class ExecutorHandle:
 PARENT_POLL = 0.25
 
 
-def _watch_parent(parent: int) -> None:
-    """End this worker when its driver dies (re-parented: ``getppid`` changes), whatever killed it."""
+def _watch_parent(driver: int) -> None:
+    """End this worker when its driver dies, whatever killed it.
+
+    The worker's parent is the driver (fork) or the fork server (which ends
+    with the driver); either way the worker is re-parented when it dies, so
+    ``getppid`` changes. The driver's pid is checked as well.
+    """
+    parent = os.getppid()
     while True:
         time.sleep(PARENT_POLL)
         if os.getppid() != parent:
             os._exit(1)
+        try:
+            os.kill(driver, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:
+            pass
 
 
-def _worker_main(conn, parent: int) -> None:
+def _worker_main(conn, driver: int) -> None:
     """One campaign worker: evaluate the points the driver sends, one at a time, until told to stop."""
     # the driver handles Ctrl-C (sent to the whole process group) and stops its workers itself
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _worker_init()
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="parent-watch").start()
+    threading.Thread(target=_watch_parent, args=(driver,), daemon=True, name="parent-watch").start()
     while True:
         try:
             msg = conn.recv()
