@@ -339,7 +339,8 @@ class Campaign:
         self._handed: set[int] = set()  # pending rows asked for (or submitted) and not yet told
         self._infra: dict[int, int] = {}  # worker faults per row in this session
         self._stale = True  # results since the last model update
-        self._version = 0
+        self._version = 0  # changes of finished rows (data)
+        self._added = 0  # pending rows added or cancelled (state)
         self._data_cache: dict[Any, Any] = {}
         self._started = False
         self._t_start = time.time()
@@ -645,20 +646,26 @@ class Campaign:
 
     # -------------------------------------------------------------- state
     def state(self, running: list[dict] | None = None) -> LoopState:
-        """Counts, cost and time of the design calls (from the rows held in memory)."""
-        calls = failed = submitted = pend = 0
-        cost = pend_cost = 0.0
-        for r in self._rows.values():
-            if r["role"] == "validation" or r["status"] == "cancelled":
-                continue
-            submitted += 1
-            if r["status"] == "pending":
-                pend += 1
-                pend_cost += self.problem.costs[r["fidelity"]]
-            else:
-                calls += 1
-                cost += r["cost"] or 0.0
-                failed += r["status"] == "failed"
+        """Counts, cost and time of the design calls (from the rows held in memory, once per change)."""
+        cached = getattr(self, "_state_cache", None)
+        if cached is not None and cached[0] == (self._version, self._added):
+            calls, submitted, failed, pend, cost, pend_cost, best = cached[1]
+        else:
+            calls = failed = submitted = pend = 0
+            cost = pend_cost = 0.0
+            for r in self._rows.values():
+                if r["role"] == "validation" or r["status"] == "cancelled":
+                    continue
+                submitted += 1
+                if r["status"] == "pending":
+                    pend += 1
+                    pend_cost += self.problem.costs[r["fidelity"]]
+                else:
+                    calls += 1
+                    cost += r["cost"] or 0.0
+                    failed += r["status"] == "failed"
+            best = self.best_value()
+            self._state_cache = ((self._version, self._added), (calls, submitted, failed, pend, cost, pend_cost, best))
         return LoopState(
             iteration=self._updates,
             calls=calls,
@@ -668,7 +675,7 @@ class Campaign:
             cost=cost,
             committed_cost=cost + pend_cost,
             elapsed=float(self.store.get_meta("elapsed", 0.0)) + (time.time() - self._t_start),
-            best=self.best_value(),
+            best=best,
             metrics=dict(getattr(self, "_last_metrics", {})),
         )
 
@@ -685,6 +692,7 @@ class Campaign:
     def _add_pending(self, x, fidelity, role, iteration, **kw) -> int:
         rid = self.store.add_pending(x, fidelity, role, iteration, **kw)
         self._rows[rid] = self.store.row(rid)
+        self._added += 1  # the state changes, the data (successful rows) do not
         return rid
 
     def _initial_design(self) -> None:
@@ -970,6 +978,7 @@ class Campaign:
             if r["status"] == "pending":
                 self.store.cancel(rid, f"cancelled: campaign stopped by {stopped_by}")
                 self._rows[rid] = self.store.row(rid)
+                self._added += 1
         self._handed.clear()
         if self._stale:
             self._update_and_log()
