@@ -31,14 +31,14 @@ from ase import Atoms
 from ase.build import surface as ase_surface
 from scipy.optimize import least_squares
 
-from oracles.atomistic.elastic import (
+from oracles.atomistic.crystal import (
     CUBIC_STRUCTURES,
-    _calc_call,
     build_crystal,
     check_element,
     equilibrium_lattice_parameter,
     relax_positions,
 )
+from oracles.atomistic.crystal import calc_call as _calc_call
 from oracles.atomistic.engines import EngineSpec, attach_calculator, engine_name
 from oracles.base import DTYPE, CostModel, Oracle, PointResult, make_bounds
 from oracles.exceptions import CalculationFailed, InvalidInput

@@ -10,7 +10,7 @@ import torch
 
 from oracles.base import DTYPE, CostModel, Oracle, OracleResult, PointResult, make_bounds
 from oracles.exceptions import CalculationFailed, InvalidInput, NotConverged, OracleError
-from oracles.testing import OracleContractTests
+from oracles.testing import DeterministicOracleTests, FailingInputsTests, OracleContractTests
 
 
 class ToyOracle(Oracle):
@@ -137,7 +137,7 @@ def test_result_pickles():
     assert isinstance(r2, OracleResult) and torch.equal(r2.Y, r.Y)
 
 
-class TestToyOracleContract(OracleContractTests):
+class TestToyOracleContract(OracleContractTests, DeterministicOracleTests, FailingInputsTests):
     def make_oracle(self):
         return ToyOracle()
 

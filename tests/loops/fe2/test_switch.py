@@ -150,8 +150,9 @@ def test_reaction_influence_predicts_the_first_order_change():
 
 
 def test_fe2_with_homogeneous_rve_equals_single_scale():
-    rve = pytest.importorskip("oracles.rve.oracle")
-    laws = pytest.importorskip("oracles.rve.laws")
+    from oracles.rve import laws
+    from oracles.rve import oracle as rve
+
     oracle = rve.RVEOracle(
         [laws.NeoHookean(E=10.0, nu=0.3)], np.zeros((5, 5), dtype=np.int64), grid=(5, 5)
     )
