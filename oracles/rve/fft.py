@@ -11,7 +11,7 @@ axis ``n -> n // 2 + 1``) and back, with one of three back ends:
 * ``torch.fft`` for fields on a GPU or fields that need gradients.
 
 ``"auto"`` takes FFTW when pyFFTW is installed and the dtype is float64,
-else scipy. pyFFTW is imported when the first FFTW plan is made, not with
+else scipy. pyFFTW is imported when a transform first selects it, not with
 this module: ``import pyfftw`` also imports its numpy, scipy and dask
 interfaces.
 
@@ -67,6 +67,12 @@ def resolve_backend(fft: str, dtype: torch.dtype) -> tuple[str, str]:
         raise InvalidInput(f"fft must be one of {FFT_BACKENDS}, got {fft!r}")
     if fft == "scipy" or dtype != torch.float64 or not fftw_available():
         return "scipy", ""
+    try:
+        _pyfftw()
+    except ImportError as e:  # installed but broken
+        if fft == "auto":
+            return "scipy", ""
+        raise InvalidInput(f"fft={fft!r} needs pyFFTW, which does not import: {e}") from e
     return "fftw", "FFTW_MEASURE" if fft == "fftw-measure" else "FFTW_ESTIMATE"
 
 

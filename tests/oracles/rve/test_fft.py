@@ -109,3 +109,16 @@ def test_fourier_operator_subclass_differentiates_trigonometric_fields_exactly(f
     a, b = D.apply(u.unsqueeze(0), (0, 1))
     torch.testing.assert_close(a[0], du1, rtol=0, atol=1e-11)
     torch.testing.assert_close(b[0], du2, rtol=0, atol=1e-11)
+
+
+def test_a_broken_pyfftw_falls_back_to_scipy_under_auto(monkeypatch):
+    import oracles.rve.fft as fft_mod
+
+    def broken():
+        raise ImportError("libfftw3.so.3: cannot open shared object file")
+
+    monkeypatch.setattr(fft_mod, "fftw_available", lambda: True)
+    monkeypatch.setattr(fft_mod, "_pyfftw", broken)
+    assert fft_mod.resolve_backend("auto", DT) == ("scipy", "")
+    with pytest.raises(InvalidInput, match="needs pyFFTW, which does not import"):
+        fft_mod.resolve_backend("fftw", DT)
