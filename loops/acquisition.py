@@ -305,8 +305,8 @@ def propose(
         sobol_skip: how many Sobol points the campaign has used.
     """
     torch.manual_seed(seed)
-    # LOVE predictive covariances above FAST_PRED_N points: ~8x faster acquisition at 1000
-    # observations with the same candidate in experiments/benchmarks/campaigns.py
+    # LOVE predictive covariances above FAST_PRED_N points: much cheaper acquisition on
+    # large data sets, same candidates (experiments/benchmarks/campaigns.py measures it)
     fast = train_X.shape[0] > FAST_PRED_N
     with gpytorch.settings.max_cholesky_size(MAX_CHOLESKY), gpytorch.settings.fast_pred_var(fast):
         return _propose(name, model, problem, train_X, train_Y, q, cfg, X_pending, noise, seed, sobol_skip)
