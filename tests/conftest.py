@@ -18,9 +18,15 @@ def _mlflow_in_tmp(tmp_path, monkeypatch):
     """
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    # mlflow.set_experiment keeps the active experiment id in a module global and in
+    # MLFLOW_EXPERIMENT_ID; an id from another test's store does not exist in this one
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     if "mlflow" in sys.modules:
         import mlflow
+        import mlflow.tracking.fluent as fluent
 
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
+        monkeypatch.setattr(fluent, "_active_experiment_id", None)
     yield
