@@ -5,14 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from loops.fe2.providers import sobol_gradients
-from loops.fe2.mesh import plate_with_hole
-from loops.fe2.providers import NeoHookean, load_material
-from loops.fe2.solver import DirichletBC, MacroSolver
-from loops.fe2.switch import AdaptiveSwitch, refit_updater
-
 import surrogates.base as base
 import surrogates.gp as gp_mod
+from loops.fe2.mesh import plate_with_hole
+from loops.fe2.providers import NeoHookean, load_material, sobol_gradients
+from loops.fe2.solver import DirichletBC, MacroSolver
+from loops.fe2.switch import AdaptiveSwitch, refit_updater
 from surrogates.dataset import Dataset
 
 LAW = NeoHookean.from_young(10.0, 0.3)
