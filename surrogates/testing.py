@@ -21,8 +21,9 @@ inputs with and without a batch shape, finite means and positive variances,
 JSON-serializable config, save -> load round trip with identical predictions
 (``weights_only=True`` state, no pickle), BoTorch acquisitions
 (``PosteriorMean`` and ``qLogNoisyExpectedImprovement``) run and give finite
-gradients with respect to the candidates, and, for constitutive surrogates
-(``material_response``), stress/tangent shapes.
+gradients with respect to the candidates. Constitutive surrogates
+(``material_response``) also subclass :class:`ConstitutiveSurrogateTests`
+(stress/tangent shapes).
 """
 
 from __future__ import annotations
@@ -185,10 +186,19 @@ class SurrogateContractTests:
         val.sum().backward()
         assert X.grad is not None and torch.isfinite(X.grad).all()
 
+
+class ConstitutiveSurrogateTests:
+    """Opt-in mixin for constitutive surrogates (``material_response(F)``): stress and tangent shapes.
+
+    Example::
+
+        class TestMyLaw(SurrogateContractTests, ConstitutiveSurrogateTests): ...
+    """
+
     def test_material_response(self, model):
-        # models that can be constitutive but are not (dim_F None) are skipped too
-        if not hasattr(model, "material_response") or getattr(model, "dim_F", 3) is None:
-            pytest.skip("not a constitutive surrogate")
+        assert hasattr(model, "material_response") and getattr(model, "dim_F", 3) is not None, (
+            "ConstitutiveSurrogateTests needs a constitutive surrogate (material_response, dim_F)"
+        )
         n = 4
         F = self.deformation_gradients(model, n, seed=8)
         k = F.shape[-1]

@@ -12,7 +12,7 @@ from oracles.exceptions import InvalidInput
 from surrogates import Dataset
 from surrogates.gp import GPSurrogate, ICMGPSurrogate
 from surrogates.metrics import coverage, rmse
-from surrogates.testing import SurrogateContractTests
+from surrogates.testing import ConstitutiveSurrogateTests, SurrogateContractTests
 
 D = torch.float64
 
@@ -84,7 +84,7 @@ def _constitutive_gp():
     return GPSurrogate.from_dataset(ds, n_restarts=1, maxiter=80)
 
 
-class TestConstitutiveGPContract(SurrogateContractTests):
+class TestConstitutiveGPContract(SurrogateContractTests, ConstitutiveSurrogateTests):
     def make_dataset(self):
         return _constitutive_gp().train_dataset
 

@@ -14,7 +14,7 @@ from surrogates.dataset import Dataset
 from surrogates.metrics import coverage
 from surrogates.neural import HyperelasticEnsemble
 from surrogates.neural.fast import FastHyperelastic
-from surrogates.testing import SurrogateContractTests
+from surrogates.testing import ConstitutiveSurrogateTests, SurrogateContractTests
 from tests.surrogates.neural.laws import (
     mooney_rivlin_energy,
     neo_hookean_energy,
@@ -178,7 +178,7 @@ def test_save_load_roundtrip_material_response(tmp_path):
     assert torch.equal(a.variance, b.variance)
 
 
-class TestHyperelasticContract(SurrogateContractTests):
+class TestHyperelasticContract(SurrogateContractTests, ConstitutiveSurrogateTests):
     def make_dataset(self):
         return law_dataset(neo_hookean_energy, 60, 2, 0.2, 12)[0]
 
