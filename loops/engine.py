@@ -337,7 +337,7 @@ class Campaign:
         self.stopping = self._stopping()
         self._rows: dict[int, dict[str, Any]] = {r["id"]: r for r in self.store.rows()}
         self._handed: set[int] = set()  # pending rows asked for (or submitted) and not yet told
-        self._infra: dict[int, int] = {}  # worker faults per row in this session
+        self._infra: dict[int, int] = {}  # worker faults per row since this driver started
         self._stale = True  # results since the last model update
         self._version = 0  # changes of finished rows (data)
         self._added = 0  # pending rows added or cancelled (state)

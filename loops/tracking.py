@@ -280,7 +280,7 @@ class Tracker:
         except Exception as e:  # noqa: BLE001
             self._down("metric logging", e)
 
-    # ------------------------------------------------------------ end of a session
+    # ------------------------------------------------------------ end of a run
     def finish(self, campaign, state) -> None:
         """Artifacts (config, dataset, plots), final surrogate (registered with tags), run status."""
         from loops.plots import PlotWarning, convergence_plot, parity_plot
@@ -308,7 +308,7 @@ class Tracker:
         campaign.final_model = surrogate
         if not self.enabled:
             return
-        if not self.ok:  # the last attempt of this session: one probe
+        if not self.ok:  # the last attempt of this run: one probe
             self.start()
         self.catch_up()
         if not self.ok:
