@@ -453,14 +453,7 @@ class MacroSolver:
         Raises:
             NotConverged: when ``max_cutbacks`` halvings were not enough.
         """
-        if load_factors is None:
-            if n_steps < 1:
-                raise ValueError(f"n_steps must be >= 1, got {n_steps}")
-            targets = list(np.linspace(0, 1, n_steps + 1)[1:])
-        else:
-            targets = [float(x) for x in load_factors]
-            if not targets or any(b <= a for a, b in zip([0.0, *targets], targets, strict=False)):
-                raise ValueError(f"load_factors must increase from above 0, got {targets}")
+        targets = _load_targets(n_steps, load_factors)
         t_start = time.perf_counter()
         calls0 = self.n_material_calls
         u = np.zeros(self.basis.N)
@@ -613,14 +606,7 @@ class MacroSolver:
         B = int(n_batch)
         if B < 1:
             raise ValueError(f"n_batch must be >= 1, got {n_batch}")
-        if load_factors is None:
-            if n_steps < 1:
-                raise ValueError(f"n_steps must be >= 1, got {n_steps}")
-            targets = list(np.linspace(0, 1, n_steps + 1)[1:])
-        else:
-            targets = [float(x) for x in load_factors]
-            if not targets or any(b <= a for a, b in zip([0.0, *targets], targets, strict=False)):
-                raise ValueError(f"load_factors must increase from above 0, got {targets}")
+        targets = _load_targets(n_steps, load_factors)
         k, n = self.dim, self.n_gauss
         t_start = time.perf_counter()
         calls = [0]
@@ -748,3 +734,15 @@ class MacroSolver:
         z[self.free] = spsolve(K[self.free][:, self.free].tocsc(), rhs)
         gz = self.deformation_gradient(z) - np.eye(self.dim)
         return self.gauss_weights() * np.linalg.norm(gz.reshape(self.n_gauss, -1), axis=1)
+
+
+def _load_targets(n_steps: int, load_factors) -> list[float]:
+    """The increasing target load factors of a solve: ``load_factors`` checked, or ``n_steps`` equal steps to 1."""
+    if load_factors is None:
+        if n_steps < 1:
+            raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+        return list(np.linspace(0, 1, n_steps + 1)[1:])
+    targets = [float(x) for x in load_factors]
+    if not targets or any(b <= a for a, b in zip([0.0, *targets], targets, strict=False)):
+        raise ValueError(f"load_factors must increase from above 0, got {targets}")
+    return targets
