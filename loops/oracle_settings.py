@@ -626,10 +626,6 @@ class ElasticSettings(_AtomisticBase):
         return self
 
 
-#: thinnest slab, in lattice parameters: the two surfaces of a thinner slab
-#: interact through the potential (EMT's cut-off lies between the third and
-#: fourth neighbour shells, 1.1-1.3 a), so gamma is wrong
-MIN_SLAB_LATTICE_PARAMETERS = 2.0
 
 
 class SurfaceSettings(_AtomisticBase):
@@ -649,9 +645,11 @@ class SurfaceSettings(_AtomisticBase):
     def _check(self):
         if not any(self.miller):
             raise ValueError("miller = [0, 0, 0]: the indices of a plane are not all zero")
+        from oracles.atomistic.surface import MIN_SLAB_LATTICE_PARAMETERS, thinnest_slab
+
         a = self.a_guess or expected_lattice_parameter(self.element, self.structure)
         rc = float((self.engine_params or {}).get("rc", 0.0))
-        thinnest = max(MIN_SLAB_LATTICE_PARAMETERS * a, rc)
+        thinnest = thinnest_slab(a, self.engine_params)
         if "min_thickness" not in self.model_fields_set and self.min_thickness < thinnest:
             self.min_thickness = float(math.ceil(thinnest))  # the default is too thin for this lattice
         if self.min_thickness < thinnest:

@@ -47,6 +47,37 @@ from oracles.exceptions import CalculationFailed, InvalidInput
 EV_PER_A2_TO_J_PER_M2 = 16.021766339999996
 #: (J/m^2) / A in GPa
 J_PER_M2_PER_A_TO_GPA = 10.0
+#: thinnest slab, in lattice parameters: the two surfaces of a thinner slab
+#: interact through the potential (EMT's cut-off lies between the third and
+#: fourth neighbour shells, 1.1-1.3 a), so gamma is wrong
+MIN_SLAB_LATTICE_PARAMETERS = 2.0
+#: default slab thickness (A) when the lattice allows it
+DEFAULT_MIN_THICKNESS = 12.0
+
+
+def thinnest_slab(a: float, engine_params: dict[str, Any] | None = None) -> float:
+    """Thinnest allowed slab (A): ``MIN_SLAB_LATTICE_PARAMETERS`` lattice
+    parameters ``a`` (A), or the potential's cut-off ``rc`` if larger."""
+    rc = float((engine_params or {}).get("rc", 0.0))
+    return max(MIN_SLAB_LATTICE_PARAMETERS * a, rc)
+
+
+def check_min_thickness(min_thickness: float, a: float, engine_params: dict[str, Any] | None = None) -> float:
+    """``min_thickness`` (A) as a float, or a one-line error when the slab
+    would be thinner than :func:`thinnest_slab`."""
+    try:
+        t = float(min_thickness)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"min_thickness must be a length in A, got {min_thickness!r}") from None
+    thinnest = thinnest_slab(a, engine_params)
+    if not math.isfinite(t) or t < thinnest:
+        rc = (engine_params or {}).get("rc")
+        raise InvalidInput(
+            f"min_thickness = {min_thickness!r} A is too thin: the two surfaces of the slab would interact; "
+            f"use at least {thinnest:.3g} A ({MIN_SLAB_LATTICE_PARAMETERS:g} lattice parameters"
+            f"{' or the cut-off rc' if rc else ''})"
+        )
+    return t
 
 
 def check_miller(miller: Sequence[int]) -> tuple[int, int, int]:
@@ -291,7 +322,7 @@ class SurfaceOracle(Oracle):
         engine_params: dict[str, Any] | None = None,
         a_guess: float | None = None,
         strain_bounds: tuple[float, float] = (-0.03, 0.03),
-        min_thickness: float = 12.0,
+        min_thickness: float | None = None,
         max_opening: float = 8.0,
         n_openings: int = 41,
         fmax: float = 1e-3,
@@ -306,7 +337,6 @@ class SurfaceOracle(Oracle):
         self.structure = structure
         self.engine = engine
         self.engine_params = dict(engine_params or {})
-        self.min_thickness = float(min_thickness)
         self.openings = tuple(np.linspace(0.0, max_opening, n_openings).tolist())
         self.fmax = float(fmax)
         self.bounds = make_bounds([strain_bounds[0]], [strain_bounds[1]])
@@ -314,6 +344,9 @@ class SurfaceOracle(Oracle):
         # slab of tens of atoms; relaxation adds ~20 BFGS steps
         self.cost_model = CostModel((0.05, 0.2))
         self.a0 = equilibrium_lattice_parameter(element, structure, engine, self.engine_params, a_guess)
+        if min_thickness is None:  # the default, raised to the thinnest slab this lattice allows
+            min_thickness = max(DEFAULT_MIN_THICKNESS, math.ceil(thinnest_slab(self.a0, self.engine_params)))
+        self.min_thickness = check_min_thickness(min_thickness, self.a0, self.engine_params)
 
     def _evaluate_one(self, x: torch.Tensor, fidelity: int) -> PointResult:
         t0 = time.perf_counter()

@@ -1,6 +1,7 @@
 """Surface energy, rigid decohesion and the UBER fit."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -105,3 +106,19 @@ def test_bad_inputs():
         decohesion_curve("Cu", (1, 1, 1), [0.0, -1.0, 2.0], a=3.6)
     with pytest.raises(InvalidInput, match="rise"):
         fit_uber([0, 1, 2], [0, 0, 0])
+
+
+def test_surface_oracle_checks_the_slab_thickness_from_python():
+    """The thickness rule of the TOML/CLI settings holds for ``SurfaceOracle(...)`` too."""
+    from oracles.atomistic.surface import MIN_SLAB_LATTICE_PARAMETERS, SurfaceOracle
+
+    ok = SurfaceOracle("Cu", engine="emt")
+    assert ok.min_thickness == 12.0
+    t_min = MIN_SLAB_LATTICE_PARAMETERS * float(ok.a0)
+    assert SurfaceOracle("Cu", engine="emt", min_thickness=t_min).min_thickness == t_min
+    with pytest.raises(InvalidInput, match=rf"min_thickness = {re.escape(repr(0.5 * t_min))} A is too thin.*{t_min:.3g} A"):
+        SurfaceOracle("Cu", engine="emt", min_thickness=0.5 * t_min)
+    with pytest.raises(InvalidInput, match="min_thickness must be a length"):
+        SurfaceOracle("Cu", engine="emt", min_thickness="thick")
+    with pytest.raises(InvalidInput, match="too thin"):  # a cut-off longer than the slab
+        SurfaceOracle("Cu", engine="emt", min_thickness=12.0, engine_params={"rc": 13.0})
