@@ -203,8 +203,7 @@ def test_lattice_guess_at_the_bounds_finds_the_same_lattice():
 
 def test_thinnest_allowed_slab_gives_the_thick_slab_surface_energy():
     """At the minimum thickness (2 lattice parameters) gamma equals a 16 A slab's; half of it does not."""
-    from oracles.atomistic.surface import MIN_SLAB_LATTICE_PARAMETERS
-    from oracles.atomistic.surface import surface_energy
+    from oracles.atomistic.surface import MIN_SLAB_LATTICE_PARAMETERS, surface_energy
 
     a = expected_lattice_parameter("Cu", "fcc")
     t_min = MIN_SLAB_LATTICE_PARAMETERS * a
