@@ -2,9 +2,12 @@
 
     python experiments/benchmarks/campaigns.py --parts regret,overhead,parallel --seeds 10
     python experiments/benchmarks/campaigns.py --parts asktell,chaos
+    python experiments/benchmarks/campaigns.py --parts suite --suite-problems dev --seeds 5
+    python experiments/benchmarks/campaigns.py --parts suite --suite-problems test --seeds 20
 
 Writes ``experiments/benchmarks/results/campaigns.json`` (parts run separately
 are merged into the file). All ratios of a part are measured in one run.
+The suite part writes ``experiments/benchmarks/results/campaigns_suite.json``.
 
 * regret: simple regret (best observed minus optimum) at fixed budgets on
   Branin (5 initial + 25) and Hartmann-6 (10 initial + 40), median and IQR
@@ -14,6 +17,19 @@ are merged into the file). All ratios of a part are measured in one run.
   same initialization budget). Target: the default's median regret <= Ax's
   at every budget. ``--first-seed`` runs further seeds; ``--merge`` pools the
   per-seed regrets of several output files.
+* suite: the default engine against Ax's default generation strategy (same
+  initialization budget, same seeds) on BoTorch test functions in 2-6
+  dimensions whose bounds are translated by a seeded fraction of their widths
+  (:mod:`oracles.analytic.shifted`: no optimum at the centre of the box),
+  three noisy variants and two constrained problems (:data:`SUITE`). Regret:
+  best feasible observed true value minus the optimum; noisy problems: the
+  true value at each method's recommended point (the observed point with the
+  best posterior mean of its model). Per problem and budget: medians,
+  geometric means, seeds won, paired one-sided Wilcoxon signed-rank tests.
+  The problems are split into a development half (``split = "dev"``, may
+  inform defaults) and a held-out test half, reported separately. Target (at
+  the final budget): Ax significantly better (p < 0.05) on no problem, ours
+  significantly better on >= 1/3 of them.
 * overhead: model update + acquisition time per iteration against the number
   of observations (Hartmann-6 data), as the engine does it (warm-started
   hyperparameters). Target: < 5 s at 1000 observations.
@@ -35,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -48,6 +65,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "campaigns.json"
+SUITE_OUT = HERE / "results" / "campaigns_suite.json"
 
 PROBLEMS = {
     "branin": {"oracle": "branin", "init": 5, "total": 30, "budgets": [10, 20, 30], "optimum": 0.39788735772973816},
@@ -578,6 +596,314 @@ def part_chaos(calls: int, delay: float, acq: str, seed: int) -> dict:
     }
 
 
+# --------------------------------------------------------------------- suite
+
+#: the broader single-fidelity suite: BoTorch problems on bounds translated by a seeded
+#: fraction of their widths (``draw_shift(problem, dim, seed=shift_seed)``), so no optimum
+#: sits at the centre of the box. ``split``: "dev" problems may inform defaults, "test"
+#: problems only report. ``noise_std`` in the objective's units.
+SUITE = {
+    # development half
+    "branin": {"problem": "Branin", "dim": None, "split": "dev", "shift_seed": 1},
+    "hartmann6": {"problem": "Hartmann", "dim": 6, "split": "dev", "shift_seed": 2},
+    "levy4": {"problem": "Levy", "dim": 4, "split": "dev", "shift_seed": 3},
+    "rosenbrock4": {"problem": "Rosenbrock", "dim": 4, "split": "dev", "shift_seed": 4},
+    "six_hump_camel": {"problem": "SixHumpCamel", "dim": None, "split": "dev", "shift_seed": 5},
+    "griewank4": {"problem": "Griewank", "dim": 4, "split": "dev", "shift_seed": 6},
+    "branin_noisy": {"problem": "Branin", "dim": None, "split": "dev", "shift_seed": 1, "noise_std": 2.0},
+    "levy4_noisy": {"problem": "Levy", "dim": 4, "split": "dev", "shift_seed": 3, "noise_std": 1.0},
+    "hartmann6_constrained": {"problem": "ConstrainedHartmann", "dim": 6, "split": "dev", "shift_seed": 7},
+    # held-out test half
+    "hartmann3": {"problem": "Hartmann", "dim": 3, "split": "test", "shift_seed": 11},
+    "shekel": {"problem": "Shekel", "dim": None, "split": "test", "shift_seed": 12},
+    "dixon_price4": {"problem": "DixonPrice", "dim": 4, "split": "test", "shift_seed": 13},
+    "styblinski_tang4": {"problem": "StyblinskiTang", "dim": 4, "split": "test", "shift_seed": 14},
+    "hartmann3_noisy": {"problem": "Hartmann", "dim": 3, "split": "test", "shift_seed": 11, "noise_std": 0.2},
+    "gramacy_constrained": {"problem": "ConstrainedGramacy", "dim": None, "split": "test", "shift_seed": 15},
+}
+
+#: initial design and budgets of a d-dimensional suite problem: init 2d (at least 5), total
+#: SUITE_CALLS_PER_DIM * d within [SUITE_MIN_CALLS, SUITE_MAX_CALLS], budgets at 1/3, 2/3 and all of it
+SUITE_CALLS_PER_DIM = 6
+SUITE_MIN_CALLS = 15
+SUITE_MAX_CALLS = 30
+#: floor of the regrets in the geometric mean (a solved problem has regret 0 up to rounding)
+GEO_FLOOR = 1e-9
+
+
+def suite_oracle(name: str, seed: int | None = None):
+    """The shifted oracle of suite problem ``name`` (noise stream seeded by ``seed``)."""
+    from oracles.analytic.shifted import ShiftedTestFunction, draw_shift
+
+    s = SUITE[name]
+    shift = draw_shift(s["problem"], s["dim"], seed=s["shift_seed"])
+    return ShiftedTestFunction(s["problem"], s["dim"], shift=shift, noise_std=s.get("noise_std"), seed=seed)
+
+
+def suite_sizes(d: int) -> dict:
+    total = min(max(SUITE_CALLS_PER_DIM * d, SUITE_MIN_CALLS), SUITE_MAX_CALLS)
+    init = max(5, 2 * d)
+    return {"init": init, "total": total, "budgets": sorted({round(total / 3), round(2 * total / 3), total})}
+
+
+def _suite_reference(oracle) -> dict:
+    """Optimum of a suite oracle: value at BoTorch's minimizers (inside the shifted box) and worst feasible value."""
+    opt = oracle.optimizers
+    vals = oracle.evaluate_true(opt)[:, 0]
+    k = int(vals.argmin())
+    worst = getattr(oracle.problem, "_worst_feasible_value", None)
+    return {"optimum": float(vals[k]), "optimizer": opt[k].tolist(), "botorch_optimal_value": oracle.optimal_value,
+            "worst_feasible_value": None if worst is None else oracle._sign * float(worst)}
+
+
+def _true_value(oracle, x, ref) -> float:
+    """True objective at ``x``; an infeasible point counts as the worst feasible value."""
+    y = oracle.evaluate_true(torch.tensor([x], dtype=torch.float64))[0]
+    if len(y) > 1 and bool((y[1:] < 0).any()):
+        return ref["worst_feasible_value"]
+    return float(y[0])
+
+
+def _best_feasible_trace(oracle, X, budgets, ref) -> dict:
+    """Per budget: the best true objective among the first ``b`` points that are feasible."""
+    out = {}
+    vals = [_true_value(oracle, x, ref) for x in X]
+    for b in budgets:
+        out[b] = min(vals[:b]) if vals[:b] else float("inf")
+    return out
+
+
+def _in_sample_best(model, X, sign=-1.0) -> int:
+    """Index of the observed point with the best posterior mean of the objective (output 0)."""
+    with torch.no_grad():
+        mu = model.posterior(torch.as_tensor(X, dtype=torch.float64)).mean[..., 0]
+    return int((sign * mu).argmax())
+
+
+def run_ours_suite(name, seed, tmp, config_extra=None):
+    """Our default engine on a suite problem: ``(X, recommended x per budget)`` (noisy: in-sample best by the model)."""
+    from loops.config import parse_config
+    from loops.engine import Campaign
+
+    oracle = suite_oracle(name, seed=10_000 + seed)
+    sz = suite_sizes(oracle.dim)
+    cfg = {
+        "name": f"{name}-{seed}", "seed": seed, "oracle": oracle, "budget": {"calls": sz["total"]},
+        "initial": {"n": sz["init"]}, "executor": {"kind": "serial"},
+        "tracking": {"enabled": False}, "run_dir": str(tmp),
+    }
+    if oracle.constrained:
+        cfg["objective"] = {"constraints": [{"output": n, "lower": 0.0} for n in oracle.output_names[1:]]}
+    for k, v in (config_extra or {}).items():
+        cfg[k] = {**cfg.get(k, {}), **v}
+    camp = Campaign(parse_config(cfg), run_dir=Path(tmp) / f"{name}-{seed}")
+    X, rec = [], {}
+    while not camp.finished():
+        t = camp.ask(1)
+        if len(t.X) == 0:
+            break
+        r = oracle.evaluate(t.X)
+        camp.tell(t.X, r.Y, r.Yvar, ids=t.ids)
+        X.extend(t.X.tolist())
+        if oracle.noisy and len(X) in sz["budgets"]:
+            model = camp.update_model()
+            Xd, _, _ = camp.data()
+            rec[len(X)] = Xd[_in_sample_best(model, Xd)].tolist() if model is not None else None
+    camp.close()
+    return X, rec
+
+
+def run_ax_suite(name, seed):
+    """Ax's default generation strategy (Client API, same initialization budget): ``(X, recommended x per budget)``."""
+    from ax import Client, RangeParameterConfig
+
+    oracle = suite_oracle(name, seed=10_000 + seed)
+    sz = suite_sizes(oracle.dim)
+    lo, hi = oracle.bounds.tolist()
+    client = Client(random_seed=seed)
+    names = [f"x{i}" for i in range(oracle.dim)]
+    client.configure_experiment(parameters=[
+        RangeParameterConfig(name=n, parameter_type="float", bounds=(a, b)) for n, a, b in zip(names, lo, hi, strict=True)
+    ])
+    client.configure_optimization(
+        objective="-f", outcome_constraints=[f"{n} >= 0" for n in oracle.output_names[1:]] or None)
+    client.configure_generation_strategy(initialization_budget=sz["init"])
+    X, rec = [], {}
+    for _ in range(sz["total"]):
+        for idx, params in client.get_next_trials(max_trials=1).items():
+            x = [params[n] for n in names]
+            r = oracle.evaluate(torch.tensor([x], dtype=torch.float64))
+            sem = oracle.noise_std[0] if oracle.noisy else None
+            raw = {"f": (float(r.Y[0, 0]), sem)}
+            raw.update({n: (float(r.Y[0, j]), 0.0 if oracle.noisy else None)
+                        for j, n in enumerate(oracle.output_names[1:], 1)})
+            client.complete_trial(trial_index=idx, raw_data=raw)
+            X.append(x)
+        if oracle.noisy and len(X) in sz["budgets"]:
+            params, *_ = client.get_best_parameterization(use_model_predictions=True)
+            rec[len(X)] = [params[n] for n in names]
+    return X, rec
+
+
+def _suite_stats(ours: list[float], ax: list[float]) -> dict:
+    """Paired comparison at one budget: medians, geometric means, seeds won, Wilcoxon signed-rank p-values."""
+    from scipy.stats import wilcoxon
+
+    diff = [a - b for a, b in zip(ours, ax, strict=True)]
+
+    def geo(v):
+        return math.exp(statistics.mean(math.log(max(x, GEO_FLOOR)) for x in v))
+
+    if any(d != 0 for d in diff) and len(diff) > 1:
+        p_ours = float(wilcoxon(ours, ax, alternative="less").pvalue)
+        p_ax = float(wilcoxon(ours, ax, alternative="greater").pvalue)
+        p_two = float(wilcoxon(ours, ax).pvalue)
+    else:
+        p_ours = p_ax = p_two = 1.0
+    return {
+        "median_ours": statistics.median(ours), "median_ax": statistics.median(ax),
+        "geomean_ours": geo(ours), "geomean_ax": geo(ax),
+        "won": sum(d < 0 for d in diff), "lost": sum(d > 0 for d in diff), "tied": sum(d == 0 for d in diff),
+        "p_two_sided": p_two, "p_ours_better": p_ours, "p_ax_better": p_ax,
+        "ours_significantly_better": p_ours < 0.05, "ax_significantly_better": p_ax < 0.05,
+    }
+
+
+def _suite_entry(name: str, raw: dict, seeds: list[int], times: dict) -> dict:
+    from oracles.analytic.shifted import draw_shift
+
+    s = SUITE[name]
+    oracle = suite_oracle(name)
+    ref = _suite_reference(oracle)
+    sz = suite_sizes(oracle.dim)
+    ctr = oracle.bounds.mean(0)
+    w = oracle.bounds[1] - oracle.bounds[0]
+    by_budget = {str(b): _suite_stats(raw["ours"][str(b)], raw["ax"][str(b)]) for b in sz["budgets"]
+                 if len(raw["ours"][str(b)]) == len(raw["ax"][str(b)]) and raw["ours"][str(b)]}
+    return {
+        "problem": s["problem"], "dim": oracle.dim, "split": s["split"],
+        "shift_seed": s["shift_seed"], "shift_fraction": draw_shift(s["problem"], s["dim"], seed=s["shift_seed"]),
+        "bounds": oracle.bounds.tolist(), "optimizer": ref["optimizer"], "optimum": ref["optimum"],
+        "optimizer_offset_from_centre": float(((torch.tensor(ref["optimizer"]) - ctr) / w).abs().max()),
+        "botorch_optimal_value": ref["botorch_optimal_value"], "noise_std": s.get("noise_std"),
+        "constraints": list(oracle.output_names[1:]), "worst_feasible_value": ref["worst_feasible_value"],
+        "regret_of": ("true value at the recommended point: ours the observed point with the best posterior mean "
+                      "of the engine's model, Ax get_best_parameterization(use_model_predictions=True)")
+        if oracle.noisy else "best feasible observed true value (none feasible: the worst feasible value)",
+        **sz, "seeds": seeds, "raw": raw, "mean_time_s": times, "by_budget": by_budget,
+    }
+
+
+def _suite_overall(entries: dict, final_only=True) -> dict:
+    out = {}
+    for split in ("dev", "test"):
+        es = {k: v for k, v in entries.items() if isinstance(v, dict) and v.get("split") == split}
+        fin = {k: v["by_budget"].get(str(v["total"])) for k, v in es.items()}
+        fin = {k: f for k, f in fin.items() if f is not None}
+        if not fin:
+            continue
+        ax_better = sorted(k for k, f in fin.items() if f["ax_significantly_better"])
+        ours_better = sorted(k for k, f in fin.items() if f["ours_significantly_better"])
+        out[split] = {
+            "problems": sorted(fin), "ax_significantly_better": ax_better, "ours_significantly_better": ours_better,
+            "won_seeds_final": sum(f["won"] for f in fin.values()), "lost_seeds_final": sum(f["lost"] for f in fin.values()),
+            "meets_target": not ax_better and 3 * len(ours_better) >= len(fin),
+        }
+    return out
+
+
+def _suite_report(data: dict) -> list[dict]:
+    """Rows ``{case, target, measured, met}`` of the suite for the generated benchmark README."""
+    rows = []
+    for split, o in data.get("overall", {}).items():
+        n = len(o["problems"])
+        rows.append({
+            "case": f"suite, {split} split ({n} problems): Ax significantly better at the final budget",
+            "target": "none (one-sided Wilcoxon p < 0.05)", "measured": ", ".join(o["ax_significantly_better"]) or "none",
+            "met": not o["ax_significantly_better"]})
+        rows.append({
+            "case": f"suite, {split} split ({n} problems): ours significantly better at the final budget",
+            "target": f">= 1/3 of the problems ({math.ceil(n / 3)})",
+            "measured": f"{len(o['ours_significantly_better'])}: {', '.join(o['ours_significantly_better']) or 'none'}",
+            "met": 3 * len(o["ours_significantly_better"]) >= n})
+    for name, e in data.get("problems", {}).items():
+        f = e["by_budget"].get(str(e["total"]))
+        if f is None:
+            continue
+        rows.append({
+            "case": f"suite {e['split']} {name} ({e['dim']}D, {len(e['seeds'])} seeds, {e['total']} calls)",
+            "target": None,
+            "measured": (f"median regret ours {f['median_ours']:.3g} / Ax {f['median_ax']:.3g}, won {f['won']}-"
+                         f"{f['lost']}, p(ours better) {f['p_ours_better']:.3g}, p(Ax better) {f['p_ax_better']:.3g}"),
+            "met": None})
+    return rows
+
+
+_SUITE_DOC = {
+    "methods": {
+        "ours": "the engine's default configuration (qLogNEI, initial design: centre of the bounds then Sobol "
+                "points, singletask_gp; deterministic oracles fit noise-free, noisy ones with the oracle's "
+                "known noise variance), ask/tell, serial",
+        "ax": "Ax's default generation strategy through the Client API (Sobol then BoTorch MBM), "
+              "initialization_budget = init; noisy problems report the noise sd as sem",
+    },
+    "split": "dev problems may inform defaults (at fewer seeds); test problems are held out and reported as "
+             "they come out; no default was changed on this suite",
+    "budgets_rule": f"init max(5, 2d); total min(max({SUITE_CALLS_PER_DIM}d, {SUITE_MIN_CALLS}), "
+                    f"{SUITE_MAX_CALLS}); budgets at 1/3, 2/3 and all of total",
+    "shift_rule": "bounds translated by s * width, s ~ U(-0.25, 0.25)^d from numpy default_rng(shift_seed), "
+                  "redrawn until a global minimizer lies >= 0.05 widths inside every face and >= 0.15 widths "
+                  "from the centre in some coordinate (oracles.analytic.shifted.draw_shift)",
+    "test": "paired one-sided Wilcoxon signed-rank tests (scipy.stats.wilcoxon, zero_method 'wilcox') of "
+            "regret(ours) vs regret(ax) over the same seeds; p_ours_better: alternative 'less'",
+    "geomean_floor": GEO_FLOOR,
+    "target": "at the final budget: no problem where Ax is significantly better (p_ax_better < 0.05), ours "
+              "significantly better (p_ours_better < 0.05) on >= 1/3 of the problems; judged per split "
+              "(overall.<split>.meets_target), the test split is the one that counts",
+}
+
+
+def part_suite(problems, seeds, first_seed, out_path: Path, env: dict, methods=("ours", "ax")):
+    """Run the suite problems (seeds outer, problems inner), writing the JSON after every problem and seed."""
+    import logging
+
+    logging.getLogger("ax").setLevel(logging.ERROR)
+    data = json.loads(out_path.read_text()) if out_path.exists() else {}
+    data.setdefault("problems", {})
+    state = {}
+    for name in problems:
+        oracle = suite_oracle(name)
+        sz = suite_sizes(oracle.dim)
+        state[name] = (oracle, _suite_reference(oracle), sz, {m: {str(b): [] for b in sz["budgets"]} for m in methods},
+                       {m: [] for m in methods}, [])
+    for seed in range(first_seed, first_seed + seeds):
+        for name in problems:
+            oracle, ref, sz, raw, times, done = state[name]
+            for m in methods:
+                with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    t0 = time.perf_counter()
+                    X, rec = run_ax_suite(name, seed) if m == "ax" else run_ours_suite(name, seed, tmp)
+                    times[m].append(time.perf_counter() - t0)
+                if oracle.noisy:
+                    vals = {b: _true_value(oracle, rec[b], ref) if rec.get(b) is not None else float("inf")
+                            for b in sz["budgets"]}
+                else:
+                    vals = _best_feasible_trace(oracle, X, sz["budgets"], ref)
+                for b, v in vals.items():
+                    raw[m][str(b)].append(v - ref["optimum"])
+                print(f"{name} seed {seed} {m}: regret@{sz['total']} = {raw[m][str(sz['total'])][-1]:.4g} "
+                      f"({times[m][-1]:.1f} s)", flush=True)
+            done.append(seed)
+            data["problems"][name] = _suite_entry(name, raw, done, {m: statistics.mean(t) for m, t in times.items()})
+            data["overall"] = _suite_overall(data["problems"])
+            data.update(_SUITE_DOC)
+            data["report"] = _suite_report(data)
+            data["env"] = {**env, "load_average_1min": os.getloadavg()[0]}
+            out_path.write_text(json.dumps(data, indent=2))
+    return data
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", default="regret,overhead,parallel")
@@ -599,6 +925,8 @@ def main(argv=None):
     ap.add_argument("--chaos-acq", default="sobol")
     ap.add_argument("--chaos-seed", type=int, default=0)
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--suite-problems", default="dev", help="'dev', 'test', 'all' or comma-separated suite names")
+    ap.add_argument("--suite-out", default=str(SUITE_OUT))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     if args.parallel_one is not None:  # child of part_parallel
@@ -611,6 +939,17 @@ def main(argv=None):
            "machine": platform.machine(), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "note": "2-core machine shared with other developers: absolute times are noisy"}
     parts = args.parts.split(",")
+    if "suite" in parts:
+        sel = args.suite_problems
+        names = ([n for n, v in SUITE.items() if sel in ("all", v["split"])] if sel in ("dev", "test", "all")
+                 else sel.split(","))
+        unknown = [n for n in names if n not in SUITE]
+        if unknown:
+            raise SystemExit(f"--suite-problems: unknown {unknown}; expected dev, test, all or names of {sorted(SUITE)}")
+        part_suite(names, args.seeds, args.first_seed, Path(args.suite_out), env)
+        parts = [p for p in parts if p != "suite"]
+        if not parts:
+            return
     if args.merge:  # only the merge: no other part runs
         parts = []
         data["regret"] = merge_regret(args.merge)

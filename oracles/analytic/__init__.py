@@ -20,6 +20,7 @@ from oracles.analytic.bounds import (
     voigt_bound,
     voigt_moduli,
 )
+from oracles.analytic.shifted import ShiftedTestFunction, draw_shift
 from oracles.analytic.test_functions import (
     Borehole,
     Branin,
@@ -37,7 +38,9 @@ __all__ = [
     "Forrester",
     "Hartmann6",
     "Park",
+    "ShiftedTestFunction",
     "SyntheticOracle",
+    "draw_shift",
     "E_nu_to_moduli",
     "HSBounds",
     "HashinShtrikmanOracle",

@@ -1,0 +1,204 @@
+r"""BoTorch test problems on shifted bounds: optima away from the centre of the box.
+
+A benchmark whose optimum lies at the centre of the search box rewards any
+design that starts there (the centre-first initial design of Ax and of this
+project's engine solves Ackley, Griewank or Cosine8 at its first point). The
+bounds of a problem are therefore translated by a fixed fraction of their
+width, ``lo' = lo + s w``, ``hi' = hi + s w`` with ``w = hi - lo``, so that the
+global minimizer stays inside the box but no longer at its centre
+(:func:`draw_shift` draws ``s`` from a seed). The function itself is BoTorch's
+and unchanged, so the optimal value stays BoTorch's ``optimal_value``.
+
+Constrained problems (BoTorch's
+:class:`~botorch.test_functions.base.ConstrainedBaseTestProblem`) report
+their slacks as extra outputs ``slack1, ..., slackk``; a point is feasible
+when every slack is ``>= 0``.
+
+Maximization problems of BoTorch (``Cosine8``) are negated, so every problem
+here is a minimization with optimum :attr:`ShiftedTestFunction.optimal_value`.
+
+Reference for the translated-box practice: N. Hansen, A. Auger, R. Ros, O.
+Mersmann, T. Tušar, D. Brockhoff (2021), "COCO: a platform for comparing
+continuous optimizers in a black-box setting", Optim. Methods Softw. 36,
+114-144 (random optimum positions of the BBOB functions).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from botorch.test_functions import synthetic as botorch_synthetic
+from botorch.test_functions.base import ConstrainedBaseTestProblem
+from torch import Tensor
+
+from oracles.analytic.test_functions import SyntheticOracle
+from oracles.base import DTYPE, OracleResult
+from oracles.exceptions import InvalidInput
+
+__all__ = ["ShiftedTestFunction", "draw_shift", "botorch_problem"]
+
+#: BoTorch problem classes that take a ``dim`` argument
+_VARIABLE_DIM = {"Ackley", "Levy", "Rosenbrock", "StyblinskiTang", "Michalewicz", "Griewank", "Powell",
+                 "DixonPrice", "Hartmann", "ConstrainedHartmann", "Rastrigin"}
+
+
+def botorch_problem(name: str, dim: int | None = None):
+    """BoTorch's synthetic test problem ``name`` (a class name of :mod:`botorch.test_functions.synthetic`).
+
+    Raises:
+        InvalidInput: unknown name, or a ``dim`` the problem does not take.
+    """
+    cls = getattr(botorch_synthetic, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, botorch_synthetic.SyntheticTestFunction)):
+        raise InvalidInput(f"unknown BoTorch test problem {name!r}; expected a class of botorch.test_functions.synthetic")
+    if dim is None:
+        return cls(dtype=DTYPE)
+    if name in _VARIABLE_DIM:
+        return cls(dim=int(dim), dtype=DTYPE)
+    p = cls(dtype=DTYPE)
+    if p.dim != dim:
+        raise InvalidInput(f"{name} has dimension {p.dim}, got dim={dim}")
+    return p
+
+
+def _minimizers(problem) -> Tensor:
+    """``k x d`` global minimizers of BoTorch's problem (on its own bounds)."""
+    return torch.as_tensor(problem._optimizers, dtype=DTYPE).reshape(-1, problem.dim)
+
+
+def draw_shift(
+    name: str,
+    dim: int | None = None,
+    seed: int = 0,
+    max_shift: float = 0.25,
+    min_offset: float = 0.15,
+    margin: float = 0.05,
+    tries: int = 10_000,
+) -> list[float]:
+    """Fractions ``s`` (one per input) that translate a problem's bounds by ``s * width``.
+
+    ``s`` is drawn uniformly from ``[-max_shift, max_shift]^d`` (NumPy generator
+    seeded with ``seed``) until, in the translated box, some global minimizer
+    lies at least ``margin`` (fraction of each width) inside every face and
+    away from the centre: its largest normalized coordinate offset
+    ``max_j |x_j - c_j| / w_j`` is at least ``min_offset`` (0.5 is a face).
+
+    Returns:
+        ``d`` fractions of the widths.
+
+    Raises:
+        InvalidInput: no shift found in ``tries`` draws.
+    """
+    p = botorch_problem(name, dim)
+    lo, hi = p.bounds[0], p.bounds[1]
+    w = hi - lo
+    opt = _minimizers(p)
+    rng = np.random.default_rng(seed)
+    for _ in range(tries):
+        s = torch.as_tensor(rng.uniform(-max_shift, max_shift, p.dim), dtype=DTYPE)
+        u = (opt - (lo + s * w)) / w  # minimizers in the unit coordinates of the translated box
+        inside = ((u >= margin) & (u <= 1 - margin)).all(-1)
+        off = (u - 0.5).abs().amax(-1) >= min_offset
+        if (inside & off).any():
+            return s.tolist()
+    raise InvalidInput(f"no shift of {name} (dim {p.dim}) keeps a minimizer inside and off-centre in {tries} draws")
+
+
+class ShiftedTestFunction(SyntheticOracle):
+    """A BoTorch synthetic test problem on translated bounds, as a minimization oracle.
+
+    Args:
+        problem: class name in :mod:`botorch.test_functions.synthetic`
+            (``"Ackley"``, ``"Hartmann"``, ``"ConstrainedGramacy"``, ...).
+        dim: input dimension for problems that take one (default BoTorch's).
+        shift: ``d`` fractions of the bound widths to translate the bounds by
+            (:func:`draw_shift`); default no shift.
+        noise_std: sd of Gaussian noise added to the objective ``y`` (not to
+            the slacks), in the objective's units.
+        seed: seed of the noise stream.
+
+    Outputs ``y`` (the objective, minimized) and, for a constrained problem,
+    ``slack1..slackk`` (feasible where all are ``>= 0``).
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        dim: int | None = None,
+        shift: Sequence[float] | None = None,
+        noise_std: float | None = None,
+        seed: int | None = None,
+    ):
+        self.problem_name = problem
+        self.problem = botorch_problem(problem, dim)
+        d = self.problem.dim
+        shift = [0.0] * d if shift is None else [float(v) for v in shift]
+        if len(shift) != d or not all(math.isfinite(v) for v in shift):
+            raise InvalidInput(f"shift must be {d} finite fractions of the bound widths, got {shift!r}")
+        self.shift = tuple(shift)
+        lo, hi = self.problem.bounds[0], self.problem.bounds[1]
+        s = torch.tensor(shift, dtype=DTYPE)
+        self._bounds = [(float(a), float(b)) for a, b in zip(lo + s * (hi - lo), hi + s * (hi - lo), strict=True)]
+        self.input_names = tuple(f"x{i}" for i in range(1, d + 1))
+        self.constrained = isinstance(self.problem, ConstrainedBaseTestProblem)
+        k = self.problem.num_constraints if self.constrained else 0
+        self.output_names = ("y",) + tuple(f"slack{i}" for i in range(1, k + 1))
+        self._sign = 1.0 if getattr(self.problem, "_is_minimization_by_default", True) else -1.0
+        super().__init__(noise_std=noise_std, seed=seed)
+
+    @property
+    def optimal_value(self) -> float:
+        """Global minimum of ``y`` (BoTorch's optimal value, negated for a maximization problem)."""
+        return self._sign * float(self.problem._optimal_value)
+
+    @property
+    def optimizers(self) -> Tensor:
+        """``k x d`` BoTorch's global minimizers that lie inside the translated bounds."""
+        opt = _minimizers(self.problem)
+        inside = ((opt >= self.bounds[0]) & (opt <= self.bounds[1])).all(-1)
+        return opt[inside]
+
+    def _true(self, X: Tensor, fidelity: int) -> Tensor:
+        # BoTorch's public evaluate_true refuses points outside its own (unshifted) bounds
+        y = self._sign * self.problem._evaluate_true(X).reshape(-1, 1)
+        if self.constrained:
+            y = torch.cat([y, self.problem._evaluate_slack_true(X).reshape(len(X), -1)], -1)
+        return y
+
+    def _f(self, X, fidelity):
+        return self._true(X, fidelity)[:, 0]
+
+    def evaluate_true(self, X, fidelity: int | None = None) -> Tensor:
+        """Noise-free outputs ``n x m`` (``y`` then the slacks)."""
+        X = self.validate_inputs(X)
+        return self._true(X, self.validate_fidelity(fidelity))
+
+    def feasible(self, X) -> Tensor:
+        """``n`` booleans: all slacks ``>= 0`` at ``n x d`` inputs (all true if unconstrained)."""
+        Y = self.evaluate_true(X)
+        return (Y[:, 1:] >= 0).all(-1)
+
+    def _evaluate_batch(self, X: Tensor, fidelity: int) -> OracleResult:
+        n, m = X.shape[0], len(self.output_names)
+        Y = self._true(X, fidelity).clone()
+        Yvar = None
+        sd = self.noise_std[fidelity]
+        if self.noisy:
+            if self._rng is not None:
+                eps = torch.from_numpy(self._rng.standard_normal((n,)))
+            else:
+                eps = torch.randn(n, dtype=DTYPE)
+            Y[:, 0] = Y[:, 0] + sd * eps.to(DTYPE)
+            Yvar = torch.zeros(n, m, dtype=DTYPE)
+            Yvar[:, 0] = sd * sd
+        return OracleResult(
+            X=X.clone(), Y=Y, failed=torch.zeros(n, dtype=torch.bool), reasons=[None] * n,
+            cost=self.cost_model(X, fidelity), fidelity=fidelity, Yvar=Yvar, metadata=[{} for _ in range(n)],
+        )
+
+    def __repr__(self) -> str:
+        return (f"ShiftedTestFunction(problem={self.problem_name!r}, dim={self.dim}, "
+                f"shift={[round(v, 6) for v in self.shift]}, noise_std={self.noise_std[0]})")
