@@ -16,8 +16,8 @@ def register(subparsers, name: str = "fe2") -> None:
             "the RVE oracle, a deployed surrogate or the adaptive surrogate-or-oracle switch "
             "for stress and tangent. Writes config.json, summary.json, results.npz and PNGs to a "
             "new run directory <output_dir>/<name>-<time> and tracks the run in MLflow. An "
-            "[uncertainty] section adds the propagated distribution of the reaction force and "
-            "maximum stress with its aleatory/epistemic split (uncertainty.json, uq_*.png)."
+            "[uncertainty] section adds the propagated distribution of the reaction force, "
+            "maximum stress and displacements at points with its aleatory/epistemic split (uncertainty.json, uq_*.png)."
         ),
     )
     p.add_argument("config", help="TOML config (see experiments/configs/fe2_*.toml)")

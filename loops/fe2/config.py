@@ -277,6 +277,17 @@ class RandomInputConfig(BaseModel):
         return self
 
 
+class DisplacementQoIConfig(BaseModel):
+    """A displacement component at a reference point as a QoI (``[[uncertainty.displacement]]``)."""
+
+    model_config = _STRICT
+    #: the QoI's name in uncertainty.json, the histogram file and the MLflow metrics
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)
+    #: reference coordinates (mesh units), inside the mesh
+    point: list[SFloat] = Field(min_length=2, max_length=3)
+    component: SInt = Field(0, ge=0, le=2)
+
+
 class UncertaintyConfig(BaseModel):
     """Uncertainty propagation after the deterministic run (:mod:`loops.uq`)."""
 
@@ -288,6 +299,8 @@ class UncertaintyConfig(BaseModel):
     n_anchors: SInt = Field(64, ge=1, le=5000)
     seed: SInt = 0
     qoi: list[Literal["reaction", "max_stress"]] = Field(["reaction", "max_stress"], min_length=1)
+    #: further QoIs: displacement components at points, after those of ``qoi``
+    displacement: list[DisplacementQoIConfig] = []
     #: with random inputs: RVE answers for the GP over [H, inputs] at a Sobol design ...
     train_points: SInt = Field(64, ge=4, le=5000)
     #: ... with H in [-h_max, h_max]^4
@@ -295,6 +308,19 @@ class UncertaintyConfig(BaseModel):
     #: base sample of first-order Sobol indices of the random inputs (0: none)
     sobol_n: SInt = Field(0, ge=0, le=65536)
     random: list[RandomInputConfig] = []
+
+    @model_validator(mode="after")
+    def _names(self):
+        names = list(self.qoi) + [d.name for d in self.displacement]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"uncertainty QoI names must be unique; repeated: {dup}")
+        return self
+
+    @property
+    def qoi_names(self) -> list[str]:
+        """All QoIs in order: ``qoi``, then the displacement QoIs."""
+        return list(self.qoi) + [d.name for d in self.displacement]
 
 
 class FE2Config(BaseModel):
@@ -325,6 +351,12 @@ class FE2Config(BaseModel):
                 raise ValueError(f"traction[{i}] must have {k} components for a {k}D mesh")
         if k == 2 and any(d.component == 2 for d in self.dirichlet):
             raise ValueError("dirichlet component 2 (z) needs a 3D mesh")
+        for i, d in enumerate(self.uncertainty.displacement if self.uncertainty else []):
+            if len(d.point) != k or d.component >= k:
+                raise ValueError(
+                    f"uncertainty.displacement[{i}] ({d.name!r}): point = {d.point} and component = "
+                    f"{d.component} must have {k} coordinates and a component below {k} for a {k}D mesh"
+                )
         return self
 
     @model_validator(mode="after")

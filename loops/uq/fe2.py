@@ -23,7 +23,14 @@ import torch
 from scipy.stats import qmc
 
 from loops.fe2.solver import MacroSolver
-from loops.uq.propagate import MaxStress, Reaction, propagate, sample_inputs, split_histogram
+from loops.uq.propagate import (
+    Displacement,
+    MaxStress,
+    Reaction,
+    propagate,
+    sample_inputs,
+    split_histogram,
+)
 
 DTYPE = torch.float64
 
@@ -100,6 +107,15 @@ def run_uncertainty(
         "max_stress": MaxStress(),
     }
     qois = {k: qois[k] for k in u.qoi}
+    lo, hi = np.asarray(solver.mesh.p).min(axis=1), np.asarray(solver.mesh.p).max(axis=1)
+    for d in u.displacement:
+        x = np.asarray(d.point, dtype=float)
+        if np.any(x < lo - 1e-12 * (hi - lo).max()) or np.any(x > hi + 1e-12 * (hi - lo).max()):
+            raise ValueError(
+                f"uncertainty.displacement {d.name!r}: point = {d.point} lies outside the mesh "
+                f"(bounding box {lo.tolist()} to {hi.tolist()})"
+            )
+        qois[d.name] = Displacement(tuple(d.point), d.component)
 
     def make_solver(m):
         return MacroSolver(
@@ -153,8 +169,8 @@ def run_uncertainty(
             vals = []
             for t in Theta:
                 try:
-                    r = make_solver(mean.with_theta(t)).solve(**kw)
-                    vals.append(qois[name0](None, r))
+                    s = make_solver(mean.with_theta(t))
+                    vals.append(qois[name0](s, s.solve(**kw)))
                 except Exception:  # noqa: BLE001  (a failed run is a NaN, counted below)
                     vals.append(np.nan)
             return np.array(vals)

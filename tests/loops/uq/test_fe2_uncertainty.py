@@ -49,10 +49,19 @@ def test_random_inputs_give_the_split_in_the_run_directory(tmp_path):
     from loops.fe2.run import run_fe2
 
     cfg = parse_config(
-        _config(tmp_path, random=[{"name": "phases.1.E", "low": 6.0, "high": 14.0}], sobol_n=8)
+        _config(
+            tmp_path,
+            random=[{"name": "phases.1.E", "low": 6.0, "high": 14.0}],
+            sobol_n=8,
+            displacement=[{"name": "uy_corner", "point": [1.0, 1.0], "component": 1}],
+        )
     )
     run = run_fe2(cfg)
     uq = json.loads((run.out_dir / "uncertainty.json").read_text())
+    # stretched along x with the left edge held, the free top-right corner moves down (Poisson)
+    uy = uq["qoi"]["uy_corner"]
+    assert uy["quantiles"]["0.975"] < 0 and uy["std"] > 0
+    assert (run.out_dir / "uq_uy_corner.png").stat().st_size > 1000
     s = uq["qoi"]["reaction"]
     assert s["n_outer"] == 3 and s["n_inner"] == 6 and not uq["failures"]
     assert s["epistemic"] >= 0 and s["quantiles"]["0.025"] <= s["mean"] <= s["quantiles"]["0.975"]
@@ -78,3 +87,25 @@ def test_config_errors_are_one_line(tmp_path):
     cfg = parse_config(_config(tmp_path, random=[{"name": "phases.7.E", "low": 1.0, "high": 2.0}]))
     with pytest.raises(ValueError, match="phases.7.E"):
         rve_with(cfg, {"phases.7.E": 1.5})
+
+
+def test_displacement_qois_are_checked_against_the_mesh(tmp_path):
+    bad = [
+        ({"name": "u", "point": [1.0, 1.0, 0.0]}, "2 coordinates"),
+        ({"name": "u", "point": [1.0, 1.0], "component": 2}, "component below 2"),
+        ({"name": "reaction", "point": [1.0, 1.0]}, "repeated: \\['reaction'\\]"),
+        ({"name": "u y", "point": [1.0, 1.0]}, "name"),
+    ]
+    for d, msg in bad:
+        with pytest.raises(ConfigError, match=msg):
+            parse_config(_config(tmp_path, displacement=[d]))
+    cfg = parse_config(_config(tmp_path, displacement=[{"name": "u_far", "point": [3.0, 0.5]}]))
+    assert cfg.uncertainty.qoi_names == ["reaction", "max_stress", "u_far"]
+    from loops.fe2.run import build_mesh
+    from loops.uq.fe2 import run_uncertainty
+
+    class _Solver:  # only the mesh is read before the point is checked
+        mesh = build_mesh(cfg)
+
+    with pytest.raises(ValueError, match=r"u_far.*point = \[3.0, 0.5\] lies outside the mesh"):
+        run_uncertainty(cfg, _Solver(), None, tmp_path)
