@@ -16,6 +16,7 @@ from surrogates.multifidelity.core import (
     LOG_VAR_BOUNDS,
     Correlation,
     Kriging,
+    expand_train,
     fit_map,
     log_lengthscale_prior,
     prior_lengthscale,
@@ -132,11 +133,11 @@ class AR1CoKriging(MultiFidelityModel):
         return out if torch.is_tensor(out) else torch.zeros(*x1.shape[:-1], x2.shape[-2], dtype=DTYPE)
 
     def _kriging(self, th: Tensor) -> Kriging:
-        x, lev, y, v = self._train_all()
+        x, lev, y, v, w = self._train_all()
         _, _, nug, rho = self._unpack(th)
-        K = self._cov(th, x, lev, x, lev) + torch.diag(v + nug[lev])
-        F = self._coef(rho, self.num_fidelities)[:, lev].T
-        return Kriging(K, F, y)
+        K = self._cov(th, x, lev, x, lev) + torch.diag_embed(v + nug[lev])
+        F = self._coef(rho, self.num_fidelities)[:, lev].movedim(0, -1)
+        return Kriging(K, F, y, w)
 
     # --------------------------------------------------------------- fit
     def _objective(self, th: Tensor) -> Tensor:
@@ -199,7 +200,7 @@ class AR1CoKriging(MultiFidelityModel):
     # ----------------------------------------------------------- predict
     def _condition(self) -> None:
         self._krig = self._kriging(self.theta)
-        x, lev, _, _ = self._train_all()
+        x, lev, _, _, _ = self._train_all()
         self._x, self._lev = x, lev
 
     def _nugget(self) -> Tensor:
@@ -212,10 +213,7 @@ class AR1CoKriging(MultiFidelityModel):
 
     def _latent(self, x: Tensor, level: Tensor) -> tuple[Tensor, Tensor]:
         th = self.theta
-        batch = x.shape[:-2]
-        X = self._x.expand(*batch, *self._x.shape)
-        lev = self._lev.expand(*batch, *self._lev.shape)
-        Kx = self._cov(th, X, lev, x, level)
+        Kx = self._cov(th, expand_train(self._x, x), self._lev, x, level)
         Kxx = self._cov(th, x, level, x, level)
         _, _, _, rho = self._unpack(th)
         Fx = self._coef(rho, self.num_fidelities)[:, level].movedim(0, -1)

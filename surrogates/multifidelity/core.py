@@ -94,20 +94,33 @@ def prior_lengthscale(d: int) -> float:
 class Kriging:
     """Universal kriging on one set of training points.
 
+    Every argument may carry leading batch dimensions, which broadcast:
+
     Args:
-        K: ``n x n`` covariance of the observations (signal plus noise).
-        F: ``n x p`` trend basis (``p <= n``, full column rank).
-        y: ``n`` targets.
+        K: ``... x n x n`` covariance of the observations (signal plus noise).
+        F: ``... x n x p`` trend basis (``p <= n``, full column rank).
+        y: ``... x n`` targets.
+        w: optional ``... x n`` row mask (1: the row is data, 0: it is absent).
+            An absent row is replaced by an uncorrelated unit-variance row with
+            zero target and trend and zero covariance to new points, so it
+            changes nothing: a batch of training sets of different sizes is
+            padded to one size exactly.
     """
 
-    def __init__(self, K: Tensor, F: Tensor, y: Tensor):
+    def __init__(self, K: Tensor, F: Tensor, y: Tensor, w: Tensor | None = None):
+        if w is not None:
+            K = K * (w.unsqueeze(-1) * w.unsqueeze(-2)) + torch.diag_embed(1.0 - w)
+            F = F * w.unsqueeze(-1)
+            y = y * w
+        self.w = w
         self.L = psd_safe_cholesky(K)
         self.Fi = torch.linalg.solve_triangular(self.L, F, upper=False)
         yi = torch.linalg.solve_triangular(self.L, y.unsqueeze(-1), upper=False)
         A = self.Fi.transpose(-1, -2) @ self.Fi
         self.La = psd_safe_cholesky(A)
-        self.beta = torch.cholesky_solve(self.Fi.transpose(-1, -2) @ yi, self.La).squeeze(-1)
-        self.ri = yi.squeeze(-1) - self.Fi @ self.beta  # L^-1 (y - F beta)
+        beta = torch.cholesky_solve(self.Fi.transpose(-1, -2) @ yi, self.La)
+        self.beta = beta.squeeze(-1)
+        self.ri = (yi - self.Fi @ beta).squeeze(-1)  # L^-1 (y - F beta)
         self.n, self.p = F.shape[-2], F.shape[-1]
 
     def nll(self, reml: bool = True) -> Tensor:
@@ -129,14 +142,23 @@ class Kriging:
         Returns:
             Mean ``... x q`` and covariance ``... x q x q`` (``... x q`` if ``diag``).
         """
+        if self.w is not None:
+            Kx = Kx * self.w.unsqueeze(-1)
         V = torch.linalg.solve_triangular(self.L, Kx, upper=False)
-        mean = Fx @ self.beta + V.transpose(-1, -2) @ self.ri
+        mean = (Fx @ self.beta.unsqueeze(-1) + V.transpose(-1, -2) @ self.ri.unsqueeze(-1)).squeeze(-1)
         U = Fx.transpose(-1, -2) - self.Fi.transpose(-1, -2) @ V
         W = torch.linalg.solve_triangular(self.La, U, upper=False)
         if diag:
             return mean, (Kxx - V.pow(2).sum(-2) + W.pow(2).sum(-2)).clamp_min(0.0)
         cov = Kxx - V.transpose(-1, -2) @ V + W.transpose(-1, -2) @ W
         return mean, cov
+
+
+def expand_train(X: Tensor, x: Tensor) -> Tensor:
+    """Training inputs ``B x n x d`` (or levels ``B x n``, ``event = 1``)
+    expanded to the batch shape broadcast from theirs and that of new inputs
+    ``... x q x d``."""
+    return X.expand(*torch.broadcast_shapes(X.shape[:-2], x.shape[:-2]), *X.shape[-2:])
 
 
 def fit_map(

@@ -26,14 +26,16 @@ Noise is said explicitly by ``noise``:
 
 from __future__ import annotations
 
+import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
 from botorch.models.cost import AffineFidelityCostModel
 from botorch.models.deterministic import GenericDeterministicModel
-from botorch.models.model import Model
+from botorch.models.model import FantasizeMixin, Model
 from botorch.posteriors.gpytorch import GPyTorchPosterior
 from gpytorch.distributions import MultivariateNormal
 from linear_operator.operators import DenseLinearOperator
@@ -56,7 +58,7 @@ def refit_message(cls_name: str, what: str) -> str:
     )
 
 
-class MultiFidelityModel(Model, SurrogateMixin):
+class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
     """Shared part of :class:`AR1CoKriging`, :class:`RecursiveCoKriging` and :class:`NARGP`.
 
     Args:
@@ -72,6 +74,13 @@ class MultiFidelityModel(Model, SurrogateMixin):
         restarts: local optimizations per fit, each from one of the best-scoring
             candidate starts (the prior mode, the recursive estimates, random draws).
         seed: seed of the random starting points (the fit is deterministic given it).
+
+    Fantasies: :meth:`condition_on_observations` returns a copy conditioned on
+    new observations (``batch x q x (d + 1)`` inputs, ``fantasy_batch x batch x
+    q x 1`` outputs) with the hyperparameters and scaling fixed, by exact
+    refactorisation of the augmented data (``fantasy_batch x batch`` training
+    sets, padded per level with masked rows); BoTorch's
+    :meth:`~botorch.models.model.FantasizeMixin.fantasize` builds on it.
 
     Subclasses implement :meth:`_build` (buffers for the hyperparameters),
     :meth:`_fit` (estimate them), :meth:`_condition` (factor the training data
@@ -164,6 +173,9 @@ class MultiFidelityModel(Model, SurrogateMixin):
         self.infer_nugget = noise in ("infer", "known+infer")
         self._build()
         self._conditioned = False
+        # observations added by condition_on_observations (scaled inputs
+        # B x q x d, levels B x q, standardized targets F x B x q, known noise B x q)
+        self._fantasy: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
 
     # ---------------------------------------------------------- contract
     @classmethod
@@ -207,6 +219,8 @@ class MultiFidelityModel(Model, SurrogateMixin):
 
     def fit(self):
         """Estimate the hyperparameters and condition on the data; returns ``self``."""
+        if self._fantasy is not None:
+            raise ValueError("a fantasy model (from condition_on_observations) keeps its hyperparameters; fit the base model")
         self._fit()
         self._conditioned = False
         self._ensure_conditioned()
@@ -215,7 +229,8 @@ class MultiFidelityModel(Model, SurrogateMixin):
 
     def _ensure_conditioned(self) -> None:
         if not self._conditioned:
-            with torch.no_grad():
+            # a fantasy model stays differentiable in its fantasy inputs and values
+            with torch.no_grad() if self._fantasy is None else nullcontext():
                 self._condition()
             self._conditioned = True
 
@@ -223,18 +238,28 @@ class MultiFidelityModel(Model, SurrogateMixin):
     def num_outputs(self) -> int:
         return 1
 
+    #: BoTorch's fantasize looks for a fixed-noise likelihood; the noise of
+    #: these models is handled by :meth:`condition_on_observations`
+    likelihood = None
+
     @property
     def batch_shape(self) -> torch.Size:
-        return torch.Size([])
+        """``[]``; ``fantasy_batch x batch`` for a fantasy model."""
+        if self._fantasy is None:
+            return torch.Size([])
+        return self._fantasy[2].shape[:-1]
 
     # ------------------------------------------------------------- data
     def _scale_x(self, x: Tensor) -> Tensor:
         return (x - self.x_lo) / self.x_span
 
-    def _levels(self) -> list[tuple[Tensor, Tensor, Tensor]]:
+    def _levels(self, fantasy: bool = True) -> list[tuple[Tensor, Tensor, Tensor]]:
         """Per level: scaled inputs ``n_t x d``, standardized targets ``n_t``
         and known noise variances ``n_t`` (standardized; the floor where noise
-        is not known)."""
+        is not known). A fantasy model (unless ``fantasy=False``) appends its
+        ``q`` added rows to every level: ``B x (n_t + q) x d``,
+        ``F x B x (n_t + q)``, ``B x (n_t + q)``; :meth:`_level_masks` says
+        which rows belong."""
         ds = self.train_dataset
         xs = self._scale_x(ds.X)
         ys = (ds.Y[:, 0] - self.y_mean) / self.y_std
@@ -244,16 +269,55 @@ class MultiFidelityModel(Model, SurrogateMixin):
             vs = torch.zeros_like(ys)
         vs = vs.clamp_min(NOISE_FLOOR)
         fid = ds.fidelity.long()
-        return [(xs[fid == t], ys[fid == t], vs[fid == t]) for t in range(self.num_fidelities)]
+        base = [(xs[fid == t], ys[fid == t], vs[fid == t]) for t in range(self.num_fidelities)]
+        if self._fantasy is None or not fantasy:
+            return base
+        fx, _, fy, fv = self._fantasy
+        B = fx.shape[:-2]
+        return [
+            (
+                torch.cat([x.expand(*B, *x.shape), fx], -2),
+                torch.cat([y.expand(*fy.shape[:-1], y.shape[-1]), fy], -1),
+                torch.cat([v.expand(*B, v.shape[-1]), fv], -1),
+            )
+            for x, y, v in base
+        ]
 
-    def _train_all(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """All rows: scaled inputs ``n x d``, levels ``n``, targets ``n``, known noise ``n``."""
+    def _level_masks(self) -> list[Tensor | None]:
+        """Per level, the ``B x (n_t + q)`` row mask of a fantasy model (1: the
+        row is at this level), or None for every level of a base model."""
+        if self._fantasy is None:
+            return [None] * self.num_fidelities
+        _, flev, _, _ = self._fantasy
+        counts = torch.bincount(self.train_dataset.fidelity.long(), minlength=self.num_fidelities)
+        B = flev.shape[:-1]
+        return [
+            torch.cat([torch.ones(*B, int(counts[t]), dtype=DTYPE), (flev == t).to(DTYPE)], -1)
+            for t in range(self.num_fidelities)
+        ]
+
+    def _train_all(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+        """All rows: scaled inputs ``n x d``, levels ``n``, targets ``n``, known
+        noise ``n`` and row mask (None; ``B x n`` for a fantasy model, whose
+        other tensors then carry the batch dimensions of :meth:`_levels`)."""
         lv = self._levels()
-        x = torch.cat([a for a, _, _ in lv])
-        y = torch.cat([b for _, b, _ in lv])
-        v = torch.cat([c for _, _, c in lv])
-        lev = torch.cat([torch.full((len(a),), t, dtype=torch.long) for t, (a, _, _) in enumerate(lv)])
-        return x, lev, y, v
+        x = torch.cat([a for a, _, _ in lv], -2)
+        y = torch.cat([b for _, b, _ in lv], -1)
+        v = torch.cat([c for _, _, c in lv], -1)
+        lev = torch.cat([torch.full((a.shape[-2],), t, dtype=torch.long) for t, (a, _, _) in enumerate(lv)])
+        masks = self._level_masks()
+        w = None if masks[0] is None else torch.cat(masks, -1)
+        return x, lev, y, v, w
+
+    def _pointwise(self, fn: Callable[[Tensor], tuple[Tensor, ...]], x: Tensor) -> tuple[Tensor, ...]:
+        """Evaluate ``fn`` (inputs ``... x 1 x d`` -> tensors ``... x 1``) at
+        each row of ``x`` (``B x n x d``, ``B`` the batch of the training
+        inputs) on its own; returns tensors broadcastable to ``batch_shape x n``."""
+        n, d = x.shape[-2:]
+        B = x.shape[:-2]
+        pad = len(self.batch_shape) - len(B)
+        xb = x.movedim(-2, 0).reshape(n, *([1] * pad), *B, 1, d)
+        return tuple(o.squeeze(-1).movedim(0, -1) for o in fn(xb))
 
     def split_inputs(self, X: Tensor) -> tuple[Tensor, Tensor]:
         """Check ``X`` (``... x q x (d + 1)``, last column the level) and split it
@@ -296,7 +360,7 @@ class MultiFidelityModel(Model, SurrogateMixin):
     def noise_variance(self) -> Tensor:
         """Observation-noise variance per level (``L``, output units): the
         inferred nugget plus the mean known variance of the level's data."""
-        mean_known = torch.stack([v.mean() for _, _, v in self._levels()])
+        mean_known = torch.stack([v.mean() for _, _, v in self._levels(fantasy=False)])
         if self.noise not in ("known", "known+infer"):
             mean_known = torch.zeros_like(mean_known)
         return (self._nugget() + mean_known) * self.y_std**2
@@ -337,6 +401,64 @@ class MultiFidelityModel(Model, SurrogateMixin):
         mvn = MultivariateNormal(mean * self.y_std + self.y_mean, DenseLinearOperator(cov * self.y_std**2))
         post = GPyTorchPosterior(mvn)
         return posterior_transform(post) if posterior_transform is not None else post
+
+    def condition_on_observations(self, X: Tensor, Y: Tensor, noise: Tensor | None = None, **kwargs: Any):
+        """A copy of the model conditioned on new observations, hyperparameters fixed.
+
+        Args:
+            X: ``batch x q x (d + 1)`` inputs, last column the level.
+            Y: ``fantasy_batch x batch x q x 1`` (or ``batch x q x 1``) values,
+                output units.
+            noise: observation-noise variances of the new rows, output units,
+                broadcastable to ``batch x q x 1``: the level's inferred nugget
+                plus a known part (default: each row's level's
+                :meth:`noise_variance`, as ``posterior(..., observation_noise=True)``).
+
+        Returns:
+            A model of ``batch_shape`` ``fantasy_batch x batch`` whose posterior is
+            that of the same model refactorised on the data plus ``(X, Y)``
+            with the same hyperparameters and scaling (exact; differentiable
+            in ``X`` and ``Y``). Conditioning a fantasy model again adds to
+            its rows.
+        """
+        x, lev = self.split_inputs(X)
+        Y = torch.as_tensor(Y).to(DTYPE)
+        if Y.dim() < 2 or Y.shape[-1] != 1 or Y.shape[-2] != x.shape[-2]:
+            raise ValueError(
+                f"Y must be ... x {x.shape[-2]} x 1 (one value per input row), got shape {tuple(Y.shape)}"
+            )
+        if not torch.isfinite(Y.detach()).all():
+            raise ValueError("Y must be finite, got NaN or inf")
+        y = (Y[..., 0] - self.y_mean) / self.y_std
+        nugget = self._nugget().to(DTYPE)
+        if noise is None:
+            known = self.noise_variance() / self.y_std**2 - nugget
+            v = known[lev]
+        else:
+            noise = torch.as_tensor(noise).to(DTYPE)
+            if (noise.detach() < 0).any() or not torch.isfinite(noise.detach()).all():
+                raise ValueError("noise must hold finite variances >= 0 (output units)")
+            v = noise[..., 0] / self.y_std**2 - nugget[lev]
+        v = v.clamp_min(NOISE_FLOOR)
+        B = torch.broadcast_shapes(lev.shape, v.shape)
+        x, lev, v = x.expand(*B, x.shape[-1]), lev.expand(B), v.expand(B)
+        if self._fantasy is not None:
+            ox, olev, oy, ov = self._fantasy
+            Bb = torch.broadcast_shapes(ox.shape[:-2], B[:-1])
+            x = torch.cat([ox.expand(*Bb, *ox.shape[-2:]), x.expand(*Bb, *x.shape[-2:])], -2)
+            lev = torch.cat([olev.expand(*Bb, olev.shape[-1]), lev.expand(*Bb, lev.shape[-1])], -1)
+            v = torch.cat([ov.expand(*Bb, ov.shape[-1]), v.expand(*Bb, v.shape[-1])], -1)
+            Fb = torch.broadcast_shapes(oy.shape[:-1], y.shape[:-1])
+            y = torch.cat([oy.expand(*Fb, oy.shape[-1]), y.expand(*Fb, y.shape[-1])], -1)
+        else:
+            y = y.expand(*torch.broadcast_shapes(y.shape[:-1], B[:-1]), y.shape[-1])
+        new = copy.copy(self)
+        new.__dict__ = dict(self.__dict__)
+        for cached in ("_krig", "_lv", "_f", "_x", "_lev"):
+            new.__dict__.pop(cached, None)
+        new._fantasy = (x, lev, y, v)
+        new._conditioned = False
+        return new
 
     def predict(self, X: Tensor, fidelity: int | None = None) -> tuple[Tensor, Tensor]:
         """Marginal latent mean and variance (``n``, ``n``; output units) at

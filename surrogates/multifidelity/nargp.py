@@ -68,9 +68,11 @@ class _NonlinearLevel:
             + log_lengthscale_prior(th[k + 2 : 2 * k + 2], self.d)
         )
 
-    def kriging(self, th: Tensor, x: Tensor, f: Tensor, F: Tensor, y: Tensor, v: Tensor) -> Kriging:
+    def kriging(
+        self, th: Tensor, x: Tensor, f: Tensor, F: Tensor, y: Tensor, v: Tensor, w: Tensor | None = None
+    ) -> Kriging:
         g = self.unpack(th)[-1]
-        return Kriging(self.cov(th, x, f, x, f) + torch.diag(v + g), F, y)
+        return Kriging(self.cov(th, x, f, x, f) + torch.diag_embed(v + g), F, y, w)
 
 
 @register_surrogate
@@ -144,7 +146,7 @@ class NARGP(MultiFidelityModel):
         self._f = [None]
         for t in range(1, self.num_fidelities):
             x, y, v = self._lv[t]
-            f = self._mixture(x.unsqueeze(-2), t - 1, marginal_mean=True)
+            f = self._lower_mean(x, t)
             F = self._basis(f)
             if F.shape[-1] >= len(y):
                 raise ValueError(f"level {t} has {len(y)} points; NARGP needs more than {F.shape[-1]}")
@@ -169,41 +171,53 @@ class NARGP(MultiFidelityModel):
 
     def _condition(self) -> None:
         self._lv = self._levels()
+        masks = self._level_masks()
         x, y, v = self._lv[0]
-        self._krig = [self._lvl0.kriging(self.theta0, x, torch.ones_like(y).unsqueeze(-1), y, v)]
+        self._krig = [self._lvl0.kriging(self.theta0, x, torch.ones_like(x[..., :1]), y, v, masks[0])]
         self._f = [None]
         for t in range(1, self.num_fidelities):
             x, y, v = self._lv[t]
-            f = self._mixture(x.unsqueeze(-2), t - 1, marginal_mean=True)
-            self._krig.append(self._lvl(t).kriging(self.theta[t - 1], x, f, self._basis(f), y, v))
+            f = self._lower_mean(x, t)
+            self._krig.append(self._lvl(t).kriging(self.theta[t - 1], x, f, self._basis(f), y, v, masks[t]))
             self._f.append(f)
+
+    def _lower_mean(self, x: Tensor, t: int) -> Tensor:
+        """Mixture mean of level ``t - 1`` at each of the ``B x n x d`` inputs
+        of level ``t`` (``batch_shape x n``)."""
+        return self._pointwise(lambda xb: (self._mixture(xb, t - 1)[0],), x)[0]
 
     def _nugget(self) -> Tensor:
         g = [self._lvl0.unpack(self.theta0)[2]] + [self._lvl(t + 1).unpack(th)[-1] for t, th in enumerate(self.theta)]
         return torch.stack(g)
 
-    def _base_samples(self, T: int, shape: torch.Size) -> Tensor:
-        """``T x S x shape`` antithetic standard normals (fixed by ``seed``)."""
+    def _base_samples(self, T: int, q: int) -> Tensor:
+        """``T x S x q`` antithetic standard normals (fixed by ``seed``), the
+        same at every batch index, so a point's prediction does not depend on
+        the batch it is evaluated in."""
         gen = torch.Generator().manual_seed(self.seed)
-        half = torch.randn(T, self.num_samples // 2, *shape, generator=gen, dtype=DTYPE)
+        half = torch.randn(T, self.num_samples // 2, q, generator=gen, dtype=DTYPE)
         return torch.cat([half, -half], 1)
 
     def _paths(self, x: Tensor, T: int):
         """Per level ``0..T``: conditional means ``S x ... x q`` (level 0: ``... x q``),
         conditional covariances and the sampled values at ``x`` (``... x q x d``)."""
         m, C = self._lvl0.predict(self._krig[0], self.theta0, self._lv[0][0], x, torch.ones_like(x[..., :1]))
-        eps = self._base_samples(max(T, 1), x.shape[:-1])
+        m = m.expand(*torch.broadcast_shapes(m.shape, C.shape[:-1]))
+        eps = self._base_samples(max(T, 1), x.shape[-2])
         means, covs, draws = [m], [C], []
         for t in range(1, T + 1):
             prev_m, prev_C = means[-1], covs[-1]
             scale = prev_C.diagonal(dim1=-2, dim2=-1).mean(-1)[..., None, None].clamp_min(1e-12)
             chol = psd_safe_cholesky(prev_C + 1e-10 * scale * torch.eye(prev_C.shape[-1], dtype=DTYPE))
-            f = prev_m + (chol @ eps[t - 1].unsqueeze(-1)).squeeze(-1)  # S x ... x q
+            e = eps[t - 1].reshape(self.num_samples, *([1] * (prev_m.dim() - 1)), -1)
+            f = prev_m + (chol @ e.unsqueeze(-1)).squeeze(-1)  # S x ... x q
             draws.append(f)
             th = self.theta[t - 1]
             X, fX = self._lv[t][0], self._f[t]
+            batch = torch.broadcast_shapes(f.shape[:-1], X.shape[:-2], fX.shape[:-1])
+            f = f.expand(*batch, f.shape[-1])
             xs = x.expand(*f.shape, x.shape[-1])
-            Xb, fb = X.expand(*f.shape[:-1], *X.shape), fX.expand(*f.shape[:-1], *fX.shape)
+            Xb, fb = X.expand(*batch, *X.shape[-2:]), fX.expand(*batch, fX.shape[-1])
             Kx = self._lvl(t).cov(th, Xb, fb, xs, f)
             Kxx = self._lvl(t).cov(th, xs, f, xs, f)
             mt, Ct = self._krig[t].predict(Kx, Kxx, self._basis(f))

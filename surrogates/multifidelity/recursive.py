@@ -16,6 +16,7 @@ from surrogates.multifidelity.core import (
     LOG_VAR_BOUNDS,
     Correlation,
     Kriging,
+    expand_train,
     fit_map,
     log_lengthscale_prior,
     prior_lengthscale,
@@ -52,10 +53,10 @@ class LevelKriging:
         th = [prior_lengthscale(self.d)] * self.k + [max(s2, 1e-4)] + [1e-3] * int(self.infer_nugget)
         return torch.tensor(th, dtype=DTYPE).log()
 
-    def kriging(self, th: Tensor, x: Tensor, F: Tensor, y: Tensor, v: Tensor) -> Kriging:
+    def kriging(self, th: Tensor, x: Tensor, F: Tensor, y: Tensor, v: Tensor, w: Tensor | None = None) -> Kriging:
         ls, s2, g = self.unpack(th)
-        K = s2 * self.corr(x, x, ls) + torch.diag(v + g)
-        return Kriging(K, F, y)
+        K = s2 * self.corr(x, x, ls) + torch.diag_embed(v + g)
+        return Kriging(K, F, y, w)
 
     def objective(self, x: Tensor, F: Tensor, y: Tensor, v: Tensor, reml: bool):
         def f(th: Tensor) -> Tensor:
@@ -74,7 +75,7 @@ class LevelKriging:
         """Mean and covariance at ``x`` (``... x q x d``) given the training
         inputs ``X`` (``n x d``)."""
         ls, s2, _ = self.unpack(th)
-        Xb = X.expand(*x.shape[:-2], *X.shape)
+        Xb = expand_train(X, x)
         Kx = s2 * self.corr(Xb, x, ls)
         Kxx = s2 * (self.corr(x, x, ls, diag=True) if diag else self.corr(x, x, ls))
         return krig.predict(Kx, Kxx, Fx, diag=diag)
@@ -140,20 +141,24 @@ class RecursiveCoKriging(MultiFidelityModel):
         if t == 0:
             return one
         f = lower.unsqueeze(-1)
-        if self.rho_form == "linear":
-            return torch.cat([one, f, f * x], -1)
-        return torch.cat([one, f], -1)
+        cols = [one, f, f * x] if self.rho_form == "linear" else [one, f]
+        batch = torch.broadcast_shapes(*(c.shape[:-1] for c in cols))
+        return torch.cat([c.expand(*batch, c.shape[-1]) for c in cols], -1)
 
     def _rho_at(self, t: int, x: Tensor) -> Tensor:
-        beta = self._krig[t].beta
+        beta = self._krig[t].beta  # ... x p
         if self.rho_form == "linear":
-            return beta[1] + x @ beta[2:]
-        return beta[1].expand(x.shape[:-1])
+            return beta[..., 1:2] + (x @ beta[..., 2:].unsqueeze(-1)).squeeze(-1)
+        return beta[..., 1:2].expand(*torch.broadcast_shapes(beta.shape[:-1] + (1,), x.shape[:-1]))
 
     def _lower_at(self, t: int, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Mean and variance of level ``t - 1`` at ``n x d`` inputs."""
-        means, covs, _ = self._moments(x.unsqueeze(-2), t - 1, diag=True)
-        return means[-1].squeeze(-1), covs[-1].squeeze(-1)
+        """Mean and variance of level ``t - 1`` at each of the ``B x n x d`` inputs."""
+
+        def at(xb: Tensor) -> tuple[Tensor, Tensor]:
+            means, covs, _ = self._moments(xb, t - 1, diag=True)
+            return means[-1], covs[-1]
+
+        return self._pointwise(at, x)
 
     def _level_data(self, t: int, coef: Tensor | None):
         x, y, v = self._lv[t]
@@ -206,9 +211,10 @@ class RecursiveCoKriging(MultiFidelityModel):
     def _condition(self) -> None:
         self._krig = []
         self._lv = self._levels()
+        masks = self._level_masks()
         for t in range(self.num_fidelities):
             x, F, y, v, _ = self._level_data(t, self.carry_coef[t] if t > 0 else None)
-            self._krig.append(self._lk(t).kriging(self.theta[t], x, F, y, v))
+            self._krig.append(self._lk(t).kriging(self.theta[t], x, F, y, v, masks[t]))
 
     def _lk(self, t: int) -> LevelKriging:
         return self._levelk[int(self.kernel_index[t])]

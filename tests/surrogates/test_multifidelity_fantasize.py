@@ -1,0 +1,210 @@
+"""Fantasies of the multi-fidelity co-kriging models (BoTorch's
+``condition_on_observations`` / ``fantasize`` contract).
+
+The independent check is a refit: a model built on the augmented data with
+the base model's hyperparameters and scaling loaded must give the fantasy
+model's posterior, batch element by batch element.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from botorch.acquisition.cost_aware import InverseCostWeightedUtility
+from botorch.acquisition.knowledge_gradient import qMultiFidelityKnowledgeGradient
+from botorch.acquisition.max_value_entropy_search import qMultiFidelityMaxValueEntropy
+from botorch.acquisition.utils import project_to_target_fidelity
+from botorch.sampling.normal import SobolQMCNormalSampler
+
+from surrogates.dataset import DTYPE, Dataset
+from surrogates.multifidelity import NARGP, AR1CoKriging, RecursiveCoKriging
+from surrogates.multifidelity.core import NOISE_FLOOR
+
+MODELS = (AR1CoKriging, RecursiveCoKriging, NARGP)
+
+
+def f_low(x):
+    return torch.sin(6 * x[..., 0]) + 0.3 * x[..., 1]
+
+
+def f_high(x):
+    return 1.4 * f_low(x) + 0.5 * x[..., 0] - 0.2 * x[..., 1] ** 2
+
+
+def _data(seed: int, noise: str) -> Dataset:
+    """Non-nested two-level design in 2D with noisy outputs (standard deviation
+    0.02 at level 0, 0.01 at level 1); with ``noise="known"`` the variances are given."""
+    g = torch.Generator().manual_seed(seed)
+    xl = torch.rand(14, 2, generator=g, dtype=DTYPE)
+    xh = torch.rand(6, 2, generator=g, dtype=DTYPE)
+    X = torch.cat([xl, xh])
+    Y = torch.cat([f_low(xl), f_high(xh)]).unsqueeze(-1)
+    fid = torch.cat([torch.zeros(14), torch.ones(6)])
+    var = torch.cat([torch.full((14, 1), 4e-4), torch.full((6, 1), 1e-4)]).to(DTYPE)
+    Y = Y + var.sqrt() * torch.randn(Y.shape, generator=g, dtype=DTYPE)
+    Yvar = var if noise == "known" else None
+    return Dataset(X=X, Y=Y, fidelity=fid, Yvar=Yvar)
+
+
+def _with_level(x, level):
+    return torch.cat([x, torch.as_tensor(level, dtype=DTYPE).expand(*x.shape[:-1], 1)], -1)
+
+
+def _refit(model, X: torch.Tensor, Y: torch.Tensor, noise: torch.Tensor | None):
+    """``model`` rebuilt on its data plus rows ``X`` (``q x (d + 1)``), ``Y``
+    (``q x 1``), known variances ``noise`` (``q x 1``), with its fitted
+    hyperparameters and scaling loaded (no new fit)."""
+    ds = model.train_dataset
+    Yvar = None if ds.Yvar is None else torch.cat([ds.Yvar, noise])
+    aug = Dataset(
+        X=torch.cat([ds.X, X[:, :-1]]), Y=torch.cat([ds.Y, Y]),
+        fidelity=torch.cat([ds.fidelity, X[:, -1]]), Yvar=Yvar,
+    )
+    cfg = {k: v for k, v in model.get_config().items() if k != "format"}
+    new = type(model)(aug, **cfg)
+    new.load_state_dict(model.state_dict())
+    return new
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    out = {}
+    for cls in MODELS:
+        for noise in ("infer", "known"):
+            out[cls.__name__, noise] = cls.from_dataset(_data(3, noise), noise=noise, restarts=1)
+    return out
+
+
+@pytest.mark.parametrize("noise", ["infer", "known"])
+@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
+def test_fantasy_model_equals_a_refit_on_the_augmented_data(fitted, cls, noise):
+    model = fitted[cls.__name__, noise]
+    g = torch.Generator().manual_seed(11)
+    # batch of 2 sets of q = 3 new rows at mixed levels, 2 fantasy draws each
+    X = _with_level(torch.rand(2, 3, 2, generator=g, dtype=DTYPE), 0.0)
+    X[0, :, -1] = torch.tensor([1.0, 0.0, 1.0])
+    X[1, :, -1] = torch.tensor([0.0, 0.0, 1.0])
+    Y = 0.5 * torch.randn(2, 2, 3, 1, generator=g, dtype=DTYPE)
+    nv = torch.full((2, 3, 1), 2e-3, dtype=DTYPE) if noise == "known" else None
+    fm = model.condition_on_observations(X, Y, noise=nv)
+    assert fm.batch_shape == torch.Size([2, 2])
+    xt = torch.rand(5, 2, generator=g, dtype=DTYPE)
+    Xt = torch.cat([_with_level(xt[:3], 1.0), _with_level(xt[3:], 0.0)])
+    post = fm.posterior(Xt)
+    assert post.mean.shape == (2, 2, 5, 1)
+    for f in range(2):
+        for b in range(2):
+            ref = _refit(model, X[b], Y[f, b], None if nv is None else nv[b]).posterior(Xt)
+            torch.testing.assert_close(post.mean[f, b], ref.mean, rtol=0, atol=1e-8)
+            torch.testing.assert_close(
+                post.mvn.covariance_matrix[f, b], ref.mvn.covariance_matrix, rtol=0, atol=1e-8
+            )
+
+
+@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
+def test_variance_drops_where_a_fantasy_is_observed(fitted, cls):
+    model = fitted[cls.__name__, "infer"]
+    x0 = _with_level(torch.tensor([[0.37, 0.61]], dtype=DTYPE), 1.0)
+    var0 = model.posterior(x0).variance.squeeze()
+    fm = model.fantasize(x0, SobolQMCNormalSampler(torch.Size([4]), seed=0))
+    var1 = fm.posterior(x0).variance.squeeze(-1).squeeze(-1)
+    assert var1.shape == (4,)
+    # noise of the fantasy observation: the level's nugget plus the diagonal floor
+    nug = float(model.noise_variance()[1]) + NOISE_FLOOR * float(model.y_std) ** 2
+    # conditioning on y = f + e: the variance of a GP falls to the harmonic
+    # combination of the prior variance and the noise
+    bound = 1.0 / (1.0 / float(var0) + 1.0 / nug)
+    assert (var1 < var0).all()
+    if cls is AR1CoKriging:
+        # a joint GP: the bound is attained (the other models keep the level
+        # below's variance, which a top-level observation does not reduce)
+        torch.testing.assert_close(var1, torch.full_like(var1, bound), rtol=1e-5, atol=0)
+    # the fantasy means are the posterior draws' spread around the base mean
+    m1 = fm.posterior(x0).mean.reshape(-1)
+    assert float(m1.std()) > 0
+
+
+@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
+def test_fantasize_has_botorch_shapes(fitted, cls):
+    model = fitted[cls.__name__, "known"]
+    g = torch.Generator().manual_seed(2)
+    X = _with_level(torch.rand(3, 2, 2, generator=g, dtype=DTYPE), 1.0)  # batch 3, q 2
+    fm = model.fantasize(X, SobolQMCNormalSampler(torch.Size([5]), seed=1))
+    assert fm.batch_shape == torch.Size([5, 3])
+    Xq = _with_level(torch.rand(5, 3, 4, 2, generator=g, dtype=DTYPE), 1.0)  # num_fantasies x batch x q x d
+    post = fm.posterior(Xq)
+    assert post.mean.shape == (5, 3, 4, 1)
+    assert post.mvn.covariance_matrix.shape == (5, 3, 4, 4)
+    # X_pending style: fantasize at m x d and evaluate a batch of single points
+    fm2 = model.fantasize(X[0], SobolQMCNormalSampler(torch.Size([5]), seed=1))
+    assert fm2.batch_shape == torch.Size([5])
+    post2 = fm2.posterior(_with_level(torch.rand(7, 1, 1, 2, generator=g, dtype=DTYPE), 1.0))
+    assert post2.mean.shape == (7, 5, 1, 1)
+
+
+def test_fantasy_inputs_must_be_levels():
+    model = AR1CoKriging.from_dataset(_data(4, "infer"), restarts=1)
+    X = _with_level(torch.rand(2, 2, dtype=DTYPE), 1.5)
+    with pytest.raises(ValueError, match="fidelity column"):
+        model.condition_on_observations(X, torch.zeros(2, 1, dtype=DTYPE))
+    X = _with_level(torch.rand(2, 2, dtype=DTYPE), 1.0)
+    with pytest.raises(ValueError, match="Y must be"):
+        model.condition_on_observations(X, torch.zeros(3, 1, dtype=DTYPE))
+    with pytest.raises(ValueError, match="keeps its hyperparameters"):
+        model.condition_on_observations(X, torch.zeros(2, 1, dtype=DTYPE)).fit()
+
+
+def _acq_parts(model):
+    d = model.d
+    target = {d: float(model.num_fidelities - 1)}
+    utility = InverseCostWeightedUtility(cost_model=model.cost_model())
+
+    def project(X):
+        return project_to_target_fidelity(X=X, target_fidelities=target, d=d + 1)
+
+    return utility, project
+
+
+@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
+def test_mf_knowledge_gradient_with_pending_points(fitted, cls):
+    model = fitted[cls.__name__, "infer"]
+    utility, project = _acq_parts(model)
+    g = torch.Generator().manual_seed(5)
+    pending = _with_level(torch.rand(2, 2, generator=g, dtype=DTYPE), 0.0)
+    acq = qMultiFidelityKnowledgeGradient(
+        model, num_fantasies=4, current_value=model.posterior(project(pending)).mean.max().detach(),
+        cost_aware_utility=utility, project=project, X_pending=pending,
+    )
+    q_aug = acq.get_augmented_q_batch_size(1)
+    X = _with_level(torch.rand(3, q_aug, 2, generator=g, dtype=DTYPE), 1.0)
+    X[:, 0, -1] = 0.0  # the candidate at the cheap level, the fantasy solutions at the top
+    X.requires_grad_(True)
+    val = acq(X)
+    assert val.shape == (3,) and torch.isfinite(val).all()
+    val.sum().backward()
+    assert torch.isfinite(X.grad).all() and float(X.grad[..., :-1].abs().sum()) > 0
+
+
+@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
+def test_mf_max_value_entropy_with_pending_points(fitted, cls):
+    model = fitted[cls.__name__, "infer"]
+    utility, project = _acq_parts(model)
+    g = torch.Generator().manual_seed(6)
+    cand = _with_level(torch.rand(256, 2, generator=g, dtype=DTYPE), 1.0)
+    post = model.posterior(cand.unsqueeze(-2))
+    i = int((post.mean + 2 * post.variance.sqrt()).flatten().argmax())
+    top = cand[i : i + 1]
+    X = torch.stack([top, _with_level(top[:, :-1], 0.0)])  # 2 x 1 x (d + 1)
+    vals = []
+    for pending in (None, top):
+        acq = qMultiFidelityMaxValueEntropy(
+            model, candidate_set=cand, num_fantasies=8, num_mv_samples=16,
+            cost_aware_utility=utility, project=project, X_pending=pending,
+        )
+        if pending is not None:
+            assert acq.model.batch_shape == torch.Size([8])
+        val = acq(X)
+        assert val.shape == (2,) and torch.isfinite(val).all()
+        vals.append(val)
+    # a point already pending (and the point below it) tells less about the maximum
+    assert float(vals[1][0]) < float(vals[0][0])
