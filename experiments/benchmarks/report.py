@@ -55,7 +55,9 @@ NOTES = {
         "Campaign engine: median simple regret over seeds on Branin and Hartmann-6 against Sobol and "
         "Ax's default strategy at fixed budgets; model-update plus acquisition time per iteration "
         "against the number of observations; parallel efficiency of asynchronous workers on a "
-        "sleeping oracle."
+        "sleeping oracle. `campaigns_suite`: the default engine against Ax's default strategy on BoTorch "
+        "test functions with seeded shifted bounds (optima off the centre), noisy and constrained variants; "
+        "paired one-sided Wilcoxon tests at the final budget, development and held-out test problems apart."
     ),
     "fe2": (
         "FE² on a quarter plate with a hole: full FE² (RVE oracle at every Gauss point) against "
