@@ -23,9 +23,14 @@ makes ``W -> inf`` as ``J -> 0``.
 term ``k_4 (I4 - 1)`` would not, which is why the polyconvex option is offered
 for the isotropic and cubic sets only.
 
-``P = dW/dF`` and ``dP/dF`` come from the closed-form invariant derivatives and
-the network's gradient and Hessian w.r.t. the few invariants; they are exact
-derivatives of ``W`` (symmetric tangent, thermodynamically consistent).
+``P = dW/dF`` and ``dP/dF`` come from the closed-form invariant derivatives
+(:class:`~surrogates.neural.invariants.InvariantSet`) and the network's
+gradient and Hessian w.r.t. the few invariants
+(:func:`~surrogates.neural.networks.network_derivatives`, with the input
+scaling and shift folded into the first layer); they are exact derivatives of
+``W`` (symmetric tangent, thermodynamically consistent). The same functions
+serve training (autograd to the weights), the differentiable reference and the
+FE² evaluator (:mod:`.fast`, members stacked along a leading dimension).
 """
 
 from __future__ import annotations
@@ -37,31 +42,79 @@ from torch import Tensor, nn
 
 from surrogates.neural.icnn import ConvexMLP
 from surrogates.neural.invariants import InvariantSet
-from surrogates.neural.networks import ScalarMLP
+from surrogates.neural.networks import NetworkLayers, ScalarMLP, network_derivatives
 
 
-class InvariantDerivatives(NamedTuple):
-    """Invariants of a batch of ``F`` (``n x k x k``) and their derivatives.
+class EnergyParams(NamedTuple):
+    """Everything :func:`energy_derivatives` needs; fields may carry leading
+    member dimensions ``...`` (except ``I0``).
 
     Attributes:
-        F: ``n x k x k``.
-        I: ``n x p`` invariants.
-        dI: ``n x p x k x k`` derivatives ``dI_a/dF``.
-        cache: intermediates for the second derivatives.
+        layers: the network acting on the raw invariants (input scaling and
+            shift folded into the first layer and the input skips).
+        v0: ``...`` network value at ``F = 1``.
+        corr: ``... x p`` stress-normalization coefficients (``k_J`` at the
+            ``J`` entry, ``k_4`` at ``I4``, zero elsewhere).
+        I0: ``p`` invariants at ``F = 1``.
+        scale: ``...`` energy scale ``s``.
+        growth: ``...`` growth coefficient ``gamma``.
     """
 
-    F: Tensor
-    I: Tensor
-    dI: Tensor | None
-    cache: dict
+    layers: NetworkLayers
+    v0: Tensor
+    corr: Tensor
+    I0: Tensor
+    scale: Tensor
+    growth: Tensor
+
+    def map(self, fn) -> EnergyParams:
+        """The same parameters with ``fn`` applied to every tensor."""
+        return EnergyParams(self.layers.map(fn), fn(self.v0), fn(self.corr), fn(self.I0),
+                            fn(self.scale), fn(self.growth))
+
+    @staticmethod
+    def stack(params: list[EnergyParams]) -> EnergyParams:
+        """Members' parameters stacked along a new leading dimension ``M``."""
+        return EnergyParams(NetworkLayers.stack([q.layers for q in params]),
+                            *(torch.stack([getattr(q, f) for q in params]) for f in ("v0", "corr")),
+                            params[0].I0,
+                            *(torch.stack([getattr(q, f) for q in params]) for f in ("scale", "growth")))
 
 
 class EnergyDerivatives(NamedTuple):
-    """Energy ``n``, gradient ``n x p`` and Hessian ``n x p x p`` w.r.t. the invariants."""
+    """Energy ``... x n``, gradient ``... x p x n`` and Hessian ``... x p x p x n`` w.r.t. the invariants."""
 
-    W: Tensor
+    W: Tensor | None
     g: Tensor | None
     H: Tensor | None
+
+
+def energy_derivatives(params: EnergyParams, I: Tensor, order: int = 1, value: bool = True) -> EnergyDerivatives:
+    """The energy ``W(I)`` and its derivatives w.r.t. the invariants.
+
+    Args:
+        params: :class:`EnergyParams` (one energy, or members stacked along ``...``).
+        I: ``p x n`` invariants (batch last).
+        order: 0, 1 (and gradient) or 2 (and Hessian).
+        value: compute ``W`` (skip it when only derivatives are needed).
+    """
+    val, gN, HN = network_derivatives(params.layers, I, order, value=value)
+    s = params.scale[..., None]  # ... x 1
+    gro = params.growth[..., None]
+    J = I[2]
+    r = J + 1.0 / J - 2.0  # growth term gamma r^2: zero value and slope at J = 1
+    W = g = H = None
+    if value:
+        shift = (params.corr[..., None] * (I - params.I0[:, None])).sum(-2)
+        W = s * (val - params.v0[..., None] - shift) + gro * r * r
+    if order >= 1:
+        dr = 1.0 - 1.0 / J**2
+        g = s[..., None] * (gN - params.corr[..., None])
+        g[..., 2, :] += gro * 2.0 * r * dr
+        if order >= 2:
+            H = s[..., None, None] * HN
+            H[..., 2, 2, :] += gro * 2.0 * (dr * dr + r * 2.0 / J**3)
+    return EnergyDerivatives(W, g, H)
 
 
 class InvariantEnergy(nn.Module):
@@ -129,65 +182,41 @@ class InvariantEnergy(nn.Module):
         return T
 
     # ------------------------------------------------------------- derivatives
-    def invariant_derivatives(self, F: Tensor, order: int = 1) -> InvariantDerivatives:
-        I, dI, cache = self.invariants.derivatives(F, order=order)
-        return InvariantDerivatives(F, I, dI, cache)
+    def params(self) -> EnergyParams:
+        """The current weights as :class:`EnergyParams` (differentiable)."""
+        W, b, Wx, w = self.net.layers()
+        T, I0 = self.transform(), self.I0
+        # x = T (I - I0): fold T and the shift into the layers acting on x
+        W0 = W[0] @ T
+        b = [b[0] - W0 @ I0, *b[1:]]
+        if Wx is not None:
+            Wx = [None, *(m @ T for m in Wx[1:])]
+            b = [b[0], *(bl - m @ I0 for bl, m in zip(b[1:], Wx[1:], strict=True))]
+        layers = NetworkLayers([W0, *W[1:]], b, Wx, w)
+        v0, g0, _ = network_derivatives(layers, I0[:, None], order=1)
+        g0 = g0[:, 0]  # dN/dI at F = 1
+        entries = [g0.new_zeros(())] * g0.shape[0]
+        entries[2] = (g0 * self.alpha).sum()  # k_J (alpha_J = 1)
+        if self.invariants.symmetry == "transverse":
+            entries[3] = (g0 * self.beta).sum() / 2.0  # k_4
+        return EnergyParams(layers, v0[0], torch.stack(entries), I0, self.energy_scale, self.growth)
 
     def energy_derivatives(self, I: Tensor, order: int = 1) -> EnergyDerivatives:
-        """Energy and its derivatives w.r.t. the invariants ``I`` (``n x p``)."""
-        T = self.transform()
-        x = (I - self.I0) @ T.T
-        val, gN, HN = self.net(x, order=order)
-        v0, g0, _ = self.net(torch.zeros(1, T.shape[0], dtype=x.dtype, device=x.device), order=1)
-        g0 = (g0 @ T)[0]  # dN/dI at F = 1
-        kJ = (g0 * self.alpha).sum()  # alpha_J = 1
-        k4 = (g0 * self.beta).sum() / 2.0 if self.invariants.symmetry == "transverse" else None
-        s = self.energy_scale
-        dJ = I[:, 2] - self.I0[2]
-        W = val - v0[0] - kJ * dJ
-        if k4 is not None:
-            W = W - k4 * (I[:, 3] - self.I0[3])
-        W = s * W
-        J = I[:, 2]
-        gro = self.growth
-        W = W + gro * (J + 1.0 / J - 2.0) ** 2
-        g = H = None
-        if order >= 1:
-            corr = torch.zeros_like(g0)
-            corr = corr.index_put((torch.tensor(2),), kJ)
-            if k4 is not None:
-                corr = corr.index_put((torch.tensor(3),), k4)
-            g = s * (gN @ T - corr)
-            gJ = gro * 2.0 * (J + 1.0 / J - 2.0) * (1.0 - 1.0 / J**2)
-            g = g + torch.nn.functional.pad(gJ[:, None], (2, g.shape[1] - 3))
-        if order >= 2:
-            H = s * (T.T @ HN @ T)
-            hJ = gro * 2.0 * ((1.0 - 1.0 / J**2) ** 2 + (J + 1.0 / J - 2.0) * 2.0 / J**3)
-            H = H.clone()
-            H[:, 2, 2] = H[:, 2, 2] + hJ
-        return EnergyDerivatives(W, g, H)
-
-    def assemble(self, inv: InvariantDerivatives, g: Tensor, H: Tensor | None):
-        """``P`` (``n x k x k``) and, with ``H``, the tangent (``n x k x k x k x k``)."""
-        n, p, k, _ = inv.dI.shape
-        dIf = inv.dI.reshape(n, p, k * k)
-        P = torch.einsum("np,npi->ni", g, dIf).reshape(n, k, k)
-        if H is None:
-            return P, None
-        A = dIf.transpose(1, 2) @ (H @ dIf)
-        A = A.reshape(n, k, k, k, k) + self.invariants.hessian_contract(inv.F, g, inv.cache)
-        return P, A
+        """Energy ``n`` and its derivatives (``p x n``, ``p x p x n``) w.r.t. the
+        invariants ``I`` (``p x n``, batch last)."""
+        return energy_derivatives(self.params(), I, order)
 
     def forward(self, F: Tensor, order: int = 1):
-        """Energy ``n``, stress ``n x k x k`` (order >= 1), tangent ``n x k^4`` (order 2).
+        """Energy ``n``, stress ``n x k x k`` (order >= 1), tangent ``n x k x k x k x k`` (order 2).
 
         Args:
             F: ``n x k x k`` deformation gradients (``det F > 0``).
             order: 0 energy only, 1 with ``P = dW/dF``, 2 also ``dP/dF``.
         """
-        inv = self.invariant_derivatives(F, order=min(order, 1) if order else 0)
+        inv = self.invariants.derivatives(F.permute(1, 2, 0), order=min(order, 1))
         e = self.energy_derivatives(inv.I, order=order)
         if order == 0:
             return e.W, None, None
-        P, A = self.assemble(inv, e.g, e.H)
+        P = self.invariants.stress(inv, e.g).permute(2, 0, 1)
+        A = None if order < 2 else self.invariants.tangent(inv, e.g, e.H).permute(4, 0, 1, 2, 3)
         return e.W, P, A

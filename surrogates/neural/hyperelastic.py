@@ -22,10 +22,10 @@ from torch import Tensor, nn
 from oracles.material import MaterialResponse
 from surrogates.base import register_surrogate
 from surrogates.dataset import Dataset
-from surrogates.neural.energy import InvariantEnergy
-from surrogates.neural.ensemble import NeuralEnsembleModel
-from surrogates.neural.fast import FastHyperelastic
-from surrogates.neural.invariants import check_deformation_gradient
+from surrogates.neural.energy import EnergyParams, InvariantEnergy, energy_derivatives
+from surrogates.neural.ensemble import VARIANCE_FLOOR, NeuralEnsembleModel
+from surrogates.neural.fast import FastHyperelastic, ensemble_response
+from surrogates.neural.invariants import InvariantSet, check_deformation_gradient
 from surrogates.neural.training import TrainingOptions, split_indices, train_network
 
 
@@ -157,27 +157,26 @@ class HyperelasticEnsemble(NeuralEnsembleModel):
     def member_predictions(self, X: Tensor) -> Tensor:
         d = self._config["dim"]
         F = H_to_F(X, d)
-        inv = self.members[0].invariant_derivatives(F, order=1)
-        out = []
-        for member in self.members:
-            e = member.energy_derivatives(inv.I, order=1)
-            P, _ = member.assemble(inv, e.g, None)
-            out.append(P.reshape(*X.shape[:-1], d * d))
-        return torch.stack(out, 0)
+        inv = self.members[0].invariants.derivatives(F.permute(1, 2, 0), order=1)
+        _, gs, _ = energy_derivatives(self._stacked_params(), inv.I, order=1, value=False)
+        P = InvariantSet.stress(inv, gs)  # M x k x k x n
+        return P.flatten(1, 2).transpose(1, 2).reshape(len(self.members), *X.shape[:-1], d * d)
+
+    def _stacked_params(self) -> EnergyParams:
+        return EnergyParams.stack([m.params() for m in self.members])
 
     def material_response(self, F: Tensor) -> MaterialResponse:
         """Ensemble-mean ``P`` (``n x k x k``), tangent (``n x k x k x k x k``) and the
         calibrated stress variance averaged over the ``k^2`` components (``n``).
 
         Without autograd on ``F`` this uses the fast evaluator
-        (:meth:`fast_evaluator`, float64); with ``F.requires_grad`` the
-        differentiable reference path.
+        (:meth:`fast_evaluator`, float64); with ``F.requires_grad`` the same
+        evaluation on the live weights, differentiable.
         """
         d = self._config["dim"]
-        if F.requires_grad or len(self._config["hidden"]) != 2:
+        if F.requires_grad:
             F = check_deformation_gradient(F, dim=d)
-            with torch.set_grad_enabled(F.requires_grad):
-                return self._response(F)
+            return self._response(F)
         # the fast evaluator checks shape and det F > 0 itself (no extra pass)
         return self.fast_evaluator()(torch.as_tensor(F, dtype=torch.float64))
 
@@ -188,10 +187,6 @@ class HyperelasticEnsemble(NeuralEnsembleModel):
         deployment: about twice the throughput at ~1e-6 relative round-off;
         ``compile=True`` fuses the evaluation with ``torch.compile``; ``workers``
         evaluates chunks concurrently (see :class:`FastHyperelastic`)."""
-        if len(self._config["hidden"]) != 2:
-            raise ValueError(
-                f"the fast evaluator needs two hidden layers, got hidden={self._config['hidden']}"
-            )
         key = (dtype, int(chunk), bool(compile), int(workers), tuple(t._version for t in self.parameters()),
                tuple(t._version for t in self.buffers()))
         cached = getattr(self, "_fast_cache", None)
@@ -199,27 +194,15 @@ class HyperelasticEnsemble(NeuralEnsembleModel):
             fast = FastHyperelastic(self.members, dtype=dtype, chunk=chunk,
                                     variance_scale=self.variance_scale + 0.0, compile=compile,
                                     workers=workers)
-            fast.variance_floor = 1e-12 * float(self.output_scale.pow(2).mean())
+            fast.variance_floor = VARIANCE_FLOOR * float(self.output_scale.pow(2).mean())
             self._fast_cache = (key, fast)
         return self._fast_cache[1]
 
     def _response(self, F: Tensor) -> MaterialResponse:
-        n = F.shape[0]
-        inv = self.members[0].invariant_derivatives(F, order=1)
-        gs, Hs = [], []
-        for member in self.members:
-            e = member.energy_derivatives(inv.I, order=2)
-            gs.append(e.g)
-            Hs.append(e.H)
-        g = torch.stack(gs).mean(0)
-        H = torch.stack(Hs).mean(0)
-        # stress and tangent are linear in (g, H): the mean's derivatives are exact
-        P, A = self.members[0].assemble(inv, g, H)
-        if len(gs) > 1:
-            dIf = inv.dI.reshape(n, inv.dI.shape[1], -1)
-            Pm = torch.einsum("mnp,npi->mni", torch.stack(gs), dIf)
-            var = Pm.var(0, unbiased=True) * self.variance_scale
-            var = (var + 1e-12 * self.output_scale**2).mean(-1)
-        else:
-            var = None
-        return MaterialResponse(P, A, var)
+        """:func:`~surrogates.neural.fast.ensemble_response` on the live weights
+        (differentiable in ``F`` and the weights), ``F`` ``n x k x k``."""
+        vs = self.variance_scale if len(self.members) > 1 else None
+        floor = VARIANCE_FLOOR * float(self.output_scale.pow(2).mean())
+        P, A, var, _ = ensemble_response(self.members[0].invariants, self._stacked_params(),
+                                         F.permute(1, 2, 0), vs, floor)
+        return MaterialResponse(P.permute(2, 0, 1), A.permute(4, 0, 1, 2, 3), var)

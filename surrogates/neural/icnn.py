@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as Fn
 
-from surrogates.neural.networks import linear_derivs, propagate
+from surrogates.neural.networks import NetworkLayers, batch_first, network_derivatives
 
 
 class ConvexMLP(nn.Module):
@@ -52,22 +52,13 @@ class ConvexMLP(nn.Module):
         )
         self.out = raw(hidden[-1], scale=1.0 / hidden[-1])
 
-    def forward(self, x: Tensor, order: int = 0):
-        """Value ``n``, gradient ``n x p``, Hessian ``n x p x p`` (None above ``order``)."""
-        n = x.shape[0]
+    def layers(self) -> NetworkLayers:
+        """The network's effective (non-negative) weights as :class:`NetworkLayers`."""
         Wx = [Fn.softplus(w) for w in self.wx]
-        a = x @ Wx[0].T + self.biases[0]
-        da = Wx[0].unsqueeze(0).expand(n, -1, -1) if order >= 1 else None
-        z, dz, ddz = propagate(a, da, None, order)
-        for l, Wz_raw in enumerate(self.wz):
-            Wz = Fn.softplus(Wz_raw)
-            a = z @ Wz.T + x @ Wx[l + 1].T + self.biases[l + 1]
-            da, dda = linear_derivs(Wz, dz, ddz)
-            if da is not None:
-                da = da + Wx[l + 1]  # the input skip is linear: no Hessian
-            z, dz, ddz = propagate(a, da, dda, order)
-        w = Fn.softplus(self.out)
-        val = z @ w
-        g = None if dz is None else torch.einsum("h,nhp->np", w, dz)
-        H = None if ddz is None else torch.einsum("h,nhpq->npq", w, ddz)
-        return val, g, H
+        W = [Wx[0], *[Fn.softplus(w) for w in self.wz]]
+        return NetworkLayers(W, list(self.biases), [None, *Wx[1:]], Fn.softplus(self.out))
+
+    def forward(self, x: Tensor, order: int = 0):
+        """Value ``n``, gradient ``n x p``, Hessian ``n x p x p`` (None above ``order``)
+        at ``x`` (``n x p``), by :func:`~surrogates.neural.networks.network_derivatives`."""
+        return batch_first(network_derivatives(self.layers(), x.T, order))

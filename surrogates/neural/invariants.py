@@ -15,7 +15,11 @@ from the chain rule
 with ``W_a``, ``W_ab`` the gradient and Hessian of the energy with respect to
 the few invariants. The invariant derivatives below are closed-form tensor
 expressions; this is far cheaper than differentiating the whole
-``F -> W`` graph twice with autograd.
+``F -> W`` graph twice with autograd. Every tensor carries the batch as its
+last, contiguous dimension (``F`` is ``k x k x n``), so each operation is one
+long vectorized loop; the tangent merges the rank-one parts of the invariant
+Hessians into the first sum (:meth:`InvariantSet.tangent`). The code is plain
+differentiable torch (training backpropagates through it).
 
 Plane strain (``k = 2``): ``F`` is the in-plane block with ``F33 = 1``, and
 every invariant is that of the embedded 3-D ``C = diag(C_2d, 1)``. Since the
@@ -44,6 +48,7 @@ convex functions of ``(F, cof F, det F)``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -92,21 +97,48 @@ def check_deformation_gradient(F: Tensor, dim: int | None = None) -> Tensor:
     return F
 
 
-def _det_inv(F: Tensor) -> tuple[Tensor, Tensor]:
-    """Closed-form determinant and inverse of ``n x k x k`` (k = 2, 3); faster than LAPACK for tiny k."""
-    k = F.shape[-1]
-    if k == 2:
-        a, b, c, d = F[:, 0, 0], F[:, 0, 1], F[:, 1, 0], F[:, 1, 1]
-        J = a * d - b * c
-        adj = torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], -2)
-        return J, adj / J[:, None, None]
-    # 3x3: inverse = adjugate / det; adj = cof^T
-    c0 = torch.linalg.cross(F[:, 1], F[:, 2], dim=-1)
-    c1 = torch.linalg.cross(F[:, 2], F[:, 0], dim=-1)
-    c2 = torch.linalg.cross(F[:, 0], F[:, 1], dim=-1)
-    cof = torch.stack([c0, c1, c2], -2)  # rows of cof F
-    J = (F[:, 0] * c0).sum(-1)
-    return J, cof.transpose(-1, -2) / J[:, None, None]
+def _cof(F: Tensor) -> Tensor:
+    """Cofactor ``det F * F^{-T}`` of ``k x k x n`` (batch last), without a division."""
+    if F.shape[0] == 2:
+        return torch.stack([torch.stack([F[1, 1], -F[1, 0]]), torch.stack([-F[0, 1], F[0, 0]])])
+    F1 = F.roll((-1, -1), (0, 1))
+    F2 = F.roll((-2, -2), (0, 1))
+    F12 = F.roll((-1, -2), (0, 1))
+    F21 = F.roll((-2, -1), (0, 1))
+    return F1 * F2 - F12 * F21
+
+
+def _mm(X: Tensor, Y: Tensor) -> Tensor:
+    """Per-point product of ``k x k x n`` matrices (``k`` multiply-adds, no reduction)."""
+    out = X[:, 0, None, :] * Y[None, 0]
+    for j in range(1, X.shape[1]):
+        out.addcmul_(X[:, j, None, :], Y[None, j])
+    return out
+
+
+class InvariantDerivatives(NamedTuple):
+    """Invariants of a batch of ``F`` and what the stress and tangent need; batch last.
+
+    Attributes:
+        F: ``k x k x n``.
+        I: ``p x n`` invariants.
+        dI: ``p x k x k x n`` derivatives ``dI_a/dF`` (None for order 0).
+        C: ``k x k x n`` right Cauchy-Green tensor.
+        I1: ``n``.
+        J: ``n`` ``det F``.
+        cof: ``k x k x n`` ``cof F``.
+        extra: symmetry-specific intermediates (``Ca``, ``Fa``: ``k x n``;
+            ``d``: ``k x n`` diagonal of ``C``).
+    """
+
+    F: Tensor
+    I: Tensor
+    dI: Tensor | None
+    C: Tensor
+    I1: Tensor
+    J: Tensor
+    cof: Tensor
+    extra: dict
 
 
 @dataclass
@@ -158,110 +190,120 @@ class InvariantSet:
 
     def values(self, F: Tensor) -> Tensor:
         """``n x p`` invariants of ``F`` (``n x k x k``)."""
-        return self.derivatives(F, order=0)[0]
+        return self.derivatives(F.permute(1, 2, 0), order=0).I.T
 
     def identity_values(self, dtype=torch.float64, device=None) -> Tensor:
         """``p`` invariants at ``F = I`` (computed by the same code path)."""
         eye = torch.eye(self.dim, dtype=dtype, device=device).unsqueeze(0)
         return self.values(eye)[0]
 
-    def derivatives(self, F: Tensor, order: int = 1):
-        """Invariants and their first derivative.
+    def derivatives(self, F: Tensor, order: int = 1) -> InvariantDerivatives:
+        """Invariants and their first derivatives at ``F`` (``k x k x n``, batch last).
 
-        Args:
-            F: ``n x k x k`` deformation gradients.
-            order: 0 (values only) or >= 1 (also ``dI/dF``).
-
-        Returns:
-            ``(x, dx, cache)``: ``x`` ``n x p``; ``dx`` ``n x p x k x k`` (None
-            for order 0); ``cache`` holds intermediates for :meth:`hessian_contract`.
+        ``order`` 0 gives the values only (``dI`` None). Differentiable (autograd
+        flows to ``F``).
         """
         k = self.dim
         extra = 3.0 - k  # C33 = 1 contribution of plane strain
-        C = F.transpose(-1, -2) @ F
-        trC = C.diagonal(dim1=-2, dim2=-1).sum(-1)
-        I1 = trC + extra
-        trC2 = (C * C).sum((-2, -1)) + extra
-        I2 = 0.5 * (I1 * I1 - trC2)
-        J, Finv = _det_inv(F)
+        C = _mm(F.transpose(0, 1), F)
+        I1 = C.diagonal(0, 0, 1).sum(-1) + extra
+        I2 = 0.5 * (I1 * I1 - (C * C).sum((0, 1)) - extra)
+        cof = _cof(F)
+        J = (F[0] * cof[0]).sum(0)
         vals = [I1, I2, J]
-        cache = {"C": C, "I1": I1, "J": J, "Finv": Finv}
+        more: dict = {}
         if self.symmetry == "transverse":
             a = self._a0(F)
-            Ca = C @ a  # n x k
-            Fa = F @ a
-            vals += [(a * Ca).sum(-1), (Ca * Ca).sum(-1)]
-            cache.update(a=a, Ca=Ca, Fa=Fa)
+            Ca = (C * a[None, :, None]).sum(1)  # k x n
+            Fa = (F * a[None, :, None]).sum(1)
+            vals += [(a[:, None] * Ca).sum(0), (Ca * Ca).sum(0)]
+            more.update(a=a, Ca=Ca, Fa=Fa)
         elif self.symmetry == "cubic":
-            d = C.diagonal(dim1=-2, dim2=-1)
-            vals += [(d * d).sum(-1) + extra, (d * d * d).sum(-1) + extra]
-            cache.update(d=d)
-        x = torch.stack(vals, -1)
-        if order == 0:
-            return x, None, cache
-        FC = F @ C
-        cof = J[:, None, None] * Finv.transpose(-1, -2)
-        dx = [2.0 * F, 2.0 * (I1[:, None, None] * F - FC), cof]
-        if self.symmetry == "transverse":
-            a, Ca, Fa = cache["a"], cache["Ca"], cache["Fa"]
-            dx.append(2.0 * Fa[:, :, None] * a)
-            FCa = F @ Ca[..., None]  # n x k x 1
-            dx.append(2.0 * (Fa[:, :, None] * Ca[:, None, :] + FCa * a))
-        elif self.symmetry == "cubic":
-            d = cache["d"]
-            dx.append(4.0 * F * d[:, None, :])
-            dx.append(6.0 * F * (d * d)[:, None, :])
-        return x, torch.stack(dx, 1), cache
+            d = C.diagonal(0, 0, 1).T  # k x n
+            vals += [(d * d).sum(0) + extra, (d * d * d).sum(0) + extra]
+            more.update(d=d)
+        I = torch.stack(vals)
+        dI = None
+        if order >= 1:
+            dI = [2.0 * F, 2.0 * (I1 * F - _mm(F, C)), cof]
+            if self.symmetry == "transverse":
+                a, Ca, Fa = more["a"], more["Ca"], more["Fa"]
+                FCa = (F * Ca[None, :, :]).sum(1)
+                dI += [2.0 * Fa[:, None, :] * a[None, :, None],
+                       2.0 * (Fa[:, None, :] * Ca[None, :, :] + FCa[:, None, :] * a[None, :, None])]
+            elif self.symmetry == "cubic":
+                d = more["d"]
+                dI += [4.0 * F * d[None], 6.0 * F * (d * d)[None]]
+            dI = torch.stack(dI)  # p x k x k x n
+        return InvariantDerivatives(F, I, dI, C, I1, J, cof, more)
 
-    def hessian_contract(self, F: Tensor, g: Tensor, cache: dict) -> Tensor:
-        r"""``sum_a g_a d^2 I_a / dF dF``: ``n x k x k x k x k`` (index ``iJkL``).
+    @staticmethod
+    def stress(inv: InvariantDerivatives, g: Tensor) -> Tensor:
+        """``P = sum_a g_a dI_a/dF``: ``... x k x k x n`` for weights ``g`` (``... x p x n``)."""
+        p, k, _, n = inv.dI.shape
+        dIf = inv.dI.reshape(p, k * k, n)
+        P = g[..., 0, None, :] * dIf[0]
+        for a in range(1, p):
+            P.addcmul_(g[..., a, None, :], dIf[a])
+        return P.unflatten(-2, (k, k))
+
+    def tangent(self, inv: InvariantDerivatives, g: Tensor, H: Tensor) -> Tensor:
+        r"""``dP/dF`` (``k x k x k x k x n``, index ``iJkL``) of ``P = sum_a g_a dI_a/dF``.
+
+        ``sum_ab H_ab dI_a (x) dI_b + sum_a g_a d^2 I_a/dF^2`` with the rank-one
+        parts of the invariant Hessians merged into the first sum
+        (``Q_a = sum_b H_ab dI_b``, plus ``2 g_2 F`` for ``I1`` and
+        ``g_J F^-T`` for ``J``), the "swapped" parts ``X_iL Y_kJ`` collected
+        in one tensor and the ``delta_ik S_JL`` and ``delta_JL D_ik`` parts
+        added on the diagonals.
 
         Args:
-            F: ``n x k x k``.
-            g: ``n x p`` weights (the energy's gradient w.r.t. the invariants).
-            cache: from :meth:`derivatives`.
+            inv: from :meth:`derivatives` (order 1).
+            g: ``p x n`` energy gradient w.r.t. the invariants.
+            H: ``p x p x n`` energy Hessian w.r.t. the invariants.
         """
-        k = self.dim
-        n = F.shape[0]
+        F, dI, C, I1, J, cof = inv.F, inv.dI, inv.C, inv.I1, inv.J, inv.cof
+        p, k, _, n = dI.shape
         eye = torch.eye(k, dtype=F.dtype, device=F.device)
-        C, I1, J, Finv = cache["C"], cache["I1"], cache["J"], cache["Finv"]
-        g1, g2, gJ = g[:, 0], g[:, 1], g[:, 2]
-        b = F @ F.transpose(-1, -2)
-        # delta_ik (x) S_JL part, collected from all invariants: S = (2 g1 + 2 g2 I1) 1 - 2 g2 C + ...
-        S = (2.0 * g1 + 2.0 * g2 * I1)[:, None, None] * eye - 2.0 * g2[:, None, None] * C
-        # F_iJ F_kL part (I2) and F_iL F_kJ part (I2, J)
-        FF = F[:, :, :, None, None] * F[:, None, None, :, :]  # iJkL = F_iJ F_kL
-        out = (4.0 * g2)[:, None, None, None, None] * FF
-        # -2 F_iL F_kJ (I2)
-        out = out - (2.0 * g2)[:, None, None, None, None] * FF.permute(0, 1, 4, 3, 2)
-        # -2 b_ik delta_JL (I2)
-        out = out - (2.0 * g2)[:, None, None, None, None] * (
-            b[:, :, None, :, None] * eye[None, None, :, None, :]
-        )
-        # J: J (Finv_Ji Finv_Lk - Finv_Jk Finv_Li)
-        FiT = Finv.transpose(-1, -2)  # FiT_iJ = Finv_Ji
-        A1 = FiT[:, :, :, None, None] * FiT[:, None, None, :, :]  # Finv_Ji Finv_Lk
-        out = out + (gJ * J)[:, None, None, None, None] * (A1 - A1.permute(0, 3, 2, 1, 4))
+        FiT = cof / J
+        dIf = dI.reshape(p, k * k, n)
+        Q = H[:, 0, None, :] * dIf[0][None]
+        for b in range(1, p):
+            Q.addcmul_(H[:, b, None, :], dIf[b][None])
+        Q = Q.reshape(p, k, k, n)
+        g2, gJ = g[1], g[2]
+        Q[0] += (2.0 * g2) * F
+        Q[2] += gJ * FiT
+        A = dI[0][:, :, None, None] * Q[0][None, None]
+        for i in range(1, p):
+            A.addcmul_(dI[i][:, :, None, None], Q[i][None, None])
+        # "swapped" terms X_iL Y_kJ, built in (i, L, k, J) order
+        Tsw = F[:, :, None, None] * ((-2.0 * g2) * F[None, None])
+        Tsw.addcmul_(cof[:, :, None, None], (-gJ) * FiT[None, None])
+        # delta_ik S_JL and delta_JL D_ik parts
+        S = (2.0 * g[0] + 2.0 * g2 * I1) * eye[:, :, None] - (2.0 * g2) * C
+        D = (-2.0 * g2) * _mm(F, F.transpose(0, 1))
         if self.symmetry == "transverse":
-            g4, g5 = g[:, 3], g[:, 4]
-            a, Ca, Fa = cache["a"], cache["Ca"], cache["Fa"]
+            a, Ca, Fa = inv.extra["a"], inv.extra["Ca"], inv.extra["Fa"]
+            g4, g5 = g[3], g[4]
             aa = a[:, None] * a[None, :]
-            S = S + 2.0 * g4[:, None, None] * aa
-            S = S + 2.0 * g5[:, None, None] * (a[None, :, None] * Ca[:, None, :] + Ca[:, :, None] * a)
-            # I5: 2[(Fa)_i F_kJ a_L + (Fa)_i (Fa)_k d_JL + b_ik a_J a_L + F_iL (Fa)_k a_J]
-            t1 = Fa[:, :, None, None, None] * F.transpose(-1, -2)[:, None, :, :, None] * a
-            t2 = (Fa[:, :, None] * Fa[:, None, :])[:, :, None, :, None] * eye[None, None, :, None, :]
-            t3 = b[:, :, None, :, None] * aa[None, None, :, None, :]
-            t4 = t1.permute(0, 3, 4, 1, 2)  # F_kL (Fa)_i a_J  -> swap (iJ)<->(kL)
-            out = out + (2.0 * g5)[:, None, None, None, None] * (t1 + t2 + t3 + t4)
+            S = S + (2.0 * g4) * aa[:, :, None] + (2.0 * g5) * (
+                a[:, None, None] * Ca[None] + Ca[:, None] * a[None, :, None]
+            )
+            D = D + (2.0 * g5) * Fa[:, None] * Fa[None]
+            b = _mm(F, F.transpose(0, 1))
+            A.addcmul_(((2.0 * g5) * b)[:, None, :, None], aa[None, :, None, :, None])
+            V = (2.0 * g5) * Fa[:, None, :] * a[None, :, None]  # V_iL = 2 g5 (Fa)_i a_L
+            Tsw.addcmul_(V[:, :, None, None], F[None, None])
+            Tsw.addcmul_(F[:, :, None, None], V[None, None])
         elif self.symmetry == "cubic":
-            gk1, gk2 = g[:, 3], g[:, 4]
-            d = cache["d"]
-            S = S + torch.diag_embed(4.0 * gk1[:, None] * d + 6.0 * gk2[:, None] * d * d)
-            w = 8.0 * gk1[:, None] + 24.0 * gk2[:, None] * d  # n x k, weight per axis J
-            # w_J delta_JL F_iJ F_kJ
-            FwF = (F * w[:, None, :])[:, :, :, None] * F.transpose(-1, -2)[:, None, :, :]
-            # FwF[n, i, J, k] = w_J F_iJ F_kJ
-            out = out + FwF[:, :, :, :, None] * eye[None, None, :, None, :]
-        out = out + eye[None, :, None, :, None] * S[:, None, :, None, :]
-        return out.reshape(n, k, k, k, k)
+            d = inv.extra["d"]
+            S = S + torch.diag_embed((4.0 * g[3] * d + 6.0 * g[4] * d * d).T, dim1=0, dim2=1)
+            w = 8.0 * g[3] + 24.0 * g[4] * d  # k x n
+            for Jx in range(k):  # w_J delta_JL F_iJ F_kJ
+                A[:, Jx, :, Jx] += (w[Jx] * F[:, Jx])[:, None] * F[None, :, Jx]
+        A += Tsw.permute(0, 3, 2, 1, 4)
+        for i in range(k):
+            A[i, :, i, :] += S
+            A[:, i, :, i] += D
+        return A

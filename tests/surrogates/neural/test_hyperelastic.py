@@ -70,7 +70,7 @@ def test_sobolev_training_improves_tangent():
     """With tangents in the loss, the learned tangent is closer to the exact one."""
     ds, F, P, A = law_dataset(neo_hookean_energy, 40, 2, 0.3, 3)
     opts = dict(num_members=1, hidden=(8, 8), calibration_fraction=0, val_fraction=0.2,
-                training=dict(max_iter=8, inner_iter=20))
+                training=dict(max_iter=12, inner_iter=20))
     plain = HyperelasticEnsemble.from_dataset(ds, **opts)
     sob = HyperelasticEnsemble.from_dataset(ds, tangent=A, **opts)
     _, Ft, Pt, At = law_dataset(neo_hookean_energy, 300, 2, 0.3, 4)
