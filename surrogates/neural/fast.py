@@ -36,7 +36,8 @@ from surrogates.neural.invariants import InvariantSet
 
 
 def ensemble_response(invariants: InvariantSet, params: EnergyParams, F: Tensor,
-                      variance_scale: Tensor | None = None, variance_floor: float = 0.0):
+                      variance_scale: Tensor | None = None, variance_floor: float = 0.0,
+                      out: tuple[Tensor, Tensor] | None = None):
     """Ensemble-mean stress and tangent, and the stress variance, at ``F``.
 
     Args:
@@ -46,6 +47,8 @@ def ensemble_response(invariants: InvariantSet, params: EnergyParams, F: Tensor,
         variance_scale: ``k^2`` calibration factors of the member spread of
             ``P`` (row-major components), or None for no variance.
         variance_floor: added to the variance.
+        out: optional storage ``(P, A)`` (``k x k x n``, ``k x k x k x k x n``)
+            to write the stress and tangent into (no autograd).
 
     Returns:
         ``(P, A, var, J)``: ``k x k x n``, ``k x k x k x k x n``, ``n`` (or
@@ -54,8 +57,8 @@ def ensemble_response(invariants: InvariantSet, params: EnergyParams, F: Tensor,
     inv = invariants.derivatives(F, order=1)
     _, gs, Hs = energy_derivatives(params, inv.I, order=2, value=False)  # M x p x n, M x p x p x n
     g, H = gs.mean(0), Hs.mean(0)
-    P = invariants.stress(inv, g)
-    A = invariants.tangent(inv, g, H)
+    P = invariants.stress(inv, g, out=None if out is None else out[0])
+    A = invariants.tangent(inv, g, H, out=None if out is None else out[1])
     var = None
     if variance_scale is not None:
         Pm = invariants.stress(inv, gs).flatten(-3, -2)  # M x k^2 x n
@@ -143,7 +146,10 @@ class FastHyperelastic:
                 # pad with identities: one static shape, no recompilation
                 pad = self.eye[..., None].expand(k, k, self.chunk - stop + start)
                 Fc = torch.cat([Fc, pad], -1)
-            Pc, Ac, vc, Jc = self._run(Fc.contiguous())
+            if self.compiled:
+                Pc, Ac, vc, Jc = self._run(Fc.contiguous())
+            else:  # written straight into the result (no chunk-sized temporaries to copy)
+                Pc, Ac, vc, Jc = self._chunk(Fc.contiguous(), out=(P[..., sl], A[..., sl]))
             m = stop - start
             bad = ~(Jc[:m] > 0) | ~torch.isfinite(Jc[:m])  # also catches NaN and inf entries of F
             if bad.any():
@@ -152,8 +158,9 @@ class FastHyperelastic:
                     f"F must be finite with det F > 0, got det F = {Jc[i - start].item():.6g} "
                     f"at point {i}"
                 )
-            P[..., sl] = Pc[..., :m]
-            A[..., sl] = Ac[..., :m]
+            if self.compiled:
+                P[..., sl] = Pc[..., :m]
+                A[..., sl] = Ac[..., :m]
             if var is not None:
                 var[sl] = vc[:m]
 
@@ -169,5 +176,5 @@ class FastHyperelastic:
                 work(s0)
         return MaterialResponse(P.permute(2, 0, 1), A.permute(4, 0, 1, 2, 3), var)
 
-    def _chunk(self, F: Tensor):
-        return ensemble_response(self.inv, self.params, F, self.variance_scale, self.variance_floor)
+    def _chunk(self, F: Tensor, out: tuple[Tensor, Tensor] | None = None):
+        return ensemble_response(self.inv, self.params, F, self.variance_scale, self.variance_floor, out)

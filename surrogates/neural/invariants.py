@@ -238,16 +238,22 @@ class InvariantSet:
         return InvariantDerivatives(F, I, dI, C, I1, J, cof, more)
 
     @staticmethod
-    def stress(inv: InvariantDerivatives, g: Tensor) -> Tensor:
-        """``P = sum_a g_a dI_a/dF``: ``... x k x k x n`` for weights ``g`` (``... x p x n``)."""
+    def stress(inv: InvariantDerivatives, g: Tensor, out: Tensor | None = None) -> Tensor:
+        """``P = sum_a g_a dI_a/dF``: ``... x k x k x n`` for weights ``g`` (``... x p x n``).
+
+        ``out``: optional ``k x k x n`` storage to write ``P`` into (no autograd).
+        """
         p, k, _, n = inv.dI.shape
         dIf = inv.dI.reshape(p, k * k, n)
-        P = g[..., 0, None, :] * dIf[0]
+        if out is None:
+            P = g[..., 0, None, :] * dIf[0]
+        else:
+            P = torch.mul(g[..., 0, None, :], dIf[0], out=out.view(k * k, n))
         for a in range(1, p):
             P.addcmul_(g[..., a, None, :], dIf[a])
         return P.unflatten(-2, (k, k))
 
-    def tangent(self, inv: InvariantDerivatives, g: Tensor, H: Tensor) -> Tensor:
+    def tangent(self, inv: InvariantDerivatives, g: Tensor, H: Tensor, out: Tensor | None = None) -> Tensor:
         r"""``dP/dF`` (``k x k x k x k x n``, index ``iJkL``) of ``P = sum_a g_a dI_a/dF``.
 
         ``sum_ab H_ab dI_a (x) dI_b + sum_a g_a d^2 I_a/dF^2`` with the rank-one
@@ -261,6 +267,8 @@ class InvariantSet:
             inv: from :meth:`derivatives` (order 1).
             g: ``p x n`` energy gradient w.r.t. the invariants.
             H: ``p x p x n`` energy Hessian w.r.t. the invariants.
+            out: optional ``k x k x k x k x n`` storage to write the tangent
+                into (its last dimension of stride 1; no autograd).
         """
         F, dI, C, I1, J, cof = inv.F, inv.dI, inv.C, inv.I1, inv.J, inv.cof
         p, k, _, n = dI.shape
@@ -274,11 +282,15 @@ class InvariantSet:
         g2, gJ = g[1], g[2]
         Q[0] += (2.0 * g2) * F
         Q[2] += gJ * FiT
-        A = dI[0][:, :, None, None] * Q[0][None, None]
+        if out is None:
+            A = dI[0][:, :, None, None] * Q[0][None, None]
+        else:
+            A = torch.mul(dI[0][:, :, None, None], Q[0][None, None], out=out)
         for i in range(1, p):
             A.addcmul_(dI[i][:, :, None, None], Q[i][None, None])
-        # "swapped" terms X_iL Y_kJ, built in (i, L, k, J) order
-        Tsw = F[:, :, None, None] * ((-2.0 * g2) * F[None, None])
+        # "swapped" terms X_iL Y_kJ, added in (i, L, k, J) order through a permuted view
+        Tsw = A.permute(0, 3, 2, 1, 4)
+        Tsw.addcmul_(F[:, :, None, None], (-2.0 * g2) * F[None, None])
         Tsw.addcmul_(cof[:, :, None, None], (-gJ) * FiT[None, None])
         # delta_ik S_JL and delta_JL D_ik parts
         S = (2.0 * g[0] + 2.0 * g2 * I1) * eye[:, :, None] - (2.0 * g2) * C
@@ -302,7 +314,6 @@ class InvariantSet:
             w = 8.0 * g[3] + 24.0 * g[4] * d  # k x n
             for Jx in range(k):  # w_J delta_JL F_iJ F_kJ
                 A[:, Jx, :, Jx] += (w[Jx] * F[:, Jx])[:, None] * F[None, :, Jx]
-        A += Tsw.permute(0, 3, 2, 1, 4)
         for i in range(k):
             A[i, :, i, :] += S
             A[:, i, :, i] += D
