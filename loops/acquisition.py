@@ -66,8 +66,10 @@ class Problem:
         constraints: ``(output index, lower, upper)`` triples.
         num_fidelities: levels of the oracle (1: single fidelity).
         target_fidelity: level the design is for.
-        costs: cost per level.
+        costs: cost per level (the oracle's cost model; what budgets count).
         output_scale: ``m`` typical output variances (weights of learn mode).
+        level_costs: cost per level the cost-aware acquisitions weigh, when it
+            differs from ``costs`` (e.g. updated from measured costs); None: ``costs``.
     """
 
     bounds: Tensor
@@ -79,6 +81,7 @@ class Problem:
     costs: tuple[float, ...] = (1.0,)
     output_scale: Tensor | None = None
     ref_point: list[float] | None = None
+    level_costs: tuple[float, ...] | None = None
 
     @property
     def d(self) -> int:
@@ -87,6 +90,11 @@ class Problem:
     @property
     def multi_fidelity(self) -> bool:
         return self.num_fidelities > 1
+
+    @property
+    def acquisition_costs(self) -> tuple[float, ...]:
+        """Cost per level weighed by the cost-aware acquisitions (``level_costs`` or ``costs``)."""
+        return tuple(self.level_costs) if self.level_costs is not None else tuple(self.costs)
 
     @property
     def model_bounds(self) -> Tensor:
@@ -342,45 +350,8 @@ def _propose(name, model, problem, train_X, train_Y, q, cfg, X_pending, noise, s
             cache_root=False,
         )
         return _optimize(acqf, problem, q, cfg, fixed_levels=False, sequential=q > 1)
-    if name == "qMFKG":
-        if not problem.multi_fidelity:
-            raise ValueError("acquisition.name = 'qMFKG' needs an oracle with several fidelities")
-        D = problem.d + 1
-        target = {problem.d: float(problem.target_fidelity)}
-        w = _weights(problem, m)
-        post_tf = ScalarizedPosteriorTransform(weights=w)
-        cur = _at_target(PosteriorMean(model, posterior_transform=post_tf), problem)
-        _, current_value = optimize_acqf(
-            cur, bounds=problem.bounds, q=1, num_restarts=cfg.num_restarts, raw_samples=cfg.raw_samples,
-            options={"batch_limit": 8, "maxiter": cfg.maxiter},
-        )
-        cost_model = LevelCostModel(problem.costs)
-        acqf = qMultiFidelityKnowledgeGradient(
-            model, num_fantasies=cfg.num_fantasies, current_value=current_value.detach(),
-            cost_aware_utility=InverseCostWeightedUtility(cost_model=cost_model),
-            project=lambda X: project_to_target_fidelity(X=X, target_fidelities=target, d=D),
-            posterior_transform=post_tf, X_pending=X_pending,
-        )
-        return _optimize(acqf, problem, q, cfg, fixed_levels=True)
-    if name == "qMFMES":
-        if not problem.multi_fidelity:
-            raise ValueError("acquisition.name = 'qMFMES' needs an oracle with several fidelities")
-        from botorch.acquisition.max_value_entropy_search import qMultiFidelityMaxValueEntropy
-
-        if m != 1 or len(problem.objective_idx) != 1:
-            raise ValueError("qMFMES needs one modeled output (set outputs = [objective])")
-        D = problem.d + 1
-        target = {problem.d: float(problem.target_fidelity)}
-        cs = sobol_points(problem.bounds, 512, seed=seed + 11)
-        cs = torch.cat([cs, torch.full((cs.shape[0], 1), float(problem.target_fidelity), dtype=cs.dtype)], -1)
-        # models without fantasize() (co-kriging) cannot condition on pending points
-        pending = X_pending if hasattr(model, "fantasize") else None
-        acqf = qMultiFidelityMaxValueEntropy(
-            model, candidate_set=cs, num_fantasies=cfg.num_fantasies, maximize=problem.signs[0] > 0,
-            cost_aware_utility=InverseCostWeightedUtility(cost_model=LevelCostModel(problem.costs)),
-            project=lambda X: project_to_target_fidelity(X=X, target_fidelities=target, d=D),
-            X_pending=pending,
-        )
+    if name in ("qMFKG", "qMFMES"):
+        acqf = mf_acquisition(name, model, problem, m, cfg, X_pending=X_pending, seed=seed)
         return _optimize(acqf, problem, q, cfg, fixed_levels=True)
     weights = _learn_weights(problem, m)
     if name == "qNIPV":
@@ -400,7 +371,7 @@ def _propose(name, model, problem, train_X, train_Y, q, cfg, X_pending, noise, s
             P = torch.cat(pend + chosen, dim=-2) if (pend or chosen) else None
             if problem.multi_fidelity:
                 acqf = MaxVariance(model, weights, noise, P, target=problem.target_fidelity,
-                                   cost_model=LevelCostModel(problem.costs))
+                                   cost_model=LevelCostModel(problem.acquisition_costs))
                 c = _optimize(acqf, problem, 1, cfg, fixed_levels=True)
             else:
                 acqf = MaxVariance(model, weights, noise, P)
@@ -408,6 +379,103 @@ def _propose(name, model, problem, train_X, train_Y, q, cfg, X_pending, noise, s
             chosen.append(c.reshape(1, -1))
         return torch.cat(chosen, dim=-2)
     raise ValueError(f"acquisition.name = {name!r} is not known")
+
+
+def supports_pending(model: Model) -> bool:
+    """Whether ``model`` can be conditioned on pending points (it has BoTorch's ``fantasize``)."""
+    return callable(getattr(model, "fantasize", None))
+
+
+def _with_level(X: Tensor, level: int) -> Tensor:
+    """``n x d`` design points with a fidelity column at ``level`` (``n x (d + 1)``)."""
+    return torch.cat([X, torch.full((X.shape[0], 1), float(level), dtype=X.dtype)], -1)
+
+
+def value_given_pending(model: Model, X_pending: Tensor, problem: Problem, weights: Tensor, x_best: Tensor,
+                        num_fantasies: int, seed: int, n_set: int = 256) -> Tensor:
+    """``E[max_x mu(x, target) | pending observed]``: the incumbent value once the pending points return.
+
+    The pending points ``p x D`` are fantasized (``num_fantasies`` joint
+    posterior samples) and the maximum of the fantasy models' (signed,
+    weighted) posterior mean at the target level is taken over a set of
+    ``n_set`` scrambled Sobol points, the current maximizer ``x_best`` (``d``)
+    and the pending points' inputs. The knowledge gradient of a candidate given
+    pending points is then its expected gain over this value, not over the
+    value before the pending points, so the gain the pending points bring is
+    not credited to the candidate. A scalar.
+    """
+    from botorch.sampling.normal import SobolQMCNormalSampler
+
+    cand = torch.cat([sobol_points(problem.bounds, n_set, seed=seed + 13), x_best.reshape(1, -1),
+                      X_pending[:, : problem.d]])
+    cand = _with_level(cand, problem.target_fidelity)
+    sampler = SobolQMCNormalSampler(sample_shape=torch.Size([num_fantasies]), seed=seed + 17)
+    with torch.no_grad():
+        fm = model.fantasize(X_pending, sampler=sampler)
+        mean = fm.posterior(cand).mean @ weights.to(cand)  # num_fantasies x n_set
+    return mean.max(dim=-1).values.mean()
+
+
+def mf_acquisition(name: str, model: Model, problem: Problem, m: int, cfg, X_pending: Tensor | None = None,
+                   seed: int = 0) -> AcquisitionFunction:
+    """A cost-aware multi-fidelity acquisition (``qMFKG`` or ``qMFMES``) over ``D = d + 1`` columns.
+
+    Both weigh the value of observing ``(x, level)`` by the inverse of the
+    level's cost (:attr:`Problem.acquisition_costs`, linear between levels) and
+    project to the target fidelity, as BoTorch's multi-fidelity tutorials do.
+    Pending points ``X_pending`` (``p x D``) are conditioned on through the
+    model's ``fantasize``: qMFMES fantasizes them into its model; qMFKG
+    evaluates each candidate jointly with them (BoTorch charges the cost of the
+    candidate only) and measures its gain from the value expected once they
+    are observed (:func:`value_given_pending`), so the gain the pending points
+    bring is not credited to the candidate.
+
+    Raises:
+        ValueError: the oracle has one fidelity; qMFMES with several modeled
+            outputs; qMFKG with a model that has no ``fantasize``.
+    """
+    if not problem.multi_fidelity:
+        raise ValueError(f"acquisition.name = {name!r} needs an oracle with several fidelities")
+    D = problem.d + 1
+    target = {problem.d: float(problem.target_fidelity)}
+
+    def project(X: Tensor) -> Tensor:
+        return project_to_target_fidelity(X=X, target_fidelities=target, d=D)
+
+    cost_model = LevelCostModel(problem.acquisition_costs)
+    pending = X_pending if X_pending is not None and len(X_pending) and supports_pending(model) else None
+    if name == "qMFKG":
+        if not supports_pending(model):
+            raise ValueError(f"acquisition.name = 'qMFKG' needs a model with fantasize(); {type(model).__name__} "
+                             "has none (use 'qMFMES' or a model with fantasize, e.g. model.name = 'mf_gp')")
+        w = _weights(problem, m)
+        post_tf = ScalarizedPosteriorTransform(weights=w)
+        cur = _at_target(PosteriorMean(model, posterior_transform=post_tf), problem)
+        x_best, current_value = optimize_acqf(
+            cur, bounds=problem.bounds, q=1, num_restarts=cfg.num_restarts, raw_samples=cfg.raw_samples,
+            options={"batch_limit": 8, "maxiter": cfg.maxiter},
+        )
+        current_value = current_value.detach()
+        if pending is not None:
+            current_value = torch.maximum(current_value, value_given_pending(
+                model, pending, problem, w, x_best.detach().reshape(-1), cfg.num_fantasies, seed))
+        return qMultiFidelityKnowledgeGradient(
+            model, num_fantasies=cfg.num_fantasies, current_value=current_value,
+            cost_aware_utility=InverseCostWeightedUtility(cost_model=cost_model),
+            project=project, posterior_transform=post_tf, X_pending=pending,
+        )
+    if name == "qMFMES":
+        from botorch.acquisition.max_value_entropy_search import qMultiFidelityMaxValueEntropy
+
+        if m != 1 or len(problem.objective_idx) != 1:
+            raise ValueError("qMFMES needs one modeled output (set outputs = [objective])")
+        cs = _with_level(sobol_points(problem.bounds, 512, seed=seed + 11), problem.target_fidelity)
+        return qMultiFidelityMaxValueEntropy(
+            model, candidate_set=cs, num_fantasies=cfg.num_fantasies, maximize=problem.signs[0] > 0,
+            cost_aware_utility=InverseCostWeightedUtility(cost_model=cost_model), project=project,
+            X_pending=pending,
+        )
+    raise ValueError(f"mf_acquisition: {name!r} is not 'qMFKG' or 'qMFMES'")
 
 
 def _learn_weights(problem: Problem, m: int) -> Tensor:

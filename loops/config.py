@@ -279,6 +279,13 @@ class Fidelity(BaseModel):
 
     model_config = _STRICT
     target: SInt | None = Field(None, description="fidelity to optimize at (default: the highest)")
+    cost_source: Literal["oracle", "recorded", "wall_time"] = Field(
+        "recorded", description="cost per level weighed by the cost-aware acquisitions: 'oracle': the oracle's "
+        "cost model; 'recorded': per level, the mean of the costs recorded for finished points (what the oracle "
+        "or tell() reported) with the oracle's cost counted as one more record; 'wall_time': per level, the mean "
+        "measured wall time of a call (levels not yet measured: the oracle's cost times the mean ratio of "
+        "measured to oracle cost of the measured levels)"
+    )
 
 
 class Tracking(BaseModel):

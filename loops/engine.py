@@ -197,12 +197,14 @@ class Trial:
 
 @dataclass
 class BestPoint:
-    """Best observed point (feasible, at the target fidelity) and the model's best predicted point.
+    """Best observed point (feasible, at the target fidelity) and the recommendation: the model's best predicted point.
 
     Attributes:
         x: ``d`` inputs of the best observation; value: its objective; row: its store row id.
-        predicted_x: ``d`` inputs maximizing the model's (signed) posterior mean, or None.
+        predicted_x: ``d`` inputs maximizing the model's (signed) posterior mean of the
+            objective at the target fidelity (the recommendation), or None.
         predicted_value: the posterior mean of the objective there.
+        fidelity: the level both refer to (the target fidelity).
     """
 
     x: list[float] | None
@@ -210,6 +212,7 @@ class BestPoint:
     row: int | None
     predicted_x: list[float] | None = None
     predicted_value: float | None = None
+    fidelity: int = 0
 
     def __repr__(self) -> str:
         xs = "None" if self.x is None else "[" + ", ".join(f"{v:.4g}" for v in self.x) + "]"
@@ -261,6 +264,15 @@ class CampaignResult:
     def dataframe(self):
         """All evaluations as a pandas ``DataFrame`` (one row per store row)."""
         return evaluations_frame(self.rows, self.input_names, self.output_names)
+
+    @property
+    def recommendation(self) -> dict[str, Any] | None:
+        """The point to use: ``{"x", "predicted_value", "fidelity"}`` from the model's posterior mean
+        at the target fidelity (:attr:`BestPoint.predicted_x`), or None without a model (optimize mode)."""
+        b = self.best
+        if b is None or b.predicted_x is None:
+            return None
+        return {"x": list(b.predicted_x), "predicted_value": b.predicted_value, "fidelity": b.fidelity}
 
     def __repr__(self) -> str:
         st = self.state
@@ -523,19 +535,24 @@ class Campaign:
         """The best observed point and value, and (``predicted``) the model's best predicted point.
 
         Optimize mode with one objective; the best is over feasible points at the
-        target fidelity. The predicted point maximizes the signed posterior mean
-        of the objective over the bounds (at the target fidelity). None in learn mode.
+        target fidelity. The predicted point (the recommendation) maximizes the
+        signed posterior mean of the objective over the bounds with the fidelity
+        fixed at the target level (``PosteriorMean`` in a
+        ``FixedFeatureAcquisitionFunction``, as BoTorch's multi-fidelity tutorials
+        recommend); with a multi-fidelity oracle it exists even before any point
+        was observed at the target level. None in learn mode.
         """
         if self.config.mode != "optimize" or len(self.problem.objective_idx) != 1:
             return None
         b = self._best_observed()
         X, _, _ = self.data()
         done = [r for r in self._rows.values() if r["status"] == "done" and r["role"] != "validation"]
+        lev = self.problem.target_fidelity
         if b is None:
-            out = BestPoint(None, None, None)
+            out = BestPoint(None, None, None, fidelity=lev)
         else:
             x = X[b[0], : self.problem.d].tolist()
-            out = BestPoint(x, b[1], done[b[0]]["id"])
+            out = BestPoint(x, b[1], done[b[0]]["id"], fidelity=lev)
         if predicted and self.model is not None:
             try:
                 out.predicted_x, out.predicted_value = self._predicted_best()
@@ -626,7 +643,14 @@ class Campaign:
         return self.model
 
     def validation_metrics(self) -> dict[str, float]:
-        """Held-out RMSE, normalized RMSE, NLPD and 95% coverage (learn mode)."""
+        """Held-out accuracy at the target fidelity (learn mode).
+
+        ``rmse``, ``nrmse`` (RMSE over the validation outputs' std, averaged over
+        outputs), ``nlpd``, ``coverage95``, and ``nivar``: the integrated
+        posterior variance of the latent target level over the validation
+        inputs (a Sobol set), divided by the outputs' variance and averaged over
+        outputs.
+        """
         if self.model is None:
             return {}
         Xv, Yv, _ = self.data(role="validation")
@@ -635,14 +659,16 @@ class Campaign:
         if self.problem.multi_fidelity:
             Xv = Xv.clone()
             Xv[:, -1] = float(self.problem.target_fidelity)
-        mu, var = predict(self.model, Xv)
-        var = var + noise_variance(self.model, Yv.shape[-1])
+        mu, var_latent = predict(self.model, Xv)
+        var = var_latent + noise_variance(self.model, Yv.shape[-1])
         err = mu - Yv
         rmse = err.pow(2).mean(0).sqrt()
         nrmse = (rmse / Yv.std(0).clamp_min(1e-300)).mean()
         nlpd = (0.5 * torch.log(2 * math.pi * var) + 0.5 * err.pow(2) / var).mean()
         cover = (err.abs() <= 1.959964 * var.sqrt()).double().mean()
-        return {"rmse": float(rmse.mean()), "nrmse": float(nrmse), "nlpd": float(nlpd), "coverage95": float(cover)}
+        nivar = (var_latent.mean(0) / Yv.var(0).clamp_min(1e-300)).mean()
+        return {"rmse": float(rmse.mean()), "nrmse": float(nrmse), "nlpd": float(nlpd), "coverage95": float(cover),
+                "nivar": float(nivar)}
 
     # -------------------------------------------------------------- state
     def state(self, running: list[dict] | None = None) -> LoopState:
@@ -764,8 +790,42 @@ class Campaign:
             out.append(x)
         return torch.stack(out) if out else cand
 
+    def level_costs(self) -> tuple[float, ...]:
+        """Cost per level the cost-aware acquisitions weigh (``fidelity.cost_source``).
+
+        ``"oracle"``: the oracle's cost model. ``"recorded"``: per level, the mean
+        of the ``cost`` of the finished design points at that level (failed ones
+        included: they were paid for) with the oracle's cost counted as one more
+        record. ``"wall_time"``: per level, the mean measured ``wall_time`` of a
+        call; a level without measurements takes the oracle's cost times the
+        geometric mean ratio of measured to oracle cost of the measured levels
+        (the oracle's costs when nothing is measured yet).
+        """
+        static = tuple(float(v) for v in self.problem.costs)
+        src = self.config.fidelity.cost_source
+        if src == "oracle":
+            return static
+        L = len(static)
+        key = "cost" if src == "recorded" else "wall_time"
+        sums, counts = [0.0] * L, [0] * L
+        for r in self._rows.values():
+            v = r.get(key)
+            if r["status"] in ("done", "failed") and r["role"] != "validation" and v is not None \
+                    and math.isfinite(v) and v > 0 and 0 <= r["fidelity"] < L:
+                sums[r["fidelity"]] += float(v)
+                counts[r["fidelity"]] += 1
+        if src == "recorded":
+            return tuple((static[k] + sums[k]) / (1 + counts[k]) for k in range(L))
+        measured = [k for k in range(L) if counts[k]]
+        if not measured:
+            return static
+        ratio = math.exp(sum(math.log(sums[k] / counts[k] / static[k]) for k in measured) / len(measured))
+        return tuple(sums[k] / counts[k] if counts[k] else static[k] * ratio for k in range(L))
+
     def _propose(self, name, X, Y, k, Xp, n_design):
         c = self.config
+        if self.problem.multi_fidelity:
+            self.problem.level_costs = self.level_costs()
         return propose(
             name, self.model, self.problem, X, Y, k, c.acquisition, X_pending=Xp,
             noise=None if self.model is None else noise_variance(self.model, Y.shape[-1]),
@@ -993,8 +1053,11 @@ class Campaign:
         fin = sum(r["status"] != "pending" for r in self._rows.values())
         write_progress(self.run_dir, fin, max(self._rows, default=0))
         self.tracker.finish(self, st)
+        res = self._result(st, stopped_by)
+        if res.recommendation is not None:
+            self.store.set_meta("recommendation", res.recommendation)
         self._lock.release()  # a finished campaign leaves its directory to others (a later ask takes it back)
-        return self._result(st, stopped_by)
+        return res
 
     def _result(self, st: LoopState, stopped_by: str) -> CampaignResult:
         return CampaignResult(

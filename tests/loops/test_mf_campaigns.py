@@ -1,0 +1,270 @@
+"""Multi-fidelity campaigns: pending points, costs from measurements, the recommendation, learn mode."""
+
+import math
+
+import pytest
+import torch
+
+from loops.acquisition import (
+    Problem,
+    mf_acquisition,
+    propose,
+    sobol_points,
+    supports_pending,
+)
+from loops.config import Acquisition, parse_config
+from loops.engine import Campaign
+from loops.models import fit_model
+from oracles.analytic.test_functions import Forrester
+
+D = torch.float64
+FAST = Acquisition(num_restarts=2, raw_samples=64, maxiter=50, num_fantasies=8)
+MF_ORACLE = {"name": "loops.fakes:BraninMultiFidelity", "fidelities": [0.5, 1.0], "costs": [1.0, 10.0]}
+
+
+def _branin_data(n_low=10, n_high=4, seed=0):
+    from loops.registry import build_oracle
+
+    oracle = build_oracle(MF_ORACLE)
+    Xs = sobol_points(oracle.bounds, n_low, seed=seed)
+    X = torch.cat([torch.cat([Xs, torch.zeros(n_low, 1, dtype=D)], -1),
+                   torch.cat([Xs[:n_high], torch.ones(n_high, 1, dtype=D)], -1)])
+    Y = torch.cat([oracle.evaluate(Xs, 0).Y, oracle.evaluate(Xs[:n_high], 1).Y])
+    prob = Problem(bounds=oracle.bounds, objective_idx=[0], signs=[-1.0], constraints=[], num_fidelities=2,
+                   target_fidelity=1, costs=(1.0, 10.0))
+    return oracle, X, Y, prob
+
+
+def _model(name, X, Y, prob):
+    opts = {"maxiter": 50} if name == "mf_gp" else {"restarts": 1, "num_fidelities": 2, "costs": [1.0, 10.0]}
+    return fit_model(name, X, Y, prob.model_bounds, Yvar=torch.zeros_like(Y), fidelity_dim=prob.d, options=opts)
+
+
+def _with_fantasize(name):
+    """Models that can condition on pending points: mf_gp always, co-kriging once it has fantasize()."""
+    from loops.models import model_class
+
+    if name == "mf_gp":
+        return name
+    return pytest.param(name, marks=pytest.mark.skipif(
+        not callable(getattr(model_class(name), "fantasize", None)), reason=f"{name} has no fantasize()"))
+
+
+MODELS = [_with_fantasize(n) for n in ("mf_gp", "ar1", "recursive")]
+
+
+@pytest.mark.parametrize("model_name", MODELS)
+def test_pending_point_loses_its_value_mes(model_name):
+    """qMFMES: a point already pending (noise-free data) is worth much less once the acquisition
+    conditions on it, while other points keep information."""
+    torch.manual_seed(0)
+    _, X, Y, prob = _branin_data(20, 8)
+    model = _model(model_name, X, Y, prob)
+    assert supports_pending(model)
+    base = mf_acquisition("qMFMES", model, prob, 1, FAST, seed=3)
+    S = torch.cat([sobol_points(prob.bounds, 256, seed=5), torch.ones(256, 1, dtype=D)], -1)
+    with torch.no_grad():
+        a = base(S.unsqueeze(1))
+    p = S[a.argmax()].unsqueeze(0)  # the most informative target-level point of the set
+    cond = mf_acquisition("qMFMES", model, prob, 1, FAST, X_pending=p, seed=3)
+    with torch.no_grad():
+        v0, v1 = base(p.unsqueeze(0)).item(), cond(p.unsqueeze(0)).item()
+        a2 = cond(S.unsqueeze(1))
+    assert v0 > 0 and v1 < 0.25 * v0
+    # other points keep information: the best of the set is now elsewhere
+    assert a2.argmax() != a.argmax() and a2.max().item() > max(0.05 * v0, 4 * v1)
+
+
+@pytest.mark.parametrize("model_name", MODELS)
+def test_value_given_pending_is_the_expected_incumbent(model_name):
+    """qMFKG's incumbent with pending points, E[max mean | pending observed], against an
+    independent Monte Carlo estimate: condition the model on joint posterior samples at the
+    pending points one by one and take the max of the mean over the same set; and it is at
+    least the value before (Jensen: E max >= max E)."""
+    from loops.acquisition import _weights, value_given_pending
+
+    torch.manual_seed(0)
+    _, X, Y, prob = _branin_data()
+    model = _model(model_name, X, Y, prob)
+    P = torch.tensor([[2.5, 7.5, 1.0], [8.0, 3.0, 0.0]], dtype=D)
+    w = _weights(prob, 1)
+    xb = torch.tensor([3.0, 2.0], dtype=D)
+    v = value_given_pending(model, P, prob, w, xb, num_fantasies=64, seed=4).item()
+    cand = torch.cat([sobol_points(prob.bounds, 256, seed=4 + 13), xb.reshape(1, -1), P[:, :2]])
+    cand = torch.cat([cand, torch.ones(len(cand), 1, dtype=D)], -1)
+    with torch.no_grad():
+        before = (model.posterior(cand).mean.squeeze(-1) * w).max().item()
+        g = torch.Generator().manual_seed(9)
+        post = model.posterior(P)
+        L = torch.linalg.cholesky(post.distribution.covariance_matrix + 1e-9 * torch.eye(2, dtype=D))
+        ys = post.mean.squeeze(-1) + torch.randn(200, 2, generator=g, dtype=D) @ L.T  # 200 joint samples
+        fm = model.fantasize(P, sampler=_FixedSamples(ys))
+        maxes = (fm.posterior(cand).mean.squeeze(-1) * w).max(dim=-1).values.reshape(-1)
+    mc, se = maxes.mean().item(), maxes.std().item() / math.sqrt(len(maxes))
+    assert v >= before - 1e-9
+    # both are Monte Carlo estimates (v from 64 quasi-random fantasies): 4 combined standard errors
+    assert abs(v - mc) < 4 * se * math.sqrt(1 + 200 / 64) + 1e-3 * abs(mc)
+
+
+class _FixedSamples:
+    """A sampler that returns given samples ``ys`` (``k x p``) for fantasize()."""
+
+    def __init__(self, ys):
+        self.ys = ys
+        self.sample_shape = torch.Size([ys.shape[0]])
+
+    def __call__(self, posterior):
+        return self.ys.unsqueeze(-1)
+
+
+def test_qmfkg_refuses_a_model_without_fantasize():
+    class NoFantasy:
+        pass
+
+    _, _, _, prob = _branin_data()
+    with pytest.raises(ValueError, match="needs a model with fantasize"):
+        mf_acquisition("qMFKG", NoFantasy(), prob, 1, FAST)
+
+
+def test_cheap_target_level_is_chosen_when_costs_say_so():
+    """The level chosen follows the acquisition costs: with the target level 1000x the cheap one,
+    qMFMES samples the cheap level; with equal costs, the target level (the same information and more)."""
+    torch.manual_seed(1)
+    _, X, Y, prob = _branin_data(20, 8)
+    model = _model("mf_gp", X, Y, prob)
+    prob.level_costs = (1.0, 1000.0)
+    assert propose("qMFMES", model, prob, X, Y, 1, FAST, seed=0)[0, -1].item() == 0.0
+    prob.level_costs = (1.0, 1.0)
+    assert propose("qMFMES", model, prob, X, Y, 1, FAST, seed=0)[0, -1].item() == 1.0
+
+
+def _cfg(tmp_path, **over):
+    base = {"name": "mf", "oracle": MF_ORACLE, "budget": {"calls": 9},
+            "initial": {"n": 3, "fidelities": [0, 1]}, "executor": {"kind": "serial"},
+            "acquisition": {"name": "qMFMES", "num_restarts": 1, "raw_samples": 32, "maxiter": 20,
+                            "num_fantasies": 4},
+            "model": {"name": "mf_gp", "options": {"maxiter": 50}},
+            "tracking": {"enabled": False}, "run_dir": str(tmp_path)}
+    base.update(over)
+    return parse_config(base)
+
+
+@pytest.mark.parametrize("acq", [pytest.param("qMFKG", marks=pytest.mark.slow), "qMFMES"])
+def test_two_workers_condition_on_each_others_points(tmp_path, monkeypatch, acq):
+    """With two points out at once (two workers), the second proposal conditions on the first:
+    the acquisition receives it as X_pending, with its fidelity column, and proposes another point."""
+    import loops.acquisition as A
+
+    seen = []
+    real = A.mf_acquisition
+
+    def spy(name, model, problem, m, cfg, X_pending=None, seed=0):
+        seen.append(None if X_pending is None else X_pending.clone())
+        return real(name, model, problem, m, cfg, X_pending=X_pending, seed=seed)
+
+    monkeypatch.setattr(A, "mf_acquisition", spy)
+    camp = Campaign(_cfg(tmp_path, acquisition={"name": acq, "num_restarts": 1, "raw_samples": 32, "maxiter": 20,
+                                                "num_fantasies": 4}), run_dir=tmp_path / "run")
+    init = camp.ask(6)
+    camp.tell(init.X, camp.oracle.evaluate(init.X[:3], 0).Y.tolist() + camp.oracle.evaluate(init.X[3:], 1).Y.tolist(),
+              ids=init.ids)
+    first = camp.ask(1)
+    second = camp.ask(1)
+    assert seen[0] is None and seen[1] is not None and seen[1].shape == (1, 3)
+    assert torch.allclose(seen[1][0, :2], first.X[0]) and seen[1][0, 2].item() == first.fidelities[0]
+    assert not torch.allclose(first.X[0], second.X[0])
+    camp.close()
+
+
+def test_level_costs_follow_recorded_and_measured_costs(tmp_path):
+    # recorded: the mean of the told costs with the oracle's cost as one more record
+    camp = Campaign(_cfg(tmp_path), run_dir=tmp_path / "rec")
+    t = camp.ask(6)
+    Y = torch.zeros(6, 1, dtype=D)
+    camp.tell(t.X, Y, ids=t.ids, cost=[2.0, 3.0, 4.0, 1.0, 2.0, 3.0])  # levels 0, 0, 0, 1, 1, 1
+    assert camp.level_costs() == pytest.approx(((1.0 + 9.0) / 4, (10.0 + 6.0) / 4))
+    camp.close()
+    # oracle: the static cost model whatever was recorded
+    camp = Campaign(_cfg(tmp_path, fidelity={"cost_source": "oracle"}), run_dir=tmp_path / "ora")
+    t = camp.ask(6)
+    camp.tell(t.X, Y, ids=t.ids, cost=[5.0] * 6)
+    assert camp.level_costs() == (1.0, 10.0)
+    camp.close()
+    # wall time: per-level mean; an unmeasured level scales the oracle's cost by the measured ratio
+    camp = Campaign(_cfg(tmp_path, fidelity={"cost_source": "wall_time"}), run_dir=tmp_path / "wall")
+    assert camp.level_costs() == (1.0, 10.0)  # nothing measured yet
+    t = camp.ask(6)
+    camp.tell(t.X[:3], Y[:3], ids=t.ids[:3])
+    for rid, w in zip(t.ids[:3], (0.2, 0.4, 0.6), strict=True):
+        camp._rows[rid]["wall_time"] = w
+    assert camp.level_costs() == pytest.approx((0.4, 10.0 * 0.4 / 1.0))
+    for rid in t.ids[3:]:
+        camp._rows[rid].update(status="done", wall_time=1.2)
+    assert camp.level_costs() == pytest.approx((0.4, 1.2))
+    camp.close()
+
+
+def test_acquisition_sees_the_updated_costs(tmp_path, monkeypatch):
+    """Before each proposal the engine hands the measured level costs to the acquisition."""
+    import loops.acquisition as A
+
+    seen = []
+    real = A.mf_acquisition
+
+    def spy(name, model, problem, m, cfg, X_pending=None, seed=0):
+        seen.append(problem.acquisition_costs)
+        return real(name, model, problem, m, cfg, X_pending=X_pending, seed=seed)
+
+    monkeypatch.setattr(A, "mf_acquisition", spy)
+    camp = Campaign(_cfg(tmp_path), run_dir=tmp_path / "run")
+    t = camp.ask(6)
+    Y = camp.oracle.evaluate(t.X[:3], 0).Y.tolist() + camp.oracle.evaluate(t.X[3:], 1).Y.tolist()
+    camp.tell(t.X, Y, ids=t.ids, cost=[3.0] * 6)
+    camp.ask(1)
+    assert seen == [pytest.approx(((1.0 + 9.0) / 4, (10.0 + 9.0) / 4))]
+    camp.close()
+
+
+def test_recommendation_at_target_fidelity_matches_a_grid(tmp_path):
+    """Forrester (1D, two levels): the recommendation is at the target level and maximizes the
+    model's signed posterior mean there, as a brute-force grid of 4001 points finds it."""
+    cfg = parse_config({
+        "name": "rec", "oracle": {"name": "forrester"}, "budget": {"calls": 16},
+        "initial": {"n": 5, "fidelities": [0, 1]}, "executor": {"kind": "serial"},
+        "acquisition": {"name": "qMFMES", "num_restarts": 1, "raw_samples": 32, "maxiter": 20, "num_fantasies": 4},
+        "model": {"name": "mf_gp", "options": {"maxiter": 50}}, "tracking": {"enabled": False},
+        "run_dir": str(tmp_path),
+    })
+    camp = Campaign(cfg, oracle=Forrester(), run_dir=tmp_path / "run")
+    res = camp.run()
+    rec = res.recommendation
+    assert rec is not None and rec["fidelity"] == 1 == res.best.fidelity
+    grid = torch.linspace(0, 1, 4001, dtype=D).unsqueeze(-1)
+    with torch.no_grad():
+        mean = camp.model.posterior(torch.cat([grid, torch.ones_like(grid)], -1)).mean.squeeze(-1)
+    k = int(mean.argmin())  # minimize
+    assert rec["predicted_value"] <= mean[k].item() + 1e-6
+    assert abs(rec["x"][0] - grid[k, 0].item()) < 2e-3 or rec["predicted_value"] < mean[k].item() - 1e-9
+    # recorded with the run
+    assert camp.store.get_meta("recommendation") == rec
+    # and it is a good point of the truth: Forrester's minimum -6.0207 at x = 0.7572
+    assert Forrester().evaluate_true(torch.tensor([rec["x"]], dtype=D)).item() < -5.0
+    camp.close()
+
+
+def test_learn_mode_reports_top_level_accuracy_and_integrated_variance(tmp_path):
+    cfg = _cfg(tmp_path, mode="learn", acquisition={"name": "max_variance", "num_restarts": 1, "raw_samples": 32,
+                                                    "maxiter": 20}, learn={"n_validation": 16})
+    camp = Campaign(cfg, run_dir=tmp_path / "run")
+    res = camp.run()
+    met = res.state.metrics
+    assert {"nrmse", "nivar"} <= set(met) and math.isfinite(met["nrmse"]) and met["nivar"] >= 0
+    # independent: posterior variance of the latent top level at the validation inputs
+    Xv, Yv, _ = camp.data(role="validation")
+    assert (Xv[:, -1] == 1).all()
+    with torch.no_grad():
+        var = camp.model.posterior(Xv).variance.squeeze(-1)
+    assert met["nivar"] == pytest.approx((var.mean() / Yv.var()).item(), rel=1e-6)
+    rows = [r for r in camp.store.rows() if r["role"] == "acquisition"]
+    assert rows and all(r["fidelity"] in (0, 1) for r in rows)
+    camp.close()
