@@ -269,7 +269,8 @@ class _GPCommon(SurrogateMixin):
         return self._sb_config.get("dim_F")
 
     def material_response(
-        self, F: Tensor, chunk_size: int = 2048, with_variance: bool = True
+        self, F: Tensor, chunk_size: int = 2048, with_variance: bool = True,
+        dtype: torch.dtype = DTYPE,
     ) -> MaterialResponse:
         """Stress, tangent and variance at deformation gradients ``F``.
 
@@ -279,6 +280,10 @@ class _GPCommon(SurrogateMixin):
             with_variance: also compute the variances (for the exact GP this
                 is the ``O(N^2)``-per-point part; skip it when not needed and
                 ``variance`` is None).
+            dtype: evaluation dtype of the stress and tangent: float64, or
+                float32 for deployment (:class:`GPSurrogate` only; the kernel
+                sums in single precision, the variance's triangular solve in
+                double; results returned in ``dtype``).
 
         Returns:
             :class:`MaterialResponse` with ``P`` (``n x k x k``) the posterior
@@ -303,22 +308,31 @@ class _GPCommon(SurrogateMixin):
         H = (F - torch.eye(k, dtype=DTYPE)).reshape(n, k * k)
         self.eval()
         Ps, Js, Vs = [], [], []
+        if dtype not in (torch.float64, torch.float32):
+            raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype!r}")
+        kw = {} if dtype == DTYPE else {"dtype": dtype}
         for start in range(0, n, chunk_size):
-            mean, jac, var = self._mean_jac_var(H[start : start + chunk_size], with_variance)
+            mean, jac, var = self._mean_jac_var(H[start : start + chunk_size], with_variance, **kw)
             Ps.append(mean)
             Js.append(jac)
             if var is not None:
                 Vs.append(var.mean(-1))
         P = torch.cat(Ps).reshape(n, k, k)
         tangent = torch.cat(Js).reshape(n, k, k, k, k)
-        return MaterialResponse(P=P, tangent=tangent, variance=torch.cat(Vs) if Vs else None)
+        return MaterialResponse(P=P, tangent=tangent, variance=torch.cat(Vs).to(dtype) if Vs else None)
 
-    def _mean_jac_var(self, X: Tensor, with_variance: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
+    def _mean_jac_var(self, X: Tensor, with_variance: bool = True,
+                      dtype: torch.dtype = DTYPE) -> tuple[Tensor, Tensor, Tensor | None]:
         """Posterior mean (``c x m``), its Jacobian (``c x m x d``) and the
         marginal variances (``c x m``) at ``X`` (``c x d``), by autograd
         through :meth:`posterior`. The mean comes from one joint call without
         the ``c x c`` covariance (``skip_posterior_variances``); the variances
         from a second call with each point as its own batch."""
+        if dtype != DTYPE:
+            raise ValueError(
+                f"{type(self).__name__} evaluates the stress and tangent in float64 only "
+                f"(float32 is the closed form of an unconditioned GPSurrogate), got dtype={dtype}"
+            )
         m = self.num_outputs
         with torch.enable_grad(), gpytorch.settings.skip_posterior_variances():
             Xg = X.detach().requires_grad_(True)  # c x d
@@ -456,7 +470,7 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         if Yvs is not None:
             self.likelihood.noise_covar.noise = Yvs.T.contiguous() if m > 1 else Yvs.squeeze(-1)
 
-    def _fast_terms(self) -> dict[str, Tensor]:
+    def _fast_terms(self, dtype: torch.dtype = DTYPE) -> dict[str, Tensor]:
         """Quantities of the exact predictor that depend only on the training data.
 
         With ``A = K + Sigma_noise`` (standardized units), ``L`` its Cholesky
@@ -467,8 +481,16 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         ``a = s A^-1 (y - c)`` arranged per group (``G x N x r``, ``r = m / G``
         outputs per group). A prediction then costs GEMMs against these plus
         ``O(G N)`` elementwise work per point. Computed once per fit (or
-        conditioning) and cached.
+        conditioning) and cached; ``dtype`` other than float64 gives a copy of
+        the terms of the kernel sums in that dtype (the Cholesky factor and
+        output scales of the variance stay float64).
         """
+        if dtype != DTYPE:
+            base = self._fast_terms()
+            if dtype not in base["as_dtype"]:
+                keep = ("key", "G", "r", "L", "scale", "as_dtype")
+                base["as_dtype"][dtype] = {k: v if k in keep else v.to(dtype) for k, v in base.items()}
+            return base["as_dtype"][dtype]
         key = (self.train_targets.data_ptr(), tuple(self.train_targets.shape))
         if self._fast_cache is not None and self._fast_cache["key"] == key:
             return self._fast_cache
@@ -502,6 +524,7 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             y_std = tf_out.stdvs.reshape(m) if tf_out is not None else Xt.new_ones(m)
             cache = {
                 "key": key,
+                "as_dtype": {},  # copies in other dtypes (float32 evaluation)
                 "G": G,
                 "r": r,
                 "L": L,
@@ -533,7 +556,8 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         return self.train_targets.shape[-1] != n_train or self.train_targets.dim() > (
             2 if self.num_outputs > 1 else 1)
 
-    def _mean_jac_var(self, X: Tensor, with_variance: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
+    def _mean_jac_var(self, X: Tensor, with_variance: bool = True,
+                      dtype: torch.dtype = DTYPE) -> tuple[Tensor, Tensor, Tensor | None]:
         """Exact posterior mean, its Jacobian and marginal variances at ``X``
         (``c x d``) in closed form for the ARD Matérn-5/2 kernel.
 
@@ -552,22 +576,24 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         ``torch.get_num_threads() > 1`` the blocks are shared among that many
         Python threads, each running single-threaded ops (torch and numpy
         release the GIL), and the thread setting is restored afterwards.
+        With ``dtype=torch.float32`` the kernel sums run in single precision
+        (the variance's triangular solve stays in double).
         """
         if self._conditioned():
-            return super()._mean_jac_var(X, with_variance)
-        c = self._fast_terms()
+            return super()._mean_jac_var(X, with_variance, dtype)
+        c = self._fast_terms(dtype)
         G, r, N = c["G"], c["r"], c["ZtaugT"].shape[-1]
         m = G * r
         n, d = X.shape
-        mean = torch.empty(G, r, n, dtype=DTYPE)
-        jac = torch.empty(G, r, n, d, dtype=DTYPE)
+        mean = torch.empty(G, r, n, dtype=dtype)
+        jac = torch.empty(G, r, n, d, dtype=dtype)
         var = torch.empty(m, n, dtype=DTYPE) if with_variance else None
         # one kernel group (shared lengthscale) takes longer blocks for the same working set
         b = min(n, max(self._FAST_BLOCK, 4 * self._FAST_BLOCK // G))
-        X = X.to(DTYPE)
+        X = X.to(dtype)
 
         def run(starts) -> None:
-            work = [torch.empty(G, b, N, dtype=DTYPE) for _ in range(3)]
+            work = [torch.empty(G, b, N, dtype=dtype) for _ in range(3)]
             with torch.no_grad():
                 for i in starts:
                     sl = slice(i, min(i + b, n))
@@ -590,7 +616,7 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             run(starts)
         mean = (c["y_mean"].unsqueeze(-1) + c["y_std"].unsqueeze(-1) * mean.reshape(m, n)).T  # n x m
         if var is not None:
-            var = (c["y_std"].pow(2).unsqueeze(-1) * var.clamp_min_(0)).T  # n x m
+            var = (c["y_std"].pow(2).to(DTYPE).unsqueeze(-1) * var.clamp_min_(0)).T  # n x m
         return mean, jac.reshape(m, n, d).transpose(0, 1), var
 
     #: points per block of the closed-form predictor (four times as many with
@@ -609,12 +635,11 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         # |z - z'|^2 = [z, |z|^2, 1] . [-2 z', 1, |z'|^2]: one GEMM
         Zaug = torch.cat([Z, Z.pow(2).sum(-1, keepdim=True), torch.ones_like(Z[..., :1])], -1)
         torch.bmm(Zaug, c["ZtaugT"], out=R)  # rho^2, G x b x N
-        # numpy's vectorized sqrt and exp in place on the same memory
-        Rn, Pn, En = R.numpy(), P.numpy(), E.numpy()
         R.clamp_min_(0.0)
-        np.sqrt(Rn, out=Pn)  # rho
-        np.negative(Pn, out=En)
-        np.exp(En, out=En)  # e^-rho
+        # numpy's sqrt and torch's exp (each the faster of the two here), in place
+        np.sqrt(R.numpy(), out=P.numpy())  # rho
+        torch.neg(P, out=E)
+        torch.exp(E, out=E)  # e^-rho
         torch.addcmul(E, P, E, out=P)  # p = (1 + rho) e^-rho
         R.mul_(E)  # q = rho^2 e^-rho
         ST = torch.bmm(c["WT"], P.transpose(-1, -2)).transpose(-1, -2)  # G x b x (r + r d)
@@ -627,7 +652,7 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             # K_j = s_j (p + q / 3); v = L_j^-1 K_j^T; var_j = s_j - |v|^2
             K0 = R.div_(3.0).add_(P)  # G x b x N
             m = G * r
-            K = K0.unsqueeze(1).expand(G, r, b, K0.shape[-1]).reshape(m, b, -1) * c["scale"].reshape(m, 1, 1)
+            K = K0.to(DTYPE).unsqueeze(1).expand(G, r, b, K0.shape[-1]).reshape(m, b, -1) * c["scale"].reshape(m, 1, 1)
             V = torch.linalg.solve_triangular(c["L"], K.transpose(-1, -2), upper=False)  # m x N x b
             torch.sub(c["scale"].reshape(-1, 1), V.pow(2).sum(-2), out=var_out)
 

@@ -496,6 +496,30 @@ def test_fast_path_blocks_and_finite_differences_2d():
             torch.testing.assert_close(r.tangent[:6, ..., k, L], fd, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("shared", [False, True])
+def test_float32_evaluation_is_float64_up_to_single_precision_round_off(shared):
+    gp = _random_hyper_gp(3, 60, seed=35, shared=shared)
+    g = torch.Generator().manual_seed(36)
+    F = torch.eye(3, dtype=D) + 0.2 * (2 * torch.rand(150, 3, 3, generator=g, dtype=D) - 1)
+    r64 = gp.material_response(F)
+    r32 = gp.material_response(F, dtype=torch.float32)
+    assert r32.P.dtype == r32.tangent.dtype == r32.variance.dtype == torch.float32
+    # kernel values carry eps32 ~ 6e-8 relative error, amplified by the cancellation
+    # in the sum over training points: |a| |k| summed against the result
+    c = gp._fast_terms()
+    amplification = float(c["a3"].abs().sum() * 3 / c["scale"].min())
+    for a, b in ((r32.P, r64.P), (r32.tangent, r64.tangent), (r32.variance, r64.variance)):
+        err = float((a.double() - b).abs().max() / b.abs().max())
+        assert 0 < err < torch.finfo(torch.float32).eps * max(1.0, amplification), (err, amplification)
+    from surrogates.gp import ICMGPSurrogate
+
+    with pytest.raises(ValueError, match="dtype must be torch.float64 or torch.float32"):
+        gp.material_response(F, dtype=torch.float16)
+    icm = ICMGPSurrogate.from_dataset(gp.train_dataset, n_restarts=1, maxiter=5)
+    with pytest.raises(ValueError, match="float64 only"):
+        icm.material_response(F[:3], dtype=torch.float32)
+
+
 def test_fast_cache_follows_load_state_dict():
     # new hyperparameters must not be served from the old cache
     from surrogates.gp import _GPCommon
