@@ -7,9 +7,11 @@ component, fitted by marginal likelihood) on 500 training points ``H = F - I
 lengthscales, the default) and ``shared_lengthscale`` (one lengthscale vector
 for all components, so one kernel evaluation per training point serves all
 of them); each records its held-out relative stress error. ``material_response(F, with_variance=False)`` (stress and tangent,
-the throughput bar) and ``with_variance=True`` (plus the exact predictive
-variance, ``O(N^2)`` per point and output) are timed on batches of 1e4, 1e5
-and 1e6 points, each:
+the throughput bar), ``with_variance=True`` (plus the exact predictive
+variance, ``O(N^2)`` per point and output) and ``dtype=torch.float32``
+(stress and tangent with the kernel sums in single precision, the deployment
+option; its relative round-off against float64 on the held-out points is
+recorded) are timed on batches of 1e4, 1e5 and 1e6 points, each:
 
 * ``one_thread``: ``torch.set_num_threads(1)``;
 * ``two_threads``: ``torch.set_num_threads(2)``: ``material_response`` then
@@ -75,7 +77,7 @@ def sample_F(n: int, dim: int, seed: int, amplitude: float = 0.2) -> torch.Tenso
     )
 
 
-def two_workers(gp: GPSurrogate, with_variance: bool):
+def two_workers(gp: GPSurrogate, with_variance: bool, dtype: torch.dtype = torch.float64):
     """material_response over chunks on 2 Python threads (ops single-threaded)."""
 
     def fn(F):
@@ -83,7 +85,7 @@ def two_workers(gp: GPSurrogate, with_variance: bool):
         with ThreadPoolExecutor(2) as pool:
             outs = list(pool.map(
                 lambda s: gp.material_response(F[s : s + CHUNK], chunk_size=CHUNK,
-                                               with_variance=with_variance), starts))
+                                               with_variance=with_variance, dtype=dtype), starts))
         return torch.cat([o.tangent for o in outs])
 
     return fn
@@ -120,17 +122,40 @@ def summarize(rows: list[dict]) -> dict:
         mine = [r for r in rows if r["dim"] == dim and r["model"] == model]
         if not mine:
             continue
-        rec = {"rel_stress_err_heldout": mine[0]["rel_stress_err_heldout"]}
-        for v in (False, True):
-            sel = [r for r in mine if r["with_variance"] == v]
-            tag = "with_variance" if v else "stress_tangent"
+        rec = {"rel_stress_err_heldout": mine[0]["rel_stress_err_heldout"],
+               "float32_rel_roundoff": mine[0]["float32_rel_roundoff"]}
+        for tag, sel in (
+            ("stress_tangent", [r for r in mine if not r["with_variance"] and r["dtype"] == "float64"]),
+            ("with_variance", [r for r in mine if r["with_variance"]]),
+            ("stress_tangent_float32", [r for r in mine if r["dtype"] == "float32"]),
+        ):
             rec[f"{tag}_best_projected_2core_evals_per_s"] = max(r["projected_2core_evals_per_s"] for r in sel)
             rec[f"{tag}_best_measured_wall_evals_per_s"] = max(
                 r.get("best_measured_wall_evals_per_s", 0.0) for r in sel)
-        rec["stress_tangent_measured_meets_target"] = all(
-            r.get("best_measured_wall_evals_per_s", 0.0) >= GP_TARGET for r in mine if not r["with_variance"])
+            if tag != "with_variance":
+                rec[f"{tag}_measured_meets_target"] = all(
+                    r.get("best_measured_wall_evals_per_s", 0.0) >= GP_TARGET for r in sel)
         out[f"{dim}d_{model}"] = rec
     return out
+
+
+def report_rows(summary: dict) -> list[dict]:
+    """Rows for ``experiments/benchmarks/README.md`` (``report.py``): per dimension, model
+    and evaluation dtype the stress-and-tangent rate, met when the measured wall-clock rate
+    on the 2 cores reached the target at every batch size."""
+    rows = []
+    for name, rec in summary.items():
+        for tag, what in (("stress_tangent", "float64"), ("stress_tangent_float32", "float32")):
+            note = "" if tag == "stress_tangent" else (
+                f", P round-off {rec['float32_rel_roundoff']['P']:.1e} vs float64")
+            rows.append({
+                "case": f"{name} GP, {what}: stress+tangent/s measured wall (projected 2 cores){note}",
+                "target": f">= {GP_TARGET:.3g}",
+                "measured": f"{rec[f'{tag}_best_measured_wall_evals_per_s']:.3g} "
+                            f"({rec[f'{tag}_best_projected_2core_evals_per_s']:.3g})",
+                "met": rec[f"{tag}_measured_meets_target"],
+            })
+    return rows
 
 
 def main(argv=None) -> dict:
@@ -158,18 +183,24 @@ def main(argv=None) -> dict:
         ref = _GPCommon._mean_jac_var(gp, Xq, True)
         err = {k: float((a - b).abs().max()) for k, a, b in zip(("mean", "jac", "var"), fast, ref, strict=True)}
         Fte = sample_F(2000, dim, seed=9)
-        rel = float((gp.material_response(Fte, with_variance=False).P - neo_hookean_P(Fte)).norm()
-                    / neo_hookean_P(Fte).norm())
-        for with_var in (False, True):
-            label = "stress+tangent+variance" if with_var else "stress+tangent"
+        r64 = gp.material_response(Fte, with_variance=False)
+        rel = float((r64.P - neo_hookean_P(Fte)).norm() / neo_hookean_P(Fte).norm())
+        r32 = gp.material_response(Fte, with_variance=False, dtype=torch.float32)
+        roundoff = {k: float((getattr(r32, k).double() - getattr(r64, k)).norm() / getattr(r64, k).norm())
+                    for k in ("P", "tangent")}
+        for with_var, dtype in ((False, torch.float64), (True, torch.float64), (False, torch.float32)):
+            label = ("stress+tangent+variance" if with_var else "stress+tangent") + (
+                " (float32)" if dtype == torch.float32 else "")
 
-            def fn(F, _v=with_var, _gp=gp):
-                return _gp.material_response(F, chunk_size=CHUNK, with_variance=_v)
+            def fn(F, _v=with_var, _gp=gp, _dt=dtype):
+                return _gp.material_response(F, chunk_size=CHUNK, with_variance=_v, dtype=_dt)
 
             probe = rate(fn, sample_F(4000, dim, seed=7), 1)
             for n in sizes:
-                base = {"dim": dim, "model": model, "what": label, "with_variance": with_var, "n": n, "fit_s": fit_s,
-                        "max_abs_err_vs_gpytorch": err, "rel_stress_err_heldout": rel}
+                base = {"dim": dim, "model": model, "what": label, "with_variance": with_var,
+                        "dtype": str(dtype).split(".")[-1], "n": n, "fit_s": fit_s,
+                        "max_abs_err_vs_gpytorch": err, "rel_stress_err_heldout": rel,
+                        "float32_rel_roundoff": roundoff}
                 if n / probe["evals_per_s"] > args.budget:
                     rec = {**base, "skipped": f"predicted wall time over --budget {args.budget}s",
                            "probe_4000": probe,
@@ -181,7 +212,7 @@ def main(argv=None) -> dict:
                            "projected_2core_evals_per_s": 2 * r1["evals_per_cpu_s"]}
                     if n * 2 / r1["evals_per_s"] <= args.budget:
                         rec["two_threads"] = rate(fn, F, 2)
-                        rec["two_workers"] = rate(two_workers(gp, with_var), F, 1)
+                        rec["two_workers"] = rate(two_workers(gp, with_var, dtype), F, 1)
                     rec["best_measured_wall_evals_per_s"] = max(
                         rec.get(k, {}).get("evals_per_s", 0.0)
                         for k in ("one_thread", "two_threads", "two_workers"))
@@ -190,6 +221,7 @@ def main(argv=None) -> dict:
                 res["gp"].append(rec)
     torch.set_num_threads(1)
     res["summary"] = summarize(res["gp"])
+    res["report"] = report_rows(res["summary"])
     res["loadavg_end"] = os.getloadavg()
     if args.out.exists():
         res["native_vs_torch"] = json.loads(args.out.read_text()).get("native_vs_torch")
