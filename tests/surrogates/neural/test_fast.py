@@ -82,6 +82,19 @@ def test_evaluator_equals_autograd_of_the_energies(dim, symmetry, options):
     assert ref.P.requires_grad
 
 
+@pytest.mark.parametrize("hidden", [(9,), (8, 7, 6)])
+def test_evaluator_any_depth(hidden):
+    from surrogates.neural import HyperelasticEnsemble
+
+    model = HyperelasticEnsemble(dim=3, symmetry="cubic", hidden=hidden, polyconvex=len(hidden) > 1,
+                                 num_members=2, seed=6).eval()
+    F = _random_F(30, 3, 0.3, seed=6)
+    out = model.material_response(F)
+    P, A, var = _autograd_reference(model, F)
+    torch.testing.assert_close(out.P, P, rtol=1e-10, atol=1e-11 * float(P.abs().max()))
+    torch.testing.assert_close(out.tangent, A, rtol=1e-10, atol=1e-11 * float(A.abs().max()))
+
+
 @pytest.mark.parametrize("symmetry", ["transverse", "cubic"])
 def test_fast_tangent_is_finite_difference_of_its_stress(symmetry):
     model = _ensemble(3, symmetry, seed=4)
