@@ -88,7 +88,7 @@ def network_derivatives(layers: NetworkLayers, x: Tensor, order: int = 2, value:
     W, b, Wx, w = layers
     L = len(W)
     p = x.shape[-2]
-    acts, sig = [], []
+    sig = []
     z = None
     for layer in range(L):
         a = (W[0] @ x if layer == 0 else W[layer] @ z).add_(b[layer][..., None])
@@ -97,7 +97,6 @@ def network_derivatives(layers: NetworkLayers, x: Tensor, order: int = 2, value:
         last = layer == L - 1
         if not last or value:
             z = Fn.softplus(a)
-        acts.append(a)
         if order >= 1:
             sig.append(torch.sigmoid(a))
     val = (w[..., None] * z).sum(-2) if value else None
