@@ -143,8 +143,8 @@ def fit_with_restarts(
     if n_restarts < 1:
         raise ValueError(f"n_restarts must be >= 1, got {n_restarts}")
     # L-BFGS-B's BLAS calls act on vectors of a few dozen hyperparameters:
-    # threaded OpenBLAS only adds synchronisation (10x slower fits measured on
-    # a loaded 2-core machine), so the fit runs with single-threaded BLAS.
+    # threaded OpenBLAS only adds synchronisation (worst on a loaded machine),
+    # so the fit runs with single-threaded BLAS.
     with threadpool_limits(limits=1, user_api="blas"):
         return _fit_with_restarts(model, n_restarts, seed, maxiter)
 
