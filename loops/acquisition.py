@@ -8,7 +8,11 @@ new points go elsewhere and no worker waits for the model).
 * optimize: ``qLogNEI`` (constraints through the sample-space constraint
   callables), ``qLogNEHVI`` (multi-objective), ``qMFKG`` (multi-fidelity
   knowledge gradient weighted by the inverse cost of each fidelity level),
-  ``qMFMES`` (multi-fidelity max-value entropy search, cost weighted);
+  ``qMFMES`` (multi-fidelity max-value entropy search, cost weighted); both
+  multi-fidelity acquisitions condition on pending points with any model that
+  has BoTorch's ``fantasize`` (:func:`mf_acquisition`), and weigh the level
+  costs of :attr:`Problem.acquisition_costs` (the campaign may update them from
+  measured costs);
 * learn: ``qNIPV`` (integrated posterior variance over Sobol points) and
   ``max_variance`` (greedy maximum posterior variance given pending points,
   and for multi-fidelity the variance reduction at the target fidelity per

@@ -56,7 +56,9 @@ MODELS = [_with_fantasize(n) for n in ("mf_gp", "ar1", "recursive")]
 @pytest.mark.parametrize("model_name", MODELS)
 def test_pending_point_loses_its_value_mes(model_name):
     """qMFMES: a point already pending (noise-free data) is worth much less once the acquisition
-    conditions on it, while other points keep information."""
+    conditions on it, while other points keep information. The recursive model learns a top-level
+    point fully only where the level below is observed too (nested designs), so it gets the
+    point pending at both levels."""
     torch.manual_seed(0)
     _, X, Y, prob = _branin_data(20, 8)
     model = _model(model_name, X, Y, prob)
@@ -66,7 +68,8 @@ def test_pending_point_loses_its_value_mes(model_name):
     with torch.no_grad():
         a = base(S.unsqueeze(1))
     p = S[a.argmax()].unsqueeze(0)  # the most informative target-level point of the set
-    cond = mf_acquisition("qMFMES", model, prob, 1, FAST, X_pending=p, seed=3)
+    P = torch.cat([p, p * torch.tensor([1.0, 1.0, 0.0], dtype=D)]) if model_name == "recursive" else p
+    cond = mf_acquisition("qMFMES", model, prob, 1, FAST, X_pending=P, seed=3)
     with torch.no_grad():
         v0, v1 = base(p.unsqueeze(0)).item(), cond(p.unsqueeze(0)).item()
         a2 = cond(S.unsqueeze(1))
