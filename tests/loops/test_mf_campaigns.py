@@ -271,3 +271,39 @@ def test_learn_mode_reports_top_level_accuracy_and_integrated_variance(tmp_path)
     rows = [r for r in camp.store.rows() if r["role"] == "acquisition"]
     assert rows and all(r["fidelity"] in (0, 1) for r in rows)
     camp.close()
+
+
+def _bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "experiments" / "benchmarks" / "mf_campaigns.py"
+    spec = importlib.util.spec_from_file_location("mf_campaigns_bench", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_benchmark_mori_tanaka_level_is_the_hashin_shtrikman_lower_bound():
+    """The benchmark's cheap physics level: with the softer matrix, Mori–Tanaka equals the HS lower
+    bound (plane strain C1111 = k + G of aligned cylinders at area fraction pi r^2)."""
+    from oracles.analytic.bounds import hashin_shtrikman_bounds
+
+    bench = _bench()
+    o = bench.make_oracle(bench.PROBLEMS["mt_rve"])
+    r = torch.tensor([[0.1], [0.25], [0.4]], dtype=D)
+    c = o.evaluate(r, 0).Y[:, 0]
+    (Km, Gm), (Ki, Gi) = o._moduli
+    hs = hashin_shtrikman_bounds(Km, Gm, Ki, Gi, math.pi * r[:, 0] ** 2, dim=2)
+    assert torch.allclose(c, hs.K_lower + hs.G_lower, rtol=1e-10)
+    assert torch.allclose(o.evaluate(r, 0).Y[:, 1], (c - 2.0) ** 2)
+    assert o.cost_model.costs == (1.0, 100.0)
+
+
+def test_benchmark_answer_at_cost_and_cost_to_reach():
+    bench = _bench()
+    trace = [(0.3, None), (1.0, 5.0), (2.5, 3.0), (4.0, 3.5), (6.0, 1.0)]
+    assert bench.value_at(trace, 0.5) is None and bench.value_at(trace, 2.5) == 3.0
+    assert bench.value_at(trace, 5.9) == 3.5  # the answer bought last, not the best seen
+    assert bench.cost_to_reach(trace, 3.0) == 2.5 and bench.cost_to_reach(trace, 0.5) == math.inf
+    assert bench._best_trace([3.0, 5.0, 1.0]) == [(1.0, 3.0), (2.0, 3.0), (3.0, 1.0)]
