@@ -180,3 +180,12 @@ def test_results_record_the_shifts_and_optima_the_code_gives():
         for b, v in e["raw"]["ours"].items():
             assert len(v) == len(e["raw"]["ax"][b]) == len(e["seeds"])
             assert min(v + e["raw"]["ax"][b]) >= -1e-3  # regrets: the optimum is a lower bound
+
+
+@pytest.mark.skipif(not RESULTS.exists(), reason="no suite results committed")
+def test_results_summaries_are_what_the_per_seed_regrets_give():
+    data = json.loads(RESULTS.read_text())
+    for name, e in data["problems"].items():
+        again = campaigns._suite_entry(name, e["raw"], e["seeds"], e["mean_time_s"])
+        assert again["by_budget"] == e["by_budget"], name
+    assert campaigns._suite_overall(data["problems"]) == data["overall"]
