@@ -22,7 +22,7 @@ model infers the noise (ours: ``noise="infer"`` via no ``Yvar``).
 Models: ``ours_ar1``, ``ours_recursive``, ``ours_nargp`` (defaults; variants as
 ``ours_ar1:kernel=rbf`` with options after the colon), and peers in the same run:
 SMT ``MFK``, Emukit's linear AR1 and NARGP (RBF ARD kernels, ``EMUKIT_RESTARTS``
-restarts), BoTorch ``SingleTaskMultiFidelityGP`` and ``MultiTaskGP``, and a
+optimizer restarts, ``--emukit-restarts``, recorded in the JSON), BoTorch ``SingleTaskMultiFidelityGP`` and ``MultiTaskGP``, and a
 high-fidelity-only BoTorch ``SingleTaskGP`` with a Matérn-5/2 ARD kernel
 (``hf_gp``).
 
@@ -72,7 +72,7 @@ from surrogates.dataset import Dataset  # noqa: E402
 from surrogates.metrics import coverage, nlpd, nrmse  # noqa: E402
 
 #: date (UTC) of the last change of a default of surrogates.multifidelity
-DEFAULTS_FIXED = "2026-12-04T22:05Z"
+DEFAULTS_FIXED = "2026-12-05T00:49Z"
 #: our model whose targets are checked
 DEFAULT_MODEL = "ours_recursive"
 OURS = ("ours_ar1", "ours_recursive", "ours_nargp")
@@ -439,7 +439,10 @@ def merge(parts: list[str], out: str) -> int:
     meta = None
     for p in parts:
         d = json.loads(Path(p).read_text())
-        meta = meta or {k: d[k] for k in ("seeds", "n_test", "peers", "load_average") if k in d}
+        meta = meta or {k: d[k] for k in ("seeds", "n_test", "peers", "load_average_start", "load_average_end")
+                        if k in d}
+        if d.get("emukit_restarts") is not None:
+            globals()["EMUKIT_RESTARTS"] = d["emukit_restarts"]
         commands += d["command"] if isinstance(d["command"], list) else [d["command"]]
         for pname, r in d["results"].items():
             per.setdefault(pname, {}).update({m: v["per_seed"] for m, v in r["models"].items()})
@@ -458,8 +461,11 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="*", default=[*OURS, *PEERS])
     ap.add_argument("--n-test", type=int, default=1000)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--emukit-restarts", type=int, default=3,
+                    help="optimizer restarts of the Emukit peers (recorded in the JSON)")
     ap.add_argument("--merge", nargs="*", help="merge these JSON files into --out and exit")
     args = ap.parse_args(argv)
+    globals()["EMUKIT_RESTARTS"] = args.emukit_restarts
     if args.merge:
         return merge(args.merge, args.out or str(ROOT / "experiments/benchmarks/results/multifidelity.json"))
     torch.set_num_threads(1)

@@ -54,16 +54,19 @@ class AR1CoKriging(MultiFidelityModel):
     per-level correlation family it keeps for ``kernel="auto"``); the means
     are profiled out, so predictions carry their estimation variance
     (universal kriging). Options: see :class:`MultiFidelityModel`; ``reml``
-    (default True) uses the restricted likelihood, False the plain one.
+    (default True) uses the restricted likelihood, False the plain one;
+    ``kernel`` defaults to ``"auto"`` (each level's family as the recursive
+    fit chooses it by restricted likelihood: the joint likelihood alone
+    leaves long-lengthscale Matérn ridges on small levels poorly determined).
 
     Example:
         >>> model = AR1CoKriging.from_dataset(ds)
         >>> post = model.posterior(torch.tensor([[0.3, 1.0]]))  # x = 0.3, level 1
     """
 
-    def __init__(self, dataset: Dataset, reml: bool = True, **options: Any):
+    def __init__(self, dataset: Dataset, reml: bool = True, kernel: str = "auto", **options: Any):
         self.reml = bool(reml)
-        super().__init__(dataset, **options)
+        super().__init__(dataset, kernel=kernel, **options)
 
     def _extra_config(self) -> dict[str, Any]:
         return {"reml": self.reml}

@@ -34,6 +34,8 @@ import torch
 from gpytorch.kernels import MaternKernel, RBFKernel
 from linear_operator.utils.cholesky import psd_safe_cholesky
 from scipy.optimize import minimize
+from scipy.stats import norm
+from scipy.stats import t as student_t
 from torch import Tensor
 
 from surrogates.dataset import DTYPE
@@ -122,6 +124,20 @@ class Kriging:
         self.beta = beta.squeeze(-1)
         self.ri = (yi - self.Fi @ beta).squeeze(-1)  # L^-1 (y - F beta)
         self.n, self.p = F.shape[-2], F.shape[-1]
+
+    def t_factor(self) -> Tensor:
+        """Variance factor (batch shape) for the uncertainty of a common scale of ``K``.
+
+        With ``K = s2 C`` and the Jeffreys prior on ``s2`` (at its restricted
+        likelihood estimate), the predictive law is a Student t with
+        ``n - p`` degrees of freedom (Santner, Williams & Notz 2003, sec.
+        4.1.3); the factor widens the Gaussian to that t's central 95 %
+        interval: ``(t_{n-p}^{-1}(0.975) / Phi^{-1}(0.975))^2``.
+        """
+        n = self.w.sum(-1) if self.w is not None else torch.tensor(float(self.n), dtype=DTYPE)
+        nu = (n - self.p).clamp_min(1.0).detach().numpy()
+        f = (student_t.ppf(0.975, nu) / norm.ppf(0.975)) ** 2
+        return torch.as_tensor(f, dtype=DTYPE)
 
     def nll(self, reml: bool = True) -> Tensor:
         """Negative log (restricted) likelihood, up to a constant."""

@@ -6,9 +6,10 @@ A model is fitted on a :class:`~surrogates.dataset.Dataset` whose
 that matters; ``X`` excludes the level). Inputs are scaled to the unit cube
 (by ``bounds`` or the data's range); outputs of all levels are standardized by
 the mean and standard deviation of the top level's data, so every prediction
-is equivariant under ``y -> a y + b`` (any ``a != 0``): the likelihoods are
-invariant under a sign flip of all standardized outputs and nothing else
-depends on the sign or offset of the data.
+is equivariant under ``y -> a y + b`` (any ``a != 0``): the scale carries
+the sign that makes the standardized outputs' sum of cubes non-negative, so
+``y`` and ``-y`` give the same standardized data, and nothing else depends on
+the sign or offset of the data.
 
 Noise is said explicitly by ``noise``:
 
@@ -68,8 +69,8 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
         costs: cost per point of each level (default ``1, 2, ..., L``), for :meth:`cost_model`.
         noise: noise treatment, one of :data:`NOISE_MODES`.
         kernel: correlation family, ``"matern52"`` or ``"rbf"`` (GPyTorch kernels),
-            or ``"auto"``: per level the one with the larger maximized
-            restricted likelihood (type-II maximum likelihood model choice).
+            or ``"auto"`` (default): per level the one with the larger maximized
+            restricted likelihood times prior (type-II maximum likelihood model choice).
         ard: one lengthscale per input dimension (True) or one shared (False).
         restarts: local optimizations per fit, each from one of the best-scoring
             candidate starts (the prior mode, the recursive estimates, random draws).
@@ -95,7 +96,7 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
         bounds: Sequence[Sequence[float]] | Tensor | None = None,
         costs: Sequence[float] | None = None,
         noise: str = "auto",
-        kernel: str = "auto",
+        kernel: str = "matern52",
         ard: bool = True,
         restarts: int = 1,
         seed: int = 0,
@@ -163,6 +164,11 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
         if not torch.isfinite(std) or std <= 0:
             std = torch.ones((), dtype=DTYPE)
         self.register_buffer("y_mean", y_ref.mean().clone())
+        # signed scale: the sign makes the standardized data of y and -y the
+        # same numbers (sum of cubes >= 0), so their fits are identical
+        z = (dataset.Y[:, 0] - y_ref.mean()) / std
+        if float(z.pow(3).sum()) < 0:
+            std = -std
         self.register_buffer("y_std", std.clone())
         if costs is None:
             costs = [float(t + 1) for t in range(L)]
@@ -311,8 +317,9 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
 
     def _pointwise(self, fn: Callable[[Tensor], tuple[Tensor, ...]], x: Tensor) -> tuple[Tensor, ...]:
         """Evaluate ``fn`` (inputs ``... x 1 x d`` -> tensors ``... x 1``) at
-        each row of ``x`` (``B x n x d``, ``B`` the batch of the training
-        inputs) on its own; returns tensors broadcastable to ``batch_shape x n``."""
+        each row of ``x`` (``... x n x d``, batch dimensions aligned on the
+        right with the model's) on its own; returns tensors ``... x n``
+        broadcastable with ``batch_shape x n``."""
         n, d = x.shape[-2:]
         B = x.shape[:-2]
         pad = len(self.batch_shape) - len(B)

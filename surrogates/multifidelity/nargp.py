@@ -192,8 +192,8 @@ class NARGP(MultiFidelityModel):
 
     def _base_samples(self, T: int, q: int) -> Tensor:
         """``T x S x q`` antithetic standard normals (fixed by ``seed``), the
-        same at every batch index, so a point's prediction does not depend on
-        the batch it is evaluated in."""
+        same at every batch index: a point evaluated on its own (``q = 1``)
+        gets the same draws in any batch and in any fantasy model."""
         gen = torch.Generator().manual_seed(self.seed)
         half = torch.randn(T, self.num_samples // 2, q, generator=gen, dtype=DTYPE)
         return torch.cat([half, -half], 1)
@@ -209,7 +209,9 @@ class NARGP(MultiFidelityModel):
             prev_m, prev_C = means[-1], covs[-1]
             scale = prev_C.diagonal(dim1=-2, dim2=-1).mean(-1)[..., None, None].clamp_min(1e-12)
             chol = psd_safe_cholesky(prev_C + 1e-10 * scale * torch.eye(prev_C.shape[-1], dtype=DTYPE))
-            e = eps[t - 1].reshape(self.num_samples, *([1] * (prev_m.dim() - 1)), -1)
+            # one path per sample: from level 2 on, prev_m already has the sample dimension
+            lead = prev_m.dim() - (1 if t == 1 else 2)
+            e = eps[t - 1].reshape(self.num_samples, *([1] * lead), -1)
             f = prev_m + (chol @ e.unsqueeze(-1)).squeeze(-1)  # S x ... x q
             draws.append(f)
             th = self.theta[t - 1]
@@ -237,6 +239,22 @@ class NARGP(MultiFidelityModel):
         return m, cov
 
     def _latent(self, x: Tensor, level: Tensor) -> tuple[Tensor, Tensor]:
+        """Marginal means and variances from each point propagated on its own
+        (so they do not depend on the batch a point is in); correlations
+        between the ``q`` points from their joint propagation."""
+        def one(xl: Tensor) -> tuple[Tensor, Tensor]:
+            m, c = self._joint(xl[..., :-1], xl[..., -1].round().long())
+            return m, c.squeeze(-1)
+
+        xl = torch.cat([x, level.unsqueeze(-1).to(x)], -1)
+        mean, var = self._pointwise(one, xl)
+        if x.shape[-2] == 1:
+            return mean, var.unsqueeze(-1)
+        _, cov = self._joint(x, level)
+        scale = (var / cov.diagonal(dim1=-2, dim2=-1).clamp_min(1e-300)).sqrt()
+        return mean, scale.unsqueeze(-1) * cov * scale.unsqueeze(-2)
+
+    def _joint(self, x: Tensor, level: Tensor) -> tuple[Tensor, Tensor]:
         T = int(level.max())
         if bool((level == T).all()):
             return self._mixture(x, T)

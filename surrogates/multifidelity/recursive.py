@@ -14,6 +14,7 @@ from surrogates.multifidelity.core import (
     LOG_LS_BOUNDS,
     LOG_NUGGET_BOUNDS,
     LOG_VAR_BOUNDS,
+    NOISE_FLOOR,
     Correlation,
     Kriging,
     expand_train,
@@ -68,17 +69,24 @@ class LevelKriging:
         """MAP parameters (``size``) and the objective there."""
         box = self.box()
         base = self.start(float(y.var()) if y.numel() > 1 else 1.0) if warm is None else warm
-        starts = random_starts(base, box, 7 if warm is None else 3, seed)
+        starts = random_starts(base, box, 3, seed)
         return fit_map(self.objective(x, F, y, v, reml), starts, box, restarts=restarts)
 
-    def predict(self, krig: Kriging, th: Tensor, X: Tensor, x: Tensor, Fx: Tensor, diag: bool = False):
+    def predict(
+        self, krig: Kriging, th: Tensor, X: Tensor, x: Tensor, Fx: Tensor, diag: bool = False, t_scale: bool = False
+    ):
         """Mean and covariance at ``x`` (``... x q x d``) given the training
-        inputs ``X`` (``n x d``)."""
+        inputs ``X`` (``n x d``); ``t_scale``: widened by
+        :meth:`Kriging.t_factor` for the uncertainty of ``s2``."""
         ls, s2, _ = self.unpack(th)
         Xb = expand_train(X, x)
         Kx = s2 * self.corr(Xb, x, ls)
         Kxx = s2 * (self.corr(x, x, ls, diag=True) if diag else self.corr(x, x, ls))
-        return krig.predict(Kx, Kxx, Fx, diag=diag)
+        mean, cov = krig.predict(Kx, Kxx, Fx, diag=diag)
+        if t_scale:
+            f = krig.t_factor().unsqueeze(-1)
+            cov = cov * (f if diag else f.unsqueeze(-1))
+        return mean, cov
 
 
 @register_surrogate
@@ -104,22 +112,36 @@ class RecursiveCoKriging(MultiFidelityModel):
     Each level's correlation family is ``kernel`` or, for ``"auto"``, the
     one whose fit has the larger restricted likelihood times prior.
 
+    Variance of each level's scale: ``delta_t``'s process variance is
+    estimated from ``n_t`` points with ``p_t`` trend terms; with
+    ``t_scale=True`` (default) its predictive variance is widened to the
+    Student t with ``n_t - p_t`` degrees of freedom that follows from a
+    Jeffreys prior on that scale when the level's covariance is a scale
+    family (its data have no known positive noise variances; a known noise
+    fixes the scale, and such levels keep the plug-in Gaussian) (:meth:`~surrogates.multifidelity.core.Kriging.t_factor`;
+    Santner, Williams & Notz 2003, sec. 4.1.3), so a level with a handful
+    of points is not reported as if its variance were known.
+
     Options: see :class:`MultiFidelityModel`; ``rho`` (``"constant"``),
-    ``reml`` (True).
+    ``reml`` (True), ``t_scale`` (True; False: the plug-in Gaussian).
 
     Example:
         >>> model = RecursiveCoKriging.from_dataset(ds)
         >>> mean, var = model.predict(torch.rand(5, ds.d))  # top level
     """
 
-    def __init__(self, dataset: Dataset, rho: str = "constant", reml: bool = True, **options: Any):
+    def __init__(
+        self, dataset: Dataset, rho: str = "constant", reml: bool = True, t_scale: bool = True, **options: Any
+    ):
         if rho not in RHO_FORMS:
             raise ValueError(f"rho must be one of {RHO_FORMS}, got {rho!r}")
-        self.rho_form, self.reml = rho, bool(reml)
+        if not isinstance(t_scale, bool):
+            raise ValueError(f"t_scale must be True or False, got {t_scale!r}")
+        self.rho_form, self.reml, self.t_scale = rho, bool(reml), t_scale
         super().__init__(dataset, **options)
 
     def _extra_config(self) -> dict[str, Any]:
-        return {"rho": self.rho_form, "reml": self.reml}
+        return {"rho": self.rho_form, "reml": self.reml, "t_scale": self.t_scale}
 
     def _build(self) -> None:
         self._kinds = KERNELS if self.kernel == "auto" else (self.kernel,)
@@ -170,7 +192,13 @@ class RecursiveCoKriging(MultiFidelityModel):
             v = v + self._carry(coef, x, var)
         return x, F, y, v, var
 
+    def _set_scale_free(self) -> None:
+        """Per level: no known positive noise variance in its data, so that
+        its covariance is a scale family (the condition of ``t_scale``)."""
+        self._scale_free = [bool((v <= NOISE_FLOOR).all()) for _, _, v in self._levels(fantasy=False)]
+
     def _fit(self) -> None:
+        self._set_scale_free()
         self._krig: list[Kriging] = []
         self._lv = self._levels()
         L = self.num_fidelities
@@ -209,6 +237,7 @@ class RecursiveCoKriging(MultiFidelityModel):
             self._krig.append(krig)
 
     def _condition(self) -> None:
+        self._set_scale_free()
         self._krig = []
         self._lv = self._levels()
         masks = self._level_masks()
@@ -234,7 +263,9 @@ class RecursiveCoKriging(MultiFidelityModel):
         for t in range(T + 1):
             X = self._lv[t][0]
             F = self._basis(t, x, means[-1] if t else None)
-            m, c = self._lk(t).predict(self._krig[t], self.theta[t], X, x, F, diag=diag)
+            m, c = self._lk(t).predict(
+                self._krig[t], self.theta[t], X, x, F, diag=diag, t_scale=self.t_scale and self._scale_free[t]
+            )
             if t:
                 r = self._rho_at(t, x)
                 gains.append(r)

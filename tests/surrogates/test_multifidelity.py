@@ -358,3 +358,56 @@ def test_no_overflow_warnings_in_fits(cls):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         cls.from_dataset(ds).predict(torch.rand(5, 1, dtype=DTYPE))
+
+
+def test_t_scale_widens_a_scale_free_level_by_the_student_t_interval():
+    """Level 0 of a noise-free recursive model, ``n`` points, constant trend:
+    with ``t_scale`` its variance is the plug-in one times
+    ``(t_{n-1}(0.975) / z_{0.975})^2`` (the fit itself does not change); a
+    level with known positive noise keeps the plug-in variance."""
+    from scipy.stats import norm
+    from scipy.stats import t as student_t
+
+    ds = _nested([f_low_smooth, f_high_smooth], [7, 4], 1, seed=2)
+    ds0 = Dataset(X=ds.X, Y=ds.Y, Yvar=torch.zeros_like(ds.Y), fidelity=ds.fidelity)
+    a = RecursiveCoKriging.from_dataset(ds0, restarts=1)
+    b = RecursiveCoKriging.from_dataset(ds0, restarts=1, t_scale=False)
+    torch.testing.assert_close(a.theta, b.theta)
+    x = torch.linspace(0, 1, 9, dtype=DTYPE).unsqueeze(-1)
+    factor = (student_t.ppf(0.975, 7 - 1) / norm.ppf(0.975)) ** 2
+    torch.testing.assert_close(a.predict(x, fidelity=0)[1], factor * b.predict(x, fidelity=0)[1], rtol=1e-9, atol=0)
+    # a few points in the level: a heavier tail than many points
+    assert factor > (student_t.ppf(0.975, 30) / norm.ppf(0.975)) ** 2 > 1
+    yvar = torch.full_like(ds.Y, 1e-4)
+    c = RecursiveCoKriging.from_dataset(Dataset(X=ds.X, Y=ds.Y, Yvar=yvar, fidelity=ds.fidelity), restarts=1)
+    d = RecursiveCoKriging.from_dataset(
+        Dataset(X=ds.X, Y=ds.Y, Yvar=yvar, fidelity=ds.fidelity), restarts=1, t_scale=False
+    )
+    torch.testing.assert_close(c.predict(x)[1], d.predict(x)[1], rtol=1e-12, atol=0)
+
+
+def test_three_level_nargp_shapes_and_interpolation():
+    """NARGP propagates one sample path per draw through two levels: shapes
+    of the marginals and the joint posterior, and the top level interpolates
+    its noise-free data."""
+
+    def f0(x):
+        return torch.sin(2 * math.pi * x[..., 0])
+
+    def f1(x):
+        return 1.3 * f0(x) + 0.2 * x[..., 0]
+
+    def f2(x):
+        return f1(x) ** 2 + 0.1
+
+    ds = _nested([f0, f1, f2], [14, 8, 5], 1, seed=1)
+    ds = Dataset(X=ds.X, Y=ds.Y, Yvar=torch.zeros_like(ds.Y), fidelity=ds.fidelity)
+    m = NARGP.from_dataset(ds, restarts=1)
+    x = torch.linspace(0, 1, 7, dtype=DTYPE).unsqueeze(-1)
+    mean, var = m.predict(x, fidelity=2)
+    assert mean.shape == (7,) and var.shape == (7,) and (var > 0).all()
+    post = m.posterior(_with_level(x[:6], 2).reshape(2, 3, 2))
+    assert post.mean.shape == (2, 3, 1) and post.mvn.covariance_matrix.shape == (2, 3, 3)
+    top = ds.fidelity == 2
+    m_top, v_top = m.predict(ds.X[top], fidelity=2)
+    torch.testing.assert_close(m_top, ds.Y[top, 0], atol=1e-3 * float(ds.Y[top].std()), rtol=0)
