@@ -152,8 +152,9 @@ def _cfg(tmp_path, **over):
     return parse_config(base)
 
 
-@pytest.mark.parametrize("acq", [pytest.param("qMFKG", marks=pytest.mark.slow), "qMFMES"])
-def test_two_workers_condition_on_each_others_points(tmp_path, monkeypatch, acq):
+@pytest.mark.parametrize("acq,model", [pytest.param("qMFKG", "mf_gp", marks=pytest.mark.slow), ("qMFMES", "mf_gp"),
+                                       ("qMFMES", "ar1")])
+def test_two_workers_condition_on_each_others_points(tmp_path, monkeypatch, acq, model):
     """With two points out at once (two workers), the second proposal conditions on the first:
     the acquisition receives it as X_pending, with its fidelity column, and proposes another point."""
     import loops.acquisition as A
@@ -166,8 +167,10 @@ def test_two_workers_condition_on_each_others_points(tmp_path, monkeypatch, acq)
         return real(name, model, problem, m, cfg, X_pending=X_pending, seed=seed)
 
     monkeypatch.setattr(A, "mf_acquisition", spy)
+    opts = {"maxiter": 50} if model == "mf_gp" else {"restarts": 1}
     camp = Campaign(_cfg(tmp_path, acquisition={"name": acq, "num_restarts": 1, "raw_samples": 32, "maxiter": 20,
-                                                "num_fantasies": 4}), run_dir=tmp_path / "run")
+                                                "num_fantasies": 4}, model={"name": model, "options": opts}),
+                    run_dir=tmp_path / "run")
     init = camp.ask(6)
     camp.tell(init.X, camp.oracle.evaluate(init.X[:3], 0).Y.tolist() + camp.oracle.evaluate(init.X[3:], 1).Y.tolist(),
               ids=init.ids)
