@@ -18,6 +18,7 @@ from scipy.stats import qmc
 
 from oracles.analytic.shifted import ShiftedTestFunction, draw_shift
 from oracles.exceptions import InvalidInput
+from oracles.testing import DeterministicOracleTests, OracleContractTests
 
 ROOT = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("bench_campaigns", ROOT / "experiments" / "benchmarks" / "campaigns.py")
@@ -68,6 +69,16 @@ def test_shifted_optimum_is_the_global_minimum_inside_the_box_and_off_centre(nam
             if r.success and bool((oracle.evaluate_true(x)[0, 1:] >= -1e-8).all()):
                 # BoTorch's Gramacy optimum (0.1954, 0.4044) is rounded to 4 digits
                 assert r.fun >= ref["optimum"] - 1e-3
+
+
+class TestShiftedConstrainedOracle(OracleContractTests, DeterministicOracleTests):
+    def make_oracle(self):
+        return ShiftedTestFunction("ConstrainedHartmann", 6, shift=draw_shift("ConstrainedHartmann", 6, seed=7))
+
+
+class TestShiftedNoisyOracle(OracleContractTests):
+    def make_oracle(self):
+        return ShiftedTestFunction("Levy", 4, shift=draw_shift("Levy", 4, seed=3), noise_std=1.0, seed=0)
 
 
 def test_shift_is_seeded_and_moves_the_bounds_by_fractions_of_the_width():
