@@ -31,6 +31,7 @@ from loops.uq.propagate import (
     sample_inputs,
     split_histogram,
 )
+from loops.uq.sobol import sobol_unit
 
 DTYPE = torch.float64
 
@@ -82,8 +83,7 @@ def train_descriptor_gp(cfg, dists: dict[str, Any]):
     names = list(dists)
     lo = np.r_[-u.h_max * np.ones(kk), [dists[n].ppf(0.005) for n in names]]
     hi = np.r_[u.h_max * np.ones(kk), [dists[n].ppf(0.995) for n in names]]
-    sobol = qmc.Sobol(kk + len(names), scramble=True, seed=u.seed)
-    X = qmc.scale(sobol.random(u.train_points), lo, hi)
+    X = qmc.scale(sobol_unit(kk + len(names), u.train_points, u.seed), lo, hi)
     P = []
     for x in X:
         F = torch.eye(k, dtype=DTYPE) + torch.as_tensor(x[:kk]).reshape(1, k, k)

@@ -14,6 +14,7 @@ estimator :math:`\frac{1}{2n}\sum (f(A) - f(A_B^{(i)}))^2` (Saltelli et al.,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,16 @@ def _indices(fA, fB, fAB):
     return S1, ST
 
 
+def sobol_unit(d: int, n: int, seed: int) -> np.ndarray:
+    """The first ``n`` points (``n x d``, in ``[0, 1)^d``) of a scrambled Sobol'
+    sequence (scipy's ``qmc.Sobol``), drawn as the smallest power-of-two block
+    that holds them: the same points as ``random(n)``, without scipy's
+    warning when ``n`` is not a power of two (the first ``n`` points of a
+    balanced block are what a design of ``n`` points is)."""
+    m = max(0, math.ceil(math.log2(max(n, 1))))
+    return qmc.Sobol(d=d, scramble=True, seed=seed).random_base2(m)[:n]
+
+
 def sobol_indices(
     f: Callable[[np.ndarray], np.ndarray],
     distributions: Mapping[str, Any],
@@ -74,7 +85,7 @@ def sobol_indices(
         raise ValueError("need at least one random input")
     if n < 8:
         raise ValueError(f"n must be >= 8, got {n}")
-    U = qmc.Sobol(d=2 * p, scramble=True, seed=seed).random(n)
+    U = sobol_unit(2 * p, n, seed)
     U = np.clip(U, 1e-12, 1 - 1e-12)
     X = np.column_stack([distributions[nm].ppf(U[:, j]) for j, nm in enumerate(names)])
     Xb = np.column_stack([distributions[nm].ppf(U[:, p + j]) for j, nm in enumerate(names)])

@@ -42,3 +42,21 @@ def test_bad_input():
         sobol_indices(ishigami, {})
     with pytest.raises(ValueError, match="returned"):
         sobol_indices(lambda X: X[:3, 0], {"a": st.uniform()}, n=16)
+
+
+def test_sobol_unit_is_scipys_sequence_without_the_power_of_two_warning():
+    import warnings
+
+    import numpy as np
+    from scipy.stats import qmc
+
+    from loops.uq.sobol import sobol_unit
+
+    for n in (1, 10, 16, 100):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = qmc.Sobol(d=3, scramble=True, seed=4).random(n)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = sobol_unit(3, n, 4)
+        np.testing.assert_array_equal(got, ref)
