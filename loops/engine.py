@@ -369,6 +369,10 @@ class Campaign:
                 old = json.loads(cfg_file.read_text())
             except ValueError as e:
                 raise RunDirError(f"{cfg_file}: not valid JSON ({e}); the file is damaged or truncated") from None
+            try:  # settings added since that run started take their defaults
+                old = type(config).model_validate(old).model_dump(mode="json")
+            except Exception:  # noqa: BLE001  (compared as written; the difference names the keys)
+                pass
             diff = config_differences(old, new)
             if diff:
                 raise RunDirError(

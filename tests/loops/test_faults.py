@@ -195,6 +195,25 @@ def test_run_into_a_foreign_run_dir_refuses(tmp_path):
     assert_store_sound(run, 4)
 
 
+def test_a_run_dir_from_before_a_new_setting_is_the_same_campaign(tmp_path):
+    """config.json written before a setting existed (here fidelity.cost_source) still matches its config."""
+    import json
+
+    from loops.engine import Campaign
+
+    run = tmp_path / "run"
+    cfg = make_config(tmp_path, budget={"calls": 3})
+    Campaign(cfg, run_dir=run).run()
+    old = json.loads((run / "config.json").read_text())
+    assert old["fidelity"].pop("cost_source") == "recorded"
+    (run / "config.json").write_text(json.dumps(old))
+    Campaign(make_config(tmp_path, budget={"calls": 3}), run_dir=run).close()
+    old["fidelity"]["cost_source"] = "oracle"  # a setting that differs still refuses
+    (run / "config.json").write_text(json.dumps(old))
+    with pytest.raises(RunDirError, match=r"differs in fidelity.cost_source"):
+        Campaign(make_config(tmp_path, budget={"calls": 3}), run_dir=run)
+
+
 def test_emptied_store_or_lost_wal_refuses_to_resume(tmp_path):
     import shutil
 
