@@ -43,7 +43,6 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -65,25 +64,15 @@ SHORT_HTTP: dict[str, str] = {
 #: seconds a TCP connection to an HTTP tracking server may take in :func:`reachable`
 PROBE_TIMEOUT = 2.0
 
-_env_lock = threading.Lock()
 
-
-@contextlib.contextmanager
-def short_http_timeouts() -> Iterator[None]:
+def short_http_timeouts() -> contextlib.AbstractContextManager[None]:
     """Context manager: :data:`SHORT_HTTP` in ``os.environ`` for its body, then put back.
 
     Only variables the user has not set are touched.
     """
-    with _env_lock:
-        added = [k for k in SHORT_HTTP if k not in os.environ]
-        for k in added:
-            os.environ[k] = SHORT_HTTP[k]
-    try:
-        yield
-    finally:
-        with _env_lock:
-            for k in added:
-                os.environ.pop(k, None)
+    from surrogates.mlflow_flavor import env_defaults
+
+    return env_defaults(SHORT_HTTP)
 
 
 def reachable(uri: str, timeout: float = PROBE_TIMEOUT) -> bool:

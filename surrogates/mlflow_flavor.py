@@ -72,6 +72,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,17 +133,23 @@ class SurrogateLoadError(ValueError):
     """A surrogate directory that cannot be read back (damaged or edited files)."""
 
 
+_env_lock = threading.Lock()
+
+
 @contextlib.contextmanager
-def _env_defaults(values: dict[str, str]) -> Iterator[None]:
-    """Set the environment variables in ``values`` that are not set, for the body only."""
-    added = [k for k in values if k not in os.environ]
-    for k in added:
-        os.environ[k] = values[k]
+def env_defaults(values: dict[str, str]) -> Iterator[None]:
+    """Set the environment variables in ``values`` that are not set, for the body only
+    (thread-safe; a variable the user has set wins)."""
+    with _env_lock:
+        added = [k for k in values if k not in os.environ]
+        for k in added:
+            os.environ[k] = values[k]
     try:
         yield
     finally:
-        for k in added:
-            os.environ.pop(k, None)
+        with _env_lock:
+            for k in added:
+                os.environ.pop(k, None)
 
 
 # no artifact download progress bars; short HTTP timeouts (MLflow's defaults retry for minutes)
@@ -413,7 +420,7 @@ def load_model(model_uri: str, dst_path: str | None = None):
         if _missing_sqlite_store(store):
             raise _model_not_found(model_uri, FileNotFoundError(f"no database file at {store}"))
     try:
-        with _env_defaults(_QUIET_ENV):
+        with env_defaults(_QUIET_ENV):
             local = Path(_download_artifact_from_uri(artifact_uri=model_uri, output_path=dst_path))
     except MlflowException as e:
         if remote:
