@@ -525,19 +525,37 @@ def assemble_levels(means: list[Tensor], covs: list[Tensor], gains: list[Tensor]
     if bool((level == level.reshape(-1)[0]).all()):
         t = int(level.reshape(-1)[0])
         return means[t], covs[t]
-    lev = level.clamp_max(T)
+
+    def block(s: int, t: int) -> Tensor:
+        g = torch.ones_like(means[0])
+        for j in range(s + 1, t + 1):
+            g = g * gains[j - 1]
+        return covs[s] * g.unsqueeze(-2)  # column b scaled by prod rho(x_b)
+
+    return mix_levels(means, block, level.clamp_max(T))
+
+
+def mix_levels(means: list[Tensor], block, level: Tensor) -> tuple[Tensor, Tensor]:
+    """Joint mean and covariance of points at mixed levels.
+
+    Args:
+        means: per level ``0..T``, mean ``... x q`` at all points.
+        block: ``block(s, t)`` for ``s <= t``: ``Cov(f_s(a), f_t(b))``, ``... x q x q``.
+        level: ``... x q`` level of each point (``<= T``).
+
+    Returns:
+        Mean ``... x q`` (point ``a`` takes its level's mean) and covariance
+        ``... x q x q`` (entry ``a, b`` the block of their levels; symmetric).
+    """
+    T = len(means) - 1
     mean = torch.zeros_like(means[0])
-    cov = torch.zeros_like(covs[0])
+    cov: Tensor | float = 0.0
     for s in range(T + 1):
-        ms = (lev == s).to(mean)
+        ms = (level == s).to(mean)
         mean = mean + ms * means[s]
         for t in range(s, T + 1):
-            mt = (lev == t).to(mean)
-            g = torch.ones_like(means[0])
-            for j in range(s + 1, t + 1):
-                g = g * gains[j - 1]
-            block = covs[s] * g.unsqueeze(-2)  # column b scaled by prod rho(x_b)
-            part = ms.unsqueeze(-1) * block * mt.unsqueeze(-2)
+            mt = (level == t).to(mean)
+            part = ms.unsqueeze(-1) * block(s, t) * mt.unsqueeze(-2)
             cov = cov + part
             if t > s:
                 cov = cov + part.transpose(-1, -2)

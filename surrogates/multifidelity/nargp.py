@@ -22,7 +22,7 @@ from surrogates.multifidelity.core import (
     prior_lengthscale,
     random_starts,
 )
-from surrogates.multifidelity.model import MultiFidelityModel
+from surrogates.multifidelity.model import MultiFidelityModel, mix_levels
 from surrogates.multifidelity.recursive import LevelKriging
 
 TRENDS = ("linear", "constant")
@@ -265,19 +265,12 @@ class NARGP(MultiFidelityModel):
         vals = [None] + [mm - mm.mean(0) for mm in means[1:]]
         mix_c = [covs[0]] + [c.mean(0) + (v.unsqueeze(-1) * v.unsqueeze(-2)).mean(0)
                              for c, v in zip(covs[1:], vals[1:], strict=True)]
-        mean = torch.zeros_like(mix_m[0])
-        cov = torch.zeros_like(mix_c[0])
-        for s in range(T + 1):
-            ms = (level == s).to(mean)
-            mean = mean + ms * mix_m[s]
-            for t in range(s, T + 1):
-                mt = (level == t).to(mean)
-                if t == s:
-                    block = mix_c[s]
-                else:
-                    ds = draws[s] - draws[s].mean(0)  # samples of f_s fed to level s + 1
-                    block = (ds.unsqueeze(-1) * vals[t].unsqueeze(-2)).mean(0)
-                part = ms.unsqueeze(-1) * block * mt.unsqueeze(-2)
-                cov = cov + part + (part.transpose(-1, -2) if t > s else 0)
-        return mean, cov
+
+        def block(s: int, t: int) -> Tensor:
+            if t == s:
+                return mix_c[s]
+            ds = draws[s] - draws[s].mean(0)  # samples of f_s fed to level s + 1
+            return (ds.unsqueeze(-1) * vals[t].unsqueeze(-2)).mean(0)
+
+        return mix_levels(mix_m, block, level)
 
