@@ -184,28 +184,6 @@ def rows_fe2(d: dict) -> list[Row]:
     return [{"case": k, "target": k.replace("_", " "), "measured": measured.get(k), "met": v} for k, v in m.items()]
 
 
-def rows_gp_throughput(d: dict) -> list[Row]:
-    rows = []
-    for name, s in d["summary"].items():
-        rows.append({
-            "case": f"{name}: stress+tangent/s (projected 2 cores)",
-            "target": f">= {d['target']:.3g}",
-            "measured": s["stress_tangent_best_projected_2core_evals_per_s"],
-            "met": s["stress_tangent_measured_meets_target"],
-        })
-    return rows
-
-
-def rows_surrogate_throughput(d: dict) -> list[Row]:
-    s = d["summary"]
-    return [
-        {"case": "neural: best stress+tangent/s (projected 2 cores)", "target": f">= {s['targets']['neural']:.3g}",
-         "measured": s["best_neural_projected_2core_evals_per_s"], "met": s["neural_meets_target_any"]},
-        {"case": "GP: stress+tangent/s", "target": f">= {s['targets']['gp']:.3g}", "measured": None,
-         "met": s["gp_meets_target_any"]},
-    ]
-
-
 def rows_atomistic(d: dict) -> list[Row]:
     f = d["fidelity1_target"]
     t = f["target"]
@@ -230,8 +208,6 @@ READERS: dict[str, Callable[[dict], list[Row]]] = {
     "rve_solver": rows_rve_solver,
     "campaigns": rows_campaigns,
     "fe2": rows_fe2,
-    "gp_throughput": rows_gp_throughput,
-    "surrogate_throughput": rows_surrogate_throughput,
     "atomistic": rows_atomistic,
     "multifidelity": rows_multifidelity,
 }
