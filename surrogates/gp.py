@@ -145,7 +145,8 @@ def fit_with_restarts(
     # L-BFGS-B's BLAS calls act on vectors of a few dozen hyperparameters:
     # threaded OpenBLAS only adds synchronisation (worst on a loaded machine),
     # so the fit runs with single-threaded BLAS.
-    with threadpool_limits(limits=1, user_api="blas"):
+    # fitting needs gradients even when the caller is inside torch.no_grad()
+    with threadpool_limits(limits=1, user_api="blas"), torch.enable_grad():
         return _fit_with_restarts(model, n_restarts, seed, maxiter)
 
 
@@ -911,17 +912,21 @@ class ICMGPSurrogate(MultiTaskGP, _GPCommon):
             Yvar_std = dataset.Yvar / sd**2
             Yvar_long = Yvar_std.clamp_min(cfg["min_noise_rel"])[rows, tasks].unsqueeze(-1)
         bounds = _bounds_tensor(cfg["bounds"], d)
-        model = cls(
-            train_X=X_long,
-            train_Y=Y_long,
-            task_feature=d,
-            train_Yvar=Yvar_long,
-            covar_module=_matern(d, torch.Size()),
-            rank=cfg["rank"],
-            all_tasks=list(range(m)),
-            outcome_transform=None,
-            input_transform=Normalize(d=d + 1, indices=list(range(d)), bounds=bounds),
-        )
+        # the task kernel's parameters start from torch.randn: draw them from
+        # ``seed`` so that a fit does not depend on the global random state
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg["seed"])
+            model = cls(
+                train_X=X_long,
+                train_Y=Y_long,
+                task_feature=d,
+                train_Yvar=Yvar_long,
+                covar_module=_matern(d, torch.Size()),
+                rank=cfg["rank"],
+                all_tasks=list(range(m)),
+                outcome_transform=None,
+                input_transform=Normalize(d=d + 1, indices=list(range(d)), bounds=bounds),
+            )
         std = Standardize(m=m)
         std.means = mu.view(1, m).clone()
         std.stdvs = sd.view(1, m).clone()

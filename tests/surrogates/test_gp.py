@@ -267,6 +267,27 @@ def test_icm_transfers_from_densely_observed_output():
     assert e_icm < 0.3 * e_ind, (e_icm, e_ind)
 
 
+def test_icm_fit_is_reproducible_whatever_the_global_random_state():
+    # the task kernel starts from torch.randn: the fit must draw it from ``seed``
+    X = torch.linspace(0, 1, 12, dtype=D).unsqueeze(-1)
+    Y = torch.cat([torch.sin(6 * X), torch.cos(4 * X)], -1)
+    ds = Dataset(X=X, Y=Y)
+    corrs = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        corrs.append(ICMGPSurrogate.from_dataset(ds, n_restarts=1, maxiter=50).task_correlation()[0, 1].item())
+    assert corrs[0] == corrs[1], corrs
+
+
+def test_a_fit_inside_no_grad_still_optimises_the_hyperparameters():
+    X = torch.linspace(0, 1, 12, dtype=D).unsqueeze(-1)
+    ds = Dataset(X=X, Y=torch.sin(6 * X))
+    free = GPSurrogate.from_dataset(ds, n_restarts=1)
+    with torch.no_grad():
+        inside = GPSurrogate.from_dataset(ds, n_restarts=1)
+    torch.testing.assert_close(inside.state_dict(), free.state_dict())
+
+
 # ---------------------------------------------------------- material response
 @pytest.fixture(scope="module")
 def constitutive_gp():
