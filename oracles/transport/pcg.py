@@ -9,13 +9,14 @@ products, stopping on the true residual.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from oracles.exceptions import NotConverged
-from oracles.rve.krylov import IndefiniteOperator, bdot
+from oracles.rve.krylov import IndefiniteOperator
 
 __all__ = ["preconditioned_cg"]
 
@@ -48,17 +49,24 @@ def preconditioned_cg(
         IndefiniteOperator: ``p^T A p <= 0`` for an unconverged system.
     """
     bshape = b.shape[: b.dim() - ndim_field]
-    ex = (...,) + (None,) * ndim_field
+    fshape = b.shape
+    nb = math.prod(bshape)
+    # the iteration works on flat ``nb x n`` views; the dot products are
+    # torch.linalg.vecdot (one kernel, a temporary of one vector: the
+    # solid-node vectors of the Stokes solver are small)
+    dot = torch.linalg.vecdot
 
-    def dot(u, v):
-        return bdot(u, v, ndim_field)
+    def flat(t):
+        return t.reshape(nb, -1)
 
-    bn = dot(b, b).sqrt()
-    floor = torch.as_tensor(atol, dtype=bn.dtype, device=bn.device)
+    bf = flat(b)
+    bn = dot(bf, bf).sqrt()
+    floor = torch.as_tensor(atol, dtype=bn.dtype, device=bn.device).reshape(-1)
     thresh = torch.maximum(tol * bn, floor) ** 2
-    x = torch.zeros_like(b)
-    r = b.clone()
-    z = precond(r)
+    zero = bn.new_zeros(())
+    x = torch.zeros_like(bf)
+    r = bf.clone()
+    z = flat(precond(r.view(fshape)))
     p = z.clone()
     rz = dot(r, z)
     rr = dot(r, r)
@@ -74,7 +82,7 @@ def preconditioned_cg(
                 iterations=it,
                 residual=rel,
             )
-        Ap = apply_A(p)
+        Ap = flat(apply_A(p.view(fshape)))
         pAp = dot(p, Ap)
         if bool((active & (pAp <= 0)).any()):
             q = (pAp / dot(p, p).clamp_min(1e-300))[active].min().item()
@@ -84,15 +92,15 @@ def preconditioned_cg(
                 iterations=it,
                 residual=(rr.sqrt() / bn.clamp_min(1e-300)).max().item(),
             )
-        alpha = torch.where(active, rz / pAp, 0.0)
-        x.addcmul_(alpha[ex], p)
-        r.addcmul_(alpha[ex], Ap, value=-1.0)
+        alpha = torch.where(active, rz / pAp, zero).unsqueeze(-1)
+        x.addcmul_(alpha, p)
+        r.addcmul_(alpha, Ap, value=-1.0)
         del Ap
-        z = precond(r)
+        z = flat(precond(r.view(fshape)))
         rz_new = dot(r, z)
         rr = dot(r, r)
-        beta = torch.where(active, rz_new / rz, 0.0)
-        p.mul_(beta[ex]).add_(z)
+        beta = torch.where(active, rz_new / rz, zero).unsqueeze(-1)
+        p.mul_(beta).add_(z)
         rz = rz_new
         it += 1
-    return x, it, (rr.sqrt() / bn.clamp_min(1e-300)).reshape(bshape)
+    return x.view(fshape), it, (rr.sqrt() / bn.clamp_min(1e-300)).reshape(bshape)

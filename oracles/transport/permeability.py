@@ -17,8 +17,10 @@ solid becomes, after removing the unknown constant ``U`` (the projection
 
 a symmetric positive semidefinite system on the solid nodes solved by
 preconditioned CG (:func:`oracles.transport.pcg.preconditioned_cg`, the
-preconditioner the Laplacian restricted to the solid nodes), one right-hand
-side per axis, with one FFT pair of the force field per iteration. Then ``U = -<S lambda>_solid``
+preconditioner the Laplacian restricted to the solid nodes, a sparse matrix),
+one right-hand side per axis, with one FFT pair of the force field per
+iteration. The CG vectors hold the solid nodes only (``Q`` is then the
+removal of their mean); the force field is assembled on the grid for the FFT. Then ``U = -<S lambda>_solid``
 and the permeability column is ``K e_J = mu U`` for ``f = e_J``.
 
 Discretization: velocity at voxel corners (``2^k`` voxels meet at a node; a
@@ -42,10 +44,12 @@ Units: the solver works in voxel units with ``mu = 1``; the permeability
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.sparse
 import torch
 from torch import Tensor
 
@@ -206,30 +210,58 @@ class StokesSolver:
         self.fourier = VectorFourier(self.shape, "rotated", "stokes", laplacian=laplacian, fft=fft)
         self.chi = torch.from_numpy(self.nodes).to(DTYPE)
         self.n_solid = int(self.nodes.sum())
+        #: flat grid indices of the solid nodes: the CG vectors live on them only
+        self.idx = torch.from_numpy(np.flatnonzero(self.nodes.ravel()))
+        self.lap_solid = self._restricted_laplacian() if preconditioner == "laplacian" else None
         #: largest CG field (doubles) of one batched solve; more forces are chunked
         self.max_field_doubles = 2**25
 
-    def _precondition(self, r: Tensor) -> Tensor:
-        """``Q L Q r``: the ``2k+1``-point Laplacian restricted to the solid
-        nodes, an approximate inverse of ``Q S Q`` (``S ~ L^-1``); ``r`` is
-        in the range of ``Q`` already."""
-        k = self.k
-        y = r * (2.0 * k)
-        for a in range(r.dim() - k, r.dim()):
-            n = r.shape[a]
-            # periodic neighbours by slices, without the copies of torch.roll
-            y.narrow(a, 1, n - 1).sub_(r.narrow(a, 0, n - 1))
-            y.narrow(a, 0, 1).sub_(r.narrow(a, n - 1, 1))
-            y.narrow(a, 0, n - 1).sub_(r.narrow(a, 1, n - 1))
-            y.narrow(a, n - 1, 1).sub_(r.narrow(a, 0, 1))
-        return self._Q(y, inplace=True)
+    def _restricted_laplacian(self) -> Tensor:
+        """The ``2k+1``-point periodic Laplacian restricted to the solid nodes,
+        ``n_solid x n_solid`` sparse (CSR), in the order of ``self.idx``."""
+        shape, k, ns = self.shape, self.k, self.n_solid
+        flat = self.idx.numpy()
+        local = np.full(int(np.prod(shape)), -1, dtype=np.int64)
+        local[flat] = np.arange(ns)
+        coords = np.unravel_index(flat, shape)
+        rows, cols, vals = [np.arange(ns)], [np.arange(ns)], [np.full(ns, 2.0 * k)]
+        for a in range(k):
+            for step in (1, -1):
+                c = list(coords)
+                c[a] = (c[a] + step) % shape[a]
+                j = local[np.ravel_multi_index(c, shape)]
+                keep = j >= 0  # neighbours off the solid are zero in the range of Q
+                rows.append(np.arange(ns)[keep])
+                cols.append(j[keep])
+                vals.append(-np.ones(int(keep.sum())))
+        # duplicates (an axis of 2 voxels: both neighbours are one node) are summed
+        L = scipy.sparse.coo_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(ns, ns)
+        ).tocsr()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+            return torch.sparse_csr_tensor(
+                torch.from_numpy(L.indptr), torch.from_numpy(L.indices), torch.from_numpy(L.data),
+                size=(ns, ns), dtype=DTYPE,
+            )
 
-    def _Q(self, x: Tensor, inplace: bool = False) -> Tensor:
-        """Restrict to solid nodes and remove the mean over them (per field and component)."""
-        k = self.k
-        y = x.mul_(self.chi) if inplace else x * self.chi
-        m = y.sum(dim=tuple(range(-k, 0)), keepdim=True).div_(self.n_solid)
-        return y.addcmul_(m, self.chi, value=-1.0)
+    def _precondition(self, r: Tensor) -> Tensor:
+        """``Q L Q r`` on solid-node vectors ``... x n_solid`` (``r`` already in
+        the range of ``Q``): the ``2k+1``-point Laplacian restricted to the
+        solid nodes, an approximate inverse of ``Q S Q`` (``S ~ L^-1``)."""
+        z = self.lap_solid @ r.reshape(-1, self.n_solid).T  # n_solid x fields
+        return z.sub_(z.mean(0)).T.reshape(r.shape)
+
+    def _to_grid(self, v: Tensor, out: Tensor) -> Tensor:
+        """Solid-node vectors ``... x n_solid`` into ``out`` (``... x *grid``,
+        zero off the solid nodes, which are never written)."""
+        out.view(*v.shape[:-1], -1).index_copy_(-1, self.idx, v)
+        return out
+
+    def _from_grid(self, x: Tensor) -> Tensor:
+        """``Q`` of fields ``... x *grid`` as solid-node vectors ``... x n_solid``."""
+        v = x.reshape(*x.shape[: x.dim() - self.k], -1).index_select(-1, self.idx)
+        return v.sub_(v.mean(-1, keepdim=True))
 
     def solve(self, fields: bool = False) -> PermeabilityResult:
         """The permeability tensor from unit body forces along each axis.
@@ -280,24 +312,25 @@ class StokesSolver:
         S = self.fourier
         eye = torch.eye(k, dtype=DTYPE)[J0:J1].reshape(J1 - J0, k, *([1] * k))
         lam0 = -(N / self.n_solid) * eye * self.chi  # c (forces) x k x *grid
-        b = self._Q(S(lam0)).neg_()
+        b = self._from_grid(S(lam0)).neg_()  # c x k x n_solid
         # round-off floor: ||b|| <= ||S|| ||lambda_0||, and a force along a
         # direction the pores do not cross (a slit's normal) gives b = 0 up to
         # round-off of that bound
         smax = float(S.inv_lap.real.max())
         floor = 1e-13 * smax * lam0.square().sum(dim=tuple(range(-nd, 0))).sqrt()
+        grid = torch.zeros_like(lam0)  # written on the solid nodes only
 
         def apply_A(p):
-            return self._Q(S(p), inplace=True)
+            return self._from_grid(S(self._to_grid(p, grid)))
 
         if self.preconditioner == "laplacian":
             g, it, rel = preconditioned_cg(
-                apply_A, b, self._precondition, self.tol, self.maxiter, ndim_field=nd, atol=floor
+                apply_A, b, self._precondition, self.tol, self.maxiter, ndim_field=2, atol=floor
             )
         else:
-            g, it, rel = batched_cg(apply_A, b, self.tol, self.maxiter, ndim_field=nd, atol=floor)
+            g, it, rel = batched_cg(apply_A, b, self.tol, self.maxiter, ndim_field=2, atol=floor)
         del b
-        lam = g.add_(lam0)
+        lam = self._to_grid(g, grid).add_(lam0)
         del lam0
         u = S(lam)
         del lam
