@@ -18,7 +18,7 @@ The suite part writes ``experiments/benchmarks/results/campaigns_suite.json``.
   at every budget. ``--first-seed`` runs further seeds; ``--merge`` pools the
   per-seed regrets of several output files.
 * suite: the default engine against Ax's default generation strategy (same
-  initialization budget, same seeds) on BoTorch test functions in 2-6
+  initialization budget, same seeds) on BoTorch test functions in 2-10
   dimensions whose bounds are translated by a seeded fraction of their widths
   (:mod:`oracles.analytic.shifted`: no optimum at the centre of the box),
   three noisy variants and two constrained problems (:data:`SUITE`). Regret:
@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import platform
@@ -135,6 +136,9 @@ def run_ours(problem, seed, acq, tmp):
 
 def run_ax(problem, seed):
     from ax import Client, RangeParameterConfig
+    from ax.utils.common.logger import set_stderr_log_level
+
+    set_stderr_log_level(logging.WARNING)  # Ax logs every trial at INFO on its own handler
 
     from loops.registry import build_oracle
 
@@ -160,7 +164,6 @@ def run_ax(problem, seed):
 
 
 def part_regret(seeds, problems, methods, first_seed=0):
-    import logging
 
     logging.getLogger("ax").setLevel(logging.WARNING)
     res = {}
@@ -621,6 +624,7 @@ SUITE = {
     "branin_noisy": {"problem": "Branin", "dim": None, "split": "dev", "shift_seed": 1, "noise_std": 2.0},
     "levy4_noisy": {"problem": "Levy", "dim": 4, "split": "dev", "shift_seed": 3, "noise_std": 1.0},
     "hartmann6_constrained": {"problem": "ConstrainedHartmann", "dim": 6, "split": "dev", "shift_seed": 7},
+    "levy10": {"problem": "Levy", "dim": 10, "split": "dev", "shift_seed": 8},
     # held-out test half
     "hartmann3": {"problem": "Hartmann", "dim": 3, "split": "test", "shift_seed": 11},
     "shekel": {"problem": "Shekel", "dim": None, "split": "test", "shift_seed": 12},
@@ -628,13 +632,18 @@ SUITE = {
     "styblinski_tang4": {"problem": "StyblinskiTang", "dim": 4, "split": "test", "shift_seed": 14},
     "hartmann3_noisy": {"problem": "Hartmann", "dim": 3, "split": "test", "shift_seed": 11, "noise_std": 0.2},
     "gramacy_constrained": {"problem": "ConstrainedGramacy", "dim": None, "split": "test", "shift_seed": 15},
+    "ackley10": {"problem": "Ackley", "dim": 10, "split": "test", "shift_seed": 16},
+    "powell8": {"problem": "Powell", "dim": 8, "split": "test", "shift_seed": 17},
 }
 
 #: initial design and budgets of a d-dimensional suite problem: init 2d (at least 5), total
-#: SUITE_CALLS_PER_DIM * d within [SUITE_MIN_CALLS, SUITE_MAX_CALLS], budgets at 1/3, 2/3 and all of it
+#: SUITE_CALLS_PER_DIM * d within [SUITE_MIN_CALLS, max(SUITE_MAX_CALLS, SUITE_MAX_CALLS_PER_DIM * d)]
+#: (so that an 8- or 10-dimensional problem has as many calls after its initial design as
+#: before it), budgets at 1/3, 2/3 and all of it
 SUITE_CALLS_PER_DIM = 6
 SUITE_MIN_CALLS = 15
 SUITE_MAX_CALLS = 30
+SUITE_MAX_CALLS_PER_DIM = 4
 #: floor of the regrets in the geometric mean (a solved problem has regret 0 up to rounding)
 GEO_FLOOR = 1e-9
 
@@ -649,7 +658,7 @@ def suite_oracle(name: str, seed: int | None = None):
 
 
 def suite_sizes(d: int) -> dict:
-    total = min(max(SUITE_CALLS_PER_DIM * d, SUITE_MIN_CALLS), SUITE_MAX_CALLS)
+    total = min(max(SUITE_CALLS_PER_DIM * d, SUITE_MIN_CALLS), max(SUITE_MAX_CALLS, SUITE_MAX_CALLS_PER_DIM * d))
     init = max(5, 2 * d)
     return {"init": init, "total": total, "budgets": sorted({round(total / 3), round(2 * total / 3), total})}
 
@@ -724,6 +733,9 @@ def run_ours_suite(name, seed, tmp, config_extra=None):
 def run_ax_suite(name, seed):
     """Ax's default generation strategy (Client API, same initialization budget): ``(X, recommended x per budget)``."""
     from ax import Client, RangeParameterConfig
+    from ax.utils.common.logger import set_stderr_log_level
+
+    set_stderr_log_level(logging.WARNING)  # Ax logs every trial at INFO on its own handler
 
     oracle = suite_oracle(name, seed=10_000 + seed)
     sz = suite_sizes(oracle.dim)
@@ -860,7 +872,7 @@ _SUITE_DOC = {
     "split": "dev problems may inform defaults (at fewer seeds); test problems are held out and reported as "
              "they come out; no default was changed on this suite",
     "budgets_rule": f"init max(5, 2d); total min(max({SUITE_CALLS_PER_DIM}d, {SUITE_MIN_CALLS}), "
-                    f"{SUITE_MAX_CALLS}); budgets at 1/3, 2/3 and all of total",
+                    f"max({SUITE_MAX_CALLS}, {SUITE_MAX_CALLS_PER_DIM}d)); budgets at 1/3, 2/3 and all of total",
     "shift_rule": "bounds translated by s * width, s ~ U(-0.25, 0.25)^d from numpy default_rng(shift_seed), "
                   "redrawn until a global minimizer lies >= 0.05 widths inside every face and >= 0.15 widths "
                   "from the centre in some coordinate (oracles.analytic.shifted.draw_shift)",
@@ -892,7 +904,6 @@ def _suite_finish(data: dict) -> None:
 
 def part_suite(problems, seeds, first_seed, out_path: Path, env: dict, methods=("ours", "ax")):
     """Run the suite problems (seeds outer, problems inner), writing the JSON after every problem and seed."""
-    import logging
     import subprocess
 
     logging.getLogger("ax").setLevel(logging.ERROR)

@@ -317,6 +317,9 @@ def _best_trace(values: list[float]) -> list[tuple[float, float]]:
 
 def run_ax_sf(prob, oracle, seed: int, tmp: str) -> list[tuple[float, float | None]]:
     from ax import Client, RangeParameterConfig
+    from ax.utils.common.logger import set_stderr_log_level
+
+    set_stderr_log_level(logging.WARNING)  # Ax logs every trial at INFO on its own handler
 
     lo, hi = oracle.bounds.tolist()
     names = [f"x{i}" for i in range(oracle.dim)]
