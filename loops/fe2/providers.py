@@ -190,11 +190,18 @@ class OracleProvider:
             # one task per worker: a batched oracle (the FFT RVE solves all its
             # points in one vectorized Newton) costs a fixed amount per call plus
             # a little per point, so splitting finer only adds calls
-            workers = getattr(self.executor, "_max_workers", None) or 2
-            size = max(1, math.ceil(n / workers))
+            size = max(1, math.ceil(n / self.workers))
         else:
             size = max(n, 1)
         return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+    @property
+    def workers(self) -> int:
+        """Points evaluated at the same time: the executor's worker count
+        (2 for an executor that does not say, e.g. a Dask client's), 1 without one."""
+        if self.executor is None:
+            return 1
+        return int(getattr(self.executor, "_max_workers", None) or 2)
 
     def material_response(self, F: Tensor) -> MaterialResponse:
         F = check_F(F)

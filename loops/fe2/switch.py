@@ -212,8 +212,9 @@ class AdaptiveSwitch:
             ``SurrogateMixin`` model on its data plus the new points.
         on_the_fly: learn inside the step as described above (``None``: when
             ``learn`` is on and the surrogate has ``select_batch``).
-        min_batch: on-the-fly batches have at least this many points (the number
-            of oracle workers: more points in one parallel call cost no extra time).
+        min_batch: on-the-fly batches have at least this many points; default
+            the oracle's ``workers`` (1 when it has none): more points in one
+            parallel call cost no extra time.
         max_rounds: on-the-fly rounds (oracle call + update) per provider call.
         learn_calls: on-the-fly learning at the first this many provider calls
             of a load step (the predicted state and the first Newton iterates,
@@ -237,7 +238,7 @@ class AdaptiveSwitch:
         max_learn: int = 64,
         updater: Callable[[Any, Tensor, Tensor, Tensor], Any] | None = None,
         on_the_fly: bool | None = None,
-        min_batch: int = 1,
+        min_batch: int | None = None,
         max_rounds: int = 3,
         learn_calls: int = 2,
     ):
@@ -267,6 +268,8 @@ class AdaptiveSwitch:
                 f"got learn={self.learn} and {type(surrogate).__name__}"
             )
         self.on_the_fly = bool(on_the_fly)
+        if min_batch is None:
+            min_batch = int(getattr(oracle, "workers", 1))
         if min_batch < 1 or max_rounds < 1 or learn_calls < 1:
             raise ValueError(
                 f"min_batch, max_rounds and learn_calls must be >= 1, got {min_batch}, {max_rounds}, {learn_calls}"

@@ -288,6 +288,27 @@ def test_a_fit_inside_no_grad_still_optimises_the_hyperparameters():
     torch.testing.assert_close(inside.state_dict(), free.state_dict())
 
 
+@pytest.mark.parametrize("m", [1, 3])
+def test_conditioning_a_near_noise_free_gp_never_raises_its_variance(m):
+    # exact answers (Yvar = 0) are floored at min_noise_rel, far below GPyTorch's
+    # 1e-6 rounding of fixed noise: conditioning must keep that floor, so the
+    # variance drops where the new point informs and stays put elsewhere, and the
+    # closed-form predictor agrees with the generic posterior
+    g = torch.Generator().manual_seed(4)
+    X = torch.rand(15, 2, generator=g, dtype=D)
+    Y = torch.cat([torch.sin(3 * X[:, :1] + k) * X[:, 1:] for k in range(m)], -1)
+    gp = GPSurrogate.from_dataset(Dataset(X=X, Y=Y, Yvar=torch.zeros_like(Y)), n_restarts=1, maxiter=60)
+    Xn = torch.tensor([[0.97, 0.03]], dtype=D)
+    new = gp.condition_on_observations(Xn, Y[:1] * 0 + 0.5, noise=torch.zeros(1, m, dtype=D))
+    Xt = torch.cat([X, Xn, torch.rand(30, 2, generator=g, dtype=D)])
+    with torch.no_grad():
+        v0, v1 = gp.posterior(Xt).variance, new.posterior(Xt).variance
+    assert (v1 <= v0 * (1 + 1e-6) + 1e-15).all()
+    assert (v1[15] < 1e-3 * v0[15]).all()  # the new point
+    torch.testing.assert_close(v1[:15], v0[:15], rtol=0.05, atol=0.0)  # the old points keep their noise floor
+    torch.testing.assert_close(new._mean_jac_var(Xt)[2], v1.reshape(-1, m), rtol=1e-6, atol=1e-12)
+
+
 # ---------------------------------------------------------- material response
 @pytest.fixture(scope="module")
 def constitutive_gp():

@@ -295,3 +295,42 @@ def test_gp_variance_is_accurate_on_an_ill_conditioned_fit():
     with gpytorch.settings.min_variance(double_value=1e-30):
         want = _GPCommon._mean_jac_var(gp, (Ft - I2).reshape(-1, 4))[2].mean(-1)
     assert torch.allclose(got, want, rtol=1e-6, atol=float(bound) * 1e-3), (got[:4], want[:4])
+
+
+class CountingOracle:
+    """The exact law, recording the number of points of every call; ``workers`` as an OracleProvider says it."""
+
+    def __init__(self, workers):
+        self.workers = workers
+        self.sizes = []
+
+    def material_response(self, F):
+        self.sizes.append(F.shape[0])
+        return LAW.material_response(F)
+
+
+def test_on_the_fly_batches_fill_the_oracle_workers():
+    """More points in one parallel oracle call cost no extra time: an on-the-fly
+    batch holds at least the oracle's worker count (the default ``min_batch``)."""
+    Ftr = sobol_gradients(24, 0.04, seed=0)
+    gp = fit_gp(Ftr)
+    # the training states (certain) and one far state (the only uncertain one)
+    far = I2[None] + torch.tensor([[[0.06, 0.0], [0.01, -0.05]]], dtype=torch.float64)
+    F = torch.cat([Ftr, far])
+    var = gp.material_response(F).variance
+    tol = float(var[:-1].max()) * 10
+    assert var[-1] > tol
+    sizes = {}
+    for w in (1, 3):
+        oracle = CountingOracle(w)
+        sw = AdaptiveSwitch(gp, oracle, tol, learn=True, max_learn=32)
+        assert sw.min_batch == w
+        sw.begin_step(1.0)
+        r = sw.material_response(F)
+        sizes[w] = oracle.sizes
+        assert (r.variance < tol).all()
+    assert sizes == {1: [1], 3: [3]}
+    assert AdaptiveSwitch(gp, CountingOracle(3), tol, min_batch=2).min_batch == 2
+    assert OracleProvider(LAW).workers == 1
+    with ThreadPoolExecutor(4) as ex:
+        assert OracleProvider(LAW, executor=ex).workers == 4
