@@ -903,7 +903,9 @@ def _suite_finish(data: dict) -> None:
 
 
 def part_suite(problems, seeds, first_seed, out_path: Path, env: dict, methods=("ours", "ax")):
-    """Run the suite problems (seeds outer, problems inner), writing the JSON after every problem and seed."""
+    """Run the suite problems (seeds outer, problems inner), writing the JSON after every problem and seed.
+
+    Seeds a problem of ``out_path`` already has are skipped and new ones extend its per-seed regrets."""
     import subprocess
 
     logging.getLogger("ax").setLevel(logging.ERROR)
@@ -923,11 +925,21 @@ def part_suite(problems, seeds, first_seed, out_path: Path, env: dict, methods=(
     for name in problems:
         oracle = suite_oracle(name)
         sz = suite_sizes(oracle.dim)
-        state[name] = (oracle, _suite_reference(oracle), sz, {m: {str(b): [] for b in sz["budgets"]} for m in methods},
-                       {m: [] for m in methods}, [])
+        raw = {m: {str(b): [] for b in sz["budgets"]} for m in methods}
+        times, done = {m: [] for m in methods}, []
+        prev = data["problems"].get(name) or {}
+        if prev.get("seeds") and set(prev.get("raw", {})) >= set(methods):
+            # further seeds extend the stored ones (the per-seed regrets are kept, the
+            # mean times weighted by their seed counts)
+            done = list(prev["seeds"])
+            raw = {m: {b: list(v) for b, v in prev["raw"][m].items()} for m in methods}
+            times = {m: [prev["mean_time_s"][m]] * len(done) for m in methods}
+        state[name] = (oracle, _suite_reference(oracle), sz, raw, times, done)
     for seed in range(first_seed, first_seed + seeds):
         for name in problems:
             oracle, ref, sz, raw, times, done = state[name]
+            if seed in done:
+                continue
             for m in methods:
                 with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
                     warnings.simplefilter("ignore")

@@ -200,3 +200,27 @@ def test_results_summaries_are_what_the_per_seed_regrets_give():
         again = campaigns._suite_entry(name, e["raw"], e["seeds"], e["mean_time_s"])
         assert again["by_budget"] == e["by_budget"], name
     assert campaigns._suite_overall(data["problems"]) == data["overall"]
+
+
+def test_further_seeds_extend_a_suite_entry(tmp_path, monkeypatch):
+    """A second run with more seeds runs only the new ones and keeps the stored
+    per-seed regrets (stand-in campaigns: each evaluates seeded random points)."""
+    calls = []
+
+    def fake(name, seed, *_):
+        o = campaigns.suite_oracle(name)
+        u = torch.rand(campaigns.suite_sizes(o.dim)["total"], o.dim, generator=torch.Generator().manual_seed(seed),
+                       dtype=torch.float64)
+        calls.append(seed)
+        return (o.bounds[0] + u * (o.bounds[1] - o.bounds[0])).tolist(), {}
+
+    monkeypatch.setattr(campaigns, "run_ours_suite", fake)
+    monkeypatch.setattr(campaigns, "run_ax_suite", fake)
+    out = tmp_path / "suite.json"
+    first = campaigns.part_suite(["branin"], 1, 0, out, {})["problems"]["branin"]
+    assert calls == [0, 0] and first["seeds"] == [0]
+    both = campaigns.part_suite(["branin"], 3, 0, out, {})["problems"]["branin"]
+    assert calls == [0, 0, 1, 1, 2, 2] and both["seeds"] == [0, 1, 2]
+    total = str(both["total"])
+    assert both["raw"]["ours"][total][0] == first["raw"]["ours"][total][0]
+    assert len(both["raw"]["ax"][total]) == 3 and both["by_budget"][total]["tied"] == 3  # same points: ties
