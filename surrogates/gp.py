@@ -738,16 +738,12 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         if Yvar is not None:
             std2 = self.outcome_transform.stdvs.reshape(1, m).pow(2)
             kw["noise"] = Yvar / std2  # BoTorch takes it outcome-transformed
-        with torch.no_grad():
+        # GPyTorch's fantasy likelihood would round every fixed noise variance
+        # below 1e-6 (standardized) up to it, old points included; the known
+        # variances are floored already (``min_noise_rel``), so conditioning
+        # keeps them as they are and never adds noise
+        with torch.no_grad(), gpytorch.settings.min_fixed_noise(float_value=0.0, double_value=0.0):
             new = super().condition_on_observations(X, Y, **kw, **kwargs)
-        if Yvar is not None:
-            # GPyTorch's fantasy likelihood rounds every fixed noise variance
-            # below 1e-6 (standardized) up to it, old points included; keep the
-            # fit's floor (``min_noise_rel``) so conditioning never adds noise
-            old = self.likelihood.noise_covar.noise
-            add = kw["noise"].T if m > 1 else kw["noise"].reshape(n)
-            new.likelihood.noise_covar.noise = torch.cat([old, add.to(old)], -1)
-            new.prediction_strategy = None  # rebuilt from the exact data and noise
         new.train_dataset = Dataset(
             X=torch.cat([ds.X, X]),
             Y=torch.cat([ds.Y, Y]),
