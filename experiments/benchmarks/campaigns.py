@@ -164,7 +164,6 @@ def run_ax(problem, seed):
 
 
 def part_regret(seeds, problems, methods, first_seed=0):
-
     logging.getLogger("ax").setLevel(logging.WARNING)
     res = {}
     for problem in problems:

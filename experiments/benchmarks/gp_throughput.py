@@ -58,11 +58,10 @@ from surrogates.gp import GPSurrogate, _GPCommon
 
 RESULTS = Path(__file__).parent / "results" / "gp_throughput.json"
 GP_TARGET = 1e5
-#: the GPSurrogate variants timed: options passed to from_dataset
 #: which results chose defaults and which only report them
 SPLIT = ("development: the GPs the closed-form evaluation was developed and timed on; the default "
          "model (independent lengthscales) was not chosen on them; throughput has no held-out set")
-
+#: the GPSurrogate variants timed: options passed to from_dataset
 MODELS = {"independent": {}, "shared_lengthscale": {"shared_lengthscale": True}}
 CHUNK = 2048
 

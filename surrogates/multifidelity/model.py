@@ -68,9 +68,10 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
         bounds: ``2 x d`` input bounds for the unit-cube scaling (default: the data's range).
         costs: cost per point of each level (default ``1, 2, ..., L``), for :meth:`cost_model`.
         noise: noise treatment, one of :data:`NOISE_MODES`.
-        kernel: correlation family, ``"matern52"`` or ``"rbf"`` (GPyTorch kernels),
-            or ``"auto"`` (default): per level the one with the larger maximized
-            restricted likelihood times prior (type-II maximum likelihood model choice).
+        kernel: correlation family, ``"matern52"`` (default) or ``"rbf"`` (GPyTorch
+            kernels), or ``"auto"`` (:class:`AR1CoKriging`'s default): per level the one
+            with the larger maximized restricted likelihood times prior (type-II maximum
+            likelihood model choice).
         ard: one lengthscale per input dimension (True) or one shared (False).
         restarts: local optimizations per fit, each from one of the best-scoring
             candidate starts (the prior mode, the recursive estimates, random draws).
