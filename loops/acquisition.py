@@ -355,8 +355,14 @@ def _propose(name, model, problem, train_X, train_Y, q, cfg, X_pending, noise, s
         )
         return _optimize(acqf, problem, q, cfg, fixed_levels=False, sequential=q > 1)
     if name in ("qMFKG", "qMFMES"):
-        acqf = mf_acquisition(name, model, problem, m, cfg, X_pending=X_pending, seed=seed)
-        return _optimize(acqf, problem, q, cfg, fixed_levels=True)
+        # one point at a time (qMFMES takes q = 1 only): each next point's acquisition
+        # is conditioned on the points chosen before it, as pending points (sequential greedy)
+        out = []
+        for _ in range(q):
+            Xp = X_pending if not out else torch.cat([t for t in (X_pending, *out) if t is not None], -2)
+            acqf = mf_acquisition(name, model, problem, m, cfg, X_pending=Xp, seed=seed)
+            out.append(_optimize(acqf, problem, 1, cfg, fixed_levels=True))
+        return torch.cat(out, -2)
     weights = _learn_weights(problem, m)
     if name == "qNIPV":
         mc = sobol_points(problem.bounds, cfg.mc_points, seed=seed + 7)

@@ -751,6 +751,20 @@ class Campaign:
                 self._add_pending(x.tolist(), self.problem.target_fidelity, "validation", 0)
         self.store.set_meta("initialized", True)
 
+    def _awaits_first_model(self, ids: list[int]) -> bool:
+        """No model yet while design points are in flight: wait for their results.
+
+        The acquisition needs a model; without one it falls back to Sobol
+        points, which is right when the initial design failed but a waste of
+        budget when its results are merely late (a slow worker, a straggling
+        cheap level): then :meth:`ask` hands out no new point until a result
+        arrives, as Ax waits for the data its generation step requires.
+        """
+        if self.model is not None or self.config.acquisition.name == "sobol":
+            return False
+        busy = [*ids, *self._handed]
+        return any(self._rows[i]["role"] != "validation" and self._rows[i]["status"] == "pending" for i in busy)
+
     def _candidates(self, k: int, st: LoopState) -> list[tuple[list[float], int, dict | None]]:
         c = self.config
         X, Y, _ = self.data()
@@ -762,7 +776,7 @@ class Campaign:
                 Xp = torch.cat([Xp, torch.tensor([[float(r["fidelity"])] for r in pend], dtype=torch.float64)], -1)
         name = c.acquisition.name
         if self.model is None and name != "sobol":
-            name = "sobol"  # not enough data yet (all initial points failed)
+            name = "sobol"  # not enough data and none in flight (the initial points failed)
         n_design = st.submitted
         t0 = time.perf_counter()
         with warnings.catch_warnings():
@@ -881,7 +895,8 @@ class Campaign:
         acquisition, conditioned on the points asked and not yet told, while
         the budget and the stopping conditions allow. The model is refit first
         when results arrived since the last fit. Fewer than ``n`` (or none)
-        when the budget is spent.
+        when the budget is spent, or when there is no model yet and design
+        points are still in flight (tell their results, then ask again).
         """
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"ask(n): n = {n!r}; expected an integer >= 1")
@@ -896,7 +911,7 @@ class Campaign:
                 if self._stale:
                     self._update_and_log()
                 st = self.state()
-                if not self.stopping.should_stop(st):
+                if not self.stopping.should_stop(st) and not self._awaits_first_model(ids):
                     self._handed.update(ids)  # the ones above are pending for this proposal too
                     for x, lev, pred in self._candidates(k, st):
                         if not self._may_submit(self.state(), lev):

@@ -90,6 +90,35 @@ def test_tell_records_failures_and_checks_numbers(tmp_path):
     camp.close()
 
 
+def test_a_late_initial_result_holds_the_acquisition_instead_of_spending_budget_on_sobol(tmp_path):
+    """Multi-fidelity (AR1 needs every level): while one cheap initial point is still out, ask()
+    proposes nothing (no model to propose with) rather than a blind Sobol point at the expensive
+    level; once it is told, the next point comes from the acquisition with the model's prediction.
+    With nothing in flight and too few results (the initial points failed) it falls back to Sobol."""
+    mf = {"name": "loops.fakes:BraninMultiFidelity", "fidelities": [0.5, 1.0], "costs": [1.0, 10.0]}
+    cfg = _cfg(tmp_path, oracle=mf, budget={"cost": 60.0}, initial={"n": 3, "fidelities": [0, 1]},
+               acquisition={"name": "qMFMES", "num_fantasies": 4, **FAST_ACQ}, model={"name": "ar1"})
+    camp = Campaign(cfg, run_dir=tmp_path / "run")
+    t = camp.ask(6)
+    assert t.roles == ["initial"] * 6 and t.fidelities == [0, 0, 0, 1, 1, 1]
+    late = 0  # the first level-0 point straggles
+    for i in range(1, 6):
+        camp.tell(t.X[i:i + 1], camp.oracle.evaluate(t.X[i:i + 1], t.fidelities[i]).Y, ids=[t.ids[i]])
+        assert len(camp.ask(1)) == 0 and camp.model is None
+    camp.tell(t.X[late:late + 1], camp.oracle.evaluate(t.X[late:late + 1], 0).Y, ids=[t.ids[late]])
+    t2 = camp.ask(1)
+    assert len(t2) == 1 and t2.roles == ["acquisition"] and camp.model is not None
+    assert RunStore(tmp_path / "run" / "store.sqlite").rows()[-1]["prediction"] is not None
+    camp.close()
+
+    camp = Campaign(cfg, run_dir=tmp_path / "failed")
+    t = camp.ask(6)
+    camp.tell(t.X, torch.zeros(6, 1), ids=t.ids, reasons=["node lost"] * 6)
+    t2 = camp.ask(2)  # nothing in flight: Sobol points, so that the campaign goes on
+    assert len(t2) == 2 and t2.roles == ["acquisition"] * 2 and camp.model is None
+    camp.close()
+
+
 def test_killed_ask_tell_loop_resumes(tmp_path):
     """A script driving ask/tell is SIGKILLed with points asked and not told: a new driver
     gets those points again first, under their row ids, and finishes the budget."""

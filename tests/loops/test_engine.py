@@ -221,7 +221,8 @@ def test_one_batch_never_repeats_a_point(tmp_path):
     """Candidates that repeat each other or a point still out are replaced by fresh Sobol points."""
     cfg = _config(tmp_path, budget={"calls": 12}, initial={"n": 3}, executor={"kind": "serial"})
     camp = Campaign(cfg, run_dir=tmp_path / "run")
-    first = camp.ask(3)  # the initial design, left out (pending)
+    first = camp.ask(3)  # the initial design: the first point left out (pending), two told (a model)
+    camp.tell(first.X[1:], camp.oracle.evaluate(first.X[1:]).Y, ids=first.ids[1:])
     twin = first.X[:1].repeat(3, 1)
 
     def proposes_twins(name, X, Y, k, Xp, n_design):

@@ -182,6 +182,32 @@ def test_two_workers_condition_on_each_others_points(tmp_path, monkeypatch, acq,
     camp.close()
 
 
+def test_two_free_workers_get_two_points_one_conditioned_on_the_other(tmp_path, monkeypatch):
+    """ask(2) with qMFMES (a q = 1 acquisition): sequential greedy, the second point's acquisition
+    conditioned on the first as a pending point; two distinct points within the bounds."""
+    import loops.acquisition as A
+
+    seen = []
+    real = A.mf_acquisition
+
+    def spy(name, model, problem, m, cfg, X_pending=None, seed=0):
+        seen.append(None if X_pending is None else X_pending.clone())
+        return real(name, model, problem, m, cfg, X_pending=X_pending, seed=seed)
+
+    monkeypatch.setattr(A, "mf_acquisition", spy)
+    camp = Campaign(_cfg(tmp_path, model={"name": "ar1", "options": {"restarts": 1}}), run_dir=tmp_path / "run")
+    init = camp.ask(6)
+    camp.tell(init.X, camp.oracle.evaluate(init.X[:3], 0).Y.tolist() + camp.oracle.evaluate(init.X[3:], 1).Y.tolist(),
+              ids=init.ids)
+    t = camp.ask(2)
+    assert len(t) == 2 and t.roles == ["acquisition"] * 2 and not torch.allclose(t.X[0], t.X[1])
+    b = camp.problem.bounds
+    assert ((t.X >= b[0]) & (t.X <= b[1])).all() and set(t.fidelities) <= {0, 1}
+    assert seen[0] is None and seen[1].shape == (1, 3) and torch.allclose(seen[1][0, :2], t.X[0])
+    assert seen[1][0, 2].item() == t.fidelities[0]
+    camp.close()
+
+
 def test_level_costs_follow_recorded_and_measured_costs(tmp_path):
     # recorded: the mean of the told costs with the oracle's cost as one more record
     camp = Campaign(_cfg(tmp_path), run_dir=tmp_path / "rec")
