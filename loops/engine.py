@@ -859,7 +859,9 @@ class Campaign:
                     mu, var = predict(self.model, x.unsqueeze(0) if not self.problem.multi_fidelity else
                                       torch.cat([x[:-1], torch.tensor([float(self.problem.target_fidelity)])]).unsqueeze(0))
                     pred = {"mean": mu[0].tolist(), "std": var[0].sqrt().tolist()}
-                except Exception:  # noqa: BLE001
+                except Exception as e:  # noqa: BLE001  (the point still runs; the row has no prediction)
+                    warnings.warn(f"ask(): no prediction for the new point ({type(e).__name__}: {e})",
+                                  stacklevel=3)
                     pred = None
             if self.problem.multi_fidelity:
                 out.append((x[:-1].tolist(), int(round(float(x[-1]))), pred))

@@ -245,3 +245,21 @@ def test_finished_campaign_has_no_running_rows(tmp_path):
         assert cmd_status(A()) == 0
     line = next(ln for ln in buf.getvalue().splitlines() if "initial" in ln or "acquisition" in ln)
     assert "finished" in buf.getvalue() and line is not None
+
+
+def test_a_prediction_that_fails_is_a_warning_and_the_point_still_runs(tmp_path, monkeypatch):
+    import loops.engine as E
+
+    cfg = _cfg(tmp_path, budget={"calls": 6}, initial={"n": 3})
+    camp = Campaign(cfg, run_dir=tmp_path / "run")
+    t = camp.ask(3)
+    camp.tell(t.X, camp.oracle.evaluate(t.X).Y, ids=t.ids)
+
+    def broken(model, X):
+        raise RuntimeError("cholesky failed")
+
+    monkeypatch.setattr(E, "predict", broken)
+    with pytest.warns(UserWarning, match=r"no prediction for the new point \(RuntimeError: cholesky failed\)"):
+        t2 = camp.ask(1)
+    assert len(t2) == 1 and RunStore(tmp_path / "run" / "store.sqlite").rows()[-1]["prediction"] is None
+    camp.close()
