@@ -452,6 +452,15 @@ class Campaign:
         if len(mins) != len(outs):
             raise ValueError(f"objective.minimize has {len(mins)} entries for {len(outs)} outputs")
         target = c.fidelity.target if c.fidelity.target is not None else o.num_fidelities - 1
+        L = o.num_fidelities
+        if L > 1 and c.model.name not in ("singletask_gp", "mf_gp") and c.acquisition.name != "sobol":
+            levels = c.initial.fidelities if c.initial.fidelities is not None else [target]
+            missing = sorted(set(range(L)) - set(levels))
+            if missing:
+                raise ValueError(
+                    f"initial.fidelities = {levels} leaves out level(s) {missing}: model {c.model.name!r} needs "
+                    f"results at every level before its first fit, so the acquisition could never start; "
+                    f"use initial.fidelities = {list(range(L))} or model 'mf_gp'")
         return Problem(
             bounds=o.bounds.to(torch.float64),
             objective_idx=[idx(n) for n in outs],

@@ -124,6 +124,23 @@ def test_budget_in_cost_and_stopping_conditions(tmp_path):
     assert not (CallsBudget(10) | TargetError(0.01)).should_stop(st)
 
 
+def test_co_kriging_without_every_level_in_the_initial_design_is_refused(tmp_path):
+    """AR1 needs results at every level before its first fit: an initial design that leaves one out
+    would run Sobol points for ever, so the campaign refuses at start-up and says what to change."""
+    cfg = _config(tmp_path, oracle={"name": "loops.fakes:BraninMultiFidelity"}, budget={"calls": None, "cost": 45.0},
+                  initial={"n": 3, "fidelities": [0, 2]}, acquisition={"name": "qMFMES"}, model={"name": "ar1"},
+                  executor={"kind": "serial"})
+    with pytest.raises(ValueError, match=r"initial.fidelities = \[0, 2\] leaves out level\(s\) \[1\]: model 'ar1'"
+                                         r".*use initial.fidelities = \[0, 1, 2\] or model 'mf_gp'"):
+        Campaign(cfg, run_dir=tmp_path / "run")
+    for ok in ({"model": {"name": "mf_gp"}}, {"initial": {"n": 3, "fidelities": [0, 1, 2]}}):
+        Campaign(_config(tmp_path, **{**{"oracle": {"name": "loops.fakes:BraninMultiFidelity"},
+                                         "budget": {"calls": None, "cost": 45.0},
+                                         "initial": {"n": 3, "fidelities": [0, 2]}, "acquisition": {"name": "qMFMES"},
+                                         "model": {"name": "ar1"}, "executor": {"kind": "serial"}}, **ok}),
+                 run_dir=tmp_path / f"ok{len(ok)}{list(ok)[0]}").close()
+
+
 def test_optimize_improves_over_initial_design(tmp_path):
     cfg = _config(tmp_path, budget={"calls": 15}, executor={"kind": "serial"})
     camp = Campaign(cfg, run_dir=tmp_path / "run")
