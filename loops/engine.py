@@ -54,7 +54,7 @@ from torch import Tensor
 from loops.acquisition import Problem, problem_seed, propose, sobol_points
 from loops.config import CampaignConfig
 from loops.executors import PickledOracle, PointRunner, check_record
-from loops.models import fit_model, noise_variance, predict, winsorize_objective
+from loops.models import BUILTIN, fit_model, noise_variance, predict, winsorize_objective
 from loops.registry import build_oracle
 from loops.store import RunDirError, RunLock, RunStore, read_progress, write_progress
 
@@ -453,7 +453,7 @@ class Campaign:
             raise ValueError(f"objective.minimize has {len(mins)} entries for {len(outs)} outputs")
         target = c.fidelity.target if c.fidelity.target is not None else o.num_fidelities - 1
         L = o.num_fidelities
-        if L > 1 and c.model.name not in ("singletask_gp", "mf_gp") and c.acquisition.name != "sobol":
+        if L > 1 and c.model.name not in BUILTIN and c.acquisition.name != "sobol":
             levels = c.initial.fidelities if c.initial.fidelities is not None else [target]
             missing = sorted(set(range(L)) - set(levels))
             if missing:
@@ -605,7 +605,7 @@ class Campaign:
         if self.config.acquisition.name == "sobol" and self.config.mode == "optimize":
             return None  # the baseline needs no model
         c = self.config.model
-        if self.problem.multi_fidelity and c.name not in ("singletask_gp", "mf_gp"):
+        if self.problem.multi_fidelity and c.name not in BUILTIN:
             # the co-kriging models need data at every level, and a recursive
             # level above the first more points than its trend terms [1, f]
             # (AR1 starts from that fit): while the initial design's results
@@ -626,7 +626,7 @@ class Campaign:
         if refit:
             self._n_at_refit = n
         options = dict(c.options)
-        if self.problem.multi_fidelity and c.name not in ("singletask_gp", "mf_gp"):
+        if self.problem.multi_fidelity and c.name not in BUILTIN:
             options.setdefault("num_fidelities", self.problem.num_fidelities)
             options.setdefault("costs", list(self.problem.costs))
         noise_free = c.noise_free if c.noise_free is not None else not self.oracle.noisy
