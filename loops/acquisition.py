@@ -357,11 +357,11 @@ def _propose(name, model, problem, train_X, train_Y, q, cfg, X_pending, noise, s
     if name in ("qMFKG", "qMFMES"):
         # one point at a time (qMFMES takes q = 1 only): each next point's acquisition
         # is conditioned on the points chosen before it, as pending points (sequential greedy)
-        out = []
+        out, pending = [], X_pending
         for _ in range(q):
-            Xp = X_pending if not out else torch.cat([t for t in (X_pending, *out) if t is not None], -2)
-            acqf = mf_acquisition(name, model, problem, m, cfg, X_pending=Xp, seed=seed)
+            acqf = mf_acquisition(name, model, problem, m, cfg, X_pending=pending, seed=seed)
             out.append(_optimize(acqf, problem, 1, cfg, fixed_levels=True))
+            pending = out[-1] if pending is None else torch.cat([pending, out[-1]], -2)
         return torch.cat(out, -2)
     weights = _learn_weights(problem, m)
     if name == "qNIPV":

@@ -152,11 +152,8 @@ def _cfg(tmp_path, **over):
     return parse_config(base)
 
 
-@pytest.mark.parametrize("acq,model", [pytest.param("qMFKG", "mf_gp", marks=pytest.mark.slow), ("qMFMES", "mf_gp"),
-                                       ("qMFMES", "ar1")])
-def test_two_workers_condition_on_each_others_points(tmp_path, monkeypatch, acq, model):
-    """With two points out at once (two workers), the second proposal conditions on the first:
-    the acquisition receives it as X_pending, with its fidelity column, and proposes another point."""
+def _spy_pending(monkeypatch) -> list:
+    """Record the X_pending each multi-fidelity acquisition is built with (None or a clone)."""
     import loops.acquisition as A
 
     seen = []
@@ -167,13 +164,27 @@ def test_two_workers_condition_on_each_others_points(tmp_path, monkeypatch, acq,
         return real(name, model, problem, m, cfg, X_pending=X_pending, seed=seed)
 
     monkeypatch.setattr(A, "mf_acquisition", spy)
+    return seen
+
+
+def _run_initial_design(camp) -> None:
+    """Ask the 3 + 3 initial points of :func:`_cfg` (levels 0 and 1) and tell their results."""
+    init = camp.ask(6)
+    camp.tell(init.X, camp.oracle.evaluate(init.X[:3], 0).Y.tolist() + camp.oracle.evaluate(init.X[3:], 1).Y.tolist(),
+              ids=init.ids)
+
+
+@pytest.mark.parametrize("acq,model", [pytest.param("qMFKG", "mf_gp", marks=pytest.mark.slow), ("qMFMES", "mf_gp"),
+                                       ("qMFMES", "ar1")])
+def test_two_workers_condition_on_each_others_points(tmp_path, monkeypatch, acq, model):
+    """With two points out at once (two workers), the second proposal conditions on the first:
+    the acquisition receives it as X_pending, with its fidelity column, and proposes another point."""
+    seen = _spy_pending(monkeypatch)
     opts = {"maxiter": 50} if model == "mf_gp" else {"restarts": 1}
     camp = Campaign(_cfg(tmp_path, acquisition={"name": acq, "num_restarts": 1, "raw_samples": 32, "maxiter": 20,
                                                 "num_fantasies": 4}, model={"name": model, "options": opts}),
                     run_dir=tmp_path / "run")
-    init = camp.ask(6)
-    camp.tell(init.X, camp.oracle.evaluate(init.X[:3], 0).Y.tolist() + camp.oracle.evaluate(init.X[3:], 1).Y.tolist(),
-              ids=init.ids)
+    _run_initial_design(camp)
     first = camp.ask(1)
     second = camp.ask(1)
     assert seen[0] is None and seen[1] is not None and seen[1].shape == (1, 3)
@@ -185,20 +196,9 @@ def test_two_workers_condition_on_each_others_points(tmp_path, monkeypatch, acq,
 def test_two_free_workers_get_two_points_one_conditioned_on_the_other(tmp_path, monkeypatch):
     """ask(2) with qMFMES (a q = 1 acquisition): sequential greedy, the second point's acquisition
     conditioned on the first as a pending point; two distinct points within the bounds."""
-    import loops.acquisition as A
-
-    seen = []
-    real = A.mf_acquisition
-
-    def spy(name, model, problem, m, cfg, X_pending=None, seed=0):
-        seen.append(None if X_pending is None else X_pending.clone())
-        return real(name, model, problem, m, cfg, X_pending=X_pending, seed=seed)
-
-    monkeypatch.setattr(A, "mf_acquisition", spy)
+    seen = _spy_pending(monkeypatch)
     camp = Campaign(_cfg(tmp_path, model={"name": "ar1", "options": {"restarts": 1}}), run_dir=tmp_path / "run")
-    init = camp.ask(6)
-    camp.tell(init.X, camp.oracle.evaluate(init.X[:3], 0).Y.tolist() + camp.oracle.evaluate(init.X[3:], 1).Y.tolist(),
-              ids=init.ids)
+    _run_initial_design(camp)
     t = camp.ask(2)
     assert len(t) == 2 and t.roles == ["acquisition"] * 2 and not torch.allclose(t.X[0], t.X[1])
     b = camp.problem.bounds
