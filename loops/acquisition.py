@@ -8,8 +8,10 @@ new points go elsewhere and no worker waits for the model).
 * optimize: ``qLogNEI`` (constraints through the sample-space constraint
   callables), ``qLogNEHVI`` (multi-objective), ``qMFKG`` (multi-fidelity
   knowledge gradient weighted by the inverse cost of each fidelity level),
-  ``qMFMES`` (multi-fidelity max-value entropy search, cost weighted); both
-  multi-fidelity acquisitions condition on pending points with any model that
+  ``qMFMES`` (multi-fidelity max-value entropy search, cost weighted),
+  ``qMFLogEI`` (the design by qLogNEI at the target level, the level by
+  variance reduction per unit cost: :func:`mf_log_ei`); qMFKG and qMFMES
+  condition on pending points with any model that
   has BoTorch's ``fantasize`` (:func:`mf_acquisition`), and weigh the level
   costs of :attr:`Problem.acquisition_costs` (the campaign may update them from
   measured costs);
@@ -243,6 +245,31 @@ def _top_baseline(model: Model, train_X: Tensor, w: Tensor, problem: Problem) ->
     return train_X[mean.topk(MAX_BASELINE).indices]
 
 
+def _log_nei(model: Model, problem: Problem, train_X: Tensor, m: int, X_pending: Tensor | None) -> AcquisitionFunction:
+    """BoTorch's qLogNEI of the (signed, weighted) objective with the problem's constraints.
+
+    Multi-fidelity: the candidates are at the target level, and so are the
+    incumbents: the observed designs (``train_X``, ``n x D``) and the pending
+    ones, projected to the target level. A pending point at a lower level is
+    counted as if its design will be known at the target (conservative: it
+    keeps new points away); an observation at a lower level is never taken as
+    the target level's incumbent value.
+    """
+    w = _weights(problem, m)
+    if problem.multi_fidelity:
+        d, T = problem.d, problem.target_fidelity
+        X_base = torch.unique(_with_level(train_X[:, :d], T), dim=0)
+        if X_pending is not None and len(X_pending):
+            X_pending = torch.unique(_with_level(X_pending[:, :d], T), dim=0)
+    else:
+        X_base = _top_baseline(model, train_X, w, problem)
+    return qLogNoisyExpectedImprovement(
+        model, X_baseline=X_base, objective=LinearMCObjective(w),
+        constraints=_constraint_callables(problem) or None, X_pending=X_pending, prune_baseline=True,
+        cache_root=not problem.multi_fidelity,
+    )
+
+
 def sobol_points(bounds: Tensor, n: int, seed: int, skip: int = 0) -> Tensor:
     """Points ``skip .. skip + n`` of a scrambled Sobol sequence, ``n x d`` in ``bounds``."""
     d = bounds.shape[-1]
@@ -333,14 +360,7 @@ def _propose(name, model, problem, train_X, train_Y, q, cfg, X_pending, noise, s
     assert model is not None
     m = train_Y.shape[-1]
     if name == "qLogNEI":
-        w = _weights(problem, m)
-        X_base = _top_baseline(model, train_X, w, problem)
-        acqf = qLogNoisyExpectedImprovement(
-            model, X_baseline=X_base, objective=LinearMCObjective(w),
-            constraints=_constraint_callables(problem) or None, X_pending=X_pending, prune_baseline=True,
-            cache_root=not problem.multi_fidelity,
-        )
-        return _optimize(acqf, problem, q, cfg, fixed_levels=False)
+        return _optimize(_log_nei(model, problem, train_X, m, X_pending), problem, q, cfg, fixed_levels=False)
     if name == "qLogNEHVI":
         idx = problem.objective_idx
         signs = torch.tensor(problem.signs, dtype=torch.float64)
@@ -354,6 +374,8 @@ def _propose(name, model, problem, train_X, train_Y, q, cfg, X_pending, noise, s
             cache_root=False,
         )
         return _optimize(acqf, problem, q, cfg, fixed_levels=False, sequential=q > 1)
+    if name == "qMFLogEI":
+        return mf_log_ei(model, problem, train_X, m, q, cfg, X_pending, noise)
     if name in ("qMFKG", "qMFMES"):
         # one point at a time (qMFMES takes q = 1 only): each next point's acquisition
         # is conditioned on the points chosen before it, as pending points (sequential greedy)
@@ -486,6 +508,65 @@ def mf_acquisition(name: str, model: Model, problem: Problem, m: int, cfg, X_pen
             X_pending=pending,
         )
     raise ValueError(f"mf_acquisition: {name!r} is not 'qMFKG' or 'qMFMES'")
+
+
+def mf_log_ei(model: Model, problem: Problem, train_X: Tensor, m: int, q: int, cfg,
+              X_pending: Tensor | None = None, noise: Tensor | None = None) -> Tensor:
+    """``q x D`` points by two-stage multi-fidelity expected improvement (``qMFLogEI``).
+
+    Stage 1 chooses the design ``x`` as the single-fidelity campaign does:
+    BoTorch's qLogNEI of the target level (:func:`_log_nei`: incumbents and
+    pending points projected to the target level). Stage 2 chooses the level
+    to observe at ``x``: the one that removes the most posterior variance of
+    the target level at ``x`` per unit cost
+    (:class:`MaxVariance` with ``target``: exact for a GP, given the pending
+    points), with the level costs of :attr:`Problem.acquisition_costs`. A
+    noise-free target observation removes all of that variance, so a lower
+    level is chosen when it explains more than its cost ratio of it.
+    ``x`` chosen by improvement and the level by information per cost is the
+    structure of MF-GP-UCB and BOCA (Kandasamy et al., NeurIPS 2016 and ICML
+    2017) with expected improvement in place of the UCB; the level rule is
+    parameter-free. For ``q > 1`` the points are chosen one at a time, each
+    with the ones before it as pending (sequential greedy).
+
+    Args:
+        model: fitted multi-fidelity model over ``D = d + 1`` columns.
+        train_X: ``n x D`` observed inputs (last column: level).
+        m: modeled outputs; q: points to return.
+        X_pending: ``p x D`` points being evaluated.
+        noise: ``m`` observation noise variances (original units).
+    """
+    if not problem.multi_fidelity:
+        raise ValueError("acquisition.name = 'qMFLogEI' needs an oracle with several fidelities")
+    d = problem.d
+    out: list[Tensor] = []
+    pending = X_pending if X_pending is not None and len(X_pending) else None
+    for _ in range(q):
+        acqf = _log_nei(model, problem, train_X, m, pending)
+        x = _optimize_at_target(acqf, problem, 1, cfg)  # 1 x D at the target level
+        x[:, -1] = float(int(level_gains(model, x[0, :d], problem, m, noise, pending).argmax()))
+        out.append(x)
+        pending = x if pending is None else torch.cat([pending, x], -2)
+    return torch.cat(out, -2)
+
+
+def level_gains(model: Model, x: Tensor, problem: Problem, m: int, noise: Tensor | None = None,
+                X_pending: Tensor | None = None) -> Tensor:
+    """Variance of the target level at ``x`` removed per unit cost by observing each level at ``x``.
+
+    For level ``l``: ``(Var[f_T(x) | P] - Var[f_T(x) | P, y_l(x)]) / c_l``, with
+    ``P`` the pending points ``p x D`` (observed with noise ``noise``, ``m``
+    variances in original units), ``c_l`` the level costs of
+    :attr:`Problem.acquisition_costs`, and the variance summed over the
+    objective outputs. ``x``: ``d`` design inputs. Returns ``L`` gains.
+    """
+    noise = noise if noise is not None else torch.zeros(m, dtype=torch.float64)
+    var_w = (_weights(problem, m) != 0).to(torch.float64)
+    levels = torch.cat([_with_level(x.reshape(1, -1), k) for k in range(problem.num_fidelities)])
+    per_cost = MaxVariance(model, var_w, noise, X_pending, target=problem.target_fidelity,
+                           cost_model=LevelCostModel(problem.acquisition_costs))
+    with torch.no_grad():
+        return per_cost(levels.unsqueeze(-2))
 
 
 def _learn_weights(problem: Problem, m: int) -> Tensor:

@@ -185,7 +185,7 @@ class Acquisition(BaseModel):
     """Acquisition function and its optimizer settings."""
 
     model_config = _STRICT
-    name: Literal["qLogNEI", "qLogNEHVI", "qNIPV", "max_variance", "qMFKG", "qMFMES", "sobol"] = "qLogNEI"
+    name: Literal["qLogNEI", "qLogNEHVI", "qNIPV", "max_variance", "qMFKG", "qMFMES", "qMFLogEI", "sobol"] = "qLogNEI"
     q: SInt = Field(1, ge=1)
     num_restarts: SInt = Field(8, ge=1)
     raw_samples: SInt = Field(256, ge=1)
@@ -323,7 +323,7 @@ class CampaignConfig(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> CampaignConfig:
         acq = self.acquisition.name
-        if self.mode == "learn" and acq in ("qLogNEI", "qLogNEHVI", "qMFKG", "qMFMES"):
+        if self.mode == "learn" and acq in ("qLogNEI", "qLogNEHVI", "qMFKG", "qMFMES", "qMFLogEI"):
             raise ValueError(
                 f"acquisition.name = {acq!r} is an optimize-mode acquisition; learn mode allows "
                 "'qNIPV', 'max_variance', 'sobol'"
@@ -331,7 +331,7 @@ class CampaignConfig(BaseModel):
         if self.mode == "optimize" and acq in ("qNIPV", "max_variance"):
             raise ValueError(
                 f"acquisition.name = {acq!r} is a learn-mode acquisition; optimize mode allows "
-                "'qLogNEI', 'qLogNEHVI', 'qMFKG', 'qMFMES', 'sobol'"
+                "'qLogNEI', 'qLogNEHVI', 'qMFKG', 'qMFMES', 'qMFLogEI', 'sobol'"
             )
         return self
 

@@ -453,6 +453,9 @@ class Campaign:
             raise ValueError(f"objective.minimize has {len(mins)} entries for {len(outs)} outputs")
         target = c.fidelity.target if c.fidelity.target is not None else o.num_fidelities - 1
         L = o.num_fidelities
+        if L == 1 and c.acquisition.name in ("qMFKG", "qMFMES", "qMFLogEI"):
+            raise ValueError(f"acquisition.name = {c.acquisition.name!r} is a multi-fidelity acquisition and "
+                             f"oracle {type(o).__name__} has one fidelity; use 'qLogNEI'")
         if L > 1 and c.model.name not in BUILTIN and c.acquisition.name != "sobol":
             levels = c.initial.fidelities if c.initial.fidelities is not None else [target]
             missing = sorted(set(range(L)) - set(levels))
