@@ -250,10 +250,14 @@ def _log_nei(model: Model, problem: Problem, train_X: Tensor, m: int, X_pending:
 
     Multi-fidelity: the candidates are at the target level, and so are the
     incumbents: the observed designs (``train_X``, ``n x D``) and the pending
-    ones, projected to the target level. A pending point at a lower level is
-    counted as if its design will be known at the target (conservative: it
-    keeps new points away); an observation at a lower level is never taken as
-    the target level's incumbent value.
+    ones, projected to the target level. A campaign's answer is the
+    maximizer of the posterior mean at the target level
+    (:meth:`loops.engine.Campaign.best`), which need not have been evaluated
+    there, so every observed design is a candidate answer with its
+    target-level value as the model knows it. A pending point at a lower level
+    is counted as if its design will be known at the target (conservative: it
+    keeps new points away); a lower level's value is never taken as the
+    target level's.
     """
     w = _weights(problem, m)
     if problem.multi_fidelity:
