@@ -139,6 +139,8 @@ PROBLEMS = {
     # development split
     "forrester": _p("forrester", 10, "dev", (1.0, 10.0)),
     "park_1to100": _p("park", 16, "dev", (1.0, 100.0)),
+    "rosenbrock2": _p("rosenbrock", 12, "dev", (1.0, 10.0, 100.0), kwargs={"dim": 2}),
+    "rastrigin2": _p("rastrigin", 12, "dev", (1.0, 10.0, 100.0), kwargs={"dim": 2}),
 }
 
 
@@ -201,7 +203,7 @@ def make_oracle(prob) -> Oracle:
     if prob["kind"] == "analytic":
         from oracles.analytic.mf_problems import FUNCTIONS
 
-        return FUNCTIONS[prob["fn"]](costs=prob["costs"])
+        return FUNCTIONS[prob["fn"]](costs=prob["costs"], **prob.get("kwargs", {}))
     if prob["kind"] == "rve_two_grid":
         from loops.oracle_factories import TwoGridStiffness
 
