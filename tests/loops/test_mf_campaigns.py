@@ -336,3 +336,18 @@ def test_benchmark_answer_at_cost_and_cost_to_reach():
     assert bench.value_at(trace, 5.9) == 3.5  # the answer bought last, not the best seen
     assert bench.cost_to_reach(trace, 3.0) == 2.5 and bench.cost_to_reach(trace, 0.5) == math.inf
     assert bench._best_trace([3.0, 5.0, 1.0]) == [(1.0, 3.0), (2.0, 3.0), (3.0, 1.0)]
+
+
+def test_benchmark_problems_build_with_their_settings():
+    """Every benchmark problem builds its oracle with its levels, costs and settings (``kwargs``); the
+    2D Rosenbrock's top level is the Rosenbrock function (0 at (1, 1), 1 at the centre)."""
+    bench = _bench()
+    for name, prob in bench.PROBLEMS.items():
+        if prob["kind"] != "analytic":
+            continue
+        o = bench.make_oracle(prob)
+        assert o.cost_model.costs == tuple(prob["costs"]) and o.num_fidelities == len(prob["costs"]), name
+    o = bench.make_oracle(bench.PROBLEMS["rosenbrock2"])
+    assert o.dim == 2
+    y = o.evaluate(torch.tensor([[1.0, 1.0], [0.0, 0.0]], dtype=D), 2).Y[:, 0]
+    assert torch.allclose(y, torch.tensor([0.0, 1.0], dtype=D))
