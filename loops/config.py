@@ -181,6 +181,13 @@ class InitialDesign(BaseModel):
     )
 
 
+#: acquisitions that choose both the design and the fidelity level (multi-fidelity oracles only)
+MULTI_FIDELITY_ACQUISITIONS = ("qMFKG", "qMFMES", "qMFLogEI")
+#: acquisitions of each mode (``sobol`` serves both)
+OPTIMIZE_ACQUISITIONS = ("qLogNEI", "qLogNEHVI", *MULTI_FIDELITY_ACQUISITIONS)
+LEARN_ACQUISITIONS = ("qNIPV", "max_variance")
+
+
 class Acquisition(BaseModel):
     """Acquisition function and its optimizer settings."""
 
@@ -323,16 +330,12 @@ class CampaignConfig(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> CampaignConfig:
         acq = self.acquisition.name
-        if self.mode == "learn" and acq in ("qLogNEI", "qLogNEHVI", "qMFKG", "qMFMES", "qMFLogEI"):
-            raise ValueError(
-                f"acquisition.name = {acq!r} is an optimize-mode acquisition; learn mode allows "
-                "'qNIPV', 'max_variance', 'sobol'"
-            )
-        if self.mode == "optimize" and acq in ("qNIPV", "max_variance"):
-            raise ValueError(
-                f"acquisition.name = {acq!r} is a learn-mode acquisition; optimize mode allows "
-                "'qLogNEI', 'qLogNEHVI', 'qMFKG', 'qMFMES', 'qMFLogEI', 'sobol'"
-            )
+        if self.mode == "learn" and acq in OPTIMIZE_ACQUISITIONS:
+            allowed = ", ".join(repr(a) for a in (*LEARN_ACQUISITIONS, "sobol"))
+            raise ValueError(f"acquisition.name = {acq!r} is an optimize-mode acquisition; learn mode allows {allowed}")
+        if self.mode == "optimize" and acq in LEARN_ACQUISITIONS:
+            allowed = ", ".join(repr(a) for a in (*OPTIMIZE_ACQUISITIONS, "sobol"))
+            raise ValueError(f"acquisition.name = {acq!r} is a learn-mode acquisition; optimize mode allows {allowed}")
         return self
 
 

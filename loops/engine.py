@@ -52,7 +52,7 @@ from botorch.exceptions.warnings import OptimizationWarning
 from torch import Tensor
 
 from loops.acquisition import Problem, problem_seed, propose, sobol_points
-from loops.config import CampaignConfig
+from loops.config import MULTI_FIDELITY_ACQUISITIONS, CampaignConfig
 from loops.executors import PickledOracle, PointRunner, check_record
 from loops.models import BUILTIN, fit_model, noise_variance, predict, winsorize_objective
 from loops.registry import build_oracle
@@ -453,7 +453,7 @@ class Campaign:
             raise ValueError(f"objective.minimize has {len(mins)} entries for {len(outs)} outputs")
         target = c.fidelity.target if c.fidelity.target is not None else o.num_fidelities - 1
         L = o.num_fidelities
-        if L == 1 and c.acquisition.name in ("qMFKG", "qMFMES", "qMFLogEI"):
+        if L == 1 and c.acquisition.name in MULTI_FIDELITY_ACQUISITIONS:
             raise ValueError(f"acquisition.name = {c.acquisition.name!r} is a multi-fidelity acquisition and "
                              f"oracle {type(o).__name__} has one fidelity; use 'qLogNEI'")
         if L > 1 and c.model.name not in BUILTIN and c.acquisition.name != "sobol":
