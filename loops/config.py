@@ -240,6 +240,11 @@ class ModelSpec(BaseModel):
         "2e-6 of the output variance) instead of inferring a noise level; None: when the oracle is "
         "deterministic (Oracle.noisy is False)"
     )
+    bootstrap: Literal["mf_gp", "none"] = Field(
+        "mf_gp", description="multi-fidelity co-kriging models (ar1, recursive, nargp), which need results at "
+        "every level: the model fitted instead while a level has fewer than min(3, initial.n) results, so an "
+        "initial design may leave out the expensive level; 'none': no model until every level has them"
+    )
     winsorize: bool = Field(
         True, description="optimize mode, one objective: clip the objective's bad tail at the Tukey fence "
         "(q1 - 1.5 IQR of the good-is-high values) before fitting, as Ax does"

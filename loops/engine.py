@@ -456,14 +456,14 @@ class Campaign:
         if L == 1 and c.acquisition.name in MULTI_FIDELITY_ACQUISITIONS:
             raise ValueError(f"acquisition.name = {c.acquisition.name!r} is a multi-fidelity acquisition and "
                              f"oracle {type(o).__name__} has one fidelity; use 'qLogNEI'")
-        if L > 1 and c.model.name not in BUILTIN and c.acquisition.name != "sobol":
+        if L > 1 and c.model.name not in BUILTIN and c.model.bootstrap == "none" and c.acquisition.name != "sobol":
             levels = c.initial.fidelities if c.initial.fidelities is not None else [target]
             missing = sorted(set(range(L)) - set(levels))
             if missing:
                 raise ValueError(
                     f"initial.fidelities = {levels} leaves out level(s) {missing}: model {c.model.name!r} needs "
                     f"results at every level before its first fit, so the acquisition could never start; "
-                    f"use initial.fidelities = {list(range(L))} or model 'mf_gp'")
+                    f"use initial.fidelities = {list(range(L))}, model.bootstrap = 'mf_gp' (the default) or model 'mf_gp'")
         return Problem(
             bounds=o.bounds.to(torch.float64),
             objective_idx=[idx(n) for n in outs],
@@ -608,28 +608,32 @@ class Campaign:
         if self.config.acquisition.name == "sobol" and self.config.mode == "optimize":
             return None  # the baseline needs no model
         c = self.config.model
+        name, options = c.name, dict(c.options)
         if self.problem.multi_fidelity and c.name not in BUILTIN:
             # the co-kriging models need data at every level, and a recursive
             # level above the first more points than its trend terms [1, f]
-            # (AR1 starts from that fit): while the initial design's results
-            # come in level by level, keep the last model until every level
-            # has min(3, initial.n) of them
+            # (AR1 starts from that fit): until every level has min(3,
+            # initial.n) results, fit the bootstrap model (BoTorch's
+            # multi-fidelity GP, which shares one kernel over the levels), or
+            # keep the last model while the initial design's results come in
             need = min(3, self.config.initial.n)
             counts = torch.bincount(X[:, -1].round().long(), minlength=self.problem.num_fidelities)
             if bool((counts < need).any()):
-                return self.model
+                if c.bootstrap == "none":
+                    return self.model
+                name, options = c.bootstrap, {}
         n = len(X)
         last = getattr(self, "_n_at_refit", None)
         refit = (
             self._warm is None
+            or getattr(self, "_warm_name", name) != name
             or last is None
             or (self._updates % c.refit_every == 0
                 and (n < c.refit_all_below or n - last >= max(1.0, c.refit_growth * last)))
         )
         if refit:
             self._n_at_refit = n
-        options = dict(c.options)
-        if self.problem.multi_fidelity and c.name not in BUILTIN:
+        if self.problem.multi_fidelity and name not in BUILTIN:
             options.setdefault("num_fidelities", self.problem.num_fidelities)
             options.setdefault("costs", list(self.problem.costs))
         noise_free = c.noise_free if c.noise_free is not None else not self.oracle.noisy
@@ -641,10 +645,10 @@ class Campaign:
         # small data: every update is a full fit from the default initialization (the
         # marginal likelihood moves a lot with each point, and a warm start can keep a poor
         # local optimum); large data: warm-started short refits on the schedule above
-        warm = self._warm if n >= c.refit_all_below else None
+        warm = self._warm if n >= c.refit_all_below and getattr(self, "_warm_name", name) == name else None
         t0 = time.perf_counter()
         self.model = fit_model(
-            c.name, X, Yfit, self.problem.model_bounds, Yvar=Yvar,
+            name, X, Yfit, self.problem.model_bounds, Yvar=Yvar,
             fidelity_dim=self.problem.d if self.problem.multi_fidelity else None,
             options=options, warm=warm, refit=refit,
             names=(tuple(self.oracle.input_names), self.model_output_names),
@@ -653,6 +657,7 @@ class Campaign:
         self._updates += 1
         try:
             self._warm = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self._warm_name = name
         except Exception:  # noqa: BLE001
             self._warm = None
         self.problem.output_scale = Y.var(dim=0).clamp_min(1e-12) if len(Y) > 1 else None

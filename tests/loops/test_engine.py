@@ -125,20 +125,59 @@ def test_budget_in_cost_and_stopping_conditions(tmp_path):
 
 
 def test_co_kriging_without_every_level_in_the_initial_design_is_refused(tmp_path):
-    """AR1 needs results at every level before its first fit: an initial design that leaves one out
-    would run Sobol points for ever, so the campaign refuses at start-up and says what to change."""
-    cfg = _config(tmp_path, oracle={"name": "loops.fakes:BraninMultiFidelity"}, budget={"calls": None, "cost": 45.0},
-                  initial={"n": 3, "fidelities": [0, 2]}, acquisition={"name": "qMFMES"}, model={"name": "ar1"},
-                  executor={"kind": "serial"})
+    """AR1 needs results at every level before its first fit: with ``model.bootstrap = "none"`` an
+    initial design that leaves one out would run Sobol points for ever, so the campaign refuses at
+    start-up and says what to change."""
+    base = {"oracle": {"name": "loops.fakes:BraninMultiFidelity"}, "budget": {"calls": None, "cost": 45.0},
+            "initial": {"n": 3, "fidelities": [0, 2]}, "acquisition": {"name": "qMFMES"},
+            "model": {"name": "ar1", "bootstrap": "none"}, "executor": {"kind": "serial"}}
     with pytest.raises(ValueError, match=r"initial.fidelities = \[0, 2\] leaves out level\(s\) \[1\]: model 'ar1'"
-                                         r".*use initial.fidelities = \[0, 1, 2\] or model 'mf_gp'"):
-        Campaign(cfg, run_dir=tmp_path / "run")
-    for ok in ({"model": {"name": "mf_gp"}}, {"initial": {"n": 3, "fidelities": [0, 1, 2]}}):
-        Campaign(_config(tmp_path, **{**{"oracle": {"name": "loops.fakes:BraninMultiFidelity"},
-                                         "budget": {"calls": None, "cost": 45.0},
-                                         "initial": {"n": 3, "fidelities": [0, 2]}, "acquisition": {"name": "qMFMES"},
-                                         "model": {"name": "ar1"}, "executor": {"kind": "serial"}}, **ok}),
-                 run_dir=tmp_path / f"ok{len(ok)}{list(ok)[0]}").close()
+                                         r".*use initial.fidelities = \[0, 1, 2\], model.bootstrap = 'mf_gp'"):
+        Campaign(_config(tmp_path, **base), run_dir=tmp_path / "run")
+    for k, ok in enumerate(({"model": {"name": "mf_gp"}}, {"initial": {"n": 3, "fidelities": [0, 1, 2]}},
+                            {"model": {"name": "ar1"}})):
+        Campaign(_config(tmp_path, **{**base, **ok}), run_dir=tmp_path / f"ok{k}").close()
+
+
+def test_co_kriging_bootstraps_on_mf_gp_until_every_level_has_results(tmp_path):
+    """The default ``model.bootstrap = 'mf_gp'``: with an initial design at the cheap level only, the
+    campaign starts on BoTorch's multi-fidelity GP and switches to AR1 once every level has
+    ``min(3, initial.n)`` results; the AR1 it then holds is the one a direct fit on the same data gives."""
+    from botorch.models import SingleTaskMultiFidelityGP
+
+    from loops.models import fit_model, winsorize_objective
+    from surrogates.multifidelity import AR1CoKriging
+
+    cfg = _config(tmp_path, oracle={"name": "loops.fakes:BraninMultiFidelity"}, budget={"calls": 40},
+                  initial={"n": 3, "fidelities": [0]}, model={"name": "ar1"},
+                  acquisition={"name": "qMFLogEI", **FAST_ACQ}, executor={"kind": "serial"})
+    camp = Campaign(cfg, run_dir=tmp_path / "run")
+    kinds = []
+    while not camp.finished():
+        X, _, _ = camp.data()
+        counts = torch.bincount(X[:, -1].round().long(), minlength=3)
+        t = camp.ask(1)  # fits the model on the results so far
+        if not len(t):
+            break
+        if camp.model is not None:
+            kinds.append((isinstance(camp.model, SingleTaskMultiFidelityGP), bool((counts >= 3).all())))
+            if isinstance(camp.model, AR1CoKriging):
+                break
+        r = camp.oracle.evaluate(t.X, t.fidelities[0])
+        camp.tell(t.X, r.Y, ids=t.ids)
+    # mf_gp exactly while a level lacks 3 results, then AR1
+    assert kinds[0] == (True, False) and kinds[-1] == (False, True)
+    assert all(is_mf == (not full) for is_mf, full in kinds)
+    X, Y, Yvar = camp.data()
+    p = camp.problem
+    ref = fit_model("ar1", X, winsorize_objective(Y, p.objective_idx[0], p.signs[0]), p.model_bounds,
+                    Yvar=None if camp.oracle.noisy else torch.zeros_like(Y), fidelity_dim=p.d,
+                    options={"num_fidelities": 3, "costs": list(p.costs)})
+    Xt = torch.rand(16, p.d, dtype=torch.float64) * (p.bounds[1, :p.d] - p.bounds[0, :p.d]) + p.bounds[0, :p.d]
+    Xt = torch.cat([Xt, torch.full((16, 1), 2.0, dtype=torch.float64)], -1)
+    with torch.no_grad():
+        torch.testing.assert_close(camp.model.posterior(Xt).mean, ref.posterior(Xt).mean, rtol=1e-6, atol=1e-8)
+    camp.close()
 
 
 def test_optimize_improves_over_initial_design(tmp_path):
