@@ -451,6 +451,171 @@ RUNNERS = {"ours_mf": run_ours_mf, "ours_sf": run_ours_sf, "ax_sf": run_ax_sf, "
            "sobol_sf": run_sobol_sf}
 
 
+# ------------------------------------------------------------ learn mode (report only)
+LEARN_OUT = ROOT / "experiments" / "benchmarks" / "results" / "mf_campaigns_learn.json"
+#: learn mode runs on these problems (report only: no target, no default chosen on them)
+LEARN_PROBLEMS = ("forrester", "currin_1to100", "park_1to100", "hartmann3")
+LEARN_METHODS = ("ours_mf", "ours_sf", "sobol_sf")
+#: size of the Sobol test set on which the top level's nRMSE is measured
+N_TEST = 512
+
+
+def learn_test_set(oracle: Oracle) -> tuple[torch.Tensor, torch.Tensor]:
+    """``N_TEST x d`` Sobol inputs (seed 321) and their noise-free top-level objective values."""
+    from loops.acquisition import sobol_points
+
+    X = sobol_points(oracle.bounds.to(DTYPE), N_TEST, seed=321)
+    return X, true_top(oracle, X)
+
+
+def run_learn(method: str, prob, oracle, seed: int, tmp: str, test) -> list[tuple[float, float | None]]:
+    """``[(cumulative cost in top units, top-level nRMSE of the model fitted on the data bought)]``.
+
+    ``ours_mf``: learn mode with ``max_variance`` (the design and level that remove the most
+    top-level variance per unit cost), model ``OURS_MF_MODEL``, ``d + 2`` initial points at every
+    level below the top, the cost budget and call cap of ``ours_mf``; ``ours_sf``: learn mode on
+    the top level alone with ``qNIPV`` (integrated posterior variance) and the engine's GP, ``d + 2``
+    initial points; ``sobol_sf``: the same GP on scrambled Sobol points at the top level. nRMSE is
+    the RMSE of the posterior mean at the top level on ``test`` over the test values' standard
+    deviation.
+    """
+    from loops.config import parse_config
+    from loops.engine import Campaign
+    from loops.models import predict
+
+    Xt, yt = test
+    L = oracle.num_fidelities
+    top_cost = oracle.cost_model.costs[-1]
+    B = prob["budget"]
+    j = objective_index(oracle)
+    acq = {k: v for k, v in OURS_MF_ACQ.items() if k != "name"}
+    common = {"seed": seed, "mode": "learn", "outputs": [oracle.output_names[j]], "learn": {"n_validation": 2},
+              "executor": {"kind": "serial"}, "tracking": {"enabled": False}, "run_dir": tmp}
+    if method == "ours_mf":
+        cfg = parse_config({**common, "name": f"learn-mf-{seed}", "oracle": oracle,
+                            "budget": {"cost": B * top_cost, "calls": CALL_CAP["ours_mf"] * B},
+                            "initial": {"n": _init_n(oracle), "fidelities": list(range(L - 1))},
+                            "acquisition": {"name": "max_variance", **acq}, "model": {"name": OURS_MF_MODEL}})
+    else:
+        name = "qNIPV" if method == "ours_sf" else "sobol"
+        cfg = parse_config({**common, "name": f"learn-{method}-{seed}", "oracle": TopLevel(oracle),
+                            "budget": {"calls": B}, "initial": {"n": _init_n(oracle)},
+                            "acquisition": {"name": name, **acq}})
+    camp = Campaign(cfg, run_dir=Path(tmp) / cfg.name)
+    Xq = torch.cat([Xt, torch.full((len(Xt), 1), float(L - 1), dtype=DTYPE)], -1) if method == "ours_mf" else Xt
+
+    def nrmse():
+        if camp.model is None:
+            return None
+        mu = predict(camp.model, Xq)[0][:, 0]
+        return float((mu - yt).pow(2).mean().sqrt() / yt.std())
+
+    trace: list[tuple[float, float | None]] = []
+    spent, marks = 0.0, [f * B for f in CHECKPOINTS]
+    while not camp.finished():
+        t = camp.ask(1)  # fits the model on the results bought so far
+        if not len(t):
+            break
+        r = camp.oracle.evaluate(t.X, t.fidelities[0])
+        # the campaign's own validation points (learn.n_validation, 2) are not part of the design
+        c = 0.0 if t.roles[0] == "validation" else float(r.cost.sum()) / top_cost
+        if c and marks and spent / top_cost + c > marks[0] + 1e-9:
+            trace.append((spent / top_cost, nrmse()))
+            marks = [m for m in marks if m > spent / top_cost + c + 1e-9]
+        camp.tell(t.X, r.Y, ids=t.ids, cost=r.cost.tolist())
+        spent += c * top_cost
+    camp.finish()
+    trace.append((spent / top_cost, nrmse()))
+    camp.close()
+    return trace
+
+
+def summarize_learn(entry: dict, budget: float) -> dict:
+    """Median top-level nRMSE at the cost fractions; the cost for each method to reach ``ours_sf``'s
+    final median nRMSE (per seed the first cost at which it is at least as low, median over seeds)."""
+    runs = entry["runs"]
+    seeds = sorted(set.intersection(*[set(runs.get(m, {})) for m in LEARN_METHODS]), key=int)
+    out = {"seeds_complete": len(seeds), "nrmse_median": {}, "cost_to_reach_ours_sf_final": {}}
+    if not seeds:
+        return out
+    for m in LEARN_METHODS:
+        out["nrmse_median"][m] = {str(f): _median([value_at(runs[m][s]["trace"], f * budget) for s in seeds])
+                                  for f in FRACTIONS}
+    level = out["nrmse_median"]["ours_sf"]["1.0"]
+    out["ours_sf_final_nrmse_median"] = level
+    for m in LEARN_METHODS:
+        med = _median([cost_to_reach(runs[m][s]["trace"], level) for s in seeds])
+        out["cost_to_reach_ours_sf_final"][m] = {"median": med, "fraction_of_budget": med / budget}
+    out["mean_time_s"] = {m: statistics.mean(runs[m][s]["time_s"] for s in seeds) for m in LEARN_METHODS}
+    return out
+
+
+def write_learn(path: Path, data: dict) -> None:
+    report = []
+    for name, e in data["problems"].items():
+        e["summary"] = s = summarize_learn(e, PROBLEMS[name]["budget"])
+        if s["seeds_complete"]:
+            frac = s["cost_to_reach_ours_sf_final"]["ours_mf"]["fraction_of_budget"]
+            med = s["nrmse_median"]
+            report.append({
+                "case": f"learn mode, {name}: top-level nRMSE at half / all of the budget, ours_mf vs ours_sf "
+                        f"(report only)", "target": None,
+                "measured": f"{_fmt(med['ours_mf']['0.5'])} / {_fmt(med['ours_mf']['1.0'])} vs "
+                            f"{_fmt(med['ours_sf']['0.5'])} / {_fmt(med['ours_sf']['1.0'])}; ours_mf reaches "
+                            f"ours_sf's final nRMSE at {_fmt(frac)}x the budget", "met": None})
+    data["report"] = report
+    data["split"] = {"report_only": list(data["problems"])}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=lambda v: None if v is None else str(v)))
+    tmp.replace(path)
+
+
+def _fmt(v) -> str:
+    return "inf" if v is None or (isinstance(v, float) and math.isinf(v)) else f"{v:.3g}"
+
+
+def main_learn(args) -> int:
+    data = _load(args.out) if args.resume else {}
+    data.update({
+        "benchmark": "mf_campaigns_learn", "script": "experiments/benchmarks/mf_campaigns.py --learn", "issue": 18,
+        "python": platform.python_version(), "torch": torch.__version__, "methods": list(LEARN_METHODS),
+        "ours_mf": {"model": OURS_MF_MODEL, "acquisition": "max_variance"}, "fractions": list(FRACTIONS),
+        "n_test": N_TEST, "call_cap_per_budget_unit": CALL_CAP["ours_mf"],
+        "what": "learn mode: nRMSE of the top level (posterior mean on 512 Sobol points, over their std) against "
+                "cumulative cost in top-level evaluations; report only (no target, no default chosen here)",
+    })
+    data.setdefault("problems", {})
+    data.setdefault("started", time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()))
+    names = [p for p in args.problems.split(",") if p] if args.problems != ",".join(PROBLEMS) else LEARN_PROBLEMS
+    for name in names:
+        prob = PROBLEMS[name]
+        oracle = make_oracle(prob)
+        test = learn_test_set(oracle)
+        entry = data["problems"].setdefault(name, {"budget_top_evals": prob["budget"], "levels": oracle.num_fidelities,
+                                                   "d": oracle.dim, "costs": list(oracle.cost_model.costs)})
+        runs = entry.setdefault("runs", {})
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            for m in LEARN_METHODS:
+                if str(seed) in runs.get(m, {}):
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    with tempfile.TemporaryDirectory() as tmp:
+                        rec = {"trace": run_learn(m, prob, make_oracle(prob), seed, tmp, test)}
+                except Exception as e:  # noqa: BLE001  (a failed run is data with its reason)
+                    rec = {"trace": [], "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-2000:]}
+                rec["time_s"] = time.perf_counter() - t0
+                runs.setdefault(m, {})[str(seed)] = rec
+                last = rec["trace"][-1] if rec["trace"] else None
+                print(f"learn {name} seed {seed} {m}: final {last} ({rec['time_s']:.1f} s)"
+                      + (f" ERROR {rec['error']}" if "error" in rec else ""), flush=True)
+            write_learn(args.out, data)
+    data["finished"] = time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime())
+    write_learn(args.out, data)
+    return 0
+
+
 # ------------------------------------------------------------ summaries
 def value_at(trace, cost: float) -> float | None:
     """The answer bought with at most ``cost`` (None before the first answer)."""
@@ -575,13 +740,19 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--resume", action="store_true", help="keep finished (problem, method, seed) runs of --out")
     ap.add_argument("--summarize", action="store_true", help="only recompute the summaries of --out")
+    ap.add_argument("--learn", action="store_true",
+                    help=f"learn mode (LEARN_PROBLEMS unless --problems; --out defaults to {LEARN_OUT.name})")
     args = ap.parse_args(argv)
+    if args.learn and args.out == OUT:
+        args.out = LEARN_OUT
     if args.summarize:
-        write(args.out, _load(args.out))
+        (write_learn if args.learn else write)(args.out, _load(args.out))
         return 0
     logging.getLogger("ax").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
+    if args.learn:
+        return main_learn(args)
     data = _load(args.out) if args.resume else {}
     data.update({
         "benchmark": "mf_campaigns", "script": "experiments/benchmarks/mf_campaigns.py",

@@ -91,13 +91,20 @@ def test_tell_records_failures_and_checks_numbers(tmp_path):
 
 
 def test_a_late_initial_result_holds_the_acquisition_instead_of_spending_budget_on_sobol(tmp_path):
-    """Multi-fidelity (AR1 needs every level): while one cheap initial point is still out, ask()
-    proposes nothing (no model to propose with) rather than a blind Sobol point at the expensive
-    level; once it is told, the next point comes from the acquisition with the model's prediction.
-    With nothing in flight and too few results (the initial points failed) it falls back to Sobol."""
+    """Multi-fidelity (AR1 needs every level) with ``model.bootstrap = "none"``: while one cheap
+    initial point is still out, ask() proposes nothing (no model to propose with) rather than a
+    blind Sobol point at the expensive level; once it is told, the next point comes from the
+    acquisition with the model's prediction. With nothing in flight and too few results (the
+    initial points failed) it falls back to Sobol. With the default bootstrap, the points told so
+    far fit BoTorch's multi-fidelity GP, which proposes (with its prediction) until AR1 can be fitted."""
+    from botorch.models import SingleTaskMultiFidelityGP
+
+    from surrogates.multifidelity import AR1CoKriging
+
     mf = {"name": "loops.fakes:BraninMultiFidelity", "fidelities": [0.5, 1.0], "costs": [1.0, 10.0]}
+    acq = {"name": "qMFMES", "num_fantasies": 4, **FAST_ACQ}
     cfg = _cfg(tmp_path, oracle=mf, budget={"cost": 60.0}, initial={"n": 3, "fidelities": [0, 1]},
-               acquisition={"name": "qMFMES", "num_fantasies": 4, **FAST_ACQ}, model={"name": "ar1"})
+               acquisition=acq, model={"name": "ar1", "bootstrap": "none"})
     camp = Campaign(cfg, run_dir=tmp_path / "run")
     t = camp.ask(6)
     assert t.roles == ["initial"] * 6 and t.fidelities == [0, 0, 0, 1, 1, 1]
@@ -116,6 +123,20 @@ def test_a_late_initial_result_holds_the_acquisition_instead_of_spending_budget_
     camp.tell(t.X, torch.zeros(6, 1), ids=t.ids, reasons=["node lost"] * 6)
     t2 = camp.ask(2)  # nothing in flight: Sobol points, so that the campaign goes on
     assert len(t2) == 2 and t2.roles == ["acquisition"] * 2 and camp.model is None
+    camp.close()
+
+    cfg = _cfg(tmp_path, oracle=mf, budget={"cost": 60.0}, initial={"n": 3, "fidelities": [0, 1]},
+               acquisition=acq, model={"name": "ar1"})
+    camp = Campaign(cfg, run_dir=tmp_path / "bootstrap")
+    t = camp.ask(6)
+    for i in range(1, 6):
+        camp.tell(t.X[i:i + 1], camp.oracle.evaluate(t.X[i:i + 1], t.fidelities[i]).Y, ids=[t.ids[i]])
+    t2 = camp.ask(1)
+    assert t2.roles == ["acquisition"] and isinstance(camp.model, SingleTaskMultiFidelityGP)
+    assert RunStore(tmp_path / "bootstrap" / "store.sqlite").rows()[-1]["prediction"] is not None
+    camp.tell(t.X[:1], camp.oracle.evaluate(t.X[:1], 0).Y, ids=[t.ids[0]])
+    camp.ask(1)
+    assert isinstance(camp.model, AR1CoKriging)
     camp.close()
 
 
