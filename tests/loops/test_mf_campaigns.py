@@ -351,3 +351,25 @@ def test_benchmark_problems_build_with_their_settings():
     assert o.dim == 2
     y = o.evaluate(torch.tensor([[1.0, 1.0], [0.0, 0.0]], dtype=D), 2).Y[:, 0]
     assert torch.allclose(y, torch.tensor([0.0, 1.0], dtype=D))
+
+
+def test_benchmark_learn_summary_medians_and_cost_to_reach():
+    """Learn-mode summary: the median nRMSE at a cost fraction is over the answers bought by then, and
+    the cost to reach ``ours_sf``'s final median nRMSE is the first cost at which a run is as low."""
+    bench = _bench()
+    B = bench.PROBLEMS["forrester"]["budget"]  # 10
+    runs = {
+        "ours_mf": {"0": {"trace": [(1.0, 0.5), (4.0, 0.1), (9.0, 0.01)], "time_s": 1.0},
+                    "1": {"trace": [(2.0, 0.4), (6.0, 0.3), (9.5, 0.05)], "time_s": 3.0}},
+        "ours_sf": {"0": {"trace": [(3.0, 0.9), (10.0, 0.2)], "time_s": 1.0},
+                    "1": {"trace": [(3.0, 0.8), (10.0, 0.1)], "time_s": 1.0}},
+        "sobol_sf": {"0": {"trace": [(10.0, 0.6)], "time_s": 0.1}, "1": {"trace": [(10.0, 0.7)], "time_s": 0.1}},
+    }
+    s = bench.summarize_learn({"runs": runs}, B)
+    assert s["seeds_complete"] == 2
+    assert s["nrmse_median"]["ours_mf"]["0.5"] == pytest.approx((0.1 + 0.4) / 2)
+    assert s["nrmse_median"]["ours_sf"]["1.0"] == pytest.approx(0.15)
+    assert s["nrmse_median"]["sobol_sf"]["0.25"] == math.inf  # no answer yet
+    # ours_sf's final median 0.15: seed 0 reaches it at 4.0, seed 1 at 9.5
+    assert s["cost_to_reach_ours_sf_final"]["ours_mf"]["median"] == pytest.approx((4.0 + 9.5) / 2)
+    assert s["cost_to_reach_ours_sf_final"]["sobol_sf"]["fraction_of_budget"] == math.inf
