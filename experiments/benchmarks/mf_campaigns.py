@@ -62,6 +62,14 @@ where ``ours_sf`` has an answer).
 
 Split: the choice of ``ours_mf`` (model and acquisition) may only use the
 ``dev`` problems; the ``test`` problems are reported as they come out.
+
+Learn mode (``--learn``, written to ``mf_campaigns_learn.json``; report only,
+no target and no default chosen on it): on ``LEARN_PROBLEMS``, the top
+level's nRMSE (posterior mean on ``N_TEST`` Sobol points over their standard
+deviation) against cumulative cost, for ``ours_mf`` in learn mode
+(``max_variance``: the design and level that remove the most top-level
+variance per unit cost), ``ours_sf`` (``qNIPV`` on the top level) and Sobol
+points at the top level; see :func:`run_learn`.
 """
 
 from __future__ import annotations
@@ -547,6 +555,9 @@ def summarize_learn(entry: dict, budget: float) -> dict:
         med = _median([cost_to_reach(runs[m][s]["trace"], level) for s in seeds])
         out["cost_to_reach_ours_sf_final"][m] = {"median": med, "fraction_of_budget": med / budget}
     out["mean_time_s"] = {m: statistics.mean(runs[m][s]["time_s"] for s in seeds) for m in LEARN_METHODS}
+    # cost spent by the end of each run (below the budget: ours_mf stopped by its call cap)
+    out["spent_median"] = {m: statistics.median(runs[m][s]["trace"][-1][0] if runs[m][s]["trace"] else 0.0
+                                                for s in seeds) for m in LEARN_METHODS}
     return out
 
 
@@ -562,7 +573,9 @@ def write_learn(path: Path, data: dict) -> None:
                         f"(report only)", "target": None,
                 "measured": f"{_fmt(med['ours_mf']['0.5'])} / {_fmt(med['ours_mf']['1.0'])} vs "
                             f"{_fmt(med['ours_sf']['0.5'])} / {_fmt(med['ours_sf']['1.0'])}; ours_mf reaches "
-                            f"ours_sf's final nRMSE at {_fmt(frac)}x the budget", "met": None})
+                            f"ours_sf's final nRMSE at {_fmt(frac)}x the budget; ours_mf spent "
+                            f"{_fmt(s['spent_median']['ours_mf'] / PROBLEMS[name]['budget'])}x the budget "
+                            f"(median)", "met": None})
     data["report"] = report
     data["split"] = {"report_only": list(data["problems"])}
     path.parent.mkdir(parents=True, exist_ok=True)
