@@ -373,3 +373,23 @@ def test_benchmark_learn_summary_medians_and_cost_to_reach():
     # ours_sf's final median 0.15: seed 0 reaches it at 4.0, seed 1 at 9.5
     assert s["cost_to_reach_ours_sf_final"]["ours_mf"]["median"] == pytest.approx((4.0 + 9.5) / 2)
     assert s["cost_to_reach_ours_sf_final"]["sobol_sf"]["fraction_of_budget"] == math.inf
+
+
+def test_benchmark_learn_runner_charges_the_design_only(tmp_path):
+    """A learn-mode run of the benchmark: ``ours_sf`` spends exactly its budget of top-level calls
+    (the campaign's two validation points are not charged), ``ours_mf`` stays within its cost budget,
+    costs grow along the trace and the top-level nRMSE of the final model is finite; with its cheap
+    level, ``ours_mf`` ends below the nRMSE of predicting the test set's mean (1)."""
+    bench = _bench()
+    prob = dict(bench.PROBLEMS["forrester"], budget=5)
+    oracle = bench.make_oracle(prob)
+    test = bench.learn_test_set(oracle)
+    assert test[0].shape == (bench.N_TEST, 1)
+    for m, spent in (("ours_sf", 5.0), ("ours_mf", None)):
+        trace = bench.run_learn(m, prob, bench.make_oracle(prob), 0, str(tmp_path / m), test)
+        costs = [c for c, _ in trace]
+        assert costs == sorted(costs) and costs[-1] <= 5.0 + 1e-9
+        if spent is not None:
+            assert costs[-1] == pytest.approx(spent)
+        assert math.isfinite(trace[-1][1]) and trace[-1][1] > 0
+    assert trace[-1][1] < 1
