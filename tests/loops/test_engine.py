@@ -134,6 +134,10 @@ def test_co_kriging_without_every_level_in_the_initial_design_is_refused(tmp_pat
     with pytest.raises(ValueError, match=r"initial.fidelities = \[0, 2\] leaves out level\(s\) \[1\]: model 'ar1'"
                                          r".*use initial.fidelities = \[0, 1, 2\], model.bootstrap = 'mf_gp'"):
         Campaign(_config(tmp_path, **base), run_dir=tmp_path / "run")
+    from loops.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"model.bootstrap = 'gp': Input should be 'mf_gp' or 'none'"):
+        _config(tmp_path, **{**base, "model": {"name": "ar1", "bootstrap": "gp"}})
     for k, ok in enumerate(({"model": {"name": "mf_gp"}}, {"initial": {"n": 3, "fidelities": [0, 1, 2]}},
                             {"model": {"name": "ar1"}})):
         Campaign(_config(tmp_path, **{**base, **ok}), run_dir=tmp_path / f"ok{k}").close()
