@@ -344,6 +344,7 @@ class Campaign:
         self.tracker = tracker
         self.model = None
         self._warm = None
+        self._warm_name: str | None = None  # the factory name of the model _warm comes from
         self._updates = 0
         self.problem = self._problem()
         self.stopping = self._stopping()
@@ -626,7 +627,7 @@ class Campaign:
         last = getattr(self, "_n_at_refit", None)
         refit = (
             self._warm is None
-            or getattr(self, "_warm_name", name) != name
+            or self._warm_name != name
             or last is None
             or (self._updates % c.refit_every == 0
                 and (n < c.refit_all_below or n - last >= max(1.0, c.refit_growth * last)))
@@ -645,7 +646,7 @@ class Campaign:
         # small data: every update is a full fit from the default initialization (the
         # marginal likelihood moves a lot with each point, and a warm start can keep a poor
         # local optimum); large data: warm-started short refits on the schedule above
-        warm = self._warm if n >= c.refit_all_below and getattr(self, "_warm_name", name) == name else None
+        warm = self._warm if n >= c.refit_all_below and self._warm_name == name else None
         t0 = time.perf_counter()
         self.model = fit_model(
             name, X, Yfit, self.problem.model_bounds, Yvar=Yvar,
