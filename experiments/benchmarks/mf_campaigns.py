@@ -462,7 +462,7 @@ RUNNERS = {"ours_mf": run_ours_mf, "ours_sf": run_ours_sf, "ax_sf": run_ax_sf, "
 # ------------------------------------------------------------ learn mode (report only)
 LEARN_OUT = ROOT / "experiments" / "benchmarks" / "results" / "mf_campaigns_learn.json"
 #: learn mode runs on these problems (report only: no target, no default chosen on them)
-LEARN_PROBLEMS = ("forrester", "currin_1to100", "park_1to100", "hartmann3")
+LEARN_PROBLEMS = ("forrester", "currin_1to100", "park_1to100", "hartmann3", "mt_rve")
 LEARN_METHODS = ("ours_mf", "ours_sf", "sobol_sf")
 #: size of the Sobol test set on which the top level's nRMSE is measured
 N_TEST = 512
