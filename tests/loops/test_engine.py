@@ -143,17 +143,19 @@ def test_co_kriging_without_every_level_in_the_initial_design_is_refused(tmp_pat
         Campaign(_config(tmp_path, **{**base, **ok}), run_dir=tmp_path / f"ok{k}").close()
 
 
-def test_co_kriging_bootstraps_on_mf_gp_until_every_level_has_results(tmp_path):
+@pytest.mark.parametrize("name", ["ar1", "recursive"])
+def test_co_kriging_bootstraps_on_mf_gp_until_every_level_has_results(tmp_path, name):
     """The default ``model.bootstrap = 'mf_gp'``: with an initial design at the cheap level only, the
-    campaign starts on BoTorch's multi-fidelity GP and switches to AR1 once every level has
-    ``min(3, initial.n)`` results; the AR1 it then holds is the one a direct fit on the same data gives."""
+    campaign starts on BoTorch's multi-fidelity GP and switches to the co-kriging model once every
+    level has ``min(3, initial.n)`` results; the model it then holds is the one a direct fit on the
+    same data gives."""
     from botorch.models import SingleTaskMultiFidelityGP
 
     from loops.models import fit_model, winsorize_objective
-    from surrogates.multifidelity import AR1CoKriging
+    from surrogates.multifidelity import MultiFidelityModel
 
     cfg = _config(tmp_path, oracle={"name": "loops.fakes:BraninMultiFidelity"}, budget={"calls": 40},
-                  initial={"n": 3, "fidelities": [0]}, model={"name": "ar1"},
+                  initial={"n": 3, "fidelities": [0]}, model={"name": name},
                   acquisition={"name": "qMFLogEI", **FAST_ACQ}, executor={"kind": "serial"})
     camp = Campaign(cfg, run_dir=tmp_path / "run")
     kinds = []
@@ -165,16 +167,16 @@ def test_co_kriging_bootstraps_on_mf_gp_until_every_level_has_results(tmp_path):
             break
         if camp.model is not None:
             kinds.append((isinstance(camp.model, SingleTaskMultiFidelityGP), bool((counts >= 3).all())))
-            if isinstance(camp.model, AR1CoKriging):
+            if isinstance(camp.model, MultiFidelityModel):
                 break
         r = camp.oracle.evaluate(t.X, t.fidelities[0])
         camp.tell(t.X, r.Y, ids=t.ids)
-    # mf_gp exactly while a level lacks 3 results, then AR1
+    # mf_gp exactly while a level lacks 3 results, then the co-kriging model
     assert kinds[0] == (True, False) and kinds[-1] == (False, True)
     assert all(is_mf == (not full) for is_mf, full in kinds)
     X, Y, Yvar = camp.data()
     p = camp.problem
-    ref = fit_model("ar1", X, winsorize_objective(Y, p.objective_idx[0], p.signs[0]), p.model_bounds,
+    ref = fit_model(name, X, winsorize_objective(Y, p.objective_idx[0], p.signs[0]), p.model_bounds,
                     Yvar=None if camp.oracle.noisy else torch.zeros_like(Y), fidelity_dim=p.d,
                     options={"num_fidelities": 3, "costs": list(p.costs)})
     Xt = torch.rand(16, p.d, dtype=torch.float64) * (p.bounds[1, :p.d] - p.bounds[0, :p.d]) + p.bounds[0, :p.d]
