@@ -75,6 +75,7 @@ points at the top level; see :func:`run_learn`.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -612,17 +613,8 @@ def main_learn(args) -> int:
             for m in LEARN_METHODS:
                 if str(seed) in runs.get(m, {}):
                     continue
-                t0 = time.perf_counter()
-                try:
-                    with tempfile.TemporaryDirectory() as tmp:
-                        rec = {"trace": run_learn(m, prob, make_oracle(prob), seed, tmp, test)}
-                except Exception as e:  # noqa: BLE001  (a failed run is data with its reason)
-                    rec = {"trace": [], "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-2000:]}
-                rec["time_s"] = time.perf_counter() - t0
-                runs.setdefault(m, {})[str(seed)] = rec
-                last = rec["trace"][-1] if rec["trace"] else None
-                print(f"learn {name} seed {seed} {m}: final {last} ({rec['time_s']:.1f} s)"
-                      + (f" ERROR {rec['error']}" if "error" in rec else ""), flush=True)
+                runs.setdefault(m, {})[str(seed)] = _timed_run(
+                    functools.partial(run_learn, m), prob, seed, f"learn {name} seed {seed} {m}", test=test)
             write_learn(args.out, data)
     data["finished"] = time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime())
     write_learn(args.out, data)
@@ -719,6 +711,23 @@ def overall(problems: dict) -> tuple[dict, list[dict]]:
 
 
 # ------------------------------------------------------------ main
+def _timed_run(runner, prob, seed: int, label: str, **kw) -> dict:
+    """``{"trace", "time_s"}`` of ``runner(prob, oracle, seed, tmp, **kw)`` with a fresh oracle and
+    temporary directory, printed under ``label``; a failed run is a record with its reason
+    (``error``, ``traceback``) and an empty trace."""
+    t0 = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            rec = {"trace": runner(prob, make_oracle(prob), seed, tmp, **kw)}
+    except Exception as e:  # noqa: BLE001  (a failed run is data with its reason)
+        rec = {"trace": [], "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-2000:]}
+    rec["time_s"] = time.perf_counter() - t0
+    last = rec["trace"][-1] if rec["trace"] else None
+    print(f"{label}: final {last} ({rec['time_s']:.1f} s)" + (f" ERROR {rec['error']}" if "error" in rec else ""),
+          flush=True)
+    return rec
+
+
 def _load(path: Path) -> dict:
     if path.exists():
         try:
@@ -805,18 +814,7 @@ def main(argv=None) -> int:
             for m in methods:
                 if str(seed) in runs.get(m, {}):
                     continue
-                t0 = time.perf_counter()
-                try:
-                    with tempfile.TemporaryDirectory() as tmp:
-                        trace = RUNNERS[m](prob, make_oracle(prob), seed, tmp)
-                    rec = {"trace": trace, "time_s": time.perf_counter() - t0}
-                except Exception as e:  # noqa: BLE001  (a failed run is data with its reason)
-                    rec = {"trace": [], "time_s": time.perf_counter() - t0,
-                           "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-2000:]}
-                runs.setdefault(m, {})[str(seed)] = rec
-                last = rec["trace"][-1] if rec["trace"] else None
-                print(f"{name} seed {seed} {m}: final {last} ({rec['time_s']:.1f} s)"
-                      + (f" ERROR {rec['error']}" if "error" in rec else ""), flush=True)
+                runs.setdefault(m, {})[str(seed)] = _timed_run(RUNNERS[m], prob, seed, f"{name} seed {seed} {m}")
             write(args.out, data)
     data["finished"] = time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime())
     write(args.out, data)
