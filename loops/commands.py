@@ -152,6 +152,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
     for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:5]:
         con.print(f"failed x{n}: {reason}")
+    faults = store.get_meta("model_faults", []) or []
+    for f in faults[-5:]:
+        con.print(f"model fault ({f['stage']}, {f['model']}, {f['results']} results): {f['reason']}; {f['fallback']}")
+    if len(faults) > 5:
+        con.print(f"({len(faults) - 5} earlier model faults in the run store's model_faults)")
     if store.get_meta("mlflow_behind"):
         con.print("MLflow is behind the run store; `scalebridge resume` brings it up to date")
     store.close()

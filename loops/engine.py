@@ -47,7 +47,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
+from botorch.exceptions.errors import ModelFittingError
 from botorch.exceptions.warnings import OptimizationWarning
 from torch import Tensor
 
@@ -136,6 +138,18 @@ class TargetError(_Cond):
     def should_stop(self, state: LoopState) -> bool:
         v = state.metrics.get("nrmse")
         return v is not None and v <= self.target
+
+
+#: numerical failures of a model fit or of the acquisition's optimizer (a
+#: Cholesky that does not factor, a likelihood that cannot be evaluated at any
+#: start, a NaN in a posterior): recorded as a model fault, and the campaign
+#: goes on. Errors of the settings (``ValueError``, ``TypeError``) still stop it.
+MODEL_FAULTS = (RuntimeError, ArithmeticError, np.linalg.LinAlgError, ModelFittingError)
+
+
+class ModelFaultWarning(UserWarning):
+    """A model fit or an acquisition failed numerically and the campaign went on
+    (the fault and what replaced the model's proposal: :attr:`Campaign.model_faults`)."""
 
 
 class CampaignInterrupted(BaseException):
@@ -249,7 +263,9 @@ class CampaignResult:
     Attributes:
         run_dir: the run directory; state: the final :class:`LoopState`;
         stopped_by: the condition (``CallsBudget``, ``budget``, ``SIGTERM``, ...);
-        model: the last fitted model; best: a :class:`BestPoint` (optimize mode, one objective).
+        model: the last fitted model; best: a :class:`BestPoint` (optimize mode, one objective);
+        model_faults: the model fits and acquisitions that failed numerically
+        (:attr:`Campaign.model_faults`).
     """
 
     run_dir: Path
@@ -260,6 +276,7 @@ class CampaignResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     input_names: tuple[str, ...] = ()
     output_names: tuple[str, ...] = ()
+    model_faults: list[dict[str, Any]] = field(default_factory=list)
 
     def dataframe(self):
         """All evaluations as a pandas ``DataFrame`` (one row per store row)."""
@@ -359,6 +376,11 @@ class Campaign:
         self._t_start = time.time()
         self._acq_time = 0.0
         self._fit_time = 0.0
+        #: model fits and acquisitions that failed numerically, oldest first, kept
+        #: in the run store (``model_faults``): ``stage`` (``"fit"`` or
+        #: ``"acquisition"``), ``model``, ``acquisition``, ``results`` (successful
+        #: results then), ``update``, ``reason`` and ``fallback`` (what was used instead)
+        self.model_faults: list[dict[str, Any]] = list(self.store.get_meta("model_faults", []) or [])
         self.exec: PointRunner | None = None
 
     def _open(self, config: CampaignConfig) -> None:
@@ -632,8 +654,6 @@ class Campaign:
             or (self._updates % c.refit_every == 0
                 and (n < c.refit_all_below or n - last >= max(1.0, c.refit_growth * last)))
         )
-        if refit:
-            self._n_at_refit = n
         if self.problem.multi_fidelity and name not in BUILTIN:
             options.setdefault("num_fidelities", self.problem.num_fidelities)
             options.setdefault("costs", list(self.problem.costs))
@@ -648,12 +668,21 @@ class Campaign:
         # local optimum); large data: warm-started short refits on the schedule above
         warm = self._warm if n >= c.refit_all_below and self._warm_name == name else None
         t0 = time.perf_counter()
-        self.model = fit_model(
-            name, X, Yfit, self.problem.model_bounds, Yvar=Yvar,
-            fidelity_dim=self.problem.d if self.problem.multi_fidelity else None,
-            options=options, warm=warm, refit=refit,
-            names=(tuple(self.oracle.input_names), self.model_output_names),
-        )
+        try:
+            model = fit_model(
+                name, X, Yfit, self.problem.model_bounds, Yvar=Yvar,
+                fidelity_dim=self.problem.d if self.problem.multi_fidelity else None,
+                options=options, warm=warm, refit=refit,
+                names=(tuple(self.oracle.input_names), self.model_output_names),
+            )
+        except MODEL_FAULTS as e:
+            self._fit_time = time.perf_counter() - t0
+            kept = "kept the model of the previous update" if self.model is not None else "no model: Sobol proposals"
+            self._model_fault("fit", name, n, e, kept)
+            return self.model
+        self.model = model
+        if refit:
+            self._n_at_refit = n
         self._fit_time = time.perf_counter() - t0
         self._updates += 1
         try:
@@ -801,10 +830,30 @@ class Campaign:
             # restarts that stop early are reported by BoTorch; the best restart is still used
             warnings.simplefilter("ignore", RuntimeWarning)
             warnings.simplefilter("ignore", OptimizationWarning)
-            cand = self._propose(name, X, Y, k, Xp, n_design)
+            try:
+                cand = self._propose(name, X, Y, k, Xp, n_design)
+            except MODEL_FAULTS as e:
+                if name == "sobol":
+                    raise
+                self._model_fault("acquisition", c.model.name, len(X), e, "Sobol proposals for this batch")
+                cand = self._propose("sobol", X, Y, k, Xp, n_design)
         cand = self._distinct(cand, Xp, n_design)
         self._acq_time = time.perf_counter() - t0
         return self._with_predictions(cand)
+
+    def _model_fault(self, stage: str, model: str, n: int, err: BaseException, fallback: str) -> None:
+        """Record a numerical failure of a model fit or an acquisition (run store
+        ``model_faults``, the ``model_faults`` metric) and warn; the campaign goes on."""
+        rec = {
+            "stage": stage, "model": model, "acquisition": self.config.acquisition.name, "results": int(n),
+            "update": self._updates, "reason": f"{type(err).__name__}: {err}", "fallback": fallback,
+        }
+        self.model_faults.append(rec)
+        self.store.set_meta("model_faults", self.model_faults)
+        warnings.warn(
+            f"{stage} failed (model {model!r}, acquisition {rec['acquisition']!r}, {n} results): "
+            f"{rec['reason']}; {fallback}", ModelFaultWarning, stacklevel=3,
+        )
 
     def _distinct(self, cand: Tensor, Xp: Tensor | None, n_design: int) -> Tensor:
         """Replace candidates that repeat another candidate or a pending point by fresh Sobol points."""
@@ -1103,6 +1152,7 @@ class Campaign:
             self.run_dir, st, stopped_by, self.model, best=self.best(),
             rows=[self._rows[k] for k in sorted(self._rows)],
             input_names=tuple(self.oracle.input_names), output_names=tuple(self.oracle.output_names),
+            model_faults=list(self.model_faults),
         )
 
     # ---------------------------------------------------------------- run
@@ -1223,7 +1273,7 @@ class Campaign:
         st = self.state()
         metrics: dict[str, float] = {
             "calls": st.calls, "failed": st.failed, "cost": st.cost,
-            "acq_time": self._acq_time, "fit_time": self._fit_time,
+            "acq_time": self._acq_time, "fit_time": self._fit_time, "model_faults": len(self.model_faults),
         }
         if st.best is not None and self.config.mode == "optimize":
             metrics["best_value"] = st.best

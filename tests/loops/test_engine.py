@@ -297,3 +297,90 @@ def test_one_batch_never_repeats_a_point(tmp_path):
     b = camp.problem.bounds
     assert ((t.X >= b[0]) & (t.X <= b[1])).all()
     camp.close()
+
+
+@pytest.mark.parametrize("fail_at", [1, 3])
+def test_a_numerical_fault_of_a_model_fit_is_recorded_and_the_campaign_goes_on(tmp_path, monkeypatch, fail_at):
+    """A fit whose Cholesky does not factor (injected at the ``fail_at``-th fit) is a model fault:
+    recorded in the run store with its reason and what replaced the model (the previous update's
+    model, or Sobol points before the first), warned about, counted in the metrics; the budget is
+    spent and a resumed campaign sees the record."""
+    import loops.engine as engine
+    from linear_operator.utils.errors import NotPSDError
+
+    from loops.engine import ModelFaultWarning
+
+    real, calls = engine.fit_model, []
+
+    def fit(*a, **k):
+        calls.append(len(a[1]))
+        if len(calls) == fail_at:
+            raise NotPSDError("Matrix not positive definite after repeatedly adding jitter up to 1.0e-06.")
+        return real(*a, **k)
+
+    monkeypatch.setattr(engine, "fit_model", fit)
+    cfg = _config(tmp_path, budget={"calls": 9}, initial={"n": 4}, executor={"kind": "serial"})
+    with pytest.warns(ModelFaultWarning, match=r"fit failed \(model 'singletask_gp'.*NotPSDError: Matrix not"):
+        res = Campaign(cfg, run_dir=tmp_path / "run").run()
+    assert [r["status"] for r in res.rows] == ["done"] * 9
+    assert len(calls) > fail_at  # later updates fit again
+    (f,) = res.model_faults
+    assert f["stage"] == "fit" and f["model"] == "singletask_gp" and f["results"] == calls[fail_at - 1]
+    assert f["reason"].startswith("NotPSDError: Matrix not positive definite")
+    assert f["fallback"] == ("no model: Sobol proposals" if fail_at == 1 else "kept the model of the previous update")
+    store = RunStore(tmp_path / "run" / "store.sqlite")
+    assert store.get_meta("model_faults") == res.model_faults
+    assert max(m["value"] for m in store.metrics() if m["name"] == "model_faults") == 1
+    store.close()
+    assert Campaign.resume(tmp_path / "run", tracker=None).model_faults == res.model_faults
+    import argparse
+    import contextlib
+    import io
+
+    from loops.commands import cmd_status
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert cmd_status(argparse.Namespace(run=str(tmp_path / "run"))) == 0
+    assert f"model fault (fit, singletask_gp, {f['results']} results): NotPSDError" in buf.getvalue()
+
+
+def test_a_numerical_fault_of_the_acquisition_gives_sobol_points_for_that_batch(tmp_path, monkeypatch):
+    """An acquisition whose optimizer meets a NaN posterior is a model fault: that batch comes
+    from the Sobol proposal, and the following batches use the acquisition again."""
+    import loops.engine as engine
+    from linear_operator.utils.errors import NanError
+
+    from loops.engine import ModelFaultWarning
+
+    real, names = engine.propose, []
+
+    def propose(name, *a, **k):
+        names.append(name)
+        if name == "qLogNEI" and names.count("qLogNEI") == 2:
+            raise NanError("cholesky_cpu: 3 of 3 elements of the input tensor are NaN.")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(engine, "propose", propose)
+    cfg = _config(tmp_path, budget={"calls": 8}, initial={"n": 4}, executor={"kind": "serial"})
+    camp = Campaign(cfg, run_dir=tmp_path / "run")
+    with pytest.warns(ModelFaultWarning, match=r"acquisition failed .*NanError: cholesky_cpu"):
+        res = camp.run()
+    assert [r["status"] for r in res.rows] == ["done"] * 8
+    assert names == ["qLogNEI", "qLogNEI", "sobol", "qLogNEI", "qLogNEI"]
+    (f,) = res.model_faults
+    assert f["stage"] == "acquisition" and f["fallback"] == "Sobol proposals for this batch"
+    # that batch came from the Sobol proposal and lies in the box
+    sixth = torch.tensor(res.rows[5]["x"], dtype=torch.float64)
+    b = camp.problem.bounds
+    assert bool(((sixth >= b[0]) & (sixth <= b[1])).all())
+
+
+def test_an_error_of_the_settings_in_a_fit_still_stops_the_campaign(tmp_path):
+    """Only numerical failures are model faults: a model option with a wrong value stops the
+    campaign with the model's own message at the first fit that uses it."""
+    cfg = _config(tmp_path, oracle={"name": "loops.fakes:BraninMultiFidelity"}, budget={"calls": 30},
+                  initial={"n": 3, "fidelities": [0, 1, 2]}, model={"name": "recursive", "options": {"rho": "cubic"}},
+                  acquisition={"name": "qMFLogEI", **FAST_ACQ}, executor={"kind": "serial"})
+    with pytest.raises(ValueError, match=r"rho must be one of \('constant', 'linear'\), got 'cubic'"):
+        Campaign(cfg, run_dir=tmp_path / "run").run()
