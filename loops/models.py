@@ -31,6 +31,7 @@ from botorch.models.transforms import Normalize, Standardize
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from torch import Tensor
 
+from surrogates.base import STANDARDIZE_MIN_STDV, variance_in_output_units
 from surrogates.dataset import Dataset, floor_yvar
 
 #: name -> import paths of project surrogates, tried in order
@@ -129,7 +130,7 @@ def fit_model(
     if name == "singletask_gp":
         model = SingleTaskGP(
             X, Y, train_Yvar=Yvar, input_transform=Normalize(d, bounds=bounds),
-            outcome_transform=Standardize(m), **options,
+            outcome_transform=Standardize(m, min_stdv=STANDARDIZE_MIN_STDV), **options,
         )
         return _fit(model, warm, refit, maxiter)
     if name == "mf_gp":
@@ -137,7 +138,8 @@ def fit_model(
             raise ValueError("model.name = 'mf_gp' needs a multi-fidelity oracle")
         model = SingleTaskMultiFidelityGP(
             X, Y, train_Yvar=Yvar, data_fidelities=[fidelity_dim],
-            input_transform=Normalize(d, bounds=bounds), outcome_transform=Standardize(m), **options,
+            input_transform=Normalize(d, bounds=bounds),
+            outcome_transform=Standardize(m, min_stdv=STANDARDIZE_MIN_STDV), **options,
         )
         return _fit(model, warm, refit, maxiter)
     cls = model_class(name)
@@ -201,7 +203,7 @@ def fit_from_dataset(name: str, dataset: Dataset, bounds: Tensor, options: dict[
 
 def predict(model: Model, X: Tensor) -> tuple[Tensor, Tensor]:
     """Posterior mean and variance ``n x m`` (latent, original units)."""
-    with torch.no_grad():
+    with torch.no_grad(), variance_in_output_units():
         post = model.posterior(X)
         return post.mean.detach(), post.variance.detach().clamp_min(0.0)
 

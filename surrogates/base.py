@@ -15,16 +15,43 @@ Constitutive surrogates (stress from deformation) also implement
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import gpytorch
 import torch
 
 from oracles.material import MaterialModel, MaterialResponse  # noqa: F401  (re-exported)
 from surrogates.dataset import Dataset
 
 _REGISTRY: dict[str, type] = {}
+
+#: ``min_stdv`` of BoTorch's ``Standardize`` in this project's models. BoTorch's
+#: default (1e-8, absolute) leaves outputs whose spread is below it unscaled, so
+#: a GP of outputs in small units (a permeability in m², a compliance in 1/Pa)
+#: is fitted on raw values against a noise bound meant for standardized ones;
+#: this floor only keeps constant outputs (spread 0) from a division by zero.
+STANDARDIZE_MIN_STDV = 1e-300
+
+
+@contextlib.contextmanager
+def variance_in_output_units() -> Iterator[None]:
+    """Read posterior variances without GPyTorch's absolute floor.
+
+    ``MultivariateNormal.variance`` rounds variances below ``min_variance``
+    (1e-10 in float64, 1e-6 in float32, in output units) up to it, which
+    replaces every variance of outputs in small units. Inside this context the
+    floor is the dtype's smallest positive normal number, so only round-off
+    below zero is rounded up.
+    """
+    with gpytorch.settings.min_variance(
+        float_value=torch.finfo(torch.float32).tiny, double_value=torch.finfo(torch.float64).tiny,
+        half_value=torch.finfo(torch.float16).tiny,
+    ):
+        yield
 
 
 def register_surrogate(cls: type) -> type:

@@ -72,7 +72,12 @@ from torch import Tensor
 
 from oracles.exceptions import InvalidInput
 from oracles.material import MaterialResponse
-from surrogates.base import SurrogateMixin, register_surrogate
+from surrogates.base import (
+    STANDARDIZE_MIN_STDV,
+    SurrogateMixin,
+    register_surrogate,
+    variance_in_output_units,
+)
 from surrogates.dataset import DTYPE, Dataset, floor_yvar
 
 __all__ = ["GPSurrogate", "ICMGPSurrogate", "fit_with_restarts"]
@@ -346,7 +351,7 @@ class _GPCommon(SurrogateMixin):
             ]
         var = None
         if with_variance:
-            with torch.no_grad():
+            with torch.no_grad(), variance_in_output_units():
                 var = self.posterior(X.unsqueeze(-2)).variance.squeeze(-2)
         return mean.detach(), torch.stack(rows, dim=1), var
 
@@ -424,7 +429,7 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             train_Yvar=Yvar,
             likelihood=likelihood,
             covar_module=covar,
-            outcome_transform=Standardize(m=m),
+            outcome_transform=Standardize(m=m, min_stdv=STANDARDIZE_MIN_STDV),
             input_transform=Normalize(d=d, bounds=bounds),
         )
         model.train_dataset = dataset

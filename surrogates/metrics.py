@@ -32,6 +32,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from surrogates.base import variance_in_output_units
+
 __all__ = [
     "calibration_curve",
     "calibration_error",
@@ -237,7 +239,7 @@ def posterior_metrics(
     Returns:
         The dict of :func:`evaluate`.
     """
-    with torch.no_grad():
+    with torch.no_grad(), variance_in_output_units():
         post = model.posterior(X, observation_noise=observation_noise)
         mean, var = post.mean, post.variance
     return evaluate(y, mean.reshape(y.shape[0], -1), var.reshape(y.shape[0], -1))

@@ -86,7 +86,7 @@ from mlflow.models import Model
 from mlflow.models.model import MLMODEL_FILE_NAME
 from mlflow.tracking.artifact_utils import _download_artifact_from_uri
 
-from surrogates.base import FORMAT_VERSION, load_surrogate, save_surrogate
+from surrogates.base import FORMAT_VERSION, load_surrogate, save_surrogate, variance_in_output_units
 from surrogates.dataset import DTYPE
 
 __all__ = [
@@ -274,7 +274,7 @@ with _notices_to_debug("Add type hints to the `predict` method"):
             if t.dim() == 1:
                 t = t.unsqueeze(0)
             noise = bool((params or {}).get("observation_noise", False))
-            with torch.no_grad():
+            with torch.no_grad(), variance_in_output_units():
                 post = self.surrogate.posterior(t, observation_noise=noise)
                 return {"mean": post.mean.numpy(), "variance": post.variance.numpy()}
 

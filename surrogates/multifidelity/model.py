@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from typing import Any
@@ -38,7 +39,9 @@ from botorch.models.cost import AffineFidelityCostModel
 from botorch.models.deterministic import GenericDeterministicModel
 from botorch.models.model import FantasizeMixin, Model
 from botorch.posteriors.gpytorch import GPyTorchPosterior
+from gpytorch import settings as gpytorch_settings
 from gpytorch.distributions import MultivariateNormal
+from gpytorch.utils.warnings import NumericalWarning
 from linear_operator.operators import DenseLinearOperator
 from torch import Tensor
 
@@ -50,6 +53,31 @@ from surrogates.multifidelity.core import KERNELS, NOISE_FLOOR
 NOISE_MODES = ("auto", "known", "infer", "known+infer", "none")
 #: version of the saved configuration and state of these models
 FORMAT = 2
+
+
+class ScaledMultivariateNormal(MultivariateNormal):
+    """A :class:`~gpytorch.distributions.MultivariateNormal` in output units whose
+    ``variance`` floor is GPyTorch's ``min_variance`` times ``scale**2`` (the
+    output scale squared), not the absolute ``1e-10`` (float64): with outputs in
+    small units (m², 1/Pa) an absolute floor would replace every variance.
+    Distributions derived from it (indexing, ``expand``) fall back to ``scale = 1``.
+    """
+
+    scale2: float = 1.0
+
+    @property
+    def variance(self) -> Tensor:
+        diag = self.lazy_covariance_matrix.diagonal(dim1=-1, dim2=-2)
+        variance = diag.view(diag.shape[:-1] + self._event_shape).expand(self._batch_shape + self._event_shape)
+        floor = gpytorch_settings.min_variance.value(variance.dtype) * self.scale2
+        if variance.lt(floor).any():
+            warnings.warn(
+                f"Negative variance values detected. This is likely due to numerical instabilities. "
+                f"Rounding negative variances up to {floor:.3g} ({self.scale2:.3g} x the minimum variance).",
+                NumericalWarning,
+            )
+            variance = variance.clamp_min(floor)
+        return variance
 
 
 def refit_message(cls_name: str, what: str) -> str:
@@ -406,7 +434,8 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
         # nearly duplicated points
         jitter = 1e-9 * cov.diagonal(dim1=-2, dim2=-1).mean(-1, keepdim=True).clamp_min(1e-12)
         cov = cov + torch.diag_embed(jitter.expand_as(mean))
-        mvn = MultivariateNormal(mean * self.y_std + self.y_mean, DenseLinearOperator(cov * self.y_std**2))
+        mvn = ScaledMultivariateNormal(mean * self.y_std + self.y_mean, DenseLinearOperator(cov * self.y_std**2))
+        mvn.scale2 = float(self.y_std) ** 2
         post = GPyTorchPosterior(mvn)
         return posterior_transform(post) if posterior_transform is not None else post
 

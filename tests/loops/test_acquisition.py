@@ -181,3 +181,31 @@ def test_every_allowed_acquisition_runs_a_multi_fidelity_campaign(tmp_path, mode
             assert r["fidelity"] == 1
     assert name == "sobol" and mode == "optimize" or res.model is not None
     camp.close()
+
+
+@pytest.mark.parametrize("name", ["singletask_gp", "mf_gp"])
+def test_campaign_models_of_outputs_in_small_units_scale_with_the_unit(name):
+    """The campaign's models and ``loops.models.predict`` on outputs in small units (1e-12):
+    mean times ``a`` and variance times ``a**2`` of the same fit in O(1) units (BoTorch's
+    ``Standardize`` default leaves a spread below 1e-8 unscaled; GPyTorch floors variances
+    at 1e-10)."""
+    from loops.models import predict
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.rand(14, 2, generator=g, dtype=D)
+    fid = None
+    if name == "mf_gp":
+        X[:, 1] = (torch.arange(14) % 2).to(D)
+        fid = 1
+    Y = (torch.sin(5 * X[:, :1]) + 0.3 * X[:, 1:]).to(D)
+    b = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=D)
+    Xt = torch.rand(9, 2, generator=g, dtype=D)
+    if fid is not None:
+        Xt[:, 1] = 1.0
+    out = []
+    for a in (1.0, 1e-12):
+        m = fit_model(name, X, a * Y, b, fidelity_dim=fid, options={"maxiter": 100})
+        mu, var = predict(m, Xt)
+        out.append((mu / a, var / a**2))
+    torch.testing.assert_close(out[1][0], out[0][0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(out[1][1], out[0][1], rtol=1e-3, atol=1e-8)

@@ -712,3 +712,26 @@ def test_batched_conditioning_is_botorchs_fantasize(known_noise):
     v0 = gp.posterior(Xf).variance
     v1 = fant.posterior(Xf).variance  # 4 x 2 x 1
     assert v1.shape == (4, 2, 1) and (v1 < v0).all()
+
+
+def test_outputs_in_small_units_give_the_same_gp_up_to_the_unit():
+    """A GP of outputs in small units (a permeability in m², ~1e-12) is the GP of the same
+    outputs in O(1) units, rescaled: BoTorch's ``Standardize`` would leave outputs with a
+    spread below 1e-8 unscaled, and GPyTorch would floor their variances at 1e-10. The mean
+    scales with ``a``, the marginal variances with ``a**2``, and the NLPD of held-out data
+    shifts by ``log |a|`` (the density of ``a y``), coverage and nRMSE unchanged."""
+    from surrogates.metrics import posterior_metrics
+
+    g = torch.Generator().manual_seed(3)
+    X, Xt = torch.rand(20, 2, generator=g, dtype=D), torch.rand(64, 2, generator=g, dtype=D)
+    Y, Yt = smooth(X).unsqueeze(-1), smooth(Xt).unsqueeze(-1)
+    ref = GPSurrogate.from_dataset(Dataset(X=X, Y=Y))
+    m_ref = posterior_metrics(ref, Xt, Yt)
+    for a in (1e-12, -3e-9):
+        gp = GPSurrogate.from_dataset(Dataset(X=X, Y=a * Y))
+        with torch.no_grad():
+            torch.testing.assert_close(gp.posterior(Xt).mean / a, ref.posterior(Xt).mean, rtol=0, atol=1e-5)
+        m = posterior_metrics(gp, Xt, a * Yt)
+        assert m["nlpd"][0] == pytest.approx(m_ref["nlpd"][0] + math.log(abs(a)), abs=1e-3)
+        assert m["coverage95"][0] == pytest.approx(m_ref["coverage95"][0], abs=1e-9)
+        assert m["nrmse"][0] == pytest.approx(m_ref["nrmse"][0], rel=1e-4)

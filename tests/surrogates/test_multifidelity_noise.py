@@ -190,6 +190,25 @@ def test_predictions_are_affine_equivariant(cls, yvar):
         torch.testing.assert_close(cov, a * a * cov_ref, rtol=0, atol=1e-6 * a * a * var_y)
 
 
+@pytest.mark.parametrize("cls", [AR1CoKriging, RecursiveCoKriging])
+def test_variances_of_outputs_in_small_units_are_not_floored(cls):
+    """Outputs in small units (a permeability in m², a compliance in 1/Pa): the
+    marginal variances ``predict`` and ``posterior(...).variance`` report scale
+    with ``a**2``; GPyTorch's absolute floor (1e-10 in float64) would replace
+    every one of them at ``a = 1e-9``."""
+    ds = _data(n_low=9, n_high=5, yvar=None)
+    xt = torch.linspace(0, 1, 9, dtype=DTYPE).unsqueeze(-1)
+    mean, var = cls.from_dataset(ds).predict(xt)
+    var_y = ds.Y[ds.fidelity == 1].var()
+    for a in (1e-9, -1e-12):
+        m2 = cls.from_dataset(Dataset(X=ds.X, Y=a * ds.Y, fidelity=ds.fidelity))
+        mean2, var2 = m2.predict(xt)
+        torch.testing.assert_close(mean2 / a, mean, rtol=0, atol=1e-5 * var_y.sqrt())
+        torch.testing.assert_close(var2 / a**2, var, rtol=0, atol=1e-5 * var_y)
+        post = m2.posterior(torch.cat([xt, torch.ones_like(xt)], -1))
+        torch.testing.assert_close(post.variance.reshape(-1) / a**2, var, rtol=0, atol=1e-5 * var_y)
+
+
 # ------------------------------------------------------------ persistence
 @pytest.mark.parametrize("cls", MODELS)
 def test_save_and_load_round_trip(cls, tmp_path):
