@@ -56,6 +56,7 @@ from torch import Tensor
 from torch.quasirandom import SobolEngine
 
 from loops.models import MAX_CHOLESKY
+from surrogates.base import variance_in_output_units
 
 #: observations above which predictive covariances use LOVE (fast_pred_var)
 FAST_PRED_N = 200
@@ -147,6 +148,11 @@ def _weights(problem: Problem, m: int) -> Tensor:
     return w
 
 
+#: jitter of MaxVariance's solves (output units squared: absolute, so it swamps
+#: the variances of outputs in units where they are below about 1e-6)
+JITTER = 1e-8
+
+
 class MaxVariance(AcquisitionFunction):
     """Posterior variance at ``x`` given that the pending points will be observed.
 
@@ -155,7 +161,8 @@ class MaxVariance(AcquisitionFunction):
     of ``[P, x]`` (plus the observation noise on ``P``). With ``target`` set,
     the candidate carries a fidelity column and the utility is the reduction
     of the variance at ``(x, target)`` per unit cost of observing ``(x, level)``.
-    Outputs are summed with weights ``1 / output_scale``.
+    Outputs are summed with weights ``1 / output_scale``; the solves add
+    ``JITTER`` to their diagonal.
     """
 
     def __init__(self, model: Model, weights: Tensor, noise: Tensor, X_pending: Tensor | None = None,
@@ -195,7 +202,7 @@ class MaxVariance(AcquisitionFunction):
             v = cov[..., -1, -1]
             if nP > 0:
                 K = cov[..., :nP, :nP] + torch.diag_embed(self.noise.view(1, -1, 1).expand(b, -1, nP)) \
-                    + 1e-8 * torch.eye(nP, dtype=X.dtype)
+                    + JITTER * torch.eye(nP, dtype=X.dtype)
                 k = cov[..., :nP, -1:]
                 v = v - (k.transpose(-1, -2) @ torch.linalg.solve(K, k)).squeeze(-1).squeeze(-1)
             return (v.clamp_min(0) * self.w).sum(-1)
@@ -208,7 +215,7 @@ class MaxVariance(AcquisitionFunction):
         cov, _ = self._cond_var(Xj, 0, None)
         n_obs = Xj.shape[-2] - 1
         K = cov[..., :n_obs, :n_obs] + torch.diag_embed(self.noise.view(1, -1, 1).expand(b, -1, n_obs)) \
-            + 1e-8 * torch.eye(n_obs, dtype=X.dtype)
+            + JITTER * torch.eye(n_obs, dtype=X.dtype)
         k = cov[..., :n_obs, -1:]
         red_all = (k.transpose(-1, -2) @ torch.linalg.solve(K, k)).squeeze(-1).squeeze(-1)
         if n_obs > 1:
@@ -351,7 +358,10 @@ def propose(
     # LOVE predictive covariances above FAST_PRED_N points: much cheaper acquisition on
     # large data sets, same candidates (experiments/benchmarks/campaigns.py measures it)
     fast = train_X.shape[0] > FAST_PRED_N
-    with gpytorch.settings.max_cholesky_size(MAX_CHOLESKY), gpytorch.settings.fast_pred_var(fast):
+    # variances as the model says them, also for outputs in small units (GPyTorch
+    # would round every variance below 1e-10 up to it: qNIPV and MES read them)
+    with gpytorch.settings.max_cholesky_size(MAX_CHOLESKY), gpytorch.settings.fast_pred_var(fast), \
+            variance_in_output_units():
         return _propose(name, model, problem, train_X, train_Y, q, cfg, X_pending, noise, seed, sobol_skip)
 
 
@@ -396,7 +406,9 @@ def _propose(name, model, problem, train_X, train_Y, q, cfg, X_pending, noise, s
             mc = torch.cat([mc, torch.full((mc.shape[0], 1), float(problem.target_fidelity), dtype=mc.dtype)], -1)
         acqf = qNegIntegratedPosteriorVariance(
             model, mc_points=mc, X_pending=X_pending,
-            posterior_transform=ScalarizedPosteriorTransform(weights=weights.sqrt()) if m > 1 else None,
+            # outputs weighed by 1 / their variance, so that the integrated variance is
+            # O(1) in any units (L-BFGS-B's tolerances are absolute for values below 1)
+            posterior_transform=ScalarizedPosteriorTransform(weights=weights.sqrt()),
         )
         return _optimize(acqf, problem, q, cfg, fixed_levels=False)
     if name == "max_variance":

@@ -49,6 +49,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from botorch.acquisition.logei import TAU_MAX
 from botorch.exceptions.errors import ModelFittingError
 from botorch.exceptions.warnings import OptimizationWarning
 from torch import Tensor
@@ -145,6 +146,10 @@ class TargetError(_Cond):
 #: start, a NaN in a posterior): recorded as a model fault, and the campaign
 #: goes on. Errors of the settings (``ValueError``, ``TypeError``) still stop it.
 MODEL_FAULTS = (RuntimeError, ArithmeticError, np.linalg.LinAlgError, ModelFittingError)
+
+
+class UnitsWarning(UserWarning):
+    """The outputs' units defeat a setting that is absolute in output units."""
 
 
 class ModelFaultWarning(UserWarning):
@@ -381,6 +386,7 @@ class Campaign:
         #: ``"acquisition"``), ``model``, ``acquisition``, ``results`` (successful
         #: results then), ``update``, ``reason`` and ``fallback`` (what was used instead)
         self.model_faults: list[dict[str, Any]] = list(self.store.get_meta("model_faults", []) or [])
+        self._spread_warned = False
         self.exec: PointRunner | None = None
 
     def _open(self, config: CampaignConfig) -> None:
@@ -538,7 +544,7 @@ class Campaign:
             Y = torch.tensor([r["y"] for r in rows], dtype=torch.float64)[:, self.out_idx]
             Yvar = None
             if all(r["yvar"] is not None for r in rows):
-                Yvar = torch.tensor([r["yvar"] for r in rows], dtype=torch.float64)[:, self.out_idx].clamp_min(1e-12)
+                Yvar = torch.tensor([r["yvar"] for r in rows], dtype=torch.float64)[:, self.out_idx].clamp_min(0.0)
             out = X, Y, Yvar
         self._data_cache = {k: v for k, v in self._data_cache.items() if k[2] == self._version}
         self._data_cache[key] = out
@@ -690,7 +696,11 @@ class Campaign:
             self._warm_name = name
         except Exception:  # noqa: BLE001
             self._warm = None
-        self.problem.output_scale = Y.var(dim=0).clamp_min(1e-12) if len(Y) > 1 else None
+        if len(Y) > 1:
+            var = Y.var(dim=0)  # an output without spread (yet) weighs as one of unit variance
+            self.problem.output_scale = torch.where(var > 0, var, torch.ones_like(var))
+        else:
+            self.problem.output_scale = None
         return self.model
 
     def validation_metrics(self) -> dict[str, float]:
@@ -824,6 +834,8 @@ class Campaign:
         name = c.acquisition.name
         if self.model is None and name != "sobol":
             name = "sobol"  # not enough data and none in flight (the initial points failed)
+        if name in ("qLogNEI", "qMFLogEI"):
+            self._check_objective_spread()
         n_design = st.submitted
         t0 = time.perf_counter()
         with warnings.catch_warnings():
@@ -840,6 +852,23 @@ class Campaign:
         cand = self._distinct(cand, Xp, n_design)
         self._acq_time = time.perf_counter() - t0
         return self._with_predictions(cand)
+
+    def _check_objective_spread(self) -> None:
+        """Warn once when an objective's observed spread is below qLogNEI's smoothing
+        temperature (BoTorch's ``TAU_MAX``, in output units): the acquisition is then
+        nearly flat, and its proposals say little."""
+        sc = self.problem.output_scale
+        if self._spread_warned or sc is None or len(self.problem.objective_idx) != 1:
+            return
+        sd = float(sc[self.problem.objective_idx[0]].sqrt())
+        if sd < TAU_MAX:
+            self._spread_warned = True
+            warnings.warn(
+                f"the objective's observed standard deviation ({sd:.3g}) is below the smoothing temperature of "
+                f"qLogNEI (BoTorch's tau_max = {TAU_MAX:g}, in output units), so the acquisition is nearly flat; "
+                f"give the objective in units where its spread is of order 1 or larger",
+                UnitsWarning, stacklevel=4,
+            )
 
     def _model_fault(self, stage: str, model: str, n: int, err: BaseException, fallback: str) -> None:
         """Record a numerical failure of a model fit or an acquisition (run store

@@ -305,9 +305,9 @@ def test_a_numerical_fault_of_a_model_fit_is_recorded_and_the_campaign_goes_on(t
     recorded in the run store with its reason and what replaced the model (the previous update's
     model, or Sobol points before the first), warned about, counted in the metrics; the budget is
     spent and a resumed campaign sees the record."""
-    import loops.engine as engine
     from linear_operator.utils.errors import NotPSDError
 
+    import loops.engine as engine
     from loops.engine import ModelFaultWarning
 
     real, calls = engine.fit_model, []
@@ -348,9 +348,9 @@ def test_a_numerical_fault_of_a_model_fit_is_recorded_and_the_campaign_goes_on(t
 def test_a_numerical_fault_of_the_acquisition_gives_sobol_points_for_that_batch(tmp_path, monkeypatch):
     """An acquisition whose optimizer meets a NaN posterior is a model fault: that batch comes
     from the Sobol proposal, and the following batches use the acquisition again."""
-    import loops.engine as engine
     from linear_operator.utils.errors import NanError
 
+    import loops.engine as engine
     from loops.engine import ModelFaultWarning
 
     real, names = engine.propose, []
@@ -384,3 +384,62 @@ def test_an_error_of_the_settings_in_a_fit_still_stops_the_campaign(tmp_path):
                   acquisition={"name": "qMFLogEI", **FAST_ACQ}, executor={"kind": "serial"})
     with pytest.raises(ValueError, match=r"rho must be one of \('constant', 'linear'\), got 'cubic'"):
         Campaign(cfg, run_dir=tmp_path / "run").run()
+
+
+@pytest.mark.parametrize("acq", ["qNIPV"])
+def test_a_learn_campaign_is_the_same_in_any_output_units(tmp_path, acq):
+    """Learn mode (qNIPV) on outputs in small units (1e-12 of Branin, a permeability in m²) asks
+    for the same points as on the O(1) outputs, and its held-out NLPD is shifted by ``log 1e-12``
+    (the density of ``a y``): no absolute variance floor or optimizer tolerance in output units
+    decides anything. (``max_variance`` keeps an absolute jitter, :data:`loops.acquisition.JITTER`.)"""
+    import math
+
+    from oracles.function import FunctionOracle
+
+    def branin(x, a):
+        x1, x2 = 15 * x[0] - 5, 15 * x[1]
+        return a * ((x2 - 5.1 / (4 * math.pi**2) * x1**2 + 5 / math.pi * x1 - 6) ** 2
+                    + 10 * (1 - 1 / (8 * math.pi)) * torch.cos(x1) + 10)
+
+    runs = {}
+    for a in (1.0, 1e-12):
+        o = FunctionOracle(lambda x, a=a: branin(x, a), [[0.0, 0.0], [1.0, 1.0]])
+        cfg = parse_config({"name": "t", "oracle": o, "mode": "learn", "budget": {"calls": 10}, "initial": {"n": 5},
+                            "learn": {"n_validation": 32}, "acquisition": {"name": acq, **FAST_ACQ, "q": 2},
+                            "executor": {"kind": "serial"}, "tracking": {"enabled": False}})
+        runs[a] = Campaign(cfg, run_dir=tmp_path / f"run{a}").run()
+    X1, X2 = (torch.tensor([r["x"] for r in runs[a].rows if r["role"] != "validation"]) for a in (1.0, 1e-12))
+    torch.testing.assert_close(X2, X1, rtol=0, atol=1e-6)
+    m1, m2 = runs[1.0].state.metrics, runs[1e-12].state.metrics
+    assert m2["nlpd"] == pytest.approx(m1["nlpd"] + math.log(1e-12), abs=1e-4)
+    assert m2["nrmse"] == pytest.approx(m1["nrmse"], rel=1e-5)
+
+
+def test_an_objective_with_a_spread_below_qlognei_temperature_is_warned_about_once(tmp_path):
+    """qLogNEI smooths with BoTorch's absolute temperature ``tau_max = 1e-2`` (output units):
+    an objective in units where its spread is far below it (1e-12 of Branin) gets one
+    ``UnitsWarning`` naming the spread; the same objective in O(1) units gets none."""
+    import math
+    import warnings
+
+    from loops.engine import UnitsWarning
+    from oracles.function import FunctionOracle
+
+    def f(x, a):
+        return a * ((15 * x[1] - 5.1 / (4 * math.pi**2) * (15 * x[0] - 5) ** 2 + 5 / math.pi * (15 * x[0] - 5) - 6) ** 2
+                    + 10 * (1 - 1 / (8 * math.pi)) * torch.cos(15 * x[0] - 5) + 10)
+
+    for a in (1.0, 1e-12):
+        o = FunctionOracle(lambda x, a=a: f(x, a), [[0.0, 0.0], [1.0, 1.0]])
+        cfg = parse_config({"name": "t", "oracle": o, "budget": {"calls": 8}, "initial": {"n": 5},
+                            "acquisition": FAST_ACQ, "executor": {"kind": "serial"}, "tracking": {"enabled": False}})
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            Campaign(cfg, run_dir=tmp_path / f"run{a}").run()
+        got = [str(x.message) for x in w if issubclass(x.category, UnitsWarning)]
+        if a == 1.0:
+            assert got == []
+        else:
+            assert len(got) == 1 and "observed standard deviation (" in got[0] and "tau_max = 0.01" in got[0]
+            sd = float(got[0].split("deviation (")[1].split(")")[0])
+            assert 1e-12 < sd < 1e-10
