@@ -22,7 +22,7 @@ from surrogates.multifidelity.core import (
     prior_lengthscale,
     random_starts,
 )
-from surrogates.multifidelity.model import MultiFidelityModel
+from surrogates.multifidelity.model import MultiFidelityModel, check_flag
 
 #: box of the scale factors rho (standardized outputs)
 RHO_BOUND = 10.0
@@ -65,7 +65,7 @@ class AR1CoKriging(MultiFidelityModel):
     """
 
     def __init__(self, dataset: Dataset, reml: bool = True, kernel: str = "auto", **options: Any):
-        self.reml = bool(reml)
+        self.reml = check_flag("reml", reml)
         super().__init__(dataset, kernel=kernel, **options)
 
     def _extra_config(self) -> dict[str, Any]:

@@ -80,6 +80,24 @@ class ScaledMultivariateNormal(MultivariateNormal):
         return variance
 
 
+def check_flag(name: str, value: Any) -> bool:
+    """``value`` if it is a bool, else a ``ValueError`` naming the option."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def check_int(name: str, value: Any, minimum: int | None = None) -> int:
+    """``value`` as an ``int`` if it is an integer (not a bool) ``>= minimum``, else a ``ValueError``."""
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if not ok and isinstance(value, float) and value.is_integer():
+        ok, value = True, int(value)
+    if not ok or (minimum is not None and value < minimum):
+        more = "" if minimum is None else f" >= {minimum}"
+        raise ValueError(f"{name} must be an integer{more}, got {value!r}")
+    return int(value)
+
+
 def refit_message(cls_name: str, what: str) -> str:
     return (
         f"{what}: this {cls_name} was saved by an older scalebridge whose multi-fidelity models had other "
@@ -143,8 +161,7 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
             raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
         if kernel not in (*KERNELS, "auto"):
             raise ValueError(f"kernel must be one of {(*KERNELS, 'auto')}, got {kernel!r}")
-        if not isinstance(ard, bool):
-            raise ValueError(f"ard must be True or False, got {ard!r}")
+        check_flag("ard", ard)
         fid = dataset.fidelity.long()
         if (fid < 0).any():
             raise ValueError(f"fidelity levels must be >= 0, got {int(fid.min())}")
@@ -174,13 +191,15 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
         self.kernel, self.ard = kernel, ard
         self.train_dataset = dataset
         self.num_fidelities, self.d = L, dataset.d
-        self.restarts, self.seed = int(restarts), int(seed)
+        self.restarts, self.seed = check_int("restarts", restarts, 1), check_int("seed", seed)
         if bounds is None:
             lo, hi = dataset.X.amin(0), dataset.X.amax(0)
         else:
             b = torch.as_tensor(bounds, dtype=DTYPE)
             if b.shape != (2, self.d):
                 raise ValueError(f"bounds must be 2 x {self.d}, got shape {tuple(b.shape)}")
+            if not torch.isfinite(b).all() or bool((b[1] <= b[0]).any()):
+                raise ValueError(f"bounds must be finite with lower < upper in every input, got {b.tolist()}")
             lo, hi = b[0], b[1]
         self._bounds_option = None if bounds is None else torch.as_tensor(bounds, dtype=DTYPE).tolist()
         span = hi - lo

@@ -22,7 +22,7 @@ from surrogates.multifidelity.core import (
     prior_lengthscale,
     random_starts,
 )
-from surrogates.multifidelity.model import MultiFidelityModel, mix_levels
+from surrogates.multifidelity.model import MultiFidelityModel, check_flag, check_int, mix_levels
 from surrogates.multifidelity.recursive import LevelKriging
 
 TRENDS = ("linear", "constant")
@@ -103,9 +103,9 @@ class NARGP(MultiFidelityModel):
     ):
         if trend not in TRENDS:
             raise ValueError(f"trend must be one of {TRENDS}, got {trend!r}")
-        if int(num_samples) < 2 or int(num_samples) % 2:
+        if check_int("num_samples", num_samples, 2) % 2:
             raise ValueError(f"num_samples must be an even number >= 2 (antithetic pairs), got {num_samples}")
-        self.trend, self.num_samples, self.reml = trend, int(num_samples), bool(reml)
+        self.trend, self.num_samples, self.reml = trend, int(num_samples), check_flag("reml", reml)
         super().__init__(dataset, **options)
 
     def _extra_config(self) -> dict[str, Any]:

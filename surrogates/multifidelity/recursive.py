@@ -23,7 +23,7 @@ from surrogates.multifidelity.core import (
     prior_lengthscale,
     random_starts,
 )
-from surrogates.multifidelity.model import MultiFidelityModel, assemble_levels
+from surrogates.multifidelity.model import MultiFidelityModel, assemble_levels, check_flag
 
 RHO_FORMS = ("constant", "linear")
 
@@ -135,9 +135,8 @@ class RecursiveCoKriging(MultiFidelityModel):
     ):
         if rho not in RHO_FORMS:
             raise ValueError(f"rho must be one of {RHO_FORMS}, got {rho!r}")
-        if not isinstance(t_scale, bool):
-            raise ValueError(f"t_scale must be True or False, got {t_scale!r}")
-        self.rho_form, self.reml, self.t_scale = rho, bool(reml), t_scale
+        self.rho_form, self.reml = rho, check_flag("reml", reml)
+        self.t_scale = check_flag("t_scale", t_scale)
         super().__init__(dataset, **options)
 
     def _extra_config(self) -> dict[str, Any]:

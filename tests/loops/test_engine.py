@@ -269,7 +269,7 @@ def test_co_kriging_waits_for_every_level_of_the_initial_design(tmp_path):
     # have results, instead of failing on the level-0 results alone
     cfg = _config(tmp_path, oracle={"name": "loops.fakes:BraninMultiFidelity", "fidelities": [0.5, 1.0], "costs": [1.0, 10.0]},
                   budget={"calls": 7}, initial={"n": 3, "fidelities": [0, 1]},
-                  model={"name": "ar1", "options": {"restarts": 0}},
+                  model={"name": "ar1", "options": {"restarts": 1}},
                   acquisition={"name": "qMFMES", "num_fantasies": 4, "num_restarts": 1, "raw_samples": 16},
                   executor={"kind": "thread", "workers": 1, "prefetch": 0})
     res = Campaign(cfg, run_dir=tmp_path / "run").run()

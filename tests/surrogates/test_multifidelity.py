@@ -231,6 +231,26 @@ def test_bad_datasets_raise():
         RecursiveCoKriging(Dataset(X=X, Y=Y, fidelity=torch.tensor([0, 0, 0, 1, 1, 1])), rho="quadratic")
 
 
+@pytest.mark.parametrize("cls", [AR1CoKriging, RecursiveCoKriging, NARGP])
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("reml", "no", r"reml must be True or False, got 'no'"),  # bool("no") is True
+     ("restarts", "many", r"restarts must be an integer >= 1, got 'many'"),
+     ("restarts", 0, r"restarts must be an integer >= 1, got 0"),
+     ("seed", None, r"seed must be an integer, got None"),
+     ("bounds", [[1.0], [0.0]], r"bounds must be finite with lower < upper in every input, got \[\[1.0\], \[0.0\]\]"),
+     ("bounds", [[0.0], [0.0]], r"lower < upper .* got \[\[0.0\], \[0.0\]\]")],
+)
+def test_a_setting_of_the_wrong_type_or_value_is_refused_by_name(cls, option, value, message):
+    """Settings are checked where they are given, each error naming the setting and the bad
+    value (before: ``reml="no"`` meant True, inverted bounds rescaled the inputs silently, and
+    ``restarts="many"`` failed inside ``int()``)."""
+    X = torch.rand(6, 1, dtype=DTYPE)
+    ds = Dataset(X=X, Y=X.sin(), fidelity=torch.tensor([0, 0, 0, 1, 1, 1]))
+    with pytest.raises(ValueError, match=message):
+        cls(ds, **{option: value})
+
+
 # ------------------------------------------------------------ three levels
 @pytest.mark.slow
 def test_three_levels():
