@@ -80,6 +80,25 @@ class ScaledMultivariateNormal(MultivariateNormal):
         return variance
 
 
+#: significant bits kept of the standardized targets and noise variances the
+#: fits see (float64 has 53): a relative change of at most 2**-32 (about 2e-10)
+TARGET_BITS = 32
+
+
+def round_significand(t: Tensor, bits: int = TARGET_BITS) -> Tensor:
+    """``t`` with each value's significand rounded to ``bits`` bits.
+
+    The standardized data of ``y`` and of ``a y + b`` differ by round-off
+    (about 1e-16 of the spread, times ``|b| / |a|`` over the spread); a
+    likelihood with a flat optimum can turn that into hyperparameters that
+    differ by 1e-3. Rounded, they are the same numbers unless a value lies
+    within that round-off of a rounding boundary (a chance of about 1e-6 per
+    value for offsets up to 1e3 spreads), and so are the fits.
+    """
+    m, e = torch.frexp(t)
+    return torch.ldexp(torch.round(m * 2.0**bits) / 2.0**bits, e.to(t.dtype))
+
+
 def check_flag(name: str, value: Any) -> bool:
     """``value`` if it is a bool, else a ``ValueError`` naming the option."""
     if not isinstance(value, bool):
@@ -316,9 +335,11 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
         which rows belong."""
         ds = self.train_dataset
         xs = self._scale_x(ds.X)
-        ys = (ds.Y[:, 0] - self.y_mean) / self.y_std
+        # rounded to TARGET_BITS significant bits: y and a y + b (any units) give the
+        # same numbers, so the same fit (not one that round-off moved along a flat optimum)
+        ys = round_significand((ds.Y[:, 0] - self.y_mean) / self.y_std)
         if self.noise in ("known", "known+infer"):
-            vs = ds.Yvar[:, 0] / self.y_std**2
+            vs = round_significand(ds.Yvar[:, 0] / self.y_std**2)
         else:
             vs = torch.zeros_like(ys)
         vs = vs.clamp_min(NOISE_FLOOR)
