@@ -1173,8 +1173,27 @@ class Campaign:
         res = self._result(st, stopped_by)
         if res.recommendation is not None:
             self.store.set_meta("recommendation", res.recommendation)
+            self._warn_if_extrapolated(res)
         self._lock.release()  # a finished campaign leaves its directory to others (a later ask takes it back)
         return res
+
+    def _warn_if_extrapolated(self, res: CampaignResult) -> None:
+        """Warn when a multi-fidelity campaign recommends a point with no successful
+        result at the target fidelity: its predicted value is the model's
+        extrapolation from the lower levels."""
+        T = self.problem.target_fidelity
+        if not self.problem.multi_fidelity or res.best is None or res.best.value is not None:
+            return
+        at = [r for r in self._rows.values() if r["fidelity"] == T and r["role"] != "validation"]
+        if any(r["status"] == "done" for r in at):
+            return
+        failed = [r for r in at if r["status"] == "failed"]
+        why = f"; all {len(failed)} asked there failed (first: {failed[0]['reason']})" if failed else ""
+        warnings.warn(
+            f"no successful result at the target fidelity {T}{why}: the recommendation's predicted value "
+            f"{res.recommendation['predicted_value']:.6g} is the model's extrapolation from the lower levels",
+            UserWarning, stacklevel=3,
+        )
 
     def _result(self, st: LoopState, stopped_by: str) -> CampaignResult:
         return CampaignResult(

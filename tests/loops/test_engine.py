@@ -443,3 +443,30 @@ def test_an_objective_with_a_spread_below_qlognei_temperature_is_warned_about_on
             assert len(got) == 1 and "observed standard deviation (" in got[0] and "tau_max = 0.01" in got[0]
             sd = float(got[0].split("deviation (")[1].split(")")[0])
             assert 1e-12 < sd < 1e-10
+
+
+def test_a_recommendation_with_no_result_at_the_target_fidelity_is_warned_about(tmp_path):
+    """Every target-level evaluation fails (a fine solver that diverges): the campaign spends its
+    budget, records each failure with its reason, and the recommendation it returns (the
+    bootstrap model's extrapolation) comes with a warning naming the first failure."""
+    import warnings
+
+    from oracles.function import FunctionOracle
+
+    def f(x, fidelity):
+        if fidelity == 1:
+            raise RuntimeError("solver diverged")
+        return torch.sin(6 * x[0]) + x[1]
+
+    o = FunctionOracle(f, [[0.0, 0.0], [1.0, 1.0]], num_fidelities=2, cost=[1.0, 10.0])
+    cfg = parse_config({"name": "t", "oracle": o, "budget": {"cost": 50.0}, "initial": {"n": 3, "fidelities": [0, 1]},
+                        "model": {"name": "ar1"}, "acquisition": {"name": "qMFLogEI", **FAST_ACQ},
+                        "executor": {"kind": "serial"}, "tracking": {"enabled": False}})
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        res = Campaign(cfg, run_dir=tmp_path / "run").run()
+    top = [r for r in res.rows if r["fidelity"] == 1]
+    assert top and all(r["status"] == "failed" and "solver diverged" in r["reason"] for r in top)
+    assert res.best.value is None and res.recommendation is not None
+    got = [str(x.message) for x in w if "no successful result at the target fidelity 1" in str(x.message)]
+    assert len(got) == 1 and f"all {len(top)} asked there failed" in got[0] and "solver diverged" in got[0]
