@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from typing import Any
@@ -41,7 +40,6 @@ from botorch.models.model import FantasizeMixin, Model
 from botorch.posteriors.gpytorch import GPyTorchPosterior
 from gpytorch import settings as gpytorch_settings
 from gpytorch.distributions import MultivariateNormal
-from gpytorch.utils.warnings import NumericalWarning
 from linear_operator.operators import DenseLinearOperator
 from torch import Tensor
 
@@ -67,17 +65,9 @@ class ScaledMultivariateNormal(MultivariateNormal):
 
     @property
     def variance(self) -> Tensor:
-        diag = self.lazy_covariance_matrix.diagonal(dim1=-1, dim2=-2)
-        variance = diag.view(diag.shape[:-1] + self._event_shape).expand(self._batch_shape + self._event_shape)
-        floor = gpytorch_settings.min_variance.value(variance.dtype) * self.scale2
-        if variance.lt(floor).any():
-            warnings.warn(
-                f"Negative variance values detected. This is likely due to numerical instabilities. "
-                f"Rounding negative variances up to {floor:.3g} ({self.scale2:.3g} x the minimum variance).",
-                NumericalWarning,
-            )
-            variance = variance.clamp_min(floor)
-        return variance
+        mv = gpytorch_settings.min_variance
+        with mv(*(mv.value(t) * self.scale2 for t in (torch.float32, torch.float64, torch.float16))):
+            return super().variance
 
 
 #: significant bits kept of the standardized targets and noise variances the

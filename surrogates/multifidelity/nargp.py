@@ -103,9 +103,10 @@ class NARGP(MultiFidelityModel):
     ):
         if trend not in TRENDS:
             raise ValueError(f"trend must be one of {TRENDS}, got {trend!r}")
-        if check_int("num_samples", num_samples, 2) % 2:
+        n = check_int("num_samples", num_samples, 2)
+        if n % 2:
             raise ValueError(f"num_samples must be an even number >= 2 (antithetic pairs), got {num_samples}")
-        self.trend, self.num_samples, self.reml = trend, int(num_samples), check_flag("reml", reml)
+        self.trend, self.num_samples, self.reml = trend, n, check_flag("reml", reml)
         super().__init__(dataset, **options)
 
     def _extra_config(self) -> dict[str, Any]:
