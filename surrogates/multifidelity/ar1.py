@@ -18,6 +18,7 @@ from surrogates.multifidelity.core import (
     Kriging,
     expand_train,
     fit_map,
+    kriging_nll,
     log_lengthscale_prior,
     prior_lengthscale,
     random_starts,
@@ -135,17 +136,21 @@ class AR1CoKriging(MultiFidelityModel):
             out = out + var[i] * w1.unsqueeze(-1) * w2.unsqueeze(-2) * corr(x1, x2, ls[i])
         return out if torch.is_tensor(out) else torch.zeros(*x1.shape[:-1], x2.shape[-2], dtype=DTYPE)
 
-    def _kriging(self, th: Tensor) -> Kriging:
+    def _system(self, th: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """Covariance, trend basis, targets and row mask of all training rows."""
         x, lev, y, v, w = self._train_all()
         _, _, nug, rho = self._unpack(th)
         K = self._cov(th, x, lev, x, lev) + torch.diag_embed(v + nug[lev])
         F = self._coef(rho, self.num_fidelities)[:, lev].movedim(0, -1)
-        return Kriging(K, F, y, w)
+        return K, F, y, w
+
+    def _kriging(self, th: Tensor) -> Kriging:
+        return Kriging(*self._system(th))
 
     # --------------------------------------------------------------- fit
     def _objective(self, th: Tensor) -> Tensor:
         ls, _, _, _ = self._unpack(th)
-        return self._kriging(th).nll(self.reml) - log_lengthscale_prior(ls.log(), self.d)
+        return kriging_nll(*self._system(th), reml=self.reml) - log_lengthscale_prior(ls.log(), self.d)
 
     def _start(self) -> Tensor:
         L, k = self.num_fidelities, self._nls

@@ -7,11 +7,12 @@ Three pieces, each in one place:
   :class:`~gpytorch.kernels.RBFKernel`) held at unit lengthscale; lengthscales
   are applied by dividing the inputs, so they stay plain tensors that autograd
   differentiates and the optimizer moves in log space.
-* :class:`Kriging` -- universal kriging with a GLS trend: covariance
-  ``K`` (``n x n``, signal plus noise), trend basis ``F`` (``n x p``) and
-  targets ``y`` (``n``); the trend coefficients ``beta`` are profiled out and
-  the negative log restricted likelihood (REML, Harville 1974; Patterson &
-  Thompson 1971) or plain likelihood is returned; prediction gives the
+* :class:`Kriging` and :func:`kriging_nll` -- universal kriging with a GLS
+  trend: covariance ``K`` (``n x n``, signal plus noise), trend basis ``F``
+  (``n x p``) and targets ``y`` (``n``); the trend coefficients ``beta`` are
+  profiled out and :func:`kriging_nll` gives the negative log restricted
+  likelihood (REML, Harville 1974; Patterson & Thompson 1971) or plain
+  likelihood with closed-form gradients; :class:`Kriging` gives the
   universal-kriging mean and covariance, which include the uncertainty of
   ``beta`` (Santner, Williams & Notz 2003, sec. 3.3).
 * :func:`fit_map` -- the one fitter: a maximum a-posteriori estimate of an
@@ -53,9 +54,12 @@ LOG_NUGGET_BOUNDS = (math.log(1e-8), math.log(10.0))
 #: smallest noise variance on the diagonal (standardized outputs): keeps the
 #: Cholesky of interpolating (noise-free) models well defined
 NOISE_FLOOR = 1e-9
-#: L-BFGS-B stopping tolerances: tight, so that fits of data differing only by
-#: round-off (``y`` and ``a y + b``) end at the same optimum
-FTOL, GTOL = 1e-13, 1e-8
+#: L-BFGS-B stopping tolerances (SciPy's defaults: relative decrease of the
+#: objective, largest projected gradient component); fits of ``y`` and
+#: ``a y + b`` see the same rounded standardized data
+#: (:func:`~surrogates.multifidelity.model.round_significand`), so they take
+#: the same steps and stop at the same point
+FTOL, GTOL = 2.220446049250313e-09, 1e-5
 
 
 class Correlation:
@@ -93,6 +97,15 @@ def prior_lengthscale(d: int) -> float:
     return math.exp(math.sqrt(2.0) + 0.5 * math.log(d) - 3.0)
 
 
+def masked(K: Tensor, F: Tensor, y: Tensor, w: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """``K``, ``F``, ``y`` with the rows absent under the mask ``w`` (``... x n``,
+    0: absent) replaced by uncorrelated unit-variance rows with zero target and
+    trend (see :class:`Kriging`); unchanged if ``w`` is None."""
+    if w is None:
+        return K, F, y
+    return K * (w.unsqueeze(-1) * w.unsqueeze(-2)) + torch.diag_embed(1.0 - w), F * w.unsqueeze(-1), y * w
+
+
 class Kriging:
     """Universal kriging on one set of training points.
 
@@ -110,10 +123,7 @@ class Kriging:
     """
 
     def __init__(self, K: Tensor, F: Tensor, y: Tensor, w: Tensor | None = None):
-        if w is not None:
-            K = K * (w.unsqueeze(-1) * w.unsqueeze(-2)) + torch.diag_embed(1.0 - w)
-            F = F * w.unsqueeze(-1)
-            y = y * w
+        K, F, y = masked(K, F, y, w)
         self.w = w
         self.L = psd_safe_cholesky(K)
         self.Fi = torch.linalg.solve_triangular(self.L, F, upper=False)
@@ -139,13 +149,6 @@ class Kriging:
         f = (student_t.ppf(0.975, nu) / norm.ppf(0.975)) ** 2
         return torch.as_tensor(f, dtype=DTYPE)
 
-    def nll(self, reml: bool = True) -> Tensor:
-        """Negative log (restricted) likelihood, up to a constant."""
-        out = 0.5 * self.ri.pow(2).sum() + self.L.diagonal(dim1=-2, dim2=-1).log().sum()
-        if reml:
-            out = out + self.La.diagonal(dim1=-2, dim2=-1).log().sum()
-        return out
-
     def predict(self, Kx: Tensor, Kxx: Tensor, Fx: Tensor, diag: bool = False) -> tuple[Tensor, Tensor]:
         """Mean and covariance of the latent process at new points.
 
@@ -168,6 +171,63 @@ class Kriging:
             return mean, (Kxx - V.pow(2).sum(-2) + W.pow(2).sum(-2)).clamp_min(0.0)
         cov = Kxx - V.transpose(-1, -2) @ V + W.transpose(-1, -2) @ W
         return mean, cov
+
+
+class _KrigingNLL(torch.autograd.Function):
+    """Negative log (restricted) likelihood of universal kriging with its
+    gradients in closed form.
+
+    With ``r = y - F beta`` (GLS residual), ``a = K^-1 r``,
+    ``A = F^T K^-1 F`` and ``P = K^-1 - K^-1 F A^-1 F^T K^-1``:
+
+    * ``nll = r^T K^-1 r / 2 + log|K| / 2 (+ log|A| / 2 for REML)``;
+    * ``d nll / dK = (K^-1 - a a^T) / 2`` (ML) or ``(P - a a^T) / 2`` (REML);
+    * ``d nll / dF = -a beta^T (+ K^-1 F A^-1 for REML)``; ``d nll / dy = a``
+
+    (``beta`` minimizes the quadratic, so it does not vary to first order;
+    Harville 1974; Rasmussen & Williams 2006, eq. 5.9). One Cholesky
+    factorization serves the value and all three gradients, in place of
+    differentiating through the factorization and the triangular solves.
+    """
+
+    @staticmethod
+    def forward(ctx, K: Tensor, F: Tensor, y: Tensor, reml: bool) -> Tensor:
+        L = psd_safe_cholesky(K)
+        p = F.shape[-1]
+        Z = torch.linalg.solve_triangular(L, torch.cat([F, y.unsqueeze(-1)], -1), upper=False)
+        Fi, yi = Z[..., :p], Z[..., p:]
+        La = psd_safe_cholesky(Fi.transpose(-1, -2) @ Fi)
+        beta = torch.cholesky_solve(Fi.transpose(-1, -2) @ yi, La)
+        ri = yi - Fi @ beta
+        out = 0.5 * ri.pow(2).sum() + L.diagonal(dim1=-2, dim2=-1).log().sum()
+        if reml:
+            out = out + La.diagonal(dim1=-2, dim2=-1).log().sum()
+        ctx.reml = reml
+        ctx.save_for_backward(L, La, Fi, ri, beta)
+        return out
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        L, La, Fi, ri, beta = ctx.saved_tensors
+        Lt = L.transpose(-1, -2)
+        a = torch.linalg.solve_triangular(Lt, ri, upper=True)  # K^-1 r, n x 1
+        KiF = torch.linalg.solve_triangular(Lt, Fi, upper=True)  # K^-1 F, n x p
+        B = torch.cholesky_solve(KiF.transpose(-1, -2), La).transpose(-1, -2)  # K^-1 F A^-1
+        G = torch.cholesky_inverse(L)
+        if ctx.reml:
+            G = G - B @ KiF.transpose(-1, -2)
+        gK = 0.5 * (G - a @ a.transpose(-1, -2))
+        gF = -a @ beta.transpose(-1, -2) + (B if ctx.reml else 0.0)
+        return g * gK, g * gF, g * a.squeeze(-1), None
+
+
+def kriging_nll(K: Tensor, F: Tensor, y: Tensor, w: Tensor | None = None, reml: bool = True) -> Tensor:
+    """Negative log restricted (``reml``) or plain likelihood, up to a
+    constant, of universal kriging on ``n x n`` covariance ``K``, ``n x p``
+    trend basis ``F`` and targets ``y`` (``n``), the trend coefficients
+    profiled out; differentiable in all three (closed-form gradients,
+    :class:`_KrigingNLL`). ``w``: the row mask of :class:`Kriging`."""
+    return _KrigingNLL.apply(*masked(K, F, y, w), bool(reml))
 
 
 def expand_train(X: Tensor, x: Tensor) -> Tensor:

@@ -18,6 +18,7 @@ from surrogates.multifidelity.core import (
     Correlation,
     Kriging,
     fit_map,
+    kriging_nll,
     log_lengthscale_prior,
     prior_lengthscale,
     random_starts,
@@ -71,8 +72,12 @@ class _NonlinearLevel:
     def kriging(
         self, th: Tensor, x: Tensor, f: Tensor, F: Tensor, y: Tensor, v: Tensor, w: Tensor | None = None
     ) -> Kriging:
-        g = self.unpack(th)[-1]
-        return Kriging(self.cov(th, x, f, x, f) + torch.diag_embed(v + g), F, y, w)
+        return Kriging(self.noisy_cov(th, x, f, v), F, y, w)
+
+    def noisy_cov(self, th: Tensor, x: Tensor, f: Tensor, v: Tensor) -> Tensor:
+        """Covariance of the observations at ``x`` with lower-level means ``f``
+        and known noise ``v``."""
+        return self.cov(th, x, f, x, f) + torch.diag_embed(v + self.unpack(th)[-1])
 
 
 @register_surrogate
@@ -157,7 +162,7 @@ class NARGP(MultiFidelityModel):
                 lvl = self._lvls[KERNELS.index(kind)]
 
                 def objective(th, lvl=lvl, x=x, f=f, F=F, y=y, v=v):
-                    return lvl.kriging(th, x, f, F, y, v).nll(self.reml) - lvl.log_prior(th)
+                    return kriging_nll(lvl.noisy_cov(th, x, f, v), F, y, reml=self.reml) - lvl.log_prior(th)
 
                 box = lvl.box()
                 base = lvl.start(float(y.var()) if y.numel() > 1 else 1.0)

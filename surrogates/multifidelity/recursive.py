@@ -19,6 +19,7 @@ from surrogates.multifidelity.core import (
     Kriging,
     expand_train,
     fit_map,
+    kriging_nll,
     log_lengthscale_prior,
     prior_lengthscale,
     random_starts,
@@ -54,14 +55,17 @@ class LevelKriging:
         th = [prior_lengthscale(self.d)] * self.k + [max(s2, 1e-4)] + [1e-3] * int(self.infer_nugget)
         return torch.tensor(th, dtype=DTYPE).log()
 
-    def kriging(self, th: Tensor, x: Tensor, F: Tensor, y: Tensor, v: Tensor, w: Tensor | None = None) -> Kriging:
+    def cov(self, th: Tensor, x: Tensor, v: Tensor) -> Tensor:
+        """Covariance of the observations at ``x`` (``n x d``) with known noise ``v``."""
         ls, s2, g = self.unpack(th)
-        K = s2 * self.corr(x, x, ls) + torch.diag_embed(v + g)
-        return Kriging(K, F, y, w)
+        return s2 * self.corr(x, x, ls) + torch.diag_embed(v + g)
+
+    def kriging(self, th: Tensor, x: Tensor, F: Tensor, y: Tensor, v: Tensor, w: Tensor | None = None) -> Kriging:
+        return Kriging(self.cov(th, x, v), F, y, w)
 
     def objective(self, x: Tensor, F: Tensor, y: Tensor, v: Tensor, reml: bool):
         def f(th: Tensor) -> Tensor:
-            return self.kriging(th, x, F, y, v).nll(reml) - log_lengthscale_prior(th[: self.k], self.d)
+            return kriging_nll(self.cov(th, x, v), F, y, reml=reml) - log_lengthscale_prior(th[: self.k], self.d)
 
         return f
 
