@@ -602,6 +602,7 @@ def main_learn(args) -> int:
     data.setdefault("problems", {})
     data.setdefault("started", time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()))
     names = [p for p in args.problems.split(",") if p] if args.problems != ",".join(PROBLEMS) else LEARN_PROBLEMS
+    methods = list(LEARN_METHODS) if args.methods == ",".join(METHODS) else [m for m in args.methods.split(",") if m]
     for name in names:
         prob = PROBLEMS[name]
         oracle = make_oracle(prob)
@@ -610,7 +611,7 @@ def main_learn(args) -> int:
                                                    "d": oracle.dim, "costs": list(oracle.cost_model.costs)})
         runs = entry.setdefault("runs", {})
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            for m in LEARN_METHODS:
+            for m in methods:
                 if str(seed) in runs.get(m, {}):
                     continue
                 runs.setdefault(m, {})[str(seed)] = _timed_run(
@@ -765,6 +766,13 @@ def main(argv=None) -> int:
     ap.add_argument("--learn", action="store_true",
                     help=f"learn mode (LEARN_PROBLEMS unless --problems; --out defaults to {LEARN_OUT.name})")
     args = ap.parse_args(argv)
+    known = LEARN_METHODS if args.learn else METHODS
+    bad = [m for m in args.methods.split(",") if m and m not in known] if args.methods != ",".join(METHODS) else []
+    if bad:
+        ap.error(f"--methods: unknown {bad}; known{' in learn mode' if args.learn else ''}: {','.join(known)}")
+    bad = [p for p in args.problems.split(",") if p and p not in PROBLEMS]
+    if bad:
+        ap.error(f"--problems: unknown {bad}; known: {','.join(PROBLEMS)}")
     if args.learn and args.out == OUT:
         args.out = LEARN_OUT
     if args.summarize:
