@@ -602,7 +602,6 @@ def main_learn(args) -> int:
     data.setdefault("problems", {})
     data.setdefault("started", time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()))
     names = [p for p in args.problems.split(",") if p] if args.problems != ",".join(PROBLEMS) else LEARN_PROBLEMS
-    methods = list(LEARN_METHODS) if args.methods == ",".join(METHODS) else [m for m in args.methods.split(",") if m]
     for name in names:
         prob = PROBLEMS[name]
         oracle = make_oracle(prob)
@@ -611,7 +610,7 @@ def main_learn(args) -> int:
                                                    "d": oracle.dim, "costs": list(oracle.cost_model.costs)})
         runs = entry.setdefault("runs", {})
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            for m in methods:
+            for m in args.methods:
                 if str(seed) in runs.get(m, {}):
                     continue
                 runs.setdefault(m, {})[str(seed)] = _timed_run(
@@ -757,7 +756,7 @@ def write(path: Path, data: dict) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--problems", default=",".join(PROBLEMS))
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--methods", default=None, help="comma-separated (default: every method of the mode)")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=OUT)
@@ -767,7 +766,8 @@ def main(argv=None) -> int:
                     help=f"learn mode (LEARN_PROBLEMS unless --problems; --out defaults to {LEARN_OUT.name})")
     args = ap.parse_args(argv)
     known = LEARN_METHODS if args.learn else METHODS
-    bad = [m for m in args.methods.split(",") if m and m not in known] if args.methods != ",".join(METHODS) else []
+    args.methods = [m for m in args.methods.split(",") if m] if args.methods else list(known)
+    bad = [m for m in args.methods if m not in known]
     if bad:
         ap.error(f"--methods: unknown {bad}; known{' in learn mode' if args.learn else ''}: {','.join(known)}")
     bad = [p for p in args.problems.split(",") if p and p not in PROBLEMS]
@@ -805,7 +805,6 @@ def main(argv=None) -> int:
         data["ax"] = ax.__version__
     except Exception:  # noqa: BLE001
         pass
-    methods = [m for m in args.methods.split(",") if m]
     for name in [p for p in args.problems.split(",") if p]:
         prob = PROBLEMS[name]
         oracle = make_oracle(prob)
@@ -819,7 +818,7 @@ def main(argv=None) -> int:
             entry["optimum"]["time_s"] = time.perf_counter() - t0
         runs = entry.setdefault("runs", {})
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            for m in methods:
+            for m in args.methods:
                 if str(seed) in runs.get(m, {}):
                     continue
                 runs.setdefault(m, {})[str(seed)] = _timed_run(RUNNERS[m], prob, seed, f"{name} seed {seed} {m}")
