@@ -386,6 +386,17 @@ def test_an_error_of_the_settings_in_a_fit_still_stops_the_campaign(tmp_path):
         Campaign(cfg, run_dir=tmp_path / "run").run()
 
 
+def _scaled_branin(a: float):
+    """``a`` times BoTorch's Branin as a :class:`FunctionOracle` on the unit square."""
+    from botorch.test_functions import Branin
+
+    from oracles.function import FunctionOracle
+
+    f = Branin()
+    return FunctionOracle(lambda x: a * f(torch.stack([15 * x[0] - 5, 15 * x[1]]).unsqueeze(0))[0],
+                          [[0.0, 0.0], [1.0, 1.0]])
+
+
 @pytest.mark.parametrize("acq", ["qNIPV"])
 def test_a_learn_campaign_is_the_same_in_any_output_units(tmp_path, acq):
     """Learn mode (qNIPV) on outputs in small units (1e-12 of Branin, a permeability in m²) asks
@@ -394,16 +405,9 @@ def test_a_learn_campaign_is_the_same_in_any_output_units(tmp_path, acq):
     decides anything. (``max_variance`` keeps an absolute jitter, :data:`loops.acquisition.JITTER`.)"""
     import math
 
-    from oracles.function import FunctionOracle
-
-    def branin(x, a):
-        x1, x2 = 15 * x[0] - 5, 15 * x[1]
-        return a * ((x2 - 5.1 / (4 * math.pi**2) * x1**2 + 5 / math.pi * x1 - 6) ** 2
-                    + 10 * (1 - 1 / (8 * math.pi)) * torch.cos(x1) + 10)
-
     runs = {}
     for a in (1.0, 1e-12):
-        o = FunctionOracle(lambda x, a=a: branin(x, a), [[0.0, 0.0], [1.0, 1.0]])
+        o = _scaled_branin(a)
         cfg = parse_config({"name": "t", "oracle": o, "mode": "learn", "budget": {"calls": 10}, "initial": {"n": 5},
                             "learn": {"n_validation": 32}, "acquisition": {"name": acq, **FAST_ACQ, "q": 2},
                             "executor": {"kind": "serial"}, "tracking": {"enabled": False}})
@@ -419,18 +423,12 @@ def test_an_objective_with_a_spread_below_qlognei_temperature_is_warned_about_on
     """qLogNEI smooths with BoTorch's absolute temperature ``tau_max = 1e-2`` (output units):
     an objective in units where its spread is far below it (1e-12 of Branin) gets one
     ``UnitsWarning`` naming the spread; the same objective in O(1) units gets none."""
-    import math
     import warnings
 
     from loops.engine import UnitsWarning
-    from oracles.function import FunctionOracle
-
-    def f(x, a):
-        return a * ((15 * x[1] - 5.1 / (4 * math.pi**2) * (15 * x[0] - 5) ** 2 + 5 / math.pi * (15 * x[0] - 5) - 6) ** 2
-                    + 10 * (1 - 1 / (8 * math.pi)) * torch.cos(15 * x[0] - 5) + 10)
 
     for a in (1.0, 1e-12):
-        o = FunctionOracle(lambda x, a=a: f(x, a), [[0.0, 0.0], [1.0, 1.0]])
+        o = _scaled_branin(a)
         cfg = parse_config({"name": "t", "oracle": o, "budget": {"calls": 8}, "initial": {"n": 5},
                             "acquisition": FAST_ACQ, "executor": {"kind": "serial"}, "tracking": {"enabled": False}})
         with warnings.catch_warnings(record=True) as w:
