@@ -179,14 +179,15 @@ class AR1CoKriging(MultiFidelityModel):
 
     def _from_recursive(self) -> Tensor | None:
         """Starting point from a :class:`RecursiveCoKriging` fit with the same
-        options (its estimates map one-to-one onto the AR1 parameters and are
+        options and constant trends (its estimates map one-to-one onto the AR1 parameters and are
         the joint ones for nested noise-free designs, Le Gratiet & Garnier
         2014); also sets each level's correlation family. None if the
         recursive model cannot be fitted (a level with fewer than 3 points)."""
         from surrogates.multifidelity.recursive import RecursiveCoKriging
 
         opts = {k: v for k, v in self.get_config().items() if k not in ("format", "reml")}
-        rec = RecursiveCoKriging(self.train_dataset, reml=self.reml, **opts)
+        # constant trends: the AR1 levels' means are constants
+        rec = RecursiveCoKriging(self.train_dataset, reml=self.reml, trend="constant", **opts)
         if any(n <= 2 for n in torch.bincount(self.train_dataset.fidelity.long())[1:].tolist()):
             return None
         rec.fit()

@@ -27,6 +27,9 @@ from surrogates.multifidelity.core import (
 from surrogates.multifidelity.model import MultiFidelityModel, assemble_levels, check_flag
 
 RHO_FORMS = ("constant", "linear")
+TREND_FORMS = ("constant", "linear", "auto")
+#: residual degrees of freedom a level must keep for ``trend="auto"`` to give it a linear trend
+AUTO_TREND_DOF = 3
 
 
 class LevelKriging:
@@ -97,12 +100,21 @@ class LevelKriging:
 class RecursiveCoKriging(MultiFidelityModel):
     r"""Recursive co-kriging of Le Gratiet & Garnier (2014).
 
-    Level 0 is a kriging model with a constant trend; level ``t >= 1`` is
+    Level 0 is a kriging model with a trend ``h(x)^T beta_0``; level ``t >= 1`` is
     ``f_t(x) = rho_t(x) f_{t-1}(x) + delta_t(x)`` with ``f_{t-1}`` the
     posterior mean of the level below, ``rho_t`` constant (``rho="constant"``)
-    or linear in ``x`` (``"linear"``) and estimated with the trend by GLS, and
-    ``delta_t`` a kriging model fitted by restricted maximum likelihood times
-    the lengthscale prior. Predictions add ``rho_t^2`` times the level below's
+    or linear in ``x`` (``"linear"``), and ``delta_t`` a kriging model with
+    trend ``h(x)^T beta_t``; ``rho_t`` and ``beta_t`` are estimated together by
+    GLS and the correlation parameters by restricted maximum likelihood times
+    the lengthscale prior.
+
+    Trend ``h(x)``: ``1`` (``trend="constant"``), ``[1, x]`` (``"linear"``,
+    the regression functions of Le Gratiet & Garnier's model; a discrepancy
+    linear in the scaled inputs is then fitted exactly), or ``"auto"``
+    (default): linear at the levels whose ``n_t`` points leave at least
+    :data:`AUTO_TREND_DOF` degrees of freedom to the ``p_t`` trend terms,
+    constant at the others. The choice is made once per fit and stored
+    (``trend_linear``). Predictions add ``rho_t^2`` times the level below's
     variance to the universal-kriging variance of ``delta_t`` (which carries
     the uncertainty of ``rho_t``).
 
@@ -127,7 +139,7 @@ class RecursiveCoKriging(MultiFidelityModel):
     of points is not reported as if its variance were known.
 
     Options: see :class:`MultiFidelityModel`; ``rho`` (``"constant"``),
-    ``reml`` (True), ``t_scale`` (True; False: the plug-in Gaussian).
+    ``trend`` (``"auto"``), ``reml`` (True), ``t_scale`` (True; False: the plug-in Gaussian).
 
     Example:
         >>> model = RecursiveCoKriging.from_dataset(ds)
@@ -135,16 +147,24 @@ class RecursiveCoKriging(MultiFidelityModel):
     """
 
     def __init__(
-        self, dataset: Dataset, rho: str = "constant", reml: bool = True, t_scale: bool = True, **options: Any
+        self,
+        dataset: Dataset,
+        rho: str = "constant",
+        trend: str = "auto",
+        reml: bool = True,
+        t_scale: bool = True,
+        **options: Any,
     ):
         if rho not in RHO_FORMS:
             raise ValueError(f"rho must be one of {RHO_FORMS}, got {rho!r}")
-        self.rho_form, self.reml = rho, check_flag("reml", reml)
+        if trend not in TREND_FORMS:
+            raise ValueError(f"trend must be one of {TREND_FORMS}, got {trend!r}")
+        self.rho_form, self.trend, self.reml = rho, trend, check_flag("reml", reml)
         self.t_scale = check_flag("t_scale", t_scale)
         super().__init__(dataset, **options)
 
     def _extra_config(self) -> dict[str, Any]:
-        return {"rho": self.rho_form, "reml": self.reml, "t_scale": self.t_scale}
+        return {"rho": self.rho_form, "trend": self.trend, "reml": self.reml, "t_scale": self.t_scale}
 
     def _build(self) -> None:
         self._kinds = KERNELS if self.kernel == "auto" else (self.kernel,)
@@ -155,6 +175,18 @@ class RecursiveCoKriging(MultiFidelityModel):
         self.register_buffer("kernel_index", torch.full((L,), KERNELS.index(self._kinds[0]), dtype=torch.long))
         # rho_t(x) = c_0 + x c_1: of the carried lower-level variance (0: not carried)
         self.register_buffer("carry_coef", torch.zeros(L, 1 + self.d, dtype=DTYPE))
+        # per level: trend linear in x (1) or constant (0)
+        self.register_buffer("trend_linear", torch.zeros(L, dtype=torch.bool))
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], dataset: Dataset):
+        # saved before the trend option: those models have constant trends
+        return super().from_config({"trend": "constant", **config}, dataset)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        if "trend_linear" not in state_dict and self.trend == "constant":
+            state_dict = {**state_dict, "trend_linear": torch.zeros_like(self.trend_linear)}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @staticmethod
     def _carry(coef: Tensor, x: Tensor, lower_var: Tensor) -> Tensor:
@@ -163,17 +195,19 @@ class RecursiveCoKriging(MultiFidelityModel):
 
     def _basis(self, t: int, x: Tensor, lower: Tensor | None) -> Tensor:
         one = torch.ones_like(x[..., :1])
+        lin = [x] if self._linear[t] else []
         if t == 0:
-            return one
+            return torch.cat([one, *lin], -1) if lin else one
         f = lower.unsqueeze(-1)
         cols = [one, f, f * x] if self.rho_form == "linear" else [one, f]
+        cols += lin
         batch = torch.broadcast_shapes(*(c.shape[:-1] for c in cols))
         return torch.cat([c.expand(*batch, c.shape[-1]) for c in cols], -1)
 
     def _rho_at(self, t: int, x: Tensor) -> Tensor:
         beta = self._krig[t].beta  # ... x p
         if self.rho_form == "linear":
-            return beta[..., 1:2] + (x @ beta[..., 2:].unsqueeze(-1)).squeeze(-1)
+            return beta[..., 1:2] + (x @ beta[..., 2 : 2 + self.d].unsqueeze(-1)).squeeze(-1)
         return beta[..., 1:2].expand(*torch.broadcast_shapes(beta.shape[:-1] + (1,), x.shape[:-1]))
 
     def _lower_at(self, t: int, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -200,8 +234,25 @@ class RecursiveCoKriging(MultiFidelityModel):
         its covariance is a scale family (the condition of ``t_scale``)."""
         self._scale_free = [bool((v <= NOISE_FLOOR).all()) for _, _, v in self._levels(fantasy=False)]
 
+    def _choose_trends(self) -> None:
+        """Per level, whether its trend is linear in ``x`` (``trend_linear``):
+        always (``"linear"``), never (``"constant"``), or (``"auto"``) where
+        the level's points leave at least :data:`AUTO_TREND_DOF` residual
+        degrees of freedom to the linear trend's ``p_t`` terms. Fixed at the
+        fit, like the kernel, so a model conditioned on more points keeps it."""
+        counts = [len(y) for _, y, _ in self._levels(fantasy=False)]
+        rho_terms = 1 + self.d if self.rho_form == "linear" else 1
+        for t, n in enumerate(counts):
+            p = 1 + self.d + (rho_terms if t else 0)
+            self.trend_linear[t] = self.trend == "linear" or (self.trend == "auto" and n >= p + AUTO_TREND_DOF)
+
+    @property
+    def _linear(self) -> list[bool]:
+        return [bool(b) for b in self.trend_linear]
+
     def _fit(self) -> None:
         self._set_scale_free()
+        self._choose_trends()
         self._krig: list[Kriging] = []
         self._lv = self._levels()
         L = self.num_fidelities
@@ -209,7 +260,8 @@ class RecursiveCoKriging(MultiFidelityModel):
             x, F, y, v, lower_var = self._level_data(t, None)
             if F.shape[-1] >= len(y):
                 raise ValueError(
-                    f"level {t} has {len(y)} points; recursive co-kriging with rho={self.rho_form!r} needs "
+                    f"level {t} has {len(y)} points; recursive co-kriging with rho={self.rho_form!r} and "
+                    f"trend={self.trend!r} needs "
                     f"more than {F.shape[-1]} (use AR1CoKriging)"
                 )
             best = None
@@ -226,7 +278,7 @@ class RecursiveCoKriging(MultiFidelityModel):
             if lower_var is not None:
                 coef[0] = krig.beta[1]
                 if self.rho_form == "linear":
-                    coef[1:] = krig.beta[2:]
+                    coef[1:] = krig.beta[2 : 2 + self.d]
                 extra = self._carry(coef, x, lower_var)
                 _, s2, _ = lk.unpack(th)
                 if float(extra.max()) > 1e-6 * float(s2):
@@ -282,7 +334,8 @@ class RecursiveCoKriging(MultiFidelityModel):
         """Per level ``t >= 1``, the GLS trend coefficients of ``f_{t-1}``
         (``rho_t``; constant: one value, linear: ``1 + d``)."""
         self._ensure_conditioned()
-        return [k.beta[1:].detach().clone() for k in self._krig[1:]]
+        n = 1 + self.d if self.rho_form == "linear" else 1
+        return [k.beta[1 : 1 + n].detach().clone() for k in self._krig[1:]]
 
     def _latent(self, x: Tensor, level: Tensor) -> tuple[Tensor, Tensor]:
         means, covs, gains = self._moments(x, int(level.max()))

@@ -429,8 +429,8 @@ def test_t_scale_widens_a_scale_free_level_by_the_student_t_interval():
 
     ds = _nested([f_low_smooth, f_high_smooth], [7, 4], 1, seed=2)
     ds0 = Dataset(X=ds.X, Y=ds.Y, Yvar=torch.zeros_like(ds.Y), fidelity=ds.fidelity)
-    a = RecursiveCoKriging.from_dataset(ds0, restarts=1)
-    b = RecursiveCoKriging.from_dataset(ds0, restarts=1, t_scale=False)
+    a = RecursiveCoKriging.from_dataset(ds0, restarts=1, trend="constant")
+    b = RecursiveCoKriging.from_dataset(ds0, restarts=1, trend="constant", t_scale=False)
     torch.testing.assert_close(a.theta, b.theta)
     x = torch.linspace(0, 1, 9, dtype=DTYPE).unsqueeze(-1)
     factor = (student_t.ppf(0.975, 7 - 1) / norm.ppf(0.975)) ** 2
@@ -470,3 +470,44 @@ def test_three_level_nargp_shapes_and_interpolation():
     top = ds.fidelity == 2
     m_top, v_top = m.predict(ds.X[top], fidelity=2)
     torch.testing.assert_close(m_top, ds.Y[top, 0], atol=1e-3 * float(ds.Y[top].std()), rtol=0)
+
+
+def test_linear_trend_fits_a_linear_discrepancy_exactly():
+    """``f_H = 1.5 f_L + (0.8 x - 0.3)`` on a nested noise-free design: with the
+    linear trend the discrepancy lies in the trend's span, so the top-level
+    mean is ``1.5`` times the level-0 mean plus that line at every input
+    (GLS recovers ``rho = 1.5`` exactly)."""
+    ds = _nested([f_low_smooth, f_high_smooth], [14, 7], 1, seed=4)
+    ds0 = Dataset(X=ds.X, Y=ds.Y, Yvar=torch.zeros_like(ds.Y), fidelity=ds.fidelity)
+    x = torch.linspace(0, 1, 41, dtype=DTYPE).unsqueeze(-1)
+    scale = float(ds.Y[ds.fidelity == 1].std())
+    gaps = {}
+    for trend in ("linear", "auto"):
+        m = RecursiveCoKriging.from_dataset(ds0, trend=trend)
+        expected = RHO * m.predict(x, fidelity=0)[0] + delta_true(x)
+        gaps[trend] = float((m.predict(x)[0] - expected).abs().max()) / scale
+        assert m.trend_linear.tolist() == [True, True]
+        assert m.rho[0].item() == pytest.approx(RHO, rel=1e-6)
+    assert max(gaps.values()) < 1e-6, gaps
+
+
+@pytest.mark.parametrize(("counts", "expected"), [((12, 4), [True, False]), ((12, 6), [True, True]),
+                                                  ((4, 3), [False, False])])
+def test_auto_trend_is_linear_where_a_level_keeps_three_degrees_of_freedom(counts, expected):
+    """``trend="auto"``, ``d = 1``: level 0 has ``p = 2`` linear terms, level 1
+    ``p = 3`` (with ``rho``); linear needs ``n_t >= p_t + 3``. A model
+    conditioned on more points keeps the fitted choice."""
+    ds = _nested([f_low_smooth, f_high_smooth], counts, 1, seed=1)
+    m = RecursiveCoKriging.from_dataset(ds)
+    assert m.trend_linear.tolist() == expected
+    x_new = torch.tensor([[[0.31, 1.0], [0.77, 1.0], [0.12, 1.0]]], dtype=DTYPE)
+    fm = m.condition_on_observations(x_new, f_high_smooth(x_new[..., :1]).unsqueeze(-1))
+    assert fm.trend_linear.tolist() == expected
+
+
+def test_recursive_trend_setting_is_checked():
+    ds = _nested([f_low_smooth, f_high_smooth], [8, 4], 1, seed=0)
+    with pytest.raises(ValueError, match=r"trend must be one of \('constant', 'linear', 'auto'\), got 'quadratic'"):
+        RecursiveCoKriging(ds, trend="quadratic")
+    with pytest.raises(ValueError, match="level 1 has 2 points.*trend='linear' needs more than 3"):
+        RecursiveCoKriging.from_dataset(_nested([f_low_smooth, f_high_smooth], [8, 2], 1, seed=0), trend="linear")

@@ -247,3 +247,22 @@ def test_a_model_saved_in_the_earlier_format_fails_with_a_refit_message(cls, tmp
     torch.save({"gp.covar_module.raw_rho": torch.zeros(1, dtype=DTYPE)}, path / "state.pt")
     with pytest.raises(ValueError, match="refit it with"):
         load_surrogate(path)
+
+
+def test_a_recursive_model_saved_before_the_trend_option_loads_with_constant_trends(tmp_path):
+    """A format-2 save without ``trend`` in its config and ``trend_linear`` in
+    its state (written before the option existed) is the constant-trend model
+    it was fitted as: it loads and predicts as that model."""
+    ds = _data(n_low=12, n_high=6, yvar=1e-3)
+    m = RecursiveCoKriging.from_dataset(ds, trend="constant")
+    path = save_surrogate(m, tmp_path / "m")
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["config"].pop("trend")
+    (path / "config.json").write_text(json.dumps(cfg))
+    state = torch.load(path / "state.pt")
+    state.pop("trend_linear")
+    torch.save(state, path / "state.pt")
+    m2 = load_surrogate(path)
+    assert m2.trend == "constant" and not m2.trend_linear.any()
+    xt = torch.rand(6, 1, dtype=DTYPE)
+    torch.testing.assert_close(m2.predict(xt), m.predict(xt), rtol=1e-10, atol=1e-12)
