@@ -27,6 +27,7 @@ scaled to the unit cube.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -106,6 +107,13 @@ def masked(K: Tensor, F: Tensor, y: Tensor, w: Tensor | None) -> tuple[Tensor, T
     return K * (w.unsqueeze(-1) * w.unsqueeze(-2)) + torch.diag_embed(1.0 - w), F * w.unsqueeze(-1), y * w
 
 
+@functools.lru_cache(maxsize=256)
+def _t_widening(nu: float) -> float:
+    """``(t_nu^{-1}(0.975) / Phi^{-1}(0.975))^2`` (cached: SciPy's quantile
+    costs more than the kriging algebra of a small level)."""
+    return float((student_t.ppf(0.975, nu) / norm.ppf(0.975)) ** 2)
+
+
 class Kriging:
     """Universal kriging on one set of training points.
 
@@ -146,8 +154,7 @@ class Kriging:
         """
         n = self.w.sum(-1) if self.w is not None else torch.tensor(float(self.n), dtype=DTYPE)
         nu = (n - self.p).clamp_min(1.0).detach().numpy()
-        f = (student_t.ppf(0.975, nu) / norm.ppf(0.975)) ** 2
-        return torch.as_tensor(f, dtype=DTYPE)
+        return torch.as_tensor(np.vectorize(_t_widening, otypes=[float])(nu), dtype=DTYPE)
 
     def predict(self, Kx: Tensor, Kxx: Tensor, Fx: Tensor, diag: bool = False) -> tuple[Tensor, Tensor]:
         """Mean and covariance of the latent process at new points.
