@@ -737,16 +737,19 @@ def _load(path: Path) -> dict:
     return {}
 
 
-def write(path: Path, data: dict) -> None:
+def write(path: Path, data: dict, running: bool = True) -> None:
+    """Summaries and overall results of ``data`` into ``path``; ``running``: the
+    machine's load average is recorded (not when only re-summarizing)."""
     for name, e in data["problems"].items():
         e["summary"] = summarize(name, e)
     # the split of the problems in the file, from each problem's own record
     data["split"] = {s: [n for n, e in data["problems"].items() if e["split"] == s] for s in ("dev", "test")}
     data["overall"], data["report"] = overall(data["problems"])
-    try:
-        data["load_average"] = list(os.getloadavg())
-    except OSError:
-        pass
+    if running:
+        try:
+            data["load_average"] = list(os.getloadavg())
+        except OSError:
+            pass
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1, default=lambda v: None if v is None else str(v)))
@@ -776,7 +779,10 @@ def main(argv=None) -> int:
     if args.learn and args.out == OUT:
         args.out = LEARN_OUT
     if args.summarize:
-        (write_learn if args.learn else write)(args.out, _load(args.out))
+        if args.learn:
+            write_learn(args.out, _load(args.out))
+        else:
+            write(args.out, _load(args.out), running=False)
         return 0
     logging.getLogger("ax").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
