@@ -511,3 +511,23 @@ def test_recursive_trend_setting_is_checked():
         RecursiveCoKriging(ds, trend="quadratic")
     with pytest.raises(ValueError, match="level 1 has 2 points.*trend='linear' needs more than 3"):
         RecursiveCoKriging.from_dataset(_nested([f_low_smooth, f_high_smooth], [8, 2], 1, seed=0), trend="linear")
+
+
+def test_linear_rho_and_linear_trend_recover_both_exactly():
+    """``f_H = (1.5 + 0.5 x) f_L + 0.8 x - 0.3`` (nested, noise-free): with
+    ``rho="linear"`` and ``trend="linear"`` both lie in the GLS basis
+    ``[1, f, f x, x]``, so ``rho`` is recovered as ``[1.5, 0.5]`` (its slope
+    is in the unit-cube input, here ``x`` itself) and the top-level mean is
+    ``rho(x)`` times the level-0 mean plus the line."""
+
+    def f_high(x):
+        return (1.5 + 0.5 * x[..., 0]) * f_low_smooth(x) + delta_true(x)
+
+    ds = _nested([f_low_smooth, f_high], [16, 9], 1, seed=5)
+    ds0 = Dataset(X=ds.X, Y=ds.Y, Yvar=torch.zeros_like(ds.Y), fidelity=ds.fidelity)
+    m = RecursiveCoKriging.from_dataset(ds0, rho="linear", trend="linear", bounds=[[0.0], [1.0]])
+    torch.testing.assert_close(m.rho[0], torch.tensor([1.5, 0.5], dtype=DTYPE), rtol=1e-6, atol=1e-6)
+    x = torch.linspace(0, 1, 21, dtype=DTYPE).unsqueeze(-1)
+    expected = (1.5 + 0.5 * x[:, 0]) * m.predict(x, fidelity=0)[0] + delta_true(x)
+    scale = float(ds.Y[ds.fidelity == 1].std())
+    assert float((m.predict(x)[0] - expected).abs().max()) < 1e-6 * scale
