@@ -97,6 +97,8 @@ PROBLEMS = {
     "heterogeneous3_nonnested": _p("heterogeneous", (20, 10, 5), design="non-nested"),
     "rastrigin2_noisy10": _p("rastrigin", (40, 15), noise=0.10, dim=2),
     "rosenbrock2_nonnested": _p("rosenbrock", (30, 8), design="non-nested", dim=2),
+    # added 2026-12-05 (a dev problem with more than 4 inputs; no test problem moved)
+    "rosenbrock8_nonnested_noisy10": _p("rosenbrock", (80, 20), design="non-nested", noise=0.10, dim=8),
     # held-out test split (in the order the test run takes them)
     "currin_nested": _p("currin", (12, 5), split="test"),
     "park_nonnested_noisy10": _p("park", (40, 10), design="non-nested", noise=0.10, split="test"),
