@@ -204,11 +204,21 @@ class RecursiveCoKriging(MultiFidelityModel):
         batch = torch.broadcast_shapes(*(c.shape[:-1] for c in cols))
         return torch.cat([c.expand(*batch, c.shape[-1]) for c in cols], -1)
 
+    @property
+    def _rho_terms(self) -> int:
+        """Number of GLS coefficients of ``rho_t`` (``1`` or ``1 + d``)."""
+        return 1 + self.d if self.rho_form == "linear" else 1
+
+    def _rho_coefs(self, beta: Tensor) -> Tensor:
+        """The ``rho_t`` coefficients (``... x rho_terms``) among the GLS
+        coefficients ``beta`` of the basis ``[1, f, (f x), (x)]``."""
+        return beta[..., 1 : 1 + self._rho_terms]
+
     def _rho_at(self, t: int, x: Tensor) -> Tensor:
-        beta = self._krig[t].beta  # ... x p
+        c = self._rho_coefs(self._krig[t].beta)  # ... x rho_terms
         if self.rho_form == "linear":
-            return beta[..., 1:2] + (x @ beta[..., 2 : 2 + self.d].unsqueeze(-1)).squeeze(-1)
-        return beta[..., 1:2].expand(*torch.broadcast_shapes(beta.shape[:-1] + (1,), x.shape[:-1]))
+            return c[..., :1] + (x @ c[..., 1:].unsqueeze(-1)).squeeze(-1)
+        return c.expand(*torch.broadcast_shapes(c.shape[:-1] + (1,), x.shape[:-1]))
 
     def _lower_at(self, t: int, x: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and variance of level ``t - 1`` at each of the ``B x n x d`` inputs."""
@@ -241,9 +251,8 @@ class RecursiveCoKriging(MultiFidelityModel):
         degrees of freedom to the linear trend's ``p_t`` terms. Fixed at the
         fit, like the kernel, so a model conditioned on more points keeps it."""
         counts = [len(y) for _, y, _ in self._levels(fantasy=False)]
-        rho_terms = 1 + self.d if self.rho_form == "linear" else 1
         for t, n in enumerate(counts):
-            p = 1 + self.d + (rho_terms if t else 0)
+            p = 1 + self.d + (self._rho_terms if t else 0)
             self.trend_linear[t] = self.trend == "linear" or (self.trend == "auto" and n >= p + AUTO_TREND_DOF)
 
     @property
@@ -276,9 +285,7 @@ class RecursiveCoKriging(MultiFidelityModel):
             krig = lk.kriging(th, x, F, y, v)
             coef = torch.zeros(1 + self.d, dtype=DTYPE)
             if lower_var is not None:
-                coef[0] = krig.beta[1]
-                if self.rho_form == "linear":
-                    coef[1:] = krig.beta[2 : 2 + self.d]
+                coef[: self._rho_terms] = self._rho_coefs(krig.beta)
                 extra = self._carry(coef, x, lower_var)
                 _, s2, _ = lk.unpack(th)
                 if float(extra.max()) > 1e-6 * float(s2):
@@ -334,8 +341,7 @@ class RecursiveCoKriging(MultiFidelityModel):
         """Per level ``t >= 1``, the GLS trend coefficients of ``f_{t-1}``
         (``rho_t``; constant: one value, linear: ``1 + d``)."""
         self._ensure_conditioned()
-        n = 1 + self.d if self.rho_form == "linear" else 1
-        return [k.beta[1 : 1 + n].detach().clone() for k in self._krig[1:]]
+        return [self._rho_coefs(k.beta).detach().clone() for k in self._krig[1:]]
 
     def _latent(self, x: Tensor, level: Tensor) -> tuple[Tensor, Tensor]:
         means, covs, gains = self._moments(x, int(level.max()))
