@@ -148,8 +148,8 @@ def _weights(problem: Problem, m: int) -> Tensor:
     return w
 
 
-#: jitter of MaxVariance's solves (output units squared: absolute, so it swamps
-#: the variances of outputs in units where they are below about 1e-6)
+#: jitter of MaxVariance's solves, relative to each output's typical variance
+#: (:attr:`Problem.output_scale`), so that it is the same in any output units
 JITTER = 1e-8
 
 
@@ -161,15 +161,21 @@ class MaxVariance(AcquisitionFunction):
     of ``[P, x]`` (plus the observation noise on ``P``). With ``target`` set,
     the candidate carries a fidelity column and the utility is the reduction
     of the variance at ``(x, target)`` per unit cost of observing ``(x, level)``.
-    Outputs are summed with weights ``1 / output_scale``; the solves add
-    ``JITTER`` to their diagonal.
+    Outputs are summed with ``weights`` (``m``); ``noise``: ``m`` observation
+    noise variances of the pending points; the solves add ``JITTER`` times
+    ``scale`` (``m`` typical output variances, :attr:`Problem.output_scale`;
+    default 1) to their diagonal, so the choice does not depend on the
+    output units.
     """
 
     def __init__(self, model: Model, weights: Tensor, noise: Tensor, X_pending: Tensor | None = None,
-                 target: int | None = None, cost_model: LevelCostModel | None = None):
+                 target: int | None = None, cost_model: LevelCostModel | None = None,
+                 scale: Tensor | None = None):
         super().__init__(model)
         self.register_buffer("w", weights)
         self.register_buffer("noise", noise)
+        scale = torch.ones_like(noise) if scale is None else scale.to(noise)
+        self.register_buffer("jitter", JITTER * scale.reshape(-1, 1, 1))  # m x 1 x 1
         self.target = target
         self.cost_model = cost_model
         self.set_X_pending(X_pending)
@@ -202,7 +208,7 @@ class MaxVariance(AcquisitionFunction):
             v = cov[..., -1, -1]
             if nP > 0:
                 K = cov[..., :nP, :nP] + torch.diag_embed(self.noise.view(1, -1, 1).expand(b, -1, nP)) \
-                    + JITTER * torch.eye(nP, dtype=X.dtype)
+                    + self.jitter * torch.eye(nP, dtype=X.dtype)
                 k = cov[..., :nP, -1:]
                 v = v - (k.transpose(-1, -2) @ torch.linalg.solve(K, k)).squeeze(-1).squeeze(-1)
             return (v.clamp_min(0) * self.w).sum(-1)
@@ -215,7 +221,7 @@ class MaxVariance(AcquisitionFunction):
         cov, _ = self._cond_var(Xj, 0, None)
         n_obs = Xj.shape[-2] - 1
         K = cov[..., :n_obs, :n_obs] + torch.diag_embed(self.noise.view(1, -1, 1).expand(b, -1, n_obs)) \
-            + JITTER * torch.eye(n_obs, dtype=X.dtype)
+            + self.jitter * torch.eye(n_obs, dtype=X.dtype)
         k = cov[..., :n_obs, -1:]
         red_all = (k.transpose(-1, -2) @ torch.linalg.solve(K, k)).squeeze(-1).squeeze(-1)
         if n_obs > 1:
@@ -419,10 +425,10 @@ def _propose(name, model, problem, train_X, train_Y, q, cfg, X_pending, noise, s
             P = torch.cat(pend + chosen, dim=-2) if (pend or chosen) else None
             if problem.multi_fidelity:
                 acqf = MaxVariance(model, weights, noise, P, target=problem.target_fidelity,
-                                   cost_model=LevelCostModel(problem.acquisition_costs))
+                                   cost_model=LevelCostModel(problem.acquisition_costs), scale=problem.output_scale)
                 c = _optimize(acqf, problem, 1, cfg, fixed_levels=True)
             else:
-                acqf = MaxVariance(model, weights, noise, P)
+                acqf = MaxVariance(model, weights, noise, P, scale=problem.output_scale)
                 c = _optimize(acqf, problem, 1, cfg, fixed_levels=False)
             chosen.append(c.reshape(1, -1))
         return torch.cat(chosen, dim=-2)
@@ -580,7 +586,7 @@ def level_gains(model: Model, x: Tensor, problem: Problem, m: int, noise: Tensor
     var_w = (_weights(problem, m) != 0).to(torch.float64)
     levels = torch.cat([_with_level(x.reshape(1, -1), k) for k in range(problem.num_fidelities)])
     per_cost = MaxVariance(model, var_w, noise, X_pending, target=problem.target_fidelity,
-                           cost_model=LevelCostModel(problem.acquisition_costs))
+                           cost_model=LevelCostModel(problem.acquisition_costs), scale=problem.output_scale)
     with torch.no_grad():
         return per_cost(levels.unsqueeze(-2))
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 from botorch.models import SingleTaskGP
 from botorch.models.transforms import Normalize
+from gpytorch.kernels import MaternKernel, ScaleKernel
 
 from loops.acquisition import LevelCostModel, MaxVariance, Problem, propose, sobol_points
 from loops.config import Acquisition
@@ -50,6 +51,33 @@ def test_max_variance_equals_gp_conditioned_on_pending():
     assert torch.allclose(acq(x), expected, rtol=1e-5, atol=1e-9)
     # and pending points lower the variance
     assert (acq(x) <= m1.posterior(x).variance.reshape(-1) + 1e-12).all()
+
+
+@pytest.mark.parametrize("a", [1e-12, 1e6])
+def test_max_variance_is_the_same_in_any_output_units(a):
+    """Outputs in small or large units (``a y``: a permeability in m², a modulus in Pa) scale the
+    conditioned variances by ``a^2`` and nothing else: the jitter of the solves is relative to
+    the output's variance (``scale``), not an absolute floor that would swamp ``1e-24``-sized
+    variances and make a pending point look uninformative."""
+    torch.manual_seed(0)
+    b = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=D)
+    X = torch.rand(8, 2, dtype=D)
+    Y = torch.sin(6 * X[:, :1]) + X[:, 1:]
+    P = torch.rand(2, 2, dtype=D)
+    x = torch.cat([P.unsqueeze(-2), torch.rand(5, 1, 2, dtype=D)])  # the pending points and others
+    vals = {}
+    for s in (1.0, a):
+        m = SingleTaskGP(X, s * Y, covar_module=ScaleKernel(MaternKernel(nu=2.5)),
+                         input_transform=Normalize(2, bounds=b), outcome_transform=None)
+        m.covar_module.base_kernel.lengthscale = 0.3
+        m.covar_module.outputscale = s**2
+        m.likelihood.noise = torch.tensor([1e-6 * s**2], dtype=D)
+        m.eval()
+        scale = (s * Y).var(0)
+        acq = MaxVariance(m, 1 / scale, m.likelihood.noise.detach().reshape(1), X_pending=P, scale=scale)
+        vals[s] = acq(x).detach()
+    torch.testing.assert_close(vals[a], vals[1.0], rtol=1e-6, atol=1e-12)
+    assert (vals[1.0][:2] < 1e-4 * vals[1.0][2:].max()).all()  # observing a point removes its variance
 
 
 def test_constrained_qlognei_respects_outcome_constraint():
