@@ -148,9 +148,14 @@ def _weights(problem: Problem, m: int) -> Tensor:
     return w
 
 
-#: jitter of MaxVariance's solves, relative to each output's typical variance
-#: (:attr:`Problem.output_scale`), so that it is the same in any output units
+#: jitter of MaxVariance's solves, relative to the mean diagonal of the
+#: matrix solved (so a repeated pending point adds a reduction of order 1e-8
+#: of the first one's, in any output units) ...
 JITTER = 1e-8
+#: ... plus this fraction of the output's typical variance
+#: (:attr:`Problem.output_scale`): the round-off of posterior covariances that
+#: are far below the prior's
+JITTER_FLOOR = 1e-14
 
 
 class MaxVariance(AcquisitionFunction):
@@ -163,9 +168,9 @@ class MaxVariance(AcquisitionFunction):
     of the variance at ``(x, target)`` per unit cost of observing ``(x, level)``.
     Outputs are summed with ``weights`` (``m``); ``noise``: ``m`` observation
     noise variances of the pending points; the solves add ``JITTER`` times
-    ``scale`` (``m`` typical output variances, :attr:`Problem.output_scale`;
-    default 1) to their diagonal, so the choice does not depend on the
-    output units.
+    the mean of their diagonal plus ``JITTER_FLOOR`` times ``scale`` (``m``
+    typical output variances, :attr:`Problem.output_scale`; default 1) to
+    their diagonal, so the choice does not depend on the output units.
     """
 
     def __init__(self, model: Model, weights: Tensor, noise: Tensor, X_pending: Tensor | None = None,
@@ -175,7 +180,7 @@ class MaxVariance(AcquisitionFunction):
         self.register_buffer("w", weights)
         self.register_buffer("noise", noise)
         scale = torch.ones_like(noise) if scale is None else scale.to(noise)
-        self.register_buffer("jitter", JITTER * scale.reshape(-1, 1, 1))  # m x 1 x 1
+        self.register_buffer("floor", JITTER_FLOOR * scale.reshape(-1, 1, 1))  # m x 1 x 1
         self.target = target
         self.cost_model = cost_model
         self.set_X_pending(X_pending)
@@ -196,6 +201,11 @@ class MaxVariance(AcquisitionFunction):
             cov = cov.unsqueeze(-3)  # b x 1 x n x n
         return cov, extra_noise
 
+    def _regularized(self, K: Tensor) -> Tensor:
+        """``K`` (``b x m x n x n``) plus its jitter on the diagonal (:data:`JITTER`, :data:`JITTER_FLOOR`)."""
+        eps = JITTER * K.diagonal(dim1=-2, dim2=-1).mean(-1, keepdim=True).detach().unsqueeze(-1) + self.floor
+        return K + eps * torch.eye(K.shape[-1], dtype=K.dtype)
+
     @t_batch_mode_transform(expected_q=1)
     def forward(self, X: Tensor) -> Tensor:
         b = X.shape[0]
@@ -207,8 +217,8 @@ class MaxVariance(AcquisitionFunction):
             nP = Xj.shape[-2] - 1
             v = cov[..., -1, -1]
             if nP > 0:
-                K = cov[..., :nP, :nP] + torch.diag_embed(self.noise.view(1, -1, 1).expand(b, -1, nP)) \
-                    + self.jitter * torch.eye(nP, dtype=X.dtype)
+                noise = torch.diag_embed(self.noise.view(1, -1, 1).expand(b, -1, nP))
+                K = self._regularized(cov[..., :nP, :nP] + noise)
                 k = cov[..., :nP, -1:]
                 v = v - (k.transpose(-1, -2) @ torch.linalg.solve(K, k)).squeeze(-1).squeeze(-1)
             return (v.clamp_min(0) * self.w).sum(-1)
@@ -220,8 +230,8 @@ class MaxVariance(AcquisitionFunction):
         Xj = torch.cat(parts, dim=-2)
         cov, _ = self._cond_var(Xj, 0, None)
         n_obs = Xj.shape[-2] - 1
-        K = cov[..., :n_obs, :n_obs] + torch.diag_embed(self.noise.view(1, -1, 1).expand(b, -1, n_obs)) \
-            + self.jitter * torch.eye(n_obs, dtype=X.dtype)
+        noise = torch.diag_embed(self.noise.view(1, -1, 1).expand(b, -1, n_obs))
+        K = self._regularized(cov[..., :n_obs, :n_obs] + noise)
         k = cov[..., :n_obs, -1:]
         red_all = (k.transpose(-1, -2) @ torch.linalg.solve(K, k)).squeeze(-1).squeeze(-1)
         if n_obs > 1:

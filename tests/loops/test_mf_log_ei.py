@@ -155,3 +155,23 @@ def test_co_kriging_models_drive_it_too(name):
     assert not torch.allclose(c[0], c[1])
     assert c[0, 2].item() == float(int(level_gains(model, c[0, :2], prob, 1).argmax()))
     assert c[1, 2].item() == float(int(level_gains(model, c[1, :2], prob, 1, X_pending=c[:1]).argmax()))
+
+
+@pytest.mark.parametrize("a", [1e-12, 1e6])
+def test_level_gains_are_the_same_in_any_output_units(a):
+    """AR1 fitted to ``a y`` (a compliance in 1/Pa, a modulus in Pa) gives level gains ``a^2`` times those
+    of ``y``, with and without a pending cheap observation, so the same level is chosen: the jitter of
+    the solves is relative to the output's variance (``Problem.output_scale``), not an absolute floor."""
+    _, X, Y, prob = _branin_data(10, 4)
+    prob.level_costs = (1.0, 10.0)
+    x = torch.tensor([0.5, 7.0], dtype=D)
+    pend = torch.tensor([[0.5, 7.0, 0.0]], dtype=D)
+    gains = {}
+    for s in (1.0, a):
+        model = _model("ar1", X, s * Y, prob)
+        prob.output_scale = (s * Y).var(0)
+        gains[s] = (level_gains(model, x, prob, 1), level_gains(model, x, prob, 1, X_pending=pend))
+    for g1, ga in zip(gains[1.0], gains[a], strict=True):
+        torch.testing.assert_close(ga / a**2, g1, rtol=1e-6, atol=0)
+    assert int(gains[a][1].argmax()) == int(gains[1.0][1].argmax()) == 1  # a pending (x, 0) leaves the target
+    prob.level_costs, prob.output_scale = None, None
