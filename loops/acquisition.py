@@ -201,10 +201,14 @@ class MaxVariance(AcquisitionFunction):
             cov = cov.unsqueeze(-3)  # b x 1 x n x n
         return cov, extra_noise
 
-    def _regularized(self, K: Tensor) -> Tensor:
-        """``K`` (``b x m x n x n``) plus its jitter on the diagonal (:data:`JITTER`, :data:`JITTER_FLOOR`)."""
+    def _observed(self, C: Tensor) -> Tensor:
+        """Covariance of observations of points with latent covariance ``C``
+        (``b x m x n x n``): plus the noise and the jitter (:data:`JITTER`,
+        :data:`JITTER_FLOOR`) on the diagonal."""
+        eye = torch.eye(C.shape[-1], dtype=C.dtype)
+        K = C + self.noise.view(-1, 1, 1) * eye
         eps = JITTER * K.diagonal(dim1=-2, dim2=-1).mean(-1, keepdim=True).detach().unsqueeze(-1) + self.floor
-        return K + eps * torch.eye(K.shape[-1], dtype=K.dtype)
+        return K + eps * eye
 
     @t_batch_mode_transform(expected_q=1)
     def forward(self, X: Tensor) -> Tensor:
@@ -217,8 +221,7 @@ class MaxVariance(AcquisitionFunction):
             nP = Xj.shape[-2] - 1
             v = cov[..., -1, -1]
             if nP > 0:
-                noise = torch.diag_embed(self.noise.view(1, -1, 1).expand(b, -1, nP))
-                K = self._regularized(cov[..., :nP, :nP] + noise)
+                K = self._observed(cov[..., :nP, :nP])
                 k = cov[..., :nP, -1:]
                 v = v - (k.transpose(-1, -2) @ torch.linalg.solve(K, k)).squeeze(-1).squeeze(-1)
             return (v.clamp_min(0) * self.w).sum(-1)
@@ -230,8 +233,7 @@ class MaxVariance(AcquisitionFunction):
         Xj = torch.cat(parts, dim=-2)
         cov, _ = self._cond_var(Xj, 0, None)
         n_obs = Xj.shape[-2] - 1
-        noise = torch.diag_embed(self.noise.view(1, -1, 1).expand(b, -1, n_obs))
-        K = self._regularized(cov[..., :n_obs, :n_obs] + noise)
+        K = self._observed(cov[..., :n_obs, :n_obs])
         k = cov[..., :n_obs, -1:]
         red_all = (k.transpose(-1, -2) @ torch.linalg.solve(K, k)).squeeze(-1).squeeze(-1)
         if n_obs > 1:
