@@ -58,7 +58,14 @@ class Dataset:
             if (self.Yvar < 0).any():
                 raise ValueError("Dataset.Yvar must be non-negative")
         if self.fidelity is not None:
-            self.fidelity = torch.as_tensor(self.fidelity).long().reshape(-1)
+            fid = torch.as_tensor(self.fidelity).reshape(-1)
+            if fid.is_floating_point() or fid.is_complex():
+                bad = ~torch.isfinite(fid) | (fid != fid.round())
+                if bad.any():
+                    raise ValueError(
+                        f"Dataset.fidelity must hold integer levels (0 = cheapest), got {fid[bad][0].item()!r}"
+                    )
+            self.fidelity = fid.long()
             if self.fidelity.shape[0] != self.X.shape[0]:
                 raise ValueError(
                     f"Dataset.fidelity must have {self.X.shape[0]} entries, got {self.fidelity.shape[0]}"

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import math
+import operator
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from typing import Any
@@ -531,7 +532,14 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
         """Marginal latent mean and variance (``n``, ``n``; output units) at
         inputs ``X`` (``n x d``) at one ``fidelity`` (default: the highest)."""
         X = torch.as_tensor(X, dtype=DTYPE)
-        f = self.num_fidelities - 1 if fidelity is None else fidelity
+        if X.dim() != 2 or X.shape[-1] != self.d:
+            raise ValueError(f"predict takes n x d inputs with d = {self.d}, got shape {tuple(X.shape)}")
+        try:
+            f = self.num_fidelities - 1 if fidelity is None else operator.index(fidelity)
+        except TypeError:
+            f = None
+        if f is None or isinstance(fidelity, bool) or not 0 <= f < self.num_fidelities:
+            raise ValueError(f"fidelity must be an integer level in [0, {self.num_fidelities - 1}], got {fidelity!r}")
         Xf = torch.cat([X, torch.full_like(X[..., :1], float(f))], dim=-1)
         out_m, out_v = [], []
         with torch.no_grad():

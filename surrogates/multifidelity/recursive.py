@@ -177,6 +177,8 @@ class RecursiveCoKriging(MultiFidelityModel):
         self.register_buffer("carry_coef", torch.zeros(L, 1 + self.d, dtype=DTYPE))
         # per level: trend linear in x (1) or constant (0)
         self.register_buffer("trend_linear", torch.zeros(L, dtype=torch.bool))
+        # per level: the inputs in its linear trend (those that vary among its points)
+        self.register_buffer("trend_inputs", torch.ones(L, self.d, dtype=torch.bool))
 
     @classmethod
     def from_config(cls, config: dict[str, Any], dataset: Dataset):
@@ -186,6 +188,8 @@ class RecursiveCoKriging(MultiFidelityModel):
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         if "trend_linear" not in state_dict and self.trend == "constant":
             state_dict = {**state_dict, "trend_linear": torch.zeros_like(self.trend_linear)}
+        if "trend_inputs" not in state_dict:  # saved before the constant-input check: every input
+            state_dict = {**state_dict, "trend_inputs": torch.ones_like(self.trend_inputs)}
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @staticmethod
@@ -195,7 +199,7 @@ class RecursiveCoKriging(MultiFidelityModel):
 
     def _basis(self, t: int, x: Tensor, lower: Tensor | None) -> Tensor:
         one = torch.ones_like(x[..., :1])
-        lin = [x] if self._linear[t] else []
+        lin = [x[..., self.trend_inputs[t]]] if self._linear[t] else []
         if t == 0:
             return torch.cat([one, *lin], -1) if lin else one
         f = lower.unsqueeze(-1)
@@ -249,11 +253,19 @@ class RecursiveCoKriging(MultiFidelityModel):
         always (``"linear"``), never (``"constant"``), or (``"auto"``) where
         the level's points leave at least :data:`AUTO_TREND_DOF` residual
         degrees of freedom to the linear trend's ``p_t`` terms. Fixed at the
-        fit, like the kernel, so a model conditioned on more points keeps it."""
-        counts = [len(y) for _, y, _ in self._levels(fantasy=False)]
-        for t, n in enumerate(counts):
-            p = 1 + self.d + (self._rho_terms if t else 0)
-            self.trend_linear[t] = self.trend == "linear" or (self.trend == "auto" and n >= p + AUTO_TREND_DOF)
+        fit, like the kernel, so a model conditioned on more points keeps it.
+        The linear trend takes the inputs that vary among the level's points
+        (``trend_inputs``): an input held at one value would repeat the constant
+        column; a level where none varies keeps the constant trend. Points
+        are counted once per distinct input: a repeated observation says
+        nothing more about the trend's shape."""
+        for t, (x, _, _) in enumerate(self._levels(fantasy=False)):
+            varying = x.amax(0) > x.amin(0)
+            self.trend_inputs[t] = varying
+            k, n = int(varying.sum()), len(torch.unique(x, dim=0))
+            p = 1 + k + (self._rho_terms if t else 0)
+            wanted = self.trend == "linear" or (self.trend == "auto" and n >= p + AUTO_TREND_DOF)
+            self.trend_linear[t] = wanted and k > 0
 
     @property
     def _linear(self) -> list[bool]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from botorch.models.cost import AffineFidelityCostModel
@@ -214,6 +215,19 @@ def test_bad_inputs_raise(small_models, name):
         m.posterior(torch.tensor([[0.5, -1.0]], dtype=DTYPE))
     with pytest.raises(ValueError, match=r"\.\.\. x q x 2"):
         m.posterior(torch.tensor([[0.5]], dtype=DTYPE))
+    # predict takes n x d design inputs and a level; errors name what the user passed
+    with pytest.raises(ValueError, match=r"n x d inputs with d = 1, got shape \(3, 2\)"):
+        m.predict(torch.rand(3, 2, dtype=DTYPE))
+    with pytest.raises(ValueError, match=r"n x d inputs with d = 1, got shape \(3,\)"):
+        m.predict(torch.rand(3, dtype=DTYPE))
+    for bad in (2, -1, 0.5, True, "1"):
+        with pytest.raises(ValueError, match=rf"fidelity must be an integer level in \[0, 1\], got {bad!r}"):
+            m.predict(torch.rand(3, 1, dtype=DTYPE), fidelity=bad)
+    # numpy and torch integers are levels too
+    a = m.predict(torch.rand(3, 1, dtype=DTYPE, generator=torch.Generator().manual_seed(0)), fidelity=0)[0]
+    for level in (np.int64(0), torch.tensor(0)):
+        b = m.predict(torch.rand(3, 1, dtype=DTYPE, generator=torch.Generator().manual_seed(0)), fidelity=level)[0]
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_bad_datasets_raise():
@@ -225,6 +239,13 @@ def test_bad_datasets_raise():
         AR1CoKriging(Dataset(X=X, Y=Y, fidelity=torch.tensor([0, 0, 2, 2, 2, 0])))
     with pytest.raises(ValueError, match="at least 2 levels"):
         RecursiveCoKriging(Dataset(X=X, Y=Y, fidelity=torch.zeros(6)))
+    # a fractional level is refused by value, not truncated to an integer
+    with pytest.raises(ValueError, match="Dataset.fidelity must hold integer levels .* got 0.5"):
+        Dataset(X=X, Y=Y, fidelity=[0, 0, 0, 0.5, 0.5, 0.5])
+    with pytest.raises(ValueError, match="Dataset.fidelity must hold integer levels .* got nan"):
+        Dataset(X=X, Y=Y, fidelity=[0, 0, 0, 1, 1, float("nan")])
+    # integer-valued floats are levels
+    assert Dataset(X=X, Y=Y, fidelity=[0.0, 0.0, 0.0, 1.0, 1.0, 1.0]).fidelity.tolist() == [0, 0, 0, 1, 1, 1]
     with pytest.raises(ValueError, match="m = 2"):
         NARGP(Dataset(X=X, Y=torch.cat([Y, Y], -1), fidelity=torch.tensor([0, 0, 0, 1, 1, 1])))
     with pytest.raises(ValueError, match="rho must be"):
@@ -531,3 +552,45 @@ def test_linear_rho_and_linear_trend_recover_both_exactly():
     expected = (1.5 + 0.5 * x[:, 0]) * m.predict(x, fidelity=0)[0] + delta_true(x)
     scale = float(ds.Y[ds.fidelity == 1].std())
     assert float((m.predict(x)[0] - expected).abs().max()) < 1e-6 * scale
+
+
+def test_an_input_held_at_one_value_leaves_the_linear_trend_full_rank():
+    """An input that does not vary among a level's points (a parameter held fixed) is left out
+    of that level's linear trend: the basis ``[1, x]`` stays full rank, so the fit needs no
+    jitter, and the noise-free model of a nested design interpolates its top-level data."""
+    import warnings
+
+    from gpytorch.utils.warnings import NumericalWarning
+
+    g = torch.Generator().manual_seed(3)
+    x0 = torch.rand(11, 1, generator=g, dtype=DTYPE)
+    x = torch.cat([x0, x0[:5]])  # nested: the top level's points are among level 0's
+    fid = torch.tensor([0] * 11 + [1] * 5)
+    y = torch.where(fid[:, None] == 1, torch.sin(6 * x), 0.8 * torch.sin(6 * x) + 0.2 * x)
+    x2 = torch.cat([x, torch.full_like(x, 0.3)], -1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NumericalWarning)
+        m = RecursiveCoKriging.from_dataset(Dataset(X=x2, Y=y, Yvar=torch.zeros_like(y), fidelity=fid), trend="linear")
+    assert m.trend_inputs.tolist() == [[True, False], [True, False]]
+    assert m.trend_linear.all()
+    top = fid == 1
+    mean, var = m.predict(x2[top])
+    torch.testing.assert_close(mean, y[top, 0], rtol=0, atol=1e-5 * float(y.std()))
+
+
+def test_a_repeated_observation_does_not_change_the_trend_choice():
+    """``trend="auto"`` counts each distinct input once: observing a top-level point a second
+    time (a campaign re-evaluating its incumbent) adds no evidence about the trend's shape, so the
+    level keeps the trend of the data without the repeat (5 distinct points: constant; a count
+    of raw rows would give 6 and a linear trend)."""
+    g = torch.Generator().manual_seed(4)
+    x0 = torch.rand(11, 1, generator=g, dtype=DTYPE)
+    x = torch.cat([x0, x0[:5]])
+    fid = torch.tensor([0] * 11 + [1] * 5)
+    y = torch.where(fid[:, None] == 1, torch.sin(6 * x), 0.8 * torch.sin(6 * x) + 0.2 * x)
+    m = RecursiveCoKriging.from_dataset(Dataset(X=x, Y=y, fidelity=fid))
+    rep = RecursiveCoKriging.from_dataset(
+        Dataset(X=torch.cat([x, x[-1:]]), Y=torch.cat([y, y[-1:]]), fidelity=torch.cat([fid, fid[-1:]]))
+    )
+    assert m.trend_linear.tolist() == [True, False]
+    assert rep.trend_linear.tolist() == m.trend_linear.tolist()
