@@ -128,11 +128,14 @@ class Kriging:
             zero target and trend and zero covariance to new points, so it
             changes nothing: a batch of training sets of different sizes is
             padded to one size exactly.
+        distinct: optional number of distinct training inputs among the
+            present rows (batch shape; :func:`distinct_rows`), the ``n`` of
+            :meth:`t_factor` (default: the number of present rows).
     """
 
-    def __init__(self, K: Tensor, F: Tensor, y: Tensor, w: Tensor | None = None):
+    def __init__(self, K: Tensor, F: Tensor, y: Tensor, w: Tensor | None = None, distinct: Tensor | None = None):
         K, F, y = masked(K, F, y, w)
-        self.w = w
+        self.w, self.distinct = w, distinct
         self.L = psd_safe_cholesky(K)
         self.Fi = torch.linalg.solve_triangular(self.L, F, upper=False)
         yi = torch.linalg.solve_triangular(self.L, y.unsqueeze(-1), upper=False)
@@ -148,11 +151,15 @@ class Kriging:
 
         With ``K = s2 C`` and the Jeffreys prior on ``s2`` (at its restricted
         likelihood estimate), the predictive law is a Student t with
-        ``n - p`` degrees of freedom (Santner, Williams & Notz 2003, sec.
+        ``n - p`` degrees of freedom (``n``: the distinct training inputs when
+        given, as a repeated noise-free observation adds none; Santner, Williams & Notz 2003, sec.
         4.1.3); the factor widens the Gaussian to that t's central 95 %
         interval: ``(t_{n-p}^{-1}(0.975) / Phi^{-1}(0.975))^2``.
         """
-        n = self.w.sum(-1) if self.w is not None else torch.tensor(float(self.n), dtype=DTYPE)
+        if self.distinct is not None:
+            n = self.distinct.to(DTYPE)
+        else:
+            n = self.w.sum(-1) if self.w is not None else torch.tensor(float(self.n), dtype=DTYPE)
         nu = (n - self.p).clamp_min(1.0).detach().numpy()
         return torch.as_tensor(np.vectorize(_t_widening, otypes=[float])(nu), dtype=DTYPE)
 
@@ -235,6 +242,17 @@ def kriging_nll(K: Tensor, F: Tensor, y: Tensor, w: Tensor | None = None, reml: 
     profiled out; differentiable in all three (closed-form gradients,
     :class:`_KrigingNLL`). ``w``: the row mask of :class:`Kriging`."""
     return _KrigingNLL.apply(*masked(K, F, y, w), bool(reml))
+
+
+def distinct_rows(x: Tensor, w: Tensor | None = None) -> Tensor:
+    """Number of distinct rows among the present rows of ``x`` (``... x n x d``;
+    ``w``: the ``... x n`` row mask of :class:`Kriging`), batch shape ``...``."""
+    same = (x.unsqueeze(-2) == x.unsqueeze(-3)).all(-1)  # ... x n x n
+    present = torch.ones(x.shape[:-1], dtype=torch.bool) if w is None else w > 0
+    same = same & present.unsqueeze(-1) & present.unsqueeze(-2)
+    earlier = torch.ones(same.shape[-2:], dtype=torch.bool).tril(-1)
+    repeat = (same & earlier).any(-1)
+    return (present & ~repeat).sum(-1)
 
 
 def expand_train(X: Tensor, x: Tensor) -> Tensor:

@@ -17,6 +17,7 @@ from surrogates.multifidelity.core import (
     NOISE_FLOOR,
     Correlation,
     Kriging,
+    distinct_rows,
     expand_train,
     fit_map,
     kriging_nll,
@@ -64,7 +65,7 @@ class LevelKriging:
         return s2 * self.corr(x, x, ls) + torch.diag_embed(v + g)
 
     def kriging(self, th: Tensor, x: Tensor, F: Tensor, y: Tensor, v: Tensor, w: Tensor | None = None) -> Kriging:
-        return Kriging(self.cov(th, x, v), F, y, w)
+        return Kriging(self.cov(th, x, v), F, y, w, distinct=distinct_rows(x, w))
 
     def objective(self, x: Tensor, F: Tensor, y: Tensor, v: Tensor, reml: bool):
         def f(th: Tensor) -> Tensor:

@@ -582,7 +582,8 @@ def test_a_repeated_observation_does_not_change_the_trend_choice():
     """``trend="auto"`` counts each distinct input once: observing a top-level point a second
     time (a campaign re-evaluating its incumbent) adds no evidence about the trend's shape, so the
     level keeps the trend of the data without the repeat (5 distinct points: constant; a count
-    of raw rows would give 6 and a linear trend)."""
+    of raw rows would give 6 and a linear trend), and the Student-t interval keeps its degrees of
+    freedom."""
     g = torch.Generator().manual_seed(4)
     x0 = torch.rand(11, 1, generator=g, dtype=DTYPE)
     x = torch.cat([x0, x0[:5]])
@@ -594,3 +595,14 @@ def test_a_repeated_observation_does_not_change_the_trend_choice():
     )
     assert m.trend_linear.tolist() == [True, False]
     assert rep.trend_linear.tolist() == m.trend_linear.tolist()
+    # nor the degrees of freedom of the Student-t widening (distinct inputs minus trend terms)
+    m.posterior(torch.tensor([[0.5, 1.0]], dtype=DTYPE))
+    rep.posterior(torch.tensor([[0.5, 1.0]], dtype=DTYPE))
+    for t in (0, 1):
+        torch.testing.assert_close(rep._krig[t].t_factor(), m._krig[t].t_factor(), rtol=0, atol=0)
+    # a fantasy at an observed input adds no degree of freedom, one at a new input adds one
+    for xq, added in ((x[-1:], 0), (torch.tensor([[0.123]], dtype=DTYPE), 1)):
+        Xq = torch.cat([xq, torch.ones(1, 1, dtype=DTYPE)], -1)
+        fm = m.condition_on_observations(Xq, torch.zeros(1, 1, dtype=DTYPE))
+        fm.posterior(torch.tensor([[0.5, 1.0]], dtype=DTYPE))
+        assert int(fm._krig[1].distinct) == int(m._krig[1].distinct) + added
