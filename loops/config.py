@@ -173,7 +173,11 @@ class InitialDesign(BaseModel):
 
     model_config = _STRICT
     n: SInt = Field(5, ge=1, le=MAX_INITIAL, description=f"points (at most {MAX_INITIAL})")
-    fidelities: list[SInt] | None = None
+    fidelities: list[SInt] | None = Field(
+        None,
+        description="levels the n points are evaluated at, each level the same points (default: every level "
+        "below the target fidelity for a multi-fidelity acquisition, else the target fidelity)",
+    )
     center: bool = Field(
         True,
         description="the first initial point is the centre of the bounds, then n - 1 Sobol points (as Ax's "

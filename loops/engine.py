@@ -168,6 +168,18 @@ class CampaignInterrupted(BaseException):
 # ----------------------------------------------------------------- helpers
 
 
+def initial_levels(config: CampaignConfig, target: int) -> list[int]:
+    """Fidelity levels of the initial design: ``initial.fidelities`` when given;
+    otherwise every level below ``target`` for a multi-fidelity acquisition (the
+    campaign then spends its first results where they are cheap, as
+    ``experiments/benchmarks/mf_campaigns.py`` measures it), else ``[target]``."""
+    if config.initial.fidelities is not None:
+        return list(config.initial.fidelities)
+    if config.acquisition.name in MULTI_FIDELITY_ACQUISITIONS and target > 0:
+        return list(range(target))
+    return [target]
+
+
 def run_dir_for(config: CampaignConfig, base: str | Path | None = None) -> Path:
     base = Path(base if base is not None else config.run_dir)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -486,7 +498,7 @@ class Campaign:
             raise ValueError(f"acquisition.name = {c.acquisition.name!r} is a multi-fidelity acquisition and "
                              f"oracle {type(o).__name__} has one fidelity; use 'qLogNEI'")
         if L > 1 and c.model.name not in BUILTIN and c.model.bootstrap == "none" and c.acquisition.name != "sobol":
-            levels = c.initial.fidelities if c.initial.fidelities is not None else [target]
+            levels = initial_levels(c, target)
             missing = sorted(set(range(L)) - set(levels))
             if missing:
                 raise ValueError(
@@ -788,7 +800,7 @@ class Campaign:
         if self.store.get_meta("initialized"):
             return
         seed = problem_seed(c.seed)
-        levels = c.initial.fidelities if c.initial.fidelities is not None else [self.problem.target_fidelity]
+        levels = initial_levels(c, self.problem.target_fidelity)
         b = self.problem.bounds
         if c.initial.center:
             X0 = torch.cat([b.mean(0, keepdim=True), sobol_points(b, c.initial.n - 1, seed=seed)])

@@ -284,3 +284,34 @@ def test_a_prediction_that_fails_is_a_warning_and_the_point_still_runs(tmp_path,
         t2 = camp.ask(1)
     assert len(t2) == 1 and RunStore(tmp_path / "run" / "store.sqlite").rows()[-1]["prediction"] is None
     camp.close()
+
+
+def _two_level(x, fidelity):
+    return ((x - 0.3) ** 2).sum() + (0.0 if fidelity == 2 else 0.1 * (2 - fidelity) * x.sum())
+
+
+@pytest.mark.parametrize(
+    ("acq", "fidelities", "levels"),
+    [("qMFLogEI", None, [0, 1]),   # default of a multi-fidelity acquisition: every level below the target
+     ("qMFMES", None, [0, 1]),
+     ("qLogNEI", None, [2]),       # a single-fidelity acquisition works at the target
+     ("qMFLogEI", [2], [2])],      # an explicit choice is kept
+)
+def test_the_initial_design_of_a_multi_fidelity_acquisition_starts_where_results_are_cheap(
+        tmp_path, acq, fidelities, levels):
+    """With ``initial.fidelities`` unset, a multi-fidelity acquisition's initial design is
+    evaluated at every level below the target fidelity (what ``mf_campaigns.py`` measures); it
+    had been the target level alone, which spent 50 of a budget of 60 on five expensive points
+    at costs 1, 5, 10. The points are the same at every level."""
+    bounds = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    oracle = FunctionOracle(_two_level, bounds, names=["a", "b"], num_fidelities=3, cost=[1.0, 5.0, 10.0])
+    initial = {"n": 4} if fidelities is None else {"n": 4, "fidelities": fidelities}
+    camp = Campaign(_cfg(tmp_path, oracle=oracle, budget={"cost": 60.0}, initial=initial,
+                         acquisition={"name": acq, **FAST_ACQ}))
+    trial = camp.ask(20)
+    assert trial.fidelities == [lev for lev in levels for _ in range(4)]
+    assert set(trial.roles) == {"initial"}
+    for lev in levels[1:]:
+        same = [i for i, f in enumerate(trial.fidelities) if f == lev]
+        torch.testing.assert_close(trial.X[same], trial.X[:4], rtol=0, atol=0)
+    camp.close()
