@@ -204,23 +204,30 @@ class RecursiveCoKriging(MultiFidelityModel):
         if t == 0:
             return torch.cat([one, *lin], -1) if lin else one
         f = lower.unsqueeze(-1)
-        cols = [one, f, f * x] if self.rho_form == "linear" else [one, f]
+        cols = [one, f, f * x[..., self.trend_inputs[t]]] if self.rho_form == "linear" else [one, f]
         cols += lin
         batch = torch.broadcast_shapes(*(c.shape[:-1] for c in cols))
         return torch.cat([c.expand(*batch, c.shape[-1]) for c in cols], -1)
 
-    @property
-    def _rho_terms(self) -> int:
-        """Number of GLS coefficients of ``rho_t`` (``1`` or ``1 + d``)."""
-        return 1 + self.d if self.rho_form == "linear" else 1
+    def _rho_terms(self, t: int) -> int:
+        """Number of GLS coefficients of ``rho_t``: ``1``, or ``1 + k_t`` for
+        ``rho="linear"`` with the ``k_t`` inputs of ``trend_inputs``."""
+        return 1 + int(self.trend_inputs[t].sum()) if self.rho_form == "linear" else 1
 
-    def _rho_coefs(self, beta: Tensor) -> Tensor:
-        """The ``rho_t`` coefficients (``... x rho_terms``) among the GLS
-        coefficients ``beta`` of the basis ``[1, f, (f x), (x)]``."""
-        return beta[..., 1 : 1 + self._rho_terms]
+    def _rho_coefs(self, beta: Tensor, t: int) -> Tensor:
+        """The ``rho_t`` coefficients among the GLS coefficients ``beta`` of the
+        basis ``[1, f, (f x), (x)]``: ``... x 1`` (constant) or ``... x (1 + d)``
+        (linear; zero for the inputs held at one value at level ``t``)."""
+        c = beta[..., 1 : 1 + self._rho_terms(t)]
+        if self.rho_form != "linear":
+            return c
+        full = c.new_zeros(*c.shape[:-1], 1 + self.d)
+        full[..., 0] = c[..., 0]
+        full[..., 1 + self.trend_inputs[t].nonzero().flatten()] = c[..., 1:]
+        return full
 
     def _rho_at(self, t: int, x: Tensor) -> Tensor:
-        c = self._rho_coefs(self._krig[t].beta)  # ... x rho_terms
+        c = self._rho_coefs(self._krig[t].beta, t)  # ... x (1 or 1 + d)
         if self.rho_form == "linear":
             return c[..., :1] + (x @ c[..., 1:].unsqueeze(-1)).squeeze(-1)
         return c.expand(*torch.broadcast_shapes(c.shape[:-1] + (1,), x.shape[:-1]))
@@ -264,7 +271,7 @@ class RecursiveCoKriging(MultiFidelityModel):
             varying = x.amax(0) > x.amin(0)
             self.trend_inputs[t] = varying
             k, n = int(varying.sum()), len(torch.unique(x, dim=0))
-            p = 1 + k + (self._rho_terms if t else 0)
+            p = 1 + k + (self._rho_terms(t) if t else 0)
             wanted = self.trend == "linear" or (self.trend == "auto" and n >= p + AUTO_TREND_DOF)
             self.trend_linear[t] = wanted and k > 0
 
@@ -298,7 +305,8 @@ class RecursiveCoKriging(MultiFidelityModel):
             krig = lk.kriging(th, x, F, y, v)
             coef = torch.zeros(1 + self.d, dtype=DTYPE)
             if lower_var is not None:
-                coef[: self._rho_terms] = self._rho_coefs(krig.beta)
+                rc = self._rho_coefs(krig.beta, t)
+                coef[: rc.shape[-1]] = rc
                 extra = self._carry(coef, x, lower_var)
                 _, s2, _ = lk.unpack(th)
                 if float(extra.max()) > 1e-6 * float(s2):
@@ -354,7 +362,7 @@ class RecursiveCoKriging(MultiFidelityModel):
         """Per level ``t >= 1``, the GLS trend coefficients of ``f_{t-1}``
         (``rho_t``; constant: one value, linear: ``1 + d``)."""
         self._ensure_conditioned()
-        return [self._rho_coefs(k.beta).detach().clone() for k in self._krig[1:]]
+        return [self._rho_coefs(k.beta, t).detach().clone() for t, k in enumerate(self._krig) if t]
 
     def _latent(self, x: Tensor, level: Tensor) -> tuple[Tensor, Tensor]:
         means, covs, gains = self._moments(x, int(level.max()))

@@ -554,10 +554,11 @@ def test_linear_rho_and_linear_trend_recover_both_exactly():
     assert float((m.predict(x)[0] - expected).abs().max()) < 1e-6 * scale
 
 
-def test_an_input_held_at_one_value_leaves_the_linear_trend_full_rank():
+@pytest.mark.parametrize("rho", ["constant", "linear"])
+def test_an_input_held_at_one_value_leaves_the_linear_trend_full_rank(rho):
     """An input that does not vary among a level's points (a parameter held fixed) is left out
-    of that level's linear trend: the basis ``[1, x]`` stays full rank, so the fit needs no
-    jitter, and the noise-free model of a nested design interpolates its top-level data."""
+    of that level's linear trend (and of a linear ``rho``'s ``f x``): the basis stays full rank,
+    so the fit needs no jitter, and the noise-free model of a nested design interpolates its top-level data."""
     import warnings
 
     from gpytorch.utils.warnings import NumericalWarning
@@ -570,11 +571,17 @@ def test_an_input_held_at_one_value_leaves_the_linear_trend_full_rank():
     x2 = torch.cat([x, torch.full_like(x, 0.3)], -1)
     with warnings.catch_warnings():
         warnings.simplefilter("error", NumericalWarning)
-        m = RecursiveCoKriging.from_dataset(Dataset(X=x2, Y=y, Yvar=torch.zeros_like(y), fidelity=fid), trend="linear")
+        m = RecursiveCoKriging.from_dataset(
+            Dataset(X=x2, Y=y, Yvar=torch.zeros_like(y), fidelity=fid), trend="linear", rho=rho
+        )
+        top = fid == 1
+        mean, var = m.predict(x2[top])
     assert m.trend_inputs.tolist() == [[True, False], [True, False]]
     assert m.trend_linear.all()
-    top = fid == 1
-    mean, var = m.predict(x2[top])
+    # rho_t(x) = c_0 + x c_1: the held input's coefficient is zero (not in the basis)
+    assert m.rho[0].shape == ((3,) if rho == "linear" else (1,))
+    if rho == "linear":
+        assert m.rho[0][2] == 0.0
     torch.testing.assert_close(mean, y[top, 0], rtol=0, atol=1e-5 * float(y.std()))
 
 
