@@ -218,9 +218,11 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
         self.register_buffer("x_span", span.clone())
         y_top = dataset.Y[fid == L - 1, 0]
         y_ref = y_top if y_top.numel() >= 2 and float(y_top.std()) > 0 else dataset.Y[:, 0]
-        std = y_ref.std() if y_ref.numel() >= 2 else torch.ones((), dtype=DTYPE)
+        std = y_ref.std() if y_ref.numel() >= 2 else torch.zeros((), dtype=DTYPE)
         if not torch.isfinite(std) or std <= 0:
-            std = torch.ones((), dtype=DTYPE)
+            # one value everywhere: its magnitude is the only scale in the data (so the
+            # variances of y and a y are still a^2 apart); 1 when that value is 0
+            std = y_ref.mean().abs() if float(y_ref.mean().abs()) > 0 else torch.ones((), dtype=DTYPE)
         self.register_buffer("y_mean", y_ref.mean().clone())
         # signed scale: the sign makes the standardized data of y and -y the
         # same numbers (sum of cubes >= 0), so their fits are identical

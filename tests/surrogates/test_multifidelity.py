@@ -613,3 +613,22 @@ def test_a_repeated_observation_does_not_change_the_trend_choice():
         fm = m.condition_on_observations(Xq, torch.zeros(1, 1, dtype=DTYPE))
         fm.posterior(torch.tensor([[0.5, 1.0]], dtype=DTYPE))
         assert int(fm._krig[1].distinct) == int(m._krig[1].distinct) + added
+
+
+@pytest.mark.parametrize("cls", [AR1CoKriging, RecursiveCoKriging, NARGP])
+def test_a_constant_output_is_predicted_in_its_own_units(cls):
+    """Outputs that take one value everywhere (a property the inputs do not move) have no
+    spread to standardize by; their magnitude is the scale, so the mean is the value and the
+    variance of ``a y`` is ``a^2`` times that of ``y`` (it had been fixed in absolute units:
+    a standard deviation of 5e-5 around a constant 2e-12)."""
+    g = torch.Generator().manual_seed(5)
+    X = torch.rand(16, 1, generator=g, dtype=DTYPE)
+    fid = torch.tensor([0] * 11 + [1] * 5)
+    xt = torch.linspace(0, 1, 5, dtype=DTYPE).reshape(-1, 1)
+    out = {}
+    for c in (2.0, 2e-12, -3e6):
+        m = cls.from_dataset(Dataset(X=X, Y=torch.full((16, 1), c, dtype=DTYPE), fidelity=fid))
+        out[c] = m.predict(xt)
+        torch.testing.assert_close(out[c][0], torch.full((5,), c, dtype=DTYPE), rtol=1e-12, atol=0)
+    for c in (2e-12, -3e6):
+        torch.testing.assert_close(out[c][1], out[2.0][1] * (c / 2.0) ** 2, rtol=1e-9, atol=0)
