@@ -180,6 +180,31 @@ def initial_levels(config: CampaignConfig, target: int) -> list[int]:
     return [target]
 
 
+def check_cost_budget(config: CampaignConfig, costs: tuple[float, ...], target: int) -> None:
+    """Refuse a ``budget.cost`` that the initial design overspends, or that leaves
+    less than one evaluation at the ``target`` fidelity when the initial design
+    has none there (the campaign could never observe its target). ``costs``: the
+    oracle's cost per point of each level, the ones the budget is charged."""
+    b = config.budget
+    if b.cost is None:
+        return
+    levels = initial_levels(config, target)
+    seq = [costs[lev] for lev in levels for _ in range(config.initial.n)]
+    if b.calls is not None:
+        seq = seq[: b.calls]
+    spent = float(sum(seq))
+    if spent > b.cost + 1e-9:
+        raise ValueError(
+            f"the initial design costs {spent:g} ({config.initial.n} points at fidelities {levels}, level costs "
+            f"{[float(x) for x in costs]}), more than budget.cost = {b.cost:g}; use fewer points (initial.n), "
+            f"cheaper levels (initial.fidelities) or a larger budget.cost")
+    if target not in levels and spent + costs[target] > b.cost + 1e-9:
+        raise ValueError(
+            f"budget.cost = {b.cost:g} leaves {b.cost - spent:g} after the initial design (cost {spent:g}), less than "
+            f"one evaluation at the target fidelity {target} (cost {costs[target]:g}), so the campaign could never "
+            f"observe its target; use budget.cost >= {spent + costs[target]:g}")
+
+
 def run_dir_for(config: CampaignConfig, base: str | Path | None = None) -> Path:
     base = Path(base if base is not None else config.run_dir)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -505,6 +530,8 @@ class Campaign:
                     f"initial.fidelities = {levels} leaves out level(s) {missing}: model {c.model.name!r} needs "
                     f"results at every level before its first fit, so the acquisition could never start; "
                     f"use initial.fidelities = {list(range(L))}, model.bootstrap = 'mf_gp' (the default) or model 'mf_gp'")
+        costs = tuple(o.cost_model.costs) if hasattr(o.cost_model, "costs") else (1.0,) * o.num_fidelities
+        check_cost_budget(c, costs, target)
         return Problem(
             bounds=o.bounds.to(torch.float64),
             objective_idx=[idx(n) for n in outs],
@@ -512,7 +539,7 @@ class Campaign:
             constraints=[(idx(k.output), k.lower, k.upper) for k in c.objective.constraints],
             num_fidelities=o.num_fidelities,
             target_fidelity=target,
-            costs=tuple(o.cost_model.costs) if hasattr(o.cost_model, "costs") else (1.0,) * o.num_fidelities,
+            costs=costs,
             ref_point=c.objective.ref_point,
         )
 

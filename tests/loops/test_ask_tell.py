@@ -315,3 +315,31 @@ def test_the_initial_design_of_a_multi_fidelity_acquisition_starts_where_results
         same = [i for i, f in enumerate(trial.fidelities) if f == lev]
         torch.testing.assert_close(trial.X[same], trial.X[:4], rtol=0, atol=0)
     camp.close()
+
+
+@pytest.mark.parametrize(
+    ("budget", "initial", "message"),
+    [(40.0, {"n": 5, "fidelities": [2]},
+      r"the initial design costs 50 \(5 points at fidelities \[2\], level costs \[1.0, 5.0, 10.0\]\), "
+      r"more than budget.cost = 40"),
+     (3.0, {"n": 4}, r"the initial design costs 24 \(4 points at fidelities \[0, 1\].*more than budget.cost = 3"),
+     (30.0, {"n": 4}, r"budget.cost = 30 leaves 6 after the initial design \(cost 24\), less than one evaluation "
+                      r"at the target fidelity 2 \(cost 10\).*budget.cost >= 34")],
+)
+def test_a_cost_budget_the_initial_design_overspends_or_that_never_reaches_the_target_is_refused(
+        tmp_path, budget, initial, message):
+    """The initial design is charged to ``budget.cost`` like every other point: a design that
+    costs more than the budget (it had run anyway: 500 of a budget of 60), or one that leaves
+    less than one evaluation at the target fidelity (the campaign ended without ever observing
+    its target and recommended from the cheap levels alone), is refused before anything runs."""
+    bounds = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    oracle = FunctionOracle(_two_level, bounds, names=["a", "b"], num_fidelities=3, cost=[1.0, 5.0, 10.0])
+    with pytest.raises(ValueError, match=message):
+        Campaign(_cfg(tmp_path, oracle=oracle, budget={"cost": budget}, initial=initial,
+                      acquisition={"name": "qMFLogEI", **FAST_ACQ}))
+    # nothing ran, and the same run directory takes the corrected config
+    camp = Campaign(_cfg(tmp_path, oracle=oracle, budget={"cost": 100.0}, initial={"n": 2},
+                         acquisition={"name": "qMFLogEI", **FAST_ACQ}))
+    assert camp.state().calls == 0
+    assert camp.ask(10).fidelities == [0, 0, 1, 1]
+    camp.close()
