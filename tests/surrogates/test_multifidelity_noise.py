@@ -261,8 +261,25 @@ def test_a_recursive_model_saved_before_the_trend_option_loads_with_constant_tre
     (path / "config.json").write_text(json.dumps(cfg))
     state = torch.load(path / "state.pt")
     state.pop("trend_linear")
+    state.pop("trend_inputs")
     torch.save(state, path / "state.pt")
     m2 = load_surrogate(path)
     assert m2.trend == "constant" and not m2.trend_linear.any()
+    xt = torch.rand(6, 1, dtype=DTYPE)
+    torch.testing.assert_close(m2.predict(xt), m.predict(xt), rtol=1e-10, atol=1e-12)
+
+
+def test_a_recursive_model_saved_before_the_constant_input_check_loads_with_every_input(tmp_path):
+    """A save without ``trend_inputs`` (written before inputs held at one value were left out of
+    the linear trend) had every input in its trends: it loads as that model and predicts as
+    it did."""
+    ds = _data(n_low=12, n_high=6, yvar=1e-3)
+    m = RecursiveCoKriging.from_dataset(ds, trend="linear", rho="linear")
+    path = save_surrogate(m, tmp_path / "m")
+    state = torch.load(path / "state.pt")
+    state.pop("trend_inputs")
+    torch.save(state, path / "state.pt")
+    m2 = load_surrogate(path)
+    assert m2.trend_inputs.all() and m2.trend_linear.all()
     xt = torch.rand(6, 1, dtype=DTYPE)
     torch.testing.assert_close(m2.predict(xt), m.predict(xt), rtol=1e-10, atol=1e-12)
