@@ -114,6 +114,26 @@ def _t_widening(nu: float) -> float:
     return float((student_t.ppf(0.975, nu) / norm.ppf(0.975)) ** 2)
 
 
+#: right-hand sides ``... x n x k`` with more batch elements than this times
+#: ``n^2`` are solved against an unbatched factor as one ``n x (... k)`` system
+#: (:func:`solve_lower`): 2**23 float64 elements are 64 MiB
+FOLD_ELEMENTS = 2**23
+
+
+def solve_lower(L: Tensor, B: Tensor) -> Tensor:
+    """``L^-1 B`` for a lower-triangular ``L`` (``n x n`` or batched) and ``B``
+    (``... x n x k``). A batched ``B`` against an unbatched ``L`` is broadcast by
+    torch as one copy of ``L`` per batch element (2 GB and 0.8 s for 256
+    one-point posteriors on 1000 training points); past :data:`FOLD_ELEMENTS`
+    the batch is folded into the columns of one solve instead (4 ms there)."""
+    batch = B.shape[:-2]
+    n = L.shape[-1]
+    if L.dim() == 2 and len(batch) and batch.numel() * n * n > FOLD_ELEMENTS:
+        cols = torch.linalg.solve_triangular(L, B.movedim(-2, 0).reshape(n, -1), upper=False)
+        return cols.reshape(n, *batch, B.shape[-1]).movedim(0, -2)
+    return torch.linalg.solve_triangular(L, B, upper=False)
+
+
 class Kriging:
     """Universal kriging on one set of training points.
 
@@ -177,7 +197,7 @@ class Kriging:
         """
         if self.w is not None:
             Kx = Kx * self.w.unsqueeze(-1)
-        V = torch.linalg.solve_triangular(self.L, Kx, upper=False)
+        V = solve_lower(self.L, Kx)
         mean = (Fx @ self.beta.unsqueeze(-1) + V.transpose(-1, -2) @ self.ri.unsqueeze(-1)).squeeze(-1)
         U = Fx.transpose(-1, -2) - self.Fi.transpose(-1, -2) @ V
         W = torch.linalg.solve_triangular(self.La, U, upper=False)

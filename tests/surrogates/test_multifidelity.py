@@ -632,3 +632,50 @@ def test_a_constant_output_is_predicted_in_its_own_units(cls):
         torch.testing.assert_close(out[c][0], torch.full((5,), c, dtype=DTYPE), rtol=1e-12, atol=0)
     for c in (2e-12, -3e6):
         torch.testing.assert_close(out[c][1], out[2.0][1] * (c / 2.0) ** 2, rtol=1e-9, atol=0)
+
+
+def test_a_large_batch_of_posteriors_is_solved_as_one_system():
+    """Batched one-point posteriors (BoTorch's raw samples) against many training points are
+    solved with the batch folded into the right-hand side (``core.solve_lower``) once the
+    broadcast copies of the factor would pass ``FOLD_ELEMENTS``; the answers are those of the
+    broadcast solve to round-off, for every model (AR1 is one joint factor, the recursive model
+    one per level, NARGP's sample propagation another batch)."""
+    from surrogates.multifidelity import core
+
+    g = torch.Generator().manual_seed(6)
+    x0 = torch.rand(150, 2, generator=g, dtype=DTYPE)
+    X = torch.cat([x0, x0[:20]])
+    fid = torch.tensor([0] * 150 + [1] * 20)
+    f = torch.sin(5 * X[:, 0]) * torch.cos(3 * X[:, 1])
+    Y = torch.where(fid == 1, f, 0.7 * f + 0.2 * X[:, 0]).unsqueeze(-1)
+    xb = torch.cat([torch.rand(600, 1, 2, generator=g, dtype=DTYPE), torch.ones(600, 1, 1, dtype=DTYPE)], -1)
+    assert 600 * 150**2 > core.FOLD_ELEMENTS
+    for cls in (AR1CoKriging, RecursiveCoKriging, NARGP):
+        m = cls.from_dataset(Dataset(X=X, Y=Y, fidelity=fid))
+        post = m.posterior(xb)
+        mean, var = post.mean.reshape(-1), post.variance.reshape(-1)
+        old = core.FOLD_ELEMENTS
+        try:
+            core.FOLD_ELEMENTS = 10**15  # the broadcast solve
+            m._conditioned = False
+            ref = m.posterior(xb)
+        finally:
+            core.FOLD_ELEMENTS = old
+        # both solves are backward stable; the near-interpolating factors (condition numbers
+        # up to ~1e9) amplify their round-off, a misplaced column would not be small
+        s2 = float(Y.var())
+        torch.testing.assert_close(mean, ref.mean.reshape(-1), rtol=0, atol=1e-6 * s2**0.5)
+        torch.testing.assert_close(var, ref.variance.reshape(-1), rtol=1e-4, atol=1e-9 * s2)
+
+
+def test_solve_lower_folds_the_batch_into_one_solve():
+    from surrogates.multifidelity.core import solve_lower
+
+    g = torch.Generator().manual_seed(7)
+    A = torch.randn(40, 40, generator=g, dtype=DTYPE)
+    L = torch.linalg.cholesky(A @ A.T + 40 * torch.eye(40, dtype=DTYPE))
+    B = torch.randn(3, 5000, 40, 2, generator=g, dtype=DTYPE)  # 15000 x 40^2 > FOLD_ELEMENTS
+    X = solve_lower(L, B)
+    assert X.shape == B.shape
+    torch.testing.assert_close(L @ X, B, rtol=0, atol=1e-10)
+    torch.testing.assert_close(X[1, 17], torch.linalg.solve_triangular(L, B[1, 17], upper=False), rtol=1e-12, atol=1e-14)
