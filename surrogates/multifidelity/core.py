@@ -267,11 +267,21 @@ def kriging_nll(K: Tensor, F: Tensor, y: Tensor, w: Tensor | None = None, reml: 
 def distinct_rows(x: Tensor, w: Tensor | None = None) -> Tensor:
     """Number of distinct rows among the present rows of ``x`` (``... x n x d``;
     ``w``: the ``... x n`` row mask of :class:`Kriging`), batch shape ``...``."""
-    same = (x.unsqueeze(-2) == x.unsqueeze(-3)).all(-1)  # ... x n x n
     present = torch.ones(x.shape[:-1], dtype=torch.bool) if w is None else w > 0
-    same = same & present.unsqueeze(-1) & present.unsqueeze(-2)
-    earlier = torch.ones(same.shape[-2:], dtype=torch.bool).tril(-1)
-    repeat = (same & earlier).any(-1)
+    present = present.expand(torch.broadcast_shapes(present.shape, x.shape[:-1]))
+    x = x.expand(*present.shape, x.shape[-1])
+    # rows are compared through one projection (... x n x n booleans, not ... x n x n x d),
+    # and the pairs whose projections agree are then compared exactly
+    key = x @ torch.linspace(1.0, 2.0, x.shape[-1], dtype=x.dtype).sqrt()
+    n = key.shape[-1]
+    earlier = torch.ones(n, n, dtype=torch.bool).tril(-1)
+    cand = (key.unsqueeze(-1) == key.unsqueeze(-2)) & earlier & present.unsqueeze(-1) & present.unsqueeze(-2)
+    idx = cand.nonzero()  # (batch..., i, j) with j < i
+    repeat = torch.zeros_like(present)
+    if len(idx):
+        b, i, j = idx[:, :-2].unbind(-1), idx[:, -2], idx[:, -1]
+        equal = (x[(*b, i)] == x[(*b, j)]).all(-1)
+        repeat[(*tuple(t[equal] for t in b), i[equal])] = True
     return (present & ~repeat).sum(-1)
 
 

@@ -679,3 +679,22 @@ def test_solve_lower_folds_the_batch_into_one_solve():
     assert X.shape == B.shape
     torch.testing.assert_close(L @ X, B, rtol=0, atol=1e-10)
     torch.testing.assert_close(X[1, 17], torch.linalg.solve_triangular(L, B[1, 17], upper=False), rtol=1e-12, atol=1e-14)
+
+
+def test_distinct_rows_counts_present_rows_once_and_only_equal_rows_as_repeats():
+    from surrogates.multifidelity.core import distinct_rows
+
+    x = torch.tensor([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [0.5, 0.5], [1.0, 0.0]], dtype=DTYPE)
+    assert int(distinct_rows(x)) == 3
+    # an absent row (mask 0) is not counted, and does not make a later equal row a repeat
+    assert int(distinct_rows(x, torch.tensor([0.0, 1.0, 1.0, 1.0, 1.0], dtype=DTYPE))) == 3
+    assert int(distinct_rows(x, torch.tensor([1.0, 1.0, 0.0, 1.0, 1.0], dtype=DTYPE))) == 3
+    # batches, with a mask broadcast over them
+    xb = torch.stack([x, torch.arange(10, dtype=DTYPE).reshape(5, 2)])
+    assert distinct_rows(xb).tolist() == [3, 5]
+    assert distinct_rows(xb, torch.ones(5, dtype=DTYPE)).tolist() == [3, 5]
+    # rows whose projections coincide but that differ are distinct
+    r = torch.linspace(1.0, 2.0, 2, dtype=DTYPE).sqrt()
+    pair = torch.tensor([[1.0, 0.0], [0.0, float(r[0] / r[1])]], dtype=DTYPE)
+    assert float(pair[0] @ r) == float(pair[1] @ r)
+    assert int(distinct_rows(pair)) == 2
