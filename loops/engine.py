@@ -531,7 +531,8 @@ class Campaign:
                     f"results at every level before its first fit, so the acquisition could never start; "
                     f"use initial.fidelities = {list(range(L))}, model.bootstrap = 'mf_gp' (the default) or model 'mf_gp'")
         costs = tuple(o.cost_model.costs) if hasattr(o.cost_model, "costs") else (1.0,) * o.num_fidelities
-        check_cost_budget(c, costs, target)
+        if not self.store.get_meta("initialized"):  # a campaign that started keeps its design
+            check_cost_budget(c, costs, target)
         return Problem(
             bounds=o.bounds.to(torch.float64),
             objective_idx=[idx(n) for n in outs],

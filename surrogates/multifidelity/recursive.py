@@ -178,7 +178,7 @@ class RecursiveCoKriging(MultiFidelityModel):
         self.register_buffer("carry_coef", torch.zeros(L, 1 + self.d, dtype=DTYPE))
         # per level: trend linear in x (1) or constant (0)
         self.register_buffer("trend_linear", torch.zeros(L, dtype=torch.bool))
-        # per level: the inputs in its linear trend (those that vary among its points)
+        # per level: the inputs of its linear trend and of a linear rho's f x (those that vary among its points)
         self.register_buffer("trend_inputs", torch.ones(L, self.d, dtype=torch.bool))
 
     @classmethod
