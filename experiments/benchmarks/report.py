@@ -73,6 +73,12 @@ NOTES = {
         "Stress-and-tangent evaluations per second of the neural and GP surrogates on batches of "
         "1e4 to 1e6 points, judged on the projected two-core rate."
     ),
+    "mf_scaling": (
+        "Co-kriging models (AR1, recursive, NARGP) on 200 and 1000 cheap plus 40 top-level points: CPU "
+        "time of the fit, of `predict` at 2000 points and of one 512 x 1 batched posterior, and peak "
+        "memory, each case in a fresh single-thread process, with the batch folded into one triangular "
+        "solve (`core.solve_lower`) against torch's broadcast solve in the same run."
+    ),
     "multifidelity": (
         "Co-kriging models against SMT, Emukit and BoTorch peers on literature multi-fidelity "
         "problems, a development split (defaults chosen there) and a held-out test split reported "

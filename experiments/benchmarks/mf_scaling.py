@@ -1,0 +1,140 @@
+"""Co-kriging models on many cheap points: time and peak memory of fit, prediction and a
+batched posterior, with the batch folded into one triangular solve against the broadcast
+solve (issue 15).
+
+Data: two levels on ``[0, 1]^2``, ``f_1(x) = sin(6 x_1) cos(3 x_2)`` (top, 40 points) and
+``f_0(x) = 0.8 f_1(x) + 0.1 x_1`` (cheap, ``n0`` points, a scrambled Sobol design whose first
+40 points are the top level's: nested). For each model (AR1, recursive co-kriging, NARGP;
+defaults), each ``n0`` and each solve path, a fresh process with one thread:
+
+* ``fit_cpu_s``: ``from_dataset`` (fit included);
+* ``predict_cpu_s``: ``model.predict`` at 2000 Sobol points (chunks of 256 one-point
+  posteriors, the marginals);
+* ``posterior_cpu_s``: one ``model.posterior`` of a ``512 x 1 x (d + 1)`` batch (BoTorch's
+  ``raw_samples`` evaluation of an acquisition);
+* ``peak_rss_mb``: the process's VmHWM after the fit and at the end (imports included).
+
+Paths: ``fold`` is the code as it is (``surrogates.multifidelity.core.solve_lower`` folds a
+batch into the columns of one solve past ``FOLD_ELEMENTS``); ``broadcast`` sets
+``FOLD_ELEMENTS`` so high that torch broadcasts the unbatched factor over the batch (one copy
+per batch element). The largest difference of the two paths' predictive means, relative to the
+top level's spread, is recorded. No target: the report rows are measurements.
+
+    python experiments/benchmarks/mf_scaling.py [--n0 200 1000] [--out results/mf_scaling.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+MODELS = ("AR1CoKriging", "RecursiveCoKriging", "NARGP")
+N_TOP, N_PREDICT, BATCH = 40, 2000, 512
+
+
+def _vmhwm_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return float(line.split()[1]) / 1024
+    return float("nan")
+
+
+def child(model: str, n0: int, path: str) -> dict:
+    """One (model, n0, path) case in this process; returns its measurements."""
+    import torch
+    from scipy.stats import qmc
+
+    import surrogates.multifidelity as mf
+    from surrogates.dataset import Dataset
+    from surrogates.multifidelity import core
+
+    torch.set_num_threads(1)
+    if path == "broadcast":
+        core.FOLD_ELEMENTS = 10**18
+    x0 = torch.as_tensor(qmc.Sobol(2, seed=0).random(n0), dtype=torch.float64)
+    x1 = x0[:N_TOP]
+
+    def f1(x):
+        return torch.sin(6 * x[:, 0]) * torch.cos(3 * x[:, 1])
+
+    X = torch.cat([x0, x1])
+    Y = torch.cat([0.8 * f1(x0) + 0.1 * x0[:, 0], f1(x1)]).unsqueeze(-1)
+    fid = torch.cat([torch.zeros(n0), torch.ones(N_TOP)])
+    rss0 = _vmhwm_mb()
+    t = time.process_time()
+    m = getattr(mf, model).from_dataset(Dataset(X=X, Y=Y, fidelity=fid))
+    fit = time.process_time() - t
+    rss_fit = _vmhwm_mb()
+    xt = torch.as_tensor(qmc.Sobol(2, seed=1).random(N_PREDICT), dtype=torch.float64)
+    t = time.process_time()
+    mean, var = m.predict(xt)
+    pred = time.process_time() - t
+    xb = torch.cat([xt[:BATCH].unsqueeze(-2), torch.ones(BATCH, 1, 1, dtype=torch.float64)], -1)
+    t = time.process_time()
+    with torch.no_grad():
+        post = m.posterior(xb)
+        _ = post.mean.sum() + post.variance.sum()
+    postt = time.process_time() - t
+    return {"fit_cpu_s": fit, "predict_cpu_s": pred, "posterior_cpu_s": postt,
+            "peak_rss_mb": {"after_imports": rss0, "after_fit": rss_fit, "end": _vmhwm_mb()},
+            "nrmse_top": float((mean - f1(xt)).pow(2).mean().sqrt() / f1(xt).std()),
+            "mean": mean.tolist()}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n0", type=int, nargs="+", default=[200, 1000])
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "mf_scaling.json")
+    ap.add_argument("--child", nargs=3, metavar=("MODEL", "N0", "PATH"), help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.child:
+        print(json.dumps(child(a.child[0], int(a.child[1]), a.child[2])))
+        return 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    cases: dict = {}
+    report = []
+    for n0 in a.n0:
+        for model in MODELS:
+            out = {}
+            for path in ("fold", "broadcast"):
+                r = subprocess.run([sys.executable, __file__, "--child", model, str(n0), path],
+                                   capture_output=True, text=True, env=env, check=True)
+                out[path] = json.loads(r.stdout.strip().splitlines()[-1])
+                print(f"{model} n0={n0} {path}: " + ", ".join(
+                    f"{k} {v:.3g}" for k, v in out[path].items() if isinstance(v, float)), flush=True)
+            fm, bm = out["fold"].pop("mean"), out["broadcast"].pop("mean")
+            spread = max(fm) - min(fm)
+            out["max_mean_difference_rel"] = max(abs(p - q) for p, q in zip(fm, bm, strict=True)) / spread
+            cases[f"{model}_{n0}"] = out
+            fo, br = out["fold"], out["broadcast"]
+            report.append({
+                "case": f"{model}, {n0} + {N_TOP} points: {BATCH} x 1 posterior / predict {N_PREDICT} points, "
+                        "CPU s, folded vs broadcast solve (peak RSS MB at the end)",
+                "target": "report only",
+                "measured": f"{fo['posterior_cpu_s']:.3g} vs {br['posterior_cpu_s']:.3g} / "
+                            f"{fo['predict_cpu_s']:.3g} vs {br['predict_cpu_s']:.3g} "
+                            f"({fo['peak_rss_mb']['end']:.0f} vs {br['peak_rss_mb']['end']:.0f}); "
+                            f"means agree to {out['max_mean_difference_rel']:.1e} of the spread",
+                "met": None,
+            })
+    res = {"benchmark": "mf_scaling", "command": "python experiments/benchmarks/mf_scaling.py "
+           + " ".join(argv if argv is not None else sys.argv[1:]),
+           "data": f"two levels on [0, 1]^2, n0 cheap Sobol points, the first {N_TOP} also at the top",
+           "threads": 1, "load_average": list(os.getloadavg()),
+           "platform": {"python": platform.python_version(), "machine": platform.machine()},
+           "cases": cases, "report": report}
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(res, indent=1) + "\n")
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
