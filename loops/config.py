@@ -176,7 +176,8 @@ class InitialDesign(BaseModel):
     fidelities: list[SInt] | None = Field(
         None,
         description="levels the n points are evaluated at, each level the same points (default: every level "
-        "below the target fidelity for a multi-fidelity acquisition, else the target fidelity)",
+        "below the target fidelity for an acquisition that chooses levels by cost, qMFKG, qMFMES, qMFLogEI and "
+        "max_variance, else the target fidelity)",
     )
     center: bool = Field(
         True,
@@ -190,6 +191,9 @@ MULTI_FIDELITY_ACQUISITIONS = ("qMFKG", "qMFMES", "qMFLogEI")
 #: acquisitions of each mode (``sobol`` serves both)
 OPTIMIZE_ACQUISITIONS = ("qLogNEI", "qLogNEHVI", *MULTI_FIDELITY_ACQUISITIONS)
 LEARN_ACQUISITIONS = ("qNIPV", "max_variance")
+#: acquisitions that choose the level of each point on a multi-fidelity oracle by its cost
+#: (``max_variance``: target-level variance removed per unit cost)
+LEVEL_CHOOSING_ACQUISITIONS = (*MULTI_FIDELITY_ACQUISITIONS, "max_variance")
 
 
 class Acquisition(BaseModel):

@@ -55,7 +55,7 @@ from botorch.exceptions.warnings import OptimizationWarning
 from torch import Tensor
 
 from loops.acquisition import Problem, problem_seed, propose, sobol_points
-from loops.config import MULTI_FIDELITY_ACQUISITIONS, CampaignConfig
+from loops.config import LEVEL_CHOOSING_ACQUISITIONS, MULTI_FIDELITY_ACQUISITIONS, CampaignConfig
 from loops.executors import PickledOracle, PointRunner, check_record
 from loops.models import BUILTIN, fit_model, noise_variance, predict, winsorize_objective
 from loops.registry import build_oracle
@@ -170,12 +170,13 @@ class CampaignInterrupted(BaseException):
 
 def initial_levels(config: CampaignConfig, target: int) -> list[int]:
     """Fidelity levels of the initial design: ``initial.fidelities`` when given;
-    otherwise every level below ``target`` for a multi-fidelity acquisition (the
+    otherwise every level below ``target`` for an acquisition that chooses the
+    levels by their cost (:data:`~loops.config.LEVEL_CHOOSING_ACQUISITIONS`; the
     campaign then spends its first results where they are cheap, as
-    ``experiments/benchmarks/mf_campaigns.py`` measures it), else ``[target]``."""
+    ``experiments/benchmarks/mf_campaigns.py`` measures it in both modes), else ``[target]``."""
     if config.initial.fidelities is not None:
         return list(config.initial.fidelities)
-    if config.acquisition.name in MULTI_FIDELITY_ACQUISITIONS and target > 0:
+    if config.acquisition.name in LEVEL_CHOOSING_ACQUISITIONS and target > 0:
         return list(range(target))
     return [target]
 

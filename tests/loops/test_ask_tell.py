@@ -294,7 +294,9 @@ def _two_level(x, fidelity):
     ("acq", "fidelities", "levels"),
     [("qMFLogEI", None, [0, 1]),   # default of a multi-fidelity acquisition: every level below the target
      ("qMFMES", None, [0, 1]),
+     ("max_variance", None, [0, 1]),  # learn mode's level-choosing acquisition
      ("qLogNEI", None, [2]),       # a single-fidelity acquisition works at the target
+     ("qNIPV", None, [2]),
      ("qMFLogEI", [2], [2])],      # an explicit choice is kept
 )
 def test_the_initial_design_of_a_multi_fidelity_acquisition_starts_where_results_are_cheap(
@@ -306,14 +308,17 @@ def test_the_initial_design_of_a_multi_fidelity_acquisition_starts_where_results
     bounds = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
     oracle = FunctionOracle(_two_level, bounds, names=["a", "b"], num_fidelities=3, cost=[1.0, 5.0, 10.0])
     initial = {"n": 4} if fidelities is None else {"n": 4, "fidelities": fidelities}
-    camp = Campaign(_cfg(tmp_path, oracle=oracle, budget={"cost": 60.0}, initial=initial,
+    mode = "learn" if acq in ("max_variance", "qNIPV") else "optimize"
+    camp = Campaign(_cfg(tmp_path, oracle=oracle, budget={"cost": 60.0}, initial=initial, mode=mode,
                          acquisition={"name": acq, **FAST_ACQ}))
     trial = camp.ask(20)
-    assert trial.fidelities == [lev for lev in levels for _ in range(4)]
-    assert set(trial.roles) == {"initial"}
+    design = [i for i, r in enumerate(trial.roles) if r != "validation"]  # learn mode also asks its validation set
+    trial_levels = [trial.fidelities[i] for i in design]
+    assert trial_levels == [lev for lev in levels for _ in range(4)]
+    assert {trial.roles[i] for i in design} == {"initial"}
     for lev in levels[1:]:
-        same = [i for i, f in enumerate(trial.fidelities) if f == lev]
-        torch.testing.assert_close(trial.X[same], trial.X[:4], rtol=0, atol=0)
+        same = [i for i in design if trial.fidelities[i] == lev]
+        torch.testing.assert_close(trial.X[same], trial.X[design[:4]], rtol=0, atol=0)
     camp.close()
 
 
