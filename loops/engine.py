@@ -181,6 +181,14 @@ def initial_levels(config: CampaignConfig, target: int) -> list[int]:
     return [target]
 
 
+def initial_plan(config: CampaignConfig, target: int) -> list[tuple[int, int]]:
+    """The initial design's evaluations in order, ``(point, level)``: each of the
+    ``initial.n`` points at each level of :func:`initial_levels`, level by level,
+    cut at ``budget.calls``."""
+    plan = [(i, lev) for lev in initial_levels(config, target) for i in range(config.initial.n)]
+    return plan if config.budget.calls is None else plan[: config.budget.calls]
+
+
 def check_cost_budget(config: CampaignConfig, costs: tuple[float, ...], target: int) -> None:
     """Refuse a ``budget.cost`` that the initial design overspends, or that leaves
     less than one evaluation at the ``target`` fidelity when the initial design
@@ -190,10 +198,7 @@ def check_cost_budget(config: CampaignConfig, costs: tuple[float, ...], target: 
     if b.cost is None:
         return
     levels = initial_levels(config, target)
-    seq = [costs[lev] for lev in levels for _ in range(config.initial.n)]
-    if b.calls is not None:
-        seq = seq[: b.calls]
-    spent = float(sum(seq))
+    spent = float(sum(costs[lev] for _, lev in initial_plan(config, target)))
     if spent > b.cost + 1e-9:
         raise ValueError(
             f"the initial design costs {spent:g} ({config.initial.n} points at fidelities {levels}, level costs "
@@ -829,20 +834,13 @@ class Campaign:
         if self.store.get_meta("initialized"):
             return
         seed = problem_seed(c.seed)
-        levels = initial_levels(c, self.problem.target_fidelity)
         b = self.problem.bounds
         if c.initial.center:
             X0 = torch.cat([b.mean(0, keepdim=True), sobol_points(b, c.initial.n - 1, seed=seed)])
         else:
             X0 = sobol_points(b, c.initial.n, seed=seed)
-        n_budget = c.budget.calls if c.budget.calls is not None else 10**9
-        k = 0
-        for lev in levels:
-            for x in X0:
-                if k >= n_budget:
-                    break
-                self._add_pending(x.tolist(), lev, "initial", 0)
-                k += 1
+        for i, lev in initial_plan(c, self.problem.target_fidelity):
+            self._add_pending(X0[i].tolist(), lev, "initial", 0)
         if c.mode == "learn":
             Xv = sobol_points(self.problem.bounds, c.learn.n_validation, seed=seed + 104729)
             for x in Xv:

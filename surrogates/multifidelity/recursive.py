@@ -270,7 +270,7 @@ class RecursiveCoKriging(MultiFidelityModel):
         for t, (x, _, _) in enumerate(self._levels(fantasy=False)):
             varying = x.amax(0) > x.amin(0)
             self.trend_inputs[t] = varying
-            k, n = int(varying.sum()), len(torch.unique(x, dim=0))
+            k, n = int(varying.sum()), int(distinct_rows(x))
             p = 1 + k + (self._rho_terms(t) if t else 0)
             wanted = self.trend == "linear" or (self.trend == "auto" and n >= p + AUTO_TREND_DOF)
             self.trend_linear[t] = wanted and k > 0

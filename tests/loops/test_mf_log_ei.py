@@ -161,7 +161,8 @@ def test_co_kriging_models_drive_it_too(name):
 def test_level_gains_are_the_same_in_any_output_units(a):
     """AR1 fitted to ``a y`` (a compliance in 1/Pa, a modulus in Pa) gives level gains ``a^2`` times those
     of ``y``, with and without a pending cheap observation, so the same level is chosen: the jitter of
-    the solves is relative to the output's variance (``Problem.output_scale``), not an absolute floor."""
+    the solves is relative to the matrix solved (plus a floor relative to ``Problem.output_scale``), not
+    an absolute floor."""
     _, X, Y, prob = _branin_data(10, 4)
     prob.level_costs = (1.0, 10.0)
     x = torch.tensor([0.5, 7.0], dtype=D)
