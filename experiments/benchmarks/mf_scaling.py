@@ -127,6 +127,9 @@ def main(argv=None) -> int:
     res = {"benchmark": "mf_scaling", "command": "python experiments/benchmarks/mf_scaling.py "
            + " ".join(argv if argv is not None else sys.argv[1:]),
            "data": f"two levels on [0, 1]^2, n0 cheap Sobol points, the first {N_TOP} also at the top",
+           "split": {"report_only": sorted(cases),
+                     "dev": [], "why": "a measurement of the solve paths; no default is chosen on it "
+                                       "(FOLD_ELEMENTS is set from memory, 64 MiB of broadcast copies)"},
            "threads": 1, "load_average": list(os.getloadavg()),
            "platform": {"python": platform.python_version(), "machine": platform.machine()},
            "cases": cases, "report": report}
