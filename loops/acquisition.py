@@ -77,6 +77,9 @@ class Problem:
         output_scale: ``m`` typical output variances (weights of learn mode).
         level_costs: cost per level the cost-aware acquisitions weigh, when it
             differs from ``costs`` (e.g. updated from measured costs); None: ``costs``.
+        levels: the levels an acquisition that chooses levels (qMFKG, qMFMES,
+            qMFLogEI, multi-fidelity max_variance) may choose, e.g. those the
+            remaining cost budget affords; None: every level.
     """
 
     bounds: Tensor
@@ -89,6 +92,7 @@ class Problem:
     output_scale: Tensor | None = None
     ref_point: list[float] | None = None
     level_costs: tuple[float, ...] | None = None
+    levels: tuple[int, ...] | None = None
 
     @property
     def d(self) -> int:
@@ -102,6 +106,17 @@ class Problem:
     def acquisition_costs(self) -> tuple[float, ...]:
         """Cost per level weighed by the cost-aware acquisitions (``level_costs`` or ``costs``)."""
         return tuple(self.level_costs) if self.level_costs is not None else tuple(self.costs)
+
+    @property
+    def choosable_levels(self) -> tuple[int, ...]:
+        """Levels a level-choosing acquisition may choose (:attr:`levels`, or every level)."""
+        if self.levels is None:
+            return tuple(range(self.num_fidelities))
+        out = tuple(sorted({int(k) for k in self.levels}))
+        if not out or out[0] < 0 or out[-1] >= self.num_fidelities:
+            raise ValueError(f"Problem.levels = {self.levels!r}; expected a non-empty subset of the levels "
+                             f"0..{self.num_fidelities - 1}")
+        return out
 
     @property
     def model_bounds(self) -> Tensor:
@@ -332,7 +347,7 @@ def _optimize(acqf, problem: Problem, q: int, cfg, fixed_levels: bool, sequentia
         return _optimize_at_target(acqf, problem, q, cfg, sequential=sequential)
     opts = {"batch_limit": 8, "maxiter": cfg.maxiter}
     if fixed_levels and problem.multi_fidelity:
-        fl = [{problem.d: float(k)} for k in range(problem.num_fidelities)]
+        fl = [{problem.d: float(k)} for k in problem.choosable_levels]
         cand, _ = optimize_acqf_mixed(
             acqf, bounds=problem.model_bounds, q=q, num_restarts=cfg.num_restarts,
             raw_samples=cfg.raw_samples, fixed_features_list=fl, options=opts,
@@ -387,7 +402,11 @@ def _propose(name, model, problem, train_X, train_Y, q, cfg, X_pending, noise, s
     if name == "sobol":
         X = sobol_points(problem.bounds, q, seed=problem_seed(seed), skip=sobol_skip)
         if problem.multi_fidelity:
-            X = torch.cat([X, torch.full((q, 1), float(problem.target_fidelity), dtype=X.dtype)], -1)
+            # the target level, or (a fallback for a level-choosing acquisition that can
+            # no longer afford the target) the highest level it may choose
+            levels = problem.choosable_levels
+            lev = problem.target_fidelity if problem.target_fidelity in levels else levels[-1]
+            X = torch.cat([X, torch.full((q, 1), float(lev), dtype=X.dtype)], -1)
         return X
     assert model is not None
     m = train_Y.shape[-1]
@@ -560,7 +579,8 @@ def mf_log_ei(model: Model, problem: Problem, train_X: Tensor, m: int, q: int, c
     ``x`` chosen by improvement and the level by information per cost is the
     structure of MF-GP-UCB and BOCA (Kandasamy et al., NeurIPS 2016 and ICML
     2017) with expected improvement in place of the UCB; the level rule is
-    parameter-free. For ``q > 1`` the points are chosen one at a time, each
+    parameter-free. The level is chosen among :attr:`Problem.choosable_levels`.
+    For ``q > 1`` the points are chosen one at a time, each
     with the ones before it as pending (sequential greedy).
 
     Args:
@@ -578,7 +598,9 @@ def mf_log_ei(model: Model, problem: Problem, train_X: Tensor, m: int, q: int, c
     for _ in range(q):
         acqf = _log_nei(model, problem, train_X, m, pending)
         x = _optimize_at_target(acqf, problem, 1, cfg)  # 1 x D at the target level
-        x[:, -1] = float(int(level_gains(model, x[0, :d], problem, m, noise, pending).argmax()))
+        gains = level_gains(model, x[0, :d], problem, m, noise, pending)
+        allowed = torch.tensor(problem.choosable_levels)
+        x[:, -1] = float(int(allowed[gains[allowed].argmax()]))
         out.append(x)
         pending = x if pending is None else torch.cat([pending, x], -2)
     return torch.cat(out, -2)

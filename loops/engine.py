@@ -822,6 +822,20 @@ class Campaign:
             return False
         return True
 
+    def _proposal_levels(self) -> tuple[int, ...]:
+        """Levels the acquisition may propose at: every level for one that
+        chooses levels by their cost (:data:`~loops.config.LEVEL_CHOOSING_ACQUISITIONS`
+        on a multi-fidelity oracle), else the target level alone."""
+        if self.problem.multi_fidelity and self.config.acquisition.name in LEVEL_CHOOSING_ACQUISITIONS:
+            return tuple(range(self.problem.num_fidelities))
+        return (self.problem.target_fidelity,)
+
+    def _affordable_levels(self, st: LoopState) -> tuple[int, ...]:
+        """The levels of :meth:`_proposal_levels` that the budget still allows one more point at.
+        A campaign whose target level no longer fits its cost budget goes on at the
+        cheaper levels a level-choosing acquisition may pick, until none fits."""
+        return tuple(k for k in self._proposal_levels() if self._may_submit(st, k))
+
     def _add_pending(self, x, fidelity, role, iteration, **kw) -> int:
         rid = self.store.add_pending(x, fidelity, role, iteration, **kw)
         self._rows[rid] = self.store.row(rid)
@@ -979,6 +993,7 @@ class Campaign:
         c = self.config
         if self.problem.multi_fidelity:
             self.problem.level_costs = self.level_costs()
+            self.problem.levels = self._affordable_levels(self.state()) or None
         return propose(
             name, self.model, self.problem, X, Y, k, c.acquisition, X_pending=Xp,
             noise=None if self.model is None else noise_variance(self.model, Y.shape[-1]),
@@ -1044,7 +1059,7 @@ class Campaign:
             st = self.state()
             if self.config.budget.calls is not None:
                 k = min(k, self.config.budget.calls - st.submitted)
-            if k > 0 and self._may_submit(st, self.problem.target_fidelity):
+            if k > 0 and self._affordable_levels(st):
                 if self._stale:
                     self._update_and_log()
                 st = self.state()
@@ -1180,7 +1195,7 @@ class Campaign:
         if self.stopping.should_stop(st):
             return True
         has_pending = any(r["status"] == "pending" for r in self._rows.values())
-        return not has_pending and not self._may_submit(st, self.problem.target_fidelity)
+        return not has_pending and not self._affordable_levels(st)
 
     def finish(self, stopped_by: str | None = None) -> CampaignResult:
         """Close the campaign: final model update, pending points cancelled, tracking finished."""

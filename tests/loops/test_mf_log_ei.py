@@ -176,3 +176,20 @@ def test_level_gains_are_the_same_in_any_output_units(a):
         torch.testing.assert_close(ga / a**2, g1, rtol=1e-6, atol=0)
     assert int(gains[a][1].argmax()) == int(gains[1.0][1].argmax()) == 1  # a pending (x, 0) leaves the target
     prob.level_costs, prob.output_scale = None, None
+
+
+def test_the_level_is_chosen_among_the_levels_the_problem_allows(fitted):
+    """With the target 1000x dearer, level 0 removes the most variance per cost; restricted to the
+    target (``Problem.levels``, what the engine sets when only the target fits the budget), the
+    target is proposed at the same design, and a level outside the oracle is refused."""
+    X, Y, prob, model = fitted
+    prob.level_costs = (1.0, 1000.0)
+    free = propose("qMFLogEI", model, prob, X, Y, 1, FAST, seed=3)
+    prob.levels = (1,)
+    only_target = propose("qMFLogEI", model, prob, X, Y, 1, FAST, seed=3)
+    assert free[0, 2].item() == 0.0 and only_target[0, 2].item() == 1.0
+    torch.testing.assert_close(free[:, :2], only_target[:, :2], rtol=0, atol=0)
+    prob.levels = (0, 2)
+    with pytest.raises(ValueError, match=r"Problem.levels = \(0, 2\); expected a non-empty subset of the levels 0..1"):
+        propose("qMFLogEI", model, prob, X, Y, 1, FAST, seed=3)
+    prob.levels, prob.level_costs = None, None
