@@ -822,19 +822,25 @@ class Campaign:
             return False
         return True
 
-    def _proposal_levels(self) -> tuple[int, ...]:
-        """Levels the acquisition may propose at: every level for one that
-        chooses levels by their cost (:data:`~loops.config.LEVEL_CHOOSING_ACQUISITIONS`
-        on a multi-fidelity oracle), else the target level alone."""
-        if self.problem.multi_fidelity and self.config.acquisition.name in LEVEL_CHOOSING_ACQUISITIONS:
-            return tuple(range(self.problem.num_fidelities))
-        return (self.problem.target_fidelity,)
-
     def _affordable_levels(self, st: LoopState) -> tuple[int, ...]:
-        """The levels of :meth:`_proposal_levels` that the budget still allows one more point at.
-        A campaign whose target level no longer fits its cost budget goes on at the
-        cheaper levels a level-choosing acquisition may pick, until none fits."""
-        return tuple(k for k in self._proposal_levels() if self._may_submit(st, k))
+        """The levels the acquisition may propose at, given the budget left in ``st``.
+
+        While the target level fits the budget: every level that fits for an
+        acquisition that chooses levels by their cost
+        (:data:`~loops.config.LEVEL_CHOOSING_ACQUISITIONS` on a multi-fidelity
+        oracle), else the target alone. Once the target no longer fits, a learn
+        campaign with such an acquisition goes on at the cheaper levels that still
+        fit (they sharpen the target level's model, its goal); an optimize
+        campaign stops: points at cheaper levels after its last target
+        evaluation can only move its recommendation, which no target
+        evaluation would then check."""
+        target = self.problem.target_fidelity
+        if not (self.problem.multi_fidelity and self.config.acquisition.name in LEVEL_CHOOSING_ACQUISITIONS):
+            return (target,) if self._may_submit(st, target) else ()
+        levels = tuple(k for k in range(self.problem.num_fidelities) if self._may_submit(st, k))
+        if target not in levels and self.config.mode != "learn":
+            return ()
+        return levels
 
     def _add_pending(self, x, fidelity, role, iteration, **kw) -> int:
         rid = self.store.add_pending(x, fidelity, role, iteration, **kw)

@@ -350,18 +350,20 @@ def test_a_cost_budget_the_initial_design_overspends_or_that_never_reaches_the_t
     camp.close()
 
 
-@pytest.mark.parametrize(("acq", "spends_all"), [("qMFLogEI", True), ("max_variance", True), ("qLogNEI", False)])
-def test_a_campaign_spends_its_cost_budget_at_the_levels_it_can_still_afford(tmp_path, acq, spends_all):
-    """Costs 1, 5, 10 and a budget of 47: once the target (10) no longer fits, a campaign whose
-    acquisition chooses levels goes on at the cheaper ones it can afford until none fits (it had
-    stopped with up to 9 of its budget unspent); every point fits the budget when it is asked.
-    An acquisition that works at the target alone stops when the target no longer fits."""
+@pytest.mark.parametrize(("acq", "mode", "spends_all"),
+                         [("max_variance", "learn", True), ("qMFLogEI", "optimize", False),
+                          ("qLogNEI", "optimize", False)])
+def test_a_learn_campaign_spends_its_cost_budget_at_the_levels_it_can_still_afford(tmp_path, acq, mode, spends_all):
+    """Costs 1, 5, 10 and a budget of 47: once the target (10) no longer fits, a learn campaign
+    whose acquisition chooses levels goes on at the cheaper ones it can afford until none fits (it
+    had stopped with up to 9 of its budget unspent). An optimize campaign stops there (cheap points
+    after its last target evaluation could only move its recommendation), and so does an
+    acquisition that works at the target alone. Every point fits the budget when it is asked."""
     bounds = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
     oracle = FunctionOracle(_two_level, bounds, names=["a", "b"], num_fidelities=3, cost=[1.0, 5.0, 10.0])
     camp = Campaign(_cfg(tmp_path, oracle=oracle, budget={"cost": 47.0, "calls": 40}, initial={"n": 3},
-                         model={"name": "ar1"}, acquisition={"name": acq, **FAST_ACQ},
-                         mode="learn" if acq == "max_variance" else "optimize"))
-    spent = 0.0
+                         model={"name": "ar1"}, acquisition={"name": acq, **FAST_ACQ}, mode=mode))
+    spent, levels = 0.0, []
     while not camp.finished():
         t = camp.ask(1)
         if not len(t):
@@ -373,11 +375,12 @@ def test_a_campaign_spends_its_cost_budget_at_the_levels_it_can_still_afford(tmp
         assert spent + cost <= 47.0 + 1e-9
         camp.tell(t.X, torch.stack([_two_level(x, t.fidelities[0]) for x in t.X]).reshape(-1, 1), ids=t.ids)
         spent += cost
+        levels.append(t.fidelities[0])
     st = camp.state()
-    assert st.cost == spent
+    assert st.cost == spent and 47.0 - spent < 10.0  # the target does not fit what is left
     if spends_all:
-        assert 47.0 - spent < 1.0  # not even the cheapest level fits what is left
-    else:
-        assert 47.0 - spent < 10.0 and st.calls > 0
+        assert 47.0 - spent < 1.0  # nor does the cheapest level
+    else:  # it stopped once the target no longer fit: the target still fit before its last point
+        assert 47.0 - (spent - [1.0, 5.0, 10.0][levels[-1]]) >= 10.0
     camp.finish()
     camp.close()
