@@ -285,6 +285,33 @@ def distinct_rows(x: Tensor, w: Tensor | None = None) -> Tensor:
     return (present & ~repeat).sum(-1)
 
 
+#: a trend column whose part outside the span of the columns before it is below
+#: this fraction of its norm is dropped (:func:`independent_columns`)
+BASIS_RTOL = 1e-6
+
+
+def independent_columns(F: Tensor, rtol: float = BASIS_RTOL) -> Tensor:
+    """Which columns of a trend basis ``F`` (``n x p``) to keep so that the kept
+    ones are linearly independent: column ``j`` is kept when its residual after
+    least squares on the kept columns before it exceeds ``rtol`` times its norm
+    (Gram--Schmidt in column order, reorthogonalized). A column that repeats
+    earlier ones at these points (the level below constant there, or linear in
+    the inputs like a linear trend) has no identifiable GLS coefficient; kept,
+    its coefficient is set by round-off and can be huge. Returns ``p`` booleans."""
+    keep = torch.zeros(F.shape[-1], dtype=torch.bool)
+    Q = F.new_zeros(F.shape[0], 0)
+    for j in range(F.shape[-1]):
+        c = F[:, j]
+        norm = float(c.norm())
+        r = c - Q @ (Q.T @ c)
+        r = r - Q @ (Q.T @ r)
+        rn = float(r.norm())
+        if norm > 0 and rn > rtol * norm:
+            keep[j] = True
+            Q = torch.cat([Q, (r / rn).unsqueeze(-1)], -1)
+    return keep
+
+
 def expand_train(X: Tensor, x: Tensor) -> Tensor:
     """Training inputs ``B x n x d`` (or levels ``B x n``, ``event = 1``)
     expanded to the batch shape broadcast from theirs and that of new inputs

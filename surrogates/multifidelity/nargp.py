@@ -18,6 +18,7 @@ from surrogates.multifidelity.core import (
     Correlation,
     Kriging,
     fit_map,
+    independent_columns,
     kriging_nll,
     log_lengthscale_prior,
     prior_lengthscale,
@@ -88,7 +89,9 @@ class NARGP(MultiFidelityModel):
     with the paper's kernel ``k_rho(x, x') k_f(f, f') + k_delta(x, x')``
     (GPyTorch correlations, one variance each) and a GLS trend: ``beta_0 +
     beta_1 f_{t-1}`` (``trend="linear"``, so the Kennedy--O'Hagan AR1 model is
-    the special case ``k_rho = 0``) or a constant (``"constant"``). Training
+    the special case ``k_rho = 0``) or a constant (``"constant"``); the ``f``
+    column is dropped where the level below is constant at the level's points
+    (:func:`~surrogates.multifidelity.core.independent_columns`). Training
     takes ``f_{t-1}`` at level ``t``'s inputs as the level below's posterior
     mean, as in the paper; the model is meant for nested designs (for
     non-nested ones the uncertainty of that mean is not propagated into the
@@ -127,6 +130,14 @@ class NARGP(MultiFidelityModel):
         self.register_buffer("theta", torch.zeros(L - 1, self._lvls[0].size, dtype=DTYPE))
         # index into KERNELS of each level's correlation family
         self.register_buffer("kernel_index", torch.full((L,), KERNELS.index(self._kinds[0]), dtype=torch.long))
+        # per level t >= 1: which of the trend columns [1, f] are used (f is dropped
+        # where the level below is constant at the level's points: no identifiable coefficient)
+        self.register_buffer("basis_keep", torch.ones(L, 2, dtype=torch.bool))
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        if "basis_keep" not in state_dict:  # saved before the check of the trend basis: every column
+            state_dict = {**state_dict, "basis_keep": torch.ones_like(self.basis_keep)}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @property
     def _lvl0(self) -> LevelKriging:
@@ -135,9 +146,13 @@ class NARGP(MultiFidelityModel):
     def _lvl(self, t: int) -> _NonlinearLevel:
         return self._lvls[int(self.kernel_index[t])]
 
-    def _basis(self, f: Tensor) -> Tensor:
+    def _basis(self, f: Tensor, t: int) -> Tensor:
+        """Trend basis of level ``t``: ``[1, f]`` (``trend="linear"``) or ``[1]``, less the
+        columns dropped at the fit (``basis_keep``)."""
         one = torch.ones_like(f).unsqueeze(-1)
-        return torch.cat([one, f.unsqueeze(-1)], -1) if self.trend == "linear" else one
+        F = torch.cat([one, f.unsqueeze(-1)], -1) if self.trend == "linear" else one
+        keep = self.basis_keep[t, : F.shape[-1]]
+        return F if bool(keep.all()) else F[..., keep]
 
     def _fit(self) -> None:
         self._lv = self._levels()
@@ -153,9 +168,13 @@ class NARGP(MultiFidelityModel):
         for t in range(1, self.num_fidelities):
             x, y, v = self._lv[t]
             f = self._lower_mean(x, t)
-            F = self._basis(f)
+            self.basis_keep[t] = True
+            F = self._basis(f, t)
             if F.shape[-1] >= len(y):
                 raise ValueError(f"level {t} has {len(y)} points; NARGP needs more than {F.shape[-1]}")
+            keep = independent_columns(F)
+            self.basis_keep[t, : F.shape[-1]] = keep
+            F = F[..., keep]
 
             best = None
             for kind in self._kinds:
@@ -184,7 +203,7 @@ class NARGP(MultiFidelityModel):
         for t in range(1, self.num_fidelities):
             x, y, v = self._lv[t]
             f = self._lower_mean(x, t)
-            self._krig.append(self._lvl(t).kriging(self.theta[t - 1], x, f, self._basis(f), y, v, masks[t]))
+            self._krig.append(self._lvl(t).kriging(self.theta[t - 1], x, f, self._basis(f, t), y, v, masks[t]))
             self._f.append(f)
 
     def _lower_mean(self, x: Tensor, t: int) -> Tensor:
@@ -228,7 +247,7 @@ class NARGP(MultiFidelityModel):
             Xb, fb = X.expand(*batch, *X.shape[-2:]), fX.expand(*batch, fX.shape[-1])
             Kx = self._lvl(t).cov(th, Xb, fb, xs, f)
             Kxx = self._lvl(t).cov(th, xs, f, xs, f)
-            mt, Ct = self._krig[t].predict(Kx, Kxx, self._basis(f))
+            mt, Ct = self._krig[t].predict(Kx, Kxx, self._basis(f, t))
             means.append(mt)
             covs.append(Ct)
         return means, covs, draws

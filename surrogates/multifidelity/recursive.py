@@ -20,6 +20,7 @@ from surrogates.multifidelity.core import (
     distinct_rows,
     expand_train,
     fit_map,
+    independent_columns,
     kriging_nll,
     log_lengthscale_prior,
     prior_lengthscale,
@@ -117,7 +118,12 @@ class RecursiveCoKriging(MultiFidelityModel):
     constant at the others. The choice is made once per fit and stored
     (``trend_linear``). Predictions add ``rho_t^2`` times the level below's
     variance to the universal-kriging variance of ``delta_t`` (which carries
-    the uncertainty of ``rho_t``).
+    the uncertainty of ``rho_t``). A column of ``[1, f_{t-1}, (f_{t-1} x), (x)]``
+    that repeats the ones before it at level ``t``'s points (the level below
+    constant there, or linear in the inputs of a linear trend) has no
+    identifiable coefficient and is dropped at the fit
+    (:func:`~surrogates.multifidelity.core.independent_columns`, stored in
+    ``basis_keep``); without its ``f_{t-1}`` column, ``rho_t`` is zero.
 
     Non-nested designs: where ``X_t`` is not inside ``X_{t-1}`` the level
     below is uncertain at ``X_t``; its predictive variance there, times
@@ -180,6 +186,9 @@ class RecursiveCoKriging(MultiFidelityModel):
         self.register_buffer("trend_linear", torch.zeros(L, dtype=torch.bool))
         # per level: the inputs of its linear trend and of a linear rho's f x (those that vary among its points)
         self.register_buffer("trend_inputs", torch.ones(L, self.d, dtype=torch.bool))
+        # per level: which columns of its trend basis [1, f, (f x), (x)] are used (the others
+        # repeat earlier ones at the level's points and have no identifiable coefficient)
+        self.register_buffer("basis_keep", torch.ones(L, 2 + 2 * self.d, dtype=torch.bool))
 
     @classmethod
     def from_config(cls, config: dict[str, Any], dataset: Dataset):
@@ -191,6 +200,8 @@ class RecursiveCoKriging(MultiFidelityModel):
             state_dict = {**state_dict, "trend_linear": torch.zeros_like(self.trend_linear)}
         if "trend_inputs" not in state_dict:  # saved before the constant-input check: every input
             state_dict = {**state_dict, "trend_inputs": torch.ones_like(self.trend_inputs)}
+        if "basis_keep" not in state_dict:  # saved before the check of the trend basis: every column
+            state_dict = {**state_dict, "basis_keep": torch.ones_like(self.basis_keep)}
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @staticmethod
@@ -202,12 +213,26 @@ class RecursiveCoKriging(MultiFidelityModel):
         one = torch.ones_like(x[..., :1])
         lin = [x[..., self.trend_inputs[t]]] if self._linear[t] else []
         if t == 0:
-            return torch.cat([one, *lin], -1) if lin else one
-        f = lower.unsqueeze(-1)
-        cols = [one, f, f * x[..., self.trend_inputs[t]]] if self.rho_form == "linear" else [one, f]
-        cols += lin
-        batch = torch.broadcast_shapes(*(c.shape[:-1] for c in cols))
-        return torch.cat([c.expand(*batch, c.shape[-1]) for c in cols], -1)
+            F = torch.cat([one, *lin], -1) if lin else one
+        else:
+            f = lower.unsqueeze(-1)
+            cols = [one, f, f * x[..., self.trend_inputs[t]]] if self.rho_form == "linear" else [one, f]
+            cols += lin
+            batch = torch.broadcast_shapes(*(c.shape[:-1] for c in cols))
+            F = torch.cat([c.expand(*batch, c.shape[-1]) for c in cols], -1)
+        keep = self.basis_keep[t, : F.shape[-1]]
+        return F if bool(keep.all()) else F[..., keep]
+
+    def _full_beta(self, beta: Tensor, t: int) -> Tensor:
+        """GLS coefficients ``beta`` (``... x p``, the kept columns of level ``t``'s
+        basis) placed in the full basis ``[1, f, (f x), (x)]``, zero for the dropped columns."""
+        p = 1 + (self._rho_terms(t) if t else 0) + (int(self.trend_inputs[t].sum()) if self._linear[t] else 0)
+        keep = self.basis_keep[t, :p]
+        if bool(keep.all()):
+            return beta
+        full = beta.new_zeros(*beta.shape[:-1], p)
+        full[..., keep] = beta
+        return full
 
     def _rho_terms(self, t: int) -> int:
         """Number of GLS coefficients of ``rho_t``: ``1``, or ``1 + k_t`` for
@@ -217,8 +242,9 @@ class RecursiveCoKriging(MultiFidelityModel):
     def _rho_coefs(self, beta: Tensor, t: int) -> Tensor:
         """The ``rho_t`` coefficients among the GLS coefficients ``beta`` of the
         basis ``[1, f, (f x), (x)]``: ``... x 1`` (constant) or ``... x (1 + d)``
-        (linear; zero for the inputs held at one value at level ``t``)."""
-        c = beta[..., 1 : 1 + self._rho_terms(t)]
+        (linear; zero for the inputs held at one value at level ``t``), zero for
+        the columns of :func:`independent_columns` dropped."""
+        c = self._full_beta(beta, t)[..., 1 : 1 + self._rho_terms(t)]
         if self.rho_form != "linear":
             return c
         full = c.new_zeros(*c.shape[:-1], 1 + self.d)
@@ -286,6 +312,7 @@ class RecursiveCoKriging(MultiFidelityModel):
         self._lv = self._levels()
         L = self.num_fidelities
         for t in range(L):
+            self.basis_keep[t] = True
             x, F, y, v, lower_var = self._level_data(t, None)
             if F.shape[-1] >= len(y):
                 raise ValueError(
@@ -293,6 +320,9 @@ class RecursiveCoKriging(MultiFidelityModel):
                     f"trend={self.trend!r} needs "
                     f"more than {F.shape[-1]} (use AR1CoKriging)"
                 )
+            keep = independent_columns(F)
+            self.basis_keep[t, : F.shape[-1]] = keep
+            F = F[..., keep]
             best = None
             for kind in self._kinds:
                 lk = self._levelk[KERNELS.index(kind)]

@@ -698,3 +698,47 @@ def test_distinct_rows_counts_present_rows_once_and_only_equal_rows_as_repeats()
     pair = torch.tensor([[1.0, 0.0], [0.0, float(r[0] / r[1])]], dtype=DTYPE)
     assert float(pair[0] @ r) == float(pair[1] @ r)
     assert int(distinct_rows(pair)) == 2
+
+
+def _lower_level_repeats_the_trend(kind: str):
+    """Two-level nested design in 2D (12 cheap, 6 expensive points) whose cheap level is
+    constant at the expensive points (``"constant"``: a cheap model that saturates there) or
+    linear in the inputs (``"linear"``: its mean repeats a linear trend's columns)."""
+    g = torch.Generator().manual_seed(7)
+    x0 = torch.rand(12, 2, generator=g, dtype=DTYPE)
+    X = torch.cat([x0, x0[:6]])
+    fid = torch.tensor([0] * 12 + [1] * 6)
+    top = torch.sin(6 * X[:, 0]) + X[:, 1]
+    if kind == "constant":
+        low = torch.where(torch.arange(18) % 12 < 6, torch.ones(18, dtype=DTYPE), torch.sin(6 * X[:, 0]) + X[:, 1])
+    else:
+        low = 2 * X[:, 0] - X[:, 1] + 1
+    Y = torch.where(fid == 1, top, low).unsqueeze(-1)
+    return Dataset(X=X, Y=Y, Yvar=torch.zeros_like(Y), fidelity=fid), top[fid == 1]
+
+
+@pytest.mark.parametrize(("cls", "opts", "kind"), [
+    (RecursiveCoKriging, {}, "constant"),
+    (RecursiveCoKriging, {"trend": "linear"}, "constant"),
+    (RecursiveCoKriging, {"trend": "linear"}, "linear"),
+    (NARGP, {}, "constant"),
+])
+def test_a_trend_column_that_repeats_the_others_is_dropped(cls, opts, kind):
+    """Where the level below is constant at the upper level's points, ``f`` repeats the trend's
+    constant column (and a linear level below repeats a linear trend's ``x`` columns): its GLS
+    coefficient is not identifiable and, kept, was set by round-off (rho = 2.4e5, predicted
+    means up to 2e6 for outputs of order 1, standard deviations of 400 at noise-free training
+    points). The column is dropped at the fit; the model interpolates its noise-free top-level
+    data, its predictions stay on the data's scale, and without the ``f`` column rho is zero."""
+    ds, y_top = _lower_level_repeats_the_trend(kind)
+    m = cls.from_dataset(ds, **opts)
+    top = ds.fidelity == 1
+    mean, var = m.predict(ds.X[top])
+    torch.testing.assert_close(mean, y_top, rtol=0, atol=1e-4)
+    assert float(var.max().sqrt()) < 1e-3
+    assert not m.basis_keep[1].all()
+    xt = torch.rand(200, 2, generator=torch.Generator().manual_seed(8), dtype=DTYPE)
+    mean, var = m.predict(xt)
+    assert float(mean.abs().max()) < 10.0 and float(var.max().sqrt()) < 10.0
+    if cls is RecursiveCoKriging and kind == "constant":
+        assert m.rho[0].abs().max() == 0.0

@@ -283,3 +283,20 @@ def test_a_recursive_model_saved_before_the_constant_input_check_loads_with_ever
     assert m2.trend_inputs.all() and m2.trend_linear.all()
     xt = torch.rand(6, 1, dtype=DTYPE)
     torch.testing.assert_close(m2.predict(xt), m.predict(xt), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cls", [RecursiveCoKriging, NARGP])
+def test_a_model_saved_before_the_trend_basis_check_loads_with_every_column(tmp_path, cls):
+    """A save without ``basis_keep`` (written before trend columns that repeat the others were
+    dropped) used every column: it loads as that model and predicts as it did."""
+    ds = _data(n_low=12, n_high=6, yvar=1e-3)
+    m = cls.from_dataset(ds)
+    assert m.basis_keep.all()
+    path = save_surrogate(m, tmp_path / "m")
+    state = torch.load(path / "state.pt")
+    state.pop("basis_keep")
+    torch.save(state, path / "state.pt")
+    m2 = load_surrogate(path)
+    assert m2.basis_keep.all()
+    xt = torch.rand(6, 1, dtype=DTYPE)
+    torch.testing.assert_close(m2.predict(xt), m.predict(xt), rtol=1e-10, atol=1e-12)
