@@ -631,9 +631,15 @@ def value_at(trace, cost: float) -> float | None:
     return v
 
 
+#: values within this relative distance of a level count as reaching it: the same design
+#: evaluated on another CPU (an FFT RVE solve) agrees only to round-off (5e-14 relative seen)
+REACH_RTOL = 1e-9
+
+
 def cost_to_reach(trace, level: float) -> float:
+    """The cost at which ``trace`` first reaches ``level`` (to :data:`REACH_RTOL`), or inf."""
     for c, val in trace:
-        if val is not None and val <= level:
+        if val is not None and val <= level + REACH_RTOL * abs(level):
             return c
     return math.inf
 
