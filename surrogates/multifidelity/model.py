@@ -76,6 +76,11 @@ class ScaledMultivariateNormal(MultivariateNormal):
 TARGET_BITS = 32
 
 
+#: outputs' scale (standard deviation, or magnitude of a constant) the models accept: its
+#: square, the unit of every variance they report, stays inside double precision
+OUTPUT_SCALE_RANGE = (1e-150, 1e150)
+
+
 def round_significand(t: Tensor, bits: int = TARGET_BITS) -> Tensor:
     """``t`` with each value's significand rounded to ``bits`` bits.
 
@@ -223,6 +228,11 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
             # one value everywhere: its magnitude is the only scale in the data (so the
             # variances of y and a y are still a^2 apart); 1 when that value is 0
             std = y_ref.mean().abs() if float(y_ref.mean().abs()) > 0 else torch.ones((), dtype=DTYPE)
+        if not (OUTPUT_SCALE_RANGE[0] <= float(std.abs()) <= OUTPUT_SCALE_RANGE[1]):
+            raise ValueError(
+                f"the outputs' scale is {float(std.abs()):.3g}, outside [{OUTPUT_SCALE_RANGE[0]:g}, "
+                f"{OUTPUT_SCALE_RANGE[1]:g}]: variances in these units (its square) would leave double "
+                f"precision; multiply the outputs by a factor that brings them into that range (and Yvar by its square)")
         self.register_buffer("y_mean", y_ref.mean().clone())
         # signed scale: the sign makes the standardized data of y and -y the
         # same numbers (sum of cubes >= 0), so their fits are identical

@@ -755,3 +755,23 @@ def test_a_trend_column_that_repeats_the_others_is_dropped(cls, opts, kind):
     assert float(mean.abs().max()) < 10.0 and float(var.max().sqrt()) < 10.0
     if cls is RecursiveCoKriging and kind == "constant":
         assert m.rho[0].abs().max() == 0.0
+
+
+@pytest.mark.parametrize("cls", [AR1CoKriging, RecursiveCoKriging, NARGP])
+def test_outputs_whose_variances_leave_double_precision_are_refused_by_name(cls):
+    """Outputs of scale 1e200 (or 1e-200) have variances of 1e400 (1e-400), which no double holds:
+    the model says so and how to rescale, instead of an OverflowError from inside the prediction
+    (or "the likelihood could not be evaluated at any starting point"); 1e140 and 1e-140 fit and
+    predict the same standardized answer."""
+    g = torch.Generator().manual_seed(9)
+    X = torch.rand(15, 1, generator=g, dtype=DTYPE)
+    fid = torch.tensor([0] * 10 + [1] * 5)
+    Y = torch.sin(6 * X) + torch.where(fid[:, None] == 1, 0.0, 0.3)
+    for s in (1e200, 1e-200):
+        with pytest.raises(ValueError, match=r"the outputs. scale is .*e[+-]\d\d\d, outside \[1e-150, 1e\+150\].*multiply the outputs"):
+            cls.from_dataset(Dataset(X=X, Y=s * Y, fidelity=fid))
+    xt = torch.linspace(0, 1, 4, dtype=DTYPE).reshape(-1, 1)
+    ref = cls.from_dataset(Dataset(X=X, Y=Y, fidelity=fid)).predict(xt)[0]
+    for s in (1e140, 1e-140):
+        torch.testing.assert_close(cls.from_dataset(Dataset(X=X, Y=s * Y, fidelity=fid)).predict(xt)[0] / s, ref,
+                                   rtol=1e-6, atol=1e-6)
