@@ -56,7 +56,11 @@ class Dataset:
                     f"Dataset.Yvar must match Y's shape {tuple(self.Y.shape)}, got {tuple(self.Yvar.shape)}"
                 )
             if (self.Yvar < 0).any():
-                raise ValueError("Dataset.Yvar must be non-negative")
+                i, j = (self.Yvar < 0).nonzero()[0].tolist()
+                raise ValueError(
+                    f"Dataset.Yvar must be non-negative (variances in output units), got {self.Yvar[i, j].item()!r} "
+                    f"at row {i}, output {j}"
+                )
         if self.fidelity is not None:
             fid = torch.as_tensor(self.fidelity).reshape(-1)
             if fid.is_floating_point() or fid.is_complex():
@@ -80,8 +84,13 @@ class Dataset:
                 )
             if self.observed.all():
                 self.observed = None
-        if not torch.isfinite(self.X).all() or not torch.isfinite(self.Y).all():
-            raise ValueError("Dataset.X and Dataset.Y must be finite (drop failed points first)")
+        bad = ~torch.isfinite(self.X).all(-1) | ~torch.isfinite(self.Y).all(-1)
+        if bad.any():
+            i = int(bad.nonzero()[0])
+            raise ValueError(
+                f"Dataset.X and Dataset.Y must be finite (drop failed points first); {int(bad.sum())} row(s) are not, "
+                f"the first is row {i}: X = {self.X[i].tolist()}, Y = {self.Y[i].tolist()}"
+            )
 
     @property
     def n(self) -> int:
