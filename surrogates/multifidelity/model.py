@@ -46,7 +46,7 @@ from torch import Tensor
 
 from surrogates.base import SurrogateMixin
 from surrogates.dataset import DTYPE, Dataset
-from surrogates.multifidelity.core import KERNELS, NOISE_FLOOR
+from surrogates.multifidelity.core import KERNELS, NOISE_FLOOR, independent_columns
 
 #: noise treatments (see the module docstring)
 NOISE_MODES = ("auto", "known", "infer", "known+infer", "none")
@@ -285,13 +285,32 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
         config = {k: v for k, v in config.items() if k != "format"}
         return cls(dataset, **config)
 
+    #: buffers added after the saved format was fixed, whose freshly built value (every input,
+    #: every trend column) is what a save written before them used; a save without them loads so
+    _FILLED_WHEN_MISSING: tuple[str, ...] = ()
+
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         own = self.state_dict()
+        state_dict = {**{k: own[k] for k in self._FILLED_WHEN_MISSING if k not in state_dict}, **state_dict}
         if set(state_dict) != set(own) or any(state_dict[k].shape != own[k].shape for k in own):
             raise ValueError(refit_message(type(self).__name__, "state.pt does not match"))
         out = super().load_state_dict(state_dict, strict=strict, assign=assign)
         self._conditioned = False
         return out
+
+    def _independent_basis(self, t: int, F: Tensor) -> Tensor:
+        """At the fit: the columns of level ``t``'s full trend basis ``F`` (``n x p``,
+        built with ``basis_keep[t]`` all True) that
+        :func:`~surrogates.multifidelity.core.independent_columns` keeps, recorded
+        in the ``basis_keep`` buffer for :meth:`_kept_basis`."""
+        keep = independent_columns(F)
+        self.basis_keep[t, : F.shape[-1]] = keep
+        return F[..., keep]
+
+    def _kept_basis(self, t: int, F: Tensor) -> Tensor:
+        """Level ``t``'s full trend basis ``F`` (``... x p``) less the columns dropped at the fit."""
+        keep = self.basis_keep[t, : F.shape[-1]]
+        return F if bool(keep.all()) else F[..., keep]
 
     def fit(self):
         """Estimate the hyperparameters and condition on the data; returns ``self``."""

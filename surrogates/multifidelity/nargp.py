@@ -18,7 +18,6 @@ from surrogates.multifidelity.core import (
     Correlation,
     Kriging,
     fit_map,
-    independent_columns,
     kriging_nll,
     log_lengthscale_prior,
     prior_lengthscale,
@@ -134,10 +133,8 @@ class NARGP(MultiFidelityModel):
         # where the level below is constant at the level's points: no identifiable coefficient)
         self.register_buffer("basis_keep", torch.ones(L, 2, dtype=torch.bool))
 
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        if "basis_keep" not in state_dict:  # saved before the check of the trend basis: every column
-            state_dict = {**state_dict, "basis_keep": torch.ones_like(self.basis_keep)}
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+    # saved before the trend-basis check: every column
+    _FILLED_WHEN_MISSING = ("basis_keep",)
 
     @property
     def _lvl0(self) -> LevelKriging:
@@ -151,8 +148,7 @@ class NARGP(MultiFidelityModel):
         columns dropped at the fit (``basis_keep``)."""
         one = torch.ones_like(f).unsqueeze(-1)
         F = torch.cat([one, f.unsqueeze(-1)], -1) if self.trend == "linear" else one
-        keep = self.basis_keep[t, : F.shape[-1]]
-        return F if bool(keep.all()) else F[..., keep]
+        return self._kept_basis(t, F)
 
     def _fit(self) -> None:
         self._lv = self._levels()
@@ -172,9 +168,7 @@ class NARGP(MultiFidelityModel):
             F = self._basis(f, t)
             if F.shape[-1] >= len(y):
                 raise ValueError(f"level {t} has {len(y)} points; NARGP needs more than {F.shape[-1]}")
-            keep = independent_columns(F)
-            self.basis_keep[t, : F.shape[-1]] = keep
-            F = F[..., keep]
+            F = self._independent_basis(t, F)
 
             best = None
             for kind in self._kinds:

@@ -20,7 +20,6 @@ from surrogates.multifidelity.core import (
     distinct_rows,
     expand_train,
     fit_map,
-    independent_columns,
     kriging_nll,
     log_lengthscale_prior,
     prior_lengthscale,
@@ -195,13 +194,12 @@ class RecursiveCoKriging(MultiFidelityModel):
         # saved before the trend option: those models have constant trends
         return super().from_config({"trend": "constant", **config}, dataset)
 
+    # saved before the constant-input check (every input) and the trend-basis check (every column)
+    _FILLED_WHEN_MISSING = ("trend_inputs", "basis_keep")
+
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         if "trend_linear" not in state_dict and self.trend == "constant":
             state_dict = {**state_dict, "trend_linear": torch.zeros_like(self.trend_linear)}
-        if "trend_inputs" not in state_dict:  # saved before the constant-input check: every input
-            state_dict = {**state_dict, "trend_inputs": torch.ones_like(self.trend_inputs)}
-        if "basis_keep" not in state_dict:  # saved before the check of the trend basis: every column
-            state_dict = {**state_dict, "basis_keep": torch.ones_like(self.basis_keep)}
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @staticmethod
@@ -220,8 +218,7 @@ class RecursiveCoKriging(MultiFidelityModel):
             cols += lin
             batch = torch.broadcast_shapes(*(c.shape[:-1] for c in cols))
             F = torch.cat([c.expand(*batch, c.shape[-1]) for c in cols], -1)
-        keep = self.basis_keep[t, : F.shape[-1]]
-        return F if bool(keep.all()) else F[..., keep]
+        return self._kept_basis(t, F)
 
     def _full_beta(self, beta: Tensor, t: int) -> Tensor:
         """GLS coefficients ``beta`` (``... x p``, the kept columns of level ``t``'s
@@ -320,9 +317,7 @@ class RecursiveCoKriging(MultiFidelityModel):
                     f"trend={self.trend!r} needs "
                     f"more than {F.shape[-1]} (use AR1CoKriging)"
                 )
-            keep = independent_columns(F)
-            self.basis_keep[t, : F.shape[-1]] = keep
-            F = F[..., keep]
+            F = self._independent_basis(t, F)
             best = None
             for kind in self._kinds:
                 lk = self._levelk[KERNELS.index(kind)]
