@@ -347,6 +347,38 @@ def test_correlation_is_gpytorchs_kernel(kind):
         torch.testing.assert_close(Correlation(kind)(x1, x2, ls), ref(x1, x2).to_dense())
 
 
+@pytest.mark.parametrize("kind", ["matern52", "rbf"])
+def test_one_lengthscale_correlation_and_its_gradient_are_gpytorchs(kind):
+    """One lengthscale and inputs without gradients take GPyTorch's closed-form
+    path; its values and lengthscale gradient are those of GPyTorch's kernel
+    (differentiated by autograd through its operations) and of a central
+    finite difference."""
+    from gpytorch.kernels import MaternKernel, RBFKernel
+
+    from surrogates.multifidelity.core import Correlation
+
+    g = torch.Generator().manual_seed(1)
+    x1, x2 = torch.rand(6, 2, generator=g, dtype=DTYPE), torch.rand(4, 2, generator=g, dtype=DTYPE)
+    w = torch.randn(6, 4, generator=g, dtype=DTYPE)
+    corr = Correlation(kind)
+    ref = (MaternKernel(nu=2.5) if kind == "matern52" else RBFKernel()).to(DTYPE)
+    ref.lengthscale = 1.0
+    for ls0 in (0.07, 0.4, 3.0):
+        ls = torch.tensor([ls0], dtype=DTYPE, requires_grad=True)
+        value = (corr(x1, x2, ls) * w).sum()
+        (grad,) = torch.autograd.grad(value, ls)
+        # GPyTorch's general path: the lengthscale applied to inputs that carry a gradient
+        ls_ref = torch.tensor([ls0], dtype=DTYPE, requires_grad=True)
+        value_ref = (ref.forward(x1 / ls_ref, x2 / ls_ref) * w).sum()
+        (grad_ref,) = torch.autograd.grad(value_ref, ls_ref)
+        torch.testing.assert_close(value, value_ref, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(grad, grad_ref, rtol=1e-10, atol=1e-12)
+        h = 1e-6 * ls0
+        with torch.no_grad():
+            fd = ((corr(x1, x2, ls + h) - corr(x1, x2, ls - h)) * w).sum() / (2 * h)
+        torch.testing.assert_close(grad, fd.reshape(1), rtol=1e-6, atol=1e-8)
+
+
 def test_kriging_mean_is_the_gls_estimate_and_its_variance():
     """With a flat trend prior, the universal-kriging mean at a training
     input with no noise is the datum, and far from the data it reverts to the
