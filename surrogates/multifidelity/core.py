@@ -89,8 +89,8 @@ class Correlation:
         fit) take GPyTorch's own path for that case
         (:class:`~gpytorch.functions.MaternCovariance`,
         :class:`~gpytorch.functions.RBFCovariance`: the lengthscale gradient
-        in closed form, in about 40 % of the time of autograd through the
-        kernel's operations); the values agree to round-off."""
+        in closed form rather than by autograd through the kernel's
+        operations); the values agree to round-off."""
         if ls.numel() == 1 and not diag and not (x1.requires_grad or x2.requires_grad):
             ls = ls.reshape(1, 1)
             if self.kind == "matern52":
