@@ -253,9 +253,11 @@ class ModelSpec(BaseModel):
         "every level: the model fitted instead while a level has fewer than min(3, initial.n) results, so an "
         "initial design may leave out the expensive level; 'none': no model until every level has them"
     )
-    winsorize: bool = Field(
-        True, description="optimize mode, one objective: clip the objective's bad tail at the Tukey fence "
-        "(q1 - 1.5 IQR of the good-is-high values) before fitting, as Ax does"
+    winsorize: bool | None = Field(
+        None, description="optimize mode, one objective: clip the objective's bad tail at the Tukey fence "
+        "(q1 - 1.5 IQR of the good-is-high values) before fitting, as Ax does; with a multi-fidelity oracle "
+        "each level at its own fence. None: on for a single-fidelity oracle, off for a multi-fidelity one "
+        "(clipping one level's bad tail bends the relation between levels that co-kriging estimates)"
     )
 
 

@@ -713,8 +713,10 @@ class Campaign:
         if noise_free and Yvar is None:
             Yvar = torch.zeros_like(Y)
         Yfit = Y
-        if c.winsorize and self.config.mode == "optimize" and len(self.problem.objective_idx) == 1:
-            Yfit = winsorize_objective(Y, self.problem.objective_idx[0], self.problem.signs[0])
+        winsorize = c.winsorize if c.winsorize is not None else not self.problem.multi_fidelity
+        if winsorize and self.config.mode == "optimize" and len(self.problem.objective_idx) == 1:
+            levels = X[:, -1].round().long() if self.problem.multi_fidelity else None
+            Yfit = winsorize_objective(Y, self.problem.objective_idx[0], self.problem.signs[0], groups=levels)
         # small data: every update is a full fit from the default initialization (the
         # marginal likelihood moves a lot with each point, and a warm start can keep a poor
         # local optimum); large data: warm-started short refits on the schedule above

@@ -165,7 +165,7 @@ def fit_model(
     return model
 
 
-def winsorize_objective(Y: Tensor, idx: int, sign: float) -> Tensor:
+def winsorize_objective(Y: Tensor, idx: int, sign: float, groups: Tensor | None = None) -> Tensor:
     """Clip the bad tail of objective column ``idx`` at the Tukey fence.
 
     With ``Z = sign * Y[:, idx]`` (higher is better), values below
@@ -173,16 +173,30 @@ def winsorize_objective(Y: Tensor, idx: int, sign: float) -> Tensor:
     upper quartiles). A GP fitted to the clipped data spends its flexibility
     near the good values instead of on a far-away bad region (Branin spans
     0.4 to 300); the best observed values are unchanged. This is Ax's automatic
-    winsorization of a single objective.
+    winsorization of a single objective. With ``groups`` (the fidelity level of
+    each row), each level is clipped at its own fence: levels of one
+    multi-fidelity oracle differ in scale and offset, and one fence over all of
+    them would clip one level's values where another's are untouched,
+    distorting the relation between levels that co-kriging estimates.
 
     Args:
         Y: ``n x m`` outputs.
         idx: objective column.
         sign: ``+1`` to maximize, ``-1`` to minimize.
+        groups: ``n`` integer group labels (fidelity levels), or None for one group.
+            A group with fewer than 4 rows is left unclipped.
 
     Returns:
         A clipped copy of ``Y`` (``n x m``).
     """
+    if groups is not None:
+        if groups.shape != Y.shape[:1]:
+            raise ValueError(f"groups must have one label per row of Y ({Y.shape[0]}), got shape {tuple(groups.shape)}")
+        out = Y.clone()
+        for g in torch.unique(groups):
+            rows = groups == g
+            out[rows] = winsorize_objective(Y[rows], idx, sign)
+        return out
     if Y.shape[0] < 4:
         return Y
     z = sign * Y[:, idx]

@@ -165,6 +165,33 @@ def test_winsorize_clips_only_the_bad_tail():
     assert torch.equal(winsorize_objective(Y[:3], 0, 1.0), Y[:3])
 
 
+def test_winsorize_clips_each_fidelity_level_at_its_own_fence():
+    """Levels of one multi-fidelity oracle differ in scale and offset: with ``groups`` each level is
+    clipped as if it were alone, so rescaling one level (by any a > 0 and offset) moves its clipped
+    values by the same map and leaves the other level's untouched; one pooled fence does neither."""
+    from loops.models import winsorize_objective
+
+    g = torch.Generator().manual_seed(1)
+    y0 = torch.cat([torch.rand(30, generator=g, dtype=D), torch.tensor([9.0, 20.0], dtype=D)])
+    y1 = torch.cat([torch.rand(8, generator=g, dtype=D), torch.tensor([6.0], dtype=D)])
+    lev = torch.cat([torch.zeros(32), torch.ones(9)]).long()
+    Y = torch.cat([y0, y1]).unsqueeze(-1)
+    out = winsorize_objective(Y, 0, -1.0, groups=lev)
+    assert torch.equal(out[:32], winsorize_objective(Y[:32], 0, -1.0))
+    assert torch.equal(out[32:], winsorize_objective(Y[32:], 0, -1.0))
+    assert out[:32, 0].max() < 9.0 and out[32:, 0].max() < 6.0  # each level's outliers clipped
+    for a, b in ((1e3, -50.0), (1e-3, 7.0)):
+        Ys = Y.clone()
+        Ys[32:] = a * Y[32:] + b
+        per = winsorize_objective(Ys, 0, -1.0, groups=lev)
+        torch.testing.assert_close(per[32:], a * out[32:] + b, rtol=1e-12, atol=1e-12)
+        assert torch.equal(per[:32], out[:32])
+        pooled = winsorize_objective(Ys, 0, -1.0)
+        assert not (torch.allclose(pooled[32:], a * out[32:] + b) and torch.equal(pooled[:32], out[:32]))
+    with pytest.raises(ValueError, match="one label per row"):
+        winsorize_objective(Y, 0, -1.0, groups=lev[:-1])
+
+
 MF_ORACLE = {"name": "loops.fakes:BraninMultiFidelity", "fidelities": [0.5, 1.0], "costs": [1.0, 10.0]}
 MF_CASES = [
     ("optimize", "qLogNEI", MF_ORACLE, {}),
