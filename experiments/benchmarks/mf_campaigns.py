@@ -22,7 +22,8 @@ Budgets are in top-level evaluations (cost / cost of the top level). Methods,
 in the same run and with the same seeds:
 
 * ``ours_mf``: :class:`loops.engine.Campaign` driven by ask/tell, model
-  ``ar1`` (AR1 co-kriging; ``mf_gp`` until the top level has 3 results),
+  ``ar1`` (AR1 co-kriging; ``mf_gp`` until the top level has 3 results) fitted
+  on the objective as observed (the engine does not winsorize multi-fidelity data),
   acquisition ``qMFLogEI`` (the design by qLogNEI at the top
   level, the level by variance removed per unit of the oracle's level costs),
   an initial design of ``d + 2`` points (centre + Sobol) at every level below
@@ -121,7 +122,7 @@ CHECKPOINTS = tuple(k / 10 for k in range(1, 11))
 OURS_MF_ACQ = {"name": "qMFLogEI", "num_restarts": RESTARTS, "raw_samples": RAW_SAMPLES, "maxiter": MAXITER}
 OURS_MF_MODEL = "ar1"
 #: when the choice of ours_mf (OURS_MF_ACQ, OURS_MF_MODEL) was last changed, and on what
-DEFAULTS = {"fixed": "2026-12-05T08:49Z",
+DEFAULTS = {"fixed": "2026-12-06T04:24Z",
             "how": "qMFLogEI replaced qMFMES after 10 seeds on the two dev problems only: median regret at "
                    "every cost fraction <= qMFMES's (forrester 0.0081 vs 0.197 at half the budget, "
                    "7.4e-5 vs 1.5e-4 at the end; park_1to100 0 for both) in less run time (mean per run "
@@ -134,7 +135,14 @@ DEFAULTS = {"fixed": "2026-12-05T08:49Z",
                    "(2026-12-05T11:13Z) by a rule written before its dev runs: dev problems meeting both "
                    "targets 2 vs 2, then (problem, fraction) median wins by >10 % 6 vs 2 (forrester at half "
                    "the budget 2.7e-5 vs 0.0081; rastrigin2 final 0.0015 vs 0.017; rosenbrock2 final 2.5 vs "
-                   "1.4 and no longer reaching Ax's final result)"}
+                   "1.4 and no longer reaching Ax's final result). The engine stopped winsorizing the objective "
+                   "with a multi-fidelity oracle (model.winsorize None; before: one Tukey fence over all levels "
+                   "pooled) (2026-12-06T04:24Z), by a rule written before its dev runs (the rule that chose ar1; "
+                   "candidates: pooled, each level at its own fence, none; all three re-run on the 4 dev problems "
+                   "in one session): dev problems meeting both targets 3 (none) vs 2 (pooled) vs 2 (per level); "
+                   "(problem, fraction) median wins by >10 % against pooled 8 vs 3 (per level 6 vs 4). "
+                   "Rosenbrock2's recommendation had jumped to box corners (regret up to 1.9e3) when a cheap "
+                   "level's large values were clipped and the top level's were not"}
 
 PHASES = [{"law": "isotropic_elastic", "E": 1.0, "nu": 0.3}, {"law": "isotropic_elastic", "E": 20.0, "nu": 0.25}]
 RVE_SPEC = {"phases": PHASES, "microstructure": {"kind": "inclusion", "radius_fraction": 0.2},
