@@ -684,6 +684,7 @@ class Campaign:
             return None  # the baseline needs no model
         c = self.config.model
         name, options = c.name, dict(c.options)
+        levels = X[:, -1].round().long() if self.problem.multi_fidelity else None
         if self.problem.multi_fidelity and c.name not in BUILTIN:
             # the co-kriging models need data at every level, and a recursive
             # level above the first more points than its trend terms [1, f]
@@ -692,7 +693,7 @@ class Campaign:
             # multi-fidelity GP, which shares one kernel over the levels), or
             # keep the last model while the initial design's results come in
             need = min(3, self.config.initial.n)
-            counts = torch.bincount(X[:, -1].round().long(), minlength=self.problem.num_fidelities)
+            counts = torch.bincount(levels, minlength=self.problem.num_fidelities)
             if bool((counts < need).any()):
                 if c.bootstrap == "none":
                     return self.model
@@ -715,7 +716,6 @@ class Campaign:
         Yfit = Y
         winsorize = c.winsorize if c.winsorize is not None else not self.problem.multi_fidelity
         if winsorize and self.config.mode == "optimize" and len(self.problem.objective_idx) == 1:
-            levels = X[:, -1].round().long() if self.problem.multi_fidelity else None
             Yfit = winsorize_objective(Y, self.problem.objective_idx[0], self.problem.signs[0], groups=levels)
         # small data: every update is a full fit from the default initialization (the
         # marginal likelihood moves a lot with each point, and a warm start can keep a poor
