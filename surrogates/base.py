@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -132,23 +133,40 @@ def save_surrogate(model, path: str | Path) -> Path:
     return path
 
 
+def _read_json(file: Path):
+    try:
+        return json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{file} is not valid JSON ({err}): the save is corrupt or was edited") from None
+
+
 def load_surrogate(path: str | Path):
     """Read a model written by :func:`save_surrogate`."""
     path = Path(path)
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"no surrogate at {path} (config.json missing)")
-    config = json.loads((path / "config.json").read_text())
-    version = config.get("format_version", 1)
+    config = _read_json(path / "config.json")
+    version = config.get("format_version", 1) if isinstance(config, dict) else None
+    if not isinstance(version, int) or isinstance(version, bool) or not isinstance(config.get("config"), dict):
+        raise ValueError(f"{path / 'config.json'} is not a saved surrogate's config (format_version {version!r})")
     if version > FORMAT_VERSION:
         raise ValueError(
             f"{path} was written with surrogate format {version}; this scalebridge reads <= {FORMAT_VERSION}"
         )
     cls = surrogate_class(config["class"])
     ds_file = path / "dataset.json"
-    dataset = Dataset.from_dict(json.loads(ds_file.read_text())) if ds_file.exists() else None
+    dataset = Dataset.from_dict(_read_json(ds_file)) if ds_file.exists() else None
     model = cls.from_config(config["config"], dataset)
     # weights_only: the file holds tensors only; refuse anything else
-    state = torch.load(path / "state.pt", weights_only=True, map_location="cpu")
+    try:
+        state = torch.load(path / "state.pt", weights_only=True, map_location="cpu")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no state.pt in {path}: the save is incomplete") from None
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
+        raise ValueError(f"{path / 'state.pt'} cannot be read (truncated or not written by torch.save): {err}") from None
+    nan = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and bool(v.isnan().any())]
+    if nan:
+        raise ValueError(f"{path / 'state.pt'} holds NaN in {nan}: the save is corrupt; refit the model")
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

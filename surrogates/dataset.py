@@ -63,8 +63,11 @@ class Dataset:
                 )
         if self.fidelity is not None:
             fid = torch.as_tensor(self.fidelity).reshape(-1)
-            if fid.is_floating_point() or fid.is_complex():
-                bad = ~torch.isfinite(fid) | (fid != fid.round())
+            if fid.is_complex():
+                raise ValueError(f"Dataset.fidelity must hold integer levels (0 = cheapest), got dtype {fid.dtype}")
+            if fid.is_floating_point():
+                # beyond 2**31 a float is no level anyone means, and .long() would wrap it
+                bad = ~torch.isfinite(fid) | (fid != fid.round()) | (fid.abs() >= 2**31)
                 if bad.any():
                     raise ValueError(
                         f"Dataset.fidelity must hold integer levels (0 = cheapest), got {fid[bad][0].item()!r}"

@@ -22,6 +22,11 @@ Noise is said explicitly by ``noise``:
 * ``"known+infer"``: ``Yvar`` plus an estimated nugget per level.
 * ``"none"``: noise-free data, every level interpolates (``Yvar`` must be
   absent or zero).
+
+Rows that are noise-free (every row under ``"none"``, those with ``Yvar = 0``
+under ``"known"``) and repeat an input of their level with another value are
+refused (:class:`NoiseFreeConflict`): no function interpolates both. Rows
+marked unobserved (``Dataset.observed``) are refused too: drop them first.
 * ``"auto"`` (default): ``"known"`` when ``Yvar`` is given, else ``"infer"``.
 """
 
@@ -113,6 +118,48 @@ def check_int(name: str, value: Any, minimum: int | None = None) -> int:
     return int(value)
 
 
+def check_costs(costs: Any, L: int) -> list[float]:
+    """``costs`` as ``L`` floats if it is a sequence of ``L`` positive finite numbers, else a ``ValueError``."""
+    ok = isinstance(costs, (Sequence, Tensor)) and not isinstance(costs, (str, bytes))
+    try:
+        out = [float(c) for c in costs] if ok else []
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or len(out) != L or any(not math.isfinite(c) or c <= 0 for c in out):
+        raise ValueError(f"costs must be {L} positive finite numbers (one per level), got {costs!r}")
+    return out
+
+
+class NoiseFreeConflict(ValueError):
+    """Noise-free rows of one level that repeat an input with different values."""
+
+
+def check_interpolable(dataset: Dataset, L: int) -> None:
+    """A ``ValueError`` where noise-free rows (every row under ``noise="none"``, the rows with
+    ``Yvar = 0`` under ``"known"``) at one level repeat an input with another value: no function
+    interpolates them, and a model that tried would be sure of a value between them."""
+    yvar = dataset.Yvar
+    free = torch.ones(dataset.n, dtype=torch.bool) if yvar is None else yvar[:, 0] <= 0
+    tol = 1e-9 * max(float(dataset.Y.abs().max()), 1e-300)
+    for t in range(L):
+        idx = ((dataset.fidelity == t) & free).nonzero().flatten()
+        if len(idx) < 2:
+            continue
+        y = dataset.Y[idx, 0]
+        _, group = torch.unique(dataset.X[idx], dim=0, return_inverse=True)
+        hi = torch.full((int(group.max()) + 1,), -math.inf, dtype=y.dtype).scatter_reduce(0, group, y, "amax")
+        lo = torch.full_like(hi, math.inf).scatter_reduce(0, group, y, "amin")
+        bad = ((hi - lo) > tol).nonzero().flatten()
+        if len(bad):
+            rows = idx[group == bad[0]]
+            a, b = int(rows[y[group == bad[0]].argmin()]), int(rows[y[group == bad[0]].argmax()])
+            raise NoiseFreeConflict(
+                f"rows {a} and {b} are noise-free observations of level {t} at the same input with different "
+                f"values ({float(dataset.Y[a, 0])!r} and {float(dataset.Y[b, 0])!r}); no model interpolates both: "
+                f"say their noise (Dataset.Yvar with noise='known', or noise='infer')"
+            )
+
+
 def refit_message(cls_name: str, what: str) -> str:
     return (
         f"{what}: this {cls_name} was saved by an older scalebridge whose multi-fidelity models had other "
@@ -172,6 +219,12 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
             raise ValueError(f"multi-fidelity models take one output (Y n x 1), got Y with m = {dataset.m}")
         if not torch.isfinite(dataset.Y).all() or not torch.isfinite(dataset.X).all():
             raise ValueError("Dataset.X and Dataset.Y must be finite for a multi-fidelity model, got NaN or inf")
+        if dataset.observed is not None:
+            rows = (~dataset.observed[:, 0]).nonzero().flatten().tolist()
+            raise ValueError(
+                f"a multi-fidelity model needs every row observed, got Dataset.observed False at rows "
+                f"{rows[:10]}{' ...' if len(rows) > 10 else ''}; drop them (dataset.subset(dataset.observed[:, 0]))"
+            )
         if noise not in NOISE_MODES:
             raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
         if kernel not in (*KERNELS, "auto"):
@@ -180,7 +233,7 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
         fid = dataset.fidelity.long()
         if (fid < 0).any():
             raise ValueError(f"fidelity levels must be >= 0, got {int(fid.min())}")
-        L = int(fid.max()) + 1 if num_fidelities is None else int(num_fidelities)
+        L = int(fid.max()) + 1 if num_fidelities is None else check_int("num_fidelities", num_fidelities, 2)
         if (fid >= L).any():
             raise ValueError(f"fidelity levels must be < num_fidelities = {L}, got {int(fid.max())}")
         if L < 2:
@@ -203,6 +256,8 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
                 f"(max {float(yvar.max()):.3g}); use noise='known' to use them"
             )
         self.noise = noise
+        if noise == "none" or (noise == "known" and yvar is not None):
+            check_interpolable(dataset, L)
         self.kernel, self.ard = kernel, ard
         self.train_dataset = dataset
         self.num_fidelities, self.d = L, dataset.d
@@ -210,7 +265,10 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
         if bounds is None:
             lo, hi = dataset.X.amin(0), dataset.X.amax(0)
         else:
-            b = torch.as_tensor(bounds, dtype=DTYPE)
+            try:
+                b = torch.as_tensor(bounds, dtype=DTYPE)
+            except (TypeError, ValueError, RuntimeError):
+                raise ValueError(f"bounds must be 2 x {self.d} numbers (lower row, upper row), got {bounds!r}") from None
             if b.shape != (2, self.d):
                 raise ValueError(f"bounds must be 2 x {self.d}, got shape {tuple(b.shape)}")
             if not torch.isfinite(b).all() or bool((b[1] <= b[0]).any()):
@@ -240,12 +298,7 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
         if float(z.pow(3).sum()) < 0:
             std = -std
         self.register_buffer("y_std", std.clone())
-        if costs is None:
-            costs = [float(t + 1) for t in range(L)]
-        costs = [float(c) for c in costs]
-        if len(costs) != L or any(not math.isfinite(c) or c <= 0 for c in costs):
-            raise ValueError(f"costs must be {L} positive finite numbers (one per level), got {costs}")
-        self.costs = costs
+        self.costs = check_costs([float(t + 1) for t in range(L)] if costs is None else costs, L)
         self.infer_nugget = noise in ("infer", "known+infer")
         self._build()
         self._conditioned = False
@@ -260,6 +313,11 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
         return cls(dataset, **options).fit()
 
     def get_config(self) -> dict[str, Any]:
+        if self._fantasy is not None:
+            raise ValueError(
+                "a fantasy model (from condition_on_observations) cannot be saved: its added rows are not in "
+                "train_dataset; save the base model, or fit one on the data with the new rows"
+            )
         return {
             "format": FORMAT,
             "num_fidelities": self.num_fidelities,
@@ -484,7 +542,11 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
         self.eval()
         self._ensure_conditioned()
         x, level = self.split_inputs(X)
-        mean, cov = self._latent(x, level)
+        if level.numel() == 0:  # no points: empty moments (the models' algebra needs some)
+            shape = (*torch.broadcast_shapes(self.batch_shape, level.shape[:-1]), level.shape[-1])
+            mean, cov = x.new_zeros(shape), x.new_zeros(*shape, level.shape[-1])
+        else:
+            mean, cov = self._latent(x, level)
         if observation_noise is not False:
             if torch.is_tensor(observation_noise):
                 noise = observation_noise.to(cov).reshape(mean.shape) / self.y_std**2
@@ -521,7 +583,7 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
             its rows.
         """
         x, lev = self.split_inputs(X)
-        Y = torch.as_tensor(Y).to(DTYPE)
+        Y = torch.as_tensor(Y, dtype=DTYPE)
         if Y.dim() < 2 or Y.shape[-1] != 1 or Y.shape[-2] != x.shape[-2]:
             raise ValueError(
                 f"Y must be ... x {x.shape[-2]} x 1 (one value per input row), got shape {tuple(Y.shape)}"
@@ -534,9 +596,20 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
             known = self.noise_variance() / self.y_std**2 - nugget
             v = known[lev]
         else:
-            noise = torch.as_tensor(noise).to(DTYPE)
+            noise = torch.as_tensor(noise, dtype=DTYPE)
             if (noise.detach() < 0).any() or not torch.isfinite(noise.detach()).all():
                 raise ValueError("noise must hold finite variances >= 0 (output units)")
+            want = (*lev.shape, 1)
+            try:
+                fits = torch.broadcast_shapes(noise.shape, want) == torch.Size(want)
+            except RuntimeError:
+                fits = False
+            if not fits:
+                raise ValueError(
+                    f"noise must be broadcastable to batch x q x 1 = {want}, got shape {tuple(noise.shape)}"
+                )
+            if noise.dim() == 0:
+                noise = noise.reshape(1)
             v = noise[..., 0] / self.y_std**2 - nugget[lev]
         v = v.clamp_min(NOISE_FLOOR)
         B = torch.broadcast_shapes(lev.shape, v.shape)
@@ -588,10 +661,8 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
         Costs affine in the level give an :class:`AffineFidelityCostModel`;
         other costs a :class:`GenericDeterministicModel` looking the level up.
         """
-        costs = list(self.costs if costs is None else costs)
         L = self.num_fidelities
-        if len(costs) != L or any(c <= 0 for c in costs):
-            raise ValueError(f"costs must be {L} positive numbers, got {costs}")
+        costs = check_costs(self.costs if costs is None else costs, L)
         c = torch.tensor(costs, dtype=DTYPE)
         steps = c[1:] - c[:-1]
         if torch.allclose(steps, steps[0].expand_as(steps), rtol=1e-12, atol=0):

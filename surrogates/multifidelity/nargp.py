@@ -23,7 +23,7 @@ from surrogates.multifidelity.core import (
     prior_lengthscale,
     random_starts,
 )
-from surrogates.multifidelity.model import MultiFidelityModel, check_flag, check_int, mix_levels
+from surrogates.multifidelity.model import MultiFidelityModel, check_flag, check_int
 from surrogates.multifidelity.recursive import LevelKriging
 
 TRENDS = ("linear", "constant")
@@ -278,18 +278,17 @@ class NARGP(MultiFidelityModel):
         if bool((level == T).all()):
             return self._mixture(x, T)
         means, covs, draws = self._paths(x, T)
-        # per level mixture moments; cross-level covariances from the sampled
-        # values of the lower level and the conditional means of the upper one
-        mix_m = [means[0]] + [mm.mean(0) for mm in means[1:]]
-        vals = [None] + [mm - mm.mean(0) for mm in means[1:]]
-        mix_c = [covs[0]] + [c.mean(0) + (v.unsqueeze(-1) * v.unsqueeze(-2)).mean(0)
-                             for c, v in zip(covs[1:], vals[1:], strict=True)]
-
-        def block(s: int, t: int) -> Tensor:
-            if t == s:
-                return mix_c[s]
-            ds = draws[s] - draws[s].mean(0)  # samples of f_s fed to level s + 1
-            return (ds.unsqueeze(-1) * vals[t].unsqueeze(-2)).mean(0)
-
-        return mix_levels(mix_m, block, level)
+        # law of total covariance over the S sampled paths: given path k, a point
+        # below level T is that path's sampled value of its level (draws[s], fixed)
+        # and a point at level T is Gaussian with the conditional moments at level T;
+        # so every block comes from one set of samples and the result is positive
+        # semi-definite (a mean of covariances plus a sample covariance)
+        top = (level == T).to(DTYPE)
+        vals = means[T] * top
+        for s in range(T):
+            vals = vals + draws[s] * (level == s).to(DTYPE)
+        mean = vals.mean(0)
+        dv = vals - mean
+        cov = covs[T].mean(0) * (top.unsqueeze(-1) * top.unsqueeze(-2))
+        return mean, cov + (dv.unsqueeze(-1) * dv.unsqueeze(-2)).mean(0)
 

@@ -250,6 +250,16 @@ def test_bad_datasets_raise():
         NARGP(Dataset(X=X, Y=torch.cat([Y, Y], -1), fidelity=torch.tensor([0, 0, 0, 1, 1, 1])))
     with pytest.raises(ValueError, match="rho must be"):
         RecursiveCoKriging(Dataset(X=X, Y=Y, fidelity=torch.tensor([0, 0, 0, 1, 1, 1])), rho="quadratic")
+    # levels beyond an integer's range, and complex ones, are refused (before: 1e20 wrapped to -2**63)
+    with pytest.raises(ValueError, match="Dataset.fidelity must hold integer levels .* got 1.*e\\+20"):
+        Dataset(X=X, Y=Y, fidelity=[0, 0, 0, 1, 1, 1e20])
+    with pytest.raises(ValueError, match="Dataset.fidelity must hold integer levels .* got dtype torch.complex64"):
+        Dataset(X=X, Y=Y, fidelity=torch.tensor([0, 0, 0, 1, 1, 1], dtype=torch.complex64))
+    # a row marked unobserved is not data: refused, not fitted as if its placeholder were measured
+    fid = torch.tensor([0, 0, 0, 1, 1, 1])
+    for cls in MODELS:
+        with pytest.raises(ValueError, match=r"needs every row observed, got Dataset.observed False at rows \[4\]"):
+            cls(Dataset(X=X, Y=Y, fidelity=fid, observed=torch.tensor([1, 1, 1, 1, 0, 1], dtype=torch.bool)))
 
 
 @pytest.mark.parametrize("cls", [AR1CoKriging, RecursiveCoKriging, NARGP])
@@ -260,7 +270,14 @@ def test_bad_datasets_raise():
      ("restarts", 0, r"restarts must be an integer >= 1, got 0"),
      ("seed", None, r"seed must be an integer, got None"),
      ("bounds", [[1.0], [0.0]], r"bounds must be finite with lower < upper in every input, got \[\[1.0\], \[0.0\]\]"),
-     ("bounds", [[0.0], [0.0]], r"lower < upper .* got \[\[0.0\], \[0.0\]\]")],
+     ("bounds", [[0.0], [0.0]], r"lower < upper .* got \[\[0.0\], \[0.0\]\]"),
+     ("bounds", "0,1", r"bounds must be 2 x 1 numbers .* got '0,1'"),
+     ("num_fidelities", 2.7, r"num_fidelities must be an integer >= 2, got 2.7"),
+     ("num_fidelities", 1, r"num_fidelities must be an integer >= 2, got 1"),
+     ("costs", "12", r"costs must be 2 positive finite numbers .* got '12'"),
+     ("costs", 3.0, r"costs must be 2 positive finite numbers .* got 3.0"),
+     ("costs", [1.0, None], r"costs must be 2 positive finite numbers .* got \[1.0, None\]"),
+     ("costs", [1.0, float("inf")], r"costs must be 2 positive finite numbers .* got \[1.0, inf\]")],
 )
 def test_a_setting_of_the_wrong_type_or_value_is_refused_by_name(cls, option, value, message):
     """Settings are checked where they are given, each error naming the setting and the bad
@@ -327,8 +344,10 @@ def test_cost_models(small_models):
     gains = torch.tensor([1.0, 1.0], dtype=DTYPE)
     val = util(X, gains)
     torch.testing.assert_close(val, torch.tensor([1.0, 1.0 / 25.0], dtype=DTYPE))
-    with pytest.raises(ValueError, match="2 positive numbers"):
+    with pytest.raises(ValueError, match="2 positive finite numbers"):
         m.cost_model([1.0])
+    with pytest.raises(ValueError, match=r"2 positive finite numbers .* got \[1.0, nan\]"):
+        m.cost_model([1.0, float("nan")])
 
 
 # ------------------------------------------------------------ core
@@ -496,6 +515,38 @@ def test_t_scale_widens_a_scale_free_level_by_the_student_t_interval():
         Dataset(X=ds.X, Y=ds.Y, Yvar=yvar, fidelity=ds.fidelity), restarts=1, t_scale=False
     )
     torch.testing.assert_close(c.predict(x)[1], d.predict(x)[1], rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("levels", [[0.0, 1.0], [0.0, 1.0, 2.0, 1.0, 0.0, 2.0]])
+def test_nargp_joint_covariance_over_levels_is_a_covariance(levels):
+    """Points at mixed levels (the same input at two levels among them) get one
+    covariance from the same sampled paths: positive semi-definite, correlations
+    at most 1, the marginal variances those of each point alone (before, the
+    exact level-0 block beside Monte Carlo cross blocks gave a correlation of 1.06)."""
+    def f0(x):
+        return 0.5 * torch.sin(8 * x[..., 0]) + x[..., 0] - 0.3
+
+    def f1(x):
+        return 1.3 * f0(x) + 0.2 * x.sum(-1) ** 2
+
+    def f2(x):
+        return f1(x).pow(2) - 0.5 * x[..., 1]
+
+    L = int(max(levels)) + 1
+    ds = _nested([f0, f1, f2][:L], [16, 9, 6][:L], 2, seed=3)
+    m = NARGP.from_dataset(ds)
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(len(levels), 2, generator=g, dtype=DTYPE)
+    x[1] = x[0]  # one input at two levels
+    X = torch.cat([x, torch.tensor(levels, dtype=DTYPE).unsqueeze(-1)], -1)
+    with torch.no_grad():
+        C = m.posterior(X).mvn.covariance_matrix
+        single = m.posterior(X.unsqueeze(-2)).variance.reshape(-1)
+    eig = torch.linalg.eigvalsh(C)
+    assert float(eig.min()) >= -1e-10 * float(eig.max()), eig
+    corr = C / (C.diagonal().sqrt().unsqueeze(-1) * C.diagonal().sqrt().unsqueeze(-2))
+    assert float(corr.abs().max()) <= 1.0 + 1e-9
+    torch.testing.assert_close(C.diagonal(), single, rtol=1e-6, atol=1e-12)
 
 
 def test_three_level_nargp_shapes_and_interpolation():

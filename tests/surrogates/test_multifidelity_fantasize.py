@@ -152,6 +152,47 @@ def test_fantasy_inputs_must_be_levels():
         model.condition_on_observations(X, torch.zeros(3, 1, dtype=DTYPE))
     with pytest.raises(ValueError, match="keeps its hyperparameters"):
         model.condition_on_observations(X, torch.zeros(2, 1, dtype=DTYPE)).fit()
+    with pytest.raises(ValueError, match=r"noise must be broadcastable to batch x q x 1 = \(2, 1\), got shape \(3, 1\)"):
+        model.condition_on_observations(X, torch.zeros(2, 1, dtype=DTYPE), noise=torch.ones(3, 1, dtype=DTYPE))
+
+
+@pytest.mark.parametrize("noise", [1e-3, torch.tensor(1e-3, dtype=DTYPE), torch.full((2, 1), 1e-3, dtype=DTYPE)],
+                         ids=["float", "0-d", "q x 1"])
+def test_fantasy_noise_may_be_a_scalar(noise):
+    """A noise "broadcastable to batch x q x 1" may be one number: the same fantasy as the full tensor."""
+    model = AR1CoKriging.from_dataset(_data(4, "known"), restarts=1)
+    X = _with_level(torch.tensor([[0.3, 0.2], [0.6, 0.9]], dtype=DTYPE), 1.0)
+    Y = torch.tensor([[0.2], [-0.1]], dtype=DTYPE)
+    Xt = _with_level(torch.rand(5, 2, generator=torch.Generator().manual_seed(0), dtype=DTYPE), 1.0)
+    want = model.condition_on_observations(X, Y, noise=torch.full((2, 1), 1e-3, dtype=DTYPE)).posterior(Xt)
+    got = model.condition_on_observations(X, Y, noise=noise).posterior(Xt)
+    torch.testing.assert_close(got.mean, want.mean, rtol=0, atol=0)
+    torch.testing.assert_close(got.variance, want.variance, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
+def test_a_fantasy_model_is_not_saved_without_its_rows(fitted, cls, tmp_path):
+    """Its added rows are not in ``train_dataset``: saving it would write the base model."""
+    from surrogates.base import save_surrogate
+
+    model = fitted[cls.__name__, "infer"]
+    X = _with_level(torch.tensor([[0.5, 0.5]], dtype=DTYPE), 1.0)
+    fantasy = model.condition_on_observations(X, torch.tensor([[5.0]], dtype=DTYPE))
+    with pytest.raises(ValueError, match="a fantasy model .* cannot be saved"):
+        save_surrogate(fantasy, tmp_path / "f")
+
+
+@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
+def test_no_points_give_empty_moments(fitted, cls):
+    model = fitted[cls.__name__, "infer"]
+    for shape in [(0, 3), (2, 0, 3)]:
+        post = model.posterior(torch.zeros(shape, dtype=DTYPE))
+        assert post.mean.shape == (*shape[:-1], 1) and post.variance.shape == (*shape[:-1], 1)
+    mean, var = model.predict(torch.zeros(0, 2, dtype=DTYPE))
+    assert mean.shape == (0,) and var.shape == (0,)
+    fantasy = model.condition_on_observations(_with_level(torch.rand(1, 2, dtype=DTYPE), 1.0),
+                                              torch.zeros(3, 1, 1, dtype=DTYPE))
+    assert fantasy.posterior(torch.zeros(0, 3, dtype=DTYPE)).mean.shape == (3, 0, 1)
 
 
 def _acq_parts(model):

@@ -159,6 +159,33 @@ def test_noise_modes_and_their_errors():
 
 
 @pytest.mark.parametrize("cls", MODELS)
+@pytest.mark.parametrize("noise", ["none", "known"])
+def test_noise_free_rows_with_two_values_at_one_input_are_refused(cls, noise):
+    """No function interpolates two values at one input: said noise-free, such rows are an
+    error naming them (before, every model put a value between them with a standard
+    deviation 1e4 times smaller than their gap); with noise inferred they are data."""
+    from surrogates.multifidelity.model import NoiseFreeConflict
+
+    ds = _data(yvar=0.0 if noise == "known" else None)
+    top = (ds.fidelity == 1).nonzero().flatten()
+    X = torch.cat([ds.X, ds.X[top[:1]]])
+    Y = torch.cat([ds.Y, ds.Y[top[:1]] + 0.5])
+    fid = torch.cat([ds.fidelity, torch.ones(1, dtype=torch.long)])
+    Yvar = None if ds.Yvar is None else torch.zeros_like(Y)
+    bad = Dataset(X=X, Y=Y, Yvar=Yvar, fidelity=fid)
+    with pytest.raises(NoiseFreeConflict, match=rf"rows {int(top[0])} and {len(Y) - 1} are noise-free .* level 1"):
+        cls(bad, noise=noise)
+    cls(bad, noise="infer")  # a nugget explains them
+    # the same value twice is one noise-free observation, not a conflict
+    same = Dataset(X=X, Y=torch.cat([ds.Y, ds.Y[top[:1]]]), Yvar=Yvar, fidelity=fid)
+    cls(same, noise=noise)
+    # and a positive known variance on one of them lets them differ
+    if noise == "known":
+        cls(Dataset(X=X, Y=Y, Yvar=torch.cat([Yvar[:-1], torch.full((1, 1), 0.1, dtype=DTYPE)]), fidelity=fid),
+            noise="known")
+
+
+@pytest.mark.parametrize("cls", MODELS)
 def test_zero_known_noise_interpolates(cls):
     ds = _data(yvar=0.0)
     m = cls.from_dataset(ds)

@@ -117,3 +117,30 @@ def test_load_errors_are_clear(gp, tmp_path):
     torch.save(state, path / "state.pt")
     with pytest.raises(ValueError, match="does not fit"):
         load_surrogate(path)
+
+
+def test_a_corrupt_save_is_refused_naming_the_file(gp, tmp_path):
+    """Damaged files give one error naming the file, not a decoder's or torch's traceback."""
+    path = save_surrogate(gp, tmp_path / "m")
+    good_cfg, good_state = (path / "config.json").read_text(), (path / "state.pt").read_bytes()
+
+    (path / "config.json").write_text(good_cfg[: len(good_cfg) // 2])
+    with pytest.raises(ValueError, match=r"config.json is not valid JSON"):
+        load_surrogate(path)
+    (path / "config.json").write_text(json.dumps(dict(json.loads(good_cfg), format_version="2")))
+    with pytest.raises(ValueError, match=r"config.json is not a saved surrogate's config \(format_version '2'\)"):
+        load_surrogate(path)
+    (path / "config.json").write_text(good_cfg)
+
+    (path / "state.pt").write_bytes(good_state[: len(good_state) // 2])
+    with pytest.raises(ValueError, match=r"state.pt cannot be read \(truncated"):
+        load_surrogate(path)
+    (path / "state.pt").write_bytes(good_state)
+    state = torch.load(path / "state.pt", weights_only=True)
+    key = next(k for k in state if "lengthscale" in k)
+    state[key] = torch.full_like(state[key], float("nan"))
+    torch.save(state, path / "state.pt")
+    with pytest.raises(ValueError, match=rf"state.pt holds NaN in \['{key}'\]"):
+        load_surrogate(path)
+    (path / "state.pt").write_bytes(good_state)
+    load_surrogate(path)  # the intact save still loads
