@@ -57,9 +57,17 @@ from torch import Tensor
 from loops.acquisition import Problem, problem_seed, propose, sobol_points
 from loops.config import LEVEL_CHOOSING_ACQUISITIONS, MULTI_FIDELITY_ACQUISITIONS, CampaignConfig
 from loops.executors import PickledOracle, PointRunner, check_record
-from loops.models import BUILTIN, fit_model, noise_variance, predict, winsorize_objective
+from loops.models import (
+    BUILTIN,
+    check_model_spec,
+    fit_model,
+    noise_variance,
+    predict,
+    winsorize_objective,
+)
 from loops.registry import build_oracle
 from loops.store import RunDirError, RunLock, RunStore, read_progress, write_progress
+from surrogates.multifidelity.model import NoiseFreeConflict
 
 # ------------------------------------------------------------------ state
 
@@ -144,8 +152,10 @@ class TargetError(_Cond):
 #: numerical failures of a model fit or of the acquisition's optimizer (a
 #: Cholesky that does not factor, a likelihood that cannot be evaluated at any
 #: start, a NaN in a posterior): recorded as a model fault, and the campaign
-#: goes on. Errors of the settings (``ValueError``, ``TypeError``) still stop it.
-MODEL_FAULTS = (RuntimeError, ArithmeticError, np.linalg.LinAlgError, ModelFittingError)
+#: goes on, as does data that contradicts the oracle's word (``NoiseFreeConflict``: an
+#: oracle said to be noise-free gave two values at one input). Errors of the settings
+#: (``ValueError``, ``TypeError``) still stop it.
+MODEL_FAULTS = (RuntimeError, ArithmeticError, np.linalg.LinAlgError, ModelFittingError, NoiseFreeConflict)
 
 
 class UnitsWarning(UserWarning):
@@ -187,6 +197,19 @@ def initial_plan(config: CampaignConfig, target: int) -> list[tuple[int, int]]:
     cut at ``budget.calls``."""
     plan = [(i, lev) for lev in initial_levels(config, target) for i in range(config.initial.n)]
     return plan if config.budget.calls is None else plan[: config.budget.calls]
+
+
+def _told_rows(name: str, v: Any, n: int, m: int, outputs: list[str]) -> Tensor:
+    """``v`` as ``n x m`` (``n`` values when ``m = 1``), else a ``ValueError`` naming the shape."""
+    t = torch.as_tensor(v, dtype=torch.float64)
+    if t.dim() <= 1 and t.numel() == n * m:
+        return t.reshape(n, m)
+    if t.dim() == 2 and t.shape[0] == n and t.shape[1] != m:
+        raise ValueError(f"tell: {name} has {t.shape[1]} columns; expected m = {m} ({outputs})")
+    if t.dim() != 2 or t.shape != (n, m):
+        raise ValueError(f"tell: {name} must be n x m = {n} x {m} (one row per point, one column per output "
+                         f"{outputs}), got shape {tuple(t.shape)}")
+    return t
 
 
 def check_cost_budget(config: CampaignConfig, costs: tuple[float, ...], target: int) -> None:
@@ -421,6 +444,7 @@ class Campaign:
         self._added = 0  # pending rows added or cancelled (state)
         self._data_cache: dict[Any, Any] = {}
         self._started = False
+        self._closed = False
         self._t_start = time.time()
         self._acq_time = 0.0
         self._fit_time = 0.0
@@ -525,6 +549,16 @@ class Campaign:
             raise ValueError(f"objective.minimize has {len(mins)} entries for {len(outs)} outputs")
         target = c.fidelity.target if c.fidelity.target is not None else o.num_fidelities - 1
         L = o.num_fidelities
+        if not 0 <= target < L:
+            raise ValueError(f"fidelity.target = {target} is not a level of oracle {type(o).__name__}: "
+                             f"levels are 0..{L - 1}")
+        bad = [f for f in c.initial.fidelities or [] if not 0 <= f < L]
+        if bad:
+            raise ValueError(f"initial.fidelities = {c.initial.fidelities} holds {bad}, not levels of oracle "
+                             f"{type(o).__name__}: levels are 0..{L - 1}")
+        if c.acquisition.name == "qLogNEHVI" and len(outs) < 2:
+            raise ValueError(f"acquisition.name = 'qLogNEHVI' optimizes several objectives and objective.outputs "
+                             f"names {outs}; name two or more outputs, or use 'qLogNEI' for one")
         if L == 1 and c.acquisition.name in MULTI_FIDELITY_ACQUISITIONS:
             raise ValueError(f"acquisition.name = {c.acquisition.name!r} is a multi-fidelity acquisition and "
                              f"oracle {type(o).__name__} has one fidelity; use 'qLogNEI'")
@@ -536,6 +570,7 @@ class Campaign:
                     f"initial.fidelities = {levels} leaves out level(s) {missing}: model {c.model.name!r} needs "
                     f"results at every level before its first fit, so the acquisition could never start; "
                     f"use initial.fidelities = {list(range(L))}, model.bootstrap = 'mf_gp' (the default) or model 'mf_gp'")
+        check_model_spec(c.model.name, c.model.options, o.dim, L)
         costs = tuple(o.cost_model.costs) if hasattr(o.cost_model, "costs") else (1.0,) * o.num_fidelities
         if not self.store.get_meta("initialized"):  # a campaign that started keeps its design
             check_cost_budget(c, costs, target)
@@ -1111,18 +1146,22 @@ class Campaign:
         if X.dim() == 1:
             X = X.unsqueeze(0)
         n, d, m = X.shape[0], self.problem.d, self.oracle.num_outputs
-        if X.shape[-1] != d:
+        if X.dim() != 2 or X.shape[-1] != d:
             raise ValueError(f"tell: X has {X.shape[-1]} columns; expected d = {d} ({list(self.oracle.input_names)})")
-        Yt = torch.as_tensor(Y, dtype=torch.float64).reshape(n, -1) if Y is not None else None
-        if Yt is not None and Yt.shape[-1] != m:
-            raise ValueError(f"tell: Y has {Yt.shape[-1]} columns; expected m = {m} ({list(self.oracle.output_names)})")
-        Vt = None if Yvar is None else torch.as_tensor(Yvar, dtype=torch.float64).reshape(n, -1)
-        if Vt is not None and Vt.shape[-1] != m:
-            raise ValueError(f"tell: Yvar has {Vt.shape[-1]} columns; expected m = {m}")
-        for name, v in (("ids", ids), ("reasons", reasons), ("cost", cost)):
-            if v is not None and len(v) != n:
+        outs = list(self.oracle.output_names)
+        Yt = None if Y is None else _told_rows("Y", Y, n, m, outs)
+        Vt = None if Yvar is None else _told_rows("Yvar", Yvar, n, m, outs)
+        for name, v in (("ids", ids), ("reasons", reasons), ("cost", cost), ("fidelity", fidelity)):
+            if isinstance(v, (list, tuple)) and len(v) != n:
                 raise ValueError(f"tell: {name} has {len(v)} entries for {n} points")
-        fids = fidelity if isinstance(fidelity, (list, tuple)) else [fidelity] * n
+        fids = list(fidelity) if isinstance(fidelity, (list, tuple)) else [fidelity] * n
+        L = self.problem.num_fidelities
+        for f in fids:
+            if f is not None and (isinstance(f, bool) or not isinstance(f, (int, np.integer)) or not 0 <= f < L):
+                raise ValueError(f"tell: fidelity {f!r} is not a level of this oracle: levels are 0..{L - 1}")
+        for c in cost or []:
+            if not isinstance(c, (int, float, np.number)) or isinstance(c, bool) or not math.isfinite(c) or c < 0:
+                raise ValueError(f"tell: cost {c!r} is not a finite cost >= 0 (in the oracle's cost units)")
         self._start()
         out = []
         pairs = []
@@ -1191,6 +1230,13 @@ class Campaign:
                 self._bar.update(1)
         fin = sum(r["status"] not in ("pending",) for r in self._rows.values())
         write_progress(self.run_dir, fin, max(self._rows, default=0))
+        self._bank_elapsed()  # a driver killed later keeps the time it spent (budget.wall_time)
+
+    def _bank_elapsed(self) -> None:
+        """Add the time since the last call (or the start) to the store's ``elapsed``."""
+        now = time.time()
+        self.store.set_meta("elapsed", float(self.store.get_meta("elapsed", 0.0)) + now - self._t_start)
+        self._t_start = now
 
     _bar = None
 
@@ -1221,8 +1267,7 @@ class Campaign:
         self._handed.clear()
         if self._stale:
             self._update_and_log()
-        self.store.set_meta("elapsed", float(self.store.get_meta("elapsed", 0.0)) + time.time() - self._t_start)
-        self._t_start = time.time()
+        self._bank_elapsed()
         st = self.state()
         st.metrics = self.validation_metrics() if c.mode == "learn" else {}
         if c.mode == "learn":
@@ -1324,8 +1369,7 @@ class Campaign:
             if self.exec is not None:
                 self.exec.shutdown()
             self._handed.clear()
-            self.store.set_meta("elapsed", float(self.store.get_meta("elapsed", 0.0)) + time.time() - self._t_start)
-            self._t_start = time.time()
+            self._bank_elapsed()
         if interrupted is not None:
             # in-flight points stay pending; `scalebridge resume` re-runs them
             self.store.set_meta("status", "stopped")
@@ -1400,6 +1444,9 @@ class Campaign:
     def close(self) -> None:
         """Close the store and give up the run directory's lock."""
         try:
+            if self._started and not self._closed:
+                self._bank_elapsed()
+            self._closed = True
             self.store.close()
         finally:
             self._lock.release()

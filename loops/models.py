@@ -19,6 +19,7 @@ trailing fidelity column when they are multi-fidelity.
 from __future__ import annotations
 
 import importlib
+import inspect
 import warnings
 from typing import Any
 
@@ -67,6 +68,52 @@ def model_class(name: str) -> type:
         except (ImportError, AttributeError) as e:
             errors.append(f"{path}: {e}")
     raise ImportError(f"model {name!r} is not available ({'; '.join(errors)})")
+
+
+#: arguments of the BoTorch models that :func:`fit_model` sets itself
+_SET_BY_FIT = {"self", "train_X", "train_Y", "train_Yvar", "input_transform", "outcome_transform", "data_fidelities"}
+
+
+def check_model_spec(name: str, options: dict[str, Any], d: int, num_fidelities: int) -> None:
+    """Refuse, before any oracle call, a model ``name`` that does not exist or
+    cannot be imported, a multi-fidelity model for a one-level oracle, and
+    ``options`` that the model does not take: the BoTorch models by their
+    constructors' arguments, the co-kriging models by building one (no fit) on
+    placeholder data with ``d`` inputs and ``num_fidelities`` levels, whose
+    constructor checks every option's name and value."""
+    opts = {k: v for k, v in options.items() if k != "maxiter"}
+    if name in BUILTIN:
+        if name == "mf_gp" and num_fidelities < 2:
+            raise ValueError("model.name = 'mf_gp' needs a multi-fidelity oracle; use 'singletask_gp'")
+        cls = SingleTaskGP if name == "singletask_gp" else SingleTaskMultiFidelityGP
+        allowed = set(inspect.signature(cls.__init__).parameters) - _SET_BY_FIT
+        unknown = sorted(set(opts) - allowed)
+        if unknown:
+            raise ValueError(f"model.options {unknown} are not arguments of {cls.__name__}; allowed: {sorted(allowed)}")
+        return
+    try:
+        cls = model_class(name)
+    except ImportError as e:
+        raise ValueError(str(e)) from None
+    from surrogates.multifidelity import MultiFidelityModel
+
+    if not (isinstance(cls, type) and issubclass(cls, MultiFidelityModel)):
+        return
+    if num_fidelities < 2:
+        raise ValueError(f"model.name = {name!r} is a multi-fidelity model and the oracle has one fidelity; "
+                         f"use 'singletask_gp' or 'gp'")
+    L, k = num_fidelities, 4
+    g = torch.Generator().manual_seed(0)
+    yvar = None if opts.get("noise") == "none" else torch.full((k * L, 1), 1e-6, dtype=torch.float64)
+    ds = Dataset(X=torch.rand(k * L, d, generator=g, dtype=torch.float64),
+                 Y=torch.rand(k * L, 1, generator=g, dtype=torch.float64), Yvar=yvar,
+                 fidelity=torch.arange(L).repeat_interleave(k))
+    try:
+        cls(ds, **{"num_fidelities": L, **opts})
+    except TypeError as e:
+        raise ValueError(f"model.options of {name!r}: {e}") from None
+    except ValueError as e:
+        raise ValueError(f"model.options of {name!r}: {e}") from None
 
 
 def _fit(model: Model, warm: dict[str, Tensor] | None, refit: bool, maxiter: int) -> Model:

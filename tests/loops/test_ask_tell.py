@@ -90,6 +90,44 @@ def test_tell_records_failures_and_checks_numbers(tmp_path):
     camp.close()
 
 
+def test_a_bad_tell_is_refused_whole_and_stores_nothing(tmp_path):
+    """Levels that are not the oracle's, costs that are not costs, and rows that do not match the
+    points are one-line errors raised before anything is stored: the run stays usable (before, a
+    level of 5 was stored and broke state() and resume, a cost of -1000 undid the cost budget,
+    and a fidelity list one short left a pending row that ask() then handed out)."""
+    mf = {"name": "loops.fakes:BraninMultiFidelity", "fidelities": [0.5, 1.0], "costs": [1.0, 10.0]}
+    cfg = _cfg(tmp_path, oracle=mf, budget={"cost": 60.0}, initial={"n": 3, "fidelities": [0, 1]},
+               acquisition={"name": "qMFLogEI", **FAST_ACQ})
+    camp = Campaign(cfg, run_dir=tmp_path / "run")
+    before = _rows(tmp_path / "run")
+    x = [[0.3, 4.0]]
+    for kwargs, message in [
+        ({"fidelity": 5}, r"tell: fidelity 5 is not a level of this oracle: levels are 0..1"),
+        ({"fidelity": -1}, r"tell: fidelity -1 is not a level"),
+        ({"fidelity": 0.5}, r"tell: fidelity 0.5 is not a level"),
+        ({"fidelity": 0, "cost": [-1000.0]}, r"tell: cost -1000.0 is not a finite cost >= 0"),
+        ({"fidelity": 0, "cost": [float("nan")]}, r"tell: cost nan is not a finite cost"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            camp.tell(x, [[1.0]], **kwargs)
+    with pytest.raises(ValueError, match=r"tell: fidelity has 1 entries for 2 points"):
+        camp.tell([[0.45, 1.0], [0.46, 2.0]], [[1.0], [2.0]], fidelity=[0])
+    with pytest.raises(ValueError, match=r"tell: Y must be n x m = 2 x 1 .* got shape \(3,\)"):
+        camp.tell([[0.45, 1.0], [0.46, 2.0]], [1.0, 2.0, 3.0], fidelity=0)
+    with pytest.raises(ValueError, match=r"tell: Y must be n x m = 2 x 1 .* got shape \(4, 1\)"):
+        camp.tell([[0.45, 1.0], [0.46, 2.0]], torch.zeros(4, 1), fidelity=0)
+    assert _rows(tmp_path / "run") == before
+    st = camp.state()
+    assert st.calls == 0 and st.cost == 0.0
+    t = camp.ask(1)
+    assert t.roles == ["initial"]  # the design, not a row left behind by a refused tell
+    # a good tell after all that: n values for n points of one output, a level and a cost
+    camp.tell([[0.45, 1.0], [0.46, 2.0]], [1.0, 2.0], fidelity=[0, 1], cost=[1.0, 10.0])
+    assert camp.state().cost == 11.0
+    camp.close()
+    Campaign.resume(tmp_path / "run").close()
+
+
 def test_a_late_initial_result_holds_the_acquisition_instead_of_spending_budget_on_sobol(tmp_path):
     """Multi-fidelity (AR1 needs every level) with ``model.bootstrap = "none"``: while one cheap
     initial point is still out, ask() proposes nothing (no model to propose with) rather than a

@@ -380,9 +380,102 @@ def test_a_numerical_fault_of_the_acquisition_gives_sobol_points_for_that_batch(
     assert bool(((sixth >= b[0]) & (sixth <= b[1])).all())
 
 
+def test_a_noise_free_oracle_that_repeats_an_input_with_another_value_is_a_model_fault(tmp_path):
+    """A co-kriging model told that the data are noise-free cannot interpolate two values at one
+    input: the update that meets them is a model fault naming the rows, and the campaign goes on
+    with the model it had."""
+    from loops.engine import ModelFaultWarning
+    from surrogates.multifidelity import MultiFidelityModel
+
+    cfg = _config(tmp_path, oracle={"name": "loops.fakes:BraninMultiFidelity"}, budget={"calls": 30},
+                  initial={"n": 3, "fidelities": [0, 1, 2]}, model={"name": "recursive"},
+                  acquisition={"name": "qMFLogEI", **FAST_ACQ}, executor={"kind": "serial"})
+    camp = Campaign(cfg, run_dir=tmp_path / "run")
+    assert not camp.oracle.noisy
+
+    def evaluate(t):
+        return torch.cat([camp.oracle.evaluate(t.X[i:i + 1], t.fidelities[i]).Y for i in range(len(t))])
+
+    t = camp.ask(9)
+    camp.tell(t.X, evaluate(t), ids=t.ids)
+    t = camp.ask(1)
+    first = camp.model
+    assert isinstance(first, MultiFidelityModel)
+    camp.tell(t.X, evaluate(t), ids=t.ids)
+    # the first initial point again at its level, with another value (a "noise-free" oracle that is not)
+    X0, Y0, _ = camp.data()
+    camp.tell(X0[:1, :-1], Y0[:1] + 1.0, fidelity=int(X0[0, -1]))
+    with pytest.warns(ModelFaultWarning, match=r"fit failed .*NoiseFreeConflict: rows 0 and 10 are noise-free"):
+        t = camp.ask(1)
+    assert len(t) == 1 and camp.model is first
+    (f,) = camp.model_faults
+    assert f["stage"] == "fit" and f["fallback"] == "kept the model of the previous update"
+    camp.close()
+
+
+@pytest.mark.parametrize(("over", "message"), [
+    ({"model": {"name": "ar2"}}, r"model.name = 'ar2'; allowed: \['ar1', 'gp', 'mf_gp', 'nargp', 'recursive'"),
+    ({"model": {"name": "recursive", "options": {"trend": "cubic"}}},
+     r"model.options of 'recursive': trend must be one of \('constant', 'linear', 'auto'\), got 'cubic'"),
+    ({"model": {"name": "ar1", "options": {"nois": "none"}}}, r"model.options of 'ar1': .*unexpected keyword argument 'nois'"),
+    ({"model": {"name": "mf_gp", "options": {"lin_truncated": True}}},
+     r"model.options \['lin_truncated'\] are not arguments of SingleTaskMultiFidelityGP"),
+    ({"model": {"name": "pkg_that_is_not_there:Model"}}, r"model 'pkg_that_is_not_there:Model' is not available"),
+    ({"fidelity": {"target": 3}}, r"fidelity.target = 3 is not a level of oracle BraninMultiFidelity: levels are 0..2"),
+    ({"fidelity": {"target": -1}}, r"fidelity.target = -1 is not a level"),
+    ({"initial": {"n": 3, "fidelities": [0, 5]}}, r"initial.fidelities = \[0, 5\] holds \[5\], not levels"),
+    ({"initial": {"n": 3, "fidelities": [-1]}}, r"initial.fidelities = \[-1\] holds \[-1\], not levels"),
+    ({"acquisition": {"name": "qLogNEHVI"}}, r"'qLogNEHVI' optimizes several objectives .* names \['y'\]"),
+])
+def test_a_setting_that_could_never_work_is_refused_before_any_oracle_call(tmp_path, monkeypatch, over, message):
+    """A wrong model name or option, a level the oracle does not have, or a multi-objective
+    acquisition for one objective: one error when the campaign is built, not a traceback after
+    the initial design (with the co-kriging bootstrap, after most of the budget)."""
+    from oracles.base import Oracle
+
+    calls = []
+    real = Oracle.evaluate
+    monkeypatch.setattr(Oracle, "evaluate", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    base = {"oracle": {"name": "loops.fakes:BraninMultiFidelity"}, "budget": {"calls": 30},
+            "initial": {"n": 3, "fidelities": [0, 1]}, "model": {"name": "ar1"},
+            "acquisition": {"name": "qMFLogEI", **FAST_ACQ}, "executor": {"kind": "serial"}}
+    for k, v in over.items():
+        base[k] = {**base[k], **v} if k in ("model", "initial") and k in base else v
+    if over.get("acquisition", {}).get("name") == "qLogNEHVI":
+        base["oracle"] = {"name": "branin"}
+        base["model"] = {"name": "singletask_gp"}
+        base["initial"] = {"n": 3}
+    with pytest.raises(ValueError, match=message):
+        Campaign(_config(tmp_path, **base), run_dir=tmp_path / "run").run()
+    assert calls == []
+
+
+def test_the_wall_time_of_a_driver_that_dies_counts_after_resume(tmp_path):
+    """``budget.wall_time`` is summed over resumes: the time spent is banked as results
+    arrive, so a driver that is killed (nothing runs at its end) still counts what it spent."""
+    import time
+
+    from loops.store import RunStore
+
+    cfg = _config(tmp_path, oracle={"name": "loops.fakes:SlowOracle", "delay": 0.2},
+                  budget={"calls": None, "wall_time": 30.0}, acquisition={"name": "sobol"},
+                  executor={"kind": "serial"})
+    camp = Campaign(cfg, run_dir=tmp_path / "run")
+    t0 = time.time()
+    for _ in range(4):
+        t = camp.ask(1)
+        camp.tell(t.X, camp.oracle.evaluate(t.X).Y, ids=t.ids)
+    spent = time.time() - t0
+    # no close() and no finish(): what a kill -9 leaves
+    store = RunStore(tmp_path / "run" / "store.sqlite")
+    banked = float(store.get_meta("elapsed"))
+    store.close()
+    assert 0.8 * spent <= banked <= spent + 0.5, (banked, spent)
+
+
 def test_an_error_of_the_settings_in_a_fit_still_stops_the_campaign(tmp_path):
     """Only numerical failures are model faults: a model option with a wrong value stops the
-    campaign with the model's own message at the first fit that uses it."""
+    campaign with the model's own message (now when the campaign is built)."""
     cfg = _config(tmp_path, oracle={"name": "loops.fakes:BraninMultiFidelity"}, budget={"calls": 30},
                   initial={"n": 3, "fidelities": [0, 1, 2]}, model={"name": "recursive", "options": {"rho": "cubic"}},
                   acquisition={"name": "qMFLogEI", **FAST_ACQ}, executor={"kind": "serial"})
