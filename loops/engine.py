@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import signal
 import threading
 import time
@@ -210,6 +211,30 @@ def _told_rows(name: str, v: Any, n: int, m: int, outputs: list[str]) -> Tensor:
         raise ValueError(f"tell: {name} must be n x m = {n} x {m} (one row per point, one column per output "
                          f"{outputs}), got shape {tuple(t.shape)}")
     return t
+
+
+def _told_level(f: Any, L: int) -> int | None:
+    """A told point's level as an ``int`` in ``0..L-1`` (or None: the default), else a ``ValueError``."""
+    if f is None:
+        return None
+    try:
+        lev = None if isinstance(f, bool) else operator.index(f)
+    except TypeError:
+        lev = None
+    if lev is None or not 0 <= lev < L:
+        raise ValueError(f"tell: fidelity {f!r} is not a level of this oracle: levels are 0..{L - 1}")
+    return lev
+
+
+def _told_cost(c: Any) -> float:
+    """A told point's cost as a float if it is a finite number >= 0, else a ``ValueError``."""
+    try:
+        v = None if isinstance(c, (bool, str)) else float(c)
+    except (TypeError, ValueError):
+        v = None
+    if v is None or not math.isfinite(v) or v < 0:
+        raise ValueError(f"tell: cost {c!r} is not a finite cost >= 0 (in the oracle's cost units)")
+    return v
 
 
 def check_cost_budget(config: CampaignConfig, costs: tuple[float, ...], target: int) -> None:
@@ -1154,14 +1179,9 @@ class Campaign:
         for name, v in (("ids", ids), ("reasons", reasons), ("cost", cost), ("fidelity", fidelity)):
             if isinstance(v, (list, tuple)) and len(v) != n:
                 raise ValueError(f"tell: {name} has {len(v)} entries for {n} points")
-        fids = list(fidelity) if isinstance(fidelity, (list, tuple)) else [fidelity] * n
-        L = self.problem.num_fidelities
-        for f in fids:
-            if f is not None and (isinstance(f, bool) or not isinstance(f, (int, np.integer)) or not 0 <= f < L):
-                raise ValueError(f"tell: fidelity {f!r} is not a level of this oracle: levels are 0..{L - 1}")
-        for c in cost or []:
-            if not isinstance(c, (int, float, np.number)) or isinstance(c, bool) or not math.isfinite(c) or c < 0:
-                raise ValueError(f"tell: cost {c!r} is not a finite cost >= 0 (in the oracle's cost units)")
+        fids = [_told_level(f, self.problem.num_fidelities) for f in
+                (fidelity if isinstance(fidelity, (list, tuple)) else [fidelity] * n)]
+        cost = None if cost is None else [_told_cost(c) for c in cost]
         self._start()
         out = []
         pairs = []

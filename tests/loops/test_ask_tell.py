@@ -121,8 +121,12 @@ def test_a_bad_tell_is_refused_whole_and_stores_nothing(tmp_path):
     assert st.calls == 0 and st.cost == 0.0
     t = camp.ask(1)
     assert t.roles == ["initial"]  # the design, not a row left behind by a refused tell
-    # a good tell after all that: n values for n points of one output, a level and a cost
-    camp.tell([[0.45, 1.0], [0.46, 2.0]], [1.0, 2.0], fidelity=[0, 1], cost=[1.0, 10.0])
+    # a good tell after all that: n values for n points of one output, levels and costs as
+    # numpy or torch scalars
+    import numpy as np
+
+    camp.tell([[0.45, 1.0], [0.46, 2.0]], [1.0, 2.0], fidelity=[np.int64(0), torch.tensor(1)],
+              cost=[np.float64(1.0), torch.tensor(10.0)])
     assert camp.state().cost == 11.0
     camp.close()
     Campaign.resume(tmp_path / "run").close()
