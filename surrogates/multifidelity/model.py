@@ -134,13 +134,21 @@ class NoiseFreeConflict(ValueError):
     """Noise-free rows of one level that repeat an input with different values."""
 
 
-def check_interpolable(dataset: Dataset, L: int) -> None:
-    """A ``ValueError`` where noise-free rows (every row under ``noise="none"``, the rows with
-    ``Yvar = 0`` under ``"known"``) at one level repeat an input with another value: no function
-    interpolates them, and a model that tried would be sure of a value between them."""
+#: noise-free rows at one input whose values differ by more than this many standard
+#: deviations of the noise floor (``sqrt(NOISE_FLOOR)`` of the output scale) contradict
+#: each other (:func:`check_interpolable`); closer ones are one value to the models' precision
+CONFLICT_FLOORS = 10.0
+
+
+def check_interpolable(dataset: Dataset, L: int, scale: float) -> None:
+    """A :class:`NoiseFreeConflict` where noise-free rows (every row under ``noise="none"``, the
+    rows with ``Yvar = 0`` under ``"known"``) at one level repeat an input with values more than
+    :data:`CONFLICT_FLOORS` floor standard deviations apart (``scale``: the outputs' scale): no
+    function interpolates them, and a model that tried would be sure of a value between them.
+    Values closer than that (a solver's round-off) are one observation to the models."""
     yvar = dataset.Yvar
     free = torch.ones(dataset.n, dtype=torch.bool) if yvar is None else yvar[:, 0] <= 0
-    tol = 1e-9 * max(float(dataset.Y.abs().max()), 1e-300)
+    tol = CONFLICT_FLOORS * math.sqrt(NOISE_FLOOR) * scale
     for t in range(L):
         idx = ((dataset.fidelity == t) & free).nonzero().flatten()
         if len(idx) < 2:
@@ -256,8 +264,6 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
                 f"(max {float(yvar.max()):.3g}); use noise='known' to use them"
             )
         self.noise = noise
-        if noise == "none" or (noise == "known" and yvar is not None):
-            check_interpolable(dataset, L)
         self.kernel, self.ard = kernel, ard
         self.train_dataset = dataset
         self.num_fidelities, self.d = L, dataset.d
@@ -298,6 +304,8 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
         if float(z.pow(3).sum()) < 0:
             std = -std
         self.register_buffer("y_std", std.clone())
+        if noise == "none" or (noise == "known" and yvar is not None):
+            check_interpolable(dataset, L, float(std.abs()))
         self.costs = check_costs([float(t + 1) for t in range(L)] if costs is None else costs, L)
         self.infer_nugget = noise in ("infer", "known+infer")
         self._build()
