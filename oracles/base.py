@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -112,8 +113,14 @@ class CostModel:
     """
 
     def __init__(self, costs: Sequence[float] = (1.0,)):
-        costs = [float(c) for c in costs]
-        if any(not math.isfinite(c) or c <= 0 for c in costs):
+        given = costs
+        try:
+            if isinstance(costs, (str, bytes)):
+                raise TypeError
+            costs = [float(c) for c in costs]
+        except (TypeError, ValueError):
+            raise InvalidInput(f"costs must be a sequence of positive numbers (one per level), got {given!r}") from None
+        if not costs or any(not math.isfinite(c) or c <= 0 for c in costs):
             raise InvalidInput(f"costs must be positive and finite, got {costs}")
         self.costs = tuple(costs)
 
@@ -211,11 +218,14 @@ class Oracle(ABC):
         """``None`` means the highest fidelity; otherwise an int in range."""
         if fidelity is None:
             return self.highest_fidelity
-        if isinstance(fidelity, Tensor):
+        if isinstance(fidelity, Tensor) and fidelity.numel() == 1:
             fidelity = fidelity.item()
-        if isinstance(fidelity, float) and fidelity.is_integer():
+        if isinstance(fidelity, (float, np.floating)) and float(fidelity).is_integer():
             fidelity = int(fidelity)
-        if not isinstance(fidelity, int) or not 0 <= fidelity < self.num_fidelities:
+        if isinstance(fidelity, np.integer):
+            fidelity = int(fidelity)
+        if (not isinstance(fidelity, int) or isinstance(fidelity, bool)
+                or not 0 <= fidelity < self.num_fidelities):
             raise InvalidInput(
                 f"fidelity must be an integer in [0, {self.num_fidelities - 1}], got {fidelity!r}"
             )
@@ -241,6 +251,10 @@ class Oracle(ABC):
         """
         X = self.validate_inputs(X)
         fidelity = self.validate_fidelity(fidelity)
+        if X.shape[0] == 0:  # nothing to evaluate: an empty answer, whatever the oracle's batch code needs
+            m = self.num_outputs
+            return OracleResult(X=X, Y=X.new_zeros(0, m), failed=torch.zeros(0, dtype=torch.bool), reasons=[],
+                                cost=X.new_zeros(0), fidelity=fidelity, Yvar=X.new_zeros(0, m) if self.noisy else None)
         if _overrides(type(self), "_evaluate_batch"):
             res = self._evaluate_batch(X, fidelity)
         else:
@@ -383,7 +397,10 @@ def _as_vector(v: Any, m: int, what: str) -> Tensor:
 
 def make_bounds(lower: Sequence[float], upper: Sequence[float]) -> Tensor:
     """A ``2 x d`` float64 bounds tensor, checked for ``lower < upper``."""
-    b = torch.tensor([list(lower), list(upper)], dtype=DTYPE)
-    if b.shape[0] != 2 or (b[0] >= b[1]).any():
-        raise InvalidInput(f"bounds need lower < upper, got lower={list(lower)}, upper={list(upper)}")
+    try:
+        b = torch.tensor([list(lower), list(upper)], dtype=DTYPE)
+    except (TypeError, ValueError) as e:
+        raise InvalidInput(f"bounds need two rows of numbers, got lower={lower!r}, upper={upper!r} ({e})") from None
+    if b.shape[0] != 2 or not torch.isfinite(b).all() or (b[0] >= b[1]).any():
+        raise InvalidInput(f"bounds need finite lower < upper, got lower={list(lower)}, upper={list(upper)}")
     return b

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import pickle
 
+import numpy as np
 import pytest
 import torch
 from torch import Tensor
@@ -97,6 +98,18 @@ class OracleContractTests:
             assert r.fidelity == k and r.Y.shape == (2, oracle.num_outputs)
         with pytest.raises(InvalidInput, match="fidelity"):
             oracle.evaluate(X, fidelity=oracle.num_fidelities)
+        with pytest.raises(InvalidInput, match="fidelity"):
+            oracle.evaluate(X, fidelity=True)  # a bool is not a level
+        # numpy and torch integers are levels
+        top = oracle.num_fidelities - 1
+        for level in (np.int64(top), torch.tensor(top)):
+            assert oracle.evaluate(X, fidelity=level).fidelity == top
+
+    def test_empty_batch(self, oracle):
+        """No points: an empty answer of the right shapes, whatever the oracle's batch code."""
+        r = oracle.evaluate(torch.zeros(0, oracle.dim, dtype=DTYPE))
+        assert r.Y.shape == (0, oracle.num_outputs) and r.failed.shape == (0,) and r.cost.shape == (0,)
+        assert r.reasons == [] and (r.Yvar is None) == (not oracle.noisy)
 
     def test_one_point_as_vector(self, oracle):
         x = self.sample_inputs(oracle, 1, seed=2)[0]

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from oracles.analytic.test_functions import Borehole, Currin, Forrester, Park, SyntheticOracle
+from oracles.exceptions import InvalidInput
 
 __all__ = [
     "FUNCTIONS",
@@ -161,7 +162,7 @@ class MFRosenbrock(_Levels):
 
     def __init__(self, dim: int = 2, **kwargs):
         if int(dim) < 2:
-            raise ValueError(f"MFRosenbrock needs dim >= 2, got {dim}")
+            raise InvalidInput(f"MFRosenbrock needs dim >= 2, got {dim}")
         self._dim = int(dim)
         self.input_names = tuple(f"x{i + 1}" for i in range(self._dim))
         self._bounds = [(-2.0, 2.0)] * self._dim
@@ -198,7 +199,7 @@ class MFRastrigin(_Levels):
 
     def __init__(self, dim: int = 2, **kwargs):
         if int(dim) < 1:
-            raise ValueError(f"MFRastrigin needs dim >= 1, got {dim}")
+            raise InvalidInput(f"MFRastrigin needs dim >= 1, got {dim}")
         self._dim = int(dim)
         self.input_names = tuple(f"x{i + 1}" for i in range(self._dim))
         self._bounds = [(-0.1, 0.2)] * self._dim

@@ -60,7 +60,10 @@ def vrh_cubic(C11: float, C12: float, C44: float) -> VRH:
         InvalidInput: when the constants violate cubic Born stability
             (``C44 > 0``, ``C11 > C12``, ``C11 + 2 C12 > 0``).
     """
-    C11, C12, C44 = float(C11), float(C12), float(C44)
+    try:
+        C11, C12, C44 = float(C11), float(C12), float(C44)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"elastic constants must be numbers in GPa, got C11={C11!r}, C12={C12!r}, C44={C44!r}") from None
     if not all(math.isfinite(c) for c in (C11, C12, C44)):
         raise InvalidInput(f"elastic constants must be finite, got C11={C11}, C12={C12}, C44={C44}")
     if not (C44 > 0 and C11 - C12 > 0 and C11 + 2 * C12 > 0):
@@ -80,6 +83,13 @@ def vrh_cubic(C11: float, C12: float, C44: float) -> VRH:
 
 def k_ic(E_prime_GPa: float, Gamma_J_m2: float) -> float:
     """``K_Ic = sqrt(E' Gamma)`` in MPa·sqrt(m) from ``E'`` in GPa and ``Gamma`` in J/m²."""
+    for name, v in (("E_prime_GPa", E_prime_GPa), ("Gamma_J_m2", Gamma_J_m2)):
+        try:
+            ok = not isinstance(v, (bool, str)) and math.isfinite(float(v)) and float(v) >= 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise InvalidInput(f"k_ic: {name} must be a finite number >= 0, got {v!r}")
     return math.sqrt(E_prime_GPa * Gamma_J_m2) * _KIC_UNIT
 
 
@@ -158,11 +168,18 @@ class CohesiveOracle(Oracle):
         for k, v in (bounds or {}).items():
             if k not in box:
                 raise InvalidInput(f"unknown input {k!r} in bounds; inputs are {list(self.input_names)}")
-            box[k] = (float(v[0]), float(v[1]))
+            try:
+                lo, hi = v
+                box[k] = (float(lo), float(hi))
+            except (TypeError, ValueError):
+                raise InvalidInput(f"bounds[{k!r}] must be a (low, high) pair of numbers, got {v!r}") from None
         self.bounds = make_bounds([box[k][0] for k in self.input_names], [box[k][1] for k in self.input_names])
         self.cost_model = CostModel((cost,))
         # fail early on bad law options rather than at every point
-        self.make_law(self.bounds.mean(0))
+        try:
+            self.make_law(self.bounds.mean(0))
+        except TypeError as e:
+            raise InvalidInput(f"law_options {sorted(self.law_options)} do not fit law {law!r}: {e}") from None
 
     def make_law(self, x: Tensor) -> CohesiveLaw:
         """The cohesive law (tractions in GPa, separations in nm) at one input point ``d``."""

@@ -64,7 +64,10 @@ def lame_from(
     """
     if E is not None and nu is not None and K is None and mu is None:
         E = _positive("E", E)
-        nu = float(nu)
+        try:
+            nu = float(nu)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"Poisson ratio nu must be a number in (-1, 0.5), got {nu!r}") from None
         if not (-1.0 < nu < 0.5):
             raise InvalidInput(f"Poisson ratio nu must lie in (-1, 0.5), got {nu!r}")
         return E * nu / ((1 + nu) * (1 - 2 * nu)), E / (2 * (1 + nu))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -121,6 +122,8 @@ class RVEOracle(Oracle):
             arr = load_phase_map(
                 microstructure.cpu().numpy() if isinstance(microstructure, Tensor) else microstructure
             )
+            if arr.ndim not in (2, 3) or arr.size == 0:
+                raise InvalidInput(f"phase map must be a non-empty 2D or 3D array, got shape {tuple(arr.shape)}")
             self.microstructure = arr
         elif callable(getattr(microstructure, "phase_map", None)):
             arr = None
@@ -142,8 +145,16 @@ class RVEOracle(Oracle):
             newton_tol=newton_tol,
             newton_maxiter=newton_maxiter,
         )
+        if device is not None:
+            try:
+                torch.device(device)
+            except (RuntimeError, TypeError):
+                raise InvalidInput(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
         self.device = device
-        self.micro_params = {str(n): (float(a), float(b)) for n, (a, b) in (micro_params or {}).items()}
+        try:
+            self.micro_params = {str(n): (float(a), float(b)) for n, (a, b) in (micro_params or {}).items()}
+        except (TypeError, ValueError, AttributeError):
+            raise InvalidInput(f"micro_params must map field names to (low, high) number pairs, got {micro_params!r}") from None
         if self.micro_params:
             if not dataclasses.is_dataclass(self.microstructure):
                 raise InvalidInput(
@@ -171,7 +182,10 @@ class RVEOracle(Oracle):
         self._comps = comps
         self.input_names = tuple(strain_names) + tuple(self.micro_params)
         if strain_bounds is not None:
-            sb = torch.as_tensor(strain_bounds, dtype=DTYPE)
+            try:
+                sb = torch.as_tensor(strain_bounds, dtype=DTYPE)
+            except (TypeError, ValueError, RuntimeError):
+                raise InvalidInput(f"strain_bounds must be 2 x {len(strain_names)} numbers, got {strain_bounds!r}") from None
             if sb.shape != (2, len(strain_names)):
                 raise InvalidInput(
                     f"strain_bounds must have shape 2 x {len(strain_names)} ({', '.join(strain_names)}), "
@@ -179,7 +193,10 @@ class RVEOracle(Oracle):
                 )
             lo, hi = sb[0].tolist(), sb[1].tolist()
         else:
-            r = default_range if strain_range is None else float(strain_range)
+            try:
+                r = default_range if strain_range is None else float(strain_range)
+            except (TypeError, ValueError):
+                r = math.nan
             if not (math.isfinite(r) and r > 0):
                 raise InvalidInput(f"strain_range must be positive, got {strain_range!r}")
             lo, hi = [-r] * len(strain_names), [r] * len(strain_names)
@@ -203,10 +220,13 @@ class RVEOracle(Oracle):
             if d not in (2, 3):
                 raise InvalidInput(f"dim must be 2 or 3 with an int grid, got dim={dim!r}")
             grid = (int(grid),) * d
+        given = grid
         try:
-            grid = tuple(int(n) for n in grid)
-        except (TypeError, ValueError) as e:
-            raise InvalidInput(f"grid must be an int or a tuple of ints, got {grid!r}") from e
+            grid = tuple(operator.index(n) if not isinstance(n, bool) else None for n in grid)
+        except TypeError:
+            grid = (None,)
+        if None in grid:
+            raise InvalidInput(f"grid must be an int or a tuple of ints, got {given!r}")
         if len(grid) not in (2, 3) or min(grid) < 1:
             raise InvalidInput(f"grid must be 2 or 3 positive sizes, got {grid}")
         if dim is not None and dim != len(grid):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -94,7 +95,13 @@ class _VoxelOracle(Oracle):
                     )
                 self.levels.append(lv)
                 continue
-            g = (int(lv),) * dim if isinstance(lv, (int, np.integer)) else tuple(int(n) for n in lv)
+            try:
+                if isinstance(lv, (int, np.integer)) and not isinstance(lv, bool):
+                    g = (int(lv),) * dim
+                else:
+                    g = tuple(operator.index(n) for n in lv if not isinstance(n, bool))
+            except TypeError:
+                g = ()
             if len(g) != dim or min(g) < 4:
                 raise InvalidInput(
                     f"grid level {lv!r} must be an int or {dim} sizes of at least 4 voxels"

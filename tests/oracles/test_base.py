@@ -98,6 +98,10 @@ def test_cost_per_fidelity_and_cost_model_checks():
         CostModel((1.0, 0.0))
     with pytest.raises(InvalidInput, match="positive and finite"):
         CostModel((float("inf"),))
+    with pytest.raises(InvalidInput, match="costs must be a sequence of positive numbers .* got 'ab'"):
+        CostModel("ab")
+    with pytest.raises(InvalidInput, match="costs must be a sequence .* got 3.0"):
+        CostModel(3.0)
 
 
 def test_to_records_is_json_serializable():
@@ -115,6 +119,13 @@ def test_to_records_is_json_serializable():
 def test_make_bounds_and_exceptions():
     with pytest.raises(InvalidInput, match="lower < upper"):
         make_bounds([0.0, 1.0], [1.0, 1.0])
+    # a NaN bound would switch off the bounds check of its input (every comparison with it is
+    # False), an infinite one leaves no box to sample: both are refused
+    for lo, hi in (([float("nan"), 0.0], [1.0, 1.0]), ([0.0, 0.0], [float("inf"), 1.0])):
+        with pytest.raises(InvalidInput, match="finite lower < upper"):
+            make_bounds(lo, hi)
+    with pytest.raises(InvalidInput, match="bounds need two rows of numbers"):
+        make_bounds(["a"], [1.0])
     assert issubclass(InvalidInput, OracleError) and issubclass(InvalidInput, ValueError)
     assert issubclass(NotConverged, OracleError) and issubclass(CalculationFailed, OracleError)
     e = NotConverged("x", iterations=3, residual=0.1)

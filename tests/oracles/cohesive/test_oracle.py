@@ -117,6 +117,14 @@ def test_oracle_bad_configuration():
         CohesiveOracle(law_options={"peak_ratio": 2.0})
     with pytest.raises(InvalidInput, match="not mechanically stable"):
         vrh_cubic(100.0, 150.0, 50.0)
+    with pytest.raises(InvalidInput, match=r"law_options \['foo'\] do not fit law 'bilinear'"):
+        CohesiveOracle(law_options={"foo": 1})
+    with pytest.raises(InvalidInput, match=r"bounds\['gamma'\] must be a \(low, high\) pair"):
+        CohesiveOracle(bounds={"gamma": (1.0,)})
+    with pytest.raises(InvalidInput, match="k_ic: E_prime_GPa must be a finite number >= 0, got -1"):
+        k_ic(-1, 1.0)
+    with pytest.raises(InvalidInput, match="elastic constants must be numbers"):
+        vrh_cubic("a", 1.0, 1.0)
 
 
 class TestCohesiveOracle(OracleContractTests, DeterministicOracleTests, FailingInputsTests):

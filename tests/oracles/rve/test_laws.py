@@ -108,6 +108,7 @@ def test_cubic_is_invariant_under_cube_rotations_and_isotropic_when_zener_is_one
         (lambda: IsotropicElastic(E=1.0, nu=0.5), "nu"),
         (lambda: IsotropicElastic(K=1.0, mu=-0.2), "mu"),
         (lambda: IsotropicElastic(E=1.0), "pair"),
+        (lambda: IsotropicElastic(1.0, "a"), "nu must be a number"),
         (lambda: StVenantKirchhoff(K=-1.0, mu=1.0), "K"),
         (lambda: NeoHookean(E=float("nan"), nu=0.2), "E"),
         (lambda: CubicElastic(1.0, 2.0, 0.5), "C11"),

@@ -144,3 +144,17 @@ def test_bad_configuration_raises_invalid_input(tmp_path):
         RVEOracle(small_laws(), Inclusion(), grid=11, dim=2, strain_bounds=[[0.0], [1.0]])
     with pytest.raises(InvalidInput, match="dim"):
         RVEOracle(small_laws(), Inclusion(), grid=11)
+    # each bad value named, none truncated or ignored
+    with pytest.raises(InvalidInput, match="finite lower < upper"):  # a NaN bound disabled the check
+        RVEOracle(small_laws(), Inclusion(), grid=9, dim=2, strain_bounds=[[float("nan")] * 3, [0.01] * 3])
+    with pytest.raises(InvalidInput, match=r"grid must be an int or a tuple of ints, got \(9.5, 9.7\)"):
+        RVEOracle(small_laws(), Inclusion(), grid=(9.5, 9.7))
+    for shape in ((5,), (3, 3, 3, 3), (0, 5)):
+        with pytest.raises(InvalidInput, match=rf"phase map must be a non-empty 2D or 3D array, got shape"):
+            RVEOracle(small_laws(), np.zeros(shape, dtype=int))
+    with pytest.raises(InvalidInput, match="strain_range must be positive, got 'x'"):
+        RVEOracle(small_laws(), Inclusion(), grid=9, dim=2, strain_range="x")
+    with pytest.raises(InvalidInput, match="micro_params must map field names to"):
+        RVEOracle(small_laws(), Inclusion(), grid=9, dim=2, micro_params={"radius_fraction": (0.3,)})
+    with pytest.raises(InvalidInput, match="device must be a torch device .* got 'bogus'"):
+        RVEOracle(small_laws(), Inclusion(), grid=9, dim=2, device="bogus")

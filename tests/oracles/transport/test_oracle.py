@@ -99,6 +99,9 @@ def test_bad_settings():
         )
     with pytest.raises(InvalidInput, match="microstructure must be one of"):
         PermeabilityOracle("sand")
+    for level in (8.5, (8.5, 8), (True, 8)):  # not truncated to a grid, not a bare TypeError
+        with pytest.raises(InvalidInput, match=r"grid level .* must be an int or 2 sizes"):
+            ConductivityOracle("overlapping", levels=(level,), dim=2)
 
 
 def _json(capsys, argv):
