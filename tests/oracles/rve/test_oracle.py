@@ -150,7 +150,7 @@ def test_bad_configuration_raises_invalid_input(tmp_path):
     with pytest.raises(InvalidInput, match=r"grid must be an int or a tuple of ints, got \(9.5, 9.7\)"):
         RVEOracle(small_laws(), Inclusion(), grid=(9.5, 9.7))
     for shape in ((5,), (3, 3, 3, 3), (0, 5)):
-        with pytest.raises(InvalidInput, match=rf"phase map must be a non-empty 2D or 3D array, got shape"):
+        with pytest.raises(InvalidInput, match=r"phase map must be a non-empty 2D or 3D array, got shape"):
             RVEOracle(small_laws(), np.zeros(shape, dtype=int))
     with pytest.raises(InvalidInput, match="strain_range must be positive, got 'x'"):
         RVEOracle(small_laws(), Inclusion(), grid=9, dim=2, strain_range="x")
