@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 
 
@@ -77,12 +78,20 @@ def main(args: argparse.Namespace) -> int:
 
     from loops.notices import library_notices_to_debug
 
+    def stop(signum, frame):  # SIGTERM ends the run like Ctrl-C: its run directory keeps the converged steps
+        raise SystemExit(128 + signum)
+
+    old_term = signal.signal(signal.SIGTERM, stop)
     try:
         with library_notices_to_debug():
             run = run_fe2(cfg, progress=progress)
     except (OracleError, ValueError, FileNotFoundError, TypeError) as e:
-        print(f"fe2: {type(e).__name__}: {e}", file=sys.stderr)
+        where = getattr(e, "fe2_run_dir", None)
+        kept = f" (converged steps in {where}/steps.jsonl)" if where is not None else ""
+        print(f"fe2: {type(e).__name__}: {e}{kept}", file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
     s = run.summary
     print(
         json.dumps(

@@ -30,6 +30,7 @@ Example (see ``experiments/configs/fe2_plate_hole.toml``)::
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -325,7 +326,8 @@ class UncertaintyConfig(BaseModel):
 
 class FE2Config(BaseModel):
     model_config = _STRICT
-    name: str = Field(min_length=1)
+    #: the run directory is <output_dir>/<name>-<time>: a plain name, no path
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
     seed: SInt = 0
     output_dir: str | None = None
     threads: SInt = Field(1, ge=1, le=256)
@@ -351,6 +353,8 @@ class FE2Config(BaseModel):
                 raise ValueError(f"traction[{i}] must have {k} components for a {k}D mesh")
         if k == 2 and any(d.component == 2 for d in self.dirichlet):
             raise ValueError("dirichlet component 2 (z) needs a 3D mesh")
+        if k == 2 and self.load.reaction_component == 2:
+            raise ValueError("load.reaction_component = 2 (z) needs a 3D mesh")
         for i, d in enumerate(self.uncertainty.displacement if self.uncertainty else []):
             if len(d.point) != k or d.component >= k:
                 raise ValueError(
@@ -364,6 +368,18 @@ class FE2Config(BaseModel):
         u = self.uncertainty
         if u is not None and u.random and self.material.rve is None:
             raise ValueError("uncertainty.random needs a [material.rve] table (the inputs are its numbers)")
+        if u is not None and u.random:
+            from loops.uq.fe2 import rve_config_with
+
+            # each input's path, and the ends of its range (uniform) or its centre, must give a
+            # valid [material.rve]: checked now, not after the deterministic solve
+            for r in u.random:
+                if r.distribution == "uniform":
+                    probes = [r.low, r.high]
+                else:
+                    probes = [r.mean if r.distribution == "normal" else math.exp(r.mean)]
+                for v in probes:
+                    rve_config_with(self, {r.name: v})
         if u is not None and not u.random and self.material.provider not in ("surrogate", "adaptive"):
             raise ValueError(
                 "[uncertainty] without random inputs propagates the surrogate's posterior: "

@@ -6,7 +6,11 @@ load path and writes into a new run directory ``<output_dir>/<name>-<time>``
 (:func:`fe2_run_dir`; ``output_dir`` defaults to ``runs/fe2``), so a second run
 never overwrites the first:
 
-* ``config.json``: the validated config;
+* ``config.json``: the validated config, written before anything is solved;
+* ``steps.jsonl``: one line per converged load step as it converges (load
+  factor, Newton iterations, reaction, wall time, material calls), so a run
+  that stops converging or is stopped (SIGTERM, Ctrl-C) keeps them;
+  ``failed.json`` then says why and how many steps converged;
 
 * ``results.npz``: per step ``u`` (``n_steps x N``), ``P`` and ``F``
   (``n_steps x n_gauss x 2 x 2``), Gauss points, and the switch's per-point
@@ -195,7 +199,7 @@ def derive_tolerance(cfg: FE2Config, surrogate, mesh) -> tuple[float, dict[str, 
         s = make_solver(cfg, surrogate, mesh)
         res = s.solve(**_solve_kwargs(cfg))
     except NotConverged:
-        law, source = linearized_law(surrogate), "linearized_surrogate"
+        law, source = linearized_law(surrogate, mesh.dim()), "linearized_surrogate"
         s = make_solver(cfg, law, mesh)
         res = s.solve(**_solve_kwargs(cfg))
     A = law.material_response(torch.as_tensor(res.final.F)).tangent.numpy()
@@ -210,16 +214,21 @@ def derive_tolerance(cfg: FE2Config, surrogate, mesh) -> tuple[float, dict[str, 
     }
 
 
-def linearized_law(material) -> NeoHookean:
-    """The Neo-Hookean law with ``material``'s plane-strain tangent at ``F = I``.
+def linearized_law(material, k: int = 2) -> NeoHookean:
+    """The Neo-Hookean law with ``material``'s tangent at ``F = I`` in ``k`` dimensions
+    (2: plane strain, 3).
 
-    ``mu`` from the shear terms ``A_0101, A_1010`` and ``lam`` from ``A_0011``
-    (an isotropic fit: exact for an isotropic material, the mean for a
-    square-symmetric one).
+    ``mu`` is the mean of the shear terms ``A_ijij`` and ``lam`` the mean of
+    ``A_iijj`` over ``i != j`` (an isotropic fit: exact for an isotropic
+    material, the mean for a square- or cubic-symmetric one).
     """
-    A0 = torch.as_tensor(material.material_response(torch.eye(2, dtype=torch.float64)[None]).tangent)[0]
-    mu = float(0.5 * (A0[0, 1, 0, 1] + A0[1, 0, 1, 0]))
-    return NeoHookean(mu=mu, lam=float(A0[0, 0, 1, 1]))
+    if k not in (2, 3):
+        raise ValueError(f"linearized_law: k must be 2 or 3, got {k!r}")
+    A0 = torch.as_tensor(material.material_response(torch.eye(k, dtype=torch.float64)[None]).tangent)[0]
+    pairs = [(i, j) for i in range(k) for j in range(k) if i != j]
+    mu = sum(float(A0[i, j, i, j]) for i, j in pairs) / len(pairs)
+    lam = sum(float(A0[i, i, j, j]) for i, j in pairs) / len(pairs)
+    return NeoHookean(mu=mu, lam=lam)
 
 
 def _prescribed_displacement(cfg: FE2Config, result: SolveResult) -> tuple[np.ndarray, str]:
@@ -243,13 +252,42 @@ def run_fe2(cfg: FE2Config, progress=None) -> FE2Run:
         torch.set_num_threads(threads)
 
 
+def _check_boundaries(cfg: FE2Config, mesh) -> None:
+    """Every boundary the config names (Dirichlet, traction, reaction) is one of the mesh's:
+    checked before anything is trained or solved."""
+    names = sorted(mesh.boundaries or {})
+    named = [(f"dirichlet[{i}].boundary", d.boundary) for i, d in enumerate(cfg.dirichlet)]
+    named += [(f"traction[{i}].boundary", t.boundary) for i, t in enumerate(cfg.traction)]
+    named.append(("load.reaction_boundary", cfg.load.reaction_boundary))
+    for key, b in named:
+        if b not in names:
+            raise ValueError(f"{key} = {b!r} is not a boundary of the mesh; known: {names}")
+
+
 def _run(cfg: FE2Config, progress) -> FE2Run:
     torch.set_num_threads(cfg.threads)
     t_start = time.perf_counter()
     mesh = build_mesh(cfg)
+    _check_boundaries(cfg, mesh)
     mat = cfg.material
     handle = None
     info: dict[str, Any] = {"provider": mat.provider}
+    # the run directory exists from the start: a run that fails or is stopped keeps its
+    # config and the converged steps (steps.jsonl, one line per step as it converges)
+    out = fe2_run_dir(cfg)
+    (out / "config.json").write_text(cfg.model_dump_json(indent=2))
+    L = cfg.load
+
+    def on_step(rec) -> None:
+        with (out / "steps.jsonl").open("a") as f:
+            f.write(json.dumps({
+                "load_factor": float(rec.load_factor), "iterations": int(rec.iterations),
+                "reaction": float(rec.reactions[L.reaction_boundary][L.reaction_component]),
+                "wall_time": float(rec.wall_time), "material_calls": int(rec.material_calls),
+            }) + "\n")
+        if progress is not None:
+            progress(rec)
+
     try:
         oracle = None
         if mat.rve is not None and mat.provider != "analytic":
@@ -301,14 +339,19 @@ def _run(cfg: FE2Config, progress) -> FE2Run:
             info["tolerance"] = tol
         solver = make_solver(cfg, material, mesh)
         t0 = time.perf_counter()
-        result = solver.solve(**_solve_kwargs(cfg), callback=progress)
+        result = solver.solve(**_solve_kwargs(cfg), callback=on_step)
         info["solve_time"] = time.perf_counter() - t0
+    except BaseException as e:
+        done = (out / "steps.jsonl").read_text().count("\n") if (out / "steps.jsonl").exists() else 0
+        (out / "failed.json").write_text(json.dumps(
+            {"error": f"{type(e).__name__}: {e}", "converged_steps": done,
+             "wall_time": time.perf_counter() - t_start}, indent=2))
+        e.fe2_run_dir = out  # where the converged steps are, for the message
+        raise
     finally:
         if handle is not None:
             handle.shutdown()
     info["wall_time"] = time.perf_counter() - t_start
-    out = fe2_run_dir(cfg)
-    (out / "config.json").write_text(cfg.model_dump_json(indent=2))
     return _finish(cfg, solver, result, material, info, out)
 
 

@@ -51,6 +51,14 @@ def distributions(cfg) -> dict[str, Any]:
 
 def rve_with(cfg, values: dict[str, float]):
     """The RVE oracle of ``[material.rve]`` with the numbers at dotted paths replaced."""
+    return rve_config_with(cfg, values).build()
+
+
+def rve_config_with(cfg, values: dict[str, float]):
+    """The validated ``[material.rve]`` config with the numbers at dotted paths replaced; a
+    one-line ``ValueError`` for a path that is not a number there or a value it does not allow."""
+    from pydantic import ValidationError
+
     from loops.fe2.config import RVEConfig
 
     data = cfg.material.rve.model_dump()
@@ -68,7 +76,13 @@ def rve_with(cfg, values: dict[str, float]):
             raise ValueError(
                 f"uncertainty.random name {path!r} is not a number of [material.rve]"
             ) from None
-    return RVEConfig.model_validate(data).build()
+    try:
+        return RVEConfig.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        given = ", ".join(f"{k} = {v:g}" for k, v in values.items())
+        raise ValueError(f"uncertainty.random {given}: material.rve.{where} {first['msg'][0].lower()}{first['msg'][1:]}") from None
 
 
 def train_descriptor_gp(cfg, dists: dict[str, Any]):

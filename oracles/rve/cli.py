@@ -299,7 +299,10 @@ def _load(args, k: int) -> torch.Tensor:
 def run(args) -> int:
     from oracles.rve.microstructure import PhaseMap
 
-    if args.threads:
+    if args.threads is not None:
+        if args.threads < 1:
+            print(f"scalebridge rve: error: --threads must be a positive integer, got {args.threads}", file=sys.stderr)
+            return 2
         torch.set_num_threads(args.threads)
     try:
         oracle = build(args)

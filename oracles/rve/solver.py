@@ -185,7 +185,12 @@ class FFTSolver:
         self.k = len(self.shape)
         self.cg_tol, self.cg_maxiter = float(cg_tol), cg_maxiter
         self.newton_tol, self.newton_maxiter = float(newton_tol), newton_maxiter
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        try:
+            self.device = torch.device(device) if device is not None else torch.device("cpu")
+        except (RuntimeError, TypeError):
+            raise InvalidInput(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise InvalidInput(f"device {device!r} is not available here: this torch {torch.__version__} sees no CUDA GPU")
         self.dtype = dtype
         self.basis = ComponentBasis(self.kind, self.k)
         self.m = self.basis.m

@@ -135,6 +135,66 @@ def test_unknown_boundary_fails_cleanly(tmp_path, capsys):
     assert "'bottm'" in err and "Traceback" not in err
 
 
+def test_a_reaction_on_a_boundary_or_component_the_mesh_lacks_fails_before_solving(tmp_path, capsys, monkeypatch):
+    """Checked against the mesh before anything is solved (before, after the whole load path)."""
+    import loops.fe2.run as run
+
+    def no_solve(*a, **k):
+        raise AssertionError("solved before the config was checked")
+
+    monkeypatch.setattr(run, "make_solver", no_solve)
+    bad = _write(tmp_path, BASE.replace("[load]", '[load]\nreaction_boundary = "hole"'))
+    assert scalebridge(["fe2", str(bad), "--no-mlflow", "--output-dir", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "load.reaction_boundary = 'hole' is not a boundary of the mesh; known: ['bottom', 'left', 'right', 'top']" in err
+    assert "Traceback" not in err and not (tmp_path / "o").exists()
+    bad = _write(tmp_path, BASE.replace("[load]", "[load]\nreaction_component = 2"))
+    with pytest.raises(ConfigError, match=r"load.reaction_component = 2 \(z\) needs a 3D mesh"):
+        load_config(bad)
+
+
+@pytest.mark.parametrize("name", ["../../escape", "a/b", ".hidden", ""])
+def test_a_run_name_is_a_plain_name(tmp_path, name):
+    """The run directory is <output_dir>/<name>-<time>: a name with a path would write elsewhere."""
+    with pytest.raises(ConfigError, match="name"):
+        load_config(_write(tmp_path, BASE.replace('name = "t"', f'name = "{name}"')))
+
+
+def test_a_run_that_stops_converging_keeps_its_converged_steps(tmp_path, capsys):
+    """A load path that inverts elements part way: the converged steps and the reason stay in the
+    run directory, and the one-line error says where."""
+    text = BASE.replace("value = 0.1", "value = -2.5").replace("n_steps = 2", "n_steps = 4")
+    bad = _write(tmp_path, text)
+    assert scalebridge(["fe2", str(bad), "--quiet", "--no-mlflow", "--output-dir", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    (out,) = (tmp_path / "o").iterdir()
+    assert "fe2: NotConverged" in err and f"converged steps in {out}/steps.jsonl" in err
+    steps = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
+    failed = json.loads((out / "failed.json").read_text())
+    assert steps and failed["converged_steps"] == len(steps) and failed["error"].startswith("NotConverged")
+    assert all(0 < s["load_factor"] < 1 for s in steps) and (out / "config.json").exists()
+    # a finished run's steps.jsonl holds every step, with the summary's reactions
+    good = _write(tmp_path, BASE, name="good.toml")
+    assert scalebridge(["fe2", str(good), "--quiet", "--no-mlflow", "--output-dir", str(tmp_path / "g")]) == 0
+    (out,) = (tmp_path / "g").iterdir()
+    summary = json.loads((out / "summary.json").read_text())
+    steps = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
+    assert [s["reaction"] for s in steps] == pytest.approx([s["reaction"] for s in summary["steps"]], rel=1e-12)
+    assert not (out / "failed.json").exists()
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_linearized_law_recovers_an_isotropic_laws_constants(k):
+    """The fallback of the tolerance derivation in 2D and 3D: a Neo-Hookean law's tangent at
+    F = I gives back its own Lame constants (before, 3D failed on a 2 x 2 F)."""
+    from loops.fe2.providers import NeoHookean
+    from loops.fe2.run import linearized_law
+
+    law = NeoHookean(mu=3.0, lam=7.0)
+    lin = linearized_law(law, k)
+    assert (lin.mu, lin.lam) == pytest.approx((3.0, 7.0), rel=1e-12)
+
+
 def test_experiment_config_validates():
     from pathlib import Path
 

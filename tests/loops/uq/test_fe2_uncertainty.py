@@ -82,9 +82,16 @@ def test_config_errors_are_one_line(tmp_path):
     data["material"]["provider"] = "oracle"
     with pytest.raises(ConfigError, match="surrogate"):
         parse_config(data)
+    # a path that is not a number of [material.rve], or a range it does not allow, is a config
+    # error when the file is read, not after the deterministic solve
+    with pytest.raises(ConfigError, match=r"uncertainty.random name 'phases.7.E' is not a number of \[material.rve\]"):
+        parse_config(_config(tmp_path, random=[{"name": "phases.7.E", "low": 1.0, "high": 2.0}]))
+    with pytest.raises(ConfigError, match=r"uncertainty.random phases.1.nu = 0.7: material.rve.phases.1.nu input should "
+                                          r"be less than 0.5"):
+        parse_config(_config(tmp_path, random=[{"name": "phases.1.nu", "low": 0.3, "high": 0.7}]))
     from loops.uq.fe2 import rve_with
 
-    cfg = parse_config(_config(tmp_path, random=[{"name": "phases.7.E", "low": 1.0, "high": 2.0}]))
+    cfg = parse_config(_config(tmp_path, random=[{"name": "phases.1.E", "low": 1.0, "high": 2.0}]))
     with pytest.raises(ValueError, match="phases.7.E"):
         rve_with(cfg, {"phases.7.E": 1.5})
 
