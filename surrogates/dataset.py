@@ -55,6 +55,12 @@ class Dataset:
                 raise ValueError(
                     f"Dataset.Yvar must match Y's shape {tuple(self.Y.shape)}, got {tuple(self.Yvar.shape)}"
                 )
+            if not torch.isfinite(self.Yvar).all():
+                i, j = (~torch.isfinite(self.Yvar)).nonzero()[0].tolist()
+                raise ValueError(
+                    f"Dataset.Yvar must be finite (variances in output units), got {self.Yvar[i, j].item()!r} "
+                    f"at row {i}, output {j}"
+                )
             if (self.Yvar < 0).any():
                 i, j = (self.Yvar < 0).nonzero()[0].tolist()
                 raise ValueError(

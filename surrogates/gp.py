@@ -254,6 +254,8 @@ class _GPCommon(SurrogateMixin):
         if not isinstance(dataset, Dataset):
             raise TypeError(f"expected a surrogates.Dataset, got {type(dataset).__name__}")
         _check_single_fidelity(dataset, cls.__name__)
+        if dataset.n == 0:
+            raise ValueError(f"{cls.__name__} needs at least one training point, got an empty Dataset")
         cfg = cls._make_config(dataset, options)
         model = cls._build(dataset, cfg)
         fit_with_restarts(model, n_restarts=cfg["n_restarts"], seed=cfg["seed"], maxiter=cfg["maxiter"])
@@ -317,6 +319,10 @@ class _GPCommon(SurrogateMixin):
         if dtype not in (torch.float64, torch.float32):
             raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype!r}")
         kw = {} if dtype == DTYPE else {"dtype": dtype}
+        if n == 0:  # no points: empty answers of the documented shapes
+            z = F.new_zeros(0, k, k).to(dtype)
+            return MaterialResponse(P=z, tangent=F.new_zeros(0, k, k, k, k).to(dtype),
+                                    variance=F.new_zeros(0).to(dtype) if with_variance else None)
         for start in range(0, n, chunk_size):
             mean, jac, var = self._mean_jac_var(H[start : start + chunk_size], with_variance, **kw)
             Ps.append(mean)
@@ -495,7 +501,9 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             base = self._fast_terms()
             if dtype not in base["as_dtype"]:
                 keep = ("key", "G", "r", "L", "scale", "as_dtype")
-                base["as_dtype"][dtype] = {k: v if k in keep else v.to(dtype) for k, v in base.items()}
+                # detached: a cache entry must not be a graph node (deepcopy, which BoTorch's
+                # fantasies use, refuses non-leaf tensors)
+                base["as_dtype"][dtype] = {k: v if k in keep else v.detach().to(dtype) for k, v in base.items()}
             return base["as_dtype"][dtype]
         key = (self.train_targets.data_ptr(), tuple(self.train_targets.shape))
         if self._fast_cache is not None and self._fast_cache["key"] == key:
@@ -724,6 +732,13 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         if Y.shape != (n, m) or not torch.isfinite(Y).all():
             raise InvalidInput(f"Y must be a finite n x {m} tensor with n = {n}, got shape {tuple(Y.shape)}")
         ds = self.train_dataset
+        if noise is not None:
+            nz = torch.as_tensor(noise, dtype=DTYPE)
+            if nz.numel() != n * m or not torch.isfinite(nz).all() or (nz < 0).any():
+                raise InvalidInput(
+                    f"noise must be n x m = {n} x {m} finite variances >= 0 (output units), got "
+                    f"{'shape ' + str(tuple(nz.shape)) if nz.numel() != n * m else nz.flatten().tolist()[:6]}"
+                )
         if noise is None and ds.Yvar is not None:
             raise ValueError(
                 "noise (n x m known variances) is required when the GP was fitted with known noise (Yvar)"
@@ -913,7 +928,11 @@ class ICMGPSurrogate(MultiTaskGP, _GPCommon):
         sd = torch.stack(
             [Y[obs[:, j], j].std() if counts[j] > 1 else Y.new_tensor(1.0) for j in range(m)]
         )
-        sd = torch.where(sd > 1e-8 * mu.abs().clamp_min(1.0), sd, torch.ones_like(sd))
+        # an output whose spread is below 1e-8 of its magnitude is constant to round-off: scaled
+        # by that magnitude (1 for a zero output), a scale in its own units, so that outputs
+        # in small units (m², 1/Pa) are standardized like any other
+        const = (sd <= 1e-8 * mu.abs()) | (sd <= 0)
+        sd = torch.where(const, torch.where(mu.abs() > 0, mu.abs(), torch.ones_like(mu)), sd)
         X_long = torch.cat([X[rows], tasks.to(DTYPE).unsqueeze(-1)], dim=-1)  # N x (d + 1)
         Y_long = ((Y[rows, tasks] - mu[tasks]) / sd[tasks]).unsqueeze(-1)  # N x 1
         Yvar_long = None

@@ -174,7 +174,7 @@ class HyperelasticEnsemble(NeuralEnsembleModel):
         evaluation on the live weights, differentiable.
         """
         d = self._config["dim"]
-        if F.requires_grad:
+        if torch.is_tensor(F) and F.requires_grad:
             F = check_deformation_gradient(F, dim=d)
             return self._response(F)
         # the fast evaluator checks shape and det F > 0 itself (no extra pass)

@@ -560,6 +560,13 @@ def test_float32_evaluation_is_float64_up_to_single_precision_round_off(shared):
     icm = ICMGPSurrogate.from_dataset(gp.train_dataset, n_restarts=1, maxiter=5)
     with pytest.raises(ValueError, match="float64 only"):
         icm.material_response(F[:3], dtype=torch.float32)
+    # the float32 cache leaves the model as it was: it can still be copied and conditioned
+    # (before, a non-leaf cache entry made deepcopy, and so GPyTorch's fantasy update, fail)
+    import copy
+
+    copy.deepcopy(gp)
+    new = gp.condition_on_observations(F[:2], r64.P[:2] + 0.01)
+    assert new.train_dataset.n == gp.train_dataset.n + 2
 
 
 def test_fast_cache_follows_load_state_dict():
@@ -643,6 +650,11 @@ def test_conditioning_bad_input():
     known = _fitted_constitutive(2, 12, seed=60, known_noise=True)
     with pytest.raises(ValueError, match="noise"):
         known.condition_on_observations(X_new, Y_new)
+    for bad in (float("nan"), -1.0):  # a NaN reached the Cholesky, a negative one was floored silently
+        with pytest.raises(InvalidInput, match=r"noise must be n x m = 3 x 4 finite variances >= 0"):
+            known.condition_on_observations(X_new, Y_new, noise=torch.full((3, 4), bad, dtype=D))
+    with pytest.raises(InvalidInput, match=r"noise must be n x m = 3 x 4 .* got shape \(2, 4\)"):
+        known.condition_on_observations(X_new, Y_new, noise=torch.zeros(2, 4, dtype=D))
     with pytest.raises(ValueError, match="tolerance"):
         gp.select_batch(F_new, -1.0)
 
@@ -735,3 +747,34 @@ def test_outputs_in_small_units_give_the_same_gp_up_to_the_unit():
         assert m["nlpd"][0] == pytest.approx(m_ref["nlpd"][0] + math.log(abs(a)), abs=1e-3)
         assert m["coverage95"][0] == pytest.approx(m_ref["coverage95"][0], abs=1e-9)
         assert m["nrmse"][0] == pytest.approx(m_ref["nrmse"][0], rel=1e-4)
+
+
+def test_icm_outputs_in_small_units_give_the_same_gp_up_to_the_unit():
+    """ICM standardizes each output by its own spread, however small its units (before, a
+    spread below 1e-8 was left unscaled: at a = 1e-12 the means were off by a factor of 6)."""
+    from surrogates.gp import ICMGPSurrogate
+
+    g = torch.Generator().manual_seed(5)
+    X, Xt = torch.rand(16, 2, generator=g, dtype=D), torch.rand(32, 2, generator=g, dtype=D)
+    Y = torch.stack([smooth(X), smooth(X) + 0.3 * X[:, 0]], -1)
+    ref = ICMGPSurrogate.from_dataset(Dataset(X=X, Y=Y), n_restarts=1)
+    a = 1e-12
+    gp = ICMGPSurrogate.from_dataset(Dataset(X=X, Y=a * Y), n_restarts=1)
+    from surrogates.base import variance_in_output_units
+
+    with torch.no_grad(), variance_in_output_units():
+        p, q = gp.posterior(Xt), ref.posterior(Xt)
+        torch.testing.assert_close(p.mean / a, q.mean, rtol=0, atol=1e-4)
+        torch.testing.assert_close(p.variance / a**2, q.variance, rtol=1e-2, atol=1e-8)
+
+
+def test_no_points_and_no_data():
+    gp = _fitted_constitutive(2, 12, seed=60)
+    r = gp.material_response(torch.zeros(0, 2, 2, dtype=D))
+    assert r.P.shape == (0, 2, 2) and r.tangent.shape == (0, 2, 2, 2, 2) and r.variance.shape == (0,)
+    with pytest.raises(ValueError, match="GPSurrogate needs at least one training point"):
+        GPSurrogate.from_dataset(Dataset(X=torch.zeros(0, 2, dtype=D), Y=torch.zeros(0, 1, dtype=D)))
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="Dataset.Yvar must be finite .* at row 1, output 0"):
+            Dataset(X=torch.zeros(3, 2, dtype=D), Y=torch.zeros(3, 1, dtype=D),
+                    Yvar=torch.tensor([[0.1], [bad], [0.1]], dtype=D))
