@@ -22,6 +22,7 @@ and what is allowed.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -29,6 +30,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -50,6 +52,8 @@ _STRICT = ConfigDict(extra="forbid")
 
 #: a finite number (int or float; no bool, no string, no inf or nan)
 SFloat = Annotated[_SFloat, Field(allow_inf_nan=False)]
+#: true or false only (no "yes", "off", 0 or 1)
+SBool = StrictBool
 
 
 class OracleSpec(BaseModel):
@@ -179,7 +183,7 @@ class InitialDesign(BaseModel):
         "below the target fidelity for an acquisition that chooses levels by cost, qMFKG, qMFMES, qMFLogEI and "
         "max_variance, else the target fidelity)",
     )
-    center: bool = Field(
+    center: SBool = Field(
         True,
         description="the first initial point is the centre of the bounds, then n - 1 Sobol points (as Ax's "
         "default); false: n Sobol points",
@@ -214,13 +218,16 @@ class Constraint(BaseModel):
 
     model_config = _STRICT
     output: str
-    lower: float | None = None
-    upper: float | None = None
+    lower: SFloat | None = None
+    upper: SFloat | None = None
 
     @model_validator(mode="after")
     def _bound(self) -> Constraint:
         if self.lower is None and self.upper is None:
             raise ValueError(f"constraint on {self.output!r} needs lower or upper")
+        if self.lower is not None and self.upper is not None and not self.lower < self.upper:
+            raise ValueError(f"constraint on {self.output!r} needs lower < upper, got lower = {self.lower:g}, "
+                             f"upper = {self.upper:g}")
         return self
 
 
@@ -231,7 +238,15 @@ class Objective(BaseModel):
     outputs: list[str] | None = Field(None, description="default: the first output")
     minimize: bool | list[bool] = True
     constraints: list[Constraint] = []
-    ref_point: list[float] | None = Field(None, description="qLogNEHVI reference (in minimize/maximize sense of each output)")
+    ref_point: list[SFloat] | None = Field(None, description="qLogNEHVI reference (in minimize/maximize sense of each output)")
+
+    @field_validator("minimize", mode="before")
+    @classmethod
+    def _strict_minimize(cls, v: Any) -> Any:
+        ok = isinstance(v, bool) or (isinstance(v, list) and all(isinstance(b, bool) for b in v))
+        if not ok:
+            raise ValueError("expected true, false or a list of them (one per objective output)")
+        return v
 
 
 class ModelSpec(BaseModel):
@@ -243,7 +258,7 @@ class ModelSpec(BaseModel):
     refit_every: SInt = Field(1, ge=1, description="refit hyperparameters every k updates")
     refit_all_below: SInt = Field(200, ge=0, description="refit at every update while there are fewer observations")
     refit_growth: float = Field(0.1, ge=0, description="above that, refit when the data grew by this fraction (else reuse hyperparameters)")
-    noise_free: bool | None = Field(
+    noise_free: SBool | None = Field(
         None, description="fit the model as interpolating noise-free data (a noise floor of "
         "2e-6 of the output variance) instead of inferring a noise level; None: when the oracle is "
         "deterministic (Oracle.noisy is False)"
@@ -253,7 +268,7 @@ class ModelSpec(BaseModel):
         "every level: the model fitted instead while a level has fewer than min(3, initial.n) results, so an "
         "initial design may leave out the expensive level; 'none': no model until every level has them"
     )
-    winsorize: bool | None = Field(
+    winsorize: SBool | None = Field(
         None, description="optimize mode, one objective: clip the objective's bad tail at the Tukey fence "
         "(q1 - 1.5 IQR of the good-is-high values) before fitting, as Ax does; with a multi-fidelity oracle "
         "each level at its own fence. None: on for a single-fidelity oracle, off for a multi-fidelity one "
@@ -270,8 +285,8 @@ class Executor(BaseModel):
     address: str | None = Field(None, description="dask scheduler address")
     cluster: str | None = Field(None, description="dask-jobqueue class, e.g. 'SLURMCluster'")
     cluster_options: dict[str, Any] = {}
-    local_processes: bool = Field(True, description="dask LocalCluster with processes")
-    synchronous: bool = Field(False, description="wait for a whole batch (reproducible) instead of async")
+    local_processes: SBool = Field(True, description="dask LocalCluster with processes")
+    synchronous: SBool = Field(False, description="wait for a whole batch (reproducible) instead of async")
     prefetch: SInt | Literal["auto"] = Field(
         "auto", description="async: points queued beyond the workers, so a worker that finishes starts at once "
         "while the driver proposes its next point; 'auto': as many as workers (workers that finish together "
@@ -279,6 +294,17 @@ class Executor(BaseModel):
     )
     timeout: SFloat | None = Field(None, gt=0, description="seconds per oracle call")
     retries: SInt = Field(0, ge=0, description="re-attempts of a failed point")
+
+    @model_validator(mode="after")
+    def _thread_timeout(self) -> Executor:
+        if self.kind == "thread" and self.timeout is not None:
+            warnings.warn(
+                f"executor.kind = 'thread' with timeout = {self.timeout:g}: a thread cannot be stopped, so a call "
+                "past its timeout is recorded as failed but keeps its worker until it returns (later points wait, "
+                "and the run waits for it at exit); kind = 'process' kills such calls",
+                UserWarning, stacklevel=2,
+            )
+        return self
 
     @field_validator("prefetch")
     @classmethod
@@ -314,7 +340,7 @@ class Tracking(BaseModel):
     """MLflow tracking."""
 
     model_config = _STRICT
-    enabled: bool = True
+    enabled: SBool = True
     tracking_uri: str | None = Field(None, description="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
     experiment: str = "scalebridge"
     registered_model_name: str | None = None
@@ -384,17 +410,26 @@ def format_validation_error(err: ValidationError, source: str = "config") -> lis
 def _allowed_keys(path: str) -> list[str]:
     model: Any = CampaignConfig
     for part in [p for p in path.split(".") if p]:
+        if part.isdigit():  # an item of a list of tables (objective.constraints.0)
+            continue
         field = model.model_fields.get(part)
         if field is None:
             return []
-        ann = field.annotation
-        for cand in getattr(ann, "__args__", (ann,)):
-            if isinstance(cand, type) and issubclass(cand, BaseModel):
-                model = cand
-                break
-        else:
+        model = _table_model(field.annotation)
+        if model is None:
             return []
     return sorted(model.model_fields)
+
+
+def _table_model(ann: Any) -> Any:
+    """The pydantic model inside an annotation (``M``, ``M | None``, ``list[M]``), or None."""
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for cand in getattr(ann, "__args__", ()):
+        found = _table_model(cand)
+        if found is not None:
+            return found
+    return None
 
 
 class ConfigError(ValueError):

@@ -581,6 +581,10 @@ class Campaign:
         if bad:
             raise ValueError(f"initial.fidelities = {c.initial.fidelities} holds {bad}, not levels of oracle "
                              f"{type(o).__name__}: levels are 0..{L - 1}")
+        rp = c.objective.ref_point
+        if rp is not None and len(rp) != len(outs):
+            raise ValueError(f"objective.ref_point has {len(rp)} values for the {len(outs)} objective outputs "
+                             f"{outs}; give one per objective output")
         if c.acquisition.name == "qLogNEHVI" and len(outs) < 2:
             raise ValueError(f"acquisition.name = 'qLogNEHVI' optimizes several objectives and objective.outputs "
                              f"names {outs}; name two or more outputs, or use 'qLogNEI' for one")
@@ -691,7 +695,11 @@ class Campaign:
         fixed at the target level (``PosteriorMean`` in a
         ``FixedFeatureAcquisitionFunction``, as BoTorch's multi-fidelity tutorials
         recommend); with a multi-fidelity oracle it exists even before any point
-        was observed at the target level. None in learn mode.
+        was observed at the target level. With outcome constraints it is the best
+        by posterior mean among that maximizer and the observed designs at the
+        target level whose constraint outputs' posterior means satisfy the
+        constraints (none, with a warning, when no such point exists). None in
+        learn mode.
         """
         if self.config.mode != "optimize" or len(self.problem.objective_idx) != 1:
             return None
@@ -728,7 +736,29 @@ class Campaign:
             warnings.simplefilter("ignore", OptimizationWarning)
             xb, val = optimize_acqf(acqf, bounds=p.bounds, q=1, num_restarts=4, raw_samples=256,
                                     options={"maxiter": 200})
-        return xb[0].tolist(), float(val) * sgn
+        if not p.constraints:
+            return xb[0].tolist(), float(val) * sgn
+        # outcome constraints: the best predicted point among the box's maximizer and the
+        # observed designs (at the target level) whose posterior means satisfy the constraints
+        X, _, _ = self.data()
+        if p.multi_fidelity:
+            X = X[X[:, -1] == p.target_fidelity]
+            xb = torch.cat([xb, torch.full_like(xb[:, :1], float(p.target_fidelity))], -1)
+        cands = torch.cat([xb, X])
+        with torch.no_grad():
+            mean = self.model.posterior(cands).mean.reshape(len(cands), -1)
+        feas = torch.ones(len(cands), dtype=torch.bool)
+        for jc, lo, hi in p.constraints:
+            if lo is not None:
+                feas &= mean[:, jc] >= lo
+            if hi is not None:
+                feas &= mean[:, jc] <= hi
+        if not feas.any():
+            raise ValueError("no candidate (the posterior mean's maximizer or an observed design) is predicted "
+                             "to satisfy the constraints")
+        score = torch.where(feas, sgn * mean[:, j], torch.full_like(mean[:, j], -math.inf))
+        k = int(score.argmax())
+        return cands[k, : p.d].tolist(), float(mean[k, j])
 
     def dataframe(self):
         """All evaluations as a pandas ``DataFrame`` (inputs, outputs and variances by name)."""

@@ -13,9 +13,9 @@ Tracking never holds up the campaign:
   instead of MLflow's 120 s and 7 retries with exponential backoff, which add
   up to about four minutes per failed call); values the user set in the
   environment are kept;
-* an HTTP tracking server is first probed with a TCP connection
-  (:func:`reachable`, 2 s), so an unreachable server costs one probe, not a
-  timed-out request;
+* an HTTP tracking server is first probed with one HTTP request
+  (:func:`reachable`, 2 s), so an unreachable server, or one that accepts
+  connections and never answers, costs one probe, not a timed-out request;
 * after a failure the tracker is *down*: one warning line, then at most one
   reconnection probe at a time, in a background thread, started at most every
   :attr:`Tracker.retry_interval` seconds from the loop's checkpoints (model
@@ -36,10 +36,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import json
 import logging
 import os
-import socket
+import ssl
 import threading
 import time
 import warnings
@@ -76,19 +77,31 @@ def short_http_timeouts() -> contextlib.AbstractContextManager[None]:
 
 
 def reachable(uri: str, timeout: float = PROBE_TIMEOUT) -> bool:
-    """Whether a TCP connection to the host of an ``http(s)://`` tracking URI opens within ``timeout`` s.
+    """Whether the server of an ``http(s)://`` tracking URI answers an HTTP request
+    (``GET <path>/health``, any status) within ``timeout`` s.
 
-    Other URIs (``sqlite:``, ``file:``, local paths, ``databricks`` ...) are not
-    probed and give True: their failures show in the MLflow call itself.
+    A server that accepts connections but never answers counts as down: a TCP
+    connection alone would let every MLflow call then wait out its own timeout.
+    A TLS failure counts as an answer (the MLflow call reports it). Other URIs
+    (``sqlite:``, ``file:``, local paths, ``databricks`` ...) are not probed and
+    give True: their failures show in the MLflow call itself.
     """
     u = urlparse(uri)
     if u.scheme not in ("http", "https"):
         return True
     try:
         port = u.port or (443 if u.scheme == "https" else 80)
-        socket.create_connection((u.hostname or "localhost", port), timeout=timeout).close()
+        cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
+        conn = cls(u.hostname or "localhost", port, timeout=timeout)
+        try:
+            conn.request("GET", u.path.rstrip("/") + "/health")
+            conn.getresponse()
+        finally:
+            conn.close()
         return True
-    except (OSError, ValueError):
+    except ssl.SSLError:
+        return True
+    except (OSError, ValueError, http.client.HTTPException):
         return False
 
 

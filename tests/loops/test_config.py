@@ -32,6 +32,21 @@ def test_good_config_and_oracle_kwargs():
         ({"budget": {}}, ["budget", "calls, cost, wall_time"]),
         ({"mode": "learn"}, ["qLogNEI", "learn mode allows"]),
         ({"mode": "explore"}, ["mode", "'explore'", "optimize"]),
+        # flags are true or false, numbers are numbers: no "yes" -> True, 0 -> False, "1.5" -> 1.5
+        ({"objective": {"minimize": "yes"}}, ["objective.minimize", "'yes'"]),
+        ({"objective": {"minimize": 0}}, ["objective.minimize", "0"]),
+        ({"tracking": {"enabled": "off"}}, ["tracking.enabled", "'off'"]),
+        ({"executor": {"synchronous": "true"}}, ["executor.synchronous", "'true'"]),
+        ({"objective": {"constraints": [{"output": "y", "lower": "1.5"}]}}, ["constraints.0.lower", "'1.5'"]),
+        ({"objective": {"constraints": [{"output": "y", "lower": True}]}}, ["constraints.0.lower", "True"]),
+        ({"objective": {"constraints": [{"output": "y", "upper": float("inf")}]}}, ["constraints.0.upper", "inf"]),
+        ({"objective": {"constraints": [{"output": "y", "lower": 1.5, "upper": 0.5}]}},
+         ["constraint on 'y' needs lower < upper, got lower = 1.5, upper = 0.5"]),
+        ({"objective": {"ref_point": [1.0, "3"]}}, ["objective.ref_point.1", "'3'"]),
+        ({"objective": {"minimize": [True, "false"]}}, ["objective.minimize", "a list of them"]),
+        # an unknown key inside a list of tables lists that table's keys
+        ({"objective": {"constraints": [{"output": "y", "lowr": 1.0}]}},
+         ["objective.constraints.0.lowr", "['lower', 'output', 'upper']"]),
     ],
 )
 def test_bad_config_one_line(patch, must_contain):
@@ -114,3 +129,8 @@ def test_numpy_integers_are_integers_but_bools_are_not():
     assert cfg.seed == 3 and type(cfg.seed) is int and cfg.budget.calls == 7
     (line,) = _lines({**GOOD, "budget": {"calls": np.bool_(True)}})
     assert "budget.calls" in line
+
+
+def test_a_timeout_with_threads_warns_that_a_thread_cannot_be_stopped():
+    with pytest.warns(UserWarning, match="a thread cannot be stopped"):
+        parse_config({**GOOD, "executor": {"kind": "thread", "timeout": 1.0}})

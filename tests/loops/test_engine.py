@@ -450,6 +450,48 @@ def test_a_setting_that_could_never_work_is_refused_before_any_oracle_call(tmp_p
     assert calls == []
 
 
+def _two_outputs(x):
+    """f = |x - (0.7, 0.2)|^2 (unconstrained optimum where g = 0.9) and g = x0 + x1."""
+    return torch.stack([(x[0] - 0.7) ** 2 + (x[1] - 0.2) ** 2, x[0] + x[1]])
+
+
+@pytest.mark.parametrize("minimize", [True, False])
+def test_the_recommendation_of_a_constrained_campaign_is_predicted_feasible(tmp_path, minimize):
+    """With an outcome constraint (g >= 1.2), the recommendation is the best point by posterior
+    mean among those predicted feasible; before, it was the unconstrained maximizer of the
+    objective's mean (g = 0.91), infeasible."""
+    from oracles.function import FunctionOracle
+
+    oracle = FunctionOracle(_two_outputs, [[0.0, 0.0], [1.0, 1.0]], outputs=("f", "g"))
+    cfg = parse_config({"name": "c", "oracle": oracle, "budget": {"calls": 16}, "initial": {"n": 6},
+                        "executor": {"kind": "serial"}, "tracking": {"enabled": False},
+                        "run_dir": str(tmp_path / "runs"), "acquisition": dict(FAST_ACQ),
+                        "objective": {"outputs": ["f"], "minimize": minimize,
+                                      "constraints": [{"output": "g", "lower": 1.2}]}})
+    camp = Campaign(cfg, run_dir=tmp_path / "run")
+    res = camp.run()
+    x = torch.tensor(res.recommendation["x"], dtype=torch.float64)
+    f, g = _two_outputs(x).tolist()
+    assert g >= 1.2 - 1e-3, (x, g)
+    # and it is no worse than the best feasible observation by more than the model's error
+    assert (f <= res.best.value + 1e-2) if minimize else (f >= res.best.value - 1e-2), (f, res.best.value)
+    camp.close()
+
+
+def test_a_ref_point_with_the_wrong_length_is_refused_before_any_oracle_call(tmp_path):
+    from oracles.function import FunctionOracle
+
+    oracle = FunctionOracle(_two_outputs, [[0.0, 0.0], [1.0, 1.0]], outputs=("f", "g"))
+    for acq, outs, ref in (("qLogNEHVI", ["f", "g"], [0.0]), ("qLogNEI", ["f"], [0.0, 1.0, 2.0])):
+        cfg = parse_config({"name": "c", "oracle": oracle, "budget": {"calls": 8}, "executor": {"kind": "serial"},
+                            "tracking": {"enabled": False}, "run_dir": str(tmp_path / "runs"),
+                            "acquisition": {"name": acq, **FAST_ACQ},
+                            "objective": {"outputs": outs, "ref_point": ref}})
+        with pytest.raises(ValueError, match=rf"objective.ref_point has {len(ref)} values for the {len(outs)} "
+                                             r"objective outputs"):
+            Campaign(cfg, run_dir=tmp_path / f"run-{acq}")
+
+
 def test_the_wall_time_of_a_driver_that_dies_counts_after_resume(tmp_path):
     """``budget.wall_time`` is summed over resumes: the time spent is banked as results
     arrive, so a driver that is killed (nothing runs at its end) still counts what it spent."""

@@ -189,15 +189,37 @@ def test_short_http_settings_apply_only_inside_and_respect_the_user(monkeypatch)
 
 
 def test_reachable_probe():
+    """Up means an HTTP answer (any status) within the probe's timeout: a server that accepts
+    connections and never answers is down (before, the TCP connection alone counted, and every
+    MLflow call then waited out its own timeout: 20 s stalls in the loop)."""
     import socket
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, HTTPServer
 
     from loops.tracking import reachable
 
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(1)
-    port = srv.getsockname()[1]
-    assert reachable(f"http://127.0.0.1:{port}")
-    srv.close()
-    assert not reachable(f"http://127.0.0.1:{port}")
+    class Answer(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    http_srv = HTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=http_srv.serve_forever, daemon=True).start()
+    assert reachable(f"http://127.0.0.1:{http_srv.server_address[1]}/prefix")
+    http_srv.shutdown()
+    http_srv.server_close()
+
+    silent = socket.socket()  # listens, never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)
+    port = silent.getsockname()[1]
+    t0 = time.perf_counter()
+    assert not reachable(f"http://127.0.0.1:{port}", timeout=0.5)
+    assert time.perf_counter() - t0 < 3.0
+    silent.close()
+    assert not reachable(f"http://127.0.0.1:{port}")  # nothing listens
     assert reachable("sqlite:///x.db") and reachable("/some/path")
