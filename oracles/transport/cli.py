@@ -13,6 +13,7 @@ Options (both)::
     --blobiness B            blobs: larger is finer (default 1)
     --spread S               polydisperse: relative spread of the radii (default 0.2)
     --seed S                 seed of the random media (default 0)
+    --threads T              torch threads (default: torch's choice)
 
 ``conductivity``::
 
@@ -36,8 +37,8 @@ Examples::
     scalebridge permeability --dim 3 --grid 32 --microstructure spheres --radius 0.3 --voxel-size 1e-6
 
 The JSON holds ``tensor`` (``k x k``; permeability in m², with ``tensor_darcy``
-beside it), ``iterations``, ``residual``, ``porosity``, ``wall_time`` and the
-configuration. Bad options print ``error: ...`` and return 2; a pore space
+beside it), ``iterations``, ``residual``, ``wall_time``, the configuration, and
+``porosity`` (permeability) or ``volume_fractions`` per phase (conductivity). Bad options print ``error: ...`` and return 2; a pore space
 that does not percolate prints a zero tensor with ``percolates: false`` and
 its message, and returns 0.
 """
@@ -150,14 +151,20 @@ def run_conductivity(args) -> int:
     from oracles.transport.conductivity import ConductivitySolver, tortuosity
     from oracles.transport.porous import PoreImage
 
-    if args.threads:
+    if args.threads is not None:
+        if args.threads < 1:
+            print(f"error: --threads must be a positive integer, got {args.threads}", file=sys.stderr)
+            return 2
         import torch
 
         torch.set_num_threads(args.threads)
     try:
         micro = _micro(args)
         if isinstance(micro, PoreImage):
-            pm = np.load(micro.path, allow_pickle=False)
+            try:
+                pm = np.load(micro.path, allow_pickle=False)
+            except OSError as e:
+                raise ValueError(f"cannot read phase map {str(micro.path)!r}: {e}") from None
             if pm.dtype == bool:
                 pm = pm.astype(np.int64)
         else:
@@ -196,7 +203,10 @@ def run_permeability(args) -> int:
     from oracles.transport.porous import PoreImage
     from oracles.transport.topology import NotPercolating
 
-    if args.threads:
+    if args.threads is not None:
+        if args.threads < 1:
+            print(f"error: --threads must be a positive integer, got {args.threads}", file=sys.stderr)
+            return 2
         import torch
 
         torch.set_num_threads(args.threads)

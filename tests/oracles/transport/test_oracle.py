@@ -138,6 +138,14 @@ def test_cli_conductivity_and_tortuosity(capsys):
     assert all(t > 1 for t in out["tortuosity"])
 
 
+@pytest.mark.parametrize("command", ["conductivity", "permeability"])
+def test_cli_missing_file_and_bad_threads_are_one_line(capsys, tmp_path, command):
+    rc, err = _json(capsys, [command, "--dim", "2", "--grid", "16", "--microstructure", str(tmp_path / "nothere.npy")])
+    assert rc == 2 and "nothere.npy" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    rc, err = _json(capsys, [command, "--dim", "2", "--grid", "16", "--threads", "-3"])
+    assert rc == 2 and "--threads must be a positive integer, got -3" in err
+
+
 def test_cli_permeability_units_file_and_closed(capsys, tmp_path):
     rc, out = _json(
         capsys,
