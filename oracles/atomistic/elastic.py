@@ -114,6 +114,15 @@ class ElasticConstantsOracle(Oracle):
             raise InvalidInput(f"md_strain must be in (0, 0.05), got {md_strain}")
         if not (0 < timestep <= 10):
             raise InvalidInput(f"timestep must be in (0, 10] fs, got {timestep}")
+        if not isinstance(lattice_steps, int) or isinstance(lattice_steps, bool) or lattice_steps < 1:
+            raise InvalidInput(f"lattice_steps must be a positive integer, got {lattice_steps!r}")
+        for name, v in (("n_equil", n_equil), ("n_lattice_iter", n_lattice_iter)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise InvalidInput(f"{name} must be an integer >= 0, got {v!r}")
+        if not (0 < friction < math.inf):
+            raise InvalidInput(f"friction must be a positive Langevin friction (1/fs), got {friction}")
+        if not (0 < delta < 0.05):
+            raise InvalidInput(f"delta (the finite-difference strain) must be in (0, 0.05), got {delta}")
         self.element = element
         self.structure = structure
         self.engine = engine

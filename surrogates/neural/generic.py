@@ -30,7 +30,14 @@ from torch.nn import functional as Fn
 from surrogates.base import register_surrogate
 from surrogates.dataset import Dataset
 from surrogates.neural.ensemble import NeuralEnsembleModel
-from surrogates.neural.training import TrainingOptions, split_indices, train_network
+from surrogates.neural.training import (
+    TrainingOptions,
+    fraction,
+    split_indices,
+    train_network,
+    training_options,
+    whole,
+)
 
 
 class ElasticConstantsNet(nn.Module):
@@ -90,8 +97,8 @@ class CubicElasticEnsemble(NeuralEnsembleModel):
     def __init__(self, in_dim: int = 1, symmetry: str = "cubic", hidden=(16, 16),
                  num_members: int = 5, seed: int = 0):
         super().__init__()
-        if int(num_members) < 1 or int(in_dim) < 1:
-            raise ValueError(f"need num_members >= 1 and in_dim >= 1, got {num_members}, {in_dim}")
+        num_members, in_dim = whole("num_members", num_members, 1), whole("in_dim", in_dim, 1)
+        seed, hidden = whole("seed", seed), [whole("hidden", h, 1) for h in hidden]
         self._config = {"in_dim": int(in_dim), "symmetry": symmetry,
                         "hidden": [int(h) for h in hidden], "num_members": int(num_members),
                         "seed": int(seed)}
@@ -110,8 +117,9 @@ class CubicElasticEnsemble(NeuralEnsembleModel):
         if dataset.m != 3:
             raise ValueError(f"Y must be n x 3 (C11, C12, C44), got n x {dataset.m}")
         options.setdefault("in_dim", dataset.d)
-        if isinstance(training, dict):
-            training = TrainingOptions(**training)
+        training = training_options(training)
+        val_fraction = fraction("val_fraction", val_fraction)
+        calibration_fraction = fraction("calibration_fraction", calibration_fraction)
         model = cls(**options)
         model.train_dataset = dataset
         X, Y = dataset.X, dataset.Y
@@ -132,8 +140,12 @@ class CubicElasticEnsemble(NeuralEnsembleModel):
             member.x_lo.copy_(lo)
             member.x_hi.copy_(hi)
             member.c_scale.fill_(float(scale))
-            tr, va = split_indices(len(fit_idx), (val_fraction,), seed=seed + 1000 + i)
-            train_network(member, loss, fit_idx[tr], fit_idx[va], training)
+            if val_fraction > 0:
+                tr, va = split_indices(len(fit_idx), (val_fraction,), seed=seed + 1000 + i)
+                tr, va = fit_idx[tr], fit_idx[va]
+            else:  # no early-stopping split: every fitting row trains
+                tr, va = fit_idx, None
+            train_network(member, loss, tr, va, training)
         model.eval()
         if cal_idx is not None:
             model.calibrate(X[cal_idx], Y[cal_idx])

@@ -26,7 +26,14 @@ from surrogates.neural.energy import EnergyParams, InvariantEnergy, energy_deriv
 from surrogates.neural.ensemble import VARIANCE_FLOOR, NeuralEnsembleModel
 from surrogates.neural.fast import FastHyperelastic, ensemble_response
 from surrogates.neural.invariants import InvariantSet, check_deformation_gradient
-from surrogates.neural.training import TrainingOptions, split_indices, train_network
+from surrogates.neural.training import (
+    TrainingOptions,
+    fraction,
+    split_indices,
+    train_network,
+    training_options,
+    whole,
+)
 
 
 def H_to_F(X: Tensor, dim: int) -> Tensor:
@@ -60,8 +67,8 @@ class HyperelasticEnsemble(NeuralEnsembleModel):
         super().__init__()
         if dim not in (2, 3):
             raise ValueError(f"dim must be 2 or 3, got {dim!r}")
-        if int(num_members) < 1:
-            raise ValueError(f"num_members must be >= 1, got {num_members!r}")
+        num_members, seed = whole("num_members", num_members, 1), whole("seed", seed)
+        hidden = [whole("hidden", h, 1) for h in hidden]
         self._config = {
             "dim": int(dim), "symmetry": symmetry,
             "fibre": None if fibre is None else [float(v) for v in fibre],
@@ -92,7 +99,8 @@ class HyperelasticEnsemble(NeuralEnsembleModel):
             tangent: optional ``n x k x k x k x k`` tangents ``dP/dF`` of the
                 training points (Sobolev training).
             tangent_weight: weight of the (normalized) tangent loss.
-            val_fraction: per-member early-stopping split of the training rows.
+            val_fraction: per-member early-stopping split of the training rows (0: none, every
+                fitting row trains and the last weights are kept).
             calibration_fraction: held-out rows (seen by no member) for the
                 variance recalibration; 0 skips calibration.
             training: :class:`TrainingOptions` (or its fields as a dict).
@@ -107,8 +115,9 @@ class HyperelasticEnsemble(NeuralEnsembleModel):
         dim = 2 if k2 == 4 else 3
         if options.setdefault("dim", dim) != dim:
             raise ValueError(f"dim={options['dim']} does not match inputs of width {k2}")
-        if isinstance(training, dict):
-            training = TrainingOptions(**training)
+        training = training_options(training)
+        val_fraction = fraction("val_fraction", val_fraction)
+        calibration_fraction = fraction("calibration_fraction", calibration_fraction)
         model = cls(**options)
         model.train_dataset = dataset
         F = H_to_F(dataset.X, dim)

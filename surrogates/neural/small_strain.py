@@ -28,7 +28,14 @@ from surrogates.base import register_surrogate
 from surrogates.dataset import Dataset
 from surrogates.neural.ensemble import NeuralEnsembleModel
 from surrogates.neural.networks import ScalarMLP
-from surrogates.neural.training import TrainingOptions, split_indices, train_network
+from surrogates.neural.training import (
+    TrainingOptions,
+    fraction,
+    split_indices,
+    train_network,
+    training_options,
+    whole,
+)
 
 VOIGT = {2: ((0, 0), (1, 1), (0, 1)), 3: ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))}
 
@@ -137,8 +144,8 @@ class SmallStrainEnsemble(NeuralEnsembleModel):
     def __init__(self, dim: int = 3, symmetry: str = "isotropic", hidden=(16, 16),
                  num_members: int = 5, seed: int = 0):
         super().__init__()
-        if int(num_members) < 1:
-            raise ValueError(f"num_members must be >= 1, got {num_members!r}")
+        num_members, seed = whole("num_members", num_members, 1), whole("seed", seed)
+        hidden = [whole("hidden", h, 1) for h in hidden]
         self._config = {"dim": int(dim), "symmetry": symmetry, "hidden": [int(h) for h in hidden],
                         "num_members": int(num_members), "seed": int(seed)}
         self.members = nn.ModuleList(
@@ -161,8 +168,9 @@ class SmallStrainEnsemble(NeuralEnsembleModel):
             )
         dim = 2 if dataset.d == 3 else 3
         options.setdefault("dim", dim)
-        if isinstance(training, dict):
-            training = TrainingOptions(**training)
+        training = training_options(training)
+        val_fraction = fraction("val_fraction", val_fraction)
+        calibration_fraction = fraction("calibration_fraction", calibration_fraction)
         model = cls(**options)
         model.train_dataset = dataset
         eps = voigt_to_tensor(dataset.X, dim)
@@ -188,8 +196,12 @@ class SmallStrainEnsemble(NeuralEnsembleModel):
 
         for i, member in enumerate(model.members):
             member.set_scales(eps[fit_idx], sig[fit_idx])
-            tr, va = split_indices(len(fit_idx), (val_fraction,), seed=seed + 1000 + i)
-            train_network(member, loss, fit_idx[tr], fit_idx[va], training)
+            if val_fraction > 0:
+                tr, va = split_indices(len(fit_idx), (val_fraction,), seed=seed + 1000 + i)
+                tr, va = fit_idx[tr], fit_idx[va]
+            else:  # no early-stopping split: every fitting row trains
+                tr, va = fit_idx, None
+            train_network(member, loss, tr, va, training)
         model.eval()
         if cal_idx is not None:
             model.calibrate(dataset.X[cal_idx], dataset.Y[cal_idx])

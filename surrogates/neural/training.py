@@ -41,11 +41,40 @@ class TrainingOptions:
     def __post_init__(self):
         if self.optimizer not in ("lbfgs", "adam"):
             raise ValueError(f"optimizer must be 'lbfgs' or 'adam', got {self.optimizer!r}")
-        if self.max_iter < 1 or self.inner_iter < 1 or self.patience < 1:
-            raise ValueError(
-                f"max_iter, inner_iter and patience must be >= 1, got "
-                f"{self.max_iter}, {self.inner_iter}, {self.patience}"
-            )
+        for name in ("max_iter", "inner_iter", "patience"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        for name, ok in (("lr", lambda v: v > 0), ("tol", lambda v: 0 <= v < 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not ok(v):
+                want = "a finite number > 0" if name == "lr" else "a number in [0, 1)"
+                raise ValueError(f"{name} must be {want}, got {v!r}")
+
+
+def whole(name: str, v, minimum: int | None = None) -> int:
+    """``v`` as an ``int`` if it is a whole number (not a bool) ``>= minimum``, else a ``ValueError`` naming it."""
+    ok = not isinstance(v, bool) and (isinstance(v, int) or (isinstance(v, float) and v.is_integer()))
+    if not ok or (minimum is not None and v < minimum):
+        more = "" if minimum is None else f" >= {minimum}"
+        raise ValueError(f"{name} must be an integer{more}, got {v!r}")
+    return int(v)
+
+
+def fraction(name: str, v) -> float:
+    """``v`` as a float if it is a number in ``[0, 1)``, else a ``ValueError`` naming it."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+        raise ValueError(f"{name} must be a number in [0, 1), got {v!r}")
+    return float(v)
+
+
+def training_options(training) -> TrainingOptions | None:
+    """``training`` as :class:`TrainingOptions` (given as one, as a dict of its fields, or None)."""
+    if training is None or isinstance(training, TrainingOptions):
+        return training
+    if isinstance(training, dict):
+        return TrainingOptions(**training)
+    raise ValueError(f"training must be TrainingOptions or a dict of its fields, got {training!r}")
 
 
 @dataclass

@@ -62,6 +62,15 @@ def test_bad_construction():
         ElasticConstantsOracle("Cu", n_steps=10, sample_every=5, n_blocks=10)
     with pytest.raises(InvalidInput, match="miller"):
         SurfaceOracle("Cu", (0, 0, 0))
+    # MD protocol settings are checked when the oracle is built, not at each point
+    for kwargs, message in [({"lattice_steps": -5}, "lattice_steps must be a positive integer, got -5"),
+                            ({"friction": -0.02}, "friction must be a positive"),
+                            ({"friction": float("nan")}, "friction must be a positive"),
+                            ({"delta": 0.0}, r"delta \(the finite-difference strain\) must be in \(0, 0.05\)"),
+                            ({"n_equil": -10}, "n_equil must be an integer >= 0, got -10"),
+                            ({"n_lattice_iter": -1}, "n_lattice_iter must be an integer >= 0, got -1")]:
+        with pytest.raises(InvalidInput, match=message):
+            ElasticConstantsOracle("Cu", **kwargs)
 
 
 def test_negative_temperature_is_invalid():

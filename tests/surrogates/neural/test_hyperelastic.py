@@ -167,6 +167,27 @@ def test_from_dataset_rejects_bad_data():
         HyperelasticEnsemble.from_dataset(ds, tangent=A[:5])
 
 
+@pytest.mark.parametrize(("kwargs", "message"), [
+    # a tol of 1 or NaN never counted an improvement: the untrained start weights came back
+    ({"training": {"tol": 1.0}}, r"tol must be a number in \[0, 1\), got 1.0"),
+    ({"training": {"tol": float("nan")}}, r"tol must be a number in \[0, 1\), got nan"),
+    ({"training": {"max_iter": 2.5}}, r"max_iter must be an integer >= 1, got 2.5"),
+    ({"training": {"patience": "5"}}, r"patience must be an integer >= 1, got '5'"),
+    ({"training": [1, 2]}, r"training must be TrainingOptions or a dict of its fields"),
+    # negative or NaN fractions were read as 0 (no calibration, no validation split)
+    ({"calibration_fraction": -0.5}, r"calibration_fraction must be a number in \[0, 1\), got -0.5"),
+    ({"val_fraction": float("nan")}, r"val_fraction must be a number in \[0, 1\), got nan"),
+    # whole numbers were truncated (2.7 members became 2)
+    ({"num_members": 2.7}, r"num_members must be an integer >= 1, got 2.7"),
+    ({"seed": 1.5}, r"seed must be an integer, got 1.5"),
+    ({"hidden": (2.5,)}, r"hidden must be an integer >= 1, got 2.5"),
+])
+def test_training_settings_are_checked_by_name(kwargs, message):
+    ds = law_dataset(neo_hookean_energy, 12, 2, 0.2, 0)[0]
+    with pytest.raises(ValueError, match=message):
+        HyperelasticEnsemble.from_dataset(ds, **{"num_members": 2, "hidden": (4,), **kwargs})
+
+
 def test_save_load_roundtrip_material_response(tmp_path):
     model = _ensemble()
     save_surrogate(model, tmp_path / "m")
