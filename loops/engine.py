@@ -1195,7 +1195,9 @@ class Campaign:
             cost: per point cost (default: the oracle's cost of the level).
 
         A row whose outputs are not finite, or whose variances are not finite or
-        negative, is recorded as failed with that reason. Returns the row ids.
+        negative, is recorded as failed with that reason. Shapes, levels
+        (``0..L-1``) and costs (finite, ``>= 0``) are checked before anything is
+        stored: a call that raises changes nothing. Returns the row ids.
         """
         X = torch.as_tensor(X, dtype=torch.float64)
         if X.dim() == 1:
