@@ -790,8 +790,12 @@ def main(argv=None) -> int:
     bad = [p for p in args.problems.split(",") if p and p not in PROBLEMS]
     if bad:
         ap.error(f"--problems: unknown {bad}; known: {','.join(PROBLEMS)}")
+    if args.seeds < 1:
+        ap.error(f"--seeds must be >= 1, got {args.seeds}")
     if args.learn and args.out == OUT:
         args.out = LEARN_OUT
+    if args.summarize and not args.out.is_file():
+        ap.error(f"--summarize: no results at {args.out}")
     if args.summarize:
         if args.learn:
             write_learn(args.out, _load(args.out))

@@ -94,6 +94,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=HERE / "results" / "mf_scaling.json")
     ap.add_argument("--child", nargs=3, metavar=("MODEL", "N0", "PATH"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if not a.child and min(a.n0) < N_TOP:
+        ap.error(f"--n0 must be >= {N_TOP} (the top level's points are the first {N_TOP} cheap ones), got {a.n0}")
     if a.child:
         print(json.dumps(child(a.child[0], int(a.child[1]), a.child[2])))
         return 0

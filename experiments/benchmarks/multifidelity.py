@@ -306,8 +306,15 @@ def fit_predict(name: str, data, noisy: bool):
                 model = NonLinearMultiFidelityModel(Xe, Ye, n_fidelities=L, kernels=kernels,
                                                     optimization_restarts=EMUKIT_RESTARTS)
                 model.optimize()
-        mean, var = model.predict(xt)
-        return np.asarray(mean).reshape(-1), np.asarray(var).reshape(-1), t
+        # the latent top level, as for every other model: GPy's predict adds the likelihood's
+        # noise variance (of the top level, at the top level's points)
+        if base == "emukit_ar1":
+            meta = {"output_index": xt[:, -1].astype(int)}
+            mean, var = model.gpy_model.predict(xt, Y_metadata=meta, include_likelihood=False)
+        else:
+            mean, var = model.predict(xt)  # the mixture over sampled paths, top-level noise included
+            var = np.asarray(var) - float(np.asarray(model.models[-1].likelihood.variance).ravel()[0])
+        return np.asarray(mean).reshape(-1), np.maximum(np.asarray(var).reshape(-1), 0.0), t
     raise ValueError(f"unknown model {name!r}")
 
 
@@ -447,6 +454,9 @@ def merge(parts: list[str], out: str) -> int:
     meta = None
     for p in parts:
         d = json.loads(Path(p).read_text())
+        if meta is not None and (d.get("seeds"), d.get("n_test")) != (meta.get("seeds"), meta.get("n_test")):
+            raise SystemExit(f"--merge: {p} has seeds {d.get('seeds')} and n_test {d.get('n_test')}, the first file "
+                             f"{parts[0]} {meta.get('seeds')} and {meta.get('n_test')}: merge only runs of the same seeds")
         meta = meta or {k: d[k] for k in ("seeds", "n_test", "peers", "load_average_start", "load_average_end")
                         if k in d}
         if d.get("emukit_restarts") is not None:
@@ -474,7 +484,15 @@ def main(argv=None) -> int:
     ap.add_argument("--merge", nargs="*", help="merge these JSON files into --out and exit")
     args = ap.parse_args(argv)
     globals()["EMUKIT_RESTARTS"] = args.emukit_restarts
+    if args.seeds < 1 or args.n_test < 1:
+        ap.error(f"--seeds and --n-test must be >= 1, got {args.seeds} and {args.n_test}")
+    bad = [m for m in args.models if _parse(m)[0] not in (*OURS, *PEERS)]
+    if bad:
+        ap.error(f"unknown models {bad}; known: {[*OURS, *PEERS]} (ours may take ':key=value' options)")
     if args.merge:
+        missing = [p for p in args.merge if not Path(p).is_file()]
+        if missing:
+            ap.error(f"--merge: no such files {missing}")
         return merge(args.merge, args.out or str(ROOT / "experiments/benchmarks/results/multifidelity.json"))
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
