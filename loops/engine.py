@@ -845,13 +845,16 @@ class Campaign:
         """Held-out accuracy at the target fidelity (learn mode).
 
         ``rmse``, ``nrmse`` (RMSE over the validation outputs' std, averaged over
-        outputs), ``nlpd``, ``coverage95``, and ``nivar``: the integrated
+        outputs), ``nlpd``, ``coverage95`` (of the observations: the latent
+        variance plus the target level's noise), and ``nivar``: the integrated
         posterior variance of the latent target level over the validation
         inputs (a Sobol set), divided by the outputs' variance and averaged over
-        outputs.
+        outputs. Empty until every validation point has its result.
         """
         if self.model is None:
             return {}
+        if any(r["role"] == "validation" and r["status"] == "pending" for r in self._rows.values()):
+            return {}  # the whole validation set or nothing: a part of it would misstate the error
         Xv, Yv, _ = self.data(role="validation")
         if len(Xv) < 2:
             return {}
@@ -859,7 +862,7 @@ class Campaign:
             Xv = Xv.clone()
             Xv[:, -1] = float(self.problem.target_fidelity)
         mu, var_latent = predict(self.model, Xv)
-        var = var_latent + noise_variance(self.model, Yv.shape[-1])
+        var = var_latent + self._target_noise(Yv.shape[-1])
         err = mu - Yv
         rmse = err.pow(2).mean(0).sqrt()
         nrmse = (rmse / Yv.std(0).clamp_min(1e-300)).mean()
@@ -868,6 +871,25 @@ class Campaign:
         nivar = (var_latent.mean(0) / Yv.var(0).clamp_min(1e-300)).mean()
         return {"rmse": float(rmse.mean()), "nrmse": float(nrmse), "nlpd": float(nlpd), "coverage95": float(cover),
                 "nivar": float(nivar)}
+
+    def _target_noise(self, m: int) -> Tensor:
+        """``m`` observation noise variances at the target level (original units): the model's
+        noise for a single-fidelity oracle; with several levels, that of the target level (a
+        co-kriging model's own per-level noise, else the mean known variance of the target
+        level's results), not a mean over the levels, whose cheap levels may be far noisier."""
+        noise = noise_variance(self.model, m)
+        if not self.problem.multi_fidelity:
+            return noise
+        from surrogates.multifidelity import MultiFidelityModel
+
+        t = self.problem.target_fidelity
+        if isinstance(self.model, MultiFidelityModel) and m == 1:
+            return self.model.noise_variance()[t].detach().reshape(1).to(torch.float64)
+        X, _, Yvar = self.data()
+        top = X[:, -1] == t if len(X) else torch.zeros(0, dtype=torch.bool)
+        if Yvar is not None and bool(top.any()):
+            return Yvar[top].mean(0).to(torch.float64)
+        return noise
 
     # -------------------------------------------------------------- state
     def state(self, running: list[dict] | None = None) -> LoopState:

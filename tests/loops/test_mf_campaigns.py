@@ -393,3 +393,54 @@ def test_benchmark_learn_runner_charges_the_design_only(tmp_path):
             assert costs[-1] == pytest.approx(spent)
         assert math.isfinite(trace[-1][1]) and trace[-1][1] > 0
     assert trace[-1][1] < 1
+
+
+def test_learn_metrics_use_the_target_levels_noise_and_the_whole_validation_set(tmp_path):
+    """Learn mode on a multi-fidelity oracle whose cheap level is far noisier than the target:
+    NLPD and coverage are of the target level's observations (its noise, not a mean over the
+    levels: before, 6.4 instead of 1e-4, coverage 1.0 and NLPD +1.8 against a hand value of
+    -2.7); and no metric is reported, nor a target met, before every validation point has its
+    result (before, 3 of 16 points 'met' an nRMSE target the whole set missed)."""
+    import math
+
+    from loops.config import parse_config
+    from loops.engine import Campaign
+    from loops.models import predict
+    from oracles.analytic.test_functions import Forrester
+
+    fast = {"num_restarts": 2, "raw_samples": 64, "maxiter": 50}
+    oracle = Forrester(noise_std=(3.0, 0.01), seed=1)
+    cfg = parse_config({"name": "t", "oracle": oracle, "mode": "learn", "budget": {"cost": 120.0},
+                        "initial": {"n": 4}, "learn": {"n_validation": 16}, "run_dir": str(tmp_path / "runs"),
+                        "acquisition": {"name": "max_variance", **fast}, "executor": {"kind": "serial"},
+                        "tracking": {"enabled": False}})
+    camp = Campaign(cfg, run_dir=tmp_path / "run")
+    t = camp.ask(200)  # the initial design and the validation set
+    val = [i for i, r in enumerate(t.roles) if r == "validation"]
+    rest = [i for i in range(len(t)) if i not in val]
+
+    def tell(idx):
+        for i in idx:
+            r = oracle.evaluate(t.X[i : i + 1], t.fidelities[i])
+            camp.tell(t.X[i : i + 1], r.Y, r.Yvar, fidelity=t.fidelities[i], ids=[t.ids[i]])
+
+    tell(rest + val[:3])
+    # two results at the target level (the initial design is at the cheap level only)
+    xs = torch.tensor([[0.3], [0.8]], dtype=torch.float64)
+    r = oracle.evaluate(xs, 1)
+    camp.tell(xs, r.Y, r.Yvar, fidelity=1)
+    camp.update_model()
+    assert camp.model is not None and camp.validation_metrics() == {}  # 3 of 16 validation results
+    tell(val[3:])
+    camp.update_model()
+    got = camp.validation_metrics()
+    Xv, Yv, _ = camp.data(role="validation")
+    Xv = Xv.clone()
+    Xv[:, -1] = 1.0
+    mu, var = predict(camp.model, Xv)
+    var = var + 0.01**2  # the target level's noise
+    err = mu - Yv
+    nlpd = float((0.5 * torch.log(2 * math.pi * var) + 0.5 * err.pow(2) / var).mean())
+    cover = float((err.abs() <= 1.959964 * var.sqrt()).double().mean())
+    assert got["nlpd"] == pytest.approx(nlpd, rel=1e-6) and got["coverage95"] == pytest.approx(cover, abs=1e-12)
+    camp.close()
