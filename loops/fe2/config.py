@@ -106,7 +106,15 @@ class DirichletConfig(BaseModel):
 class TractionConfig(BaseModel):
     model_config = _STRICT
     boundary: str
-    traction: tuple[SFloat, SFloat] | tuple[SFloat, SFloat, SFloat]
+    #: nominal traction, one component per mesh dimension (2 or 3)
+    traction: list[SFloat]
+
+    @field_validator("traction")
+    @classmethod
+    def _components(cls, v: list[float]) -> list[float]:
+        if len(v) not in (2, 3):
+            raise ValueError(f"expected 2 (2D) or 3 (3D) components, got {len(v)}")
+        return v
 
 
 class LoadConfig(BaseModel):

@@ -124,6 +124,13 @@ def test_config_errors_are_one_line_and_name_the_key(tmp_path, capsys):
         )
     with pytest.raises(ConfigError, match="component"):
         parse_config({"name": "x", "dirichlet": [{"boundary": "left", "component": 3}]})
+    # a traction with too few components says so (before: a "missing key traction.0.traction.2")
+    with pytest.raises(ConfigError, match=r"traction.0.traction: expected 2 \(2D\) or 3 \(3D\) components, got 1"):
+        parse_config({"name": "x", "dirichlet": [{"boundary": "left", "component": 0}],
+                      "traction": [{"boundary": "right", "traction": [0.1]}]})
+    with pytest.raises(ConfigError, match=r"traction\[0\] must have 2 components for a 2D mesh"):
+        parse_config({"name": "x", "dirichlet": [{"boundary": "left", "component": 0}],
+                      "traction": [{"boundary": "right", "traction": [0.1, 0.0, 0.0]}]})
     with pytest.raises(ConfigError, match="no such config"):
         load_config(tmp_path / "missing.toml")
 
