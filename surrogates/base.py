@@ -55,6 +55,24 @@ def variance_in_output_units() -> Iterator[None]:
         yield
 
 
+def check_flag(name: str, value: Any) -> bool:
+    """``value`` if it is a bool, else a ``ValueError`` naming the option."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def check_int(name: str, value: Any, minimum: int | None = None) -> int:
+    """``value`` as an ``int`` if it is an integer (not a bool) ``>= minimum``, else a ``ValueError``."""
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if not ok and isinstance(value, float) and value.is_integer():
+        ok, value = True, int(value)
+    if not ok or (minimum is not None and value < minimum):
+        more = "" if minimum is None else f" >= {minimum}"
+        raise ValueError(f"{name} must be an integer{more}, got {value!r}")
+    return int(value)
+
+
 def register_surrogate(cls: type) -> type:
     """Class decorator: make ``cls`` loadable by :func:`load_surrogate`."""
     _REGISTRY[cls.__name__] = cls

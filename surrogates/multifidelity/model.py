@@ -49,7 +49,7 @@ from gpytorch.distributions import MultivariateNormal
 from linear_operator.operators import DenseLinearOperator
 from torch import Tensor
 
-from surrogates.base import SurrogateMixin
+from surrogates.base import SurrogateMixin, check_flag, check_int  # noqa: F401  (re-exported)
 from surrogates.dataset import DTYPE, Dataset
 from surrogates.multifidelity.core import KERNELS, NOISE_FLOOR, independent_columns
 
@@ -98,24 +98,6 @@ def round_significand(t: Tensor, bits: int = TARGET_BITS) -> Tensor:
     """
     m, e = torch.frexp(t)
     return torch.ldexp(torch.round(m * 2.0**bits) / 2.0**bits, e.to(t.dtype))
-
-
-def check_flag(name: str, value: Any) -> bool:
-    """``value`` if it is a bool, else a ``ValueError`` naming the option."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
-def check_int(name: str, value: Any, minimum: int | None = None) -> int:
-    """``value`` as an ``int`` if it is an integer (not a bool) ``>= minimum``, else a ``ValueError``."""
-    ok = isinstance(value, int) and not isinstance(value, bool)
-    if not ok and isinstance(value, float) and value.is_integer():
-        ok, value = True, int(value)
-    if not ok or (minimum is not None and value < minimum):
-        more = "" if minimum is None else f" >= {minimum}"
-        raise ValueError(f"{name} must be an integer{more}, got {value!r}")
-    return int(value)
 
 
 def check_costs(costs: Any, L: int) -> list[float]:

@@ -27,16 +27,16 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as Fn
 
-from surrogates.base import register_surrogate
+from surrogates.base import check_int, register_surrogate
 from surrogates.dataset import Dataset
 from surrogates.neural.ensemble import NeuralEnsembleModel
 from surrogates.neural.training import (
     TrainingOptions,
     fraction,
+    member_split,
     split_indices,
     train_network,
     training_options,
-    whole,
 )
 
 
@@ -97,8 +97,8 @@ class CubicElasticEnsemble(NeuralEnsembleModel):
     def __init__(self, in_dim: int = 1, symmetry: str = "cubic", hidden=(16, 16),
                  num_members: int = 5, seed: int = 0):
         super().__init__()
-        num_members, in_dim = whole("num_members", num_members, 1), whole("in_dim", in_dim, 1)
-        seed, hidden = whole("seed", seed), [whole("hidden", h, 1) for h in hidden]
+        num_members, in_dim = check_int("num_members", num_members, 1), check_int("in_dim", in_dim, 1)
+        seed, hidden = check_int("seed", seed), [check_int("hidden", h, 1) for h in hidden]
         self._config = {"in_dim": int(in_dim), "symmetry": symmetry,
                         "hidden": [int(h) for h in hidden], "num_members": int(num_members),
                         "seed": int(seed)}
@@ -140,11 +140,7 @@ class CubicElasticEnsemble(NeuralEnsembleModel):
             member.x_lo.copy_(lo)
             member.x_hi.copy_(hi)
             member.c_scale.fill_(float(scale))
-            if val_fraction > 0:
-                tr, va = split_indices(len(fit_idx), (val_fraction,), seed=seed + 1000 + i)
-                tr, va = fit_idx[tr], fit_idx[va]
-            else:  # no early-stopping split: every fitting row trains
-                tr, va = fit_idx, None
+            tr, va = member_split(fit_idx, val_fraction, seed + 1000 + i)
             train_network(member, loss, tr, va, training)
         model.eval()
         if cal_idx is not None:

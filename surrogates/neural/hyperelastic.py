@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from oracles.material import MaterialResponse
-from surrogates.base import register_surrogate
+from surrogates.base import check_int, register_surrogate
 from surrogates.dataset import Dataset
 from surrogates.neural.energy import EnergyParams, InvariantEnergy, energy_derivatives
 from surrogates.neural.ensemble import VARIANCE_FLOOR, NeuralEnsembleModel
@@ -29,10 +29,10 @@ from surrogates.neural.invariants import InvariantSet, check_deformation_gradien
 from surrogates.neural.training import (
     TrainingOptions,
     fraction,
+    member_split,
     split_indices,
     train_network,
     training_options,
-    whole,
 )
 
 
@@ -67,8 +67,8 @@ class HyperelasticEnsemble(NeuralEnsembleModel):
         super().__init__()
         if dim not in (2, 3):
             raise ValueError(f"dim must be 2 or 3, got {dim!r}")
-        num_members, seed = whole("num_members", num_members, 1), whole("seed", seed)
-        hidden = [whole("hidden", h, 1) for h in hidden]
+        num_members, seed = check_int("num_members", num_members, 1), check_int("seed", seed)
+        hidden = [check_int("hidden", h, 1) for h in hidden]
         self._config = {
             "dim": int(dim), "symmetry": symmetry,
             "fibre": None if fibre is None else [float(v) for v in fibre],
@@ -151,11 +151,7 @@ class HyperelasticEnsemble(NeuralEnsembleModel):
         model.histories = []
         for i, member in enumerate(model.members):
             member.set_scales(F[fit_idx], P[fit_idx])
-            if val_fraction > 0:
-                tr, va = split_indices(len(fit_idx), (val_fraction,), seed=seed + 1000 + i)
-                tr, va = fit_idx[tr], fit_idx[va]
-            else:
-                tr, va = fit_idx, None
+            tr, va = member_split(fit_idx, val_fraction, seed + 1000 + i)
             model.histories.append(train_network(member, loss, tr, va, training))
         model.eval()
         if cal_idx is not None:

@@ -24,17 +24,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from surrogates.base import register_surrogate
+from surrogates.base import check_int, register_surrogate
 from surrogates.dataset import Dataset
 from surrogates.neural.ensemble import NeuralEnsembleModel
 from surrogates.neural.networks import ScalarMLP
 from surrogates.neural.training import (
     TrainingOptions,
     fraction,
+    member_split,
     split_indices,
     train_network,
     training_options,
-    whole,
 )
 
 VOIGT = {2: ((0, 0), (1, 1), (0, 1)), 3: ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))}
@@ -144,8 +144,8 @@ class SmallStrainEnsemble(NeuralEnsembleModel):
     def __init__(self, dim: int = 3, symmetry: str = "isotropic", hidden=(16, 16),
                  num_members: int = 5, seed: int = 0):
         super().__init__()
-        num_members, seed = whole("num_members", num_members, 1), whole("seed", seed)
-        hidden = [whole("hidden", h, 1) for h in hidden]
+        num_members, seed = check_int("num_members", num_members, 1), check_int("seed", seed)
+        hidden = [check_int("hidden", h, 1) for h in hidden]
         self._config = {"dim": int(dim), "symmetry": symmetry, "hidden": [int(h) for h in hidden],
                         "num_members": int(num_members), "seed": int(seed)}
         self.members = nn.ModuleList(
@@ -196,11 +196,7 @@ class SmallStrainEnsemble(NeuralEnsembleModel):
 
         for i, member in enumerate(model.members):
             member.set_scales(eps[fit_idx], sig[fit_idx])
-            if val_fraction > 0:
-                tr, va = split_indices(len(fit_idx), (val_fraction,), seed=seed + 1000 + i)
-                tr, va = fit_idx[tr], fit_idx[va]
-            else:  # no early-stopping split: every fitting row trains
-                tr, va = fit_idx, None
+            tr, va = member_split(fit_idx, val_fraction, seed + 1000 + i)
             train_network(member, loss, tr, va, training)
         model.eval()
         if cal_idx is not None:

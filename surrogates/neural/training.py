@@ -52,20 +52,20 @@ class TrainingOptions:
                 raise ValueError(f"{name} must be {want}, got {v!r}")
 
 
-def whole(name: str, v, minimum: int | None = None) -> int:
-    """``v`` as an ``int`` if it is a whole number (not a bool) ``>= minimum``, else a ``ValueError`` naming it."""
-    ok = not isinstance(v, bool) and (isinstance(v, int) or (isinstance(v, float) and v.is_integer()))
-    if not ok or (minimum is not None and v < minimum):
-        more = "" if minimum is None else f" >= {minimum}"
-        raise ValueError(f"{name} must be an integer{more}, got {v!r}")
-    return int(v)
-
-
 def fraction(name: str, v) -> float:
     """``v`` as a float if it is a number in ``[0, 1)``, else a ``ValueError`` naming it."""
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
         raise ValueError(f"{name} must be a number in [0, 1), got {v!r}")
     return float(v)
+
+
+def member_split(fit_idx: Tensor, val_fraction: float, seed: int) -> tuple[Tensor, Tensor | None]:
+    """Training and early-stopping rows of one ensemble member: a random ``val_fraction`` of
+    ``fit_idx`` held out (seeded by ``seed``), or every row and no validation for 0."""
+    if val_fraction <= 0:
+        return fit_idx, None
+    tr, va = split_indices(len(fit_idx), (val_fraction,), seed=seed)
+    return fit_idx[tr], fit_idx[va]
 
 
 def training_options(training) -> TrainingOptions | None:
