@@ -470,6 +470,7 @@ class Campaign:
         self._data_cache: dict[Any, Any] = {}
         self._started = False
         self._closed = False
+        self._elapsed: float | None = None  # the store's ``elapsed`` as last banked (one owner: the lock's)
         self._t_start = time.time()
         self._acq_time = 0.0
         self._fit_time = 0.0
@@ -921,7 +922,7 @@ class Campaign:
             running=pend,
             cost=cost,
             committed_cost=cost + pend_cost,
-            elapsed=float(self.store.get_meta("elapsed", 0.0)) + (time.time() - self._t_start),
+            elapsed=self._banked() + (time.time() - self._t_start),
             best=best,
             metrics=dict(getattr(self, "_last_metrics", {})),
         )
@@ -1306,10 +1307,17 @@ class Campaign:
         write_progress(self.run_dir, fin, max(self._rows, default=0))
         self._bank_elapsed()  # a driver killed later keeps the time it spent (budget.wall_time)
 
+    def _banked(self) -> float:
+        """Seconds banked in the store's ``elapsed`` (read once, then kept as written)."""
+        if self._elapsed is None:
+            self._elapsed = float(self.store.get_meta("elapsed", 0.0))
+        return self._elapsed
+
     def _bank_elapsed(self) -> None:
         """Add the time since the last call (or the start) to the store's ``elapsed``."""
         now = time.time()
-        self.store.set_meta("elapsed", float(self.store.get_meta("elapsed", 0.0)) + now - self._t_start)
+        self._elapsed = self._banked() + now - self._t_start
+        self.store.set_meta("elapsed", self._elapsed)
         self._t_start = now
 
     _bar = None
