@@ -16,6 +16,7 @@ gradients flow to ``X``), calibration and ``num_outputs``.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -67,6 +68,12 @@ class NeuralEnsembleModel(Model, SurrogateMixin):
     Subclasses set ``self._num_outputs`` and ``self._config`` (their JSON
     constructor arguments), register ``members`` and implement
     :meth:`member_predictions`.
+
+    The members are fitted by unweighted least squares: a dataset's known
+    observation variances (``Dataset.Yvar``) are not used, and positive ones
+    raise a warning (:meth:`_warn_unused_yvar`); the predictive variance is
+    the recalibrated spread of the members, which the held-out residuals
+    (noise included) set.
     """
 
     _num_outputs: int = 1
@@ -80,6 +87,16 @@ class NeuralEnsembleModel(Model, SurrogateMixin):
         model = cls(**config)
         model.train_dataset = dataset
         return model
+
+    @classmethod
+    def _warn_unused_yvar(cls, dataset: Dataset) -> None:
+        """Warn that positive ``dataset.Yvar`` entries are not used by the fit."""
+        if dataset.Yvar is not None and bool((dataset.Yvar > 0).any()):
+            warnings.warn(
+                f"{cls.__name__} does not use Dataset.Yvar (known observation variances): its members are "
+                "fitted by unweighted least squares; use a GP surrogate to weight points by their noise",
+                stacklevel=3,
+            )
 
     def _init_ensemble_buffers(self, m: int, dtype=torch.float64) -> None:
         self.register_buffer("variance_scale", torch.ones(m, dtype=dtype))

@@ -117,6 +117,7 @@ class CubicElasticEnsemble(NeuralEnsembleModel):
         if dataset.m != 3:
             raise ValueError(f"Y must be n x 3 (C11, C12, C44), got n x {dataset.m}")
         options.setdefault("in_dim", dataset.d)
+        cls._warn_unused_yvar(dataset)
         training = training_options(training)
         val_fraction = fraction("val_fraction", val_fraction)
         calibration_fraction = fraction("calibration_fraction", calibration_fraction)

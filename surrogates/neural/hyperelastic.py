@@ -115,6 +115,7 @@ class HyperelasticEnsemble(NeuralEnsembleModel):
         dim = 2 if k2 == 4 else 3
         if options.setdefault("dim", dim) != dim:
             raise ValueError(f"dim={options['dim']} does not match inputs of width {k2}")
+        cls._warn_unused_yvar(dataset)
         training = training_options(training)
         val_fraction = fraction("val_fraction", val_fraction)
         calibration_fraction = fraction("calibration_fraction", calibration_fraction)

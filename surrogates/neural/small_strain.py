@@ -168,6 +168,7 @@ class SmallStrainEnsemble(NeuralEnsembleModel):
             )
         dim = 2 if dataset.d == 3 else 3
         options.setdefault("dim", dim)
+        cls._warn_unused_yvar(dataset)
         training = training_options(training)
         val_fraction = fraction("val_fraction", val_fraction)
         calibration_fraction = fraction("calibration_fraction", calibration_fraction)

@@ -188,3 +188,20 @@ class TestCubicConstantsContract(SurrogateContractTests):
         return CubicElasticEnsemble.from_dataset(
             dataset, hidden=(4,), num_members=3, training=dict(max_iter=3, inner_iter=10)
         )
+
+
+def test_known_noise_variances_are_not_used_and_say_so():
+    """The ensembles fit by unweighted least squares: positive Yvar warns and changes nothing."""
+    import warnings
+
+    g = torch.Generator().manual_seed(3)
+    T = 1500 * torch.rand(20, 1, generator=g, dtype=DT)
+    Y = cubic_constants_vs_T(T)
+    opts = dict(hidden=(4,), num_members=2, training=dict(max_iter=2, inner_iter=5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plain = CubicElasticEnsemble.from_dataset(Dataset(X=T, Y=Y, Yvar=torch.zeros_like(Y)), **opts)
+    with pytest.warns(UserWarning, match="does not use Dataset.Yvar"):
+        noisy = CubicElasticEnsemble.from_dataset(Dataset(X=T, Y=Y, Yvar=torch.full_like(Y, 4.0)), **opts)
+    with torch.no_grad():
+        torch.testing.assert_close(noisy.posterior(T).mean, plain.posterior(T).mean, rtol=0, atol=0)
