@@ -414,8 +414,9 @@ class Campaign:
             (sent to process workers by pickling: it must pickle).
 
     Raises:
-        RunDirError: the run directory is owned by a live driver, holds another
-            campaign, or its store lost rows that ``progress.json`` recorded.
+        RunDirError: the run directory cannot be created (a file in the way, no
+            permission), is owned by a live driver, holds another campaign, or
+            its store lost rows that ``progress.json`` recorded.
     """
 
     def __init__(
@@ -433,7 +434,10 @@ class Campaign:
             config = CampaignConfig.model_validate({**config.model_dump(exclude={"oracle"}), "oracle": oracle})
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else run_dir_for(config)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a file in the way, a read-only or missing mount, no permission
+            raise RunDirError(f"run directory {str(self.run_dir)!r} cannot be used: {e.strerror or e}") from None
         self._lock = RunLock(self.run_dir)
         self._lock.acquire()
         try:

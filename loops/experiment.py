@@ -53,8 +53,12 @@ def run_experiment(config_path: str | Path, smoke_overrides: dict[str, Any], arg
     except ConfigError as e:
         raise SystemExit("\n".join(e.lines)) from None
     from loops.notices import library_notices_to_debug
+    from loops.store import RunDirError
 
-    camp = Campaign(config, run_dir=args.run_dir, progress=not args.no_progress)
+    try:
+        camp = Campaign(config, run_dir=args.run_dir, progress=not args.no_progress)
+    except RunDirError as e:
+        raise SystemExit(str(e)) from None
     camp.store.set_meta("size", "smoke" if args.smoke else "full")
     print(f"run directory: {camp.run_dir}", flush=True)
     with library_notices_to_debug():

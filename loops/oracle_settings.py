@@ -255,7 +255,7 @@ class RandomFibresSettings(BaseModel):
     kind: Literal["random_fibres"]
     volume_fraction: Fraction01 = 0.3
     radius_fraction: Annotated[SFloat, Field(gt=0, lt=0.25, allow_inf_nan=False)] = 0.1
-    seed: SInt = 0
+    seed: SInt = Field(0, ge=0)
     min_gap: Annotated[SFloat, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.0
     max_attempts: SInt = Field(1_000_000, ge=1, le=100_000_000)
 
@@ -266,7 +266,7 @@ class VoronoiPolycrystalSettings(BaseModel):
     model_config = _STRICT
     kind: Literal["voronoi_polycrystal"]
     n_grains: SInt = Field(8, ge=1, le=100_000)
-    seed: SInt = 0
+    seed: SInt = Field(0, ge=0)
 
 
 class PhaseMapSettings(BaseModel):
@@ -610,7 +610,7 @@ class ElasticSettings(_AtomisticBase):
     sample_every: SInt = Field(4, ge=1)
     n_blocks: SInt = Field(20, ge=2)
     n_axes: SInt = Field(3, ge=1, le=3)
-    seed: SInt = 0
+    seed: SInt = Field(0, ge=0)
     us_per_atom_step: Positive = 3.5
     us_per_step: Positive = 60.0
 

@@ -89,14 +89,20 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
 
 
 def _engine_params(args: argparse.Namespace) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    if args.engine == "lj":
-        if args.lj_sigma is not None:
-            params["sigma"] = args.lj_sigma
-            params["rc"] = 3.0 * args.lj_sigma
-        if args.lj_epsilon is not None:
-            params["epsilon"] = args.lj_epsilon
-    return params
+    """The engine's parameters from ``--lj-sigma``/``--lj-epsilon``: both are needed with
+    ``--engine lj`` (the calculator's reduced-unit defaults, 1 A and 1 eV, are no element)
+    and refused with any other engine, which would ignore them."""
+    given = [f for f, v in (("--lj-sigma", args.lj_sigma), ("--lj-epsilon", args.lj_epsilon)) if v is not None]
+    if args.engine != "lj":
+        if given:
+            raise InvalidInput(f"{' and '.join(given)} apply only with --engine lj, got --engine {args.engine}")
+        return {}
+    if len(given) < 2:
+        raise InvalidInput(
+            "--engine lj needs --lj-sigma (A) and --lj-epsilon (eV) for the element, "
+            "e.g. --lj-sigma 2.338 --lj-epsilon 0.409 for Cu"
+        )
+    return {"sigma": args.lj_sigma, "rc": 3.0 * args.lj_sigma, "epsilon": args.lj_epsilon}
 
 
 def _record(oracle, res) -> dict[str, Any]:

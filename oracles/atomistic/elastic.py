@@ -123,6 +123,8 @@ class ElasticConstantsOracle(Oracle):
             raise InvalidInput(f"friction must be a positive Langevin friction (1/fs), got {friction}")
         if not (0 < delta < 0.05):
             raise InvalidInput(f"delta (the finite-difference strain) must be in (0, 0.05), got {delta}")
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise InvalidInput(f"seed must be an integer >= 0, got {seed!r}")
         self.element = element
         self.structure = structure
         self.engine = engine

@@ -51,6 +51,9 @@ J_PER_M2_PER_A_TO_GPA = 10.0
 #: interact through the potential (EMT's cut-off lies between the third and
 #: fourth neighbour shells, 1.1-1.3 a), so gamma is wrong
 MIN_SLAB_LATTICE_PARAMETERS = 2.0
+#: openings must reach this many UBER lengths l, where the UBER energy is
+#: 1 - 7 exp(-6) = 98 % of its plateau 2 gamma, for the fit to determine 2 gamma
+UBER_PLATEAU_LENGTHS = 6.0
 #: default slab thickness (A) when the lattice allows it
 DEFAULT_MIN_THICKNESS = 12.0
 
@@ -81,6 +84,9 @@ def check_min_thickness(min_thickness: float, a: float, engine_params: dict[str,
 
 
 def check_miller(miller: Sequence[int]) -> tuple[int, int, int]:
+    """Miller indices as three integers in lowest terms: ``(2, 2, 2)`` is the
+    ``(111)`` plane family (a common factor names the same planes; the cell
+    built for it would not be a crystal cell)."""
     try:
         hkl = tuple(int(v) for v in miller)
         ok = len(hkl) == 3 and all(float(v) == int(v) for v in miller) and any(hkl)
@@ -88,7 +94,8 @@ def check_miller(miller: Sequence[int]) -> tuple[int, int, int]:
         ok = False
     if not ok:
         raise InvalidInput(f"miller indices must be three integers, not all zero, got {miller!r}")
-    return hkl  # type: ignore[return-value]
+    g = math.gcd(*hkl)
+    return tuple(v // g for v in hkl)  # type: ignore[return-value]
 
 
 def surface_normal(cell: np.ndarray) -> np.ndarray:
@@ -97,21 +104,63 @@ def surface_normal(cell: np.ndarray) -> np.ndarray:
     return n / np.linalg.norm(n)
 
 
+#: most (hkl) cells stacked before their periodic repeat is a crystal cell
+#: (the stacking period is at most h^2 + k^2 + l^2 cells)
+MAX_STACKING_PERIOD = 64
+
+
+def _environments(atoms: Atoms, cutoff: float) -> list[np.ndarray]:
+    """Each atom's sorted neighbour distances (A) within ``cutoff`` (periodic images included)."""
+    from ase.neighborlist import neighbor_list
+
+    i, d = neighbor_list("id", atoms, cutoff)
+    return [np.sort(d[i == k]) for k in range(len(atoms))]
+
+
+def _is_crystal_cell(atoms: Atoms, reference: list[np.ndarray], cutoff: float, tol: float) -> bool:
+    """Whether every atom of the periodic ``atoms`` sees one of the bulk
+    environments ``reference`` out to ``cutoff``."""
+    for env in _environments(atoms, cutoff):
+        if not any(env.shape == r.shape and np.allclose(env, r, rtol=0, atol=tol) for r in reference):
+            return False
+    return True
+
+
 def oriented_crystal(
     element: str, structure: str, a: float, miller: Sequence[int], min_thickness: float = 12.0
 ) -> Atoms:
-    """A periodic crystal whose first two cell vectors span the ``(hkl)`` plane.
+    """A periodic crystal cell whose first two cell vectors span the ``(hkl)`` plane.
 
-    The cell is repeated along the third vector until it is at least
-    ``min_thickness`` A thick normal to the plane; the cell boundary is then a
-    cut between two atomic planes.
+    The third cell vector is normal to the plane. ASE's ``surface`` cell of
+    one repeat is a crystal cell only when its normal height is a lattice
+    translation; otherwise (e.g. fcc (111), whose planes stack ABC) the
+    periodic repeat carries a stacking fault or overlapping atoms at the
+    boundary. The number of repeats is therefore a multiple of the stacking
+    period (the fewest repeats whose periodic cell gives every atom a bulk
+    environment out to 2.5 lattice parameters: 3 for fcc (111)), the fewest
+    that make the cell at least ``min_thickness`` A thick normal to the
+    plane. The cell boundary is then a cut between two atomic planes of a
+    perfect crystal.
     """
     hkl = check_miller(miller)
     conv = build_crystal(element, structure, a, cubic=True)
-    one = ase_surface(conv, hkl, 1, vacuum=None, periodic=True)
-    period = abs(one.cell[2] @ surface_normal(one.cell.array))
-    layers = max(1, math.ceil(min_thickness / period))
-    atoms = ase_surface(conv, hkl, layers, vacuum=None, periodic=True)
+    cutoff, tol = 2.5 * a, 1e-6 * a
+    reference = []
+    for env in _environments(conv, cutoff):
+        if not any(env.shape == r.shape and np.allclose(env, r, rtol=0, atol=tol) for r in reference):
+            reference.append(env)
+    for period in range(1, MAX_STACKING_PERIOD + 1):
+        cell = ase_surface(conv, hkl, period, vacuum=None, periodic=True)
+        if _is_crystal_cell(cell, reference, cutoff, tol):
+            break
+    else:
+        raise InvalidInput(
+            f"the {structure} ({' '.join(map(str, hkl))}) planes do not repeat within {MAX_STACKING_PERIOD} "
+            "cells; use lower Miller indices"
+        )
+    height = abs(cell.cell[2] @ surface_normal(cell.cell.array))
+    repeats = max(1, math.ceil(min_thickness / height))
+    atoms = ase_surface(conv, hkl, period * repeats, vacuum=None, periodic=True)
     atoms.pbc = True
     return atoms
 
@@ -364,6 +413,12 @@ class SurfaceOracle(Oracle):
                 f"non-positive surface energy ({s['gamma']:.4g} J/m^2) for {self.element}{self.miller} at a = {a:.4f} A"
             )
         fit = fit_uber(d, E)
+        if float(d.max()) < UBER_PLATEAU_LENGTHS * fit.l:
+            raise CalculationFailed(
+                f"max_opening = {float(d.max()):g} A stops before the decohesion plateau: the UBER fit needs "
+                f"openings to {UBER_PLATEAU_LENGTHS:g} l = {UBER_PLATEAU_LENGTHS * fit.l:.3g} A (l = {fit.l:.3g} A), "
+                "where the energy is within 2 % of 2 gamma"
+            )
         y = torch.tensor([s["gamma"], fit.two_gamma, fit.l, fit.sigma_max], dtype=DTYPE)
         meta = {
             "a": a,

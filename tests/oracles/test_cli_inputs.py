@@ -122,7 +122,11 @@ def test_unreadable_image_and_npy(capsys, tmp_path):
         (["surface", "--a-guess", "0.01"], ["--a-guess = 0.01 A"]),
         (["elastic", "--size", "0"], ["--size = 0", "greater than or equal to 2"]),
         (["elastic", "--size", "400"], ["--size = 400", "less than or equal to 40"]),
-        (["elastic", "--engine", "lj", "--lj-sigma", "-2"], ["sigma = -2.0 must be positive"]),
+        (["elastic", "--engine", "lj", "--lj-sigma", "-2", "--lj-epsilon", "0.4"], ["sigma = -2.0 must be positive"]),
+        (["elastic", "--engine", "lj", "--lj-sigma", "2.3"], ["--engine lj needs --lj-sigma (A) and --lj-epsilon"]),
+        (["elastic", "--engine", "lj"], ["--engine lj needs"]),
+        (["surface", "--engine", "emt", "--lj-sigma", "2"], ["--lj-sigma apply only with --engine lj"]),
+        (["elastic", "--temperature", "300", "--fidelity", "1", "--seed", "-4"], ["--seed = -4", "greater than or equal to 0"]),
     ],
 )
 def test_atomistic_bad_options_one_line_exit_2(capsys, argv, must):
@@ -131,6 +135,12 @@ def test_atomistic_bad_options_one_line_exit_2(capsys, argv, must):
     for s in must:
         assert s in err[0], (s, err[0])
     assert json.loads(out)["failed"] is True  # the JSON record says so too
+
+
+def test_surface_openings_short_of_the_plateau_fail_the_point_by_name(capsys):
+    rc, err, out = _err(capsys, ["surface", "--max-opening", "1"])
+    rec = json.loads(out)
+    assert rc == 1 and rec["failed"] is True and "max_opening = 1 A stops before the decohesion plateau" in rec["reason"]
 
 
 @pytest.mark.parametrize(
@@ -190,3 +200,13 @@ def test_cohesive_curve_and_k_ic(capsys):
 def test_atomistic_argparse_errors_are_one_line(capsys):
     _one_line(capsys, ["surface", "--thickness", "abc"], "invalid float value: 'abc'")
     _one_line(capsys, ["elastic", "--size", "2.5"], "invalid int value: '2.5'")
+
+
+@pytest.mark.parametrize("where", ["a_file", "a_file/sub"])
+def test_run_dir_that_cannot_be_a_directory_is_one_line(capsys, tmp_path, where):
+    (tmp_path / "a_file").write_text("x")
+    f = tmp_path / "c.toml"
+    f.write_text('name = "t"\n[oracle]\nname = "branin"\n[budget]\ncalls = 3\n')
+    rc, err, _ = _err(capsys, ["run", str(f), "--run-dir", str(tmp_path / where)])
+    assert rc == 2 and len(err) == 1 and "cannot be used" in err[0] and where in err[0], err
+    assert (tmp_path / "a_file").read_text() == "x"

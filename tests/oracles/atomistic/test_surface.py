@@ -122,3 +122,75 @@ def test_surface_oracle_checks_the_slab_thickness_from_python():
         SurfaceOracle("Cu", engine="emt", min_thickness="thick")
     with pytest.raises(InvalidInput, match="too thin"):  # a cut-off longer than the slab
         SurfaceOracle("Cu", engine="emt", min_thickness=12.0, engine_params={"rc": 13.0})
+
+
+def _slab_gamma_vacuum(builder, layers, a, **kw):
+    """γ (J/m²) of an ASE-built slab with vacuum (independent of ``oriented_crystal``)."""
+    slab = builder(kw.pop("symbol", "Cu"), size=(1, 1, layers), a=a, vacuum=10.0, **kw)
+    attach_calculator(slab, "default")
+    bulk = build_crystal("Cu", "fcc", a)
+    attach_calculator(bulk, "default")
+    cell = slab.cell.array
+    area = np.linalg.norm(np.cross(cell[0], cell[1]))
+    e_b = bulk.get_potential_energy() / len(bulk)
+    return (slab.get_potential_energy() - len(slab) * e_b) / (2 * area) * EV_PER_A2_TO_J_PER_M2
+
+
+@pytest.mark.parametrize("thickness", [8.0, 10.0, 14.0])
+def test_decohesion_cell_is_a_perfect_crystal_at_any_thickness(a0, thickness):
+    """fcc (111) planes stack ABC: the closed periodic cell must hold whole periods, so that
+    E(0) is the bulk energy and the plateau is exactly 2 gamma (4 or 7 planes had a fault)."""
+    from oracles.atomistic.surface import oriented_crystal
+
+    atoms = oriented_crystal("Cu", "fcc", a0, (1, 1, 1), thickness)
+    n = atoms.cell.array[2] @ np.cross(atoms.cell.array[0], atoms.cell.array[1])
+    d111 = a0 / math.sqrt(3)
+    planes = round(abs(n) / np.linalg.norm(np.cross(atoms.cell.array[0], atoms.cell.array[1])) / d111)
+    assert planes % 3 == 0 and planes * d111 >= thickness - 1e-9
+    attach_calculator(atoms, "default")
+    bulk = build_crystal("Cu", "fcc", a0)
+    attach_calculator(bulk, "default")
+    assert atoms.get_potential_energy() / len(atoms) == pytest.approx(
+        bulk.get_potential_energy() / len(bulk), abs=1e-9)
+    d, E = decohesion_curve("Cu", (1, 1, 1), np.linspace(0, 10, 21), a=a0, min_thickness=thickness)
+    assert E[-1] == pytest.approx(2 * _slab_gamma_vacuum(fcc111, 9, a0), rel=1e-6)
+
+
+@pytest.mark.parametrize("miller", [(3, 1, 1), (2, 1, 0), (3, 2, 1)])
+def test_high_index_cleavage_energy_is_twice_the_slab_surface_energy(a0, miller):
+    """For any (hkl), rigid cleavage of the perfect crystal costs exactly 2 gamma of the
+    unrelaxed slab (the same planes, cut at the same place); E(0) is the bulk energy."""
+    d, E = decohesion_curve("Cu", miller, np.linspace(0, 10, 21), a=a0)
+    g = surface_energy("Cu", miller, a=a0)["gamma"]
+    assert g > 1.0 and E[-1] == pytest.approx(2 * g, rel=1e-6)
+
+
+def test_common_factor_in_miller_indices_names_the_same_planes(a0):
+    ref = surface_energy("Cu", (1, 1, 1), a=a0)
+    for m in [(2, 2, 2), (3, 3, 3), (-2, -2, -2)]:
+        s = surface_energy("Cu", m, a=a0)
+        assert s["gamma"] == pytest.approx(ref["gamma"], rel=1e-9) and s["n_atoms"] == ref["n_atoms"]
+    assert surface_energy("Cu", (2, 2, 0), a=a0)["miller"] == [1, 1, 0]
+
+
+def test_bcc_111_decohesion_plateau_is_twice_gamma():
+    a = 2.84
+    d, E = decohesion_curve("Cu", (1, 1, 1), np.linspace(0, 10, 21), structure="bcc", a=a)
+    g = surface_energy("Cu", (1, 1, 1), structure="bcc", a=a)["gamma"]
+    assert E[0] == 0 and E[-1] == pytest.approx(2 * g, rel=1e-6)
+
+
+def test_surface_oracle_refuses_openings_too_short_for_the_uber_fit():
+    """Openings up to 1 A stop before the curve's plateau: the fitted 2 gamma was off by
+    6-30 %; the point fails naming max_opening instead of returning it."""
+    import torch
+
+    from oracles.atomistic.surface import SurfaceOracle
+    from oracles.exceptions import CalculationFailed
+
+    short = SurfaceOracle("Cu", max_opening=1.0)
+    with pytest.raises(CalculationFailed, match=r"max_opening = 1 A"):
+        short._evaluate_one(torch.zeros(1, dtype=torch.float64), 0)
+    ok = SurfaceOracle("Cu").evaluate(torch.zeros(1, 1, dtype=torch.float64), 0)
+    gamma, two_gamma = float(ok.Y[0, 0]), float(ok.Y[0, 1])
+    assert two_gamma == pytest.approx(2 * gamma, rel=0.01)
