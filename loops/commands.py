@@ -101,14 +101,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from loops.store import RunDirError, RunStore, lock_is_live, read_lock
+    from loops.store import RunDirError, RunStore, run_dir_in_use
 
     f = Path(args.run) / "store.sqlite"
     if not f.exists():
         print(f"{args.run}: not a campaign run directory (no store.sqlite)", file=sys.stderr)
         return 2
     try:
-        store = RunStore(f, check=True)
+        store = RunStore(f, check=True, readonly=True)
         cfg = store.get_meta("config", {})
         rows = store.rows()
         status = store.get_meta("status")
@@ -118,7 +118,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     except Exception as e:  # noqa: BLE001  (a damaged store: one line, not a traceback)
         print(f"{f}: not a readable run store ({type(e).__name__}: {e})", file=sys.stderr)
         return 2
-    if status == "running" and not lock_is_live(read_lock(args.run)):
+    if status == "running" and not run_dir_in_use(args.run):
         status = "stopped (driver not running)"
     budget = cfg.get("budget", {})
     table = Table(title=f"campaign {cfg.get('name')} ({cfg.get('mode')}) - {status}")

@@ -541,15 +541,19 @@ class Campaign:
         if not f.exists():
             raise RunDirError(f"{run_dir} is not a campaign run directory (no config.json)")
         try:
+            text = f.read_text()
+        except OSError as e:
+            raise RunDirError(f"{f}: cannot be read ({e.strerror or e})") from None
+        try:
             if oracle is not None:
                 try:
-                    data = json.loads(f.read_text())
+                    data = json.loads(text)
                 except ValueError:
                     data = None
                 if isinstance(data, dict):
                     data["oracle"] = oracle
                     return cls(CampaignConfig.model_validate(data), run_dir=run_dir, **kwargs)
-            config = CampaignConfig.model_validate_json(f.read_text())
+            config = CampaignConfig.model_validate_json(text)
         except ValidationError as e:
             first = e.errors()[0]
             what = "truncated or not JSON" if first["type"] == "json_invalid" else \

@@ -34,8 +34,10 @@ from typing import Any
 import torch
 
 
-class _Timeout(Exception):
-    pass
+class _Timeout(BaseException):
+    """The SIGALRM of a point's timeout: a ``BaseException``, so that an oracle's own
+    ``except Exception`` (e.g. :class:`~oracles.function.FunctionOracle` recording an
+    error as a failure) does not wrap it and it is recorded as the timeout it is."""
 
 
 @contextmanager
@@ -159,6 +161,8 @@ def evaluate_point(spec, x: list[float], fidelity: int, timeout: float | None = 
         rec["cost"] = float(res.cost[0])
     except _Timeout:
         rec = {"failed": True, "reason": f"timeout after {timeout:g} s"}
+    except SystemExit as e:  # sys.exit() in an oracle ends its point, not the campaign's driver
+        rec = {"failed": True, "reason": f"the oracle called sys.exit({e.code!r})"}
     except Exception as e:  # noqa: BLE001  (an oracle bug must not stop the campaign)
         rec = {"failed": True, "reason": f"{type(e).__name__}: {e}"}
     if oracle is not None:
@@ -211,6 +215,48 @@ def _ready() -> int:
 
 #: seconds to wait for a Dask scheduler at ``executor.address``
 DASK_CONNECT_TIMEOUT = 5.0
+
+
+def check_dask_scheduler(address: str, timeout: float = DASK_CONNECT_TIMEOUT) -> None:
+    """Refuse (``RuntimeError``, one line) an ``executor.address`` that is not a
+    reachable Dask scheduler, before ``distributed.Client`` waits on it.
+
+    The address must parse as a Dask address with a port. For ``tcp://`` the
+    server must send within ``timeout`` s the handshake a Dask scheduler sends
+    as soon as a connection opens: a live port of another server (the
+    dashboard, a web server) accepts the connection and never answers, where
+    the client would wait forever.
+    """
+    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.registry import get_backend
+
+    try:
+        scheme, loc = parse_address(address)
+        get_backend(scheme)  # a scheme Dask knows
+        host, port = parse_host_port(loc)
+    except (ValueError, TypeError) as e:
+        raise RuntimeError(
+            f"executor.address = {address!r} is not a Dask scheduler address ({e}); "
+            "expected e.g. 'tcp://host:8786'"
+        ) from None
+    if scheme != "tcp":
+        return
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            first = sock.recv(1)
+    except socket.timeout:
+        first = None
+    except OSError as e:
+        raise RuntimeError(
+            f"executor.address = {address!r}: no Dask scheduler answered within {timeout:g} s "
+            f"({e.strerror or type(e).__name__}); start one or fix the address"
+        ) from None
+    if not first:
+        raise RuntimeError(
+            f"executor.address = {address!r}: a server listens there but sent no Dask handshake within "
+            f"{timeout:g} s (the dashboard's port, or another service?); give the scheduler's port (default 8786)"
+        )
 
 #: imported once by the fork server; every pool worker forks with them loaded
 PRELOAD = ("torch", "botorch", "loops.executors", "loops.registry")
@@ -267,6 +313,7 @@ class ExecutorHandle:
             from distributed import Client
 
             if self.cfg.address:
+                check_dask_scheduler(self.cfg.address)
                 try:
                     self.client = Client(self.cfg.address, timeout=DASK_CONNECT_TIMEOUT)
                 except (OSError, TimeoutError) as e:
@@ -355,6 +402,21 @@ def _watch_parent(driver: int) -> None:
             pass
 
 
+def picklable_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` with each value that does not pickle replaced by its ``repr`` (the
+    result itself is kept: it is the user's computed answer)."""
+    import pickle
+
+    out = {}
+    for k, v in meta.items():
+        try:
+            pickle.dumps(v)
+            out[str(k)] = v
+        except Exception:  # noqa: BLE001  (pickle raises several types)
+            out[str(k)] = repr(v)
+    return out
+
+
 def _worker_main(conn, driver: int) -> None:
     """One campaign worker: evaluate the points the driver sends, one at a time, until told to stop."""
     # the driver handles Ctrl-C (sent to the whole process group) and stops its workers itself
@@ -372,7 +434,13 @@ def _worker_main(conn, driver: int) -> None:
         key, spec, x, fidelity, timeout = msg
         rec = evaluate_point(spec, x, fidelity, timeout)
         try:
-            conn.send((key, rec))
+            try:
+                conn.send((key, rec))
+            except (BrokenPipeError, OSError):
+                raise
+            except Exception:  # noqa: BLE001  (a metadata value that does not pickle, e.g. a lock)
+                rec["metadata"] = picklable_metadata(rec.get("metadata") or {})
+                conn.send((key, rec))
         except (BrokenPipeError, OSError):
             os._exit(0)
 

@@ -254,6 +254,24 @@ class BadVarianceOracle(Oracle):
         return PointResult(y=y, yvar=torch.tensor([var], dtype=DTYPE))
 
 
+class LockMetadataOracle(Oracle):
+    """Branin whose results carry a value that does not pickle (a lock) in their metadata,
+    as an oracle that hands back a handle to its engine would."""
+
+    input_names = ("x0", "x1")
+    output_names = ("f",)
+
+    def __init__(self):
+        self._fn = Branin(dtype=DTYPE)
+        self.bounds = self._fn.bounds.clone()
+
+    def _evaluate_one(self, x: Tensor, fidelity: int) -> PointResult:
+        import threading
+
+        y = self._fn.evaluate_true(x.unsqueeze(0)).reshape(1)
+        return PointResult(y=y, metadata={"handle": threading.Lock()})
+
+
 class TwoOutputMultiFidelity(Oracle):
     """Two outputs at two or more fidelity levels: AugmentedBranin ``f`` and a shifted
     sphere ``g = |x - c|^2 / 100 + (1 - s)`` at level ``s = fidelities[k]`` (for

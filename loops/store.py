@@ -14,7 +14,8 @@ A point still running when a campaign stops on a condition is closed as
 ``pending`` and is resubmitted on resume.
 
 The run directory is guarded by two small files beside the store:
-``lock`` (:class:`RunLock`: the host and PID of the driver that owns it) and
+``lock`` (:class:`RunLock`: held with ``flock`` by the driver that owns it, and
+naming its host and PID) and
 ``progress.json`` (:func:`write_progress`: how many finished rows the store
 held at its last write), which lets a resume tell an emptied store, or one
 copied without its ``-wal`` file, from a new campaign.
@@ -22,6 +23,8 @@ copied without its ``-wal`` file, from a new campaign.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import socket
@@ -63,26 +66,52 @@ class RunStore:
     Args:
         path: the ``.sqlite`` file (created with its parent directory).
         check: run SQLite's ``quick_check`` on opening.
+        readonly: open an existing store for reading only (``scalebridge
+            status``): nothing is created or written, the file may lie on a
+            read-only file system, and a file without the store's tables is
+            refused.
 
     Raises:
         RunDirError: the file is not a readable SQLite store or fails the check.
     """
 
-    def __init__(self, path: str | Path, check: bool = False):
+    def __init__(self, path: str | Path, check: bool = False, readonly: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
+            if readonly:
+                self.conn = self._connect_readonly()
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
             self.conn.row_factory = sqlite3.Row
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.executescript(SCHEMA)
+            if readonly:
+                tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                if not {"meta", "evaluations"} <= tables:
+                    raise RunDirError(f"{self.path}: not a campaign run store (it has no meta and evaluations tables)")
+            else:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+                self.conn.executescript(SCHEMA)
             if check:
                 res = self.conn.execute("PRAGMA quick_check").fetchone()[0]
                 if res != "ok":
                     raise sqlite3.DatabaseError(f"integrity check: {res}")
         except sqlite3.DatabaseError as e:
             raise RunDirError(f"{self.path}: not a readable run store ({e})") from None
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """Read-only connection; on a read-only file system, where SQLite cannot
+        create the shared-memory file of a WAL store, the file is read as immutable."""
+        uri = self.path.resolve().as_uri()
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, timeout=30.0)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+            if os.access(self.path.parent, os.W_OK):
+                raise
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
 
     def close(self) -> None:
         self.conn.close()
@@ -252,7 +281,8 @@ def read_lock(run_dir: str | Path) -> dict[str, Any] | None:
 
 
 def lock_is_live(lock: dict[str, Any] | None) -> bool:
-    """Whether the lock's driver runs (on another host it is assumed to)."""
+    """Whether the lock's driver runs, by its PID (on another host it is assumed
+    to); the test of file systems without ``flock`` (see :class:`RunLock`)."""
     if not lock:
         return False
     if lock.get("host") != socket.gethostname():
@@ -260,28 +290,100 @@ def lock_is_live(lock: dict[str, Any] | None) -> bool:
     return pid_alive(int(lock.get("pid", -1)))
 
 
-_HELD: dict[str, int] = {}  # lock path -> times this process took it
+def _flock(fd: int, shared: bool = False) -> bool | None:
+    """Take ``flock`` on ``fd`` without waiting: True taken, False held through
+    another open file, None where the file system has no ``flock``."""
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    except OSError as e:
+        if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            return None
+        raise
+
+
+def run_dir_in_use(run_dir: str | Path) -> bool:
+    """Whether a driver owns the run directory now (holds its :class:`RunLock`)."""
+    path = Path(run_dir) / "lock"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        got = _flock(fd, shared=True)
+        if got is None:
+            return lock_is_live(read_lock(run_dir))
+        if got:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        return not got
+    finally:
+        os.close(fd)
+
+
+#: attempts (and seconds between them) to take a lock held for a moment by a reader
+#: (``scalebridge status`` testing it) before refusing
+LOCK_ATTEMPTS, LOCK_WAIT = 5, 0.1
 
 
 class RunLock:
-    """A run directory's owner: a ``lock`` file with the host and PID of the driver.
+    """A run directory's owner: the ``lock`` file, held with ``flock`` by the driver.
 
-    :meth:`acquire` refuses (:class:`RunDirError`) while another live process
-    holds the lock; a lock whose process is dead on this host is stale and
-    taken over. The same process may take it more than once (counted).
+    The operating system holds the lock for the driver's open file and drops it
+    when the driver ends, however it ends (kill -9 included), so a lock is never
+    stale and two drivers that start together cannot both take it. The file
+    also records the owner's host and PID for messages. :meth:`acquire`
+    refuses (:class:`RunDirError`) while another driver holds it, a second
+    campaign of the same process included. On a file system without
+    ``flock`` the PID in the file decides: a lock whose process is dead on this
+    host is stale and taken over.
     """
 
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / "lock"
         self.held = False
+        self._fd: int | None = None
+
+    def _refuse(self, other: dict[str, Any] | None) -> RunDirError:
+        other = other or {}
+        if other.get("pid") == os.getpid() and other.get("host") == socket.gethostname():
+            who = "another campaign of this process; close it first"
+        else:
+            who = f"process {other.get('pid', '?')} on host {other.get('host', '?')}; wait for it, or stop it first"
+        return RunDirError(f"{self.path.parent}: in use by {who} (lock file {self.path})")
 
     def acquire(self) -> None:
-        key = str(self.path.resolve())
-        if _HELD.get(key):
-            _HELD[key] += 1
-            self.held = True
+        me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()})
+        for attempt in range(LOCK_ATTEMPTS):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+            except OSError as e:
+                raise RunDirError(f"{self.path.parent}: cannot open the lock file {self.path}: {e.strerror}") from None
+            got = _flock(fd)
+            if got is None:
+                os.close(fd)
+                return self._acquire_by_pid(me)
+            if not got:
+                os.close(fd)
+                if attempt + 1 < LOCK_ATTEMPTS:
+                    time.sleep(LOCK_WAIT)
+                    continue
+                raise self._refuse(read_lock(self.path.parent))
+            try:  # a releasing owner unlinks the file: ours must still be the one at the path
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, me.encode())
+            self._fd, self.held = fd, True
             return
-        me = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
+        raise RunDirError(f"{self.path.parent}: could not take the lock file {self.path}")
+
+    def _acquire_by_pid(self, me: str) -> None:
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -291,15 +393,11 @@ class RunLock:
                     time.sleep(0.2)
                     other = read_lock(self.path.parent)
                 if other is not None and lock_is_live(other):
-                    raise RunDirError(
-                        f"{self.path.parent}: in use by process {other.get('pid')} on host {other.get('host')} "
-                        f"(lock file {self.path}); wait for it, or stop it first"
-                    ) from None
+                    raise self._refuse(other) from None
                 self.path.unlink(missing_ok=True)  # stale: its driver is dead
                 continue
             with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-            _HELD[key] = 1
+                f.write(me)
             self.held = True
             return
         raise RunDirError(f"{self.path.parent}: could not take the lock file {self.path}")
@@ -308,13 +406,15 @@ class RunLock:
         if not self.held:
             return
         self.held = False
-        key = str(self.path.resolve())
-        _HELD[key] = _HELD.get(key, 1) - 1
-        if _HELD[key] <= 0:
-            _HELD.pop(key, None)
-            lock = read_lock(self.path.parent)
-            if lock and lock.get("pid") == os.getpid() and lock.get("host") == socket.gethostname():
-                self.path.unlink(missing_ok=True)
+        if self._fd is not None:
+            # unlinked while still held: a driver that opened it meanwhile finds it gone and retries
+            self.path.unlink(missing_ok=True)
+            os.close(self._fd)
+            self._fd = None
+            return
+        lock = read_lock(self.path.parent)
+        if lock and lock.get("pid") == os.getpid() and lock.get("host") == socket.gethostname():
+            self.path.unlink(missing_ok=True)
 
 
 def read_progress(run_dir: str | Path) -> dict[str, Any]:

@@ -529,3 +529,168 @@ def test_unreachable_tracking_uri_costs_at_most_twice_the_normal_time(tmp_path, 
         assert s.metrics() and len(s.metrics(unlogged_only=True)) == len(s.metrics())
     finally:
         s.close()
+
+
+# ------------------------------------------------ faults found by probing as a user
+
+
+def _hold_lock(run, barrier, q):
+    from loops.store import RunLock
+
+    lk = RunLock(run)
+    barrier.wait()
+    try:
+        lk.acquire()
+    except RunDirError:
+        q.put(("refused", os.getpid()))
+        return
+    t0 = time.time()
+    time.sleep(0.6)
+    q.put(("held", os.getpid(), t0, time.time()))
+    lk.release()
+
+
+def test_drivers_racing_for_a_stale_lock_never_both_own_the_run(tmp_path):
+    """A lock left by a killed driver (a dead PID in the file) is taken over by exactly one of
+    several drivers starting together; the takeover used to delete a winner's fresh lock."""
+    import json
+    import multiprocessing as mp
+    import socket
+
+    ctx = mp.get_context("fork")
+    for trial in range(6):
+        run = tmp_path / f"r{trial}"
+        run.mkdir()
+        (run / "lock").write_text(json.dumps({"host": socket.gethostname(), "pid": 4_000_000, "time": 0}))
+        barrier, q = ctx.Barrier(4), ctx.Queue()
+        ps = [ctx.Process(target=_hold_lock, args=(run, barrier, q)) for _ in range(4)]
+        for p in ps:
+            p.start()
+        for p in ps:
+            p.join(30)
+        held = sorted((r[2], r[3]) for r in (q.get(timeout=5) for _ in ps) if r[0] == "held")
+        assert held, trial
+        for (s0, e0), (s1, _) in zip(held, held[1:], strict=False):
+            assert s1 >= e0 - 0.05, (trial, held)  # one owner at a time
+
+
+def test_a_second_campaign_on_the_same_run_directory_in_one_process_is_refused(tmp_path):
+    from loops.engine import Campaign
+
+    cfg = make_config(tmp_path)
+    first = Campaign(cfg, run_dir=tmp_path / "run")
+    with pytest.raises(RunDirError, match="in use by another campaign of this process"):
+        Campaign(cfg, run_dir=tmp_path / "run")
+    first.close()
+    Campaign(cfg, run_dir=tmp_path / "run").close()  # free again once closed
+
+
+def test_status_reads_without_writing_and_names_a_foreign_file(tmp_path):
+    import sqlite3
+
+    run = tmp_path / "foreign"
+    run.mkdir()
+    c = sqlite3.connect(run / "store.sqlite")
+    c.execute("CREATE TABLE users(name TEXT)")
+    c.commit()
+    c.close()
+    before = (run / "store.sqlite").read_bytes()
+    p = cli("status", str(run), cwd=tmp_path)
+    out = p.communicate(timeout=120)[0].decode()
+    assert p.returncode == 2 and "not a campaign run store" in out and "Traceback" not in out, out
+    assert (run / "store.sqlite").read_bytes() == before and not (run / "store.sqlite-wal").exists()
+
+
+def _exits(x):
+    if x[0] > 0.5:
+        sys.exit(3)
+    return [float(x[0] + x[1])]
+
+
+@pytest.mark.parametrize("kind", ["serial", "thread"])
+def test_oracle_calling_sys_exit_fails_its_point_in_process(tmp_path, kind):
+    """sys.exit() inside an in-process oracle had ended the driver silently (thread results lost)."""
+    import torch
+
+    from loops.engine import Campaign
+    from oracles import FunctionOracle
+
+    o = FunctionOracle(_exits, torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64), names=["a", "b"])
+    cfg = make_config(tmp_path, oracle=o, budget={"calls": 6}, initial={"n": 6},
+                      executor={"kind": kind, "workers": 2})
+    res = Campaign(cfg, run_dir=tmp_path / "run").run()
+    rows = RunStore(tmp_path / "run" / "store.sqlite").rows()
+    assert len(rows) == 6 and res.state.calls == 6
+    for r in rows:
+        if r["x"][0] > 0.5:
+            assert (r["status"], r["reason"]) == ("failed", "the oracle called sys.exit(3)"), r
+        else:
+            assert r["status"] == "done", r
+
+
+def _sleeps(x):
+    time.sleep(5.0 if x[0] > 0.5 else 0.0)
+    return [float(x[0])]
+
+
+def test_function_oracle_past_its_timeout_is_recorded_as_a_timeout(tmp_path):
+    """FunctionOracle records an oracle's exceptions as failures; the timeout's alarm used to be
+    caught there too and recorded as 'OracleError: _Timeout: '."""
+    import torch
+
+    from loops.engine import Campaign
+    from oracles import FunctionOracle
+
+    o = FunctionOracle(_sleeps, torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64), names=["a", "b"])
+    cfg = make_config(tmp_path, oracle=o, budget={"calls": 4}, initial={"n": 4},
+                      executor={"kind": "serial", "timeout": 0.5})
+    Campaign(cfg, run_dir=tmp_path / "run").run()
+    rows = RunStore(tmp_path / "run" / "store.sqlite").rows()
+    slow = [r for r in rows if r["x"][0] > 0.5]
+    assert slow and all(r["reason"] == "timeout after 0.5 s" for r in slow), rows
+
+
+def test_unpicklable_metadata_keeps_the_process_workers_result(tmp_path):
+    """A result whose metadata holds a lock came back from a worker as 'worker died: exit
+    code 1', losing its outputs; the outputs are kept and the value is stored as its repr."""
+    from loops.engine import Campaign
+
+    cfg = make_config(tmp_path, oracle={"name": "loops.fakes:LockMetadataOracle"}, budget={"calls": 4},
+                      initial={"n": 4}, executor={"kind": "process", "workers": 2})
+    Campaign(cfg, run_dir=tmp_path / "run").run()
+    rows = RunStore(tmp_path / "run" / "store.sqlite").rows()
+    assert [r["status"] for r in rows] == ["done"] * 4, rows
+    assert all("lock" in str(r["metadata"]["handle"]) for r in rows)
+
+
+@pytest.mark.parametrize("address, must", [
+    ("http://127.0.0.1:8786", "unknown address scheme 'http'"),
+    ("not a url", "missing port number"),
+])
+def test_malformed_dask_address_is_one_line(tmp_path, address, must):
+    from loops.executors import check_dask_scheduler
+
+    with pytest.raises(RuntimeError, match=f"executor.address = {address!r} is not a Dask scheduler address.*{must}"):
+        check_dask_scheduler(address)
+
+
+def test_a_live_port_that_is_not_a_dask_scheduler_is_refused_not_waited_on():
+    """A server that accepts and never speaks Dask (a dashboard, a web server) had made
+    distributed.Client wait forever."""
+    import socket
+    import threading
+
+    from loops.executors import check_dask_scheduler
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+    conns = []
+    t = threading.Thread(target=lambda: conns.append(srv.accept()), daemon=True)
+    t.start()
+    t0 = time.time()
+    with pytest.raises(RuntimeError, match="sent no Dask handshake within 1 s"):
+        check_dask_scheduler(f"tcp://127.0.0.1:{port}", timeout=1.0)
+    assert time.time() - t0 < 5
+    srv.close()
