@@ -245,7 +245,7 @@ def check_dask_scheduler(address: str, timeout: float = DASK_CONNECT_TIMEOUT) ->
         with socket.create_connection((host, int(port)), timeout=timeout) as sock:
             sock.settimeout(timeout)
             first = sock.recv(1)
-    except socket.timeout:
+    except TimeoutError:
         first = None
     except OSError as e:
         raise RuntimeError(

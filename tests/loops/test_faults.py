@@ -570,7 +570,7 @@ def test_drivers_racing_for_a_stale_lock_never_both_own_the_run(tmp_path):
             p.join(30)
         held = sorted((r[2], r[3]) for r in (q.get(timeout=5) for _ in ps) if r[0] == "held")
         assert held, trial
-        for (s0, e0), (s1, _) in zip(held, held[1:], strict=False):
+        for (_s0, e0), (s1, _) in zip(held, held[1:], strict=False):
             assert s1 >= e0 - 0.05, (trial, held)  # one owner at a time
 
 
