@@ -972,7 +972,11 @@ class Campaign:
         return rid
 
     def _initial_design(self) -> None:
-        """Insert the initial design (centre and Sobol points) and the validation set as pending rows."""
+        """Insert the initial design (centre and Sobol points) and the validation set as pending rows.
+
+        All of them and the ``initialized`` mark are one transaction: a driver
+        stopped while writing them (Ctrl-C, kill -9) leaves none, and its
+        resume writes the design once, not a second copy beside a part of it."""
         c = self.config
         if self.store.get_meta("initialized"):
             return
@@ -982,13 +986,19 @@ class Campaign:
             X0 = torch.cat([b.mean(0, keepdim=True), sobol_points(b, c.initial.n - 1, seed=seed)])
         else:
             X0 = sobol_points(b, c.initial.n, seed=seed)
-        for i, lev in initial_plan(c, self.problem.target_fidelity):
-            self._add_pending(X0[i].tolist(), lev, "initial", 0)
-        if c.mode == "learn":
-            Xv = sobol_points(self.problem.bounds, c.learn.n_validation, seed=seed + 104729)
-            for x in Xv:
-                self._add_pending(x.tolist(), self.problem.target_fidelity, "validation", 0)
-        self.store.set_meta("initialized", True)
+        Xv = sobol_points(b, c.learn.n_validation, seed=seed + 104729) if c.mode == "learn" else b[:0]
+        added = []
+        try:
+            with self.store.transaction():
+                for i, lev in initial_plan(c, self.problem.target_fidelity):
+                    added.append(self._add_pending(X0[i].tolist(), lev, "initial", 0))
+                for x in Xv:
+                    added.append(self._add_pending(x.tolist(), self.problem.target_fidelity, "validation", 0))
+                self.store.set_meta("initialized", True)
+        except BaseException:
+            for rid in added:  # rolled back: not rows of this campaign
+                self._rows.pop(rid, None)
+            raise
 
     def _awaits_first_model(self, ids: list[int]) -> bool:
         """No model yet while design points are in flight: wait for their results.

@@ -694,3 +694,36 @@ def test_a_live_port_that_is_not_a_dask_scheduler_is_refused_not_waited_on():
         check_dask_scheduler(f"tcp://127.0.0.1:{port}", timeout=1.0)
     assert time.time() - t0 < 5
     srv.close()
+
+
+def test_driver_killed_while_writing_the_initial_design_resumes_without_duplicates(tmp_path):
+    """The design rows are written in one transaction: a driver killed after 3 of them had left
+    3 pending rows, and resume wrote the whole design again beside them (evaluated twice)."""
+    import json
+
+    run = tmp_path / "run"
+    cfg_file = tmp_path / "c.toml"
+    cfg_file.write_text(toml_text('name = "branin"', 8, kind="serial"))
+    child = f"""
+import os
+from loops.config import load_config
+from loops.engine import Campaign
+from loops.store import RunStore
+orig, n = RunStore.add_pending, [0]
+def add_pending(self, *a, **k):
+    n[0] += 1
+    if n[0] == 4:
+        os._exit(137)
+    return orig(self, *a, **k)
+RunStore.add_pending = add_pending
+Campaign(load_config({str(cfg_file)!r}), run_dir={str(run)!r}).run()
+"""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    assert subprocess.run([sys.executable, "-c", child], env=env, timeout=120).returncode == 137
+    assert RunStore(run / "store.sqlite").rows() == []  # nothing half-written
+    p = cli("resume", str(run), "--no-progress", cwd=tmp_path)
+    out = p.communicate(timeout=240)[0].decode()
+    assert p.returncode == 0, out
+    rows = assert_store_sound(run, 8)
+    xs = [json.dumps(r["x"]) for r in rows]
+    assert len(set(xs)) == len(xs) == 8, xs
