@@ -191,6 +191,8 @@ class InitialDesign(BaseModel):
 
 
 #: acquisitions that choose both the design and the fidelity level (multi-fidelity oracles only)
+#: the campaign models that are BoTorch models (not saved as project surrogates)
+BUILTIN_MODELS = ("singletask_gp", "mf_gp")
 MULTI_FIDELITY_ACQUISITIONS = ("qMFKG", "qMFMES", "qMFLogEI")
 #: acquisitions of each mode (``sobol`` serves both)
 OPTIMIZE_ACQUISITIONS = ("qLogNEI", "qLogNEHVI", *MULTI_FIDELITY_ACQUISITIONS)
@@ -347,6 +349,14 @@ class Tracking(BaseModel):
     final_surrogate: str | None = Field(None, description="model factory name of the logged surrogate (default: campaign model)")
     final_surrogate_options: dict[str, Any] = {}
 
+    @field_validator("registered_model_name")
+    @classmethod
+    def _model_name(cls, v: str | None) -> str | None:
+        # MLflow's rule for registered model names, checked before the campaign spends its budget
+        if v is not None and (not v.strip() or "/" in v or ":" in v):
+            raise ValueError("a registered model name must be non-empty, without '/' or ':'")
+        return v
+
 
 class CampaignConfig(BaseModel):
     """A whole campaign."""
@@ -377,6 +387,13 @@ class CampaignConfig(BaseModel):
         if self.mode == "optimize" and acq in LEARN_ACQUISITIONS:
             allowed = ", ".join(repr(a) for a in (*OPTIMIZE_ACQUISITIONS, "sobol"))
             raise ValueError(f"acquisition.name = {acq!r} is a learn-mode acquisition; optimize mode allows {allowed}")
+        t = self.tracking
+        if t.registered_model_name and t.final_surrogate is None and self.model.name in BUILTIN_MODELS:
+            raise ValueError(
+                f"tracking.registered_model_name = {t.registered_model_name!r} registers the final surrogate, but the "
+                f"campaign model {self.model.name!r} is a BoTorch model that is not saved as a surrogate; set "
+                "tracking.final_surrogate (e.g. 'gp', the project's GP refitted on all data)"
+            )
         return self
 
 

@@ -32,6 +32,7 @@ from botorch.models.transforms import Normalize, Standardize
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from torch import Tensor
 
+from loops.config import BUILTIN_MODELS
 from surrogates.base import STANDARDIZE_MIN_STDV, variance_in_output_units
 from surrogates.dataset import Dataset, floor_yvar
 
@@ -42,7 +43,7 @@ PROJECT_MODELS: dict[str, tuple[str, ...]] = {
     "recursive": ("surrogates.multifidelity:RecursiveCoKriging",),
     "nargp": ("surrogates.multifidelity:NARGP",),
 }
-BUILTIN = ("singletask_gp", "mf_gp")
+BUILTIN = BUILTIN_MODELS
 #: exact Cholesky up to this many points (GPyTorch's default of 800 switches to CG, slower here)
 MAX_CHOLESKY = 5000
 #: floor of the observation noise of the BoTorch models, as a fraction of the output

@@ -44,6 +44,11 @@ def test_good_config_and_oracle_kwargs():
          ["constraint on 'y' needs lower < upper, got lower = 1.5, upper = 0.5"]),
         ({"objective": {"ref_point": [1.0, "3"]}}, ["objective.ref_point.1", "'3'"]),
         ({"objective": {"minimize": [True, "false"]}}, ["objective.minimize", "a list of them"]),
+        # MLflow's model-name rule and a model that can be registered, before any oracle call
+        ({"tracking": {"registered_model_name": "bad/name", "final_surrogate": "gp"}},
+         ["tracking.registered_model_name = 'bad/name'", "without '/' or ':'"]),
+        ({"tracking": {"registered_model_name": "branin-gp"}},
+         ["'singletask_gp' is a BoTorch model", "tracking.final_surrogate"]),
         # an unknown key inside a list of tables lists that table's keys
         ({"objective": {"constraints": [{"output": "y", "lowr": 1.0}]}},
          ["objective.constraints.0.lowr", "['lower', 'output', 'upper']"]),
