@@ -57,7 +57,7 @@ from torch import Tensor
 
 from loops.acquisition import Problem, problem_seed, propose, sobol_points
 from loops.config import LEVEL_CHOOSING_ACQUISITIONS, MULTI_FIDELITY_ACQUISITIONS, CampaignConfig
-from loops.executors import PickledOracle, PointRunner, check_record
+from loops.executors import ExecutorLost, PickledOracle, PointRunner, check_record
 from loops.models import (
     BUILTIN,
     check_model_spec,
@@ -1428,7 +1428,7 @@ class Campaign:
         torch.set_num_threads(1)  # small GPs on few shared cores: see experiments/benchmarks
         old_handlers = self._install_signal_handlers()
         stopped_by = None
-        interrupted = None
+        interrupted = lost = None
         try:
             self._start()
             self._t_start = time.time()
@@ -1460,6 +1460,8 @@ class Campaign:
         except CampaignInterrupted as e:
             interrupted = e
             stopped_by = e.args[0]
+        except ExecutorLost as e:
+            lost = e
         finally:
             self._restore_signal_handlers(old_handlers)
             torch.set_num_threads(threads)
@@ -1470,6 +1472,12 @@ class Campaign:
                 self.exec.shutdown()
             self._handed.clear()
             self._bank_elapsed()
+        if lost is not None:
+            # as a signal: in-flight points stay pending; the caller hears why (one line)
+            self.store.set_meta("status", "stopped")
+            self.store.set_meta("stopped_by", "executor lost")
+            self.close()
+            raise lost
         if interrupted is not None:
             # in-flight points stay pending; `scalebridge resume` re-runs them
             self.store.set_meta("status", "stopped")

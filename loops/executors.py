@@ -34,6 +34,11 @@ from typing import Any
 import torch
 
 
+class ExecutorLost(RuntimeError):
+    """The executor can run no more points (a Dask client that lost its scheduler);
+    the points in flight stay pending in the store for a resume. One-line message."""
+
+
 class _Timeout(BaseException):
     """The SIGALRM of a point's timeout: a ``BaseException``, so that an oracle's own
     ``except Exception`` (e.g. :class:`~oracles.function.FunctionOracle` recording an
@@ -361,19 +366,38 @@ class ExecutorHandle:
             self.executor = self._build()
 
     def submit(self, *args) -> Future:
-        return self.executor.submit(evaluate_point, *args)
+        try:
+            return self.executor.submit(evaluate_point, *args)
+        except Exception:  # noqa: BLE001  (distributed raises its own types when its scheduler is gone)
+            if self.lost():
+                raise ExecutorLost(self.lost_message()) from None
+            raise
+
+    def lost(self) -> bool:
+        """Whether a Dask client lost its scheduler (so no point can run or return)."""
+        return self.client is not None and getattr(self.client, "status", "running") not in ("running", "connecting")
+
+    def lost_message(self) -> str:
+        where = f" at {self.cfg.address}" if self.cfg.address else ""
+        return (f"the Dask scheduler{where} is gone (lost connection); the points in flight stay pending: "
+                "start the scheduler again and `scalebridge resume` the run directory")
 
     def shutdown(self) -> None:
+        """Stop the executor (and a cluster it started); a scheduler already gone is not an error here."""
         if not self._owned:
             return
-        try:
-            self.executor.shutdown(wait=False, cancel_futures=True)
-        except TypeError:
-            self.executor.shutdown(wait=False)
-        if self.client is not None:
-            self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
+        for stop in (lambda: self.executor.shutdown(wait=False, cancel_futures=True),
+                     lambda: self.client is not None and self.client.close(),
+                     lambda: self.cluster is not None and self.cluster.close()):
+            try:
+                stop()
+            except TypeError:  # an executor without cancel_futures
+                try:
+                    self.executor.shutdown(wait=False)
+                except Exception:  # noqa: BLE001
+                    pass
+            except Exception:  # noqa: BLE001  (e.g. ClosedClientError: the scheduler died first)
+                pass
 
 
 # ----------------------------------------------------------- campaign workers
@@ -632,6 +656,7 @@ class PointRunner:
         else:
             self.handle = ExecutorHandle(cfg, executor, preload=preload)
         self.futures: dict[Future, list] = {}  # future -> [key, submitted, started, timeout]
+        self._lost: str | None = None  # why the executor can run nothing more (raised at the next poll)
 
     @property
     def workers(self) -> int:
@@ -645,6 +670,8 @@ class PointRunner:
         if self.pool is not None:
             self.pool.submit(key, spec, x, fidelity, timeout)
             return
+        if self._lost:
+            raise ExecutorLost(self._lost)
         fut = self.handle.submit(spec, x, fidelity, timeout)
         self.futures[fut] = [key, time.monotonic(), None, timeout]
 
@@ -656,6 +683,10 @@ class PointRunner:
     def poll(self, timeout: float | None) -> list[tuple[Any, dict[str, Any]]]:
         if self.pool is not None:
             return self.pool.poll(timeout)
+        if not self._lost and self.handle.lost():
+            self._lost = self.handle.lost_message()
+        if self._lost:
+            raise ExecutorLost(self._lost)
         if not self.futures:
             return []
         from concurrent.futures import FIRST_COMPLETED, wait
@@ -667,6 +698,11 @@ class PointRunner:
             try:
                 out.append((key, fut.result()))
             except Exception as e:  # noqa: BLE001  (the worker, not the oracle, failed)
+                if type(e).__name__ == "CancelledError" and self.handle.client is not None:
+                    # only distributed cancels a future this runner still holds: its connection to the
+                    # scheduler broke. The point did not fail; it stays pending for a resume
+                    self._lost = self.handle.lost_message()
+                    continue
                 name = type(e).__name__
                 reason = death_reason(None) + f" ({name}: {e})" if name in ("KilledWorker", "BrokenProcessPool") \
                     else f"worker failed ({name}: {e})"

@@ -727,3 +727,49 @@ Campaign(load_config({str(cfg_file)!r}), run_dir={str(run)!r}).run()
     rows = assert_store_sound(run, 8)
     xs = [json.dumps(r["x"]) for r in rows]
     assert len(set(xs)) == len(xs) == 8, xs
+
+
+def test_dask_scheduler_killed_mid_campaign_leaves_points_pending_and_one_error(tmp_path):
+    """Points in flight when the scheduler dies did not fail: they stay pending for a resume
+    (they had been recorded as failed 'CancelledError' calls, spending the budget, and the driver
+    ended in chained tracebacks)."""
+    import socket
+
+    from loops.engine import Campaign
+    from loops.executors import ExecutorLost
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dask = str(Path(sys.executable).parent / "dask")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    sched = subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    worker = subprocess.Popen([dask, "worker", f"tcp://127.0.0.1:{port}", "--nworkers", "2", "--nthreads", "1",
+                               "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        cfg = make_config(tmp_path, oracle={"name": "loops.fakes:SlowOracle", "delay": 1.0}, budget={"calls": 12},
+                          executor={"kind": "dask", "address": f"tcp://127.0.0.1:{port}", "workers": 2})
+
+        def kill_scheduler(camp, st):
+            if st.calls >= 3 and sched.poll() is None:
+                os.killpg(sched.pid, signal.SIGKILL)
+
+        t0 = time.time()
+        while time.time() - t0 < 60:  # the scheduler and its workers come up
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        camp = Campaign(cfg, run_dir=tmp_path / "run", callbacks=[kill_scheduler])
+        with pytest.raises(ExecutorLost, match="is gone.*stay pending"):
+            camp.run()
+    finally:
+        kill_session(sched)
+        kill_session(worker)
+    rows = RunStore(tmp_path / "run" / "store.sqlite").rows()
+    assert not [r for r in rows if r["status"] == "failed"], rows
+    assert [r for r in rows if r["status"] == "pending"]
+    assert RunStore(tmp_path / "run" / "store.sqlite").get_meta("stopped_by") == "executor lost"
