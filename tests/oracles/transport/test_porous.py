@@ -65,3 +65,16 @@ def test_user_image_and_names(tmp_path):
         microstructure("sandstone")
     with pytest.raises(InvalidInput, match="no parameters"):
         microstructure("blobs", radius_fraction=0.1)
+
+
+def test_overlapping_sphere_radius_is_not_rounded_to_whole_voxels():
+    """radius_fraction 0.06 and 0.075 on 32^3 are 1.92 and 2.4 voxels: both had become
+    2 voxels, the same image; a voxel is now solid within the continuous radius of a centre,
+    so the images differ, at the requested porosity, and 16^3 and 32^3 model the same radius."""
+    from oracles.transport.porous import OverlappingSpheres
+
+    a = OverlappingSpheres(0.5, 0.06, seed=1).solid((32, 32, 32))
+    b = OverlappingSpheres(0.5, 0.075, seed=1).solid((32, 32, 32))
+    assert not np.array_equal(a, b)
+    for s in (a, b):
+        assert abs(s.mean() - 0.5) < 0.02
