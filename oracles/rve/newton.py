@@ -25,6 +25,11 @@ from oracles.exceptions import InvalidInput, NotConverged
 from oracles.rve.fields import ComponentBasis, DenseTangent
 from oracles.rve.projection import Projection, ReferenceMedium, field_norm
 
+#: equilibrium is also reached when ``||G P||`` falls below this many machine epsilons
+#: times the tangent field's norm: the round-off of the computed stress, which near
+#: ``F = I`` (``|F - I|`` of 1e-8) is as large as ``newton_tol ||P||``
+NEWTON_ROUNDOFF = 100.0
+
 __all__ = ["EquilibriumProblem", "continuation", "newton", "reference_load"]
 
 
@@ -154,7 +159,10 @@ def newton(problem: EquilibriumProblem, vbar: Tensor, start: tuple[Tensor, Tenso
                 f"Newton diverged (non-finite residual) at iteration {newton_it}",
                 iterations=newton_it,
             )
-        if bool((rel <= problem.newton_tol).all()):
+        # equilibrium to the tolerance, or to the round-off of the stress itself: near F = I
+        # the computed P carries an error ~ eps |K| that ||G P|| / ||P|| cannot beat
+        floor = NEWTON_ROUNDOFF * torch.finfo(S.dtype).eps * field_norm(Kt.flatten(1, 2), k)
+        if bool(((rel <= problem.newton_tol) | (field_norm(r, k) <= floor)).all()):
             break
         if newton_it >= problem.newton_maxiter:
             raise NotConverged(

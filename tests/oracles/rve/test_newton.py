@@ -67,3 +67,25 @@ def test_continuation_reaches_the_same_equilibrium_as_direct_newton():
     assert log["load_path"][-1] == pytest.approx(1.0) and relc.item() <= 1e-10
     torch.testing.assert_close(Sc.mean((-2, -1)), S.mean((-2, -1)), rtol=1e-8, atol=1e-10)
     torch.testing.assert_close(Xc, X, rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("law", ["svk", "neo"])
+def test_finite_strain_near_the_identity_converges_to_the_linear_response(law):
+    """|F - I| of 1e-8 and 1e-9: the computed P has round-off ~ eps |K|, as large as
+    newton_tol ||P||, so ||G P|| / ||P|| could not reach the tolerance (NotConverged after
+    30 iterations and six halvings); the answer is the small-strain tangent's, C : sym(H)."""
+    import torch
+
+    from oracles.rve import Inclusion, IsotropicElastic, NeoHookean, RVEOracle, StVenantKirchhoff
+
+    cls = StVenantKirchhoff if law == "svk" else NeoHookean
+    phases = [dict(K=0.833, mu=0.386), dict(K=8.33, mu=3.86)]
+    fin = RVEOracle([cls(**p) for p in phases], Inclusion(0.25), grid=15, dim=2)
+    lin = RVEOracle([IsotropicElastic(**p) for p in phases], Inclusion(0.25), grid=15, dim=2)
+    C = lin.homogenize(torch.zeros(1, 2, 2, dtype=torch.float64)).tangent[0]
+    for h in (1e-8, 1e-9):
+        H = h * torch.tensor([[1.0, 0.5], [0.0, -0.3]], dtype=torch.float64)
+        r = fin.evaluate(H.reshape(1, 4))
+        assert not bool(r.failed[0]), r.reasons[0]
+        ref = torch.einsum("ijkl,kl->ij", C, 0.5 * (H + H.T)).flatten()
+        torch.testing.assert_close(r.Y[0], ref, rtol=1e-5, atol=0)
