@@ -419,8 +419,12 @@ def moduli_to_E_nu(K, G, dim: int = 3) -> tuple[Tensor, Tensor]:
     """Young's modulus and Poisson ratio from bulk and shear moduli.
 
     3D: ``E = 9KG/(3K+G)``, ``nu = (3K-2G)/(2(3K+G))``. 2D (``K`` the
-    plane-strain bulk modulus ``k``): the in-plane (transverse) moduli
-    ``E = 4kG/(k+G)``, ``nu = (k-G)/(k+G)``.
+    plane-strain bulk modulus ``k``): the Young's modulus and Poisson ratio of
+    the two-dimensional (plane-strain) elasticity tensor, ``E = 4kG/(k+G)``,
+    ``nu = (k-G)/(k+G)``; for an isotropic material these are
+    ``E_3D / (1 - nu_3D^2)`` and ``nu_3D / (1 - nu_3D)`` (a phase with
+    ``E_3D = 2``, ``nu_3D = 0.3`` gives 2.198 and 0.429), not the 3D
+    constants and not a fibre composite's transverse Young's modulus.
     """
     _check_dim(dim)
     K, G = _t(K, "K"), _t(G, "G")
@@ -436,7 +440,10 @@ class TwoPhaseModuliOracle(Oracle):
     Inputs: ``f2`` (volume fraction of phase 2, the inclusion phase) and, with
     ``vary_moduli=True``, also ``K1, G1, K2, G2`` within ``moduli_bounds``.
     Outputs: ``K_eff, G_eff`` (``outputs="KG"``) or ``E_eff, nu_eff``
-    (``outputs="Enu"``); in 2D the bulk output is the plane-strain ``k``.
+    (``outputs="Enu"``); in 2D the bulk output is the plane-strain ``k``
+    and ``E_eff, nu_eff`` are the plane-strain constants of
+    :func:`moduli_to_E_nu` (``E / (1 - nu^2)``, ``nu / (1 - nu)`` of an
+    isotropic material), not the 3D ones.
     """
 
     def __init__(

@@ -42,7 +42,8 @@ def preconditioned_cg(
         atol: ``*batch`` or scalar floor of the residual norm.
 
     Returns:
-        ``(x, iterations, relative residuals *batch)``.
+        ``(x, iterations, relative residuals *batch)``: ``||b - A x||`` over
+        ``max(||b||, atol / tol)``, the scale the stopping test used.
 
     Raises:
         NotConverged: some system missed the tolerance in ``maxiter`` iterations.
@@ -103,4 +104,7 @@ def preconditioned_cg(
         p.mul_(beta).add_(z)
         rz = rz_new
         it += 1
-    return x.view(fshape), it, (rr.sqrt() / bn.clamp_min(1e-300)).reshape(bshape)
+    # relative to what the stopping test asked: a system stopped by the absolute floor (a
+    # right-hand side below atol / tol, e.g. the blocked direction of a slit) reports at most tol
+    scale = torch.maximum(bn, floor / tol if tol > 0 else floor).clamp_min(1e-300)
+    return x.view(fshape), it, (rr.sqrt() / scale).reshape(bshape)

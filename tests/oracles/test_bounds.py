@@ -198,7 +198,7 @@ def test_E_nu_conversion():
     # E = 2, nu = 0.3 gives K = E/(3(1-2nu)) = 5/3, G = E/(2(1+nu)) = 10/13
     torch.testing.assert_close(E, torch.tensor(2.0, dtype=D))
     torch.testing.assert_close(nu, torch.tensor(0.3, dtype=D))
-    # plane strain: transverse E_23 = E/(1-nu^2), nu_23 = nu/(1-nu)
+    # 2D: the plane-strain elasticity tensor's constants, E/(1-nu^2) and nu/(1-nu)
     E2, nu2 = moduli_to_E_nu(plane_strain_bulk(5 / 3, 10 / 13), torch.tensor(10 / 13, dtype=D), dim=2)
     torch.testing.assert_close(E2, torch.tensor(2.0 / (1 - 0.09), dtype=D))
     torch.testing.assert_close(nu2, torch.tensor(0.3 / 0.7, dtype=D))
@@ -301,3 +301,4 @@ def test_E_nu_to_moduli_round_trip():
     torch.testing.assert_close(nu, torch.full((2,), 0.3, dtype=D))
     with pytest.raises(InvalidInput, match="nu must lie"):
         E_nu_to_moduli(1.0, 0.5)
+
