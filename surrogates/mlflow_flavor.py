@@ -92,6 +92,7 @@ from surrogates.dataset import DTYPE
 __all__ = [
     "FLAVOR_NAME",
     "ModelNotFoundError",
+    "TrackingServerUnreachable",
     "SurrogateLoadError",
     "SurrogatePythonModel",
     "UnsafeModelError",
@@ -123,6 +124,24 @@ def _default_pip_requirements() -> list[str]:
 
 class ModelNotFoundError(FileNotFoundError):
     """The tracking store holds no model at the URI (one-line message naming the store)."""
+
+
+class TrackingServerUnreachable(ModelNotFoundError):
+    """The tracking server named by the store URI did not answer, so whether it holds the
+    model is unknown (one-line message naming the server and the connection error)."""
+
+
+#: phrases of requests/urllib3 connection failures inside MLflow's exceptions, the most
+#: specific first (urllib3 wraps each cause in "Max retries exceeded")
+_CONNECTION_FAILURES = ("Connection refused", "Read timed out", "Name or service not known",
+                        "Temporary failure in name resolution", "No route to host",
+                        "Failed to establish a new connection", "Max retries exceeded")
+
+
+def _connection_failure(err: Exception) -> str | None:
+    """The connection failure an MLflow exception reports, or None."""
+    text = str(err)
+    return next((p for p in _CONNECTION_FAILURES if p in text), None)
 
 
 class UnsafeModelError(ValueError):
@@ -402,7 +421,8 @@ def load_model(model_uri: str, dst_path: str | None = None):
     ``models:/<name>/<version>``, a local path ...) without running code from it.
 
     Raises:
-        ModelNotFoundError: the tracking store has no such model (names the store).
+        ModelNotFoundError: the tracking store has no such model (names the store);
+            :class:`TrackingServerUnreachable` where the server did not answer.
         UnsafeModelError: ``MLmodel`` points outside the model directory.
         SurrogateLoadError: the surrogate files are damaged or were edited.
         ValueError: the model has no scalebridge flavor.
@@ -424,7 +444,15 @@ def load_model(model_uri: str, dst_path: str | None = None):
             local = Path(_download_artifact_from_uri(artifact_uri=model_uri, output_path=dst_path))
     except MlflowException as e:
         if remote:
+            down = _connection_failure(e)
+            if down:
+                raise TrackingServerUnreachable(
+                    f"{model_uri}: the tracking server at {store} did not answer ({down}); start it, "
+                    "or set MLFLOW_TRACKING_URI to the store the model was registered in"
+                ) from None
             raise _model_not_found(model_uri, e) from None
+        if not Path(model_uri.removeprefix("file://")).exists():
+            raise ModelNotFoundError(f"no MLflow model at {model_uri} (no such file or directory)") from None
         raise
     except OSError as e:
         raise ModelNotFoundError(f"no MLflow model at {model_uri} ({e})") from None

@@ -227,6 +227,27 @@ def test_missing_registered_model_names_the_store(tmp_path, tracking_uri):
     assert str(absent) in str(err.value) and not absent.exists()
 
 
+def test_server_down_is_not_reported_as_a_missing_model(tmp_path):
+    """A tracking server that refuses connections had given 'models:/m/1 not found'; and a
+    local path that does not exist had given MLflow's 'No such artifact' naming its last part."""
+    from surrogates.mlflow_flavor import ModelNotFoundError, TrackingServerUnreachable
+
+    prev = mlflow.get_tracking_uri()
+    try:
+        mlflow.set_tracking_uri("http://127.0.0.1:1")
+        mlflow.set_registry_uri("http://127.0.0.1:1")
+        with pytest.raises(TrackingServerUnreachable, match=r"tracking server at http://127.0.0.1:1 did not "
+                           r"answer \(Connection refused\)") as err:
+            load_model("models:/m/1")
+        assert "\n" not in str(err.value) and isinstance(err.value, ModelNotFoundError)
+    finally:
+        mlflow.set_tracking_uri(prev)
+        mlflow.set_registry_uri(prev)
+    missing = tmp_path / "does" / "not" / "exist"
+    with pytest.raises(ModelNotFoundError, match=f"no MLflow model at {missing} \\(no such file or directory\\)"):
+        load_model(str(missing))
+
+
 def test_signature_describes_the_table_of_inputs(constitutive_gp, tmp_path):
     from surrogates.mlflow_flavor import surrogate_signature
 
