@@ -138,7 +138,12 @@ class RunStore:
 
     def get_meta(self, key: str, default: Any = None) -> Any:
         row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return default if row is None else json.loads(row[0])
+        if row is None:
+            return default
+        try:
+            return json.loads(row[0])
+        except (TypeError, ValueError) as e:
+            raise RunDirError(f"{self.path}: meta value {key!r} is damaged ({e}); the store was edited or corrupted") from None
 
     # ----------------------------------------------------------- evaluations
     def add_pending(
@@ -202,24 +207,13 @@ class RunStore:
             args.append(role)
         if cond:
             q += " WHERE " + " AND ".join(cond)
-        out = []
-        for r in self.conn.execute(q + " ORDER BY id", args):
-            d = dict(r)
-            for k in ("x", "y", "yvar", "metadata", "prediction"):
-                if d[k] is not None:
-                    d[k] = json.loads(d[k])
-            out.append(d)
-        return out
+        return [self._decode(r) for r in self.conn.execute(q + " ORDER BY id", args)]
 
     def row(self, rid: int) -> dict[str, Any]:
         r = self.conn.execute("SELECT * FROM evaluations WHERE id=?", (rid,)).fetchone()
         if r is None:
             raise KeyError(f"no evaluation with id {rid}")
-        d = dict(r)
-        for k in ("x", "y", "yvar", "metadata", "prediction"):
-            if d[k] is not None:
-                d[k] = json.loads(d[k])
-        return d
+        return self._decode(r)
 
     def cancel(self, rid: int, reason: str) -> None:
         """Close a pending row that will not be evaluated (the campaign stopped on a condition)."""
@@ -230,12 +224,18 @@ class RunStore:
         """Rows with id > ``rid`` (incremental reads)."""
         return [self._decode(r) for r in self.conn.execute("SELECT * FROM evaluations WHERE id>? ORDER BY id", (rid,))]
 
-    @staticmethod
-    def _decode(r) -> dict[str, Any]:
+    def _decode(self, r) -> dict[str, Any]:
+        """A row as a dict, its JSON columns decoded (a damaged one is named with its row)."""
         d = dict(r)
         for k in ("x", "y", "yvar", "metadata", "prediction"):
             if d[k] is not None:
-                d[k] = json.loads(d[k])
+                try:
+                    d[k] = json.loads(d[k])
+                except (TypeError, ValueError) as e:
+                    raise RunDirError(
+                        f"{self.path}: row {d.get('id')} has a damaged {k!r} value ({e}); "
+                        "the store was edited or corrupted"
+                    ) from None
         return d
 
     def counts(self) -> dict[str, int]:

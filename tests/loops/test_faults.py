@@ -773,3 +773,27 @@ def test_dask_scheduler_killed_mid_campaign_leaves_points_pending_and_one_error(
     assert not [r for r in rows if r["status"] == "failed"], rows
     assert [r for r in rows if r["status"] == "pending"]
     assert RunStore(tmp_path / "run" / "store.sqlite").get_meta("stopped_by") == "executor lost"
+
+
+@pytest.mark.parametrize("damage, must", [
+    ("UPDATE evaluations SET y='[1.0, ' WHERE id=3", "row 3 has a damaged 'y' value"),
+    ("INSERT OR REPLACE INTO meta VALUES ('elapsed', 'not json')", "meta value 'elapsed' is damaged"),
+])
+def test_a_hand_damaged_store_is_named_in_one_line(tmp_path, damage, must):
+    import sqlite3
+
+    from loops.engine import Campaign
+
+    run = tmp_path / "run"
+    Campaign(make_config(tmp_path, budget={"calls": 5}), run_dir=run).run()
+    c = sqlite3.connect(run / "store.sqlite")
+    c.execute(damage)
+    c.commit()
+    c.close()
+    for cmd in ("status", "resume"):
+        p = cli(cmd, str(run), cwd=tmp_path)
+        out = p.communicate(timeout=120)[0].decode()
+        if cmd == "status" and "elapsed" in must:
+            continue  # status does not read the banked time
+        assert p.returncode == 2 and "Traceback" not in out and must in out, (cmd, out)
+        assert len(out.strip().splitlines()) == 1, out
