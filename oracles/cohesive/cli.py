@@ -47,6 +47,10 @@ _LAW_OPTIONS = {
 }
 
 
+#: magnitudes accepted for the physical inputs (J/m^2, GPa)
+MIN_MAGNITUDE, MAX_MAGNITUDE = 1e-12, 1e12
+
+
 def register(subparsers, name: str = "cohesive") -> None:
     p = subparsers.add_parser(
         name,
@@ -94,6 +98,12 @@ def compute(args: argparse.Namespace) -> dict:
         v = getattr(args, nm)
         if v is not None and not v > 0:
             raise InvalidInput(f"--{nm.replace('_', '-')} must be positive, got {v}")
+    # magnitudes whose unit conversions stay finite and nonzero in double precision
+    for nm in ("gamma", "sigma_max", "gamma_t", "tau_max", "C11", "C12", "C44"):
+        v = getattr(args, nm)
+        if v is not None and not (v == 0 or MIN_MAGNITUDE <= abs(v) <= MAX_MAGNITUDE):
+            raise InvalidInput(f"--{nm.replace('_', '-')} = {v:g} is out of range: use values of magnitude "
+                               f"{MIN_MAGNITUDE:g} to {MAX_MAGNITUDE:g} in the stated units")
     if not 0 <= args.curve <= MAX_CURVE_POINTS:
         raise InvalidInput(f"--curve must be a number of points in [0, {MAX_CURVE_POINTS}], got {args.curve}")
     x = [args.gamma, args.sigma_max, args.C11, args.C12, args.C44]

@@ -181,6 +181,8 @@ COHESIVE = ["cohesive", "--gamma", "1.3", "--sigma-max", "10", "--C11", "168.4",
         (["--curve", "1000000000"], "--curve must be a number of points in [0, 100000]"),
         (["--C11", "100"], "not mechanically stable"),
         (["--gamma", "x"], "invalid float value: 'x'"),
+        (["--gamma", "1e-300"], "--gamma = 1e-300 is out of range"),
+        (["--C11", "1e308", "--C44", "1e308"], "--C11 = 1e+308 is out of range"),
     ],
 )
 def test_cohesive_bad_options_one_line_exit_2(capsys, patch, must):
