@@ -78,8 +78,9 @@ class RVEOracle(Oracle):
             (e.g. :class:`~oracles.rve.microstructure.Inclusion`), or a raw
             integer array, or a ``.npy`` path.
         grid: ``int`` (cubic grid, then ``dim`` is needed unless the
-            microstructure is an array) or a tuple of 2 or 3 sizes. Odd sizes
-            avoid the Nyquist mode.
+            microstructure is an array) or a tuple of 2 or 3 sizes. An even size
+            drops the Nyquist modes whose wave vector is ambiguous (see
+            :func:`~oracles.rve.projection.ambiguous_nyquist`); odd sizes have none.
         dim: 2 or 3, with an ``int`` grid.
         strain_range: half-width of the box of each strain input (``eps`` or
             ``H``); default 0.01 (small) or 0.1 (finite). Or give ``strain_bounds``.

@@ -22,9 +22,25 @@ from torch import Tensor
 from oracles.rve.fft import FourierOperator
 from oracles.rve.krylov import batched_cg, bdot, gram
 
-__all__ = ["Projection", "ReferenceMedium", "field_norm", "solve_fluctuation"]
+__all__ = ["Projection", "ReferenceMedium", "ambiguous_nyquist", "field_norm", "solve_fluctuation"]
 
 DTYPE = torch.float64
+
+
+def ambiguous_nyquist(grids: tuple[Tensor, ...], shape: tuple[int, ...]) -> Tensor:
+    """Frequencies (``*half`` booleans) at the Nyquist frequency of an even axis with
+    another nonzero component: ``-N/2`` and ``+N/2`` are one frequency there, the two give
+    wave vectors that are not opposite (``(N/2, m)`` and ``(-N/2, m)``), so an operator of
+    ``n`` has no value that keeps real fields real. A frequency whose only nonzero
+    component is a Nyquist one has ``n = +-e_i`` and is not ambiguous for operators even in
+    ``n`` (projections, Green operators)."""
+    nyq = torch.zeros(grids[0].shape, dtype=torch.bool)
+    nonzero = torch.zeros(grids[0].shape, dtype=torch.long)
+    for g, n in zip(grids, shape, strict=True):
+        if n % 2 == 0:
+            nyq |= g.abs() == n // 2
+        nonzero += (g != 0).long()
+    return nyq & (nonzero > 1)
 
 
 class Projection(FourierOperator):
@@ -38,8 +54,11 @@ class Projection(FourierOperator):
     vector ``n = xi / |xi|`` per frequency: finite strain
     ``(G A)_ij = (A n)_i n_j``; small strain
     ``G A = n (x) An + An (x) n - (n.A.n) n (x) n``. The zero frequency (the
-    mean, fixed by the macro load) and the Nyquist frequency of an even axis
-    map to 0.
+    mean, fixed by the macro load) maps to 0, and so do the modes of an even
+    axis's Nyquist frequency whose wave vector is ambiguous
+    (:func:`ambiguous_nyquist`); a pure-axis Nyquist mode ``(N/2, 0, ...)``
+    is kept (``n = +-e_i``, and ``G`` is even in ``n``), so a laminate with
+    an odd number of voxel layers on an even grid is exact too.
 
     Args:
         shape: the grid ``n_1 x ... x n_k``.
@@ -58,20 +77,17 @@ class Projection(FourierOperator):
         super().__init__(tuple(shape), fft, dtype)
         self.basis = basis
         shape, d = self.shape, self.k
-        freqs = []
-        for a, n in enumerate(shape):
-            f = torch.fft.rfftfreq(n, 1.0 / n) if a == d - 1 else torch.fft.fftfreq(n, 1.0 / n)
-            f = f.to(dtype)
-            if n % 2 == 0:  # drop the Nyquist mode of an even axis
-                f[f.abs() == n // 2] = float("nan")
-            freqs.append(f)
+        freqs = [
+            (torch.fft.rfftfreq(n, 1.0 / n) if a == d - 1 else torch.fft.fftfreq(n, 1.0 / n)).to(dtype)
+            for a, n in enumerate(shape)
+        ]
         grids = torch.meshgrid(*freqs, indexing="ij")
         xi = torch.stack(grids)  # k x *half
         nrm = xi.norm(dim=0)
         nvec = xi / nrm
-        # zero frequency (mean, fixed by the macro load) and Nyquist: G = 0
-        nvec = torch.nan_to_num(nvec, nan=0.0, posinf=0.0, neginf=0.0)
+        # zero frequency (mean, fixed by the macro load): G = 0
         nvec[:, nrm == 0] = 0.0
+        nvec[:, ambiguous_nyquist(grids, shape)] = 0.0
         # stored complex (imaginary part 0): a complex x real product would
         # first convert the real factor, doubling the cost of every pass
         cdt = torch.complex128 if dtype == torch.float64 else torch.complex64

@@ -19,7 +19,8 @@ angle of frequency ``m_j`` on axis ``j``):
   ``x + e_j``; with harmonic-mean face conductivities this is the two-point
   finite-volume scheme (a resistor network between voxel centres).
 * ``"spectral"``: ``d = xi`` (Moulinec and Suquet 1994, Fourier-Galerkin),
-  fields at voxel centres, the Nyquist mode of an even axis dropped.
+  fields at voxel centres, the Nyquist modes of an even axis with an
+  ambiguous wave vector dropped (:func:`oracles.rve.projection.ambiguous_nyquist`).
 * ``"rotated"``: ``d_j = (exp(i theta_j) - 1) prod_{l != j} (1 + exp(i theta_l)) / 2``
   (Willot 2015, CR Mecanique 343), the difference across a voxel averaged
   over its ``2^(k-1)`` edges: fields at voxel corners, pressure at voxel
@@ -40,6 +41,7 @@ from torch import Tensor
 
 from oracles.exceptions import InvalidInput
 from oracles.rve.fft import FourierOperator
+from oracles.rve.projection import ambiguous_nyquist
 
 __all__ = ["VectorFourier", "wave_vectors", "DISCRETIZATIONS"]
 
@@ -51,7 +53,7 @@ def wave_vectors(shape: tuple[int, ...], scheme: str, dtype=torch.float64) -> tu
     ``|d|^2`` (``*half``, real) on the real-FFT half spectrum of ``shape``.
 
     ``|d|^2`` is 0 where the mode carries no gradient (the mean; the dropped
-    Nyquist modes of ``"spectral"``; the checkerboard modes of ``"rotated"``).
+    ambiguous Nyquist modes of ``"spectral"``; the checkerboard modes of ``"rotated"``).
     """
     if scheme not in DISCRETIZATIONS:
         raise InvalidInput(f"discretization must be one of {DISCRETIZATIONS}, got {scheme!r}")
@@ -64,9 +66,8 @@ def wave_vectors(shape: tuple[int, ...], scheme: str, dtype=torch.float64) -> tu
     grids = torch.meshgrid(*th, indexing="ij")
     if scheme == "spectral":
         d = torch.stack([2.0 * math.pi * g / n for g, n in zip(grids, shape, strict=True)]).to(cdt)
-        for g, n in zip(grids, shape, strict=True):
-            if n % 2 == 0:
-                d[:, g.abs() == n // 2] = 0.0
+        # every multiplier here is even in d (d d^H / |d|^2): a pure-axis Nyquist mode is kept
+        d[:, ambiguous_nyquist(grids, shape)] = 0.0
     else:
         e = [
             torch.exp(1j * (2.0 * math.pi * g / n).to(cdt))

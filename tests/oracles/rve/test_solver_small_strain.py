@@ -71,7 +71,10 @@ def centred_ball(N: int, k: int, radius: float) -> np.ndarray:
 
 @pytest.mark.parametrize(
     "shape, normal, anisotropic",
-    [((15, 15), 0, False), ((15, 13), 1, True), ((9, 9, 9), 2, False), ((7, 9, 11), 0, True)],
+    [((15, 15), 0, False), ((15, 13), 1, True), ((9, 9, 9), 2, False), ((7, 9, 11), 0, True),
+     # an odd number of layers on an even axis: the pure-axis Nyquist mode carries part of the
+     # laminate, and dropping it had made the answer 0.9 % too stiff at 16 voxels
+     ((16, 14), 1, False), ((10, 12, 8), 2, True)],
 )
 def test_laminate_matches_lamination_formula(shape, normal, anisotropic):
     g = torch.Generator().manual_seed(0)

@@ -26,7 +26,8 @@ def _random_disks(n, k, radius, fraction, seed):
 
 
 @pytest.mark.parametrize("disc", ["staggered", "spectral"])
-@pytest.mark.parametrize("shape", [(12, 11), (8, 6, 11)])  # odd: no Nyquist mode
+# odd last axis: no Nyquist mode; even last axis with 3 layers: its pure-axis Nyquist mode is kept
+@pytest.mark.parametrize("shape", [(12, 11), (8, 6, 11), (12, 10), (8, 6, 10)])
 def test_laminate_series_and_parallel(disc, shape):
     k = len(shape)
     pm = np.zeros(shape, dtype=int)
