@@ -4,7 +4,7 @@
 Names:
 
 * ``singletask_gp`` (default): BoTorch ``SingleTaskGP`` with ``Normalize`` on
-  the bounds and ``Standardize`` on the outputs, fitted by marginal likelihood.
+  the bounds and ``UnitStandardize`` on the outputs, fitted by marginal likelihood.
 * ``mf_gp``: BoTorch ``SingleTaskMultiFidelityGP`` over a trailing fidelity column.
 * ``gp``: the project's GP from :mod:`surrogates.gp` when it imports.
 * ``ar1``, ``recursive``, ``nargp``: the co-kriging models of
@@ -28,12 +28,12 @@ import torch
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP, SingleTaskMultiFidelityGP
 from botorch.models.model import Model
-from botorch.models.transforms import Normalize, Standardize
+from botorch.models.transforms import Normalize
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from torch import Tensor
 
 from loops.config import BUILTIN_MODELS
-from surrogates.base import STANDARDIZE_MIN_STDV, variance_in_output_units
+from surrogates.base import UnitStandardize, variance_in_output_units
 from surrogates.dataset import Dataset, floor_yvar
 
 #: name -> import paths of project surrogates, tried in order
@@ -178,7 +178,7 @@ def fit_model(
     if name == "singletask_gp":
         model = SingleTaskGP(
             X, Y, train_Yvar=Yvar, input_transform=Normalize(d, bounds=bounds),
-            outcome_transform=Standardize(m, min_stdv=STANDARDIZE_MIN_STDV), **options,
+            outcome_transform=UnitStandardize(m), **options,
         )
         return _fit(model, warm, refit, maxiter)
     if name == "mf_gp":
@@ -187,7 +187,7 @@ def fit_model(
         model = SingleTaskMultiFidelityGP(
             X, Y, train_Yvar=Yvar, data_fidelities=[fidelity_dim],
             input_transform=Normalize(d, bounds=bounds),
-            outcome_transform=Standardize(m, min_stdv=STANDARDIZE_MIN_STDV), **options,
+            outcome_transform=UnitStandardize(m), **options,
         )
         return _fit(model, warm, refit, maxiter)
     cls = model_class(name)

@@ -24,9 +24,13 @@ from typing import Any
 
 import gpytorch
 import torch
+from botorch.models.transforms.outcome import Standardize
+from botorch.posteriors.gpytorch import GPyTorchPosterior
+from gpytorch.distributions import MultitaskMultivariateNormal, MultivariateNormal
+from torch import Tensor
 
 from oracles.material import MaterialModel, MaterialResponse  # noqa: F401  (re-exported)
-from surrogates.dataset import Dataset
+from surrogates.dataset import Dataset, output_scales
 
 _REGISTRY: dict[str, type] = {}
 
@@ -53,6 +57,78 @@ def variance_in_output_units() -> Iterator[None]:
         half_value=torch.finfo(torch.float16).tiny,
     ):
         yield
+
+
+class _OutputScaledVariance:
+    """Mixin of a GPyTorch normal in output units: ``variance`` is floored at
+    GPyTorch's ``min_variance`` times ``scale2`` (each output's squared scale,
+    broadcast against the variance), not at the absolute ``1e-10`` (float64),
+    which would replace every variance of outputs in small units (m², 1/Pa)."""
+
+    scale2: Tensor | float = 1.0
+
+    @property
+    def variance(self) -> Tensor:
+        floor = gpytorch.settings.min_variance.value(self.loc.dtype)
+        with variance_in_output_units():
+            v = super().variance
+        return torch.maximum(v, floor * torch.as_tensor(self.scale2, dtype=v.dtype, device=v.device))
+
+
+class UnitMultivariateNormal(_OutputScaledVariance, MultivariateNormal):
+    """A :class:`~gpytorch.distributions.MultivariateNormal` with the variance floor
+    of :class:`_OutputScaledVariance` (``scale2``: a number). Distributions derived
+    from it (indexing, ``expand``) fall back to GPyTorch's floor."""
+
+
+class UnitMultitaskMultivariateNormal(_OutputScaledVariance, MultitaskMultivariateNormal):
+    """A :class:`~gpytorch.distributions.MultitaskMultivariateNormal` with the variance
+    floor of :class:`_OutputScaledVariance` (``scale2``: ``m`` squared output scales)."""
+
+
+def with_output_scale(posterior, scale: Tensor):
+    """``posterior`` (a :class:`~botorch.posteriors.gpytorch.GPyTorchPosterior` in
+    output units) whose variances are floored relative to the outputs' ``scale``
+    (``m``) instead of absolutely; other posteriors are returned as they are."""
+    if type(posterior) is not GPyTorchPosterior:
+        return posterior
+    d = posterior.distribution
+    scale2 = scale.reshape(-1).pow(2)
+    if isinstance(d, MultitaskMultivariateNormal):
+        out = UnitMultitaskMultivariateNormal(d.mean, d.lazy_covariance_matrix, interleaved=d._interleaved)
+    elif type(d) is MultivariateNormal:
+        out = UnitMultivariateNormal(d.mean, d.lazy_covariance_matrix)
+        scale2 = scale2.max() if scale2.numel() > 1 else scale2.reshape(())
+    else:
+        return posterior
+    out.scale2 = scale2
+    return GPyTorchPosterior(out)
+
+
+class UnitStandardize(Standardize):
+    """BoTorch's :class:`~botorch.models.transforms.outcome.Standardize` with the
+    scales of :func:`~surrogates.dataset.output_scales`: an output that is constant
+    (to round-off), zero throughout, or observed once is scaled by a magnitude in
+    its own units, not by 1, so fits and variances are equivariant under ``y -> a y``;
+    posteriors floor their variances relative to those scales (:func:`with_output_scale`)."""
+
+    def __init__(self, m: int, **kwargs: Any):
+        super().__init__(m=m, min_stdv=STANDARDIZE_MIN_STDV, **kwargs)
+
+    def forward(self, Y: Tensor, Yvar: Tensor | None = None, X: Tensor | None = None):
+        if not self.training:
+            return super().forward(Y, Yvar, X)
+        if self._outputs is not None:
+            raise NotImplementedError("UnitStandardize does not select outputs")
+        super().forward(Y, Yvar, X)  # validates the data and sets the means
+        n = Y.shape[-2]
+        sd = Y.std(dim=-2, keepdim=True) if n > 1 else torch.zeros_like(self.means)
+        self.stdvs = output_scales(self.means, sd, n)
+        self._stdvs_sq = self.stdvs.pow(2)
+        return (Y - self.means) / self.stdvs, None if Yvar is None else Yvar / self._stdvs_sq
+
+    def untransform_posterior(self, posterior, X: Tensor | None = None):
+        return with_output_scale(super().untransform_posterior(posterior, X), self.stdvs)
 
 
 def check_flag(name: str, value: Any) -> bool:

@@ -176,9 +176,44 @@ class Dataset:
         )
 
 
-def floor_yvar(Yvar: Tensor, Y: Tensor, rel: float) -> Tensor:
+#: an output whose spread is at most this fraction of its magnitude is constant to round-off
+CONSTANT_RTOL = 1e-8
+
+
+def output_scales(mean: Tensor, sd: Tensor, count: Tensor | int) -> Tensor:
+    """Per-output scales for standardizing outputs, in their own units.
+
+    ``mean``, ``sd``: each output's mean and standard deviation (``... x m``);
+    ``count``: its number of values (an int, or ``m``). The scale is ``sd`` for
+    an output that varies; ``|mean|`` for one that is constant to round-off
+    (``sd <= CONSTANT_RTOL |mean|``) or has one value; and, for one that is
+    zero throughout, the largest scale of the others (the outputs of a material
+    model are components in one unit), or 1 when every output is zero. A scale
+    read off the data keeps predictions and variances equivariant under
+    ``y -> a y``: a fixed 1 (BoTorch's fallback) had made a zero output's
+    variance depend on the units by ``a^2``.
+    """
+    count = torch.as_tensor(count, device=mean.device)
+    const = (sd <= CONSTANT_RTOL * mean.abs()) | (sd <= 0) | (count <= 1)
+    scale = torch.where(const, mean.abs(), sd)
+    largest = scale.amax(dim=-1, keepdim=True)
+    borrowed = torch.where(largest > 0, largest, torch.ones_like(largest)).expand_as(scale)
+    return torch.where(scale > 0, scale, borrowed)
+
+
+def data_scales(Y: Tensor) -> Tensor:
+    """:func:`output_scales` of the columns of ``Y`` (``n x m``): ``m`` scales."""
+    n = Y.shape[0]
+    sd = Y.std(0) if n > 1 else torch.zeros_like(Y[0])
+    return output_scales(Y.mean(0), sd, n)
+
+
+def floor_yvar(Yvar: Tensor, Y: Tensor | None, rel: float, scale: Tensor | None = None) -> Tensor:
     """Known noise variances ``Yvar`` (``n x m``) floored at ``rel`` times each
-    output's variance in ``Y`` (1 where that is zero or there is one point):
-    noise-free data (``Yvar = 0``) keep a Cholesky-stable nugget."""
-    var_y = Y.var(0) if Y.shape[0] > 1 else torch.ones_like(Y[0])
-    return torch.maximum(Yvar, rel * torch.where(var_y > 0, var_y, torch.ones_like(var_y)))
+    output's squared scale: ``scale`` (``m``) when given (a fitted model's
+    standardization, kept when it is conditioned on more data), else
+    :func:`data_scales` of ``Y``. Noise-free data (``Yvar = 0``) keep a
+    Cholesky-stable nugget."""
+    if scale is None:
+        scale = data_scales(Y)
+    return torch.maximum(Yvar, rel * scale.reshape(-1).pow(2))

@@ -58,7 +58,6 @@ import torch
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import MultiTaskGP, SingleTaskGP
 from botorch.models.transforms.input import Normalize
-from botorch.models.transforms.outcome import Standardize
 from botorch.models.utils.assorted import fantasize as fantasize_flag
 from botorch.optim.closures import get_loss_closure_with_grads
 from gpytorch.constraints import GreaterThan
@@ -73,12 +72,12 @@ from torch import Tensor
 from oracles.exceptions import InvalidInput
 from oracles.material import MaterialResponse
 from surrogates.base import (
-    STANDARDIZE_MIN_STDV,
     SurrogateMixin,
+    UnitStandardize,
     register_surrogate,
     variance_in_output_units,
 )
-from surrogates.dataset import DTYPE, Dataset, floor_yvar
+from surrogates.dataset import DTYPE, Dataset, floor_yvar, output_scales
 
 __all__ = ["GPSurrogate", "ICMGPSurrogate", "fit_with_restarts"]
 
@@ -435,7 +434,7 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             train_Yvar=Yvar,
             likelihood=likelihood,
             covar_module=covar,
-            outcome_transform=Standardize(m=m, min_stdv=STANDARDIZE_MIN_STDV),
+            outcome_transform=UnitStandardize(m),
             input_transform=Normalize(d=d, bounds=bounds),
         )
         model.train_dataset = dataset
@@ -457,6 +456,12 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         self._restandardize_targets()
         return out
 
+    def _output_scale(self) -> Tensor:
+        """The ``m`` output scales of the fit (the outcome transform's), kept by conditioning:
+        known noise is floored relative to them (``min_noise_rel``), so a conditioned model and
+        the same model saved and loaded floor every point alike."""
+        return self.outcome_transform.stdvs.reshape(-1)
+
     def _restandardize_targets(self) -> None:
         """Training targets standardized with the current output transform.
 
@@ -467,7 +472,8 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         ds = getattr(self, "train_dataset", None)
         if tf is None or ds is None or ds.n != self.train_targets.shape[-1]:
             return
-        Yvar = None if ds.Yvar is None else floor_yvar(ds.Yvar, ds.Y, self._sb_config["min_noise_rel"])
+        Yvar = None if ds.Yvar is None else floor_yvar(ds.Yvar, None, self._sb_config["min_noise_rel"],
+                                                        scale=self._output_scale())
         was_training = tf.training
         tf.eval()
         try:
@@ -747,7 +753,8 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             return self.with_known_noise().condition_on_observations(X, Y, noise=noise, **kwargs)
         Yvar = None
         if noise is not None:
-            Yvar = floor_yvar(torch.as_tensor(noise, dtype=DTYPE).reshape(n, m), ds.Y, self._sb_config["min_noise_rel"])
+            Yvar = floor_yvar(torch.as_tensor(noise, dtype=DTYPE).reshape(n, m), None, self._sb_config["min_noise_rel"],
+                              scale=self._output_scale())
         self.eval()
         if self.prediction_strategy is None:
             with torch.no_grad():  # GPyTorch's fantasy update needs the prediction caches
@@ -860,8 +867,9 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
                 noise = self._noise_std().reshape(m, 1)
             else:
                 # as conditioning stores it: floored, standardized, at least GPyTorch's 1e-6
-                noise = (floor_yvar(torch.full((1, m), float(noise), dtype=DTYPE), self.train_dataset.Y,
-                                    self._sb_config["min_noise_rel"]) / scale.reshape(1, m)).reshape(m, 1)
+                noise = (floor_yvar(torch.full((1, m), float(noise), dtype=DTYPE), None,
+                                    self._sb_config["min_noise_rel"], scale=self._output_scale())
+                         / scale.reshape(1, m)).reshape(m, 1)
                 noise = noise.clamp_min(1e-6)
             U: list[Tensor] = []  # pivoted partial Cholesky columns, m x n each
             picks: list[int] = []
@@ -926,13 +934,11 @@ class ICMGPSurrogate(MultiTaskGP, _GPCommon):
         # StratifiedStandardize cannot untransform an all-outputs posterior)
         mu = torch.stack([Y[obs[:, j], j].mean() for j in range(m)])
         sd = torch.stack(
-            [Y[obs[:, j], j].std() if counts[j] > 1 else Y.new_tensor(1.0) for j in range(m)]
+            [Y[obs[:, j], j].std() if counts[j] > 1 else Y.new_tensor(0.0) for j in range(m)]
         )
-        # an output whose spread is below 1e-8 of its magnitude is constant to round-off: scaled
-        # by that magnitude (1 for a zero output), a scale in its own units, so that outputs
-        # in small units (m², 1/Pa) are standardized like any other
-        const = (sd <= 1e-8 * mu.abs()) | (sd <= 0)
-        sd = torch.where(const, torch.where(mu.abs() > 0, mu.abs(), torch.ones_like(mu)), sd)
+        # scales in the outputs' own units (a constant output by its magnitude), so that
+        # outputs in small units (m², 1/Pa) are standardized like any other
+        sd = output_scales(mu, sd, counts)
         X_long = torch.cat([X[rows], tasks.to(DTYPE).unsqueeze(-1)], dim=-1)  # N x (d + 1)
         Y_long = ((Y[rows, tasks] - mu[tasks]) / sd[tasks]).unsqueeze(-1)  # N x 1
         Yvar_long = None
@@ -955,7 +961,7 @@ class ICMGPSurrogate(MultiTaskGP, _GPCommon):
                 outcome_transform=None,
                 input_transform=Normalize(d=d + 1, indices=list(range(d)), bounds=bounds),
             )
-        std = Standardize(m=m)
+        std = UnitStandardize(m)
         std.means = mu.view(1, m).clone()
         std.stdvs = sd.view(1, m).clone()
         std._stdvs_sq = sd.view(1, m).pow(2)

@@ -13,11 +13,14 @@ never overwrites the first:
   ``failed.json`` then says why and how many steps converged;
 
 * ``results.npz``: per step ``u`` (``n_steps x N``), ``P`` and ``F``
-  (``n_steps x n_gauss x 2 x 2``), Gauss points, and the switch's per-point
-  counts of oracle and surrogate evaluations;
+  (``n_steps x n_gauss x k x k``, ``k`` = 2 or 3), Gauss points, and the
+  switch's per-point counts of oracle and surrogate evaluations;
 * ``summary.json``: reaction force–displacement curve, per-step counts of
-  surrogate and oracle evaluations, Newton iterations, wall times;
-* PNGs: deformed mesh coloured by stress, the oracle map, force–displacement.
+  surrogate and oracle evaluations (every attempt of a cut-back step counted),
+  Newton iterations, wall times;
+* PNGs: in 2D the deformed mesh coloured by stress, the oracle map and the
+  force–displacement curve; in 3D the stress and the oracle map on the
+  surface (the curve is in ``summary.json``).
 
 The run is tracked in MLflow like a campaign (one run, the config as params,
 metrics per load step, the PNGs and summary as artifacts) under the short

@@ -56,6 +56,15 @@ DEFAULT_INTORDER = {
 }
 
 
+def _add_counts(counts: dict[str, int], info: Any) -> None:
+    """Add a provider's ``end_step`` counts (its integer ``n_*`` entries) to ``counts``: a
+    step's record counts every attempt of it, the cut-back ones and the sub-increments too."""
+    if isinstance(info, dict):
+        for k, v in info.items():
+            if k.startswith("n_") and isinstance(v, int) and not isinstance(v, bool):
+                counts[k] = counts.get(k, 0) + v
+
+
 @dataclass(frozen=True)
 class DirichletBC:
     """Prescribed displacement ``value * load_factor`` of one component on a boundary.
@@ -97,7 +106,9 @@ class StepRecord:
         cutbacks: how often the increment to this step was halved.
         wall_time: seconds spent on this step (failed attempts included).
         material_calls: batched provider calls made for this step (failed attempts included).
-        provider: what the provider reported for this step (counts, maps), if anything.
+        provider: what the provider reported for this step (maps of its last accepted
+            sub-increment; its ``n_*`` counts summed over every attempt of the step,
+            cut-back ones included), if anything.
     """
 
     load_factor: float
@@ -467,6 +478,7 @@ class MacroSolver:
             t0 = time.perf_counter()
             calls_before = self.n_material_calls
             cut_here = 0
+            counts: dict[str, int] = {}  # the provider's counts over every attempt of this step
             # sub-increments towards the target after a cut-back
             sub = target
             while lam < target - 1e-14:
@@ -476,7 +488,7 @@ class MacroSolver:
                     u_new, F, resp, f_int, res = self._newton(u, sub, max_iter, rtol, atol, start)
                 except OracleError as e:
                     if end is not None:
-                        end(False)
+                        _add_counts(counts, end(False))
                     cutbacks_total += 1
                     cut_here += 1
                     if cutbacks_total > max_cutbacks:
@@ -487,6 +499,7 @@ class MacroSolver:
                     sub = lam + 0.5 * (sub - lam)
                     continue
                 info = end(True) if end is not None else None
+                _add_counts(counts, info)
                 u, lam = u_new, sub
                 start = (F, resp)
                 sub = target
@@ -501,7 +514,7 @@ class MacroSolver:
                 cutbacks=cut_here,
                 wall_time=time.perf_counter() - t0,
                 material_calls=self.n_material_calls - calls_before,
-                provider=dict(info) if isinstance(info, dict) else {},
+                provider={**info, **counts} if isinstance(info, dict) else {},
             )
             steps.append(rec)
             if callback is not None:

@@ -44,12 +44,10 @@ from botorch.models.cost import AffineFidelityCostModel
 from botorch.models.deterministic import GenericDeterministicModel
 from botorch.models.model import FantasizeMixin, Model
 from botorch.posteriors.gpytorch import GPyTorchPosterior
-from gpytorch import settings as gpytorch_settings
-from gpytorch.distributions import MultivariateNormal
 from linear_operator.operators import DenseLinearOperator
 from torch import Tensor
 
-from surrogates.base import SurrogateMixin, check_flag, check_int  # noqa: F401  (re-exported)
+from surrogates.base import SurrogateMixin, UnitMultivariateNormal, check_flag, check_int  # noqa: F401  (re-exported)
 from surrogates.dataset import DTYPE, Dataset
 from surrogates.multifidelity.core import KERNELS, NOISE_FLOOR, independent_columns
 
@@ -59,21 +57,8 @@ NOISE_MODES = ("auto", "known", "infer", "known+infer", "none")
 FORMAT = 2
 
 
-class ScaledMultivariateNormal(MultivariateNormal):
-    """A :class:`~gpytorch.distributions.MultivariateNormal` in output units whose
-    ``variance`` floor is GPyTorch's ``min_variance`` times ``scale**2`` (the
-    output scale squared), not the absolute ``1e-10`` (float64): with outputs in
-    small units (m², 1/Pa) an absolute floor would replace every variance.
-    Distributions derived from it (indexing, ``expand``) fall back to ``scale = 1``.
-    """
-
-    scale2: float = 1.0
-
-    @property
-    def variance(self) -> Tensor:
-        mv = gpytorch_settings.min_variance
-        with mv(*(mv.value(t) * self.scale2 for t in (torch.float32, torch.float64, torch.float16))):
-            return super().variance
+#: the co-kriging posteriors in output units: variances floored relative to the output scale
+ScaledMultivariateNormal = UnitMultivariateNormal
 
 
 #: significant bits kept of the standardized targets and noise variances the

@@ -26,7 +26,7 @@ from gpytorch.distributions import MultitaskMultivariateNormal, MultivariateNorm
 from linear_operator.operators import DiagLinearOperator
 from torch import Tensor
 
-from surrogates.base import SurrogateMixin
+from surrogates.base import SurrogateMixin, with_output_scale
 from surrogates.dataset import Dataset
 
 #: relative variance floor (times the squared output scale): keeps the
@@ -47,11 +47,14 @@ def fit_variance_scale(mean: Tensor, var: Tensor, y: Tensor) -> Tensor:
     return ((y - mean) ** 2 / var.clamp_min(torch.finfo(var.dtype).tiny)).mean(0)
 
 
-def diagonal_posterior(mean: Tensor, var: Tensor) -> GPyTorchPosterior:
+def diagonal_posterior(mean: Tensor, var: Tensor, scale: Tensor | None = None) -> GPyTorchPosterior:
     """A :class:`GPyTorchPosterior` with independent marginals.
 
     Args:
         mean, var: ``batch x q x m`` means and variances.
+        scale: ``m`` output scales: the variances are then floored relative to
+            them (:func:`~surrogates.base.with_output_scale`), not at GPyTorch's
+            absolute ``1e-10``.
     """
     if mean.shape[-1] == 1:
         mvn = MultivariateNormal(mean[..., 0], DiagLinearOperator(var[..., 0]))
@@ -59,7 +62,8 @@ def diagonal_posterior(mean: Tensor, var: Tensor) -> GPyTorchPosterior:
         # interleaved ordering: q-major, then outputs, i.e. row-major flattening
         cov = DiagLinearOperator(var.reshape(*var.shape[:-2], -1))
         mvn = MultitaskMultivariateNormal(mean, cov, interleaved=True)
-    return GPyTorchPosterior(mvn)
+    post = GPyTorchPosterior(mvn)
+    return post if scale is None else with_output_scale(post, scale)
 
 
 class NeuralEnsembleModel(Model, SurrogateMixin):
@@ -154,9 +158,10 @@ class NeuralEnsembleModel(Model, SurrogateMixin):
         if X.dim() < 2:
             raise ValueError(f"X must be batch x q x d (at least q x d), got shape {tuple(X.shape)}")
         mean, var = self.predict(X)
+        scale = self.output_scale
         if output_indices is not None:
-            mean, var = mean[..., output_indices], var[..., output_indices]
-        post = diagonal_posterior(mean, var)
+            mean, var, scale = mean[..., output_indices], var[..., output_indices], scale[output_indices]
+        post = diagonal_posterior(mean, var, scale)
         if posterior_transform is not None:
             return posterior_transform(post)
         return post

@@ -778,3 +778,49 @@ def test_no_points_and_no_data():
         with pytest.raises(ValueError, match="Dataset.Yvar must be finite .* at row 1, output 0"):
             Dataset(X=torch.zeros(3, 2, dtype=D), Y=torch.zeros(3, 1, dtype=D),
                     Yvar=torch.tensor([[0.1], [bad], [0.1]], dtype=D))
+
+
+def test_constant_zero_and_single_outputs_scale_with_the_units():
+    """An output that is zero throughout (a shear stress of biaxial data), constant, or
+    observed once was standardized by 1 (BoTorch's fallback), so its variance depended on the
+    units by a^2: a GP in GPa gave the zero shear components a variance 5e4 times too large.
+    The scale now comes from the data (the magnitude, or the other outputs' spread for a zero
+    output): mean / a and variance / a^2 do not depend on a."""
+    from surrogates.base import variance_in_output_units
+
+    g = torch.Generator().manual_seed(11)
+    X, Xt = torch.rand(14, 2, generator=g, dtype=D), torch.rand(9, 2, generator=g, dtype=D)
+    Y = torch.stack([smooth(X), torch.zeros(14, dtype=D), torch.full((14,), 2.5, dtype=D)], -1)
+    fits = {}
+    for a in (1.0, 1e-3, 1e4):
+        gp = GPSurrogate.from_dataset(Dataset(X=X, Y=a * Y), n_restarts=1)
+        with torch.no_grad():
+            post = gp.posterior(Xt)
+            mean, var = post.mean / a, post.variance / a**2
+        with torch.no_grad(), variance_in_output_units():
+            torch.testing.assert_close(gp.posterior(Xt).variance / a**2, var)  # no absolute floor
+        fits[a] = (mean, var)
+    for a in (1e-3, 1e4):
+        torch.testing.assert_close(fits[a][0], fits[1.0][0], rtol=1e-5, atol=1e-8)
+        torch.testing.assert_close(fits[a][1], fits[1.0][1], rtol=1e-3, atol=1e-12)
+    # one training point: the far-field standard deviation is in the output's units
+    one = {a: GPSurrogate.from_dataset(Dataset(X=X[:1], Y=a * Y[:1, :1]), n_restarts=1) for a in (1.0, 1e-6)}
+    with torch.no_grad():
+        sd = {a: m.posterior(Xt).variance.sqrt() / a for a, m in one.items()}
+    torch.testing.assert_close(sd[1e-6], sd[1.0], rtol=1e-5, atol=0)
+
+
+def test_conditioned_known_noise_gp_saved_and_loaded_predicts_the_same(tmp_path):
+    """Loading floored the known noise of every point relative to the variance of all the data
+    (conditioned points included), the fit relative to its own data: P moved by 2e-5."""
+    from surrogates import load_surrogate, save_surrogate
+
+    gp = _fitted_constitutive(2, 25, seed=70, known_noise=True)
+    F_new, _, Y_new = _new_points(2, 5, seed=71)
+    cond = gp.condition_on_observations(F_new, Y_new.reshape(5, 2, 2), noise=torch.zeros_like(Y_new))
+    save_surrogate(cond, tmp_path / "c")
+    back = load_surrogate(tmp_path / "c")
+    Fq = _new_points(2, 12, seed=72)[0]
+    r0, r1 = cond.material_response(Fq), back.material_response(Fq)
+    torch.testing.assert_close(r1.P, r0.P, rtol=1e-10, atol=1e-13)
+    torch.testing.assert_close(r1.variance, r0.variance, rtol=1e-9, atol=1e-16)

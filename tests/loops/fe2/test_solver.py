@@ -193,6 +193,36 @@ def test_cutback_recovers_and_gives_up_clearly():
         _plate_solver(LAW, stretch=0.3).solve(n_steps=1, max_iter=1, max_cutbacks=2)
 
 
+class _CountingLaw:
+    """The Neo-Hookean law with the adaptive switch's step hooks: one count per material
+    point per call, as ``n_surrogate``, and the attempts it was told about."""
+
+    def __init__(self):
+        self.n = 0
+        self.ends = []
+
+    def material_response(self, F, **kw):
+        self.n += F.shape[0]
+        return LAW.material_response(F, **kw)
+
+    def begin_step(self, load_factor):
+        self.n = 0
+
+    def end_step(self, accepted):
+        self.ends.append((accepted, self.n))
+        return {"n_surrogate": self.n, "n_oracle": 0, "accepted": accepted}
+
+
+def test_a_cut_back_steps_record_counts_every_attempt():
+    """A step cut back had reported only its last sub-increment's counts (the adaptive
+    switch's surrogate/oracle answers and learned points), 96 of 352 in a probe."""
+    law = _CountingLaw()
+    res = _plate_solver(law, stretch=0.3).solve(n_steps=1, max_iter=3)
+    assert res.final.cutbacks >= 1 and len(law.ends) >= 3
+    assert res.final.provider["n_surrogate"] == sum(n for _, n in law.ends)
+    assert res.final.provider["n_surrogate"] == res.n_material_calls * res.n_gauss
+
+
 def test_bad_input_is_named():
     mesh = rectangle()
     with pytest.raises(ValueError, match="'nowhere'"):

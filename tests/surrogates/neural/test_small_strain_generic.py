@@ -205,3 +205,17 @@ def test_known_noise_variances_are_not_used_and_say_so():
         noisy = CubicElasticEnsemble.from_dataset(Dataset(X=T, Y=Y, Yvar=torch.full_like(Y, 4.0)), **opts)
     with torch.no_grad():
         torch.testing.assert_close(noisy.posterior(T).mean, plain.posterior(T).mean, rtol=0, atol=0)
+
+
+def test_ensemble_posterior_variance_is_not_floored_absolutely_in_small_units():
+    """posterior(X).variance had been rounded up to GPyTorch's 1e-10 (output units): constants
+    in units 1e-9 times smaller came out with variances 3e8 times too large; predict() did not."""
+    g = torch.Generator().manual_seed(4)
+    T = 1500 * torch.rand(30, 1, generator=g, dtype=DT)
+    Y = 1e-9 * cubic_constants_vs_T(T)
+    model = CubicElasticEnsemble.from_dataset(Dataset(X=T, Y=Y), hidden=(4,), num_members=3,
+                                              training=dict(max_iter=3, inner_iter=10))
+    Tt = 1500 * torch.rand(7, 1, generator=g, dtype=DT)
+    with torch.no_grad():
+        _, var = model.predict(Tt)
+        torch.testing.assert_close(model.posterior(Tt).variance, var, rtol=1e-12, atol=0)
