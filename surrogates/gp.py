@@ -734,6 +734,8 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         X = self._inputs(X)
         n = X.shape[0]
         m = self.num_outputs
+        if Ya.numel() != n * m:
+            raise InvalidInput(f"Y must be a finite n x {m} tensor with n = {n}, got shape {tuple(Ya.shape)}")
         Y = torch.as_tensor(Y, dtype=DTYPE).reshape(n, -1) if n else torch.zeros(0, m, dtype=DTYPE)
         if Y.shape != (n, m) or not torch.isfinite(Y).all():
             raise InvalidInput(f"Y must be a finite n x {m} tensor with n = {n}, got shape {tuple(Y.shape)}")

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from oracles.exceptions import InvalidInput
 from oracles.material import MaterialResponse
 from surrogates.base import check_int, register_surrogate
 from surrogates.dataset import Dataset
@@ -162,7 +163,11 @@ class HyperelasticEnsemble(NeuralEnsembleModel):
     # -------------------------------------------------------------- prediction
     def member_predictions(self, X: Tensor) -> Tensor:
         d = self._config["dim"]
+        if X.shape[-1] != d * d:
+            raise InvalidInput(f"X must be ... x {d * d} (H = F - I, row-major), got shape {tuple(X.shape)}")
+        X = X.to(torch.float64)  # the energies are in double precision (a float32 X is promoted)
         F = H_to_F(X, d)
+        check_deformation_gradient(F.detach().reshape(-1, d, d), dim=d)  # finite, det F > 0
         inv = self.members[0].invariants.derivatives(F.permute(1, 2, 0), order=1)
         _, gs, _ = energy_derivatives(self._stacked_params(), inv.I, order=1, value=False)
         P = InvariantSet.stress(inv, gs)  # M x k x k x n

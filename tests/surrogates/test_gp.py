@@ -647,6 +647,8 @@ def test_conditioning_bad_input():
         gp.condition_on_observations(X_new, Y_new[:, :3])
     with pytest.raises(InvalidInput, match="inputs n x 4"):
         gp.condition_on_observations(X_new[:, :3], Y_new)
+    with pytest.raises(InvalidInput, match=r"Y must be a finite n x 4 tensor with n = 2, got shape \(3, 4\)"):
+        gp.condition_on_observations(X_new[:2], Y_new)  # had failed inside a reshape
     known = _fitted_constitutive(2, 12, seed=60, known_noise=True)
     with pytest.raises(ValueError, match="noise"):
         known.condition_on_observations(X_new, Y_new)

@@ -207,3 +207,19 @@ class TestHyperelasticContract(SurrogateContractTests, ConstitutiveSurrogateTest
         return HyperelasticEnsemble.from_dataset(
             dataset, num_members=3, hidden=(4, 4), training=dict(max_iter=3, inner_iter=10)
         )
+
+
+def test_posterior_takes_float32_and_refuses_what_material_response_refuses():
+    """posterior() had failed deep in torch on float32 inputs, and returned a stress for
+    det F < 0 (P = [-0.93, 0, 0, 0.93] at H = [0, 0, 0, -2]) and NaN for NaN inputs."""
+    from oracles.exceptions import InvalidInput
+
+    model = _ensemble()
+    H = 0.05 * torch.randn(5, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(model.posterior(H.float()).mean, model.posterior(H).mean, rtol=1e-6, atol=1e-6)
+        for bad, msg in ((torch.tensor([[0.0, 0.0, 0.0, -2.0]], dtype=torch.float64), "det F must be positive"),
+                         (torch.tensor([[0.0, float("nan"), 0.0, 0.0]], dtype=torch.float64), "finite"),
+                         (torch.zeros(2, 9, dtype=torch.float64), r"X must be \.\.\. x 4")):
+            with pytest.raises(InvalidInput, match=msg):
+                model.posterior(bad)
