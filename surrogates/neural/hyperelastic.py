@@ -164,7 +164,7 @@ class HyperelasticEnsemble(NeuralEnsembleModel):
     def member_predictions(self, X: Tensor) -> Tensor:
         d = self._config["dim"]
         if X.shape[-1] != d * d:
-            raise InvalidInput(f"X must be ... x {d * d} (H = F - I, row-major), got shape {tuple(X.shape)}")
+            raise InvalidInput(f"X must be ... x {d * d} displacement gradients H = F - I (row-major), got shape {tuple(X.shape)}")
         X = X.to(torch.float64)  # the energies are in double precision (a float32 X is promoted)
         F = H_to_F(X, d)
         check_deformation_gradient(F.detach().reshape(-1, d, d), dim=d)  # finite, det F > 0
