@@ -6,6 +6,13 @@ variance (Lakshminarayanan et al. 2017). Raw ensemble spread is usually
 mis-scaled, so it is recalibrated on a held-out split that no member saw: per
 output ``j`` the factor maximizing the held-out Gaussian likelihood of
 ``y ~ N(mu, s_j^2 sigma^2)`` is ``s_j^2 = mean_i(r_ij^2 / sigma_ij^2)``.
+The model has no noise term: on noisy data the held-out residuals carry the
+observation noise, and one factor per output spreads it in proportion to the
+members' disagreement, so where the members agree the band is too narrow for
+the noise and where they disagree too wide (95 % intervals covered 0.84 to
+0.98 of noisy held-out points in a probe with constant noise). For noisy data
+whose noise matters, a GP surrogate with known or inferred noise is the
+calibrated choice.
 
 :class:`NeuralEnsembleModel` is the shared BoTorch side: subclasses implement
 :meth:`member_predictions` (``M x ... x n x m``, differentiable in ``X``), and
