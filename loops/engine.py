@@ -73,6 +73,10 @@ from surrogates.multifidelity.model import NoiseFreeConflict
 # ------------------------------------------------------------------ state
 
 
+#: failed points of a deterministic oracle the acquisition takes as in flight (the latest ones)
+MAX_FAILED_PENDING = 64
+
+
 @dataclass
 class LoopState:
     """What stopping conditions and callbacks see after each model update."""
@@ -1018,6 +1022,7 @@ class Campaign:
         c = self.config
         X, Y, _ = self.data()
         pend = [self._rows[rid] for rid in sorted(self._handed) if self._rows[rid]["role"] != "validation"]
+        pend += self._failed_deterministic()
         Xp = None
         if pend:
             Xp = torch.tensor([r["x"] for r in pend], dtype=torch.float64)
@@ -1044,6 +1049,20 @@ class Campaign:
         cand = self._distinct(cand, Xp, n_design)
         self._acq_time = time.perf_counter() - t0
         return self._with_predictions(cand)
+
+    def _failed_deterministic(self) -> list[dict]:
+        """The latest :data:`MAX_FAILED_PENDING` failed points (done retrying) of a
+        deterministic oracle, other than worker deaths. Their answer will not come
+        however often they are asked, so the acquisition takes them as points in
+        flight (``X_pending``) and a candidate that repeats one is replaced
+        (:meth:`_distinct`): a probe had spent 6 of 10 acquisitions, 60 % of the
+        cost budget, on the same failing point at the top level."""
+        if getattr(self.oracle, "noisy", False):
+            return []
+        failed = [r for r in self._rows.values()
+                  if r["status"] == "failed" and r["role"] != "validation"
+                  and not str(r.get("reason") or "").startswith("worker died")]
+        return sorted(failed, key=lambda r: r["id"])[-MAX_FAILED_PENDING:]
 
     def _check_objective_spread(self) -> None:
         """Warn once when an objective's observed spread is below qLogNEI's smoothing
@@ -1255,6 +1274,7 @@ class Campaign:
         fids = [_told_level(f, self.problem.num_fidelities) for f in
                 (fidelity if isinstance(fidelity, (list, tuple)) else [fidelity] * n)]
         cost = None if cost is None else [_told_cost(c) for c in cost]
+        self._check_told_inputs(X, ids)
         self._start()
         out = []
         pairs = []
@@ -1282,6 +1302,31 @@ class Campaign:
             out.append(rid)
         self._record_all(pairs)
         return out
+
+    def _check_told_inputs(self, X: Tensor, ids: list[int] | None) -> None:
+        """``tell``'s inputs: finite and inside the oracle's bounds (a point outside them
+        had been stored and reported by ``best()``); with ``ids``, each the inputs that row
+        was asked at (a different ``x`` had been stored against the asked one)."""
+        b = self.problem.bounds
+        tol = 1e-9 * (b[1] - b[0]).abs().clamp_min(1e-300)
+        names = list(self.oracle.input_names)
+        for i, x in enumerate(X):
+            if not bool(torch.isfinite(x).all()) or bool(((x < b[0] - tol) | (x > b[1] + tol)).any()):
+                raise ValueError(
+                    f"tell: X row {i} = {x.tolist()} lies outside the oracle's bounds "
+                    f"{names} in [{b[0].tolist()}, {b[1].tolist()}]"
+                )
+            if ids is None:
+                continue
+            row = self._rows.get(ids[i])
+            if row is None or row["status"] != "pending":
+                raise ValueError(f"tell: row {ids[i]} is not a pending point of this campaign")
+            asked = torch.tensor(row["x"], dtype=torch.float64)
+            if not torch.allclose(asked, x, rtol=1e-9, atol=0.0) and bool(((asked - x).abs() > tol).any()):
+                raise ValueError(
+                    f"tell: X row {i} = {x.tolist()} is not the point asked as row {ids[i]} ({row['x']}); "
+                    "tell the asked inputs, or leave out ids to record a new point"
+                )
 
     def _match(self, x: Tensor, fidelity: int | None) -> int | None:
         for rid in sorted(self._handed):

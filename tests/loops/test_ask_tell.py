@@ -132,6 +132,25 @@ def test_a_bad_tell_is_refused_whole_and_stores_nothing(tmp_path):
     Campaign.resume(tmp_path / "run").close()
 
 
+def test_told_inputs_must_be_the_asked_ones_and_inside_the_bounds(tmp_path):
+    """tell(X, Y, ids=...) had stored Y against the asked x whatever X said, and a point
+    outside the bounds had been stored and then reported by best()."""
+    camp = Campaign(_cfg(tmp_path, budget={"calls": 8}), run_dir=tmp_path / "run")
+    t = camp.ask(1)
+    before = _rows(tmp_path / "run")
+    moved = t.X.clone()
+    moved[0, 0] += 0.5
+    with pytest.raises(ValueError, match=rf"tell: X row 0 = .* is not the point asked as row {t.ids[0]}"):
+        camp.tell(moved, [[1.0]], ids=t.ids)
+    for far in ([[300.0, 300.0]], [[float("nan"), 1.0]]):
+        with pytest.raises(ValueError, match=r"tell: X row 0 = .* lies outside the oracle's bounds"):
+            camp.tell(far, [[-1.0]])
+    assert _rows(tmp_path / "run") == before
+    camp.tell(t.X, [[1.0]], ids=t.ids)  # the asked point itself is fine
+    assert camp.best().x == t.X[0].tolist()
+    camp.close()
+
+
 def test_a_late_initial_result_holds_the_acquisition_instead_of_spending_budget_on_sobol(tmp_path):
     """Multi-fidelity (AR1 needs every level) with ``model.bootstrap = "none"``: while one cheap
     initial point is still out, ask() proposes nothing (no model to propose with) rather than a

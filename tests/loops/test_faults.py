@@ -797,3 +797,31 @@ def test_a_hand_damaged_store_is_named_in_one_line(tmp_path, damage, must):
             continue  # status does not read the banked time
         assert p.returncode == 2 and "Traceback" not in out and must in out, (cmd, out)
         assert len(out.strip().splitlines()) == 1, out
+
+
+def _corner_fails(x):
+    if x[0] > 0.95 and x[1] > 0.95:
+        raise RuntimeError("the solver does not converge here")
+    return [float((1 - x[0]) ** 2 + (1 - x[1]) ** 2)]  # minimized: the optimum is the corner
+
+
+def test_failed_point_of_a_deterministic_oracle_is_not_asked_again(tmp_path):
+    """The optimum lies in a corner where the oracle fails: the acquisition, which learns
+    nothing from a failure, had asked for that same corner call after call (6 of 10
+    acquisitions in a probe). Failed points are taken as in flight, so none repeats."""
+    import json
+
+    import torch
+
+    from loops.engine import Campaign
+    from oracles import FunctionOracle
+
+    o = FunctionOracle(_corner_fails, torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64),
+                       names=["a", "b"], outputs=["f"])
+    cfg = make_config(tmp_path, oracle=o, budget={"calls": 12}, initial={"n": 4},
+                      acquisition={"name": "qLogNEI", **FAST_ACQ}, executor={"kind": "serial"})
+    Campaign(cfg, run_dir=tmp_path / "run").run()
+    rows = RunStore(tmp_path / "run" / "store.sqlite").rows()
+    failed = [json.dumps([round(v, 9) for v in r["x"]]) for r in rows if r["status"] == "failed"]
+    assert failed, "the campaign never reached the failing corner"
+    assert len(set(failed)) == len(failed), failed
