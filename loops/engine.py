@@ -854,8 +854,9 @@ class Campaign:
             self.problem.output_scale = None
         return self.model
 
-    def validation_metrics(self) -> dict[str, float]:
-        """Held-out accuracy at the target fidelity (learn mode).
+    def validation_metrics(self, model=None) -> dict[str, float]:
+        """Held-out accuracy at the target fidelity (learn mode) of ``model`` (default:
+        the campaign's model; the final surrogate handed over is scored the same way).
 
         ``rmse``, ``nrmse`` (RMSE over the validation outputs' std, averaged over
         outputs), ``nlpd``, ``coverage95`` (of the observations: the latent
@@ -864,7 +865,8 @@ class Campaign:
         inputs (a Sobol set), divided by the outputs' variance and averaged over
         outputs. Empty until every validation point has its result.
         """
-        if self.model is None:
+        model = self.model if model is None else model
+        if model is None:
             return {}
         if any(r["role"] == "validation" and r["status"] == "pending" for r in self._rows.values()):
             return {}  # the whole validation set or nothing: a part of it would misstate the error
@@ -874,8 +876,8 @@ class Campaign:
         if self.problem.multi_fidelity:
             Xv = Xv.clone()
             Xv[:, -1] = float(self.problem.target_fidelity)
-        mu, var_latent = predict(self.model, Xv)
-        var = var_latent + self._target_noise(Yv.shape[-1])
+        mu, var_latent = predict(model, Xv)
+        var = var_latent + self._target_noise(Yv.shape[-1], model)
         err = mu - Yv
         rmse = err.pow(2).mean(0).sqrt()
         nrmse = (rmse / Yv.std(0).clamp_min(1e-300)).mean()
@@ -885,19 +887,20 @@ class Campaign:
         return {"rmse": float(rmse.mean()), "nrmse": float(nrmse), "nlpd": float(nlpd), "coverage95": float(cover),
                 "nivar": float(nivar)}
 
-    def _target_noise(self, m: int) -> Tensor:
+    def _target_noise(self, m: int, model=None) -> Tensor:
         """``m`` observation noise variances at the target level (original units): the model's
         noise for a single-fidelity oracle; with several levels, that of the target level (a
         co-kriging model's own per-level noise, else the mean known variance of the target
         level's results), not a mean over the levels, whose cheap levels may be far noisier."""
-        noise = noise_variance(self.model, m)
+        model = self.model if model is None else model
+        noise = noise_variance(model, m)
         if not self.problem.multi_fidelity:
             return noise
         from surrogates.multifidelity import MultiFidelityModel
 
         t = self.problem.target_fidelity
-        if isinstance(self.model, MultiFidelityModel) and m == 1:
-            return self.model.noise_variance()[t].detach().reshape(1).to(torch.float64)
+        if isinstance(model, MultiFidelityModel) and m == 1:
+            return model.noise_variance()[t].detach().reshape(1).to(torch.float64)
         X, _, Yvar = self.data()
         top = X[:, -1] == t if len(X) else torch.zeros(0, dtype=torch.bool)
         if Yvar is not None and bool(top.any()):

@@ -339,7 +339,10 @@ class Tracker:
 
         name = self.config.tracking.registered_model_name
         in_names, out_names = model_io_names(model, campaign)
-        tags = registry_tags(campaign, state)
+        # the held-out errors of the model registered (a final surrogate refitted on all the
+        # data is not the campaign's last model, whose errors the campaign's metrics are)
+        own = campaign.validation_metrics(model) if model is not campaign.model else None
+        tags = registry_tags(campaign, state, metrics=own or None)
         # mlflow.set_tracking_uri also writes $MLFLOW_TRACKING_URI: put both back afterwards
         previous_env = os.environ.get("MLFLOW_TRACKING_URI")
         previous = mlflow.get_tracking_uri()
@@ -386,7 +389,7 @@ def campaign_size(campaign) -> str:
     return str(campaign.store.get_meta("size") or "full")
 
 
-def registry_tags(campaign, state) -> dict[str, str]:
+def registry_tags(campaign, state, metrics: dict[str, float] | None = None) -> dict[str, str]:
     """Tags of a registered model version: what made it, at which size, and how well it did.
 
     ``scalebridge.campaign`` (config name), ``scalebridge.size`` (``smoke`` or
@@ -394,7 +397,8 @@ def registry_tags(campaign, state) -> dict[str, str]:
     ``scalebridge.oracle_digest`` (:func:`settings_digest` of the ``[oracle]``
     section), ``scalebridge.run_dir``, ``scalebridge.calls`` and
     ``scalebridge.cost``, and ``metric.<name>`` for each final metric
-    (``best_value`` in optimize mode, held-out errors in learn mode).
+    (``best_value`` in optimize mode, held-out errors in learn mode): ``metrics``
+    when given (those of the registered model), else the campaign's last ones.
     """
     c = campaign.config
     oracle = c.oracle.model_dump(mode="json") if hasattr(c.oracle, "model_dump") else dict(c.oracle)
@@ -408,7 +412,7 @@ def registry_tags(campaign, state) -> dict[str, str]:
         "scalebridge.calls": str(state.calls),
         "scalebridge.cost": f"{state.cost:.6g}",
     }
-    metrics = dict(state.metrics or {})
+    metrics = dict(state.metrics or {}) if metrics is None else dict(metrics)
     if state.best is not None:
         metrics.setdefault("best_value", state.best)
     for k, v in metrics.items():
