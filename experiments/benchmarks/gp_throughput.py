@@ -135,6 +135,9 @@ def summarize(rows: list[dict]) -> dict:
             rec[f"{tag}_best_projected_2core_evals_per_s"] = max(r["projected_2core_evals_per_s"] for r in sel)
             rec[f"{tag}_best_measured_wall_evals_per_s"] = max(
                 r.get("best_measured_wall_evals_per_s", 0.0) for r in sel)
+            # the target asks for every batch size: the slowest one decides
+            rec[f"{tag}_slowest_batch_measured_wall_evals_per_s"] = min(
+                r.get("best_measured_wall_evals_per_s", 0.0) for r in sel)
             if tag != "with_variance":
                 rec[f"{tag}_measured_meets_target"] = all(
                     r.get("best_measured_wall_evals_per_s", 0.0) >= GP_TARGET for r in sel)
@@ -152,10 +155,12 @@ def report_rows(summary: dict) -> list[dict]:
             note = "" if tag == "stress_tangent" else (
                 f", P round-off {rec['float32_rel_roundoff']['P']:.1e} vs float64")
             rows.append({
-                "case": f"{name} GP, {what}: stress+tangent/s measured wall (projected 2 cores){note}",
-                "target": f">= {GP_TARGET:.3g}",
-                "measured": f"{rec[f'{tag}_best_measured_wall_evals_per_s']:.3g} "
-                            f"({rec[f'{tag}_best_projected_2core_evals_per_s']:.3g})",
+                "case": f"{name} GP, {what}: stress+tangent/s measured wall at the slowest batch size "
+                        f"(fastest batch; projected 2 cores){note}",
+                "target": f">= {GP_TARGET:.3g} at every batch size",
+                "measured": f"{rec[f'{tag}_slowest_batch_measured_wall_evals_per_s']:.3g} "
+                            f"({rec[f'{tag}_best_measured_wall_evals_per_s']:.3g}; "
+                            f"{rec[f'{tag}_best_projected_2core_evals_per_s']:.3g})",
                 "met": rec[f"{tag}_measured_meets_target"],
             })
     return rows
@@ -167,7 +172,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--budget", type=float, default=90.0,
                     help="skip batches predicted to take longer than this (wall s)")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--summarize", action="store_true",
+                    help="recompute the summary and report rows of --out from its recorded measurements, and exit")
     args = ap.parse_args(argv)
+    if args.summarize:
+        res = json.loads(args.out.read_text())
+        res["summary"] = summarize(res["gp"])
+        res["report"] = report_rows(res["summary"])
+        args.out.write_text(json.dumps(res, indent=2))
+        return res
     sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
     res = {"cpu_count": os.cpu_count(), "loadavg_start": os.getloadavg(), "sizes": sizes,
            "platform": platform.platform(), "torch": torch.__version__, "target": GP_TARGET,
