@@ -118,6 +118,16 @@ def tracking_uri(config) -> str:
     return config.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
 
 
+def absolute_uri(uri: str) -> str:
+    """``uri`` with a relative SQLite path made absolute (``sqlite:///mlflow.db`` names a
+    file in the working directory, a different one for a resume started elsewhere)."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        path = uri.removeprefix("sqlite:///")
+        if path and path != ":memory:":
+            return "sqlite:///" + str(Path(path).resolve())
+    return uri
+
+
 def flatten_params(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
     """Nested config dict -> flat ``{"a.b": "value"}`` MLflow params (non-strings as JSON)."""
     out: dict[str, str] = {}
@@ -177,12 +187,21 @@ class Tracker:
         self.client = None
         self.run_id: str | None = store.get_meta("mlflow_run_id")
         self.ok = False
-        self.uri = tracking_uri(config)
+        self.uri = self._target_uri()
         self._warned = False
         self._probe: _Probe | None = None
         self._last_try = float("-inf")
 
     # ------------------------------------------------------------ connection
+    def _target_uri(self) -> str:
+        """The store of this campaign's MLflow run: the one it was created in (recorded,
+        absolute), so that a resume from another directory or with another default finds
+        it; before the run exists, the configured URI made absolute."""
+        recorded = self.store.get_meta("mlflow_uri")
+        if recorded and self.run_id:
+            return recorded
+        return absolute_uri(tracking_uri(self.config))
+
     def _down(self, what: str, e: BaseException) -> None:
         self.ok = False
         self._last_try = time.monotonic()
@@ -199,7 +218,7 @@ class Tracker:
         """Connect and create (or reopen) the MLflow run: one probe, then short-timeout calls."""
         if not self.enabled:
             return
-        self.uri = tracking_uri(self.config)
+        self.uri = self._target_uri()
         self._last_try = time.monotonic()
         if not reachable(self.uri):
             self._down("connection", ConnectionError(f"nothing answers at {self.uri}"))
@@ -231,6 +250,7 @@ class Tracker:
                                          tags={"scalebridge.run_dir": str(self.run_dir.resolve())})
             self.run_id = run.info.run_id
             self.store.set_meta("mlflow_run_id", self.run_id)
+            self.store.set_meta("mlflow_uri", self.uri)
             params = flatten_params(self.config.model_dump(mode="json"))
             items = [Param(k, v[:6000]) for k, v in params.items()]
             for i in range(0, len(items), 100):
@@ -248,7 +268,7 @@ class Tracker:
                 return True
             self._last_try = time.monotonic()
         if time.monotonic() - self._last_try >= self.retry_interval:
-            self._probe = _Probe(tracking_uri(self.config), PROBE_TIMEOUT)
+            self._probe = _Probe(self._target_uri(), PROBE_TIMEOUT)
         return False
 
     # ------------------------------------------------------------ metrics
@@ -259,7 +279,7 @@ class Tracker:
         if not self.ok:
             if not self._server_back():
                 return
-            self.uri = tracking_uri(self.config)
+            self.uri = self._target_uri()
             self._connect()
             if not self.ok:
                 return

@@ -1,6 +1,7 @@
 """MLflow: one run per campaign with metrics, plots and a registered surrogate."""
 
 import os
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -226,3 +227,50 @@ def test_reachable_probe():
     silent.close()
     assert not reachable(f"http://127.0.0.1:{port}")  # nothing listens
     assert reachable("sqlite:///x.db") and reachable("/some/path")
+
+
+
+def test_resume_from_another_directory_finds_the_run_in_its_store(tmp_path):
+    """The default store `sqlite:///mlflow.db` is relative to the working directory: a killed
+    campaign resumed from another directory had looked for its run in a new empty mlflow.db
+    there ("Run ... not found"), leaving the MLflow run detached. The store's absolute URI is
+    recorded when the run is created, and a resume uses it."""
+    import subprocess
+    import sys
+    import time
+
+    from loops.store import RunStore
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env.update(PYTHONPATH=str(root), OMP_NUM_THREADS="1")
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    (a / "c.toml").write_text(
+        'name = "cwd"\noracle = {name = "loops.fakes:SlowOracle", delay = 0.4}\n[budget]\ncalls = 10\n'
+        '[initial]\nn = 3\n[acquisition]\nname = "sobol"\n[executor]\nkind = "serial"\n'
+    )
+    run = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "loops.cli", "run", "c.toml", "--run-dir", str(run), "--no-progress"],
+                         cwd=a, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    rid, t0 = None, time.time()
+    while time.time() - t0 < 120:
+        try:
+            store = RunStore(run / "store.sqlite", readonly=True)
+            n = sum(r["status"] == "done" for r in store.rows())
+            rid = store.get_meta("mlflow_run_id")
+            store.close()
+        except Exception:  # noqa: BLE001  (not created yet)
+            n = 0
+        if n >= 3 and rid:
+            break
+        time.sleep(0.2)
+    p.kill()
+    p.communicate(timeout=60)
+    assert rid is not None
+    r = subprocess.run([sys.executable, "-m", "loops.cli", "resume", str(run), "--no-progress"], cwd=b, env=env,
+                       capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0 and "MLflow" not in r.stderr, r.stderr
+    assert not (b / "mlflow.db").exists()
+    assert MlflowClient(f"sqlite:///{a / 'mlflow.db'}").get_run(rid).info.status == "FINISHED"
