@@ -42,7 +42,9 @@ def main(argv=None):
             T = torch.tensor([[r["x"][0]] for r in md], dtype=torch.float64)
             mean, var = model.predict(T, fidelity=1)
             for r, m, v in zip(md, mean.tolist(), var.tolist(), strict=True):
-                print(f"  fused MD level at T={r['x'][0]:7.1f} K: C11 = {m:.2f} +- {math.sqrt(v):.2f} GPa "
+                # validation points are held out: the model predicts them, it did not fuse them
+                what = "held-out MD point, predicted" if r["role"] == "validation" else "fused MD level"
+                print(f"  {what} at T={r['x'][0]:7.1f} K: C11 = {m:.2f} +- {math.sqrt(v):.2f} GPa "
                       f"(datum {r['y'][0]:.2f} +- {math.sqrt(r['yvar'][0]):.2f})")
     return camp
 

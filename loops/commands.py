@@ -122,7 +122,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         status = "stopped (driver not running)"
     budget = cfg.get("budget", {})
     table = Table(title=f"campaign {cfg.get('name')} ({cfg.get('mode')}) - {status}")
-    for col in ("role", "fidelity", "done", "failed", "running", "cancelled", "cost", "mean time [s]"):
+    # pending rows run only while a driver does; otherwise they wait for `resume`
+    waiting = "running" if status == "running" else "pending"
+    for col in ("role", "fidelity", "done", "failed", waiting, "cancelled", "cost", "mean time [s]"):
         table.add_column(col, justify="right")
     groups: dict[tuple[str, int], list[dict]] = {}
     for r in rows:

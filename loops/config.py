@@ -203,7 +203,8 @@ LEVEL_CHOOSING_ACQUISITIONS = (*MULTI_FIDELITY_ACQUISITIONS, "max_variance")
 
 
 class Acquisition(BaseModel):
-    """Acquisition function and its optimizer settings."""
+    """Acquisition function and its optimizer settings (``name``: ``qLogNEI`` by default,
+    ``qNIPV`` in learn mode)."""
 
     model_config = _STRICT
     name: Literal["qLogNEI", "qLogNEHVI", "qNIPV", "max_variance", "qMFKG", "qMFMES", "qMFLogEI", "sobol"] = "qLogNEI"
@@ -377,6 +378,19 @@ class CampaignConfig(BaseModel):
     learn: Learn = Learn()
     fidelity: Fidelity = Fidelity()
     tracking: Tracking = Tracking()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _learn_default_acquisition(cls, data: Any) -> Any:
+        # the default acquisition follows the mode: learn mode without an acquisition name
+        # gets qNIPV (integrated variance), not optimize mode's qLogNEI, which it refuses
+        if isinstance(data, dict) and data.get("mode") == "learn":
+            acq = data.get("acquisition")
+            if acq is None:
+                data = {**data, "acquisition": {"name": "qNIPV"}}
+            elif isinstance(acq, dict) and "name" not in acq:
+                data = {**data, "acquisition": {**acq, "name": "qNIPV"}}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> CampaignConfig:

@@ -111,6 +111,9 @@ def run(args: argparse.Namespace) -> int:
             print("the same FE² problem with the RVE oracle at every Gauss point (reference) ...")
             ref = run_fe2(fe2_config_for(camp, model_uri, Path(camp.run_dir) / "fe2_oracle", "oracle"))
             print(fe2_comparison(s, ref.summary))
-    print(f"look at it:       mlflow ui --backend-store-uri {uri}")
+    if uri.startswith(("http://", "https://")):
+        print(f"look at it:       open {uri} in a browser (the tracking server's UI)")
+    else:
+        print(f"look at it:       mlflow ui --backend-store-uri {uri}")
     print("                  then open http://127.0.0.1:5000")
     return 0

@@ -438,6 +438,7 @@ class Campaign:
             config = CampaignConfig.model_validate({**config.model_dump(exclude={"oracle"}), "oracle": oracle})
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else run_dir_for(config)
+        created = not self.run_dir.exists()
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:  # a file in the way, a read-only or missing mount, no permission
@@ -454,10 +455,32 @@ class Campaign:
         self.callbacks = list(callbacks or [])
         self.extra_stopping = stopping
         self.progress = progress
+        try:
+            self._build(config, tracker)
+        except BaseException:
+            self._abandon(created)
+            raise
+
+    def _abandon(self, created: bool) -> None:
+        """Undo a construction that failed (a bad output name, an oracle that cannot be
+        built): the store closed, the lock released, the files this call created removed,
+        and the run directory too if this call created it: a config error leaves nothing
+        to resume, and a directory that was there keeps what it held."""
+        self.store.close()
+        self._lock.release()
+        for f in self._fresh:
+            f.unlink(missing_ok=True)
+        if created:
+            try:
+                self.run_dir.rmdir()
+            except OSError:
+                pass
+
+    def _build(self, config: CampaignConfig, tracker) -> None:
         instance = config.oracle.instance
         if instance is not None:
             self.oracle = self.spec = instance
-            if executor is None and config.executor.kind == "process":
+            if self._executor_arg is None and config.executor.kind == "process":
                 self.spec = PickledOracle(instance)  # raises the one-line error when it cannot be pickled
         else:
             self.spec = config.oracle.spec()
@@ -493,6 +516,10 @@ class Campaign:
     def _open(self, config: CampaignConfig) -> None:
         cfg_file = self.run_dir / "config.json"
         store_file = self.run_dir / "store.sqlite"
+        # the files this construction writes first (removed again if it fails: :meth:`_abandon`)
+        self._fresh = [f for f in (cfg_file,) if not f.exists()]
+        if not store_file.exists():
+            self._fresh += [store_file, store_file.with_name("store.sqlite-wal"), store_file.with_name("store.sqlite-shm")]
         new = config.model_dump(mode="json")
         if cfg_file.exists():
             try:
@@ -1524,16 +1551,24 @@ class Campaign:
             # as a signal: in-flight points stay pending; the caller hears why (one line)
             self.store.set_meta("status", "stopped")
             self.store.set_meta("stopped_by", "executor lost")
+            self._tracker_stopped()
             self.close()
             raise lost
         if interrupted is not None:
             # in-flight points stay pending; `scalebridge resume` re-runs them
             self.store.set_meta("status", "stopped")
             self.store.set_meta("stopped_by", stopped_by)
+            self._tracker_stopped()
             res = self._result(self.state(), stopped_by)
             self.close()
             return res
         return self.finish()
+
+    def _tracker_stopped(self) -> None:
+        """Tell the tracker that the campaign stopped early (a tracker passed in may not listen)."""
+        stop = getattr(self.tracker, "stopped", None)
+        if stop is not None:
+            stop()
 
     def _stopped_by_condition(self) -> bool:
         """A non-budget condition (target error, wall time, a user's) holds: stop without waiting."""

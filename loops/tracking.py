@@ -258,6 +258,18 @@ class Tracker:
         else:
             self.client.update_run(self.run_id, status="RUNNING")
 
+    def stopped(self) -> None:
+        """The campaign stopped before its end (a signal, a lost executor): its MLflow run is
+        marked KILLED (it had stayed RUNNING until a resume); a resume sets it RUNNING again."""
+        if not (self.enabled and self.ok and self.run_id):
+            return
+        try:
+            self.catch_up()
+            with short_http_timeouts():
+                self.client.set_terminated(self.run_id, status="KILLED", end_time=int(time.time() * 1000))
+        except Exception as e:  # noqa: BLE001
+            self._down("stop", e)
+
     def _server_back(self) -> bool:
         """Non-blocking: True once a background probe found the server; starts one when due."""
         if self._probe is not None:

@@ -30,7 +30,7 @@ def test_good_config_and_oracle_kwargs():
         ({"executor": {"wrokers": 2}}, ["executor.wrokers", "workers"]),
         ({"oracle": {"name": "nope"}}, ["oracle.name", "'nope'", "branin"]),
         ({"budget": {}}, ["budget", "calls, cost, wall_time"]),
-        ({"mode": "learn"}, ["qLogNEI", "learn mode allows"]),
+        ({"mode": "learn", "acquisition": {"name": "qLogNEI"}}, ["qLogNEI", "learn mode allows"]),
         ({"mode": "explore"}, ["mode", "'explore'", "optimize"]),
         # flags are true or false, numbers are numbers: no "yes" -> True, 0 -> False, "1.5" -> 1.5
         ({"objective": {"minimize": "yes"}}, ["objective.minimize", "'yes'"]),
@@ -59,6 +59,14 @@ def test_bad_config_one_line(patch, must_contain):
     assert len(lines) == 1, lines
     for s in must_contain:
         assert s in lines[0], (s, lines[0])
+
+
+def test_the_default_acquisition_follows_the_mode():
+    """Learn mode without an acquisition name had been refused for optimize mode's default."""
+    assert parse_config({**GOOD, "mode": "learn"}).acquisition.name == "qNIPV"
+    learn = parse_config({**GOOD, "mode": "learn", "acquisition": {"num_restarts": 2}})
+    assert learn.acquisition.name == "qNIPV" and learn.acquisition.num_restarts == 2
+    assert parse_config(GOOD).acquisition.name == "qLogNEI"
 
 
 def test_two_errors_two_lines():

@@ -825,3 +825,21 @@ def test_failed_point_of_a_deterministic_oracle_is_not_asked_again(tmp_path):
     failed = [json.dumps([round(v, 9) for v in r["x"]]) for r in rows if r["status"] == "failed"]
     assert failed, "the campaign never reached the failing corner"
     assert len(set(failed)) == len(failed), failed
+
+
+def test_a_config_error_found_when_the_campaign_is_built_leaves_no_run_directory(tmp_path):
+    """An unknown output name is found once the oracle is built: the run directory, its
+    config.json, an empty store and the lock had been left behind, and resume repeated the error."""
+    from loops.engine import Campaign
+
+    run = tmp_path / "new_run"
+    with pytest.raises(ValueError, match="nope"):
+        Campaign(make_config(tmp_path, outputs=["nope"]), run_dir=run)
+    assert not run.exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="nope"):
+        Campaign(make_config(tmp_path, outputs=["nope"]), run_dir=existing)
+    assert (existing / "notes.txt").read_text() == "mine"  # a directory that was there stays
+    Campaign(make_config(tmp_path), run_dir=existing).close()  # and can be used (the lock is free)

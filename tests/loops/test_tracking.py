@@ -274,3 +274,33 @@ def test_resume_from_another_directory_finds_the_run_in_its_store(tmp_path):
     assert r.returncode == 0 and "MLflow" not in r.stderr, r.stderr
     assert not (b / "mlflow.db").exists()
     assert MlflowClient(f"sqlite:///{a / 'mlflow.db'}").get_run(rid).info.status == "FINISHED"
+
+
+def test_an_interrupted_campaign_marks_its_mlflow_run_killed_until_resumed(tmp_path):
+    """Ctrl-C left the MLflow run RUNNING until a resume."""
+    import signal
+
+    cfg = _config(tmp_path, budget={"calls": 10}, tracking={"registered_model_name": None})
+
+    def interrupt(camp, st):
+        if st.calls >= 7:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    camp = Campaign(cfg, run_dir=tmp_path / "run", callbacks=[interrupt])
+    res = camp.run()
+    assert res.stopped_by == "SIGINT"
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    rid = _run_id(tmp_path / "run")
+    assert client.get_run(rid).info.status == "KILLED"
+    Campaign.resume(tmp_path / "run").run()
+    assert client.get_run(rid).info.status == "FINISHED"
+
+
+def _run_id(run):
+    from loops.store import RunStore
+
+    s = RunStore(run / "store.sqlite", readonly=True)
+    try:
+        return s.get_meta("mlflow_run_id")
+    finally:
+        s.close()
