@@ -337,20 +337,31 @@ class BestPoint:
         return out + ")"
 
 
+#: the bookkeeping columns of :func:`evaluations_frame`
+FRAME_COLUMNS = ("id", "point", "attempt", "role", "iteration", "status", "fidelity",
+                 "cost", "reason", "wall_time", "submitted", "finished")
+
+
 def evaluations_frame(rows: list[dict[str, Any]], input_names, output_names):
-    """A pandas ``DataFrame`` of store rows: one column per input, output and output variance."""
+    """A pandas ``DataFrame`` of store rows: one column per input, output and output variance,
+    and the bookkeeping columns :data:`FRAME_COLUMNS`. An input or output whose name is one
+    of those (an output called ``cost``) is given as ``input.<name>`` / ``output.<name>``, so
+    neither is overwritten."""
     import pandas as pd
+
+    def col(name: str, kind: str) -> str:
+        return f"{kind}.{name}" if name in FRAME_COLUMNS else name
 
     recs = []
     for r in rows:
-        d = {k: r.get(k) for k in ("id", "point", "attempt", "role", "iteration", "status", "fidelity")}
+        d = {k: r.get(k) for k in FRAME_COLUMNS[:7]}
         for n, v in zip(input_names, r["x"], strict=False):
-            d[n] = v
+            d[col(n, "input")] = v
         for i, n in enumerate(output_names):
-            d[n] = r["y"][i] if r.get("y") is not None else float("nan")
+            d[col(n, "output")] = r["y"][i] if r.get("y") is not None else float("nan")
         for i, n in enumerate(output_names):
-            d[f"{n}_var"] = r["yvar"][i] if r.get("yvar") is not None else float("nan")
-        for k in ("cost", "reason", "wall_time", "submitted", "finished"):
+            d[f"{col(n, 'output')}_var"] = r["yvar"][i] if r.get("yvar") is not None else float("nan")
+        for k in FRAME_COLUMNS[7:]:
             d[k] = r.get(k)
         recs.append(d)
     return pd.DataFrame.from_records(recs)
@@ -771,8 +782,9 @@ class Campaign:
         acqf = PosteriorMean(self.model, posterior_transform=ScalarizedPosteriorTransform(weights=w))
         if p.multi_fidelity:
             acqf = FixedFeatureAcquisitionFunction(acqf, p.d + 1, [p.d], [float(p.target_fidelity)])
-        torch.manual_seed(self.config.seed)
-        with warnings.catch_warnings():
+        # seeded in a forked RNG: a peek at best() leaves the caller's torch random state alone
+        with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed)
             warnings.simplefilter("ignore", OptimizationWarning)
             xb, val = optimize_acqf(acqf, bounds=p.bounds, q=1, num_restarts=4, raw_samples=256,
                                     options={"maxiter": 200})
@@ -990,14 +1002,29 @@ class Campaign:
         fit (they sharpen the target level's model, its goal); an optimize
         campaign stops: points at cheaper levels after its last target
         evaluation can only move its recommendation, which no target
-        evaluation would then check."""
+        evaluation would then check. Until an optimize campaign has a target-level
+        result (or one in flight), a cheaper level is proposed only where the
+        cost budget left after it still pays for one target evaluation."""
         target = self.problem.target_fidelity
         if not (self.problem.multi_fidelity and self.config.acquisition.name in LEVEL_CHOOSING_ACQUISITIONS):
             return (target,) if self._may_submit(st, target) else ()
         levels = tuple(k for k in range(self.problem.num_fidelities) if self._may_submit(st, k))
         if target not in levels and self.config.mode != "learn":
             return ()
+        b = self.config.budget.cost
+        if self.config.mode == "optimize" and b is not None and not self._has_target_result():
+            # keep room for one target evaluation: an optimize campaign that spent its budget
+            # at cheaper levels had ended with no target result to check its answer by
+            reserve = self.problem.costs[target]
+            levels = tuple(k for k in levels
+                           if k == target or st.committed_cost + self.problem.costs[k] + reserve <= b + 1e-9)
         return levels
+
+    def _has_target_result(self) -> bool:
+        """A design point at the target level that has its result or is being evaluated."""
+        t = self.problem.target_fidelity
+        return any(r["fidelity"] == t and r["role"] != "validation" and r["status"] in ("done", "pending")
+                   for r in self._rows.values())
 
     def _add_pending(self, x, fidelity, role, iteration, **kw) -> int:
         rid = self.store.add_pending(x, fidelity, role, iteration, **kw)
@@ -1076,9 +1103,25 @@ class Campaign:
                     raise
                 self._model_fault("acquisition", c.model.name, len(X), e, "Sobol proposals for this batch")
                 cand = self._propose("sobol", X, Y, k, Xp, n_design)
-        cand = self._distinct(cand, Xp, n_design)
+        seen = [t for t in (Xp, self._done_deterministic()) if t is not None]
+        cand = self._distinct(cand, torch.cat(seen) if seen else None, n_design)
         self._acq_time = time.perf_counter() - t0
         return self._with_predictions(cand)
+
+    def _done_deterministic(self) -> Tensor | None:
+        """Inputs (with the level column on a multi-fidelity oracle) of the design points a
+        deterministic oracle has answered: asking one again returns the same answer, so a
+        candidate that repeats one is replaced (:meth:`_distinct`; a zero objective had made
+        the acquisition ask box corners twice). None for a noisy oracle or no such point."""
+        if getattr(self.oracle, "noisy", False):
+            return None
+        done = [r for r in self._rows.values() if r["status"] == "done" and r["role"] != "validation"]
+        if not done:
+            return None
+        X = torch.tensor([r["x"] for r in done], dtype=torch.float64)
+        if self.problem.multi_fidelity:
+            X = torch.cat([X, torch.tensor([[float(r["fidelity"])] for r in done], dtype=torch.float64)], -1)
+        return X
 
     def _failed_deterministic(self) -> list[dict]:
         """The latest :data:`MAX_FAILED_PENDING` failed points (done retrying) of a
@@ -1304,12 +1347,14 @@ class Campaign:
         fids = [_told_level(f, self.problem.num_fidelities) for f in
                 (fidelity if isinstance(fidelity, (list, tuple)) else [fidelity] * n)]
         cost = None if cost is None else [_told_cost(c) for c in cost]
-        self._check_told_inputs(X, ids)
+        self._check_told_inputs(X, ids, fids)
         self._start()
         out = []
         pairs = []
+        taken: set[int] = set()
         for i in range(n):
-            rid = ids[i] if ids is not None else self._match(X[i], fids[i])
+            rid = ids[i] if ids is not None else self._match(X[i], fids[i], taken)
+            taken.add(rid)
             if rid is None:
                 lev = self.problem.target_fidelity if fids[i] is None else int(fids[i])
                 rid = self._add_pending(X[i].tolist(), lev, "told", self._updates)
@@ -1333,7 +1378,7 @@ class Campaign:
         self._record_all(pairs)
         return out
 
-    def _check_told_inputs(self, X: Tensor, ids: list[int] | None) -> None:
+    def _check_told_inputs(self, X: Tensor, ids: list[int] | None, fids: list[int | None]) -> None:
         """``tell``'s inputs: finite and inside the oracle's bounds (a point outside them
         had been stored and reported by ``best()``); with ``ids``, each the inputs that row
         was asked at (a different ``x`` had been stored against the asked one)."""
@@ -1348,9 +1393,16 @@ class Campaign:
                 )
             if ids is None:
                 continue
+            if ids[i] in ids[:i]:
+                raise ValueError(f"tell: row {ids[i]} is told twice in one call (X rows {ids.index(ids[i])} and {i})")
             row = self._rows.get(ids[i])
             if row is None or row["status"] != "pending":
                 raise ValueError(f"tell: row {ids[i]} is not a pending point of this campaign")
+            if fids[i] is not None and int(fids[i]) != row["fidelity"]:
+                raise ValueError(
+                    f"tell: row {ids[i]} was asked at fidelity {row['fidelity']}, told at fidelity {int(fids[i])}; "
+                    "tell the asked level, or leave out ids to record a new point at that level"
+                )
             asked = torch.tensor(row["x"], dtype=torch.float64)
             if not torch.allclose(asked, x, rtol=1e-9, atol=0.0) and bool(((asked - x).abs() > tol).any()):
                 raise ValueError(
@@ -1358,13 +1410,24 @@ class Campaign:
                     "tell the asked inputs, or leave out ids to record a new point"
                 )
 
-    def _match(self, x: Tensor, fidelity: int | None) -> int | None:
-        for rid in sorted(self._handed):
-            r = self._rows[rid]
-            if (fidelity is None or r["fidelity"] == int(fidelity)) and torch.allclose(
-                    torch.tensor(r["x"], dtype=torch.float64), x, rtol=1e-9, atol=1e-12):
-                return rid
-        return None
+    def _match(self, x: Tensor, fidelity: int | None, taken: set[int]) -> int | None:
+        """The pending design row asked at ``x`` (and ``fidelity`` when given), or None.
+
+        Every pending row counts, those asked by an earlier driver of a resumed
+        campaign included (only this driver's had been searched, so a resumed
+        ``tell`` without ids added second copies). Rows at several levels with
+        these inputs and no ``fidelity`` are ambiguous: refused, naming them."""
+        hits = [rid for rid, r in sorted(self._rows.items())
+                if r["status"] == "pending" and r["role"] != "validation" and rid not in taken
+                and (fidelity is None or r["fidelity"] == int(fidelity))
+                and torch.allclose(torch.tensor(r["x"], dtype=torch.float64), x, rtol=1e-9, atol=1e-12)]
+        levels = {self._rows[rid]["fidelity"] for rid in hits}
+        if len(levels) > 1:
+            raise ValueError(
+                f"tell: x = {x.tolist()} was asked at levels {sorted(levels)} (rows {hits}); "
+                "give fidelity= or ids= to say which result this is"
+            )
+        return hits[0] if hits else None
 
     def _record_all(self, pairs: list[tuple[int, dict[str, Any]]]) -> None:
         """Write answers to the store (one committed row each), then retries; the model refits lazily."""

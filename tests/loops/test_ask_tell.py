@@ -462,3 +462,99 @@ def test_a_serial_campaign_repeats_bit_for_bit_with_its_seed(tmp_path, multi_fid
         runs.append([(r["x"], r["fidelity"], r["y"]) for r in _rows(res.run_dir)])
     assert runs[0] == runs[1] and len(runs[0]) == 10
     assert [x for x, _, _ in runs[0]] != [x for x, _, _ in runs[2]]
+
+
+def test_tell_after_resume_matches_the_pending_rows_and_refuses_what_it_cannot_place(tmp_path):
+    """After a resume, tell() without ids had added new rows beside the pending ones (each point
+    then evaluated twice, 8 submitted for a budget of 6); a told level other than the asked one
+    had been stored at the asked level; one id twice in a call kept the first value silently."""
+    from loops.fakes import BraninMultiFidelity
+
+    cfg = _cfg(tmp_path, budget={"calls": 6}, initial={"n": 4})
+    camp = Campaign(cfg, run_dir=tmp_path / "run")
+    t = camp.ask(4)
+    camp.close()
+    camp = Campaign.resume(tmp_path / "run")
+    Y = [[float(sphere(x))] for x in t.X]
+    with pytest.raises(ValueError, match=r"told twice in one call"):
+        camp.tell(t.X[:2].repeat(1, 1), Y[:2], ids=[t.ids[0], t.ids[0]])
+    assert camp.tell(t.X, Y) == t.ids
+    assert camp.state().submitted == 4 and camp.ask(4).roles == ["acquisition"] * 2
+    camp.close()
+    # multi-fidelity: a point asked at two levels needs its level; a told level must be the asked one
+    mf = {"name": "loops.fakes:BraninMultiFidelity", "fidelities": [0.5, 1.0], "costs": [1.0, 10.0]}
+    cfg = _cfg(tmp_path, oracle=mf, budget={"cost": 60.0}, initial={"n": 2, "fidelities": [0, 1]},
+               acquisition={"name": "qMFLogEI", **FAST_ACQ})
+    camp = Campaign(cfg, run_dir=tmp_path / "mf")
+    t = camp.ask(4)
+    x = t.X[:1]
+    with pytest.raises(ValueError, match=r"was asked at levels \[0, 1\]"):
+        camp.tell(x, [[1.0]])
+    lev0 = [i for i, f in zip(t.ids, t.fidelities, strict=True) if f == 0][0]
+    with pytest.raises(ValueError, match=rf"row {lev0} was asked at fidelity 0, told at fidelity 1"):
+        camp.tell(t.X[t.ids.index(lev0)].unsqueeze(0), [[1.0]], fidelity=1, ids=[lev0])
+    oracle = BraninMultiFidelity(fidelities=[0.5, 1.0], costs=[1.0, 10.0])
+    top = [i for i, f in zip(t.ids, t.fidelities, strict=True) if f == 1]
+    Xt = torch.stack([t.X[t.ids.index(i)] for i in top])
+    assert camp.tell(Xt, oracle.evaluate(Xt, 1).Y, fidelity=1) == top
+    camp.close()
+
+
+def test_best_leaves_the_callers_random_state_alone(tmp_path):
+    """best() had reseeded torch's global generator with the campaign seed, so a simulation
+    drawing torch noise between peeks got the same numbers after each one."""
+    camp = Campaign(_cfg(tmp_path, budget={"calls": 8}), run_dir=tmp_path / "run")
+    for _ in range(2):
+        t = camp.ask(3)
+        camp.tell(t.X, [[float(sphere(x))] for x in t.X], ids=t.ids)
+    torch.manual_seed(12345)
+    draws = []
+    for _ in range(3):
+        camp.best()
+        draws.append(torch.randn(2))
+    torch.manual_seed(12345)
+    assert torch.equal(torch.cat(draws), torch.randn(6))  # the caller's stream, untouched
+    camp.close()
+
+
+def _zero(x):
+    return 0.0
+
+
+def test_a_deterministic_oracle_is_not_asked_a_point_it_answered(tmp_path):
+    """A flat (zero) objective had made the acquisition ask box corners twice."""
+    o = FunctionOracle(_zero, torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64), names=["a", "b"])
+    for seed in range(3):
+        cfg = _cfg(tmp_path, oracle=o, seed=seed, budget={"calls": 12}, initial={"n": 4})
+        res = Campaign(cfg, run_dir=tmp_path / f"run{seed}").run()
+        xs = [tuple(round(v, 9) for v in x) for x in res.dataframe()[["a", "b"]].itertuples(index=False)]
+        assert len(set(xs)) == len(xs) == 12, (seed, xs)
+
+
+def test_an_optimize_campaign_keeps_room_for_one_target_evaluation(tmp_path):
+    """qMFKG could spend a cost budget at the cheap level only and end with no target result
+    (26 of 26 calls at level 0): until a target result exists, a cheap point is proposed only if
+    one target evaluation still fits after it."""
+    mf = {"name": "loops.fakes:BraninMultiFidelity", "fidelities": [0.5, 1.0], "costs": [1.0, 10.0]}
+    cfg = _cfg(tmp_path, oracle=mf, budget={"cost": 16.0}, initial={"n": 3, "fidelities": [0]},
+               acquisition={"name": "qMFKG", "num_restarts": 2, "raw_samples": 32}, model={"name": "mf_gp"})
+    res = Campaign(cfg, run_dir=tmp_path / "run").run()
+    df = res.dataframe()
+    assert (df["fidelity"] == 1).any() and df["cost"].sum() <= 16.0 + 1e-9, df[["fidelity", "cost"]]
+
+
+def _named(x):
+    return [float(x[0] + x[1]), 103.5]
+
+
+def test_dataframe_keeps_inputs_and_outputs_named_like_its_own_columns(tmp_path):
+    """An output called `cost` and an input called `fidelity` had been overwritten by the
+    bookkeeping columns (every `cost` read 1.0 while the store held 103.5)."""
+    o = FunctionOracle(_named, torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64),
+                       names=["width", "fidelity"], outputs=["stress", "cost"])
+    cfg = _cfg(tmp_path, oracle=o, outputs=["stress"], budget={"calls": 4}, initial={"n": 4},
+               acquisition={"name": "sobol"})
+    res = Campaign(cfg, run_dir=tmp_path / "run").run()
+    df = res.dataframe()
+    assert (df["output.cost"] == 103.5).all() and (df["cost"] == 1.0).all()
+    assert (df["input.fidelity"] == df["input.fidelity"]).all() and (df["fidelity"] == 0).all()
