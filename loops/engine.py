@@ -472,6 +472,30 @@ class Campaign:
             self._abandon(created)
             raise
 
+    def _check_same_instance(self, oracle) -> None:
+        """An oracle object given to a campaign is recorded by what defines its problem (names,
+        bounds, levels and their costs, noise); a resume with an object that differs in any of
+        them is refused, naming them (``config.json`` holds only the object's repr, so another
+        box or cost had been accepted and the model's proposals made in the wrong box)."""
+        costs = getattr(getattr(oracle, "cost_model", None), "costs", None)
+        facts = {
+            "input_names": list(oracle.input_names), "output_names": list(oracle.output_names),
+            "bounds": torch.as_tensor(oracle.bounds, dtype=torch.float64).tolist(),
+            "num_fidelities": int(oracle.num_fidelities), "noisy": bool(getattr(oracle, "noisy", False)),
+            "costs": None if costs is None else [float(c) for c in costs],
+        }
+        stored = self.store.get_meta("oracle_instance")
+        if stored is None:
+            self.store.set_meta("oracle_instance", facts)
+            return
+        diff = [k for k in facts if stored.get(k) != facts[k]]
+        if diff:
+            raise RunDirError(
+                f"{self.run_dir} was run with another oracle: the object given differs in {', '.join(diff)} "
+                f"(recorded {', '.join(f'{k} = {stored.get(k)}' for k in diff)}); resume with the same oracle, "
+                "or start a new run directory"
+            )
+
     def _abandon(self, created: bool) -> None:
         """Undo a construction that failed (a bad output name, an oracle that cannot be
         built): the store closed, the lock released, the files this call created removed,
@@ -491,6 +515,7 @@ class Campaign:
         instance = config.oracle.instance
         if instance is not None:
             self.oracle = self.spec = instance
+            self._check_same_instance(instance)
             if self._executor_arg is None and config.executor.kind == "process":
                 self.spec = PickledOracle(instance)  # raises the one-line error when it cannot be pickled
         else:

@@ -13,7 +13,7 @@ import torch
 
 from loops.config import parse_config
 from loops.engine import Campaign
-from loops.store import RunStore
+from loops.store import RunDirError, RunStore
 from oracles import FunctionOracle
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -267,6 +267,12 @@ def test_function_oracle_instance_serial_and_process(tmp_path):
     assert again.state().calls == 6
     again.close()
     camp.close()
+    # an object defining another problem (another box, another cost) is refused by what differs
+    for other, what in ((FunctionOracle(sphere, [[0.0, 0.0], [10.0, 10.0]]), "bounds"),
+                        (FunctionOracle(sphere, bounds, cost=5.0), "costs")):
+        with pytest.raises(RunDirError, match=rf"was run with another oracle: the object given differs in {what}"):
+            Campaign.resume(tmp_path / "proc2", oracle=other)
+    Campaign.resume(tmp_path / "proc2", oracle=fo).close()  # the lock was given back
 
 
 def test_best_repr_dataframe_and_torch_threads(tmp_path):
