@@ -57,10 +57,6 @@ NOISE_MODES = ("auto", "known", "infer", "known+infer", "none")
 FORMAT = 2
 
 
-#: the co-kriging posteriors in output units: variances floored relative to the output scale
-ScaledMultivariateNormal = UnitMultivariateNormal
-
-
 #: significant bits kept of the standardized targets and noise variances the
 #: fits see (float64 has 53): a relative change of at most 2**-32 (about 2e-10)
 TARGET_BITS = 32
@@ -533,7 +529,7 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
         # nearly duplicated points
         jitter = 1e-9 * cov.diagonal(dim1=-2, dim2=-1).mean(-1, keepdim=True).clamp_min(1e-12)
         cov = cov + torch.diag_embed(jitter.expand_as(mean))
-        mvn = ScaledMultivariateNormal(mean * self.y_std + self.y_mean, DenseLinearOperator(cov * self.y_std**2))
+        mvn = UnitMultivariateNormal(mean * self.y_std + self.y_mean, DenseLinearOperator(cov * self.y_std**2))
         mvn.scale2 = float(self.y_std) ** 2
         post = GPyTorchPosterior(mvn)
         return posterior_transform(post) if posterior_transform is not None else post

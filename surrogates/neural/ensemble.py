@@ -35,6 +35,7 @@ from torch import Tensor
 
 from surrogates.base import SurrogateMixin, with_output_scale
 from surrogates.dataset import Dataset
+from surrogates.neural.training import fraction, split_indices, training_options
 
 #: relative variance floor (times the squared output scale): keeps the
 #: covariance positive definite where all members agree exactly
@@ -106,8 +107,29 @@ class NeuralEnsembleModel(Model, SurrogateMixin):
             warnings.warn(
                 f"{cls.__name__} does not use Dataset.Yvar (known observation variances): its members are "
                 "fitted by unweighted least squares; use a GP surrogate to weight points by their noise",
-                stacklevel=3,
+                stacklevel=4,
             )
+
+    @classmethod
+    def _begin_fit(cls, dataset: Dataset, training, val_fraction: float, calibration_fraction: float,
+                   options: dict[str, Any]):
+        """The start every ensemble's ``from_dataset`` shares: the settings checked by name,
+        the model built (``options``) on ``dataset``, and its rows split into fitting rows and
+        held-out calibration rows (none for one member or ``calibration_fraction = 0``).
+
+        Returns ``(model, training options, val_fraction, fit_idx, cal_idx)``.
+        """
+        cls._warn_unused_yvar(dataset)
+        training = training_options(training)
+        val_fraction = fraction("val_fraction", val_fraction)
+        calibration_fraction = fraction("calibration_fraction", calibration_fraction)
+        model = cls(**options)
+        model.train_dataset = dataset
+        if calibration_fraction > 0 and model.num_members > 1:
+            fit_idx, cal_idx = split_indices(dataset.n, (calibration_fraction,), seed=model._config["seed"])
+        else:
+            fit_idx, cal_idx = torch.arange(dataset.n), None
+        return model, training, val_fraction, fit_idx, cal_idx
 
     def _init_ensemble_buffers(self, m: int, dtype=torch.float64) -> None:
         self.register_buffer("variance_scale", torch.ones(m, dtype=dtype))

@@ -32,11 +32,8 @@ from surrogates.dataset import Dataset
 from surrogates.neural.ensemble import NeuralEnsembleModel
 from surrogates.neural.training import (
     TrainingOptions,
-    fraction,
     member_split,
-    split_indices,
     train_network,
-    training_options,
 )
 
 
@@ -117,18 +114,10 @@ class CubicElasticEnsemble(NeuralEnsembleModel):
         if dataset.m != 3:
             raise ValueError(f"Y must be n x 3 (C11, C12, C44), got n x {dataset.m}")
         options.setdefault("in_dim", dataset.d)
-        cls._warn_unused_yvar(dataset)
-        training = training_options(training)
-        val_fraction = fraction("val_fraction", val_fraction)
-        calibration_fraction = fraction("calibration_fraction", calibration_fraction)
-        model = cls(**options)
-        model.train_dataset = dataset
+        model, training, val_fraction, fit_idx, cal_idx = cls._begin_fit(
+            dataset, training, val_fraction, calibration_fraction, options)
         X, Y = dataset.X, dataset.Y
         seed = model._config["seed"]
-        if calibration_fraction > 0 and model.num_members > 1:
-            fit_idx, cal_idx = split_indices(dataset.n, (calibration_fraction,), seed=seed)
-        else:
-            fit_idx, cal_idx = torch.arange(dataset.n), None
         scale = Y[fit_idx].pow(2).mean().sqrt().clamp_min(1e-300)
         model.output_scale.fill_(float(scale))
         lo, hi = X[fit_idx].amin(0), X[fit_idx].amax(0)

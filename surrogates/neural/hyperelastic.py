@@ -29,11 +29,8 @@ from surrogates.neural.fast import FastHyperelastic, ensemble_response
 from surrogates.neural.invariants import InvariantSet, check_deformation_gradient
 from surrogates.neural.training import (
     TrainingOptions,
-    fraction,
     member_split,
-    split_indices,
     train_network,
-    training_options,
 )
 
 
@@ -116,12 +113,8 @@ class HyperelasticEnsemble(NeuralEnsembleModel):
         dim = 2 if k2 == 4 else 3
         if options.setdefault("dim", dim) != dim:
             raise ValueError(f"dim={options['dim']} does not match inputs of width {k2}")
-        cls._warn_unused_yvar(dataset)
-        training = training_options(training)
-        val_fraction = fraction("val_fraction", val_fraction)
-        calibration_fraction = fraction("calibration_fraction", calibration_fraction)
-        model = cls(**options)
-        model.train_dataset = dataset
+        model, training, val_fraction, fit_idx, cal_idx = cls._begin_fit(
+            dataset, training, val_fraction, calibration_fraction, options)
         F = H_to_F(dataset.X, dim)
         check_deformation_gradient(F)
         P = dataset.Y.reshape(-1, dim, dim)
@@ -134,10 +127,6 @@ class HyperelasticEnsemble(NeuralEnsembleModel):
                     f"got {tuple(A.shape)}"
                 )
         seed = model._config["seed"]
-        if calibration_fraction > 0 and model.num_members > 1:
-            fit_idx, cal_idx = split_indices(dataset.n, (calibration_fraction,), seed=seed)
-        else:
-            fit_idx, cal_idx = torch.arange(dataset.n), None
         p_scale = P[fit_idx].pow(2).mean().sqrt().clamp_min(1e-300)
         a_scale = None if A is None else A[fit_idx].pow(2).mean().sqrt().clamp_min(1e-300)
         model.output_scale.fill_(float(p_scale))

@@ -30,11 +30,8 @@ from surrogates.neural.ensemble import NeuralEnsembleModel
 from surrogates.neural.networks import ScalarMLP
 from surrogates.neural.training import (
     TrainingOptions,
-    fraction,
     member_split,
-    split_indices,
     train_network,
-    training_options,
 )
 
 VOIGT = {2: ((0, 0), (1, 1), (0, 1)), 3: ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))}
@@ -168,22 +165,14 @@ class SmallStrainEnsemble(NeuralEnsembleModel):
             )
         dim = 2 if dataset.d == 3 else 3
         options.setdefault("dim", dim)
-        cls._warn_unused_yvar(dataset)
-        training = training_options(training)
-        val_fraction = fraction("val_fraction", val_fraction)
-        calibration_fraction = fraction("calibration_fraction", calibration_fraction)
-        model = cls(**options)
-        model.train_dataset = dataset
+        model, training, val_fraction, fit_idx, cal_idx = cls._begin_fit(
+            dataset, training, val_fraction, calibration_fraction, options)
         eps = voigt_to_tensor(dataset.X, dim)
         sig = voigt_to_tensor(dataset.Y, dim)
         A = None if tangent is None else torch.as_tensor(tangent, dtype=torch.float64)
         if A is not None and A.shape != (dataset.n, dim, dim, dim, dim):
             raise ValueError(f"tangent must be n x {dim} x {dim} x {dim} x {dim}, got {tuple(A.shape)}")
         seed = model._config["seed"]
-        if calibration_fraction > 0 and model.num_members > 1:
-            fit_idx, cal_idx = split_indices(dataset.n, (calibration_fraction,), seed=seed)
-        else:
-            fit_idx, cal_idx = torch.arange(dataset.n), None
         s_scale = sig[fit_idx].pow(2).mean().sqrt().clamp_min(1e-300)
         a_scale = None if A is None else A[fit_idx].pow(2).mean().sqrt().clamp_min(1e-300)
         model.output_scale.fill_(float(s_scale))
