@@ -898,23 +898,29 @@ def _suite_finish(data: dict) -> None:
     data["report"] = _suite_report(data)
 
 
+def _git_state() -> dict:
+    """The code a run measured: commit and the engine files edited in the working tree."""
+    import subprocess
+
+    git = {}
+    try:
+        root = str(HERE.parents[1])
+        git["head"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+        git["uncommitted_engine_files"] = subprocess.run(
+            ["git", "diff", "--name-only", "HEAD", "--", "loops", "oracles", "surrogates"], cwd=root,
+            capture_output=True, text=True).stdout.split()
+    except OSError:
+        pass
+    return git
+
+
 def part_suite(problems, seeds, first_seed, out_path: Path, env: dict, methods=("ours", "ax")):
     """Run the suite problems (seeds outer, problems inner), writing the JSON after every problem and seed.
 
     Seeds a problem of ``out_path`` already has are skipped and new ones extend its per-seed regrets."""
-    import subprocess
 
     logging.getLogger("ax").setLevel(logging.ERROR)
-    git = {}
-    try:  # the code the run measured: commit and files of the engine edited in the working tree
-        root = str(HERE.parents[1])
-        git["head"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
-        git["uncommitted_engine_files"] = subprocess.run(
-            ["git", "diff", "--name-only", "HEAD", "--", "loops", "oracles"], cwd=root, capture_output=True, text=True
-        ).stdout.split()
-    except OSError:
-        pass
-    env = {**env, "git": git}
+    env = {**env, "git": _git_state()}
     data = json.loads(out_path.read_text()) if out_path.exists() else {}
     data.setdefault("problems", {})
     state = {}
@@ -959,6 +965,56 @@ def part_suite(problems, seeds, first_seed, out_path: Path, env: dict, methods=(
     return data
 
 
+def part_suite_rerun_ours(problems, out_path: Path, env: dict):
+    """Re-run only ``ours`` on ``problems`` at each problem's stored seeds, keeping Ax's per-seed regrets.
+
+    Ax does not use the engine, so after an engine change only our runs are stale. New per-seed
+    regrets are kept under ``rerun_progress`` as they arrive (a killed run resumes there); when
+    every stored seed of a problem is done they replace ``raw["ours"]`` and the summaries are rebuilt."""
+    logging.getLogger("ax").setLevel(logging.ERROR)
+    data = json.loads(out_path.read_text())
+    prog = data.setdefault("rerun_progress", {})
+    for name in problems:
+        e = data["problems"].get(name)
+        if e is None:
+            raise SystemExit(f"--suite-rerun-ours: {name!r} has no stored runs in {out_path}")
+        oracle = suite_oracle(name)
+        ref, sz = _suite_reference(oracle), suite_sizes(oracle.dim)
+        pr = prog.setdefault(name, {"per_seed": {}, "times": {}})
+        for seed in e["seeds"]:
+            if str(seed) in pr["per_seed"]:
+                continue
+            with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                t0 = time.perf_counter()
+                X, rec = run_ours_suite(name, seed, tmp)
+                dt = time.perf_counter() - t0
+            if oracle.noisy:
+                vals = {b: _true_value(oracle, rec[b], ref) if rec.get(b) is not None else float("inf")
+                        for b in sz["budgets"]}
+            else:
+                vals = _best_feasible_trace(oracle, X, sz["budgets"], ref)
+            pr["per_seed"][str(seed)] = {str(b): v - ref["optimum"] for b, v in vals.items()}
+            pr["times"][str(seed)] = dt
+            print(f"{name} seed {seed} ours (re-run): regret@{sz['total']} = "
+                  f"{pr['per_seed'][str(seed)][str(sz['total'])]:.4g} ({dt:.1f} s)", flush=True)
+            out_path.write_text(json.dumps(data, indent=2))
+        raw = dict(e["raw"])
+        raw["ours"] = {str(b): [pr["per_seed"][str(s)][str(b)] for s in e["seeds"]] for b in sz["budgets"]}
+        times = {**e["mean_time_s"], "ours": statistics.mean(pr["times"].values())}
+        data["problems"][name] = _suite_entry(name, raw, e["seeds"], times)
+        del prog[name]
+        _suite_finish(data)
+        data.setdefault("ours_rerun", {})[name] = {
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "git": env.get("git"),
+            "load_average_1min": os.getloadavg()[0]}
+        out_path.write_text(json.dumps(data, indent=2))
+    if not prog:
+        data.pop("rerun_progress", None)
+        out_path.write_text(json.dumps(data, indent=2))
+    return data
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", default="regret,overhead,parallel")
@@ -983,6 +1039,9 @@ def main(argv=None):
     ap.add_argument("--suite-problems", default="dev", help="'dev', 'test', 'all' or comma-separated suite names")
     ap.add_argument("--suite-out", default=str(SUITE_OUT))
     ap.add_argument("--suite-rebuild", action="store_true", help="recompute the suite JSON's summaries, run nothing")
+    ap.add_argument("--suite-rerun-ours", action="store_true",
+                    help="with --parts suite: re-run only our engine at the stored seeds of --suite-problems, "
+                         "keeping Ax's stored runs")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     if args.parallel_one is not None:  # child of part_parallel
@@ -1005,7 +1064,10 @@ def main(argv=None):
         unknown = [n for n in names if n not in SUITE]
         if unknown:
             raise SystemExit(f"--suite-problems: unknown {unknown}; expected dev, test, all or names of {sorted(SUITE)}")
-        part_suite(names, args.seeds, args.first_seed, Path(args.suite_out), env)
+        if args.suite_rerun_ours:
+            part_suite_rerun_ours(names, Path(args.suite_out), {**env, "git": _git_state()})
+        else:
+            part_suite(names, args.seeds, args.first_seed, Path(args.suite_out), env)
         parts = [p for p in parts if p != "suite"]
         if not parts:
             return
