@@ -106,8 +106,16 @@ class AR1CoKriging(MultiFidelityModel):
         hi = [*LOG_LS_BOUNDS[1:] * k, LOG_VAR_BOUNDS[1]] * L
         if self.infer_nugget:
             lo, hi = lo + [LOG_NUGGET_BOUNDS[0]] * L, hi + [LOG_NUGGET_BOUNDS[1]] * L
-        lo, hi = lo + [-RHO_BOUND] * (L - 1), hi + [RHO_BOUND] * (L - 1)
+        rb = [self._rho_bound(t) for t in range(1, L)]
+        lo, hi = lo + [-b for b in rb], hi + rb
         return torch.tensor([lo, hi], dtype=DTYPE)
+
+    def _rho_bound(self, t: int) -> float:
+        """Bound on ``|rho_{t-1}|`` in the levels' standardized units: :data:`RHO_BOUND`,
+        widened by the ratio of level ``t - 1``'s spread to level ``t``'s where that is
+        above 1 (the top level's points of a campaign cluster near an optimum, so its
+        spread can be far below the level under it while the two agree)."""
+        return RHO_BOUND * max(1.0, abs(float(1.0 / self._level_ratio(t))))
 
     @staticmethod
     def _coef(rho: Tensor, L: int) -> Tensor:
@@ -163,7 +171,7 @@ class AR1CoKriging(MultiFidelityModel):
         lv = self._levels()
         parts = []
         rhos = [nearest_slope(lv[t][0], lv[t][1], lv[t + 1][0], lv[t + 1][1]) for t in range(L - 1)]
-        rhos = [max(-RHO_BOUND + 0.1, min(RHO_BOUND - 0.1, r)) for r in rhos]
+        rhos = [max(-self._rho_bound(t + 1) + 0.1, min(self._rho_bound(t + 1) - 0.1, r)) for t, r in enumerate(rhos)]
         ls0 = prior_lengthscale(self.d)
         for t in range(L):
             y = lv[t][1]
@@ -199,7 +207,8 @@ class AR1CoKriging(MultiFidelityModel):
             parts += [ls.log(), s2.log().reshape(1)]
         if self.infer_nugget:
             parts.append(torch.stack([rec._lk(t).unpack(rec.theta[t])[2] for t in range(L)]).log())
-        parts.append(torch.stack([r[0] for r in rec.rho]))
+        # rho in the levels' standardized units (the two models standardize alike)
+        parts.append(torch.stack([rec._rho_coefs(k.beta, t)[0].detach() for t, k in enumerate(rec._krig) if t]))
         return torch.cat(parts).clamp(*self._box())
 
     def _fit(self) -> None:
@@ -223,8 +232,9 @@ class AR1CoKriging(MultiFidelityModel):
 
     @property
     def rho(self) -> Tensor:
-        """``L - 1`` scale factors ``rho_t`` (the same in output units)."""
-        return self._unpack(self.theta)[3].detach().clone()
+        """``L - 1`` scale factors ``rho_t`` in output units (``f_{t+1} = rho_t f_t + delta``)."""
+        r = self._unpack(self.theta)[3].detach().clone()
+        return torch.stack([r[t - 1] * self._level_ratio(t) for t in range(1, self.num_fidelities)])
 
     def _latent(self, x: Tensor, level: Tensor) -> tuple[Tensor, Tensor]:
         th = self.theta

@@ -48,13 +48,14 @@ from linear_operator.operators import DenseLinearOperator
 from torch import Tensor
 
 from surrogates.base import SurrogateMixin, UnitMultivariateNormal, check_flag, check_int  # noqa: F401  (re-exported)
-from surrogates.dataset import DTYPE, Dataset
+from surrogates.dataset import CONSTANT_RTOL, DTYPE, Dataset
 from surrogates.multifidelity.core import KERNELS, NOISE_FLOOR, independent_columns
 
 #: noise treatments (see the module docstring)
 NOISE_MODES = ("auto", "known", "infer", "known+infer", "none")
-#: version of the saved configuration and state of these models
-FORMAT = 2
+#: version of the saved configuration and state of these models (3: each level
+#: standardized by its own mean and scale)
+FORMAT = 3
 
 
 #: significant bits kept of the standardized targets and noise variances the
@@ -65,6 +66,18 @@ TARGET_BITS = 32
 #: outputs' scale (standard deviation, or magnitude of a constant) the models accept: its
 #: square, the unit of every variance they report, stays inside double precision
 OUTPUT_SCALE_RANGE = (1e-150, 1e150)
+
+
+def _std(y: Tensor) -> Tensor:
+    """Sample standard deviation of ``y`` (``n >= 2``) without overflow of the squares."""
+    a = y.abs().max()
+    return (y / a).std() * a if float(a) > 0 else a
+
+
+def _varies(y: Tensor) -> bool:
+    """Whether ``y`` (``n``) holds at least two values that differ by more than round-off
+    (standard deviation above ``CONSTANT_RTOL`` times the magnitude of the mean)."""
+    return y.numel() >= 2 and float(_std(y)) > CONSTANT_RTOL * float(y.mean().abs())
 
 
 def round_significand(t: Tensor, bits: int = TARGET_BITS) -> Tensor:
@@ -103,16 +116,18 @@ class NoiseFreeConflict(ValueError):
 CONFLICT_FLOORS = 10.0
 
 
-def check_interpolable(dataset: Dataset, L: int, scale: float) -> None:
+def check_interpolable(dataset: Dataset, L: int, scale: float | Sequence[float]) -> None:
     """A :class:`NoiseFreeConflict` where noise-free rows (every row under ``noise="none"``, the
     rows with ``Yvar = 0`` under ``"known"``) at one level repeat an input with values more than
-    :data:`CONFLICT_FLOORS` floor standard deviations apart (``scale``: the outputs' scale): no
-    function interpolates them, and a model that tried would be sure of a value between them.
-    Values closer than that (a solver's round-off) are one observation to the models."""
+    :data:`CONFLICT_FLOORS` floor standard deviations apart (``scale``: the outputs' scale, one
+    number or one per level): no function interpolates them, and a model that tried would be sure
+    of a value between them. Values closer than that (a solver's round-off) are one observation
+    to the models."""
     yvar = dataset.Yvar
     free = torch.ones(dataset.n, dtype=torch.bool) if yvar is None else yvar[:, 0] <= 0
-    tol = CONFLICT_FLOORS * math.sqrt(NOISE_FLOOR) * scale
+    scales = [float(scale)] * L if isinstance(scale, (int, float)) else [float(v) for v in scale]
     for t in range(L):
+        tol = CONFLICT_FLOORS * math.sqrt(NOISE_FLOOR) * scales[t]
         idx = ((dataset.fidelity == t) & free).nonzero().flatten()
         if len(idx) < 2:
             continue
@@ -248,27 +263,37 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
         span = torch.where(span > 0, span, torch.ones_like(span))
         self.register_buffer("x_lo", lo.clone())
         self.register_buffer("x_span", span.clone())
-        y_top = dataset.Y[fid == L - 1, 0]
-        y_ref = y_top if y_top.numel() >= 2 and float(y_top.std()) > 0 else dataset.Y[:, 0]
-        std = y_ref.std() if y_ref.numel() >= 2 else torch.zeros((), dtype=DTYPE)
-        if not torch.isfinite(std) or std <= 0:
-            # one value everywhere: its magnitude is the only scale in the data (so the
-            # variances of y and a y are still a^2 apart); 1 when that value is 0
+        y_all = dataset.Y[:, 0]
+        y_top = y_all[fid == L - 1]
+        y_ref = y_top if _varies(y_top) else y_all
+        if _varies(y_ref):
+            std = _std(y_ref)
+        else:
+            # one value everywhere (to round-off): its magnitude is the only scale in the
+            # data (so the variances of y and a y are still a^2 apart); 1 when that value is 0
             std = y_ref.mean().abs() if float(y_ref.mean().abs()) > 0 else torch.ones((), dtype=DTYPE)
-        if not (OUTPUT_SCALE_RANGE[0] <= float(std.abs()) <= OUTPUT_SCALE_RANGE[1]):
-            raise ValueError(
-                f"the outputs' scale is {float(std.abs()):.3g}, outside [{OUTPUT_SCALE_RANGE[0]:g}, "
-                f"{OUTPUT_SCALE_RANGE[1]:g}]: variances in these units (its square) would leave double "
-                f"precision; multiply the outputs by a factor that brings them into that range (and Yvar by its square)")
-        self.register_buffer("y_mean", y_ref.mean().clone())
-        # signed scale: the sign makes the standardized data of y and -y the
+        # each level in its own units: its mean and standard deviation (a level
+        # with one value, or constant to round-off, borrows the reference scale),
+        # so the fit of a level and the bounds on its parameters do not depend
+        # on how spread out another level's data are
+        lmean = torch.stack([y_all[fid == t].mean() for t in range(L)])
+        lstd = torch.stack([_std(y_all[fid == t]) if _varies(y_all[fid == t]) else std for t in range(L)])
+        for v in (std, *lstd):
+            if not (OUTPUT_SCALE_RANGE[0] <= float(v) <= OUTPUT_SCALE_RANGE[1]):
+                raise ValueError(
+                    f"the outputs' scale is {float(v):.3g}, outside [{OUTPUT_SCALE_RANGE[0]:g}, "
+                    f"{OUTPUT_SCALE_RANGE[1]:g}]: variances in these units (its square) would leave double "
+                    f"precision; multiply the outputs by a factor that brings them into that range (and Yvar "
+                    f"by its square)")
+        # signed scales: the sign makes the standardized data of y and -y the
         # same numbers (sum of cubes >= 0), so their fits are identical
-        z = (dataset.Y[:, 0] - y_ref.mean()) / std
+        z = (y_all - lmean[fid]) / lstd[fid]
         if float(z.pow(3).sum()) < 0:
-            std = -std
-        self.register_buffer("y_std", std.clone())
+            lstd = -lstd
+        self.register_buffer("level_mean", lmean.clone())
+        self.register_buffer("level_std", lstd.clone())
         if noise == "none" or (noise == "known" and yvar is not None):
-            check_interpolable(dataset, L, float(std.abs()))
+            check_interpolable(dataset, L, lstd.abs().tolist())
         self.costs = check_costs([float(t + 1) for t in range(L)] if costs is None else costs, L)
         self.infer_nugget = noise in ("infer", "known+infer")
         self._build()
@@ -308,7 +333,9 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
     @classmethod
     def from_config(cls, config: dict[str, Any], dataset: Dataset):
         if config.get("format") != FORMAT:
-            raise ValueError(refit_message(cls.__name__, "config.json has no multi-fidelity format 2"))
+            raise ValueError(refit_message(
+                cls.__name__, f"config.json has multi-fidelity format {config.get('format')!r}, this version "
+                f"reads format {FORMAT}"))
         if dataset is None:
             raise ValueError(f"{cls.__name__} needs its training data to be rebuilt, got dataset=None")
         config = {k: v for k, v in config.items() if k != "format"}
@@ -386,15 +413,17 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
         which rows belong."""
         ds = self.train_dataset
         xs = self._scale_x(ds.X)
-        # rounded to TARGET_BITS significant bits: y and a y + b (any units) give the
-        # same numbers, so the same fit (not one that round-off moved along a flat optimum)
-        ys = round_significand((ds.Y[:, 0] - self.y_mean) / self.y_std)
+        fid = ds.fidelity.long()
+        # each level in its own units (level_mean, level_std), rounded to TARGET_BITS
+        # significant bits: y and a y + b (any units) give the same numbers, so the
+        # same fit (not one that round-off moved along a flat optimum)
+        s = self.level_std[fid]
+        ys = round_significand((ds.Y[:, 0] - self.level_mean[fid]) / s)
         if self.noise in ("known", "known+infer"):
-            vs = round_significand(ds.Yvar[:, 0] / self.y_std**2)
+            vs = round_significand(ds.Yvar[:, 0] / s**2)
         else:
             vs = torch.zeros_like(ys)
         vs = vs.clamp_min(NOISE_FLOOR)
-        fid = ds.fidelity.long()
         base = [(xs[fid == t], ys[fid == t], vs[fid == t]) for t in range(self.num_fidelities)]
         if self._fantasy is None or not fantasy:
             return base
@@ -481,8 +510,13 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
         raise NotImplementedError
 
     def _nugget(self) -> Tensor:
-        """``L`` inferred noise variances (standardized; zeros if not inferred)."""
+        """``L`` inferred noise variances (each level's standardized units; zeros if not inferred)."""
         raise NotImplementedError
+
+    def _level_ratio(self, t: int) -> Tensor:
+        """``level_std[t] / level_std[t - 1]``: a scale factor between levels ``t - 1``
+        and ``t`` in their standardized units times this ratio is the factor in output units."""
+        return self.level_std[t] / self.level_std[t - 1]
 
     def noise_variance(self) -> Tensor:
         """Observation-noise variance per level (``L``, output units): the
@@ -490,7 +524,7 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
         mean_known = torch.stack([v.mean() for _, _, v in self._levels(fantasy=False)])
         if self.noise not in ("known", "known+infer"):
             mean_known = torch.zeros_like(mean_known)
-        return (self._nugget() + mean_known) * self.y_std**2
+        return (self._nugget() + mean_known) * self.level_std**2
 
     # --------------------------------------------------------- posterior
     def posterior(
@@ -518,19 +552,28 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
             mean, cov = x.new_zeros(shape), x.new_zeros(*shape, level.shape[-1])
         else:
             mean, cov = self._latent(x, level)
+        s, mu = self.level_std[level], self.level_mean[level]  # each point's level's units
         if observation_noise is not False:
             if torch.is_tensor(observation_noise):
-                noise = observation_noise.to(cov).reshape(mean.shape) / self.y_std**2
+                obs = observation_noise.to(cov)
+                try:  # BoTorch's shapes: batch x q x 1, or anything that broadcasts to it
+                    obs = torch.broadcast_to(obs, (*mean.shape, 1))[..., 0]
+                except RuntimeError:
+                    raise ValueError(
+                        f"observation_noise must broadcast to batch x q x 1 = {(*mean.shape, 1)}, got shape "
+                        f"{tuple(observation_noise.shape)}"
+                    ) from None
+                noise = obs / s**2
             else:
-                noise = (self.noise_variance() / self.y_std**2)[level]
+                noise = (self.noise_variance() / self.level_std**2)[level]
             cov = cov + torch.diag_embed(noise)
         cov = 0.5 * (cov + cov.transpose(-1, -2))
         # jitter relative to the variance keeps rsample's Cholesky alive for
         # nearly duplicated points
         jitter = 1e-9 * cov.diagonal(dim1=-2, dim2=-1).mean(-1, keepdim=True).clamp_min(1e-12)
         cov = cov + torch.diag_embed(jitter.expand_as(mean))
-        mvn = UnitMultivariateNormal(mean * self.y_std + self.y_mean, DenseLinearOperator(cov * self.y_std**2))
-        mvn.scale2 = float(self.y_std) ** 2
+        mvn = UnitMultivariateNormal(mean * s + mu, DenseLinearOperator(cov * s.unsqueeze(-1) * s.unsqueeze(-2)))
+        mvn.scale2 = s.detach() ** 2
         post = GPyTorchPosterior(mvn)
         return posterior_transform(post) if posterior_transform is not None else post
 
@@ -561,10 +604,10 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
             )
         if not torch.isfinite(Y.detach()).all():
             raise ValueError("Y must be finite, got NaN or inf")
-        y = (Y[..., 0] - self.y_mean) / self.y_std
+        y = (Y[..., 0] - self.level_mean[lev]) / self.level_std[lev]
         nugget = self._nugget().to(DTYPE)
         if noise is None:
-            known = self.noise_variance() / self.y_std**2 - nugget
+            known = self.noise_variance() / self.level_std**2 - nugget
             v = known[lev]
         else:
             noise = torch.as_tensor(noise, dtype=DTYPE)
@@ -581,7 +624,7 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
                 )
             if noise.dim() == 0:
                 noise = noise.reshape(1)
-            v = noise[..., 0] / self.y_std**2 - nugget[lev]
+            v = noise[..., 0] / self.level_std[lev] ** 2 - nugget[lev]
         v = v.clamp_min(NOISE_FLOOR)
         B = torch.broadcast_shapes(lev.shape, v.shape)
         x, lev, v = x.expand(*B, x.shape[-1]), lev.expand(B), v.expand(B)

@@ -265,8 +265,15 @@ class NARGP(MultiFidelityModel):
             m, c = self._joint(xl[..., :-1], xl[..., -1].round().long())
             return m, c.squeeze(-1)
 
-        xl = torch.cat([x, level.unsqueeze(-1).to(x)], -1)
-        mean, var = self._pointwise(one, xl)
+        # each level present on its own, so that a point's moments do not depend on
+        # the highest level of the others (which sets how far the paths are propagated)
+        mean = var = None
+        for lv in level.unique().tolist():
+            xl = torch.cat([x, torch.full_like(x[..., :1], float(lv))], -1)
+            m_l, v_l = self._pointwise(one, xl)
+            at = level == lv
+            mean = m_l if mean is None else torch.where(at, m_l, mean)
+            var = v_l if var is None else torch.where(at, v_l, var)
         if x.shape[-2] == 1:
             return mean, var.unsqueeze(-1)
         _, cov = self._joint(x, level)

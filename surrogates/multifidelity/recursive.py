@@ -384,10 +384,11 @@ class RecursiveCoKriging(MultiFidelityModel):
 
     @property
     def rho(self) -> list[Tensor]:
-        """Per level ``t >= 1``, the GLS trend coefficients of ``f_{t-1}``
-        (``rho_t``; constant: one value, linear: ``1 + d``)."""
+        """Per level ``t >= 1``, the GLS trend coefficients of ``f_{t-1}`` in output units
+        (``rho_t``; constant: one value, linear: ``1 + d``, on inputs scaled to the bounds)."""
         self._ensure_conditioned()
-        return [self._rho_coefs(k.beta, t).detach().clone() for t, k in enumerate(self._krig) if t]
+        return [self._rho_coefs(k.beta, t).detach().clone() * self._level_ratio(t)
+                for t, k in enumerate(self._krig) if t]
 
     def _latent(self, x: Tensor, level: Tensor) -> tuple[Tensor, Tensor]:
         means, covs, gains = self._moments(x, int(level.max()))

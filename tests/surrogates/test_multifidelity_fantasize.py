@@ -110,7 +110,7 @@ def test_variance_drops_where_a_fantasy_is_observed(fitted, cls):
     var1 = fm.posterior(x0).variance.squeeze(-1).squeeze(-1)
     assert var1.shape == (4,)
     # noise of the fantasy observation: the level's nugget plus the diagonal floor
-    nug = float(model.noise_variance()[1]) + NOISE_FLOOR * float(model.y_std) ** 2
+    nug = float(model.noise_variance()[1]) + NOISE_FLOOR * float(model.level_std[1]) ** 2
     # conditioning on y = f + e: the variance of a GP falls to the harmonic
     # combination of the prior variance and the noise
     bound = 1.0 / (1.0 / float(var0) + 1.0 / nug)
