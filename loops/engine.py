@@ -167,6 +167,10 @@ class UnitsWarning(UserWarning):
     """The outputs' units defeat a setting that is absolute in output units."""
 
 
+class BootstrapModelWarning(UserWarning):
+    """A multi-fidelity campaign ended with its bootstrap model instead of the configured one."""
+
+
 class ModelFaultWarning(UserWarning):
     """A model fit or an acquisition failed numerically and the campaign went on
     (the fault and what replaced the model's proposal: :attr:`Campaign.model_faults`)."""
@@ -986,7 +990,7 @@ class Campaign:
                 submitted += 1
                 if r["status"] == "pending":
                     pend += 1
-                    pend_cost += self.problem.costs[r["fidelity"]]
+                    pend_cost += self.expected_cost(r["x"], r["fidelity"])
                 else:
                     calls += 1
                     cost += r["cost"] or 0.0
@@ -1006,11 +1010,51 @@ class Campaign:
             metrics=dict(getattr(self, "_last_metrics", {})),
         )
 
-    def _may_submit(self, st: LoopState, fidelity: int) -> bool:
+    def _cost_ratios(self) -> tuple[float, ...]:
+        """Per level, the ratio of the costs the oracle reported to its cost model's at the
+        same points, averaged over the finished design points with the model's own value
+        counted as one more record (1 before any result): an oracle that reports measured
+        costs 1.5 times its model's is charged so ahead of submission."""
+        cached = getattr(self, "_ratio_cache", None)
+        if cached is not None and cached[0] == self._version:
+            return cached[1]
+        L = self.problem.num_fidelities
+        sums, counts = [1.0] * L, [1] * L
+        for r in self._rows.values():
+            v = r.get("cost")
+            if (r["status"] in ("done", "failed") and r["role"] != "validation" and v is not None
+                    and math.isfinite(v) and v > 0 and 0 <= r["fidelity"] < L):
+                nominal = self._model_cost(r["x"], r["fidelity"])
+                if nominal > 0:
+                    sums[r["fidelity"]] += float(v) / nominal
+                    counts[r["fidelity"]] += 1
+        out = tuple(a / n for a, n in zip(sums, counts, strict=True))
+        self._ratio_cache = (self._version, out)
+        return out
+
+    def _model_cost(self, x, fidelity: int) -> float:
+        """The oracle's cost model at one point (its per-level cost if the model fails there)."""
+        try:
+            c = float(self.oracle.cost_model(torch.as_tensor([x], dtype=torch.float64), int(fidelity))[0])
+        except Exception:  # noqa: BLE001  (a cost model that cannot price this point: the level's cost)
+            c = math.nan
+        return c if math.isfinite(c) and c > 0 else float(self.problem.costs[fidelity])
+
+    def expected_cost(self, x, fidelity: int) -> float:
+        """What evaluating ``x`` (``d`` numbers, or None: a typical point) at ``fidelity`` is
+        expected to cost, in the units of ``budget.cost``: the oracle's cost model there
+        (its per-level cost for ``x = None``) times the level's ratio of reported to modelled
+        costs so far (:meth:`_cost_ratios`). The cost budget admits a point against it, so
+        costs that depend on ``x`` or that the oracle measures above its model do not overrun
+        the budget by a whole evaluation."""
+        base = float(self.problem.costs[fidelity]) if x is None else self._model_cost(x, fidelity)
+        return base * self._cost_ratios()[fidelity]
+
+    def _may_submit(self, st: LoopState, fidelity: int, x=None) -> bool:
         b = self.config.budget
         if b.calls is not None and st.submitted >= b.calls:
             return False
-        if b.cost is not None and st.committed_cost + self.problem.costs[fidelity] > b.cost + 1e-9:
+        if b.cost is not None and st.committed_cost + self.expected_cost(x, fidelity) > b.cost + 1e-9:
             return False
         if b.wall_time is not None and st.elapsed >= b.wall_time:
             return False
@@ -1040,9 +1084,9 @@ class Campaign:
         if self.config.mode == "optimize" and b is not None and not self._has_target_result():
             # keep room for one target evaluation: an optimize campaign that spent its budget
             # at cheaper levels had ended with no target result to check its answer by
-            reserve = self.problem.costs[target]
+            reserve = self.expected_cost(None, target)
             levels = tuple(k for k in levels
-                           if k == target or st.committed_cost + self.problem.costs[k] + reserve <= b + 1e-9)
+                           if k == target or st.committed_cost + self.expected_cost(None, k) + reserve <= b + 1e-9)
         return levels
 
     def _has_target_result(self) -> bool:
@@ -1322,7 +1366,7 @@ class Campaign:
                 if not self.stopping.should_stop(st) and not self._awaits_first_model(ids):
                     self._handed.update(ids)  # the ones above are pending for this proposal too
                     for x, lev, pred in self._candidates(k, st):
-                        if not self._may_submit(self.state(), lev):
+                        if not self._may_submit(self.state(), lev, x):
                             break
                         ids.append(self._add_pending(x, lev, "acquisition", self._updates, prediction=pred))
         self._handed.update(ids)
@@ -1479,7 +1523,7 @@ class Campaign:
             self._version += 1
             self._stale = True
             if (rec.get("failed") and not rec.get("infra") and row["attempt"] < c.executor.retries
-                    and row["role"] != "validation" and self._may_submit(self.state(), row["fidelity"])):
+                    and row["role"] != "validation" and self._may_submit(self.state(), row["fidelity"], row["x"])):
                 self._add_pending(row["x"], row["fidelity"], row["role"], row["iteration"],
                                   point=row["point"], attempt=row["attempt"] + 1)
             if self._bar is not None and row["role"] != "validation":
@@ -1514,6 +1558,26 @@ class Campaign:
         has_pending = any(r["status"] == "pending" for r in self._rows.values())
         return not has_pending and not self._affordable_levels(st)
 
+    def _warn_if_bootstrap_model(self) -> None:
+        """A :class:`BootstrapModelWarning` when a multi-fidelity campaign ends with its
+        bootstrap model (``model.bootstrap``) in place of the configured co-kriging model,
+        because a level never got the results that model needs: the recommendation and the
+        final surrogate then come from the bootstrap model."""
+        c = self.config.model
+        if not (self.problem.multi_fidelity and c.name not in BUILTIN and self.model is not None
+                and getattr(self, "_warm_name", None) == c.bootstrap and c.bootstrap != c.name):
+            return
+        X, _, _ = self.data()
+        need = min(3, self.config.initial.n)
+        counts = torch.bincount(X[:, -1].round().long(), minlength=self.problem.num_fidelities).tolist()
+        short = {k: n for k, n in enumerate(counts) if n < need}
+        warnings.warn(
+            f"model.name = {c.name!r} was not fitted: it needs {need} results at every level and levels "
+            f"{sorted(short)} have {list(short.values())}; the final surrogate and the recommendation come from "
+            f"the bootstrap model {c.bootstrap!r} (give the initial design points at every level, "
+            f"initial.fidelities, to fit {c.name!r})",
+            BootstrapModelWarning, stacklevel=3)
+
     def finish(self, stopped_by: str | None = None) -> CampaignResult:
         """Close the campaign: final model update, pending points cancelled, tracking finished."""
         self._start()
@@ -1531,6 +1595,7 @@ class Campaign:
         if self._stale:
             self._update_and_log()
         self._bank_elapsed()
+        self._warn_if_bootstrap_model()
         st = self.state()
         st.metrics = self.validation_metrics() if c.mode == "learn" else {}
         if c.mode == "learn":

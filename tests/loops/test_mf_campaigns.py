@@ -444,3 +444,111 @@ def test_learn_metrics_use_the_target_levels_noise_and_the_whole_validation_set(
     cover = float((err.abs() <= 1.959964 * var.sqrt()).double().mean())
     assert got["nlpd"] == pytest.approx(nlpd, rel=1e-6) and got["coverage95"] == pytest.approx(cover, abs=1e-12)
     camp.close()
+
+
+class _XCost:
+    """Cost model whose cost grows with x: ``costs[k] (1 + 2 x_0)`` (x in [0, 1])."""
+
+    def __init__(self, costs):
+        self.costs = tuple(costs)
+
+    def __call__(self, X, fidelity):
+        return self.costs[fidelity] * (1 + 2 * X[:, 0])
+
+
+def _forrester_mf(cost_model=None, factor=(1.0, 1.0)):
+    from oracles.base import CostModel, Oracle, OracleResult, make_bounds
+
+    class ForresterCosts(Oracle):
+        input_names, output_names, num_fidelities = ("x",), ("y",), 2
+
+        def __init__(self):
+            self.bounds = make_bounds([0.0], [1.0])
+            self.cost_model = cost_model or CostModel((1.0, 10.0))
+
+        def evaluate_batch(self, X, fidelity):
+            hi = (6 * X[:, 0] - 2) ** 2 * torch.sin(12 * X[:, 0] - 4)
+            y = hi if fidelity == 1 else 0.5 * hi + 10 * (X[:, 0] - 0.5) - 5
+            n = X.shape[0]
+            # the cost the oracle measured: its model's times a factor per level
+            cost = self.cost_model(X, fidelity) * factor[fidelity]
+            return OracleResult(X=X.clone(), Y=y.unsqueeze(-1), failed=torch.zeros(n, dtype=torch.bool),
+                                reasons=[None] * n, cost=cost, fidelity=fidelity, metadata=[{} for _ in range(n)])
+
+    return ForresterCosts()
+
+
+@pytest.mark.parametrize("case", ["x-dependent", "measured-above-model"])
+def test_cost_budget_is_not_overrun_by_costs_other_than_the_levels(tmp_path, case):
+    """The cost budget admits a point against what it is expected to cost: the cost model at
+    that x (a model that depends on x, as CostModel allows), times the level's ratio of
+    reported to modelled costs so far. Before, every admission charged the level's nominal
+    cost: an x-dependent model ended at 37.9 of a budget of 36, an oracle reporting 1.5x its
+    model at 63 of 60."""
+    from oracles.base import CostModel
+
+    if case == "x-dependent":
+        oracle, budget = _forrester_mf(cost_model=_XCost((1.0, 10.0))), 100.0
+    else:
+        oracle, budget = _forrester_mf(cost_model=CostModel((1.0, 10.0)), factor=(1.0, 1.5)), 100.0
+    cfg = parse_config({"name": "cb", "seed": 0, "oracle": oracle, "budget": {"cost": budget},
+                        "initial": {"n": 2}, "acquisition": {"name": "sobol"},
+                        "executor": {"kind": "serial"}, "tracking": {"enabled": False}})
+    camp = Campaign(cfg, run_dir=tmp_path / "cb")
+    res = camp.run()
+    df = res.dataframe()
+    spent = float(df[df.status.isin(["done", "failed"])].cost.sum())
+    assert spent <= budget + 1e-9, spent
+    # and the budget is used: what is left does not pay for another target evaluation
+    cheapest_top = 10.0 * (1.5 if case != "x-dependent" else 1.0)
+    assert budget - spent < 3 * cheapest_top
+    if case != "x-dependent":
+        # the expected cost of a target evaluation has learned the oracle's factor
+        n_top = int((df.fidelity == 1).sum())
+        assert camp.expected_cost([0.5], 1) == pytest.approx(10.0 * (1 + 1.5 * n_top) / (1 + n_top))
+
+
+def test_predict_gives_marginals_without_a_dense_covariance():
+    """``loops.models.predict`` (validation metrics, plots, the prediction stored with each
+    asked point) takes each point on its own: for NARGP on 4096 points it equals the model's
+    own marginal predictions, where the joint posterior (64 sampled paths x 4096 x 4096) had
+    needed about 8 GB."""
+    import resource
+
+    from loops.models import predict
+    from surrogates.dataset import Dataset
+    from surrogates.multifidelity import NARGP
+
+    g = torch.Generator().manual_seed(0)
+    X0 = torch.rand(20, 1, generator=g, dtype=D)
+    X = torch.cat([X0, X0[:6]])
+    fid = torch.tensor([0] * 20 + [1] * 6)
+    hi = (6 * X[:, 0] - 2) ** 2 * torch.sin(12 * X[:, 0] - 4)
+    Y = torch.where(fid == 1, hi, 0.5 * hi + 10 * (X[:, 0] - 0.5) - 5).unsqueeze(-1)
+    m = NARGP.from_dataset(Dataset(X=X, Y=Y, fidelity=fid), noise="none")
+    G = torch.rand(4096, 1, generator=g, dtype=D)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    mu, var = predict(m, torch.cat([G, torch.ones(4096, 1, dtype=D)], -1))
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    ref_mu, ref_var = m.predict(G, 1)
+    assert mu.shape == var.shape == (4096, 1)
+    torch.testing.assert_close(mu[:, 0], ref_mu, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(var[:, 0], ref_var, rtol=1e-7, atol=1e-14)
+    assert grown_mb < 1000, grown_mb
+
+
+def test_a_campaign_that_ends_on_its_bootstrap_model_says_so(tmp_path):
+    """model.name = 'ar1' needs 3 results at every level; a campaign whose top level never
+    got them ends with the bootstrap model (mf_gp) as its surrogate and recommendation, and
+    now warns by name (it had been silent)."""
+    from loops.engine import BootstrapModelWarning
+
+    cfg = parse_config({
+        "name": "boot", "seed": 0, "oracle": MF_ORACLE, "budget": {"calls": 6},
+        "initial": {"n": 4, "fidelities": [0]}, "model": {"name": "ar1"},
+        "acquisition": {"name": "qMFLogEI", "num_restarts": 2, "raw_samples": 32, "maxiter": 30},
+        "executor": {"kind": "serial"}, "tracking": {"enabled": False}})
+    camp = Campaign(cfg, run_dir=tmp_path / "boot")
+    with pytest.warns(BootstrapModelWarning, match=r"'ar1' was not fitted.*levels \[1\].*'mf_gp'"):
+        camp.run()
+    assert type(camp.model).__name__ == "SingleTaskMultiFidelityGP"
