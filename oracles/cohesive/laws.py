@@ -59,6 +59,13 @@ def _safe_sqrt(s: Tensor) -> Tensor:
     return torch.where(pos, torch.sqrt(torch.where(pos, s, torch.ones_like(s))), torch.zeros_like(s))
 
 
+
+def _closing(dn: Tensor) -> Tensor:
+    """``min(dn, 0)`` (the interpenetration a contact penalty acts on) with zero derivative at
+    ``dn = 0``: the tangent of a closed interface is its opening branch's (``torch.clamp``
+    passes a derivative of 1 at its bound, which had added the penalty's stiffness to it)."""
+    return torch.where(dn < 0, dn, torch.zeros_like(dn))
+
 class CohesiveLaw(ABC):
     """Base class of the cohesive laws (see the module docstring)."""
 
@@ -185,14 +192,14 @@ class BilinearLaw(CohesiveLaw):
         l0 = self.peak_ratio
         lc = torch.clamp(lam, max=1.0)
         h = torch.where(lam < l0, lam**2 / l0, l0 + ((1 - l0) ** 2 - (1 - lc) ** 2) / (1 - l0))
-        comp = torch.clamp(d[..., 0], max=0.0)
+        comp = _closing(d[..., 0])
         return self.Gamma * h + 0.5 * self._penalty() * comp**2
 
     def traction(self, delta) -> Tensor:
         d = self._delta(delta)
         lam, dn = self._lambda(d)
         c = self.Gamma * self._b_over_lambda(lam)
-        comp = torch.clamp(d[..., 0], max=0.0)
+        comp = _closing(d[..., 0])
         Tn = c * dn / self.delta_nc**2 + self._penalty() * comp
         Tt = c * d[..., 1] / self.delta_tc**2
         return torch.stack([Tn, Tt], -1)
@@ -412,7 +419,7 @@ class PPRLaw(CohesiveLaw):
     def potential(self, delta) -> Tensor:
         d = self._delta(delta)
         fn, ft, _, _ = self._factors(d)
-        comp = torch.clamp(d[..., 0], max=0.0)
+        comp = _closing(d[..., 0])
         return min(self.phi_n, self.phi_t) + fn * ft + 0.5 * self.penalty * comp**2
 
     def traction(self, delta) -> Tensor:
@@ -421,9 +428,15 @@ class PPRLaw(CohesiveLaw):
         dn, adt = d[..., 0], d[..., 1].abs()
         zero = torch.zeros_like(dn)
         open_n = (dn >= 0) & (dn < self.delta_n) & (adt < self.conj_t)
-        Tn = torch.where(open_n, dfn * ft, zero) + self.penalty * torch.clamp(dn, max=0.0)
+        Tn = torch.where(open_n, dfn * ft, zero) + self.penalty * _closing(dn)
         open_t = (adt < self.delta_t) & (dn < self.conj_n)
-        Tt = torch.where(open_t, dft * fn * torch.sign(d[..., 1]), zero)
+        # dft(y) sign(dt) = -(n + beta) Gt / delta_t^2 dt (1 - y)^(beta - 1) (n / beta + y)^(n - 1):
+        # the same values, written without sign(dt), whose derivative at dt = 0 autograd takes as 0
+        # (the shear stiffness of a closed interface had come out zero)
+        b, nn = self.beta, self.n
+        y = torch.clamp(adt / self.delta_t, max=1.0)
+        slope = -(nn + b) * self.Gt / self.delta_t**2 * (1 - y) ** (b - 1) * (nn / b + y) ** (nn - 1)
+        Tt = torch.where(open_t, slope * d[..., 1] * fn, zero)
         return torch.stack([Tn, Tt], -1)
 
     @property

@@ -209,3 +209,26 @@ def test_bad_inputs():
         BilinearLaw(1.0, 3.0).traction(torch.zeros(3, dtype=DTYPE))
     with pytest.raises(InvalidInput, match="finite"):
         BilinearLaw(1.0, 3.0).traction(pt(float("nan"), 0.0))
+
+
+@pytest.mark.parametrize("name", LAWS)
+def test_tangent_on_the_axes_is_the_opening_sides_slope(name):
+    """Where a separation component is exactly zero (the closed interface every cohesive
+    analysis starts from, pure mode I or II paths) the tangent is the one-sided finite
+    difference on the opening side (dn >= 0) and the two-sided one in shear (the traction is
+    smooth and odd in dt). PPR's shear stiffness had been 0 at dt = 0 (a singular interface
+    stiffness at the origin) and both PPR's and the bilinear law's normal stiffness at dn = 0
+    the sum of the opening and the contact-penalty slopes (bilinear: twice the elastic one)."""
+    law = LAWS[name]()
+    sn, st = law.critical_opening, tangential_scale(law)
+    pts = [pt(0.0, 0.0), pt(0.2 * law.peak_opening, 0.0), pt(0.0, 0.05 * st)]
+    for x in pts:
+        K = law.tangent(x)
+        h_n, h_t = 1e-6 * law.peak_opening, 1e-7 * st
+        # second-order one-sided difference on the opening side
+        fd_n = (4 * law.traction(x + pt(h_n, 0.0)) - 3 * law.traction(x) - law.traction(x + pt(2 * h_n, 0.0))) / (2 * h_n)
+        fd_t = (law.traction(x + pt(0.0, h_t)) - law.traction(x - pt(0.0, h_t))) / (2 * h_t)
+        scale = max(law.peak_traction) / min(sn, st)
+        torch.testing.assert_close(K[:, 0], fd_n, rtol=1e-4, atol=1e-5 * scale)
+        torch.testing.assert_close(K[:, 1], fd_t, rtol=1e-4, atol=1e-5 * scale)
+    assert float(torch.linalg.det(law.tangent(pt(0.0, 0.0)))) > 0
