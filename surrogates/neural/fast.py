@@ -24,6 +24,7 @@ round-off), on several Python threads, or fused by ``torch.compile``.
 
 from __future__ import annotations
 
+import operator
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -67,6 +68,17 @@ def ensemble_response(invariants: InvariantSet, params: EnergyParams, F: Tensor,
     return P, A, var, inv.J
 
 
+
+def _count(name: str, v) -> int:
+    """``v`` as an ``int`` >= 1, else a ``ValueError`` naming ``name``."""
+    try:
+        n = None if isinstance(v, bool) else operator.index(v)
+    except TypeError:
+        n = None
+    if n is None or n < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    return n
+
 class FastHyperelastic:
     """Stress and tangent of one :class:`InvariantEnergy` or an ensemble of them
     (a frozen copy of the current weights).
@@ -90,8 +102,9 @@ class FastHyperelastic:
                  variance_scale: Tensor | None = None, chunk: int = 4096,
                  compile: bool = False, workers: int = 1):
         members = list(members)
-        if int(workers) < 1:
-            raise ValueError(f"workers must be >= 1, got {workers!r}")
+        workers, chunk = _count("workers", workers), _count("chunk (points per chunk)", chunk)
+        if dtype not in (torch.float64, torch.float32):
+            raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype!r}")
         self.workers = int(workers)
         if not members:
             raise ValueError("need at least one member")

@@ -176,7 +176,7 @@ class HyperelasticEnsemble(NeuralEnsembleModel):
         d = self._config["dim"]
         if torch.is_tensor(F) and F.requires_grad:
             F = check_deformation_gradient(F, dim=d)
-            return self._response(F)
+            return self._response(F.to(torch.float64))  # the weights are float64 (a float32 F is cast)
         # the fast evaluator checks shape and det F > 0 itself (no extra pass)
         return self.fast_evaluator()(torch.as_tensor(F, dtype=torch.float64))
 
@@ -187,15 +187,17 @@ class HyperelasticEnsemble(NeuralEnsembleModel):
         deployment: about twice the throughput at ~1e-6 relative round-off;
         ``compile=True`` fuses the evaluation with ``torch.compile``; ``workers``
         evaluates chunks concurrently (see :class:`FastHyperelastic`)."""
-        key = (dtype, int(chunk), bool(compile), int(workers), tuple(t._version for t in self.parameters()),
+        key = (dtype, chunk, bool(compile), workers, tuple(t._version for t in self.parameters()),
                tuple(t._version for t in self.buffers()))
         cached = getattr(self, "_fast_cache", None)
-        if cached is None or cached[0] != key:
+        # an edit through ``.data`` does not move ``_version``: the values are compared too
+        if cached is None or cached[0] != key or not all(
+                torch.equal(a, b) for a, b in zip(cached[2], (*self.parameters(), *self.buffers()), strict=True)):
             fast = FastHyperelastic(self.members, dtype=dtype, chunk=chunk,
                                     variance_scale=self.variance_scale + 0.0, compile=compile,
                                     workers=workers)
             fast.variance_floor = VARIANCE_FLOOR * float(self.output_scale.pow(2).mean())
-            self._fast_cache = (key, fast)
+            self._fast_cache = (key, fast, [t.detach().clone() for t in (*self.parameters(), *self.buffers())])
         return self._fast_cache[1]
 
     def _response(self, F: Tensor) -> MaterialResponse:

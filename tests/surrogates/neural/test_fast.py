@@ -145,3 +145,34 @@ def test_single_member_has_no_variance():
     assert out.variance is None
     _, A, _ = _autograd_reference(model, F)
     torch.testing.assert_close(out.tangent, A, rtol=1e-10, atol=1e-11 * float(A.abs().max()))
+
+
+def test_evaluator_follows_weights_edited_through_data_and_refuses_bad_settings():
+    """``material_response`` uses the cached fast evaluator; an edit of the weights through
+    ``.data`` (which leaves ``_version`` alone) had kept the old weights' stress (0.45 off the
+    posterior's). Chunk sizes below 1 had returned uninitialised memory as stress; a float32 F
+    with ``requires_grad`` had raised a dtype error from inside torch."""
+    from surrogates.neural import HyperelasticEnsemble
+
+    torch.manual_seed(0)
+    ens = HyperelasticEnsemble(dim=3, num_members=2, hidden=(4,))
+    ens.eval()
+    F = torch.eye(3, dtype=torch.float64) + 0.1 * torch.randn(4, 3, 3, dtype=torch.float64)
+    X = (F - torch.eye(3, dtype=torch.float64)).reshape(-1, 9)
+    before = ens.material_response(F).P.clone()
+    with torch.no_grad():
+        for p in ens.parameters():
+            p.data.mul_(2.0)
+    after = ens.material_response(F).P
+    assert float((after - before).abs().max()) > 1e-3
+    torch.testing.assert_close(after, ens.posterior(X).mean.reshape(-1, 3, 3), rtol=1e-10, atol=1e-12)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="chunk"):
+            ens.fast_evaluator(chunk=bad)
+    with pytest.raises(ValueError, match="dtype"):
+        ens.fast_evaluator(dtype=torch.float16)
+    F32 = F.to(torch.float32).requires_grad_()
+    r = ens.material_response(F32)
+    torch.testing.assert_close(r.P, after, rtol=1e-5, atol=1e-6)
+    r.P.sum().backward()
+    assert F32.grad is not None and F32.grad.dtype == torch.float32
