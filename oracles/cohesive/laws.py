@@ -43,6 +43,16 @@ from oracles.exceptions import InvalidInput
 __all__ = ["CohesiveLaw", "BilinearLaw", "ExponentialLaw", "PPRLaw", "make_law", "LAWS"]
 
 
+def _number(name: str, v: Any) -> float:
+    """``v`` as a float (a real number: bool and strings refused), else an ``InvalidInput`` naming ``name``."""
+    try:
+        if isinstance(v, (bool, str, bytes)) or v is None:
+            raise TypeError
+        return float(v)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{name} must be a number, got {v!r}") from None
+
+
 def _positive(name: str, v: Any) -> float:
     try:
         f = float(v)
@@ -72,7 +82,12 @@ class CohesiveLaw(ABC):
     name: str = ""
 
     def _delta(self, delta: Any) -> Tensor:
-        d = delta if isinstance(delta, Tensor) else torch.as_tensor(delta, dtype=DTYPE)
+        try:
+            d = delta if isinstance(delta, Tensor) else torch.as_tensor(delta, dtype=DTYPE)
+        except (TypeError, ValueError, RuntimeError):
+            raise InvalidInput(f"delta must be real numbers of shape ... x 2, got {delta!r}") from None
+        if d.is_complex() or d.dtype == torch.bool:
+            raise InvalidInput(f"delta must be real numbers of shape ... x 2, got a {d.dtype} tensor")
         if d.dim() == 0 or d.shape[-1] != 2:
             raise InvalidInput(
                 f"delta must have shape ... x 2 (normal opening, tangential slip), got {tuple(d.shape)}"
@@ -165,7 +180,7 @@ class BilinearLaw(CohesiveLaw):
         self.Gamma = _positive("Gamma", Gamma)
         self.sigma_max = _positive("sigma_max", sigma_max)
         self.tau_max = self.sigma_max if tau_max is None else _positive("tau_max", tau_max)
-        lam0 = float(peak_ratio)
+        lam0 = _number("peak_ratio", peak_ratio)
         if not 0 < lam0 < 1:
             raise InvalidInput(f"peak_ratio must lie in (0, 1), got {peak_ratio!r}")
         self.peak_ratio = lam0
@@ -263,7 +278,7 @@ class ExponentialLaw(CohesiveLaw):
         self.sigma_max = _positive("sigma_max", sigma_max)
         self.Gamma_t = self.Gamma_n if Gamma_t is None else _positive("Gamma_t", Gamma_t)
         self.tau_max = self.sigma_max if tau_max is None else _positive("tau_max", tau_max)
-        self.r = float(r)
+        self.r = _number("r", r)
         if not math.isfinite(self.r) or self.r == 1.0:
             raise InvalidInput(f"r must be a finite number other than 1, got {r!r}")
         self.q = self.Gamma_t / self.Gamma_n
@@ -358,6 +373,8 @@ class PPRLaw(CohesiveLaw):
         self.sigma_max = _positive("sigma_max", sigma_max)
         self.phi_t = self.phi_n if Gamma_t is None else _positive("Gamma_t", Gamma_t)
         self.tau_max = self.sigma_max if tau_max is None else _positive("tau_max", tau_max)
+        alpha, beta = _number("alpha", alpha), _number("beta", beta)
+        lambda_n, lambda_t = _number("lambda_n", lambda_n), _number("lambda_t", lambda_t)
         for nm, v in (("alpha", alpha), ("beta", beta)):
             if not (math.isfinite(float(v)) and float(v) > 1):
                 raise InvalidInput(f"{nm} must be a number above 1, got {v!r}")

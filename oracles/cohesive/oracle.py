@@ -20,6 +20,7 @@ Proc. Phys. Soc. A 65, 349-354.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -153,7 +154,8 @@ class CohesiveOracle(Oracle):
         if plane not in ("strain", "stress"):
             raise InvalidInput(f"plane must be 'strain' or 'stress', got {plane!r}")
         for nm, v in (("shear_energy_ratio", shear_energy_ratio), ("shear_strength_ratio", shear_strength_ratio)):
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            ok = isinstance(v, numbers.Real) and not isinstance(v, bool)  # numpy scalars included
+            if not (ok and math.isfinite(v) and v > 0):
                 raise InvalidInput(f"{nm} must be a positive number, got {v!r}")
         if law == "bilinear" and shear_energy_ratio != 1.0:
             raise InvalidInput(

@@ -232,3 +232,21 @@ def test_tangent_on_the_axes_is_the_opening_sides_slope(name):
         torch.testing.assert_close(K[:, 0], fd_n, rtol=1e-4, atol=1e-5 * scale)
         torch.testing.assert_close(K[:, 1], fd_t, rtol=1e-4, atol=1e-5 * scale)
     assert float(torch.linalg.det(law.tangent(pt(0.0, 0.0)))) > 0
+
+
+def test_settings_of_the_wrong_type_are_named():
+    """A setting of the wrong type is refused naming the setting (it had surfaced as a bare
+    ``could not convert string to float``); complex or non-numeric separations are refused."""
+    from oracles.cohesive import CohesiveOracle
+
+    for make, name in ((lambda: BilinearLaw(1, 10, peak_ratio="abc"), "peak_ratio"),
+                       (lambda: ExponentialLaw(1, 10, r=None), "r"),
+                       (lambda: PPRLaw(1, 10, alpha="x"), "alpha"),
+                       (lambda: PPRLaw(1, 10, lambda_n=None), "lambda_n"),
+                       (lambda: CohesiveOracle(law_options={"peak_ratio": "abc"}), "peak_ratio")):
+        with pytest.raises(InvalidInput, match=name):
+            make()
+    for bad in ("abc", [["a", 0.0]], torch.tensor([[0.01 + 0.5j, 0.0]])):
+        with pytest.raises(InvalidInput, match="delta must be real numbers"):
+            BilinearLaw(1, 10).traction(bad)
+    assert CohesiveOracle(shear_strength_ratio=np.float32(0.5)).shear_strength_ratio == 0.5
