@@ -33,6 +33,7 @@ from gpytorch.distributions import MultitaskMultivariateNormal, MultivariateNorm
 from linear_operator.operators import DiagLinearOperator
 from torch import Tensor
 
+from oracles.exceptions import InvalidInput
 from surrogates.base import SurrogateMixin, with_output_scale
 from surrogates.dataset import Dataset
 from surrogates.neural.training import fraction, split_indices, training_options
@@ -186,6 +187,8 @@ class NeuralEnsembleModel(Model, SurrogateMixin):
         """
         if X.dim() < 2:
             raise ValueError(f"X must be batch x q x d (at least q x d), got shape {tuple(X.shape)}")
+        if not torch.isfinite(X.detach()).all():
+            raise InvalidInput("X must be finite, got NaN or inf")
         mean, var = self.predict(X)
         scale = self.output_scale
         if output_indices is not None:

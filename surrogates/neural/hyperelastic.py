@@ -14,6 +14,7 @@ derivative of the mean energy) and the calibrated stress variance.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -67,6 +68,12 @@ class HyperelasticEnsemble(NeuralEnsembleModel):
             raise ValueError(f"dim must be 2 or 3, got {dim!r}")
         num_members, seed = check_int("num_members", num_members, 1), check_int("seed", seed)
         hidden = [check_int("hidden", h, 1) for h in hidden]
+        try:
+            g = None if isinstance(growth, (bool, str)) else float(growth)
+        except (TypeError, ValueError):
+            g = None
+        if g is None or not math.isfinite(g) or g < 0:
+            raise ValueError(f"growth must be a finite number >= 0, got {growth!r}")
         self._config = {
             "dim": int(dim), "symmetry": symmetry,
             "fibre": None if fibre is None else [float(v) for v in fibre],

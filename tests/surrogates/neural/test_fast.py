@@ -176,3 +176,18 @@ def test_evaluator_follows_weights_edited_through_data_and_refuses_bad_settings(
     torch.testing.assert_close(r.P, after, rtol=1e-5, atol=1e-6)
     r.P.sum().backward()
     assert F32.grad is not None and F32.grad.dtype == torch.float32
+
+
+def test_growth_and_non_finite_strains_are_refused():
+    """growth = inf (NaN stress everywhere) and NaN strains given to a small-strain
+    ensemble's posterior (NaN returned silently) are refused by name."""
+    from surrogates.neural import HyperelasticEnsemble, SmallStrainEnsemble
+
+    for bad in (float("inf"), -1.0, "x"):
+        with pytest.raises(ValueError, match="growth"):
+            HyperelasticEnsemble(dim=3, num_members=1, hidden=(4,), growth=bad)
+    ens = SmallStrainEnsemble(dim=3, num_members=1, hidden=(4,))
+    X = torch.zeros(2, 6, dtype=D)
+    X[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="finite"):
+        ens.posterior(X)
