@@ -156,6 +156,25 @@ def _constraint_callables(problem: Problem) -> list[Callable[[Tensor], Tensor]]:
     return cons
 
 
+#: BoTorch's default sigmoid temperature of a constraint (``eta``), in units of the constraint
+#: output's spread: absolute, 1e-3 had made a constraint given in small units (spread 1e-3 or less)
+#: a coin toss to the acquisition (feasibility 0.5 everywhere, infeasible proposals)
+CONSTRAINT_ETA = 1e-3
+
+
+def _constraint_eta(problem: Problem) -> Tensor | float:
+    """Per constraint of :func:`_constraint_callables`, :data:`CONSTRAINT_ETA` times the
+    constrained output's observed standard deviation (``Problem.output_scale``; the plain
+    value where it is not known)."""
+    if problem.output_scale is None:
+        return CONSTRAINT_ETA
+    sd = problem.output_scale.sqrt()
+    etas = []
+    for j, lo, hi in problem.constraints:
+        etas += [CONSTRAINT_ETA * float(sd[j])] * ((hi is not None) + (lo is not None))
+    return torch.tensor(etas, dtype=torch.float64) if etas else CONSTRAINT_ETA
+
+
 def _weights(problem: Problem, m: int) -> Tensor:
     w = torch.zeros(m, dtype=torch.float64)
     for j, s in zip(problem.objective_idx, problem.signs, strict=True):
@@ -310,7 +329,7 @@ def _log_nei(model: Model, problem: Problem, train_X: Tensor, m: int, X_pending:
     return qLogNoisyExpectedImprovement(
         model, X_baseline=X_base, objective=LinearMCObjective(w),
         constraints=_constraint_callables(problem) or None, X_pending=X_pending, prune_baseline=True,
-        cache_root=not problem.multi_fidelity,
+        cache_root=not problem.multi_fidelity, eta=_constraint_eta(problem),
     )
 
 
@@ -422,7 +441,7 @@ def _propose(name, model, problem, train_X, train_Y, q, cfg, X_pending, noise, s
         acqf = qLogNoisyExpectedHypervolumeImprovement(
             model, ref_point=ref, X_baseline=train_X, objective=obj,
             constraints=_constraint_callables(problem) or None, X_pending=X_pending, prune_baseline=True,
-            cache_root=False,
+            cache_root=False, eta=_constraint_eta(problem),
         )
         return _optimize(acqf, problem, q, cfg, fixed_levels=False, sequential=q > 1)
     if name == "qMFLogEI":

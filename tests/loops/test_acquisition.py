@@ -267,3 +267,55 @@ def test_campaign_models_of_outputs_in_small_units_scale_with_the_unit(name):
     # tolerance; 1.8e-3 relative in the variance on one machine): the unit errors this guards
     # against are orders of magnitude
     torch.testing.assert_close(out[1][1], out[0][1], rtol=1e-2, atol=1e-8)
+
+
+def test_constraint_in_small_units_is_the_same_constraint():
+    """qLogNEI's sigmoid temperature of a constraint is relative to the constraint output's
+    spread: the same data with the constraint given in units of 1, 1e-6 and 1e-9 (its bound
+    scaled alike) give the same proposal, a feasible one. With BoTorch's absolute eta = 1e-3
+    the feasibility weights had been 0.5 everywhere below 1e-6 units and the proposal the
+    infeasible corner (0, 0)."""
+    from loops.acquisition import Problem, propose
+    from loops.config import Acquisition
+    from loops.models import fit_model
+
+    cfg = Acquisition(num_restarts=4, raw_samples=128, maxiter=100)
+    g = torch.Generator().manual_seed(0)
+    U = torch.rand(14, 2, generator=g, dtype=torch.float64)
+    Y0 = torch.stack([U[:, 0] + U[:, 1], U[:, 0] ** 2 + U[:, 1] ** 2], -1)  # min f s.t. c >= 0.5
+    b = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    cands = []
+    for cs in (1.0, 1e-6, 1e-9):
+        Y = Y0 * torch.tensor([1.0, cs], dtype=torch.float64)
+        model = fit_model("singletask_gp", U, Y, b, Yvar=torch.zeros_like(Y))
+        prob = Problem(bounds=b, objective_idx=[0], signs=[-1.0], constraints=[(1, 0.5 * cs, None)])
+        prob.output_scale = Y.var(0)
+        cands.append(propose("qLogNEI", model, prob, U, Y, 1, cfg, seed=3)[0])
+    for c in cands:
+        assert float(c.pow(2).sum()) >= 0.5 - 1e-3  # feasible
+        torch.testing.assert_close(c, cands[0], rtol=0, atol=1e-3)
+
+
+def test_inputs_and_objectives_in_extreme_units_are_warned_about(tmp_path):
+    """An input range of 1e-9 (the acquisition optimizer's absolute gradient tolerance
+    then stops it at its starting points) and a multi-objective campaign whose objectives
+    have spreads of 1e-9 (qLogNEHVI's smoothing constants are absolute) each get a
+    UnitsWarning naming the input or objective (both had run silently)."""
+    from loops.config import parse_config
+    from loops.engine import Campaign, UnitsWarning
+    from oracles.function import FunctionOracle
+
+    def f(x):
+        u = (x[0] - 1e-9) * 1e9  # in [0, 1]
+        return torch.stack([1e-9 * (u - 0.5) ** 2, 1e-9 * (u - 0.2) ** 2])
+
+    oracle = FunctionOracle(f, bounds=[[1e-9], [2e-9]], names=["x"], outputs=["a", "b"])
+    cfg = parse_config({"name": "u", "seed": 0, "oracle": oracle, "budget": {"calls": 6},
+                        "initial": {"n": 4}, "objective": {"outputs": ["a", "b"], "minimize": [True, True]},
+                        "acquisition": {"name": "qLogNEHVI", "num_restarts": 2, "raw_samples": 32, "maxiter": 20},
+                        "executor": {"kind": "serial"}, "tracking": {"enabled": False}})
+    with pytest.warns(UnitsWarning) as rec:
+        Campaign(cfg, run_dir=tmp_path / "u").run()
+    msgs = " | ".join(str(w.message) for w in rec)
+    assert "'x' (range 1e-09)" in msgs
+    assert "objective 'a'" in msgs or "objective 'b'" in msgs
