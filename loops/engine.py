@@ -1634,10 +1634,12 @@ class Campaign:
         self.store.set_meta("stopped_by", stopped_by)
         fin = sum(r["status"] != "pending" for r in self._rows.values())
         write_progress(self.run_dir, fin, max(self._rows, default=0))
-        self.tracker.finish(self, st)
         res = self._result(st, stopped_by)
         if res.recommendation is not None:
+            # before tracking finishes, which logs it with the run
             self.store.set_meta("recommendation", res.recommendation)
+        self.tracker.finish(self, st)
+        if res.recommendation is not None:
             self._warn_if_extrapolated(res)
         self._lock.release()  # a finished campaign leaves its directory to others (a later ask takes it back)
         return res

@@ -324,6 +324,11 @@ class Tracker:
         (art / "config.json").write_text(self.config.model_dump_json(indent=2))
         rows = campaign.store.rows()
         (art / "evaluations.json").write_text(json.dumps(rows, default=str))
+        rec = campaign.store.get_meta("recommendation")
+        if rec is not None:  # the campaign's answer (model's posterior-mean optimum), not the best observation
+            named = {"x": dict(zip(campaign.oracle.input_names, rec["x"], strict=True)),
+                     "predicted_value": rec.get("predicted_value"), "fidelity": rec.get("fidelity")}
+            (art / "recommendation.json").write_text(json.dumps(named, indent=2))
         for plot, file in ((convergence_plot, "convergence.png"), (parity_plot, "parity.png")):
             try:
                 plot(campaign, art / file)
@@ -351,6 +356,10 @@ class Tracker:
         try:
             with short_http_timeouts():
                 self.client.log_artifacts(self.run_id, str(art), artifact_path=None)
+                if rec is not None and rec.get("predicted_value") is not None:
+                    self.client.log_metric(self.run_id, "recommended_predicted_value", float(rec["predicted_value"]))
+                    for n, v in zip(campaign.oracle.input_names, rec["x"], strict=True):
+                        self.client.set_tag(self.run_id, f"recommendation.{n}", f"{float(v):.10g}")
                 # log (and register) the surrogate once per data set: a resume that evaluated
                 # nothing new must not add a model version to the registry
                 data_key = _data_key(campaign.store)
