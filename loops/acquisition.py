@@ -43,6 +43,7 @@ from botorch.acquisition import (
 from botorch.acquisition.active_learning import qNegIntegratedPosteriorVariance
 from botorch.acquisition.cost_aware import InverseCostWeightedUtility
 from botorch.acquisition.knowledge_gradient import qMultiFidelityKnowledgeGradient
+from botorch.acquisition.logei import qLogProbabilityOfFeasibility
 from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
 from botorch.acquisition.multi_objective.objective import WeightedMCMultiOutputObjective
 from botorch.acquisition.objective import LinearMCObjective, ScalarizedPosteriorTransform
@@ -173,6 +174,17 @@ def _constraint_eta(problem: Problem) -> Tensor | float:
     for j, lo, hi in problem.constraints:
         etas += [CONSTRAINT_ETA * float(sd[j])] * ((hi is not None) + (lo is not None))
     return torch.tensor(etas, dtype=torch.float64) if etas else CONSTRAINT_ETA
+
+
+def _observed_feasible(problem: Problem, Y: Tensor) -> Tensor:
+    """``n`` booleans: rows of ``Y`` (``n x m``) whose observed values satisfy every constraint."""
+    ok = torch.ones(Y.shape[0], dtype=torch.bool)
+    for j, lo, hi in problem.constraints:
+        if lo is not None:
+            ok &= Y[:, j] >= lo
+        if hi is not None:
+            ok &= Y[:, j] <= hi
+    return ok
 
 
 def _weights(problem: Problem, m: int) -> Tensor:
@@ -430,6 +442,13 @@ def _propose(name, model, problem, train_X, train_Y, q, cfg, X_pending, noise, s
     assert model is not None
     m = train_Y.shape[-1]
     if name == "qLogNEI":
+        if problem.constraints and not problem.multi_fidelity and not bool(_observed_feasible(problem, train_Y).any()):
+            # no observed point is feasible yet: qLogNEI's incumbent is then an infeasible one and its
+            # improvement pulls away from the feasible region; seek feasibility first (the usual
+            # fallback of constrained BO), by the models' probability that all constraints hold
+            acqf = qLogProbabilityOfFeasibility(model, constraints=_constraint_callables(problem),
+                                                X_pending=X_pending, eta=_constraint_eta(problem))
+            return _optimize(acqf, problem, q, cfg, fixed_levels=False)
         return _optimize(_log_nei(model, problem, train_X, m, X_pending), problem, q, cfg, fixed_levels=False)
     if name == "qLogNEHVI":
         idx = problem.objective_idx

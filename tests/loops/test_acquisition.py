@@ -319,3 +319,28 @@ def test_inputs_and_objectives_in_extreme_units_are_warned_about(tmp_path):
     msgs = " | ".join(str(w.message) for w in rec)
     assert "'x' (range 1e-09)" in msgs
     assert "objective 'a'" in msgs or "objective 'b'" in msgs
+
+
+def test_with_no_feasible_point_the_campaign_seeks_feasibility_first(tmp_path):
+    """Minimize x0 + x1 subject to x0^2 + x1^2 >= 1.9 (feasible only near the (1, 1) corner),
+    from an initial design with no feasible point: the first proposal is feasible. qLogNEI's
+    incumbent had been an infeasible point and its improvement pulled towards (0, 0): 4 of 5
+    seeds ended 20 calls with no feasible point (BoTorch's own advice when all training
+    points are infeasible is the probability of feasibility, which is now used until one is)."""
+    from loops.config import parse_config
+    from loops.engine import Campaign
+    from oracles.function import FunctionOracle
+
+    oracle = FunctionOracle(lambda x: torch.stack([x[0] + x[1], x[0] ** 2 + x[1] ** 2]),
+                            [[0.0, 0.0], [1.0, 1.0]], names=["a", "b"], outputs=["f", "c"])
+    cfg = parse_config({
+        "name": "nofeas", "seed": 0, "oracle": oracle, "budget": {"calls": 7}, "initial": {"n": 5},
+        "objective": {"outputs": ["f"], "minimize": True, "constraints": [{"output": "c", "lower": 1.9}]},
+        "acquisition": {"name": "qLogNEI", "num_restarts": 4, "raw_samples": 64, "maxiter": 50},
+        "executor": {"kind": "serial"}, "tracking": {"enabled": False}})
+    camp = Campaign(cfg, run_dir=tmp_path / "nf")
+    camp.run()
+    rows = sorted(camp._rows.values(), key=lambda r: r["id"])
+    c = [r["y"][1] for r in rows]
+    assert max(c[:5]) < 1.9  # the initial design has no feasible point
+    assert c[5] >= 1.9 - 1e-6, c
