@@ -384,6 +384,7 @@ class CampaignResult:
         run_dir: the run directory; state: the final :class:`LoopState`;
         stopped_by: the condition (``CallsBudget``, ``budget``, ``SIGTERM``, ...);
         model: the last fitted model; best: a :class:`BestPoint` (optimize mode, one objective);
+        pareto: the observed Pareto front (optimize mode, several objectives; :meth:`Campaign.pareto_front`);
         model_faults: the model fits and acquisitions that failed numerically
         (:attr:`Campaign.model_faults`).
     """
@@ -397,6 +398,7 @@ class CampaignResult:
     input_names: tuple[str, ...] = ()
     output_names: tuple[str, ...] = ()
     model_faults: list[dict[str, Any]] = field(default_factory=list)
+    pareto: list[dict[str, Any]] | None = None
 
     def dataframe(self):
         """All evaluations as a pandas ``DataFrame`` (one row per store row)."""
@@ -770,6 +772,38 @@ class Campaign:
         j, s = self.problem.objective_idx[0], self.problem.signs[0]
         k = int((Y[feas, j] * s).argmax())
         return int(idx[feas][k]), float(Y[feas, j][k])
+
+    def pareto_front(self) -> list[dict[str, Any]] | None:
+        """Optimize mode with several objectives: the observed Pareto front, one dict per point
+        ``{"id", "x": {input: value}, "y": {objective: value}}``, over the design points done at
+        the target fidelity whose observed values satisfy the constraints, non-dominated in each
+        objective's sense (:func:`botorch.utils.multi_objective.pareto.is_non_dominated`; ties
+        kept). None with one objective or in learn mode."""
+        from botorch.utils.multi_objective.pareto import is_non_dominated
+
+        p = self.problem
+        if self.config.mode != "optimize" or len(p.objective_idx) < 2:
+            return None
+        rows = [r for r in self._rows.values() if r["status"] == "done" and r["role"] != "validation"
+                and r["fidelity"] == p.target_fidelity]
+        if not rows:
+            return []
+        Y = torch.tensor([[r["y"][k] for k in self.out_idx] for r in rows], dtype=torch.float64)
+        ok = torch.ones(len(rows), dtype=torch.bool)
+        for j, lo, hi in p.constraints:
+            if lo is not None:
+                ok &= Y[:, j] >= lo
+            if hi is not None:
+                ok &= Y[:, j] <= hi
+        rows, Y = [r for r, k in zip(rows, ok.tolist(), strict=True) if k], Y[ok]
+        if not rows:
+            return []
+        signs = torch.tensor(p.signs, dtype=torch.float64)
+        front = is_non_dominated(Y[:, p.objective_idx] * signs, deduplicate=False)
+        names = self.model_output_names
+        return [{"id": r["id"], "x": dict(zip(self.oracle.input_names, r["x"], strict=True)),
+                 "y": {names[j]: float(Y[i, j]) for j in p.objective_idx}}
+                for i, r in enumerate(rows) if bool(front[i])]
 
     def best(self, predicted: bool = True) -> BestPoint | None:
         """The best observed point and value, and (``predicted``) the model's best predicted point.
@@ -1638,6 +1672,8 @@ class Campaign:
         if res.recommendation is not None:
             # before tracking finishes, which logs it with the run
             self.store.set_meta("recommendation", res.recommendation)
+        if res.pareto is not None:
+            self.store.set_meta("pareto_front", res.pareto)
         self.tracker.finish(self, st)
         if res.recommendation is not None:
             self._warn_if_extrapolated(res)
@@ -1664,7 +1700,7 @@ class Campaign:
 
     def _result(self, st: LoopState, stopped_by: str) -> CampaignResult:
         return CampaignResult(
-            self.run_dir, st, stopped_by, self.model, best=self.best(),
+            self.run_dir, st, stopped_by, self.model, best=self.best(), pareto=self.pareto_front(),
             rows=[self._rows[k] for k in sorted(self._rows)],
             input_names=tuple(self.oracle.input_names), output_names=tuple(self.oracle.output_names),
             model_faults=list(self.model_faults),

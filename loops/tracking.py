@@ -329,6 +329,9 @@ class Tracker:
             named = {"x": dict(zip(campaign.oracle.input_names, rec["x"], strict=True)),
                      "predicted_value": rec.get("predicted_value"), "fidelity": rec.get("fidelity")}
             (art / "recommendation.json").write_text(json.dumps(named, indent=2))
+        front = campaign.store.get_meta("pareto_front")
+        if front is not None:  # several objectives: the observed Pareto front
+            (art / "pareto_front.json").write_text(json.dumps(front, indent=2))
         for plot, file in ((convergence_plot, "convergence.png"), (parity_plot, "parity.png")):
             try:
                 plot(campaign, art / file)

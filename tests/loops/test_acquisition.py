@@ -344,3 +344,35 @@ def test_with_no_feasible_point_the_campaign_seeks_feasibility_first(tmp_path):
     c = [r["y"][1] for r in rows]
     assert max(c[:5]) < 1.9  # the initial design has no feasible point
     assert c[5] >= 1.9 - 1e-6, c
+
+
+def test_multi_objective_campaign_reports_its_pareto_front(tmp_path):
+    """A campaign with two objectives (one minimized, one maximized) and a constraint returns
+    the observed Pareto front of its feasible points, equal to a brute-force non-dominated
+    filter, and writes it as an artifact (``best`` and ``recommendation`` are None there: it
+    had returned nothing at all)."""
+    import json
+
+    from loops.config import parse_config
+    from loops.engine import Campaign
+    from oracles.function import FunctionOracle
+
+    oracle = FunctionOracle(
+        lambda x: torch.stack([(x[0] - 0.2) ** 2 + x[1], -((x[0] - 0.8) ** 2) + x[1], x[0] + x[1]]),
+        [[0.0, 0.0], [1.0, 1.0]], names=["a", "b"], outputs=["f1", "f2", "g"])
+    cfg = parse_config({
+        "name": "mo", "seed": 0, "oracle": oracle, "budget": {"calls": 24}, "initial": {"n": 24},
+        "objective": {"outputs": ["f1", "f2"], "minimize": [True, False],
+                      "constraints": [{"output": "g", "upper": 1.2}]},
+        "acquisition": {"name": "sobol"}, "executor": {"kind": "serial"}, "tracking": {"enabled": False}})
+    camp = Campaign(cfg, run_dir=tmp_path / "mo")
+    res = camp.run()
+    assert res.best is None and res.pareto
+    rows = [r for r in camp._rows.values() if r["status"] == "done" and r["y"][2] <= 1.2]
+    pts = [(r["id"], -r["y"][0], r["y"][1]) for r in rows]  # both as "higher is better"
+    brute = {i for i, a, b in pts
+             if not any((a2 >= a and b2 >= b) and (a2 > a or b2 > b) for _, a2, b2 in pts)}
+    assert {p["id"] for p in res.pareto} == brute
+    assert all(set(p["y"]) == {"f1", "f2"} and set(p["x"]) == {"a", "b"} for p in res.pareto)
+    saved = json.loads((tmp_path / "mo" / "artifacts" / "pareto_front.json").read_text())
+    assert {p["id"] for p in saved} == brute
