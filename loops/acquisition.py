@@ -176,8 +176,9 @@ def _constraint_eta(problem: Problem) -> Tensor | float:
     return torch.tensor(etas, dtype=torch.float64) if etas else CONSTRAINT_ETA
 
 
-def _observed_feasible(problem: Problem, Y: Tensor) -> Tensor:
-    """``n`` booleans: rows of ``Y`` (``n x m``) whose observed values satisfy every constraint."""
+def satisfies_constraints(problem: Problem, Y: Tensor) -> Tensor:
+    """``n`` booleans: rows of ``Y`` (``n x m`` model outputs, observed or predicted) that satisfy
+    every constraint of ``problem``."""
     ok = torch.ones(Y.shape[0], dtype=torch.bool)
     for j, lo, hi in problem.constraints:
         if lo is not None:
@@ -442,7 +443,7 @@ def _propose(name, model, problem, train_X, train_Y, q, cfg, X_pending, noise, s
     assert model is not None
     m = train_Y.shape[-1]
     if name == "qLogNEI":
-        if problem.constraints and not problem.multi_fidelity and not bool(_observed_feasible(problem, train_Y).any()):
+        if problem.constraints and not problem.multi_fidelity and not bool(satisfies_constraints(problem, train_Y).any()):
             # no observed point is feasible yet: qLogNEI's incumbent is then an infeasible one and its
             # improvement pulls away from the feasible region; seek feasibility first (the usual
             # fallback of constrained BO), by the models' probability that all constraints hold

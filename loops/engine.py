@@ -55,7 +55,7 @@ from botorch.exceptions.errors import ModelFittingError
 from botorch.exceptions.warnings import OptimizationWarning
 from torch import Tensor
 
-from loops.acquisition import Problem, problem_seed, propose, sobol_points
+from loops.acquisition import Problem, problem_seed, propose, satisfies_constraints, sobol_points
 from loops.config import LEVEL_CHOOSING_ACQUISITIONS, MULTI_FIDELITY_ACQUISITIONS, CampaignConfig
 from loops.executors import ExecutorLost, PickledOracle, PointRunner, check_record
 from loops.models import (
@@ -789,12 +789,7 @@ class Campaign:
         if not rows:
             return []
         Y = torch.tensor([[r["y"][k] for k in self.out_idx] for r in rows], dtype=torch.float64)
-        ok = torch.ones(len(rows), dtype=torch.bool)
-        for j, lo, hi in p.constraints:
-            if lo is not None:
-                ok &= Y[:, j] >= lo
-            if hi is not None:
-                ok &= Y[:, j] <= hi
+        ok = satisfies_constraints(p, Y)
         rows, Y = [r for r, k in zip(rows, ok.tolist(), strict=True) if k], Y[ok]
         if not rows:
             return []
@@ -867,12 +862,7 @@ class Campaign:
         cands = torch.cat([xb, X])
         with torch.no_grad():
             mean = self.model.posterior(cands).mean.reshape(len(cands), -1)
-        feas = torch.ones(len(cands), dtype=torch.bool)
-        for jc, lo, hi in p.constraints:
-            if lo is not None:
-                feas &= mean[:, jc] >= lo
-            if hi is not None:
-                feas &= mean[:, jc] <= hi
+        feas = satisfies_constraints(p, mean)
         if not feas.any():
             raise ValueError("no candidate (the posterior mean's maximizer or an observed design) is predicted "
                              "to satisfy the constraints")
