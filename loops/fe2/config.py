@@ -44,6 +44,7 @@ from loops.oracle_settings import (
     build_microstructure,
     num_phases,
 )
+from loops.oracle_settings import SFloat as _SFloat
 from loops.oracle_settings import format_errors as _settings_errors
 
 _STRICT = ConfigDict(extra="forbid")
@@ -210,7 +211,8 @@ class SurrogateConfig(BaseModel):
 class AdaptiveConfig(BaseModel):
     model_config = _STRICT
     #: variance tolerance; give this or ``target_rel_error``
-    tolerance: SFloat | None = Field(None, ge=0)
+    #: (``inf``: always the surrogate, as :class:`~loops.fe2.switch.AdaptiveSwitch` allows)
+    tolerance: _SFloat | None = Field(None, ge=0)
     #: target relative error of the reaction force; the tolerance is derived from it
     target_rel_error: SFloat | None = Field(None, gt=0, lt=1)
     kappa: SFloat = Field(2.0, gt=0)

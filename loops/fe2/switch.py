@@ -291,7 +291,12 @@ class AdaptiveSwitch:
 
     @staticmethod
     def _check_tol(tolerance: float) -> float:
-        tolerance = float(tolerance)
+        try:
+            if isinstance(tolerance, (bool, str, bytes)) or tolerance is None:
+                raise TypeError
+            tolerance = float(tolerance)
+        except (TypeError, ValueError):
+            raise ValueError(f"tolerance must be a variance >= 0 (inf allowed), got {tolerance!r}") from None
         if math.isnan(tolerance) or tolerance < 0:
             raise ValueError(f"tolerance must be a variance >= 0 (inf allowed), got {tolerance}")
         return tolerance

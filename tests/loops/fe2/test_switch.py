@@ -334,3 +334,30 @@ def test_on_the_fly_batches_fill_the_oracle_workers():
     assert OracleProvider(LAW).workers == 1
     with ThreadPoolExecutor(4) as ex:
         assert OracleProvider(LAW, executor=ex).workers == 4
+
+
+def test_tolerance_inf_from_a_config_and_a_bad_tolerance_named():
+    """``tolerance = inf`` (always the surrogate, as AdaptiveSwitch documents) is accepted from
+    a config file (it had been refused as not finite; NaN and negative values still are), and
+    a tolerance that is not a number is refused naming ``tolerance`` (it had been a bare
+    ``could not convert string to float``)."""
+    import copy
+    import tomllib
+    from pathlib import Path
+
+    from loops.config import ConfigError
+    from loops.fe2.config import parse_config
+
+    base = tomllib.loads((Path(__file__).parents[3] / "experiments/configs/fe2_plate_hole.toml").read_text())
+    for tol, ok in ((float("inf"), True), (float("nan"), False), (-1.0, False), (1e-6, True)):
+        d = copy.deepcopy(base)
+        d["material"]["adaptive"].pop("target_rel_error", None)
+        d["material"]["adaptive"]["tolerance"] = tol
+        if ok:
+            assert parse_config(d, "x.toml").material.adaptive.tolerance == tol
+        else:
+            with pytest.raises(ConfigError, match="tolerance"):
+                parse_config(d, "x.toml")
+    for bad in ("abc", None, True):
+        with pytest.raises(ValueError, match="tolerance must be a variance"):
+            AdaptiveSwitch._check_tol(bad)
