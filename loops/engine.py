@@ -1048,26 +1048,28 @@ class Campaign:
         if cached is not None and cached[0] == self._version:
             return cached[1]
         L = self.problem.num_fidelities
-        sums, counts = [1.0] * L, [1] * L
-        for r in self._rows.values():
-            v = r.get("cost")
-            if (r["status"] in ("done", "failed") and r["role"] != "validation" and v is not None
-                    and math.isfinite(v) and v > 0 and 0 <= r["fidelity"] < L):
-                nominal = self._model_cost(r["x"], r["fidelity"])
-                if nominal > 0:
-                    sums[r["fidelity"]] += float(v) / nominal
-                    counts[r["fidelity"]] += 1
-        out = tuple(a / n for a, n in zip(sums, counts, strict=True))
+        out = []
+        for k in range(L):
+            rows = [r for r in self._rows.values()
+                    if r["fidelity"] == k and r["status"] in ("done", "failed") and r["role"] != "validation"
+                    and r.get("cost") is not None and math.isfinite(r["cost"]) and r["cost"] > 0]
+            # one cost-model call per level (this runs after every result)
+            nominal = self._model_costs([r["x"] for r in rows], k) if rows else []
+            ratios = [float(r["cost"]) / c for r, c in zip(rows, nominal, strict=True)]
+            out.append((1.0 + sum(ratios)) / (1 + len(ratios)))
+        out = tuple(out)
         self._ratio_cache = (self._version, out)
         return out
 
-    def _model_cost(self, x, fidelity: int) -> float:
-        """The oracle's cost model at one point (its per-level cost if the model fails there)."""
+    def _model_costs(self, xs: list, fidelity: int) -> list[float]:
+        """The oracle's cost model at points ``xs`` (each ``d`` numbers) of one level; the
+        level's cost where the model fails or gives no positive finite cost."""
+        level = float(self.problem.costs[fidelity])
         try:
-            c = float(self.oracle.cost_model(torch.as_tensor([x], dtype=torch.float64), int(fidelity))[0])
-        except Exception:  # noqa: BLE001  (a cost model that cannot price this point: the level's cost)
-            c = math.nan
-        return c if math.isfinite(c) and c > 0 else float(self.problem.costs[fidelity])
+            c = self.oracle.cost_model(torch.as_tensor(xs, dtype=torch.float64), int(fidelity)).reshape(-1).tolist()
+        except Exception:  # noqa: BLE001  (a cost model that cannot price these points: the level's cost)
+            c = [math.nan] * len(xs)
+        return [v if math.isfinite(v) and v > 0 else level for v in c]
 
     def expected_cost(self, x, fidelity: int) -> float:
         """What evaluating ``x`` (``d`` numbers, or None: a typical point) at ``fidelity`` is
@@ -1076,7 +1078,7 @@ class Campaign:
         costs so far (:meth:`_cost_ratios`). The cost budget admits a point against it, so
         costs that depend on ``x`` or that the oracle measures above its model do not overrun
         the budget by a whole evaluation."""
-        base = float(self.problem.costs[fidelity]) if x is None else self._model_cost(x, fidelity)
+        base = float(self.problem.costs[fidelity]) if x is None else self._model_costs([x], fidelity)[0]
         return base * self._cost_ratios()[fidelity]
 
     def _may_submit(self, st: LoopState, fidelity: int, x=None) -> bool:
