@@ -419,7 +419,11 @@ class PPRLaw(CohesiveLaw):
         )
 
     def _factors(self, d: Tensor):
-        """Normal and tangential factors and their derivatives in the clamped variables."""
+        """Normal and tangential factors, the normal factor's derivative in the clamped opening,
+        and the tangential factor's derivative over the slip: ``dft(y) sign(dt) = st * dt`` with
+        ``st = -(n + beta) Gt / delta_t^2 (1 - y)^(beta - 1) (n / beta + y)^(n - 1)``, written
+        without ``sign(dt)`` so that autograd's derivative at ``dt = 0`` is the limit (through
+        ``sign`` and ``abs`` it is 0: a closed interface's shear stiffness had come out zero)."""
         a, b, m, n = self.alpha, self.beta, self.m, self.n
         x = torch.clamp(d[..., 0] / self.delta_n, 0.0, 1.0)
         y = torch.clamp(d[..., 1].abs() / self.delta_t, max=1.0)
@@ -428,10 +432,8 @@ class PPRLaw(CohesiveLaw):
         dfn = self.Gn / self.delta_n * (
             m * (1 - x) ** a * (m / a + x) ** (m - 1) - a * (1 - x) ** (a - 1) * (m / a + x) ** m
         )
-        dft = self.Gt / self.delta_t * (
-            n * (1 - y) ** b * (n / b + y) ** (n - 1) - b * (1 - y) ** (b - 1) * (n / b + y) ** n
-        )
-        return fn, ft, dfn, dft
+        st = -(n + b) * self.Gt / self.delta_t**2 * (1 - y) ** (b - 1) * (n / b + y) ** (n - 1)
+        return fn, ft, dfn, st
 
     def potential(self, delta) -> Tensor:
         d = self._delta(delta)
@@ -441,19 +443,13 @@ class PPRLaw(CohesiveLaw):
 
     def traction(self, delta) -> Tensor:
         d = self._delta(delta)
-        fn, ft, dfn, dft = self._factors(d)
+        fn, ft, dfn, st = self._factors(d)
         dn, adt = d[..., 0], d[..., 1].abs()
         zero = torch.zeros_like(dn)
         open_n = (dn >= 0) & (dn < self.delta_n) & (adt < self.conj_t)
         Tn = torch.where(open_n, dfn * ft, zero) + self.penalty * _closing(dn)
         open_t = (adt < self.delta_t) & (dn < self.conj_n)
-        # dft(y) sign(dt) = -(n + beta) Gt / delta_t^2 dt (1 - y)^(beta - 1) (n / beta + y)^(n - 1):
-        # the same values, written without sign(dt), whose derivative at dt = 0 autograd takes as 0
-        # (the shear stiffness of a closed interface had come out zero)
-        b, nn = self.beta, self.n
-        y = torch.clamp(adt / self.delta_t, max=1.0)
-        slope = -(nn + b) * self.Gt / self.delta_t**2 * (1 - y) ** (b - 1) * (nn / b + y) ** (nn - 1)
-        Tt = torch.where(open_t, slope * d[..., 1] * fn, zero)
+        Tt = torch.where(open_t, st * d[..., 1] * fn, zero)
         return torch.stack([Tn, Tt], -1)
 
     @property

@@ -24,7 +24,6 @@ round-off), on several Python threads, or fused by ``torch.compile``.
 
 from __future__ import annotations
 
-import operator
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -32,6 +31,7 @@ from torch import Tensor
 
 from oracles.exceptions import InvalidInput
 from oracles.material import MaterialResponse
+from surrogates.base import check_int
 from surrogates.neural.energy import EnergyParams, energy_derivatives
 from surrogates.neural.invariants import InvariantSet
 
@@ -69,15 +69,6 @@ def ensemble_response(invariants: InvariantSet, params: EnergyParams, F: Tensor,
 
 
 
-def _count(name: str, v) -> int:
-    """``v`` as an ``int`` >= 1, else a ``ValueError`` naming ``name``."""
-    try:
-        n = None if isinstance(v, bool) else operator.index(v)
-    except TypeError:
-        n = None
-    if n is None or n < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
-    return n
 
 class FastHyperelastic:
     """Stress and tangent of one :class:`InvariantEnergy` or an ensemble of them
@@ -102,7 +93,7 @@ class FastHyperelastic:
                  variance_scale: Tensor | None = None, chunk: int = 4096,
                  compile: bool = False, workers: int = 1):
         members = list(members)
-        workers, chunk = _count("workers", workers), _count("chunk (points per chunk)", chunk)
+        workers, chunk = check_int("workers", workers, 1), check_int("chunk", chunk, 1)
         if dtype not in (torch.float64, torch.float32):
             raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype!r}")
         self.workers = int(workers)
