@@ -76,6 +76,8 @@ class Problem:
         target_fidelity: level the design is for.
         costs: cost per level (the oracle's cost model; what budgets count).
         output_scale: ``m`` typical output variances (weights of learn mode).
+        ref_point: qLogNEHVI's reference, one value per objective in the
+            output's own units (see :func:`hypervolume_reference`); None: inferred.
         level_costs: cost per level the cost-aware acquisitions weigh, when it
             differs from ``costs`` (e.g. updated from measured costs); None: ``costs``.
         levels: the levels an acquisition that chooses levels (qMFKG, qMFMES,
@@ -186,6 +188,21 @@ def satisfies_constraints(problem: Problem, Y: Tensor) -> Tensor:
         if hi is not None:
             ok &= Y[:, j] <= hi
     return ok
+
+
+def hypervolume_reference(problem: Problem, train_Y: Tensor) -> Tensor:
+    """qLogNEHVI's reference point in BoTorch's maximization sense (one value per objective).
+
+    ``problem.ref_point`` is given in each objective output's own units: the
+    worst acceptable value of each (an upper bound for a minimized output, a
+    lower bound for a maximized one), as Ax's objective thresholds are; it is
+    multiplied by the signs here. None: BoTorch's ``infer_reference_point``
+    from the observed objectives ``train_Y[:, objective_idx]`` (``n x m``).
+    """
+    signs = torch.tensor(problem.signs, dtype=torch.float64)
+    if problem.ref_point is not None:
+        return torch.tensor(problem.ref_point, dtype=torch.float64) * signs
+    return infer_reference_point(train_Y[:, problem.objective_idx] * signs)
 
 
 def _weights(problem: Problem, m: int) -> Tensor:
@@ -455,9 +472,7 @@ def _propose(name, model, problem, train_X, train_Y, q, cfg, X_pending, noise, s
         idx = problem.objective_idx
         signs = torch.tensor(problem.signs, dtype=torch.float64)
         obj = WeightedMCMultiOutputObjective(weights=signs, outcomes=idx, num_outcomes=m)
-        Ys = train_Y[:, idx] * signs
-        ref = problem.ref_point
-        ref = torch.tensor(ref, dtype=torch.float64) if ref is not None else infer_reference_point(Ys)
+        ref = hypervolume_reference(problem, train_Y)
         acqf = qLogNoisyExpectedHypervolumeImprovement(
             model, ref_point=ref, X_baseline=train_X, objective=obj,
             constraints=_constraint_callables(problem) or None, X_pending=X_pending, prune_baseline=True,

@@ -241,7 +241,10 @@ class Objective(BaseModel):
     outputs: list[str] | None = Field(None, description="default: the first output")
     minimize: bool | list[bool] = True
     constraints: list[Constraint] = []
-    ref_point: list[SFloat] | None = Field(None, description="qLogNEHVI reference (in minimize/maximize sense of each output)")
+    ref_point: list[SFloat] | None = Field(
+        None, description="qLogNEHVI reference point in each objective output's own units: the worst acceptable value "
+                          "of each (an upper bound for a minimized output, a lower bound for a maximized one), as Ax's "
+                          "objective thresholds; default: inferred from the data")
 
     @field_validator("minimize", mode="before")
     @classmethod

@@ -103,6 +103,22 @@ def test_qlognehvi_batch_in_bounds_and_distinct():
     assert (cand[0] - cand[1]).norm() > 1e-4
 
 
+def test_hypervolume_reference_is_given_in_the_outputs_own_units():
+    """A worst acceptable value of 10 for a minimized output is -10 in BoTorch's
+    maximization sense (Ax's objective thresholds); a maximized one keeps its sign.
+    Points that meet both thresholds then dominate the reference."""
+    from loops.acquisition import hypervolume_reference
+
+    b = torch.tensor([[0.0], [1.0]], dtype=D)
+    Y = torch.tensor([[3.0, 2.0], [8.0, 0.5]], dtype=D)  # f minimized (<= 10 acceptable), g maximized (>= 0.1)
+    prob = Problem(bounds=b, objective_idx=[0, 1], signs=[-1.0, 1.0], constraints=[], ref_point=[10.0, 0.1])
+    ref = hypervolume_reference(prob, Y)
+    assert torch.equal(ref, torch.tensor([-10.0, 0.1], dtype=D))
+    assert ((Y * torch.tensor([-1.0, 1.0], dtype=D)) > ref).all()
+    inferred = hypervolume_reference(Problem(bounds=b, objective_idx=[0, 1], signs=[-1.0, 1.0], constraints=[]), Y)
+    assert (inferred <= torch.tensor([-8.0, 0.5], dtype=D)).all()  # BoTorch's: below the worst observed
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name,model", [("qMFKG", "mf_gp"), ("qMFMES", "ar1"), ("max_variance", "mf_gp")])
 def test_multi_fidelity_candidates(name, model):
