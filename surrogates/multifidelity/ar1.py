@@ -23,7 +23,7 @@ from surrogates.multifidelity.core import (
     prior_lengthscale,
     random_starts,
 )
-from surrogates.multifidelity.model import MultiFidelityModel, check_flag
+from surrogates.multifidelity.model import MultiFidelityModel, check_flag, round_significand
 
 #: box of the scale factors rho (standardized outputs)
 RHO_BOUND = 10.0
@@ -114,8 +114,13 @@ class AR1CoKriging(MultiFidelityModel):
         """Bound on ``|rho_{t-1}|`` in the levels' standardized units: :data:`RHO_BOUND`,
         widened by the ratio of level ``t - 1``'s spread to level ``t``'s where that is
         above 1 (the top level's points of a campaign cluster near an optimum, so its
-        spread can be far below the level under it while the two agree)."""
-        return RHO_BOUND * max(1.0, abs(float(1.0 / self._level_ratio(t))))
+        spread can be far below the level under it while the two agree). The ratio's
+        significand is rounded (:func:`~surrogates.multifidelity.model.round_significand`)
+        so that the box, like the standardized data, is the same for ``y`` and
+        ``a y + b``: L-BFGS-B's steps depend on the bounds, and a bound 1 ulp
+        away had led a fit to another local optimum."""
+        ratio = round_significand(1.0 / self._level_ratio(t).abs())
+        return RHO_BOUND * max(1.0, float(ratio))
 
     @staticmethod
     def _coef(rho: Tensor, L: int) -> Tensor:

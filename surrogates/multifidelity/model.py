@@ -4,12 +4,12 @@ posterior assembly, persistence and the cost model.
 A model is fitted on a :class:`~surrogates.dataset.Dataset` whose
 ``fidelity`` holds the level of every row (``0`` cheapest, ``L - 1`` the one
 that matters; ``X`` excludes the level). Inputs are scaled to the unit cube
-(by ``bounds`` or the data's range); outputs of all levels are standardized by
-the mean and standard deviation of the top level's data, so every prediction
-is equivariant under ``y -> a y + b`` (any ``a != 0``): the scale carries
-the sign that makes the standardized outputs' sum of cubes non-negative, so
-``y`` and ``-y`` give the same standardized data, and nothing else depends on
-the sign or offset of the data.
+(by ``bounds`` or the data's range); each level's outputs are standardized by
+that level's own mean and scale (``level_mean``, ``level_std``), so every
+prediction is equivariant under ``y -> a y + b`` (any ``a != 0``): the scale
+carries the sign that makes the standardized outputs' sum of cubes
+non-negative, so ``y`` and ``-y`` give the same standardized data, and nothing
+else depends on the sign or offset of the data.
 
 Noise is said explicitly by ``noise``:
 
@@ -20,14 +20,18 @@ Noise is said explicitly by ``noise``:
 * ``"infer"``: one noise variance (nugget) per level is estimated; ``Yvar`` is
   not used.
 * ``"known+infer"``: ``Yvar`` plus an estimated nugget per level.
-* ``"none"``: noise-free data, every level interpolates (``Yvar`` must be
-  absent or zero).
+* ``"none"``: noise-free data (``Yvar`` must be absent or zero). AR1 (one
+  joint GP) interpolates every level's data. Recursive co-kriging and NARGP
+  interpolate a level's rows whose inputs the level below was observed at
+  (nested designs); at a row the level below was not observed at, they carry
+  the level below's predictive variance there as that row's noise, so their
+  mean need not pass through it.
+* ``"auto"`` (default): ``"known"`` when ``Yvar`` is given, else ``"infer"``.
 
 Rows that are noise-free (every row under ``"none"``, those with ``Yvar = 0``
 under ``"known"``) and repeat an input of their level with another value are
 refused (:class:`NoiseFreeConflict`): no function interpolates both. Rows
 marked unobserved (``Dataset.observed``) are refused too: drop them first.
-* ``"auto"`` (default): ``"known"`` when ``Yvar`` is given, else ``"infer"``.
 """
 
 from __future__ import annotations
@@ -556,6 +560,9 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
         if observation_noise is not False:
             if torch.is_tensor(observation_noise):
                 obs = observation_noise.to(cov)
+                if not bool(torch.isfinite(obs.detach()).all()) or bool((obs.detach() < 0).any()):
+                    raise ValueError("observation_noise must hold finite variances >= 0 (output units), got "
+                                     f"values from {float(obs.detach().min())} to {float(obs.detach().max())}")
                 try:  # BoTorch's shapes: batch x q x 1, or anything that broadcasts to it
                     obs = torch.broadcast_to(obs, (*mean.shape, 1))[..., 0]
                 except RuntimeError:
@@ -585,16 +592,23 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
             Y: ``fantasy_batch x batch x q x 1`` (or ``batch x q x 1``) values,
                 output units.
             noise: observation-noise variances of the new rows, output units,
-                broadcastable to ``batch x q x 1``: the level's inferred nugget
-                plus a known part (default: each row's level's
-                :meth:`noise_variance`, as ``posterior(..., observation_noise=True)``).
+                broadcastable to ``batch x q x 1``: each row's whole noise,
+                the level's inferred nugget included, as
+                ``posterior(..., observation_noise=noise)`` adds it (default:
+                each row's level's :meth:`noise_variance`, as
+                ``posterior(..., observation_noise=True)``).
 
         Returns:
             A model of ``batch_shape`` ``fantasy_batch x batch`` whose posterior is
             that of the same model refactorised on the data plus ``(X, Y)``
-            with the same hyperparameters and scaling (exact; differentiable
-            in ``X`` and ``Y``). Conditioning a fantasy model again adds to
-            its rows.
+            with the same hyperparameters and scaling (differentiable in ``X``
+            and ``Y``). Conditioning a fantasy model again adds to its rows.
+            For AR1, one joint GP, this is exact Gaussian conditioning of its
+            posterior. Recursive co-kriging and NARGP plug in the level below's
+            posterior mean and do not update a lower level from upper-level
+            rows, so their fantasies are not the Gaussian conditioning of their
+            own joint posterior (which the knowledge gradient assumes): prefer
+            AR1 for qMFKG.
         """
         x, lev = self.split_inputs(X)
         Y = torch.as_tensor(Y, dtype=DTYPE)
@@ -604,11 +618,18 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
             )
         if not torch.isfinite(Y.detach()).all():
             raise ValueError("Y must be finite, got NaN or inf")
+        try:
+            torch.broadcast_shapes(Y.shape[:-2], x.shape[:-2])
+        except RuntimeError:
+            raise ValueError(
+                f"Y's batch shape {tuple(Y.shape[:-2])} does not broadcast with X's {tuple(x.shape[:-2])} "
+                f"(Y: fantasy_batch x batch x q x 1, X: batch x q x (d + 1))"
+            ) from None
         y = (Y[..., 0] - self.level_mean[lev]) / self.level_std[lev]
         nugget = self._nugget().to(DTYPE)
         if noise is None:
             known = self.noise_variance() / self.level_std**2 - nugget
-            v = known[lev]
+            v = known[lev].clamp_min(NOISE_FLOOR)  # as a training row of the level
         else:
             noise = torch.as_tensor(noise, dtype=DTYPE)
             if (noise.detach() < 0).any() or not torch.isfinite(noise.detach()).all():
@@ -624,8 +645,9 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
                 )
             if noise.dim() == 0:
                 noise = noise.reshape(1)
-            v = noise[..., 0] / self.level_std[lev] ** 2 - nugget[lev]
-        v = v.clamp_min(NOISE_FLOOR)
+            # every row's noise is its known part plus its level's nugget: a given noise below
+            # the nugget is a negative known part (the total is what was asked, at least the floor)
+            v = torch.maximum(noise[..., 0] / self.level_std[lev] ** 2 - nugget[lev], NOISE_FLOOR - nugget[lev])
         B = torch.broadcast_shapes(lev.shape, v.shape)
         x, lev, v = x.expand(*B, x.shape[-1]), lev.expand(B), v.expand(B)
         if self._fantasy is not None:
@@ -640,6 +662,10 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
             y = y.expand(*torch.broadcast_shapes(y.shape[:-1], B[:-1]), y.shape[-1])
         new = copy.copy(self)
         new.__dict__ = dict(self.__dict__)
+        # its own parameter tensors: load_state_dict, .to() or .float() on the fantasy
+        # model must leave this one alone
+        new._buffers = {k: None if b is None else b.clone() for k, b in self._buffers.items()}
+        new._parameters, new._modules = dict(self._parameters), dict(self._modules)
         for cached in ("_krig", "_lv", "_f", "_x", "_lev"):
             new.__dict__.pop(cached, None)
         new._fantasy = (x, lev, y, v)

@@ -154,6 +154,31 @@ def test_fantasy_inputs_must_be_levels():
         model.condition_on_observations(X, torch.zeros(2, 1, dtype=DTYPE)).fit()
     with pytest.raises(ValueError, match=r"noise must be broadcastable to batch x q x 1 = \(2, 1\), got shape \(3, 1\)"):
         model.condition_on_observations(X, torch.zeros(2, 1, dtype=DTYPE), noise=torch.ones(3, 1, dtype=DTYPE))
+    with pytest.raises(ValueError, match=r"Y's batch shape \(4,\) does not broadcast with X's \(3,\)"):
+        model.condition_on_observations(X.expand(3, 2, 3), torch.zeros(4, 2, 1, dtype=DTYPE))
+
+
+@pytest.mark.parametrize("bad", [-1e-3, float("nan")])
+def test_posterior_refuses_a_negative_or_nan_observation_noise(bad):
+    model = AR1CoKriging.from_dataset(_data(4, "infer"), restarts=1)
+    X = _with_level(torch.rand(2, 2, dtype=DTYPE), 1.0)
+    with pytest.raises(ValueError, match="observation_noise must hold finite variances >= 0"):
+        model.posterior(X, observation_noise=torch.full((2, 1), bad, dtype=DTYPE))
+
+
+def test_a_fantasy_model_has_its_own_parameters():
+    """Loading a state into the fantasy model, or casting it, leaves the model it came from alone."""
+    model = AR1CoKriging.from_dataset(_data(4, "infer"), restarts=1)
+    other = AR1CoKriging.from_dataset(_data(5, "infer"), restarts=1)
+    Xt = _with_level(torch.rand(3, 2, generator=torch.Generator().manual_seed(2), dtype=DTYPE), 1.0)
+    before = model.posterior(Xt).variance.clone()
+    theta = model.theta.clone()
+    fm = model.condition_on_observations(_with_level(torch.tensor([[0.5, 0.5]], dtype=DTYPE), 1.0),
+                                         torch.zeros(1, 1, dtype=DTYPE))
+    fm.load_state_dict(other.state_dict())
+    fm.float()
+    assert torch.equal(model.theta, theta) and model.theta.dtype == DTYPE
+    torch.testing.assert_close(model.posterior(Xt).variance, before, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("noise", [1e-3, torch.tensor(1e-3, dtype=DTYPE), torch.full((2, 1), 1e-3, dtype=DTYPE)],
@@ -251,3 +276,33 @@ def test_mf_max_value_entropy_with_pending_points(fitted, cls):
     X[2:, 0, -1] = 1.0
     val = acq(X)
     assert val.shape == (5,) and torch.isfinite(val).all()
+
+
+@pytest.mark.parametrize("rel", [0.1, 10.0])
+def test_ar1_conditioning_is_exact_gaussian_conditioning_for_any_noise(rel):
+    """AR1 is one joint GP, so its fantasy posterior must be the Gaussian
+    conditioning of its current joint posterior on the new rows with the noise
+    given, ``m_t + S_tn (S_nn + N)^-1 (y - m_n)``, whether that noise is below
+    the level's inferred nugget (it had been raised to the nugget) or above."""
+    g = torch.Generator().manual_seed(5)
+    xl, xh = torch.rand(20, 2, generator=g, dtype=DTYPE), torch.rand(12, 2, generator=g, dtype=DTYPE)
+    Y = torch.cat([f_low(xl), f_high(xh)]).unsqueeze(-1)
+    Y = Y + 0.05 * torch.randn(Y.shape, generator=g, dtype=DTYPE)
+    ds = Dataset(X=torch.cat([xl, xh]), Y=Y, fidelity=torch.cat([torch.zeros(20), torch.ones(12)]))
+    model = AR1CoKriging.from_dataset(ds, noise="infer", restarts=1)
+    nug = float(model.noise_variance()[1])
+    assert nug > 1e-4  # the nugget is inferred (noise variance 2.5e-3)
+    X = _with_level(torch.tensor([[0.3, 0.2], [0.7, 0.6]], dtype=DTYPE), 1.0)
+    Xt = _with_level(torch.rand(4, 2, generator=torch.Generator().manual_seed(1), dtype=DTYPE), 1.0)
+    noise = torch.full((2, 1), rel * nug, dtype=DTYPE)
+    Y = torch.tensor([[0.5], [-0.4]], dtype=DTYPE)
+    with torch.no_grad():
+        joint = model.posterior(torch.cat([Xt, X]))
+        m, S = joint.mean[:, 0], joint.distribution.covariance_matrix
+        Stn, Snn = S[:4, 4:], S[4:, 4:] + torch.diag(noise[:, 0])
+        want_m = m[:4] + Stn @ torch.linalg.solve(Snn, Y[:, 0] - m[4:])
+        want_S = S[:4, :4] - Stn @ torch.linalg.solve(Snn, Stn.T)
+        got = model.condition_on_observations(X, Y, noise=noise).posterior(Xt)
+    scale = float(S.diagonal().max())
+    torch.testing.assert_close(got.mean[:, 0], want_m, rtol=0, atol=1e-6 * scale**0.5)
+    torch.testing.assert_close(got.distribution.covariance_matrix, want_S, rtol=0, atol=1e-6 * scale)

@@ -224,6 +224,30 @@ def test_predictions_are_affine_equivariant(cls, yvar):
         torch.testing.assert_close(cov, a * a * cov_ref, rtol=0, atol=1e-6 * a * a * var_y)
 
 
+def test_ar1_fit_is_the_same_in_any_units_when_the_levels_spreads_differ():
+    """AR1's box on ``rho`` is widened by the ratio of the levels' spreads; that
+    ratio of ``a y + b`` differs from that of ``y`` in the last bits, and L-BFGS-B's
+    steps depend on the bounds: a bound 3e-13 away had ended the fit of
+    ``1e-3 y + 5`` at another local optimum (top-level variances 3x apart).
+    Forrester-like levels, 12 and 6 nested noise-free points."""
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(12, 1, generator=g, dtype=DTYPE)
+    x1 = x0[torch.randperm(12, generator=g)[:6]]
+
+    def hi(x):
+        return (6 * x - 2) ** 2 * torch.sin(12 * x - 4) + 0.3 * torch.cos(5 * x)
+
+    y = torch.cat([0.5 * hi(x0) + 10 * (x0 - 0.5) - 5, hi(x1)])
+    ds = Dataset(X=torch.cat([x0, x1]), Y=y, fidelity=torch.tensor([0] * 12 + [1] * 6))
+    ref = AR1CoKriging.from_dataset(ds, noise="none")
+    xt = torch.tensor([[0.1, 1.0], [0.5, 1.0], [0.93, 1.0], [0.3, 0.0]], dtype=DTYPE)
+    post = ref.posterior(xt)
+    for a, b in ((1e-3, 5.0), (250.0, -1e4), (-3.7, 12.0)):
+        m = AR1CoKriging.from_dataset(Dataset(X=ds.X, Y=a * ds.Y + b, fidelity=ds.fidelity), noise="none")
+        assert torch.equal(m.theta, ref.theta)
+        torch.testing.assert_close(m.posterior(xt).variance, a * a * post.variance, rtol=1e-6, atol=0)
+
+
 @pytest.mark.parametrize("cls", [AR1CoKriging, RecursiveCoKriging])
 def test_variances_of_outputs_in_small_units_are_not_floored(cls):
     """Outputs in small units (a permeability in m², a compliance in 1/Pa): the
