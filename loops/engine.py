@@ -250,6 +250,28 @@ def _told_cost(c: Any) -> float:
     return v
 
 
+def _told_ids(ids: Any) -> list[int] | None:
+    """Row ids given to ``tell`` as a list of ints: a list, tuple, numpy array or
+    torch tensor of integers (``ask``'s ``ids``), else a ``ValueError`` naming the value."""
+    if ids is None:
+        return None
+    if hasattr(ids, "tolist") and not isinstance(ids, (list, tuple)):  # numpy array, torch tensor
+        ids = ids.tolist()
+        ids = [ids] if not isinstance(ids, list) else ids
+    if not isinstance(ids, (list, tuple)):
+        raise ValueError(f"tell: ids must be a list of row ids (ints, as ask() returns), got {ids!r}")
+    out = []
+    for v in ids:
+        ok = isinstance(v, int) and not isinstance(v, bool)
+        if not ok and hasattr(v, "item") and not hasattr(v, "__len__"):  # a numpy or torch integer scalar
+            v = v.item()
+            ok = isinstance(v, int) and not isinstance(v, bool)
+        if not ok:
+            raise ValueError(f"tell: ids must be row ids (ints, as ask() returns), got {v!r} in {list(ids)!r}")
+        out.append(v)
+    return out
+
+
 def check_cost_budget(config: CampaignConfig, costs: tuple[float, ...], target: int) -> None:
     """Refuse a ``budget.cost`` that the initial design overspends, or that leaves
     less than one evaluation at the ``target`` fidelity when the initial design
@@ -1466,6 +1488,7 @@ class Campaign:
         outs = list(self.oracle.output_names)
         Yt = None if Y is None else _told_rows("Y", Y, n, m, outs)
         Vt = None if Yvar is None else _told_rows("Yvar", Yvar, n, m, outs)
+        ids = _told_ids(ids)
         for name, v in (("ids", ids), ("reasons", reasons), ("cost", cost), ("fidelity", fidelity)):
             if isinstance(v, (list, tuple)) and len(v) != n:
                 raise ValueError(f"tell: {name} has {len(v)} entries for {n} points")

@@ -608,7 +608,8 @@ class ElasticSettings(_AtomisticBase):
     md_strain: Annotated[SFloat, Field(gt=0, lt=0.05)] = 0.005
     friction: Annotated[SFloat, Field(gt=0, le=10)] = 0.02
     sample_every: SInt = Field(4, ge=1)
-    n_blocks: SInt = Field(20, ge=2)
+    n_blocks: SInt | None = Field(None, ge=2, description="blocks of the standard error (default: "
+                                                            "min(20, n_steps / sample_every))")
     n_axes: SInt = Field(3, ge=1, le=3)
     seed: SInt = Field(0, ge=0)
     us_per_atom_step: Positive = 3.5
@@ -619,7 +620,10 @@ class ElasticSettings(_AtomisticBase):
         if not self.strain_bounds[0] < self.strain_bounds[1]:
             raise ValueError(f"strain_bounds = {self.strain_bounds}: need low < high")
         per_block = self.n_steps // self.sample_every
-        if self.n_blocks > per_block:
+        if per_block < 2:
+            raise ValueError(f"n_steps = {self.n_steps} gives {per_block} stress samples (one every sample_every = "
+                             f"{self.sample_every} steps); the standard error needs at least 2")
+        if self.n_blocks is not None and self.n_blocks > per_block:
             raise ValueError(
                 f"n_blocks = {self.n_blocks} is more than the {per_block} samples of n_steps / sample_every"
             )

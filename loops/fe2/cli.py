@@ -6,6 +6,7 @@ import argparse
 import json
 import signal
 import sys
+from pathlib import Path
 
 
 def register(subparsers, name: str = "fe2") -> None:
@@ -87,7 +88,11 @@ def main(args: argparse.Namespace) -> int:
             run = run_fe2(cfg, progress=progress)
     except (OracleError, ValueError, FileNotFoundError, TypeError) as e:
         where = getattr(e, "fe2_run_dir", None)
-        kept = f" (converged steps in {where}/steps.jsonl)" if where is not None else ""
+        kept = ""
+        if where is not None:
+            steps = Path(where) / "steps.jsonl"
+            kept = (f" (converged steps in {steps})" if steps.is_file()
+                    else f" (no step converged; config and failure in {where})")
         print(f"fe2: {type(e).__name__}: {e}{kept}", file=sys.stderr)
         return 1
     finally:

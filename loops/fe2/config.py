@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -78,8 +78,24 @@ class MeshConfig(BaseModel):
         """2 or 3, from the element."""
         return 3 if self.element in ("hex1", "hex2", "tet1", "tet2") else 2
 
+    #: the geometry keys of each kind (element and intorder apply to all)
+    KIND_KEYS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "plate_with_hole": ("length", "radius", "n_theta", "n_radial", "grading"),
+        "rectangle": ("width", "height", "nx", "ny"),
+        "box": ("lengths", "divisions"),
+        "file": ("path",),
+    }
+
     @model_validator(mode="after")
     def _check(self):
+        own = set(self.KIND_KEYS[self.kind])
+        # a key of another kind given with a value other than its default (a full dump of a
+        # config, which sets every key at its default, passes)
+        stray = [k for keys in self.KIND_KEYS.values() for k in keys
+                 if k not in own and k in self.model_fields_set and getattr(self, k) != type(self).model_fields[k].default]
+        if stray:
+            raise ValueError(f"mesh.{', mesh.'.join(stray)} does not apply to mesh.kind = {self.kind!r}; it takes "
+                             f"{', '.join(self.KIND_KEYS[self.kind])} (and element, intorder)")
         if self.kind == "plate_with_hole" and not self.radius < self.length:
             raise ValueError(
                 f"mesh.radius = {self.radius} must be below mesh.length = {self.length}"

@@ -178,7 +178,8 @@ def register(subparsers, name: str) -> None:
         p.add_argument("--steps", type=int, default=500, help="MD sampled steps per strained run")
         p.add_argument("--timestep", type=float, default=5.0, help="MD time step (fs)")
         p.add_argument("--md-strain", type=float, default=0.005, help="MD +- strain amplitude")
-        p.add_argument("--blocks", type=int, default=20, help="blocks for the standard error")
+        p.add_argument("--blocks", type=int, default=None,
+                       help="blocks for the standard error (default: min(20, steps / 4 samples))")
         p.add_argument("--seed", type=int, default=0)
         p.set_defaults(func=run_elastic)
     elif name == "surface":

@@ -57,7 +57,8 @@ class ElasticConstantsOracle(Oracle):
         delta: finite-difference strain of fidelity 0.
         size, timestep (fs), n_steps, n_equil, n_lattice_iter, lattice_steps,
         md_strain, friction (1/fs), sample_every, n_blocks, n_axes: the MD
-            protocol of fidelity 1 (see :mod:`oracles.atomistic.md`).
+            protocol of fidelity 1 (see :mod:`oracles.atomistic.md`); ``n_blocks``
+            None: ``min(20, n_steps // sample_every)``.
         seed: seeds fidelity 1 (combined with the input point).
         us_per_atom_step, us_per_step: the cost model's engine speed (one core).
 
@@ -90,7 +91,7 @@ class ElasticConstantsOracle(Oracle):
         md_strain: float = 0.005,
         friction: float = 0.02,
         sample_every: int = 4,
-        n_blocks: int = 20,
+        n_blocks: int | None = None,
         n_axes: int = 3,
         seed: int = 0,
         us_per_atom_step: float = 3.5,
@@ -104,9 +105,15 @@ class ElasticConstantsOracle(Oracle):
         for name, v in (("size", size), ("n_steps", n_steps), ("sample_every", sample_every)):
             if not isinstance(v, int) or v < 1:
                 raise InvalidInput(f"{name} must be a positive integer, got {v!r}")
-        if not isinstance(n_blocks, int) or n_blocks < 2 or n_blocks > n_steps // sample_every:
+        samples = n_steps // sample_every
+        if samples < 2:
+            raise InvalidInput(f"n_steps = {n_steps} gives {samples} stress samples (one every sample_every = "
+                               f"{sample_every} steps); the standard error needs at least 2")
+        if n_blocks is None:
+            n_blocks = min(20, samples)
+        if not isinstance(n_blocks, int) or isinstance(n_blocks, bool) or n_blocks < 2 or n_blocks > samples:
             raise InvalidInput(
-                f"n_blocks must be an integer in [2, n_steps/sample_every = {n_steps // sample_every}], got {n_blocks!r}"
+                f"n_blocks must be an integer in [2, n_steps/sample_every = {samples}], got {n_blocks!r}"
             )
         if n_axes not in (1, 2, 3):
             raise InvalidInput(f"n_axes must be 1, 2 or 3, got {n_axes!r}")

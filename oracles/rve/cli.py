@@ -100,7 +100,7 @@ def register(subparsers, name: str = "rve") -> None:
     )
     p.error = _one_line_error("scalebridge rve")
     p.add_argument("--dim", type=int, choices=(2, 3), default=2)
-    p.add_argument("--grid", type=int, nargs="+", default=[63])
+    p.add_argument("--grid", type=int, nargs="+", default=None, help="voxels per side (default 63; an image sets its own)")
     p.add_argument("--microstructure", default="inclusion")
     p.add_argument("--radius-fraction", type=float, default=None)
     p.add_argument("--volume-fraction", type=float, default=None)
@@ -180,6 +180,13 @@ def _law_name(args) -> str:
 
 def _phase_settings(args, law: str, n_phases: int | None) -> list[dict]:
     """One phase settings table per phase (``n_phases`` None: as many as moduli given)."""
+    isotropic = [o for o, v in (("--E", args.E), ("--nu", args.nu), ("--K", args.K), ("--mu", args.mu)) if v is not None]
+    if law == "cubic_elastic" and isotropic:
+        raise ValueError(f"{', '.join(isotropic)} does not apply to --law cubic_elastic; it takes --cubic C11 C12 C44")
+    if law != "cubic_elastic" and args.cubic is not None:
+        raise ValueError(f"--cubic applies to --law cubic_elastic only; --law {law} takes --E/--nu or --K/--mu")
+    if (args.E is not None or args.nu is not None) and (args.K is not None or args.mu is not None):
+        raise ValueError("give the phases' moduli as --E/--nu or as --K/--mu, not both")
     if law == "cubic_elastic":
         C11, C12, C44 = args.cubic or (3.0, 1.5, 1.2)
         return [{"law": law, "C11": C11, "C12": C12, "C44": C44}] * (n_phases or 1)
@@ -228,6 +235,8 @@ def build(args):
     from oracles.rve.oracle import RVEOracle
 
     k = args.dim
+    given_grid = args.grid
+    args.grid = args.grid or [63]
     if len(args.grid) not in (1, k):
         raise InvalidInput(f"--grid needs 1 or {k} values, got {args.grid}")
     grid = tuple(args.grid) * k if len(args.grid) == 1 else tuple(args.grid)
@@ -239,6 +248,9 @@ def build(args):
     n_phases = None
     if micro["kind"] == "phase_map":
         pm = PhaseMap(micro["source"])
+        if given_grid is not None:
+            raise InvalidInput(f"--grid does not apply to an image microstructure: {micro['source']!r} sets the grid "
+                               f"({'x'.join(map(str, pm.shape))}); resample the image for another grid")
         grid, k, n_phases = pm.shape, len(pm.shape), pm.num_phases
         check_grid_memory(grid, finite=args.finite)
     elif micro["kind"] == "voronoi_polycrystal":
@@ -277,6 +289,10 @@ def build(args):
 
 
 def _load(args, k: int) -> torch.Tensor:
+    if args.finite and args.strain is not None:
+        raise ValueError("--strain is the small-strain load; with --finite give the deformation gradient --F")
+    if not args.finite and args.F is not None:
+        raise ValueError("--F is the finite-strain load (with --finite); at small strain give --strain")
     if args.finite:
         vals = args.F
         if vals is None:

@@ -87,7 +87,10 @@ def batched_cg(
 
     Returns:
         ``(x, iterations, relative residuals *batch)`` (bounds, when
-        preconditioned).
+        preconditioned): ``||r||`` over the norm the stopping rule refers to,
+        ``max(||b||, atol / tol)``, so a converged system reports at most
+        ``tol`` also where the absolute floor stopped it (a right-hand side
+        that is zero to round-off).
 
     Raises:
         NotConverged: when some system misses the tolerance in ``maxiter``.
@@ -104,6 +107,7 @@ def batched_cg(
     bn = dot(b, b).sqrt() if bnorm is None else bnorm.reshape(bshape)
     floor = torch.as_tensor(atol, dtype=bn.dtype, device=bn.device)
     thresh = torch.maximum(tol * bn, floor) ** 2 / factor
+    ref = torch.maximum(bn, floor / tol) if tol > 0 else bn  # what "relative" refers to
     x = torch.zeros_like(b)
     r = b.clone()
     p = r.clone()
@@ -114,7 +118,7 @@ def batched_cg(
         if not bool(active.any()):
             break
         if it >= maxiter:
-            rel = ((factor * rr).sqrt() / bn.clamp_min(1e-300)).max().item()
+            rel = ((factor * rr).sqrt() / ref.clamp_min(1e-300)).max().item()
             raise NotConverged(
                 f"CG did not reach tol {tol:g} in {maxiter} iterations (relative residual {rel:.3g})",
                 iterations=it,
@@ -131,7 +135,7 @@ def batched_cg(
                 f"CG met non-positive curvature at iteration {it} (p^T A p / p^T p = {q:.3g}); "
                 "the operator must be positive definite",
                 iterations=it,
-                residual=((factor * rr).sqrt() / bn.clamp_min(1e-300)).max().item(),
+                residual=((factor * rr).sqrt() / ref.clamp_min(1e-300)).max().item(),
             )
         # inactive systems may divide 0 by 0: where() discards those lanes
         alpha = torch.where(active, rr / pAp, 0.0)
@@ -143,5 +147,5 @@ def batched_cg(
         p.mul_(beta[ex]).add_(r)
         rr = rr_new
         it += 1
-    rel = (factor * rr).sqrt() / bn.clamp_min(1e-300)
+    rel = (factor * rr).sqrt() / ref.clamp_min(1e-300)
     return x, it, rel.reshape(bshape)

@@ -564,3 +564,19 @@ def test_dataframe_keeps_inputs_and_outputs_named_like_its_own_columns(tmp_path)
     df = res.dataframe()
     assert (df["output.cost"] == 103.5).all() and (df["cost"] == 1.0).all()
     assert (df["input.fidelity"] == df["input.fidelity"]).all() and (df["fidelity"] == 0).all()
+
+
+def test_tell_takes_ids_as_a_tensor_or_numpy_array(tmp_path):
+    """ids from a tensor or a numpy array had been refused as "not a pending point"
+    (a tensor) or raised a KeyError (numpy); non-integer ids are named."""
+    import numpy as np
+
+    camp = Campaign(_cfg(tmp_path), run_dir=tmp_path / "ids")
+    t = camp.ask(3)
+    Y = camp.oracle.evaluate(t.X).Y
+    assert camp.tell(t.X[:1], Y[:1], ids=torch.tensor(t.ids[:1])) == t.ids[:1]
+    assert camp.tell(t.X[1:2], Y[1:2], ids=np.array(t.ids[1:2])) == t.ids[1:2]
+    with pytest.raises(ValueError, match=r"ids must be row ids \(ints, as ask\(\) returns\), got 2.5"):
+        camp.tell(t.X[2:], Y[2:], ids=[2.5])
+    assert camp.tell(t.X[2:], Y[2:], ids=[np.int64(t.ids[2])]) == t.ids[2:]
+    camp.close()

@@ -417,7 +417,7 @@ def test_a_noise_free_oracle_that_repeats_an_input_with_another_value_is_a_model
     ({"model": {"name": "ar2"}}, r"model.name = 'ar2'; allowed: \['ar1', 'gp', 'mf_gp', 'nargp', 'recursive'"),
     ({"model": {"name": "recursive", "options": {"trend": "cubic"}}},
      r"model.options of 'recursive': trend must be one of \('constant', 'linear', 'auto'\), got 'cubic'"),
-    ({"model": {"name": "ar1", "options": {"nois": "none"}}}, r"model.options of 'ar1': .*unexpected keyword argument 'nois'"),
+    ({"model": {"name": "ar1", "options": {"nois": "none"}}}, r"model.options \['nois'\] are not options of 'ar1' \(AR1CoKriging\); allowed: \[.*'noise'.*'restarts'"),
     ({"model": {"name": "mf_gp", "options": {"lin_truncated": True}}},
      r"model.options \['lin_truncated'\] are not arguments of SingleTaskMultiFidelityGP"),
     ({"model": {"name": "pkg_that_is_not_there:Model"}}, r"model 'pkg_that_is_not_there:Model' is not available"),

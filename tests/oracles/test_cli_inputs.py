@@ -47,6 +47,13 @@ def _one_line(capsys, argv, *must):
         (["--microstructure", "random_fibres", "--volume-fraction", "0.7"], ["0.7", "jamming"]),
         (["--microstructure", "voronoi_polycrystal", "--E", "1", "2"], ["8 phases", "gives 2"]),
         (["--grid", "x"], ["invalid int value: 'x'"]),
+        # options that do not apply to the law, the load or the microstructure asked for are refused,
+        # not ignored (each had run with rc 0 computing something else)
+        (["--finite", "--strain", "0.02", "0", "0"], ["--strain is the small-strain load", "--F"]),
+        (["--F", "1.1", "0", "0", "1"], ["--F is the finite-strain load", "--strain"]),
+        (["--cubic", "168", "121", "75"], ["--cubic applies to --law cubic_elastic only"]),
+        (["--law", "cubic_elastic", "--E", "1", "10"], ["--E does not apply to --law cubic_elastic", "--cubic"]),
+        (["--E", "1", "10", "--K", "1", "2", "--mu", "1", "1"], ["--E/--nu or as --K/--mu, not both"]),
     ],
 )
 def test_rve_bad_options_one_line_exit_2(capsys, argv, must):
@@ -104,6 +111,13 @@ def test_rgb_image_keeps_every_colour(capsys, tmp_path):
     assert got[0][0] == pytest.approx(S, rel=1e-6) and got[1][1] == pytest.approx(s22, rel=1e-6)
 
 
+def test_an_image_sets_its_own_grid(capsys, tmp_path):
+    """--grid with an image microstructure had been ignored (the run used the image's grid)."""
+    path = _image(tmp_path, [(255, 0, 0), (0, 0, 0)])
+    _one_line(capsys, ["rve", "--microstructure", path, "--grid", "16"], "--grid does not apply to an image",
+              "(12x12)")
+
+
 def test_unreadable_image_and_npy(capsys, tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not an image")
     _one_line(capsys, ["rve", "--microstructure", str(tmp_path / "bad.png")], "cannot be read")
@@ -127,6 +141,8 @@ def test_unreadable_image_and_npy(capsys, tmp_path):
         (["elastic", "--engine", "lj"], ["--engine lj needs"]),
         (["surface", "--engine", "emt", "--lj-sigma", "2"], ["--lj-sigma apply only with --engine lj"]),
         (["elastic", "--temperature", "300", "--fidelity", "1", "--seed", "-4"], ["--seed = -4", "greater than or equal to 0"]),
+        (["elastic", "--fidelity", "1", "--steps", "50", "--blocks", "13"], ["--blocks = 13 is more than the 12 samples"]),
+        (["elastic", "--fidelity", "1", "--steps", "4"], ["--steps = 4 gives 1 stress samples"]),
     ],
 )
 def test_atomistic_bad_options_one_line_exit_2(capsys, argv, must):
@@ -212,3 +228,12 @@ def test_run_dir_that_cannot_be_a_directory_is_one_line(capsys, tmp_path, where)
     rc, err, _ = _err(capsys, ["run", str(f), "--run-dir", str(tmp_path / where)])
     assert rc == 2 and len(err) == 1 and "cannot be used" in err[0] and where in err[0], err
     assert (tmp_path / "a_file").read_text() == "x"
+
+
+@pytest.mark.parametrize("argv", [
+    ["conductivity", "--dim", "2", "--grid", "200000", "--microstructure", "cylinders", "--radius", "0.3"],
+    ["permeability", "--dim", "3", "--grid", "3000", "--microstructure", "spheres", "--radius", "0.3"],
+])
+def test_transport_grid_too_large_for_the_machine_is_one_line(capsys, argv):
+    """It had ended in numpy's allocation traceback (298 GiB asked for)."""
+    _one_line(capsys, argv, "--grid", "needs about", "GB; this machine has", "use a coarser grid")

@@ -334,3 +334,22 @@ def test_tampered_surrogate_directory_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Traceback" not in err[0], err
     assert str(d) in err[0] and "damaged or were edited" in err[0]
+
+
+def test_a_run_that_fails_at_its_first_step_says_no_step_converged(tmp_path, capsys):
+    """The message had pointed at a steps.jsonl that is not written when no step converged."""
+    bad = _write(tmp_path, BASE.replace("value = 0.1", "value = -2.5").replace("n_steps = 2", "n_steps = 1"))
+    assert scalebridge(["fe2", str(bad), "--quiet", "--no-mlflow", "--output-dir", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    (out,) = (tmp_path / "o").iterdir()
+    assert not (out / "steps.jsonl").exists() and (out / "failed.json").exists()
+    assert f"no step converged; config and failure in {out}" in err and "steps.jsonl" not in err
+
+
+@pytest.mark.parametrize("line", ["n_theta = 50", "divisions = [9, 9, 9]", 'path = "m.msh"'])
+def test_a_mesh_key_of_another_mesh_kind_is_refused(tmp_path, line):
+    """They had been accepted and ignored (the rest of the FE2 schema refuses unknown keys)."""
+    key = line.split()[0]
+    with pytest.raises(ConfigError, match=rf"mesh.{key} does not apply to mesh.kind = 'rectangle'; it takes "
+                                          r"width, height, nx, ny"):
+        load_config(_write(tmp_path, BASE.replace("ny = 2", f"ny = 2\n{line}")))

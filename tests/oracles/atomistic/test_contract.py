@@ -60,6 +60,11 @@ def test_bad_construction():
         ElasticConstantsOracle("Fe", a_guess=3.6)
     with pytest.raises(InvalidInput, match="n_blocks"):
         ElasticConstantsOracle("Cu", n_steps=10, sample_every=5, n_blocks=10)
+    # the default block count fits a short run (a default of 20 had refused 50 steps, 12 samples)
+    assert ElasticConstantsOracle("Cu", n_steps=50).n_blocks == 12
+    assert ElasticConstantsOracle("Cu", n_steps=500).n_blocks == 20
+    with pytest.raises(InvalidInput, match=r"n_steps = 4 gives 1 stress samples"):
+        ElasticConstantsOracle("Cu", n_steps=4)
     with pytest.raises(InvalidInput, match="miller"):
         SurfaceOracle("Cu", (0, 0, 0))
     # MD protocol settings are checked when the oracle is built, not at each point

@@ -29,6 +29,21 @@ def test_solves_a_batch_of_spd_systems(seed):
     assert rel.shape == (4,) and (rel <= 1e-10).all() and it >= 1
 
 
+def test_a_system_stopped_by_the_absolute_floor_reports_a_residual_within_tol():
+    """A right-hand side that is zero to round-off (a unit shear load on a cell
+    whose phases share the shear modulus) stops on ``atol``; its residual
+    relative to ``||b||`` is meaningless (the RVE CLI had printed 1.18 for a
+    converged solve). The reported one is relative to ``max(||b||, atol / tol)``."""
+    A = spd_batch(2, 20, 10.0, 4)
+    b = torch.randn(2, 20, generator=torch.Generator().manual_seed(5), dtype=DT)
+    b[1] *= 1e-17
+    atol = torch.tensor([0.0, 1e-14], dtype=DT)
+    x, _, rel = batched_cg(lambda p: (A @ p.unsqueeze(-1)).squeeze(-1), b, 1e-8, 100, ndim_field=1, atol=atol)
+    r = (b - (A @ x.unsqueeze(-1)).squeeze(-1)).norm(dim=-1)
+    assert (rel <= 1e-8).all()
+    assert r[1] <= 1e-14 and rel[1] == pytest.approx(float(r[1] / (1e-14 / 1e-8)))
+
+
 def test_few_distinct_eigenvalues_converge_in_as_many_iterations():
     """CG's Krylov space holds the solution after k steps when A has k distinct eigenvalues."""
     g = torch.Generator().manual_seed(3)
