@@ -11,7 +11,8 @@ the throughput bar), ``with_variance=True`` (plus the exact predictive
 variance, ``O(N^2)`` per point and output) and ``dtype=torch.float32``
 (stress and tangent with the kernel sums in single precision, the deployment
 option; its relative round-off against float64 on the held-out points is
-recorded) are timed on batches of 1e4, 1e5 and 1e6 points, each:
+recorded) are timed on batches of 1e4, 1e5 and 1e6 points (1e4 and 1e5 with
+``--quick``; the JSON's ``sizes`` says which), each:
 
 * ``one_thread``: ``torch.set_num_threads(1)``;
 * ``two_threads``: ``torch.set_num_threads(2)``: ``material_response`` then

@@ -66,12 +66,13 @@ NOTES = {
     ),
     "gp_throughput": (
         "Stress-and-tangent evaluations per second of the GP surrogate (500 training points, 2D and "
-        "3D) on batches of 1e4 to 1e6 points; the projected two-core rate is 2 n / CPU time of the "
-        "single-threaded run."
+        "3D) on batches of 1e4 and 1e5 points; judged on the measured wall-clock rate at the slowest batch "
+        "size, with the projected two-core rate (2 n / CPU time of the single-threaded run) beside it."
     ),
     "surrogate_throughput": (
         "Stress-and-tangent evaluations per second of the neural and GP surrogates on batches of "
-        "1e4 to 1e6 points, judged on the projected two-core rate."
+        "1e4 and 1e5 points, judged on the measured wall-clock rate (the stricter), with the projected "
+        "two-core rate (2 n / CPU time of the single-threaded run) beside it."
     ),
     "mf_scaling": (
         "Co-kriging models (AR1, recursive, NARGP) on 200 and 1000 cheap plus 40 top-level points: CPU "
@@ -223,12 +224,29 @@ def rows_atomistic(d: dict) -> list[Row]:
     }]
 
 
+_MF_FLAGS = (("nrmse_le_best_peer", "nRMSE <= best peer"), ("nrmse_within_10pct_of_best_peer", "within 10 %"),
+             ("nlpd_le_hf_gp", "NLPD <= hf_gp"), ("coverage_in_0.85_0.99", "coverage in [0.85, 0.99]"),
+             ("fit_time_le_2x_fastest_peer", "fit time <= 2x fastest peer"))
+
+
 def rows_multifidelity(d: dict) -> list[Row]:
+    """Per split and model, on how many problems each target holds; judged (``met``) only for the
+    default model on the test split, as the issue asks (the dev split chose the defaults)."""
     rows = []
+    default = d.get("default_model")
     for split, models in d["overall"].items():
         for model, r in models.items():
-            rows.append({"case": f"{split} split: {model}", "target": d.get("targets"), "measured": None,
-                         "met": r["meets_target"]})
+            flags = [p["meets_target"][model] for p in d["results"].values()
+                     if p["problem"].get("split", split) == split and model in p["meets_target"]]
+            n = len(flags)
+            counts = ", ".join(f"{label} {sum(bool(f[k]) for f in flags)}/{n}" for k, label in _MF_FLAGS)
+            judged = split == "test" and model == default
+            rows.append({
+                "case": f"{split} split: {model}{' (default)' if model == default else ''}",
+                "target": d.get("targets") if judged else "reported, not judged",
+                "measured": counts,
+                "met": r["meets_target"] if judged else None,
+            })
     return rows
 
 
