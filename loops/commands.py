@@ -143,6 +143,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         con.print(f"calls: {len(design)} / {budget['calls']}")
     if budget.get("cost"):
         con.print(f"cost: {sum(r['cost'] or 0 for r in design):g} / {budget['cost']}")
+    val = [r for r in rows if r["role"] == "validation" and r["status"] in ("done", "failed")]
+    if val:
+        con.print(f"validation set (outside the budgets): {len(val)} calls, cost "
+                  f"{sum(r['cost'] or 0 for r in val):g}")
     last: dict[str, float] = {}
     for m in store.metrics():
         last[m["name"]] = m["value"]

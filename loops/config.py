@@ -324,7 +324,9 @@ class Learn(BaseModel):
     """Learn mode: held-out validation set and target error."""
 
     model_config = _STRICT
-    n_validation: SInt = Field(64, ge=2)
+    n_validation: SInt = Field(64, ge=2, description="held-out Sobol points evaluated at the target fidelity to "
+                                                     "score the model; outside the calls and cost budgets (their "
+                                                     "cost is reported as validation_cost)")
     target_nrmse: SFloat | None = Field(None, gt=0, description="stop when RMSE/std(Y_val) falls below")
 
 

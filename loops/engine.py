@@ -294,15 +294,28 @@ def check_cost_budget(config: CampaignConfig, costs: tuple[float, ...], target: 
             f"observe its target; use budget.cost >= {spent + costs[target]:g}")
 
 
-def run_dir_for(config: CampaignConfig, base: str | Path | None = None) -> Path:
+def run_dir_for(config: CampaignConfig, base: str | Path | None = None, claim: bool = False) -> Path:
+    """A new run directory ``<base>/<name>-<time>`` (``-1``, ``-2``, ... when taken).
+
+    ``claim``: create it, exclusively, so that campaigns started at the same second
+    each get their own (checking that it exists and creating it later raced: two
+    drivers chose the same name and one was refused)."""
     base = Path(base if base is not None else config.run_dir)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     d = base / f"{config.name}-{stamp}"
     k = 1
-    while d.exists():
+    while True:
+        if not claim and not d.exists():
+            return d
+        if claim:
+            base.mkdir(parents=True, exist_ok=True)
+            try:
+                d.mkdir()
+                return d
+            except FileExistsError:
+                pass
         d = base / f"{config.name}-{stamp}-{k}"
         k += 1
-    return d
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -404,7 +417,8 @@ class CampaignResult:
 
     Attributes:
         run_dir: the run directory; state: the final :class:`LoopState`;
-        stopped_by: the condition (``CallsBudget``, ``budget``, ``SIGTERM``, ...);
+        stopped_by: the condition (``CallsBudget``, ``budget``, ``SIGTERM``, ...;
+            ``caller``: :meth:`Campaign.finish` called before any held);
         model: the last fitted model; best: a :class:`BestPoint` (optimize mode, one objective);
         pareto: the observed Pareto front (optimize mode, several objectives; :meth:`Campaign.pareto_front`);
         model_faults: the model fits and acquisitions that failed numerically
@@ -481,9 +495,12 @@ class Campaign:
         if oracle is not None:
             config = CampaignConfig.model_validate({**config.model_dump(exclude={"oracle"}), "oracle": oracle})
         self.config = config
-        self.run_dir = Path(run_dir) if run_dir is not None else run_dir_for(config)
-        created = not self.run_dir.exists()
         try:
+            if run_dir is None:
+                self.run_dir, created = run_dir_for(config, claim=True), True
+            else:
+                self.run_dir = Path(run_dir)
+                created = not self.run_dir.exists()
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:  # a file in the way, a read-only or missing mount, no permission
             raise RunDirError(f"run directory {str(self.run_dir)!r} cannot be used: {e.strerror or e}") from None
@@ -580,6 +597,7 @@ class Campaign:
         #: results then), ``update``, ``reason`` and ``fallback`` (what was used instead)
         self.model_faults: list[dict[str, Any]] = list(self.store.get_meta("model_faults", []) or [])
         self._spread_warned = False
+        self._cost_refused = False
         self.exec: PointRunner | None = None
 
     def _open(self, config: CampaignConfig) -> None:
@@ -1108,6 +1126,7 @@ class Campaign:
         if b.calls is not None and st.submitted >= b.calls:
             return False
         if b.cost is not None and st.committed_cost + self.expected_cost(x, fidelity) > b.cost + 1e-9:
+            self._cost_refused = True  # a point the cost budget could not afford: finish() says "budget"
             return False
         if b.wall_time is not None and st.elapsed >= b.wall_time:
             return False
@@ -1397,10 +1416,25 @@ class Campaign:
         return out
 
     # ------------------------------------------------------------ ask/tell
+    def _refresh_rows(self) -> None:
+        """Re-read the store's rows after the lock was let go (:meth:`finish`): another driver
+        may have resumed the run directory and added results since."""
+        fresh = {r["id"]: r for r in self.store.rows()}
+        if fresh == self._rows:
+            return
+        self._rows = fresh
+        self._handed &= {i for i, r in fresh.items() if r["status"] == "pending"}
+        self._stale = True
+        self._version += 1
+        self._added += 1
+        self._data_cache.clear()
+
     def _start(self) -> None:
         """The run directory's lock; tracking, initial design and clocks once, before the first ask."""
         if not self._lock.held:
             self._lock.acquire()
+            if self._started:  # taken back after finish(): see what others wrote meanwhile
+                self._refresh_rows()
         if self._started:
             return
         from loops.tracking import Tracker
@@ -1472,7 +1506,8 @@ class Campaign:
                 to an asked point with the same inputs and level, and a point never
                 asked is added as a new row (role ``told``).
             reasons: per point, None for success or why it failed (its ``Y`` row is ignored).
-            cost: per point cost (default: the oracle's cost of the level).
+            cost: per point cost (default: the oracle's cost model at the point, what
+                the oracle's own evaluation reports and the budget admitted it against).
 
         A row whose outputs are not finite, or whose variances are not finite or
         negative, is recorded as failed with that reason. Shapes, levels
@@ -1516,7 +1551,7 @@ class Campaign:
                 "reason": reasons[i] if failed else None,
                 "y": None if failed or Yt is None else Yt[i].tolist(),
                 "yvar": None if failed or Vt is None else Vt[i].tolist(),
-                "cost": float(cost[i]) if cost is not None else float(self.problem.costs[lev]),
+                "cost": float(cost[i]) if cost is not None else self._model_costs([row["x"]], lev)[0],
                 "metadata": {"told": True},
             }
             if not failed and Yt is None:
@@ -1627,8 +1662,14 @@ class Campaign:
     _bar = None
 
     def finished(self) -> bool:
-        """Whether a stopping condition holds and no asked point is still out."""
-        self._start()
+        """Whether a stopping condition holds and no asked point is still out.
+
+        After :meth:`finish` this only reads the store: it does not take the run
+        directory back from a driver that resumed it."""
+        if self._started and not self._lock.held:
+            self._refresh_rows()
+        else:
+            self._start()
         if self._handed:
             return False
         st = self.state()
@@ -1664,7 +1705,9 @@ class Campaign:
         st = self.state()
         if stopped_by is None:
             hit = [type(k).__name__ for k in self.stopping.conds if k.should_stop(st)]
-            stopped_by = hit[0] if hit else "budget"
+            # nothing hit: the cost budget affords no further point, or the caller finished early
+            spent = self._cost_refused or not self._affordable_levels(st)
+            stopped_by = hit[0] if hit else ("budget" if spent else "caller")
         for rid, r in list(self._rows.items()):
             if r["status"] == "pending":
                 self.store.cancel(rid, f"cancelled: campaign stopped by {stopped_by}")
@@ -1679,6 +1722,9 @@ class Campaign:
         st.metrics = self.validation_metrics() if c.mode == "learn" else {}
         if c.mode == "learn":
             st.best = None
+            # the validation set is evaluated outside the budgets: say what it cost
+            st.metrics["validation_cost"] = float(sum(r["cost"] or 0.0 for r in self._rows.values()
+                                                      if r["role"] == "validation" and r["status"] != "pending"))
         self.store.set_meta("status", "finished")
         self.store.set_meta("stopped_by", stopped_by)
         fin = sum(r["status"] != "pending" for r in self._rows.values())

@@ -267,6 +267,10 @@ def check_dask_scheduler(address: str, timeout: float = DASK_CONNECT_TIMEOUT) ->
 PRELOAD = ("torch", "botorch", "loops.executors", "loops.registry")
 
 
+#: seconds a LocalCluster started by the campaign may have no worker before it counts as lost
+NO_WORKERS_GRACE = 60.0
+
+
 class ExecutorHandle:
     """An executor plus what is needed to rebuild it after a worker dies.
 
@@ -284,6 +288,8 @@ class ExecutorHandle:
         self.cluster = None
         self.preload = tuple(dict.fromkeys(PRELOAD + tuple(preload)))
         self._owned = executor is None
+        self._no_workers_since: float | None = None
+        self._lost_why = "scheduler"
         self.executor = executor if executor is not None else self._build()
 
     @property
@@ -374,10 +380,43 @@ class ExecutorHandle:
             raise
 
     def lost(self) -> bool:
-        """Whether a Dask client lost its scheduler (so no point can run or return)."""
-        return self.client is not None and getattr(self.client, "status", "running") not in ("running", "connecting")
+        """Whether a Dask client lost its scheduler, or the ``LocalCluster`` this
+        handle started lost every worker and could not start new ones within
+        :data:`NO_WORKERS_GRACE` seconds (an oracle that kills its worker process:
+        distributed retires such a task as ``KilledWorker`` and may leave the
+        cluster with none), so no point can run or return."""
+        if self.client is None:
+            return False
+        if getattr(self.client, "status", "running") not in ("running", "connecting"):
+            self._lost_why = "scheduler"
+            return True
+        if not (self._owned and self.cluster is not None and self.cfg.address is None and self.cfg.cluster is None):
+            return False  # a scheduler or job-queue cluster of the user's may wait for workers on purpose
+        try:
+            n = len(self.client.scheduler_info().get("workers", {}))
+        except Exception:  # noqa: BLE001
+            return False
+        if n:
+            self._no_workers_since = None
+            return False
+        now = time.monotonic()
+        if self._no_workers_since is None:
+            self._no_workers_since = now
+            try:  # start the workers again
+                self.cluster.scale(self.cfg.workers)
+            except Exception:  # noqa: BLE001
+                pass
+            return False
+        if now - self._no_workers_since > NO_WORKERS_GRACE:
+            self._lost_why = "workers"
+            return True
+        return False
 
     def lost_message(self) -> str:
+        if self._lost_why == "workers":
+            return (f"the Dask LocalCluster has no worker left (they died, e.g. an oracle that crashes its process) "
+                    f"and none started again within {NO_WORKERS_GRACE:g} s; the points in flight stay pending: "
+                    "use executor.kind = 'process' (it replaces dead workers) and `scalebridge resume` the run directory")
         where = f" at {self.cfg.address}" if self.cfg.address else ""
         return (f"the Dask scheduler{where} is gone (lost connection); the points in flight stay pending: "
                 "start the scheduler again and `scalebridge resume` the run directory")

@@ -415,6 +415,14 @@ class RunLock:
             return
         raise RunDirError(f"{self.path.parent}: could not take the lock file {self.path}")
 
+    def __del__(self) -> None:
+        # a campaign dropped without close(): let the directory go with it (a notebook
+        # would otherwise keep it locked until the process ends)
+        try:
+            self.release()
+        except Exception:  # noqa: BLE001  (interpreter shutdown)
+            pass
+
     def release(self) -> None:
         if not self.held:
             return

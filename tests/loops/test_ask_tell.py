@@ -580,3 +580,80 @@ def test_tell_takes_ids_as_a_tensor_or_numpy_array(tmp_path):
         camp.tell(t.X[2:], Y[2:], ids=[2.5])
     assert camp.tell(t.X[2:], Y[2:], ids=[np.int64(t.ids[2])]) == t.ids[2:]
     camp.close()
+
+
+def test_a_finished_campaign_taken_back_sees_what_another_driver_added(tmp_path):
+    """finish() lets the directory go; a driver that resumed it may add results. The first
+    object's later ask() had taken the lock back with its old view of the store and run
+    past the budget (12 calls for 10); it now re-reads the store. finished() after finish()
+    only reads, and an early finish() says it was the caller's."""
+    cfg = _cfg(tmp_path, budget={"calls": 8})
+    d = tmp_path / "shared"
+    a = Campaign(cfg, run_dir=d)
+    oracle = a.oracle
+    for _ in range(3):
+        t = a.ask(2)
+        a.tell(t.X, oracle.evaluate(t.X).Y, ids=t.ids)
+    assert a.finish().stopped_by == "caller"
+    assert a.finished() is False  # reads only: the directory stays free
+    b = Campaign.resume(d)
+    while not b.finished():
+        t = b.ask(2)
+        b.tell(t.X, oracle.evaluate(t.X).Y, ids=t.ids)
+    assert b.finish().stopped_by == "CallsBudget"
+    assert a.finished() is True
+    assert len(a.ask(2)) == 0
+    res = a.finish()
+    assert res.state.calls == 8 and len(_rows(d)) == 8
+    a.close()
+
+
+def test_a_campaign_dropped_without_close_lets_its_directory_go(tmp_path):
+    import gc
+
+    d = tmp_path / "dropped"
+    c = Campaign(_cfg(tmp_path), run_dir=d)
+    c.ask(2)
+    del c
+    gc.collect()
+    again = Campaign.resume(d)  # had failed: "in use by another campaign of this process"
+    assert len(again.ask(2)) == 2
+    again.close()
+
+
+def test_tell_charges_the_cost_model_at_the_point_and_learn_reports_its_validation_cost(tmp_path):
+    """Without cost=, tell had charged the level's nominal cost while the budget admitted the
+    point against the cost model at x. A learn campaign's validation set is evaluated outside
+    the budgets; the result says what it cost."""
+    from oracles.base import CostModel
+
+    class XCost(CostModel):
+        def __call__(self, X, fidelity):
+            return (1.0 + X[:, 0]).to(torch.float64)
+
+    oracle = FunctionOracle(sphere, torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64), names=["a", "b"])
+    oracle.cost_model = XCost((1.0,))
+    cfg = _cfg(tmp_path, oracle=oracle, mode="learn", learn={"n_validation": 4}, initial={"n": 3},
+               budget={"calls": 5}, acquisition={"name": "sobol"})
+    camp = Campaign(cfg, run_dir=tmp_path / "xcost")
+    while not camp.finished():
+        t = camp.ask(2)
+        camp.tell(t.X, oracle.evaluate(t.X).Y, ids=t.ids)
+    res = camp.finish()
+    rows = _rows(tmp_path / "xcost")
+    for r in rows:
+        assert r["cost"] == pytest.approx(1.0 + r["x"][0])
+    val = [r for r in rows if r["role"] == "validation"]
+    assert len(val) == 4 and res.state.calls == 5
+    assert res.state.metrics["validation_cost"] == pytest.approx(sum(1.0 + r["x"][0] for r in val))
+    camp.close()
+
+
+def test_default_run_directories_are_claimed_exclusively(tmp_path):
+    """Campaigns started in the same second had picked the same default name (checked, then
+    created later) and one was refused as "in use"; each claim now creates its own."""
+    from loops.engine import run_dir_for
+
+    cfg = _cfg(tmp_path)
+    dirs = [run_dir_for(cfg, base=tmp_path / "base", claim=True) for _ in range(3)]
+    assert len(set(dirs)) == 3 and all(d.is_dir() for d in dirs)

@@ -843,3 +843,36 @@ def test_a_config_error_found_when_the_campaign_is_built_leaves_no_run_directory
         Campaign(make_config(tmp_path, outputs=["nope"]), run_dir=existing)
     assert (existing / "notes.txt").read_text() == "mine"  # a directory that was there stays
     Campaign(make_config(tmp_path), run_dir=existing).close()  # and can be used (the lock is free)
+
+
+def test_a_local_cluster_left_without_workers_counts_as_lost(monkeypatch):
+    """distributed retires a task whose worker died as KilledWorker and may leave the
+    LocalCluster with no worker; the campaign had then waited forever (rows pending,
+    no message). The handle asks the cluster for its workers again, and after
+    NO_WORKERS_GRACE seconds without any it reports the executor lost, naming why."""
+    from types import SimpleNamespace
+
+    import loops.executors as ex
+
+    class Client:
+        status = "running"
+
+        def scheduler_info(self):
+            return {"workers": {}}
+
+    class Cluster:
+        asked = []
+
+        def scale(self, n):
+            self.asked.append(n)
+
+    monkeypatch.setattr(ex, "NO_WORKERS_GRACE", 0.05)
+    h = ex.ExecutorHandle(SimpleNamespace(kind="dask", workers=2, address=None, cluster=None), executor=object())
+    h._owned, h.client, h.cluster = True, Client(), Cluster()
+    assert h.lost() is False and Cluster.asked == [2]  # first: start the workers again
+    time.sleep(0.1)
+    assert h.lost() is True
+    assert "the Dask LocalCluster has no worker left" in h.lost_message()
+    h.client.scheduler_info = lambda: {"workers": {"w": {}}}
+    h._no_workers_since = None
+    assert h.lost() is False  # a cluster with workers is not lost
