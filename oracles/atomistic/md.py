@@ -19,9 +19,16 @@ Protocol of :func:`finite_temperature_elastic_constants` (fidelity 1):
    the two other normal stresses ``C12 eps`` and the three shear stresses
    ``C44 eps``; even-order anharmonic terms cancel in the ``+-`` difference.
    The estimates are averaged over the equivalent components and axes
-   (symmetry averaging), and the standard error comes from block averaging
-   of that series, combined with the error of the lattice parameter (step 1)
-   propagated through the static ``dC/d ln a``.
+   (symmetry averaging). The standard error pools the block means of every
+   axis's series (:func:`pooled_block_average`: cubic symmetry gives each axis
+   the same expectation, so ``n_axes x n_blocks`` block means give
+   ``n_axes n_blocks - 1`` degrees of freedom), widened to the variance of the
+   Student t with those degrees of freedom, and is combined with the error of
+   the lattice parameter (step 1) propagated through the static ``dC/d ln a``.
+   A short run has few blocks: a standard error from 3 block means (2 degrees
+   of freedom) is right on average but so noisy that precision weighting
+   trusts the points whose error happens to come out small (mean z^2 of 1.7 to
+   2.9 over 120 replicas at 200 steps, against 0.84 to 1.14 pooled).
 
 These are isothermal stress–strain coefficients (fixed-strain NVT averages).
 Units: K, fs, GPa, A.
@@ -67,6 +74,44 @@ def block_average(x: np.ndarray, n_blocks: int = 20) -> tuple[float, float]:
     m = x.size // n_blocks
     means = x[: m * n_blocks].reshape(n_blocks, m).mean(axis=1)
     return float(means.mean()), float(means.std(ddof=1) / math.sqrt(n_blocks))
+
+
+#: fewest degrees of freedom of an MD standard error (the t variance factor d / (d - 2) is
+#: infinite at 2 and 3 at 3)
+MIN_SE_DOF = 4
+
+
+def pooled_block_average(series: list[np.ndarray], n_blocks: int) -> tuple[float, float, int]:
+    """Mean, standard error and degrees of freedom from the block means of several
+    series with one expectation (the cubic axes of one elastic constant).
+
+    Each series (``n`` samples) is cut into ``n_blocks`` contiguous blocks (a tail
+    of fewer than a block is dropped); the ``B = len(series) * n_blocks`` block
+    means give the mean and ``s / sqrt(B)`` with ``d = B - 1`` degrees of freedom,
+    times ``sqrt(d / (d - 2))``, the ratio of the Student t's standard deviation
+    to the normal's, so that the variance handed on is that of the t the
+    estimate follows (a known-variance consumer, precision weighting, takes it
+    at face value).
+
+    Raises:
+        InvalidInput: fewer than :data:`MIN_SE_DOF` degrees of freedom.
+    """
+    means = []
+    for x in series:
+        x = np.asarray(x, dtype=float).ravel()
+        if n_blocks < 1 or x.size < n_blocks:
+            raise InvalidInput(f"need one sample per block, got {n_blocks} blocks for {x.size} samples")
+        m = x.size // n_blocks
+        means.append(x[: m * n_blocks].reshape(n_blocks, m).mean(axis=1))
+    B = np.concatenate(means)
+    d = B.size - 1
+    if d < MIN_SE_DOF:
+        raise InvalidInput(
+            f"the standard error would rest on {B.size} block means ({len(series)} axes x {n_blocks} blocks of at "
+            f"least min_block_fs), {d} degrees of freedom; at least {MIN_SE_DOF} are needed: run longer (n_steps) "
+            "or on more axes (n_axes)")
+    se = B.std(ddof=1) / math.sqrt(B.size) * math.sqrt(d / (d - 2))
+    return float(B.mean()), float(se), int(d)
 
 
 def stress_gpa(atoms: Atoms) -> np.ndarray:
@@ -231,7 +276,7 @@ def finite_temperature_elastic_constants(
     Returns:
         dict with ``C11, C12, C44, a`` and their standard errors ``*_se``
         (``*_se_md``: the block-average part alone, without the propagated
-        lattice-parameter error), the
+        lattice-parameter error; ``se_dof``: its degrees of freedom), the
         zero-pressure lattice parameter ``a_T``, the residual ``pressure`` and
         its ``pressure_se`` (GPa) of the last lattice stage, the modulus of the
         last correction ``bulk_modulus_lattice`` (GPa), ``n_atoms``, ``atom_steps``, ``md_time``
@@ -323,9 +368,9 @@ def finite_temperature_elastic_constants(
         c44.append(D[:, 3:].mean(axis=1))
     block_samples = max(1, math.ceil(min_block_fs / (sample_every * timestep)))
     nb = max(2, min(n_blocks, len(c11[0]) // block_samples))
-    C11, C11_se = block_average(np.mean(c11, axis=0), nb)
-    C12, C12_se = block_average(np.mean(c12, axis=0), nb)
-    C44, C44_se = block_average(np.mean(c44, axis=0), nb)
+    C11, C11_se, dof = pooled_block_average(c11, nb)
+    C12, C12_se, _ = pooled_block_average(c12, nb)
+    C44, C44_se, _ = pooled_block_average(c44, nb)
     bad = born_stability(C11, C12, C44)
     if bad is not None:
         raise CalculationFailed(
@@ -369,6 +414,7 @@ def finite_temperature_elastic_constants(
         "strain": strain,
         "n_axes": n_axes,
         "n_blocks": nb,
+        "se_dof": dof,
         "correlated_noise": bool(correlated_noise),
         "engine": engine_name(engine),
     }

@@ -162,3 +162,30 @@ def test_full_size_500_atoms_at_300K(static):
     for k in ("C11", "C12", "C44"):
         se = math.hypot(runs[0][f"{k}_se"], runs[1][f"{k}_se"])
         assert abs(runs[0][k] - runs[1][k]) < 5 * se
+
+
+def test_pooled_block_standard_error_is_calibrated_with_few_blocks():
+    """Three series (axes) of one quantity, white noise in blocks of 13 samples, 3 blocks
+    each, 4000 replicas: with the t variance factor the squared z-scores average 1 (what a
+    precision-weighted fusion takes the variance for). A standard error from the 3 block
+    means of the axis-averaged series (2 degrees of freedom) averages far above it."""
+    from oracles.atomistic.md import pooled_block_average
+
+    rng = np.random.default_rng(0)
+    z2, z2_old = [], []
+    for _ in range(4000):
+        series = [rng.normal(0.0, 1.0, 39) for _ in range(3)]
+        mean, se, dof = pooled_block_average(series, 3)
+        assert dof == 8
+        z2.append((mean / se) ** 2)
+        m_old, se_old = block_average(np.mean(series, axis=0), 3)
+        z2_old.append((m_old / se_old) ** 2)
+    assert 0.9 < np.mean(z2) < 1.1
+    assert np.mean(z2_old) > 3.0
+
+
+def test_pooled_block_standard_error_needs_four_degrees_of_freedom():
+    from oracles.atomistic.md import pooled_block_average
+
+    with pytest.raises(InvalidInput, match="4 block means .* 3 degrees of freedom; at least 4"):
+        pooled_block_average([np.ones(20), np.ones(20)], 2)
