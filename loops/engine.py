@@ -263,7 +263,7 @@ def _told_ids(ids: Any) -> list[int] | None:
     out = []
     for v in ids:
         ok = isinstance(v, int) and not isinstance(v, bool)
-        if not ok and hasattr(v, "item") and not hasattr(v, "__len__"):  # a numpy or torch integer scalar
+        if not ok and hasattr(v, "item") and getattr(v, "ndim", 0) == 0:  # a numpy or torch integer scalar
             v = v.item()
             ok = isinstance(v, int) and not isinstance(v, bool)
         if not ok:
@@ -495,6 +495,7 @@ class Campaign:
         if oracle is not None:
             config = CampaignConfig.model_validate({**config.model_dump(exclude={"oracle"}), "oracle": oracle})
         self.config = config
+        where = Path(run_dir) if run_dir is not None else Path(config.run_dir)
         try:
             if run_dir is None:
                 self.run_dir, created = run_dir_for(config, claim=True), True
@@ -503,7 +504,7 @@ class Campaign:
                 created = not self.run_dir.exists()
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:  # a file in the way, a read-only or missing mount, no permission
-            raise RunDirError(f"run directory {str(self.run_dir)!r} cannot be used: {e.strerror or e}") from None
+            raise RunDirError(f"run directory {str(where)!r} cannot be used: {e.strerror or e}") from None
         self._lock = RunLock(self.run_dir)
         self._lock.acquire()
         try:
@@ -1074,7 +1075,7 @@ class Campaign:
             running=pend,
             cost=cost,
             committed_cost=cost + pend_cost,
-            elapsed=self._banked() + (time.time() - self._t_start),
+            elapsed=self._banked() + (time.time() - self._t_start if self._lock.held else 0.0),
             best=best,
             metrics=dict(getattr(self, "_last_metrics", {})),
         )
@@ -1126,7 +1127,8 @@ class Campaign:
         if b.calls is not None and st.submitted >= b.calls:
             return False
         if b.cost is not None and st.committed_cost + self.expected_cost(x, fidelity) > b.cost + 1e-9:
-            self._cost_refused = True  # a point the cost budget could not afford: finish() says "budget"
+            if x is not None:  # a proposed point the cost budget could not afford: finish() says "budget"
+                self._cost_refused = True
             return False
         if b.wall_time is not None and st.elapsed >= b.wall_time:
             return False
@@ -1432,9 +1434,13 @@ class Campaign:
     def _start(self) -> None:
         """The run directory's lock; tracking, initial design and clocks once, before the first ask."""
         if not self._lock.held:
+            if self._closed:
+                raise RuntimeError("this Campaign was closed; open the run directory again with Campaign.resume")
             self._lock.acquire()
             if self._started:  # taken back after finish(): see what others wrote meanwhile
                 self._refresh_rows()
+                self._elapsed, self._t_start = None, time.time()  # the clock as the store has it
+                self.model_faults = list(self.store.get_meta("model_faults", []) or [])
         if self._started:
             return
         from loops.tracking import Tracker
@@ -1465,6 +1471,7 @@ class Campaign:
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"ask(n): n = {n!r}; expected an integer >= 1")
         self._start()
+        self._cost_refused = False  # whether this ask's proposals met the cost budget
         ids = [rid for rid, r in sorted(self._rows.items()) if r["status"] == "pending" and rid not in self._handed][:n]
         k = n - len(ids)
         if k > 0:
@@ -1666,8 +1673,11 @@ class Campaign:
 
         After :meth:`finish` this only reads the store: it does not take the run
         directory back from a driver that resumed it."""
+        if self._closed:
+            raise RuntimeError("this Campaign was closed; open the run directory again with Campaign.resume")
         if self._started and not self._lock.held:
             self._refresh_rows()
+            self._elapsed = None  # the time banked in the store; no clock runs while the directory is let go
         else:
             self._start()
         if self._handed:
@@ -1917,7 +1927,7 @@ class Campaign:
     def close(self) -> None:
         """Close the store and give up the run directory's lock."""
         try:
-            if self._started and not self._closed:
+            if self._started and not self._closed and self._lock.held:
                 self._bank_elapsed()
             self._closed = True
             self.store.close()

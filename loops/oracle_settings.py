@@ -623,6 +623,14 @@ class ElasticSettings(_AtomisticBase):
         if per_block < 2:
             raise ValueError(f"n_steps = {self.n_steps} gives {per_block} stress samples (one every sample_every = "
                              f"{self.sample_every} steps); the standard error needs at least 2")
+        from oracles.atomistic.md import se_blocks
+
+        nb = self.n_blocks if self.n_blocks is not None else min(20, per_block)
+        if nb <= per_block:
+            try:
+                se_blocks(self.n_steps, self.sample_every, self.timestep, nb, self.n_axes)
+            except Exception as e:  # noqa: BLE001  (InvalidInput: its message names the settings)
+                raise ValueError(str(e)) from None
         if self.n_blocks is not None and self.n_blocks > per_block:
             raise ValueError(
                 f"n_blocks = {self.n_blocks} is more than the {per_block} samples of n_steps / sample_every"

@@ -357,6 +357,18 @@ class RunLock:
         self.path = Path(run_dir) / "lock"
         self.held = False
         self._fd: int | None = None
+        self._pid = os.getpid()  # the process that may release it (not a forked child)
+
+    # a copy (copy, deepcopy, pickle) is an unheld lock of the same directory: only the
+    # object that took the lock may let it go
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "held": False, "_fd": None, "_pid": None}
+
+    def __copy__(self) -> RunLock:
+        return RunLock(self.path.parent)
+
+    def __deepcopy__(self, memo) -> RunLock:
+        return RunLock(self.path.parent)
 
     def _refuse(self, other: dict[str, Any] | None) -> RunDirError:
         other = other or {}
@@ -392,7 +404,7 @@ class RunLock:
                 continue
             os.ftruncate(fd, 0)
             os.write(fd, me.encode())
-            self._fd, self.held = fd, True
+            self._fd, self.held, self._pid = fd, True, os.getpid()
             return
         raise RunDirError(f"{self.path.parent}: could not take the lock file {self.path}")
 
@@ -411,7 +423,7 @@ class RunLock:
                 continue
             with os.fdopen(fd, "w") as f:
                 f.write(me)
-            self.held = True
+            self.held, self._pid = True, os.getpid()
             return
         raise RunDirError(f"{self.path.parent}: could not take the lock file {self.path}")
 
@@ -419,7 +431,8 @@ class RunLock:
         # a campaign dropped without close(): let the directory go with it (a notebook
         # would otherwise keep it locked until the process ends)
         try:
-            self.release()
+            if self._pid == os.getpid():
+                self.release()
         except Exception:  # noqa: BLE001  (interpreter shutdown)
             pass
 

@@ -26,7 +26,7 @@ from oracles.atomistic.crystal import (
     static_elastic_constants,
 )
 from oracles.atomistic.engines import EngineSpec, engine_name
-from oracles.atomistic.md import finite_temperature_elastic_constants
+from oracles.atomistic.md import finite_temperature_elastic_constants, se_blocks
 from oracles.base import DTYPE, CostModel, Oracle, PointResult, make_bounds
 from oracles.exceptions import InvalidInput
 
@@ -121,6 +121,7 @@ class ElasticConstantsOracle(Oracle):
             raise InvalidInput(f"md_strain must be in (0, 0.05), got {md_strain}")
         if not (0 < timestep <= 10):
             raise InvalidInput(f"timestep must be in (0, 10] fs, got {timestep}")
+        se_blocks(n_steps, sample_every, float(timestep), n_blocks, n_axes)  # the MD protocol's error bar, now
         if not isinstance(lattice_steps, int) or isinstance(lattice_steps, bool) or lattice_steps < 1:
             raise InvalidInput(f"lattice_steps must be a positive integer, got {lattice_steps!r}")
         for name, v in (("n_equil", n_equil), ("n_lattice_iter", n_lattice_iter)):

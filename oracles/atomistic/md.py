@@ -81,6 +81,33 @@ def block_average(x: np.ndarray, n_blocks: int = 20) -> tuple[float, float]:
 MIN_SE_DOF = 4
 
 
+def se_blocks(n_steps: int, sample_every: int, timestep: float, n_blocks: int, n_axes: int,
+              min_block_fs: float = 250.0) -> int:
+    """Blocks per axis of the MD standard error: at most ``n_blocks``, each at least
+    ``min_block_fs`` long (longer than the stress correlation time, ~0.1 ps in metals).
+
+    Raises:
+        InvalidInput: fewer than 2 such blocks per axis, or fewer than
+            :data:`MIN_SE_DOF` degrees of freedom over the ``n_axes`` axes; the
+            settings are known before any MD runs, so an oracle checks them when built.
+    """
+    block_samples = max(1, math.ceil(min_block_fs / (sample_every * timestep)))
+    fit = (n_steps // sample_every) // block_samples
+    need_steps = 2 * block_samples * sample_every
+    if fit < 2:
+        raise InvalidInput(
+            f"n_steps = {n_steps} samples {n_steps * timestep:g} fs per strained run; an honest standard error needs "
+            f"at least 2 blocks of {min_block_fs:g} fs (longer than the stress correlation time): n_steps >= "
+            f"{need_steps} at timestep {timestep:g} fs, sample_every {sample_every}")
+    nb = min(n_blocks, fit)
+    if n_axes * nb - 1 < MIN_SE_DOF:
+        raise InvalidInput(
+            f"the standard error would rest on {n_axes} axes x {nb} blocks = {n_axes * nb} block means, "
+            f"{n_axes * nb - 1} degrees of freedom; at least {MIN_SE_DOF} are needed: run longer (n_steps), on more "
+            "axes (n_axes) or with more blocks (n_blocks)")
+    return nb
+
+
 def pooled_block_average(series: list[np.ndarray], n_blocks: int) -> tuple[float, float, int]:
     """Mean, standard error and degrees of freedom from the block means of several
     series with one expectation (the cubic axes of one elastic constant).
@@ -107,9 +134,8 @@ def pooled_block_average(series: list[np.ndarray], n_blocks: int) -> tuple[float
     d = B.size - 1
     if d < MIN_SE_DOF:
         raise InvalidInput(
-            f"the standard error would rest on {B.size} block means ({len(series)} axes x {n_blocks} blocks of at "
-            f"least min_block_fs), {d} degrees of freedom; at least {MIN_SE_DOF} are needed: run longer (n_steps) "
-            "or on more axes (n_axes)")
+            f"the standard error would rest on {B.size} block means ({len(series)} series x {n_blocks} blocks), "
+            f"{d} degrees of freedom; at least {MIN_SE_DOF} are needed")
     se = B.std(ddof=1) / math.sqrt(B.size) * math.sqrt(d / (d - 2))
     return float(B.mean()), float(se), int(d)
 
@@ -283,7 +309,8 @@ def finite_temperature_elastic_constants(
         (s) and the protocol settings.
 
     Raises:
-        InvalidInput: non-positive temperature or bulk modulus.
+        InvalidInput: non-positive temperature or bulk modulus; a protocol too short
+            for the standard error (:func:`se_blocks`).
         CalculationFailed: the crystal melted (RMS displacement above
             ``lindemann`` x the nearest-neighbour distance) or is unstable.
     """
@@ -291,6 +318,7 @@ def finite_temperature_elastic_constants(
         raise InvalidInput(f"temperature must be positive (K) for MD, got {temperature}")
     if not bulk_modulus > 0:
         raise InvalidInput(f"bulk_modulus must be positive (GPa), got {bulk_modulus}")
+    nb = se_blocks(n_steps, sample_every, timestep, n_blocks, n_axes, min_block_fs)  # before any MD
     t0 = time.perf_counter()
     ss = np.random.SeedSequence(seed)
     seeds = [int(s.generate_state(1)[0]) for s in ss.spawn(2 + 2 * n_axes)]
@@ -366,8 +394,6 @@ def finite_temperature_elastic_constants(
         c11.append(D[:, k])
         c12.append(D[:, others].mean(axis=1))
         c44.append(D[:, 3:].mean(axis=1))
-    block_samples = max(1, math.ceil(min_block_fs / (sample_every * timestep)))
-    nb = max(2, min(n_blocks, len(c11[0]) // block_samples))
     C11, C11_se, dof = pooled_block_average(c11, nb)
     C12, C12_se, _ = pooled_block_average(c12, nb)
     C44, C44_se, _ = pooled_block_average(c44, nb)

@@ -578,8 +578,10 @@ def test_tell_takes_ids_as_a_tensor_or_numpy_array(tmp_path):
     assert camp.tell(t.X[1:2], Y[1:2], ids=np.array(t.ids[1:2])) == t.ids[1:2]
     with pytest.raises(ValueError, match=r"ids must be row ids \(ints, as ask\(\) returns\), got 2.5"):
         camp.tell(t.X[2:], Y[2:], ids=[2.5])
-    assert camp.tell(t.X[2:], Y[2:], ids=[np.int64(t.ids[2])]) == t.ids[2:]
+    assert camp.tell(t.X[2:], Y[2:], ids=[torch.tensor(t.ids[2])]) == t.ids[2:]
     camp.close()
+    with pytest.raises(RuntimeError, match="this Campaign was closed; open the run directory again"):
+        camp.finished()
 
 
 def test_a_finished_campaign_taken_back_sees_what_another_driver_added(tmp_path):
@@ -601,7 +603,11 @@ def test_a_finished_campaign_taken_back_sees_what_another_driver_added(tmp_path)
         t = b.ask(2)
         b.tell(t.X, oracle.evaluate(t.X).Y, ids=t.ids)
     assert b.finish().stopped_by == "CallsBudget"
+    banked = float(RunStore(d / "store.sqlite").get_meta("elapsed"))
     assert a.finished() is True
+    # a read-only look neither runs a clock nor writes the store's elapsed time
+    assert a.state().elapsed == pytest.approx(banked)
+    assert float(RunStore(d / "store.sqlite").get_meta("elapsed")) == banked
     assert len(a.ask(2)) == 0
     res = a.finish()
     assert res.state.calls == 8 and len(_rows(d)) == 8
@@ -657,3 +663,31 @@ def test_default_run_directories_are_claimed_exclusively(tmp_path):
     cfg = _cfg(tmp_path)
     dirs = [run_dir_for(cfg, base=tmp_path / "base", claim=True) for _ in range(3)]
     assert len(set(dirs)) == 3 and all(d.is_dir() for d in dirs)
+
+
+def test_a_default_run_directory_that_cannot_be_made_is_one_line(tmp_path):
+    """config.run_dir naming a file: the default directory under it cannot be created (it
+    had ended in an AttributeError from the error message itself)."""
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(RunDirError, match="run directory .*afile.* cannot be used"):
+        Campaign(_cfg(tmp_path, run_dir=str(tmp_path / "afile")))
+
+
+def test_a_copied_run_lock_is_not_held(tmp_path):
+    """Only the object that took the lock lets it go (a copy released on collection had
+    unlinked the live lock and closed its file descriptor)."""
+    import copy
+    import pickle
+
+    from loops.store import RunLock
+
+    lock = RunLock(tmp_path)
+    lock.acquire()
+    for other in (copy.copy(lock), copy.deepcopy(lock), pickle.loads(pickle.dumps(lock))):
+        assert other.held is False
+        del other
+    import gc
+
+    gc.collect()
+    assert lock.held and (tmp_path / "lock").exists()
+    lock.release()

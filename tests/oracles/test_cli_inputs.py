@@ -142,6 +142,7 @@ def test_unreadable_image_and_npy(capsys, tmp_path):
         (["surface", "--engine", "emt", "--lj-sigma", "2"], ["--lj-sigma apply only with --engine lj"]),
         (["elastic", "--temperature", "300", "--fidelity", "1", "--seed", "-4"], ["--seed = -4", "greater than or equal to 0"]),
         (["elastic", "--fidelity", "1", "--steps", "50", "--blocks", "13"], ["--blocks = 13 is more than the 12 samples"]),
+        (["elastic", "--fidelity", "1", "--steps", "50"], ["--steps = 50 samples 250 fs per strained run", ">= 104"]),
         (["elastic", "--fidelity", "1", "--steps", "4"], ["--steps = 4 gives 1 stress samples"]),
     ],
 )

@@ -60,11 +60,18 @@ def test_bad_construction():
         ElasticConstantsOracle("Fe", a_guess=3.6)
     with pytest.raises(InvalidInput, match="n_blocks"):
         ElasticConstantsOracle("Cu", n_steps=10, sample_every=5, n_blocks=10)
-    # the default block count fits a short run (a default of 20 had refused 50 steps, 12 samples)
-    assert ElasticConstantsOracle("Cu", n_steps=50).n_blocks == 12
+    # the default block count fits a short run (a default of 20 had refused 120 steps, 30 samples)
+    assert ElasticConstantsOracle("Cu", n_steps=120).n_blocks == 20 and \
+        ElasticConstantsOracle("Cu", n_steps=60, sample_every=4, timestep=10.0).n_blocks == 15
     assert ElasticConstantsOracle("Cu", n_steps=500).n_blocks == 20
     with pytest.raises(InvalidInput, match=r"n_steps = 4 gives 1 stress samples"):
         ElasticConstantsOracle("Cu", n_steps=4)
+    # the standard error's protocol is checked when the oracle is built, not after the MD:
+    # two blocks of >= 250 fs per axis, and >= 4 degrees of freedom over the axes
+    with pytest.raises(InvalidInput, match=r"n_steps = 50 samples 250 fs per strained run; .* n_steps >= 104"):
+        ElasticConstantsOracle("Cu", n_steps=50)
+    with pytest.raises(InvalidInput, match=r"1 axes x 2 blocks = 2 block means, 1 degrees of freedom"):
+        ElasticConstantsOracle("Cu", n_steps=200, n_axes=1, n_blocks=2)
     with pytest.raises(InvalidInput, match="miller"):
         SurfaceOracle("Cu", (0, 0, 0))
     # MD protocol settings are checked when the oracle is built, not at each point
