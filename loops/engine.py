@@ -580,6 +580,9 @@ class Campaign:
         self.problem = self._problem()
         self.stopping = self._stopping()
         self._rows: dict[int, dict[str, Any]] = {r["id"]: r for r in self.store.rows()}
+        # a resumed campaign numbers its model updates on from the store's (the rows' iteration)
+        self._updates = max((int(r["iteration"]) for r in self._rows.values() if r.get("iteration") is not None),
+                            default=0)
         self._handed: set[int] = set()  # pending rows asked for (or submitted) and not yet told
         self._infra: dict[int, int] = {}  # worker faults per row since this driver started
         self._stale = True  # results since the last model update

@@ -691,3 +691,24 @@ def test_a_copied_run_lock_is_not_held(tmp_path):
     gc.collect()
     assert lock.held and (tmp_path / "lock").exists()
     lock.release()
+
+
+def test_a_resumed_campaign_numbers_its_iterations_on(tmp_path):
+    """The rows' iteration (the model update a point was proposed after) had restarted at 0 on
+    resume (0, 1, 2, 1, 2, ...)."""
+    cfg = _cfg(tmp_path, budget={"calls": 9}, initial={"n": 3})
+    d = tmp_path / "it"
+    camp = Campaign(cfg, run_dir=d)
+    for _ in range(5):
+        t = camp.ask(1)
+        camp.tell(t.X, camp.oracle.evaluate(t.X).Y, ids=t.ids)
+    camp.close()
+    before = max(r["iteration"] for r in _rows(d))
+    again = Campaign.resume(d)
+    t = again.ask(1)
+    again.tell(t.X, again.oracle.evaluate(t.X).Y, ids=t.ids)
+    again.close()
+    rows = _rows(d)
+    assert rows[-1]["iteration"] > before
+    acq = [r["iteration"] for r in rows if r["role"] == "acquisition"]
+    assert acq == sorted(acq)
