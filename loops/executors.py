@@ -267,8 +267,10 @@ def check_dask_scheduler(address: str, timeout: float = DASK_CONNECT_TIMEOUT) ->
 PRELOAD = ("torch", "botorch", "loops.executors", "loops.registry")
 
 
-#: seconds a LocalCluster started by the campaign may have no worker before it counts as lost
-NO_WORKERS_GRACE = 60.0
+#: seconds a LocalCluster started by the campaign may have no worker before it is started anew
+NO_WORKERS_GRACE = 30.0
+#: LocalCluster restarts a campaign's driver makes before it counts the executor as lost
+MAX_CLUSTER_RESTARTS = 3
 
 
 class ExecutorHandle:
@@ -290,6 +292,7 @@ class ExecutorHandle:
         self._owned = executor is None
         self._no_workers_since: float | None = None
         self._lost_why = "scheduler"
+        self.cluster_restarts = 0
         self.executor = executor if executor is not None else self._build()
 
     @property
@@ -412,11 +415,26 @@ class ExecutorHandle:
             return True
         return False
 
+    def restart_cluster(self) -> bool:
+        """Start the ``LocalCluster`` this handle owns anew (after :meth:`lost` found it without
+        workers), at most :data:`MAX_CLUSTER_RESTARTS` times; False when it may not or could not."""
+        if self._lost_why != "workers" or self.cluster_restarts >= MAX_CLUSTER_RESTARTS:
+            return False
+        self.cluster_restarts += 1
+        self.shutdown()
+        try:
+            self.executor = self._build()
+        except Exception:  # noqa: BLE001
+            return False
+        self._no_workers_since = None
+        return True
+
     def lost_message(self) -> str:
         if self._lost_why == "workers":
             return (f"the Dask LocalCluster has no worker left (they died, e.g. an oracle that crashes its process) "
-                    f"and none started again within {NO_WORKERS_GRACE:g} s; the points in flight stay pending: "
-                    "use executor.kind = 'process' (it replaces dead workers) and `scalebridge resume` the run directory")
+                    f"and none started again within {NO_WORKERS_GRACE:g} s, {self.cluster_restarts} restarts of the "
+                    "cluster included; the points in flight stay pending: use executor.kind = 'process' (it replaces "
+                    "dead workers) and `scalebridge resume` the run directory")
         where = f" at {self.cfg.address}" if self.cfg.address else ""
         return (f"the Dask scheduler{where} is gone (lost connection); the points in flight stay pending: "
                 "start the scheduler again and `scalebridge resume` the run directory")
@@ -723,6 +741,13 @@ class PointRunner:
         if self.pool is not None:
             return self.pool.poll(timeout)
         if not self._lost and self.handle.lost():
+            if self.handle.restart_cluster():
+                # the points in flight died with the workers: worker faults, retried as any other
+                out = [(v[0], {"failed": True, "infra": True,
+                               "reason": "worker died (the Dask LocalCluster lost every worker and was started anew)"})
+                       for v in self.futures.values()]
+                self.futures.clear()
+                return out
             self._lost = self.handle.lost_message()
         if self._lost:
             raise ExecutorLost(self._lost)

@@ -872,7 +872,39 @@ def test_a_local_cluster_left_without_workers_counts_as_lost(monkeypatch):
     assert h.lost() is False and Cluster.asked == [2]  # first: start the workers again
     time.sleep(0.1)
     assert h.lost() is True
+    # then the cluster is started anew, at most MAX_CLUSTER_RESTARTS times
+    built = []
+    monkeypatch.setattr(h, "shutdown", lambda: None)
+    monkeypatch.setattr(h, "_build", lambda: built.append(1) or object())
+    assert all(h.restart_cluster() for _ in range(ex.MAX_CLUSTER_RESTARTS)) and not h.restart_cluster()
+    assert len(built) == ex.MAX_CLUSTER_RESTARTS
     assert "the Dask LocalCluster has no worker left" in h.lost_message()
     h.client.scheduler_info = lambda: {"workers": {"w": {}}}
     h._no_workers_since = None
     assert h.lost() is False  # a cluster with workers is not lost
+
+
+def test_points_in_flight_when_the_cluster_is_started_anew_are_worker_faults():
+    """After a LocalCluster restart the points that were running died with the workers: they
+    come back from poll() as worker faults (which the engine retries), not as a hang."""
+    from concurrent.futures import Future
+    from types import SimpleNamespace
+
+    import loops.executors as ex
+
+    class Handle:
+        client = object()
+        queues, workers = True, 2
+
+        def lost(self):
+            return True
+
+        def restart_cluster(self):
+            return True
+
+    runner = ex.PointRunner(SimpleNamespace(kind="thread", workers=2), executor=object())
+    runner.handle = Handle()
+    runner.futures = {Future(): [7, 0.0, None, None], Future(): [8, 0.0, None, None]}
+    out = runner.poll(0.1)
+    assert sorted(k for k, _ in out) == [7, 8] and not runner.futures
+    assert all(r["failed"] and r["infra"] and "started anew" in r["reason"] for _, r in out)
