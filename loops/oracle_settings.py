@@ -619,22 +619,14 @@ class ElasticSettings(_AtomisticBase):
     def _check(self):
         if not self.strain_bounds[0] < self.strain_bounds[1]:
             raise ValueError(f"strain_bounds = {self.strain_bounds}: need low < high")
-        per_block = self.n_steps // self.sample_every
-        if per_block < 2:
-            raise ValueError(f"n_steps = {self.n_steps} gives {per_block} stress samples (one every sample_every = "
-                             f"{self.sample_every} steps); the standard error needs at least 2")
-        from oracles.atomistic.md import se_blocks
+        from oracles.atomistic.md import resolve_blocks, se_blocks
 
-        nb = self.n_blocks if self.n_blocks is not None else min(20, per_block)
-        if nb <= per_block:
-            try:
-                se_blocks(self.n_steps, self.sample_every, self.timestep, nb, self.n_axes)
-            except Exception as e:  # noqa: BLE001  (InvalidInput: its message names the settings)
-                raise ValueError(str(e)) from None
-        if self.n_blocks is not None and self.n_blocks > per_block:
-            raise ValueError(
-                f"n_blocks = {self.n_blocks} is more than the {per_block} samples of n_steps / sample_every"
-            )
+        # the oracle's own checks (InvalidInput is a ValueError: its message names the settings)
+        per_block = self.n_steps // self.sample_every
+        nb = resolve_blocks(self.n_steps, self.sample_every, self.n_blocks)
+        if nb > per_block:
+            raise ValueError(f"n_blocks = {nb} is more than the {per_block} samples of n_steps / sample_every")
+        se_blocks(self.n_steps, self.sample_every, self.timestep, nb, self.n_axes)
         return self
 
 

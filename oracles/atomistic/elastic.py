@@ -26,7 +26,7 @@ from oracles.atomistic.crystal import (
     static_elastic_constants,
 )
 from oracles.atomistic.engines import EngineSpec, engine_name
-from oracles.atomistic.md import finite_temperature_elastic_constants, se_blocks
+from oracles.atomistic.md import finite_temperature_elastic_constants, resolve_blocks, se_blocks
 from oracles.base import DTYPE, CostModel, Oracle, PointResult, make_bounds
 from oracles.exceptions import InvalidInput
 
@@ -106,11 +106,7 @@ class ElasticConstantsOracle(Oracle):
             if not isinstance(v, int) or v < 1:
                 raise InvalidInput(f"{name} must be a positive integer, got {v!r}")
         samples = n_steps // sample_every
-        if samples < 2:
-            raise InvalidInput(f"n_steps = {n_steps} gives {samples} stress samples (one every sample_every = "
-                               f"{sample_every} steps); the standard error needs at least 2")
-        if n_blocks is None:
-            n_blocks = min(20, samples)
+        n_blocks = resolve_blocks(n_steps, sample_every, n_blocks)
         if not isinstance(n_blocks, int) or isinstance(n_blocks, bool) or n_blocks < 2 or n_blocks > samples:
             raise InvalidInput(
                 f"n_blocks must be an integer in [2, n_steps/sample_every = {samples}], got {n_blocks!r}"

@@ -69,16 +69,41 @@ def block_average(x: np.ndarray, n_blocks: int = 20) -> tuple[float, float]:
         ``(mean, standard error)`` of the blocked samples.
     """
     x = np.asarray(x, dtype=float).ravel()
-    if n_blocks < 2 or x.size < n_blocks:
+    if n_blocks < 2:
+        raise InvalidInput(f"need at least 2 blocks and one sample per block, got {n_blocks} blocks for {x.size} samples")
+    means = _block_means(x, n_blocks)
+    return float(means.mean()), float(means.std(ddof=1) / math.sqrt(n_blocks))
+
+
+def _block_means(x: np.ndarray, n_blocks: int) -> np.ndarray:
+    """``n_blocks`` means of contiguous blocks of the samples ``x`` (a tail of fewer than a block dropped)."""
+    x = np.asarray(x, dtype=float).ravel()
+    if n_blocks < 1 or x.size < n_blocks:
         raise InvalidInput(f"need at least 2 blocks and one sample per block, got {n_blocks} blocks for {x.size} samples")
     m = x.size // n_blocks
-    means = x[: m * n_blocks].reshape(n_blocks, m).mean(axis=1)
-    return float(means.mean()), float(means.std(ddof=1) / math.sqrt(n_blocks))
+    return x[: m * n_blocks].reshape(n_blocks, m).mean(axis=1)
 
 
 #: fewest degrees of freedom of an MD standard error (the t variance factor d / (d - 2) is
 #: infinite at 2 and 3 at 3)
 MIN_SE_DOF = 4
+
+
+#: blocks of the MD standard error when none are asked for (fewer on a short run)
+DEFAULT_BLOCKS = 20
+
+
+def resolve_blocks(n_steps: int, sample_every: int, n_blocks: int | None = None) -> int:
+    """``n_blocks``, or ``min(DEFAULT_BLOCKS, n_steps // sample_every)`` for None.
+
+    Raises:
+        InvalidInput: fewer than 2 stress samples.
+    """
+    samples = n_steps // sample_every
+    if samples < 2:
+        raise InvalidInput(f"n_steps = {n_steps} gives {samples} stress samples (one every sample_every = "
+                           f"{sample_every} steps); the standard error needs at least 2")
+    return min(DEFAULT_BLOCKS, samples) if n_blocks is None else n_blocks
 
 
 def se_blocks(n_steps: int, sample_every: int, timestep: float, n_blocks: int, n_axes: int,
@@ -123,14 +148,7 @@ def pooled_block_average(series: list[np.ndarray], n_blocks: int) -> tuple[float
     Raises:
         InvalidInput: fewer than :data:`MIN_SE_DOF` degrees of freedom.
     """
-    means = []
-    for x in series:
-        x = np.asarray(x, dtype=float).ravel()
-        if n_blocks < 1 or x.size < n_blocks:
-            raise InvalidInput(f"need one sample per block, got {n_blocks} blocks for {x.size} samples")
-        m = x.size // n_blocks
-        means.append(x[: m * n_blocks].reshape(n_blocks, m).mean(axis=1))
-    B = np.concatenate(means)
+    B = np.concatenate([_block_means(x, n_blocks) for x in series])
     d = B.size - 1
     if d < MIN_SE_DOF:
         raise InvalidInput(
