@@ -58,7 +58,10 @@ class AR1CoKriging(MultiFidelityModel):
     (default True) uses the restricted likelihood, False the plain one;
     ``kernel`` defaults to ``"auto"`` (each level's family as the recursive
     fit chooses it by restricted likelihood: the joint likelihood alone
-    leaves long-lengthscale Matérn ridges on small levels poorly determined).
+    leaves long-lengthscale Matérn ridges on small levels poorly determined);
+    ``restarts`` defaults to 3 (the joint likelihood of a few top-level
+    points has several local optima; one local optimization from the best
+    start often stops at a worse one).
 
     The predictive variance treats the estimated parameters as known (a
     plug-in), so with a handful of points at the top level it is narrower
@@ -71,9 +74,11 @@ class AR1CoKriging(MultiFidelityModel):
         >>> post = model.posterior(torch.tensor([[0.3, 1.0]]))  # x = 0.3, level 1
     """
 
-    def __init__(self, dataset: Dataset, reml: bool = True, kernel: str = "auto", **options: Any):
+    def __init__(
+        self, dataset: Dataset, reml: bool = True, kernel: str = "auto", restarts: int = 3, **options: Any
+    ):
         self.reml = check_flag("reml", reml)
-        super().__init__(dataset, kernel=kernel, **options)
+        super().__init__(dataset, kernel=kernel, restarts=restarts, **options)
 
     def _extra_config(self) -> dict[str, Any]:
         return {"reml": self.reml}

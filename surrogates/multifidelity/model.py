@@ -171,7 +171,7 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
             with the larger maximized restricted likelihood times prior (type-II maximum
             likelihood model choice).
         ard: one lengthscale per input dimension (True) or one shared (False).
-        restarts: local optimizations per fit, each from one of the best-scoring
+        restarts: local optimizations per fit (default 1; :class:`AR1CoKriging`: 3), each from one of the best-scoring
             candidate starts (the prior mode, the recursive estimates, random draws).
         seed: seed of the random starting points (the fit is deterministic given it).
 
