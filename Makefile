@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Small GP linear algebra is far slower with busy-waiting OpenMP threads on few cores.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install demo test test-all lint bench clean
+.PHONY: install peers demo test test-all lint clean
 
 $(BIN)/activate:
 	$(PY) -m venv $(VENV)

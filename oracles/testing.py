@@ -63,13 +63,17 @@ class OracleContractTests:
         lo, hi = oracle.bounds
         return lo + (hi - lo) * u
 
+    # class-scoped fixtures are classmethods (pytest >= 9 deprecates instance-method ones);
+    # the hooks above are called on a fresh instance (test classes take no arguments)
     @pytest.fixture(scope="class")
-    def oracle(self) -> Oracle:
-        return self.make_oracle()
+    @classmethod
+    def oracle(cls) -> Oracle:
+        return cls().make_oracle()
 
     @pytest.fixture(scope="class")
-    def result(self, oracle) -> OracleResult:
-        return oracle.evaluate(self.sample_inputs(oracle, self.n_points))
+    @classmethod
+    def result(cls, oracle) -> OracleResult:
+        return oracle.evaluate(cls().sample_inputs(oracle, cls.n_points))
 
     def test_metadata(self, oracle):
         assert oracle.bounds.shape == (2, oracle.dim)

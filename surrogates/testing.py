@@ -68,13 +68,17 @@ class SurrogateContractTests:
         return torch.eye(k, dtype=DTYPE) + 0.02 * torch.randn(n, k, k, generator=g, dtype=DTYPE)
 
     # ------------------------------------------------------------------ fixtures
+    # class-scoped fixtures are classmethods (pytest >= 9 deprecates instance-method ones);
+    # the hooks above are called on a fresh instance (test classes take no arguments)
     @pytest.fixture(scope="class")
-    def dataset(self) -> Dataset:
-        return self.make_dataset()
+    @classmethod
+    def dataset(cls) -> Dataset:
+        return cls().make_dataset()
 
     @pytest.fixture(scope="class")
-    def model(self, dataset):
-        m = self.fit(dataset)
+    @classmethod
+    def model(cls, dataset):
+        m = cls().fit(dataset)
         m.eval()
         return m
 

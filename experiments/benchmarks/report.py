@@ -85,6 +85,25 @@ NOTES = {
         "problems, a development split (defaults chosen there) and a held-out test split reported "
         "as it comes out: median nRMSE, NLPD, 95 % coverage and fit time over seeds."
     ),
+    "mf_campaigns": (
+        "Multi-fidelity campaigns (ours) against our single-fidelity campaign at the top level, Ax's "
+        "default strategy, BoTorch's multi-fidelity knowledge gradient and Sobol, on literature problems "
+        "(cost ratios 1:10, 1:100, 1:10:100) and two RVE problems: simple regret against cumulative cost "
+        "and the cost to reach Ax's final result, dev and test problems apart. `mf_campaigns_learn`: "
+        "the same in learn mode, top-level nRMSE against cost (report only)."
+    ),
+    "transport": (
+        "Effective conductivity and Darcy permeability of periodic voxel images against closed forms "
+        "(Perrins et al. 1979, Drummond & Tahir 1984, Zick & Homsy 1982): "
+        "error, wall time, CG iterations, time per iteration over one FFT pair, peak memory; one process "
+        "per case."
+    ),
+    "uq": (
+        "Uncertainty propagation through FE² (reaction force of a stretched square with an aleatory "
+        "fibre modulus): nested Monte Carlo through a GP trained on RVE answers against brute-force FE² "
+        "with the RVE oracle at every Gauss point, and the cost of 100 function samples against one "
+        "surrogate FE² run."
+    ),
 }
 
 

@@ -38,9 +38,10 @@ Examples::
 
 The JSON holds ``tensor`` (``k x k``; permeability in m², with ``tensor_darcy``
 beside it), ``iterations``, ``residual``, ``wall_time``, the configuration, and
-``porosity`` (permeability) or ``volume_fractions`` per phase (conductivity). Bad options print ``error: ...`` and return 2; a pore space
-that does not percolate prints a zero tensor with ``percolates: false`` and
-its message, and returns 0.
+``porosity`` (permeability) or ``volume_fractions`` per phase (conductivity). Bad options print ``error: ...`` and return 2. ``permeability`` of a pore
+space that does not percolate prints a zero tensor with ``percolates: false``
+and its message, and returns 0; ``conductivity --tortuosity`` of a phase that
+does not percolate along an axis prints ``error: ...`` and returns 2.
 """
 
 from __future__ import annotations

@@ -164,7 +164,7 @@ class ConductivitySolver:
     Example:
         >>> pm = np.zeros((16, 16), dtype=int); pm[:, 8:] = 1
         >>> r = ConductivitySolver(pm, [1.0, 3.0]).solve()
-        >>> [round(v, 6) for v in torch.diagonal(r.tensor).tolist()]  # series, parallel
+        >>> [round(v, 6) for v in torch.diagonal(r.tensor).tolist()]  # along the layers (parallel), across them (series)
         [2.0, 1.5]
     """
 
