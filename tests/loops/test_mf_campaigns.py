@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -297,6 +298,10 @@ def test_learn_mode_reports_top_level_accuracy_and_integrated_variance(tmp_path)
     with torch.no_grad():
         var = camp.model.posterior(Xv).variance.squeeze(-1)
     assert met["nivar"] == pytest.approx((var.mean() / Yv.var()).item(), rel=1e-6)
+    with torch.no_grad():
+        mu = camp.model.posterior(Xv).mean.squeeze(-1).numpy()
+    yv = Yv.squeeze(-1).numpy()
+    assert met["nrmse"] == pytest.approx(float(np.sqrt(np.mean((mu - yv) ** 2)) / np.std(yv, ddof=1)), rel=1e-6)
     rows = [r for r in camp.store.rows() if r["role"] == "acquisition"]
     assert rows and all(r["fidelity"] in (0, 1) for r in rows)
     camp.close()

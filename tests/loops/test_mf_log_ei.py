@@ -115,6 +115,15 @@ def test_campaign_runs_to_its_budget_and_recommends_at_the_target(tmp_path):
     assert len(rows) == 10 and {r["fidelity"] for r in rows} <= {0, 1}
     b = camp.best()
     assert b is not None and b.predicted_x is not None and len(b.predicted_x) == 2
+    # both refer to the target level: the best observation is the smallest level-1 result
+    top = [r for r in rows if r["fidelity"] == 1]
+    assert b.fidelity == 1 and top
+    best_row = min(top, key=lambda r: r["y"][0])
+    assert b.value == best_row["y"][0] and b.x == best_row["x"][:2]
+    # and the recommendation is no worse, by the model's target-level mean, than that observation
+    with torch.no_grad():
+        mu = camp.model.posterior(torch.tensor([[*b.x, 1.0], [*b.predicted_x, 1.0]], dtype=D)).mean.squeeze(-1)
+    assert b.predicted_value == pytest.approx(mu[1].item(), rel=1e-6, abs=1e-9) and mu[1] <= mu[0] + 1e-6
     camp.close()
 
 

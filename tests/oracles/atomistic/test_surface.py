@@ -62,7 +62,7 @@ def test_relaxation_lowers_surface_energy(a0):
 
 
 def test_uber_fit_recovers_synthetic_parameters():
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(7)  # seeded: a failure is reproducible
     G, l = rng.uniform(1.0, 5.0), rng.uniform(0.3, 1.5)
     d = np.linspace(0, 10 * l, 60)
     fit = fit_uber(d, uber_energy(d, G, l))

@@ -70,7 +70,7 @@ def test_zero_stress_at_identity_and_small_strain_limit(k):
 @pytest.mark.parametrize("k", [2, 3])
 @pytest.mark.parametrize("law_cls", [StVenantKirchhoff, NeoHookean])
 def test_objectivity_and_major_symmetry(k, law_cls):
-    g = torch.Generator().manual_seed(int(torch.randint(0, 2**31, (1,))))
+    g = torch.Generator().manual_seed(10 * k + (law_cls is NeoHookean))  # fixed: a failure is reproducible
     solver = make_solver(k, law_cls)
     # St. Venant-Kirchhoff loses ellipticity in strong compression: stay moderate
     F = random_F(g, k, 1, 0.05 if law_cls is NeoHookean else 0.04)[0]

@@ -148,8 +148,9 @@ def test_disc_composite_between_voigt_and_reuss_and_has_square_symmetry(k, N):
 
 @pytest.mark.parametrize("k, N, n_incl, radius", [(2, 64, 40, 4.0), (3, 24, 30, 3.0)])
 def test_random_composite_inside_hashin_shtrikman(k, N, n_incl, radius):
-    # random (overlapping) inclusions: statistically isotropic; any seed
-    rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,))))
+    # random (overlapping) inclusions: statistically isotropic; any seed holds, a fixed one
+    # makes a failure reproducible
+    rng = np.random.default_rng(100 * k + N)
     centres = rng.uniform(0, N, size=(n_incl, k))
     x = np.stack(np.meshgrid(*([np.arange(N) + 0.5] * k), indexing="ij"), -1)
     pm = np.zeros((N,) * k, dtype=int)

@@ -10,9 +10,14 @@ import torch
 from loops.cli import main
 from oracles.base import DTYPE
 from oracles.exceptions import InvalidInput
-from oracles.testing import OracleContractTests
+from oracles.testing import FailingInputsTests, OracleContractTests
 from oracles.transport import ConductivityOracle, PermeabilityOracle
-from oracles.transport.closed_forms import kozeny_carman, perrins_square_cylinders
+from oracles.transport.closed_forms import (
+    kozeny_carman,
+    perrins_square_cylinders,
+    sphere_array_permeability,
+)
+from oracles.transport.permeability import permeability
 from oracles.transport.porous import OverlappingSpheres, SphereArray
 
 
@@ -26,7 +31,7 @@ class TestConductivityOracle(OracleContractTests):
         )
 
 
-class TestPermeabilityOracle(OracleContractTests):
+class TestPermeabilityOracle(OracleContractTests, FailingInputsTests):
     def make_oracle(self):
         return PermeabilityOracle(
             SphereArray(radius_fraction=0.2),
@@ -88,6 +93,12 @@ def test_permeability_oracle_sphere_array_scale():
     y1, y2 = o1.evaluate(x).Y[0], o2.evaluate(x).Y[0]
     torch.testing.assert_close(y2[1:], y1[1:] * 1e-6)
     assert abs(y1[0].item() - y2[0].item() - 6.0) < 1e-9
+    # the oracle's tensor is the solver's on the same image (voxel = cell / grid; CG tolerance) ...
+    k = permeability(SphereArray(radius_fraction=0.3).solid((16,) * 3), 1e-3 / 16).tensor
+    torch.testing.assert_close(y2[1:4], torch.as_tensor(np.diag(np.asarray(k)), dtype=DTYPE), rtol=1e-6, atol=0)
+    # ... and near Zick & Homsy's (1982) simple cubic array at this solid fraction (16^3 voxels: 8 %)
+    ref = sphere_array_permeability(4.0 / 3.0 * math.pi * 0.3**3, cell=1e-3)
+    assert abs(y2[1].item() / ref - 1) < 0.08, (y2[1].item(), ref)
 
 
 def test_bad_settings():
