@@ -115,6 +115,8 @@ def test_variance_drops_where_a_fantasy_is_observed(fitted, cls):
     # combination of the prior variance and the noise
     bound = 1.0 / (1.0 / float(var0) + 1.0 / nug)
     assert (var1 < var0).all()
+    # no model may fall below the exact GP's: one observation with this noise cannot say more
+    assert (var1 >= bound * (1 - 1e-6)).all(), (var1, bound)
     if cls is AR1CoKriging:
         # a joint GP: the bound is attained (the other models keep the level
         # below's variance, which a top-level observation does not reduce)
