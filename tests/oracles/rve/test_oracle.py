@@ -158,3 +158,21 @@ def test_bad_configuration_raises_invalid_input(tmp_path):
         RVEOracle(small_laws(), Inclusion(), grid=9, dim=2, micro_params={"radius_fraction": (0.3,)})
     with pytest.raises(InvalidInput, match="device must be a torch device .* got 'bogus'"):
         RVEOracle(small_laws(), Inclusion(), grid=9, dim=2, device="bogus")
+
+
+def test_a_micro_parameter_reaches_the_microstructure():
+    """An input named in ``micro_params`` builds the microstructure it names: the oracle's
+    stress at ``radius_fraction = 0.3`` is the solver's on the phase map of that radius
+    (and not of the oracle's own 0.25)."""
+    from oracles.rve.solver import FFTSolver
+
+    laws = [IsotropicElastic(1.0, 0.3), IsotropicElastic(10.0, 0.3)]
+    o = RVEOracle(laws, Inclusion(radius_fraction=0.25), grid=(15, 14),
+                  micro_params={"radius_fraction": (0.005, 0.4)})
+    assert o.input_names[-1] == "radius_fraction"
+    y = o.evaluate(torch.tensor([[0.01, -0.002, 0.003, 0.3]], dtype=torch.float64)).Y[0]
+    eps = torch.tensor([[0.01, 0.003], [0.003, -0.002]], dtype=torch.float64)
+    for r, same in ((0.3, True), (0.25, False)):
+        s = FFTSolver(Inclusion(radius_fraction=r).phase_map((15, 14)), laws).homogenize(eps).stress[0]
+        ref = torch.stack([s[0, 0], s[1, 1], s[0, 1]])
+        assert torch.allclose(y, ref, rtol=1e-10, atol=1e-14) == same, (r, y, ref)
