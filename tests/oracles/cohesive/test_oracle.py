@@ -183,3 +183,17 @@ def test_cli_bad_input(capsys, argv, msg):
 def test_cli_negative_gamma(capsys):
     rc, _, err = run_cli(capsys, "--gamma=-1", "--sigma-max", "5", "--C11", "200", "--C12", "100", "--C44", "50")
     assert rc == 2 and "--gamma must be positive" in err
+
+
+@pytest.mark.parametrize("law", ["exponential", "ppr"])
+def test_shear_ratios_reach_the_law(law):
+    """``shear_energy_ratio`` and ``shear_strength_ratio`` set the law's mode-II work and
+    peak: measured along a pure-shear opening, the largest tangential traction is
+    ``ratio x sigma_max`` and the work of separation (trapezoid rule out to 20 nm) is
+    ``ratio x 2 gamma``."""
+    o = CohesiveOracle(law=law, shear_energy_ratio=1.7, shear_strength_ratio=0.6)
+    law_obj = o.make_law(torch.tensor([1.3, 10.0, 168.4, 121.4, 75.4], dtype=DTYPE))
+    d = torch.linspace(0.0, 20.0, 8001, dtype=DTYPE)
+    T = law_obj.traction(torch.stack([torch.zeros_like(d), d], -1))[:, 1]
+    assert T.max().item() == pytest.approx(0.6 * 10.0, rel=2e-5)
+    assert torch.trapezoid(T, d).item() == pytest.approx(1.7 * 2.6, rel=1e-4)
