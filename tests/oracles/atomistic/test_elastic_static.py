@@ -138,3 +138,17 @@ def test_bad_inputs():
         static_elastic_constants("Fe", a=3.6)
     with pytest.raises(CalculationFailed, match="unstable"):
         static_elastic_constants("Cu", hydrostatic_strain=0.15)
+
+
+def test_hydrostatic_strain_scales_the_lattice_and_its_pressure_gives_the_bulk_modulus():
+    """At ``a0 (1 + e)`` the pressure is the equation of state's: its central difference in
+    ``e`` is ``-3 B`` (``B = -V dP/dV``, ``dV/V = 3 de``) to second order in ``e``, with ``B``
+    from the elastic constants at ``a0``; expansion softens ``C11`` (anharmonicity)."""
+    r0 = static_elastic_constants("Cu")
+    e = 0.004
+    plus, minus = (static_elastic_constants("Cu", hydrostatic_strain=s) for s in (e, -e))
+    assert plus["a"] == pytest.approx(r0["a0"] * (1 + e), rel=1e-12)
+    assert abs(r0["pressure"]) < 1e-6 * r0["B"]
+    b_eos = -(plus["pressure"] - minus["pressure"]) / (2 * e) / 3
+    assert b_eos == pytest.approx((r0["C11"] + 2 * r0["C12"]) / 3, rel=2e-3)
+    assert plus["C11"] < r0["C11"] < minus["C11"]
