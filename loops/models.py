@@ -111,18 +111,17 @@ def check_model_spec(name: str, options: dict[str, Any], d: int, num_fidelities:
                  fidelity=torch.arange(L).repeat_interleave(k))
     # the built-in co-kriging models take exactly their constructors' keywords (a plugin
     # subclass may route **kwargs elsewhere: building it below checks its options)
-    builtin = cls.__module__.startswith("surrogates.multifidelity")
-    allowed = set()
-    for c in cls.__mro__ if builtin else ():
-        if c is object or "__init__" not in vars(c):
-            continue
-        allowed |= {p.name for p in inspect.signature(c.__init__).parameters.values()
-                    if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
-    allowed -= {"self", "dataset", "num_fidelities"}
-    unknown = sorted(set(opts) - allowed) if builtin else []
-    if unknown:
-        raise ValueError(f"model.options {unknown} are not options of {name!r} ({cls.__name__}); "
-                         f"allowed: {sorted(allowed)}")
+    if cls.__module__.startswith("surrogates.multifidelity"):
+        allowed = set()
+        for c in cls.__mro__:
+            if c is not object and "__init__" in vars(c):
+                allowed |= {p.name for p in inspect.signature(c.__init__).parameters.values()
+                            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        allowed -= {"self", "dataset", "num_fidelities"}
+        unknown = sorted(set(opts) - allowed)
+        if unknown:
+            raise ValueError(f"model.options {unknown} are not options of {name!r} ({cls.__name__}); "
+                             f"allowed: {sorted(allowed)}")
     try:
         cls(ds, **{"num_fidelities": L, **opts})
     except TypeError as e:

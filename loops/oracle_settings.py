@@ -622,10 +622,7 @@ class ElasticSettings(_AtomisticBase):
         from oracles.atomistic.md import resolve_blocks, se_blocks
 
         # the oracle's own checks (InvalidInput is a ValueError: its message names the settings)
-        per_block = self.n_steps // self.sample_every
         nb = resolve_blocks(self.n_steps, self.sample_every, self.n_blocks)
-        if nb > per_block:
-            raise ValueError(f"n_blocks = {nb} is more than the {per_block} samples of n_steps / sample_every")
         se_blocks(self.n_steps, self.sample_every, self.timestep, nb, self.n_axes)
         return self
 

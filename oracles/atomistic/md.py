@@ -79,7 +79,7 @@ def _block_means(x: np.ndarray, n_blocks: int) -> np.ndarray:
     """``n_blocks`` means of contiguous blocks of the samples ``x`` (a tail of fewer than a block dropped)."""
     x = np.asarray(x, dtype=float).ravel()
     if n_blocks < 1 or x.size < n_blocks:
-        raise InvalidInput(f"need at least 2 blocks and one sample per block, got {n_blocks} blocks for {x.size} samples")
+        raise InvalidInput(f"need at least one block and one sample per block, got {n_blocks} blocks for {x.size} samples")
     m = x.size // n_blocks
     return x[: m * n_blocks].reshape(n_blocks, m).mean(axis=1)
 
@@ -97,13 +97,20 @@ def resolve_blocks(n_steps: int, sample_every: int, n_blocks: int | None = None)
     """``n_blocks``, or ``min(DEFAULT_BLOCKS, n_steps // sample_every)`` for None.
 
     Raises:
-        InvalidInput: fewer than 2 stress samples.
+        InvalidInput: fewer than 2 stress samples; ``n_blocks`` not an integer in
+            ``[2, n_steps // sample_every]``.
     """
     samples = n_steps // sample_every
     if samples < 2:
         raise InvalidInput(f"n_steps = {n_steps} gives {samples} stress samples (one every sample_every = "
                            f"{sample_every} steps); the standard error needs at least 2")
-    return min(DEFAULT_BLOCKS, samples) if n_blocks is None else n_blocks
+    if n_blocks is None:
+        return min(DEFAULT_BLOCKS, samples)
+    if not isinstance(n_blocks, int) or isinstance(n_blocks, bool) or n_blocks < 2:
+        raise InvalidInput(f"n_blocks must be an integer >= 2, got {n_blocks!r}")
+    if n_blocks > samples:
+        raise InvalidInput(f"n_blocks = {n_blocks} is more than the {samples} samples of n_steps / sample_every")
+    return n_blocks
 
 
 def se_blocks(n_steps: int, sample_every: int, timestep: float, n_blocks: int, n_axes: int,

@@ -62,8 +62,7 @@ class AR1CoKriging(MultiFidelityModel):
     ``restarts`` defaults to 3 (the joint likelihood of a few top-level
     points has several local optima; one local optimization from the best
     start often stops at a worse one); ``restarts=1`` fits several times
-    faster (``experiments/benchmarks/results/mf_scaling.json``: 200 + 40
-    points about 0.6 s against 5 s, 1000 + 40 about 10 s against 87 s).
+    faster on large data (``experiments/benchmarks/results/mf_scaling.json``).
 
     The predictive variance treats the estimated parameters as known (a
     plug-in), so with a handful of points at the top level it is narrower
