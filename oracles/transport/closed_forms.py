@@ -81,7 +81,12 @@ def drummond_tahir_parallel(c: float) -> float:
 
 
 def drummond_tahir_transverse(c: float) -> float:
-    """``k / a^2`` for flow across a square array of cylinders, solid fraction ``c``."""
+    """``k / a^2`` for flow across a square array of cylinders, solid fraction ``c``.
+
+    A low-concentration series: against :func:`~oracles.transport.permeability`
+    on ``N = 64`` and ``128`` grids extrapolated linearly in ``1 / N``, it lies
+    about 1 % off at ``c = 0.13`` and 7 % above at ``c = 0.28``; use it as a
+    reference for ``c <~ 0.2``."""
     return (-math.log(c) - 1.476 + 2.0 * c - 1.774 * c**2 + 4.076 * c**3) / (8.0 * c)
 
 
