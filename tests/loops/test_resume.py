@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG = """
 name = "killme"
 seed = {seed}
-oracle = {{name = "loops.fakes:SlowOracle", delay = 0.4}}
+oracle = {{name = "loops.fakes:SlowOracle", delay = 0.3, jitter = 0.4}}
 [budget]
 calls = 14
 [initial]
@@ -70,6 +70,9 @@ def test_sigkill_then_resume(tmp_path, seed):
     in_flight = [r["id"] for r in s.rows(status="pending")]
     s.close()
     assert len(before) >= 6
+    # the two workers' calls take different times, so one is running when the other's
+    # result arrives: the kill finds a point in flight
+    assert in_flight
 
     r = _cli("resume", str(run), "--no-progress", cwd=tmp_path)
     out, _ = r.communicate(timeout=300)
