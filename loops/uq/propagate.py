@@ -21,7 +21,9 @@ one path per macro run), giving ``Q_is``. With :math:`\bar Q_i` and
   (unbiased: the spread of inner means contains :math:`V_E / n_i` of inner
   sampling noise),
 
-with standard errors by the delete-one jackknife over the outer draws. The
+with standard errors by the delete-one jackknife over the outer draws (the
+aleatory term's by normal theory when ``n_outer = 2``; with one outer draw the
+epistemic term's by normal theory and the aleatory term has none). The
 ``n_inner`` paths of one outer draw are solved side by side
 (:meth:`loops.fe2.solver.MacroSolver.solve_batch`): one material call per
 Newton iteration serves all of them.
@@ -147,10 +149,17 @@ def total_variance_split(
         raise ValueError(f"need at least 2 finite values, got {int(ok.sum())}")
     pooled = Q[ok]
     VE, VA = _split_terms(Q)
-    if n_out > 2:
+    if n_out >= 2:
+        means = np.nanmean(Q, axis=1)
+        # the outer draws are the independent units: the pooled mean's error is their spread's
+        mean_se = float(np.nanstd(means, ddof=1) / math.sqrt(n_out))
         jack = np.array([_split_terms(np.delete(Q, i, axis=0)) for i in range(n_out)])
         se = np.sqrt((n_out - 1) / n_out * ((jack - jack.mean(0)) ** 2).sum(0))
-        mean_se = float(np.nanstd(np.nanmean(Q, axis=1), ddof=1) / math.sqrt(n_out))
+        if n_out == 2:
+            # one row left out leaves no spread of row means to jackknife: the aleatory term's
+            # error is the normal-theory one of a sample variance s^2 of n_out = 2 values,
+            # Var(s^2) = 2 sigma^4 / (n - 1), estimated without bias by 2 s^4 / (n + 1)
+            se[1] = math.sqrt(2.0 / 3.0) * float(np.nanvar(means, ddof=1))
     else:
         # one outer draw: the epistemic term is a sample variance (normal-theory error)
         se = np.array([VE * math.sqrt(2.0 / max(n_in - 1, 1)), float("nan")])

@@ -41,6 +41,25 @@ def test_split_recovers_a_known_decomposition(seed):
     assert s.total_variance == pytest.approx(s.epistemic + s.aleatory)
 
 
+def test_split_standard_errors_with_two_outer_draws():
+    """With n_outer = 2 the stated squared standard errors are unbiased for the sampling
+    variances of the mean and the two terms, measured over 4000 replicate nested samples
+    (Q = theta + e, theta ~ N(1, 2), e ~ N(0, 0.5), 2 x 30)."""
+    rng = np.random.default_rng(0)
+    reps = []
+    for _ in range(4000):
+        Q = rng.normal(1.0, np.sqrt(2.0), 2)[:, None] + rng.normal(0.0, np.sqrt(0.5), (2, 30))
+        s = total_variance_split(Q)
+        reps.append([s.mean, s.mean_se, s.epistemic, s.epistemic_se, s.aleatory, s.aleatory_se])
+    m, m_se, ve, ve_se, va, va_se = np.array(reps).T
+    assert np.isfinite(va_se).all()
+    # the spread of the pooled mean is that of the two outer draws' means (sd ~ 1), not of
+    # the 60 pooled values as if independent (sd ~ 0.2)
+    assert (m_se**2).mean() / m.var() == pytest.approx(1.0, abs=0.1)
+    assert (ve_se**2).mean() / ve.var() == pytest.approx(1.0, abs=0.15)
+    assert (va_se**2).mean() / va.var() == pytest.approx(1.0, abs=0.2)
+
+
 def test_split_leaves_failed_runs_out():
     Q = np.arange(12.0).reshape(3, 4)
     Q[1, 2] = np.nan
