@@ -332,12 +332,14 @@ class UncertaintyConfig(BaseModel):
     train_points: SInt = Field(64, ge=4, le=5000)
     #: ... with H in [-h_max, h_max]^4
     h_max: SFloat = Field(0.1, gt=0, lt=1)
-    #: base sample of first-order Sobol indices of the random inputs (0: none)
+    #: base sample of first-order Sobol indices of the random inputs (0: none, else >= 8)
     sobol_n: SInt = Field(0, ge=0, le=65536)
     random: list[RandomInputConfig] = []
 
     @model_validator(mode="after")
     def _names(self):
+        if 0 < self.sobol_n < 8:
+            raise ValueError(f"uncertainty.sobol_n must be 0 (no Sobol indices) or >= 8, got {self.sobol_n}")
         names = list(self.qoi) + [d.name for d in self.displacement]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:

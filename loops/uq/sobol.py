@@ -9,7 +9,13 @@ the ``p`` matrices :math:`A_B^{(i)}` (``A`` with column ``i`` from ``B``),
 :math:`\frac{1}{n}\sum f(B)(f(A_B^{(i)}) - f(A))` and Jansen's total-effect
 estimator :math:`\frac{1}{2n}\sum (f(A) - f(A_B^{(i)}))^2` (Saltelli et al.,
 "Variance based sensitivity analysis of model output", Comput. Phys. Commun.
-181, 2010, Table 2). Standard errors by bootstrap over the ``n`` rows.
+181, 2010, Table 2). Standard errors by randomized quasi-Monte Carlo: the
+``n`` rows are ``R`` independently scrambled Sobol' blocks of ``n / R`` rows,
+the indices are estimated on all rows, and their standard errors are the
+spread of the ``R`` blocks' own estimates over ``sqrt(R)`` (Owen, "Monte Carlo
+theory, methods and examples", 2013, ch. 17). A bootstrap over the rows
+would treat a scrambled net as independent points and overstate the error
+(3 to 7 times on the Ishigami function at ``n = 512``).
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from scipy.stats import qmc
 
 @dataclass
 class SobolIndices:
-    """First-order ``S1`` and total ``ST`` indices (``p``) with bootstrap standard errors."""
+    """First-order ``S1`` and total ``ST`` indices (``p``) with their standard errors
+    (NaN with one replicate); ``replicates``: the independent scramblings."""
 
     names: list[str]
     S1: np.ndarray
@@ -33,6 +40,7 @@ class SobolIndices:
     ST: np.ndarray
     ST_se: np.ndarray
     n_evaluations: int
+    replicates: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -43,7 +51,7 @@ class SobolIndices:
                 "ST_se": float(self.ST_se[i]),
             }
             for i, name in enumerate(self.names)
-        } | {"n_evaluations": self.n_evaluations}
+        } | {"n_evaluations": self.n_evaluations, "replicates": self.replicates}
 
 
 def _indices(fA, fB, fAB):
@@ -68,16 +76,19 @@ def sobol_indices(
     distributions: Mapping[str, Any],
     n: int = 1024,
     seed: int = 0,
-    n_bootstrap: int = 200,
+    replicates: int = 8,
 ) -> SobolIndices:
     """Sobol indices of ``f`` over independent inputs.
 
     Args:
         f: ``m x p`` inputs -> ``m`` outputs (called once with all ``n (p + 2)`` rows).
         distributions: name -> scipy.stats frozen distribution (with ``ppf``).
-        n: base sample size (a power of two keeps the scrambled Sobol' sequence balanced).
-        seed: seed of the scrambled Sobol' sequence and of the bootstrap.
-        n_bootstrap: bootstrap resamples for the standard errors.
+        n: base sample size (``n / R`` a power of two keeps each scrambled
+            Sobol' block balanced; otherwise the blocks differ by at most a row).
+        seed: seed of the scramblings.
+        replicates: independent scramblings ``R`` for the standard errors; at most
+            ``n // 8`` are used (blocks of at least 8 rows), and with one the
+            standard errors are NaN.
     """
     names = list(distributions)
     p = len(names)
@@ -85,7 +96,12 @@ def sobol_indices(
         raise ValueError("need at least one random input")
     if n < 8:
         raise ValueError(f"n must be >= 8, got {n}")
-    U = sobol_unit(2 * p, n, seed)
+    if isinstance(replicates, bool) or not isinstance(replicates, (int, np.integer)) or replicates < 1:
+        raise ValueError(f"replicates must be an integer >= 1, got {replicates!r}")
+    R = int(min(replicates, n // 8))
+    edges = np.linspace(0, n, R + 1).round().astype(int)
+    seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(R)]
+    U = np.concatenate([sobol_unit(2 * p, int(b - a), s) for a, b, s in zip(edges[:-1], edges[1:], seeds)])
     U = np.clip(U, 1e-12, 1 - 1e-12)
     X = np.column_stack([distributions[nm].ppf(U[:, j]) for j, nm in enumerate(names)])
     Xb = np.column_stack([distributions[nm].ppf(U[:, p + j]) for j, nm in enumerate(names)])
@@ -97,8 +113,10 @@ def sobol_indices(
         raise ValueError(f"f returned {Y.shape[0]} values for {n * (p + 2)} inputs")
     fA, fB, fAB = Y[:n], Y[n : 2 * n], Y[2 * n :].reshape(p, n).T
     S1, ST = _indices(fA, fB, fAB)
-    rng = np.random.default_rng(seed)
-    boot = [_indices(fA[i], fB[i], fAB[i]) for i in rng.integers(0, n, (n_bootstrap, n))]
-    S1b = np.array([b[0] for b in boot])
-    STb = np.array([b[1] for b in boot])
-    return SobolIndices(names, S1, S1b.std(0, ddof=1), ST, STb.std(0, ddof=1), int(Y.shape[0]))
+    if R > 1:
+        blocks = [_indices(fA[a:b], fB[a:b], fAB[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+        S1_se = np.array([b[0] for b in blocks]).std(0, ddof=1) / math.sqrt(R)
+        ST_se = np.array([b[1] for b in blocks]).std(0, ddof=1) / math.sqrt(R)
+    else:
+        S1_se = ST_se = np.full(p, np.nan)
+    return SobolIndices(names, S1, S1_se, ST, ST_se, int(Y.shape[0]), R)

@@ -75,6 +75,8 @@ def test_random_inputs_give_the_split_in_the_run_directory(tmp_path):
 
 
 def test_config_errors_are_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="sobol_n must be 0 .* or >= 8, got 4"):
+        parse_config(_config(tmp_path, random=[{"name": "phases.1.E", "low": 6.0, "high": 14.0}], sobol_n=4))
     data = _config(tmp_path, random=[{"name": "phases.1.E", "low": 14.0, "high": 6.0}])
     with pytest.raises(ConfigError, match="low < high"):
         parse_config(data)
