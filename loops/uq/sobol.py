@@ -101,7 +101,7 @@ def sobol_indices(
     R = int(min(replicates, n // 8))
     edges = np.linspace(0, n, R + 1).round().astype(int)
     seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(R)]
-    U = np.concatenate([sobol_unit(2 * p, int(b - a), s) for a, b, s in zip(edges[:-1], edges[1:], seeds)])
+    U = np.concatenate([sobol_unit(2 * p, int(b - a), s) for a, b, s in zip(edges[:-1], edges[1:], seeds, strict=True)])
     U = np.clip(U, 1e-12, 1 - 1e-12)
     X = np.column_stack([distributions[nm].ppf(U[:, j]) for j, nm in enumerate(names)])
     Xb = np.column_stack([distributions[nm].ppf(U[:, p + j]) for j, nm in enumerate(names)])
@@ -114,7 +114,7 @@ def sobol_indices(
     fA, fB, fAB = Y[:n], Y[n : 2 * n], Y[2 * n :].reshape(p, n).T
     S1, ST = _indices(fA, fB, fAB)
     if R > 1:
-        blocks = [_indices(fA[a:b], fB[a:b], fAB[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+        blocks = [_indices(fA[a:b], fB[a:b], fAB[a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True)]
         S1_se = np.array([b[0] for b in blocks]).std(0, ddof=1) / math.sqrt(R)
         ST_se = np.array([b[1] for b in blocks]).std(0, ddof=1) / math.sqrt(R)
     else:
