@@ -21,11 +21,13 @@ Noise is said explicitly by ``noise``:
   not used.
 * ``"known+infer"``: ``Yvar`` plus an estimated nugget per level.
 * ``"none"``: noise-free data (``Yvar`` must be absent or zero). AR1 (one
-  joint GP) interpolates every level's data. Recursive co-kriging and NARGP
-  interpolate a level's rows whose inputs the level below was observed at
-  (nested designs); at a row the level below was not observed at, they carry
-  the level below's predictive variance there as that row's noise, so their
-  mean need not pass through it.
+  joint GP) interpolates every level's data. Recursive co-kriging
+  interpolates a level's rows whose inputs the level below was observed at
+  (nested designs); at a row the level below was not observed at, it carries
+  the level below's predictive variance there as that row's noise, so its
+  mean need not pass through it. NARGP interpolates every level's rows and
+  takes the level below's posterior mean at them as exact: on a non-nested
+  design its variance leaves out that mean's uncertainty (overconfident).
 * ``"auto"`` (default): ``"known"`` when ``Yvar`` is given, else ``"infer"``.
 
 Rows that are noise-free (every row under ``"none"``, those with ``Yvar = 0``
