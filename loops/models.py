@@ -75,13 +75,38 @@ def model_class(name: str) -> type:
 _SET_BY_FIT = {"self", "train_X", "train_Y", "train_Yvar", "input_transform", "outcome_transform", "data_fidelities"}
 
 
+def _accepted_options(cls: Any) -> set[str] | None:
+    """Option names that ``cls.from_dataset(dataset, **options)`` takes: a class's
+    ``_defaults`` table where it has one (the project's GPs), else the keywords of
+    ``from_dataset`` and, where it forwards ``**options``, of the constructor; None
+    where a ``**kwargs`` leaves them open."""
+    defaults = getattr(cls, "_defaults", None)
+    if isinstance(defaults, dict) and defaults:
+        return set(defaults)
+    fit = getattr(cls, "from_dataset", None)
+    if fit is None:
+        return None
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    out: set[str] = set()
+    for fn, skip in ((fit, {"cls", "dataset"}), (getattr(cls, "__init__", None), {"self"})):
+        try:
+            params = list(inspect.signature(fn).parameters.values())
+        except (TypeError, ValueError):
+            return None
+        out |= {p.name for p in params if p.kind in named} - skip
+        if not any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params):
+            return out
+    return None
+
+
 def check_model_spec(name: str, options: dict[str, Any], d: int, num_fidelities: int) -> None:
     """Refuse, before any oracle call, a model ``name`` that does not exist or
     cannot be imported, a multi-fidelity model for a one-level oracle, and
     ``options`` that the model does not take: the BoTorch models by their
     constructors' arguments, the co-kriging models by building one (no fit) on
     placeholder data with ``d`` inputs and ``num_fidelities`` levels, whose
-    constructor checks every option's name and value."""
+    constructor checks every option's name and value, and other surrogates by
+    the option names they take (:func:`_accepted_options`)."""
     opts = {k: v for k, v in options.items() if k != "maxiter"}
     if name in BUILTIN:
         if name == "mf_gp" and num_fidelities < 2:
@@ -99,6 +124,11 @@ def check_model_spec(name: str, options: dict[str, Any], d: int, num_fidelities:
     from surrogates.multifidelity import MultiFidelityModel
 
     if not (isinstance(cls, type) and issubclass(cls, MultiFidelityModel)):
+        allowed = _accepted_options(cls)
+        unknown = [] if allowed is None else sorted(set(opts) - allowed)
+        if unknown:
+            raise ValueError(f"model.options {unknown} are not options of {name!r} "
+                             f"({getattr(cls, '__name__', cls)}); allowed: {sorted(allowed)}")
         return
     if num_fidelities < 2:
         raise ValueError(f"model.name = {name!r} is a multi-fidelity model and the oracle has one fidelity; "

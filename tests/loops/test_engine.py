@@ -413,6 +413,26 @@ def test_a_noise_free_oracle_that_repeats_an_input_with_another_value_is_a_model
     camp.close()
 
 
+@pytest.mark.parametrize(("model", "message"), [
+    ({"name": "gp", "options": {"n_restart": 3}},
+     r"model.options \['n_restart'\] are not options of 'gp' \(GPSurrogate\); allowed: \[.*'n_restarts'"),
+    ({"name": "surrogates.neural:SmallStrainEnsemble", "options": {"members": 3}},
+     r"model.options \['members'\] are not options of .*SmallStrainEnsemble.*'num_members'"),
+])
+def test_a_single_fidelity_model_option_that_does_not_exist_is_refused_before_any_oracle_call(
+        tmp_path, monkeypatch, model, message):
+    from oracles.base import Oracle
+
+    calls = []
+    real = Oracle.evaluate
+    monkeypatch.setattr(Oracle, "evaluate", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    cfg = _config(tmp_path, oracle={"name": "branin"}, budget={"calls": 10}, initial={"n": 3}, model=model,
+                  acquisition={"name": "qLogNEI", **FAST_ACQ}, executor={"kind": "serial"})
+    with pytest.raises(ValueError, match=message):
+        Campaign(cfg, run_dir=tmp_path / "run").run()
+    assert calls == []
+
+
 @pytest.mark.parametrize(("over", "message"), [
     ({"model": {"name": "ar2"}}, r"model.name = 'ar2'; allowed: \['ar1', 'gp', 'mf_gp', 'nargp', 'recursive'"),
     ({"model": {"name": "recursive", "options": {"trend": "cubic"}}},
