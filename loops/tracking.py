@@ -415,9 +415,12 @@ class Tracker:
 
 
 def model_io_names(model, campaign) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """``(input names, output names)`` of a campaign's surrogate: its training data's, else the oracle's."""
+    """``(input names, output names)`` of a campaign's surrogate: its training data's, else the
+    oracle's; a multi-fidelity surrogate's inputs end with ``"fidelity"``."""
+    from surrogates.mlflow_flavor import surrogate_input_names
+
     ds = getattr(model, "train_dataset", None)
-    ins = tuple(getattr(ds, "input_names", None) or ())
+    ins = surrogate_input_names(model)
     outs = tuple(getattr(ds, "output_names", None) or ())
     if not ins:
         ins = tuple(campaign.oracle.input_names)

@@ -16,8 +16,9 @@ A logged surrogate is an MLflow model with two flavors:
 ``pyfunc`` input and output (``predict(model_input, params=None)``):
 
 * ``model_input`` = a ``pandas.DataFrame`` with the ``d`` input columns (by the
-  training data's ``input_names`` when it has them, else in column order), an
-  ``n x d`` array, or ``{"X": n x d}``: returns
+  training data's ``input_names`` when it has them, else in column order; a
+  multi-fidelity model's table has a last column ``fidelity``, the level), an
+  ``n x d`` array (``n x (d + 1)``, the level last), or ``{"X": ...}``: returns
   ``{"mean": n x m, "variance": n x m}`` numpy arrays (posterior of the latent
   function; ``params={"observation_noise": True}`` adds the noise variance
   where the model can).
@@ -99,6 +100,7 @@ __all__ = [
     "load_model",
     "log_model",
     "save_model",
+    "surrogate_input_names",
     "surrogate_signature",
 ]
 
@@ -179,6 +181,23 @@ _QUIET_ENV = {
 }
 
 
+def surrogate_input_names(surrogate) -> tuple[str, ...]:
+    """The pyfunc table's input columns of ``surrogate``: its training data's
+    ``input_names``, followed by ``"fidelity"`` for a multi-fidelity model (whose
+    posterior takes the level as a trailing column); empty without names."""
+    ds = getattr(surrogate, "train_dataset", None)
+    names = tuple(ds.input_names) if ds is not None and ds.input_names else ()
+    if names and _takes_fidelity_column(surrogate) and "fidelity" not in names:
+        names += ("fidelity",)
+    return names
+
+
+def _takes_fidelity_column(surrogate) -> bool:
+    from surrogates.multifidelity import MultiFidelityModel
+
+    return isinstance(surrogate, MultiFidelityModel)
+
+
 def surrogate_signature(input_names, output_names, dim_F: int | None = None):
     """The MLflow signature of a surrogate's pyfunc ``predict``.
 
@@ -193,11 +212,13 @@ def surrogate_signature(input_names, output_names, dim_F: int | None = None):
     Returns:
         A :class:`mlflow.models.ModelSignature`: inputs one ``double`` column
         per input name (or the tensor ``F``); outputs tensors ``mean`` and
-        ``variance`` of shape ``n x m`` (or ``P``, ``tangent``, ``variance``).
-        MLflow enforces the input part in ``pyfunc.predict``.
+        ``variance`` of shape ``n x m`` (or ``P``, ``tangent``, ``variance``);
+        the parameter ``observation_noise`` (boolean, default False) of a
+        table-input model. MLflow enforces the input part in ``pyfunc.predict``
+        and passes on only the parameters the signature declares.
     """
     from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema, TensorSpec
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
     f64 = np.dtype(np.float64)
     if dim_F is not None:
@@ -216,6 +237,7 @@ def surrogate_signature(input_names, output_names, dim_F: int | None = None):
     return ModelSignature(
         inputs=Schema([ColSpec("double", str(n)) for n in input_names]),
         outputs=Schema([TensorSpec(f64, (-1, m), "mean"), TensorSpec(f64, (-1, m), "variance")]),
+        params=ParamSchema([ParamSpec("observation_noise", "boolean", False)]),
     )
 
 
@@ -273,9 +295,8 @@ with _notices_to_debug("Add type hints to the `predict` method"):
                     return "X", torch.as_tensor(np.asarray(model_input["X"]), dtype=DTYPE)
                 raise ValueError(f"dict input needs key 'X' or 'F', got keys {sorted(model_input)}")
             if isinstance(model_input, pd.DataFrame):
-                ds = getattr(self.surrogate, "train_dataset", None)
-                names = list(ds.input_names) if ds is not None and ds.input_names else None
-                if names is not None and set(names) <= set(model_input.columns):
+                names = list(surrogate_input_names(self.surrogate))
+                if names and set(names) <= set(model_input.columns):
                     model_input = model_input[names]
                 return "X", torch.tensor(model_input.to_numpy(dtype=np.float64), dtype=DTYPE)
             arr = torch.as_tensor(np.asarray(model_input), dtype=DTYPE)

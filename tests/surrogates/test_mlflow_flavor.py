@@ -276,3 +276,33 @@ def test_constitutive_signature_takes_deformation_gradients(constitutive_gp, F, 
     ref = constitutive_gp.material_response(F)
     np.testing.assert_allclose(out["P"], ref.P.numpy(), rtol=0, atol=1e-13)
     assert out["tangent"].shape == (3, 2, 2, 2, 2) and out["variance"].shape == (3,)
+
+
+def test_multi_fidelity_table_has_a_fidelity_column_and_observation_noise_is_a_parameter(tmp_path):
+    """A co-kriging model's pyfunc table is its input names then ``fidelity`` (the level its
+    posterior takes as a last column), and ``params={"observation_noise": True}`` reaches the
+    posterior: the predictions equal the native model's, latent and noisy."""
+    from surrogates.mlflow_flavor import surrogate_input_names, surrogate_signature
+    from surrogates.multifidelity import AR1CoKriging
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.rand(14, 2, generator=g, dtype=D)
+    fid = torch.tensor([0] * 9 + [1] * 5)
+    Y = (torch.sin(4 * X[:, :1]) + 0.2 * X[:, 1:] * (1 + fid.unsqueeze(-1))
+         + 0.05 * torch.randn(14, 1, generator=g, dtype=D))
+    ds = Dataset(X=X, Y=Y, fidelity=fid, input_names=("a", "b"), output_names=("y",))
+    model = AR1CoKriging.from_dataset(ds, noise="infer", bounds=[[0, 0], [1, 1]]).eval()
+    names = surrogate_input_names(model)
+    assert names == ("a", "b", "fidelity")
+    save_model(model, tmp_path / "m", signature=surrogate_signature(names, ("y",)))
+    pyf = mlflow.pyfunc.load_model(str(tmp_path / "m"))
+    Xq = torch.tensor([[0.2, 0.3, 1.0], [0.7, 0.9, 0.0]], dtype=D)
+    table = pd.DataFrame(Xq.numpy(), columns=list(names))
+    with torch.no_grad():
+        latent, noisy = model.posterior(Xq), model.posterior(Xq, observation_noise=True)
+    out = pyf.predict(table)
+    np.testing.assert_allclose(out["mean"], latent.mean.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(out["variance"], latent.variance.numpy(), rtol=1e-10)
+    out = pyf.predict(table, params={"observation_noise": True})
+    np.testing.assert_allclose(out["variance"], noisy.variance.numpy(), rtol=1e-10)
+    assert (noisy.variance > latent.variance).all()
