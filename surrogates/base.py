@@ -1,7 +1,9 @@
 """The surrogate contract.
 
-Every surrogate is a BoTorch :class:`~botorch.models.model.Model` (so every
-BoTorch acquisition works on it: ``posterior(X)``, ``num_outputs``) and adds:
+Every surrogate is a BoTorch :class:`~botorch.models.model.Model` (so BoTorch's
+acquisitions work on it: ``posterior(X)``, ``num_outputs``; those that fantasize
+need ``condition_on_observations``, which :class:`~surrogates.gp.ICMGPSurrogate`
+refuses) and adds:
 
 * ``fit(dataset) -> self`` as a classmethod-like builder :meth:`from_dataset`;
 * persistence: :meth:`get_config` (JSON-serializable) plus the torch

@@ -694,6 +694,25 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             raise InvalidInput("inputs contain nan or inf entries")
         return X
 
+    def posterior(self, X: Tensor, output_indices=None, observation_noise: bool | Tensor = False,
+                  posterior_transform=None, **kwargs):
+        """BoTorch's posterior at ``X`` (``batch x q x d``), mean ``batch x q x m``.
+
+        ``observation_noise``: False (the latent function), True (plus the
+        fitted or known noise), or a ``batch x q x m`` tensor of noise
+        variances in output units, as every scalebridge surrogate reads it
+        (BoTorch reads such a tensor in the model's standardized units).
+        ``X`` must be a finite tensor.
+        """
+        if not torch.is_tensor(X):
+            raise TypeError(f"X must be a torch.Tensor (batch x q x {self.train_dataset.d}), got {type(X).__name__}")
+        if not torch.isfinite(X).all():
+            raise InvalidInput(f"X contains nan or inf entries (shape {tuple(X.shape)})")
+        if torch.is_tensor(observation_noise):
+            observation_noise = observation_noise.to(X) / self.outcome_transform.stdvs.to(X).pow(2)
+        return super().posterior(X, output_indices=output_indices, observation_noise=observation_noise,
+                                 posterior_transform=posterior_transform, **kwargs)
+
     def condition_on_observations(self, X: Tensor, Y: Tensor, noise: Tensor | None = None, **kwargs):
         """A copy of this GP conditioned on new observations, hyperparameters kept.
 
@@ -910,7 +929,22 @@ class ICMGPSurrogate(MultiTaskGP, _GPCommon):
     Options: ``bounds``, ``n_restarts``, ``seed``, ``maxiter``, ``dim_F`` as
     :class:`GPSurrogate`, and ``rank`` (of ``W``; default ``m``). Noise: known
     ``Yvar`` (fixed) or one inferred level per output.
+
+    It is not conditioned on new observations without a refit:
+    :meth:`condition_on_observations` and :meth:`fantasize` raise, so the
+    acquisitions that fantasize (qKnowledgeGradient, qNegIntegratedPosteriorVariance)
+    need :class:`GPSurrogate`; qLogNoisyExpectedImprovement with pending points works.
     """
+
+    def condition_on_observations(self, X: Tensor, Y: Tensor, **kwargs):
+        raise NotImplementedError(
+            "ICMGPSurrogate cannot be conditioned on new observations without a refit; refit with "
+            "ICMGPSurrogate.from_dataset, or use GPSurrogate for fantasy-based acquisitions (qKG, qNIPV)")
+
+    def fantasize(self, X: Tensor, *args, **kwargs):
+        raise NotImplementedError(
+            "ICMGPSurrogate does not fantasize (it cannot be conditioned without a refit); use GPSurrogate "
+            "for fantasy-based acquisitions (qKG, qNIPV)")
 
     _defaults = {
         "bounds": None,
@@ -978,8 +1012,16 @@ class ICMGPSurrogate(MultiTaskGP, _GPCommon):
         """Joint posterior of all ``m`` outputs at ``X`` (``batch x q x d``, no task column).
 
         Returns a :class:`~botorch.posteriors.GPyTorchPosterior` with mean
-        ``batch x q x m`` on the original output scale.
+        ``batch x q x m`` on the original output scale. ``observation_noise``:
+        False or True (BoTorch's ``MultiTaskGP`` takes no tensor of noise variances).
         """
+        if not torch.is_tensor(X):
+            raise TypeError(f"X must be a torch.Tensor (batch x q x {self.num_non_task_features}), "
+                            f"got {type(X).__name__}")
+        if torch.is_tensor(observation_noise):
+            raise NotImplementedError(
+                "ICMGPSurrogate.posterior takes observation_noise True or False, not a tensor of noise "
+                "variances (BoTorch's MultiTaskGP does not support one)")
         if output_indices is not None or X.shape[-1] != self.num_non_task_features:
             raise ValueError(
                 f"ICMGPSurrogate.posterior takes X of shape batch x q x {self.num_non_task_features} "

@@ -234,7 +234,9 @@ def posterior_metrics(
     Set ``observation_noise=True`` when ``y`` are noisy observations, so the
     predictive variance includes the noise the targets carry (for a BoTorch
     model with known heteroskedastic noise that is the mean training noise;
-    pass ``observation_noise=`` an ``n x m`` tensor of noise variances to be exact).
+    pass ``observation_noise=`` an ``n x m`` tensor of noise variances to be exact:
+    in output units for scalebridge's surrogates, in the standardized units of
+    a plain BoTorch model with an outcome transform).
 
     Returns:
         The dict of :func:`evaluate`.

@@ -207,6 +207,8 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
             raise TypeError(f"dataset must be a surrogates.dataset.Dataset, got {type(dataset).__name__}")
         if dataset.fidelity is None:
             raise ValueError("a multi-fidelity model needs Dataset.fidelity (n integer levels), got None")
+        if dataset.n == 0:
+            raise ValueError("a multi-fidelity model needs training points at every level, got an empty Dataset")
         if dataset.m != 1:
             raise ValueError(f"multi-fidelity models take one output (Y n x 1), got Y with m = {dataset.m}")
         if not torch.isfinite(dataset.Y).all() or not torch.isfinite(dataset.X).all():

@@ -4,6 +4,7 @@ likelihood gradients, calibration, known noise, ICM transfer, material response.
 import functools
 import math
 
+import numpy as np
 import pytest
 import torch
 from gpytorch.mlls import ExactMarginalLogLikelihood
@@ -358,6 +359,21 @@ def test_material_response_bad_input(constitutive_gp, noise_free_gp):
         constitutive_gp.material_response(F)
     with pytest.raises(TypeError, match="not a constitutive surrogate"):
         noise_free_gp.material_response(torch.eye(3, dtype=D).unsqueeze(0))
+
+
+def test_posterior_noise_tensor_is_in_output_units_and_bad_inputs_are_refused(noise_free_gp):
+    """A tensor ``observation_noise`` adds its variances in output units (branin01 spans
+    about 300), as the co-kriging models read it; NaN and numpy inputs get one-line errors."""
+    Xq = lhs(4, 2, 9)
+    with torch.no_grad():
+        latent = noise_free_gp.posterior(Xq).variance
+        noisy = noise_free_gp.posterior(Xq, observation_noise=torch.full((4, 1), 2.5, dtype=D)).variance
+    torch.testing.assert_close(noisy - latent, torch.full_like(latent, 2.5), rtol=1e-9, atol=1e-9)
+    Xq[1, 0] = float("nan")
+    with pytest.raises(InvalidInput, match="X contains nan or inf entries"):
+        noise_free_gp.posterior(Xq)
+    with pytest.raises(TypeError, match="X must be a torch.Tensor .* got ndarray"):
+        noise_free_gp.posterior(np.zeros((2, 2)))
 
 
 def test_bad_options_and_data():
@@ -826,3 +842,17 @@ def test_conditioned_known_noise_gp_saved_and_loaded_predicts_the_same(tmp_path)
     r0, r1 = cond.material_response(Fq), back.material_response(Fq)
     torch.testing.assert_close(r1.P, r0.P, rtol=1e-10, atol=1e-13)
     torch.testing.assert_close(r1.variance, r0.variance, rtol=1e-9, atol=1e-16)
+
+
+def test_icm_refuses_conditioning_and_fantasies_in_one_line():
+    X = lhs(10, 2, 3)
+    ds = Dataset(X=X, Y=torch.stack([branin01(X).reshape(-1), smooth(X).reshape(-1)], -1))
+    icm = ICMGPSurrogate.from_dataset(ds, n_restarts=1)
+    with pytest.raises(NotImplementedError, match="cannot be conditioned on new observations without a refit"):
+        icm.condition_on_observations(X[:2], ds.Y[:2])
+    from botorch.sampling import SobolQMCNormalSampler
+
+    with pytest.raises(NotImplementedError, match="does not fantasize"):
+        icm.fantasize(X[:2], SobolQMCNormalSampler(torch.Size([4])))
+    with pytest.raises(NotImplementedError, match="not a tensor of noise variances"):
+        icm.posterior(X[:2], observation_noise=torch.ones(2, 2, dtype=D))

@@ -236,6 +236,8 @@ def test_bad_datasets_raise():
     Y = X.sin()
     with pytest.raises(ValueError, match="needs Dataset.fidelity"):
         AR1CoKriging(Dataset(X=X, Y=Y))
+    with pytest.raises(ValueError, match="got an empty Dataset"):
+        AR1CoKriging.from_dataset(Dataset(X=X[:0], Y=Y[:0], fidelity=torch.zeros(0)))
     with pytest.raises(ValueError, match="levels \\[1\\] have none"):
         AR1CoKriging(Dataset(X=X, Y=Y, fidelity=torch.tensor([0, 0, 2, 2, 2, 0])))
     with pytest.raises(ValueError, match="at least 2 levels"):
