@@ -100,7 +100,8 @@ def sobol_indices(
         raise ValueError(f"replicates must be an integer >= 1, got {replicates!r}")
     R = int(min(replicates, n // 8))
     edges = np.linspace(0, n, R + 1).round().astype(int)
-    seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(R)]
+    # one block is the scrambled sequence of ``seed`` itself
+    seeds = [seed] if R == 1 else [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(R)]
     U = np.concatenate([sobol_unit(2 * p, int(b - a), s) for a, b, s in zip(edges[:-1], edges[1:], seeds, strict=True)])
     U = np.clip(U, 1e-12, 1 - 1e-12)
     X = np.column_stack([distributions[nm].ppf(U[:, j]) for j, nm in enumerate(names)])
