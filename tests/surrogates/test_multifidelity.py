@@ -775,6 +775,27 @@ def test_solve_lower_folds_the_batch_into_one_solve():
     torch.testing.assert_close(X[1, 17], torch.linalg.solve_triangular(L, B[1, 17], upper=False), rtol=1e-12, atol=1e-14)
 
 
+def test_solve_lower_folds_the_leading_batch_against_a_batched_factor():
+    """A fantasy model's factor (``4 x n x n``) against one-point batches (``600 x 1 x n x k``,
+    broadcast over the fantasies): the same values and gradients as the broadcast solve."""
+    from surrogates.multifidelity import core
+
+    g = torch.Generator().manual_seed(3)
+    A = torch.randn(4, 60, 60, generator=g, dtype=DTYPE)
+    L = torch.linalg.cholesky(A @ A.transpose(-1, -2) + 60 * torch.eye(60, dtype=DTYPE)).requires_grad_(True)
+    B = torch.randn(600, 1, 60, 2, generator=g, dtype=DTYPE).requires_grad_(True)
+    assert 600 * 4 * 60**2 > core.FOLD_ELEMENTS
+    W = torch.randn(600, 4, 60, 2, generator=g, dtype=DTYPE)
+    X = core.solve_lower(L, B)
+    (gL, gB) = torch.autograd.grad((X * W).sum(), (L, B))
+    ref = torch.linalg.solve_triangular(L, B, upper=False)
+    (rL, rB) = torch.autograd.grad((ref * W).sum(), (L, B))
+    assert X.shape == ref.shape == (600, 4, 60, 2)
+    torch.testing.assert_close(X, ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gL, rL, rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(gB, rB, rtol=1e-9, atol=1e-10)
+
+
 def test_distinct_rows_counts_present_rows_once_and_only_equal_rows_as_repeats():
     from surrogates.multifidelity.core import distinct_rows
 
