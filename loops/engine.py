@@ -1344,10 +1344,17 @@ class Campaign:
         span = (b[1] - b[0]).clamp_min(1e-300)
         d = self.problem.d
 
-        def key(x: Tensor) -> tuple:
-            return tuple(torch.round((x[:d] - b[0]) / span * 1e8).long().tolist()) + tuple(x[d:].tolist())
+        def keys(X: Tensor) -> list[tuple]:
+            """One key per row of ``X`` (``n x D``): the inputs rounded to 1e-8 of the box, then
+            the trailing columns (fidelity); all rows in one tensor pass."""
+            grid = torch.round((X[:, :d] - b[0]) / span * 1e8).long().tolist()
+            rest = X[:, d:].tolist()
+            return [tuple(g) + tuple(r) for g, r in zip(grid, rest, strict=True)]
 
-        seen = {key(x) for x in Xp} if Xp is not None else set()
+        def key(x: Tensor) -> tuple:
+            return keys(x.unsqueeze(0))[0]
+
+        seen = set(keys(Xp)) if Xp is not None and len(Xp) else set()
         out, skip = [], n_design + 7919
         for x in cand:
             while key(x) in seen:
