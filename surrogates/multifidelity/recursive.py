@@ -25,10 +25,17 @@ from surrogates.multifidelity.core import (
     prior_lengthscale,
     random_starts,
 )
-from surrogates.multifidelity.model import MultiFidelityModel, assemble_levels, check_flag
+from surrogates.multifidelity.model import (
+    MultiFidelityModel,
+    assemble_levels,
+    check_flag,
+    round_significand,
+)
 
 RHO_FORMS = ("constant", "linear")
 TREND_FORMS = ("constant", "linear", "auto")
+#: output warps of level 0 (:class:`RecursiveCoKriging`'s ``warp``)
+WARPS = ("none", "log")
 #: residual degrees of freedom a level must keep for ``trend="auto"`` to give it a linear trend
 AUTO_TREND_DOF = 3
 
@@ -149,8 +156,18 @@ class RecursiveCoKriging(MultiFidelityModel):
     the widening (without it, the median NLPD of the surrogate benchmark's
     development problems was worse on 4 of the 5 problems it changes).
 
+    Output warp (``warp``, default ``"none"``; never chosen from the data):
+    ``"log"`` krigs ``log y_0`` at level 0 (its outputs must be positive; a
+    warped GP with a fixed warp, Snelson et al. 2004), and the log-normal
+    mean and covariance of ``y_0`` enter the recursion and level 0's
+    predictions (``E = exp(M + S/2)``, ``cov = E E^T (exp(S) - 1)``: a
+    Gaussian with the log-normal's first two moments). Known noise enters
+    the log space by the delta method (``Var log y = v / y^2``); predictions
+    are then equivariant under ``y -> a y`` for ``a > 0`` only.
+
     Options: see :class:`MultiFidelityModel`; ``rho`` (``"constant"``),
-    ``trend`` (``"auto"``), ``reml`` (True), ``t_scale`` (True; False: the plug-in Gaussian).
+    ``trend`` (``"auto"``), ``reml`` (True), ``t_scale`` (True; False: the plug-in Gaussian),
+    ``warp`` (``"none"``).
 
     Example:
         >>> model = RecursiveCoKriging.from_dataset(ds)
@@ -164,8 +181,12 @@ class RecursiveCoKriging(MultiFidelityModel):
         trend: str = "auto",
         reml: bool = True,
         t_scale: bool = True,
+        warp: str = "none",
         **options: Any,
     ):
+        if warp not in WARPS:
+            raise ValueError(f"warp must be one of {WARPS}, got {warp!r}")
+        self.warp = warp
         if rho not in RHO_FORMS:
             raise ValueError(f"rho must be one of {RHO_FORMS}, got {rho!r}")
         if trend not in TREND_FORMS:
@@ -175,7 +196,8 @@ class RecursiveCoKriging(MultiFidelityModel):
         super().__init__(dataset, **options)
 
     def _extra_config(self) -> dict[str, Any]:
-        return {"rho": self.rho_form, "trend": self.trend, "reml": self.reml, "t_scale": self.t_scale}
+        return {"rho": self.rho_form, "trend": self.trend, "reml": self.reml, "t_scale": self.t_scale,
+                "warp": self.warp}
 
     def _build(self) -> None:
         self._kinds = KERNELS if self.kernel == "auto" else (self.kernel,)
@@ -197,7 +219,7 @@ class RecursiveCoKriging(MultiFidelityModel):
     @classmethod
     def from_config(cls, config: dict[str, Any], dataset: Dataset):
         # saved before the trend option: those models have constant trends
-        return super().from_config({"trend": "constant", **config}, dataset)
+        return super().from_config({"trend": "constant", "warp": "none", **config}, dataset)
 
     # saved before the constant-input check (every input) and the trend-basis check (every column)
     _FILLED_WHEN_MISSING = ("trend_inputs", "basis_keep")
@@ -269,9 +291,61 @@ class RecursiveCoKriging(MultiFidelityModel):
 
         return self._pointwise(at, x)
 
+    # ------------------------------------------------------- log warp
+    def _set_warp(self) -> None:
+        """With ``warp="log"``: the mean and standard deviation of ``log y`` over
+        level 0's training outputs (``_warp_loc``, ``_warp_scale``), which standardize
+        its kriging targets; level 0's outputs must be positive."""
+        if self.warp == "none":
+            return
+        _, y, _ = self._levels(fantasy=False)[0]
+        raw = self.level_mean[0] + self.level_std[0] * y
+        if not bool((raw > 0).all()):
+            raise ValueError(
+                f"warp='log' needs positive level-0 outputs, got min {float(raw.min()):.6g} "
+                f"(shift them, or use warp='none')")
+        lg = raw.log()
+        self._warp_loc = lg.mean()
+        self._warp_scale = lg.std().clamp_min(1e-12) if lg.numel() > 1 else torch.ones((), dtype=DTYPE)
+        self._warp_floor = 1e-12 * raw.max()
+
+    def _warped(self, y: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Level 0's kriging targets and known noise from its standardized outputs
+        ``y`` and noise ``v``: ``(log y_raw - loc) / scale`` and, by the delta method,
+        ``v_raw / (y_raw scale)^2``, rounded as the other levels' targets
+        (:func:`~surrogates.multifidelity.model.round_significand`). A fantasy value
+        below ``1e-12`` of the largest training output is taken at that floor."""
+        raw = (self.level_mean[0] + self.level_std[0] * y).clamp_min(self._warp_floor)
+        z = round_significand((raw.log() - self._warp_loc) / self._warp_scale)
+        vz = round_significand(v * self.level_std[0] ** 2 / (raw * self._warp_scale) ** 2)
+        return z, vz.clamp_min(NOISE_FLOOR)
+
+    def _unwarped(self, m: Tensor, c: Tensor, diag: bool) -> tuple[Tensor, Tensor]:
+        """Level 0's log-space kriging moments (``m``, covariance or variances ``c``,
+        standardized log units) to the log-normal moments of ``y_0`` in level 0's
+        standardized units: ``E_i = exp(M_i + S_ii / 2)``, ``cov_ij = E_i E_j
+        (exp(S_ij) - 1)`` with ``M = loc + scale m``, ``S = scale^2 c``."""
+        M, S = self._warp_loc + self._warp_scale * m, self._warp_scale**2 * c
+        var = S if diag else S.diagonal(dim1=-2, dim2=-1)
+        E = torch.exp(M + 0.5 * var)
+        cov = E.pow(2) * torch.expm1(S) if diag else E.unsqueeze(-1) * E.unsqueeze(-2) * torch.expm1(S)
+        return (E - self.level_mean[0]) / self.level_std[0], cov / self.level_std[0] ** 2
+
+    def _nugget(self) -> Tensor:
+        g = torch.stack([self._lk(t).unpack(self.theta[t])[2] for t in range(self.num_fidelities)])
+        if self.warp == "log":
+            if not hasattr(self, "_warp_loc"):
+                self._set_warp()
+            # level 0's nugget is in standardized log units: at the geometric mean of its outputs
+            typical = torch.exp(self._warp_loc) / self.level_std[0]
+            g = torch.cat([(g[0] * (self._warp_scale * typical) ** 2).reshape(1), g[1:]])
+        return g
+
     def _level_data(self, t: int, coef: Tensor | None):
         x, y, v = self._lv[t]
         if t == 0:
+            if self.warp == "log":
+                y, v = self._warped(y, v)
             return x, self._basis(0, x, None), y, v, None
         m, var = self._lower_at(t, x)
         F = self._basis(t, x, m)
@@ -310,6 +384,7 @@ class RecursiveCoKriging(MultiFidelityModel):
         return [bool(b) for b in self.trend_linear]
 
     def _fit(self) -> None:
+        self._set_warp()
         self._set_scale_free()
         self._choose_trends()
         self._krig: list[Kriging] = []
@@ -352,6 +427,7 @@ class RecursiveCoKriging(MultiFidelityModel):
             self._krig.append(krig)
 
     def _condition(self) -> None:
+        self._set_warp()
         self._set_scale_free()
         self._krig = []
         self._lv = self._levels()
@@ -363,8 +439,6 @@ class RecursiveCoKriging(MultiFidelityModel):
     def _lk(self, t: int) -> LevelKriging:
         return self._levelk[int(self.kernel_index[t])]
 
-    def _nugget(self) -> Tensor:
-        return torch.stack([self._lk(t).unpack(self.theta[t])[2] for t in range(self.num_fidelities)])
 
     @property
     def kernels(self) -> list[str]:
@@ -381,6 +455,8 @@ class RecursiveCoKriging(MultiFidelityModel):
             m, c = self._lk(t).predict(
                 self._krig[t], self.theta[t], X, x, F, diag=diag, t_scale=self.t_scale and self._scale_free[t]
             )
+            if t == 0 and self.warp == "log":
+                m, c = self._unwarped(m, c, diag)
             if t:
                 r = self._rho_at(t, x)
                 gains.append(r)
