@@ -1,8 +1,9 @@
 r"""Multi-fidelity Gaussian-process surrogates over ``L`` ordered fidelity levels.
 
-* :class:`AR1CoKriging` -- Kennedy & O'Hagan (2000), one joint GP (default
-  choice for non-nested designs and noisy data);
-* :class:`RecursiveCoKriging` -- Le Gratiet & Garnier (2014), level by level;
+* :class:`AR1CoKriging` -- Kennedy & O'Hagan (2000), one joint GP (exact for
+  non-nested designs; the model of ``mf_campaigns.py``'s campaigns);
+* :class:`RecursiveCoKriging` -- Le Gratiet & Garnier (2014), level by level
+  (the default model of the surrogate benchmark ``multifidelity.py``);
 * :class:`NARGP` -- Perdikaris et al. (2017), nonlinear in the level below.
 
 All share one core (:mod:`surrogates.multifidelity.core`: GPyTorch
