@@ -360,7 +360,9 @@ class BestPoint:
     Attributes:
         x: ``d`` inputs of the best observation; value: its objective; row: its store row id.
         predicted_x: ``d`` inputs maximizing the model's (signed) posterior mean of the
-            objective at the target fidelity (the recommendation), or None.
+            objective at the target fidelity (the recommendation), or None. Where the
+            oracle failed at that maximizer (and with outcome constraints, where it is not
+            predicted feasible), the best predicted of the observed designs instead.
         predicted_value: the posterior mean of the objective there.
         fidelity: the level both refer to (the target fidelity).
     """
@@ -895,24 +897,40 @@ class Campaign:
             warnings.simplefilter("ignore", OptimizationWarning)
             xb, val = optimize_acqf(acqf, bounds=p.bounds, q=1, num_restarts=4, raw_samples=256,
                                     options={"maxiter": 200})
-        if not p.constraints:
+        failed_there = self._failed_at(xb[0])
+        if not p.constraints and not failed_there:
             return xb[0].tolist(), float(val) * sgn
-        # outcome constraints: the best predicted point among the box's maximizer and the
-        # observed designs (at the target level) whose posterior means satisfy the constraints
+        # outcome constraints, or a maximizer where the oracle failed (the model, fitted to
+        # the successful points only, knows nothing of failures): the best predicted point
+        # among the box's maximizer (unless it failed) and the observed designs (at the
+        # target level) whose posterior means satisfy the constraints
         X, _, _ = self.data()
         if p.multi_fidelity:
             X = X[X[:, -1] == p.target_fidelity]
             xb = torch.cat([xb, torch.full_like(xb[:, :1], float(p.target_fidelity))], -1)
-        cands = torch.cat([xb, X])
+        cands = X if failed_there and len(X) else torch.cat([xb, X])
         with torch.no_grad():
             mean = self.model.posterior(cands).mean.reshape(len(cands), -1)
-        feas = satisfies_constraints(p, mean)
+        feas = satisfies_constraints(p, mean) if p.constraints else torch.ones(len(cands), dtype=torch.bool)
         if not feas.any():
             raise ValueError("no candidate (the posterior mean's maximizer or an observed design) is predicted "
                              "to satisfy the constraints")
         score = torch.where(feas, sgn * mean[:, j], torch.full_like(mean[:, j], -math.inf))
         k = int(score.argmax())
         return cands[k, : p.d].tolist(), float(mean[k, j])
+
+    def _failed_at(self, x: Tensor) -> bool:
+        """Whether a design point ``x`` (``d``) failed at the target level (within 1e-6
+        of the box in every input) and never succeeded there."""
+        p = self.problem
+        span = (p.bounds[1] - p.bounds[0]).clamp_min(1e-300)
+
+        def near(r) -> bool:
+            return bool((((torch.tensor(r["x"], dtype=torch.float64) - x) / span).abs() <= 1e-6).all())
+
+        at = [r for r in self._rows.values() if r["role"] != "validation" and r["x"] is not None
+              and (not p.multi_fidelity or r["fidelity"] == p.target_fidelity) and near(r)]
+        return any(r["status"] == "failed" for r in at) and not any(r["status"] == "done" for r in at)
 
     def dataframe(self):
         """All evaluations as a pandas ``DataFrame`` (inputs, outputs and variances by name)."""

@@ -749,3 +749,24 @@ def test_learn_campaign_stops_at_its_target_error(tmp_path):
     assert float((mu - yv).pow(2).mean().sqrt() / yv.std()) == pytest.approx(res.state.metrics["nrmse"], rel=1e-6)
     # it went on while the error was above the target and stopped at the first update below it
     assert len(history) >= 2 and history[-1] <= target and all(v > target for v in history[:-1]), history
+
+
+def test_the_recommendation_is_not_a_design_that_failed(tmp_path):
+    """The model is fitted to successful points only, so its posterior mean may peak where the
+    oracle failed (a pore space that does not percolate): then the recommendation is the best
+    predicted of the observed designs, not the failed point."""
+    camp = Campaign(_cfg(tmp_path, budget={"calls": 12}), run_dir=tmp_path / "run")
+    for _ in range(3):
+        t = camp.ask(3)
+        camp.tell(t.X, camp.oracle.evaluate_true(t.X), ids=t.ids)
+    first = camp.best()
+    camp.tell([first.predicted_x], [[float("nan")]], reasons=["simulation diverged"])
+    again = camp.best()
+    assert again.predicted_x != first.predicted_x
+    X, _, _ = camp.data()
+    assert any(torch.allclose(torch.tensor(again.predicted_x, dtype=X.dtype), x, rtol=0, atol=0) for x in X)
+    with torch.no_grad():
+        mean = camp.model.posterior(X).mean[:, 0]
+    # branin is minimized: the best predicted observed design
+    assert again.predicted_value == pytest.approx(float(mean.min()), rel=1e-9)
+    camp.close()
