@@ -476,8 +476,22 @@ class ConfigError(ValueError):
         self.lines = lines
 
 
+#: top-level keys that only an FE² config has (``scalebridge fe2``)
+FE2_ONLY_KEYS = ("mesh", "dirichlet", "traction", "load", "material", "uncertainty")
+
+
+def other_command_hint(data: Any, keys: tuple[str, ...], source: str, command: str, kind: str) -> None:
+    """Raise one :class:`ConfigError` line when the top level of ``data`` has ``keys`` of
+    another command's config (an FE² config given to ``run``, or a campaign's to ``fe2``)."""
+    found = [k for k in keys if isinstance(data, dict) and k in data]
+    if found:
+        raise ConfigError([f"{source}: keys {found} belong to {kind} config; run it with `scalebridge {command}`"])
+
+
 def parse_config(data: dict[str, Any], source: str = "config") -> CampaignConfig:
-    """Validate a dict; raise :class:`ConfigError` with one line per problem."""
+    """Validate a dict; raise :class:`ConfigError` with one line per problem (one line
+    naming ``scalebridge fe2`` for an FE² config)."""
+    other_command_hint(data, FE2_ONLY_KEYS, source, "fe2", "an FE²")
     try:
         return CampaignConfig.model_validate(data)
     except ValidationError as e:

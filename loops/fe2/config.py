@@ -427,7 +427,14 @@ def format_errors(err: ValidationError, source: str) -> list[str]:
     return [f"{source}: {line}" for line in _settings_errors(err, FE2Config)]
 
 
+#: top-level keys that only a campaign config has (``scalebridge run``)
+CAMPAIGN_ONLY_KEYS = ("oracle", "budget", "initial", "acquisition", "objective", "fidelity", "mode")
+
+
 def parse_config(data: dict[str, Any], source: str = "config") -> FE2Config:
+    from loops.config import other_command_hint
+
+    other_command_hint(data, CAMPAIGN_ONLY_KEYS, source, "run", "a campaign")
     try:
         cfg = FE2Config.model_validate(data)
     except ValidationError as e:

@@ -302,6 +302,11 @@ def _run(cfg: FE2Config, progress) -> FE2Run:
         if mat.provider in ("surrogate", "adaptive"):
             if mat.surrogate.uri:
                 surrogate = load_deployed(mat.surrogate.uri)
+                k = getattr(surrogate, "dim_F", None)
+                if k is not None and int(k) != mesh.dim():
+                    raise ValueError(
+                        f"material.surrogate.uri = {mat.surrogate.uri!r} is a {int(k)}D constitutive surrogate "
+                        f"(F {int(k)} x {int(k)}); the mesh ({cfg.mesh.kind}) is {mesh.dim()}D")
                 info["surrogate"] = mat.surrogate.uri
             else:
                 t0 = time.perf_counter()

@@ -480,7 +480,9 @@ class PhaseMap(Microstructure):
         if isinstance(src, (str, Path)):
             path = Path(src)
             if not path.is_file():
-                raise InvalidInput(f"phase map file {str(path)!r} does not exist")
+                where = "" if path.is_absolute() else (
+                    f" (looked for {path.resolve()}: a relative path is read from the working directory)")
+                raise InvalidInput(f"phase map file {str(path)!r} does not exist{where}")
             suffix = path.suffix.lower()
             if suffix == ".npy":
                 try:

@@ -336,6 +336,38 @@ def test_tampered_surrogate_directory_is_one_line(tmp_path, capsys):
     assert str(d) in err[0] and "damaged or were edited" in err[0]
 
 
+def test_a_config_for_the_other_command_is_one_line_naming_it(tmp_path):
+    from loops.config import parse_config as parse_campaign
+
+    with pytest.raises(ConfigError) as err:
+        parse_campaign({"name": "x", "mesh": {"kind": "box"}, "load": {}}, source="c.toml")
+    assert err.value.lines == ["c.toml: keys ['mesh', 'load'] belong to an FE² config; run it with `scalebridge fe2`"]
+    with pytest.raises(ConfigError) as err:
+        parse_config({"name": "x", "oracle": {"name": "branin"}, "budget": {"calls": 5}}, source="f.toml")
+    assert err.value.lines == ["f.toml: keys ['oracle', 'budget'] belong to a campaign config; run it with "
+                               "`scalebridge run`"]
+
+
+def test_a_surrogate_of_another_dimension_is_refused_in_one_line(tmp_path, capsys):
+    """A 3D constitutive surrogate (F 3 x 3) on a 2D mesh had failed at the first material call
+    with 'F must be n x 3 x 3, got shape (1, 2, 2)', which names neither the model nor the mesh."""
+    import torch
+
+    from surrogates import Dataset
+    from surrogates.base import save_surrogate
+    from surrogates.gp import GPSurrogate
+
+    g = torch.Generator().manual_seed(0)
+    H = 0.02 * (2 * torch.rand(12, 9, generator=g, dtype=torch.float64) - 1)
+    gp = GPSurrogate.from_dataset(Dataset(X=H, Y=10 * H), n_restarts=1, maxiter=20)
+    d = save_surrogate(gp, tmp_path / "gp3d")
+    cfg = _surrogate_config(tmp_path, str(d))
+    assert scalebridge(["fe2", str(cfg), "--quiet", "--no-mlflow", "--output-dir", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert f"material.surrogate.uri = '{d}' is a 3D constitutive surrogate (F 3 x 3); the mesh (rectangle) is 2D" in err[0]
+
+
 def test_a_run_that_fails_at_its_first_step_says_no_step_converged(tmp_path, capsys):
     """The message had pointed at a steps.jsonl that is not written when no step converged."""
     bad = _write(tmp_path, BASE.replace("value = 0.1", "value = -2.5").replace("n_steps = 2", "n_steps = 1"))

@@ -180,8 +180,14 @@ def test_phase_map_bad_inputs(tmp_path):
         PhaseMap(np.array([[0.0, 0.5], [1.0, 0.0]]))
     with pytest.raises(InvalidInput, match="2D or 3D"):
         PhaseMap(np.zeros(5, dtype=int))
-    with pytest.raises(InvalidInput, match="does not exist"):
+    with pytest.raises(InvalidInput, match="does not exist$"):
         PhaseMap(tmp_path / "nope.npy")
+    # a relative path is read from the working directory, and the message says where it looked
+    import os
+
+    with pytest.raises(InvalidInput, match=rf"'nope.npy' does not exist \(looked for {os.getcwd()}/nope.npy: a "
+                                           r"relative path is read from the working directory\)"):
+        PhaseMap("nope.npy")
     (tmp_path / "x.txt").write_text("0 1")
     with pytest.raises(InvalidInput, match="suffix"):
         PhaseMap(tmp_path / "x.txt")
