@@ -521,8 +521,9 @@ def _propose(name, model, problem, train_X, train_Y, q, cfg, X_pending, noise, s
 
 
 def supports_pending(model: Model) -> bool:
-    """Whether ``model`` can be conditioned on pending points (it has BoTorch's ``fantasize``)."""
-    return callable(getattr(model, "fantasize", None))
+    """Whether ``model`` can be conditioned on pending points (it has BoTorch's ``fantasize``
+    and does not say ``supports_conditioning = False``, as the multi-task ICM GP does)."""
+    return callable(getattr(model, "fantasize", None)) and getattr(model, "supports_conditioning", True)
 
 
 def _with_level(X: Tensor, level: int) -> Tensor:

@@ -718,14 +718,17 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         ``observation_noise``: False (the latent function), True (plus the
         fitted or known noise), or a ``batch x q x m`` tensor of noise
         variances in output units, as every scalebridge surrogate reads it
-        (BoTorch reads such a tensor in the model's standardized units).
+        (BoTorch reads such a tensor in the model's standardized units, and so
+        does this method inside BoTorch's ``fantasize``, which passes the
+        likelihood's standardized noise).
         ``X`` must be a finite tensor.
         """
         if not torch.is_tensor(X):
             raise TypeError(f"X must be a torch.Tensor (batch x q x {self.train_dataset.d}), got {type(X).__name__}")
         if not torch.isfinite(X).all():
             raise InvalidInput(f"X contains nan or inf entries (shape {tuple(X.shape)})")
-        if torch.is_tensor(observation_noise):
+        # inside BoTorch's fantasize the tensor is the likelihood's own noise, standardized
+        if torch.is_tensor(observation_noise) and not fantasize_flag.on():
             observation_noise = observation_noise.to(X) / self.outcome_transform.stdvs.to(X).pow(2)
         return super().posterior(X, output_indices=output_indices, observation_noise=observation_noise,
                                  posterior_transform=posterior_transform, **kwargs)
@@ -952,6 +955,9 @@ class ICMGPSurrogate(MultiTaskGP, _GPCommon):
     acquisitions that fantasize (qKnowledgeGradient, qNegIntegratedPosteriorVariance)
     need :class:`GPSurrogate`; qLogNoisyExpectedImprovement with pending points works.
     """
+
+    #: read by the campaign and FE² code before they condition or fantasize a model
+    supports_conditioning = False
 
     def condition_on_observations(self, X: Tensor, Y: Tensor, **kwargs):
         raise NotImplementedError(

@@ -173,7 +173,8 @@ def train_learner(oracle_provider, n: int, h_max: float, seed: int, k: int = 2):
 def _updater_for(surrogate, refit_every: int = 0):
     if callable(getattr(surrogate, "update", None)):
         return None  # the switch's default: surrogate.update(F, P)
-    if callable(getattr(surrogate, "condition_on_observations", None)) and getattr(surrogate, "dim_F", None):
+    if (callable(getattr(surrogate, "condition_on_observations", None)) and getattr(surrogate, "dim_F", None)
+            and getattr(surrogate, "supports_conditioning", True)):
         return ConditionUpdater(refit_every)  # a GP: condition, refit every refit_every updates
     if getattr(surrogate, "train_dataset", None) is not None and hasattr(surrogate, "from_dataset"):
         return refit_updater

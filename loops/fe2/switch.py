@@ -135,7 +135,8 @@ def default_updater(surrogate):
     new observations (a constitutive GP), else None (it cannot learn)."""
     if callable(getattr(surrogate, "update", None)):
         return _default_updater
-    if callable(getattr(surrogate, "condition_on_observations", None)) and getattr(surrogate, "dim_F", None):
+    if (callable(getattr(surrogate, "condition_on_observations", None)) and getattr(surrogate, "dim_F", None)
+            and getattr(surrogate, "supports_conditioning", True)):
         return ConditionUpdater()
     return None
 

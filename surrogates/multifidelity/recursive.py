@@ -316,8 +316,11 @@ class RecursiveCoKriging(MultiFidelityModel):
         (:func:`~surrogates.multifidelity.model.round_significand`). A fantasy value
         below ``1e-12`` of the largest training output is taken at that floor."""
         raw = (self.level_mean[0] + self.level_std[0] * y).clamp_min(self._warp_floor)
-        z = round_significand((raw.log() - self._warp_loc) / self._warp_scale)
-        vz = round_significand(v * self.level_std[0] ** 2 / (raw * self._warp_scale) ** 2)
+        z = (raw.log() - self._warp_loc) / self._warp_scale
+        vz = v * self.level_std[0] ** 2 / (raw * self._warp_scale) ** 2
+        # rounded values, identity gradient: a fantasy value's gradient passes through
+        z = z + (round_significand(z.detach()) - z.detach())
+        vz = vz + (round_significand(vz.detach()) - vz.detach())
         return z, vz.clamp_min(NOISE_FLOOR)
 
     def _unwarped(self, m: Tensor, c: Tensor, diag: bool) -> tuple[Tensor, Tensor]:

@@ -856,3 +856,38 @@ def test_icm_refuses_conditioning_and_fantasies_in_one_line():
         icm.fantasize(X[:2], SobolQMCNormalSampler(torch.Size([4])))
     with pytest.raises(NotImplementedError, match="not a tensor of noise variances"):
         icm.posterior(X[:2], observation_noise=torch.ones(2, 2, dtype=D))
+    # the campaign and FE² code ask before conditioning: no pending-point fantasies, a refit in FE²
+    from loops.acquisition import supports_pending
+    from loops.fe2.switch import default_updater
+
+    assert not supports_pending(icm) and default_updater(icm) is None
+
+
+def test_fantasies_of_a_known_noise_gp_are_drawn_with_its_noise(monkeypatch):
+    """BoTorch's fantasize passes the likelihood's (standardized) noise to posterior: the
+    fantasy values are drawn from the latent variance plus the known noise in output units
+    (100 here, on outputs of scale ~400), as posterior(observation_noise=True) gives."""
+    from botorch.sampling import SobolQMCNormalSampler
+
+    g = torch.Generator().manual_seed(90)
+    X = torch.rand(15, 3, generator=g, dtype=D)
+    Y = 1000 * X.sin().sum(-1, keepdim=True)
+    gp = GPSurrogate.from_dataset(Dataset(X=X, Y=Y, Yvar=torch.full_like(Y, 100.0)), n_restarts=1, maxiter=30)
+    Xf = torch.rand(2, 3, generator=g, dtype=D)
+    drawn = {}
+    real = GPSurrogate.posterior
+
+    def spy(self, X, *args, **kwargs):
+        post = real(self, X, *args, **kwargs)
+        if torch.is_tensor(kwargs.get("observation_noise")):
+            drawn["var"] = post.variance.detach()
+        return post
+
+    monkeypatch.setattr(GPSurrogate, "posterior", spy)
+    gp.fantasize(Xf, sampler=SobolQMCNormalSampler(torch.Size([4])))
+    monkeypatch.setattr(GPSurrogate, "posterior", real)
+    with torch.no_grad():
+        latent = gp.posterior(Xf).variance
+        noisy = gp.posterior(Xf, observation_noise=True).variance
+    torch.testing.assert_close(noisy - latent, torch.full_like(latent, 100.0), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(drawn["var"].reshape(-1), noisy.reshape(-1), rtol=1e-9, atol=1e-9)

@@ -1050,3 +1050,15 @@ def test_log_warp_fits_an_exponential_level_better_and_fantasizes():
     fm = m.fantasize(torch.tensor([[[0.3, 0.6, 0.0]]], dtype=DTYPE), SobolQMCNormalSampler(torch.Size([4])))
     post = fm.posterior(torch.tensor([[0.2, 0.2, 1.0], [0.7, 0.1, 1.0]], dtype=DTYPE))
     assert torch.isfinite(post.mean).all() and (post.variance > 0).all()
+    # the gradient through a level-0 fantasy value (the rounding of the log targets passes it)
+    Xf, Xq = torch.tensor([[[0.3, 0.6, 0.0]]], dtype=DTYPE), torch.tensor([[0.3, 0.6, 1.0]], dtype=DTYPE)
+    noise = torch.full((1, 1, 1), 1e-4, dtype=DTYPE)
+
+    def top_mean(y):
+        return m.condition_on_observations(Xf, y.reshape(1, 1, 1), noise=noise).posterior(Xq).mean.sum()
+
+    y = torch.tensor(2.0, dtype=DTYPE, requires_grad=True)
+    (grad,) = torch.autograd.grad(top_mean(y), y)
+    with torch.no_grad():
+        fd = (top_mean(torch.tensor(2.001, dtype=DTYPE)) - top_mean(torch.tensor(1.999, dtype=DTYPE))) / 0.002
+    assert abs(float(grad)) > 1e-4 and float(grad) == pytest.approx(float(fd), rel=1e-4)
