@@ -57,7 +57,7 @@ from torch import Tensor
 from torch.quasirandom import SobolEngine
 
 from loops.models import MAX_CHOLESKY
-from surrogates.base import variance_in_output_units
+from surrogates.base import conditions_on_observations, variance_in_output_units
 
 #: observations above which predictive covariances use LOVE (fast_pred_var)
 FAST_PRED_N = 200
@@ -522,8 +522,8 @@ def _propose(name, model, problem, train_X, train_Y, q, cfg, X_pending, noise, s
 
 def supports_pending(model: Model) -> bool:
     """Whether ``model`` can be conditioned on pending points (it has BoTorch's ``fantasize``
-    and does not say ``supports_conditioning = False``, as the multi-task ICM GP does)."""
-    return callable(getattr(model, "fantasize", None)) and getattr(model, "supports_conditioning", True)
+    and :func:`~surrogates.base.conditions_on_observations`)."""
+    return callable(getattr(model, "fantasize", None)) and conditions_on_observations(model)
 
 
 def _with_level(X: Tensor, level: int) -> Tensor:

@@ -78,8 +78,8 @@ _SET_BY_FIT = {"self", "train_X", "train_Y", "train_Yvar", "input_transform", "o
 def _accepted_options(cls: Any) -> set[str] | None:
     """Option names that ``cls.from_dataset(dataset, **options)`` takes: a class's
     ``_defaults`` table where it has one (the project's GPs), else the keywords of
-    ``from_dataset`` and, where it forwards ``**options``, of the constructor; None
-    where a ``**kwargs`` leaves them open."""
+    ``from_dataset`` and, while a ``**options`` passes them on, of the constructors
+    along the class's MRO; None where the last of these still takes ``**kwargs``."""
     defaults = getattr(cls, "_defaults", None)
     if isinstance(defaults, dict) and defaults:
         return set(defaults)
@@ -87,13 +87,14 @@ def _accepted_options(cls: Any) -> set[str] | None:
     if fit is None:
         return None
     named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    inits = [c.__init__ for c in getattr(cls, "__mro__", ()) if c is not object and "__init__" in vars(c)]
     out: set[str] = set()
-    for fn, skip in ((fit, {"cls", "dataset"}), (getattr(cls, "__init__", None), {"self"})):
+    for fn in (fit, *inits):
         try:
             params = list(inspect.signature(fn).parameters.values())
         except (TypeError, ValueError):
             return None
-        out |= {p.name for p in params if p.kind in named} - skip
+        out |= {p.name for p in params if p.kind in named} - {"self", "cls", "dataset"}
         if not any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params):
             return out
     return None
@@ -142,12 +143,7 @@ def check_model_spec(name: str, options: dict[str, Any], d: int, num_fidelities:
     # the built-in co-kriging models take exactly their constructors' keywords (a plugin
     # subclass may route **kwargs elsewhere: building it below checks its options)
     if cls.__module__.startswith("surrogates.multifidelity"):
-        allowed = set()
-        for c in cls.__mro__:
-            if c is not object and "__init__" in vars(c):
-                allowed |= {p.name for p in inspect.signature(c.__init__).parameters.values()
-                            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
-        allowed -= {"self", "dataset", "num_fidelities"}
+        allowed = (_accepted_options(cls) or set()) - {"num_fidelities"}
         unknown = sorted(set(opts) - allowed)
         if unknown:
             raise ValueError(f"model.options {unknown} are not options of {name!r} ({cls.__name__}); "

@@ -133,6 +133,13 @@ class UnitStandardize(Standardize):
         return with_output_scale(super().untransform_posterior(posterior, X), self.stdvs)
 
 
+def conditions_on_observations(model: Any) -> bool:
+    """Whether ``model`` can be conditioned on new observations without a refit: it has
+    ``condition_on_observations`` and does not say ``supports_conditioning = False``
+    (as :class:`~surrogates.gp.ICMGPSurrogate` does, whose method refuses)."""
+    return callable(getattr(model, "condition_on_observations", None)) and getattr(model, "supports_conditioning", True)
+
+
 def check_flag(name: str, value: Any) -> bool:
     """``value`` if it is a bool, else a ``ValueError`` naming the option."""
     if not isinstance(value, bool):

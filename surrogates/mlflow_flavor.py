@@ -185,17 +185,13 @@ def surrogate_input_names(surrogate) -> tuple[str, ...]:
     """The pyfunc table's input columns of ``surrogate``: its training data's
     ``input_names``, followed by ``"fidelity"`` for a multi-fidelity model (whose
     posterior takes the level as a trailing column); empty without names."""
-    ds = getattr(surrogate, "train_dataset", None)
-    names = tuple(ds.input_names) if ds is not None and ds.input_names else ()
-    if names and _takes_fidelity_column(surrogate) and "fidelity" not in names:
-        names += ("fidelity",)
-    return names
-
-
-def _takes_fidelity_column(surrogate) -> bool:
     from surrogates.multifidelity import MultiFidelityModel
 
-    return isinstance(surrogate, MultiFidelityModel)
+    ds = getattr(surrogate, "train_dataset", None)
+    names = tuple(ds.input_names) if ds is not None and ds.input_names else ()
+    if names and isinstance(surrogate, MultiFidelityModel) and "fidelity" not in names:
+        names += ("fidelity",)
+    return names
 
 
 def surrogate_signature(input_names, output_names, dim_F: int | None = None):

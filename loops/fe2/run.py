@@ -50,6 +50,7 @@ from loops.fe2.providers import NeoHookean, OracleProvider, load_material, sobol
 from loops.fe2.solver import DirichletBC, MacroSolver, SolveResult, TractionBC
 from loops.fe2.switch import AdaptiveSwitch, ConditionUpdater, refit_updater, tolerance_for_reaction
 from oracles.exceptions import NotConverged
+from surrogates.base import conditions_on_observations
 
 
 @dataclass
@@ -173,8 +174,7 @@ def train_learner(oracle_provider, n: int, h_max: float, seed: int, k: int = 2):
 def _updater_for(surrogate, refit_every: int = 0):
     if callable(getattr(surrogate, "update", None)):
         return None  # the switch's default: surrogate.update(F, P)
-    if (callable(getattr(surrogate, "condition_on_observations", None)) and getattr(surrogate, "dim_F", None)
-            and getattr(surrogate, "supports_conditioning", True)):
+    if conditions_on_observations(surrogate) and getattr(surrogate, "dim_F", None):
         return ConditionUpdater(refit_every)  # a GP: condition, refit every refit_every updates
     if getattr(surrogate, "train_dataset", None) is not None and hasattr(surrogate, "from_dataset"):
         return refit_updater

@@ -52,6 +52,7 @@ from torch import Tensor
 
 from loops.fe2.providers import check_F
 from oracles.material import MaterialModel, MaterialResponse
+from surrogates.base import conditions_on_observations
 
 DTYPE = torch.float64
 
@@ -135,8 +136,7 @@ def default_updater(surrogate):
     new observations (a constitutive GP), else None (it cannot learn)."""
     if callable(getattr(surrogate, "update", None)):
         return _default_updater
-    if (callable(getattr(surrogate, "condition_on_observations", None)) and getattr(surrogate, "dim_F", None)
-            and getattr(surrogate, "supports_conditioning", True)):
+    if conditions_on_observations(surrogate) and getattr(surrogate, "dim_F", None):
         return ConditionUpdater()
     return None
 

@@ -442,7 +442,6 @@ class RecursiveCoKriging(MultiFidelityModel):
     def _lk(self, t: int) -> LevelKriging:
         return self._levelk[int(self.kernel_index[t])]
 
-
     @property
     def kernels(self) -> list[str]:
         """Correlation family of each level."""
