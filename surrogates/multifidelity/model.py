@@ -43,19 +43,95 @@ import math
 import operator
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from botorch.models.cost import AffineFidelityCostModel
 from botorch.models.deterministic import GenericDeterministicModel
 from botorch.models.model import FantasizeMixin, Model
 from botorch.posteriors.gpytorch import GPyTorchPosterior
-from linear_operator.operators import DenseLinearOperator
+from linear_operator.operators import DenseLinearOperator, LinearOperator
 from torch import Tensor
 
 from surrogates.base import SurrogateMixin, UnitMultivariateNormal, check_flag, check_int  # noqa: F401  (re-exported)
 from surrogates.dataset import CONSTANT_RTOL, DTYPE, Dataset
 from surrogates.multifidelity.core import KERNELS, NOISE_FLOOR, independent_columns
+
+
+class DeferredJoint(NamedTuple):
+    """Covariance of ``q`` points (standardized units) given by its diagonal
+    ``diag`` (``batch x q``) now and by ``full()`` (``batch x q x q``, the same
+    diagonal) when the joint matrix is needed."""
+
+    diag: Tensor
+    full: Callable[[], Tensor]
+
+
+class DeferredCovariance(LinearOperator):
+    """A covariance matrix whose diagonal is known and whose full matrix is
+    computed on first use.
+
+    A posterior's variances (BoTorch's ``posterior.variance``, qNIPV's
+    integrated variance over hundreds of points, scalings by
+    :class:`~botorch.acquisition.objective.ScalarizedPosteriorTransform`) read
+    only the diagonal; sampling, log-densities and any other operation on the
+    matrix evaluate ``dense_fn()`` once and act as a
+    :class:`~linear_operator.operators.DenseLinearOperator` of it, through
+    plain torch autograd.
+
+    Args:
+        diag: ``batch x q`` variances.
+        dense_fn: returns the ``batch x q x q`` matrix (with diagonal ``diag``).
+    """
+
+    def __init__(self, diag: Tensor, dense_fn: Callable[[], Tensor]):
+        super().__init__(diag, dense_fn=dense_fn)
+        self._diag, self._dense_fn, self._dense = diag, dense_fn, None
+
+    def _dense_op(self) -> DenseLinearOperator:
+        if self._dense is None:
+            self._dense = DenseLinearOperator(self._dense_fn())
+        return self._dense
+
+    def to_dense(self) -> Tensor:
+        return self._dense_op().tensor
+
+    def representation(self) -> tuple[Tensor, ...]:
+        return self._dense_op().representation()
+
+    def representation_tree(self):
+        return self._dense_op().representation_tree()
+
+    def _diagonal(self) -> Tensor:
+        return self._diag
+
+    def _size(self) -> torch.Size:
+        return torch.Size((*self._diag.shape, self._diag.shape[-1]))
+
+    def _transpose_nonbatch(self) -> LinearOperator:
+        return self
+
+    def _matmul(self, rhs: Tensor) -> Tensor:
+        return self._dense_op()._matmul(rhs)
+
+    def _expand_batch(self, batch_shape):
+        return self._dense_op()._expand_batch(batch_shape)
+
+    def _get_indices(self, row_index, col_index, *batch_indices):
+        return self._dense_op()._get_indices(row_index, col_index, *batch_indices)
+
+    def _getitem(self, row_index, col_index, *batch_indices):
+        return self._dense_op()._getitem(row_index, col_index, *batch_indices)
+
+    def _permute_batch(self, *dims: int):
+        return self._dense_op()._permute_batch(*dims)
+
+    def _unsqueeze_batch(self, dim: int):
+        return self._dense_op()._unsqueeze_batch(dim)
+
+    def _cholesky(self, upper: bool = False):
+        return self._dense_op()._cholesky(upper=upper)
+
 
 #: noise treatments (see the module docstring)
 NOISE_MODES = ("auto", "known", "infer", "known+infer", "none")
@@ -514,7 +590,9 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
     def _condition(self) -> None:
         raise NotImplementedError
 
-    def _latent(self, x: Tensor, level: Tensor) -> tuple[Tensor, Tensor]:
+    def _latent(self, x: Tensor, level: Tensor) -> tuple[Tensor, Tensor | DeferredJoint]:
+        """Means ``batch x q`` and covariance ``batch x q x q`` (or a :class:`DeferredJoint`)
+        of the latent values at ``x`` on ``level`` (standardized units of each point's level)."""
         raise NotImplementedError
 
     def _nugget(self) -> Tensor:
@@ -561,9 +639,11 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
         else:
             mean, cov = self._latent(x, level)
         s, mu = self.level_std[level], self.level_mean[level]  # each point's level's units
+        deferred = isinstance(cov, DeferredJoint)
+        noise = None
         if observation_noise is not False:
             if torch.is_tensor(observation_noise):
-                obs = observation_noise.to(cov)
+                obs = observation_noise.to(mean)
                 if not bool(torch.isfinite(obs.detach()).all()) or bool((obs.detach() < 0).any()):
                     raise ValueError("observation_noise must hold finite variances >= 0 (output units), got "
                                      f"values from {float(obs.detach().min())} to {float(obs.detach().max())}")
@@ -577,13 +657,25 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
                 noise = obs / s**2
             else:
                 noise = (self.noise_variance() / self.level_std**2)[level]
-            cov = cov + torch.diag_embed(noise)
-        cov = 0.5 * (cov + cov.transpose(-1, -2))
+        diag = cov.diag if deferred else cov.diagonal(dim1=-2, dim2=-1)
+        if noise is not None:
+            diag = diag + noise
         # jitter relative to the variance keeps rsample's Cholesky alive for
         # nearly duplicated points
-        jitter = 1e-9 * cov.diagonal(dim1=-2, dim2=-1).mean(-1, keepdim=True).clamp_min(1e-12)
-        cov = cov + torch.diag_embed(jitter.expand_as(mean))
-        mvn = UnitMultivariateNormal(mean * s + mu, DenseLinearOperator(cov * s.unsqueeze(-1) * s.unsqueeze(-2)))
+        jitter = 1e-9 * diag.mean(-1, keepdim=True).clamp_min(1e-12)
+        s2 = s.unsqueeze(-1) * s.unsqueeze(-2)
+
+        def full(c: Tensor) -> Tensor:
+            if noise is not None:
+                c = c + torch.diag_embed(noise)
+            c = 0.5 * (c + c.transpose(-1, -2)) + torch.diag_embed(jitter.expand_as(mean))
+            return c * s2
+
+        if deferred:
+            op = DeferredCovariance((diag + jitter) * s**2, lambda: full(cov.full()))
+        else:
+            op = DenseLinearOperator(full(cov))
+        mvn = UnitMultivariateNormal(mean * s + mu, op)
         mvn.scale2 = s.detach() ** 2
         post = GPyTorchPosterior(mvn)
         return posterior_transform(post) if posterior_transform is not None else post

@@ -23,7 +23,7 @@ from surrogates.multifidelity.core import (
     prior_lengthscale,
     random_starts,
 )
-from surrogates.multifidelity.model import MultiFidelityModel, check_flag, check_int
+from surrogates.multifidelity.model import DeferredJoint, MultiFidelityModel, check_flag, check_int
 from surrogates.multifidelity.recursive import LevelKriging
 
 TRENDS = ("linear", "constant")
@@ -55,6 +55,9 @@ class _NonlinearLevel:
         return torch.tensor(th + [1e-3] * int(self.infer_nugget), dtype=DTYPE).log()
 
     def cov(self, th: Tensor, x1: Tensor, f1: Tensor, x2: Tensor, f2: Tensor, diag: bool = False) -> Tensor:
+        """Covariance of ``(x1, f1)`` and ``(x2, f2)``: ``... x n x d``, ``... x n`` and
+        ``... x q x d``, ``... x q``; the ``f`` may carry leading (sample) dimensions that
+        the ``x`` lack, which broadcast."""
         ls_a, ls_f, s_a, ls_d, s_d, _ = self.unpack(th)
         c = self.corr
         return s_a * c(x1, x2, ls_a, diag) * c(f1.unsqueeze(-1), f2.unsqueeze(-1), ls_f.reshape(1), diag) + s_d * c(
@@ -235,10 +238,12 @@ class NARGP(MultiFidelityModel):
             draws.append(f)
             th = self.theta[t - 1]
             X, fX = self._lv[t][0], self._f[t]
-            batch = torch.broadcast_shapes(f.shape[:-1], X.shape[:-2], fX.shape[:-1])
-            f = f.expand(*batch, f.shape[-1])
-            xs = x.expand(*f.shape, x.shape[-1])
-            Xb, fb = X.expand(*batch, *X.shape[-2:]), fX.expand(*batch, fX.shape[-1])
+            # the input correlations do not depend on the sampled path: computed once, without
+            # the sample dimension, and broadcast against the per-path correlations of f
+            bx = torch.broadcast_shapes(f.shape[1:-1], X.shape[:-2], fX.shape[:-1], x.shape[:-2])
+            f = f.reshape(f.shape[0], *[1] * (len(bx) + 2 - f.dim()), *f.shape[1:]).expand(f.shape[0], *bx, f.shape[-1])
+            xs, Xb = x.expand(*bx, *x.shape[-2:]), X.expand(*bx, *X.shape[-2:])
+            fb = fX.expand(f.shape[0], *bx, fX.shape[-1])
             Kx = self._lvl(t).cov(th, Xb, fb, xs, f)
             Kxx = self._lvl(t).cov(th, xs, f, xs, f)
             mt, Ct = self._krig[t].predict(Kx, Kxx, self._basis(f, t))
@@ -257,10 +262,11 @@ class NARGP(MultiFidelityModel):
         cov = covs[T].mean(0) + (dm.unsqueeze(-1) * dm.unsqueeze(-2)).mean(0)
         return m, cov
 
-    def _latent(self, x: Tensor, level: Tensor) -> tuple[Tensor, Tensor]:
+    def _latent(self, x: Tensor, level: Tensor) -> tuple[Tensor, Tensor | DeferredJoint]:
         """Marginal means and variances from each point propagated on its own
         (so they do not depend on the batch a point is in); correlations
-        between the ``q`` points from their joint propagation."""
+        between the ``q`` points from their joint propagation, deferred until
+        the joint matrix is used."""
         def one(xl: Tensor) -> tuple[Tensor, Tensor]:
             m, c = self._joint(xl[..., :-1], xl[..., -1].round().long())
             return m, c.squeeze(-1)
@@ -276,9 +282,15 @@ class NARGP(MultiFidelityModel):
             var = v_l if var is None else torch.where(at, v_l, var)
         if x.shape[-2] == 1:
             return mean, var.unsqueeze(-1)
-        _, cov = self._joint(x, level)
-        scale = (var / cov.diagonal(dim1=-2, dim2=-1).clamp_min(1e-300)).sqrt()
-        return mean, scale.unsqueeze(-1) * cov * scale.unsqueeze(-2)
+
+        def full() -> Tensor:
+            _, cov = self._joint(x, level)
+            scale = (var / cov.diagonal(dim1=-2, dim2=-1).clamp_min(1e-300)).sqrt()
+            return scale.unsqueeze(-1) * cov * scale.unsqueeze(-2)
+
+        # the joint propagation of q points costs S q x q covariances per level: it runs
+        # only when the matrix is used (sampling), not for variances (qNIPV's q = hundreds)
+        return mean, DeferredJoint(var, full)
 
     def _joint(self, x: Tensor, level: Tensor) -> tuple[Tensor, Tensor]:
         T = int(level.max())

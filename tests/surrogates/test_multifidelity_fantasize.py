@@ -308,3 +308,54 @@ def test_ar1_conditioning_is_exact_gaussian_conditioning_for_any_noise(rel):
     scale = float(S.diagonal().max())
     torch.testing.assert_close(got.mean[:, 0], want_m, rtol=0, atol=1e-6 * scale**0.5)
     torch.testing.assert_close(got.distribution.covariance_matrix, want_S, rtol=0, atol=1e-6 * scale)
+
+
+def test_nargp_variances_do_not_build_the_joint_covariance(fitted, monkeypatch):
+    """Variances of q points (qNIPV integrates them over hundreds) come from each point's own
+    propagation; the q x q joint propagation runs only when the matrix is used, once."""
+    from botorch.acquisition.objective import ScalarizedPosteriorTransform
+
+    model = fitted["NARGP", "infer"]
+    calls = []
+    joint = model._joint
+    # a joint propagation is one of more than one point (the per-point ones have q = 1)
+    monkeypatch.setattr(model, "_joint", lambda x, lv: (x.shape[-2] > 1 and calls.append(1)) or joint(x, lv))
+    g = torch.Generator().manual_seed(11)
+    X = _with_level(torch.rand(2, 5, 2, generator=g, dtype=DTYPE), 1.0)
+    X[:, :2, -1] = 0.0
+    post = model.posterior(X, observation_noise=True)
+    var = post.variance
+    assert calls == []  # the per-point propagations only
+    singles = torch.cat([model.posterior(X[:, i : i + 1], observation_noise=True).variance for i in range(5)], -2)
+    torch.testing.assert_close(var, singles, rtol=1e-7, atol=0)  # up to the jitter (1e-9 of the mean)
+    scaled = ScalarizedPosteriorTransform(weights=torch.tensor([3.0], dtype=DTYPE))(post)
+    torch.testing.assert_close(scaled.variance, 9 * var, rtol=1e-12, atol=0)
+    assert calls == []
+    cov = post.distribution.covariance_matrix
+    torch.testing.assert_close(post.distribution.covariance_matrix, cov, rtol=0, atol=0)  # computed once
+    assert len(calls) == 1
+    torch.testing.assert_close(cov.diagonal(dim1=-2, dim2=-1), var[..., 0], rtol=1e-12, atol=0)
+    assert bool((torch.linalg.eigvalsh(cov) > 0).all())
+    y = post.mean[..., 0] + 0.1
+    ref = torch.distributions.MultivariateNormal(post.mean[..., 0], cov).log_prob(y)
+    torch.testing.assert_close(post.distribution.log_prob(y), ref, rtol=1e-10, atol=0)
+
+
+def test_nargp_deferred_joint_samples_have_the_gradient_of_a_finite_difference(fitted):
+    model = fitted["NARGP", "infer"]
+    g = torch.Generator().manual_seed(12)
+    x0 = _with_level(torch.rand(3, 2, generator=g, dtype=DTYPE), 1.0)
+    x0[0, -1] = 0.0
+    base = torch.randn(4, *model.posterior(x0).base_sample_shape, generator=g, dtype=DTYPE)
+
+    def f(x):
+        return model.posterior(x).rsample_from_base_samples(torch.Size([4]), base).pow(2).sum()
+
+    x = x0.clone().requires_grad_(True)
+    f(x).backward()
+    h = 1e-5
+    for i, j in [(0, 0), (1, 1), (2, 0)]:
+        e = torch.zeros_like(x0)
+        e[i, j] = h
+        fd = (f(x0 + e) - f(x0 - e)) / (2 * h)
+        torch.testing.assert_close(x.grad[i, j], fd.detach(), rtol=1e-4, atol=1e-6)
