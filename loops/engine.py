@@ -858,8 +858,10 @@ class Campaign:
         was observed at the target level. With outcome constraints it is the best
         by posterior mean among that maximizer and the observed designs at the
         target level whose constraint outputs' posterior means satisfy the
-        constraints (none, with a warning, when no such point exists). None in
-        learn mode.
+        constraints (none, with a warning, when no such point exists). Where the
+        maximizer is a design that failed at the target level, it is the best by
+        posterior mean of the designs observed there (none, with a warning, when
+        no design has succeeded there). None in learn mode.
         """
         if self.config.mode != "optimize" or len(self.problem.objective_idx) != 1:
             return None
@@ -908,7 +910,10 @@ class Campaign:
         if p.multi_fidelity:
             X = X[X[:, -1] == p.target_fidelity]
             xb = torch.cat([xb, torch.full_like(xb[:, :1], float(p.target_fidelity))], -1)
-        cands = X if failed_there and len(X) else torch.cat([xb, X])
+        if failed_there and not len(X):
+            raise ValueError("the posterior mean's maximizer at the target level is a design that failed there, "
+                             "and no design has succeeded at the target level")
+        cands = X if failed_there else torch.cat([xb, X])
         with torch.no_grad():
             mean = self.model.posterior(cands).mean.reshape(len(cands), -1)
         feas = satisfies_constraints(p, mean) if p.constraints else torch.ones(len(cands), dtype=torch.bool)

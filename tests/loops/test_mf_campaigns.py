@@ -584,3 +584,22 @@ def test_predict_of_a_multi_output_gp_equals_its_one_point_posteriors():
     torch.testing.assert_close(mu[:64], ref.mean.squeeze(-2), rtol=1e-9, atol=1e-10)
     torch.testing.assert_close(var[:64], ref.variance.squeeze(-2), rtol=1e-6, atol=1e-12)
     assert grown_mb < 800, grown_mb
+
+
+def test_no_recommendation_of_a_design_that_failed_at_the_target_level(tmp_path):
+    """With no success at the target level, a posterior-mean maximizer where the oracle failed there
+    is not recommended: best() warns and gives no predicted point (the observed best stays None)."""
+    camp = Campaign(_cfg(tmp_path, model={"name": "ar1", "options": {"restarts": 1}}), run_dir=tmp_path / "run")
+    init = camp.ask(6)
+    X0 = init.X[:3]
+    camp.tell(X0, camp.oracle.evaluate(X0, 0).Y.tolist(), ids=init.ids[:3])
+    camp.tell(init.X[3:], [[float("nan")]] * 3, ids=init.ids[3:], reasons=["diverged"] * 3)
+    camp.update_model()
+    first = camp.best()
+    assert first.x is None and first.predicted_x is not None
+    camp.tell([first.predicted_x], [[float("nan")]], fidelity=1, reasons=["diverged"])
+    camp.update_model()
+    with pytest.warns(UserWarning, match="failed there"):
+        again = camp.best()
+    assert again.predicted_x is None and again.x is None
+    camp.close()
