@@ -663,16 +663,15 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
         # jitter relative to the variance keeps rsample's Cholesky alive for
         # nearly duplicated points
         jitter = 1e-9 * diag.mean(-1, keepdim=True).clamp_min(1e-12)
-        s2 = s.unsqueeze(-1) * s.unsqueeze(-2)
 
         def full(c: Tensor) -> Tensor:
             if noise is not None:
                 c = c + torch.diag_embed(noise)
             c = 0.5 * (c + c.transpose(-1, -2)) + torch.diag_embed(jitter.expand_as(mean))
-            return c * s2
+            return c * s.unsqueeze(-1) * s.unsqueeze(-2)
 
-        if deferred:
-            op = DeferredCovariance((diag + jitter) * s**2, lambda: full(cov.full()))
+        if deferred:  # the diagonal of full()
+            op = DeferredCovariance((diag + jitter) * s * s, lambda: full(cov.full()))
         else:
             op = DenseLinearOperator(full(cov))
         mvn = UnitMultivariateNormal(mean * s + mu, op)
