@@ -1577,10 +1577,12 @@ class Campaign:
         taken: set[int] = set()
         for i in range(n):
             rid = ids[i] if ids is not None else self._match(X[i], fids[i], taken)
-            taken.add(rid)
             if rid is None:
                 lev = self.problem.target_fidelity if fids[i] is None else int(fids[i])
                 rid = self._add_pending(X[i].tolist(), lev, "told", self._updates)
+            # a row is answered once per call: a replicate of a point told in the same
+            # call is its own new row, not a second answer to the first
+            taken.add(rid)
             row = self._rows.get(rid)
             if row is None or row["status"] != "pending":
                 raise ValueError(f"tell: row {rid} is not a pending point of this campaign")

@@ -48,7 +48,8 @@ class BoTorchHartmann6(_BoTorchFunction):
 
 
 class SlowOracle(Oracle):
-    """Branin that sleeps ``delay`` seconds per call (``jitter`` adds x-dependent spread).
+    """Branin that sleeps ``delay`` seconds per call (``jitter`` adds x-dependent spread)
+    and ``setup`` seconds when built.
 
     The sleep is deterministic in ``x`` so runs are reproducible.
     """
@@ -56,7 +57,8 @@ class SlowOracle(Oracle):
     output_names = ("f",)
     input_names = ("x0", "x1")
 
-    def __init__(self, delay: float = 0.2, jitter: float = 0.0):
+    def __init__(self, delay: float = 0.2, jitter: float = 0.0, setup: float = 0.0):
+        time.sleep(float(setup))
         self.delay = float(delay)
         self.jitter = float(jitter)
         self.bounds = Branin(dtype=DTYPE).bounds.clone()

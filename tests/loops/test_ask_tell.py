@@ -770,3 +770,16 @@ def test_the_recommendation_is_not_a_design_that_failed(tmp_path):
     # branin is minimized: the best predicted observed design
     assert again.predicted_value == pytest.approx(float(mean.min()), rel=1e-9)
     camp.close()
+
+
+def test_replicates_of_a_new_point_told_in_one_call_are_each_recorded(tmp_path):
+    """Two noisy replicates of a point never asked, told together without ids, are two rows
+    with their own values (the second had been matched to the first's new row and lost)."""
+    camp = Campaign(_cfg(tmp_path), run_dir=tmp_path / "run")
+    x = [1.0, 2.0]
+    ids = camp.tell([x, x, [3.0, 4.0]], [[10.0], [10.4], [7.0]])
+    assert len(set(ids)) == 3
+    rows = {r["id"]: r for r in _rows(tmp_path / "run")}
+    assert [rows[i]["y"] for i in ids] == [[10.0], [10.4], [7.0]]
+    assert all(rows[i]["status"] == "done" for i in ids)
+    camp.close()

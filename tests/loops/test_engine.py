@@ -627,3 +627,17 @@ def test_a_recommendation_with_no_result_at_the_target_fidelity_is_warned_about(
     assert res.best.value is None and res.recommendation is not None
     got = [str(x.message) for x in w if "no successful result at the target fidelity 1" in str(x.message)]
     assert len(got) == 1 and f"all {len(top)} asked there failed" in got[0] and "solver diverged" in got[0]
+
+
+def test_a_points_wall_time_does_not_include_building_the_oracle():
+    """cost_source = "wall_time" reads each point's wall time: an oracle's set-up (once per worker)
+    must not be charged to the first point, whichever level it is at."""
+    import time
+
+    from loops.executors import evaluate_point
+
+    spec = {"name": "loops.fakes:SlowOracle", "delay": 0.05, "setup": 0.6}
+    t0 = time.perf_counter()
+    rec = evaluate_point(spec, [0.0, 5.0], 0)
+    assert time.perf_counter() - t0 >= 0.6 and not rec["failed"]
+    assert 0.05 <= rec["wall_time"] < 0.3
