@@ -1518,7 +1518,10 @@ class Campaign:
                 if not self.stopping.should_stop(st) and not self._awaits_first_model(ids):
                     self._handed.update(ids)  # the ones above are pending for this proposal too
                     for x, lev, pred in self._candidates(k, st):
-                        if not self._may_submit(self.state(), lev, x):
+                        # each point against the budget left after the ones before it in this
+                        # batch: their cost, and the room kept for a first target evaluation
+                        now = self.state()
+                        if not self._may_submit(now, lev, x) or lev not in self._affordable_levels(now):
                             break
                         ids.append(self._add_pending(x, lev, "acquisition", self._updates, prediction=pred))
         self._handed.update(ids)

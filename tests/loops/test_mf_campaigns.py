@@ -603,3 +603,30 @@ def test_no_recommendation_of_a_design_that_failed_at_the_target_level(tmp_path)
         again = camp.best()
     assert again.predicted_x is None and again.x is None
     camp.close()
+
+
+def test_a_batch_keeps_room_for_the_first_target_evaluation(tmp_path):
+    """Optimize mode, cost budget: until a target-level result exists a cheaper level is proposed only
+    where the budget left still pays for one target evaluation, checked point by point within a batch
+    (two workers asking together had spent the reserve at the cheap level and ended with no target result)."""
+    import warnings
+
+    cfg = parse_config({
+        "name": "rsv", "oracle": {"name": "forrester"}, "budget": {"cost": 17.0}, "initial": {"n": 3},
+        "acquisition": {"name": "qMFKG", "num_restarts": 2, "raw_samples": 32, "maxiter": 20, "num_fantasies": 4},
+        "model": {"name": "mf_gp", "options": {"maxiter": 50}}, "executor": {"kind": "serial"},
+        "tracking": {"enabled": False}, "run_dir": str(tmp_path),
+    })
+    o = Forrester()
+    camp = Campaign(cfg, oracle=o, run_dir=tmp_path / "run")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        while not camp.finished():
+            t = camp.ask(2)
+            if not len(t.ids):
+                break
+            Y = torch.cat([o.evaluate(x.unsqueeze(0), f).Y for x, f in zip(t.X, t.fidelities, strict=True)])
+            camp.tell(t.X, Y, fidelity=t.fidelities, ids=t.ids)
+        res = camp.finish()
+    assert res.state.cost <= 17.0 + 1e-9
+    assert any(r["fidelity"] == 1 and r["status"] == "done" for r in res.rows)
