@@ -271,7 +271,7 @@ class ModelSpec(BaseModel):
     )
     bootstrap: Literal["mf_gp", "none"] = Field(
         "mf_gp", description="multi-fidelity co-kriging models (ar1, recursive, nargp), which need results at "
-        "every level: the model fitted instead while a level has fewer than min(3, initial.n) results, so an "
+        "every level: the model fitted instead while a level has fewer than 3 results, so an "
         "initial design may leave out the expensive level; 'none': no model until every level has them"
     )
     winsorize: SBool | None = Field(

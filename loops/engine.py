@@ -68,7 +68,7 @@ from loops.models import (
 )
 from loops.registry import build_oracle
 from loops.store import RunDirError, RunLock, RunStore, read_progress, write_progress
-from surrogates.multifidelity.model import NoiseFreeConflict
+from surrogates.multifidelity.model import NoiseFreeConflict, TooFewLevelPoints
 
 # ------------------------------------------------------------------ state
 
@@ -158,9 +158,15 @@ class TargetError(_Cond):
 #: Cholesky that does not factor, a likelihood that cannot be evaluated at any
 #: start, a NaN in a posterior): recorded as a model fault, and the campaign
 #: goes on, as does data that contradicts the oracle's word (``NoiseFreeConflict``: an
-#: oracle said to be noise-free gave two values at one input). Errors of the settings
-#: (``ValueError``, ``TypeError``) still stop it.
-MODEL_FAULTS = (RuntimeError, ArithmeticError, np.linalg.LinAlgError, ModelFittingError, NoiseFreeConflict)
+#: oracle said to be noise-free gave two values at one input; ``TooFewLevelPoints``: a
+#: level with fewer points than the model's trend, with options that need more than
+#: :data:`BOOTSTRAP_BELOW`). Errors of the settings (``ValueError``, ``TypeError``) still stop it.
+MODEL_FAULTS = (RuntimeError, ArithmeticError, np.linalg.LinAlgError, ModelFittingError, NoiseFreeConflict,
+                TooFewLevelPoints)
+
+#: results every level needs before a co-kriging model is fitted (the bootstrap model
+#: until then): a recursive or NARGP level needs more points than its trend [1, f]
+BOOTSTRAP_BELOW = 3
 
 
 #: input ranges over which BoTorch's acquisition optimizer works as in the unit box
@@ -953,13 +959,13 @@ class Campaign:
         name, options = c.name, dict(c.options)
         levels = X[:, -1].round().long() if self.problem.multi_fidelity else None
         if self.problem.multi_fidelity and c.name not in BUILTIN:
-            # the co-kriging models need data at every level, and a recursive
-            # level above the first more points than its trend terms [1, f]
-            # (AR1 starts from that fit): until every level has min(3,
-            # initial.n) results, fit the bootstrap model (BoTorch's
+            # the co-kriging models need data at every level, and a recursive or
+            # NARGP level above the first more points than its trend terms [1, f]
+            # (AR1 starts from the recursive fit): until every level has
+            # BOOTSTRAP_BELOW results, fit the bootstrap model (BoTorch's
             # multi-fidelity GP, which shares one kernel over the levels), or
             # keep the last model while the initial design's results come in
-            need = min(3, self.config.initial.n)
+            need = BOOTSTRAP_BELOW
             counts = torch.bincount(levels, minlength=self.problem.num_fidelities)
             if bool((counts < need).any()):
                 if c.bootstrap == "none":
@@ -1736,7 +1742,7 @@ class Campaign:
                 and getattr(self, "_warm_name", None) == c.bootstrap and c.bootstrap != c.name):
             return
         X, _, _ = self.data()
-        need = min(3, self.config.initial.n)
+        need = BOOTSTRAP_BELOW
         counts = torch.bincount(X[:, -1].round().long(), minlength=self.problem.num_fidelities).tolist()
         short = {k: n for k, n in enumerate(counts) if n < need}
         warnings.warn(

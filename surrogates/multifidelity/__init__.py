@@ -13,8 +13,8 @@ BoTorch posterior, persistence, cost model).
 """
 
 from surrogates.multifidelity.ar1 import AR1CoKriging
-from surrogates.multifidelity.model import NOISE_MODES, MultiFidelityModel
+from surrogates.multifidelity.model import NOISE_MODES, MultiFidelityModel, TooFewLevelPoints
 from surrogates.multifidelity.nargp import NARGP
 from surrogates.multifidelity.recursive import RecursiveCoKriging
 
-__all__ = ["AR1CoKriging", "MultiFidelityModel", "NARGP", "NOISE_MODES", "RecursiveCoKriging"]
+__all__ = ["AR1CoKriging", "MultiFidelityModel", "NARGP", "NOISE_MODES", "RecursiveCoKriging", "TooFewLevelPoints"]

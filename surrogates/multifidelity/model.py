@@ -58,6 +58,11 @@ from surrogates.dataset import CONSTANT_RTOL, DTYPE, Dataset
 from surrogates.multifidelity.core import KERNELS, NOISE_FLOOR, independent_columns
 
 
+class TooFewLevelPoints(ValueError):
+    """A level has no more points than its trend has terms: the model cannot be
+    fitted on these data (more results at that level, or :class:`AR1CoKriging`)."""
+
+
 class DeferredJoint(NamedTuple):
     """Covariance of ``q`` points (standardized units) given by its diagonal
     ``diag`` (``batch x q``) now and by ``full()`` (``batch x q x q``, the same

@@ -23,7 +23,13 @@ from surrogates.multifidelity.core import (
     prior_lengthscale,
     random_starts,
 )
-from surrogates.multifidelity.model import DeferredJoint, MultiFidelityModel, check_flag, check_int
+from surrogates.multifidelity.model import (
+    DeferredJoint,
+    MultiFidelityModel,
+    TooFewLevelPoints,
+    check_flag,
+    check_int,
+)
 from surrogates.multifidelity.recursive import LevelKriging
 
 TRENDS = ("linear", "constant")
@@ -170,7 +176,7 @@ class NARGP(MultiFidelityModel):
             self.basis_keep[t] = True
             F = self._basis(f, t)
             if F.shape[-1] >= len(y):
-                raise ValueError(f"level {t} has {len(y)} points; NARGP needs more than {F.shape[-1]}")
+                raise TooFewLevelPoints(f"level {t} has {len(y)} points; NARGP needs more than {F.shape[-1]}")
             F = self._independent_basis(t, F)
 
             best = None

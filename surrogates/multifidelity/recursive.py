@@ -27,6 +27,7 @@ from surrogates.multifidelity.core import (
 )
 from surrogates.multifidelity.model import (
     MultiFidelityModel,
+    TooFewLevelPoints,
     assemble_levels,
     check_flag,
     round_significand,
@@ -397,7 +398,7 @@ class RecursiveCoKriging(MultiFidelityModel):
             self.basis_keep[t] = True
             x, F, y, v, lower_var = self._level_data(t, None)
             if F.shape[-1] >= len(y):
-                raise ValueError(
+                raise TooFewLevelPoints(
                     f"level {t} has {len(y)} points; recursive co-kriging with rho={self.rho_form!r} and "
                     f"trend={self.trend!r} needs "
                     f"more than {F.shape[-1]} (use AR1CoKriging)"

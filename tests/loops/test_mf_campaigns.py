@@ -630,3 +630,32 @@ def test_a_batch_keeps_room_for_the_first_target_evaluation(tmp_path):
         res = camp.finish()
     assert res.state.cost <= 17.0 + 1e-9
     assert any(r["fidelity"] == 1 and r["status"] == "done" for r in res.rows)
+
+
+@pytest.mark.parametrize("model", ["recursive", "nargp"])
+def test_an_initial_design_of_two_points_per_level_runs_on_the_bootstrap_model(tmp_path, model):
+    """Recursive co-kriging and NARGP need more points at a level than its trend [1, f] has terms:
+    with initial.n = 2 at both levels the campaign proposes from the bootstrap model (mf_gp) until a
+    level has 3 results (the co-kriging fit had raised out of ask() after the design was paid for)."""
+    import warnings
+
+    from botorch.models import SingleTaskMultiFidelityGP
+
+    cfg = parse_config({
+        "name": "sm", "oracle": {"name": "forrester"}, "budget": {"calls": 6},
+        "initial": {"n": 2, "fidelities": [0, 1]},
+        "acquisition": {"name": "qMFKG", "num_restarts": 1, "raw_samples": 32, "maxiter": 20, "num_fantasies": 4},
+        "model": {"name": model, "options": {"restarts": 1}}, "executor": {"kind": "serial"},
+        "tracking": {"enabled": False}, "run_dir": str(tmp_path),
+    })
+    o = Forrester()
+    camp = Campaign(cfg, oracle=o, run_dir=tmp_path / "run")
+    t = camp.ask(4)
+    camp.tell(t.X, torch.cat([o.evaluate(x.unsqueeze(0), f).Y for x, f in zip(t.X, t.fidelities, strict=True)]),
+              ids=t.ids)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nxt = camp.ask(1)
+    assert len(nxt.ids) == 1 and isinstance(camp.model, SingleTaskMultiFidelityGP)
+    assert camp.model_faults == []
+    camp.close()
