@@ -62,6 +62,7 @@ from loops.models import (
     BUILTIN,
     check_model_spec,
     fit_model,
+    model_class,
     noise_variance,
     predict,
     winsorize_objective,
@@ -739,6 +740,7 @@ class Campaign:
                     f"results at every level before its first fit, so the acquisition could never start; "
                     f"use initial.fidelities = {list(range(L))}, model.bootstrap = 'mf_gp' (the default) or model 'mf_gp'")
         check_model_spec(c.model.name, c.model.options, o.dim, L)
+        self._check_output_counts(names, outs)
         costs = tuple(o.cost_model.costs) if hasattr(o.cost_model, "costs") else (1.0,) * o.num_fidelities
         if not self.store.get_meta("initialized"):  # a campaign that started keeps its design
             check_cost_budget(c, costs, target)
@@ -752,6 +754,31 @@ class Campaign:
             costs=costs,
             ref_point=c.objective.ref_point,
         )
+
+    def _check_output_counts(self, names: list[str], objectives: list[str]) -> None:
+        """Refuse, before any oracle call, settings that need one modeled output with several:
+        the co-kriging models (one output each) and BoTorch's multi-fidelity knowledge gradient
+        and max-value entropy (one output, no outcome constraints)."""
+        from surrogates.multifidelity import MultiFidelityModel
+
+        c = self.config
+        acq = c.acquisition.name
+        if acq in ("qMFKG", "qMFMES") and c.objective.constraints:
+            raise ValueError(
+                f"acquisition.name = {acq!r} takes no outcome constraints (BoTorch's multi-fidelity "
+                f"{'knowledge gradient' if acq == 'qMFKG' else 'max-value entropy'} has none) and objective.constraints "
+                f"names {[k.output for k in c.objective.constraints]}; use 'qMFLogEI', which weighs improvement by "
+                f"the probability of feasibility"
+            )
+        why = None
+        if acq in ("qMFKG", "qMFMES"):
+            why = f"acquisition.name = {acq!r} takes one modeled output"
+        elif c.model.name not in BUILTIN:
+            cls = model_class(c.model.name)
+            if isinstance(cls, type) and issubclass(cls, MultiFidelityModel):
+                why = f"model.name = {c.model.name!r} models one output (use 'mf_gp' for several)"
+        if why is not None and len(names) != 1:
+            raise ValueError(f"{why} and the campaign models {len(names)}: {names}; set outputs = {objectives[:1]}")
 
     def _stopping(self):
         b = self.config.budget

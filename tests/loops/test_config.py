@@ -126,7 +126,7 @@ def test_oracle_instance_is_accepted_and_anything_else_is_one_line():
         ({"initial": {"n": 1e8}}, "initial.n = 100000000.0: Input should be a valid integer"),
         ({"initial": {"n": 10**8}}, "less than or equal to 100000"),
         ({"oracle": {"name": "branin", "noise_std": "0.1"}}, "oracle.noise_std = '0.1'"),
-        ({"oracle": {"name": "loops.fakes:SlowOracle", "dely": 1.0}}, "allowed keys: ['delay', 'jitter']"),
+        ({"oracle": {"name": "loops.fakes:SlowOracle", "dely": 1.0}}, "allowed keys: ['delay', 'jitter', 'setup']"),
         ({"oracle": {"name": "os:system"}}, "not an Oracle subclass"),
     ],
 )

@@ -659,3 +659,27 @@ def test_an_initial_design_of_two_points_per_level_runs_on_the_bootstrap_model(t
     assert len(nxt.ids) == 1 and isinstance(camp.model, SingleTaskMultiFidelityGP)
     assert camp.model_faults == []
     camp.close()
+
+
+@pytest.mark.parametrize("model, acq, extra, match", [
+    ("ar1", "qMFLogEI", {}, "model.name = 'ar1' models one output .* models 2: \\['f', 'g'\\]; set outputs = \\['f'\\]"),
+    ("mf_gp", "qMFMES", {}, "'qMFMES' takes one modeled output"),
+    ("mf_gp", "qMFKG", {}, "'qMFKG' takes one modeled output"),
+    ("mf_gp", "qMFKG", {"objective": {"outputs": ["f"], "constraints": [{"output": "g", "upper": 0.5}]}},
+     "'qMFKG' takes no outcome constraints .* \\['g'\\]; use 'qMFLogEI'"),
+])
+def test_settings_that_need_one_output_are_refused_before_any_call(tmp_path, model, acq, extra, match):
+    """A two-output multi-fidelity oracle with a one-output model or acquisition, or qMFKG with an
+    outcome constraint (which it would ignore), is refused when the campaign is built (it had failed
+    at the first fit, after the initial design was paid for, or run with the constraint ignored)."""
+    from loops.fakes import TwoOutputMultiFidelity
+
+    o = TwoOutputMultiFidelity()
+    cfg = parse_config({"name": "two", "oracle": o, "budget": {"cost": 100.0},
+                        "initial": {"n": 3, "fidelities": [0, 1]}, "acquisition": {"name": acq},
+                        "model": {"name": model}, "executor": {"kind": "serial"}, "tracking": {"enabled": False},
+                        "run_dir": str(tmp_path), **extra})
+    with pytest.raises(ValueError, match=match):
+        Campaign(cfg, oracle=o, run_dir=tmp_path / "run")
+    ok = parse_config({**cfg.model_dump(exclude={"oracle"}), "oracle": o, "outputs": ["f"], "objective": {}})
+    Campaign(ok, oracle=o, run_dir=tmp_path / "ok").close()
