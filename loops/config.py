@@ -189,6 +189,16 @@ class InitialDesign(BaseModel):
         "default); false: n Sobol points",
     )
 
+    @field_validator("fidelities")
+    @classmethod
+    def _levels_once(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and not v:
+            raise ValueError("initial.fidelities = [] names no level; leave it out for the default levels")
+        if v is not None and len(set(v)) < len(v):
+            raise ValueError(f"initial.fidelities = {v} names a level twice; each level is evaluated once at the "
+                             f"n points (use initial.n for more points)")
+        return v
+
 
 #: acquisitions that choose both the design and the fidelity level (multi-fidelity oracles only)
 #: the campaign models that are BoTorch models (not saved as project surrogates)
@@ -263,7 +273,7 @@ class ModelSpec(BaseModel):
     options: dict[str, Any] = {}
     refit_every: SInt = Field(1, ge=1, description="refit hyperparameters every k updates")
     refit_all_below: SInt = Field(200, ge=0, description="refit at every update while there are fewer observations")
-    refit_growth: float = Field(0.1, ge=0, description="above that, refit when the data grew by this fraction (else reuse hyperparameters)")
+    refit_growth: SFloat = Field(0.1, ge=0, description="above that, refit when the data grew by this fraction (else reuse hyperparameters)")
     noise_free: SBool | None = Field(
         None, description="fit the model as interpolating noise-free data (a noise floor of "
         "2e-6 of the output variance) instead of inferring a noise level; None: when the oracle is "

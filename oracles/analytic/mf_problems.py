@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -119,6 +120,13 @@ class MFHartmann3(_Levels):
         return -(alpha * torch.exp(-inner)).sum(-1)
 
 
+def _check_dim(cls: str, dim, minimum: int) -> int:
+    """``dim`` if it is an integer ``>= minimum`` (not a bool, a float or a string), else ``InvalidInput``."""
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < minimum:
+        raise InvalidInput(f"{cls} needs an integer dim >= {minimum}, got {dim!r}")
+    return int(dim)
+
+
 class MultiLevelForrester(_Levels):
     r"""Forrester function with four fidelities (Mainini et al. 2022, L1 problem 1), on ``[0, 1]``.
 
@@ -161,9 +169,7 @@ class MFRosenbrock(_Levels):
     num_fidelities = 3
 
     def __init__(self, dim: int = 2, **kwargs):
-        if int(dim) < 2:
-            raise InvalidInput(f"MFRosenbrock needs dim >= 2, got {dim}")
-        self._dim = int(dim)
+        self._dim = _check_dim("MFRosenbrock", dim, 2)
         self.input_names = tuple(f"x{i + 1}" for i in range(self._dim))
         self._bounds = [(-2.0, 2.0)] * self._dim
         super().__init__(**kwargs)
@@ -198,9 +204,7 @@ class MFRastrigin(_Levels):
     PHI = (2500.0, 5000.0, 10000.0)
 
     def __init__(self, dim: int = 2, **kwargs):
-        if int(dim) < 1:
-            raise InvalidInput(f"MFRastrigin needs dim >= 1, got {dim}")
-        self._dim = int(dim)
+        self._dim = _check_dim("MFRastrigin", dim, 1)
         self.input_names = tuple(f"x{i + 1}" for i in range(self._dim))
         self._bounds = [(-0.1, 0.2)] * self._dim
         super().__init__(**kwargs)
