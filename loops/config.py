@@ -181,7 +181,8 @@ class InitialDesign(BaseModel):
         None,
         description="levels the n points are evaluated at, each level the same points (default: every level "
         "below the target fidelity for an acquisition that chooses levels by cost, qMFKG, qMFMES, qMFLogEI and "
-        "max_variance, else the target fidelity)",
+        "max_variance, else the target fidelity); [] for no initial design (results told before the first "
+        "ask); a level named twice replicates the design, for a noisy oracle only",
     )
     center: SBool = Field(
         True,
@@ -189,15 +190,7 @@ class InitialDesign(BaseModel):
         "default); false: n Sobol points",
     )
 
-    @field_validator("fidelities")
-    @classmethod
-    def _levels_once(cls, v: list[int] | None) -> list[int] | None:
-        if v is not None and not v:
-            raise ValueError("initial.fidelities = [] names no level; leave it out for the default levels")
-        if v is not None and len(set(v)) < len(v):
-            raise ValueError(f"initial.fidelities = {v} names a level twice; each level is evaluated once at the "
-                             f"n points (use initial.n for more points)")
-        return v
+
 
 
 #: acquisitions that choose both the design and the fidelity level (multi-fidelity oracles only)

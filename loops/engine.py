@@ -161,13 +161,9 @@ class TargetError(_Cond):
 #: goes on, as does data that contradicts the oracle's word (``NoiseFreeConflict``: an
 #: oracle said to be noise-free gave two values at one input; ``TooFewLevelPoints``: a
 #: level with fewer points than the model's trend, with options that need more than
-#: :data:`BOOTSTRAP_BELOW`). Errors of the settings (``ValueError``, ``TypeError``) still stop it.
+#: its model's ``min_level_points``). Errors of the settings (``ValueError``, ``TypeError``) still stop it.
 MODEL_FAULTS = (RuntimeError, ArithmeticError, np.linalg.LinAlgError, ModelFittingError, NoiseFreeConflict,
                 TooFewLevelPoints)
-
-#: results every level needs before a co-kriging model is fitted (the bootstrap model
-#: until then): a recursive or NARGP level needs more points than its trend [1, f]
-BOOTSTRAP_BELOW = 3
 
 
 #: input ranges over which BoTorch's acquisition optimizer works as in the unit box
@@ -740,6 +736,17 @@ class Campaign:
                     f"results at every level before its first fit, so the acquisition could never start; "
                     f"use initial.fidelities = {list(range(L))}, model.bootstrap = 'mf_gp' (the default) or model 'mf_gp'")
         check_model_spec(c.model.name, c.model.options, o.dim, L)
+        if L > 1 and c.model.name not in BUILTIN and c.model.bootstrap == "none" and c.acquisition.name != "sobol":
+            need = self._level_results_needed()
+            if c.initial.n < need:
+                raise ValueError(
+                    f"initial.n = {c.initial.n}: model {c.model.name!r} needs {need} results at every level before "
+                    f"its first fit, so with model.bootstrap = 'none' the acquisition could never start; use "
+                    f"initial.n >= {need}, model.bootstrap = 'mf_gp' (the default) or model 'mf_gp'")
+        if not o.noisy and len(set(initial_levels(c, target))) < len(initial_levels(c, target)):
+            raise ValueError(
+                f"initial.fidelities = {c.initial.fidelities} names a level twice and oracle {type(o).__name__} is "
+                f"deterministic: the same points would be evaluated again; name each level once")
         self._check_output_counts(names, outs)
         costs = tuple(o.cost_model.costs) if hasattr(o.cost_model, "costs") else (1.0,) * o.num_fidelities
         if not self.store.get_meta("initialized"):  # a campaign that started keeps its design
@@ -754,6 +761,12 @@ class Campaign:
             costs=costs,
             ref_point=c.objective.ref_point,
         )
+
+    def _level_results_needed(self) -> int:
+        """Results every level needs before a co-kriging model is fitted: ``min(3, initial.n)``,
+        at least the model's ``min_level_points`` (3 for recursive co-kriging and NARGP)."""
+        cls = model_class(self.config.model.name)
+        return max(min(3, self.config.initial.n), int(getattr(cls, "min_level_points", 1)))
 
     def _check_output_counts(self, names: list[str], objectives: list[str]) -> None:
         """Refuse, before any oracle call, settings that need one modeled output with several:
@@ -986,13 +999,12 @@ class Campaign:
         name, options = c.name, dict(c.options)
         levels = X[:, -1].round().long() if self.problem.multi_fidelity else None
         if self.problem.multi_fidelity and c.name not in BUILTIN:
-            # the co-kriging models need data at every level, and a recursive or
-            # NARGP level above the first more points than its trend terms [1, f]
-            # (AR1 starts from the recursive fit): until every level has
-            # BOOTSTRAP_BELOW results, fit the bootstrap model (BoTorch's
-            # multi-fidelity GP, which shares one kernel over the levels), or
-            # keep the last model while the initial design's results come in
-            need = BOOTSTRAP_BELOW
+            # the co-kriging models need data at every level (a recursive or NARGP
+            # level above the first more points than its trend terms [1, f]): until
+            # every level has _level_results_needed(), fit the bootstrap model
+            # (BoTorch's multi-fidelity GP, which shares one kernel over the levels),
+            # or keep the last model while the initial design's results come in
+            need = self._level_results_needed()
             counts = torch.bincount(levels, minlength=self.problem.num_fidelities)
             if bool((counts < need).any()):
                 if c.bootstrap == "none":
@@ -1769,7 +1781,7 @@ class Campaign:
                 and getattr(self, "_warm_name", None) == c.bootstrap and c.bootstrap != c.name):
             return
         X, _, _ = self.data()
-        need = BOOTSTRAP_BELOW
+        need = self._level_results_needed()
         counts = torch.bincount(X[:, -1].round().long(), minlength=self.problem.num_fidelities).tolist()
         short = {k: n for k, n in enumerate(counts) if n < need}
         warnings.warn(

@@ -101,6 +101,7 @@ def child_acq(model: str, path: str) -> dict:
     X = torch.as_tensor(qmc.Sobol(2, seed=3).random(ACQ_BATCH), dtype=torch.float64)
     X = torch.cat([X, (torch.arange(ACQ_BATCH) % 2).to(torch.float64).unsqueeze(-1)], -1).unsqueeze(-2)
     X.requires_grad_(True)
+    torch.manual_seed(0)  # qNIPV's fantasy sampler draws from the global generator: the same draws on both paths
     t = time.process_time()
     val = acq(X)
     val.sum().backward()

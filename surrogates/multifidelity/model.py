@@ -137,6 +137,34 @@ class DeferredCovariance(LinearOperator):
     def _cholesky(self, upper: bool = False):
         return self._dense_op()._cholesky(upper=upper)
 
+    # copies and conversions are of the dense matrix (the closure computes it in
+    # the original dtype, device and graph)
+    def detach(self) -> LinearOperator:
+        return self._dense_op().detach()
+
+    def detach_(self) -> LinearOperator:
+        self._dense = DenseLinearOperator(self.to_dense().detach())
+        self._diag = self._diag.detach()
+        return self
+
+    def clone(self) -> LinearOperator:
+        return self._dense_op().clone()
+
+    def to(self, *args, **kwargs) -> LinearOperator:
+        return self._dense_op().to(*args, **kwargs)
+
+    def type(self, dtype) -> LinearOperator:
+        return self._dense_op().type(dtype)
+
+    def cpu(self) -> LinearOperator:
+        return self._dense_op().cpu()
+
+    def cuda(self, device_id=None) -> LinearOperator:
+        return self._dense_op().cuda(device_id)
+
+    def __reduce__(self):  # a pickle holds the matrix, not the closure
+        return DenseLinearOperator, (self.to_dense(),)
+
 
 #: noise treatments (see the module docstring)
 NOISE_MODES = ("auto", "known", "infer", "known+infer", "none")
@@ -481,6 +509,10 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
     #: BoTorch's fantasize looks for a fixed-noise likelihood; the noise of
     #: these models is handled by :meth:`condition_on_observations`
     likelihood = None
+
+    #: results each level needs for a fit with the default options (a level
+    #: with fewer than its trend needs raises :class:`TooFewLevelPoints`)
+    min_level_points = 1
 
     @property
     def batch_shape(self) -> torch.Size:

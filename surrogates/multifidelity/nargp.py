@@ -145,6 +145,9 @@ class NARGP(MultiFidelityModel):
     # saved before the trend-basis check: every column
     _FILLED_WHEN_MISSING = ("basis_keep",)
 
+    #: a level above the first needs more points than its trend [1, f]
+    min_level_points = 3
+
     @property
     def _lvl0(self) -> LevelKriging:
         return self._lvl0s[int(self.kernel_index[0])]

@@ -225,6 +225,9 @@ class RecursiveCoKriging(MultiFidelityModel):
     # saved before the constant-input check (every input) and the trend-basis check (every column)
     _FILLED_WHEN_MISSING = ("trend_inputs", "basis_keep")
 
+    #: a level above the first needs more points than its trend [1, f]
+    min_level_points = 3
+
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         if "trend_linear" not in state_dict and self.trend == "constant":
             state_dict = {**state_dict, "trend_linear": torch.zeros_like(self.trend_linear)}

@@ -131,8 +131,6 @@ def test_oracle_instance_is_accepted_and_anything_else_is_one_line():
         ({"model": {"refit_growth": True}}, "model.refit_growth = True: Input should be a valid number"),
         ({"model": {"refit_growth": "0.5"}}, "model.refit_growth = '0.5'"),
         ({"model": {"refit_growth": float("inf")}}, "model.refit_growth = inf: Input should be a finite number"),
-        ({"initial": {"fidelities": [0, 0]}}, "names a level twice"),
-        ({"initial": {"fidelities": []}}, "initial.fidelities = [] names no level"),
     ],
 )
 def test_numbers_are_what_they_say(patch, must):

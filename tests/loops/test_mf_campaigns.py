@@ -632,32 +632,51 @@ def test_a_batch_keeps_room_for_the_first_target_evaluation(tmp_path):
     assert any(r["fidelity"] == 1 and r["status"] == "done" for r in res.rows)
 
 
-@pytest.mark.parametrize("model", ["recursive", "nargp"])
-def test_an_initial_design_of_two_points_per_level_runs_on_the_bootstrap_model(tmp_path, model):
-    """Recursive co-kriging and NARGP need more points at a level than its trend [1, f] has terms:
-    with initial.n = 2 at both levels the campaign proposes from the bootstrap model (mf_gp) until a
-    level has 3 results (the co-kriging fit had raised out of ask() after the design was paid for)."""
+@pytest.mark.parametrize("model, fitted", [("ar1", "AR1CoKriging"), ("recursive", "SingleTaskMultiFidelityGP"),
+                                           ("nargp", "SingleTaskMultiFidelityGP")])
+def test_an_initial_design_of_two_points_per_level(tmp_path, model, fitted):
+    """With initial.n = 2 at both levels AR1 is fitted after the design; recursive co-kriging and NARGP,
+    which need more points at a level than its trend [1, f] has terms, propose from the bootstrap model
+    (mf_gp) until every level has 3 results (their fit had raised out of ask() after the design was paid
+    for). With model.bootstrap = 'none' such a design is refused before any call."""
     import warnings
 
-    from botorch.models import SingleTaskMultiFidelityGP
-
-    cfg = parse_config({
+    spec = {
         "name": "sm", "oracle": {"name": "forrester"}, "budget": {"calls": 6},
         "initial": {"n": 2, "fidelities": [0, 1]},
         "acquisition": {"name": "qMFKG", "num_restarts": 1, "raw_samples": 32, "maxiter": 20, "num_fantasies": 4},
         "model": {"name": model, "options": {"restarts": 1}}, "executor": {"kind": "serial"},
         "tracking": {"enabled": False}, "run_dir": str(tmp_path),
-    })
+    }
     o = Forrester()
-    camp = Campaign(cfg, oracle=o, run_dir=tmp_path / "run")
+    camp = Campaign(parse_config(spec), oracle=o, run_dir=tmp_path / "run")
     t = camp.ask(4)
     camp.tell(t.X, torch.cat([o.evaluate(x.unsqueeze(0), f).Y for x, f in zip(t.X, t.fidelities, strict=True)]),
               ids=t.ids)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         nxt = camp.ask(1)
-    assert len(nxt.ids) == 1 and isinstance(camp.model, SingleTaskMultiFidelityGP)
+    assert len(nxt.ids) == 1 and type(camp.model).__name__ == fitted
     assert camp.model_faults == []
+    camp.close()
+    none = parse_config({**spec, "model": {**spec["model"], "bootstrap": "none"}})
+    if fitted == "AR1CoKriging":
+        Campaign(none, oracle=o, run_dir=tmp_path / "none").close()
+    else:
+        with pytest.raises(ValueError, match=f"initial.n = 2: model '{model}' needs 3 results at every level"):
+            Campaign(none, oracle=o, run_dir=tmp_path / "none")
+
+
+def test_a_level_named_twice_in_the_initial_design_needs_a_noisy_oracle(tmp_path):
+    spec = {"name": "dup", "budget": {"calls": 12}, "initial": {"n": 3, "fidelities": [0, 0]},
+            "acquisition": {"name": "qMFLogEI"}, "model": {"name": "mf_gp"}, "executor": {"kind": "serial"},
+            "tracking": {"enabled": False}, "run_dir": str(tmp_path)}
+    with pytest.raises(ValueError, match="names a level twice and oracle Forrester is deterministic"):
+        Campaign(parse_config({**spec, "oracle": {"name": "forrester"}}), run_dir=tmp_path / "det")
+    camp = Campaign(parse_config({**spec, "oracle": {"name": "forrester", "noise_std": 0.1}}),
+                    run_dir=tmp_path / "noisy")
+    t = camp.ask(6)
+    assert t.fidelities == [0] * 6 and torch.equal(t.X[:3], t.X[3:])  # replicates of the design
     camp.close()
 
 

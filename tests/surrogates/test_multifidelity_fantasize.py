@@ -341,6 +341,29 @@ def test_nargp_variances_do_not_build_the_joint_covariance(fitted, monkeypatch):
     torch.testing.assert_close(post.distribution.log_prob(y), ref, rtol=1e-10, atol=0)
 
 
+def test_nargp_deferred_covariance_copies_like_a_matrix(fitted):
+    """detach, dtype conversion, clone and pickling act on the joint matrix (a copy rebuilt from
+    the diagonal alone had kept the graph, the dtype, or a closure that does not pickle)."""
+    import pickle
+
+    model = fitted["NARGP", "infer"]
+    X = _with_level(torch.rand(4, 2, generator=torch.Generator().manual_seed(13), dtype=DTYPE), 1.0)
+    X.requires_grad_(True)
+    post = model.posterior(X)
+    op = post.distribution.lazy_covariance_matrix
+    dense = op.to_dense()
+    assert dense.requires_grad and not op.detach().to_dense().requires_grad
+    f32 = op.to(torch.float32)
+    assert f32.dtype == f32.to_dense().dtype == torch.float32
+    torch.testing.assert_close((f32 @ torch.ones(4, 1)).squeeze(-1), dense.sum(-1).float())
+    torch.testing.assert_close(op.clone().to_dense(), dense, rtol=0, atol=0)
+    back = pickle.loads(pickle.dumps(post.distribution.lazy_covariance_matrix.detach()))
+    torch.testing.assert_close(back.to_dense(), dense.detach(), rtol=0, atol=0)
+    again = pickle.loads(pickle.dumps(model.posterior(X.detach())))
+    # (inputs without gradients take GPyTorch's closed-form kernel path: equal to round-off)
+    torch.testing.assert_close(again.distribution.covariance_matrix, dense.detach(), rtol=1e-9, atol=1e-18)
+
+
 def test_nargp_deferred_joint_samples_have_the_gradient_of_a_finite_difference(fitted):
     model = fitted["NARGP", "infer"]
     g = torch.Generator().manual_seed(12)
