@@ -97,11 +97,11 @@ def child_acq(model: str, path: str) -> dict:
     m = cls.from_dataset(_data(ACQ_N0))
     mc = torch.as_tensor(qmc.Sobol(2, seed=2).random(ACQ_MC), dtype=torch.float64)
     mc = torch.cat([mc, torch.ones(ACQ_MC, 1, dtype=torch.float64)], -1)
+    torch.manual_seed(0)  # qNIPV's fantasy sampler seeds itself from the global generator: alike on both paths
     acq = qNegIntegratedPosteriorVariance(m, mc_points=mc)
     X = torch.as_tensor(qmc.Sobol(2, seed=3).random(ACQ_BATCH), dtype=torch.float64)
     X = torch.cat([X, (torch.arange(ACQ_BATCH) % 2).to(torch.float64).unsqueeze(-1)], -1).unsqueeze(-2)
     X.requires_grad_(True)
-    torch.manual_seed(0)  # qNIPV's fantasy sampler draws from the global generator: the same draws on both paths
     t = time.process_time()
     val = acq(X)
     val.sum().backward()
