@@ -191,8 +191,6 @@ class InitialDesign(BaseModel):
     )
 
 
-
-
 #: acquisitions that choose both the design and the fidelity level (multi-fidelity oracles only)
 #: the campaign models that are BoTorch models (not saved as project surrogates)
 BUILTIN_MODELS = ("singletask_gp", "mf_gp")
@@ -274,7 +272,8 @@ class ModelSpec(BaseModel):
     )
     bootstrap: Literal["mf_gp", "none"] = Field(
         "mf_gp", description="multi-fidelity co-kriging models (ar1, recursive, nargp), which need results at "
-        "every level: the model fitted instead while a level has fewer than 3 results, so an "
+        "every level: the model fitted instead while a level has fewer than min(3, initial.n) results (3 for "
+        "recursive and nargp), so an "
         "initial design may leave out the expensive level; 'none': no model until every level has them"
     )
     winsorize: SBool | None = Field(

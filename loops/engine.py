@@ -743,7 +743,8 @@ class Campaign:
                     f"initial.n = {c.initial.n}: model {c.model.name!r} needs {need} results at every level before "
                     f"its first fit, so with model.bootstrap = 'none' the acquisition could never start; use "
                     f"initial.n >= {need}, model.bootstrap = 'mf_gp' (the default) or model 'mf_gp'")
-        if not o.noisy and len(set(initial_levels(c, target))) < len(initial_levels(c, target)):
+        init_levels = initial_levels(c, target)
+        if not o.noisy and len(set(init_levels)) < len(init_levels):
             raise ValueError(
                 f"initial.fidelities = {c.initial.fidelities} names a level twice and oracle {type(o).__name__} is "
                 f"deterministic: the same points would be evaluated again; name each level once")

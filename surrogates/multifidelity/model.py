@@ -116,54 +116,30 @@ class DeferredCovariance(LinearOperator):
     def _transpose_nonbatch(self) -> LinearOperator:
         return self
 
-    def _matmul(self, rhs: Tensor) -> Tensor:
-        return self._dense_op()._matmul(rhs)
-
-    def _expand_batch(self, batch_shape):
-        return self._dense_op()._expand_batch(batch_shape)
-
-    def _get_indices(self, row_index, col_index, *batch_indices):
-        return self._dense_op()._get_indices(row_index, col_index, *batch_indices)
-
-    def _getitem(self, row_index, col_index, *batch_indices):
-        return self._dense_op()._getitem(row_index, col_index, *batch_indices)
-
-    def _permute_batch(self, *dims: int):
-        return self._dense_op()._permute_batch(*dims)
-
-    def _unsqueeze_batch(self, dim: int):
-        return self._dense_op()._unsqueeze_batch(dim)
-
-    def _cholesky(self, upper: bool = False):
-        return self._dense_op()._cholesky(upper=upper)
-
-    # copies and conversions are of the dense matrix (the closure computes it in
-    # the original dtype, device and graph)
-    def detach(self) -> LinearOperator:
-        return self._dense_op().detach()
-
     def detach_(self) -> LinearOperator:
         self._dense = DenseLinearOperator(self.to_dense().detach())
         self._diag = self._diag.detach()
         return self
 
-    def clone(self) -> LinearOperator:
-        return self._dense_op().clone()
-
-    def to(self, *args, **kwargs) -> LinearOperator:
-        return self._dense_op().to(*args, **kwargs)
-
-    def type(self, dtype) -> LinearOperator:
-        return self._dense_op().type(dtype)
-
-    def cpu(self) -> LinearOperator:
-        return self._dense_op().cpu()
-
-    def cuda(self, device_id=None) -> LinearOperator:
-        return self._dense_op().cuda(device_id)
-
     def __reduce__(self):  # a pickle holds the matrix, not the closure
         return DenseLinearOperator, (self.to_dense(),)
+
+
+def _on_dense(name: str):
+    def method(self, *args, **kwargs):
+        return getattr(self._dense_op(), name)(*args, **kwargs)
+
+    method.__name__ = name
+    return method
+
+
+# the operations on the matrix, and the copies and conversions (which LinearOperator would
+# rebuild from the diagonal alone: the closure computes the matrix in the original dtype,
+# device and graph), are the dense operator's
+for _name in ("_matmul", "_expand_batch", "_get_indices", "_getitem", "_permute_batch", "_unsqueeze_batch",
+              "_cholesky", "detach", "clone", "to", "type", "cpu", "cuda"):
+    setattr(DeferredCovariance, _name, _on_dense(_name))
+del _name
 
 
 #: noise treatments (see the module docstring)

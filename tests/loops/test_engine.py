@@ -147,7 +147,7 @@ def test_co_kriging_without_every_level_in_the_initial_design_is_refused(tmp_pat
 def test_co_kriging_bootstraps_on_mf_gp_until_every_level_has_results(tmp_path, name, winsorize):
     """The default ``model.bootstrap = 'mf_gp'``: with an initial design at the cheap level only, the
     campaign starts on BoTorch's multi-fidelity GP and switches to the co-kriging model once every
-    level has 3 results; the model it then holds is the one a direct fit on the
+    level has ``min(3, initial.n)`` results; the model it then holds is the one a direct fit on the
     same data gives: the data as observed (``model.winsorize`` None: off with a multi-fidelity
     oracle), or with ``winsorize = true`` each level clipped at its own fence."""
     from botorch.models import SingleTaskMultiFidelityGP
