@@ -115,7 +115,9 @@ class UnitStandardize(Standardize):
     posteriors floor their variances relative to those scales (:func:`with_output_scale`)."""
 
     def __init__(self, m: int, **kwargs: Any):
-        super().__init__(m=m, min_stdv=STANDARDIZE_MIN_STDV, **kwargs)
+        # BoTorch's subset_output passes min_stdv back
+        kwargs.setdefault("min_stdv", STANDARDIZE_MIN_STDV)
+        super().__init__(m=m, **kwargs)
 
     def forward(self, Y: Tensor, Yvar: Tensor | None = None, X: Tensor | None = None):
         if not self.training:

@@ -456,7 +456,55 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         )
         model.train_dataset = dataset
         model._sb_config = copy.deepcopy(cfg)
+        if m > 1:
+            # the batch dimension of each output's parameters, for BoTorch's subset_output
+            model._subset_batch_dict = {
+                "mean_module.raw_constant": -1,
+                "covar_module.raw_outputscale": -1,
+                **({} if cfg["shared_lengthscale"] else {"covar_module.base_kernel.raw_lengthscale": -3}),
+                **({"likelihood.noise_covar.raw_noise": -2} if Yvar is None else {}),
+            }
         return model
+
+    def subset_output(self, idcs: list[int]) -> GPSurrogate:
+        """This GP restricted to the outputs ``idcs`` (BoTorch's ``Model.subset_output``).
+
+        Each kept output keeps its hyperparameters, standardization and noise,
+        so its posterior is the full model's for that output; ``train_dataset``
+        keeps those columns. A shared lengthscale stays shared. The subset is a
+        plain GP of ``len(idcs)`` outputs (``dim_F`` None unless every output
+        is kept in order).
+        """
+        m = self.num_outputs
+        if isinstance(idcs, (int, torch.Tensor)) or not all(isinstance(i, int) for i in idcs):
+            raise TypeError(f"idcs must be a list of output indices (ints), got {idcs!r}")
+        idcs = list(idcs)
+        if not idcs or any(not -m <= i < m for i in idcs):
+            raise ValueError(f"idcs must be a non-empty list of output indices in [-{m}, {m - 1}], got {idcs}")
+        idcs = [i % m for i in idcs]
+        if len(set(idcs)) != len(idcs):
+            raise ValueError(f"idcs must not repeat an output, got {idcs}")
+        if idcs == list(range(m)):
+            return copy.deepcopy(self)
+        ds = self.train_dataset
+        new = super().subset_output(idcs)
+        orig = getattr(new, "_original_train_inputs", None)
+        if orig is not None and orig.dim() > 2:
+            # BoTorch subsets train_inputs but not the untransformed copy (m x n x d) it concatenates
+            # new points to when conditioning
+            new._original_train_inputs = orig[..., idcs if len(idcs) > 1 else idcs[0], :, :]
+        new.train_dataset = Dataset(
+            X=ds.X, Y=ds.Y[:, idcs], Yvar=None if ds.Yvar is None else ds.Yvar[:, idcs],
+            input_names=ds.input_names,
+            output_names=None if ds.output_names is None else tuple(ds.output_names[i] for i in idcs),
+        )
+        new._sb_config = {**copy.deepcopy(self._sb_config), "dim_F": None}
+        new._fast_cache = None
+        if len(idcs) > 1:
+            new._subset_batch_dict = self._subset_batch_dict
+        else:
+            del new._subset_batch_dict
+        return new
 
     # ----------------------------------------------------------- fast path
     _fast_cache: dict[str, Tensor] | None = None

@@ -893,3 +893,53 @@ def test_fantasies_of_a_known_noise_gp_are_drawn_with_its_noise(monkeypatch):
         noisy = gp.posterior(Xf, observation_noise=True).variance
     torch.testing.assert_close(noisy - latent, torch.full_like(latent, 100.0), rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(drawn["var"].reshape(-1), noisy.reshape(-1), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("known_noise", [False, True])
+@pytest.mark.parametrize("shared", [False, True])
+def test_subset_output_is_the_full_posterior_of_those_outputs(known_noise, shared, tmp_path):
+    """BoTorch's ``Model.subset_output``: each kept output's posterior (mean,
+    latent and noisy variance, fast-path mean and Jacobian) is the full
+    model's, in the order asked; conditioning the subset equals conditioning
+    the full model; the subset saves and loads."""
+    from surrogates import load_surrogate, save_surrogate
+
+    g = torch.Generator().manual_seed(3)
+    X = torch.rand(20, 2, generator=g, dtype=torch.float64)
+
+    def f(x):
+        return torch.stack([x.sum(-1), 10 * x.prod(-1), torch.sin(5 * x[:, 0])], -1)
+
+    Y = f(X)
+    ds = Dataset(X=X, Y=Y, Yvar=torch.full_like(Y, 1e-3) if known_noise else None)
+    full = GPSurrogate.from_dataset(ds, shared_lengthscale=shared, n_restarts=1)
+    Xt = torch.rand(9, 2, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        p_full = full.posterior(Xt, observation_noise=True)
+        for idcs in ([2], [2, 0], [-1]):
+            j = [i % 3 for i in idcs]
+            sub = full.subset_output(idcs)
+            assert sub.num_outputs == len(idcs) and sub.train_dataset.m == len(idcs)
+            p = sub.posterior(Xt, observation_noise=True)
+            torch.testing.assert_close(p.mean, p_full.mean[:, j], rtol=1e-10, atol=1e-10)
+            torch.testing.assert_close(p.variance, p_full.variance[:, j], rtol=1e-10, atol=1e-12)
+            mu, jac, var = sub._mean_jac_var(Xt)
+            mu0, jac0, var0 = full._mean_jac_var(Xt)
+            torch.testing.assert_close(mu, mu0[:, j], rtol=1e-10, atol=1e-10)
+            torch.testing.assert_close(jac, jac0[:, j], rtol=1e-10, atol=1e-10)
+            torch.testing.assert_close(var, var0[:, j], rtol=1e-10, atol=1e-12)
+    assert full.num_outputs == 3 and full.train_dataset.m == 3  # the full model is untouched
+    Xn = torch.rand(3, 2, generator=g, dtype=torch.float64)
+    Yn = f(Xn)
+    noise = torch.full_like(Yn, 1e-3) if known_noise else None
+    sub = full.subset_output([2, 0])
+    cs = sub.condition_on_observations(Xn, Yn[:, [2, 0]], noise=None if noise is None else noise[:, [2, 0]])
+    cf = full.condition_on_observations(Xn, Yn, noise=noise)
+    save_surrogate(sub, tmp_path / "sub")
+    back = load_surrogate(tmp_path / "sub")
+    with torch.no_grad():
+        torch.testing.assert_close(cs.posterior(Xt).mean, cf.posterior(Xt).mean[:, [2, 0]], rtol=1e-8, atol=1e-8)
+        torch.testing.assert_close(back.posterior(Xt).mean, sub.posterior(Xt).mean, rtol=1e-10, atol=1e-10)
+    for bad, err in ((5, TypeError), ([3], ValueError), ([], ValueError), ([0, 0], ValueError), ([0.5], TypeError)):
+        with pytest.raises(err, match="idcs"):
+            full.subset_output(bad)
