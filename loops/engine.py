@@ -1219,7 +1219,8 @@ class Campaign:
         evaluation can only move its recommendation, which no target
         evaluation would then check. Until an optimize campaign has a target-level
         result (or one in flight), a cheaper level is proposed only where the
-        cost budget left after it still pays for one target evaluation."""
+        budget left after it (cost, and calls) still pays for one target
+        evaluation."""
         target = self.problem.target_fidelity
         if not (self.problem.multi_fidelity and self.config.acquisition.name in LEVEL_CHOOSING_ACQUISITIONS):
             return (target,) if self._may_submit(st, target) else ()
@@ -1233,6 +1234,11 @@ class Campaign:
             reserve = self.expected_cost(None, target)
             levels = tuple(k for k in levels
                            if k == target or st.committed_cost + self.expected_cost(None, k) + reserve <= b + 1e-9)
+        calls = self.config.budget.calls
+        if self.config.mode == "optimize" and calls is not None and calls - st.submitted < 2 \
+                and not self._has_target_result():
+            # the last call is the target's (a calls budget prices every level alike)
+            levels = tuple(k for k in levels if k == target)
         return levels
 
     def _has_target_result(self) -> bool:

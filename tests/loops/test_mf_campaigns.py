@@ -702,3 +702,26 @@ def test_settings_that_need_one_output_are_refused_before_any_call(tmp_path, mod
         Campaign(cfg, oracle=o, run_dir=tmp_path / "run")
     ok = parse_config({**cfg.model_dump(exclude={"oracle"}), "oracle": o, "outputs": ["f"], "objective": {}})
     Campaign(ok, oracle=o, run_dir=tmp_path / "ok").close()
+
+
+def test_a_calls_budget_keeps_its_last_call_for_the_first_target_evaluation(tmp_path):
+    """Optimize mode, calls budget only: qMFKG weighs value by cost and may prefer the cheap level at
+    every step; the last call is kept for the target level when no target result exists, so the
+    campaign ends with one to check its recommendation by."""
+    import warnings
+
+    cfg = parse_config({
+        "name": "calls", "oracle": {"name": "forrester"}, "budget": {"calls": 6},
+        "initial": {"n": 3, "fidelities": [0]},
+        "acquisition": {"name": "qMFKG", "num_restarts": 1, "raw_samples": 32, "maxiter": 20, "num_fantasies": 4},
+        "model": {"name": "mf_gp", "options": {"maxiter": 50}}, "executor": {"kind": "serial"},
+        "tracking": {"enabled": False}, "run_dir": str(tmp_path),
+    })
+    o = Forrester(costs=(1.0, 1000.0))
+    camp = Campaign(cfg, oracle=o, run_dir=tmp_path / "run")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = camp.run()
+    levels = [r["fidelity"] for r in res.rows if r["status"] == "done"]
+    assert len(levels) == 6 and levels[-1] == 1, levels
+    assert levels.count(1) >= 1
