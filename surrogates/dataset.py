@@ -177,7 +177,9 @@ class Dataset:
 
 
 #: an output whose spread is at most this fraction of its magnitude is constant to round-off
-CONSTANT_RTOL = 1e-8
+#: (float64 resolves 1e-16 of a magnitude; a supercell's total energy of 3.5e5 eV varying by
+#: meV is a spread of 3e-9 of its magnitude, and real)
+CONSTANT_RTOL = 1e-12
 
 
 def output_scales(mean: Tensor, sd: Tensor, count: Tensor | int) -> Tensor:

@@ -227,6 +227,15 @@ def _check_single_fidelity(dataset: Dataset, cls_name: str) -> None:
         )
 
 
+def _model_dtype(X: Tensor) -> Tensor:
+    """``X`` in the models' float64. BoTorch's ``Normalize`` casts its stored bounds to the
+    dtype of the inputs it sees, so one integer or float32 query would have rounded them
+    for good (integer bounds of 0: NaN predictions from then on, saved with the model)."""
+    if X.is_complex():
+        raise TypeError(f"X must be real, got dtype {X.dtype}")
+    return X if X.dtype == DTYPE else X.to(DTYPE)
+
+
 class _GPCommon(SurrogateMixin):
     """Shared configuration, persistence and material response."""
 
@@ -773,6 +782,7 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         """
         if not torch.is_tensor(X):
             raise TypeError(f"X must be a torch.Tensor (batch x q x {self.train_dataset.d}), got {type(X).__name__}")
+        X = _model_dtype(X)
         if not torch.isfinite(X).all():
             raise InvalidInput(f"X contains nan or inf entries (shape {tuple(X.shape)})")
         # inside BoTorch's fantasize the tensor is the likelihood's own noise, standardized
@@ -1089,6 +1099,7 @@ class ICMGPSurrogate(MultiTaskGP, _GPCommon):
         if not torch.is_tensor(X):
             raise TypeError(f"X must be a torch.Tensor (batch x q x {self.num_non_task_features}), "
                             f"got {type(X).__name__}")
+        X = _model_dtype(X)
         if torch.is_tensor(observation_noise):
             raise NotImplementedError(
                 "ICMGPSurrogate.posterior takes observation_noise True or False, not a tensor of noise "

@@ -943,3 +943,40 @@ def test_subset_output_is_the_full_posterior_of_those_outputs(known_noise, share
     for bad, err in ((5, TypeError), ([3], ValueError), ([], ValueError), ([0, 0], ValueError), ([0.5], TypeError)):
         with pytest.raises(err, match="idcs"):
             full.subset_output(bad)
+
+
+@pytest.mark.parametrize("cls", [GPSurrogate, ICMGPSurrogate])
+def test_integer_and_float32_queries_are_answered_in_float64_and_leave_the_model_unchanged(cls):
+    """BoTorch's Normalize casts its stored bounds to the dtype of the inputs it sees: one integer
+    query had turned them to 0 (NaN predictions from then on, saved with the model) and a float32
+    one had rounded them. The answer equals the float64 query's; later answers are unchanged."""
+    g = torch.Generator().manual_seed(0)
+    X = torch.rand(12, 2, generator=g, dtype=torch.float64)
+    Y = torch.sin(3 * X[:, :1]) + X[:, 1:] ** 2
+    gp = cls.from_dataset(Dataset(X=X, Y=Y if cls is GPSurrogate else torch.cat([Y, Y.cos()], -1)), n_restarts=1)
+    Xt = torch.rand(5, 2, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        before = gp.posterior(Xt).mean
+        ref = gp.posterior(torch.tensor([[0.0, 1.0]], dtype=torch.float64)).mean
+        torch.testing.assert_close(gp.posterior(torch.tensor([[0, 1]])).mean, ref, rtol=0, atol=0)
+        gp.posterior(torch.tensor([[0.25, 0.5]], dtype=torch.float32))
+        torch.testing.assert_close(gp.posterior(Xt).mean, before, rtol=0, atol=0)
+    assert gp.input_transform.offset.dtype == torch.float64
+    with pytest.raises(TypeError, match="real"):
+        gp.posterior(torch.zeros(1, 2, dtype=torch.complex128))
+
+
+def test_outputs_with_an_offset_of_3e8_spreads_are_not_constant():
+    """-3.5e5 eV varying by meV (spread 3e-9 of the magnitude) had been standardized as a constant:
+    the GP's standard deviations were 7e5 times the signal's. The fit is that of the unshifted data
+    up to the round-off of subtracting the offset."""
+    g = torch.Generator().manual_seed(0)
+    X = torch.rand(15, 1, generator=g, dtype=torch.float64)
+    f = torch.sin(6 * X)
+    Xt = torch.linspace(0.05, 0.95, 4, dtype=torch.float64).unsqueeze(-1)
+    a, b = 1e-3, -3.5e5
+    with torch.no_grad():
+        ref = GPSurrogate.from_dataset(Dataset(X=X, Y=f), n_restarts=1).posterior(Xt)
+        p = GPSurrogate.from_dataset(Dataset(X=X, Y=a * f + b), n_restarts=1).posterior(Xt)
+    torch.testing.assert_close((p.mean - b) / a, ref.mean, rtol=0, atol=1e-3)
+    torch.testing.assert_close(p.variance / a**2, ref.variance, rtol=0, atol=1e-4)

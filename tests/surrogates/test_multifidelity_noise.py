@@ -352,3 +352,18 @@ def test_a_model_saved_before_the_trend_basis_check_loads_with_every_column(tmp_
     assert m2.basis_keep.all()
     xt = torch.rand(6, 1, dtype=DTYPE)
     torch.testing.assert_close(m2.predict(xt), m.predict(xt), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cls", [AR1CoKriging, RecursiveCoKriging])
+def test_outputs_with_an_offset_of_3e8_spreads_are_not_constant(cls):
+    """A supercell's total energy, -3.5e5 eV varying by meV: the spread is 3e-9 of the magnitude,
+    far above float64's round-off, and had been taken for a constant (variances 1e5 spreads).
+    Predictions follow y -> a y + b up to the round-off of subtracting the offset (3e8 ulps)."""
+    ds = _data(n_low=9, n_high=5)
+    xt = torch.cat([torch.linspace(0, 1, 7, dtype=DTYPE).unsqueeze(-1), torch.ones(7, 1, dtype=DTYPE)], -1)
+    a, b = 1e-3, -3.5e5
+    ref = cls.from_dataset(ds).posterior(xt)
+    post = cls.from_dataset(Dataset(X=ds.X, Y=a * ds.Y + b, Yvar=ds.Yvar, fidelity=ds.fidelity)).posterior(xt)
+    sd = float(ds.Y[ds.fidelity == 1].std())
+    torch.testing.assert_close((post.mean - b) / a, ref.mean, rtol=0, atol=1e-3 * sd)
+    torch.testing.assert_close(post.variance / a**2, ref.variance, rtol=0, atol=1e-3 * sd**2)
