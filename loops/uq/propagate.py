@@ -123,10 +123,27 @@ class Split:
 
 
 def _split_terms(Q: np.ndarray) -> tuple[float, float]:
-    n_in = Q.shape[1]
-    s2 = np.nanvar(Q, axis=1, ddof=1) if n_in > 1 else np.zeros(Q.shape[0])
-    VE = float(np.nanmean(s2))
-    VA = float(np.nanvar(np.nanmean(Q, axis=1), ddof=1)) - VE / n_in if Q.shape[0] > 1 else 0.0
+    """``(E[Var(Q | outer)], Var(E[Q | outer]))`` from ``n_outer x n_inner`` values, NaN left out.
+
+    The first is the mean of the rows' sample variances (rows with 2 or more
+    values); the second the variance of the row means less their mean sampling
+    variance ``s_i^2 / n_i`` (``n_i`` the row's own count of values, and the
+    pooled term for a row of one value), which removes the within-row noise
+    from it without bias when some runs failed."""
+    ok = np.isfinite(Q)
+    n = ok.sum(1)
+    rows = n >= 1
+    Qr, nr = np.where(ok, Q, 0.0)[rows], n[rows]
+    means = Qr.sum(1) / nr
+    dev2 = np.where(ok[rows], (np.where(ok, Q, 0.0)[rows] - means[:, None]) ** 2, 0.0).sum(1)
+    multi = nr >= 2
+    s2 = dev2[multi] / (nr[multi] - 1)
+    VE = float(s2.mean()) if s2.size else 0.0
+    if means.size < 2:
+        return VE, 0.0
+    within = np.where(multi, 0.0, VE)
+    within[multi] = s2
+    VA = float(np.var(means, ddof=1)) - float(np.mean(within / nr))
     return VE, VA
 
 

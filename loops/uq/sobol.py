@@ -6,7 +6,10 @@ For ``Y = f(X_1, ..., X_p)`` with independent inputs, the first-order index
 estimated from two independent sample matrices ``A``, ``B`` (``n x p``) and
 the ``p`` matrices :math:`A_B^{(i)}` (``A`` with column ``i`` from ``B``),
 ``n (p + 2)`` evaluations in all, with Saltelli et al.'s first-order estimator
-:math:`\frac{1}{n}\sum f(B)(f(A_B^{(i)}) - f(A))` and Jansen's total-effect
+:math:`\frac{1}{n}\sum (f(B) - \bar f)(f(A_B^{(i)}) - f(A))` (centred on the
+mean ``\bar f`` of ``f(A)`` and ``f(B)``: the same expectation, but its
+variance no longer grows with the output's mean squared over its variance, as
+it does for a reaction force of 0.5 varying by 1 %) and Jansen's total-effect
 estimator :math:`\frac{1}{2n}\sum (f(A) - f(A_B^{(i)}))^2` (Saltelli et al.,
 "Variance based sensitivity analysis of model output", Comput. Phys. Commun.
 181, 2010, Table 2). Standard errors by randomized quasi-Monte Carlo: the
@@ -16,6 +19,10 @@ spread of the ``R`` blocks' own estimates over ``sqrt(R)`` (Owen, "Monte Carlo
 theory, methods and examples", 2013, ch. 17). A bootstrap over the rows
 would treat a scrambled net as independent points and overstate the error
 (3 to 7 times on the Ishigami function at ``n = 512``).
+
+A failed evaluation (a non-finite value of ``f``) removes its row ``j`` (the
+``p + 2`` evaluations at ``A_j``, ``B_j`` and every ``A_B^{(i)}_j``) from the
+estimates; ``failed_rows`` counts them.
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ from scipy.stats import qmc
 @dataclass
 class SobolIndices:
     """First-order ``S1`` and total ``ST`` indices (``p``) with their standard errors
-    (NaN with one replicate); ``replicates``: the independent scramblings."""
+    (NaN with one replicate); ``replicates``: the independent scramblings;
+    ``failed_rows``: base rows left out because one of their evaluations failed."""
 
     names: list[str]
     S1: np.ndarray
@@ -41,6 +49,7 @@ class SobolIndices:
     ST_se: np.ndarray
     n_evaluations: int
     replicates: int = 1
+    failed_rows: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -51,12 +60,13 @@ class SobolIndices:
                 "ST_se": float(self.ST_se[i]),
             }
             for i, name in enumerate(self.names)
-        } | {"n_evaluations": self.n_evaluations, "replicates": self.replicates}
+        } | {"n_evaluations": self.n_evaluations, "replicates": self.replicates, "failed_rows": self.failed_rows}
 
 
 def _indices(fA, fB, fAB):
-    V = np.var(np.concatenate([fA, fB]), ddof=1)
-    S1 = np.mean(fB[:, None] * (fAB - fA[:, None]), axis=0) / V
+    both = np.concatenate([fA, fB])
+    V = np.var(both, ddof=1)
+    S1 = np.mean((fB - both.mean())[:, None] * (fAB - fA[:, None]), axis=0) / V
     ST = 0.5 * np.mean((fA[:, None] - fAB) ** 2, axis=0) / V
     return S1, ST
 
@@ -113,11 +123,17 @@ def sobol_indices(
     if Y.shape[0] != n * (p + 2):
         raise ValueError(f"f returned {Y.shape[0]} values for {n * (p + 2)} inputs")
     fA, fB, fAB = Y[:n], Y[n : 2 * n], Y[2 * n :].reshape(p, n).T
-    S1, ST = _indices(fA, fB, fAB)
-    if R > 1:
-        blocks = [_indices(fA[a:b], fB[a:b], fAB[a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True)]
-        S1_se = np.array([b[0] for b in blocks]).std(0, ddof=1) / math.sqrt(R)
-        ST_se = np.array([b[1] for b in blocks]).std(0, ddof=1) / math.sqrt(R)
+    ok = np.isfinite(fA) & np.isfinite(fB) & np.isfinite(fAB).all(1)
+    if ok.sum() < 2:
+        raise ValueError(f"Sobol indices: {n - int(ok.sum())} of {n} rows have a failed (non-finite) "
+                         "evaluation; fewer than 2 rows are left")
+    S1, ST = _indices(fA[ok], fB[ok], fAB[ok])
+    blocks = [ok[a:b] for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    if R > 1 and all(k.sum() >= 2 for k in blocks):
+        est = [_indices(fA[a:b][k], fB[a:b][k], fAB[a:b][k])
+               for a, b, k in zip(edges[:-1], edges[1:], blocks, strict=True)]
+        S1_se = np.array([e[0] for e in est]).std(0, ddof=1) / math.sqrt(R)
+        ST_se = np.array([e[1] for e in est]).std(0, ddof=1) / math.sqrt(R)
     else:
         S1_se = ST_se = np.full(p, np.nan)
-    return SobolIndices(names, S1, S1_se, ST, ST_se, int(Y.shape[0]), R)
+    return SobolIndices(names, S1, S1_se, ST, ST_se, int(Y.shape[0]), R, failed_rows=int(n - ok.sum()))
