@@ -36,7 +36,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from loops.config import ConfigError, SFloat, SInt, read_toml  # noqa: F401  (ConfigError re-exported)
+from loops.config import ConfigError, SBool, SFloat, SInt, read_toml  # noqa: F401  (ConfigError re-exported)
 from loops.oracle_settings import (
     LAW_KINDS,
     MicrostructureSettings,
@@ -232,7 +232,7 @@ class AdaptiveConfig(BaseModel):
     #: target relative error of the reaction force; the tolerance is derived from it
     target_rel_error: SFloat | None = Field(None, gt=0, lt=1)
     kappa: SFloat = Field(2.0, gt=0)
-    learn: bool = True
+    learn: SBool = True
     max_learn: SInt = Field(64, ge=1)
 
     @model_validator(mode="after")
@@ -276,7 +276,7 @@ class ExecutorConfig(BaseModel):
 
 class TrackingConfig(BaseModel):
     model_config = _STRICT
-    enabled: bool = True
+    enabled: SBool = True
     experiment: str = "fe2"
     tracking_uri: str | None = None
 
@@ -289,9 +289,9 @@ class RandomInputConfig(BaseModel):
     name: str = Field(min_length=1)
     distribution: Literal["uniform", "normal", "lognormal"] = "uniform"
     #: uniform: [low, high]; normal: mean, std; lognormal: mean and std of the logarithm
-    low: float | None = None
-    high: float | None = None
-    mean: float | None = None
+    low: SFloat | None = None
+    high: SFloat | None = None
+    mean: SFloat | None = None
     std: SFloat | None = Field(None, gt=0)
 
     @model_validator(mode="after")
@@ -366,7 +366,7 @@ class FE2Config(BaseModel):
     material: MaterialConfig = MaterialConfig()
     executor: ExecutorConfig = ExecutorConfig()
     tracking: TrackingConfig = TrackingConfig()
-    plots: bool = True
+    plots: SBool = True
     uncertainty: UncertaintyConfig | None = None
 
     @model_validator(mode="after")

@@ -385,3 +385,16 @@ def test_a_mesh_key_of_another_mesh_kind_is_refused(tmp_path, line):
     with pytest.raises(ConfigError, match=rf"mesh.{key} does not apply to mesh.kind = 'rectangle'; it takes "
                                           r"width, height, nx, ny"):
         load_config(_write(tmp_path, BASE.replace("ny = 2", f"ny = 2\n{line}")))
+
+
+@pytest.mark.parametrize("line, key", [
+    ('plots = "off"', "plots"), ("plots = 0", "plots"),
+    ('[tracking]\nenabled = 0', "tracking.enabled"),
+])
+def test_switches_are_true_or_false(tmp_path, line, key):
+    """As in campaign configs, a switch is a TOML boolean: "off" and 0 had run with plots and
+    tracking on (pydantic's lax bool reads "off" as False but 0/1 and "yes" too)."""
+    text = BASE.replace('name = "t"', f'name = "t"\n{line}' if not line.startswith("[") else 'name = "t"') + (
+        f"\n{line}\n" if line.startswith("[") else "")
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(_write(tmp_path, text))

@@ -120,3 +120,9 @@ def test_displacement_qois_are_checked_against_the_mesh(tmp_path):
 
     with pytest.raises(ValueError, match=r"u_far.*point = \[3.0, 0.5\] lies outside the mesh"):
         run_uncertainty(cfg, _Solver(), None, tmp_path)
+
+
+def test_random_input_parameters_are_numbers(tmp_path):
+    """low = "8" had been read as 8.0 (campaign configs refuse a string for a number)."""
+    with pytest.raises(ConfigError, match="low"):
+        parse_config(_config(tmp_path, random=[{"name": "phases.1.E", "low": "6", "high": 14.0}]))
