@@ -74,6 +74,12 @@ from surrogates.multifidelity.model import NoiseFreeConflict, TooFewLevelPoints
 # ------------------------------------------------------------------ state
 
 
+def _repeats_identical(oracle) -> bool:
+    """Whether asking ``oracle`` a point again returns the same answer: deterministic, or noise
+    drawn from a seed of the point (:attr:`oracles.base.Oracle.seeded_by_point`)."""
+    return not getattr(oracle, "noisy", False) or bool(getattr(oracle, "seeded_by_point", False))
+
+
 #: failed points of a deterministic oracle the acquisition takes as in flight (the latest ones)
 MAX_FAILED_PENDING = 64
 
@@ -744,10 +750,11 @@ class Campaign:
                     f"its first fit, so with model.bootstrap = 'none' the acquisition could never start; use "
                     f"initial.n >= {need}, model.bootstrap = 'mf_gp' (the default) or model 'mf_gp'")
         init_levels = initial_levels(c, target)
-        if not o.noisy and len(set(init_levels)) < len(init_levels):
+        if _repeats_identical(o) and len(set(init_levels)) < len(init_levels):
             raise ValueError(
-                f"initial.fidelities = {c.initial.fidelities} names a level twice and oracle {type(o).__name__} is "
-                f"deterministic: the same points would be evaluated again; name each level once")
+                f"initial.fidelities = {c.initial.fidelities} names a level twice and oracle {type(o).__name__} "
+                f"{'is deterministic' if not o.noisy else 'draws its noise from a seed of the point'}: the same "
+                f"points would be evaluated again with the same answers; name each level once")
         self._check_output_counts(names, outs)
         costs = tuple(o.cost_model.costs) if hasattr(o.cost_model, "costs") else (1.0,) * o.num_fidelities
         if not self.store.get_meta("initialized"):  # a campaign that started keeps its design
@@ -1333,8 +1340,9 @@ class Campaign:
         """Inputs (with the level column on a multi-fidelity oracle) of the design points a
         deterministic oracle has answered: asking one again returns the same answer, so a
         candidate that repeats one is replaced (:meth:`_distinct`; a zero objective had made
-        the acquisition ask box corners twice). None for a noisy oracle or no such point."""
-        if getattr(self.oracle, "noisy", False):
+        the acquisition ask box corners twice). None for a noisy oracle whose repeats are
+        independent (not :attr:`~oracles.base.Oracle.seeded_by_point`) or no such point."""
+        if not _repeats_identical(self.oracle):
             return None
         done = [r for r in self._rows.values() if r["status"] == "done" and r["role"] != "validation"]
         if not done:
@@ -1351,7 +1359,7 @@ class Campaign:
         flight (``X_pending``) and a candidate that repeats one is replaced
         (:meth:`_distinct`): a probe had spent 6 of 10 acquisitions, 60 % of the
         cost budget, on the same failing point at the top level."""
-        if getattr(self.oracle, "noisy", False):
+        if not _repeats_identical(self.oracle):
             return []
         failed = [r for r in self._rows.values()
                   if r["status"] == "failed" and r["role"] != "validation"

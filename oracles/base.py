@@ -141,6 +141,10 @@ class Oracle(ABC):
         num_fidelities: number of ordered fidelity levels (0 = cheapest).
         cost_model: a :class:`CostModel`.
         noisy: whether outputs carry noise (then ``Yvar`` is reported).
+        seeded_by_point: a noisy oracle whose noise is drawn from a seed of
+            the point (and the oracle's seed): asking the same point again
+            returns the same answer, so a repeat adds no information and
+            campaigns do not ask one (as for a deterministic oracle).
 
     and one method: :meth:`evaluate_one` (one point ``d`` -> :class:`PointResult`)
     or, for oracles that vectorize, :meth:`evaluate_batch` (``n x d`` ->
@@ -162,6 +166,7 @@ class Oracle(ABC):
     num_fidelities: int = 1
     cost_model: CostModel = CostModel()
     noisy: bool = False
+    seeded_by_point: bool = False
     #: relative slack on the bounds check, for round-off of callers
     bounds_rtol: float = 1e-9
 
@@ -191,6 +196,8 @@ class Oracle(ABC):
                 raise InvalidInput(f"inputs must be numeric, got {X!r}") from e
         if X.is_complex() or not (X.is_floating_point() or X.dtype in (torch.int32, torch.int64)):
             raise InvalidInput(f"inputs must be real numbers, got dtype {X.dtype}")
+        # a bound given in a lower precision (0.15 as float32 is 0.15000000596) is the bound
+        rtol = max(self.bounds_rtol, 4 * torch.finfo(X.dtype).eps) if X.is_floating_point() else self.bounds_rtol
         X = X.to(DTYPE)
         if X.dim() == 1 and X.shape[0] == self.dim:
             X = X.unsqueeze(0)
@@ -204,15 +211,16 @@ class Oracle(ABC):
             i, j = (int(v) for v in bad.nonzero()[0])
             raise InvalidInput(f"input {self.input_names[j]} of point {i} is {X[i, j].item()}")
         lo, hi = self.bounds[0].to(X), self.bounds[1].to(X)
-        slack = self.bounds_rtol * (hi - lo).abs().clamp_min(1.0)
+        slack = rtol * torch.maximum(torch.maximum(lo.abs(), hi.abs()), (hi - lo).abs()).clamp_min(1.0)
         out = (X < lo - slack) | (X > hi + slack)
         if out.any():
             i, j = (int(v) for v in out.nonzero()[0])
             raise InvalidInput(
-                f"input {self.input_names[j]} = {X[i, j].item():.6g} of point {i} is outside "
-                f"its bounds [{lo[j].item():.6g}, {hi[j].item():.6g}]"
+                f"input {self.input_names[j]} = {X[i, j].item()!r} of point {i} is outside "
+                f"its bounds [{lo[j].item()!r}, {hi[j].item()!r}]"
             )
-        return X
+        # within the slack: the bound itself (an oracle sees inputs inside its box)
+        return torch.minimum(torch.maximum(X, lo), hi)
 
     def validate_fidelity(self, fidelity: int | None) -> int:
         """``None`` means the highest fidelity; otherwise an int in range."""

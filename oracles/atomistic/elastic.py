@@ -70,6 +70,8 @@ class ElasticConstantsOracle(Oracle):
     output_names = ("C11", "C12", "C44", "a")
     num_fidelities = 2
     noisy = True
+    #: the MD seed is drawn from the oracle's seed and the point (:meth:`_point_seed`)
+    seeded_by_point = True
 
     def __init__(
         self,

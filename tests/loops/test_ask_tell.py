@@ -540,6 +540,30 @@ def test_a_deterministic_oracle_is_not_asked_a_point_it_answered(tmp_path):
         assert len(set(xs)) == len(xs) == 12, (seed, xs)
 
 
+def _zero_noisy(x):
+    return 0.0, 0.01
+
+
+def test_a_noisy_oracle_seeded_by_the_point_is_not_asked_a_point_it_answered(tmp_path):
+    """A noisy oracle whose noise comes from a seed of the point (the MD elastic-constant oracle)
+    answers a repeat with the same value and variance: a repeat is not an independent replicate,
+    so its answered points are excluded from the candidates as a deterministic oracle's are; an
+    oracle with independent noise may repeat a point."""
+    seen = {}
+    for seeded in (False, True):
+        o = FunctionOracle(_zero_noisy, torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64),
+                           names=["a", "b"], noisy=True)
+        o.seeded_by_point = seeded
+        camp = Campaign(_cfg(tmp_path, oracle=o, seed=0, budget={"calls": 8}, initial={"n": 4}),
+                        run_dir=tmp_path / f"run{seeded}")
+        t = camp.ask(4)
+        camp.tell(t.X, o.evaluate(t.X).Y, ids=t.ids)
+        seen[seeded] = camp._done_deterministic()
+        camp.close()
+    assert seen[False] is None
+    assert seen[True] is not None and seen[True].shape == (4, 2)
+
+
 def test_an_optimize_campaign_keeps_room_for_one_target_evaluation(tmp_path):
     """qMFKG could spend a cost budget at the cheap level only and end with no target result
     (26 of 26 calls at level 0): until a target result exists, a cheap point is proposed only if

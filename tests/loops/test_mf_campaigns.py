@@ -679,6 +679,15 @@ def test_a_level_named_twice_in_the_initial_design_needs_a_noisy_oracle(tmp_path
     assert t.fidelities == [0] * 6 and torch.equal(t.X[:3], t.X[3:])  # replicates of the design
     camp.close()
 
+    class SeededForrester(Forrester):
+        """Noisy, with the noise drawn from a seed of the point (as the MD elastic-constant oracle):
+        a replicate returns the same answer."""
+
+        seeded_by_point = True
+
+    with pytest.raises(ValueError, match="names a level twice .* draws its noise from a seed of the point"):
+        Campaign(parse_config({**spec, "oracle": SeededForrester(noise_std=0.1)}), run_dir=tmp_path / "seeded")
+
 
 @pytest.mark.parametrize("model, acq, extra, match", [
     ("ar1", "qMFLogEI", {}, "model.name = 'ar1' models one output .* models 2: \\['f', 'g'\\]; set outputs = \\['f'\\]"),

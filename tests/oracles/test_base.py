@@ -47,14 +47,23 @@ def test_validation_messages():
         o.validate_inputs([0.1, 0.2, 0.3])
     with pytest.raises(InvalidInput, match=r"input b of point 1 is nan"):
         o.validate_inputs([[0.1, 0.2], [0.1, float("nan")]])
-    with pytest.raises(InvalidInput, match=r"input a = 1.5 of point 0 is outside its bounds \[-1, 1\]"):
+    with pytest.raises(InvalidInput, match=r"input a = 1.5 of point 0 is outside its bounds \[-1.0, 1.0\]"):
         o.validate_inputs([[1.5, 0.2]])
+    # the value is printed with the digits that show the excess (".6g" had printed "1 ... [-1, 1]")
+    with pytest.raises(InvalidInput, match=r"input a = 1.00000001 of point 0"):
+        o.validate_inputs([[1.00000001, 0.2]])
     with pytest.raises(InvalidInput, match="numeric"):
         o.validate_inputs([["x", "y"]])
     with pytest.raises(InvalidInput, match="real numbers"):
         o.validate_inputs(torch.zeros(1, 2, dtype=torch.complex128))
-    # round-off slack on the bounds
-    assert o.validate_inputs([[1.0 + 1e-12, 0.0]]).shape == (1, 2)
+    # round-off slack on the bounds; an input within it is the bound
+    assert o.validate_inputs([[1.0 + 1e-12, 0.0]])[0, 0].item() == 1.0
+    # a bound given in float32 (torch's default dtype): 0.15 is 0.15000000596 there
+    o.bounds = torch.tensor([[-1.0, 0.06], [1.0, 0.15]], dtype=DTYPE)
+    X32 = o.validate_inputs(torch.tensor([[0.5, 0.15]]))
+    assert X32.dtype == DTYPE and X32[0, 1].item() == 0.15
+    with pytest.raises(InvalidInput, match="outside"):
+        o.validate_inputs(torch.tensor([[0.5, 0.1501]]))
 
 
 def test_fidelity_validation():
