@@ -260,8 +260,16 @@ def load_surrogate(path: str | Path):
         )
     cls = surrogate_class(config["class"])
     ds_file = path / "dataset.json"
-    dataset = Dataset.from_dict(_read_json(ds_file)) if ds_file.exists() else None
-    model = cls.from_config(config["config"], dataset)
+    try:
+        dataset = Dataset.from_dict(_read_json(ds_file)) if ds_file.exists() else None
+    except (KeyError, TypeError, AttributeError, IndexError, RuntimeError) as err:
+        raise ValueError(f"{ds_file} is not a saved dataset ({type(err).__name__}: {err}): the save is corrupt "
+                         "or was edited") from None
+    try:
+        model = cls.from_config(config["config"], dataset)
+    except (KeyError, TypeError, AttributeError, IndexError) as err:
+        raise ValueError(f"{path / 'config.json'} does not rebuild a {config['class']} ({type(err).__name__}: "
+                         f"{err}): the save is corrupt or was edited") from None
     # weights_only: the file holds tensors only; refuse anything else
     try:
         state = torch.load(path / "state.pt", weights_only=True, map_location="cpu")
@@ -269,9 +277,13 @@ def load_surrogate(path: str | Path):
         raise FileNotFoundError(f"no state.pt in {path}: the save is incomplete") from None
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
         raise ValueError(f"{path / 'state.pt'} cannot be read (truncated or not written by torch.save): {err}") from None
-    nan = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and bool(v.isnan().any())]
-    if nan:
-        raise ValueError(f"{path / 'state.pt'} holds NaN in {nan}: the save is corrupt; refit the model")
+    if not isinstance(state, dict):
+        raise ValueError(f"{path / 'state.pt'} holds a {type(state).__name__}, not a state dict: the save is corrupt")
+    # NaN anywhere, or inf other than a constraint's open bound, is a corrupt save
+    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and (
+        bool(v.isnan().any()) or (not k.endswith("_bound") and bool(v.isinf().any())))]
+    if bad:
+        raise ValueError(f"{path / 'state.pt'} holds NaN or inf in {bad}: the save is corrupt; refit the model")
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

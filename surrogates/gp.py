@@ -74,6 +74,7 @@ from oracles.material import MaterialResponse
 from surrogates.base import (
     SurrogateMixin,
     UnitStandardize,
+    check_int,
     register_surrogate,
     variance_in_output_units,
 )
@@ -227,6 +228,26 @@ def _check_single_fidelity(dataset: Dataset, cls_name: str) -> None:
         )
 
 
+def _check_options(cfg: dict[str, Any]) -> None:
+    """One-line errors for options of the wrong type or range (``n_restarts = "4"`` had
+    failed deep in the fitter, ``seed = 0.5`` in torch's seeding, ``min_noise = -1`` only
+    after every restart had failed)."""
+    for name, minimum in (("n_restarts", 1), ("seed", None), ("maxiter", 1)):
+        if name in cfg:
+            cfg[name] = check_int(name, cfg[name], minimum)
+    for name in ("rank", "dim_F"):
+        if cfg.get(name) is not None:
+            cfg[name] = check_int(name, cfg[name], 1)
+    for name, positive in (("min_noise", True), ("min_noise_rel", False)):
+        if name in cfg:
+            v = cfg[name]
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (
+                v > 0 if positive else v >= 0)
+            if not ok:
+                raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {v!r}")
+            cfg[name] = float(v)
+
+
 def _model_dtype(X: Tensor) -> Tensor:
     """``X`` in the models' float64. BoTorch's ``Normalize`` casts its stored bounds to the
     dtype of the inputs it sees, so one integer or float32 query would have rounded them
@@ -250,6 +271,7 @@ class _GPCommon(SurrogateMixin):
                 f"unknown option(s) {sorted(unknown)} for {cls.__name__}; known: {sorted(cls._defaults)}"
             )
         cfg = {**cls._defaults, **options}
+        _check_options(cfg)
         b = _bounds_tensor(cfg["bounds"], dataset.d)
         cfg["bounds"] = None if b is None else b.tolist()
         if cfg.get("dim_F") is None:

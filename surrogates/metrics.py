@@ -66,6 +66,10 @@ def _check(y: Tensor, mean: Tensor, var: Tensor | None = None):
         raise ValueError(f"mean shape {tuple(mean.shape)} does not match y shape {tuple(y.shape)}")
     if y.shape[0] == 0:
         raise ValueError("metrics need at least one point, got n = 0")
+    for name, t in (("y", y), ("mean", mean)):
+        if not torch.isfinite(t).all():
+            i, j = (int(v) for v in (~torch.isfinite(t)).nonzero()[0])
+            raise ValueError(f"{name}[{i}, {j}] = {t[i, j].item()}: metrics need finite targets and predictions")
     if var is None:
         return y, mean, None
     var = _as_2d("var", var).to(y)

@@ -104,6 +104,9 @@ def compute(args: argparse.Namespace) -> dict:
         if v is not None and not (v == 0 or MIN_MAGNITUDE <= abs(v) <= MAX_MAGNITUDE):
             raise InvalidInput(f"--{nm.replace('_', '-')} = {v:g} is out of range: use values of magnitude "
                                f"{MIN_MAGNITUDE:g} to {MAX_MAGNITUDE:g} in the stated units")
+    if args.law == "bilinear" and args.gamma_t is not None and args.gamma_t != args.gamma:
+        raise InvalidInput(f"--gamma-t does not apply to the bilinear law (one fracture energy, --gamma, for all "
+                           f"modes); got --gamma-t {args.gamma_t:g} with --gamma {args.gamma:g}")
     if not 0 <= args.curve <= MAX_CURVE_POINTS:
         raise InvalidInput(f"--curve must be a number of points in [0, {MAX_CURVE_POINTS}], got {args.curve}")
     x = [args.gamma, args.sigma_max, args.C11, args.C12, args.C44]

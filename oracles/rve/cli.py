@@ -99,7 +99,7 @@ def register(subparsers, name: str = "rve") -> None:
         allow_abbrev=False,
     )
     p.error = _one_line_error("scalebridge rve")
-    p.add_argument("--dim", type=int, choices=(2, 3), default=2)
+    p.add_argument("--dim", type=int, choices=(2, 3), default=None, help="2 or 3 (default 2; an image sets its own)")
     p.add_argument("--grid", type=int, nargs="+", default=None, help="voxels per side (default 63; an image sets its own)")
     p.add_argument("--microstructure", default="inclusion")
     p.add_argument("--radius-fraction", type=float, default=None)
@@ -218,7 +218,10 @@ def _settings_error(lines: list[str]) -> str:
                 line = opt + line[len(key):]
                 break
         line = re.sub(r"^phases\.(\d+)\.(\w+)", lambda m: f"--{m.group(2)} (phase {m.group(1)})", line)
-        out.append(line)
+        # a whole phase's error (the cubic constants given once for every phase): name the option, once
+        line = re.sub(r"^phases\.\d+: (C11 = )", r"--cubic: \1", line)
+        if line not in out:
+            out.append(line)
     return "; ".join(out)
 
 
@@ -234,7 +237,8 @@ def build(args):
     from oracles.rve.microstructure import PhaseMap, check_grid_memory
     from oracles.rve.oracle import RVEOracle
 
-    k = args.dim
+    given_dim = args.dim
+    k = args.dim = args.dim or 2
     given_grid = args.grid
     args.grid = args.grid or [63]
     if len(args.grid) not in (1, k):
@@ -251,10 +255,15 @@ def build(args):
         if given_grid is not None:
             raise InvalidInput(f"--grid does not apply to an image microstructure: {micro['source']!r} sets the grid "
                                f"({'x'.join(map(str, pm.shape))}); resample the image for another grid")
+        if given_dim is not None and given_dim != len(pm.shape):
+            raise InvalidInput(f"--dim {given_dim} does not apply to {micro['source']!r}: the image is "
+                               f"{len(pm.shape)}D ({'x'.join(map(str, pm.shape))})")
         grid, k, n_phases = pm.shape, len(pm.shape), pm.num_phases
         check_grid_memory(grid, finite=args.finite)
     elif micro["kind"] == "voronoi_polycrystal":
         n_phases = micro.get("n_grains", 8)
+        if isinstance(n_phases, int) and n_phases < 1:
+            raise InvalidInput(f"--n-grains must be >= 1, got {n_phases}")
     else:
         n_phases = 2
     try:

@@ -457,6 +457,17 @@ def _read_image(path: Path) -> np.ndarray:
     return rank[ids.reshape(-1)].reshape(px.shape[:2])
 
 
+def read_npy(path, what: str) -> np.ndarray:
+    """The array in the ``.npy`` file ``path``, read without unpickling; an unreadable file is an
+    :class:`~oracles.exceptions.InvalidInput` naming ``what`` and the file."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        why = ("it holds pickled Python objects, not a numeric array" if "pickle" in str(e)
+               else str(e).splitlines()[0] if str(e) else type(e).__name__)
+        raise InvalidInput(f"{what} {str(path)!r} is not a readable .npy array ({why})") from None
+
+
 @dataclass(frozen=True, eq=False)
 class PhaseMap(Microstructure):
     """A user phase map: an integer array, a ``.npy`` file or a segmented image.
@@ -485,10 +496,7 @@ class PhaseMap(Microstructure):
                 raise InvalidInput(f"phase map file {str(path)!r} does not exist{where}")
             suffix = path.suffix.lower()
             if suffix == ".npy":
-                try:
-                    arr = np.load(path, allow_pickle=False)
-                except (ValueError, OSError, EOFError) as e:
-                    raise InvalidInput(f"phase map file {str(path)!r} is not a readable .npy array ({str(e).splitlines()[0]})") from None
+                arr = read_npy(path, "phase map file")
             elif suffix in _IMAGE_SUFFIXES:
                 return _read_image(path)
             else:

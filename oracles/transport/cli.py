@@ -176,10 +176,9 @@ def run_conductivity(args) -> int:
     try:
         micro = _micro(args)
         if isinstance(micro, PoreImage):
-            try:
-                pm = np.load(micro.path, allow_pickle=False)
-            except OSError as e:
-                raise ValueError(f"cannot read phase map {str(micro.path)!r}: {e}") from None
+            from oracles.rve.microstructure import read_npy
+
+            pm = read_npy(micro.path, "phase map")
             if pm.dtype == bool:
                 pm = pm.astype(np.int64)
         else:

@@ -229,6 +229,13 @@ class ConductivitySolver:
             self.K = self.tensors[pm].movedim(-1, 0).movedim(-1, 0).contiguous()  # k x k x *grid
             self.dense = True
         if float(self._field_max()) <= 0:
+            present = self.tensors[torch.unique(pm)]
+            if bool((present.abs() > 0).any()):
+                raise InvalidInput(
+                    "no voxel face joins two conducting voxels (a face conducts by the harmonic mean of its "
+                    "two voxels): the conducting phase is connected through edges or corners only, and this "
+                    "discretization's effective conductivity is zero"
+                )
             raise InvalidInput(
                 "every phase present has zero conductivity: the effective conductivity is zero"
             )

@@ -269,10 +269,9 @@ class PoreImage:
         p = Path(self.path)
         if p.suffix.lower() != ".npy":
             raise InvalidInput(f"pore image must be a .npy file, got {self.path!r}")
-        try:
-            arr = np.load(p, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise InvalidInput(f"cannot read pore image {self.path!r}: {e}") from None
+        from oracles.rve.microstructure import read_npy
+
+        arr = read_npy(p, "pore image")
         if arr.ndim not in (2, 3):
             raise InvalidInput(f"pore image must be 2D or 3D, got shape {arr.shape}")
         if arr.dtype != bool:

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from surrogates.neural.icnn import ConvexMLP
 from surrogates.neural.invariants import InvariantSet
 from surrogates.neural.networks import NetworkLayers, ScalarMLP, network_derivatives
+from surrogates.neural.training import data_scale
 
 
 class EnergyParams(NamedTuple):
@@ -170,8 +171,7 @@ class InvariantEnergy(nn.Module):
         c = (I - self.I0).pow(2).mean(0).sqrt()
         # a constant invariant (e.g. no shear in the data) keeps unit scale
         self.inv_scale.copy_(torch.where(c > 1e-8, c, torch.ones_like(c)))
-        s = P.to(self.I0).pow(2).mean().sqrt()
-        self.energy_scale.copy_(s if s > 0 else torch.ones_like(s))
+        self.energy_scale.copy_(data_scale(P.to(self.I0)))
 
     def transform(self) -> Tensor:
         """``q x p`` map from shifted invariants to network inputs."""

@@ -168,13 +168,21 @@ class NeuralEnsembleModel(Model, SurrogateMixin):
         floor = VARIANCE_FLOOR * self.output_scale**2
         return mean, self.variance_scale * var + floor
 
+    #: one variance factor per output (False: one for all, the outputs being the components of
+    #: one tensor, so that a calibrated variance summed over them is frame-indifferent)
+    calibrate_per_output: bool = True
+
     @torch.no_grad()
     def calibrate(self, X: Tensor, Y: Tensor) -> Tensor:
-        """Fit and store the variance factors on held-out ``X`` (``n x d``), ``Y`` (``n x m``)."""
+        """Fit and store the variance factors on held-out ``X`` (``n x d``), ``Y`` (``n x m``):
+        per output, or one for all outputs (the maximum-likelihood factor over all of them)
+        when :attr:`calibrate_per_output` is False."""
         mean, var = self.raw_mean_variance(X)
         if self.num_members < 2:
             return self.variance_scale  # one member: no spread to scale
         s2 = fit_variance_scale(mean, var.clamp_min(VARIANCE_FLOOR * self.output_scale**2), Y)
+        if not self.calibrate_per_output:
+            s2 = s2.mean().expand_as(s2)
         self.variance_scale.copy_(s2)
         return s2
 
@@ -185,6 +193,11 @@ class NeuralEnsembleModel(Model, SurrogateMixin):
         ``observation_noise`` is ignored: the ensemble predicts the noise-free
         response and its epistemic uncertainty.
         """
+        if not torch.is_tensor(X):
+            raise TypeError(f"X must be a torch.Tensor (batch x q x d), got {type(X).__name__}")
+        if X.is_complex():
+            raise TypeError(f"X must be real, got dtype {X.dtype}")
+        X = X.to(torch.float64)  # the members are in double precision (an integer X is a point too)
         if X.dim() < 2:
             raise ValueError(f"X must be batch x q x d (at least q x d), got shape {tuple(X.shape)}")
         if not torch.isfinite(X.detach()).all():

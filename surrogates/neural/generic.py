@@ -32,7 +32,9 @@ from surrogates.dataset import Dataset
 from surrogates.neural.ensemble import NeuralEnsembleModel
 from surrogates.neural.training import (
     TrainingOptions,
+    data_scale,
     member_split,
+    scaled_mse,
     train_network,
 )
 
@@ -118,13 +120,13 @@ class CubicElasticEnsemble(NeuralEnsembleModel):
             dataset, training, val_fraction, calibration_fraction, options)
         X, Y = dataset.X, dataset.Y
         seed = model._config["seed"]
-        scale = Y[fit_idx].pow(2).mean().sqrt().clamp_min(1e-300)
+        scale = data_scale(Y[fit_idx])
         model.output_scale.fill_(float(scale))
         lo, hi = X[fit_idx].amin(0), X[fit_idx].amax(0)
         hi = torch.where(hi > lo, hi, lo + 1.0)
 
         def loss(member, idx):
-            return ((member(X[idx]) - Y[idx]) ** 2).mean() / scale**2
+            return scaled_mse(member(X[idx]), Y[idx], scale)
 
         for i, member in enumerate(model.members):
             member.x_lo.copy_(lo)

@@ -30,7 +30,9 @@ from surrogates.neural.fast import FastHyperelastic, ensemble_response
 from surrogates.neural.invariants import InvariantSet, check_deformation_gradient
 from surrogates.neural.training import (
     TrainingOptions,
+    data_scale,
     member_split,
+    scaled_mse,
     train_network,
 )
 
@@ -58,7 +60,14 @@ class HyperelasticEnsemble(NeuralEnsembleModel):
         growth: volumetric growth coefficient (see :class:`InvariantEnergy`).
         num_members: ensemble size ``M``.
         seed: base seed; member ``i`` uses ``seed + i``.
+
+    The calibration fits one variance factor for all ``k^2`` stress components
+    (:attr:`~surrogates.neural.ensemble.NeuralEnsembleModel.calibrate_per_output`):
+    a factor per lab-frame component made the calibrated variance change under
+    a rigid rotation ``F -> QF``, and with it the adaptive switch's decision.
     """
+
+    calibrate_per_output = False
 
     def __init__(self, dim: int = 3, symmetry: str = "isotropic", fibre=None, hidden=(16, 16),
                  polyconvex: bool = False, growth: float = 0.0, num_members: int = 5,
@@ -134,16 +143,16 @@ class HyperelasticEnsemble(NeuralEnsembleModel):
                     f"got {tuple(A.shape)}"
                 )
         seed = model._config["seed"]
-        p_scale = P[fit_idx].pow(2).mean().sqrt().clamp_min(1e-300)
-        a_scale = None if A is None else A[fit_idx].pow(2).mean().sqrt().clamp_min(1e-300)
+        p_scale = data_scale(P[fit_idx])
+        a_scale = None if A is None else data_scale(A[fit_idx])
         model.output_scale.fill_(float(p_scale))
 
         def loss(member, idx):
             order = 2 if A is not None else 1
             _, Pp, Ap = member(F[idx], order=order)
-            val = ((Pp - P[idx]) ** 2).mean() / p_scale**2
+            val = scaled_mse(Pp, P[idx], p_scale)
             if A is not None:
-                val = val + tangent_weight * ((Ap - A[idx]) ** 2).mean() / a_scale**2
+                val = val + tangent_weight * scaled_mse(Ap, A[idx], a_scale)
             return val
 
         model.histories = []

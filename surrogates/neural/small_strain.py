@@ -30,7 +30,9 @@ from surrogates.neural.ensemble import NeuralEnsembleModel
 from surrogates.neural.networks import ScalarMLP
 from surrogates.neural.training import (
     TrainingOptions,
+    data_scale,
     member_split,
+    scaled_mse,
     train_network,
 )
 
@@ -97,8 +99,7 @@ class SmallStrainEnergy(nn.Module):
     def set_scales(self, eps: Tensor, sigma: Tensor) -> None:
         c = self.invariants(eps).pow(2).mean(0).sqrt()
         self.inv_scale.copy_(torch.where(c > 1e-12, c, torch.ones_like(c)))
-        s = sigma.pow(2).mean().sqrt()
-        self.energy_scale.copy_(s if s > 0 else torch.ones_like(s))
+        self.energy_scale.copy_(data_scale(sigma))
 
     def energy(self, eps: Tensor) -> Tensor:
         """``n`` energies of ``n x k x k`` strains."""
@@ -135,8 +136,12 @@ class SmallStrainEnsemble(NeuralEnsembleModel):
     """Deep ensemble of :class:`SmallStrainEnergy` networks as a BoTorch Model.
 
     ``X``: ``n x 3`` (2-D) or ``n x 6`` (3-D) Voigt strains (tensor shear);
-    posterior over the stresses in the same order.
+    posterior over the stresses in the same order. One variance factor for all
+    stress components, frame-indifferent as
+    :class:`~surrogates.neural.hyperelastic.HyperelasticEnsemble`'s.
     """
+
+    calibrate_per_output = False
 
     def __init__(self, dim: int = 3, symmetry: str = "isotropic", hidden=(16, 16),
                  num_members: int = 5, seed: int = 0):
@@ -173,15 +178,15 @@ class SmallStrainEnsemble(NeuralEnsembleModel):
         if A is not None and A.shape != (dataset.n, dim, dim, dim, dim):
             raise ValueError(f"tangent must be n x {dim} x {dim} x {dim} x {dim}, got {tuple(A.shape)}")
         seed = model._config["seed"]
-        s_scale = sig[fit_idx].pow(2).mean().sqrt().clamp_min(1e-300)
-        a_scale = None if A is None else A[fit_idx].pow(2).mean().sqrt().clamp_min(1e-300)
+        s_scale = data_scale(sig[fit_idx])
+        a_scale = None if A is None else data_scale(A[fit_idx])
         model.output_scale.fill_(float(s_scale))
 
         def loss(member, idx):
             _, s, C = member(eps[idx], order=2 if A is not None else 1)
-            val = ((s - sig[idx]) ** 2).mean() / s_scale**2
+            val = scaled_mse(s, sig[idx], s_scale)
             if A is not None:
-                val = val + tangent_weight * ((C - A[idx]) ** 2).mean() / a_scale**2
+                val = val + tangent_weight * scaled_mse(C, A[idx], a_scale)
             return val
 
         for i, member in enumerate(model.members):

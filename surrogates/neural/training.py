@@ -107,6 +107,27 @@ def split_indices(n: int, fractions: tuple[float, ...], seed: int = 0) -> list[T
     return out
 
 
+def rms(T: Tensor) -> Tensor:
+    """The root-mean-square of ``T`` (0-d), computed relative to its largest magnitude so that
+    values of 1e-170 do not square to an underflowed 0."""
+    m = T.detach().abs().max() if T.numel() else T.new_zeros(())
+    return m * (T / m).pow(2).mean().sqrt() if m > 0 else m
+
+
+def data_scale(T: Tensor) -> Tensor:
+    """The :func:`rms` of ``T``, 1 where ``T`` is zero throughout: the scale by which a
+    training loss is made dimensionless (a zero stress, a void phase, had given a scale of 0
+    and an infinite loss)."""
+    s = rms(T)
+    return s if s > 0 else torch.ones_like(s)
+
+
+def scaled_mse(pred: Tensor, target: Tensor, scale: Tensor) -> Tensor:
+    """``mean(((pred - target) / scale)^2)``: divided before squaring, so data on a scale of
+    1e-170 do not underflow to a zero denominator."""
+    return ((pred - target) / scale).pow(2).mean()
+
+
 def train_network(
     module: nn.Module,
     loss: Callable[[nn.Module, Tensor], Tensor],
@@ -160,5 +181,9 @@ def train_network(
             bad += 1
             if bad >= opt_cfg.patience:
                 break
+    if not math.isfinite(best):
+        raise ValueError(
+            f"training of {type(module).__name__} never reached a finite loss (first values: train "
+            f"{hist_t[:1]}, validation {hist_v[:1]}); check the training data for non-finite or extreme values")
     module.load_state_dict(best_state)
     return TrainingHistory(hist_t, hist_v, best_step)

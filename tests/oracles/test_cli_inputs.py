@@ -200,6 +200,7 @@ COHESIVE = ["cohesive", "--gamma", "1.3", "--sigma-max", "10", "--C11", "168.4",
         (["--gamma", "x"], "invalid float value: 'x'"),
         (["--gamma", "1e-300"], "--gamma = 1e-300 is out of range"),
         (["--C11", "1e308", "--C44", "1e308"], "--C11 = 1e+308 is out of range"),
+        (["--law", "bilinear", "--gamma-t", "2"], "--gamma-t does not apply to the bilinear law"),
     ],
 )
 def test_cohesive_bad_options_one_line_exit_2(capsys, patch, must):
@@ -238,3 +239,24 @@ def test_run_dir_that_cannot_be_a_directory_is_one_line(capsys, tmp_path, where)
 def test_transport_grid_too_large_for_the_machine_is_one_line(capsys, argv):
     """It had ended in numpy's allocation traceback (298 GiB asked for)."""
     _one_line(capsys, argv, "--grid", "needs about", "GB; this machine has", "use a coarser grid")
+
+
+def test_unreadable_npy_files_and_mismatched_options_are_named(tmp_path, capsys):
+    """A pickled .npy is named with what it holds (numpy's message suggested loading it unsafely,
+    and `conductivity` passed it through unwrapped); --dim against an image's own dimension, and
+    --n-grains 0 and an unstable --cubic name the option."""
+    obj = tmp_path / "obj.npy"
+    np.save(obj, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    for argv in (["rve", "--microstructure", str(obj)],
+                 ["conductivity", "--dim", "2", "--microstructure", str(obj), "--conductivity", "1", "10"],
+                 ["permeability", "--dim", "2", "--microstructure", str(obj)]):
+        line = _one_line(capsys, argv, "obj.npy", "is not a readable .npy array")
+        assert "allow_pickle" not in line and "unsafely" not in line
+    img = tmp_path / "pm.npy"
+    np.save(img, (np.arange(64).reshape(8, 8) % 2).astype(np.int64))
+    _one_line(capsys, ["rve", "--microstructure", str(img), "--dim", "3"], "--dim 3 does not apply", "2D (8x8)")
+    _one_line(capsys, ["rve", "--grid", "15", "--microstructure", "voronoi_polycrystal", "--n-grains", "0"],
+              "--n-grains must be >= 1, got 0")
+    line = _one_line(capsys, ["rve", "--grid", "15", "--law", "cubic_elastic", "--cubic", "1", "2", "1"],
+                     "--cubic: C11 = 1.0, C12 = 2.0 are not mechanically stable")
+    assert line.count("mechanically stable") == 1

@@ -3,6 +3,7 @@ likelihood gradients, calibration, known noise, ICM transfer, material response.
 
 import functools
 import math
+import re
 
 import numpy as np
 import pytest
@@ -387,6 +388,14 @@ def test_bad_options_and_data():
         GPSurrogate.from_dataset(ds, bounds=[[0, 0, 0], [1, 1, 1]])
     with pytest.raises(ValueError, match="n_restarts"):
         GPSurrogate.from_dataset(ds, n_restarts=0)
+    # wrong types and ranges, each named in one line before any fit
+    for opts, match in (({"n_restarts": "4"}, "n_restarts must be an integer >= 1, got '4'"),
+                        ({"seed": 0.5}, "seed must be an integer, got 0.5"),
+                        ({"min_noise": -1.0}, "min_noise must be a finite number > 0, got -1.0"),
+                        ({"min_noise_rel": float("nan")}, "min_noise_rel must be a finite number >= 0"),
+                        ({"maxiter": True}, "maxiter must be an integer >= 1, got True")):
+        with pytest.raises(ValueError, match=re.escape(match)):
+            GPSurrogate.from_dataset(ds, **opts)
     obs = torch.ones(6, 2, dtype=torch.bool)
     obs[0, 1] = False
     ds2 = Dataset(X=X, Y=torch.stack([branin01(X), smooth(X)], -1), observed=obs)

@@ -104,6 +104,13 @@ def test_bad_inputs_name_the_problem():
         nlpd(y, y, torch.zeros(3, 2, dtype=D))
     with pytest.raises(ValueError, match="at least one point"):
         rmse(torch.zeros(0, 1, dtype=D), torch.zeros(0, 1, dtype=D))
+    # a NaN target or prediction is refused, not averaged to NaN or counted as a miss
+    bad = y.clone()
+    bad[1, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"y\[1, 0\] = nan"):
+        rmse(bad, y)
+    with pytest.raises(ValueError, match=r"mean\[1, 0\] = nan"):
+        coverage(y, bad, torch.ones_like(y))
 
 
 def test_evaluate_bundle():

@@ -140,7 +140,28 @@ def test_a_corrupt_save_is_refused_naming_the_file(gp, tmp_path):
     key = next(k for k in state if "lengthscale" in k)
     state[key] = torch.full_like(state[key], float("nan"))
     torch.save(state, path / "state.pt")
-    with pytest.raises(ValueError, match=rf"state.pt holds NaN in \['{key}'\]"):
+    with pytest.raises(ValueError, match=rf"state.pt holds NaN or inf in \['{key}'\]"):
+        load_surrogate(path)
+    # an infinite lengthscale had loaded and predicted a constant everywhere
+    state[key] = torch.full_like(state[key], float("inf"))
+    torch.save(state, path / "state.pt")
+    with pytest.raises(ValueError, match=rf"state.pt holds NaN or inf in \['{key}'\]"):
+        load_surrogate(path)
+    torch.save(torch.zeros(3), path / "state.pt")
+    with pytest.raises(ValueError, match=r"state.pt holds a Tensor, not a state dict"):
         load_surrogate(path)
     (path / "state.pt").write_bytes(good_state)
+    good_ds = (path / "dataset.json").read_text()
+    (path / "dataset.json").write_text(json.dumps({k: v for k, v in json.loads(good_ds).items() if k != "Y"}))
+    with pytest.raises(ValueError, match=r"dataset.json is not a saved dataset \(KeyError"):
+        load_surrogate(path)
+    (path / "dataset.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"dataset.json is not a saved dataset"):
+        load_surrogate(path)
+    (path / "dataset.json").write_text(good_ds)
+    (path / "config.json").write_text(json.dumps({**json.loads(good_cfg), "config": {
+        **json.loads(good_cfg)["config"], "bounds": "abc"}}))
+    with pytest.raises(ValueError, match=r"config.json does not rebuild a GPSurrogate"):
+        load_surrogate(path)
+    (path / "config.json").write_text(good_cfg)
     load_surrogate(path)  # the intact save still loads

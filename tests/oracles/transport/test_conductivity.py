@@ -179,3 +179,14 @@ def test_chunked_loads_match_batched():
     ra, rb = a.solve(), b.solve()
     assert len(rb.info["iterations_per_chunk"]) == 3
     torch.testing.assert_close(ra.tensor, rb.tensor, rtol=1e-8, atol=1e-12)
+
+
+def test_a_conductor_without_a_conducting_face_is_named_as_such():
+    """A voxel checkerboard of conductivities 1 and 0: every face joins a conductor and an
+    insulator, so the staggered faces (harmonic means) all vanish. The error had said every
+    phase present has zero conductivity, which is false; with both phases at 0 it is true."""
+    cb = np.add.outer(np.arange(8), np.arange(8)) % 2
+    with pytest.raises(InvalidInput, match="no voxel face joins two conducting voxels"):
+        effective_conductivity(cb, [1.0, 0.0])
+    with pytest.raises(InvalidInput, match="every phase present has zero conductivity"):
+        effective_conductivity(cb, [0.0, 0.0])

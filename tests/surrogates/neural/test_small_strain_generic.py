@@ -219,3 +219,22 @@ def test_ensemble_posterior_variance_is_not_floored_absolutely_in_small_units():
     with torch.no_grad():
         _, var = model.predict(Tt)
         torch.testing.assert_close(model.posterior(Tt).variance, var, rtol=1e-12, atol=0)
+
+
+def test_posterior_takes_integer_tensors_and_names_a_non_tensor():
+    """An integer tensor is a point like any other (it had failed deep in autograd: "only Tensors
+    of floating point dtype can require gradients"); a numpy array is named in one line."""
+    import numpy as np
+
+    from surrogates.neural import SmallStrainEnsemble
+
+    g = torch.Generator().manual_seed(0)
+    eps = 0.01 * torch.randn(30, 3, generator=g, dtype=torch.float64)
+    sig = eps @ torch.tensor([[3.0, 1.0, 0.0], [1.0, 3.0, 0.0], [0.0, 0.0, 2.0]], dtype=torch.float64)
+    m = SmallStrainEnsemble.from_dataset(Dataset(X=eps, Y=sig), dim=2, num_members=2, hidden=(4,),
+                                         training=dict(max_iter=2, inner_iter=5))
+    Xi = torch.tensor([[0, 0, 0]])
+    with torch.no_grad():
+        torch.testing.assert_close(m.posterior(Xi).mean, m.posterior(Xi.double()).mean, rtol=0, atol=0)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        m.posterior(np.zeros((1, 3)))
