@@ -430,6 +430,14 @@ class RVESettings(_RVEBase):
                 raise ValueError(f"grid {self.grid} has {len(self.grid)} sizes but dim = {self.dim}")
             self.dim = len(self.grid)
         self._check_phases(self.dim)
+        if self.strain_bounds is not None:
+            sb = self.strain_bounds
+            if len(sb) != 2 or len(sb[0]) != len(sb[1]):
+                raise ValueError(f"strain_bounds must be two rows (lower, upper) of equal length, got {sb}")
+            bad = [j for j, (lo, hi) in enumerate(zip(sb[0], sb[1], strict=True)) if not lo < hi]
+            if bad:
+                raise ValueError(f"strain_bounds: need lower < upper in every column, got lower = {sb[0][bad[0]]}, "
+                                 f"upper = {sb[1][bad[0]]} in column {bad[0]}")
         if self.microstructure.kind == "phase_map" and "grid" not in self.model_fields_set:
             from oracles.rve.microstructure import PhaseMap
 

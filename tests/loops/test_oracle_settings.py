@@ -84,6 +84,14 @@ def test_grid_string_is_refused_in_a_campaign_config():
     assert e.value.lines == ["config: oracle.grid = '31': Input should be a valid integer or a valid list"]
 
 
+def test_inverted_strain_bounds_are_named_when_the_config_is_read():
+    """They had been refused only when the oracle was built, without the key's name."""
+    with pytest.raises(ConfigError, match=r"oracle: strain_bounds: need lower < upper in every column, got lower = "
+                                          r"0.01, upper = -0.01 in column 0"):
+        parse_config({"name": "t", "oracle": {"name": "rve", **RVE, "strain_bounds": [[0.01] * 3, [-0.01] * 3]},
+                      "budget": {"calls": 3}})
+
+
 def test_typo_names_the_key_and_lists_the_allowed_ones():
     micro = {"kind": "random_fibres", "radius_fracton": 0.1}
     lines = _lines("rve", {**RVE, "microstructure": micro})
