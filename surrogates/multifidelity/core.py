@@ -314,14 +314,19 @@ def distinct_rows(x: Tensor, w: Tensor | None = None) -> Tensor:
 BASIS_RTOL = 1e-6
 
 
-def independent_columns(F: Tensor, rtol: float = BASIS_RTOL) -> Tensor:
+def independent_columns(F: Tensor, rtol: float = BASIS_RTOL, floor: float = 0.0) -> Tensor:
     """Which columns of a trend basis ``F`` (``n x p``) to keep so that the kept
     ones are linearly independent: column ``j`` is kept when its residual after
-    least squares on the kept columns before it exceeds ``rtol`` times its norm
-    (Gram--Schmidt in column order, reorthogonalized). A column that repeats
-    earlier ones at these points (the level below constant there, or linear in
-    the inputs like a linear trend) has no identifiable GLS coefficient; kept,
-    its coefficient is set by round-off and can be huge. Returns ``p`` booleans."""
+    least squares on the kept columns before it exceeds ``rtol`` times the larger
+    of its norm and ``floor`` (Gram--Schmidt in column order, reorthogonalized).
+    A column that repeats earlier ones at these points (the level below constant
+    there, or linear in the inputs like a linear trend) has no identifiable GLS
+    coefficient; kept, its coefficient is set by round-off and can be huge.
+    ``floor``: the norm of a column of unit size at these points (``sqrt(n)``
+    for columns in standardized units), so that a column constant up to 1e-14
+    of that size is dropped even when its own norm is small (a level below
+    whose posterior mean is 4e-11 throughout had kept its column, with a GLS
+    coefficient of -4e12). Returns ``p`` booleans."""
     keep = torch.zeros(F.shape[-1], dtype=torch.bool)
     Q = F.new_zeros(F.shape[0], 0)
     for j in range(F.shape[-1]):
@@ -330,7 +335,7 @@ def independent_columns(F: Tensor, rtol: float = BASIS_RTOL) -> Tensor:
         r = c - Q @ (Q.T @ c)
         r = r - Q @ (Q.T @ r)
         rn = float(r.norm())
-        if norm > 0 and rn > rtol * norm:
+        if norm > 0 and rn > rtol * max(norm, floor):
             keep[j] = True
             Q = torch.cat([Q, (r / rn).unsqueeze(-1)], -1)
     return keep

@@ -451,8 +451,10 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
         """At the fit: the columns of level ``t``'s full trend basis ``F`` (``n x p``,
         built with ``basis_keep[t]`` all True) that
         :func:`~surrogates.multifidelity.core.independent_columns` keeps, recorded
-        in the ``basis_keep`` buffer for :meth:`_kept_basis`."""
-        keep = independent_columns(F)
+        in the ``basis_keep`` buffer for :meth:`_kept_basis`. The columns are in unit
+        sizes (the unit-cube inputs and the standardized level below), so the
+        residual is also measured against a column of ones."""
+        keep = independent_columns(F, floor=math.sqrt(F.shape[-2]))
         self.basis_keep[t, : F.shape[-1]] = keep
         return F[..., keep]
 

@@ -67,26 +67,33 @@ class LevelKriging:
         th = [prior_lengthscale(self.d)] * self.k + [max(s2, 1e-4)] + [1e-3] * int(self.infer_nugget)
         return torch.tensor(th, dtype=DTYPE).log()
 
-    def cov(self, th: Tensor, x: Tensor, v: Tensor) -> Tensor:
-        """Covariance of the observations at ``x`` (``n x d``) with known noise ``v``."""
+    def cov(self, th: Tensor, x: Tensor, v: Tensor, shared: Tensor | None = None) -> Tensor:
+        """Covariance of the observations at ``x`` (``n x d``) with known noise ``v``
+        (``n``) and, where given, ``shared`` (``n x n``): covariance between rows that
+        is not the signal's (the variance carried from the level below, shared by
+        replicates of one input)."""
         ls, s2, g = self.unpack(th)
-        return s2 * self.corr(x, x, ls) + torch.diag_embed(v + g)
+        K = s2 * self.corr(x, x, ls) + torch.diag_embed(v + g)
+        return K if shared is None else K + shared
 
-    def kriging(self, th: Tensor, x: Tensor, F: Tensor, y: Tensor, v: Tensor, w: Tensor | None = None) -> Kriging:
-        return Kriging(self.cov(th, x, v), F, y, w, distinct=distinct_rows(x, w))
+    def kriging(self, th: Tensor, x: Tensor, F: Tensor, y: Tensor, v: Tensor, w: Tensor | None = None,
+                shared: Tensor | None = None) -> Kriging:
+        return Kriging(self.cov(th, x, v, shared), F, y, w, distinct=distinct_rows(x, w))
 
-    def objective(self, x: Tensor, F: Tensor, y: Tensor, v: Tensor, reml: bool):
+    def objective(self, x: Tensor, F: Tensor, y: Tensor, v: Tensor, reml: bool, shared: Tensor | None = None):
         def f(th: Tensor) -> Tensor:
-            return kriging_nll(self.cov(th, x, v), F, y, reml=reml) - log_lengthscale_prior(th[: self.k], self.d)
+            return (kriging_nll(self.cov(th, x, v, shared), F, y, reml=reml)
+                    - log_lengthscale_prior(th[: self.k], self.d))
 
         return f
 
-    def fit(self, x, F, y, v, reml: bool, restarts: int, seed: int, warm: Tensor | None = None):
+    def fit(self, x, F, y, v, reml: bool, restarts: int, seed: int, warm: Tensor | None = None,
+            shared: Tensor | None = None):
         """MAP parameters (``size``) and the objective there."""
         box = self.box()
         base = self.start(float(y.var()) if y.numel() > 1 else 1.0) if warm is None else warm
         starts = random_starts(base, box, 3, seed)
-        return fit_map(self.objective(x, F, y, v, reml), starts, box, restarts=restarts)
+        return fit_map(self.objective(x, F, y, v, reml, shared), starts, box, restarts=restarts)
 
     def predict(
         self, krig: Kriging, th: Tensor, X: Tensor, x: Tensor, Fx: Tensor, diag: bool = False, t_scale: bool = False
@@ -238,6 +245,23 @@ class RecursiveCoKriging(MultiFidelityModel):
         """Variance ``rho_t(x)^2 Var f_{t-1}(x)`` added to level ``t``'s rows (``n``)."""
         return (coef[0] + x @ coef[1:]).pow(2) * lower_var
 
+    @staticmethod
+    def _with_carry(x: Tensor, v: Tensor, extra: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Known noise ``v`` (``... x n``) with the carried variance ``extra`` added:
+        ``(v + extra, None)``, or, where some rows repeat an input, ``(v, S)`` with
+        ``S`` (``... x n x n``) the carried covariance, ``extra`` on the diagonal and
+        ``sqrt(extra_i extra_j)`` between replicates: they share one value of the level
+        below, so its uncertainty is not averaged down over them (as independent
+        rows it had been, and replicates fused by precision had lost that equivalence)."""
+        same = (x.unsqueeze(-2) == x.unsqueeze(-3)).all(-1)
+        off = same & ~torch.eye(same.shape[-1], dtype=torch.bool)
+        if not bool(off.any()):
+            return v + extra, None
+        r = extra.clamp_min(0).sqrt()
+        S = torch.where(off, r.unsqueeze(-1) * r.unsqueeze(-2), torch.zeros((), dtype=extra.dtype)) \
+            + torch.diag_embed(extra)
+        return v, S
+
     def _basis(self, t: int, x: Tensor, lower: Tensor | None) -> Tensor:
         one = torch.ones_like(x[..., :1])
         lin = [x[..., self.trend_inputs[t]]] if self._linear[t] else []
@@ -353,12 +377,13 @@ class RecursiveCoKriging(MultiFidelityModel):
         if t == 0:
             if self.warp == "log":
                 y, v = self._warped(y, v)
-            return x, self._basis(0, x, None), y, v, None
+            return x, self._basis(0, x, None), y, (v, None), None
         m, var = self._lower_at(t, x)
         F = self._basis(t, x, m)
+        shared = None
         if coef is not None:
-            v = v + self._carry(coef, x, var)
-        return x, F, y, v, var
+            v, shared = self._with_carry(x, v, self._carry(coef, x, var))
+        return x, F, y, (v, shared), var
 
     def _set_scale_free(self) -> None:
         """Per level: no known positive noise variance in its data, so that
@@ -399,7 +424,7 @@ class RecursiveCoKriging(MultiFidelityModel):
         L = self.num_fidelities
         for t in range(L):
             self.basis_keep[t] = True
-            x, F, y, v, lower_var = self._level_data(t, None)
+            x, F, y, (v, _), lower_var = self._level_data(t, None)
             if F.shape[-1] >= len(y):
                 raise TooFewLevelPoints(
                     f"level {t} has {len(y)} points; recursive co-kriging with rho={self.rho_form!r} and "
@@ -424,9 +449,9 @@ class RecursiveCoKriging(MultiFidelityModel):
                 extra = self._carry(coef, x, lower_var)
                 _, s2, _ = lk.unpack(th)
                 if float(extra.max()) > 1e-6 * float(s2):
-                    v2 = v + extra
-                    th, _ = lk.fit(x, F, y, v2, self.reml, self.restarts, self.seed + t, warm=th)
-                    krig = lk.kriging(th, x, F, y, v2)
+                    v2, shared = self._with_carry(x, v, extra)
+                    th, _ = lk.fit(x, F, y, v2, self.reml, self.restarts, self.seed + t, warm=th, shared=shared)
+                    krig = lk.kriging(th, x, F, y, v2, shared=shared)
                 else:
                     coef.zero_()
             self.theta[t].copy_(th.detach())
@@ -440,8 +465,8 @@ class RecursiveCoKriging(MultiFidelityModel):
         self._lv = self._levels()
         masks = self._level_masks()
         for t in range(self.num_fidelities):
-            x, F, y, v, _ = self._level_data(t, self.carry_coef[t] if t > 0 else None)
-            self._krig.append(self._lk(t).kriging(self.theta[t], x, F, y, v, masks[t]))
+            x, F, y, (v, shared), _ = self._level_data(t, self.carry_coef[t] if t > 0 else None)
+            self._krig.append(self._lk(t).kriging(self.theta[t], x, F, y, v, masks[t], shared=shared))
 
     def _lk(self, t: int) -> LevelKriging:
         return self._levelk[int(self.kernel_index[t])]

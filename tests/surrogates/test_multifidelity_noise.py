@@ -367,3 +367,51 @@ def test_outputs_with_an_offset_of_3e8_spreads_are_not_constant(cls):
     sd = float(ds.Y[ds.fidelity == 1].std())
     torch.testing.assert_close((post.mean - b) / a, ref.mean, rtol=0, atol=1e-3 * sd)
     torch.testing.assert_close(post.variance / a**2, ref.variance, rtol=0, atol=1e-3 * sd**2)
+
+
+def test_replicates_share_the_variance_carried_from_the_level_below():
+    """Recursive co-kriging, non-nested design (the level-0 variance at the top level's inputs is
+    carried into its rows): replicates (y_i, v_i) at one input are one row of the precision-weighted
+    mean and variance, as for any Gaussian model. The carried variance had been added to each
+    replicate independently and averaged down (mean 0.1 sd, variance 15 % apart); the fits here
+    share their hyperparameters, so the two posteriors must agree to round-off."""
+    g = torch.Generator().manual_seed(4)
+    xl = torch.linspace(0.02, 0.98, 7, dtype=DTYPE).unsqueeze(-1)
+    xh = torch.tensor([[0.13], [0.41], [0.66], [0.9]], dtype=DTYPE)
+    v = torch.tensor([0.02, 0.05, 0.01], dtype=DTYPE)
+    rep = xh[1:2].expand(3, 1)
+    y_rep = f_high(rep) + v.sqrt() * torch.randn(3, generator=g, dtype=DTYPE)
+    others = torch.cat([xh[:1], xh[2:]])
+    X = torch.cat([xl, others, rep])
+    Y = torch.cat([f_low(xl), f_high(others), y_rep]).reshape(-1, 1)
+    Yvar = torch.cat([torch.full((7,), 1e-4, dtype=DTYPE), torch.full((3,), 1e-3, dtype=DTYPE), v]).reshape(-1, 1)
+    fid = torch.tensor([0] * 7 + [1] * 6)
+    m = RecursiveCoKriging.from_dataset(Dataset(X=X, Y=Y, Yvar=Yvar, fidelity=fid))
+    assert float(m.carry_coef[1].abs().max()) > 0  # the carried variance is in play
+    w = 1 / v
+    fused = Dataset(X=torch.cat([xl, others, rep[:1]]),
+                    Y=torch.cat([Y[:10, 0], ((w * y_rep).sum() / w.sum()).reshape(1)]).reshape(-1, 1),
+                    Yvar=torch.cat([Yvar[:10, 0], (1 / w.sum()).reshape(1)]).reshape(-1, 1),
+                    fidelity=torch.tensor([0] * 7 + [1] * 4))
+    other = _refit_with(m, fused)
+    xt = torch.linspace(0, 1, 25, dtype=DTYPE).unsqueeze(-1)
+    (m1, v1), (m2, v2) = m.predict(xt), other.predict(xt)
+    torch.testing.assert_close(m2, m1, rtol=0, atol=1e-8 * float(v1.max().sqrt()))
+    torch.testing.assert_close(v2, v1, rtol=1e-8, atol=0)
+
+
+def test_a_trend_column_constant_in_standardized_units_is_dropped():
+    """A column whose residual is 1e-14 of a unit column is unidentifiable, however small its own
+    norm (a level below with a posterior mean of -4e-11 everywhere had kept its column and a GLS
+    coefficient of -4e12); relative to its own norm alone it looked independent."""
+    from surrogates.multifidelity.core import independent_columns
+
+    g = torch.Generator().manual_seed(0)
+    one = torch.ones(6, dtype=DTYPE)
+    f = -4.15e-11 + 1e-14 * torch.randn(6, generator=g, dtype=DTYPE)
+    F = torch.stack([one, f], -1)
+    assert independent_columns(F).tolist() == [True, True]
+    assert independent_columns(F, floor=math.sqrt(6)).tolist() == [True, False]
+    # a column of unit size that varies is kept either way
+    F2 = torch.stack([one, torch.linspace(-1, 1, 6, dtype=DTYPE)], -1)
+    assert independent_columns(F2, floor=math.sqrt(6)).tolist() == [True, True]
