@@ -633,11 +633,18 @@ class Campaign:
             except Exception:  # noqa: BLE001  (compared as written; the difference names the keys)
                 pass
             diff = config_differences(old, new)
+            # where the points run is not what the campaign is: a scheduler restarted at another
+            # address (a new batch job) continues the campaign, and config.json (written under
+            # the run directory's lock, held here) takes the new executor for later resumes
+            moved = any(k.startswith("executor.") for k in diff)
+            diff = [k for k in diff if not k.startswith("executor.")]
             if diff:
                 raise RunDirError(
                     f"{self.run_dir} holds another campaign: its config.json differs in {', '.join(diff)}; "
                     "choose a new run directory, or `scalebridge resume` this one"
                 )
+            if moved:
+                cfg_file.write_text(config.model_dump_json(indent=2))
         prog = read_progress(self.run_dir)
         if prog.get("finished", 0) > 0 and not store_file.exists():
             raise RunDirError(f"{store_file} is missing but progress.json records {prog['finished']} "
@@ -1030,9 +1037,7 @@ class Campaign:
         if self.problem.multi_fidelity and name not in BUILTIN:
             options.setdefault("num_fidelities", self.problem.num_fidelities)
             options.setdefault("costs", list(self.problem.costs))
-        noise_free = c.noise_free if c.noise_free is not None else not self.oracle.noisy
-        if noise_free and Yvar is None:
-            Yvar = torch.zeros_like(Y)
+        Yvar = self.fit_noise(Y, Yvar)
         Yfit = Y
         winsorize = c.winsorize if c.winsorize is not None else not self.problem.multi_fidelity
         if winsorize and self.config.mode == "optimize" and len(self.problem.objective_idx) == 1:
@@ -1070,6 +1075,14 @@ class Campaign:
         else:
             self.problem.output_scale = None
         return self.model
+
+    def fit_noise(self, Y: Tensor, Yvar: Tensor | None) -> Tensor | None:
+        """The known noise a model of this campaign's data ``Y`` (``n x m``) is fitted with:
+        zeros for a deterministic oracle's data without ``Yvar`` (fitted noise-free: the
+        model interpolates; ``model.noise_free`` overrides), else ``Yvar``."""
+        c = self.config.model
+        noise_free = c.noise_free if c.noise_free is not None else not self.oracle.noisy
+        return torch.zeros_like(Y) if noise_free and Yvar is None else Yvar
 
     def validation_metrics(self, model=None) -> dict[str, float]:
         """Held-out accuracy at the target fidelity (learn mode) of ``model`` (default:

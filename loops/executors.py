@@ -250,7 +250,19 @@ def check_dask_scheduler(address: str, timeout: float = DASK_CONNECT_TIMEOUT) ->
     if scheme != "tcp":
         return
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock = socket.create_connection((host, int(port)), timeout=timeout)
+    except TimeoutError:
+        raise RuntimeError(
+            f"executor.address = {address!r}: no server accepted a connection within {timeout:g} s (nothing "
+            "listens there, or a firewall drops it); start the scheduler or fix the address"
+        ) from None
+    except OSError as e:
+        raise RuntimeError(
+            f"executor.address = {address!r}: no Dask scheduler answered within {timeout:g} s "
+            f"({e.strerror or type(e).__name__}); start one or fix the address"
+        ) from None
+    try:
+        with sock:
             sock.settimeout(timeout)
             first = sock.recv(1)
     except TimeoutError:
@@ -337,6 +349,13 @@ class ExecutorHandle:
                     raise RuntimeError(
                         f"executor.address = {self.cfg.address!r}: no Dask scheduler answered within "
                         f"{DASK_CONNECT_TIMEOUT:g} s ({type(e).__name__}); start one or fix the address"
+                    ) from None
+                except (TypeError, ValueError) as e:
+                    # e.g. tls:// without the security settings distributed needs for it
+                    raise RuntimeError(
+                        f"executor.address = {self.cfg.address!r}: distributed cannot connect to it "
+                        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); for tls:// give the "
+                        "security settings through Dask's configuration (distributed.comm.tls)"
                     ) from None
             elif self.cfg.cluster:
                 import importlib
@@ -440,7 +459,8 @@ class ExecutorHandle:
                     "dead workers) and `scalebridge resume` the run directory")
         where = f" at {self.cfg.address}" if self.cfg.address else ""
         return (f"the Dask scheduler{where} is gone (lost connection); the points in flight stay pending: "
-                "start the scheduler again and `scalebridge resume` the run directory")
+                "start the scheduler again and `scalebridge resume` the run directory (at another address: "
+                "`scalebridge run` the config with the new executor.address and the same --run-dir)")
 
     def shutdown(self) -> None:
         """Stop the executor (and a cluster it started); a scheduler already gone is not an error here."""
@@ -702,8 +722,10 @@ class PointRunner:
     died, or was killed at its timeout), not of the oracle.
 
     Futures-based executors cannot kill a running call: a call past
-    ``timeout + grace`` (counted from when it started running, where the
-    executor tells) is recorded as a timeout and abandoned.
+    ``timeout + grace`` (counted from when it started running: where the
+    executor tells, or for Dask from when it is among the oldest points in
+    flight, as many as the cluster has threads) is recorded as a timeout and
+    abandoned.
     """
 
     def __init__(self, cfg, executor: Executor | None = None, preload: tuple[str, ...] = (), grace: float = 2.0):
@@ -775,15 +797,31 @@ class PointRunner:
                     else f"worker failed ({name}: {e})"
                 out.append((key, {"failed": True, "infra": True, "reason": reason}))
         now = time.monotonic()
+        if self.handle.client is not None:
+            # a Dask future does not say when its task starts: the oldest points in flight, as
+            # many as the cluster has threads, are taken as running (Dask runs them in about the
+            # order they were submitted), so a point prefetched behind busy workers is not charged
+            # its wait (it had been, from submission, and failed as a timeout)
+            for v in list(self.futures.values())[: self._dask_slots()]:
+                if v[2] is None:
+                    v[2] = now
         for fut, v in list(self.futures.items()):
             key, submitted, started, t = v
-            if started is None and (getattr(fut, "running", lambda: True)() or self.handle.client is not None):
-                v[2] = started = now if self.handle.client is None else submitted
+            if started is None and self.handle.client is None and getattr(fut, "running", lambda: True)():
+                v[2] = started = now
             if t is not None and started is not None and now - started > t + self.grace and not fut.done():
                 fut.cancel()
                 self.futures.pop(fut)
                 out.append((key, {"failed": True, "infra": True, "reason": f"timeout after {t:g} s (abandoned)"}))
         return out
+
+    def _dask_slots(self) -> int:
+        """Threads of the Dask cluster's workers (``executor.workers`` where the scheduler
+        cannot say)."""
+        try:
+            return int(sum(self.handle.client.nthreads().values()))
+        except Exception:  # noqa: BLE001  (a scheduler that does not answer: the configured count)
+            return self.handle.workers
 
     def pids(self) -> list[int]:
         """Worker process ids (process pool only)."""

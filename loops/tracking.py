@@ -347,6 +347,15 @@ class Tracker:
         except Exception as e:  # noqa: BLE001
             warnings.warn(f"final surrogate failed: {one_line(e)}", stacklevel=2)
             surrogate = None
+        name = self.config.tracking.registered_model_name
+        if surrogate is not None and not hasattr(surrogate, "get_config") and name:
+            # a campaign that ended on its bootstrap model (BoTorch's) had registered nothing, silently
+            warnings.warn(
+                f"the final model is a {type(surrogate).__name__}, not a scalebridge surrogate: nothing is saved "
+                f"or registered as {name!r}: the campaign ended on its bootstrap model, before "
+                f"model.name = {self.config.model.name!r} could be fitted (see the BootstrapModelWarning)",
+                TrackingWarning,
+                stacklevel=2)
         campaign.final_model = surrogate
         if not self.enabled:
             return
@@ -501,8 +510,10 @@ def final_surrogate(campaign):
     if len(X) < 2:
         return None
     p = campaign.problem
+    # fitted as the campaign's model is: a deterministic oracle's data noise-free (the README's
+    # "the GP interpolates"; the registered GP had inferred a noise of 9.7 on Branin)
     return fit_model(
-        name, X, Y, p.model_bounds, Yvar=Yvar, fidelity_dim=p.d if p.multi_fidelity else None,
+        name, X, Y, p.model_bounds, Yvar=campaign.fit_noise(Y, Yvar), fidelity_dim=p.d if p.multi_fidelity else None,
         options=c.tracking.final_surrogate_options,
         names=(tuple(campaign.oracle.input_names), campaign.model_output_names),
     )

@@ -286,16 +286,16 @@ with _notices_to_debug("Add type hints to the `predict` method"):
 
             if isinstance(model_input, dict):
                 if "F" in model_input:
-                    return "F", torch.as_tensor(np.asarray(model_input["F"]), dtype=DTYPE)
+                    return "F", torch.as_tensor(np.ascontiguousarray(model_input["F"], dtype=np.float64), dtype=DTYPE)
                 if "X" in model_input:
-                    return "X", torch.as_tensor(np.asarray(model_input["X"]), dtype=DTYPE)
+                    return "X", torch.as_tensor(np.ascontiguousarray(model_input["X"], dtype=np.float64), dtype=DTYPE)
                 raise ValueError(f"dict input needs key 'X' or 'F', got keys {sorted(model_input)}")
             if isinstance(model_input, pd.DataFrame):
                 names = list(surrogate_input_names(self.surrogate))
                 if names and set(names) <= set(model_input.columns):
                     model_input = model_input[names]
-                return "X", torch.tensor(model_input.to_numpy(dtype=np.float64), dtype=DTYPE)
-            arr = torch.as_tensor(np.asarray(model_input), dtype=DTYPE)
+                return "X", torch.tensor(np.ascontiguousarray(model_input.to_numpy(dtype=np.float64)), dtype=DTYPE)
+            arr = torch.as_tensor(np.ascontiguousarray(model_input, dtype=np.float64), dtype=DTYPE)
             return ("F" if arr.dim() == 3 else "X"), arr
 
         def predict(self, context, model_input, params: dict[str, Any] | None = None):

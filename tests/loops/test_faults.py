@@ -195,6 +195,27 @@ def test_run_into_a_foreign_run_dir_refuses(tmp_path):
     assert_store_sound(run, 4)
 
 
+def test_another_executor_continues_the_campaign_and_becomes_its_executor(tmp_path):
+    """Where the points run is not what the campaign is: a run directory left by an unreachable
+    scheduler address had refused the corrected config (differs in executor.address), and resume
+    could only retry the old address. The new executor continues it and is written to config.json,
+    so a later resume uses it."""
+    import json
+
+    from loops.engine import Campaign
+
+    run = tmp_path / "run"
+    first = Campaign(make_config(tmp_path, budget={"calls": 6},
+                                 executor={"kind": "dask", "address": "tcp://127.0.0.1:9"}), run_dir=run)
+    with pytest.raises(RuntimeError, match="no Dask scheduler answered"):
+        first.run()
+    first.close()
+    Campaign(make_config(tmp_path, budget={"calls": 6}, executor={"kind": "serial"}), run_dir=run).run()
+    assert_store_sound(run, 6)
+    assert json.loads((run / "config.json").read_text())["executor"]["kind"] == "serial"
+    assert Campaign.resume(run).config.executor.kind == "serial"
+
+
 def test_a_run_dir_from_before_a_new_setting_is_the_same_campaign(tmp_path):
     """config.json written before a setting existed (here fidelity.cost_source) still matches its config."""
     import json
@@ -270,6 +291,18 @@ def test_unreachable_dask_scheduler_is_one_line_and_fast(tmp_path):
     cfg = make_config(tmp_path, executor={"kind": "dask", "address": "tcp://127.0.0.1:9"})
     camp = Campaign(cfg, run_dir=tmp_path / "run")
     with pytest.raises(RuntimeError, match=r"executor.address = 'tcp://127.0.0.1:9': no Dask scheduler answered"):
+        camp.run()
+    camp.close()
+
+
+def test_a_tls_address_without_security_settings_is_one_line(tmp_path):
+    """distributed raises a TypeError deep inside for tls:// without an SSL context; it had
+    reached the user as a traceback."""
+    from loops.engine import Campaign
+
+    cfg = make_config(tmp_path, executor={"kind": "dask", "address": "tls://127.0.0.1:9"})
+    camp = Campaign(cfg, run_dir=tmp_path / "run")
+    with pytest.raises(RuntimeError, match=r"executor.address = 'tls://127.0.0.1:9': distributed cannot connect"):
         camp.run()
     camp.close()
 
@@ -444,6 +477,20 @@ def test_dask_lost_worker_task_is_resubmitted(tmp_path):
     assert marker.exists()  # a worker did die
     rows = assert_store_sound(tmp_path / "run", 6)
     assert all(r["status"] == "done" for r in rows)
+
+
+@pytest.mark.slow
+def test_dask_points_waiting_for_a_worker_are_not_charged_their_wait(tmp_path):
+    """One Dask worker, four points of 2 s each submitted together, timeout 2.5 s (plus the 2 s
+    grace): the timeout had been counted from submission, so the third and fourth points failed
+    as timeouts while they waited behind the others."""
+    from loops.engine import Campaign
+
+    cfg = make_config(tmp_path, oracle={"name": "loops.fakes:SlowOracle", "delay": 2.0}, budget={"calls": 4},
+                      initial={"n": 4}, executor={"kind": "dask", "workers": 1, "timeout": 2.5})
+    Campaign(cfg, run_dir=tmp_path / "run").run()
+    rows = assert_store_sound(tmp_path / "run", 4)
+    assert [r["status"] for r in rows] == ["done"] * 4, [r.get("reason") for r in rows]
 
 
 @pytest.mark.slow

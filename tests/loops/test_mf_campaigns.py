@@ -558,6 +558,15 @@ def test_a_campaign_that_ends_on_its_bootstrap_model_says_so(tmp_path):
     with pytest.warns(BootstrapModelWarning, match=r"'ar1' was not fitted.*levels \[1\].*'mf_gp'"):
         camp.run()
     assert type(camp.model).__name__ == "SingleTaskMultiFidelityGP"
+    # with a registered model name, that nothing is registered is said too (it had been silent,
+    # and a later models:/ URI failed with no hint)
+    from loops.tracking import TrackingWarning
+
+    reg = parse_config({**cfg.model_dump(mode="json", exclude={"oracle"}), "oracle": MF_ORACLE, "name": "boot-reg",
+                        "tracking": {"registered_model_name": "boot-reg"}})
+    camp = Campaign(reg, run_dir=tmp_path / "boot-reg")
+    with pytest.warns(TrackingWarning, match=r"nothing is saved or registered as 'boot-reg'"):
+        camp.run()
 
 
 def test_predict_of_a_multi_output_gp_equals_its_one_point_posteriors():

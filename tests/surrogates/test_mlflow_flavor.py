@@ -117,6 +117,19 @@ def test_local_save_and_bad_inputs(constitutive_gp, tmp_path):
         np.testing.assert_allclose(out["mean"], constitutive_gp.posterior(torch.zeros(2, 4, dtype=D)).mean.numpy(), atol=1e-13)
     with pytest.raises(ValueError, match="'X' or 'F'"):
         pyf.predict({"stress": np.zeros((1, 4))})
+    # a reversed view (negative strides) is a valid input: torch had refused it
+    rev = np.arange(8.0).reshape(2, 4)[:, ::-1] * 0.01
+    np.testing.assert_allclose(pyf.predict(rev)["mean"], pyf.predict(np.ascontiguousarray(rev))["mean"], rtol=0, atol=0)
+    import pandas as pd
+
+    from surrogates.mlflow_flavor import surrogate_input_names
+
+    names = list(surrogate_input_names(constitutive_gp))
+    # columns given in another order: selected back into the model's order, a view with negative
+    # strides that torch had refused ("At least one stride in the given numpy array is negative")
+    frame = pd.DataFrame({n: rev[:, j] for j, n in reversed(list(enumerate(names)))})
+    np.testing.assert_allclose(pyf.predict(frame)["mean"], pyf.predict(np.ascontiguousarray(rev))["mean"], rtol=0,
+                               atol=0)
     # an MLflow model without the scalebridge flavor is refused by name
     (tmp_path / "other").mkdir()
     mlflow.models.Model().save(str(tmp_path / "other" / "MLmodel"))
