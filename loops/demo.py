@@ -100,16 +100,19 @@ def run(args: argparse.Namespace) -> int:
             print("no registered surrogate (MLflow unreachable?): FE² step skipped")
         else:
             from loops.fe2.run import run_fe2
+            from loops.notices import library_notices_to_debug
 
             model_uri = f"models:/{name}/{version}"
             print(f"\nFE² of a plate with a hole, adaptive switch on {model_uri} ...")
-            fe2 = run_fe2(fe2_config_for(camp, model_uri, Path(camp.run_dir) / "fe2"))
+            with library_notices_to_debug():  # as `scalebridge fe2`
+                fe2 = run_fe2(fe2_config_for(camp, model_uri, Path(camp.run_dir) / "fe2"))
             s = fe2.summary
             print(f"FE² done: {s['n_gauss']} Gauss points, {s['n_surrogate_evaluations']} surrogate "
                   f"and {s['n_oracle_evaluations']} oracle evaluations "
                   f"(surrogate fraction {s['surrogate_fraction']:.3f}); outputs in {fe2.out_dir}")
             print("the same FE² problem with the RVE oracle at every Gauss point (reference) ...")
-            ref = run_fe2(fe2_config_for(camp, model_uri, Path(camp.run_dir) / "fe2_oracle", "oracle"))
+            with library_notices_to_debug():
+                ref = run_fe2(fe2_config_for(camp, model_uri, Path(camp.run_dir) / "fe2_oracle", "oracle"))
             print(fe2_comparison(s, ref.summary))
     if uri.startswith(("http://", "https://")):
         print(f"look at it:       open {uri} in a browser (the tracking server's UI)")
