@@ -35,8 +35,15 @@ def _report(res) -> None:
               f"`scalebridge resume {res.run_dir}` continues", flush=True)
         return
     print(f"stopped by {res.stopped_by}: {st.calls} calls ({st.failed} failed), cost {st.cost:g}"
-          + (f", best {st.best:.6g}" if st.best is not None else "")
+          + (f", best observed {st.best:.6g}" if st.best is not None else "")
           + "".join(f", {k} {v:.4g}" for k, v in st.metrics.items()))
+    rec = res.recommendation
+    if rec is not None:
+        # the point to use (the model's, at the target fidelity): with a noisy oracle the best
+        # observation is the luckiest draw, not the best point
+        x = ", ".join(f"{n} = {v:.6g}" for n, v in zip(res.input_names, rec["x"], strict=False))
+        pv = rec.get("predicted_value")
+        print(f"recommendation: {x}" + (f" (predicted {pv:.6g})" if pv is not None else ""))
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -190,6 +190,10 @@ class ModelFaultWarning(UserWarning):
     (the fault and what replaced the model's proposal: :attr:`Campaign.model_faults`)."""
 
 
+class NoiseWarning(UserWarning):
+    """Known noise variances that a fit cannot use as given."""
+
+
 class CampaignInterrupted(BaseException):
     """SIGTERM or SIGINT reached :meth:`Campaign.run` (a ``BaseException``, so no ``except Exception`` eats it)."""
 
@@ -612,6 +616,7 @@ class Campaign:
         #: results then), ``update``, ``reason`` and ``fallback`` (what was used instead)
         self.model_faults: list[dict[str, Any]] = list(self.store.get_meta("model_faults", []) or [])
         self._spread_warned = False
+        self._mixed_noise_warned = False
         self._cost_refused = False
         self.exec: PointRunner | None = None
 
@@ -737,6 +742,14 @@ class Campaign:
         if c.acquisition.name == "qLogNEHVI" and len(outs) < 2:
             raise ValueError(f"acquisition.name = 'qLogNEHVI' optimizes several objectives and objective.outputs "
                              f"names {outs}; name two or more outputs, or use 'qLogNEI' for one")
+        if c.mode == "optimize" and len(outs) > 1 and c.acquisition.name in ("qLogNEI", *MULTI_FIDELITY_ACQUISITIONS):
+            # it would optimize the signed sum of the outputs in their raw units, a scalarization nothing asks for
+            raise ValueError(f"objective.outputs names {len(outs)} objectives {outs} and acquisition.name = "
+                             f"{c.acquisition.name!r} optimizes one; use 'qLogNEHVI' for their Pareto front, or name "
+                             "one objective (the others can be objective.constraints)")
+        if rp is not None and c.acquisition.name != "qLogNEHVI":
+            raise ValueError(f"objective.ref_point is the reference point of qLogNEHVI's hypervolume; acquisition.name "
+                             f"= {c.acquisition.name!r} does not use it (remove it)")
         if L == 1 and c.acquisition.name in MULTI_FIDELITY_ACQUISITIONS:
             raise ValueError(f"acquisition.name = {c.acquisition.name!r} is a multi-fidelity acquisition and "
                              f"oracle {type(o).__name__} has one fidelity; use 'qLogNEI'")
@@ -847,8 +860,21 @@ class Campaign:
                 X = torch.cat([X, torch.tensor([[float(r["fidelity"])] for r in rows], dtype=torch.float64)], -1)
             Y = torch.tensor([r["y"] for r in rows], dtype=torch.float64)[:, self.out_idx]
             Yvar = None
-            if all(r["yvar"] is not None for r in rows):
+            known = [r["yvar"] is not None for r in rows]
+            if all(known):
                 Yvar = torch.tensor([r["yvar"] for r in rows], dtype=torch.float64)[:, self.out_idx].clamp_min(0.0)
+            elif any(known) and not getattr(self.oracle, "noisy", False):
+                # a deterministic oracle's own answers are exact: variance 0 beside the ones told
+                # (one result told without Yvar had dropped every known variance, and noisy
+                # replicates were then fitted as exact)
+                Yvar = torch.tensor([r["yvar"] if r["yvar"] is not None else [0.0] * len(r["y"]) for r in rows],
+                                    dtype=torch.float64)[:, self.out_idx].clamp_min(0.0)
+            elif any(known) and not self._mixed_noise_warned:
+                self._mixed_noise_warned = True
+                warnings.warn(f"{sum(known)} of {len(rows)} results have known variances (Yvar) and the others not: "
+                              "the model infers one noise level for all of them (known and unknown noise are not "
+                              "mixed in one fit); tell every result of this noisy oracle with its Yvar, or none",
+                              NoiseWarning, stacklevel=3)
             out = X, Y, Yvar
         self._data_cache = {k: v for k, v in self._data_cache.items() if k[2] == self._version}
         self._data_cache[key] = out

@@ -807,3 +807,31 @@ def test_replicates_of_a_new_point_told_in_one_call_are_each_recorded(tmp_path):
     assert [rows[i]["y"] for i in ids] == [[10.0], [10.4], [7.0]]
     assert all(rows[i]["status"] == "done" for i in ids)
     camp.close()
+
+
+def test_results_told_with_and_without_known_variances(tmp_path):
+    """One result told without Yvar had dropped every known variance: on a deterministic oracle
+    the replicates told with Yvar were then fitted as exact (posterior sd 2e-4 where they differ
+    by 0.4). A deterministic oracle's own answers are exact (variance 0) beside the ones told; a
+    noisy oracle's unknown and known noise are not mixed in one fit, and that is said."""
+    from loops.engine import NoiseWarning
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.cat([torch.rand(8, 2, generator=g, dtype=torch.float64), torch.full((3, 2), 0.5, dtype=torch.float64)])
+    Y = torch.cat([(X[:8] - 0.3).pow(2).sum(-1), torch.tensor([0.0, 0.2, 0.4], dtype=torch.float64)]).unsqueeze(-1)
+    extra = torch.tensor([[0.9, 0.9]], dtype=torch.float64)
+    for noisy in (False, True):
+        o = FunctionOracle(_zero_noisy if noisy else _zero, torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64),
+                           names=["a", "b"], noisy=noisy)
+        camp = Campaign(_cfg(tmp_path, oracle=o, initial={"n": 4, "fidelities": []}, name=f"mix{noisy}"),
+                        run_dir=tmp_path / f"mix{noisy}")
+        camp.tell(X, Y, torch.full_like(Y, 0.01))
+        camp.tell(extra, torch.tensor([[0.72]], dtype=torch.float64))
+        if noisy:
+            with pytest.warns(NoiseWarning, match="11 of 12 results have known variances"):
+                _, _, Yvar = camp.data()
+            assert Yvar is None
+        else:
+            _, _, Yvar = camp.data()
+            assert Yvar is not None and Yvar[:-1].eq(0.01).all() and Yvar[-1].eq(0.0).all()
+        camp.close()

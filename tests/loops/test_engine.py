@@ -512,6 +512,26 @@ def test_a_ref_point_with_the_wrong_length_is_refused_before_any_oracle_call(tmp
             Campaign(cfg, run_dir=tmp_path / f"run-{acq}")
 
 
+def test_two_objectives_need_a_multi_objective_acquisition(tmp_path):
+    """qLogNEI with two objective outputs had optimized their signed sum in raw units (Branin's
+    range swamped Currin's), and a reference point without qLogNEHVI had been ignored: both are
+    refused when the campaign is built, naming what to use."""
+    from oracles.function import FunctionOracle
+
+    oracle = FunctionOracle(_two_outputs, [[0.0, 0.0], [1.0, 1.0]], outputs=("f", "g"))
+    for acq, obj, match in (
+        ("qLogNEI", {"outputs": ["f", "g"]}, r"names 2 objectives \['f', 'g'\] and acquisition.name = 'qLogNEI' "
+                                             r"optimizes one; use 'qLogNEHVI'"),
+        ("qLogNEI", {"outputs": ["f"], "ref_point": [1.0]}, r"objective.ref_point is the reference point of "
+                                                            r"qLogNEHVI's hypervolume"),
+    ):
+        cfg = parse_config({"name": "c", "oracle": oracle, "budget": {"calls": 8}, "executor": {"kind": "serial"},
+                            "tracking": {"enabled": False}, "run_dir": str(tmp_path / "runs"),
+                            "acquisition": {"name": acq, **FAST_ACQ}, "objective": obj})
+        with pytest.raises(ValueError, match=match):
+            Campaign(cfg, run_dir=tmp_path / f"run-{len(obj)}")
+
+
 def test_the_wall_time_of_a_driver_that_dies_counts_after_resume(tmp_path):
     """``budget.wall_time`` is summed over resumes: the time spent is banked as results
     arrive, so a driver that is killed (nothing runs at its end) still counts what it spent."""
