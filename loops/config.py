@@ -209,7 +209,8 @@ class Acquisition(BaseModel):
 
     model_config = _STRICT
     name: Literal["qLogNEI", "qLogNEHVI", "qNIPV", "max_variance", "qMFKG", "qMFMES", "qMFLogEI", "sobol"] = "qLogNEI"
-    q: SInt = Field(1, ge=1)
+    q: SInt = Field(1, ge=1, description="points per acquisition when executor.synchronous is true; an "
+                                          "asynchronous campaign proposes one point per free worker")
     num_restarts: SInt = Field(8, ge=1)
     raw_samples: SInt = Field(256, ge=1)
     mc_points: SInt = Field(256, ge=8, description="integration points of qNIPV")

@@ -747,6 +747,9 @@ class Campaign:
             raise ValueError(f"objective.outputs names {len(outs)} objectives {outs} and acquisition.name = "
                              f"{c.acquisition.name!r} optimizes one; use 'qLogNEHVI' for their Pareto front, or name "
                              "one objective (the others can be objective.constraints)")
+        if c.acquisition.q > 1 and not c.executor.synchronous:
+            warnings.warn(f"acquisition.q = {c.acquisition.q} applies when executor.synchronous = true; this "
+                          "asynchronous campaign proposes one point per free worker", UserWarning, stacklevel=3)
         if rp is not None and c.acquisition.name != "qLogNEHVI":
             raise ValueError(f"objective.ref_point is the reference point of qLogNEHVI's hypervolume; acquisition.name "
                              f"= {c.acquisition.name!r} does not use it (remove it)")

@@ -661,3 +661,12 @@ def test_a_points_wall_time_does_not_include_building_the_oracle():
     rec = evaluate_point(spec, [0.0, 5.0], 0)
     assert time.perf_counter() - t0 >= 0.6 and not rec["failed"]
     assert 0.05 <= rec["wall_time"] < 0.3
+
+
+def test_a_batch_size_without_a_synchronous_executor_is_said_to_have_no_effect(tmp_path):
+    """acquisition.q had been ignored without a word when the executor is asynchronous."""
+    cfg = parse_config({"name": "q", "oracle": {"name": "branin"}, "budget": {"calls": 6},
+                        "acquisition": {"name": "qLogNEI", "q": 4, **FAST_ACQ}, "executor": {"kind": "serial"},
+                        "tracking": {"enabled": False}, "run_dir": str(tmp_path / "runs")})
+    with pytest.warns(UserWarning, match=r"acquisition.q = 4 applies when executor.synchronous = true"):
+        Campaign(cfg, run_dir=tmp_path / "run").close()
