@@ -40,18 +40,6 @@ def _experiment_a():
     return mod
 
 
-def _latest_version(tracking_uri: str, name: str) -> str | None:
-    from mlflow import MlflowClient
-
-    from loops.tracking import reachable, short_http_timeouts
-
-    if not reachable(tracking_uri):
-        return None
-    with short_http_timeouts():
-        versions = MlflowClient(tracking_uri=tracking_uri).search_model_versions(f"name='{name}'")
-    return max((v.version for v in versions), key=int, default=None)
-
-
 def fe2_config_for(camp, model_uri: str, out_dir: Path, provider: str = "adaptive"):
     """The FE² plate-with-hole experiment, on the campaign's own RVE and surrogate
     (``provider="oracle"``: the same problem with the RVE at every Gauss point)."""
@@ -95,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"campaign status:  scalebridge status {camp.run_dir}")
     name = camp.store.get_meta("registered_model_name")
     if not args.no_fe2:
-        version = _latest_version(uri, name) if name else None
+        # the version this campaign registered (the newest under the name could be another run's)
+        version = camp.store.get_meta("registered_model_version") if name else None
         if version is None:
             print("no registered surrogate (MLflow unreachable?): FE² step skipped")
         else:

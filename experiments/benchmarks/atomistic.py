@@ -64,11 +64,13 @@ def md_speed(engine: str, size: int, steps: int) -> dict:
 
 
 def main() -> None:
+    from report import OUT_HELP, quick_out  # the scripts' directory is on sys.path
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="shorter MD-length scan")
     ap.add_argument("--seeds", type=int, default=10, help="seeds of the error-bar calibration")
-    ap.add_argument("--out", type=Path, default=OUT, help="JSON to write (default: the committed results)")
+    ap.add_argument("--out", type=Path, default=None, help=OUT_HELP)
     args = ap.parse_args()
+    args.out = Path(args.out) if args.out else (quick_out("atomistic") if args.quick else OUT)
     res: dict = {
         "machine": {
             "note": "2-core machine shared with 7 other developers' jobs during this run; "

@@ -168,14 +168,16 @@ def report_rows(summary: dict) -> list[dict]:
 
 
 def main(argv=None) -> dict:
+    from report import OUT_HELP, quick_out  # the scripts' directory is on sys.path
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="batches 1e4 and 1e5 only")
     ap.add_argument("--budget", type=float, default=90.0,
                     help="skip batches predicted to take longer than this (wall s)")
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--out", type=Path, default=None, help=OUT_HELP)
     ap.add_argument("--summarize", action="store_true",
                     help="recompute the summary and report rows of --out from its recorded measurements, and exit")
     args = ap.parse_args(argv)
+    args.out = Path(args.out) if args.out else (quick_out('gp_throughput') if args.quick else RESULTS)
     if args.summarize:
         res = json.loads(args.out.read_text())
         res["summary"] = summarize(res["gp"])

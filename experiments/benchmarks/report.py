@@ -35,6 +35,17 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 README = HERE / "README.md"
+#: ``--out`` of the benchmark scripts: the committed results by default; a ``--quick`` run writes a
+#: scratch file instead (:func:`quick_out`), so that a smaller run does not replace the results the
+#: generated table is checked against
+OUT_HELP = "JSON to write (default: the committed results; with --quick, a file in the temporary directory)"
+
+
+def quick_out(name: str) -> Path:
+    """Where benchmark ``name``'s ``--quick`` run writes without ``--out``."""
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"scalebridge-{name}-quick.json"
 
 Row = dict[str, Any]
 

@@ -130,12 +130,14 @@ def report_rows(neural: list[dict]) -> list[dict]:
 
 
 def main(argv=None) -> dict:
+    from report import OUT_HELP, quick_out  # the scripts' directory is on sys.path
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="batches 1e4 and 1e5 only")
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--out", type=Path, default=None, help=OUT_HELP)
     ap.add_argument("--compile", action="store_true",
                     help="also time the torch.compile'd single network (float64 and float32)")
     args = ap.parse_args(argv)
+    args.out = Path(args.out) if args.out else (quick_out('surrogate_throughput') if args.quick else RESULTS)
     sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
     results = {"cpu_count": os.cpu_count(), "loadavg_start": os.getloadavg(), "sizes": sizes, "platform": platform.platform(),
                "torch": torch.__version__, "neural": [],

@@ -236,12 +236,14 @@ def report_rows(cases: list[dict]) -> list[dict]:
 
 
 def main(argv=None) -> None:
+    from report import OUT_HELP, quick_out  # the scripts' directory is on sys.path
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="the smallest size of each kind only")
     p.add_argument("--only", nargs="+", default=None, help="case names")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--out", default=str(OUT))
+    p.add_argument("--out", default=None, help=OUT_HELP)
     args = p.parse_args(argv)
+    args.out = str(args.out or (quick_out("transport") if args.quick else OUT))
     if args.one:
         print(json.dumps(run_case(args.one)))
         return

@@ -78,3 +78,19 @@ def test_overlapping_sphere_radius_is_not_rounded_to_whole_voxels():
     assert not np.array_equal(a, b)
     for s in (a, b):
         assert abs(s.mean() - 0.5) < 0.02
+
+
+@pytest.mark.parametrize("seed", [0, 3, 6, 7])
+def test_fibres_with_seeds_whose_first_porespy_draw_fails(seed):
+    """PoreSpy 3.2's cylinders raised OverflowError for these seeds at 32^3 (its first batch of
+    fibres missed the grid); the default seed 0 failed on 6 of 9 settings. A failed draw is made
+    again with a seed derived from this one, as is a draw whose porosity misses the target by more
+    than 0.1 (seed 6 had given 0.16 for 0.8; the closest of 8 draws is kept): every setting here
+    gives an image, near its porosity, and one seed gives one image."""
+    for por, rf in ((0.8, 0.06), (0.6, 0.06), (0.8, 0.1), (0.5, 0.06), (0.6, 0.1)):
+        f = Fibres(porosity=por, radius_fraction=rf, seed=seed)
+        solid = f.solid((32, 32, 32))
+        # PoreSpy's own porosity control is loose at 32^3 (one fibre is a few per cent of the
+        # cell, and most of its fibres miss the grid): within 0.2 here, 0.1 where a draw allows
+        assert abs((1 - solid.mean()) - por) <= 0.2, (por, rf, 1 - solid.mean())
+        assert np.array_equal(solid, f.solid((32, 32, 32)))
