@@ -197,7 +197,7 @@ class Oracle(ABC):
         if X.is_complex() or not (X.is_floating_point() or X.dtype in (torch.int32, torch.int64)):
             raise InvalidInput(f"inputs must be real numbers, got dtype {X.dtype}")
         # a bound given in a lower precision (0.15 as float32 is 0.15000000596) is the bound
-        rtol = max(self.bounds_rtol, 4 * torch.finfo(X.dtype).eps) if X.is_floating_point() else self.bounds_rtol
+        eps = 4 * torch.finfo(X.dtype).eps if X.is_floating_point() else 0.0
         X = X.to(DTYPE)
         if X.dim() == 1 and X.shape[0] == self.dim:
             X = X.unsqueeze(0)
@@ -211,7 +211,7 @@ class Oracle(ABC):
             i, j = (int(v) for v in bad.nonzero()[0])
             raise InvalidInput(f"input {self.input_names[j]} of point {i} is {X[i, j].item()}")
         lo, hi = self.bounds[0].to(X), self.bounds[1].to(X)
-        slack = rtol * torch.maximum(torch.maximum(lo.abs(), hi.abs()), (hi - lo).abs()).clamp_min(1.0)
+        slack = self.bounds_rtol * (hi - lo).abs().clamp_min(1.0) + eps * torch.maximum(lo.abs(), hi.abs())
         out = (X < lo - slack) | (X > hi + slack)
         if out.any():
             i, j = (int(v) for v in out.nonzero()[0])
