@@ -27,6 +27,22 @@ def register(subparsers, name: str) -> None:
         raise ValueError(f"loops.commands has no command {name!r}")
 
 
+def closing_lines(res) -> list[str]:
+    """What a finished campaign says: how it stopped, and in optimize mode the recommendation (the
+    model's best point at the target fidelity; with a noisy oracle the best observation is the
+    luckiest draw, not the best point). Shared by ``scalebridge run`` and the experiment scripts."""
+    st = res.state
+    lines = [f"stopped by {res.stopped_by}: {st.calls} calls ({st.failed} failed), cost {st.cost:g}"
+             + (f", best observed {st.best:.6g}" if st.best is not None else "")
+             + "".join(f", {k} {v:.4g}" for k, v in st.metrics.items())]
+    rec = res.recommendation
+    if rec is not None:
+        x = ", ".join(f"{n} = {v:.6g}" for n, v in zip(res.input_names, rec["x"], strict=False))
+        pv = rec.get("predicted_value")
+        lines.append(f"recommendation: {x}" + (f" (predicted {pv:.6g})" if pv is not None else ""))
+    return lines
+
+
 def _report(res) -> None:
     st = res.state
     print(f"run directory: {res.run_dir}")
@@ -34,16 +50,8 @@ def _report(res) -> None:
         print(f"stopped by {res.stopped_by} after {st.calls} calls; points in flight stay pending: "
               f"`scalebridge resume {res.run_dir}` continues", flush=True)
         return
-    print(f"stopped by {res.stopped_by}: {st.calls} calls ({st.failed} failed), cost {st.cost:g}"
-          + (f", best observed {st.best:.6g}" if st.best is not None else "")
-          + "".join(f", {k} {v:.4g}" for k, v in st.metrics.items()))
-    rec = res.recommendation
-    if rec is not None:
-        # the point to use (the model's, at the target fidelity): with a noisy oracle the best
-        # observation is the luckiest draw, not the best point
-        x = ", ".join(f"{n} = {v:.6g}" for n, v in zip(res.input_names, rec["x"], strict=False))
-        pv = rec.get("predicted_value")
-        print(f"recommendation: {x}" + (f" (predicted {pv:.6g})" if pv is not None else ""))
+    for line in closing_lines(res):
+        print(line)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

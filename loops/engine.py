@@ -1119,7 +1119,8 @@ class Campaign:
 
         ``rmse``, ``nrmse`` (RMSE over the validation outputs' std, averaged over
         outputs), ``nlpd``, ``coverage95`` (of the observations: the latent
-        variance plus the target level's noise), and ``nivar``: the integrated
+        variance plus each validation result's own known variance where the
+        oracle reports one, else the target level's noise), and ``nivar``: the integrated
         posterior variance of the latent target level over the validation
         inputs (a Sobol set), divided by the outputs' variance and averaged over
         outputs. Empty until every validation point has its result.
@@ -1129,14 +1130,17 @@ class Campaign:
             return {}
         if any(r["role"] == "validation" and r["status"] == "pending" for r in self._rows.values()):
             return {}  # the whole validation set or nothing: a part of it would misstate the error
-        Xv, Yv, _ = self.data(role="validation")
+        Xv, Yv, Yvv = self.data(role="validation")
         if len(Xv) < 2:
             return {}
         if self.problem.multi_fidelity:
             Xv = Xv.clone()
             Xv[:, -1] = float(self.problem.target_fidelity)
         mu, var_latent = predict(model, Xv)
-        var = var_latent + self._target_noise(Yv.shape[-1], model)
+        # each result's own error bar where the oracle gives one (an MD point of s.e. 6.6 had been
+        # scored with the level's average variance, and counted a miss it is not)
+        var = var_latent + (Yvv if Yvv is not None and bool(Yvv.gt(0).any())
+                            else self._target_noise(Yv.shape[-1], model))
         err = mu - Yv
         rmse = err.pow(2).mean(0).sqrt()
         nrmse = (rmse / Yv.std(0).clamp_min(1e-300)).mean()

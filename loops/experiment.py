@@ -27,7 +27,7 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def experiment_parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--smoke", action="store_true", help="a small size that runs in about a minute (CI)")
+    p.add_argument("--smoke", action="store_true", help="a small size that runs in a few minutes on 2 cores (CI)")
     p.add_argument("--run-dir", default=None, help="run directory (default: runs/<name>-<time>)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--executor", choices=["process", "thread", "serial", "dask"], default=None)
@@ -63,8 +63,8 @@ def run_experiment(config_path: str | Path, smoke_overrides: dict[str, Any], arg
     print(f"run directory: {camp.run_dir}", flush=True)
     with library_notices_to_debug():
         res = camp.run()
-    st = res.state
-    print(f"stopped by {res.stopped_by}: {st.calls} calls ({st.failed} failed), cost {st.cost:.4g}"
-          + (f", best {st.best:.6g}" if st.best is not None else "")
-          + "".join(f", {k} {v:.4g}" for k, v in st.metrics.items()))
+    from loops.commands import closing_lines
+
+    for line in closing_lines(res):
+        print(line)
     return camp

@@ -743,3 +743,35 @@ def test_a_calls_budget_keeps_its_last_call_for_the_first_target_evaluation(tmp_
     levels = [r["fidelity"] for r in res.rows if r["status"] == "done"]
     assert len(levels) == 6 and levels[-1] == 1, levels
     assert levels.count(1) >= 1
+
+
+def _hetero(x):
+    """A noisy 1-D function whose known error bar grows with x (value, variance)."""
+    return math.sin(6 * float(x[0])), (0.02 + 0.5 * float(x[0])) ** 2
+
+
+def test_learn_metrics_score_each_validation_result_with_its_own_error_bar(tmp_path):
+    """An oracle reporting each result's variance (the MD oracle's standard errors): held-out NLPD
+    and coverage use each validation result's own variance. They had used the level's average,
+    so an MD point with a large error bar was counted a miss it is not, and a precise one scored
+    with a wide interval."""
+    from loops.models import predict
+    from oracles.function import FunctionOracle
+
+    oracle = FunctionOracle(_hetero, [[0.0], [1.0]], noisy=True)
+    cfg = parse_config({"name": "h", "oracle": oracle, "mode": "learn", "budget": {"calls": 10},
+                        "initial": {"n": 6}, "learn": {"n_validation": 12}, "run_dir": str(tmp_path / "runs"),
+                        "acquisition": {"name": "max_variance", "num_restarts": 2, "raw_samples": 32, "maxiter": 30},
+                        "executor": {"kind": "serial"}, "tracking": {"enabled": False}})
+    camp = Campaign(cfg, run_dir=tmp_path / "run")
+    camp.run()
+    got = camp.validation_metrics()
+    Xv, Yv, Yvv = camp.data(role="validation")
+    assert Yvv is not None and float(Yvv.max() / Yvv.min()) > 10  # the error bars differ
+    mu, var = predict(camp.model, Xv)
+    var = var + Yvv
+    err = mu - Yv
+    nlpd = float((0.5 * torch.log(2 * math.pi * var) + 0.5 * err.pow(2) / var).mean())
+    cover = float((err.abs() <= 1.959964 * var.sqrt()).double().mean())
+    assert got["nlpd"] == pytest.approx(nlpd, rel=1e-6) and got["coverage95"] == pytest.approx(cover, abs=1e-12)
+    camp.close()
