@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -74,13 +75,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (ValueError, ImportError) as e:
         print(f"{args.config}: {e}", file=sys.stderr)
         return 2
-    print(f"run directory: {camp.run_dir}  (resume with: scalebridge resume {camp.run_dir})", flush=True)
+    print(f"run directory: {camp.run_dir}  (resume with: scalebridge resume {shlex.quote(str(camp.run_dir))})", flush=True)
     return _run(camp)
 
 
 def _run(camp) -> int:
     """Run, report, and return the exit status (128 + signal number when stopped by a signal)."""
     import signal
+    import sqlite3
 
     from loops.notices import library_notices_to_debug
 
@@ -90,6 +92,13 @@ def _run(camp) -> int:
     except RuntimeError as e:  # the executor could not start (e.g. an unreachable Dask scheduler)
         print(f"{e}", file=sys.stderr)
         return 2
+    except (sqlite3.OperationalError, OSError) as e:
+        # the run directory could not be written (a full disk, permissions taken away): the
+        # results stored so far are kept, and a resume goes on from them
+        print(f"{camp.run_dir}: the run directory could not be written ({type(e).__name__}: {e}); the results "
+              f"stored so far are kept: free space or restore write access, then `scalebridge resume "
+              f"{shlex.quote(str(camp.run_dir))}`", file=sys.stderr)
+        return 1
     _report(res)
     sys.stdout.flush()
     if res.stopped_by in ("SIGTERM", "SIGINT"):

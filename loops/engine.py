@@ -665,10 +665,37 @@ class Campaign:
             )
         if not cfg_file.exists():
             cfg_file.write_text(config.model_dump_json(indent=2))
-        if self.store.get_meta("config") is None:
+        recorded = self.store.get_meta("config")
+        if recorded is None:
             self.store.set_meta("config", new)
             self.store.set_meta("status", "created")
             self.store.set_meta("elapsed", 0.0)
+        else:
+            self._check_recorded_config(recorded, new, config)
+
+    #: settings a resumed campaign may change (how long it runs, where, how it is tracked); any
+    #: other difference from the config its store recorded would mix results of two campaigns
+    RESUMABLE_CHANGES = ("budget", "executor", "tracking")
+
+    def _check_recorded_config(self, recorded: dict, new: dict, config: CampaignConfig) -> None:
+        """Refuse a config (``config.json`` edited by hand, or given again) that differs from the one
+        the run store recorded other than in :data:`RESUMABLE_CHANGES`; record it when it differs there
+        (``status`` reads it). A resume compared ``config.json`` only with itself: an edited oracle
+        setting had been taken, and results of two oracles fitted together."""
+        try:  # settings added since that run started take their defaults
+            recorded = type(config).model_validate(recorded).model_dump(mode="json")
+        except Exception:  # noqa: BLE001  (compared as recorded; the difference names the keys)
+            pass
+        diff = [k for k in config_differences(recorded, new) if not k.startswith("oracle.instance")]
+        fixed = [k for k in diff if k.split(".")[0] not in self.RESUMABLE_CHANGES]
+        if fixed:
+            self.store.close()
+            raise RunDirError(
+                f"{self.run_dir}: config.json differs from the config its run store recorded in {', '.join(fixed)} "
+                "(edited by hand?); the results there were computed with the recorded settings: restore "
+                "config.json (only budget, executor and tracking may change on a resume), or start a new run directory")
+        if diff:
+            self.store.set_meta("config", new)
 
     # -------------------------------------------------------------- set-up
     @classmethod

@@ -216,6 +216,61 @@ def test_another_executor_continues_the_campaign_and_becomes_its_executor(tmp_pa
     assert Campaign.resume(run).config.executor.kind == "serial"
 
 
+def test_a_hand_edited_config_json_is_checked_against_the_store_on_resume(tmp_path):
+    """A resume compared config.json only with itself: an edited oracle setting (Branin negated)
+    had been taken and results of two oracles fitted together. Now only budget, executor and
+    tracking may change on a resume; a raised budget is honoured and recorded (status reads it)."""
+    import json
+
+    from loops.engine import Campaign
+    from loops.store import RunStore
+
+    run = tmp_path / "run"
+    Campaign(make_config(tmp_path, budget={"calls": 6}), run_dir=run).run()
+    good = json.loads((run / "config.json").read_text())
+    edited = {**good, "oracle": {**good["oracle"], "name": "hartmann6"}}
+    (run / "config.json").write_text(json.dumps(edited))
+    with pytest.raises(RunDirError, match=r"differs from the config its run store recorded in oracle.name"):
+        Campaign.resume(run)
+    assert_store_sound(run, 6)
+    (run / "config.json").write_text(json.dumps({**good, "budget": {**good["budget"], "calls": 8}}))
+    Campaign.resume(run).run()
+    assert_store_sound(run, 8)
+    s = RunStore(run / "store.sqlite")
+    assert s.get_meta("config")["budget"]["calls"] == 8
+    s.close()
+
+
+def test_a_run_dir_that_cannot_be_written_is_one_line_and_keeps_the_results(tmp_path, monkeypatch, capsys):
+    """A full disk (SQLite's "database or disk is full" while logging metrics) had ended the
+    driver with two chained tracebacks; the results stored so far are kept and a resume finishes."""
+    import sqlite3
+
+    from loops import commands
+    from loops.engine import Campaign
+    from loops.store import RunStore
+
+    camp = Campaign(make_config(tmp_path, budget={"calls": 8}), run_dir=tmp_path / "run")
+    n = {"calls": 0}
+    real = RunStore.log_metrics
+
+    def full(self, *a, **k):
+        n["calls"] += 1
+        if n["calls"] > 2:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(RunStore, "log_metrics", full)
+    rc = commands._run(camp)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1, err
+    assert "could not be written" in err[0] and "disk is full" in err[0] and "scalebridge resume" in err[0]
+    monkeypatch.undo()
+    camp.close()
+    Campaign.resume(tmp_path / "run").run()
+    assert_store_sound(tmp_path / "run", 8)
+
+
 def test_a_run_dir_from_before_a_new_setting_is_the_same_campaign(tmp_path):
     """config.json written before a setting existed (here fidelity.cost_source) still matches its config."""
     import json
