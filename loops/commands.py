@@ -125,7 +125,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from loops.store import RunDirError, RunStore, run_dir_in_use
+    from loops.store import RunDirError, RunStore, read_progress, run_dir_in_use
 
     f = Path(args.run) / "store.sqlite"
     if not f.exists():
@@ -162,6 +162,12 @@ def cmd_status(args: argparse.Namespace) -> int:
                       f"{sum(r['cost'] or 0 for r in fin):g}", f"{sum(wt) / len(wt):.3g}" if wt else "-")
     con = Console()
     con.print(table)
+    n_fin = sum(r["status"] != "pending" for r in rows)
+    recorded = read_progress(args.run).get("finished", 0)
+    if n_fin < recorded:
+        # as a resume would refuse it: the store lost rows (its write-ahead log, store.sqlite-wal)
+        con.print(f"[bold red]the store holds {n_fin} finished evaluations but progress.json records {recorded}: "
+                  "it lost its write-ahead log (store.sqlite-wal) or was emptied; restore them before resuming[/]")
     design = [r for r in rows if r["role"] != "validation" and r["status"] in ("done", "failed")]
     if budget.get("calls"):
         con.print(f"calls: {len(design)} / {budget['calls']}")

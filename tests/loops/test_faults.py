@@ -703,6 +703,24 @@ def test_status_reads_without_writing_and_names_a_foreign_file(tmp_path):
     assert (run / "store.sqlite").read_bytes() == before and not (run / "store.sqlite-wal").exists()
 
 
+def test_status_says_when_the_store_lost_rows_that_progress_records(tmp_path, capsys):
+    """A store that lost finished rows (its write-ahead log) had been shown without a word,
+    while a resume refuses it."""
+    import json
+    import types
+
+    from loops.commands import cmd_status
+    from loops.engine import Campaign
+
+    run = tmp_path / "run"
+    Campaign(make_config(tmp_path, budget={"calls": 4}), run_dir=run).run()
+    prog = json.loads((run / "progress.json").read_text())
+    (run / "progress.json").write_text(json.dumps({**prog, "finished": prog["finished"] + 3}))
+    assert cmd_status(types.SimpleNamespace(run=str(run))) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "the store holds 4 finished evaluations but progress.json records 7" in out, out
+
+
 def _exits(x):
     if x[0] > 0.5:
         sys.exit(3)
