@@ -201,7 +201,18 @@ def hypervolume_reference(problem: Problem, train_Y: Tensor) -> Tensor:
     """
     signs = torch.tensor(problem.signs, dtype=torch.float64)
     if problem.ref_point is not None:
-        return torch.tensor(problem.ref_point, dtype=torch.float64) * signs
+        ref = torch.tensor(problem.ref_point, dtype=torch.float64) * signs
+        obs = train_Y[:, problem.objective_idx] * signs
+        if len(obs) and not bool((obs > ref).all(-1).any()):
+            # the hypervolume is then zero wherever the model is sure, and the acquisition flat there
+            import warnings
+
+            warnings.warn(
+                f"objective.ref_point = {list(problem.ref_point)}: no observation is better than it in every "
+                "objective, so the hypervolume it bounds is still empty (it is the worst acceptable value of each "
+                "output: an upper bound for a minimized one, a lower bound for a maximized one)", UserWarning,
+                stacklevel=2)
+        return ref
     return infer_reference_point(train_Y[:, problem.objective_idx] * signs)
 
 

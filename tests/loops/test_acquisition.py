@@ -117,6 +117,16 @@ def test_hypervolume_reference_is_given_in_the_outputs_own_units():
     assert ((Y * torch.tensor([-1.0, 1.0], dtype=D)) > ref).all()
     inferred = hypervolume_reference(Problem(bounds=b, objective_idx=[0, 1], signs=[-1.0, 1.0], constraints=[]), Y)
     assert (inferred <= torch.tensor([-8.0, 0.5], dtype=D)).all()  # BoTorch's: below the worst observed
+    # a reference no observation betters in every objective (here f <= 1 for a minimized f the data
+    # never reach) leaves the hypervolume empty and the acquisition flat: said, not silent
+    import warnings
+
+    with pytest.warns(UserWarning, match=r"no observation is better than it in every objective"):
+        hypervolume_reference(Problem(bounds=b, objective_idx=[0, 1], signs=[-1.0, 1.0], constraints=[],
+                                      ref_point=[1.0, 0.1]), Y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hypervolume_reference(prob, Y)
 
 
 @pytest.mark.slow
