@@ -346,6 +346,15 @@ def config_differences(a: dict[str, Any], b: dict[str, Any], ignore: tuple[str, 
     return sorted(k for k in set(fa) | set(fb) if k.split(".")[0] not in ignore and fa.get(k) != fb.get(k))
 
 
+def _as_current(config: CampaignConfig, recorded: dict[str, Any]) -> dict[str, Any]:
+    """A config dict written by an earlier run, with the settings added since at their defaults
+    (as written where it no longer validates: the comparison then names the keys that differ)."""
+    try:
+        return type(config).model_validate(recorded).model_dump(mode="json")
+    except Exception:  # noqa: BLE001
+        return recorded
+
+
 @dataclass
 class Trial:
     """Points handed out by :meth:`Campaign.ask`.
@@ -633,11 +642,7 @@ class Campaign:
                 old = json.loads(cfg_file.read_text())
             except ValueError as e:
                 raise RunDirError(f"{cfg_file}: not valid JSON ({e}); the file is damaged or truncated") from None
-            try:  # settings added since that run started take their defaults
-                old = type(config).model_validate(old).model_dump(mode="json")
-            except Exception:  # noqa: BLE001  (compared as written; the difference names the keys)
-                pass
-            diff = config_differences(old, new)
+            diff = config_differences(_as_current(config, old), new)
             # where the points run is not what the campaign is: a scheduler restarted at another
             # address (a new batch job) continues the campaign, and config.json (written under
             # the run directory's lock, held here) takes the new executor for later resumes
@@ -682,11 +687,8 @@ class Campaign:
         the run store recorded other than in :data:`RESUMABLE_CHANGES`; record it when it differs there
         (``status`` reads it). A resume compared ``config.json`` only with itself: an edited oracle
         setting had been taken, and results of two oracles fitted together."""
-        try:  # settings added since that run started take their defaults
-            recorded = type(config).model_validate(recorded).model_dump(mode="json")
-        except Exception:  # noqa: BLE001  (compared as recorded; the difference names the keys)
-            pass
-        diff = [k for k in config_differences(recorded, new) if not k.startswith("oracle.instance")]
+        diff = [k for k in config_differences(_as_current(config, recorded), new)
+                if not k.startswith("oracle.instance")]
         fixed = [k for k in diff if k.split(".")[0] not in self.RESUMABLE_CHANGES]
         if fixed:
             self.store.close()

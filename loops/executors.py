@@ -802,9 +802,10 @@ class PointRunner:
             # many as the cluster has threads, are taken as running (Dask runs them in about the
             # order they were submitted), so a point prefetched behind busy workers is not charged
             # its wait (it had been, from submission, and failed as a timeout)
-            for v in list(self.futures.values())[: self._dask_slots()]:
-                if v[2] is None:
-                    v[2] = now
+            if any(v[2] is None for v in self.futures.values()):  # ask the scheduler only then
+                for v in list(self.futures.values())[: self._dask_slots()]:
+                    if v[2] is None:
+                        v[2] = now
         for fut, v in list(self.futures.items()):
             key, submitted, started, t = v
             if started is None and self.handle.client is None and getattr(fut, "running", lambda: True)():

@@ -288,24 +288,29 @@ def kriging_nll(K: Tensor, F: Tensor, y: Tensor, w: Tensor | None = None, reml: 
     return _KrigingNLL.apply(*masked(K, F, y, w), bool(reml))
 
 
+def equal_rows(x: Tensor) -> Tensor:
+    """``... x n x n`` booleans: rows ``i`` and ``j`` of ``x`` (``... x n x d``) are equal.
+    Rows are compared through one projection (``... x n x n`` numbers, not
+    ``... x n x n x d``), and the pairs whose projections agree are then compared exactly."""
+    key = x @ torch.linspace(1.0, 2.0, x.shape[-1], dtype=x.dtype).sqrt()
+    same = key.unsqueeze(-1) == key.unsqueeze(-2)
+    idx = same.nonzero()  # (batch..., i, j)
+    if len(idx):
+        b, i, j = idx[:, :-2].unbind(-1), idx[:, -2], idx[:, -1]
+        differ = ~(x[(*b, i)] == x[(*b, j)]).all(-1)
+        same[(*tuple(t[differ] for t in b), i[differ], j[differ])] = False
+    return same
+
+
 def distinct_rows(x: Tensor, w: Tensor | None = None) -> Tensor:
     """Number of distinct rows among the present rows of ``x`` (``... x n x d``;
     ``w``: the ``... x n`` row mask of :class:`Kriging`), batch shape ``...``."""
     present = torch.ones(x.shape[:-1], dtype=torch.bool) if w is None else w > 0
     present = present.expand(torch.broadcast_shapes(present.shape, x.shape[:-1]))
     x = x.expand(*present.shape, x.shape[-1])
-    # rows are compared through one projection (... x n x n booleans, not ... x n x n x d),
-    # and the pairs whose projections agree are then compared exactly
-    key = x @ torch.linspace(1.0, 2.0, x.shape[-1], dtype=x.dtype).sqrt()
-    n = key.shape[-1]
+    n = x.shape[-2]
     earlier = torch.ones(n, n, dtype=torch.bool).tril(-1)
-    cand = (key.unsqueeze(-1) == key.unsqueeze(-2)) & earlier & present.unsqueeze(-1) & present.unsqueeze(-2)
-    idx = cand.nonzero()  # (batch..., i, j) with j < i
-    repeat = torch.zeros_like(present)
-    if len(idx):
-        b, i, j = idx[:, :-2].unbind(-1), idx[:, -2], idx[:, -1]
-        equal = (x[(*b, i)] == x[(*b, j)]).all(-1)
-        repeat[(*tuple(t[equal] for t in b), i[equal])] = True
+    repeat = (equal_rows(x) & earlier & present.unsqueeze(-1) & present.unsqueeze(-2)).any(-1)
     return (present & ~repeat).sum(-1)
 
 

@@ -18,6 +18,7 @@ from surrogates.multifidelity.core import (
     Correlation,
     Kriging,
     distinct_rows,
+    equal_rows,
     expand_train,
     fit_map,
     kriging_nll,
@@ -253,8 +254,7 @@ class RecursiveCoKriging(MultiFidelityModel):
         ``sqrt(extra_i extra_j)`` between replicates: they share one value of the level
         below, so its uncertainty is not averaged down over them (as independent
         rows it had been, and replicates fused by precision had lost that equivalence)."""
-        same = (x.unsqueeze(-2) == x.unsqueeze(-3)).all(-1)
-        off = same & ~torch.eye(same.shape[-1], dtype=torch.bool)
+        off = equal_rows(x) & ~torch.eye(x.shape[-2], dtype=torch.bool)
         if not bool(off.any()):
             return v + extra, None
         r = extra.clamp_min(0).sqrt()
