@@ -824,7 +824,8 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         input normalization and output standardization of the fit are kept.
 
         Batched inputs (``batch x n x d``, as BoTorch's ``fantasize`` passes
-        them, with outcome-transformed ``noise``) go to BoTorch unchanged.
+        them) go to BoTorch's conditioning; ``noise`` is in output units there
+        too (inside ``fantasize`` it is the likelihood's own, already standardized).
 
         Args:
             X: ``n x d`` inputs in original units (for a constitutive surrogate
@@ -847,7 +848,15 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         given_F = k is not None and Xa.dim() == 3 and Xa.shape[-2:] == (k, k)
         if fantasize_flag.on() or (not given_F and (Xa.dim() != 2 or Ya.dim() > 2)):
             # batched conditioning (BoTorch's fantasize, e.g. inside qNIPV): the
-            # library's fantasy model, predicted by the generic path
+            # library's fantasy model, predicted by the generic path. BoTorch reads
+            # ``noise`` in standardized units: fantasize passes the likelihood's own,
+            # a caller's tensor is in output units like the n x d path's
+            if noise is not None and not fantasize_flag.on():
+                nz = torch.as_tensor(noise, dtype=DTYPE)
+                if not torch.isfinite(nz).all() or (nz < 0).any():
+                    raise InvalidInput(f"noise must be finite variances >= 0 (output units), got "
+                                       f"{nz.flatten().tolist()[:6]}")
+                noise = nz / self.outcome_transform.stdvs.to(nz).pow(2)
             return super().condition_on_observations(
                 X, Y, **({} if noise is None else {"noise": noise}), **kwargs)
         X = self._inputs(X)

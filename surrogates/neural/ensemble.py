@@ -75,6 +75,23 @@ def diagonal_posterior(mean: Tensor, var: Tensor, scale: Tensor | None = None) -
     return post if scale is None else with_output_scale(post, scale)
 
 
+def real_tensor(name: str, x: Any) -> Tensor:
+    """``x`` (tensor, array or nested list) as a float64 tensor; a complex
+    ``x`` is refused (``TypeError``), not cut to its real part."""
+    t = torch.as_tensor(x)
+    if t.is_complex():
+        raise TypeError(f"{name} must be real, got dtype {t.dtype}")
+    return t.to(torch.float64)
+
+
+def check_finite(name: str, x: Tensor) -> None:
+    """Raise :class:`~oracles.exceptions.InvalidInput` naming the first non-finite entry of ``x``."""
+    bad = ~torch.isfinite(x.detach())
+    if bool(bad.any()):
+        idx = tuple(int(i) for i in bad.nonzero()[0])
+        raise InvalidInput(f"{name} must be finite, got {x.detach()[idx].item()} at index {idx}")
+
+
 class NeuralEnsembleModel(Model, SurrogateMixin):
     """Base of the ensemble surrogates: posterior and calibration.
 

@@ -33,6 +33,7 @@ from oracles.exceptions import InvalidInput
 from oracles.material import MaterialResponse
 from surrogates.base import check_int
 from surrogates.neural.energy import EnergyParams, energy_derivatives
+from surrogates.neural.ensemble import real_tensor
 from surrogates.neural.invariants import InvariantSet
 
 
@@ -132,6 +133,8 @@ class FastHyperelastic:
         batch-last storage (index them as usual; ``.contiguous()`` if needed).
         """
         k = self.inv.dim
+        if not torch.is_tensor(F) or F.is_complex():
+            F = real_tensor("F", F)
         if F.dim() != 3 or F.shape[1:] != (k, k):
             raise InvalidInput(f"F must be n x {k} x {k}, got shape {tuple(F.shape)}")
         n = F.shape[0]

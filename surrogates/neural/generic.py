@@ -29,7 +29,7 @@ from torch.nn import functional as Fn
 
 from surrogates.base import check_int, register_surrogate
 from surrogates.dataset import Dataset
-from surrogates.neural.ensemble import NeuralEnsembleModel
+from surrogates.neural.ensemble import NeuralEnsembleModel, check_finite, real_tensor
 from surrogates.neural.training import (
     TrainingOptions,
     data_scale,
@@ -146,5 +146,7 @@ class CubicElasticEnsemble(NeuralEnsembleModel):
 
     def stiffness(self, X: Tensor) -> Tensor:
         """Ensemble-mean ``n x 6 x 6`` Voigt stiffness (exact cubic structure) at ``X``."""
+        X = real_tensor("X", X)
+        check_finite("X", X)
         mean, _ = self.raw_mean_variance(X)
         return cubic_voigt(mean)

@@ -25,7 +25,7 @@ from oracles.material import MaterialResponse
 from surrogates.base import check_int, register_surrogate
 from surrogates.dataset import Dataset
 from surrogates.neural.energy import EnergyParams, InvariantEnergy, energy_derivatives
-from surrogates.neural.ensemble import VARIANCE_FLOOR, NeuralEnsembleModel
+from surrogates.neural.ensemble import VARIANCE_FLOOR, NeuralEnsembleModel, real_tensor
 from surrogates.neural.fast import FastHyperelastic, ensemble_response
 from surrogates.neural.invariants import InvariantSet, check_deformation_gradient
 from surrogates.neural.training import (
@@ -114,7 +114,7 @@ class HyperelasticEnsemble(NeuralEnsembleModel):
                 training points (Sobolev training).
             tangent_weight: weight of the (normalized) tangent loss.
             val_fraction: per-member early-stopping split of the training rows (0: none, every
-                fitting row trains and the last weights are kept).
+                fitting row trains and the weights of the lowest training loss are kept).
             calibration_fraction: held-out rows (seen by no member) for the
                 variance recalibration; 0 skips calibration.
             training: :class:`TrainingOptions` (or its fields as a dict).
@@ -190,7 +190,9 @@ class HyperelasticEnsemble(NeuralEnsembleModel):
         evaluation on the live weights, differentiable.
         """
         d = self._config["dim"]
-        if torch.is_tensor(F) and F.requires_grad:
+        if not torch.is_tensor(F) or F.is_complex():
+            F = real_tensor("F", F)
+        if F.requires_grad:
             F = check_deformation_gradient(F, dim=d)
             return self._response(F.to(torch.float64))  # the weights are float64 (a float32 F is cast)
         # the fast evaluator checks shape and det F > 0 itself (no extra pass)

@@ -159,6 +159,9 @@ class InvariantSet:
         check_symmetry(self.symmetry)
         if self.dim not in (2, 3):
             raise ValueError(f"dim must be 2 or 3, got {self.dim!r}")
+        if self.symmetry != "transverse" and self.fibre is not None:
+            raise ValueError(f"a fibre direction is used only with symmetry='transverse', got fibre={self.fibre!r} "
+                             f"with symmetry={self.symmetry!r}")
         if self.symmetry == "transverse":
             if self.fibre is None or len(self.fibre) != self.dim:
                 raise ValueError(

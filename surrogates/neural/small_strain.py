@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from surrogates.base import check_int, register_surrogate
 from surrogates.dataset import Dataset
-from surrogates.neural.ensemble import NeuralEnsembleModel
+from surrogates.neural.ensemble import NeuralEnsembleModel, check_finite, real_tensor
 from surrogates.neural.networks import ScalarMLP
 from surrogates.neural.training import (
     TrainingOptions,
@@ -110,15 +110,17 @@ class SmallStrainEnergy(nn.Module):
 
     def forward(self, eps: Tensor, order: int = 1):
         """Energy ``n``, stress ``n x k x k``, tangent ``n x k x k x k x k`` (order 2)."""
+        # a graph is kept where the caller differentiates further: through strains
+        # that carry a gradient (built from X) or through trainable weights
+        wants_grad = torch.is_grad_enabled() and (
+            eps.requires_grad or any(p.requires_grad for p in self.parameters()))
         with torch.enable_grad():
             if not eps.requires_grad:
                 eps = eps.detach().requires_grad_(True)
             psi = self.energy(eps)
             if order == 0:
                 return psi, None, None
-            need_graph = order >= 2 or torch.is_grad_enabled() and any(
-                p.requires_grad for p in self.parameters()
-            )
+            need_graph = order >= 2 or wants_grad
             (sig,) = torch.autograd.grad(psi.sum(), eps, create_graph=need_graph)
             if order == 1:
                 return psi, sig, None
@@ -209,8 +211,10 @@ class SmallStrainEnsemble(NeuralEnsembleModel):
         """Ensemble-mean stress ``n x k x k`` and tangent ``n x k x k x k x k`` at
         strains ``eps`` (``n x k x k``, symmetric)."""
         d = self._config["dim"]
+        eps = real_tensor("eps", eps)
         if eps.dim() != 3 or eps.shape[1:] != (d, d):
             raise ValueError(f"eps must be n x {d} x {d}, got shape {tuple(eps.shape)}")
+        check_finite("eps", eps)
         outs = [m(eps, order=2) for m in self.members]
         sig = torch.stack([o[1] for o in outs]).mean(0)
         C = torch.stack([o[2] for o in outs]).mean(0)

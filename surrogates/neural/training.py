@@ -137,8 +137,10 @@ def train_network(
 ) -> TrainingHistory:
     """Minimize ``loss(module, train_idx)``; stop early on ``loss(module, val_idx)``.
 
-    The module is left with the weights of the best validation loss (or the
-    last weights without a validation split).
+    The module is left with the weights of the lowest validation loss (without
+    a validation split: of the lowest training loss, the last weights while it
+    falls). Training stops after ``patience`` steps without a relative gain of
+    ``tol`` over the best loss, or at a non-finite loss.
     """
     opt_cfg = options or TrainingOptions()
     params = [p for p in module.parameters() if p.requires_grad]
@@ -169,18 +171,19 @@ def train_network(
                 tr = opt.step(closure)
         tr = float(tr.detach())
         with torch.no_grad():
-            v = float(loss(module, val_idx)) if val_idx is not None and len(val_idx) else tr
+            # the loss of the weights now held (the optimizer's value is the one before its last step)
+            v = float(loss(module, val_idx if val_idx is not None and len(val_idx) else train_idx))
         hist_t.append(tr)
         hist_v.append(v)
         if not math.isfinite(v):
             break
-        if v < best * (1 - opt_cfg.tol):
-            best, best_step, bad = v, step, 0
+        # progress: a relative gain of tol; the weights kept: the lowest loss, however small the gain
+        bad = 0 if not math.isfinite(best) or v < best * (1 - opt_cfg.tol) else bad + 1
+        if v < best:
+            best, best_step = v, step
             best_state = copy.deepcopy(module.state_dict())
-        else:
-            bad += 1
-            if bad >= opt_cfg.patience:
-                break
+        if bad >= opt_cfg.patience:
+            break
     if not math.isfinite(best):
         raise ValueError(
             f"training of {type(module).__name__} never reached a finite loss (first values: train "

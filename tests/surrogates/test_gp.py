@@ -755,6 +755,35 @@ def test_batched_conditioning_is_botorchs_fantasize(known_noise):
     assert v1.shape == (4, 2, 1) and (v1 < v0).all()
 
 
+def test_batched_conditioning_reads_noise_in_output_units():
+    """``noise`` is in output units whatever the rank of ``X``/``Y``: a batched call
+    (``1 x n x d``, or ``Y`` with a batch of fantasies) equals the ``n x d`` call and a
+    GP rebuilt on the augmented data with the hyperparameters held (the new rows'
+    ``Yvar`` = ``noise``). Outputs of spread ~10 make a unit slip a gross error."""
+    g = torch.Generator().manual_seed(7)
+    X = torch.rand(14, 2, generator=g, dtype=D)
+    Y = 10 * smooth(X).reshape(-1, 1)
+    Yv = 1e-2 * (0.5 + torch.rand(14, 1, generator=g, dtype=D))
+    gp = GPSurrogate.from_dataset(Dataset(X=X, Y=Y, Yvar=Yv), bounds=[[0, 0], [1, 1]], n_restarts=1, maxiter=30)
+    assert float(gp.outcome_transform.stdvs.pow(2)) > 5
+    Xn, Yn = torch.rand(3, 2, generator=g, dtype=D), 10 * torch.randn(3, 1, generator=g, dtype=D)
+    nz = torch.full((3, 1), 0.5, dtype=D)
+    ref = GPSurrogate._build(Dataset(X=torch.cat([X, Xn]), Y=torch.cat([Y, Yn]), Yvar=torch.cat([Yv, nz])),
+                             dict(gp._sb_config))
+    ref.load_state_dict(gp.state_dict())
+    ref.eval()
+    xt = torch.rand(4, 2, generator=g, dtype=D)
+    want = ref.posterior(xt)
+    for cond in (gp.condition_on_observations(Xn, Yn, noise=nz),
+                 gp.condition_on_observations(Xn[None], Yn[None], noise=nz[None]),
+                 gp.condition_on_observations(Xn, Yn.expand(2, 3, 1), noise=nz)):
+        got = cond.posterior(xt)
+        torch.testing.assert_close(got.mean, want.mean.expand_as(got.mean), rtol=0, atol=1e-8)
+        torch.testing.assert_close(got.variance, want.variance.expand_as(got.variance), rtol=0, atol=1e-8)
+    with pytest.raises(InvalidInput, match="noise"):
+        gp.condition_on_observations(Xn[None], Yn[None], noise=-nz[None])
+
+
 def test_outputs_in_small_units_give_the_same_gp_up_to_the_unit():
     """A GP of outputs in small units (a permeability in m², ~1e-12) is the GP of the same
     outputs in O(1) units, rescaled: BoTorch's ``Standardize`` would leave outputs with a

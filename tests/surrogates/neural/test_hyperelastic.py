@@ -257,3 +257,18 @@ def test_zero_and_tiny_stresses_are_learned(a):
         ref = HyperelasticEnsemble.from_dataset(ds, **kw).material_response(F[:8]).P
         # the same fit up to round-off carried through the optimizer (relative 1e-5 seen)
         torch.testing.assert_close(Pm / a, ref, rtol=0, atol=1e-3 * float(ref.abs().max()))
+
+
+def test_complex_inputs_and_a_fibre_without_transverse_symmetry_are_refused():
+    """A complex ``F`` had been cut to its real part (P = 0 for F = (1 + 1j) I); a fibre given
+    with another symmetry had been stored and ignored. Numpy ``F`` reaches the fast evaluator."""
+    import numpy as np
+
+    m = HyperelasticEnsemble(dim=2, num_members=2, hidden=(4,))
+    with pytest.raises(TypeError, match="F must be real"):
+        m.material_response((torch.eye(2, dtype=torch.complex128) * (1 + 1j))[None])
+    with pytest.raises(TypeError, match="F must be real"):
+        m.fast_evaluator()(np.eye(2, dtype=complex)[None])
+    torch.testing.assert_close(m.fast_evaluator()(np.eye(2)[None]).P, m.material_response(torch.eye(2)[None]).P)
+    with pytest.raises(ValueError, match="fibre direction is used only with symmetry='transverse'"):
+        HyperelasticEnsemble(dim=3, symmetry="isotropic", fibre=[1, 0, 0], num_members=1)

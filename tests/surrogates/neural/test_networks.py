@@ -84,3 +84,29 @@ def test_bad_order():
     net = ScalarMLP(2, hidden=(3,))
     with pytest.raises(ValueError, match="order must be 0, 1 or 2, got 3"):
         net(torch.zeros(1, 2, dtype=D), order=3)
+
+
+def test_training_without_validation_keeps_the_lowest_loss_not_the_first():
+    """Without a validation split the weights kept are those of the lowest training loss,
+    measured after each step: a loss that falls by less than ``tol`` per step stops the
+    run but keeps its last, lowest weights (they had been rolled back to the first step)."""
+    from surrogates.neural.training import TrainingOptions, train_network
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 3, generator=g, dtype=torch.float64)
+    y = x @ torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    lin = torch.nn.Linear(3, 1).double()
+
+    def loss(mod, idx):
+        return (mod(x[idx]).squeeze(-1) - y[idx]).pow(2).mean()
+
+    idx = torch.arange(40)
+    with torch.no_grad():
+        start = float(loss(lin, idx))
+    hist = train_network(lin, loss, idx, None, TrainingOptions(optimizer="adam", lr=1e-3, max_iter=6,
+                                                                inner_iter=2, tol=0.5, patience=3))
+    with torch.no_grad():
+        end = float(loss(lin, idx))
+    assert len(hist.val) == 4  # no step gains 50 %: stopped after patience
+    assert end < start and end == pytest.approx(min(hist.val), rel=1e-12)
+    assert hist.best_step == len(hist.val) - 1

@@ -238,3 +238,58 @@ def test_posterior_takes_integer_tensors_and_names_a_non_tensor():
         torch.testing.assert_close(m.posterior(Xi).mean, m.posterior(Xi.double()).mean, rtol=0, atol=0)
     with pytest.raises(TypeError, match="torch.Tensor"):
         m.posterior(np.zeros((1, 3)))
+
+
+def test_frozen_small_strain_ensemble_keeps_the_gradient_in_x():
+    """With its weights frozen (as before ``optimize_acqf``), the posterior mean's gradient
+    in ``X`` is still there and equals the central finite difference (it had come back
+    detached: "element 0 of tensors does not require grad")."""
+    from surrogates.neural import SmallStrainEnsemble
+
+    g = torch.Generator().manual_seed(1)
+    eps = 0.01 * torch.randn(30, 3, generator=g, dtype=DT)
+    sig = eps @ torch.tensor([[3.0, 1.0, 0.0], [1.0, 3.0, 0.0], [0.0, 0.0, 2.0]], dtype=DT)
+    m = SmallStrainEnsemble.from_dataset(Dataset(X=eps, Y=sig), dim=2, num_members=2, hidden=(4,),
+                                         training=dict(max_iter=2, inner_iter=5))
+    m.requires_grad_(False)
+    x0 = torch.tensor([[0.004, -0.002, 0.001]], dtype=DT)
+    X = x0.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(m.posterior(X).mean.sum(), X)
+    h = 1e-6
+    with torch.no_grad():
+        fd = torch.stack([(m.posterior(x0 + h * e).mean.sum() - m.posterior(x0 - h * e).mean.sum()) / (2 * h)
+                          for e in torch.eye(3, dtype=DT)])
+    torch.testing.assert_close(grad[0], fd, rtol=1e-5, atol=1e-8)
+
+
+def test_stress_tangent_and_stiffness_refuse_non_finite_and_complex_and_take_arrays():
+    """NaN strains or temperatures are refused in one line naming the entry (they had given NaN
+    stresses and stiffnesses silently); numpy and integer strains are points like any other."""
+    import numpy as np
+
+    from oracles.exceptions import InvalidInput
+    from surrogates.neural import SmallStrainEnsemble
+
+    g = torch.Generator().manual_seed(2)
+    eps = 0.01 * torch.randn(30, 3, generator=g, dtype=DT)
+    sig = eps @ torch.tensor([[3.0, 1.0, 0.0], [1.0, 3.0, 0.0], [0.0, 0.0, 2.0]], dtype=DT)
+    m = SmallStrainEnsemble.from_dataset(Dataset(X=eps, Y=sig), dim=2, num_members=2, hidden=(4,),
+                                         training=dict(max_iter=2, inner_iter=5))
+    bad = torch.zeros(2, 2, 2, dtype=DT)
+    bad[1, 0, 1] = float("nan")
+    with pytest.raises(InvalidInput, match=r"eps must be finite.*\(1, 0, 1\)"):
+        m.stress_tangent(bad)
+    with pytest.raises(TypeError, match="real"):
+        m.stress_tangent(torch.zeros(1, 2, 2, dtype=torch.complex128))
+    s_np, C_np = m.stress_tangent(np.zeros((1, 2, 2)))
+    s_int, _ = m.stress_tangent(torch.zeros(1, 2, 2, dtype=torch.int64))
+    s_ref, C_ref = m.stress_tangent(torch.zeros(1, 2, 2, dtype=DT))
+    torch.testing.assert_close(s_np, s_ref, rtol=0, atol=0)
+    torch.testing.assert_close(s_int, s_ref, rtol=0, atol=0)
+    torch.testing.assert_close(C_np, C_ref, rtol=0, atol=0)
+
+    T = torch.linspace(0, 1500, 12, dtype=DT).reshape(-1, 1)
+    ce = CubicElasticEnsemble.from_dataset(Dataset(X=T, Y=cubic_constants_vs_T(T)), num_members=2, hidden=(4,),
+                                           training=dict(max_iter=2, inner_iter=5))
+    with pytest.raises(InvalidInput, match="X must be finite"):
+        ce.stiffness(torch.tensor([[float("nan")]], dtype=DT))
