@@ -220,6 +220,7 @@ def _settings_error(lines: list[str]) -> str:
         line = re.sub(r"^phases\.(\d+)\.(\w+)", lambda m: f"--{m.group(2)} (phase {m.group(1)})", line)
         # a whole phase's error (the cubic constants given once for every phase): name the option, once
         line = re.sub(r"^phases\.\d+: (C11 = )", r"--cubic: \1", line)
+        line = re.sub(r"^--(C11|C12|C44) \(phase \d+\)", r"--cubic (\1)", line)
         if line not in out:
             out.append(line)
     return "; ".join(out)

@@ -53,6 +53,16 @@ def _positive(name: str, value: float) -> float:
     return v
 
 
+def _finite(name: str, value: float) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError) as e:
+        raise InvalidInput(f"{name} must be a number, got {value!r}") from e
+    if not math.isfinite(v):
+        raise InvalidInput(f"{name} must be finite, got {value!r}")
+    return v
+
+
 def lame_from(
     E: float | None = None, nu: float | None = None, K: float | None = None, mu: float | None = None
 ) -> tuple[float, float]:
@@ -191,8 +201,8 @@ class CubicElastic(_LinearSmallStrain):
     """
 
     def __init__(self, C11: float, C12: float, C44: float, R: Tensor | Sequence | None = None):
-        self.C11, self.C12, self.C44 = float(C11), float(C12), float(C44)
-        _positive("C44", C44)
+        self.C11, self.C12 = _finite("C11", C11), _finite("C12", C12)
+        self.C44 = _positive("C44", C44)
         if not (self.C11 > abs(self.C12) and self.C11 + 2 * self.C12 > 0):
             raise InvalidInput(
                 f"cubic constants must satisfy C11 > |C12| and C11 + 2 C12 > 0, "

@@ -290,10 +290,14 @@ class RVEOracle(Oracle):
             t0 = time.perf_counter()
             try:
                 solver = solver_fn()
+                cg_tensor = 0
                 if solver.linear:
                     # one batched solve gives the effective tensor; every point
-                    # is then C : eps, identical whatever the batch
-                    solver.effective_tensor()
+                    # is then C : eps, identical whatever the batch (its CG
+                    # iterations are this evaluation's, unless a cached tensor)
+                    cached = solver._unit_cache is not None
+                    _, it = solver.effective_tensor()
+                    cg_tensor = 0 if cached else it
                 res = solver.homogenize(loads[idx], tangent=False)
             except OracleError as e:
                 if len(idx) > 1:  # isolate the failing points
@@ -309,7 +313,7 @@ class RVEOracle(Oracle):
             for a, i in enumerate(idx):
                 meta[i] = {
                     "newton_iterations": res.newton_iterations,
-                    "cg_iterations": res.cg_iterations,
+                    "cg_iterations": res.cg_iterations + cg_tensor,
                     "residual": float(res.residual[a]),
                     "wall_time": dt,
                     "batch_size": len(idx),

@@ -50,8 +50,10 @@ class Projection(FourierOperator):
     ``G`` maps a field of ``k x k`` tensors (``... x m x *grid`` in the
     components of ``basis``) onto the compatible fields: the zero-mean
     gradients (finite strain) or symmetrized gradients (small strain) of
-    periodic displacements. In Fourier space it needs only the unit wave
-    vector ``n = xi / |xi|`` per frequency: finite strain
+    periodic displacements, on a cell of unit (square, cubic) voxels. In
+    Fourier space it needs only the unit wave vector ``n = xi / |xi|`` per
+    frequency (``xi_a = m_a / N_a`` for frequency index ``m_a`` on an axis of
+    ``N_a`` voxels): finite strain
     ``(G A)_ij = (A n)_i n_j``; small strain
     ``G A = n (x) An + An (x) n - (n.A.n) n (x) n``. The zero frequency (the
     mean, fixed by the macro load) maps to 0, and so do the modes of an even
@@ -82,7 +84,9 @@ class Projection(FourierOperator):
             for a, n in enumerate(shape)
         ]
         grids = torch.meshgrid(*freqs, indexing="ij")
-        xi = torch.stack(grids)  # k x *half
+        # wave vectors of a cell of n_1 x ... x n_k unit voxels: xi_a = m_a / n_a (the
+        # integer indices m_a alone would stretch the voxels of a non-square grid)
+        xi = torch.stack([g / n for g, n in zip(grids, shape, strict=True)])  # k x *half
         nrm = xi.norm(dim=0)
         nvec = xi / nrm
         # zero frequency (mean, fixed by the macro load): G = 0

@@ -260,3 +260,6 @@ def test_unreadable_npy_files_and_mismatched_options_are_named(tmp_path, capsys)
     line = _one_line(capsys, ["rve", "--grid", "15", "--law", "cubic_elastic", "--cubic", "1", "2", "1"],
                      "--cubic: C11 = 1.0, C12 = 2.0 are not mechanically stable")
     assert line.count("mechanically stable") == 1
+    line = _one_line(capsys, ["rve", "--grid", "9", "--law", "cubic_elastic", "--cubic", "inf", "1", "1"],
+                     "--cubic (C11) = inf")
+    assert "--C11" not in line and line.count("--cubic") == 1

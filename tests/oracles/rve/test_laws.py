@@ -129,3 +129,11 @@ def test_neo_hookean_rejects_inverted_voxels_and_bad_shapes():
         law.stress_tangent(F)
     with pytest.raises(InvalidInput, match="shape"):
         law.stress_tangent(torch.zeros(2, 3, 2, dtype=DT))
+
+
+@pytest.mark.parametrize("c11, c12, msg", [(math.inf, 1.0, "C11 must be finite"), (2.0, math.nan, "C12 must be finite"),
+                                           ("abc", 1.0, "C11 must be a number")])
+def test_cubic_constants_must_be_finite_numbers(c11, c12, msg):
+    """C11 = inf passed the stability check and gave NaN stresses; a string raised a bare ValueError."""
+    with pytest.raises(InvalidInput, match=msg):
+        CubicElastic(c11, c12, 1.0)

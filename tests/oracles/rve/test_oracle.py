@@ -176,3 +176,15 @@ def test_a_micro_parameter_reaches_the_microstructure():
         s = FFTSolver(Inclusion(radius_fraction=r).phase_map((15, 14)), laws).homogenize(eps).stress[0]
         ref = torch.stack([s[0, 0], s[1, 1], s[0, 1]])
         assert torch.allclose(y, ref, rtol=1e-10, atol=1e-14) == same, (r, y, ref)
+
+
+def test_linear_oracle_reports_the_cg_iterations_of_its_effective_tensor():
+    """A linear RVE's points are ``C : eps`` from one solve for the effective tensor: the first
+    evaluation reports that solve's CG iterations (it had reported 0), one that reuses the
+    cached tensor reports none."""
+    o = RVEOracle(small_laws(), Inclusion(radius_fraction=0.25), grid=9, dim=2, cg_tol=1e-8)
+    x = torch.tensor([[0.01, 0.0, 0.0], [0.0, 0.01, 0.0]], dtype=DT)
+    first = o.evaluate(x).metadata
+    assert all(m["cg_iterations"] > 0 for m in first)
+    again = o.evaluate(x[:1]).metadata
+    assert again[0]["cg_iterations"] == 0

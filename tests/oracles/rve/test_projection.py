@@ -25,7 +25,7 @@ def random_fields(kind, shape, batch=(2,), seed=0):
 
 def spectral_gradient(u: torch.Tensor, k: int) -> torch.Tensor:
     """``k x k x *grid`` gradient ``du_i/dx_j`` of a periodic ``k x *grid``
-    displacement by numpy's FFT (unit cell), Nyquist modes dropped."""
+    displacement by numpy's FFT (unit voxels: wave number f / n), Nyquist modes dropped."""
     shape = u.shape[1:]
     uh = np.fft.fftn(u.numpy(), axes=tuple(range(1, k + 1)))
     grads = np.zeros((k, k, *shape))
@@ -35,7 +35,7 @@ def spectral_gradient(u: torch.Tensor, k: int) -> torch.Tensor:
             f[np.abs(f) == n // 2] = 0.0
         sh = [1] * k
         sh[j] = -1
-        d = 2j * math.pi * f.reshape(sh)
+        d = 2j * math.pi * f.reshape(sh) / n
         for i in range(k):
             grads[i, j] = np.fft.ifftn(uh[i] * d, axes=tuple(range(k))).real
     return torch.from_numpy(grads)

@@ -296,3 +296,23 @@ def test_fft_backends_give_the_same_effective_tensor(k, N):
 def test_fft_backend_name_is_checked():
     with pytest.raises(InvalidInput, match="fft must be one of"):
         FFTSolver(_disc(2, 7), [IsotropicElastic(1.0, 0.3), IsotropicElastic(2.0, 0.3)], fft="mkl")
+
+
+@pytest.mark.parametrize("reps", [(1, 2), (3, 1), (1, 1, 2)])
+def test_a_cell_tiled_on_a_non_square_grid_has_the_cells_tensor(reps):
+    """A periodic cell repeated along one axis is the same medium: the effective stiffness
+    of the tiled, non-square grid equals the cell's (voxels are unit squares or cubes on
+    every grid; the wave numbers had been taken per unit cell, stretching the voxels of a
+    15 x 30 grid and raising C1111 by 5.7 %)."""
+    from oracles.rve.laws import IsotropicElastic
+    from oracles.rve.microstructure import Inclusion
+    from oracles.rve.solver import FFTSolver
+
+    shape = (9,) * len(reps)
+    A, B = IsotropicElastic(1.0, 0.3), IsotropicElastic(10.0, 0.3)
+    pm = Inclusion(0.3).phase_map(shape)
+    k = len(shape)
+    C1 = FFTSolver(pm, [A, B], cg_tol=1e-10).homogenize(torch.zeros(1, k, k, dtype=torch.float64)).tangent[0]
+    C2 = FFTSolver(np.tile(pm, reps), [A, B], cg_tol=1e-10).homogenize(
+        torch.zeros(1, k, k, dtype=torch.float64)).tangent[0]
+    torch.testing.assert_close(C2, C1, rtol=1e-8, atol=1e-10)
