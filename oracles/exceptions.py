@@ -34,3 +34,17 @@ class NotConverged(OracleError, RuntimeError):
 
 class CalculationFailed(OracleError, RuntimeError):
     """An external engine (an ASE calculator, MD run) failed for this point."""
+
+
+def is_real(value) -> bool:
+    """``value`` is a real number (Python or numpy scalar, not a ``bool``)."""
+    import numbers
+
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def is_integer(value) -> bool:
+    """``value`` is an integer (Python or numpy scalar, not a ``bool``)."""
+    import numbers
+
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)

@@ -29,12 +29,18 @@ reference conductivity ``K0`` (the matrix geometric mean of the Voigt and
 Reuss means of the conductivity field), self-adjoint in ``<x, K0 y>`` on
 gradient fields, with one FFT pair of the unknown field per iteration.
 Stopping criterion: ``||P K e|| <= tol ||P K E||`` (bounded through
-``lambda_max(K0)``, as in :class:`oracles.rve.projection.ReferenceMedium`).
+``lambda_max(K0)``, as in :class:`oracles.rve.projection.ReferenceMedium`);
+the mean flux and the energy ``<e . K e>`` of each solution must then agree
+to ``sqrt(tol)``, else the solve is repeated once at
+:data:`RETRY_TOL_FACTOR` times ``tol`` and must agree then. Contrasts of positive phase conductivities above
+:data:`MAX_CONTRAST` are refused (``NotConverged``): round-off in the best
+conductor's flux would reach the poorest's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,12 +48,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from oracles.exceptions import InvalidInput
+from oracles.exceptions import InvalidInput, NotConverged, is_integer, is_real
 from oracles.rve.krylov import batched_cg, bdot, gram
 from oracles.transport.fourier import VectorFourier
 from oracles.transport.topology import NotPercolating, percolating_axes
 
 DTYPE = torch.float64
+#: largest ratio of positive phase conductivities that :meth:`ConductivitySolver.solve` takes
+MAX_CONTRAST = 1e8
+#: a solve whose flux and energy estimates disagree is repeated once at this times ``cg_tol``
+RETRY_TOL_FACTOR = 1e-3
 
 __all__ = [
     "ConductivityResult",
@@ -179,6 +189,9 @@ class ConductivitySolver:
         preconditioner: str = "reference",
         fft: str = "auto",
     ):
+        if isinstance(conductivities, (Mapping, str, bytes)) or not isinstance(conductivities, Iterable):
+            raise InvalidInput(f"conductivities must be a sequence with one value per phase (phase id order), "
+                               f"got {type(conductivities).__name__} {conductivities!r}")
         conductivities = list(conductivities)
         if not conductivities:
             raise InvalidInput("conductivities must hold one value per phase, got an empty list")
@@ -201,16 +214,16 @@ class ConductivitySolver:
                     "the staggered discretization needs diagonal phase conductivities; "
                     "use discretization='spectral' for off-diagonal (rotated anisotropic) tensors"
                 )
-        if not (isinstance(cg_tol, (int, float)) and 0 < cg_tol < 1):
+        if not (is_real(cg_tol) and 0 < cg_tol < 1):
             raise InvalidInput(f"cg_tol must lie in (0, 1), got {cg_tol!r}")
-        if not (isinstance(cg_maxiter, int) and cg_maxiter >= 1):
+        if not (is_integer(cg_maxiter) and cg_maxiter >= 1):
             raise InvalidInput(f"cg_maxiter must be a positive integer, got {cg_maxiter!r}")
         if preconditioner not in ("reference", "none"):
             raise InvalidInput(
                 f"preconditioner must be 'reference' or 'none', got {preconditioner!r}"
             )
         self.discretization = discretization
-        self.cg_tol, self.cg_maxiter = float(cg_tol), cg_maxiter
+        self.cg_tol, self.cg_maxiter = float(cg_tol), int(cg_maxiter)
         self.preconditioner = preconditioner
         pm = torch.from_numpy(self.phase_map)
         if discretization == "staggered":
@@ -304,22 +317,40 @@ class ConductivitySolver:
         fields stay below ``max_field_doubles`` (memory on large grids).
 
         Raises:
-            NotConverged: CG missed ``cg_tol`` in ``cg_maxiter`` iterations.
+            NotConverged: CG missed ``cg_tol`` in ``cg_maxiter`` iterations, or the
+                solution does not resolve the tensor (:meth:`_check_resolved`).
         """
         k = self.k
+        _, contrast = self._contrast()
+        if math.isfinite(contrast) and contrast > MAX_CONTRAST:
+            raise NotConverged(
+                f"conductivity contrast {contrast:.3g} (largest over smallest positive phase conductivity) "
+                f"exceeds {MAX_CONTRAST:g}: round-off in the best conductor's flux then reaches the poorest's "
+                f"(a contrast of 1e10 gave K_eff 4 % off as converged); lower the contrast (the tensor of "
+                f"non-touching inclusions saturates well below it) or give an insulator as 0")
         N = int(np.prod(self.shape))
         chunk = max(1, min(k, self.max_field_doubles // (k * N)))
-        cols, its, rels, es, qs = [], [], [], [], []
-        for J0 in range(0, k, chunk):
-            e, q, it, rel = self._solve_loads(J0, min(k, J0 + chunk))
-            cols.append(self._mean(q))  # c x k: <q_i> for unit gradient J
-            its.append(it)
-            rels.append(rel)
-            if fields:
-                es.append(e)
-                qs.append(q)
-            del e, q
-        C = torch.cat(cols).T  # C[i, J]
+        # the residual test at cg_tol, then (where the tensor is not resolved, see
+        # _check_resolved) once more at RETRY_TOL_FACTOR x cg_tol
+        for attempt, tol in enumerate((self.cg_tol, max(self.cg_tol * RETRY_TOL_FACTOR, 1e-14))):
+            cols, its, rels, es, qs, energies = [], [], [], [], [], []
+            for J0 in range(0, k, chunk):
+                e, q, it, rel = self._solve_loads(J0, min(k, J0 + chunk), tol)
+                cols.append(self._mean(q))  # c x k: <q_i> for unit gradient J
+                energies.append(self._mean((e * q).sum(-k - 1)))  # c: <e . K e> for unit gradient J
+                its.append(it)
+                rels.append(rel)
+                if fields:
+                    es.append(e)
+                    qs.append(q)
+                del e, q
+            C = torch.cat(cols).T  # C[i, J]
+            try:
+                self._check_resolved(torch.diagonal(C), torch.cat(energies), int(sum(its)), torch.cat(rels))
+                break
+            except NotConverged:
+                if attempt:
+                    raise
         out_fields = {"gradient": torch.cat(es), "flux": torch.cat(qs)} if fields else None
         fractions = (
             np.bincount(self.phase_map.reshape(-1), minlength=self.tensors.shape[0])
@@ -338,7 +369,38 @@ class ConductivitySolver:
             },
         )
 
-    def _solve_loads(self, J0: int, J1: int) -> tuple[Tensor, Tensor, int, Tensor]:
+    def _contrast(self) -> tuple[float, float]:
+        """Smallest positive phase conductivity (eigenvalue) among the phases present, and
+        the ratio of the largest to it (``inf`` when none is positive)."""
+        present = self.tensors[torch.unique(torch.from_numpy(self.phase_map))]
+        ev = torch.linalg.eigvalsh(present).flatten()
+        if not bool((ev > 0).any()):
+            return 0.0, math.inf
+        k_min = float(ev[ev > 0].min())
+        return k_min, float(ev.max()) / k_min
+
+    def _check_resolved(self, flux: Tensor, energy: Tensor, iterations: int, rel: Tensor) -> None:
+        """Refuse a tensor that the residual test passed but the fields do not resolve.
+
+        ``K_JJ`` is both the mean flux ``<(K e)_J>`` and the energy ``<e . K e>`` of the
+        solution for unit gradient ``J``; they differ by ``<x . P K e>``, which the
+        residual test bounds only relative to ``||P K E||``. At a high conductivity
+        contrast that scale is the best conductor's, and round-off there can exceed a
+        poor conductor's whole flux (a negative ``K_eff`` had been returned as converged).
+        The two must agree to ``sqrt(cg_tol)`` (and within an absolute ``1e-12`` of the
+        smallest positive conductivity, for a zero ``K_JJ``)."""
+        k_min, contrast = self._contrast()
+        gap = (flux - energy).abs()
+        ok = gap <= max(self.cg_tol**0.5, 1e-6) * torch.maximum(energy.abs(), flux.abs()) + 1e-12 * k_min
+        if not bool(ok.all()):
+            j = int((~ok).nonzero()[0])
+            raise NotConverged(
+                f"the effective conductivity is not resolved at conductivity contrast {contrast:.3g}: "
+                f"K[{j},{j}] is {float(flux[j]):.6g} from the mean flux and {float(energy[j]):.6g} from the "
+                f"energy, although CG met {RETRY_TOL_FACTOR:g} x cg_tol = {self.cg_tol:g} (a lower cg_tol may resolve it)",
+                iterations=iterations, residual=float(rel.max()))
+
+    def _solve_loads(self, J0: int, J1: int, tol: float) -> tuple[Tensor, Tensor, int, Tensor]:
         """Gradient and flux fields ``c x k x *grid`` of unit gradients ``J0 .. J1 - 1``."""
         k, nd = self.k, self.k + 1
         E = (
@@ -356,7 +418,7 @@ class ConductivitySolver:
             x, it, rel = batched_cg(
                 lambda p: F(self.apply_K(p)),
                 b,
-                self.cg_tol,
+                tol,
                 self.cg_maxiter,
                 ndim_field=nd,
                 atol=floor,
@@ -378,7 +440,7 @@ class ConductivitySolver:
             x, it, rel = batched_cg(
                 apply_A,
                 ZKE.neg_(),
-                self.cg_tol,
+                tol,
                 self.cg_maxiter,
                 ndim_field=nd,
                 atol=floor,

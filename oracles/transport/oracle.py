@@ -33,9 +33,9 @@ import torch
 from torch import Tensor
 
 from oracles.base import DTYPE, CostModel, Oracle, PointResult, make_bounds
-from oracles.exceptions import InvalidInput
+from oracles.exceptions import InvalidInput, is_real
 from oracles.transport.closed_forms import kozeny_carman
-from oracles.transport.conductivity import ConductivitySolver
+from oracles.transport.conductivity import ConductivitySolver, phase_tensor
 from oracles.transport.permeability import StokesSolver
 from oracles.transport.porous import PoreImage
 from oracles.transport.porous import microstructure as make_microstructure
@@ -106,6 +106,10 @@ class _VoxelOracle(Oracle):
                 raise InvalidInput(
                     f"grid level {lv!r} must be an int or {dim} sizes of at least 4 voxels"
                 )
+            if len(set(g)) > 1:
+                raise InvalidInput(
+                    f"grid level {lv!r} must be square (cubic): the cell is one edge long on every axis, "
+                    f"in voxels of one size")
             self.levels.append(g)
         self.num_fidelities = len(self.levels)
         micro_params = dict(micro_params or {})
@@ -188,7 +192,13 @@ class ConductivityOracle(_VoxelOracle):
         self.conductivities = tuple(conductivities)
         if len(self.conductivities) != 2:
             raise InvalidInput(f"conductivities must be (pore, solid), got {conductivities!r}")
-        self.discretization, self.cg_tol = discretization, cg_tol
+        for name, c in zip(("pore", "solid"), self.conductivities, strict=True):
+            phase_tensor(c, self.k, f"{name} conductivity")
+        if discretization not in ("staggered", "spectral"):
+            raise InvalidInput(f"discretization must be 'staggered' or 'spectral', got {discretization!r}")
+        if not (is_real(cg_tol) and 0 < cg_tol < 1):
+            raise InvalidInput(f"cg_tol must lie in (0, 1), got {cg_tol!r}")
+        self.discretization, self.cg_tol = discretization, float(cg_tol)
         self.output_names = _names("K", self.k)
 
     def _extra_inputs(self) -> tuple[str, ...]:
@@ -259,8 +269,12 @@ class PermeabilityOracle(_VoxelOracle):
         super().__init__(
             microstructure, levels, dim, micro_params, cost_per_voxel, closed_form_cost
         )
-        if not (isinstance(cell_size, (int, float)) and cell_size > 0):
-            raise InvalidInput(f"cell_size must be a positive length in m, got {cell_size!r}")
+        if not (is_real(cell_size) and math.isfinite(cell_size) and cell_size > 0):
+            raise InvalidInput(f"cell_size must be a positive finite length in m, got {cell_size!r}")
+        if not (is_real(tol) and 0 < tol < 1):
+            raise InvalidInput(f"tol must lie in (0, 1), got {tol!r}")
+        if wall not in ("half", "any"):
+            raise InvalidInput(f"wall must be one of ('half', 'any'), got {wall!r}")
         self.cell_size, self.tol, self.wall = float(cell_size), tol, wall
         if "kozeny-carman" in self.levels:
             m = self.microstructure
@@ -269,7 +283,7 @@ class PermeabilityOracle(_VoxelOracle):
                     f"the kozeny-carman level needs a microstructure with porosity and radius_fraction, got {m!r}"
                 )
         if target_log10_k is not None and not (
-            isinstance(target_log10_k, (int, float)) and math.isfinite(target_log10_k)
+            is_real(target_log10_k) and math.isfinite(target_log10_k)
         ):
             raise InvalidInput(f"target_log10_k must be a finite number, got {target_log10_k!r}")
         self.target = None if target_log10_k is None else float(target_log10_k)

@@ -53,7 +53,7 @@ import scipy.sparse
 import torch
 from torch import Tensor
 
-from oracles.exceptions import InvalidInput
+from oracles.exceptions import InvalidInput, is_integer, is_real
 from oracles.rve.krylov import batched_cg
 from oracles.transport.fourier import VectorFourier
 from oracles.transport.pcg import preconditioned_cg
@@ -170,12 +170,12 @@ class StokesSolver:
         if min(s.shape) < 2:
             raise InvalidInput(f"grid needs at least 2 voxels per axis, got {s.shape}")
         if not (
-            isinstance(voxel_size, (int, float)) and np.isfinite(voxel_size) and voxel_size > 0
+            is_real(voxel_size) and np.isfinite(voxel_size) and voxel_size > 0
         ):
             raise InvalidInput(f"voxel_size must be a positive length in m, got {voxel_size!r}")
-        if not (isinstance(tol, (int, float)) and 0 < tol < 1):
+        if not (is_real(tol) and 0 < tol < 1):
             raise InvalidInput(f"tol must lie in (0, 1), got {tol!r}")
-        if not (isinstance(maxiter, int) and maxiter >= 1):
+        if not (is_integer(maxiter) and maxiter >= 1):
             raise InvalidInput(f"maxiter must be a positive integer, got {maxiter!r}")
         if preconditioner not in ("laplacian", "none"):
             raise InvalidInput(

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from oracles.exceptions import InvalidInput
+from oracles.exceptions import InvalidInput, is_real
 
 __all__ = [
     "Blobs",
@@ -40,10 +40,18 @@ __all__ = [
 ]
 
 
-def _check_shape(shape) -> tuple[int, ...]:
+def _check_shape(shape, equal: int | None = None) -> tuple[int, ...]:
+    """``shape`` as ints: 2 or 3 axes of at least 2 voxels; its first ``equal`` axes (default
+    all) of one size. Sizes given as fractions of the cell mean the same length on every
+    axis only on a square (cubic) grid of the solvers' cubic voxels."""
     shape = tuple(int(n) for n in shape)
     if len(shape) not in (2, 3) or min(shape) < 2:
         raise InvalidInput(f"grid must have 2 or 3 axes of at least 2 voxels, got {shape}")
+    sub = shape[: len(shape) if equal is None else equal]
+    if len(set(sub)) > 1:
+        raise InvalidInput(
+            f"grid {shape}: this microstructure's sizes are fractions of a square (cubic) cell, so its "
+            f"{'axes' if equal is None else f'first {equal} axes'} need one size (a non-square cell: a .npy image)")
     return shape
 
 
@@ -52,7 +60,7 @@ def _centres(shape):
 
 
 def _fraction(name: str, v: float, lo: float = 0.0, hi: float = 1.0) -> float:
-    if not (isinstance(v, (int, float)) and lo < v < hi):
+    if not (is_real(v) and lo < v < hi):
         raise InvalidInput(f"{name} must lie in ({lo}, {hi}), got {v!r}")
     return float(v)
 
@@ -93,7 +101,7 @@ class Slit:
     axis: int = -1
 
     def solid(self, shape) -> np.ndarray:
-        shape = _check_shape(shape)
+        shape = _check_shape(shape, equal=0)
         _fraction("fraction", self.fraction)
         ax = self.axis % len(shape)
         n = shape[ax]
@@ -116,7 +124,7 @@ class CylinderArray:
     radius_fraction: float = 0.25
 
     def solid(self, shape) -> np.ndarray:
-        shape = _check_shape(shape)
+        shape = _check_shape(shape, equal=2)
         _fraction("radius_fraction", self.radius_fraction, 0.0, 1.0)
         X = _centres(shape[:2])
         s = (X[0] - 0.5) ** 2 + (X[1] - 0.5) ** 2 < self.radius_fraction**2
@@ -213,7 +221,7 @@ class Blobs:
     def solid(self, shape) -> np.ndarray:
         shape = _check_shape(shape)
         _fraction("porosity", self.porosity)
-        if not (isinstance(self.blobiness, (int, float)) and self.blobiness > 0):
+        if not (is_real(self.blobiness) and self.blobiness > 0):
             raise InvalidInput(f"blobiness must be positive, got {self.blobiness!r}")
         ps = _porespy()
         im = ps.generators.blobs(

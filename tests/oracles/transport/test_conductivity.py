@@ -190,3 +190,54 @@ def test_a_conductor_without_a_conducting_face_is_named_as_such():
         effective_conductivity(cb, [1.0, 0.0])
     with pytest.raises(InvalidInput, match="every phase present has zero conductivity"):
         effective_conductivity(cb, [0.0, 0.0])
+
+
+def test_a_contrast_beyond_double_precision_is_refused_and_one_within_it_is_resolved():
+    """Copper cylinders in epoxy (1e-14 vs 6e7) had given K_eff = -4.2e-9 reported as converged,
+    and contrast 1e10 4 % too much: beyond MAX_CONTRAST the solve is refused (NotConverged). At
+    contrast 1e6 the residual test at cg_tol = 1e-8 had stopped 5e-4 short (1.8700 for 1.87096);
+    its flux and energy estimates disagree there, so the solve is repeated at a tighter tolerance
+    and meets the converged value (cg_tol = 1e-13)."""
+    from oracles.exceptions import NotConverged
+
+    pm = CylinderArray(radius_fraction=0.3).solid((16, 16)).astype(int)
+    with pytest.raises(NotConverged, match="contrast 6e\\+21"):
+        effective_conductivity(pm, [1e-14, 6e7])
+    with pytest.raises(NotConverged, match="contrast 1e\\+10"):
+        effective_conductivity(pm, [1.0, 1e10])
+    ref = effective_conductivity(pm, [1.0, 1e6], cg_tol=1e-13).tensor
+    got = effective_conductivity(pm, [1.0, 1e6]).tensor
+    torch.testing.assert_close(got, ref, rtol=2e-5, atol=1e-7)  # off-diagonals ~1e-9
+
+
+def test_conductivities_must_be_a_sequence_and_numpy_scalars_are_numbers():
+    """A dict had been read by its keys (0.375 for 1.375); numpy scalar settings had been refused."""
+    pm = np.zeros((8, 8), dtype=int)
+    pm[:, 4:] = 1
+    with pytest.raises(InvalidInput, match="conductivities must be a sequence"):
+        effective_conductivity(pm, {0: 1.0, 1: 2.0})
+    with pytest.raises(InvalidInput, match="conductivities must be a sequence"):
+        effective_conductivity(pm, 2.0)
+    C = effective_conductivity(pm, [1.0, 3.0], cg_tol=np.float32(1e-8), cg_maxiter=np.int64(100)).tensor
+    assert float(C[0, 0]) == pytest.approx(2.0) and float(C[1, 1]) == pytest.approx(1.5)
+    with pytest.raises(InvalidInput, match="cg_tol"):
+        effective_conductivity(pm, [1.0, 3.0], cg_tol=True)
+
+
+def test_closed_forms_check_their_domain_and_take_an_insulating_phase():
+    """HS with an insulating phase had divided by zero (its lower bound is 0); impossible fractions and
+    negative conductivities had returned numbers (lower > upper)."""
+    from oracles.transport import closed_forms as cf
+
+    lo, hi = hashin_shtrikman(0.0, 2.0, 0.5, 2)
+    assert lo == 0.0 and hi == pytest.approx(2.0 * 0.5 / 1.5)  # 2D: s (1 - f) / (1 + f)
+    for args, msg in (((1.0, 2.0, 1.5, 2), "f2"), ((-1.0, 2.0, 0.5, 2), "s1"), ((1.0, 2.0, 0.5, 4), "dim")):
+        with pytest.raises(ValueError, match=msg):
+            hashin_shtrikman(*args)
+    assert perrins_square_cylinders(1.0, 1.0, 0.3) == 1.0
+    for fn, arg in ((cf.drummond_tahir_parallel, 1.2), (cf.drummond_tahir_transverse, 0.0),
+                    (cf.kozeny_carman, 1.5), (cf.kozeny_carman, -0.5)):
+        with pytest.raises(ValueError):
+            fn(arg) if fn is not cf.kozeny_carman else fn(arg, 1e-5)
+    with pytest.raises(ValueError, match="source"):
+        cf.sphere_array_permeability(0.1, source="foo")

@@ -190,3 +190,25 @@ def test_cli_permeability_units_file_and_closed(capsys, tmp_path):
     assert "closed pore space" in out["message"]
     rc, err = _json(capsys, ["permeability", "--dim", "2", "--grid", "3", "5", "7"])
     assert rc == 2 and "--grid" in err
+
+
+def test_non_square_grids_and_bad_solver_options_are_refused_when_built():
+    """A 32 x 64 level had turned cylinders into ellipses (K11 1.33 vs K22 1.46 for an isotropic
+    array); bad solver options had made every point of a campaign fail later."""
+    from oracles.transport.oracle import ConductivityOracle, PermeabilityOracle
+    from oracles.transport.porous import CylinderArray, Slit
+
+    mp = {"radius_fraction": (0.1, 0.4)}
+    with pytest.raises(InvalidInput, match="must be square"):
+        ConductivityOracle("cylinders", levels=[(32, 64)], dim=2, micro_params=mp, conductivities=(1.0, 10.0))
+    with pytest.raises(InvalidInput, match="square"):
+        CylinderArray(0.25).solid((32, 64))
+    assert Slit(0.5).solid((8, 12)).shape == (8, 12)  # layers are the same medium on any grid
+    assert CylinderArray(0.25).solid((8, 8, 3)).shape == (8, 8, 3)  # extruded along the last axis
+    for kw, msg in (({"discretization": "foo"}, "discretization"), ({"cg_tol": 3.0}, "cg_tol"),
+                    ({"conductivities": (1.0, -1.0)}, "positive semidefinite")):
+        with pytest.raises(InvalidInput, match=msg):
+            ConductivityOracle("cylinders", levels=[16], dim=2, micro_params=mp, **kw)
+    for kw, msg in (({"wall": "all"}, "wall"), ({"tol": 5.0}, "tol"), ({"cell_size": float("inf")}, "cell_size")):
+        with pytest.raises(InvalidInput, match=msg):
+            PermeabilityOracle("cylinders", levels=[16], dim=2, micro_params=mp, **kw)

@@ -51,8 +51,8 @@ def test_pcg_refuses_an_indefinite_operator_and_reports_non_convergence():
 @pytest.mark.parametrize(
     "solid",
     [
-        CylinderArray(radius_fraction=0.3).solid((9, 12)),
-        SphereArray(radius_fraction=0.35).solid((6, 5, 7)),
+        CylinderArray(radius_fraction=0.3).solid((12, 12))[:9],  # a non-square mask
+        SphereArray(radius_fraction=0.35).solid((7, 7, 7))[:6, :5],
         np.repeat([[True], [True], [False], [False], [False], [False]], 2, axis=1),  # an axis of 2 voxels
     ],
     ids=["2d", "3d", "two-voxel axis"],
