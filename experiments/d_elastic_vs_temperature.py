@@ -18,7 +18,7 @@ from loops.experiment import experiment_parser, run_experiment
 
 CONFIG = Path(__file__).parent / "configs" / "d_elastic_vs_temperature.toml"
 SMOKE = {
-    "oracle": {"size": 2, "n_steps": 120, "n_equil": 60, "n_lattice_iter": 1, "lattice_steps": 60,
+    "oracle": {"size": 2, "n_steps": 120, "n_equil": 60, "n_lattice_iter": 1, "lattice_steps": 260,
                "n_blocks": 6, "sample_every": 4},
     "budget": {"calls": 8, "wall_time": 300},
     "initial": {"n": 2},

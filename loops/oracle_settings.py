@@ -627,11 +627,12 @@ class ElasticSettings(_AtomisticBase):
     def _check(self):
         if not self.strain_bounds[0] < self.strain_bounds[1]:
             raise ValueError(f"strain_bounds = {self.strain_bounds}: need low < high")
-        from oracles.atomistic.md import resolve_blocks, se_blocks
+        from oracles.atomistic.md import lattice_blocks, resolve_blocks, se_blocks
 
         # the oracle's own checks (InvalidInput is a ValueError: its message names the settings)
         nb = resolve_blocks(self.n_steps, self.sample_every, self.n_blocks)
         se_blocks(self.n_steps, self.sample_every, self.timestep, nb, self.n_axes)
+        lattice_blocks(self.lattice_steps, self.sample_every, self.timestep, nb)
         return self
 
 

@@ -26,7 +26,7 @@ from oracles.atomistic.crystal import (
     static_elastic_constants,
 )
 from oracles.atomistic.engines import EngineSpec, engine_name
-from oracles.atomistic.md import finite_temperature_elastic_constants, resolve_blocks, se_blocks
+from oracles.atomistic.md import finite_temperature_elastic_constants, lattice_blocks, resolve_blocks, se_blocks
 from oracles.base import DTYPE, CostModel, Oracle, PointResult, make_bounds
 from oracles.exceptions import InvalidInput
 
@@ -115,8 +115,7 @@ class ElasticConstantsOracle(Oracle):
         if not (0 < timestep <= 10):
             raise InvalidInput(f"timestep must be in (0, 10] fs, got {timestep}")
         se_blocks(n_steps, sample_every, float(timestep), n_blocks, n_axes)  # the MD protocol's error bar, now
-        if not isinstance(lattice_steps, int) or isinstance(lattice_steps, bool) or lattice_steps < 1:
-            raise InvalidInput(f"lattice_steps must be a positive integer, got {lattice_steps!r}")
+        lattice_blocks(lattice_steps, sample_every, float(timestep), n_blocks)  # a's error bar, now
         for name, v in (("n_equil", n_equil), ("n_lattice_iter", n_lattice_iter)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise InvalidInput(f"{name} must be an integer >= 0, got {v!r}")

@@ -140,6 +140,30 @@ def se_blocks(n_steps: int, sample_every: int, timestep: float, n_blocks: int, n
     return nb
 
 
+def lattice_blocks(lattice_steps: int, sample_every: int, timestep: float, n_blocks: int,
+                   min_block_fs: float = 250.0) -> int:
+    """Blocks of the pressure's standard error in each zero-pressure iteration: at most
+    ``n_blocks`` (or ``MIN_SE_DOF + 1`` if more), each at least ``min_block_fs`` long, at
+    least ``MIN_SE_DOF + 1`` of them
+    (the error of the lattice parameter ``a`` is the pressure's, so it gets the same
+    degrees of freedom as the elastic constants').
+
+    Raises:
+        InvalidInput: ``lattice_steps`` too short for that, naming its minimum.
+    """
+    if not isinstance(lattice_steps, int) or isinstance(lattice_steps, bool) or lattice_steps < 1:
+        raise InvalidInput(f"lattice_steps must be a positive integer, got {lattice_steps!r}")
+    block_samples = max(1, math.ceil(min_block_fs / (sample_every * timestep)))
+    nb = min(max(n_blocks, MIN_SE_DOF + 1), (lattice_steps // sample_every) // block_samples)
+    if nb - 1 < MIN_SE_DOF:
+        need = (MIN_SE_DOF + 1) * block_samples * sample_every
+        raise InvalidInput(
+            f"lattice_steps = {lattice_steps} gives the pressure's standard error (and so a's) {nb} blocks of "
+            f"{min_block_fs:g} fs, {max(nb - 1, 0)} degrees of freedom; at least {MIN_SE_DOF} are needed: "
+            f"lattice_steps >= {need} at timestep {timestep:g} fs, sample_every {sample_every}")
+    return nb
+
+
 def pooled_block_average(series: list[np.ndarray], n_blocks: int) -> tuple[float, float, int]:
     """Mean, standard error and degrees of freedom from the block means of several
     series with one expectation (the cubic axes of one elastic constant).
@@ -348,6 +372,7 @@ def finite_temperature_elastic_constants(
     if not bulk_modulus > 0:
         raise InvalidInput(f"bulk_modulus must be positive (GPa), got {bulk_modulus}")
     nb = se_blocks(n_steps, sample_every, timestep, n_blocks, n_axes, min_block_fs)  # before any MD
+    nb_p = lattice_blocks(lattice_steps, sample_every, timestep, n_blocks, min_block_fs)
     t0 = time.perf_counter()
     ss = np.random.SeedSequence(seed)
     seeds = [int(s.generate_state(1)[0]) for s in ss.spawn(2 + 2 * n_axes)]
@@ -374,8 +399,8 @@ def finite_temperature_elastic_constants(
     for _ in range(max(n_lattice_iter, 1)):
         S = sample_stress(dyn, atoms, lattice_steps, sample_every)
         atom_steps += lattice_steps * len(atoms)
-        nb_p = max(2, min(n_blocks, len(S) * sample_every * timestep // min_block_fs))
-        p_mean, p_se = block_average(-S[:, :3].mean(axis=1), int(nb_p))
+        # Student-t widened for its degrees of freedom, as the elastic constants' errors
+        p_mean, p_se, _ = pooled_block_average([-S[:, :3].mean(axis=1)], nb_p)
         p_history.append((a, p_mean, p_se))
         if n_lattice_iter == 0:
             break

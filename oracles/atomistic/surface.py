@@ -83,6 +83,20 @@ def check_min_thickness(min_thickness: float, a: float, engine_params: dict[str,
     return t
 
 
+def check_vacuum(vacuum: float, a: float, engine_params: dict[str, Any] | None = None) -> float:
+    """``vacuum`` (A) as a float, or a one-line error when the gap is too small for the
+    slab to stop seeing its periodic images (the same length as :func:`thinnest_slab`)."""
+    try:
+        v = float(vacuum)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"vacuum must be a length in A, got {vacuum!r}") from None
+    least = thinnest_slab(a, engine_params)
+    if not math.isfinite(v) or v < least:
+        raise InvalidInput(f"vacuum = {vacuum!r} A is too small: the slab would interact with its periodic "
+                           f"images; use at least {least:.3g} A")
+    return v
+
+
 def check_miller(miller: Sequence[int]) -> tuple[int, int, int]:
     """Miller indices as three integers in lowest terms: ``(2, 2, 2)`` is the
     ``(111)`` plane family (a common factor names the same planes; the cell
@@ -210,6 +224,8 @@ def surface_energy(
     check_element(element)
     if a is None:
         a = equilibrium_lattice_parameter(element, structure, engine, engine_params)
+    min_thickness = check_min_thickness(min_thickness, a, engine_params)
+    vacuum = check_vacuum(vacuum, a, engine_params)
     e_bulk = _bulk_energy_per_atom(element, structure, a, engine, engine_params)
     slab = oriented_crystal(element, structure, a, miller, min_thickness)
     attach_calculator(slab, engine, **(engine_params or {}))
@@ -255,6 +271,7 @@ def decohesion_curve(
         raise InvalidInput(f"openings must be at least 3 finite values >= 0 (A), got {openings!r}")
     if a is None:
         a = equilibrium_lattice_parameter(element, structure, engine, engine_params)
+    min_thickness = check_min_thickness(min_thickness, a, engine_params)
     atoms = oriented_crystal(element, structure, a, miller, min_thickness)
     attach_calculator(atoms, engine, **(engine_params or {}))
     cell0 = atoms.cell.array.copy()

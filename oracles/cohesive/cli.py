@@ -17,7 +17,8 @@ Options:
 * ``--tau-max``: peak shear traction in GPa; default ``--sigma-max``.
 * ``--peak-ratio``, ``--r``, ``--alpha``, ``--beta``, ``--lambda-n``, ``--lambda-t``:
   law shape options (bilinear; exponential; PPR).
-* ``--curve N``: also print ``N`` points of the mode-I traction–separation curve.
+* ``--curve N``: also print ``N`` points of the mode-I traction–separation curve
+  (to 3 final openings; the exponential law to 25 characteristic lengths, its area ``Gamma_n``).
 
 Output keys: ``law``, ``inputs``, ``outputs`` (``Gamma`` J/m², ``delta_c`` and
 ``delta_peak`` nm, ``E`` GPa, ``nu``, ``E_prime`` GPa, ``K_Ic`` MPa·m^0.5),
@@ -36,6 +37,15 @@ import torch
 
 from oracles.base import DTYPE
 from oracles.exceptions import InvalidInput
+
+def curve_end(law) -> float:
+    """Largest opening (nm) of the printed mode-I curve: 3 final openings for the laws with one
+    (bilinear, PPR); for the exponential law, whose traction never ends, 25 characteristic
+    lengths, beyond which a fraction ``26 e^-25 < 1e-9`` of ``Gamma_n`` remains."""
+    from oracles.cohesive.laws import ExponentialLaw
+
+    return (25.0 if isinstance(law, ExponentialLaw) else 3.0) * law.critical_opening
+
 
 #: most points of a printed traction-separation curve
 MAX_CURVE_POINTS = 100_000
@@ -134,7 +144,7 @@ def compute(args: argparse.Namespace) -> dict:
     }
     if args.curve:
         law = oracle.make_law(torch.tensor(x, dtype=DTYPE))
-        d = torch.linspace(0.0, 3.0 * law.critical_opening, args.curve, dtype=DTYPE)
+        d = torch.linspace(0.0, curve_end(law), args.curve, dtype=DTYPE)
         T = law.traction(torch.stack([d, torch.zeros_like(d)], -1))[:, 0]
         out["curve"] = {"opening_nm": d.tolist(), "traction_GPa": T.tolist()}
     return out

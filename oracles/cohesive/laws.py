@@ -55,9 +55,9 @@ def _number(name: str, v: Any) -> float:
 
 def _positive(name: str, v: Any) -> float:
     try:
-        f = float(v)
-    except (TypeError, ValueError) as e:
-        raise InvalidInput(f"{name} must be a positive number, got {v!r}") from e
+        f = _number(name, v)
+    except InvalidInput:
+        raise InvalidInput(f"{name} must be a positive number, got {v!r}") from None
     if not math.isfinite(f) or f <= 0:
         raise InvalidInput(f"{name} must be a positive number, got {v!r}")
     return f

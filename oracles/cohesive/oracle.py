@@ -186,6 +186,8 @@ class CohesiveOracle(Oracle):
     def make_law(self, x: Tensor) -> CohesiveLaw:
         """The cohesive law (tractions in GPa, separations in nm) at one input point ``d``."""
         gamma, sigma = float(x[0]), float(x[1])
+        if not (math.isfinite(gamma) and gamma > 0):
+            raise InvalidInput(f"gamma (surface energy, J/m^2) must be a positive number, got {gamma!r}")
         Gamma = 2.0 * gamma
         Gamma_t = None if self.law == "bilinear" else Gamma * self.shear_energy_ratio
         return make_law(

@@ -9,7 +9,7 @@ from oracles.base import DTYPE
 from oracles.exceptions import InvalidInput
 from oracles.testing import DeterministicOracleTests, FailingInputsTests, OracleContractTests
 
-TINY_MD = dict(size=2, n_steps=100, lattice_steps=60, n_equil=40, n_lattice_iter=2, sample_every=2, n_blocks=5)
+TINY_MD = dict(size=2, n_steps=100, lattice_steps=250, n_equil=40, n_lattice_iter=2, sample_every=2, n_blocks=5)
 
 
 class TestElasticConstantsOracle(OracleContractTests, FailingInputsTests):
@@ -89,3 +89,29 @@ def test_negative_temperature_is_invalid():
     o = ElasticConstantsOracle("Cu", **TINY_MD)
     with pytest.raises(InvalidInput, match="temperature"):
         o.evaluate(torch.tensor([[-10.0, 0.0]], dtype=DTYPE), fidelity=0)
+
+
+def test_a_lattice_stage_too_short_for_an_honest_error_bar_is_refused_when_built():
+    """The error of the lattice parameter a (Yvar[a], and part of every C*_se) is the zero-pressure
+    stage's pressure error; it had rested on 2-4 blocks with no Student-t widening (replicas' z^2
+    averaged 6.1), and lattice_steps = 4 failed mid-run naming no setting."""
+    from loops.oracle_settings import ElasticSettings
+
+    with pytest.raises(InvalidInput, match=r"lattice_steps = 60 .* lattice_steps >= 250"):
+        ElasticConstantsOracle("Cu", **{**TINY_MD, "lattice_steps": 60})
+    with pytest.raises(ValueError, match="lattice_steps"):
+        ElasticSettings(element="Cu", lattice_steps=100)
+
+
+def test_surface_energy_refuses_a_slab_too_thin_or_a_gap_too_small():
+    """surface_energy('Cu', min_thickness=2) had returned 1.55 J/m^2 (converged: 1.035), vacuum = 0
+    -4e-14 and vacuum = -5 149 J/m^2, although the oracle and the CLI refuse such slabs."""
+    from oracles.atomistic.surface import decohesion_curve, surface_energy
+
+    with pytest.raises(InvalidInput, match="min_thickness = 2.0 A is too thin"):
+        surface_energy("Cu", min_thickness=2.0)
+    for v in (0.0, -5.0, float("nan")):
+        with pytest.raises(InvalidInput, match="vacuum"):
+            surface_energy("Cu", vacuum=v)
+    with pytest.raises(InvalidInput, match="too thin"):
+        decohesion_curve("Cu", min_thickness=2.0)

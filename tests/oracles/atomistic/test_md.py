@@ -16,7 +16,7 @@ from oracles.atomistic.md import (
 from oracles.exceptions import CalculationFailed, InvalidInput
 
 # small settings for the default run: 32 atoms, a few thousand steps
-SMALL = dict(size=2, n_steps=400, lattice_steps=200, n_equil=100, sample_every=4, n_blocks=10)
+SMALL = dict(size=2, n_steps=400, lattice_steps=260, n_equil=100, sample_every=4, n_blocks=10)
 
 
 @pytest.fixture(scope="module")

@@ -197,3 +197,27 @@ def test_shear_ratios_reach_the_law(law):
     T = law_obj.traction(torch.stack([torch.zeros_like(d), d], -1))[:, 1]
     assert T.max().item() == pytest.approx(0.6 * 10.0, rel=2e-5)
     assert torch.trapezoid(T, d).item() == pytest.approx(1.7 * 2.6, rel=1e-4)
+
+
+@pytest.mark.parametrize("law", ["bilinear", "exponential", "ppr"])
+def test_cli_curve_has_the_area_of_the_fracture_energy(capsys, law):
+    """The printed mode-I curve holds the whole law: its area (trapezoid rule) is Gamma_n. The
+    exponential law's curve had stopped at 3 peak openings, at 41 % of the peak traction (area 80 %)."""
+    rc, out, _ = run_cli(capsys, "--law", law, "--gamma", "1.3", "--sigma-max", "10",
+                         "--C11", "168.4", "--C12", "121.4", "--C44", "75.4", "--curve", "4001")
+    assert rc == 0
+    d = json.loads(out)
+    x, t = np.array(d["curve"]["opening_nm"]), np.array(d["curve"]["traction_GPa"])
+    area = float(np.sum(0.5 * (t[1:] + t[:-1]) * np.diff(x)))
+    assert area == pytest.approx(d["outputs"]["Gamma"], rel=1e-3)
+
+
+def test_gamma_is_named_and_string_or_bool_parameters_are_refused():
+    """A negative gamma had been reported as the derived Gamma = 2 gamma; BilinearLaw("2.0", 10) and
+    BilinearLaw(True, 10) had been accepted."""
+    o = CohesiveOracle(bounds={"gamma": (-1.0, 2.0)})
+    res = o.evaluate(torch.tensor([[-0.5, 10.0, 168.0, 121.0, 75.0]], dtype=DTYPE))
+    assert bool(res.failed[0]) and "gamma (surface energy" in res.reasons[0] and "-0.5" in res.reasons[0]
+    for bad in ("2.0", True):
+        with pytest.raises(InvalidInput, match="positive number"):
+            BilinearLaw(bad, 10.0)
