@@ -26,7 +26,12 @@ from oracles.atomistic.crystal import (
     static_elastic_constants,
 )
 from oracles.atomistic.engines import EngineSpec, engine_name
-from oracles.atomistic.md import finite_temperature_elastic_constants, lattice_blocks, resolve_blocks, se_blocks
+from oracles.atomistic.md import (
+    finite_temperature_elastic_constants,
+    lattice_blocks,
+    resolve_blocks,
+    se_blocks,
+)
 from oracles.base import DTYPE, CostModel, Oracle, PointResult, make_bounds
 from oracles.exceptions import InvalidInput
 

@@ -38,6 +38,7 @@ import torch
 from oracles.base import DTYPE
 from oracles.exceptions import InvalidInput
 
+
 def curve_end(law) -> float:
     """Largest opening (nm) of the printed mode-I curve: 3 final openings for the laws with one
     (bilinear, PPR); for the exponential law, whose traction never ends, 25 characteristic
