@@ -268,11 +268,43 @@ def _check_boundaries(cfg: FE2Config, mesh) -> None:
             raise ValueError(f"{key} = {b!r} is not a boundary of the mesh; known: {names}")
 
 
+def _check_points(cfg: FE2Config, mesh) -> None:
+    """Every displacement QoI point of ``uncertainty`` lies in an element of the mesh (not
+    only in its bounding box: a hole is outside): checked before anything is solved."""
+    if cfg.uncertainty is None:
+        return
+    find = mesh.element_finder()
+    for d in cfg.uncertainty.displacement:
+        x = np.asarray(d.point, dtype=float).reshape(-1, 1)
+        try:
+            find(*x)
+        except ValueError:
+            raise ValueError(f"uncertainty.displacement {d.name!r}: point = {list(d.point)} is not inside the "
+                             f"mesh (in no element: a hole, or outside it)") from None
+
+
+def json_text(obj) -> str:
+    """Strict JSON (indent 2): non-finite floats (a standard error of one replicate) as null."""
+
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(obj), indent=2, allow_nan=False, default=float)
+
+
 def _run(cfg: FE2Config, progress) -> FE2Run:
     torch.set_num_threads(cfg.threads)
     t_start = time.perf_counter()
     mesh = build_mesh(cfg)
     _check_boundaries(cfg, mesh)
+    _check_points(cfg, mesh)
+    make_solver(cfg, NeoHookean(1.0, 1.0), mesh).check_supports()  # a rigid motion left free, before any training
     mat = cfg.material
     handle = None
     info: dict[str, Any] = {"provider": mat.provider}
@@ -408,7 +440,7 @@ def _finish(cfg, solver, result, material, info, out: Path) -> FE2Run:
         "surrogate_fraction": n_sur / max(n_sur + n_orc, 1),
         "steps": steps,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "summary.json").write_text(json_text(summary))
     arrays = {
         "u": np.stack([s.u for s in result.steps]),
         "P": np.stack([s.P for s in result.steps]),
@@ -473,9 +505,16 @@ def _finish(cfg, solver, result, material, info, out: Path) -> FE2Run:
     if cfg.uncertainty is not None:  # propagation after the deterministic run (loops.uq)
         from loops.uq.fe2 import run_uncertainty
 
-        summary["uncertainty"], uq_files = run_uncertainty(cfg, solver, material, out)
+        try:
+            summary["uncertainty"], uq_files = run_uncertainty(cfg, solver, material, out)
+        except BaseException as e:  # the deterministic results above are kept; the failure is recorded
+            (out / "failed.json").write_text(json_text(
+                {"error": f"{type(e).__name__}: {e}", "stage": "uncertainty",
+                 "converged_steps": len(result.steps), "wall_time": info.get("wall_time")}))
+            e.fe2_run_dir = out
+            raise
         artifacts += uq_files
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        (out / "summary.json").write_text(json_text(summary))
     run = FE2Run(cfg, solver, result, summary, out, artifacts)
     if cfg.tracking.enabled:
         track_mlflow(run)

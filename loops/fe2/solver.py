@@ -146,6 +146,44 @@ class SolveResult:
         return self.steps[-1]
 
 
+def _check_rigid_motions(basis, constrained: list[tuple[int, np.ndarray]], k: int) -> None:
+    """Raise a ``ValueError`` when the Dirichlet conditions leave a rigid motion free.
+
+    ``constrained``: per condition, its component and dofs. A rigid motion (``k``
+    translations and ``k (k - 1) / 2`` infinitesimal rotations ``w x x``) that vanishes at
+    every constrained dof makes every tangent singular (there are no springs and
+    tractions do not hold a body): linear algebra would fail, or converge on round-off
+    with an arbitrary translation. Checked through the rank of the rigid modes at the
+    constrained dofs (coordinates centred and scaled by the mesh size)."""
+    x = basis.doflocs
+    centre = x.mean(axis=1, keepdims=True)
+    scale = float(np.ptp(x, axis=1).max()) or 1.0
+    names = [f"translation along {'xyz'[i]}" for i in range(k)]
+    names += ["rotation in the plane"] if k == 2 else [f"rotation about {'xyz'[i]}" for i in range(3)]
+    rows = []
+    for c, dofs in constrained:
+        p = (x[:, dofs] - centre) / scale  # k x m
+        m = dofs.size
+        cols = [np.full(m, 1.0 if j == c else 0.0) for j in range(k)]
+        if k == 2:  # u = w (-y, x)
+            cols.append(-p[1] if c == 0 else p[0])
+        else:  # u = e_a x p, component c
+            for a in range(3):
+                e = np.zeros(3)
+                e[a] = 1.0
+                cols.append(np.cross(e, p.T)[:, c])
+        rows.append(np.stack(cols, -1))
+    M = np.concatenate(rows) if rows else np.zeros((0, len(names)))
+    _, sv, Vt = np.linalg.svd(M, full_matrices=True)
+    sv = np.concatenate([sv, np.zeros(len(names) - sv.size)])
+    free = [Vt[i] for i in range(len(names)) if sv[i] <= 1e-8 * max(float(sv.max(initial=0.0)), 1.0)]
+    if free:
+        v = free[0] / np.abs(free[0]).max()
+        what = " + ".join(n for n, a in zip(names, v, strict=True) if abs(a) > 0.3)
+        raise ValueError(f"the Dirichlet conditions leave a rigid motion free ({what}): every tangent would be "
+                         f"singular; constrain that motion (a component on another boundary or point)")
+
+
 class MacroSolver:
     """Total-Lagrangian solver on a scikit-fem mesh: plane strain in 2D, or 3D.
 
@@ -242,6 +280,7 @@ class MacroSolver:
                 vals.append(v)
             else:
                 vals.append(np.full(dofs.size, float(bc.value)))
+        self._constrained = [(bc.component, d) for bc, d in zip(self.dirichlet, D, strict=True)]
         D = np.concatenate(D)
         vals = np.concatenate(vals)
         # a dof named twice keeps its last value, as in a list of assignments
@@ -308,6 +347,11 @@ class MacroSolver:
         Ke = self._Bw @ A.reshape(self.n_gauss, kk, kk) @ self._B.transpose(0, 2, 1)
         nb = self._B.shape[1]
         return Ke.reshape(self.nelems, self.nqp, nb, nb).sum(1)
+
+    def check_supports(self) -> None:
+        """Raise a ``ValueError`` when the Dirichlet conditions leave a rigid motion free
+        (see :func:`_check_rigid_motions`); :meth:`solve` and :meth:`solve_batch` check first."""
+        _check_rigid_motions(self.basis, self._constrained, self.dim)
 
     def _newton_increment(self, A: np.ndarray, R: np.ndarray, dD: np.ndarray | None) -> np.ndarray:
         """Free-dof increment solving ``K_ff du_f = -R_f - K_fD du_D`` (``dD``: ``du_D`` or None)."""
@@ -465,6 +509,7 @@ class MacroSolver:
             NotConverged: when ``max_cutbacks`` halvings were not enough.
         """
         targets = _load_targets(n_steps, load_factors)
+        self.check_supports()
         t_start = time.perf_counter()
         calls0 = self.n_material_calls
         u = np.zeros(self.basis.N)
@@ -620,6 +665,7 @@ class MacroSolver:
         if B < 1:
             raise ValueError(f"n_batch must be >= 1, got {n_batch}")
         targets = _load_targets(n_steps, load_factors)
+        self.check_supports()
         k, n = self.dim, self.n_gauss
         t_start = time.perf_counter()
         calls = [0]

@@ -12,7 +12,6 @@ directory; the caller logs them to MLflow with the run's other artifacts.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -192,8 +191,10 @@ def run_uncertainty(
         idx = sobol_indices(f, dists, n=u.sobol_n, seed=u.seed)
         summary["sobol"] = {"qoi": name0, "of": "posterior-mean surrogate", **idx.as_dict()}
     summary["wall_time"] = time.perf_counter() - t0
+    from loops.fe2.run import json_text
+
     path = out / "uncertainty.json"
-    path.write_text(json.dumps(summary, indent=2, default=float))
+    path.write_text(json_text(summary))
     files.append(path)
     for name in qois:
         files.append(split_histogram(prop, name, out / f"uq_{name}.png"))

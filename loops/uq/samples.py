@@ -22,7 +22,10 @@ a kernel expansion over the training inputs and the anchors,
 :math:`f_s(x) = k(x, X)(\alpha - q_s) + k(x, Z) u_s`, so stress and its exact
 derivative (the consistent tangent) are closed-form at any point and all
 ``S`` paths are evaluated in one batched call (:meth:`batch_response`). The
-paths have the exact joint posterior at the anchors and the Nyström
+paths have the joint posterior at the anchors up to the jitter (covariance
+:math:`C (C + jI)^{-1} C` for the anchors' posterior covariance :math:`C`: a
+direction of variance :math:`\lambda` keeps :math:`\lambda^2 / (\lambda + j)`,
+exact well above :math:`j`, under-sampled below it) and the Nyström
 (kriging) approximation between them, whose variance is at most the exact one
 and approaches it as anchors fill the visited region. Random Fourier
 feature priors (``botorch.sampling.pathwise``) are the usual alternative;
@@ -284,12 +287,15 @@ class GPFunctionSamples(_MaternExpansion):
             by :func:`farthest_points`).
         k: 2 or 3 (default: from ``m``).
         seed: seed of the paths (the same seed gives the same paths).
-        jitter: added to the anchors' posterior covariance, relative to its
-            largest diagonal entry. It bounds the expansion weights, and with
-            them the round-off of a path (about 1e-10 of the stress at the
-            default): the anchor values carry an extra independent variance
-            of ``jitter`` times the largest anchor variance, which changes a
-            standard deviation by at most ``jitter / 2`` relative.
+        jitter: ``j`` relative to the largest diagonal entry of the anchors'
+            posterior covariance ``C``, added to it where the expansion weights
+            are solved for. It bounds the weights, and with them the round-off
+            of a path (about 1e-10 of the stress at the default); the paths'
+            covariance at the anchors is then ``C (C + jI)^-1 C``: each direction
+            of variance ``lambda`` keeps ``lambda^2 / (lambda + j)``, so anchors
+            whose variance is below about ``j`` times the largest are
+            under-sampled (variance ratio ``lambda / (lambda + j)``). Much smaller
+            values make paths fail on round-off.
 
     Attributes:
         n_samples, k, m, d, p (descriptor count), n_anchors.

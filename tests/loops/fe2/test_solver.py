@@ -292,3 +292,18 @@ def test_dense_and_sparse_newton_systems_agree(monkeypatch):
     K = s.stiffness(A).tocsr()
     ref = spsolve(K[s.free][:, s.free].tocsc(), -R[s.free] - K[s.free][:, s.D] @ dD)
     np.testing.assert_allclose(s._newton_increment(A, R, dD), ref, rtol=1e-9, atol=1e-12)
+
+
+def test_a_rigid_motion_left_free_is_named_before_solving():
+    """Only u_x held on two edges leaves the y translation free: every tangent is singular, and
+    the run had ended after 8 cut-backs as "an element inverted". A 3D box without a z condition
+    had converged on round-off with an arbitrary z translation."""
+    mesh = plate_with_hole(length=2.0, radius=0.5, n_theta=4, n_radial=2)
+    s = MacroSolver(mesh, LAW, [DirichletBC("left", 0), DirichletBC("right", 0, 0.01)])
+    with pytest.raises(ValueError, match=r"rigid motion free \(translation along y\)"):
+        s.solve(n_steps=1)
+    # one u_y on an edge holds the translation; the rotation is held by u_x on two edges
+    MacroSolver(mesh, LAW, [DirichletBC("left", 0), DirichletBC("bottom", 1), DirichletBC("right", 0, 0.01)]
+                ).check_supports()
+    # u_x and u_y at one edge only: a rotation about it is held (u_x varies along the edge)
+    MacroSolver(mesh, LAW, [DirichletBC("left", 0), DirichletBC("left", 1)]).check_supports()

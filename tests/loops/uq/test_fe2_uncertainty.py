@@ -126,3 +126,28 @@ def test_random_input_parameters_are_numbers(tmp_path):
     """low = "8" had been read as 8.0 (campaign configs refuse a string for a number)."""
     with pytest.raises(ConfigError, match="low"):
         parse_config(_config(tmp_path, random=[{"name": "phases.1.E", "low": "6", "high": 14.0}]))
+
+
+def test_a_qoi_point_in_a_hole_is_refused_before_anything_is_solved(tmp_path):
+    """A point inside the plate's hole (inside the bounding box) had passed, and the run stopped
+    after the deterministic solve and the descriptor GP's training with skfem's "Point is outside
+    of the mesh." naming nothing."""
+    import loops.fe2.run as run_mod
+
+    data = _config(tmp_path, displacement=[{"name": "u_hole", "point": [0.1, 0.1], "component": 1}])
+    data["mesh"] = {"kind": "plate_with_hole", "n_theta": 1, "n_radial": 1}
+    data["dirichlet"] = [{"boundary": "left", "component": 0}, {"boundary": "bottom", "component": 1},
+                         {"boundary": "right", "component": 0, "value": 0.03}]
+    cfg = parse_config(data)
+    with pytest.raises(ValueError, match=r"u_hole.*point = \[0.1, 0.1\] is not inside the mesh"):
+        run_mod.run_fe2(cfg)
+    assert not list(tmp_path.iterdir())  # refused before the run directory (and any training)
+
+
+def test_summaries_are_strict_json():
+    """A standard error of one replicate (NaN) is written as null, not as a bare NaN."""
+    from loops.fe2.run import json_text
+
+    text = json_text({"S1_se": float("nan"), "a": [1.0, float("inf")], "b": {"c": 2}})
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(c)) == {"S1_se": None, "a": [1.0, None],
+                                                                          "b": {"c": 2}}
