@@ -7,7 +7,9 @@ bounds of a problem are therefore translated by a fixed fraction of their
 width, ``lo' = lo + s w``, ``hi' = hi + s w`` with ``w = hi - lo``, so that the
 global minimizer stays inside the box but no longer at its centre
 (:func:`draw_shift` draws ``s`` from a seed). The function itself is BoTorch's
-and unchanged, so the optimal value stays BoTorch's ``optimal_value``.
+and unchanged, so the optimal value stays BoTorch's ``optimal_value`` where
+that optimum is global over the translated box; a shift whose box holds a
+lower value (sampled at 4096 Sobol points) is refused.
 
 Constrained problems (BoTorch's
 :class:`~botorch.test_functions.base.ConstrainedBaseTestProblem`) report
@@ -57,7 +59,10 @@ def botorch_problem(name: str, dim: int | None = None):
     if dim is None:
         return cls(dtype=DTYPE)
     if name in _VARIABLE_DIM:
-        return cls(dim=int(dim), dtype=DTYPE)
+        try:
+            return cls(dim=int(dim), dtype=DTYPE)
+        except ValueError as e:
+            raise InvalidInput(f"{name} does not take dim={dim}: {e}") from None
     p = cls(dtype=DTYPE)
     if p.dim != dim:
         raise InvalidInput(f"{name} has dimension {p.dim}, got dim={dim}")
@@ -66,7 +71,29 @@ def botorch_problem(name: str, dim: int | None = None):
 
 def _minimizers(problem) -> Tensor:
     """``k x d`` global minimizers of BoTorch's problem (on its own bounds)."""
+    if getattr(problem, "_optimizers", None) is None or getattr(problem, "_optimal_value", None) is None:
+        raise InvalidInput(f"BoTorch gives no known optimum for {type(problem).__name__} (dim {problem.dim}): "
+                           f"a shifted problem's regret needs one")
     return torch.as_tensor(problem._optimizers, dtype=DTYPE).reshape(-1, problem.dim)
+
+
+def _check_optimum_is_global(oracle, n: int = 4096) -> None:
+    """Refuse a translated box that holds a (feasible) value below BoTorch's optimal value
+    (4096 Sobol points): a minimizer on the edge of BoTorch's box, as EggHolder's and
+    HolderTable's, has lower values beyond it."""
+    from scipy.stats import qmc
+
+    lo, hi = oracle.bounds.numpy()
+    X = torch.as_tensor(qmc.scale(qmc.Sobol(len(lo), seed=0).random(n), lo, hi), dtype=DTYPE)
+    Y = oracle._true(X, 0)
+    ok = (Y[:, 1:] >= 0).all(-1) if Y.shape[1] > 1 else torch.ones(n, dtype=torch.bool)
+    opt = oracle.optimal_value
+    y = Y[ok, 0]
+    if y.numel() and float(y.min()) < opt - 1e-9 * max(1.0, abs(opt)):
+        i = int(y.argmin())
+        raise InvalidInput(
+            f"the shifted box of {oracle.problem_name} holds y = {float(y[i]):.6g} at {X[ok][i].tolist()}, below "
+            f"BoTorch's optimal value {opt:.6g}: its minimizer is not global there; use another shift or problem")
 
 
 def draw_shift(
@@ -148,6 +175,9 @@ class ShiftedTestFunction(SyntheticOracle):
         self.output_names = ("y",) + tuple(f"slack{i}" for i in range(1, k + 1))
         self._sign = 1.0 if getattr(self.problem, "_is_minimization_by_default", True) else -1.0
         super().__init__(noise_std=noise_std, seed=seed)
+        _minimizers(self.problem)  # a known optimum, for the regret
+        if any(v != 0.0 for v in shift):
+            _check_optimum_is_global(self)
 
     @property
     def optimal_value(self) -> float:

@@ -38,7 +38,7 @@ from botorch.test_functions.synthetic import SyntheticTestFunction
 from torch import Tensor
 
 from oracles.base import DTYPE, CostModel, Oracle, OracleResult, PointResult, make_bounds
-from oracles.exceptions import InvalidInput
+from oracles.exceptions import InvalidInput, is_real
 
 __all__ = [
     "SyntheticOracle",
@@ -82,21 +82,28 @@ class SyntheticOracle(Oracle):
         seed: int | None = None,
     ):
         self.bounds = make_bounds([b[0] for b in self._bounds], [b[1] for b in self._bounds])
+        bad_noise = InvalidInput(
+            f"noise_std must be a non-negative number or {self.num_fidelities} of them, got {noise_std!r}")
         if noise_std is None:
             noise = [0.0] * self.num_fidelities
-        elif isinstance(noise_std, (int, float)):
+        elif torch.is_tensor(noise_std) or isinstance(noise_std, np.ndarray):
+            arr = np.asarray(noise_std.detach().cpu() if torch.is_tensor(noise_std) else noise_std, dtype=float)
+            noise = [float(arr)] * self.num_fidelities if arr.ndim == 0 else [float(v) for v in arr.ravel()]
+        elif is_real(noise_std):
             noise = [float(noise_std)] * self.num_fidelities
+        elif isinstance(noise_std, (str, bytes)) or not isinstance(noise_std, Sequence):
+            raise bad_noise
         else:
-            noise = [float(s) for s in noise_std]
+            if not all(is_real(v) for v in noise_std):
+                raise bad_noise
+            noise = [float(v) for v in noise_std]
         if len(noise) != self.num_fidelities or any(not math.isfinite(s) or s < 0 for s in noise):
-            raise InvalidInput(
-                f"noise_std must be a non-negative number or {self.num_fidelities} of them, got {noise_std!r}"
-            )
+            raise bad_noise
         self.noise_std = tuple(noise)
         self.noisy = any(s > 0 for s in noise)
         if costs is None:
             costs = (1.0, 10.0) if self.num_fidelities == 2 else (1.0,) * self.num_fidelities
-        if len(costs) != self.num_fidelities:
+        if isinstance(costs, (str, bytes)) or not isinstance(costs, Sequence) or len(costs) != self.num_fidelities:
             raise InvalidInput(f"costs needs {self.num_fidelities} entries (one per fidelity), got {costs!r}")
         self.cost_model = CostModel(costs)
         self.negate = bool(negate)
@@ -322,8 +329,9 @@ class BoTorchOracle(SyntheticOracle):
 
     @property
     def optimal_value(self) -> float:
-        """Global minimum value (BoTorch's ``optimal_value``)."""
-        return float(self.problem.optimal_value)
+        """Global minimum value (BoTorch's ``optimal_value``; negated with ``negate``, as the outputs are)."""
+        v = float(self.problem.optimal_value)
+        return -v if self.negate else v
 
     @property
     def optimizers(self) -> Tensor:
