@@ -47,6 +47,10 @@ class Dataset:
             raise ValueError(
                 f"Dataset.Y must be n x m with n = {self.X.shape[0]}, got shape {tuple(self.Y.shape)}"
             )
+        for what, names, k in (("input_names", self.input_names, self.X.shape[1]),
+                               ("output_names", self.output_names, self.Y.shape[1])):
+            if names is not None and len(names) != k:
+                raise ValueError(f"Dataset.{what} has {len(names)} names {tuple(names)} for {k} columns")
         if self.Yvar is not None:
             self.Yvar = torch.as_tensor(self.Yvar, dtype=DTYPE)
             if self.Yvar.dim() == 1:
@@ -79,6 +83,9 @@ class Dataset:
                         f"Dataset.fidelity must hold integer levels (0 = cheapest), got {fid[bad][0].item()!r}"
                     )
             self.fidelity = fid.long()
+            if (self.fidelity < 0).any():
+                raise ValueError(f"Dataset.fidelity must hold levels >= 0 (0 = cheapest), got "
+                                 f"{int(self.fidelity[self.fidelity < 0][0])}")
             if self.fidelity.shape[0] != self.X.shape[0]:
                 raise ValueError(
                     f"Dataset.fidelity must have {self.X.shape[0]} entries, got {self.fidelity.shape[0]}"

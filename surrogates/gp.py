@@ -212,6 +212,17 @@ def _bounds_tensor(bounds, d: int) -> Tensor | None:
     return b
 
 
+def _input_box(bounds: Tensor | None, X: Tensor) -> Tensor:
+    """The box the inputs are normalized to: ``bounds``, else the training data's box (an input
+    held at one value gets width 1). Given to BoTorch's ``Normalize`` as fixed bounds: its learned
+    bounds leave an input whose data range is below an absolute 1e-8 unscaled (lengths of 1e-9 m
+    then never reach the kernel)."""
+    if bounds is not None:
+        return bounds
+    lo, hi = X.min(0).values, X.max(0).values
+    return torch.stack([lo, torch.where(hi > lo, hi, lo + 1.0)])
+
+
 def _infer_dim_F(d: int, m: int) -> int | None:
     for k in (2, 3):
         if d == m == k * k:
@@ -475,7 +486,7 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
                 noise_prior=LogNormalPrior(loc=-4.0, scale=1.0),
                 noise_constraint=GreaterThan(cfg["min_noise"], transform=None, initial_value=1e-2),
             )
-        bounds = _bounds_tensor(cfg["bounds"], d)
+        bounds = _input_box(_bounds_tensor(cfg["bounds"], d), X)
         model = cls(
             train_X=X,
             train_Y=Y,
@@ -1093,7 +1104,7 @@ class ICMGPSurrogate(MultiTaskGP, _GPCommon):
         if dataset.Yvar is not None:
             Yvar_std = dataset.Yvar / sd**2
             Yvar_long = Yvar_std.clamp_min(cfg["min_noise_rel"])[rows, tasks].unsqueeze(-1)
-        bounds = _bounds_tensor(cfg["bounds"], d)
+        bounds = _input_box(_bounds_tensor(cfg["bounds"], d), X)
         # the task kernel's parameters start from torch.randn: draw them from
         # ``seed`` so that a fit does not depend on the global random state
         with torch.random.fork_rng(devices=[]):

@@ -75,9 +75,10 @@ def _check(y: Tensor, mean: Tensor, var: Tensor | None = None):
     var = _as_2d("var", var).to(y)
     if var.shape != y.shape:
         raise ValueError(f"var shape {tuple(var.shape)} does not match y shape {tuple(y.shape)}")
-    if not (var > 0).all():
-        bad = var[~(var > 0)].flatten()[0].item()
-        raise ValueError(f"predictive variances must be > 0, got {bad}")
+    ok = (var > 0) & torch.isfinite(var)
+    if not ok.all():
+        bad = var[~ok].flatten()[0].item()
+        raise ValueError(f"predictive variances must be finite and > 0, got {bad}")
     return y, mean, var
 
 

@@ -157,6 +157,17 @@ class SurrogateLoadError(ValueError):
 _env_lock = threading.Lock()
 
 
+def default_signature():
+    """The signature :func:`save_model` gives a surrogate saved without one: the
+    ``observation_noise`` parameter alone (inputs are not enforced: arrays, dicts, tables and
+    a constitutive surrogate's ``F`` stay accepted; :func:`surrogate_signature` declares them too)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ParamSchema, ParamSpec
+
+    return ModelSignature(inputs=None, outputs=None,
+                          params=ParamSchema([ParamSpec("observation_noise", "boolean", False)]))
+
+
 @contextlib.contextmanager
 def env_defaults(values: dict[str, str]) -> Iterator[None]:
     """Set the environment variables in ``values`` that are not set, for the body only
@@ -346,6 +357,10 @@ def save_model(
     """
     if mlflow_model is None:
         mlflow_model = Model()
+    if "signature" not in pyfunc_kwargs and getattr(mlflow_model, "signature", None) is None:
+        # MLflow passes predict only the parameters a signature declares: without one,
+        # params={"observation_noise": True} would be dropped with a log line
+        pyfunc_kwargs["signature"] = default_signature()
     with tempfile.TemporaryDirectory() as tmp:
         src = save_surrogate(surrogate, Path(tmp) / _ARTIFACT_KEY)
         mlflow_model.add_flavor(

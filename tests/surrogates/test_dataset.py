@@ -26,3 +26,15 @@ def test_a_non_finite_row_is_refused_naming_the_first_one(where, value):
     with pytest.raises(ValueError, match=r"must be finite \(drop failed points first\); 2 row\(s\) are not, the first is "
                                          r"row 3: X = \[.*\], Y = \[.*\]"):
         Dataset(X=X, Y=Y)
+
+
+def test_names_must_match_the_columns_and_levels_be_non_negative():
+    """input_names of the wrong length had been accepted and broke the pyfunc model later; a
+    negative level had passed."""
+    X, Y = torch.zeros(4, 2, dtype=torch.float64), torch.zeros(4, 1, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"input_names has 1 names \('a',\) for 2 columns"):
+        Dataset(X=X, Y=Y, input_names=("a",))
+    with pytest.raises(ValueError, match="output_names has 2 names"):
+        Dataset(X=X, Y=Y, output_names=("u", "v"))
+    with pytest.raises(ValueError, match="levels >= 0.*got -1"):
+        Dataset(X=X, Y=Y, fidelity=[0, -1, 0, 1])

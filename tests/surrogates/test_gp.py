@@ -1018,3 +1018,22 @@ def test_outputs_with_an_offset_of_3e8_spreads_are_not_constant():
         p = GPSurrogate.from_dataset(Dataset(X=X, Y=a * f + b), n_restarts=1).posterior(Xt)
     torch.testing.assert_close((p.mean - b) / a, ref.mean, rtol=0, atol=1e-3)
     torch.testing.assert_close(p.variance / a**2, ref.variance, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("cls", [GPSurrogate, ICMGPSurrogate])
+def test_predictions_do_not_depend_on_the_input_units(cls):
+    """An input whose data range is below 1e-8 (lengths in m) had been left unnormalized by
+    BoTorch's learned bounds (absolute min_range): the GP never saw it (RMSE 0.72 vs 0.03). The
+    same data in units 1e-9 smaller now give the same predictions."""
+    g = torch.Generator().manual_seed(5)
+    X = torch.rand(20, 2, generator=g, dtype=D)
+    Y = torch.stack([smooth(X), X[:, 0] - X[:, 1] ** 2], -1)
+    Xt = torch.rand(50, 2, generator=g, dtype=D)
+    s = torch.tensor([1e-9, 1.0], dtype=D)
+    a = cls.from_dataset(Dataset(X=X, Y=Y), n_restarts=1)
+    b = cls.from_dataset(Dataset(X=X * s, Y=Y), n_restarts=1)
+    with torch.no_grad():
+        pa, pb = a.posterior(Xt), b.posterior(Xt * s)
+    # to the optimizer's tolerance (the failure had been differences of order 1)
+    torch.testing.assert_close(pb.mean, pa.mean, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(pb.variance, pa.variance, rtol=1e-2, atol=1e-6)

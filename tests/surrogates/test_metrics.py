@@ -100,8 +100,12 @@ def test_bad_inputs_name_the_problem():
     y = torch.zeros(3, 2, dtype=D)
     with pytest.raises(ValueError, match="mean shape"):
         rmse(y, torch.zeros(3, 1, dtype=D))
-    with pytest.raises(ValueError, match="variances must be > 0"):
+    with pytest.raises(ValueError, match="variances must be finite and > 0"):
         nlpd(y, y, torch.zeros(3, 2, dtype=D))
+    inf_var = torch.ones(3, 2, dtype=D)
+    inf_var[0, 0] = float("inf")  # it had given nlpd inf and counted the point as covered
+    with pytest.raises(ValueError, match="finite and > 0, got inf"):
+        coverage(y, y, inf_var)
     with pytest.raises(ValueError, match="at least one point"):
         rmse(torch.zeros(0, 1, dtype=D), torch.zeros(0, 1, dtype=D))
     # a NaN target or prediction is refused, not averaged to NaN or counted as a miss

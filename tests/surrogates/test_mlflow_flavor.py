@@ -319,3 +319,18 @@ def test_multi_fidelity_table_has_a_fidelity_column_and_observation_noise_is_a_p
     out = pyf.predict(table, params={"observation_noise": True})
     np.testing.assert_allclose(out["variance"], noisy.variance.numpy(), rtol=1e-10)
     assert (noisy.variance > latent.variance).all()
+
+
+def test_a_model_saved_without_a_signature_takes_observation_noise(constitutive_gp, tmp_path):
+    """MLflow passes predict only the parameters a signature declares: save_model without a
+    signature had dropped params={"observation_noise": True} (latent variance returned, 78 % low)."""
+    save_model(constitutive_gp, tmp_path / "m")
+    pyf = mlflow.pyfunc.load_model(str(tmp_path / "m"))
+    X = 0.01 * torch.arange(8.0, dtype=D).reshape(2, 4)
+    with torch.no_grad():
+        want = constitutive_gp.posterior(X, observation_noise=True).variance.numpy()
+        latent = constitutive_gp.posterior(X).variance.numpy()
+    got = pyf.predict(X.numpy(), params={"observation_noise": True})["variance"]
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+    assert (want > latent).all()
+    np.testing.assert_allclose(pyf.predict(X.numpy())["variance"], latent, rtol=1e-10)
