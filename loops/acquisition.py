@@ -7,7 +7,8 @@ new points go elsewhere and no worker waits for the model).
 
 * optimize: ``qLogNEI`` (constraints through the sample-space constraint
   callables), ``qLogNEHVI`` (multi-objective), ``qMFKG`` (multi-fidelity
-  knowledge gradient weighted by the inverse cost of each fidelity level),
+  knowledge gradient weighted by each fidelity level's cost, through BoTorch's
+  ``InverseCostWeightedUtility``),
   ``qMFMES`` (multi-fidelity max-value entropy search, cost weighted),
   ``qMFLogEI`` (the design by qLogNEI at the target level, the level by
   variance reduction per unit cost: :func:`mf_log_ei`); qMFKG and qMFMES
@@ -571,9 +572,13 @@ def mf_acquisition(name: str, model: Model, problem: Problem, m: int, cfg, X_pen
                    seed: int = 0) -> AcquisitionFunction:
     """A cost-aware multi-fidelity acquisition (``qMFKG`` or ``qMFMES``) over ``D = d + 1`` columns.
 
-    Both weigh the value of observing ``(x, level)`` by the inverse of the
-    level's cost (:attr:`Problem.acquisition_costs`, linear between levels) and
-    project to the target fidelity, as BoTorch's multi-fidelity tutorials do.
+    Both weigh the value of observing ``(x, level)`` by the level's cost
+    (:attr:`Problem.acquisition_costs`, linear between levels) through BoTorch's
+    ``InverseCostWeightedUtility``, and project to the target fidelity, as
+    BoTorch's multi-fidelity tutorials do. That utility divides a positive gain
+    by the cost and multiplies a negative one by it, per fantasy before their
+    mean (BoTorch discussion #2914), so where fantasies disagree an expensive
+    level's value falls faster than the inverse of its cost.
     Pending points ``X_pending`` (``p x D``) are conditioned on through the
     model's ``fantasize``: qMFMES fantasizes them into its model; qMFKG
     evaluates each candidate jointly with them (BoTorch charges the cost of the

@@ -809,6 +809,9 @@ class Campaign:
                 f"points would be evaluated again with the same answers; name each level once")
         self._check_output_counts(names, outs)
         costs = tuple(o.cost_model.costs) if hasattr(o.cost_model, "costs") else (1.0,) * o.num_fidelities
+        if len(costs) != o.num_fidelities:
+            raise ValueError(f"oracle {type(o).__name__}'s cost model has {len(costs)} costs {list(costs)} for "
+                             f"{o.num_fidelities} fidelity levels; give one cost per level")
         if not self.store.get_meta("initialized"):  # a campaign that started keeps its design
             check_cost_budget(c, costs, target)
         return Problem(

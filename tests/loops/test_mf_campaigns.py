@@ -775,3 +775,14 @@ def test_learn_metrics_score_each_validation_result_with_its_own_error_bar(tmp_p
     cover = float((err.abs() <= 1.959964 * var.sqrt()).double().mean())
     assert got["nlpd"] == pytest.approx(nlpd, rel=1e-6) and got["coverage95"] == pytest.approx(cover, abs=1e-12)
     camp.close()
+
+
+@pytest.mark.parametrize("costs", [(1.0,), (1.0, 10.0, 100.0)])
+def test_an_oracle_cost_model_with_the_wrong_number_of_levels_is_named(tmp_path, costs):
+    """One cost for two levels had ended in a bare IndexError; three were accepted silently."""
+    from oracles.base import CostModel
+
+    o = Forrester()
+    o.cost_model = CostModel(costs)
+    with pytest.raises(ValueError, match=rf"cost model has {len(costs)} costs .* for 2 fidelity levels"):
+        Campaign(_cfg(tmp_path, oracle=o, budget={"cost": 30.0}))
