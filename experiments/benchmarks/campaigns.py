@@ -868,6 +868,16 @@ def _suite_report(data: dict) -> list[dict]:
             "target": f">= 1/3 of the problems ({math.ceil(n / 3)})",
             "measured": f"{len(o['ours_significantly_better'])}: {', '.join(o['ours_significantly_better']) or 'none'}",
             "met": (3 * len(o["ours_significantly_better"]) >= n) if judged else None})
+        # how far the verdicts are from flipping: p-values within 0.01 of the 0.05 threshold
+        close = []
+        for name in o["problems"]:
+            e = data["problems"][name]
+            f = e["by_budget"].get(str(e["total"]), {})
+            for side in ("p_ours_better", "p_ax_better"):
+                if f.get(side) is not None and abs(f[side] - 0.05) <= 0.01:
+                    close.append(f"{name} {side} {f[side]:.3g}")
+        rows.append({"case": f"{label}: verdicts within 0.01 of p = 0.05 (fragile)", "target": None,
+                     "measured": ", ".join(close) or "none", "met": None})
     for name, e in data.get("problems", {}).items():
         f = e["by_budget"].get(str(e["total"]))
         if f is None:
