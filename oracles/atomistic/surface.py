@@ -65,36 +65,34 @@ def thinnest_slab(a: float, engine_params: dict[str, Any] | None = None) -> floa
     return max(MIN_SLAB_LATTICE_PARAMETERS * a, rc)
 
 
+def _length(name: str, value, least: float, too_small: str) -> float:
+    """``value`` (A) as a float, or a one-line error naming ``name`` when it is not a number,
+    not finite, or below ``least`` (``too_small`` says why that matters)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{name} must be a length in A, got {value!r}") from None
+    if not math.isfinite(v) or v < least:
+        raise InvalidInput(f"{name} = {value!r} A is {too_small}")
+    return v
+
+
 def check_min_thickness(min_thickness: float, a: float, engine_params: dict[str, Any] | None = None) -> float:
     """``min_thickness`` (A) as a float, or a one-line error when the slab
     would be thinner than :func:`thinnest_slab`."""
-    try:
-        t = float(min_thickness)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"min_thickness must be a length in A, got {min_thickness!r}") from None
     thinnest = thinnest_slab(a, engine_params)
-    if not math.isfinite(t) or t < thinnest:
-        rc = (engine_params or {}).get("rc")
-        raise InvalidInput(
-            f"min_thickness = {min_thickness!r} A is too thin: the two surfaces of the slab would interact; "
-            f"use at least {thinnest:.3g} A ({MIN_SLAB_LATTICE_PARAMETERS:g} lattice parameters"
-            f"{' or the cut-off rc' if rc else ''})"
-        )
-    return t
+    rc = " or the cut-off rc" if (engine_params or {}).get("rc") else ""
+    return _length("min_thickness", min_thickness, thinnest,
+                   f"too thin: the two surfaces of the slab would interact; use at least {thinnest:.3g} A "
+                   f"({MIN_SLAB_LATTICE_PARAMETERS:g} lattice parameters{rc})")
 
 
 def check_vacuum(vacuum: float, a: float, engine_params: dict[str, Any] | None = None) -> float:
     """``vacuum`` (A) as a float, or a one-line error when the gap is too small for the
     slab to stop seeing its periodic images (the same length as :func:`thinnest_slab`)."""
-    try:
-        v = float(vacuum)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"vacuum must be a length in A, got {vacuum!r}") from None
     least = thinnest_slab(a, engine_params)
-    if not math.isfinite(v) or v < least:
-        raise InvalidInput(f"vacuum = {vacuum!r} A is too small: the slab would interact with its periodic "
-                           f"images; use at least {least:.3g} A")
-    return v
+    return _length("vacuum", vacuum, least,
+                   f"too small: the slab would interact with its periodic images; use at least {least:.3g} A")
 
 
 def check_miller(miller: Sequence[int]) -> tuple[int, int, int]:
