@@ -1,6 +1,6 @@
 """Candidate generators: BoTorch acquisitions optimized with ``optimize_acqf``.
 
-:func:`propose` returns ``k x D`` candidates (``D = d`` plus a trailing
+:func:`propose` returns ``q x D`` candidates (``D = d`` plus a trailing
 fidelity column for multi-fidelity oracles) given the fitted model, the data
 and the points still running (``X_pending``: they are conditioned on, so the
 new points go elsewhere and no worker waits for the model).

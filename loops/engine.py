@@ -311,8 +311,7 @@ def run_dir_for(config: CampaignConfig, base: str | Path | None = None, claim: b
     """A new run directory ``<base>/<name>-<time>`` (``-1``, ``-2``, ... when taken).
 
     ``claim``: create it, exclusively, so that campaigns started at the same second
-    each get their own (checking that it exists and creating it later raced: two
-    drivers chose the same name and one was refused)."""
+    each get their own (checking that it exists and creating it later would race)."""
     base = Path(base if base is not None else config.run_dir)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     d = base / f"{config.name}-{stamp}"
@@ -550,8 +549,8 @@ class Campaign:
     def _check_same_instance(self, oracle) -> None:
         """An oracle object given to a campaign is recorded by what defines its problem (names,
         bounds, levels and their costs, noise); a resume with an object that differs in any of
-        them is refused, naming them (``config.json`` holds only the object's repr, so another
-        box or cost had been accepted and the model's proposals made in the wrong box)."""
+        them is refused, naming them (``config.json`` holds only the object's repr, which
+        does not show another box or cost)."""
         costs = getattr(getattr(oracle, "cost_model", None), "costs", None)
         facts = {
             "input_names": list(oracle.input_names), "output_names": list(oracle.output_names),
@@ -685,8 +684,7 @@ class Campaign:
     def _check_recorded_config(self, recorded: dict, new: dict, config: CampaignConfig) -> None:
         """Refuse a config (``config.json`` edited by hand, or given again) that differs from the one
         the run store recorded other than in :data:`RESUMABLE_CHANGES`; record it when it differs there
-        (``status`` reads it). A resume compared ``config.json`` only with itself: an edited oracle
-        setting had been taken, and results of two oracles fitted together."""
+        (``status`` reads it), so that results of two oracles are never fitted together."""
         diff = [k for k in config_differences(_as_current(config, recorded), new)
                 if not k.startswith("oracle.instance")]
         fixed = [k for k in diff if k.split(".")[0] not in self.RESUMABLE_CHANGES]
@@ -1417,8 +1415,7 @@ class Campaign:
     def _done_deterministic(self) -> Tensor | None:
         """Inputs (with the level column on a multi-fidelity oracle) of the design points a
         deterministic oracle has answered: asking one again returns the same answer, so a
-        candidate that repeats one is replaced (:meth:`_distinct`; a zero objective had made
-        the acquisition ask box corners twice). None for a noisy oracle whose repeats are
+        candidate that repeats one is replaced (:meth:`_distinct`). None for a noisy oracle whose repeats are
         independent (not :attr:`~oracles.base.Oracle.seeded_by_point`) or no such point."""
         if not _repeats_identical(self.oracle):
             return None
@@ -1435,8 +1432,7 @@ class Campaign:
         deterministic oracle, other than worker deaths. Their answer will not come
         however often they are asked, so the acquisition takes them as points in
         flight (``X_pending``) and a candidate that repeats one is replaced
-        (:meth:`_distinct`): a probe had spent 6 of 10 acquisitions, 60 % of the
-        cost budget, on the same failing point at the top level."""
+        (:meth:`_distinct`), and no budget goes on asking a failing point again."""
         if not _repeats_identical(self.oracle):
             return []
         failed = [r for r in self._rows.values()
@@ -1745,9 +1741,8 @@ class Campaign:
         return out
 
     def _check_told_inputs(self, X: Tensor, ids: list[int] | None, fids: list[int | None]) -> None:
-        """``tell``'s inputs: finite and inside the oracle's bounds (a point outside them
-        had been stored and reported by ``best()``); with ``ids``, each the inputs that row
-        was asked at (a different ``x`` had been stored against the asked one)."""
+        """``tell``'s inputs: finite and inside the oracle's bounds; with ``ids``, each the
+        inputs that row was asked at."""
         b = self.problem.bounds
         tol = 1e-9 * (b[1] - b[0]).abs().clamp_min(1e-300)
         names = list(self.oracle.input_names)
@@ -1780,8 +1775,7 @@ class Campaign:
         """The pending design row asked at ``x`` (and ``fidelity`` when given), or None.
 
         Every pending row counts, those asked by an earlier driver of a resumed
-        campaign included (only this driver's had been searched, so a resumed
-        ``tell`` without ids added second copies). Rows at several levels with
+        campaign included (a resumed ``tell`` without ids adds no second copies). Rows at several levels with
         these inputs and no ``fidelity`` are ambiguous: refused, naming them."""
         hits = [rid for rid, r in sorted(self._rows.items())
                 if r["status"] == "pending" and r["role"] != "validation" and rid not in taken

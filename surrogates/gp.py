@@ -240,9 +240,8 @@ def _check_single_fidelity(dataset: Dataset, cls_name: str) -> None:
 
 
 def _check_options(cfg: dict[str, Any]) -> None:
-    """One-line errors for options of the wrong type or range (``n_restarts = "4"`` had
-    failed deep in the fitter, ``seed = 0.5`` in torch's seeding, ``min_noise = -1`` only
-    after every restart had failed)."""
+    """One-line errors for options of the wrong type or range (``n_restarts = "4"``,
+    ``seed = 0.5``, ``min_noise = -1``), before any fitting."""
     for name, minimum in (("n_restarts", 1), ("seed", None), ("maxiter", 1)):
         if name in cfg:
             cfg[name] = check_int(name, cfg[name], minimum)

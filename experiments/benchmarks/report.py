@@ -108,7 +108,8 @@ NOTES = {
     "transport": (
         "Effective conductivity and Darcy permeability of periodic voxel images against closed forms "
         "(Perrins et al. 1979, Drummond & Tahir 1984, Zick & Homsy 1982): "
-        "error, wall time, CG iterations, time per iteration over one FFT pair, peak memory; one process "
+        "error, wall time, CG iterations, time per iteration over one FFT pair (both CPU seconds), peak "
+        "memory; one process "
         "per case."
     ),
     "uq": (

@@ -6,7 +6,7 @@ Protocol of :func:`finite_temperature_elastic_constants` (fidelity 1):
    supercell; the mean pressure (virial plus kinetic) of each stage corrects
    the lattice parameter by ``da/a = p / (3 B)``, ``n_lattice_iter`` times:
    the first with the static bulk modulus, the next ones with the secant
-   modulus of the last two stages (:func:`secant_bulk_modulus`: the
+   modulus of the latest two stages that resolve it, the static one otherwise (:func:`secant_bulk_modulus`: the
    isothermal modulus, smaller than the static one at high temperature, so
    the iteration converges like Newton's instead of under-correcting).
 2. The equilibrated state is saved. For each of ``n_axes`` strain patterns
@@ -280,9 +280,7 @@ def secant_bulk_modulus(history: list[tuple[float, float, float]], static: float
     The secant of the latest two consecutive stages that resolve it,
     ``B = -(p_k - p_{k-1}) / (3 ln(a_k / a_{k-1}))``: the isothermal modulus
     near the current lattice (thermal softening makes it smaller than the
-    static one: 73 against 135 GPa for EMT Cu at 1200 K, where the static
-    modulus had left a residual pressure of 0.25 GPa after three
-    corrections). A pair resolves it when the pressure change exceeds
+    static one: about 73 against 135 GPa for EMT Cu at 1200 K). A pair resolves it when the pressure change exceeds
     ``SECANT_MIN_Z`` standard errors and the secant lies in ``SECANT_RANGE``
     times ``static``; with no such pair (the first stage), ``static``.
     """
