@@ -44,6 +44,9 @@ def run_experiment(config_path: str | Path, smoke_overrides: dict[str, Any], arg
     if args.smoke:
         data = merge(data, smoke_overrides)
         data["name"] = data.get("name", "campaign") + "-smoke"
+        reg = (data.get("tracking") or {}).get("registered_model_name")
+        if reg:  # a smoke run must not become the latest version of the full-size model
+            data = merge(data, {"tracking": {"registered_model_name": reg + "-smoke"}})
     if args.seed is not None:
         data["seed"] = args.seed
     if args.executor is not None:
@@ -63,6 +66,15 @@ def run_experiment(config_path: str | Path, smoke_overrides: dict[str, Any], arg
     print(f"run directory: {camp.run_dir}", flush=True)
     with library_notices_to_debug():
         res = camp.run()
+    if res.stopped_by in ("SIGTERM", "SIGINT"):
+        # the campaign let its store go: points in flight stay pending for a resume
+        import shlex
+        import signal
+
+        d = shlex.quote(str(res.run_dir))
+        print(f"stopped by {res.stopped_by} after {res.state.calls} calls; points in flight stay pending: "
+              f"this script again with --run-dir {d}, or `scalebridge resume {d}`, continues", flush=True)
+        raise SystemExit(128 + int(getattr(signal, res.stopped_by)))
     from loops.commands import closing_lines
 
     for line in closing_lines(res):

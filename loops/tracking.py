@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
+import io
 import json
 import logging
 import os
@@ -245,7 +246,8 @@ class Tracker:
         if self.run_id is None:
             name = self.config.tracking.experiment
             exp = self.client.get_experiment_by_name(name)
-            exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(name)
+            exp_id = (exp.experiment_id if exp is not None
+                      else self.client.create_experiment(name, artifact_location=artifact_location(self.uri)))
             run = self.client.create_run(exp_id, run_name=self.config.name,
                                          tags={"scalebridge.run_dir": str(self.run_dir.resolve())})
             self.run_id = run.info.run_id
@@ -401,11 +403,16 @@ class Tracker:
         previous = mlflow.get_tracking_uri()
         mlflow.set_tracking_uri(self.uri)
         try:
-            with mlflow.start_run(run_id=self.run_id):
+            # MLflow prints "Successfully registered model ..." to stderr itself; the campaign's
+            # own output names the registered version: its lines go to the debug log
+            said = io.StringIO()
+            with mlflow.start_run(run_id=self.run_id), contextlib.redirect_stderr(said):
                 info = log_model(model, "surrogate", registered_model_name=name,
                                  signature=surrogate_signature(in_names, out_names,
                                                                getattr(model, "dim_F", None)),
                                  metadata={"input_names": list(in_names), "output_names": list(out_names)})
+            if said.getvalue().strip():
+                log.debug("MLflow: %s", said.getvalue().strip())
         finally:
             mlflow.set_tracking_uri(previous)
             if previous_env is None:
@@ -421,6 +428,17 @@ class Tracker:
                 self.client.set_model_version_tag(name, str(version), k, v)
             self.store.set_meta("registered_model_name", name)
             self.store.set_meta("registered_model_version", str(version))
+
+
+def artifact_location(uri: str) -> str | None:
+    """Where a new experiment's artifacts go: for a SQLite store, ``mlruns/`` beside the database
+    file (MLflow's own default is ``./mlruns`` in whatever directory the process runs in); for a
+    server, None (the server decides)."""
+    rest = uri[len("sqlite:"):] if uri.startswith("sqlite:") else ""
+    path = rest[3:].split("?", 1)[0] if rest.startswith("///") else ""  # sqlite:///rel, sqlite:////abs
+    if not path or path == ":memory:":
+        return None
+    return (Path(path).resolve().parent / "mlruns").as_uri()
 
 
 def model_io_names(model, campaign) -> tuple[tuple[str, ...], tuple[str, ...]]:

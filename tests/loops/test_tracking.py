@@ -334,3 +334,12 @@ def test_the_recommendation_is_logged_with_the_run(tmp_path):
     saved = json.loads((tmp_path / "run" / "artifacts" / "recommendation.json").read_text())
     assert saved["x"]["x1"] == pytest.approx(rec["x"][0]) and saved["predicted_value"] == pytest.approx(
         rec["predicted_value"])
+
+
+def test_a_sqlite_store_keeps_new_experiments_artifacts_beside_the_database(tmp_path):
+    """MLflow's default put them under ./mlruns of whatever directory the process ran in."""
+    from loops.tracking import artifact_location
+
+    db = tmp_path / "sub" / "mlflow.db"
+    assert artifact_location(f"sqlite:///{db}") == (tmp_path / "sub" / "mlruns").as_uri()
+    assert artifact_location("http://localhost:5000") is None
