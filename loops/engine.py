@@ -228,7 +228,11 @@ def initial_plan(config: CampaignConfig, target: int) -> list[tuple[int, int]]:
 
 def _told_rows(name: str, v: Any, n: int, m: int, outputs: list[str]) -> Tensor:
     """``v`` as ``n x m`` (``n`` values when ``m = 1``), else a ``ValueError`` naming the shape."""
-    t = torch.as_tensor(v, dtype=torch.float64)
+    try:
+        t = torch.as_tensor(v, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"tell: {name} must be numbers, n x m = {n} x {m} (one column per output {outputs}), "
+                         f"got {type(v).__name__} {str(v)[:60]}") from None
     if t.dim() <= 1 and t.numel() == n * m:
         return t.reshape(n, m)
     if t.dim() == 2 and t.shape[0] == n and t.shape[1] != m:
@@ -516,7 +520,17 @@ class Campaign:
         oracle=None,
     ):
         if oracle is not None:
-            config = CampaignConfig.model_validate({**config.model_dump(exclude={"oracle"}), "oracle": oracle})
+            from pydantic import ValidationError
+
+            from loops.config import format_validation_error
+
+            try:
+                config = CampaignConfig.model_validate({**config.model_dump(exclude={"oracle"}), "oracle": oracle})
+            except ValidationError as e:
+                lines = format_validation_error(e)
+                if callable(oracle) and not hasattr(oracle, "evaluate"):
+                    lines.append("a plain function is wrapped by oracles.FunctionOracle(fn, bounds)")
+                raise ValueError("; ".join(lines)) from None
         self.config = config
         where = Path(run_dir) if run_dir is not None else Path(config.run_dir)
         try:
@@ -642,15 +656,18 @@ class Campaign:
             except ValueError as e:
                 raise RunDirError(f"{cfg_file}: not valid JSON ({e}); the file is damaged or truncated") from None
             diff = config_differences(_as_current(config, old), new)
-            # where the points run is not what the campaign is: a scheduler restarted at another
-            # address (a new batch job) continues the campaign, and config.json (written under
-            # the run directory's lock, held here) takes the new executor for later resumes
-            moved = any(k.startswith("executor.") for k in diff)
-            diff = [k for k in diff if not k.startswith("executor.")]
+            # the budget, where the points run and where they are tracked are not what the
+            # campaign is: a larger budget, or a scheduler restarted at another address (a new
+            # batch job), continues the campaign, and config.json (written under the run
+            # directory's lock, held here) takes them for later resumes
+            resumable = tuple(f"{k}." for k in self.RESUMABLE_CHANGES)
+            moved = any(k.startswith(resumable) for k in diff)
+            diff = [k for k in diff if not k.startswith(resumable)]
             if diff:
                 raise RunDirError(
                     f"{self.run_dir} holds another campaign: its config.json differs in {', '.join(diff)}; "
-                    "choose a new run directory, or `scalebridge resume` this one"
+                    "choose a new run directory, or resume this one (`scalebridge resume`; with an oracle object, "
+                    "Campaign.resume(run_dir, oracle=...))"
                 )
             if moved:
                 cfg_file.write_text(config.model_dump_json(indent=2))
@@ -1695,12 +1712,17 @@ class Campaign:
         if X.dim() == 1:
             X = X.unsqueeze(0)
         n, d, m = X.shape[0], self.problem.d, self.oracle.num_outputs
-        if X.dim() != 2 or X.shape[-1] != d:
+        if X.dim() != 2:
+            raise ValueError(f"tell: X must be n x d = n x {d}, got shape {tuple(X.shape)}")
+        if X.shape[-1] != d:
             raise ValueError(f"tell: X has {X.shape[-1]} columns; expected d = {d} ({list(self.oracle.input_names)})")
         outs = list(self.oracle.output_names)
         Yt = None if Y is None else _told_rows("Y", Y, n, m, outs)
         Vt = None if Yvar is None else _told_rows("Yvar", Yvar, n, m, outs)
         ids = _told_ids(ids)
+        if reasons is not None and (isinstance(reasons, (str, bytes)) or not isinstance(reasons, (list, tuple))):
+            raise ValueError(f"tell: reasons must be a list with one entry per point (None for a success, else why "
+                             f"it failed), got {reasons!r}")
         for name, v in (("ids", ids), ("reasons", reasons), ("cost", cost), ("fidelity", fidelity)):
             if isinstance(v, (list, tuple)) and len(v) != n:
                 raise ValueError(f"tell: {name} has {len(v)} entries for {n} points")

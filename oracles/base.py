@@ -331,7 +331,8 @@ class Oracle(ABC):
         for i in range(n):
             t0 = time.perf_counter()
             try:
-                pr = self.evaluate_one(X[i], fidelity)
+                # a copy: a function that edits its argument must not change the recorded inputs
+                pr = self.evaluate_one(X[i].clone(), fidelity)
                 Y[i] = _as_vector(pr.y, m, "outputs")
                 if Yvar is not None and pr.yvar is not None:
                     Yvar[i] = _as_vector(pr.yvar, m, "output variances")

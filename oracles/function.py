@@ -31,9 +31,41 @@ import torch
 from torch import Tensor
 
 from oracles.base import DTYPE, CostModel, Oracle, OracleResult, PointResult, make_bounds
-from oracles.exceptions import InvalidInput, OracleError
+from oracles.exceptions import InvalidInput, OracleError, is_real
 
 __all__ = ["FunctionOracle", "check_picklable"]
+
+
+def _real(what: str, v: Any) -> float:
+    """``v`` as a float: a real number (Python, numpy or 0-d tensor), not a bool or a string."""
+    if torch.is_tensor(v) and v.dim() == 0:
+        v = v.item()
+    if not is_real(v):
+        raise TypeError(f"{what} must hold numbers, got {v!r}")
+    return float(v)
+
+
+def _numbers(what: str, v: Any, m: int) -> Tensor:
+    """One point's answer as a float64 tensor, or an :class:`OracleError` saying what came back."""
+    try:
+        t = torch.as_tensor(v, dtype=DTYPE) if not torch.is_tensor(v) else v.detach().to(DTYPE)
+    except (TypeError, ValueError, RuntimeError):
+        raise OracleError(f"{what} is {type(v).__name__} {str(v)[:60]!r}; expected a number, a sequence or a "
+                          f"tensor of {m} output(s)") from None
+    return t
+
+
+def _batch(what: str, v: Any, n: int, m: int) -> Tensor:
+    """A vectorized answer as ``n x m`` (``n`` accepted when ``m == 1``; a scalar variance is
+    every point's), or an :class:`OracleError` naming the shape received and the one expected."""
+    t = _numbers(what, v, m)
+    if t.dim() == 0 and "variance" in what:
+        return t.expand(n, m).clone()
+    if t.shape == (n, m):
+        return t
+    if m == 1 and t.shape == (n,):
+        return t.reshape(n, 1)
+    raise OracleError(f"{what} has shape {tuple(t.shape)}; expected n x m = {n} x {m} (one row per point)")
 
 
 class FunctionOracle(Oracle):
@@ -90,10 +122,15 @@ class FunctionOracle(Oracle):
             names = list(bounds)
             try:
                 lo, hi = zip(*(tuple(v) for v in bounds.values()), strict=True)
+                lo, hi = [_real("bounds", v) for v in lo], [_real("bounds", v) for v in hi]
             except (TypeError, ValueError) as e:
-                raise InvalidInput(f"bounds mapping needs (low, high) per input, got {dict(bounds)!r}") from e
+                raise InvalidInput(f"bounds mapping needs (low, high) numbers per input, got {dict(bounds)!r}") from e
         else:
-            b = torch.as_tensor(bounds, dtype=DTYPE) if not isinstance(bounds, Tensor) else bounds.to(DTYPE)
+            try:
+                b = torch.as_tensor(bounds, dtype=DTYPE) if not isinstance(bounds, Tensor) else bounds.to(DTYPE)
+            except (TypeError, ValueError, RuntimeError) as e:
+                raise InvalidInput(f"bounds must be 2 x d numbers (lower row, upper row) or {{name: (low, high)}}, "
+                                   f"got {bounds!r}") from e
             if b.dim() != 2 or b.shape[0] != 2 or b.shape[1] < 1:
                 raise InvalidInput(
                     f"bounds must be 2 x d (lower row, upper row) or {{name: (low, high)}}, got shape {tuple(b.shape)}"
@@ -103,6 +140,8 @@ class FunctionOracle(Oracle):
             raise InvalidInput(f"bounds must be finite, got lower={list(lo)}, upper={list(hi)}")
         self.bounds = make_bounds(lo, hi)
         d = self.bounds.shape[1]
+        if isinstance(names, str):
+            raise InvalidInput(f"names must be a sequence of {d} names, got the string {names!r}")
         names = tuple(str(n) for n in names) if names is not None else tuple(f"x{i}" for i in range(d))
         if len(names) != d or len(set(names)) != d:
             raise InvalidInput(f"names must be {d} distinct names (one per input), got {list(names)}")
@@ -110,17 +149,31 @@ class FunctionOracle(Oracle):
         outputs = (outputs,) if isinstance(outputs, str) else tuple(str(n) for n in outputs)
         if not outputs or len(set(outputs)) != len(outputs):
             raise InvalidInput(f"outputs must be distinct names, at least one, got {list(outputs)}")
+        clash = sorted(set(outputs) & set(self.input_names))
+        if clash:
+            raise InvalidInput(f"output names {clash} are also input names; give inputs and outputs distinct names")
         self.output_names = outputs
         self.noisy = bool(noisy)
         if isinstance(cost, CostModel):
             self.cost_model = cost
         else:
-            costs = [cost] * num_fidelities if isinstance(cost, (int, float)) else list(cost)
+            if is_real(cost) or (hasattr(cost, "ndim") and cost.ndim == 0):
+                costs = [float(cost)] * num_fidelities
+            elif isinstance(cost, (str, bytes)) or not isinstance(cost, (Sequence, Tensor)) and not hasattr(cost, "ndim"):
+                raise InvalidInput(f"cost must be a positive number, one per fidelity, or a CostModel, got {cost!r}")
+            else:
+                costs = list(cost)
+                if not all(is_real(c) or (hasattr(c, "ndim") and c.ndim == 0) for c in costs):
+                    raise InvalidInput(f"cost must hold numbers, got {cost!r}")
+                costs = [float(c) for c in costs]
             if len(costs) != num_fidelities:
                 raise InvalidInput(f"cost needs one value per fidelity ({num_fidelities}), got {cost!r}")
             self.cost_model = CostModel(costs)
         self.vectorized = bool(vectorized)
-        self.failures = tuple(failures)
+        failures = (failures,) if isinstance(failures, type) else tuple(failures)
+        if not all(isinstance(f, type) and issubclass(f, BaseException) for f in failures):
+            raise InvalidInput(f"failures must be exception classes, got {failures!r}")
+        self.failures = failures
 
     def _call(self, x: Tensor, fidelity: int) -> Any:
         return self.fn(x, fidelity) if self.num_fidelities > 1 else self.fn(x)
@@ -141,10 +194,8 @@ class FunctionOracle(Oracle):
         except self.failures as e:
             raise OracleError(f"{type(e).__name__}: {e}") from e
         y, yvar = self._split(out)
-        return PointResult(
-            y=torch.as_tensor(y, dtype=DTYPE),
-            yvar=None if yvar is None else torch.as_tensor(yvar, dtype=DTYPE),
-        )
+        return PointResult(y=_numbers("the function's output", y, self.num_outputs),
+                           yvar=None if yvar is None else _numbers("the function's variance", yvar, self.num_outputs))
 
     def evaluate_batch(self, X: Tensor, fidelity: int) -> OracleResult:
         """The whole batch in one call when ``vectorized``, else point by point."""
@@ -156,13 +207,10 @@ class FunctionOracle(Oracle):
         Y = torch.full((n, m), float("nan"), dtype=DTYPE)
         Yvar = torch.full((n, m), float("nan"), dtype=DTYPE) if self.noisy else None
         try:
-            y, yvar = self._split(self._call(X, fidelity))
-            y = torch.as_tensor(y, dtype=DTYPE).reshape(n, -1)
-            if y.shape[1] != m:
-                raise OracleError(f"the function returned {y.shape[1]} outputs per point, expected {m}")
-            Y = y
+            y, yvar = self._split(self._call(X.clone(), fidelity))
+            Y = _batch("the function's output", y, n, m)
             if Yvar is not None:
-                Yvar = torch.as_tensor(yvar, dtype=DTYPE).reshape(n, m)
+                Yvar = _batch("the function's variance", yvar, n, m)
         except (OracleError, *self.failures) as e:
             failed[:] = True
             msg = str(e) if isinstance(e, OracleError) else f"{type(e).__name__}: {e}"

@@ -835,3 +835,31 @@ def test_results_told_with_and_without_known_variances(tmp_path):
             _, _, Yvar = camp.data()
             assert Yvar is not None and Yvar[:-1].eq(0.01).all() and Yvar[-1].eq(0.0).all()
         camp.close()
+
+
+def test_tell_refuses_a_string_of_reasons_and_unreadable_results_in_one_line(tmp_path):
+    """reasons="ok" had been read letter by letter (two points failed with reasons "o" and "k");
+    Y as a dict or of None had failed in torch; a 3-d X was said to have "2 columns; expected 2"."""
+    camp = Campaign(_cfg(tmp_path), run_dir=tmp_path / "r")
+    t = camp.ask(2)
+    with pytest.raises(ValueError, match="reasons must be a list"):
+        camp.tell(t.X, [0.0, 0.0], ids=t.ids, reasons="ok")
+    with pytest.raises(ValueError, match="Y must be numbers"):
+        camp.tell(t.X, {"y": [0.0, 0.0]}, ids=t.ids)
+    with pytest.raises(ValueError, match=r"X must be n x d = n x 2, got shape \(1, 2, 2\)"):
+        camp.tell(t.X[None], [0.0, 0.0], ids=t.ids)
+    assert all(r["status"] == "pending" for r in _rows(tmp_path / "r"))
+    camp.close()
+
+
+def test_a_larger_budget_continues_a_python_oracle_campaign_and_a_function_is_named(tmp_path):
+    """From Python, a campaign with a FunctionOracle could not be given a larger budget (config.json
+    differed in budget.calls, and the hint pointed at `scalebridge resume`, which needs a config
+    table); a plain function as oracle had raised a 4-line pydantic error."""
+    o = FunctionOracle(sphere, [[-1.0, -1.0], [1.0, 1.0]])
+    rd = tmp_path / "ext"
+    Campaign(_cfg(tmp_path, oracle=o, budget={"calls": 6}), run_dir=rd).run()
+    res = Campaign(_cfg(tmp_path, oracle=o, budget={"calls": 8}), run_dir=rd).run()
+    assert res.state.calls == 8
+    with pytest.raises(ValueError, match="wrapped by oracles.FunctionOracle"):
+        Campaign(_cfg(tmp_path), oracle=sphere)

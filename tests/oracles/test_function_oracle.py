@@ -134,3 +134,38 @@ def test_public_method_and_the_old_private_name():
     assert "evaluate_one" in (Oracle.__doc__ or "") and Oracle.evaluate_one.__doc__
     clone = pickle.loads(pickle.dumps(FunctionOracle(branin, [[-5.0, 0.0], [10.0, 15.0]])))
     assert clone.evaluate([[0.0, 0.0]]).Y.shape == (1, 1)
+
+
+def test_answers_of_the_wrong_kind_or_shape_fail_the_point_naming_what_came_back():
+    """A vectorized m x n answer (n != m) had been reshaped into the wrong rows, a None return had
+    ended evaluate() in a bare TypeError, and a function editing its argument had changed the
+    recorded inputs."""
+    vec = FunctionOracle(lambda X: torch.stack([X[:, 0], 10 * X[:, 1]]), [[0, 0], [1, 1]], outputs=("a", "b"),
+                         vectorized=True)
+    r = vec.evaluate([[0.5, 0.1], [0.25, 0.2], [0.1, 0.3]])
+    assert r.failed.all() and "shape (2, 3); expected n x m = 3 x 2" in r.reasons[0]
+    none = FunctionOracle(lambda x: None, [[0.0], [1.0]]).evaluate([[0.5]])
+    assert bool(none.failed[0]) and "NoneType" in none.reasons[0]
+
+    def edits(x):
+        x -= 0.3
+        return float(x.sum())
+
+    X = torch.tensor([[0.5, 0.5], [0.9, 0.1]], dtype=DTYPE)
+    r = FunctionOracle(edits, [[0, 0], [1, 1]]).evaluate(X)
+    assert r.X.tolist() == [[0.5, 0.5], [0.9, 0.1]] and r.Y[:, 0].tolist() == pytest.approx([0.4, 0.4])
+
+
+def test_constructor_settings_are_checked_in_one_line():
+    import numpy as np
+
+    b = [[0.0], [1.0]]
+    assert FunctionOracle(lambda x: 1.0, b, cost=np.float32(2)).cost_model.costs == (2.0,)
+    assert FunctionOracle(lambda x: 1.0, b, cost=torch.tensor(2.0)).cost_model.costs == (2.0,)
+    assert FunctionOracle(lambda x: 1.0, b, failures=ValueError).failures == (ValueError,)
+    for kw, msg in (({"cost": "2"}, "cost"), ({"bounds": None}, "bounds must be 2 x d"),
+                    ({"bounds": {"a": ("0", "1")}}, "numbers per input"), ({"names": "a"}, "the string"),
+                    ({"bounds": {"y": (0, 1)}}, r"output names \['y'\] are also input names"),
+                    ({"failures": (3,)}, "exception classes")):
+        with pytest.raises(InvalidInput, match=msg):
+            FunctionOracle(lambda x: 1.0, **{"bounds": b, **kw})
