@@ -87,7 +87,8 @@ class FunctionOracle(Oracle):
             :class:`~oracles.base.CostModel` (cost units are the caller's,
             e.g. CPU seconds).
         num_fidelities: number of ordered fidelity levels (0 = cheapest).
-        vectorized: ``fn`` takes the whole batch.
+        vectorized: ``fn`` takes the whole batch (``n x d``) and returns ``n x m``
+            (``n`` values when ``m = 1``; a noisy one a variance of that shape or a scalar).
         failures: exception types of ``fn`` recorded as a failed point with
             their message (default: any :class:`Exception`); other exceptions
             propagate.
