@@ -183,7 +183,7 @@ def test_run_into_a_foreign_run_dir_refuses(tmp_path):
     Campaign(make_config(tmp_path, budget={"calls": 4}), run_dir=run).run()
     before = RunStore(run / "store.sqlite").rows()
     other = make_config(tmp_path, oracle={"name": "hartmann6"}, budget={"calls": 6})
-    with pytest.raises(RunDirError, match=r"differs in budget.calls, oracle.name"):
+    with pytest.raises(RunDirError, match=r"differs in oracle.name;"):  # a budget alone may change
         Campaign(other, run_dir=run)
     # the command line refuses with one line and exit code 2
     (tmp_path / "other.toml").write_text(toml_text('name = "hartmann6"', 6, kind="serial"))
