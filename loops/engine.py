@@ -660,9 +660,9 @@ class Campaign:
             # campaign is: a larger budget, or a scheduler restarted at another address (a new
             # batch job), continues the campaign, and config.json (written under the run
             # directory's lock, held here) takes them for later resumes
-            resumable = tuple(f"{k}." for k in self.RESUMABLE_CHANGES)
-            moved = any(k.startswith(resumable) for k in diff)
-            diff = [k for k in diff if not k.startswith(resumable)]
+            fixed = self._fixed(diff)
+            moved = len(fixed) < len(diff)
+            diff = fixed
             if diff:
                 raise RunDirError(
                     f"{self.run_dir} holds another campaign: its config.json differs in {', '.join(diff)}; "
@@ -698,13 +698,18 @@ class Campaign:
     #: other difference from the config its store recorded would mix results of two campaigns
     RESUMABLE_CHANGES = ("budget", "executor", "tracking")
 
+    @classmethod
+    def _fixed(cls, diff: list[str]) -> list[str]:
+        """The differing config keys (dotted) that a resume may not change."""
+        return [k for k in diff if k.split(".")[0] not in cls.RESUMABLE_CHANGES]
+
     def _check_recorded_config(self, recorded: dict, new: dict, config: CampaignConfig) -> None:
         """Refuse a config (``config.json`` edited by hand, or given again) that differs from the one
         the run store recorded other than in :data:`RESUMABLE_CHANGES`; record it when it differs there
         (``status`` reads it), so that results of two oracles are never fitted together."""
         diff = [k for k in config_differences(_as_current(config, recorded), new)
                 if not k.startswith("oracle.instance")]
-        fixed = [k for k in diff if k.split(".")[0] not in self.RESUMABLE_CHANGES]
+        fixed = self._fixed(diff)
         if fixed:
             self.store.close()
             raise RunDirError(
@@ -915,8 +920,6 @@ class Campaign:
                 Yvar = torch.tensor([r["yvar"] for r in rows], dtype=torch.float64)[:, self.out_idx].clamp_min(0.0)
             elif any(known) and not getattr(self.oracle, "noisy", False):
                 # a deterministic oracle's own answers are exact: variance 0 beside the ones told
-                # (one result told without Yvar had dropped every known variance, and noisy
-                # replicates were then fitted as exact)
                 Yvar = torch.tensor([r["yvar"] if r["yvar"] is not None else [0.0] * len(r["y"]) for r in rows],
                                     dtype=torch.float64)[:, self.out_idx].clamp_min(0.0)
             elif any(known) and not self._mixed_noise_warned:
@@ -1184,8 +1187,7 @@ class Campaign:
             Xv = Xv.clone()
             Xv[:, -1] = float(self.problem.target_fidelity)
         mu, var_latent = predict(model, Xv)
-        # each result's own error bar where the oracle gives one (an MD point of s.e. 6.6 had been
-        # scored with the level's average variance, and counted a miss it is not)
+        # each result's own error bar where the oracle gives one, else the level's noise
         var = var_latent + (Yvv if Yvv is not None and bool(Yvv.gt(0).any())
                             else self._target_noise(Yv.shape[-1], model))
         err = mu - Yv

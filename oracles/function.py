@@ -37,8 +37,9 @@ __all__ = ["FunctionOracle", "check_picklable"]
 
 
 def _real(what: str, v: Any) -> float:
-    """``v`` as a float: a real number (Python, numpy or 0-d tensor), not a bool or a string."""
-    if torch.is_tensor(v) and v.dim() == 0:
+    """``v`` as a float: a real number (Python, numpy, or a 0-d array or tensor), not a bool or a
+    string; else a ``TypeError``."""
+    if getattr(v, "ndim", None) == 0 and hasattr(v, "item"):
         v = v.item()
     if not is_real(v):
         raise TypeError(f"{what} must hold numbers, got {v!r}")
@@ -158,15 +159,14 @@ class FunctionOracle(Oracle):
         if isinstance(cost, CostModel):
             self.cost_model = cost
         else:
-            if is_real(cost) or (hasattr(cost, "ndim") and cost.ndim == 0):
-                costs = [float(cost)] * num_fidelities
-            elif isinstance(cost, (str, bytes)) or not isinstance(cost, (Sequence, Tensor)) and not hasattr(cost, "ndim"):
-                raise InvalidInput(f"cost must be a positive number, one per fidelity, or a CostModel, got {cost!r}")
-            else:
-                costs = list(cost)
-                if not all(is_real(c) or (hasattr(c, "ndim") and c.ndim == 0) for c in costs):
-                    raise InvalidInput(f"cost must hold numbers, got {cost!r}")
-                costs = [float(c) for c in costs]
+            try:
+                try:
+                    costs = [_real("cost", cost)] * num_fidelities
+                except TypeError:  # not one number: one per fidelity
+                    costs = [_real("cost", c) for c in cost]
+            except TypeError:
+                raise InvalidInput(f"cost must be a positive number, one per fidelity, or a CostModel, "
+                                   f"got {cost!r}") from None
             if len(costs) != num_fidelities:
                 raise InvalidInput(f"cost needs one value per fidelity ({num_fidelities}), got {cost!r}")
             self.cost_model = CostModel(costs)

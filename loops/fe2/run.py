@@ -298,6 +298,14 @@ def json_text(obj) -> str:
     return json.dumps(clean(obj), indent=2, allow_nan=False, default=float)
 
 
+def _record_failure(out: Path, e: BaseException, converged_steps: int, wall_time, **extra) -> None:
+    """``failed.json`` of a run that stopped (why, how far it got), and the run directory on the
+    exception, for the message."""
+    (out / "failed.json").write_text(json_text(
+        {"error": f"{type(e).__name__}: {e}", **extra, "converged_steps": converged_steps, "wall_time": wall_time}))
+    e.fe2_run_dir = out  # where the converged steps are
+
+
 def _run(cfg: FE2Config, progress) -> FE2Run:
     torch.set_num_threads(cfg.threads)
     t_start = time.perf_counter()
@@ -384,10 +392,7 @@ def _run(cfg: FE2Config, progress) -> FE2Run:
         info["solve_time"] = time.perf_counter() - t0
     except BaseException as e:
         done = (out / "steps.jsonl").read_text().count("\n") if (out / "steps.jsonl").exists() else 0
-        (out / "failed.json").write_text(json.dumps(
-            {"error": f"{type(e).__name__}: {e}", "converged_steps": done,
-             "wall_time": time.perf_counter() - t_start}, indent=2))
-        e.fe2_run_dir = out  # where the converged steps are, for the message
+        _record_failure(out, e, done, time.perf_counter() - t_start)
         raise
     finally:
         if handle is not None:
@@ -508,10 +513,7 @@ def _finish(cfg, solver, result, material, info, out: Path) -> FE2Run:
         try:
             summary["uncertainty"], uq_files = run_uncertainty(cfg, solver, material, out)
         except BaseException as e:  # the deterministic results above are kept; the failure is recorded
-            (out / "failed.json").write_text(json_text(
-                {"error": f"{type(e).__name__}: {e}", "stage": "uncertainty",
-                 "converged_steps": len(result.steps), "wall_time": info.get("wall_time")}))
-            e.fe2_run_dir = out
+            _record_failure(out, e, len(result.steps), info.get("wall_time"), stage="uncertainty")
             raise
         artifacts += uq_files
         (out / "summary.json").write_text(json_text(summary))

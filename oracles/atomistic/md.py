@@ -113,6 +113,11 @@ def resolve_blocks(n_steps: int, sample_every: int, n_blocks: int | None = None)
     return n_blocks
 
 
+def _block_samples(sample_every: int, timestep: float, min_block_fs: float) -> int:
+    """Stress samples in one block of at least ``min_block_fs`` fs."""
+    return max(1, math.ceil(min_block_fs / (sample_every * timestep)))
+
+
 def se_blocks(n_steps: int, sample_every: int, timestep: float, n_blocks: int, n_axes: int,
               min_block_fs: float = 250.0) -> int:
     """Blocks per axis of the MD standard error: at most ``n_blocks``, each at least
@@ -123,7 +128,7 @@ def se_blocks(n_steps: int, sample_every: int, timestep: float, n_blocks: int, n
             :data:`MIN_SE_DOF` degrees of freedom over the ``n_axes`` axes; the
             settings are known before any MD runs, so an oracle checks them when built.
     """
-    block_samples = max(1, math.ceil(min_block_fs / (sample_every * timestep)))
+    block_samples = _block_samples(sample_every, timestep, min_block_fs)
     fit = (n_steps // sample_every) // block_samples
     need_steps = 2 * block_samples * sample_every
     if fit < 2:
@@ -153,7 +158,7 @@ def lattice_blocks(lattice_steps: int, sample_every: int, timestep: float, n_blo
     """
     if not isinstance(lattice_steps, int) or isinstance(lattice_steps, bool) or lattice_steps < 1:
         raise InvalidInput(f"lattice_steps must be a positive integer, got {lattice_steps!r}")
-    block_samples = max(1, math.ceil(min_block_fs / (sample_every * timestep)))
+    block_samples = _block_samples(sample_every, timestep, min_block_fs)
     nb = min(max(n_blocks, MIN_SE_DOF + 1), (lattice_steps // sample_every) // block_samples)
     if nb - 1 < MIN_SE_DOF:
         need = (MIN_SE_DOF + 1) * block_samples * sample_every

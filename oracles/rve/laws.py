@@ -43,21 +43,22 @@ __all__ = [
 ]
 
 
-def _positive(name: str, value: float) -> float:
+def _number(name: str, value: float) -> float:
     try:
-        v = float(value)
+        return float(value)
     except (TypeError, ValueError) as e:
         raise InvalidInput(f"{name} must be a number, got {value!r}") from e
+
+
+def _positive(name: str, value: float) -> float:
+    v = _number(name, value)
     if not math.isfinite(v) or v <= 0:
         raise InvalidInput(f"{name} must be positive and finite, got {value!r}")
     return v
 
 
 def _finite(name: str, value: float) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as e:
-        raise InvalidInput(f"{name} must be a number, got {value!r}") from e
+    v = _number(name, value)
     if not math.isfinite(v):
         raise InvalidInput(f"{name} must be finite, got {value!r}")
     return v

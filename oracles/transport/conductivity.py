@@ -321,7 +321,7 @@ class ConductivitySolver:
                 solution does not resolve the tensor (:meth:`_check_resolved`).
         """
         k = self.k
-        _, contrast = self._contrast()
+        k_min, contrast = self._contrast()
         if math.isfinite(contrast) and contrast > MAX_CONTRAST:
             raise NotConverged(
                 f"conductivity contrast {contrast:.3g} (largest over smallest positive phase conductivity) "
@@ -346,7 +346,8 @@ class ConductivitySolver:
                 del e, q
             C = torch.cat(cols).T  # C[i, J]
             try:
-                self._check_resolved(torch.diagonal(C), torch.cat(energies), int(sum(its)), torch.cat(rels))
+                self._check_resolved(torch.diagonal(C), torch.cat(energies), int(sum(its)), torch.cat(rels),
+                                     k_min, contrast)
                 break
             except NotConverged:
                 if attempt:
@@ -379,7 +380,8 @@ class ConductivitySolver:
         k_min = float(ev[ev > 0].min())
         return k_min, float(ev.max()) / k_min
 
-    def _check_resolved(self, flux: Tensor, energy: Tensor, iterations: int, rel: Tensor) -> None:
+    def _check_resolved(self, flux: Tensor, energy: Tensor, iterations: int, rel: Tensor, k_min: float,
+                        contrast: float) -> None:
         """Refuse a tensor that the residual test passed but the fields do not resolve.
 
         ``K_JJ`` is both the mean flux ``<(K e)_J>`` and the energy ``<e . K e>`` of the
@@ -389,7 +391,6 @@ class ConductivitySolver:
         poor conductor's whole flux (even give a negative ``K_eff``).
         The two must agree to ``max(sqrt(cg_tol), 1e-6)`` (and within an absolute ``1e-12`` of the
         smallest positive conductivity, for a zero ``K_JJ``)."""
-        k_min, contrast = self._contrast()
         gap = (flux - energy).abs()
         ok = gap <= max(self.cg_tol**0.5, 1e-6) * torch.maximum(energy.abs(), flux.abs()) + 1e-12 * k_min
         if not bool(ok.all()):
