@@ -23,7 +23,7 @@ from surrogates.multifidelity.core import (
     prior_lengthscale,
     random_starts,
 )
-from surrogates.multifidelity.model import MultiFidelityModel, check_flag, round_significand
+from surrogates.multifidelity.model import MultiFidelityModel, TooFewLevelPoints, check_flag, round_significand
 
 #: box of the scale factors rho (standardized outputs)
 RHO_BOUND = 10.0
@@ -201,15 +201,17 @@ class AR1CoKriging(MultiFidelityModel):
         options and constant trends (its estimates map one-to-one onto the AR1 parameters and are
         the joint ones for nested noise-free designs, Le Gratiet & Garnier
         2014); also sets each level's correlation family. None if the
-        recursive model cannot be fitted (a level with fewer than 3 points)."""
+        recursive model cannot be fitted (too few points at a level: one at
+        level 0, fewer than 3 above)."""
         from surrogates.multifidelity.recursive import RecursiveCoKriging
 
         opts = {k: v for k, v in self.get_config().items() if k not in ("format", "reml")}
         # constant trends: the AR1 levels' means are constants
         rec = RecursiveCoKriging(self.train_dataset, reml=self.reml, trend="constant", **opts)
-        if any(n <= 2 for n in torch.bincount(self.train_dataset.fidelity.long())[1:].tolist()):
+        try:
+            rec.fit()
+        except TooFewLevelPoints:
             return None
-        rec.fit()
         self.kernel_index.copy_(rec.kernel_index)
         L = self.num_fidelities
         parts = []

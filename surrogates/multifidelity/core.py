@@ -315,8 +315,12 @@ def distinct_rows(x: Tensor, w: Tensor | None = None) -> Tensor:
 
 
 #: a trend column whose part outside the span of the columns before it is below
-#: this fraction of its norm is dropped (:func:`independent_columns`)
-BASIS_RTOL = 1e-6
+#: this fraction of its norm is dropped (:func:`independent_columns`): its GLS
+#: coefficient would have a standard error more than 1e3 times that of an orthogonal
+#: column of the same size (a variance inflation factor above 1e6), so that it is set
+#: by that small remainder (the level below's round-off, or the few-percent wiggle of a
+#: level-below mean that is linear in the inputs but for it) rather than by the data
+BASIS_RTOL = 1e-3
 
 
 def independent_columns(F: Tensor, rtol: float = BASIS_RTOL, floor: float = 0.0) -> Tensor:

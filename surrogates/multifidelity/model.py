@@ -55,7 +55,7 @@ from torch import Tensor
 
 from surrogates.base import SurrogateMixin, UnitMultivariateNormal, check_flag, check_int  # noqa: F401  (re-exported)
 from surrogates.dataset import CONSTANT_RTOL, DTYPE, Dataset
-from surrogates.multifidelity.core import KERNELS, NOISE_FLOOR, independent_columns
+from surrogates.multifidelity.core import KERNELS, LOG_LS_BOUNDS, NOISE_FLOOR, independent_columns
 
 
 class TooFewLevelPoints(ValueError):
@@ -206,32 +206,45 @@ class NoiseFreeConflict(ValueError):
 #: each other (:func:`check_interpolable`); closer ones are one value to the models' precision
 CONFLICT_FLOORS = 10.0
 
+#: rows of one level closer than this (Euclidean distance of the inputs scaled to the unit
+#: box) are one input to the models: at the shortest lengthscale the models allow,
+#: ``exp(LOG_LS_BOUNDS[0])``, their correlation differs from 1 by less than the noise floor
+#: (``1 - r ~ (5/6) (dx / ls)^2`` for the Matern 5/2)
+SAME_INPUT = math.exp(LOG_LS_BOUNDS[0]) * math.sqrt(NOISE_FLOOR)
 
-def check_interpolable(dataset: Dataset, L: int, scale: float | Sequence[float]) -> None:
+
+def check_interpolable(dataset: Dataset, L: int, scale: float | Sequence[float], span: Tensor | None = None) -> None:
     """A :class:`NoiseFreeConflict` where noise-free rows (every row under ``noise="none"``, the
     rows with ``Yvar = 0`` under ``"known"``) at one level repeat an input with values more than
     :data:`CONFLICT_FLOORS` floor standard deviations apart (``scale``: the outputs' scale, one
     number or one per level): no function interpolates them, and a model that tried would be sure
     of a value between them. Values closer than that (a solver's round-off) are one observation
-    to the models."""
+    to the models. Inputs closer than :data:`SAME_INPUT` in the unit box (``span``: the box's
+    widths, ``d``; default 1) repeat one another: the models cannot tell them apart either (rows
+    1e-7 apart with values 9 apart had given predicted means of 4e5 for outputs of order 10)."""
+    from scipy.spatial import cKDTree
+
     yvar = dataset.Yvar
     free = torch.ones(dataset.n, dtype=torch.bool) if yvar is None else yvar[:, 0] <= 0
     scales = [float(scale)] * L if isinstance(scale, (int, float)) else [float(v) for v in scale]
+    x = dataset.X if span is None else dataset.X / span
     for t in range(L):
         tol = CONFLICT_FLOORS * math.sqrt(NOISE_FLOOR) * scales[t]
         idx = ((dataset.fidelity == t) & free).nonzero().flatten()
         if len(idx) < 2:
             continue
-        y = dataset.Y[idx, 0]
-        _, group = torch.unique(dataset.X[idx], dim=0, return_inverse=True)
-        hi = torch.full((int(group.max()) + 1,), -math.inf, dtype=y.dtype).scatter_reduce(0, group, y, "amax")
-        lo = torch.full_like(hi, math.inf).scatter_reduce(0, group, y, "amin")
-        bad = ((hi - lo) > tol).nonzero().flatten()
+        pairs = cKDTree(x[idx].numpy()).query_pairs(r=SAME_INPUT, output_type="ndarray")
+        if not len(pairs):
+            continue
+        pairs = torch.as_tensor(idx.numpy()[pairs]).sort(-1).values
+        y = dataset.Y[:, 0]
+        bad = pairs[(y[pairs[:, 0]] - y[pairs[:, 1]]).abs() > tol]
         if len(bad):
-            rows = idx[group == bad[0]]
-            a, b = int(rows[y[group == bad[0]].argmin()]), int(rows[y[group == bad[0]].argmax()])
+            a, b = (int(i) for i in bad[torch.argsort(bad[:, 0] * dataset.n + bad[:, 1])[0]])
+            gap = float((x[a] - x[b]).norm())
+            where = "the same input" if gap == 0 else f"inputs {gap:.2g} apart in the unit box (one input to the models)"
             raise NoiseFreeConflict(
-                f"rows {a} and {b} are noise-free observations of level {t} at the same input with different "
+                f"rows {a} and {b} are noise-free observations of level {t} at {where} with different "
                 f"values ({float(dataset.Y[a, 0])!r} and {float(dataset.Y[b, 0])!r}); no model interpolates both: "
                 f"say their noise (Dataset.Yvar with noise='known', or noise='infer')"
             )
@@ -386,7 +399,7 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
         self.register_buffer("level_mean", lmean.clone())
         self.register_buffer("level_std", lstd.clone())
         if noise == "none" or (noise == "known" and yvar is not None):
-            check_interpolable(dataset, L, lstd.abs().tolist())
+            check_interpolable(dataset, L, lstd.abs().tolist(), span)
         self.costs = check_costs([float(t + 1) for t in range(L)] if costs is None else costs, L)
         self.infer_nugget = noise in ("infer", "known+infer")
         self._build()

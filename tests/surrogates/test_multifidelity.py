@@ -117,6 +117,24 @@ def test_ar1_recovers_rho_and_bias(ar1_smooth):
     assert err < 0.1 * spread, err
 
 
+@pytest.mark.parametrize("n_low", [1, 2])
+def test_ar1_fits_with_one_or_two_level_0_points(n_low):
+    """AR1 is one joint GP: it needs no minimum of points per level. With one or two level-0
+    points (too few for the recursive model that gives AR1 its starting point) it starts from
+    its own default and interpolates its noise-free top-level data; one level-0 point had
+    raised TooFewLevelPoints, naming AR1CoKriging as the remedy."""
+    x_low = torch.linspace(0.1, 0.9, n_low, dtype=DTYPE).unsqueeze(-1)
+    x_high = torch.tensor([[0.0], [0.3], [0.6], [1.0]], dtype=DTYPE)
+    X = torch.cat([x_low, x_high])
+    Y = torch.cat([f_low_smooth(x_low), f_high_smooth(x_high)]).reshape(-1, 1)
+    ds = Dataset(X=X, Y=Y, Yvar=torch.zeros_like(Y), fidelity=torch.tensor([0] * n_low + [1] * 4))
+    m = AR1CoKriging.from_dataset(ds, restarts=1)
+    mean, var = m.predict(x_high)
+    spread = float(Y[n_low:].var())
+    torch.testing.assert_close(mean, f_high_smooth(x_high).reshape(-1), rtol=0, atol=1e-3 * spread**0.5)
+    assert float(var.max()) < 1e-4 * spread
+
+
 def test_recursive_recovers_rho(smooth_ds):
     m = RecursiveCoKriging.from_dataset(smooth_ds, restarts=1)
     assert abs(m.rho[0].item() - RHO) / RHO < 0.1, m.rho
@@ -815,10 +833,11 @@ def test_distinct_rows_counts_present_rows_once_and_only_equal_rows_as_repeats()
     assert int(distinct_rows(pair)) == 2
 
 
-def _lower_level_repeats_the_trend(kind: str):
+def _lower_level_repeats_the_trend(kind: str, wiggle: float = 0.0):
     """Two-level nested design in 2D (12 cheap, 6 expensive points) whose cheap level is
     constant at the expensive points (``"constant"``: a cheap model that saturates there) or
-    linear in the inputs (``"linear"``: its mean repeats a linear trend's columns)."""
+    linear in the inputs (``"linear"``: its mean repeats a linear trend's columns), up to
+    ``wiggle`` times a unit-size function that is neither."""
     g = torch.Generator().manual_seed(7)
     x0 = torch.rand(12, 2, generator=g, dtype=DTYPE)
     X = torch.cat([x0, x0[:6]])
@@ -828,28 +847,33 @@ def _lower_level_repeats_the_trend(kind: str):
         low = torch.where(torch.arange(18) % 12 < 6, torch.ones(18, dtype=DTYPE), torch.sin(6 * X[:, 0]) + X[:, 1])
     else:
         low = 2 * X[:, 0] - X[:, 1] + 1
+    low = low + wiggle * torch.cos(5 * X[:, 0] * X[:, 1] + 3 * X[:, 1])
     Y = torch.where(fid == 1, top, low).unsqueeze(-1)
     return Dataset(X=X, Y=Y, Yvar=torch.zeros_like(Y), fidelity=fid), top[fid == 1]
 
 
+@pytest.mark.parametrize("wiggle", [0.0, 1e-5])
 @pytest.mark.parametrize(("cls", "opts", "kind"), [
     (RecursiveCoKriging, {}, "constant"),
     (RecursiveCoKriging, {"trend": "linear"}, "constant"),
     (RecursiveCoKriging, {"trend": "linear"}, "linear"),
     (NARGP, {}, "constant"),
 ])
-def test_a_trend_column_that_repeats_the_others_is_dropped(cls, opts, kind):
+def test_a_trend_column_that_repeats_the_others_is_dropped(cls, opts, kind, wiggle):
     """Where the level below is constant at the upper level's points, ``f`` repeats the trend's
     constant column (and a linear level below repeats a linear trend's ``x`` columns): its GLS
     coefficient is not identifiable and, kept, was set by round-off (rho = 2.4e5, predicted
     means up to 2e6 for outputs of order 1, standard deviations of 400 at noise-free training
     points). The column is dropped at the fit; the model interpolates its noise-free top-level
-    data, its predictions stay on the data's scale, and without the ``f`` column rho is zero."""
+    data, its predictions stay on the data's scale, and without the ``f`` column rho is zero.
+    So is a column that repeats the others up to 1e-5 of its size (``wiggle``): its coefficient
+    is then set by that remainder (predictive variances of 1e11 for outputs of order 10 had
+    followed from a level below linear to 5e-5 of its size)."""
     import warnings
 
     from gpytorch.utils.warnings import NumericalWarning
 
-    ds, y_top = _lower_level_repeats_the_trend(kind)
+    ds, y_top = _lower_level_repeats_the_trend(kind, wiggle)
     with warnings.catch_warnings():
         warnings.simplefilter("error", NumericalWarning)  # the GLS needs no jitter (it had needed 10-55)
         m = cls.from_dataset(ds, **opts)

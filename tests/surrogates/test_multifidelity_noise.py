@@ -184,6 +184,15 @@ def test_noise_free_rows_with_two_values_at_one_input_are_refused(cls, noise):
     if noise == "known":
         cls(Dataset(X=X, Y=Y, Yvar=torch.cat([Yvar[:-1], torch.full((1, 1), 0.1, dtype=DTYPE)]), fidelity=fid),
             noise="known")
+    # an input 1e-9 of the box away is the same input to the models (their correlation differs
+    # from 1 by less than the noise floor at any allowed lengthscale); 1e-3 away it is another
+    span = ds.X.amax(0) - ds.X.amin(0)
+    near = torch.cat([ds.X, ds.X[top[:1]] + 1e-9 * span])
+    with pytest.raises(NoiseFreeConflict, match=rf"rows {int(top[0])} and {len(Y) - 1} .* level 1 at inputs "
+                                                r"[0-9.]+e-09 apart in the unit box"):
+        cls(Dataset(X=near, Y=Y, Yvar=Yvar, fidelity=fid), noise=noise)
+    far = torch.cat([ds.X, (ds.X[top[:1]] + 1e-3 * span).clamp(max=ds.X.amax(0))])
+    cls(Dataset(X=far, Y=Y, Yvar=Yvar, fidelity=fid), noise=noise)
 
 
 @pytest.mark.parametrize("cls", MODELS)
@@ -401,14 +410,14 @@ def test_replicates_share_the_variance_carried_from_the_level_below():
 
 
 def test_a_trend_column_constant_in_standardized_units_is_dropped():
-    """A column whose residual is 1e-14 of a unit column is unidentifiable, however small its own
+    """A column whose residual is 1e-12 of a unit column is unidentifiable, however small its own
     norm (a level below with a posterior mean of -4e-11 everywhere had kept its column and a GLS
     coefficient of -4e12); relative to its own norm alone it looked independent."""
     from surrogates.multifidelity.core import independent_columns
 
     g = torch.Generator().manual_seed(0)
     one = torch.ones(6, dtype=DTYPE)
-    f = -4.15e-11 + 1e-14 * torch.randn(6, generator=g, dtype=DTYPE)
+    f = -4.15e-11 + 1e-12 * torch.randn(6, generator=g, dtype=DTYPE)
     F = torch.stack([one, f], -1)
     assert independent_columns(F).tolist() == [True, True]
     assert independent_columns(F, floor=math.sqrt(6)).tolist() == [True, False]
