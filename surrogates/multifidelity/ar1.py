@@ -23,7 +23,12 @@ from surrogates.multifidelity.core import (
     prior_lengthscale,
     random_starts,
 )
-from surrogates.multifidelity.model import MultiFidelityModel, TooFewLevelPoints, check_flag, round_significand
+from surrogates.multifidelity.model import (
+    MultiFidelityModel,
+    TooFewLevelPoints,
+    check_flag,
+    round_significand,
+)
 
 #: box of the scale factors rho (standardized outputs)
 RHO_BOUND = 10.0
