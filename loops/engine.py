@@ -80,6 +80,12 @@ def _repeats_identical(oracle) -> bool:
     return not getattr(oracle, "noisy", False) or bool(getattr(oracle, "seeded_by_point", False))
 
 
+#: standard deviations by which the posterior mean's maximizer must beat the best observation of a
+#: deterministic single-fidelity oracle to be recommended (:meth:`Campaign.best`): a one-sided 97.5 % bound.
+#: With one (Huang et al.'s effective best solution), 12 Sobol points of Powell, Rosenbrock and Beale
+#: still recommended extrapolations 15 to 8000 times worse than the best observation
+RECOMMEND_Z = 1.96
+
 #: failed points of a deterministic oracle the acquisition takes as in flight (the latest ones)
 MAX_FAILED_PENDING = 64
 
@@ -387,8 +393,11 @@ class BestPoint:
         predicted_x: ``d`` inputs maximizing the model's (signed) posterior mean of the
             objective at the target fidelity (the recommendation), or None. Where the
             oracle failed at that maximizer (and with outcome constraints, where it is not
-            predicted feasible), the best predicted of the observed designs instead.
+            predicted feasible), the best predicted of the observed designs instead. With
+            a deterministic oracle at one fidelity, the maximizer only where the model is
+            sure it beats the observed designs (see :meth:`Campaign.best`).
         predicted_value: the posterior mean of the objective there.
+        predicted_sd: the posterior standard deviation of the objective there.
         fidelity: the level both refer to (the target fidelity).
     """
 
@@ -398,13 +407,15 @@ class BestPoint:
     predicted_x: list[float] | None = None
     predicted_value: float | None = None
     fidelity: int = 0
+    predicted_sd: float | None = None
 
     def __repr__(self) -> str:
         xs = "None" if self.x is None else "[" + ", ".join(f"{v:.4g}" for v in self.x) + "]"
         out = f"BestPoint(value={self.value if self.value is None else f'{self.value:.6g}'}, x={xs}"
         if self.predicted_x is not None:
             px = "[" + ", ".join(f"{v:.4g}" for v in self.predicted_x) + "]"
-            out += f", predicted_value={self.predicted_value:.6g}, predicted_x={px}"
+            out += f", predicted_value={self.predicted_value:.6g}, predicted_sd={self.predicted_sd:.3g}, " \
+                   f"predicted_x={px}"
         return out + ")"
 
 
@@ -469,12 +480,14 @@ class CampaignResult:
 
     @property
     def recommendation(self) -> dict[str, Any] | None:
-        """The point to use: ``{"x", "predicted_value", "fidelity"}`` from the model's posterior mean
-        at the target fidelity (:attr:`BestPoint.predicted_x`), or None without a model (optimize mode)."""
+        """The point to use: ``{"x", "predicted_value", "predicted_sd", "fidelity"}`` from the model's
+        posterior at the target fidelity (:attr:`BestPoint.predicted_x`), or None without a model
+        (optimize mode)."""
         b = self.best
         if b is None or b.predicted_x is None:
             return None
-        return {"x": list(b.predicted_x), "predicted_value": b.predicted_value, "fidelity": b.fidelity}
+        return {"x": list(b.predicted_x), "predicted_value": b.predicted_value, "predicted_sd": b.predicted_sd,
+                "fidelity": b.fidelity}
 
     def __repr__(self) -> str:
         st = self.state
@@ -1002,6 +1015,15 @@ class Campaign:
         maximizer is a design that failed at the target level, it is the best by
         posterior mean of the designs observed there (none, with a warning, when
         no design has succeeded there). None in learn mode.
+
+        With a deterministic oracle at one fidelity the observed values are exact,
+        the maximizer is recommended only where its signed posterior mean less
+        :data:`RECOMMEND_Z` posterior standard deviations (a one-sided 97.5 %
+        bound; Huang et al.'s 2006 effective best solution, J. Global Optim. 34: 441,
+        takes one) beats the posterior mean at every observed design; else the best
+        observed design by posterior mean is. Where the maximizer is a guess (a
+        posterior mean extrapolated into a corner, below the function's minimum,
+        with a standard deviation of the same size), the best observation is the answer.
         """
         if self.config.mode != "optimize" or len(self.problem.objective_idx) != 1:
             return None
@@ -1016,12 +1038,12 @@ class Campaign:
             out = BestPoint(x, b[1], done[b[0]]["id"], fidelity=lev)
         if predicted and self.model is not None:
             try:
-                out.predicted_x, out.predicted_value = self._predicted_best()
+                out.predicted_x, out.predicted_value, out.predicted_sd = self._predicted_best()
             except Exception as e:  # noqa: BLE001  (a model that cannot be optimized has no prediction)
                 warnings.warn(f"best(): no predicted best point ({type(e).__name__}: {e})", stacklevel=2)
         return out
 
-    def _predicted_best(self) -> tuple[list[float], float]:
+    def _predicted_best(self) -> tuple[list[float], float, float]:
         from botorch.acquisition import FixedFeatureAcquisitionFunction, PosteriorMean
         from botorch.acquisition.objective import ScalarizedPosteriorTransform
         from botorch.optim import optimize_acqf
@@ -1037,32 +1059,42 @@ class Campaign:
         with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed)
             warnings.simplefilter("ignore", OptimizationWarning)
+            # a restart that stops early (L-BFGS-B "ABNORMAL") leaves the others: not the user's concern
+            warnings.filterwarnings("ignore", message="Optimization failed", category=RuntimeWarning)
             xb, val = optimize_acqf(acqf, bounds=p.bounds, q=1, num_restarts=4, raw_samples=256,
                                     options={"maxiter": 200})
         failed_there = self._failed_at(xb[0])
-        if not p.constraints and not failed_there:
-            return xb[0].tolist(), float(val) * sgn
-        # outcome constraints, or a maximizer where the oracle failed (the model, fitted to
-        # the successful points only, knows nothing of failures): the best predicted point
-        # among the box's maximizer (unless it failed) and the observed designs (at the
-        # target level) whose posterior means satisfy the constraints
-        X, _, _ = self.data()
+        # a deterministic oracle at one fidelity: its observations are exact, and the
+        # maximizer must beat them by RECOMMEND_Z of its own standard deviations
+        exact = not p.multi_fidelity and not getattr(self.oracle, "noisy", False)
+        # outcome constraints, a maximizer where the oracle failed (the model, fitted to
+        # the successful points only, knows nothing of failures), or exact observations:
+        # the best predicted point among the box's maximizer (unless it failed) and the
+        # observed designs (at the target level) whose posterior means satisfy the constraints
+        X = self.data()[0]
         if p.multi_fidelity:
             X = X[X[:, -1] == p.target_fidelity]
             xb = torch.cat([xb, torch.full_like(xb[:, :1], float(p.target_fidelity))], -1)
+        if not (p.constraints or failed_there or exact):
+            X = X[:0]
         if failed_there and not len(X):
             raise ValueError("the posterior mean's maximizer at the target level is a design that failed there, "
                              "and no design has succeeded at the target level")
         cands = X if failed_there else torch.cat([xb, X])
         with torch.no_grad():
-            mean = self.model.posterior(cands).mean.reshape(len(cands), -1)
+            post = self.model.posterior(cands)
+            mean = post.mean.reshape(len(cands), -1)
+            sd = post.variance.reshape(len(cands), -1).clamp_min(0).sqrt()
         feas = satisfies_constraints(p, mean) if p.constraints else torch.ones(len(cands), dtype=torch.bool)
         if not feas.any():
             raise ValueError("no candidate (the posterior mean's maximizer or an observed design) is predicted "
                              "to satisfy the constraints")
-        score = torch.where(feas, sgn * mean[:, j], torch.full_like(mean[:, j], -math.inf))
+        merit = sgn * mean[:, j]
+        if exact and not failed_there:  # row 0 is the maximizer, the others observed designs
+            merit[0] = merit[0] - RECOMMEND_Z * sd[0, j]
+        score = torch.where(feas, merit, torch.full_like(mean[:, j], -math.inf))
         k = int(score.argmax())
-        return cands[k, : p.d].tolist(), float(mean[k, j])
+        return cands[k, : p.d].tolist(), float(mean[k, j]), float(sd[k, j])
 
     def _failed_at(self, x: Tensor) -> bool:
         """Whether a design point ``x`` (``d``) failed at the target level (within 1e-6
@@ -1551,8 +1583,16 @@ class Campaign:
         call; a level without measurements takes the oracle's cost times the
         geometric mean ratio of measured to oracle cost of the measured levels
         (the oracle's costs when nothing is measured yet).
+
+        A budget of calls alone (no ``cost``, no ``wall_time``) counts every level's call
+        as one: the levels then weigh alike, whatever ``cost_source`` says (weighed by
+        the oracle's costs, a 20-call campaign on a three-level problem had spent 19
+        calls below the target level, leaving it the one call kept for it).
         """
         static = tuple(float(v) for v in self.problem.costs)
+        b = self.config.budget
+        if b.cost is None and b.wall_time is None:
+            return (1.0,) * len(static)
         src = self.config.fidelity.cost_source
         if src == "oracle":
             return static

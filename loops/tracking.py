@@ -327,9 +327,10 @@ class Tracker:
         rows = campaign.store.rows()
         (art / "evaluations.json").write_text(json.dumps(rows, default=str))
         rec = campaign.store.get_meta("recommendation")
-        if rec is not None:  # the campaign's answer (model's posterior-mean optimum), not the best observation
+        if rec is not None:  # the campaign's answer (Campaign.best's predicted point), not the best observation
             named = {"x": dict(zip(campaign.oracle.input_names, rec["x"], strict=True)),
-                     "predicted_value": rec.get("predicted_value"), "fidelity": rec.get("fidelity")}
+                     "predicted_value": rec.get("predicted_value"), "predicted_sd": rec.get("predicted_sd"),
+                     "fidelity": rec.get("fidelity")}
             (art / "recommendation.json").write_text(json.dumps(named, indent=2))
         front = campaign.store.get_meta("pareto_front")
         if front is not None:  # several objectives: the observed Pareto front

@@ -27,6 +27,7 @@ continuous optimizers in a black-box setting", Optim. Methods Softw. 36,
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 
@@ -42,38 +43,41 @@ from oracles.exceptions import InvalidInput
 
 __all__ = ["ShiftedTestFunction", "draw_shift", "botorch_problem"]
 
-#: BoTorch problem classes that take a ``dim`` argument
-_VARIABLE_DIM = {"Ackley", "Levy", "Rosenbrock", "StyblinskiTang", "Michalewicz", "Griewank", "Powell",
-                 "DixonPrice", "Hartmann", "ConstrainedHartmann", "Rastrigin"}
-
-
 def botorch_problem(name: str, dim: int | None = None):
     """BoTorch's synthetic test problem ``name`` (a class name of :mod:`botorch.test_functions.synthetic`).
 
+    ``dim`` goes to the problems whose constructor takes one (as read from its signature:
+    Ackley, KeaneBumpFunction, ConstrainedHartmannSmooth, ...); a problem of fixed dimension
+    must be asked for its own, or for none.
+
     Raises:
-        InvalidInput: unknown name, or a ``dim`` the problem does not take.
+        InvalidInput: unknown name, a problem that needs ``dim`` without one, or a ``dim``
+            the problem does not take.
     """
     cls = getattr(botorch_synthetic, name, None)
     if not (isinstance(cls, type) and issubclass(cls, botorch_synthetic.SyntheticTestFunction)):
         raise InvalidInput(f"unknown BoTorch test problem {name!r}; expected a class of botorch.test_functions.synthetic")
+    param = inspect.signature(cls.__init__).parameters.get("dim")
+    if param is None:
+        p = cls(dtype=DTYPE)
+        if dim is not None and p.dim != dim:
+            raise InvalidInput(f"{name} has dimension {p.dim}, got dim={dim}")
+        return p
     if dim is None:
+        if param.default is inspect.Parameter.empty:
+            raise InvalidInput(f"{name} needs its dimension: give dim (a positive integer)")
         return cls(dtype=DTYPE)
-    if name in _VARIABLE_DIM:
-        try:
-            return cls(dim=int(dim), dtype=DTYPE)
-        except ValueError as e:
-            raise InvalidInput(f"{name} does not take dim={dim}: {e}") from None
-    p = cls(dtype=DTYPE)
-    if p.dim != dim:
-        raise InvalidInput(f"{name} has dimension {p.dim}, got dim={dim}")
-    return p
+    try:
+        return cls(dim=int(dim), dtype=DTYPE)
+    except (TypeError, ValueError) as e:
+        raise InvalidInput(f"{name} does not take dim={dim}: {e}") from None
 
 
 def _minimizers(problem) -> Tensor:
     """``k x d`` global minimizers of BoTorch's problem (on its own bounds)."""
     if getattr(problem, "_optimizers", None) is None or getattr(problem, "_optimal_value", None) is None:
-        raise InvalidInput(f"BoTorch gives no known optimum for {type(problem).__name__} (dim {problem.dim}): "
-                           f"a shifted problem's regret needs one")
+        raise InvalidInput(f"BoTorch gives no known optimum (value and minimizers) for {type(problem).__name__} "
+                           f"(dim {problem.dim}): a shifted box needs one to keep it global; use it unshifted")
     return torch.as_tensor(problem._optimizers, dtype=DTYPE).reshape(-1, problem.dim)
 
 
@@ -175,18 +179,23 @@ class ShiftedTestFunction(SyntheticOracle):
         self.output_names = ("y",) + tuple(f"slack{i}" for i in range(1, k + 1))
         self._sign = 1.0 if getattr(self.problem, "_is_minimization_by_default", True) else -1.0
         super().__init__(noise_std=noise_std, seed=seed)
-        _minimizers(self.problem)  # a known optimum, for the regret
         if any(v != 0.0 for v in shift):
+            _minimizers(self.problem)  # a known optimum: a shifted box must keep it global
             _check_optimum_is_global(self)
 
     @property
-    def optimal_value(self) -> float:
-        """Global minimum of ``y`` (BoTorch's optimal value, negated for a maximization problem)."""
-        return self._sign * float(self.problem._optimal_value)
+    def optimal_value(self) -> float | None:
+        """Global minimum of ``y`` (BoTorch's optimal value, negated for a maximization problem);
+        None where BoTorch gives none (PressureVessel, Michalewicz in 5 or 10 inputs, ...)."""
+        v = getattr(self.problem, "_optimal_value", None)
+        return None if v is None else self._sign * float(v)
 
     @property
     def optimizers(self) -> Tensor:
-        """``k x d`` BoTorch's global minimizers that lie inside the translated bounds."""
+        """``k x d`` BoTorch's global minimizers that lie inside the translated bounds (none
+        where BoTorch gives none)."""
+        if getattr(self.problem, "_optimizers", None) is None:
+            return torch.zeros(0, self.problem.dim, dtype=DTYPE)
         opt = _minimizers(self.problem)
         inside = ((opt >= self.bounds[0]) & (opt <= self.bounds[1])).all(-1)
         return opt[inside]

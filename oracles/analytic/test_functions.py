@@ -328,14 +328,22 @@ class BoTorchOracle(SyntheticOracle):
         super().__init__(noise_std=noise_std, costs=costs, negate=negate, seed=seed)
 
     @property
+    def minimizes(self) -> bool:
+        """Whether :attr:`optimal_value` is the outputs' minimum (BoTorch's problems are
+        minimized but for a few it maximizes, as Cosine8; ``negate`` turns either around)."""
+        return bool(getattr(self.problem, "_is_minimization_by_default", True)) != bool(self.negate)
+
+    @property
     def optimal_value(self) -> float:
-        """Global minimum value (BoTorch's ``optimal_value``; negated with ``negate``, as the outputs are)."""
+        """BoTorch's ``optimal_value``, negated with ``negate`` as the outputs are: the outputs'
+        global minimum, or their maximum where :attr:`minimizes` is False (Cosine8's 0.8)."""
         v = float(self.problem.optimal_value)
         return -v if self.negate else v
 
     @property
     def optimizers(self) -> Tensor:
-        """``k x d`` known global minimizers (BoTorch's ``optimizers``)."""
+        """``k x d`` known global optimizers (BoTorch's ``optimizers``; maximizers where
+        :attr:`minimizes` is False)."""
         return self.problem.optimizers.to(DTYPE)
 
     def _f(self, X, fidelity):

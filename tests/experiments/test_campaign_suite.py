@@ -236,12 +236,51 @@ def test_a_shift_whose_box_holds_a_lower_value_is_refused_and_negation_moves_the
     with pytest.raises(InvalidInput, match="below BoTorch's optimal value"):
         ShiftedTestFunction("EggHolder", shift=[0.157, 0.206])
     with pytest.raises(InvalidInput, match="no known optimum"):
-        ShiftedTestFunction("Michalewicz", 3)
+        ShiftedTestFunction("Michalewicz", 3, shift=[0.1, 0.1, 0.1])
     with pytest.raises(InvalidInput, match="does not take dim=5"):
         ShiftedTestFunction("Hartmann", 5)
     b = Branin(negate=True)
     assert b.optimal_value == pytest.approx(float(b.evaluate_true(b.optimizers)[:, 0].min()), abs=1e-6)
     assert b.optimal_value < 0
+
+
+def test_botorch_problems_by_name_take_their_dimension_and_need_no_optimum_unshifted():
+    """BoTorch problems whose constructor takes ``dim`` get it (KeaneBumpFunction had raised a bare
+    TypeError, ConstrainedHartmannSmooth refused dim=3); a problem without a known optimum runs
+    unshifted (PressureVessel, Michalewicz in 3 inputs had been refused), without minimizers (and,
+    where BoTorch has none, an optimal value of None);
+    a maximization problem's optimal value is its maximum, and BoTorchOracle says so."""
+    from botorch.test_functions import synthetic
+
+    from oracles.analytic.test_functions import BoTorchOracle
+
+    with pytest.raises(InvalidInput, match="KeaneBumpFunction needs its dimension"):
+        ShiftedTestFunction("KeaneBumpFunction")
+    assert ShiftedTestFunction("KeaneBumpFunction", 3).dim == 3
+    h = ShiftedTestFunction("ConstrainedHartmannSmooth", 3)
+    assert h.dim == 3 and h.output_names == ("y", "slack1")
+    x = h.optimizers
+    assert float(h.evaluate_true(x)[0, 0]) == pytest.approx(h.optimal_value, abs=1e-4)
+    for name, dim in (("PressureVessel", None), ("Michalewicz", 3)):
+        f = ShiftedTestFunction(name, dim)
+        assert f.optimizers.shape == (0, f.dim)  # BoTorch gives no minimizer
+        assert (f.optimal_value is None) is (name == "Michalewicz")  # nor, for Michalewicz in 3 inputs, a value
+        y = f.evaluate_true(f.bounds.mean(0, keepdim=True))
+        assert torch.isfinite(y).all()
+
+    class Cosine8(BoTorchOracle):
+        problem_class = synthetic.Cosine8
+        input_names = tuple(f"x{i}" for i in range(1, 9))
+
+    for negate in (False, True):
+        c = Cosine8(negate=negate)
+        X = torch.rand(512, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2 - 1
+        y = c.evaluate_true(X)[:, 0]
+        at_opt = float(c.evaluate_true(c.optimizers)[0, 0])
+        assert at_opt == pytest.approx(c.optimal_value, abs=1e-9)
+        # the optimum is the maximum of the outputs unless negated
+        assert c.minimizes is negate
+        assert bool((y <= at_opt).all()) if not negate else bool((y >= at_opt).all())
 
 
 def test_noise_and_cost_settings_take_numpy_and_tensor_scalars_and_refuse_others():

@@ -778,8 +778,10 @@ def test_learn_campaign_stops_at_its_target_error(tmp_path):
 def test_the_recommendation_is_not_a_design_that_failed(tmp_path):
     """The model is fitted to successful points only, so its posterior mean may peak where the
     oracle failed (a pore space that does not percolate): then the recommendation is the best
-    predicted of the observed designs, not the failed point."""
-    camp = Campaign(_cfg(tmp_path, budget={"calls": 12}), run_dir=tmp_path / "run")
+    predicted of the observed designs, not the failed point. (A noisy oracle: a deterministic
+    one's recommendation is the posterior mean's maximizer only where the model is sure of it.)"""
+    camp = Campaign(_cfg(tmp_path, budget={"calls": 12}, oracle={"name": "branin", "noise_std": 0.1}),
+                    run_dir=tmp_path / "run")
     for _ in range(3):
         t = camp.ask(3)
         camp.tell(t.X, camp.oracle.evaluate_true(t.X), ids=t.ids)
@@ -793,6 +795,50 @@ def test_the_recommendation_is_not_a_design_that_failed(tmp_path):
         mean = camp.model.posterior(X).mean[:, 0]
     # branin is minimized: the best predicted observed design
     assert again.predicted_value == pytest.approx(float(mean.min()), rel=1e-9)
+    camp.close()
+
+
+def _told(tmp_path, fn, bounds, X):
+    """A campaign on the deterministic ``fn`` told ``fn`` at ``X`` (``n x d``), its model fitted."""
+    oracle = FunctionOracle(lambda x: fn(torch.as_tensor(x, dtype=torch.float64).unsqueeze(0)).reshape(1), bounds)
+    cfg = parse_config({"name": "rec", "oracle": oracle, "budget": {"calls": 50}, "executor": {"kind": "serial"},
+                        "tracking": {"enabled": False}, "run_dir": str(tmp_path / "runs")})
+    camp = Campaign(cfg, run_dir=tmp_path / "run")
+    camp.tell(X, fn(X).reshape(-1, 1))
+    camp.update_model()
+    return camp
+
+
+def test_a_deterministic_campaign_recommends_an_unobserved_point_only_where_its_model_is_sure(tmp_path):
+    """A deterministic oracle's observations are exact: the posterior mean's maximizer is the
+    recommendation only where it beats the best observation by 1.96 of its standard deviations.
+    On 12 Sobol points of Powell (4D) the maximizer is an extrapolation into a corner (its
+    posterior mean -2659, far below Powell's minimum of 0, true value 2513 against a best
+    observation of 173); the best observation is recommended instead. On a 1D quadratic with
+    points on both sides of its minimum the model is sure, and the recommendation is the
+    minimizer between the points (x = 0.37 to 1e-2), better than any observation."""
+    from botorch.acquisition import PosteriorMean
+    from botorch.optim import optimize_acqf
+    from botorch.test_functions.synthetic import Powell
+    from scipy.stats import qmc
+
+    powell = Powell(dim=4)
+    b = powell.bounds.to(torch.float64)
+    X = torch.as_tensor(qmc.scale(qmc.Sobol(4, seed=1).random_base2(4)[:12], b[0].numpy(), b[1].numpy()))
+    camp = _told(tmp_path / "powell", powell, b.tolist(), X)
+    xb, _ = optimize_acqf(PosteriorMean(camp.model, maximize=False), bounds=b, q=1, num_restarts=4, raw_samples=256)
+    best = camp.best()
+    assert float(powell(xb)) > 10 * best.value  # the maximizer: a guess, far worse than observed
+    assert best.predicted_x == best.x and best.predicted_value == pytest.approx(best.value, rel=0.05)
+    camp.close()
+
+    quad = lambda x: (x[..., 0] - 0.37) ** 2  # noqa: E731
+    X = torch.tensor([[0.0], [0.1], [0.2], [0.3], [0.45], [0.55], [0.7], [0.9], [1.0]], dtype=torch.float64)
+    camp = _told(tmp_path / "quad", quad, [[0.0], [1.0]], X)
+    best = camp.best()
+    assert abs(best.predicted_x[0] - 0.37) < 1e-2
+    assert float(quad(torch.tensor(best.predicted_x))) < best.value
+    assert best.predicted_value + 1.96 * best.predicted_sd < best.value
     camp.close()
 
 

@@ -210,21 +210,26 @@ def test_two_free_workers_get_two_points_one_conditioned_on_the_other(tmp_path, 
 
 
 def test_level_costs_follow_recorded_and_measured_costs(tmp_path):
+    # a budget of calls alone: every call costs one call of it, whatever the oracle's costs
+    camp = Campaign(_cfg(tmp_path), run_dir=tmp_path / "calls")
+    assert camp.level_costs() == (1.0, 1.0)
+    camp.close()
+    budget = {"calls": 9, "cost": 500.0}
     # recorded: the mean of the told costs with the oracle's cost as one more record
-    camp = Campaign(_cfg(tmp_path), run_dir=tmp_path / "rec")
+    camp = Campaign(_cfg(tmp_path, budget=budget), run_dir=tmp_path / "rec")
     t = camp.ask(6)
     Y = torch.zeros(6, 1, dtype=D)
     camp.tell(t.X, Y, ids=t.ids, cost=[2.0, 3.0, 4.0, 1.0, 2.0, 3.0])  # levels 0, 0, 0, 1, 1, 1
     assert camp.level_costs() == pytest.approx(((1.0 + 9.0) / 4, (10.0 + 6.0) / 4))
     camp.close()
     # oracle: the static cost model whatever was recorded
-    camp = Campaign(_cfg(tmp_path, fidelity={"cost_source": "oracle"}), run_dir=tmp_path / "ora")
+    camp = Campaign(_cfg(tmp_path, budget=budget, fidelity={"cost_source": "oracle"}), run_dir=tmp_path / "ora")
     t = camp.ask(6)
     camp.tell(t.X, Y, ids=t.ids, cost=[5.0] * 6)
     assert camp.level_costs() == (1.0, 10.0)
     camp.close()
     # wall time: per-level mean; an unmeasured level scales the oracle's cost by the measured ratio
-    camp = Campaign(_cfg(tmp_path, fidelity={"cost_source": "wall_time"}), run_dir=tmp_path / "wall")
+    camp = Campaign(_cfg(tmp_path, budget=budget, fidelity={"cost_source": "wall_time"}), run_dir=tmp_path / "wall")
     assert camp.level_costs() == (1.0, 10.0)  # nothing measured yet
     t = camp.ask(6)
     camp.tell(t.X[:3], Y[:3], ids=t.ids[:3])
@@ -234,6 +239,20 @@ def test_level_costs_follow_recorded_and_measured_costs(tmp_path):
     for rid in t.ids[3:]:
         camp._rows[rid].update(status="done", wall_time=1.2)
     assert camp.level_costs() == pytest.approx((0.4, 1.2))
+    camp.close()
+
+
+def test_a_budget_of_calls_alone_spends_them_where_they_inform_the_target(tmp_path):
+    """With calls the only limit, a call at the cheap level costs as much budget as one at the
+    target: after the initial design (3 points at each level) the acquisitions query the
+    target level. Weighed by the oracle's costs (1:10) they had spent every call but the last
+    one kept for the target at the cheap level."""
+    cfg = _cfg(tmp_path, budget={"calls": 10}, acquisition={"name": "qMFLogEI", "num_restarts": 1,
+                                                            "raw_samples": 32, "maxiter": 20})
+    camp = Campaign(cfg, run_dir=tmp_path / "run")
+    camp.run()
+    rows = [r for r in camp.store.rows() if r["role"] == "acquisition"]
+    assert len(rows) == 4 and sum(r["fidelity"] == 1 for r in rows) >= 3, [r["fidelity"] for r in rows]
     camp.close()
 
 
@@ -249,7 +268,7 @@ def test_acquisition_sees_the_updated_costs(tmp_path, monkeypatch):
         return real(name, model, problem, m, cfg, X_pending=X_pending, seed=seed)
 
     monkeypatch.setattr(A, "mf_acquisition", spy)
-    camp = Campaign(_cfg(tmp_path), run_dir=tmp_path / "run")
+    camp = Campaign(_cfg(tmp_path, budget={"calls": 9, "cost": 500.0}), run_dir=tmp_path / "run")
     t = camp.ask(6)
     Y = camp.oracle.evaluate(t.X[:3], 0).Y.tolist() + camp.oracle.evaluate(t.X[3:], 1).Y.tolist()
     camp.tell(t.X, Y, ids=t.ids, cost=[3.0] * 6)
