@@ -827,6 +827,22 @@ class Campaign:
                     f"results at every level before its first fit, so the acquisition could never start; "
                     f"use initial.fidelities = {list(range(L))}, model.bootstrap = 'mf_gp' (the default) or model 'mf_gp'")
         check_model_spec(c.model.name, c.model.options, o.dim, L)
+        if L > 1 and c.model.name not in BUILTIN and c.model.bootstrap not in ("none", c.model.name) \
+                and c.acquisition.name != "sobol":
+            # levels the campaign asks by itself: the initial design's, the target, and (for an
+            # acquisition that chooses levels by cost) the cheaper ones; a level above the target
+            # costs more than the target and is asked only if named in the initial design
+            asked = set(initial_levels(c, target)) | {target}
+            if c.acquisition.name in LEVEL_CHOOSING_ACQUISITIONS:
+                asked |= set(range(target))
+            unasked = sorted(set(range(L)) - asked)
+            if unasked:
+                warnings.warn(
+                    f"model.name = {c.model.name!r} is fitted once every level has {self._level_results_needed()} "
+                    f"results, and this campaign does not ask level(s) {unasked} (fidelity.target = {target}, "
+                    f"acquisition {c.acquisition.name!r}, initial design at {sorted(initial_levels(c, target))}): "
+                    f"unless their results are told, it runs on the bootstrap model {c.model.bootstrap!r}; add them "
+                    f"to initial.fidelities to fit {c.model.name!r}", BootstrapModelWarning, stacklevel=3)
         if L > 1 and c.model.name not in BUILTIN and c.model.bootstrap == "none" and c.acquisition.name != "sobol":
             need = self._level_results_needed()
             if c.initial.n < need:

@@ -562,6 +562,36 @@ def test_predict_gives_marginals_without_a_dense_covariance():
     assert grown_mb < 1000, grown_mb
 
 
+@pytest.mark.parametrize(("acq", "target", "initial", "unasked"), [
+    ("qLogNEI", None, None, "[0]"),  # asks the target level only
+    ("qMFLogEI", 0, None, "[1]"),  # never asks a level above its target
+    ("qMFLogEI", 0, [0, 1], None),  # ... unless the initial design does
+    ("qMFLogEI", None, None, None),  # the default: initial design below the target, the target by acquisition
+])
+def test_a_co_kriging_model_the_campaign_can_never_fit_is_said_before_it_runs(tmp_path, acq, target, initial,
+                                                                              unasked):
+    """model 'ar1' is fitted once every level has results; a campaign that asks only its target
+    (qLogNEI) or never a level above a lower target ran on the bootstrap model (mf_gp) from start
+    to end, with a warning only at its close. The campaign now says so when it is built."""
+    import warnings
+
+    from loops.engine import BootstrapModelWarning
+
+    cfg = parse_config({
+        "name": "never", "oracle": MF_ORACLE, "budget": {"calls": 6}, "model": {"name": "ar1"},
+        "acquisition": {"name": acq}, "executor": {"kind": "serial"}, "tracking": {"enabled": False},
+        **({"fidelity": {"target": target}} if target is not None else {}),
+        **({"initial": {"n": 3, "fidelities": initial}} if initial is not None else {})})
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        Campaign(cfg, run_dir=tmp_path / "run").close()
+    said = [str(w.message) for w in got if issubclass(w.category, BootstrapModelWarning)]
+    if unasked is None:
+        assert not said, said
+    else:
+        assert len(said) == 1 and f"does not ask level(s) {unasked}" in said[0] and "'mf_gp'" in said[0], said
+
+
 def test_a_campaign_that_ends_on_its_bootstrap_model_says_so(tmp_path):
     """model.name = 'ar1' needs 3 results at every level; a campaign whose top level never
     got them ends with the bootstrap model (mf_gp) as its surrogate and recommendation, and
