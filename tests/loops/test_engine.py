@@ -155,7 +155,8 @@ def test_co_kriging_bootstraps_on_mf_gp_until_every_level_has_results(tmp_path, 
     from loops.models import fit_model, winsorize_objective
     from surrogates.multifidelity import MultiFidelityModel
 
-    cfg = _config(tmp_path, oracle={"name": "loops.fakes:BraninMultiFidelity"}, budget={"calls": 40},
+    # a cost budget: the acquisition weighs the levels by their costs, so it reaches every level
+    cfg = _config(tmp_path, oracle={"name": "loops.fakes:BraninMultiFidelity"}, budget={"calls": 40, "cost": 1e4},
                   initial={"n": 3, "fidelities": [0]}, model={"name": name, "winsorize": winsorize},
                   acquisition={"name": "qMFLogEI", **FAST_ACQ}, executor={"kind": "serial"})
     camp = Campaign(cfg, run_dir=tmp_path / "run")
