@@ -40,7 +40,7 @@ def closing_lines(res) -> list[str]:
     if rec is not None:
         x = ", ".join(f"{n} = {v:.6g}" for n, v in zip(res.input_names, rec["x"], strict=False))
         pv, sd = rec.get("predicted_value"), rec.get("predicted_sd")
-        pred = "" if pv is None else f" (predicted {pv:.6g}" + (f" ± {sd:.3g} sd)" if sd is not None else ")")
+        pred = "" if pv is None else f" (predicted {pv:.6g}" + (f", sd {sd:.3g})" if sd is not None else ")")
         lines.append(f"recommendation: {x}{pred}")
     return lines
 

@@ -45,3 +45,19 @@ def test_our_warnings_are_one_line_on_stderr(capsys):
             warnings.warn("MLflow start at http://127.0.0.1:9 failed (ConnectionError)", TrackingWarning)
     err = capsys.readouterr().err
     assert err == "TrackingWarning: MLflow start at http://127.0.0.1:9 failed (ConnectionError)\n"
+
+
+def test_the_closing_lines_give_the_recommendation_with_its_standard_deviation():
+    """``scalebridge run`` and the experiment scripts end with the recommendation, its predicted
+    value and its posterior standard deviation (a user can tell a sure answer from a guess)."""
+    from types import SimpleNamespace
+
+    from loops.commands import closing_lines
+
+    st = SimpleNamespace(calls=12, failed=1, cost=12.0, best=0.5, metrics={})
+    rec = {"x": [0.25, 3.0], "predicted_value": 0.41, "predicted_sd": 0.0123, "fidelity": 0}
+    res = SimpleNamespace(state=st, stopped_by="CallsBudget", recommendation=rec, input_names=("a", "b"))
+    lines = closing_lines(res)
+    assert lines[0] == "stopped by CallsBudget: 12 calls (1 failed), cost 12, best observed 0.5"
+    assert lines[1] == "recommendation: a = 0.25, b = 3 (predicted 0.41, sd 0.0123)"
+    lines[1].encode("ascii")  # plain text for any terminal
