@@ -1036,8 +1036,9 @@ class Campaign:
         the maximizer is recommended only where its signed posterior mean less
         :data:`RECOMMEND_Z` posterior standard deviations (a one-sided 97.5 %
         bound; Huang et al.'s 2006 effective best solution, J. Global Optim. 34: 441,
-        takes one) beats the posterior mean at every observed design; else the best
-        observed design by posterior mean is. Where the maximizer is a guess (a
+        takes one) beats every observed value, and (with outcome constraints) where
+        each constraint output holds by that many of its standard deviations; else
+        the best observed design (by its observed values: feasible, and best) is. Where the maximizer is a guess (a
         posterior mean extrapolated into a corner, below the function's minimum,
         with a standard deviation of the same size), the best observation is the answer.
         """
@@ -1085,14 +1086,16 @@ class Campaign:
         exact = not p.multi_fidelity and not getattr(self.oracle, "noisy", False)
         # outcome constraints, a maximizer where the oracle failed (the model, fitted to
         # the successful points only, knows nothing of failures), or exact observations:
-        # the best predicted point among the box's maximizer (unless it failed) and the
-        # observed designs (at the target level) whose posterior means satisfy the constraints
-        X = self.data()[0]
+        # the best point among the box's maximizer (unless it failed) and the observed
+        # designs (at the target level) that satisfy the constraints: by posterior mean, or
+        # for exact observations as said below
+        X, Y, _ = self.data()
         if p.multi_fidelity:
-            X = X[X[:, -1] == p.target_fidelity]
+            at = X[:, -1] == p.target_fidelity
+            X, Y = X[at], Y[at]
             xb = torch.cat([xb, torch.full_like(xb[:, :1], float(p.target_fidelity))], -1)
         if not (p.constraints or failed_there or exact):
-            X = X[:0]
+            X, Y = X[:0], Y[:0]
         if failed_there and not len(X):
             raise ValueError("the posterior mean's maximizer at the target level is a design that failed there, "
                              "and no design has succeeded at the target level")
@@ -1102,12 +1105,22 @@ class Campaign:
             mean = post.mean.reshape(len(cands), -1)
             sd = post.variance.reshape(len(cands), -1).clamp_min(0).sqrt()
         feas = satisfies_constraints(p, mean) if p.constraints else torch.ones(len(cands), dtype=torch.bool)
+        merit = sgn * mean[:, j]
+        if exact:
+            # the observed designs by their observed values; the maximizer (row 0) by
+            # RECOMMEND_Z standard deviations: of its objective, and of each constraint output
+            k = 0 if failed_there else 1
+            merit[k:] = sgn * Y[:, j]
+            if p.constraints:
+                feas[k:] = satisfies_constraints(p, Y)
+            if not failed_there:
+                merit[0] = merit[0] - RECOMMEND_Z * sd[0, j]
+                if p.constraints:
+                    z = RECOMMEND_Z * sd[:1]
+                    feas[0] &= bool(satisfies_constraints(p, mean[:1] - z)[0] & satisfies_constraints(p, mean[:1] + z)[0])
         if not feas.any():
             raise ValueError("no candidate (the posterior mean's maximizer or an observed design) is predicted "
                              "to satisfy the constraints")
-        merit = sgn * mean[:, j]
-        if exact and not failed_there:  # row 0 is the maximizer, the others observed designs
-            merit[0] = merit[0] - RECOMMEND_Z * sd[0, j]
         score = torch.where(feas, merit, torch.full_like(mean[:, j], -math.inf))
         k = int(score.argmax())
         return cands[k, : p.d].tolist(), float(mean[k, j]), float(sd[k, j])

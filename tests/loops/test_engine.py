@@ -493,7 +493,9 @@ def test_the_recommendation_of_a_constrained_campaign_is_predicted_feasible(tmp_
     res = camp.run()
     x = torch.tensor(res.recommendation["x"], dtype=torch.float64)
     f, g = _two_outputs(x).tolist()
-    assert g >= 1.2 - 1e-3, (x, g)
+    # the oracle is deterministic: a point the model is not sure of (one on the active
+    # constraint) is not recommended, so the recommendation is feasible, not within a tolerance
+    assert g >= 1.2, (x, g)
     # and it is no worse than the best feasible observation by more than the model's error
     assert (f <= res.best.value + 1e-2) if minimize else (f >= res.best.value - 1e-2), (f, res.best.value)
     camp.close()
