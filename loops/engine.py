@@ -82,8 +82,8 @@ def _repeats_identical(oracle) -> bool:
 
 #: standard deviations by which the posterior mean's maximizer must beat the best observation of a
 #: deterministic single-fidelity oracle to be recommended (:meth:`Campaign.best`): a one-sided 97.5 % bound.
-#: With one (Huang et al.'s effective best solution), 12 Sobol points of Powell, Rosenbrock and Beale
-#: still recommended extrapolations 15 to 8000 times worse than the best observation
+#: One (Huang et al.'s effective best solution) admits extrapolations: on 12 Sobol points of Powell,
+#: Rosenbrock and Beale it recommends corners 15 to 8000 times worse than the best observation
 RECOMMEND_Z = 1.96
 
 #: failed points of a deterministic oracle the acquisition takes as in flight (the latest ones)
@@ -1615,8 +1615,8 @@ class Campaign:
 
         A budget of calls alone (no ``cost``, no ``wall_time``) counts every level's call
         as one: the levels then weigh alike, whatever ``cost_source`` says (weighed by
-        the oracle's costs, a 20-call campaign on a three-level problem had spent 19
-        calls below the target level, leaving it the one call kept for it).
+        the oracle's costs, such a campaign spends its calls below the target level,
+        where each is cheap in a cost nobody counts).
         """
         static = tuple(float(v) for v in self.problem.costs)
         b = self.config.budget

@@ -220,8 +220,8 @@ def check_interpolable(dataset: Dataset, L: int, scale: float | Sequence[float],
     number or one per level): no function interpolates them, and a model that tried would be sure
     of a value between them. Values closer than that (a solver's round-off) are one observation
     to the models. Inputs closer than :data:`SAME_INPUT` in the unit box (``span``: the box's
-    widths, ``d``; default 1) repeat one another: the models cannot tell them apart either (rows
-    1e-7 apart with values 9 apart had given predicted means of 4e5 for outputs of order 10)."""
+    widths, ``d``; default 1) repeat one another: the models cannot tell them apart either, and
+    fitted to both values they predict far outside the data's range."""
     from scipy.spatial import cKDTree
 
     yvar = dataset.Yvar
