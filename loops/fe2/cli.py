@@ -86,7 +86,9 @@ def main(args: argparse.Namespace) -> int:
     try:
         with library_notices_to_debug():
             run = run_fe2(cfg, progress=progress)
-    except (OracleError, ValueError, FileNotFoundError, TypeError) as e:
+    # RuntimeError: an executor that could not start (an unreachable Dask scheduler);
+    # OSError: an output directory that cannot be made (a file in its place, no permission)
+    except (OracleError, ValueError, TypeError, RuntimeError, OSError) as e:
         where = getattr(e, "fe2_run_dir", None)
         kept = ""
         if where is not None:

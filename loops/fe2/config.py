@@ -30,7 +30,6 @@ Example (see ``experiments/configs/fe2_plate_hole.toml``)::
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -281,6 +280,11 @@ class TrackingConfig(BaseModel):
     tracking_uri: str | None = None
 
 
+#: quantiles of a normal or lognormal random input at which its [material.rve] must be valid
+#: (1e-6 and 1 - 1e-6: no draw of a nested Monte Carlo run goes beyond them in practice)
+TAIL = 1e-6
+
+
 class RandomInputConfig(BaseModel):
     """An aleatory input: a number of ``[material.rve]`` drawn per macro realization."""
 
@@ -299,8 +303,14 @@ class RandomInputConfig(BaseModel):
         if self.distribution == "uniform":
             if self.low is None or self.high is None or not self.low < self.high:
                 raise ValueError(f"uniform input {self.name!r} needs low < high, got {self.low}, {self.high}")
-        elif self.mean is None or self.std is None:
-            raise ValueError(f"{self.distribution} input {self.name!r} needs mean and std")
+            unused = [k for k in ("mean", "std") if getattr(self, k) is not None]
+        else:
+            if self.mean is None or self.std is None:
+                raise ValueError(f"{self.distribution} input {self.name!r} needs mean and std")
+            unused = [k for k in ("low", "high") if getattr(self, k) is not None]
+        if unused:
+            raise ValueError(f"{self.distribution} input {self.name!r} does not use {unused}: "
+                             f"uniform takes low and high, normal and lognormal mean and std")
         return self
 
 
@@ -383,6 +393,16 @@ class FE2Config(BaseModel):
             raise ValueError("dirichlet component 2 (z) needs a 3D mesh")
         if k == 2 and self.load.reaction_component == 2:
             raise ValueError("load.reaction_component = 2 (z) needs a 3D mesh")
+        a = self.material.adaptive
+        if self.material.provider == "adaptive" and a is not None and a.target_rel_error is not None and not any(
+                d.boundary == self.load.reaction_boundary and d.component == self.load.reaction_component
+                for d in self.dirichlet):
+            raise ValueError(
+                f"material.adaptive.target_rel_error sets the tolerance from the reaction at load.reaction_boundary = "
+                f"{self.load.reaction_boundary!r} (component {self.load.reaction_component}), and no [[dirichlet]] "
+                f"prescribes that boundary's displacement in that component, so the material does not move that "
+                f"reaction; name a boundary with one (load.reaction_boundary, load.reaction_component) or give "
+                f"material.adaptive.tolerance")
         for i, d in enumerate(self.uncertainty.displacement if self.uncertainty else []):
             if len(d.point) != k or d.component >= k:
                 raise ValueError(
@@ -397,17 +417,27 @@ class FE2Config(BaseModel):
         if u is not None and u.random and self.material.rve is None:
             raise ValueError("uncertainty.random needs a [material.rve] table (the inputs are its numbers)")
         if u is not None and u.random:
-            from loops.uq.fe2 import rve_config_with
+            from loops.uq.fe2 import distributions, rve_config_with
 
-            # each input's path, and the ends of its range (uniform) or its centre, must give a
-            # valid [material.rve]: checked now, not after the deterministic solve
+            names = [r.name for r in u.random]
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(f"uncertainty.random names {twice} more than once (one distribution per input)")
+            # each input's path, and the ends of its range (uniform) or its 1e-6 and 1 - 1e-6
+            # quantiles (normal, lognormal: the draws reach them), must give a valid
+            # [material.rve]: checked now, not after the deterministic solve
+            dists = distributions(self)
             for r in u.random:
-                if r.distribution == "uniform":
-                    probes = [r.low, r.high]
-                else:
-                    probes = [r.mean if r.distribution == "normal" else math.exp(r.mean)]
-                for v in probes:
-                    rve_config_with(self, {r.name: v})
+                qs = (0.0, 1.0) if r.distribution == "uniform" else (TAIL, 1.0 - TAIL)
+                for q in qs:
+                    v = float(dists[r.name].ppf(q))
+                    try:
+                        rve_config_with(self, {r.name: v})
+                    except ValueError as e:
+                        if r.distribution == "uniform":
+                            raise
+                        raise ValueError(f"{e} (the {q:g} quantile of its {r.distribution} distribution, which its "
+                                         f"draws reach; a positive number wants a lognormal)") from None
         if u is not None and not u.random and self.material.provider not in ("surrogate", "adaptive"):
             raise ValueError(
                 "[uncertainty] without random inputs propagates the surrogate's posterior: "

@@ -53,6 +53,13 @@ def rve_with(cfg, values: dict[str, float]):
     return rve_config_with(cfg, values).build()
 
 
+def _index(key: str) -> int:
+    """A list index of a dotted path: digits only (``"-1"`` would name the last phase twice)."""
+    if not key.isdigit():
+        raise KeyError(key)
+    return int(key)
+
+
 def rve_config_with(cfg, values: dict[str, float]):
     """The validated ``[material.rve]`` config with the numbers at dotted paths replaced; a
     one-line ``ValueError`` for a path that is not a number there or a value it does not allow."""
@@ -66,8 +73,8 @@ def rve_config_with(cfg, values: dict[str, float]):
         keys = path.split(".")
         try:
             for key in keys[:-1]:
-                node = node[int(key)] if isinstance(node, list) else node[key]
-            last = int(keys[-1]) if isinstance(node, list) else keys[-1]
+                node = node[_index(key)] if isinstance(node, list) else node[key]
+            last = _index(keys[-1]) if isinstance(node, list) else keys[-1]
             if not isinstance(node[last], (int, float)):
                 raise KeyError(last)
             node[last] = float(value)

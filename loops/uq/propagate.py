@@ -358,7 +358,14 @@ def split_histogram(prop: Propagation, name: str, path, xlabel: str | None = Non
     inner_mean = np.nanmean(Qm, axis=1, keepdims=True)
     epi = (Qm - inner_mean + sp.mean)[ok]
     ale = inner_mean[:, 0][np.isfinite(inner_mean[:, 0])]
-    bins = np.histogram_bin_edges(np.concatenate([Qm[ok], epi, ale]), bins=30)
+    data = np.concatenate([Qm[ok], epi, ale])
+    lo, hi = float(data.min()), float(data.max())
+    scale = max(abs(lo), abs(hi), np.finfo(float).tiny)
+    if hi - lo > 1e-9 * scale:
+        bins = np.histogram_bin_edges(data, bins=30)
+    else:  # one value to round-off (a prescribed displacement): 30 bins around it
+        mid, half = 0.5 * (lo + hi), 1e-6 * scale
+        bins = np.linspace(mid - half, mid + half, 31)
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.hist(Qm[ok], bins=bins, density=True, alpha=0.35, color="0.4", label="total")
     ax.hist(

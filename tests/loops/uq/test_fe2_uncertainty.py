@@ -98,6 +98,40 @@ def test_config_errors_are_one_line(tmp_path):
     cfg = parse_config(_config(tmp_path, random=[{"name": "phases.1.E", "low": 1.0, "high": 2.0}]))
     with pytest.raises(ValueError, match="phases.7.E"):
         rve_with(cfg, {"phases.7.E": 1.5})
+    # a normal input is checked where its draws go, not at its centre only: normal(2, 1) for a
+    # modulus reaches E < 0 (it had been found after the deterministic solve, at E = -0.43)
+    with pytest.raises(ConfigError, match=r"phases.1.E = -2.7\d*: .*greater than 0 \(the 1e-06 quantile of its normal "
+                                          r"distribution.*lognormal"):
+        parse_config(_config(tmp_path, random=[{"name": "phases.1.E", "distribution": "normal", "mean": 2.0,
+                                                "std": 1.0}]))
+    parse_config(_config(tmp_path, random=[{"name": "phases.1.E", "distribution": "lognormal", "mean": 0.7,
+                                            "std": 1.0}]))
+    # one distribution per input, one spelling of a phase, and no settings a distribution ignores
+    twice = [{"name": "phases.1.E", "low": 5.0, "high": 15.0},
+             {"name": "phases.1.E", "distribution": "normal", "mean": 10.0, "std": 0.1}]
+    with pytest.raises(ConfigError, match=r"names \['phases.1.E'\] more than once"):
+        parse_config(_config(tmp_path, random=twice))
+    with pytest.raises(ConfigError, match=r"'phases.-1.E' is not a number of \[material.rve\]"):
+        parse_config(_config(tmp_path, random=[{"name": "phases.-1.E", "low": 5.0, "high": 15.0}]))
+    with pytest.raises(ConfigError, match=r"uniform input 'phases.1.E' does not use \['mean'\]"):
+        parse_config(_config(tmp_path, random=[{"name": "phases.1.E", "low": 5.0, "high": 15.0, "mean": 10.0}]))
+
+
+def test_a_target_rel_error_needs_a_reaction_the_material_moves(tmp_path):
+    """material.adaptive.target_rel_error derives the switch's tolerance from the reaction at
+    load.reaction_boundary; where no dirichlet condition holds that boundary in that component
+    (a traction-loaded edge) the reaction does not depend on the material, and the run had
+    trained the surrogate and then failed ('the reaction influence must be positive'). It is
+    refused when the config is read."""
+    data = _config(tmp_path)
+    data.pop("uncertainty", None)
+    data["material"]["provider"] = "adaptive"
+    data["material"]["adaptive"] = {"target_rel_error": 0.01}
+    parse_config(data)  # the default reaction boundary (right) is displacement-controlled here
+    data["load"] = {**data.get("load", {}), "reaction_boundary": "top"}
+    with pytest.raises(ConfigError, match=r"target_rel_error .* load.reaction_boundary = 'top' \(component 0\), and no "
+                                          r"\[\[dirichlet\]\] prescribes"):
+        parse_config(data)
 
 
 def test_displacement_qois_are_checked_against_the_mesh(tmp_path):

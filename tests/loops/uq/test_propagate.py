@@ -198,3 +198,18 @@ def test_propagation_in_3d_brackets_the_law():
     R = bar(LAW).solve(n_steps=1).final.reactions["right"][0]
     assert not prop.failures and s.epistemic > 0
     assert s.quantiles[0.025] < R < s.quantiles[0.975]
+
+
+@pytest.mark.parametrize("spread", [0.0, 3.7e-18])
+def test_the_histogram_of_a_quantity_without_spread_is_drawn(tmp_path, spread):
+    """A QoI that is one value to round-off (a displacement where it is prescribed: 0.02 with a
+    spread of 3.7e-18) has no finite-size bins over its range; its histogram is drawn around the
+    value (it had ended the FE2 run's uncertainty stage with numpy's 'Too many bins')."""
+    from types import SimpleNamespace
+
+    Q = 0.02 + spread * np.random.default_rng(0).standard_normal((3, 10))
+    split = SimpleNamespace(mean=float(Q.mean()), epistemic=0.0, aleatory=0.0, quantiles={0.025: 0.02, 0.975: 0.02},
+                            n_outer=3, n_inner=10)
+    prop = SimpleNamespace(Q={"ux": Q}, splits={"ux": split})
+    path = split_histogram(prop, "ux", tmp_path / "ux.png")
+    assert path.stat().st_size > 1000
