@@ -30,10 +30,19 @@ Example (see ``experiments/configs/fe2_plate_hole.toml``)::
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from loops.config import ConfigError, SBool, SFloat, SInt, read_toml  # noqa: F401  (ConfigError re-exported)
 from loops.oracle_settings import (
@@ -233,6 +242,16 @@ class AdaptiveConfig(BaseModel):
     kappa: SFloat = Field(2.0, gt=0)
     learn: SBool = True
     max_learn: SInt = Field(64, ge=1)
+
+    @field_validator("tolerance", mode="before")
+    @classmethod
+    def _inf_text(cls, v):
+        # "inf": how config.json (strict JSON, no Infinity) writes an infinite tolerance
+        return math.inf if isinstance(v, str) and v.strip().lower() in ("inf", "+inf", "infinity") else v
+
+    @field_serializer("tolerance")
+    def _inf_out(self, v):
+        return "inf" if v is not None and math.isinf(v) else v
 
     @model_validator(mode="after")
     def _one(self):

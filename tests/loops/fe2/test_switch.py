@@ -342,6 +342,7 @@ def test_tolerance_inf_from_a_config_and_a_bad_tolerance_named():
     a tolerance that is not a number is refused naming ``tolerance`` (it had been a bare
     ``could not convert string to float``)."""
     import copy
+    import json
     import tomllib
     from pathlib import Path
 
@@ -354,7 +355,12 @@ def test_tolerance_inf_from_a_config_and_a_bad_tolerance_named():
         d["material"]["adaptive"].pop("target_rel_error", None)
         d["material"]["adaptive"]["tolerance"] = tol
         if ok:
-            assert parse_config(d, "x.toml").material.adaptive.tolerance == tol
+            cfg = parse_config(d, "x.toml")
+            assert cfg.material.adaptive.tolerance == tol
+            # the run's config.json (strict JSON) reads back to the same config (inf had been
+            # written as null, and config.json then named neither tolerance nor target)
+            back = parse_config(json.loads(cfg.model_dump_json()), "config.json")
+            assert back.material.adaptive.tolerance == tol and back == cfg
         else:
             with pytest.raises(ConfigError, match="tolerance"):
                 parse_config(d, "x.toml")
