@@ -93,7 +93,10 @@ class Split:
 
     Attributes:
         mean, std: of all samples (pooled); ``mean_se`` its standard error.
-        epistemic, aleatory: the two variance terms; ``*_se`` their standard errors.
+        epistemic, aleatory: the two variance terms; ``*_se`` their standard errors. NaN where
+            the sample cannot estimate one: no outer draw with two inner values (epistemic,
+            and with it the aleatory term), or fewer than two outer draws with a value
+            (aleatory). Outer draws whose every run failed are left out of the estimates.
         quantiles: probability -> pooled sample quantile.
         n_outer, n_inner: sample counts; ``n_failed``: runs that gave no value.
     """
@@ -138,7 +141,8 @@ def _split_terms(Q: np.ndarray) -> tuple[float, float]:
     dev2 = np.where(ok[rows], (np.where(ok, Q, 0.0)[rows] - means[:, None]) ** 2, 0.0).sum(1)
     multi = nr >= 2
     s2 = dev2[multi] / (nr[multi] - 1)
-    VE = float(s2.mean()) if s2.size else 0.0
+    # no row with two values: the spread within a row, and with it the split, is not estimable
+    VE = float(s2.mean()) if s2.size else float("nan")
     if means.size < 2:
         return VE, 0.0
     within = np.where(multi, 0.0, VE)
@@ -165,18 +169,24 @@ def total_variance_split(
     if ok.sum() < 2:
         raise ValueError(f"need at least 2 finite values, got {int(ok.sum())}")
     pooled = Q[ok]
-    VE, VA = _split_terms(Q)
-    if n_out >= 2:
-        means = np.nanmean(Q, axis=1)
+    # an outer draw whose every run failed says nothing: the estimates use the others
+    live = ok.any(1)
+    Qv, k = Q[live], int(live.sum())
+    VE, VA = _split_terms(Qv)
+    if n_out >= 2 and k < 2:
+        VA = float("nan")  # one outer draw left: no spread between draws to estimate
+    if k >= 2:
+        okv = ok[live]
+        means = np.where(okv, Qv, 0.0).sum(1) / okv.sum(1)
         # the outer draws are the independent units: the pooled mean's error is their spread's
-        mean_se = float(np.nanstd(means, ddof=1) / math.sqrt(n_out))
-        jack = np.array([_split_terms(np.delete(Q, i, axis=0)) for i in range(n_out)])
-        se = np.sqrt((n_out - 1) / n_out * ((jack - jack.mean(0)) ** 2).sum(0))
-        if n_out == 2:
+        mean_se = float(np.std(means, ddof=1) / math.sqrt(k))
+        jack = np.array([_split_terms(np.delete(Qv, i, axis=0)) for i in range(k)])
+        se = np.sqrt((k - 1) / k * ((jack - jack.mean(0)) ** 2).sum(0))
+        if k == 2:
             # one row left out leaves no spread of row means to jackknife: the aleatory term's
-            # error is the normal-theory one of a sample variance s^2 of n_out = 2 values,
+            # error is the normal-theory one of a sample variance s^2 of 2 values,
             # Var(s^2) = 2 sigma^4 / (n - 1), estimated without bias by 2 s^4 / (n + 1)
-            se[1] = math.sqrt(2.0 / 3.0) * float(np.nanvar(means, ddof=1))
+            se[1] = math.sqrt(2.0 / 3.0) * float(np.var(means, ddof=1))
     else:
         # one outer draw: the epistemic term is a sample variance (normal-theory error)
         se = np.array([VE * math.sqrt(2.0 / max(n_in - 1, 1)), float("nan")])

@@ -69,6 +69,28 @@ def test_split_leaves_failed_runs_out():
         total_variance_split(np.ones(4))
 
 
+def test_a_split_the_sample_cannot_estimate_is_nan_and_a_failed_draw_is_left_out():
+    """One finite inner value per outer draw leaves the spread within a draw unknown: the two
+    terms are NaN (the epistemic term had been reported as 0 with a standard error of 0); their
+    sum is still the pooled variance's business. An outer draw whose every run failed is left
+    out: the mean's standard error is that of the other draws (it had divided by all of them,
+    with numpy's 'Mean of empty slice' warning)."""
+    import warnings
+
+    one = np.array([[1.0, np.nan], [2.0, np.nan], [4.0, np.nan]])
+    s = total_variance_split(one)
+    assert np.isnan(s.epistemic) and np.isnan(s.aleatory) and s.std == pytest.approx(np.std([1, 2, 4], ddof=1))
+    Q = np.array([[1.0, 2.0], [3.0, 5.0], [np.nan, np.nan]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        s = total_variance_split(Q)
+    means = np.array([1.5, 4.0])
+    assert s.mean_se == pytest.approx(np.std(means, ddof=1) / np.sqrt(2))
+    ref = total_variance_split(Q[:2])
+    assert (s.epistemic, s.aleatory) == pytest.approx((ref.epistemic, ref.aleatory))
+    assert s.n_outer == 3 and s.n_failed == 2
+
+
 def test_split_is_unbiased_when_many_inner_runs_failed():
     """Q_ij = theta_i + 3 e_ij (aleatory 1, epistemic 9) with 60 % of three of the four inner runs
     failed: the row means' within-row noise is removed with each row's own count (it had been
