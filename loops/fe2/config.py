@@ -62,6 +62,7 @@ class MeshConfig(BaseModel):
     model_config = _STRICT
     kind: Literal["plate_with_hole", "rectangle", "box", "file"] = "plate_with_hole"
     #: 2D: quad1, quad2, tri1, tri2; 3D (box or a 3D file): hex1, hex2, tet1, tet2
+    #: (default quad1; a mesh file: the linear element of its cells)
     element: Literal["quad1", "quad2", "tri1", "tri2", "hex1", "hex2", "tet1", "tet2"] = "quad1"
     intorder: SInt | None = Field(None, ge=1, le=10)
     # plate with a hole
@@ -110,6 +111,14 @@ class MeshConfig(BaseModel):
             )
         if self.kind == "file" and not self.path:
             raise ValueError("mesh.kind = 'file' needs mesh.path")
+        if self.kind == "file" and "element" not in self.model_fields_set:
+            # the file's own cell type (tri1 for triangles, tet1 for a 3D tet mesh, ...), not quad1
+            from loops.fe2.mesh import default_element, load_mesh
+
+            try:
+                self.element = default_element(load_mesh(self.path, boundaries=False))
+            except FileNotFoundError as e:
+                raise ValueError(str(e)) from None
         if (self.kind == "box") != (self.dim == 3) and self.kind != "file":
             raise ValueError(
                 f"mesh.element = {self.element!r} does not fit mesh.kind = {self.kind!r} "

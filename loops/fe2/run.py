@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -298,11 +299,24 @@ def json_text(obj) -> str:
     return json.dumps(clean(obj), indent=2, allow_nan=False, default=float)
 
 
+def _why(e: BaseException) -> str:
+    """What stopped a run, in words: the exception, or the signal that ended it (Ctrl-C, or
+    the ``SystemExit(128 + signal)`` of the CLI's SIGTERM handler)."""
+    if isinstance(e, KeyboardInterrupt):
+        return "stopped by SIGINT (Ctrl-C)"
+    if isinstance(e, SystemExit) and isinstance(e.code, int) and e.code > 128:
+        try:
+            return f"stopped by {signal.Signals(e.code - 128).name}"
+        except ValueError:
+            pass
+    return f"{type(e).__name__}: {e}"
+
+
 def _record_failure(out: Path, e: BaseException, converged_steps: int, wall_time, **extra) -> None:
     """``failed.json`` of a run that stopped (why, how far it got), and the run directory on the
     exception, for the message."""
     (out / "failed.json").write_text(json_text(
-        {"error": f"{type(e).__name__}: {e}", **extra, "converged_steps": converged_steps, "wall_time": wall_time}))
+        {"error": _why(e), **extra, "converged_steps": converged_steps, "wall_time": wall_time}))
     e.fe2_run_dir = out  # where the converged steps are
 
 

@@ -409,3 +409,33 @@ def test_switches_are_true_or_false(tmp_path, line, key):
         f"\n{line}\n" if line.startswith("[") else "")
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config(_write(tmp_path, text))
+
+
+@pytest.mark.parametrize("kind", ["tri", "tet"])
+def test_a_mesh_file_sets_its_own_element(tmp_path, kind):
+    """A mesh file without mesh.element takes the linear element of its cells: a triangle file
+    had been read as quad1 ('element quad1 needs a MeshQuad1'), and a tet file as a 2D mesh that
+    refused its own z condition. A file that is not there is a config error."""
+    import skfem
+
+    mesh = (skfem.MeshTri() if kind == "tri" else skfem.MeshTet()).refined(1)
+    path = tmp_path / f"{kind}.vtk"
+    mesh.save(str(path))
+    extra = "\n[[dirichlet]]\nboundary = \"back\"\ncomponent = 2\n" if kind == "tet" else ""
+    text = (BASE.replace('kind = "rectangle"\nwidth = 2.0\nheight = 1.0\nnx = 4\nny = 2',
+                         f'kind = "file"\npath = "{path}"') + extra)
+    cfg = load_config(_write(tmp_path, text))
+    assert cfg.mesh.element == f"{kind}1" and cfg.mesh.dim == (3 if kind == "tet" else 2)
+    with pytest.raises(ConfigError, match=r"mesh file .*nope.vtk does not exist"):
+        load_config(_write(tmp_path, text.replace(str(path), str(tmp_path / "nope.vtk")), name="nope.toml"))
+
+
+def test_a_stopped_run_records_the_signal_that_stopped_it():
+    """failed.json says what stopped a run: the CLI's SIGTERM handler raises SystemExit(143),
+    which had been recorded as 'SystemExit: 143'."""
+    from loops.fe2.run import _why
+
+    assert _why(SystemExit(143)) == "stopped by SIGTERM"
+    assert _why(KeyboardInterrupt()) == "stopped by SIGINT (Ctrl-C)"
+    assert _why(ValueError("det F must be positive")) == "ValueError: det F must be positive"
+    assert _why(SystemExit(1)) == "SystemExit: 1"
