@@ -58,6 +58,10 @@ from loops.oracle_settings import format_errors as _settings_errors
 _STRICT = ConfigDict(extra="forbid")
 
 
+#: most elements of a generated mesh (a rectangle's nx, ny <= 500; a box's divisions)
+MAX_ELEMENTS = 500 * 500
+
+
 class MeshConfig(BaseModel):
     model_config = _STRICT
     kind: Literal["plate_with_hole", "rectangle", "box", "file"] = "plate_with_hole"
@@ -127,6 +131,10 @@ class MeshConfig(BaseModel):
         if min(self.lengths) <= 0 or min(self.divisions) < 1:
             raise ValueError(f"mesh.lengths must be positive and mesh.divisions >= 1, got "
                              f"{list(self.lengths)}, {list(self.divisions)}")
+        n = self.divisions[0] * self.divisions[1] * self.divisions[2]
+        if n > MAX_ELEMENTS:
+            raise ValueError(f"mesh.divisions = {list(self.divisions)} makes {n} elements, more than {MAX_ELEMENTS} "
+                             f"(the rectangle's 500 x 500)")
         return self
 
 
@@ -421,6 +429,14 @@ class FE2Config(BaseModel):
             raise ValueError("dirichlet component 2 (z) needs a 3D mesh")
         if k == 2 and self.load.reaction_component == 2:
             raise ValueError("load.reaction_component = 2 (z) needs a 3D mesh")
+        # with every entry of H within h_max, each eigenvalue of F = I + H lies within
+        # k h_max of 1 (Gershgorin): det F > 0 over the whole training box iff k h_max < 1
+        s = self.material.surrogate
+        for where, h in (("material.surrogate.h_max", s.h_max if s is not None else None),
+                         ("uncertainty.h_max", self.uncertainty.h_max if self.uncertainty else None)):
+            if h is not None and k * h >= 1:
+                raise ValueError(f"{where} = {h:g} must be below 1/{k} = {1 / k:.4g} for a {k}D mesh: beyond it the "
+                                 f"training design in [-h_max, h_max]^{k * k} holds deformations F = I + H with det F <= 0")
         a = self.material.adaptive
         if self.material.provider == "adaptive" and a is not None and a.target_rel_error is not None and not any(
                 d.boundary == self.load.reaction_boundary and d.component == self.load.reaction_component

@@ -439,3 +439,43 @@ def test_a_stopped_run_records_the_signal_that_stopped_it():
     assert _why(KeyboardInterrupt()) == "stopped by SIGINT (Ctrl-C)"
     assert _why(ValueError("det F must be positive")) == "ValueError: det F must be positive"
     assert _why(SystemExit(1)) == "SystemExit: 1"
+
+
+@pytest.mark.parametrize(("edit", "msg"), [
+    (("h_max = 0.05", "h_max = 0.6"), r"material.surrogate.h_max = 0.6 must be below 1/2 = 0.5 for a 2D mesh"),
+    (("h_max = 0.05", "h_max = 0.49"), None),
+])
+def test_a_training_box_with_inverted_deformations_is_refused(tmp_path, edit, msg):
+    """With every entry of H within h_max, det(I + H) > 0 over the whole box exactly when
+    k h_max < 1 (Gershgorin); h_max = 0.9 had been accepted and failed in training with
+    'det F must be positive' without naming h_max. Just below 1/k, the box's corners are
+    checked: det stays positive at every vertex of [-h, h]^4."""
+    import itertools
+
+    text = BASE.replace('provider = "analytic"', 'provider = "surrogate"') + textwrap.dedent("""
+        [material.rve]
+        phases = [{E = 1.0, nu = 0.3}, {E = 10.0, nu = 0.3}]
+        microstructure = {kind = "inclusion", radius_fraction = 0.3}
+        grid = [9, 9]
+        [material.surrogate]
+        train_points = 8
+        h_max = 0.05
+        """)
+    text = text.replace(*edit)
+    if msg is None:
+        cfg = load_config(_write(tmp_path, text))
+        h = cfg.material.surrogate.h_max
+        dets = [np.linalg.det(np.eye(2) + h * np.array(v).reshape(2, 2)) for v in itertools.product((-1, 1), repeat=4)]
+        assert min(dets) > 0
+    else:
+        with pytest.raises(ConfigError, match=msg):
+            load_config(_write(tmp_path, text))
+
+
+def test_a_box_mesh_has_at_most_the_rectangles_element_count(tmp_path):
+    """mesh.divisions had no bound ([1000, 1000, 1000] was accepted, 1e9 hexes); nx and ny stop at 500."""
+    from loops.fe2.config import MeshConfig
+
+    with pytest.raises(ValueError, match=r"makes 1000000 elements, more than 250000"):
+        MeshConfig(kind="box", element="hex1", divisions=(100, 100, 100))
+    assert MeshConfig(kind="box", element="hex1", divisions=(100, 50, 50)).divisions == (100, 50, 50)
