@@ -430,7 +430,8 @@ class FE2Config(BaseModel):
         if k == 2 and self.load.reaction_component == 2:
             raise ValueError("load.reaction_component = 2 (z) needs a 3D mesh")
         # with every entry of H within h_max, each eigenvalue of F = I + H lies within
-        # k h_max of 1 (Gershgorin): det F > 0 over the whole training box iff k h_max < 1
+        # k h_max of 1 (Gershgorin), and H = -h_max (all entries) has the eigenvalue
+        # 1 - k h_max: det F > 0 over the whole training box iff k h_max < 1
         s = self.material.surrogate
         for where, h in (("material.surrogate.h_max", s.h_max if s is not None else None),
                          ("uncertainty.h_max", self.uncertainty.h_max if self.uncertainty else None)):
