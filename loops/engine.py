@@ -832,7 +832,8 @@ class Campaign:
             # levels the campaign asks by itself: the initial design's, the target, and (for an
             # acquisition that chooses levels by cost) the cheaper ones; a level above the target
             # costs more than the target and is asked only if named in the initial design
-            asked = set(initial_levels(c, target)) | {target}
+            first = sorted(initial_levels(c, target))
+            asked = set(first) | {target}
             if c.acquisition.name in LEVEL_CHOOSING_ACQUISITIONS:
                 asked |= set(range(target))
             unasked = sorted(set(range(L)) - asked)
@@ -840,7 +841,7 @@ class Campaign:
                 warnings.warn(
                     f"model.name = {c.model.name!r} is fitted once every level has {self._level_results_needed()} "
                     f"results, and this campaign does not ask level(s) {unasked} (fidelity.target = {target}, "
-                    f"acquisition {c.acquisition.name!r}, initial design at {sorted(initial_levels(c, target))}): "
+                    f"acquisition {c.acquisition.name!r}, initial design at {first}): "
                     f"unless their results are told, it runs on the bootstrap model {c.model.bootstrap!r}; add them "
                     f"to initial.fidelities to fit {c.model.name!r}", BootstrapModelWarning, stacklevel=3)
         if L > 1 and c.model.name not in BUILTIN and c.model.bootstrap == "none" and c.acquisition.name != "sobol":
@@ -1078,8 +1079,8 @@ class Campaign:
             warnings.simplefilter("ignore", OptimizationWarning)
             # a restart that stops early (L-BFGS-B "ABNORMAL") leaves the others: not the user's concern
             warnings.filterwarnings("ignore", message="Optimization failed", category=RuntimeWarning)
-            xb, val = optimize_acqf(acqf, bounds=p.bounds, q=1, num_restarts=4, raw_samples=256,
-                                    options={"maxiter": 200})
+            xb, _ = optimize_acqf(acqf, bounds=p.bounds, q=1, num_restarts=4, raw_samples=256,
+                                  options={"maxiter": 200})
         failed_there = self._failed_at(xb[0])
         # a deterministic oracle at one fidelity: its observations are exact, and the
         # maximizer must beat them by RECOMMEND_Z of its own standard deviations
@@ -1109,10 +1110,10 @@ class Campaign:
         if exact:
             # the observed designs by their observed values; the maximizer (row 0) by
             # RECOMMEND_Z standard deviations: of its objective, and of each constraint output
-            k = 0 if failed_there else 1
-            merit[k:] = sgn * Y[:, j]
+            obs = 0 if failed_there else 1  # the first observed row
+            merit[obs:] = sgn * Y[:, j]
             if p.constraints:
-                feas[k:] = satisfies_constraints(p, Y)
+                feas[obs:] = satisfies_constraints(p, Y)
             if not failed_there:
                 merit[0] = merit[0] - RECOMMEND_Z * sd[0, j]
                 if p.constraints:

@@ -240,7 +240,7 @@ def check_interpolable(dataset: Dataset, L: int, scale: float | Sequence[float],
         y = dataset.Y[:, 0]
         bad = pairs[(y[pairs[:, 0]] - y[pairs[:, 1]]).abs() > tol]
         if len(bad):
-            a, b = (int(i) for i in bad[torch.argsort(bad[:, 0] * dataset.n + bad[:, 1])[0]])
+            a, b = min(tuple(r) for r in bad.tolist())  # the first pair in row order
             gap = float((x[a] - x[b]).norm())
             where = "the same input" if gap == 0 else f"inputs {gap:.2g} apart in the unit box (one input to the models)"
             raise NoiseFreeConflict(
