@@ -646,16 +646,11 @@ def mf_log_ei(model: Model, problem: Problem, train_X: Tensor, m: int, q: int, c
     (:class:`MaxVariance` with ``target``: exact for a GP, given the pending
     points), with the level costs of :attr:`Problem.acquisition_costs`. A
     noise-free target observation removes all of that variance, so a lower
-    level is chosen when it explains more than its cost ratio of it, and only
-    when the variance it removes exceeds :data:`NEGLIGIBLE_VARIANCE` of the
-    objective's observed variance (where the model claims to know the target
-    at ``x`` that well, as a misspecified one does at the flat steps of a
-    voxelized RVE, only a target observation can correct it; this plays the
-    part of the sd thresholds that send MF-GP-UCB and BOCA to the top level).
+    level is chosen when it explains more than its cost ratio of it.
     ``x`` chosen by improvement and the level by information per cost is the
     structure of MF-GP-UCB and BOCA (Kandasamy et al., NeurIPS 2016 and ICML
-    2017) with expected improvement in place of the UCB. The level is chosen
-    among :attr:`Problem.choosable_levels`.
+    2017) with expected improvement in place of the UCB; the level rule is
+    parameter-free. The level is chosen among :attr:`Problem.choosable_levels`.
     For ``q > 1`` the points are chosen one at a time, each
     with the ones before it as pending (sequential greedy).
 
@@ -675,29 +670,11 @@ def mf_log_ei(model: Model, problem: Problem, train_X: Tensor, m: int, q: int, c
         acqf = _log_nei(model, problem, train_X, m, pending)
         x = _optimize_at_target(acqf, problem, 1, cfg)  # 1 x D at the target level
         gains = level_gains(model, x[0, :d], problem, m, noise, pending)
-        removed = gains * torch.tensor(problem.acquisition_costs, dtype=gains.dtype)
-        negligible = removed <= NEGLIGIBLE_VARIANCE * _objective_variance(problem, m)
-        negligible[problem.target_fidelity] = False
-        gains = torch.where(negligible, torch.zeros_like(gains), gains)
         allowed = torch.tensor(problem.choosable_levels)
         x[:, -1] = float(int(allowed[gains[allowed].argmax()]))
         out.append(x)
         pending = x if pending is None else torch.cat([pending, x], -2)
     return torch.cat(out, -2)
-
-
-#: qMFLogEI counts a lower level only if the target variance it removes at the
-#: design exceeds this fraction of the objective's observed variance: below it
-#: the model claims to know the target there to 1e-3 of the output's spread
-#: (100x MaxVariance's :data:`JITTER`), which only a target observation can test
-NEGLIGIBLE_VARIANCE = 1e-6
-
-
-def _objective_variance(problem: Problem, m: int) -> float:
-    """Observed variance of the objective outputs, summed (1 without data; :attr:`Problem.output_scale`)."""
-    if problem.output_scale is None:
-        return float(len(problem.objective_idx))
-    return float(problem.output_scale[problem.objective_idx].sum())
 
 
 def level_gains(model: Model, x: Tensor, problem: Problem, m: int, noise: Tensor | None = None,
