@@ -163,6 +163,8 @@ class LoadConfig(BaseModel):
     model_config = _STRICT
     n_steps: SInt = Field(5, ge=1, le=10000)
     max_iter: SInt = Field(20, ge=1, le=200)
+    #: Newton tolerance (free-dof residual norm relative to the force norm, MacroSolver.solve); the
+    #: [uncertainty] solves use it when it is set, else ``loops.uq.propagate.UQ_RTOL``
     rtol: SFloat = Field(1e-9, gt=0, lt=1)
     max_cutbacks: SInt = Field(8, ge=0, le=50)
     #: the reaction plotted and tracked (boundary, component)

@@ -23,6 +23,7 @@ from scipy.stats import qmc
 
 from loops.fe2.solver import MacroSolver
 from loops.uq.propagate import (
+    UQ_RTOL,
     Displacement,
     MaxStress,
     Reaction,
@@ -148,7 +149,9 @@ def run_uncertainty(
             thickness=solver.thickness,
         )
 
-    kw = {"n_steps": L.n_steps, "max_iter": L.max_iter, "max_cutbacks": L.max_cutbacks}
+    # load.rtol when the config sets it, else the propagation's own tolerance (UQ_RTOL)
+    rtol = L.rtol if "rtol" in L.model_fields_set else UQ_RTOL
+    kw = {"n_steps": L.n_steps, "max_iter": L.max_iter, "max_cutbacks": L.max_cutbacks, "rtol": rtol}
     info: dict[str, Any] = {}
     if u.random:
         dists = distributions(cfg)

@@ -256,6 +256,12 @@ def _qoi_values(qois: Mapping[str, QoI], solver, result) -> dict[str, float]:
     return {name: float(q(solver, result)) for name, q in qois.items()}
 
 
+#: Newton tolerance of the propagation's solves unless the caller sets one
+#: (a function sample is smooth to about 1e-10 of the stress, and 1e-7 of a
+#: QoI is far below any Monte Carlo error)
+UQ_RTOL = 1e-7
+
+
 def propagate(
     make_solver: Callable[[Any], MacroSolver],
     gp,
@@ -279,7 +285,7 @@ def propagate(
             posterior-mean run at each draw, thinned by farthest points).
         seed: the samplers of draw ``i`` use ``seed + i``.
         solve_kwargs: passed to :meth:`MacroSolver.solve` / ``solve_batch``
-            (default ``rtol`` 1e-7: a function sample is smooth to about
+            (default ``rtol`` :data:`UQ_RTOL`: a function sample is smooth to about
             1e-10 of the stress, see :class:`GPFunctionSamples`, and 1e-7 of
             a QoI is far below any Monte Carlo error).
 
@@ -287,7 +293,7 @@ def propagate(
     still fails is recorded in ``failures`` with its reason and its value is NaN.
     """
     t_start = time.perf_counter()
-    kw = {"rtol": 1e-7, **dict(solve_kwargs or {})}
+    kw = {"rtol": UQ_RTOL, **dict(solve_kwargs or {})}
     mean_law = GPPosteriorMean(gp)
     th = np.zeros((1, 0)) if theta is None else np.atleast_2d(np.asarray(theta, dtype=float))
     if th.shape[1] != mean_law.p:

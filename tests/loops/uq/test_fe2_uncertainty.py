@@ -185,3 +185,34 @@ def test_summaries_are_strict_json():
     text = json_text({"S1_se": float("nan"), "a": [1.0, float("inf")], "b": {"c": 2}})
     assert json.loads(text, parse_constant=lambda c: pytest.fail(c)) == {"S1_se": None, "a": [1.0, None],
                                                                           "b": {"c": 2}}
+
+
+@pytest.mark.parametrize("rtol", [None, 1e-5])
+def test_the_propagation_solves_at_the_configs_tolerance(tmp_path, monkeypatch, rtol):
+    """``load.rtol`` set in the config is the tolerance of every uncertainty solve (posterior-mean runs
+    and function-sample batches); unset, the propagation's own ``UQ_RTOL``."""
+    import loops.uq.fe2 as uq_fe2
+    from loops.fe2.run import run_fe2
+    from loops.fe2.solver import MacroSolver
+    from loops.uq.propagate import UQ_RTOL
+
+    seen: list[tuple[str, float]] = []
+    solve, batch, run_uq = MacroSolver.solve, MacroSolver.solve_batch, uq_fe2.run_uncertainty
+
+    def spy(kind, f):
+        def g(self, *a, **kw):
+            seen.append((kind, kw.get("rtol")))
+            return f(self, *a, **kw)
+        return g
+
+    def spied_run_uncertainty(*a, **kw):  # the deterministic run's solves are not spied on
+        monkeypatch.setattr(MacroSolver, "solve", spy("solve", solve))
+        monkeypatch.setattr(MacroSolver, "solve_batch", spy("batch", batch))
+        return run_uq(*a, **kw)
+
+    monkeypatch.setattr(uq_fe2, "run_uncertainty", spied_run_uncertainty)
+    cfg = _config(tmp_path, n_outer=2, n_inner=2, n_anchors=4)
+    cfg["load"] = {"n_steps": 1} if rtol is None else {"n_steps": 1, "rtol": rtol}
+    run_fe2(parse_config(cfg))
+    assert {k for k, _ in seen} == {"solve", "batch"}
+    assert {r for _, r in seen} == {UQ_RTOL if rtol is None else rtol}
