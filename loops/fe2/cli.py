@@ -94,7 +94,7 @@ def main(args: argparse.Namespace) -> int:
         if where is not None:
             steps = Path(where) / "steps.jsonl"
             kept = (f" (converged steps in {steps})" if steps.is_file()
-                    else f" (no step converged; config and failure in {where})")
+                    else f" (no load step completed; config and failure in {where})")
         print(f"fe2: {type(e).__name__}: {e}{kept}", file=sys.stderr)
         return 1
     finally:

@@ -380,13 +380,13 @@ def test_a_surrogate_of_another_dimension_is_refused_in_one_line(tmp_path, capsy
 
 
 def test_a_run_that_fails_at_its_first_step_says_no_step_converged(tmp_path, capsys):
-    """The message had pointed at a steps.jsonl that is not written when no step converged."""
+    """The message had pointed at a steps.jsonl that is not written when no load step completed (sub-increments of the first step may have converged)."""
     bad = _write(tmp_path, BASE.replace("value = 0.1", "value = -2.5").replace("n_steps = 2", "n_steps = 1"))
     assert scalebridge(["fe2", str(bad), "--quiet", "--no-mlflow", "--output-dir", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     (out,) = (tmp_path / "o").iterdir()
     assert not (out / "steps.jsonl").exists() and (out / "failed.json").exists()
-    assert f"no step converged; config and failure in {out}" in err and "steps.jsonl" not in err
+    assert f"no load step completed; config and failure in {out}" in err and "steps.jsonl" not in err
 
 
 @pytest.mark.parametrize("line", ["n_theta = 50", "divisions = [9, 9, 9]", 'path = "m.msh"'])
