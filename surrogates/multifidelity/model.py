@@ -309,6 +309,9 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
             raise ValueError("a multi-fidelity model needs training points at every level, got an empty Dataset")
         if dataset.m != 1:
             raise ValueError(f"multi-fidelity models take one output (Y n x 1), got Y with m = {dataset.m}")
+        if dataset.d == 0:
+            raise ValueError("a multi-fidelity model needs at least one input (Dataset.X n x d with d >= 1), "
+                             f"got X of shape {tuple(dataset.X.shape)}")
         if not torch.isfinite(dataset.Y).all() or not torch.isfinite(dataset.X).all():
             raise ValueError("Dataset.X and Dataset.Y must be finite for a multi-fidelity model, got NaN or inf")
         if dataset.observed is not None:
@@ -366,6 +369,11 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
             lo, hi = b[0], b[1]
         self._bounds_option = None if bounds is None else torch.as_tensor(bounds, dtype=DTYPE).tolist()
         span = hi - lo
+        if not torch.isfinite(span).all():
+            j = int((~torch.isfinite(span)).nonzero()[0])
+            raise ValueError(
+                f"input {j} spans [{float(lo[j])!r}, {float(hi[j])!r}] ({'bounds' if bounds is not None else 'the data'}), "
+                f"a width beyond double precision ({float(span[j])!r}); rescale that input to a finite width")
         span = torch.where(span > 0, span, torch.ones_like(span))
         self.register_buffer("x_lo", lo.clone())
         self.register_buffer("x_span", span.clone())
@@ -797,7 +805,8 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
 
     def predict(self, X: Tensor, fidelity: int | None = None) -> tuple[Tensor, Tensor]:
         """Marginal latent mean and variance (``n``, ``n``; output units) at
-        inputs ``X`` (``n x d``) at one ``fidelity`` (default: the highest)."""
+        inputs ``X`` (``n x d``) at one ``fidelity`` (default: the highest).
+        A fantasy model (``batch_shape`` not empty) gives ``batch_shape x n``."""
         X = torch.as_tensor(X, dtype=DTYPE)
         if X.dim() != 2 or X.shape[-1] != self.d:
             raise ValueError(f"predict takes n x d inputs with d = {self.d}, got shape {tuple(X.shape)}")
@@ -808,13 +817,15 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
         if f is None or isinstance(fidelity, bool) or not 0 <= f < self.num_fidelities:
             raise ValueError(f"fidelity must be an integer level in [0, {self.num_fidelities - 1}], got {fidelity!r}")
         Xf = torch.cat([X, torch.full_like(X[..., :1], float(f))], dim=-1)
+        nb = len(self.batch_shape)  # a fantasy model's batch: each point against all of it
         out_m, out_v = [], []
         with torch.no_grad():
             for chunk in Xf.split(256):
-                post = self.posterior(chunk.unsqueeze(-2))  # one-point batches: marginals only
-                out_m.append(post.mean.reshape(-1))
-                out_v.append(post.variance.reshape(-1))
-        return torch.cat(out_m), torch.cat(out_v)
+                # one-point batches: marginals only
+                post = self.posterior(chunk.reshape(chunk.shape[0], *([1] * nb), 1, chunk.shape[-1]))
+                out_m.append(post.mean.reshape(chunk.shape[0], *self.batch_shape).movedim(0, -1))
+                out_v.append(post.variance.reshape(chunk.shape[0], *self.batch_shape).movedim(0, -1))
+        return torch.cat(out_m, -1), torch.cat(out_v, -1)
 
     # -------------------------------------------------------------- cost
     def cost_model(self, costs: Sequence[float] | None = None) -> Model:

@@ -293,6 +293,9 @@ def test_bad_datasets_raise():
      ("bounds", [[1.0], [0.0]], r"bounds must be finite with lower < upper in every input, got \[\[1.0\], \[0.0\]\]"),
      ("bounds", [[0.0], [0.0]], r"lower < upper .* got \[\[0.0\], \[0.0\]\]"),
      ("bounds", "0,1", r"bounds must be 2 x 1 numbers .* got '0,1'"),
+     # finite ends whose width is not: scaled inputs of NaN (before: RuntimeError "the likelihood
+     # could not be evaluated at any starting point" from the fitter)
+     ("bounds", [[-1e308], [1e308]], r"input 0 spans \[-1e\+308, 1e\+308\] \(bounds\), a width beyond double"),
      ("num_fidelities", 2.7, r"num_fidelities must be an integer >= 2, got 2.7"),
      ("num_fidelities", 1, r"num_fidelities must be an integer >= 2, got 1"),
      ("costs", "12", r"costs must be 2 positive finite numbers .* got '12'"),
@@ -308,6 +311,22 @@ def test_a_setting_of_the_wrong_type_or_value_is_refused_by_name(cls, option, va
     ds = Dataset(X=X, Y=X.sin(), fidelity=torch.tensor([0, 0, 0, 1, 1, 1]))
     with pytest.raises(ValueError, match=message):
         cls(ds, **{option: value})
+
+
+@pytest.mark.parametrize("cls", [AR1CoKriging, RecursiveCoKriging, NARGP])
+def test_inputs_without_a_finite_box_are_refused_by_name(cls):
+    """Data whose range in an input is wider than a float64 (``-1e308`` to ``1e308``) and data
+    with no inputs (``d = 0``) are refused where the model is built, naming the input and its
+    range or the shape. Before: the first reached the fitter as NaN scaled inputs ("the
+    likelihood could not be evaluated at any starting point"), the second a bare "math domain
+    error" from the lengthscale prior's ``log(d)``."""
+    Y = torch.tensor([1.0, 2.0, 3.0, 4.0, 1.1, 2.1, 3.3], dtype=DTYPE)
+    fid = torch.tensor([0, 0, 0, 0, 1, 1, 1])
+    X = torch.tensor([[-1e308], [1e308], [0.0], [0.5], [-1e308], [1e308], [3.0]], dtype=DTYPE)
+    with pytest.raises(ValueError, match=r"input 0 spans \[-1e\+308, 1e\+308\] \(the data\), a width beyond double"):
+        cls(Dataset(X=X, Y=Y, fidelity=fid))
+    with pytest.raises(ValueError, match=r"needs at least one input .* got X of shape \(7, 0\)"):
+        cls(Dataset(X=torch.zeros(7, 0, dtype=DTYPE), Y=Y, fidelity=fid))
 
 
 # ------------------------------------------------------------ three levels

@@ -102,6 +102,32 @@ def test_fantasy_model_equals_a_refit_on_the_augmented_data(fitted, cls, noise):
 
 
 @pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
+def test_predict_of_a_fantasy_model_gives_each_batch_element(fitted, cls):
+    """``predict`` of a fantasy model (batch ``fantasy_batch x batch``) returns ``batch_shape x n``
+    marginals, element ``[f, b]`` those of a refit on the data plus that element's rows. Before:
+    each point was paired with one batch element (n points against a batch of n: ``n`` values,
+    silently mixed) or a RuntimeError from inside the kriging solve (any other n)."""
+    model = fitted[cls.__name__, "infer"]
+    g = torch.Generator().manual_seed(5)
+    X = _with_level(torch.rand(2, 1, 2, generator=g, dtype=DTYPE), 1.0)
+    Y = 0.5 * torch.randn(3, 2, 1, 1, generator=g, dtype=DTYPE)
+    fm = model.condition_on_observations(X, Y)
+    assert fm.batch_shape == torch.Size([3, 2])
+    for n in (3, 2, 0):  # 2: as many points as the batch's last dimension
+        xt = torch.rand(n, 2, generator=g, dtype=DTYPE)
+        for level in (0, 1):
+            mean, var = fm.predict(xt, fidelity=level)
+            assert mean.shape == var.shape == (3, 2, n)
+            for f in range(3):
+                for b in range(2):
+                    rm, rv = _refit(model, X[b], Y[f, b], None).predict(xt, fidelity=level)
+                    torch.testing.assert_close(mean[f, b], rm, rtol=0, atol=1e-8)
+                    torch.testing.assert_close(var[f, b], rv, rtol=0, atol=1e-8)
+    # a base model's predict keeps its n values
+    assert model.predict(torch.rand(3, 2, dtype=DTYPE))[0].shape == (3,)
+
+
+@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
 def test_variance_drops_where_a_fantasy_is_observed(fitted, cls):
     model = fitted[cls.__name__, "infer"]
     x0 = _with_level(torch.tensor([[0.37, 0.61]], dtype=DTYPE), 1.0)
