@@ -414,8 +414,9 @@ class BestPoint:
         out = f"BestPoint(value={self.value if self.value is None else f'{self.value:.6g}'}, x={xs}"
         if self.predicted_x is not None:
             px = "[" + ", ".join(f"{v:.4g}" for v in self.predicted_x) + "]"
-            out += f", predicted_value={self.predicted_value:.6g}, predicted_sd={self.predicted_sd:.3g}, " \
-                   f"predicted_x={px}"
+            pv = "None" if self.predicted_value is None else f"{self.predicted_value:.6g}"
+            sd = "None" if self.predicted_sd is None else f"{self.predicted_sd:.3g}"
+            out += f", predicted_value={pv}, predicted_sd={sd}, predicted_x={px}"
         return out + ")"
 
 
@@ -838,8 +839,16 @@ class Campaign:
                 asked |= set(range(target))
             unasked = sorted(set(range(L)) - asked)
             if unasked:
+                # a resumed campaign: a level already told its results is no longer missing
+                need = self._level_results_needed()
+                have = [0] * L
+                for r in self.store.rows():
+                    if r["status"] == "done" and r["role"] != "validation" and 0 <= r["fidelity"] < L:
+                        have[r["fidelity"]] += 1
+                unasked = [k for k in unasked if have[k] < need]
+            if unasked:
                 warnings.warn(
-                    f"model.name = {c.model.name!r} is fitted once every level has {self._level_results_needed()} "
+                    f"model.name = {c.model.name!r} is fitted once every level has {need} "
                     f"results, and this campaign does not ask level(s) {unasked} (fidelity.target = {target}, "
                     f"acquisition {c.acquisition.name!r}, initial design at {first}): "
                     f"unless their results are told, it runs on the bootstrap model {c.model.bootstrap!r}; add them "
@@ -1033,8 +1042,9 @@ class Campaign:
         posterior mean of the designs observed there (none, with a warning, when
         no design has succeeded there). None in learn mode.
 
-        With a deterministic oracle at one fidelity the observed values are exact,
-        the maximizer is recommended only where its signed posterior mean less
+        With a deterministic oracle at one fidelity the observed values are exact
+        (unless results were told with a variance above 0), and the maximizer is
+        recommended only where its signed posterior mean less
         :data:`RECOMMEND_Z` posterior standard deviations (a one-sided 97.5 %
         bound; Huang et al.'s 2006 effective best solution, J. Global Optim. 34: 441,
         takes one) beats every observed value, and (with outcome constraints) where
@@ -1083,8 +1093,12 @@ class Campaign:
                                   options={"maxiter": 200})
         failed_there = self._failed_at(xb[0])
         # a deterministic oracle at one fidelity: its observations are exact, and the
-        # maximizer must beat them by RECOMMEND_Z of its own standard deviations
-        exact = not p.multi_fidelity and not getattr(self.oracle, "noisy", False)
+        # maximizer must beat them by RECOMMEND_Z of its own standard deviations; results
+        # told with a variance above 0 (of the objective or a constraint output) are not exact
+        _, _, Yvar = self.data()
+        cols = [j] + [c for c, _, _ in p.constraints]
+        told_noisy = Yvar is not None and bool((Yvar[:, cols] > 0).any())
+        exact = not p.multi_fidelity and not getattr(self.oracle, "noisy", False) and not told_noisy
         # outcome constraints, a maximizer where the oracle failed (the model, fitted to
         # the successful points only, knows nothing of failures), or exact observations:
         # the best point among the box's maximizer (unless it failed) and the observed

@@ -51,26 +51,70 @@ def botorch_problem(name: str, dim: int | None = None):
     must be asked for its own, or for none.
 
     Raises:
-        InvalidInput: unknown name, a problem that needs ``dim`` without one, or a ``dim``
-            the problem does not take.
+        InvalidInput: unknown name, a ``dim`` that is not a positive integer, a problem that
+            needs ``dim`` without one, a ``dim`` the problem does not take, a problem with
+            discrete or categorical inputs (Labs, AckleyMixed: their values and optimum are
+            those of the discrete points only), or one whose formula leaves an input out at
+            that ``dim`` (Powell's inputs come in groups of 4, Rosenbrock's in pairs).
     """
     cls = getattr(botorch_synthetic, name, None)
     if not (isinstance(cls, type) and issubclass(cls, botorch_synthetic.SyntheticTestFunction)):
         raise InvalidInput(f"unknown BoTorch test problem {name!r}; expected a class of botorch.test_functions.synthetic")
+    if dim is not None:
+        ok = isinstance(dim, int | float | np.integer | np.floating) and not isinstance(dim, bool | np.bool_) \
+            and math.isfinite(dim) and float(dim).is_integer() and dim >= 1
+        if not ok:
+            raise InvalidInput(f"dim must be a positive integer, got {dim!r}")
+        dim = int(dim)
     param = inspect.signature(cls.__init__).parameters.get("dim")
     if param is None:
         p = cls(dtype=DTYPE)
         if dim is not None and p.dim != dim:
             raise InvalidInput(f"{name} has dimension {p.dim}, got dim={dim}")
-        return p
-    if dim is None:
-        if param.default is inspect.Parameter.empty:
-            raise InvalidInput(f"{name} needs its dimension: give dim (a positive integer)")
-        return cls(dtype=DTYPE)
-    try:
-        return cls(dim=int(dim), dtype=DTYPE)
-    except (TypeError, ValueError) as e:
-        raise InvalidInput(f"{name} does not take dim={dim}: {e}") from None
+    elif dim is None and param.default is inspect.Parameter.empty:
+        raise InvalidInput(f"{name} needs its dimension: give dim (a positive integer)")
+    else:
+        try:
+            p = cls(dtype=DTYPE) if dim is None else cls(dim=dim, dtype=DTYPE)
+        except (TypeError, ValueError) as e:
+            raise InvalidInput(f"{name} does not take dim={dim}: {e}") from None
+    discrete = list(getattr(p, "discrete_inds", None) or []) + list(getattr(p, "categorical_inds", None) or [])
+    if discrete:
+        raise InvalidInput(f"{name} (dim {p.dim}) has {len(discrete)} discrete or categorical input(s): its values "
+                           f"between their levels and its optimal value are not those of a continuous problem; "
+                           f"expected a problem with continuous inputs only")
+    _check_every_input_counts(p, name)
+    return p
+
+
+def _check_every_input_counts(problem, name: str, n: int = 16) -> None:
+    """Refuse a problem whose outputs (objective and slacks) do not change with some input
+    at ``n`` Sobol points (BoTorch's Powell sums over groups of 4 inputs and drops the rest;
+    Rosenbrock in one input is 0 everywhere)."""
+    from scipy.stats import qmc
+
+    d = problem.dim
+    lo, hi = problem.bounds.numpy()
+    X = torch.as_tensor(qmc.scale(qmc.Sobol(d, seed=0).random(n), lo, hi), dtype=DTYPE)
+    X2 = torch.as_tensor(qmc.scale(qmc.Sobol(d, seed=1).random(n), lo, hi), dtype=DTYPE)
+
+    def outputs(Z):
+        y = problem._evaluate_true(Z).reshape(n, -1)
+        if isinstance(problem, ConstrainedBaseTestProblem):
+            y = torch.cat([y, problem._evaluate_slack_true(Z).reshape(n, -1)], -1)
+        return y
+
+    with torch.no_grad():
+        Y = outputs(X)
+        idle = []
+        for j in range(d):
+            Z = X.clone()
+            Z[:, j] = X2[:, j]
+            if bool((outputs(Z) == Y).all()):
+                idle.append(j + 1)
+    if idle:
+        raise InvalidInput(f"{name} in {d} inputs does not depend on input(s) {['x' + str(j) for j in idle]} "
+                           f"(BoTorch's formula leaves them out at dim={d}); expected a dim where every input counts")
 
 
 def _minimizers(problem) -> Tensor:
@@ -146,7 +190,8 @@ class ShiftedTestFunction(SyntheticOracle):
             (``"Ackley"``, ``"Hartmann"``, ``"ConstrainedGramacy"``, ...).
         dim: input dimension for problems that take one (default BoTorch's).
         shift: ``d`` fractions of the bound widths to translate the bounds by
-            (:func:`draw_shift`); default no shift.
+            (:func:`draw_shift`); default no shift. A shifted box must hold one of
+            BoTorch's known minimizers (else its optimal value is not reached there).
         noise_std: sd of Gaussian noise added to the objective ``y`` (not to
             the slacks), in the objective's units.
         seed: seed of the noise stream.
@@ -181,6 +226,11 @@ class ShiftedTestFunction(SyntheticOracle):
         super().__init__(noise_std=noise_std, seed=seed)
         if any(v != 0.0 for v in shift):
             _minimizers(self.problem)  # a known optimum: a shifted box must keep it global
+            if not len(self.optimizers):
+                raise InvalidInput(
+                    f"shift {list(self.shift)} moves the box of {problem} (dim {d}) off every known minimizer "
+                    f"({_minimizers(self.problem).tolist()}): its optimal value {self.optimal_value:.6g} is not "
+                    f"reached in the box; expected a shift that keeps one inside (draw_shift)")
             _check_optimum_is_global(self)
 
     @property

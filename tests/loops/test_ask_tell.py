@@ -842,6 +842,39 @@ def test_a_deterministic_campaign_recommends_an_unobserved_point_only_where_its_
     camp.close()
 
 
+def test_results_told_with_a_variance_are_not_taken_as_exact(tmp_path):
+    """A deterministic oracle's campaign told measured results with a variance (sd 0.05 on a
+    quadratic with its minimum 0 at x = 0.37): the observations are not exact, so the best of
+    them is not the answer by itself. The lucky observation (x = 0.1, observed -0.08, true
+    0.0729) had been recommended; the posterior mean's maximizer lies near 0.37, where the true
+    value is below 0.02."""
+    quad = lambda x: (x[..., 0] - 0.37) ** 2  # noqa: E731
+    oracle = FunctionOracle(lambda x: quad(torch.as_tensor(x, dtype=torch.float64)).reshape(1), [[0.0], [1.0]])
+    cfg = parse_config({"name": "rec", "oracle": oracle, "budget": {"calls": 50}, "executor": {"kind": "serial"},
+                        "tracking": {"enabled": False}, "run_dir": str(tmp_path / "runs")})
+    camp = Campaign(cfg, run_dir=tmp_path / "run")
+    X = torch.linspace(0, 1, 11, dtype=torch.float64).reshape(-1, 1)
+    noise = torch.tensor([0.05, -0.05] * 5 + [0.05], dtype=torch.float64)
+    noise[1] = -0.08 - float(quad(X[1]))  # the lucky one: observed -0.08 at x = 0.1
+    camp.tell(X, (quad(X) + noise).reshape(-1, 1), Yvar=torch.full((11, 1), 0.0025, dtype=torch.float64))
+    camp.update_model()
+    best = camp.best()
+    assert best.x == [pytest.approx(0.1)] and best.value == pytest.approx(-0.08)  # the best observation
+    assert float(quad(torch.tensor(best.predicted_x))) < 0.02, best  # not it: the model's answer
+    camp.close()
+
+
+def test_a_best_point_without_a_standard_deviation_prints():
+    """BestPoint's predicted_sd defaults to None; the repr of one built with a predicted point and
+    no sd had raised TypeError (None formatted with :.3g)."""
+    from loops.engine import BestPoint
+
+    b = BestPoint([1.0], 2.0, 3, predicted_x=[1.5], predicted_value=1.25)
+    assert repr(b) == "BestPoint(value=2, x=[1], predicted_value=1.25, predicted_sd=None, predicted_x=[1.5])"
+    b.predicted_sd = 0.5
+    assert repr(b) == "BestPoint(value=2, x=[1], predicted_value=1.25, predicted_sd=0.5, predicted_x=[1.5])"
+
+
 def test_replicates_of_a_new_point_told_in_one_call_are_each_recorded(tmp_path):
     """Two noisy replicates of a point never asked, told together without ids, are two rows
     with their own values (the second had been matched to the first's new row and lost)."""

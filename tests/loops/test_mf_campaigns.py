@@ -592,6 +592,41 @@ def test_a_co_kriging_model_the_campaign_can_never_fit_is_said_before_it_runs(tm
         assert len(said) == 1 and f"does not ask level(s) {unasked}" in said[0] and "'mf_gp'" in said[0], said
 
 
+def test_a_resumed_campaign_whose_unasked_level_was_told_says_no_bootstrap_warning(tmp_path):
+    """A qLogNEI campaign with model 'ar1' never asks level 0 and says so when built; a driver
+    that told 4 results at level 0 (and 3 at the top) gets AR1 fitted. Resuming it had warned
+    again that the campaign 'runs on the bootstrap model', with level 0 already holding 4 of
+    the 3 results it needs."""
+    import warnings
+
+    from loops.engine import BootstrapModelWarning
+
+    cfg = parse_config({
+        "name": "told", "oracle": MF_ORACLE, "budget": {"calls": 12}, "model": {"name": "ar1"},
+        "acquisition": {"name": "qLogNEI", "num_restarts": 1, "raw_samples": 32, "maxiter": 20},
+        "executor": {"kind": "serial"}, "tracking": {"enabled": False}, "run_dir": str(tmp_path / "runs")})
+
+    def said(fn):
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("always")
+            out = fn()
+        return out, [str(w.message) for w in got if issubclass(w.category, BootstrapModelWarning)]
+
+    camp, first = said(lambda: Campaign(cfg, run_dir=tmp_path / "run"))
+    assert len(first) == 1 and "does not ask level(s) [0]" in first[0]
+    o = camp.oracle
+    X = sobol_points(o.bounds, 4, seed=3)
+    camp.tell(X, o.evaluate(X, 0).Y, fidelity=0)
+    t = camp.ask(3)
+    camp.tell(t.X, o.evaluate(t.X, 1).Y, ids=t.ids)
+    camp.update_model()
+    assert type(camp.model).__name__ == "AR1CoKriging"
+    camp.close()
+    again, later = said(lambda: Campaign.resume(tmp_path / "run"))
+    assert later == []
+    again.close()
+
+
 def test_a_campaign_that_ends_on_its_bootstrap_model_says_so(tmp_path):
     """model.name = 'ar1' needs 3 results at every level; a campaign whose top level never
     got them ends with the bootstrap model (mf_gp) as its surrogate and recommendation, and
