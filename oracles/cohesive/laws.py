@@ -491,7 +491,7 @@ def make_law(
     if law not in LAWS:
         raise InvalidInput(f"law must be one of {sorted(LAWS)}, got {law!r}")
     if law == "bilinear":
-        if Gamma_t is not None and float(Gamma_t) != float(Gamma_n):
+        if Gamma_t is not None and _number("Gamma_t", Gamma_t) != _number("Gamma_n", Gamma_n):
             raise InvalidInput(
                 f"the bilinear law has a single Gamma for all modes; got Gamma_t={Gamma_t} != Gamma_n={Gamma_n}"
             )

@@ -40,6 +40,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from oracles.exceptions import InvalidInput
 from surrogates.neural.icnn import ConvexMLP
 from surrogates.neural.invariants import InvariantSet
 from surrogates.neural.networks import NetworkLayers, ScalarMLP, network_derivatives
@@ -210,10 +211,27 @@ class InvariantEnergy(nn.Module):
         """Energy ``n``, stress ``n x k x k`` (order >= 1), tangent ``n x k x k x k x k`` (order 2).
 
         Args:
-            F: ``n x k x k`` deformation gradients (``det F > 0``).
+            F: ``n x k x k`` deformation gradients (``det F > 0``; another
+                floating dtype is cast to the weights' dtype).
             order: 0 energy only, 1 with ``P = dW/dF``, 2 also ``dP/dF``.
+
+        Raises:
+            InvalidInput: ``F`` not ``n x k x k`` for this model's ``k``, or a
+                point with ``det F <= 0`` or non-finite entries.
         """
+        k = self.dim
+        if not torch.is_tensor(F) or F.dim() != 3 or F.shape[1:] != (k, k):
+            shape = tuple(F.shape) if torch.is_tensor(F) else type(F).__name__
+            raise InvalidInput(f"F must be an n x {k} x {k} tensor for this dim={k} model, got {shape}")
+        if F.is_complex() or not F.is_floating_point():
+            raise InvalidInput(f"F must be a real floating-point tensor, got dtype {F.dtype}")
+        F = F.to(self.I0.dtype)
         inv = self.invariants.derivatives(F.permute(1, 2, 0), order=min(order, 1))
+        # det F comes with the invariants: NaN and inf entries of F make it non-finite too
+        bad = ~(inv.J > 0) | ~torch.isfinite(inv.J)
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0])
+            raise InvalidInput(f"F must be finite with det F > 0, got det F = {inv.J[i].item():.6g} at point {i}")
         e = self.energy_derivatives(inv.I, order=order)
         if order == 0:
             return e.W, None, None

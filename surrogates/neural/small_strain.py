@@ -202,6 +202,7 @@ class SmallStrainEnsemble(NeuralEnsembleModel):
 
     def member_predictions(self, X: Tensor) -> Tensor:
         d = self._config["dim"]
+        check_finite("X", X)  # a NaN strain had given NaN stresses silently
         eps = voigt_to_tensor(X.reshape(-1, X.shape[-1]), d)
         out = [tensor_to_voigt(m(eps, order=1)[1], d).reshape(*X.shape[:-1], -1)
                for m in self.members]
