@@ -85,6 +85,8 @@ class HSBounds(NamedTuple):
 
 # ----------------------------------------------------------------- helpers
 def _t(x, name: str) -> Tensor:
+    if isinstance(x, (bool, str, bytes)):
+        raise InvalidInput(f"{name} must be numeric, got {x!r}")
     try:
         t = torch.as_tensor(x, dtype=DTYPE)
     except (TypeError, ValueError) as e:
@@ -98,6 +100,20 @@ def _check_dim(dim: int) -> int:
     if dim not in (2, 3):
         raise InvalidInput(f"dim must be 2 or 3, got {dim!r}")
     return dim
+
+
+def _broadcast(**named: Tensor) -> list[Tensor]:
+    try:
+        return list(torch.broadcast_tensors(*named.values()))
+    except RuntimeError:
+        shapes = ", ".join(f"{n} {tuple(t.shape)}" for n, t in named.items())
+        raise InvalidInput(f"shapes do not broadcast: {shapes}") from None
+
+
+def _nonnegative(t: Tensor, name: str) -> Tensor:
+    if (t < 0).any():
+        raise InvalidInput(f"{name} must be nonnegative, got {t.tolist()}")
+    return t
 
 
 def _positive(t: Tensor, name: str) -> Tensor:
@@ -126,7 +142,8 @@ def _fractions(fractions, p: int | None = None) -> Tensor:
 
 def plane_strain_bulk(K, G) -> Tensor:
     """Plane-strain (area) bulk modulus ``k = K + G/3`` of a 3D-isotropic phase."""
-    return _t(K, "K") + _t(G, "G") / 3.0
+    K, G = _nonnegative(_t(K, "K"), "K"), _nonnegative(_t(G, "G"), "G")
+    return K + G / 3.0
 
 
 def _bulk(K: Tensor, G: Tensor, dim: int) -> Tensor:
@@ -163,7 +180,7 @@ def isotropic_stiffness(K, G, dim: int = 3) -> Tensor:
         ``... x 6 x 6`` or ``... x 3 x 3`` Mandel matrix.
     """
     _check_dim(dim)
-    K, G = torch.broadcast_tensors(_t(K, "K"), _t(G, "G"))
+    K, G = _broadcast(K=_nonnegative(_t(K, "K"), "K"), G=_nonnegative(_t(G, "G"), "G"))
     lam = K - 2.0 * G / 3.0
     n, ns = (3, 3) if dim == 3 else (2, 1)
     C = torch.zeros(*K.shape, n + ns, n + ns, dtype=DTYPE)
@@ -214,7 +231,19 @@ def _check_tensors(C_phases, fractions) -> tuple[Tensor, Tensor]:
             f"C_phases must be ... x p x 6 x 6 (3D) or ... x p x 3 x 3 (2D) Mandel matrices, "
             f"got shape {tuple(C.shape)}"
         )
+    asym = (C - C.transpose(-1, -2)).abs().amax()
+    if asym > 1e-10 * C.abs().amax():
+        raise InvalidInput(
+            f"C_phases must be symmetric Mandel matrices (major symmetry of a stiffness), "
+            f"got max |C - C^T| = {asym.item():.3g}"
+        )
     f = _fractions(fractions, C.shape[-3])
+    try:
+        torch.broadcast_shapes(f.shape[:-1], C.shape[:-3])
+    except RuntimeError:
+        raise InvalidInput(
+            f"batch shapes do not broadcast: fractions {tuple(f.shape)}, C_phases {tuple(C.shape)}"
+        ) from None
     return C, f
 
 
@@ -253,11 +282,11 @@ def reuss_bound(C_phases, fractions) -> Tensor:
 
 def _check_moduli(K, G, fractions):
     K, G = _positive(_t(K, "K"), "K"), _positive(_t(G, "G"), "G")
-    K, G = torch.broadcast_tensors(K, G)
+    K, G = _broadcast(K=K, G=G)
     if K.dim() == 0:
         raise InvalidInput("K and G must hold one modulus per phase (last dimension p)")
     f = _fractions(fractions, K.shape[-1])
-    K, G, f = torch.broadcast_tensors(K, G, f)
+    K, G, f = _broadcast(K=K, G=G, fractions=f)
     return K, G, f
 
 
@@ -292,7 +321,7 @@ def _two_phase(K1, G1, K2, G2, f2):
     K1, G1 = _positive(_t(K1, "K1"), "K1"), _positive(_t(G1, "G1"), "G1")
     K2, G2 = _positive(_t(K2, "K2"), "K2"), _positive(_t(G2, "G2"), "G2")
     f2 = _fraction(_t(f2, "f2"), "f2")
-    K1, G1, K2, G2, f2 = torch.broadcast_tensors(K1, G1, K2, G2, f2)
+    K1, G1, K2, G2, f2 = _broadcast(K1=K1, G1=G1, K2=K2, G2=G2, f2=f2)
     K = torch.stack([K1, K2], -1)
     G = torch.stack([G1, G2], -1)
     f = torch.stack([1.0 - f2, f2], -1)
@@ -427,7 +456,7 @@ def moduli_to_E_nu(K, G, dim: int = 3) -> tuple[Tensor, Tensor]:
     constants and not a fibre composite's transverse Young's modulus.
     """
     _check_dim(dim)
-    K, G = _t(K, "K"), _t(G, "G")
+    K, G = _positive(_t(K, "K"), "K"), _positive(_t(G, "G"), "G")
     if dim == 3:
         return 9.0 * K * G / (3.0 * K + G), (3.0 * K - 2.0 * G) / (2.0 * (3.0 * K + G))
     return 4.0 * K * G / (K + G), (K - G) / (K + G)
@@ -461,10 +490,13 @@ class TwoPhaseModuliOracle(Oracle):
     ):
         self.dim_space = _check_dim(dim)
         for name, v in zip(("K1", "G1", "K2", "G2"), (K1, G1, K2, G2), strict=True):
-            if not (isinstance(v, (int, float)) and v > 0):
-                raise InvalidInput(f"{name} must be a positive number, got {v!r}")
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf")):
+                raise InvalidInput(f"{name} must be a positive number (finite), got {v!r}")
         self.moduli = (float(K1), float(G1), float(K2), float(G2))
-        lo, hi = (float(v) for v in fraction_bounds)
+        try:
+            lo, hi = (float(v) for v in fraction_bounds)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"fraction_bounds must be two numbers (lo, hi), got {fraction_bounds!r}") from None
         if not 0.0 <= lo < hi <= 1.0:
             raise InvalidInput(f"fraction_bounds must satisfy 0 <= lo < hi <= 1, got {fraction_bounds}")
         if outputs not in ("KG", "Enu"):

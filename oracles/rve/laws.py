@@ -44,6 +44,8 @@ __all__ = [
 
 
 def _number(name: str, value: float) -> float:
+    if isinstance(value, (bool, str, bytes)):
+        raise InvalidInput(f"{name} must be a number, got {type(value).__name__} {value!r}")
     try:
         return float(value)
     except (TypeError, ValueError) as e:
@@ -76,8 +78,8 @@ def lame_from(
     if E is not None and nu is not None and K is None and mu is None:
         E = _positive("E", E)
         try:
-            nu = float(nu)
-        except (TypeError, ValueError):
+            nu = _number("Poisson ratio nu", nu)
+        except InvalidInput:
             raise InvalidInput(f"Poisson ratio nu must be a number in (-1, 0.5), got {nu!r}") from None
         if not (-1.0 < nu < 0.5):
             raise InvalidInput(f"Poisson ratio nu must lie in (-1, 0.5), got {nu!r}")

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from oracles.exceptions import InvalidInput, NotConverged
+from oracles.exceptions import InvalidInput, NotConverged, is_integer, is_real
 from oracles.rve.fields import ComponentBasis, DenseTangent, IsotropicTangent, mandel_basis
 from oracles.rve.krylov import IndefiniteOperator, batched_cg
 from oracles.rve.laws import FiniteStrainLaw, IsotropicElastic, SmallStrainLaw
@@ -91,6 +91,8 @@ def _as_phase_map(phase_map, n_phases: int) -> Tensor:
     if pm.dim() not in (2, 3):
         raise InvalidInput(f"phase map must be 2D or 3D, got shape {tuple(pm.shape)}")
     if pm.is_floating_point():
+        if not bool(torch.isfinite(pm).all()):
+            raise InvalidInput("phase map must hold integer phase ids, got non-finite values (NaN or inf)")
         if not torch.equal(pm, pm.round()):
             raise InvalidInput("phase map must hold integer phase ids, got non-integer values")
     elif pm.dtype == torch.bool or pm.is_complex():
@@ -173,11 +175,12 @@ class FFTSolver:
                 f"phases mix small- and finite-strain laws: {[repr(p) for p in phases]}"
             )
         for name, v in (("cg_tol", cg_tol), ("newton_tol", newton_tol)):
-            if not (isinstance(v, (int, float)) and 0 < v < 1):
+            if not (is_real(v) and 0 < v < 1):
                 raise InvalidInput(f"{name} must lie in (0, 1), got {v!r}")
         for name, v in (("cg_maxiter", cg_maxiter), ("newton_maxiter", newton_maxiter)):
-            if not (isinstance(v, int) and v >= 1):
+            if not (is_integer(v) and v >= 1):
                 raise InvalidInput(f"{name} must be a positive integer, got {v!r}")
+        cg_maxiter, newton_maxiter = int(cg_maxiter), int(newton_maxiter)
         self.kind = kinds.pop()
         self.phases = phases
         self.phase_map = _as_phase_map(phase_map, len(phases))
@@ -296,9 +299,9 @@ class FFTSolver:
         if load.dim() == 2:
             load = load.unsqueeze(0)
         k = self.k
-        if load.dim() != 3 or load.shape[-2:] != (k, k):
+        if load.dim() != 3 or load.shape[-2:] != (k, k) or load.shape[0] == 0:
             raise InvalidInput(
-                f"macro {name} must have shape L x {k} x {k} for this {k}D grid, got {tuple(load.shape)}"
+                f"macro {name} must have shape L x {k} x {k} (L >= 1) for this {k}D grid, got {tuple(load.shape)}"
             )
         if not torch.isfinite(load).all():
             raise InvalidInput(f"macro {name} must be finite, got {load.tolist()}")

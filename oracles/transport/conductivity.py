@@ -100,13 +100,25 @@ def phase_tensor(value, k: int, name: str = "conductivity") -> Tensor:
     return 0.5 * (t + t.T)
 
 
+def _as_array(image, what: str) -> np.ndarray:
+    """``image`` as a numpy array, or an InvalidInput naming ``what`` (a ragged
+    nested list is not an image)."""
+    try:
+        return np.asarray(image)
+    except (TypeError, ValueError) as e:
+        raise InvalidInput(f"{what} must be a 2D or 3D array, got {type(image).__name__} that numpy "
+                           f"cannot read as one ({e})") from None
+
+
 def _as_phase_map(phase_map, n_phases: int) -> np.ndarray:
-    pm = np.asarray(phase_map)
+    pm = _as_array(phase_map, "phase map")
     if pm.ndim not in (2, 3):
         raise InvalidInput(f"phase map must be 2D or 3D, got shape {pm.shape}")
     if pm.dtype == bool:
         pm = pm.astype(np.int64)
     if pm.dtype.kind == "f":
+        if not np.isfinite(pm).all():
+            raise InvalidInput("phase map must hold integer phase ids, got non-finite values (NaN or inf)")
         if not np.array_equal(pm, np.round(pm)):
             raise InvalidInput("phase map must hold integer phase ids, got non-integer values")
     elif pm.dtype.kind not in "iu":
@@ -508,7 +520,7 @@ def tortuosity(mask, *, axes: Sequence[int] | None = None, **kwargs) -> Tortuosi
         NotPercolating: the phase has no cluster crossing the cell along one
             of ``axes`` (its tortuosity is infinite there).
     """
-    mask = np.asarray(mask)
+    mask = _as_array(mask, "tortuosity mask")
     if mask.dtype != bool:
         if not np.isin(mask, (0, 1)).all():
             raise InvalidInput("tortuosity mask must be boolean (True where the phase conducts)")

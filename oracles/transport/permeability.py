@@ -55,6 +55,7 @@ from torch import Tensor
 
 from oracles.exceptions import InvalidInput, is_integer, is_real
 from oracles.rve.krylov import batched_cg
+from oracles.transport.conductivity import _as_array
 from oracles.transport.fourier import VectorFourier
 from oracles.transport.pcg import preconditioned_cg
 from oracles.transport.topology import NotPercolating, percolating_axes
@@ -158,7 +159,7 @@ class StokesSolver:
         preconditioner: str = "laplacian",
         fft: str = "auto",
     ):
-        s = np.asarray(solid)
+        s = _as_array(solid, "solid mask")
         if s.ndim not in (2, 3):
             raise InvalidInput(f"solid mask must be 2D or 3D, got shape {s.shape}")
         if s.dtype != bool:

@@ -302,3 +302,43 @@ def test_E_nu_to_moduli_round_trip():
     with pytest.raises(InvalidInput, match="nu must lie"):
         E_nu_to_moduli(1.0, 0.5)
 
+
+
+def test_bad_inputs_are_named_not_passed_through():
+    """Each had been a bare torch/Python error or a silently wrong number."""
+    from oracles.analytic.bounds import E_nu_to_moduli
+
+    # shapes that do not broadcast: torch's "The size of tensor a (2) must match ..."
+    with pytest.raises(InvalidInput, match=r"do not broadcast: K1 \(2,\).*K2 \(3,\)"):
+        hashin_shtrikman_bounds([1.0, 2.0], 0.5, [10.0, 11.0, 12.0], 4.0, 0.3)
+    with pytest.raises(InvalidInput, match="do not broadcast"):
+        voigt_bound(isotropic_stiffness(1.0, 0.5).expand(2, 2, 6, 6), torch.full((3, 2), 0.5, dtype=D))
+    # a non-symmetric "stiffness" had given a non-symmetric Reuss and Voigt bound
+    C = isotropic_stiffness(torch.tensor([1.0, 2.0], dtype=D), 0.5).clone()
+    C[1, 0, 1] += 0.3
+    for fn in (voigt_bound, reuss_bound):
+        with pytest.raises(InvalidInput, match="symmetric"):
+            fn(C, [0.5, 0.5])
+    # negative or zero moduli had given E = 4.5, nu = 1.25 (K = -1, G = 1) and NaN (0, 0)
+    for K, G in ((-1.0, 1.0), (0.0, 0.0), (1.0, -0.5)):
+        with pytest.raises(InvalidInput, match="must be positive"):
+            moduli_to_E_nu(K, G)
+    # an indefinite "isotropic stiffness" had been returned; zero (a void) stays allowed
+    with pytest.raises(InvalidInput, match="K must be nonnegative"):
+        isotropic_stiffness(-1.0, 1.0)
+    with pytest.raises(InvalidInput, match="G must be nonnegative"):
+        plane_strain_bulk(1.0, -1.0)
+    assert (isotropic_stiffness(0.0, 0.0) == 0).all()
+    # bools had been read as 1
+    with pytest.raises(InvalidInput, match="K1 must be numeric, got True"):
+        hashin_shtrikman_bounds(True, 0.5, 10.0, 4.0, 0.3)
+    with pytest.raises(InvalidInput, match="E must be numeric"):
+        E_nu_to_moduli(True, 0.3)
+    # oracle settings: an infinite modulus had been accepted (every output inf),
+    # a string of fraction bounds had raised a bare ValueError
+    with pytest.raises(InvalidInput, match="K1 must be a positive number"):
+        VoigtOracle(K1=float("inf"))
+    with pytest.raises(InvalidInput, match="G1 must be a positive number"):
+        VoigtOracle(G1=True)
+    with pytest.raises(InvalidInput, match="fraction_bounds must be two numbers"):
+        VoigtOracle(fraction_bounds="ab")
