@@ -117,11 +117,30 @@ def _check_every_input_counts(problem, name: str, n: int = 16) -> None:
                            f"(BoTorch's formula leaves them out at dim={d}); expected a dim where every input counts")
 
 
+#: a constraint slack below minus this (in the slack's units) is a violation of BoTorch's optimizer
+OPTIMUM_SLACK_TOL = 1e-6
+
+
+def _infeasible_optimum(problem) -> bool:
+    """Whether BoTorch's minimizers of a constrained problem all violate a constraint: then
+    its ``optimal_value`` is the unconstrained function's (ConstrainedHartmann in 3 inputs
+    reports Hartmann3's minimum, where its slack is -0.024), not the problem's optimum."""
+    if not isinstance(problem, ConstrainedBaseTestProblem) or getattr(problem, "_optimizers", None) is None:
+        return False
+    X = torch.as_tensor(problem._optimizers, dtype=DTYPE).reshape(-1, problem.dim)
+    slack = problem._evaluate_slack_true(X).reshape(len(X), -1)
+    return not bool((slack >= -OPTIMUM_SLACK_TOL).all(-1).any())
+
+
 def _minimizers(problem) -> Tensor:
     """``k x d`` global minimizers of BoTorch's problem (on its own bounds)."""
     if getattr(problem, "_optimizers", None) is None or getattr(problem, "_optimal_value", None) is None:
         raise InvalidInput(f"BoTorch gives no known optimum (value and minimizers) for {type(problem).__name__} "
                            f"(dim {problem.dim}): a shifted box needs one to keep it global; use it unshifted")
+    if _infeasible_optimum(problem):
+        raise InvalidInput(f"BoTorch's optimum of {type(problem).__name__} (dim {problem.dim}) violates its "
+                           f"constraints, so the problem's optimum is not known: a shifted box needs one to keep it "
+                           f"global; use it unshifted")
     return torch.as_tensor(problem._optimizers, dtype=DTYPE).reshape(-1, problem.dim)
 
 
@@ -236,15 +255,19 @@ class ShiftedTestFunction(SyntheticOracle):
     @property
     def optimal_value(self) -> float | None:
         """Global minimum of ``y`` (BoTorch's optimal value, negated for a maximization problem);
-        None where BoTorch gives none (PressureVessel, Michalewicz in 5 or 10 inputs, ...)."""
+        None where BoTorch gives none (PressureVessel, Michalewicz in 5 or 10 inputs, ...) and
+        where BoTorch's minimizers violate the problem's constraints (ConstrainedHartmann in 3
+        inputs: its value is the unconstrained minimum)."""
         v = getattr(self.problem, "_optimal_value", None)
-        return None if v is None else self._sign * float(v)
+        if v is None or _infeasible_optimum(self.problem):
+            return None
+        return self._sign * float(v)
 
     @property
     def optimizers(self) -> Tensor:
         """``k x d`` BoTorch's global minimizers that lie inside the translated bounds (none
-        where BoTorch gives none)."""
-        if getattr(self.problem, "_optimizers", None) is None:
+        where BoTorch gives none, or where they violate the constraints)."""
+        if getattr(self.problem, "_optimizers", None) is None or _infeasible_optimum(self.problem):
             return torch.zeros(0, self.problem.dim, dtype=DTYPE)
         opt = _minimizers(self.problem)
         inside = ((opt >= self.bounds[0]) & (opt <= self.bounds[1])).all(-1)

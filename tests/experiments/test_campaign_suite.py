@@ -259,8 +259,15 @@ def test_botorch_problems_by_name_take_their_dimension_and_need_no_optimum_unshi
     assert ShiftedTestFunction("KeaneBumpFunction", 3).dim == 3
     h = ShiftedTestFunction("ConstrainedHartmannSmooth", 3)
     assert h.dim == 3 and h.output_names == ("y", "slack1")
-    x = h.optimizers
-    assert float(h.evaluate_true(x)[0, 0]) == pytest.approx(h.optimal_value, abs=1e-4)
+    # BoTorch's optimum in 3 inputs is Hartmann3's, where the constraint is violated: no known optimum
+    botorch_x = torch.as_tensor(h.problem._optimizers, dtype=torch.float64)
+    assert float(h.evaluate_true(botorch_x)[0, 1]) < -0.01
+    assert h.optimal_value is None and h.optimizers.shape == (0, 3)
+    with pytest.raises(InvalidInput, match="violates its constraints"):
+        ShiftedTestFunction("ConstrainedHartmannSmooth", 3, shift=[0.1, 0.0, 0.0])
+    h6 = ShiftedTestFunction("ConstrainedHartmannSmooth", 6)  # in 6 inputs the optimum is feasible
+    y6 = h6.evaluate_true(h6.optimizers)
+    assert float(y6[0, 0]) == pytest.approx(h6.optimal_value, abs=1e-4) and float(y6[0, 1]) >= 0
     for name, dim in (("PressureVessel", None), ("Michalewicz", 3)):
         f = ShiftedTestFunction(name, dim)
         assert f.optimizers.shape == (0, f.dim)  # BoTorch gives no minimizer
