@@ -536,13 +536,14 @@ def test_dask_lost_worker_task_is_resubmitted(tmp_path):
 
 @pytest.mark.slow
 def test_dask_points_waiting_for_a_worker_are_not_charged_their_wait(tmp_path):
-    """One Dask worker, four points of 2 s each submitted together, timeout 2.5 s (plus the 2 s
-    grace): the timeout had been counted from submission, so the third and fourth points failed
-    as timeouts while they waited behind the others."""
+    """One Dask worker, four points of 2 s each submitted together, timeout 3.5 s (plus the 2 s
+    grace): the timeout had been counted from submission, so the fourth point (done 8 s after it)
+    failed as a timeout while it waited behind the others. The first point's margin (5.5 s for a
+    2 s point) allows for a loaded machine (at timeout 2.5 s it failed once in CI beside other work)."""
     from loops.engine import Campaign
 
     cfg = make_config(tmp_path, oracle={"name": "loops.fakes:SlowOracle", "delay": 2.0}, budget={"calls": 4},
-                      initial={"n": 4}, executor={"kind": "dask", "workers": 1, "timeout": 2.5})
+                      initial={"n": 4}, executor={"kind": "dask", "workers": 1, "timeout": 3.5})
     Campaign(cfg, run_dir=tmp_path / "run").run()
     rows = assert_store_sound(tmp_path / "run", 4)
     assert [r["status"] for r in rows] == ["done"] * 4, [r.get("reason") for r in rows]
