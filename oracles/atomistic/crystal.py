@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 from ase.build import bulk
-from ase.data import atomic_numbers, reference_states
+from ase.data import atomic_numbers, covalent_radii, reference_states
 from ase.optimize import BFGS
 from ase.units import GPa
 from scipy.optimize import brentq
@@ -57,6 +57,11 @@ __all__ = [
 
 #: the cubic structures ASE's ``bulk`` builds
 CUBIC_STRUCTURES = ("fcc", "bcc", "sc", "diamond")
+#: nearest-neighbour distance in lattice parameters
+NEAREST_NEIGHBOUR = {"fcc": 1 / math.sqrt(2), "bcc": math.sqrt(3) / 2, "sc": 1.0, "diamond": math.sqrt(3) / 4}
+#: a lattice guess whose neighbours sit closer than this fraction of twice the covalent
+#: radius, with the engine reporting tension there, is refused at once
+MIN_NEIGHBOUR_FRACTION = 0.5
 
 
 def check_element(element: str) -> str:
@@ -110,6 +115,11 @@ def strained(atoms: Atoms, eps: Sequence[float], ref_cell: np.ndarray | None = N
     return atoms
 
 
+def _one_line(e: BaseException) -> str:
+    """An engine's message on one line (asap3's span several)."""
+    return " ".join(str(e).split())
+
+
 def calc_call(fn, what: str):
     """``fn()`` with engine errors turned into :class:`InvalidInput` (the engine
     lacks parameters for the element) or :class:`CalculationFailed`, and
@@ -118,9 +128,9 @@ def calc_call(fn, what: str):
         out = fn()
     except (NotImplementedError, KeyError) as e:
         # ASE's EMT raises these for elements it has no parameters for
-        raise InvalidInput(f"the engine cannot {what}: {type(e).__name__}: {e}") from e
+        raise InvalidInput(f"the engine cannot {what}: {type(e).__name__}: {_one_line(e)}") from e
     except Exception as e:  # an engine failure for this configuration
-        raise CalculationFailed(f"the engine failed to {what}: {type(e).__name__}: {e}") from e
+        raise CalculationFailed(f"the engine failed to {what}: {type(e).__name__}: {_one_line(e)}") from e
     if not np.all(np.isfinite(out)):
         raise CalculationFailed(f"the engine returned non-finite values when asked to {what}")
     return out
@@ -182,12 +192,15 @@ def equilibrium_lattice_parameter(
     check_element(element)
     if structure not in CUBIC_STRUCTURES:
         raise InvalidInput(f"structure must be one of {CUBIC_STRUCTURES} (cubic), got {structure!r}")
+    tabulated = reference_lattice_parameter(element, structure)
     if a_guess is None:
-        a_guess = reference_lattice_parameter(element, structure)
+        a_guess = tabulated
         if a_guess is None:
             raise InvalidInput(
                 f"no tabulated {structure} lattice parameter for {element}; pass a_guess (A)"
             )
+    if isinstance(a_guess, bool) or not isinstance(a_guess, (int, float, np.integer, np.floating)):
+        raise InvalidInput(f"a_guess must be a lattice parameter in A (a number), got {a_guess!r}")
     atoms = build_crystal(element, structure, a_guess)
     attach_calculator(atoms, engine, **(engine_params or {}))
     cell1 = atoms.cell.array / a_guess
@@ -196,29 +209,54 @@ def equilibrium_lattice_parameter(
         atoms.set_cell(cell1 * a, scale_atoms=True)
         return pressure(atoms, relax=True, fmax=fmax)
 
-    # bracket: compressed (p > 0) at a_lo, stretched (p < 0) at a_hi
-    p0 = p_of(a_guess)
-    step = 0.02 * a_guess
-    lo = hi = a_guess
-    plo = phi = p0
-    for _ in range(40):
-        if plo > 0 > phi:
-            break
-        if p0 <= 0:
-            lo, plo = lo - step, p_of(lo - step)
-            if plo <= 0:
-                hi, phi = lo, plo
-        else:
-            hi, phi = hi + step, p_of(hi + step)
-            if phi >= 0:
-                lo, plo = hi, phi
-        if lo <= 0.3 * a_guess or hi >= 2.0 * a_guess:
-            break
-    if not (plo > 0 > phi):
+    expected = (f"expected a guess near the tabulated {tabulated:.4g} A" if tabulated is not None
+                else "expected a guess near the engine's lattice parameter")
+
+    def bracket():
+        # compressed (p > 0) at a_lo, stretched (p < 0) at a_hi
+        p0 = p_of(a_guess)
+        nn = a_guess * NEAREST_NEIGHBOUR[structure]
+        if p0 <= 0 and nn < 2 * covalent_radii[atomic_numbers[element]] * MIN_NEIGHBOUR_FRACTION:
+            # tension at a crushed lattice: the engine is outside its range and
+            # compressing further never finds a zero (and grows its neighbour lists)
+            raise CalculationFailed(
+                f"no zero-pressure {structure} {element} lattice found from a_guess = {a_guess:g} A: neighbours "
+                f"{nn:.3g} A apart (under {MIN_NEIGHBOUR_FRACTION:g} x twice the covalent radius) yet pressure "
+                f"{p0:.3g} eV/A^3 <= 0; {expected}"
+            )
+        step = 0.02 * a_guess
+        lo = hi = a_guess
+        plo = phi = p0
+        searched = [a_guess, a_guess]
+        for _ in range(40):
+            if plo > 0 > phi:
+                break
+            if p0 <= 0:
+                lo, plo = lo - step, p_of(lo - step)
+                if plo <= 0:
+                    hi, phi = lo, plo
+            else:
+                hi, phi = hi + step, p_of(hi + step)
+                if phi >= 0:
+                    lo, plo = hi, phi
+            searched = [min(searched[0], lo), max(searched[1], hi)]
+            if lo <= 0.3 * a_guess or hi >= 2.0 * a_guess:
+                break
+        if not (plo > 0 > phi):
+            raise CalculationFailed(
+                f"no zero-pressure {structure} {element} lattice found from a_guess = {a_guess:g} A "
+                f"(searched {searched[0]:.4g} to {searched[1]:.4g} A, pressure {p0:.3g} eV/A^3 at a_guess); {expected}"
+            )
+        return lo, hi
+
+    try:
+        lo, hi = bracket()
+    except CalculationFailed as e:
+        if str(e).startswith("no zero-pressure"):
+            raise
         raise CalculationFailed(
-            f"no zero-pressure {structure} {element} lattice found between "
-            f"{lo:.4g} and {hi:.4g} A (pressure {plo:.3g} .. {phi:.3g} eV/A^3)"
-        )
+            f"no zero-pressure {structure} {element} lattice found from a_guess = {a_guess:g} A: {e}; {expected}"
+        ) from e
     return float(brentq(p_of, lo, hi, xtol=xtol, rtol=4 * np.finfo(float).eps))
 
 
@@ -301,6 +339,11 @@ def static_elastic_constants(
     Raises:
         CalculationFailed: the strained crystal violates the Born criteria.
     """
+    if isinstance(hydrostatic_strain, bool) or not (
+        isinstance(hydrostatic_strain, (int, float, np.integer, np.floating))
+        and math.isfinite(hydrostatic_strain) and hydrostatic_strain > -1
+    ):
+        raise InvalidInput(f"hydrostatic_strain must be a finite strain > -1, got {hydrostatic_strain!r}")
     a0 = (
         equilibrium_lattice_parameter(element, structure, engine, engine_params)
         if a is None

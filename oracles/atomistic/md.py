@@ -49,6 +49,7 @@ from ase.md.verlet import VelocityVerlet
 from oracles.atomistic.crystal import (
     born_stability,
     build_crystal,
+    calc_call,
     static_elastic_constants,
     strained,
 )
@@ -300,6 +301,45 @@ def secant_bulk_modulus(history: list[tuple[float, float, float]], static: float
     return static
 
 
+#: largest lattice correction ``|p| / (3 B)`` that the static pressure at ``a_static`` may
+#: ask for: ``a_static`` is the static zero-pressure lattice parameter (pressure ~0 there);
+#: 10 % is a wrong guess, not round-off
+MAX_START_LATTICE_CORRECTION = 0.1
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _check_md_settings(*, a_static, hydrostatic_strain, size, timestep, n_steps, n_equil, n_lattice_iter,
+                       strain, friction, sample_every, n_axes) -> None:
+    """One-line :class:`InvalidInput` naming the first bad MD setting and what it must be
+    (the checks :class:`~oracles.atomistic.elastic.ElasticConstantsOracle` makes when built)."""
+    def finite(v) -> bool:
+        return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
+
+    if not (finite(a_static) and a_static > 0):
+        raise InvalidInput(f"a_static must be a positive, finite lattice parameter (A), got {a_static!r}")
+    if not (finite(hydrostatic_strain) and hydrostatic_strain > -1):
+        raise InvalidInput(f"hydrostatic_strain must be a finite strain > -1, got {hydrostatic_strain!r}")
+    if not (_is_int(size) and size >= 1):
+        raise InvalidInput(f"size (conventional cells per side of the supercell) must be an integer >= 1, got {size!r}")
+    if not (finite(timestep) and 0 < timestep <= 10):
+        raise InvalidInput(f"timestep must be in (0, 10] fs, got {timestep!r}")
+    for name, v in (("n_steps", n_steps), ("sample_every", sample_every)):
+        if not (_is_int(v) and v >= 1):
+            raise InvalidInput(f"{name} must be a positive integer, got {v!r}")
+    for name, v in (("n_equil", n_equil), ("n_lattice_iter", n_lattice_iter)):
+        if not (_is_int(v) and v >= 0):
+            raise InvalidInput(f"{name} must be an integer >= 0, got {v!r}")
+    if not (finite(strain) and 0 < strain < 0.05):
+        raise InvalidInput(f"strain (the +- MD strain amplitude) must be in (0, 0.05), got {strain!r}")
+    if not (finite(friction) and friction > 0):
+        raise InvalidInput(f"friction must be a positive Langevin friction (1/fs), got {friction!r}")
+    if not (_is_int(n_axes) and 1 <= n_axes <= 3):
+        raise InvalidInput(f"n_axes (strain patterns, one per cubic axis) must be 1, 2 or 3, got {n_axes!r}")
+
+
 def finite_temperature_elastic_constants(
     element: str,
     structure: str,
@@ -372,8 +412,11 @@ def finite_temperature_elastic_constants(
     """
     if not (temperature > 0 and math.isfinite(temperature)):
         raise InvalidInput(f"temperature must be positive (K) for MD, got {temperature}")
-    if not bulk_modulus > 0:
-        raise InvalidInput(f"bulk_modulus must be positive (GPa), got {bulk_modulus}")
+    if not (bulk_modulus > 0 and math.isfinite(bulk_modulus)):
+        raise InvalidInput(f"bulk_modulus must be positive and finite (GPa), got {bulk_modulus}")
+    _check_md_settings(a_static=a_static, hydrostatic_strain=hydrostatic_strain, size=size, timestep=timestep,
+                       n_steps=n_steps, n_equil=n_equil, n_lattice_iter=n_lattice_iter, strain=strain,
+                       friction=friction, sample_every=sample_every, n_axes=n_axes)
     nb = se_blocks(n_steps, sample_every, timestep, n_blocks, n_axes, min_block_fs)  # before any MD
     nb_p = lattice_blocks(lattice_steps, sample_every, timestep, n_blocks, min_block_fs)
     t0 = time.perf_counter()
@@ -386,6 +429,20 @@ def finite_temperature_elastic_constants(
     cell1 = atoms.cell.array.copy()  # for a = 1
     atoms.set_cell(cell1 * a_static, scale_atoms=True)
     attach_calculator(atoms, engine, **(engine_params or {}))
+    # a starting lattice parameter far from the static zero-pressure one (a wrong
+    # guess, not thermal expansion) is refused before any MD, naming the value
+    try:
+        s_static = calc_call(lambda: atoms.get_stress(voigt=True), "compute the stress")
+    except CalculationFailed as e:
+        raise InvalidInput(f"a_static = {a_static:g} A: the static {structure} {element} crystal there fails "
+                           f"({e}); expected the equilibrium_lattice_parameter") from e
+    p_static = -float(np.mean(s_static[:3])) / units.GPa
+    if abs(p_static) / (3.0 * bulk_modulus) > MAX_START_LATTICE_CORRECTION:
+        raise InvalidInput(
+            f"a_static = {a_static:g} A is not near the static zero-pressure lattice parameter of {structure} "
+            f"{element}: the static pressure there is {p_static:.4g} GPa, a lattice correction of "
+            f"{p_static / (3.0 * bulk_modulus):+.1%}; expected the equilibrium_lattice_parameter (within "
+            f"{MAX_START_LATTICE_CORRECTION:.0%})")
     nn = a_static * {"fcc": 1 / math.sqrt(2), "bcc": math.sqrt(3) / 2, "sc": 1.0, "diamond": math.sqrt(3) / 4}[structure]
     B = bulk_modulus
     atom_steps = 0
