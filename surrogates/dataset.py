@@ -5,10 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 DTYPE = torch.float64
+
+
+def _real_tensor(name: str, value: Any) -> Tensor:
+    """``value`` as a float64 tensor; complex or non-numeric data is refused (a cast to
+    float64 would drop the imaginary part with only a warning)."""
+    dtype = getattr(value, "dtype", None)
+    if (torch.is_tensor(value) and value.is_complex()) or (isinstance(value, np.ndarray) and np.iscomplexobj(value)):
+        raise ValueError(f"Dataset.{name} must hold real numbers, got dtype {dtype}")
+    try:
+        return torch.as_tensor(value, dtype=DTYPE)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"Dataset.{name} must be an array of real numbers, got {type(value).__name__} "
+                         f"({str(err).splitlines()[0][:120] if str(err) else type(err).__name__})") from None
 
 
 @dataclass
@@ -37,8 +51,8 @@ class Dataset:
     observed: Tensor | None = None
 
     def __post_init__(self):
-        self.X = torch.as_tensor(self.X, dtype=DTYPE)
-        self.Y = torch.as_tensor(self.Y, dtype=DTYPE)
+        self.X = _real_tensor("X", self.X)
+        self.Y = _real_tensor("Y", self.Y)
         if self.Y.dim() == 1:
             self.Y = self.Y.unsqueeze(-1)
         if self.X.dim() != 2:
@@ -49,10 +63,15 @@ class Dataset:
             )
         for what, names, k in (("input_names", self.input_names, self.X.shape[1]),
                                ("output_names", self.output_names, self.Y.shape[1])):
+            if isinstance(names, str):
+                raise ValueError(f"Dataset.{what} must be a sequence of {k} names, got the string {names!r}")
             if names is not None and len(names) != k:
                 raise ValueError(f"Dataset.{what} has {len(names)} names {tuple(names)} for {k} columns")
+            if names is not None and len(set(names)) != len(names):
+                dup = sorted({str(n) for n in names if list(names).count(n) > 1})
+                raise ValueError(f"Dataset.{what} must be distinct, got {tuple(names)} (repeated: {dup})")
         if self.Yvar is not None:
-            self.Yvar = torch.as_tensor(self.Yvar, dtype=DTYPE)
+            self.Yvar = _real_tensor("Yvar", self.Yvar)
             if self.Yvar.dim() == 1:
                 self.Yvar = self.Yvar.unsqueeze(-1)
             if self.Yvar.shape != self.Y.shape:

@@ -207,8 +207,8 @@ def _bounds_tensor(bounds, d: int) -> Tensor | None:
     if bounds is None:
         return None
     b = torch.as_tensor(bounds, dtype=DTYPE)
-    if b.shape != (2, d) or not (b[1] > b[0]).all():
-        raise ValueError(f"bounds must be a 2 x {d} tensor with lower < upper, got {b.tolist()}")
+    if b.shape != (2, d) or not (b[1] > b[0]).all() or not torch.isfinite(b).all():
+        raise ValueError(f"bounds must be a finite 2 x {d} tensor with lower < upper, got {b.tolist()}")
     return b
 
 
@@ -286,6 +286,11 @@ class _GPCommon(SurrogateMixin):
         cfg["bounds"] = None if b is None else b.tolist()
         if cfg.get("dim_F") is None:
             cfg["dim_F"] = _infer_dim_F(dataset.d, dataset.m)
+        elif not dataset.d == dataset.m == cfg["dim_F"] ** 2:
+            k = cfg["dim_F"]
+            raise ValueError(
+                f"dim_F = {k} needs d = m = {k * k} (inputs H = F - I, outputs P, row-major), "
+                f"got d = {dataset.d} inputs and m = {dataset.m} outputs")
         return cfg
 
     @classmethod
@@ -296,6 +301,9 @@ class _GPCommon(SurrogateMixin):
         _check_single_fidelity(dataset, cls.__name__)
         if dataset.n == 0:
             raise ValueError(f"{cls.__name__} needs at least one training point, got an empty Dataset")
+        if dataset.d == 0 or dataset.m == 0:
+            raise ValueError(f"{cls.__name__} needs at least one input and one output column, got a Dataset "
+                             f"with d = {dataset.d} inputs and m = {dataset.m} outputs")
         cfg = cls._make_config(dataset, options)
         model = cls._build(dataset, cfg)
         fit_with_restarts(model, n_restarts=cfg["n_restarts"], seed=cfg["seed"], maxiter=cfg["maxiter"])
@@ -819,9 +827,31 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             raise InvalidInput(f"X contains nan or inf entries (shape {tuple(X.shape)})")
         # inside BoTorch's fantasize the tensor is the likelihood's own noise, standardized
         if torch.is_tensor(observation_noise) and not fantasize_flag.on():
+            self._check_noise(observation_noise, X, output_indices)
             observation_noise = observation_noise.to(X) / self.outcome_transform.stdvs.to(X).pow(2)
         return super().posterior(X, output_indices=output_indices, observation_noise=observation_noise,
                                  posterior_transform=posterior_transform, **kwargs)
+
+    def _check_noise(self, noise: Tensor, X: Tensor, output_indices) -> None:
+        """A one-line :class:`InvalidInput` unless ``noise`` is ``batch x q x m`` (batch broadcast
+        against ``X``'s) finite variances >= 0, as :meth:`posterior` reads a tensor of them."""
+        if output_indices is not None:
+            return
+        m, q = self.num_outputs, (X.shape[-2] if X.dim() > 1 else 1)
+        shape = tuple(noise.shape)
+        target = torch.Size((*X.shape[:-1], m))
+        try:
+            # one output: BoTorch also reads a q vector
+            ok = torch.broadcast_shapes(shape + ((1,) if m == 1 and len(shape) == 1 else ()), target) == target
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise InvalidInput(f"observation_noise must be a batch x q x m = ... x {q} x {m} tensor of noise "
+                               f"variances (output units) for X of shape {tuple(X.shape)}, got shape {shape}")
+        if noise.is_complex() or not torch.isfinite(noise).all() or (noise < 0).any():
+            bad = noise[~(torch.isfinite(noise) & (noise >= 0))].flatten()[:3].tolist() if not noise.is_complex() \
+                else noise.dtype
+            raise InvalidInput(f"observation_noise must hold finite variances >= 0 (output units), got {bad}")
 
     def condition_on_observations(self, X: Tensor, Y: Tensor, noise: Tensor | None = None, **kwargs):
         """A copy of this GP conditioned on new observations, hyperparameters kept.

@@ -302,10 +302,7 @@ with _notices_to_debug("Add type hints to the `predict` method"):
                     return "X", torch.as_tensor(np.ascontiguousarray(model_input["X"], dtype=np.float64), dtype=DTYPE)
                 raise ValueError(f"dict input needs key 'X' or 'F', got keys {sorted(model_input)}")
             if isinstance(model_input, pd.DataFrame):
-                names = list(surrogate_input_names(self.surrogate))
-                if names and set(names) <= set(model_input.columns):
-                    model_input = model_input[names]
-                return "X", torch.tensor(np.ascontiguousarray(model_input.to_numpy(dtype=np.float64)), dtype=DTYPE)
+                return "X", _table_inputs(model_input, list(surrogate_input_names(self.surrogate)))
             arr = torch.as_tensor(np.ascontiguousarray(model_input, dtype=np.float64), dtype=DTYPE)
             return ("F" if arr.dim() == 3 else "X"), arr
 
@@ -324,6 +321,38 @@ with _notices_to_debug("Add type hints to the `predict` method"):
             with torch.no_grad(), variance_in_output_units():
                 post = self.surrogate.posterior(t, observation_noise=noise)
                 return {"mean": post.mean.numpy(), "variance": post.variance.numpy()}
+
+
+def _table_inputs(frame, names: list[str]) -> torch.Tensor:
+    """The ``n x d`` inputs of a pyfunc table: the columns ``names`` in that order (a table
+    with other named columns is refused, naming the missing ones; one with unnamed columns
+    0..d-1 is read in column order), each of a real-number dtype."""
+    import numbers
+
+    import pandas as pd
+    from pandas.api import types as pdt
+
+    cols = list(frame.columns)
+    if names:
+        missing = [n for n in names if n not in cols]
+        unnamed = isinstance(frame.columns, pd.RangeIndex) and len(cols) == len(names)
+        if missing and not unnamed:
+            raise ValueError(f"the input table lacks column(s) {missing}: expected the columns {names}, "
+                             f"got {[str(c) for c in cols]}")
+        if not missing:
+            frame = frame[names]
+    for c in frame.columns:
+        col = frame[c]
+        dt = col.dtype
+        if pdt.is_bool_dtype(dt) or not (pdt.is_numeric_dtype(dt) or pdt.is_object_dtype(dt)) \
+                or pdt.is_complex_dtype(dt):
+            raise ValueError(f"input column {c!r} has dtype {dt}: expected real numbers (float64)")
+        if pdt.is_object_dtype(dt):
+            bad = [v for v in col if isinstance(v, bool) or not isinstance(v, numbers.Real)]
+            if bad:
+                raise ValueError(f"input column {c!r} holds {bad[0]!r} ({type(bad[0]).__name__}, dtype object): "
+                                 "expected real numbers (float64)")
+    return torch.tensor(np.ascontiguousarray(frame.to_numpy(dtype=np.float64)), dtype=DTYPE)
 
 
 _PYFUNC_CODE = """\
@@ -406,17 +435,36 @@ def log_model(
     Returns:
         The :class:`mlflow.models.model.ModelInfo` (``model_uri``,
         ``registered_model_version`` ...).
+
+    Raises:
+        TrackingServerUnreachable: the tracking server did not answer (after one retry,
+            :data:`_QUIET_ENV`, where the environment sets no retries of its own).
     """
+    from mlflow.exceptions import MlflowException
+
     if name is None and artifact_path is None:
         name = "surrogate"
-    return Model.log(
-        artifact_path=artifact_path,
-        name=name,
-        flavor=sys.modules[__name__],
-        registered_model_name=registered_model_name,
-        surrogate=surrogate,
-        **kwargs,
-    )
+    try:
+        # MLflow's own defaults retry a refused connection for minutes; an upload keeps
+        # MLflow's default request timeout (a model's artifacts can be large)
+        with env_defaults({**_QUIET_ENV, "MLFLOW_HTTP_REQUEST_TIMEOUT": "120"}):
+            return Model.log(
+                artifact_path=artifact_path,
+                name=name,
+                flavor=sys.modules[__name__],
+                registered_model_name=registered_model_name,
+                surrogate=surrogate,
+                **kwargs,
+            )
+    except MlflowException as e:
+        down = _connection_failure(e)
+        if not down:
+            raise
+        raise TrackingServerUnreachable(
+            f"logging the surrogate failed: the tracking server at {mlflow.get_tracking_uri()} did not answer "
+            f"({down}); start it, or set MLFLOW_TRACKING_URI to a reachable store "
+            "(for example MLFLOW_TRACKING_URI=sqlite:///path/to/mlflow.db)"
+        ) from None
 
 
 def _model_not_found(model_uri: str, err: Exception | None = None) -> ModelNotFoundError:
