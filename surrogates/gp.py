@@ -286,11 +286,12 @@ class _GPCommon(SurrogateMixin):
         cfg["bounds"] = None if b is None else b.tolist()
         if cfg.get("dim_F") is None:
             cfg["dim_F"] = _infer_dim_F(dataset.d, dataset.m)
-        elif not dataset.d == dataset.m == cfg["dim_F"] ** 2:
+        elif not (dataset.m == cfg["dim_F"] ** 2 <= dataset.d):
+            # inputs H = F - I first, then any descriptors (a GP over [H, theta], loops.uq)
             k = cfg["dim_F"]
             raise ValueError(
-                f"dim_F = {k} needs d = m = {k * k} (inputs H = F - I, outputs P, row-major), "
-                f"got d = {dataset.d} inputs and m = {dataset.m} outputs")
+                f"dim_F = {k} needs m = {k * k} outputs P and at least {k * k} inputs (H = F - I first, then "
+                f"any descriptors; row-major), got d = {dataset.d} inputs and m = {dataset.m} outputs")
         return cfg
 
     @classmethod

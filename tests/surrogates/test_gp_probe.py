@@ -106,7 +106,7 @@ def test_datasets_without_inputs_or_outputs_and_bad_options_are_named():
     with pytest.raises(ValueError, match=r"d = 0 inputs and m = 2 outputs"):
         GPSurrogate.from_dataset(Dataset(torch.zeros(5, 0, dtype=D), Y))
     # had been fitted, then RuntimeError "size of tensor a (2) must match ... (9)" in material_response
-    with pytest.raises(ValueError, match=r"dim_F = 3 needs d = m = 9 .* got d = 2 inputs and m = 2 outputs"):
+    with pytest.raises(ValueError, match=r"dim_F = 3 needs m = 9 outputs P and at least 9 inputs .* got d = 2 inputs and m = 2 outputs"):
         GPSurrogate.from_dataset(Dataset(X, Y), dim_F=3)
     # had been BoTorch's "Input data contains NaN values"
     with pytest.raises(ValueError, match=r"bounds must be a finite 2 x 2 tensor .* got \[\[-inf, 0.0\]"):
