@@ -248,6 +248,18 @@ class Objective(BaseModel):
                           "of each (an upper bound for a minimized output, a lower bound for a maximized one), as Ax's "
                           "objective thresholds; default: inferred from the data")
 
+    @field_validator("outputs")
+    @classmethod
+    def _distinct_outputs(cls, v: list[str] | None) -> list[str] | None:
+        # an output named twice is one objective (optimized in two senses, or counted twice in the
+        # hypervolume), and [] would silently mean the default (the first output)
+        if v is not None and not v:
+            raise ValueError("name at least one output (or leave objective.outputs out for the first output)")
+        if v is not None and len(set(v)) != len(v):
+            twice = sorted({o for o in v if v.count(o) > 1})
+            raise ValueError(f"names {twice} more than once; name each objective output once")
+        return v
+
     @field_validator("minimize", mode="before")
     @classmethod
     def _strict_minimize(cls, v: Any) -> Any:
@@ -409,6 +421,11 @@ class CampaignConfig(BaseModel):
         if self.mode == "optimize" and acq in LEARN_ACQUISITIONS:
             allowed = ", ".join(repr(a) for a in (*OPTIMIZE_ACQUISITIONS, "sobol"))
             raise ValueError(f"acquisition.name = {acq!r} is a learn-mode acquisition; optimize mode allows {allowed}")
+        if self.mode == "optimize" and self.learn.target_nrmse is not None:
+            # the validation error is measured in learn mode only: the stopping rule would never apply
+            warnings.warn(f"learn.target_nrmse = {self.learn.target_nrmse:g} stops learn-mode campaigns only and "
+                          "this campaign has mode = 'optimize' (no validation set is evaluated): it is ignored",
+                          UserWarning, stacklevel=2)
         t = self.tracking
         if t.registered_model_name and t.final_surrogate is None and self.model.name in BUILTIN_MODELS:
             raise ValueError(

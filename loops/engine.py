@@ -781,6 +781,9 @@ class Campaign:
 
         def idx(name: str) -> int:
             if name not in names:
+                if name in all_names:  # an oracle output the campaign does not model (config outputs)
+                    raise ValueError(f"objective output {name!r} is not among the modeled outputs = {names}; "
+                                     f"add it to outputs")
                 raise ValueError(f"objective output {name!r} is not an output of the oracle; outputs: {names}")
             return names.index(name)
 
