@@ -320,6 +320,19 @@ def _record_failure(out: Path, e: BaseException, converged_steps: int, wall_time
     e.fe2_run_dir = out  # where the converged steps are
 
 
+def _load_checked(uri: str, cfg: FE2Config, k: int):
+    """The deployed surrogate of ``uri``, checked to answer ``k x k`` deformation gradients
+    (its ``dim_F``, and one evaluation at ``F = I``)."""
+    surrogate = load_deployed(uri)
+    dim = getattr(surrogate, "dim_F", None)
+    if dim is not None and int(dim) != k:
+        raise ValueError(
+            f"material.surrogate.uri = {uri!r} is a {int(dim)}D constitutive surrogate "
+            f"(F {int(dim)} x {int(dim)}); the mesh ({cfg.mesh.kind}) is {k}D")
+    surrogate.material_response(torch.eye(k, dtype=torch.float64)[None])  # a plain GP: TypeError, one line
+    return surrogate
+
+
 def _run(cfg: FE2Config, progress) -> FE2Run:
     torch.set_num_threads(cfg.threads)
     t_start = time.perf_counter()
@@ -330,6 +343,12 @@ def _run(cfg: FE2Config, progress) -> FE2Run:
     mat = cfg.material
     handle = None
     info: dict[str, Any] = {"provider": mat.provider}
+    # a deployed surrogate is loaded and checked before the run directory is made: a URI
+    # without a model, or a model that is not a constitutive surrogate of the mesh's
+    # dimension, leaves no run directory behind
+    deployed = None
+    if mat.provider in ("surrogate", "adaptive") and mat.surrogate.uri:
+        deployed = _load_checked(mat.surrogate.uri, cfg, mesh.dim())
     # the run directory exists from the start: a run that fails or is stopped keeps its
     # config and the converged steps (steps.jsonl, one line per step as it converges)
     out = fe2_run_dir(cfg)
@@ -356,12 +375,7 @@ def _run(cfg: FE2Config, progress) -> FE2Run:
         surrogate = None
         if mat.provider in ("surrogate", "adaptive"):
             if mat.surrogate.uri:
-                surrogate = load_deployed(mat.surrogate.uri)
-                k = getattr(surrogate, "dim_F", None)
-                if k is not None and int(k) != mesh.dim():
-                    raise ValueError(
-                        f"material.surrogate.uri = {mat.surrogate.uri!r} is a {int(k)}D constitutive surrogate "
-                        f"(F {int(k)} x {int(k)}); the mesh ({cfg.mesh.kind}) is {mesh.dim()}D")
+                surrogate = deployed
                 info["surrogate"] = mat.surrogate.uri
             else:
                 t0 = time.perf_counter()
