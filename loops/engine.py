@@ -1098,7 +1098,7 @@ class Campaign:
         # a deterministic oracle at one fidelity: its observations are exact, and the
         # maximizer must beat them by RECOMMEND_Z of its own standard deviations; results
         # told with a variance above 0 (of the objective or a constraint output) are not exact
-        _, _, Yvar = self.data()
+        X, Y, Yvar = self.data()
         cols = [j] + [c for c, _, _ in p.constraints]
         told_noisy = Yvar is not None and bool((Yvar[:, cols] > 0).any())
         exact = not p.multi_fidelity and not getattr(self.oracle, "noisy", False) and not told_noisy
@@ -1107,7 +1107,6 @@ class Campaign:
         # the best point among the box's maximizer (unless it failed) and the observed
         # designs (at the target level) that satisfy the constraints: by posterior mean, or
         # for exact observations as said below
-        X, Y, _ = self.data()
         if p.multi_fidelity:
             at = X[:, -1] == p.target_fidelity
             X, Y = X[at], Y[at]

@@ -229,6 +229,7 @@ class ShiftedTestFunction(SyntheticOracle):
     ):
         self.problem_name = problem
         self.problem = botorch_problem(problem, dim)
+        self._optimum_infeasible = _infeasible_optimum(self.problem)
         d = self.problem.dim
         shift = [0.0] * d if shift is None else [float(v) for v in shift]
         if len(shift) != d or not all(math.isfinite(v) for v in shift):
@@ -259,7 +260,7 @@ class ShiftedTestFunction(SyntheticOracle):
         where BoTorch's minimizers violate the problem's constraints (ConstrainedHartmann in 3
         inputs: its value is the unconstrained minimum)."""
         v = getattr(self.problem, "_optimal_value", None)
-        if v is None or _infeasible_optimum(self.problem):
+        if v is None or self._optimum_infeasible:
             return None
         return self._sign * float(v)
 
@@ -267,7 +268,7 @@ class ShiftedTestFunction(SyntheticOracle):
     def optimizers(self) -> Tensor:
         """``k x d`` BoTorch's global minimizers that lie inside the translated bounds (none
         where BoTorch gives none, or where they violate the constraints)."""
-        if getattr(self.problem, "_optimizers", None) is None or _infeasible_optimum(self.problem):
+        if getattr(self.problem, "_optimizers", None) is None or self._optimum_infeasible:
             return torch.zeros(0, self.problem.dim, dtype=DTYPE)
         opt = _minimizers(self.problem)
         inside = ((opt >= self.bounds[0]) & (opt <= self.bounds[1])).all(-1)
