@@ -83,7 +83,7 @@ class MeshConfig(BaseModel):
     # box [0, Lx] x [0, Ly] x [0, Lz] (3D; faces left/right, bottom/top, back/front)
     lengths: tuple[SFloat, SFloat, SFloat] = (2.0, 1.0, 1.0)
     divisions: tuple[SInt, SInt, SInt] = (2, 1, 1)
-    # file (any format meshio reads)
+    # file (any format meshio reads); a relative path is taken from the config file's folder (load_config)
     path: str | None = None
 
     @property
@@ -520,5 +520,17 @@ def parse_config(data: dict[str, Any], source: str = "config") -> FE2Config:
 
 
 def load_config(path: str | Path) -> FE2Config:
-    """Read and validate a TOML file; :class:`ConfigError` with one line per problem."""
-    return parse_config(read_toml(path), str(path))
+    """Read and validate a TOML file; :class:`ConfigError` with one line per problem.
+
+    A relative ``mesh.path`` names a file next to the config file (looked up in
+    the working directory only where no such file is there); it is stored as an
+    absolute path, so the run's recorded config reads the same mesh from any
+    directory."""
+    data = read_toml(path)
+    mesh = data.get("mesh")
+    if isinstance(mesh, dict) and mesh.get("kind") == "file" and isinstance(mesh.get("path"), str):
+        given = Path(mesh["path"]).expanduser()
+        if not given.is_absolute():
+            beside = Path(path).resolve().parent / given
+            mesh["path"] = str(beside if beside.exists() or not given.exists() else given.resolve())
+    return parse_config(data, str(path))

@@ -479,3 +479,31 @@ def test_a_box_mesh_has_at_most_the_rectangles_element_count(tmp_path):
     with pytest.raises(ValueError, match=r"makes 1000000 elements, more than 250000"):
         MeshConfig(kind="box", element="hex1", divisions=(100, 100, 100))
     assert MeshConfig(kind="box", element="hex1", divisions=(100, 50, 50)).divisions == (100, 50, 50)
+
+
+def test_a_relative_mesh_path_is_read_beside_the_config(tmp_path, monkeypatch):
+    """A relative mesh.path names the file next to the config, whatever the working directory
+    (it had been looked up from the working directory: a config and its mesh moved together
+    into a folder failed with 'does not exist' unless run from that folder); the stored path is
+    absolute, so the run's recorded config finds the mesh from anywhere."""
+    import skfem
+
+    case = tmp_path / "case"
+    case.mkdir()
+    skfem.MeshTri().refined(1).save(str(case / "plate.vtk"))
+    text = BASE.replace('kind = "rectangle"\nwidth = 2.0\nheight = 1.0\nnx = 4\nny = 2',
+                        'kind = "file"\npath = "plate.vtk"')
+    cfg_path = _write(case, text)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_config(cfg_path)
+    assert Path(cfg.mesh.path) == (case / "plate.vtk").resolve() and cfg.mesh.element == "tri1"
+    # the config's file name relative to the working directory works the same
+    monkeypatch.chdir(tmp_path)
+    assert Path(load_config(Path("case") / cfg_path.name).mesh.path) == (case / "plate.vtk").resolve()
+    # a path relative to the working directory only (no such file beside the config) still reads
+    monkeypatch.chdir(case)
+    other = tmp_path / "configs"
+    other.mkdir()
+    assert Path(load_config(_write(other, text)).mesh.path) == (case / "plate.vtk").resolve()
