@@ -74,12 +74,14 @@ def phase_tensor(value, k: int, name: str = "conductivity") -> Tensor:
 
     ``value``: a number (isotropic), ``k`` numbers (diagonal) or ``k x k``.
     """
+    what = f"{name} must be a number, {k} numbers or a {k} x {k} matrix"
+    raw = value.detach().cpu().numpy() if isinstance(value, Tensor) else np.asarray(value, dtype=object)
+    if raw.dtype.kind == "b" or any(isinstance(v, bool | np.bool_) for v in raw.ravel()):
+        raise InvalidInput(f"{what}, got a boolean ({value!r})")
     try:
-        t = torch.as_tensor(np.asarray(value, dtype=float), dtype=DTYPE)
+        t = torch.as_tensor(np.asarray(raw, dtype=float), dtype=DTYPE)
     except (TypeError, ValueError) as e:
-        raise InvalidInput(
-            f"{name} must be a number, {k} numbers or a {k} x {k} matrix, got {value!r}"
-        ) from e
+        raise InvalidInput(f"{what}, got {value!r}") from e
     if t.dim() == 0:
         t = t * torch.eye(k, dtype=DTYPE)
     elif t.shape == (k,):
