@@ -290,7 +290,23 @@ class ExponentialLaw(CohesiveLaw):
         a, q, r = d[..., 0] / self.delta_n, self.q, self.r
         et = torch.exp(-((d[..., 1] / self.delta_t) ** 2))
         brace = (1 - r + a) * (1 - q) / (r - 1) - (q + (r - q) / (r - 1) * a) * et
-        return self.Gamma_n + self.Gamma_n * torch.exp(-a) * brace
+        return self._finite(self.Gamma_n + self.Gamma_n * torch.exp(-a) * brace, d)
+
+    def _finite(self, out: Tensor, d: Tensor) -> Tensor:
+        """``out`` (computed at separations ``d``, ``... x 2``), or an InvalidInput naming the
+        deepest interpenetration where it overflowed float64 (the law's compressive response grows
+        as ``exp(-dn / delta_n)``: past about 700 ``delta_n`` of interpenetration, or sooner in
+        large units)."""
+        bad = ~torch.isfinite(out)
+        if bad.any():
+            bad = bad.reshape(*bad.shape[: d.dim() - 1], -1).any(-1) if out.dim() == d.dim() else bad
+            dn = float(d[..., 0][bad].min())
+            raise InvalidInput(
+                f"the exponential (Xu-Needleman) law overflows float64 at normal opening dn = {dn:.6g} "
+                f"({dn / self.delta_n:.4g} delta_n): its compressive response grows as exp(-dn/delta_n), "
+                "so interpenetration this deep is outside the law"
+            )
+        return out
 
     def traction(self, delta) -> Tensor:
         d = self._delta(delta)
@@ -299,7 +315,7 @@ class ExponentialLaw(CohesiveLaw):
         et, en = torch.exp(-(b**2)), torch.exp(-a)
         Tn = self.Gamma_n / self.delta_n * en * (a * et + (1 - q) / (r - 1) * (1 - et) * (r - a))
         Tt = 2 * self.Gamma_n / self.delta_t * b * (q + (r - q) / (r - 1) * a) * en * et
-        return torch.stack([Tn, Tt], -1)
+        return self._finite(torch.stack([Tn, Tt], -1), d)
 
     @property
     def fracture_energy(self):
