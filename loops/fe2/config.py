@@ -380,7 +380,8 @@ class UncertaintyConfig(BaseModel):
     train_points: SInt = Field(64, ge=4, le=5000)
     #: ... with H in [-h_max, h_max]^4
     h_max: SFloat = Field(0.1, gt=0, lt=1)
-    #: base sample of first-order Sobol indices of the random inputs (0: none, else >= 8)
+    #: base sample of the first-order and total Sobol indices of the random inputs, for every QoI
+    #: (0: none, else >= 8)
     sobol_n: SInt = Field(0, ge=0, le=65536)
     random: list[RandomInputConfig] = []
 

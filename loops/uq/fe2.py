@@ -5,9 +5,12 @@ the adaptive switch's surrogate after its on-the-fly learning) is propagated:
 epistemic only. With ``[[uncertainty.random]]`` inputs (numbers of
 ``[material.rve]`` such as ``phases.1.E``), a GP over ``[H, inputs]`` is
 trained on RVE answers at a Sobol design and the nested Monte Carlo gives the
-aleatory/epistemic split (:mod:`loops.uq.propagate`). Writes
-``uncertainty.json`` and one histogram per QoI (``uq_<qoi>.png``) to the run
-directory; the caller logs them to MLflow with the run's other artifacts.
+aleatory/epistemic split (:mod:`loops.uq.propagate`); with ``sobol_n`` also
+the Sobol indices of the random inputs for every QoI, of the GP's posterior
+mean (``"sobol": {"of": ..., "qoi": {name: SobolIndices.as_dict()}}``), all
+QoIs from one set of solves. Writes ``uncertainty.json`` and one histogram per
+QoI (``uq_<qoi>.png``) to the run directory; the caller logs them to MLflow
+with the run's other artifacts.
 """
 
 from __future__ import annotations
@@ -186,20 +189,40 @@ def run_uncertainty(
         from loops.uq.sobol import sobol_indices
 
         mean = GPPosteriorMean(gp)
-        name0 = u.qoi[0]
+        names = list(qois)
+        solved: dict[str, np.ndarray] = {}
 
-        def f(Theta):
-            vals = []
-            for t in Theta:
+        def solve_all(Theta) -> np.ndarray:
+            """``m x Q`` values of every QoI (a failed run: a row of NaN, counted as failed)."""
+            vals = np.full((len(Theta), len(names)), np.nan)
+            for i, t in enumerate(Theta):
                 try:
                     s = make_solver(mean.with_theta(t))
-                    vals.append(qois[name0](s, s.solve(**kw)))
+                    res = s.solve(**kw)
                 except Exception:  # noqa: BLE001  (a failed run is a NaN, counted below)
-                    vals.append(np.nan)
-            return np.array(vals)
+                    continue
+                for j, nm in enumerate(names):
+                    try:
+                        vals[i, j] = qois[nm](s, res)
+                    except Exception:  # noqa: BLE001
+                        pass
+            return vals
 
-        idx = sobol_indices(f, dists, n=u.sobol_n, seed=u.seed)
-        summary["sobol"] = {"qoi": name0, "of": "posterior-mean surrogate", **idx.as_dict()}
+        def column(j: int):
+            def f(Theta):
+                # every QoI's indices come from the same pick-freeze rows (same n and seed),
+                # so one set of solves serves them all
+                if "Theta" not in solved or not np.array_equal(solved["Theta"], Theta):
+                    solved["Theta"], solved["values"] = np.array(Theta, copy=True), solve_all(Theta)
+                return solved["values"][:, j]
+
+            return f
+
+        summary["sobol"] = {
+            "of": "posterior-mean surrogate",
+            "qoi": {nm: sobol_indices(column(j), dists, n=u.sobol_n, seed=u.seed).as_dict()
+                    for j, nm in enumerate(names)},
+        }
     summary["wall_time"] = time.perf_counter() - t0
     from loops.fe2.run import json_text
 
