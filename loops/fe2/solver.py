@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,7 @@ import scipy.sparse as sp
 import skfem
 import torch
 from scipy.sparse.linalg import spsolve
+from skfem.quadrature import get_quadrature
 
 from loops.fe2.mesh import default_element, element_for
 from oracles.exceptions import InvalidInput, NotConverged, OracleError
@@ -43,7 +45,12 @@ from oracles.material import MaterialModel, MaterialResponse
 
 DTYPE = torch.float64
 
-#: default quadrature order per element family (all weights positive)
+
+class ReducedIntegrationWarning(UserWarning):
+    """A quadrature order below the element's full order (``DEFAULT_INTORDER``)."""
+
+
+#: default quadrature order per element family (all weights positive): the full order
 DEFAULT_INTORDER = {
     "quad1": 2,
     "quad2": 4,
@@ -225,6 +232,16 @@ class MacroSolver:
         self.intorder = DEFAULT_INTORDER[element] if intorder is None else int(intorder)
         self.thickness = float(thickness)
         self.basis = skfem.Basis(mesh, element_for(mesh, element), intorder=self.intorder)
+        full = get_quadrature(self.basis.elem.refdom, DEFAULT_INTORDER[element])[1].size
+        if self.basis.X.shape[-1] < full:
+            warnings.warn(
+                f"intorder = {self.intorder} under-integrates {element}: {self.basis.X.shape[-1]} "
+                f"quadrature points per element against {full} at the full order "
+                f"{DEFAULT_INTORDER[element]}; without hourglass control the stiffness can have "
+                "zero-energy modes, and the Newton solve may stall or return spurious displacements",
+                ReducedIntegrationWarning,
+                stacklevel=2,
+            )
         names = set(mesh.boundaries or {})
         for bc in [*dirichlet, *tractions]:
             if bc.boundary not in names:

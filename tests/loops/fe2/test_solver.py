@@ -307,3 +307,34 @@ def test_a_rigid_motion_left_free_is_named_before_solving():
                 ).check_supports()
     # u_x and u_y at one edge only: a rotation about it is held (u_x varies along the edge)
     MacroSolver(mesh, LAW, [DirichletBC("left", 0), DirichletBC("left", 1)]).check_supports()
+
+
+def test_under_integration_warns_and_its_zero_energy_modes_are_real():
+    """A quadrature with fewer points than the element's full order is named (it had been
+    accepted without a word). The warning is about something real: at F = I the 2 x 2 Gauss
+    stiffness of quad2 on a 2 x 2 mesh has more than the 3 rigid-body zero eigenvalues
+    (spurious modes), and the full order has exactly 3. quad1 at intorder 1 gets scikit-fem's
+    2 x 2 rule, which integrates it fully, and is not named."""
+    import warnings as w
+
+    from loops.fe2.solver import ReducedIntegrationWarning
+
+    mesh = rectangle(width=1.0, height=1.0, nx=2, ny=2, element="quad2")
+    bcs = [DirichletBC("left", 0), DirichletBC("bottom", 1)]
+    with pytest.warns(ReducedIntegrationWarning, match=r"intorder = 3 under-integrates quad2: 4 quadrature points "
+                                                       r"per element against 9 at the full order 4"):
+        reduced = MacroSolver(mesh, LAW, bcs, element="quad2", intorder=3)
+    with w.catch_warnings():
+        w.simplefilter("error", ReducedIntegrationWarning)
+        full = MacroSolver(mesh, LAW, bcs, element="quad2")
+        MacroSolver(mesh, LAW, bcs, element="quad2", intorder=5)
+        MacroSolver(rectangle(width=1.0, height=1.0, nx=2, ny=2), LAW, bcs, element="quad1", intorder=1)
+
+    def zero_modes(s):
+        F = np.broadcast_to(np.eye(2), (s.n_gauss, 2, 2)).copy()
+        A = np.asarray(s.evaluate_material(F).tangent)
+        ev = np.linalg.eigvalsh(s.stiffness(A).toarray())
+        return int((np.abs(ev) < 1e-9 * np.abs(ev).max()).sum())
+
+    assert zero_modes(full) == 3
+    assert zero_modes(reduced) > 3
