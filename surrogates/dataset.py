@@ -25,6 +25,16 @@ def _real_tensor(name: str, value: Any) -> Tensor:
                          f"({str(err).splitlines()[0][:120] if str(err) else type(err).__name__})") from None
 
 
+def _as_tensor(name: str, value: Any, what: str) -> Tensor:
+    """``value`` as a tensor of its own dtype; data torch cannot read is a ``ValueError``
+    naming the field and what it must hold."""
+    try:
+        return torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError) as err:
+        why = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        raise ValueError(f"Dataset.{name} must hold {what}, got {type(value).__name__} ({why})") from None
+
+
 @dataclass
 class Dataset:
     """Inputs and outputs for fitting a surrogate.
@@ -91,7 +101,7 @@ class Dataset:
                     f"at row {i}, output {j}"
                 )
         if self.fidelity is not None:
-            fid = torch.as_tensor(self.fidelity).reshape(-1)
+            fid = _as_tensor("fidelity", self.fidelity, "integer levels (0 = cheapest)").reshape(-1)
             if fid.is_complex():
                 raise ValueError(f"Dataset.fidelity must hold integer levels (0 = cheapest), got dtype {fid.dtype}")
             if fid.is_floating_point():
@@ -110,7 +120,12 @@ class Dataset:
                     f"Dataset.fidelity must have {self.X.shape[0]} entries, got {self.fidelity.shape[0]}"
                 )
         if self.observed is not None:
-            self.observed = torch.as_tensor(self.observed).bool()
+            obs = _as_tensor("observed", self.observed, "a boolean mask (True where an output was measured)")
+            if obs.is_complex() or (obs.dtype != torch.bool and not ((obs == 0) | (obs == 1)).all()):
+                bad = obs.flatten()[0] if obs.is_complex() else obs[(obs != 0) & (obs != 1)][0]
+                raise ValueError(f"Dataset.observed must be a boolean mask (True or 1 where an output was "
+                                 f"measured), got {bad.item()!r}")
+            self.observed = obs.bool()
             if self.observed.dim() == 1:
                 self.observed = self.observed.unsqueeze(-1)
             if self.observed.shape != self.Y.shape:
@@ -182,7 +197,10 @@ class Dataset:
 
     @classmethod
     def from_oracle_results(cls, results, oracle=None) -> Dataset:
-        """Concatenate successful points of :class:`oracles.OracleResult` s."""
+        """Concatenate successful points of :class:`oracles.OracleResult` s (at least one)."""
+        results = list(results)
+        if not results:
+            raise ValueError("Dataset.from_oracle_results needs at least one OracleResult, got none")
         Xs, Ys, Vs, Fs = [], [], [], []
         any_var = any(r.Yvar is not None for r in results)
         for r in results:

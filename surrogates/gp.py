@@ -258,6 +258,28 @@ def _check_options(cfg: dict[str, Any]) -> None:
             cfg[name] = float(v)
 
 
+def _real(name: str, value: Any) -> Tensor:
+    """``value`` (tensor, array or nested list) as a float64 tensor; complex or non-numeric
+    data is an :class:`InvalidInput` naming ``name`` (a cast to float64 would drop an
+    imaginary part with only a warning)."""
+    if (torch.is_tensor(value) and value.is_complex()) or (isinstance(value, np.ndarray) and np.iscomplexobj(value)):
+        raise InvalidInput(f"{name} must hold real numbers, got dtype {value.dtype}")
+    try:
+        return torch.as_tensor(value, dtype=DTYPE)
+    except (TypeError, ValueError, RuntimeError) as err:
+        why = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        raise InvalidInput(f"{name} must be an array of real numbers, got {type(value).__name__} ({why})") from None
+
+
+def _check_finite(name: str, X: Tensor) -> None:
+    """An :class:`InvalidInput` naming the first NaN or inf entry of ``X``, if it has one."""
+    bad = ~torch.isfinite(X.detach())
+    if bool(bad.any()):
+        idx = tuple(int(i) for i in bad.nonzero()[0])
+        raise InvalidInput(f"{name} contains nan or inf entries (shape {tuple(X.shape)}): the first is "
+                           f"{name}[{', '.join(map(str, idx))}] = {X.detach()[idx].item()}")
+
+
 def _model_dtype(X: Tensor) -> Tensor:
     """``X`` in the models' float64. BoTorch's ``Normalize`` casts its stored bounds to the
     dtype of the inputs it sees, so one integer or float32 query would have rounded them
@@ -354,13 +376,12 @@ class _GPCommon(SurrogateMixin):
                 f"{type(self).__name__} is not a constitutive surrogate: it needs d = m = 4 or 9 "
                 "inputs H = F - I and outputs P (row-major), or dim_F set in its options"
             )
-        F = torch.as_tensor(F, dtype=DTYPE)
+        F = _real("F", F)
         if F.dim() == 2:
             F = F.unsqueeze(0)
         if F.dim() != 3 or F.shape[-2:] != (k, k):
             raise InvalidInput(f"F must be n x {k} x {k}, got shape {tuple(F.shape)}")
-        if not torch.isfinite(F).all():
-            raise InvalidInput("F contains nan or inf entries")
+        _check_finite("F", F)
         n = F.shape[0]
         H = (F - torch.eye(k, dtype=DTYPE)).reshape(n, k * k)
         self.eval()
@@ -794,7 +815,7 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
     # ------------------------------------------------- learning on the fly
     def _inputs(self, X: Tensor) -> Tensor:
         """``n x d`` inputs from ``X`` (``n x d``) or, for a constitutive surrogate, ``F`` (``n x k x k``)."""
-        X = torch.as_tensor(X, dtype=DTYPE)
+        X = _real("X", X)
         k = self.dim_F
         if X.dim() == 3 and k is not None:
             if X.shape[-2:] != (k, k):
@@ -805,8 +826,7 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             raise InvalidInput(
                 f"expected inputs n x {d}" + (f" or F n x {k} x {k}" if k else "") + f", got shape {tuple(X.shape)}"
             )
-        if not torch.isfinite(X).all():
-            raise InvalidInput("inputs contain nan or inf entries")
+        _check_finite("X", X)
         return X
 
     def posterior(self, X: Tensor, output_indices=None, observation_noise: bool | Tensor = False,
@@ -824,8 +844,7 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         if not torch.is_tensor(X):
             raise TypeError(f"X must be a torch.Tensor (batch x q x {self.train_dataset.d}), got {type(X).__name__}")
         X = _model_dtype(X)
-        if not torch.isfinite(X).all():
-            raise InvalidInput(f"X contains nan or inf entries (shape {tuple(X.shape)})")
+        _check_finite("X", X)
         # inside BoTorch's fantasize the tensor is the likelihood's own noise, standardized
         if torch.is_tensor(observation_noise) and not fantasize_flag.on():
             self._check_noise(observation_noise, X, output_indices)
@@ -884,7 +903,7 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         Returns:
             A new :class:`GPSurrogate`; this one is unchanged.
         """
-        Xa, Ya = torch.as_tensor(X), torch.as_tensor(Y)
+        Xa, Ya = _real("X", X), _real("Y", Y)
         k = self.dim_F
         given_F = k is not None and Xa.dim() == 3 and Xa.shape[-2:] == (k, k)
         if fantasize_flag.on() or (not given_F and (Xa.dim() != 2 or Ya.dim() > 2)):
@@ -905,12 +924,12 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         m = self.num_outputs
         if Ya.numel() != n * m:
             raise InvalidInput(f"Y must be a finite n x {m} tensor with n = {n}, got shape {tuple(Ya.shape)}")
-        Y = torch.as_tensor(Y, dtype=DTYPE).reshape(n, -1) if n else torch.zeros(0, m, dtype=DTYPE)
+        Y = Ya.reshape(n, -1) if n else torch.zeros(0, m, dtype=DTYPE)
         if Y.shape != (n, m) or not torch.isfinite(Y).all():
             raise InvalidInput(f"Y must be a finite n x {m} tensor with n = {n}, got shape {tuple(Y.shape)}")
         ds = self.train_dataset
         if noise is not None:
-            nz = torch.as_tensor(noise, dtype=DTYPE)
+            nz = _real("noise", noise)
             if nz.numel() != n * m or not torch.isfinite(nz).all() or (nz < 0).any():
                 raise InvalidInput(
                     f"noise must be n x m = {n} x {m} finite variances >= 0 (output units), got "
@@ -1172,6 +1191,7 @@ class ICMGPSurrogate(MultiTaskGP, _GPCommon):
             raise TypeError(f"X must be a torch.Tensor (batch x q x {self.num_non_task_features}), "
                             f"got {type(X).__name__}")
         X = _model_dtype(X)
+        _check_finite("X", X)  # a NaN row makes every point of the joint posterior NaN
         if torch.is_tensor(observation_noise):
             raise NotImplementedError(
                 "ICMGPSurrogate.posterior takes observation_noise True or False, not a tensor of noise "

@@ -296,14 +296,13 @@ with _notices_to_debug("Add type hints to the `predict` method"):
             import pandas as pd
 
             if isinstance(model_input, dict):
-                if "F" in model_input:
-                    return "F", torch.as_tensor(np.ascontiguousarray(model_input["F"], dtype=np.float64), dtype=DTYPE)
-                if "X" in model_input:
-                    return "X", torch.as_tensor(np.ascontiguousarray(model_input["X"], dtype=np.float64), dtype=DTYPE)
+                for key in ("F", "X"):
+                    if key in model_input:
+                        return key, _real_array(f"model_input[{key!r}]", model_input[key])
                 raise ValueError(f"dict input needs key 'X' or 'F', got keys {sorted(model_input)}")
             if isinstance(model_input, pd.DataFrame):
                 return "X", _table_inputs(model_input, list(surrogate_input_names(self.surrogate)))
-            arr = torch.as_tensor(np.ascontiguousarray(model_input, dtype=np.float64), dtype=DTYPE)
+            arr = _real_array("model_input", model_input)
             return ("F" if arr.dim() == 3 else "X"), arr
 
         def predict(self, context, model_input, params: dict[str, Any] | None = None):
@@ -321,6 +320,19 @@ with _notices_to_debug("Add type hints to the `predict` method"):
             with torch.no_grad(), variance_in_output_units():
                 post = self.surrogate.posterior(t, observation_noise=noise)
                 return {"mean": post.mean.numpy(), "variance": post.variance.numpy()}
+
+
+def _real_array(name: str, value: Any) -> torch.Tensor:
+    """``value`` (array, tensor or nested list) as a float64 tensor; complex or non-numeric
+    data is a one-line ``ValueError`` naming ``name`` (numpy's cast to float64 would drop an
+    imaginary part with only a warning)."""
+    try:
+        if not np.iscomplexobj(value):
+            return torch.as_tensor(np.ascontiguousarray(value, dtype=np.float64), dtype=DTYPE)
+    except (TypeError, ValueError) as err:
+        why = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        raise ValueError(f"{name} must be an array of real numbers, got {type(value).__name__} ({why})") from None
+    raise ValueError(f"{name} must hold real numbers, got complex values")
 
 
 def _table_inputs(frame, names: list[str]) -> torch.Tensor:

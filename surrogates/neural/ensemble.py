@@ -43,9 +43,10 @@ from surrogates.neural.training import fraction, split_indices, training_options
 VARIANCE_FLOOR = 1e-12
 
 
-def fit_variance_scale(mean: Tensor, var: Tensor, y: Tensor) -> Tensor:
+def fit_variance_scale(mean: Tensor, var: Tensor, y: Tensor, mask: Tensor | None = None) -> Tensor:
     """Per-output factor ``s^2 = mean(r^2 / sigma^2)`` (``m``) maximizing the Gaussian
-    likelihood of held-out ``y`` (``n x m``) under ``N(mean, s^2 var)``."""
+    likelihood of held-out ``y`` (``n x m``) under ``N(mean, s^2 var)``; with ``mask``
+    (``n x m`` booleans) the mean is over the entries it marks (NaN for an output with none)."""
     if not (mean.shape == var.shape == y.shape) or y.dim() != 2:
         raise ValueError(
             f"mean, var and y must all be n x m, got {tuple(mean.shape)}, {tuple(var.shape)}, "
@@ -53,7 +54,10 @@ def fit_variance_scale(mean: Tensor, var: Tensor, y: Tensor) -> Tensor:
         )
     if y.shape[0] < 1:
         raise ValueError("calibration needs at least one held-out point, got none")
-    return ((y - mean) ** 2 / var.clamp_min(torch.finfo(var.dtype).tiny)).mean(0)
+    ratio = (y - mean) ** 2 / var.clamp_min(torch.finfo(var.dtype).tiny)
+    if mask is None:
+        return ratio.mean(0)
+    return torch.where(mask, ratio, 0.0).sum(0) / mask.sum(0)
 
 
 def diagonal_posterior(mean: Tensor, var: Tensor, scale: Tensor | None = None) -> GPyTorchPosterior:
@@ -144,6 +148,9 @@ class NeuralEnsembleModel(Model, SurrogateMixin):
         model = cls(**options)
         model.train_dataset = dataset
         if calibration_fraction > 0 and model.num_members > 1:
+            if dataset.n < 2:
+                raise ValueError(f"calibration_fraction = {calibration_fraction} needs at least 2 rows (one to fit, "
+                                 f"one held out), got {dataset.n}; pass calibration_fraction=0 to skip calibration")
             fit_idx, cal_idx = split_indices(dataset.n, (calibration_fraction,), seed=model._config["seed"])
         else:
             fit_idx, cal_idx = torch.arange(dataset.n), None
@@ -193,15 +200,24 @@ class NeuralEnsembleModel(Model, SurrogateMixin):
     def calibrate(self, X: Tensor, Y: Tensor) -> Tensor:
         """Fit and store the variance factors on held-out ``X`` (``n x d``), ``Y`` (``n x m``):
         per output, or one for all outputs (the maximum-likelihood factor over all of them)
-        when :attr:`calibrate_per_output` is False."""
+        when :attr:`calibrate_per_output` is False. Entries where the members' spread is at
+        most the variance floor do not count (their predictive variance is the floor's,
+        whatever the factor); a factor with no entry left keeps its value."""
         mean, var = self.raw_mean_variance(X)
         if self.num_members < 2:
             return self.variance_scale  # one member: no spread to scale
-        s2 = fit_variance_scale(mean, var.clamp_min(VARIANCE_FLOOR * self.output_scale**2), Y)
-        if not self.calibrate_per_output:
-            s2 = s2.mean().expand_as(s2)
-        self.variance_scale.copy_(s2)
-        return s2
+        floor = VARIANCE_FLOOR * self.output_scale**2
+        # entries where the members agree to the floor (F = 1, where every member's P is 0; a
+        # stress component that symmetry makes 0) have the floor's predictive variance whatever
+        # the factor: their likelihood does not depend on it, so they do not enter its fit
+        spread = var > floor
+        s2 = fit_variance_scale(mean, var.clamp_min(floor), Y, mask=spread)
+        if not self.calibrate_per_output:  # the mean over every entry with a spread
+            count = spread.sum(0)
+            s2 = (torch.where(count > 0, s2 * count, 0.0).sum() / count.sum()).expand_as(s2)
+        # no entry with a spread (every point at F = 1): nothing to fit, the factors are kept
+        self.variance_scale.copy_(torch.where(torch.isnan(s2), self.variance_scale, s2))
+        return self.variance_scale.clone()
 
     def posterior(self, X: Tensor, output_indices=None, observation_noise=False,
                   posterior_transform=None, **kwargs) -> GPyTorchPosterior:

@@ -47,6 +47,7 @@ convex functions of ``(F, cof F, det F)``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -168,9 +169,10 @@ class InvariantSet:
                     f"symmetry='transverse' needs a fibre direction of {self.dim} entries, "
                     f"got {self.fibre!r}"
                 )
-            nrm = sum(v * v for v in self.fibre) ** 0.5
-            if not nrm > 0:
-                raise ValueError(f"fibre direction must be non-zero, got {self.fibre!r}")
+            # hypot: the norm of (1e200, 1e200, 0) or (1e-200, 0, 0) without overflow or underflow
+            nrm = math.hypot(*(float(v) for v in self.fibre))
+            if not (all(math.isfinite(float(v)) for v in self.fibre) and nrm > 0):
+                raise ValueError(f"fibre direction must be finite and non-zero, got {self.fibre!r}")
             self.fibre = tuple(float(v) / nrm for v in self.fibre)
 
     @property

@@ -64,6 +64,9 @@ def member_split(fit_idx: Tensor, val_fraction: float, seed: int) -> tuple[Tenso
     ``fit_idx`` held out (seeded by ``seed``), or every row and no validation for 0."""
     if val_fraction <= 0:
         return fit_idx, None
+    if len(fit_idx) < 2:
+        raise ValueError(f"val_fraction = {val_fraction} needs at least 2 fitting rows (one to train, one to "
+                         f"validate), got {len(fit_idx)}; pass val_fraction=0 to train on every row")
     tr, va = split_indices(len(fit_idx), (val_fraction,), seed=seed)
     return fit_idx[tr], fit_idx[va]
 

@@ -38,3 +38,22 @@ def test_names_must_match_the_columns_and_levels_be_non_negative():
         Dataset(X=X, Y=Y, output_names=("u", "v"))
     with pytest.raises(ValueError, match="levels >= 0.*got -1"):
         Dataset(X=X, Y=Y, fidelity=[0, -1, 0, 1])
+
+
+def test_observed_must_be_a_mask_and_unreadable_levels_or_masks_name_the_field():
+    """A mask value of 2 or 0.5 had been read as True (observed); strings gave torch's bare
+    'too many dimensions'. A 0/1 integer mask is a mask."""
+    assert Dataset(X=[[0.0], [1.0]], Y=[[1.0, 2.0], [3.0, 4.0]], observed=[[1, 0], [1, 1]]).observed.tolist() == [
+        [True, False], [True, True]]
+    for bad, shown in (([[1, 2], [1, 1]], "2"), ([[1.0, 0.5], [1.0, 1.0]], "0.5")):
+        with pytest.raises(ValueError, match=rf"Dataset.observed must be a boolean mask .*got {shown}"):
+            Dataset(X=[[0.0], [1.0]], Y=[[1.0, 2.0], [3.0, 4.0]], observed=bad)
+    with pytest.raises(ValueError, match=r"Dataset.observed must hold a boolean mask .*got list"):
+        Dataset(X=[[0.0]], Y=[[1.0]], observed=[["x"]])
+    with pytest.raises(ValueError, match=r"Dataset.fidelity must hold integer levels .*got list"):
+        Dataset(X=[[0.0]], Y=[[1.0]], fidelity=["a"])
+
+
+def test_from_oracle_results_of_nothing_is_named():
+    with pytest.raises(ValueError, match="needs at least one OracleResult, got none"):
+        Dataset.from_oracle_results([])

@@ -177,3 +177,22 @@ def test_log_model_to_a_server_that_is_down_fails_fast_and_by_name(gp, monkeypat
         log_model(gp, name="gp", registered_model_name="down")
     assert time.monotonic() - t0 < 30 and "\n" not in str(err.value)
     assert mlflow.active_run() is None
+
+
+def test_pyfunc_arrays_of_complex_or_non_numbers_are_refused_naming_the_input(gp):
+    """numpy's cast to float64 had cut a complex array to its real part with only a
+    ComplexWarning and predicted at it; a ragged list gave numpy's bare message."""
+    from surrogates.mlflow_flavor import SurrogatePythonModel
+
+    pym = SurrogatePythonModel()
+    pym.surrogate = gp
+    Xq = torch.rand(3, 2, generator=torch.Generator().manual_seed(6), dtype=D)
+    with pytest.raises(ValueError, match=r"model_input must hold real numbers, got complex values"):
+        pym.predict(None, Xq.numpy() + 0j)
+    with pytest.raises(ValueError, match=r"model_input\['X'\] must hold real numbers"):
+        pym.predict(None, {"X": (Xq + 0j).tolist()})
+    with pytest.raises(ValueError, match=r"model_input\['F'\] must be an array of real numbers, got list"):
+        pym.predict(None, {"F": [[1.0, 0.0], [0.0]]})
+    with torch.no_grad(), variance_in_output_units():
+        want = gp.posterior(Xq).mean.numpy()
+    assert np.array_equal(pym.predict(None, Xq.tolist())["mean"], want)

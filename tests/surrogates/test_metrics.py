@@ -117,6 +117,24 @@ def test_bad_inputs_name_the_problem():
         coverage(y, bad, torch.ones_like(y))
 
 
+def test_float32_targets_are_scored_against_float64_predictions_in_double_precision():
+    """Targets made with ``torch.tensor([...])`` are float32; the metrics had cast the float64
+    predictions and variances to it: an error of 1e-3 at 1e4 read as 9.77e-4, and a variance
+    of 1e-50 (outputs in small units) as 0, refused. Complex values are refused, not cut."""
+    y = torch.tensor([1e4])  # float32, exactly 10000
+    mu = torch.tensor([1e4 + 1e-3], dtype=D)
+    var = torch.tensor([1e-6], dtype=D)
+    assert rmse(y, mu).dtype == D
+    assert rmse(y, mu).item() == pytest.approx(1e-3, rel=1e-9)
+    assert nlpd(y, mu, var).item() == pytest.approx(0.5 * math.log(2 * math.pi * 1e-6) + 0.5, rel=1e-9)
+    tiny = nlpd(torch.tensor([1.0]), torch.tensor([1.0], dtype=D), torch.tensor([1e-50], dtype=D))
+    assert tiny.item() == pytest.approx(0.5 * math.log(2 * math.pi * 1e-50), rel=1e-12)
+    with pytest.raises(ValueError, match="y must hold real numbers, got dtype torch.complex64"):
+        rmse(torch.tensor([1.0 + 1j]), torch.tensor([1.0]))
+    with pytest.raises(ValueError, match="var must hold real numbers"):
+        nlpd(y, mu, var + 0j)
+
+
 def test_evaluate_bundle():
     g = torch.Generator().manual_seed(0)
     y = torch.randn(100, 2, generator=g, dtype=D)
