@@ -22,6 +22,7 @@ and what is allowed.
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -327,6 +328,14 @@ class Executor(BaseModel):
             )
         return self
 
+    @field_validator("prefetch", mode="before")
+    @classmethod
+    def _prefetch_kind(cls, v: Any) -> Any:
+        # one message for the union (not one per member, named by pydantic's internal validators)
+        if (isinstance(v, str) and v == "auto") or (isinstance(v, numbers.Integral) and not isinstance(v, bool)):
+            return v
+        raise ValueError("expected an integer >= 0 or 'auto'")
+
     @field_validator("prefetch")
     @classmethod
     def _prefetch(cls, v: int | str) -> int | str:
@@ -399,6 +408,17 @@ class CampaignConfig(BaseModel):
     fidelity: Fidelity = Fidelity()
     tracking: Tracking = Tracking()
 
+    @field_validator("outputs")
+    @classmethod
+    def _distinct_outputs(cls, v: list[str] | None) -> list[str] | None:
+        # [] would silently mean every output, and an output named twice would be modeled twice
+        if v is not None and not v:
+            raise ValueError("name at least one output (or leave outputs out for all of the oracle's outputs)")
+        if v is not None and len(set(v)) != len(v):
+            twice = sorted({o for o in v if v.count(o) > 1})
+            raise ValueError(f"names {twice} more than once; name each output once")
+        return v
+
     @model_validator(mode="before")
     @classmethod
     def _learn_default_acquisition(cls, data: Any) -> Any:
@@ -426,6 +446,34 @@ class CampaignConfig(BaseModel):
             warnings.warn(f"learn.target_nrmse = {self.learn.target_nrmse:g} stops learn-mode campaigns only and "
                           "this campaign has mode = 'optimize' (no validation set is evaluated): it is ignored",
                           UserWarning, stacklevel=2)
+        if self.mode == "learn":
+            # learn mode models the outputs everywhere in the bounds: no sense, no feasible region
+            o = self.objective
+            ignored = []
+            if o.outputs is not None:
+                ignored.append(f"objective.outputs = {o.outputs} (the model learns the top-level outputs)")
+            if o.minimize is not True:
+                ignored.append(f"objective.minimize = {o.minimize!r}")
+            if o.constraints:
+                ignored.append(f"objective.constraints on {[k.output for k in o.constraints]}")
+            if ignored:
+                warnings.warn(f"mode = 'learn' learns the outputs over the whole bounds and ignores {'; '.join(ignored)}; "
+                              "use mode = 'optimize' to optimize or constrain them", UserWarning, stacklevel=2)
+        b = self.budget
+        levels = self.initial.fidelities
+        first = self.initial.n * (len(levels) if levels is not None else 1)
+        if b.calls is not None and first >= b.calls and acq != "sobol":
+            # the cost budget refuses such a design before any call (check_cost_budget); calls are
+            # a limit the initial design simply fills
+            what = f"is cut to its first {b.calls}" if first > b.calls else "takes all of them"
+            warnings.warn(f"the initial design ({first} points: initial.n = {self.initial.n}"
+                          f"{f' at levels {levels}' if levels is not None else ''}) {what} and leaves none of "
+                          f"budget.calls = {b.calls} to acquisition {acq!r}; use initial.n < budget.calls",
+                          UserWarning, stacklevel=2)
+        if b.cost is None and b.wall_time is None and self.fidelity.cost_source != "recorded":
+            warnings.warn(f"fidelity.cost_source = {self.fidelity.cost_source!r} has no effect with a budget of calls "
+                          "alone: every level's call counts as one; set budget.cost or budget.wall_time to weigh "
+                          "the levels by their cost", UserWarning, stacklevel=2)
         t = self.tracking
         if t.registered_model_name and t.final_surrogate is None and self.model.name in BUILTIN_MODELS:
             raise ValueError(

@@ -124,6 +124,25 @@ class OracleSettingsError(ValueError):
         self.lines = lines
 
 
+class _OracleSchema(BaseModel):
+    """An oracle's settings schema (a value of :data:`SCHEMAS`, never nested in another model).
+
+    Built from Python (``RVESettings(grid=31, ...)``), bad settings raise
+    :class:`OracleSettingsError` with one line per problem, as from TOML, instead
+    of pydantic's report of its internal validators.
+    """
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            raise OracleSettingsError(format_errors(e, type(self), data)) from None
+
+    # pydantic's mark of a base constructor: validation from a dict (model_validate, a nested
+    # table) keeps pydantic's errors with their keys instead of calling this constructor
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+
 def respell(value: Any, old: dict[str, str], current: list[str], what: str) -> Any:
     """``value`` unchanged, or a ValueError naming the current spelling of an old one."""
     if isinstance(value, str) and value not in current and value in old:
@@ -329,7 +348,7 @@ def num_phases(m: BaseModel) -> int | None:
 GridSize = Annotated[SInt, Field(ge=1)]
 
 
-class _RVEBase(BaseModel):
+class _RVEBase(_OracleSchema):
     """Phases, microstructure and solver options shared by the RVE oracles."""
 
     model_config = _STRICT
@@ -507,7 +526,7 @@ class TwoGridStiffnessSettings(_RVEBase):
 
 
 # --------------------------------------------------------- analytic oracles
-class _SyntheticSettings(BaseModel):
+class _SyntheticSettings(_OracleSchema):
     """Analytic test functions: additive noise, cost per fidelity, sign, noise seed."""
 
     model_config = _STRICT
@@ -517,7 +536,7 @@ class _SyntheticSettings(BaseModel):
     ] | None = None
     costs: list[Positive] | None = None
     negate: SBool = False
-    seed: SInt | None = None
+    seed: SInt | None = Field(None, ge=0, description="seed of the noise stream (a NumPy generator)")
 
     @model_validator(mode="after")
     def _check(self):
@@ -557,7 +576,7 @@ def expected_lattice_parameter(element: str, structure: str) -> float:
     return 2.0 * float(covalent_radii[z]) / _NN_PER_A[structure]
 
 
-class _AtomisticBase(BaseModel):
+class _AtomisticBase(_OracleSchema):
     model_config = _STRICT
     element: str = "Cu"
     structure: _STRUCTURES = "fcc"

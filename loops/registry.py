@@ -162,7 +162,15 @@ def build_oracle(spec: dict[str, Any] | Any):
     except OracleSettingsError as e:
         raise InvalidInput("; ".join(e.lines)) from None
     cls = oracle_class(name)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except InvalidInput:
+        raise
+    except (TypeError, ValueError) as e:
+        # a constructor without a schema that refuses a value: say which oracle and settings
+        given = ", ".join(f"{k}={v!r}"[:80] for k, v in kwargs.items())
+        raise InvalidInput(f"oracle {name!r} could not be built from its settings ({given}): "
+                           f"{type(e).__name__}: {e}") from e
 
 
 @lru_cache(maxsize=8)

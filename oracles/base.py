@@ -10,7 +10,7 @@ Subclasses implement :meth:`Oracle.evaluate_one` (one point, may raise
 :meth:`Oracle.evaluate_batch` (``_evaluate_one`` and ``_evaluate_batch`` are
 accepted as the same methods). :meth:`Oracle.evaluate` validates the input,
 times each point, turns an :class:`OracleError` into a failed point with its
-reason, checks every number the subclass returns (``Y`` and ``Yvar`` finite,
+reason, checks every number the subclass returns (``Y`` and ``Yvar`` real and finite,
 ``Yvar >= 0``, shapes ``n x m``) and never returns plausible numbers for a
 failed point (its row of ``Y`` is NaN). A plain Python function becomes an
 oracle with :class:`oracles.function.FunctionOracle`.
@@ -279,8 +279,17 @@ class Oracle(ABC):
                 f"{type(self).__name__} returned Y of shape {tuple(res.Y.shape)} for {n} points; "
                 f"expected {n} x {m} ({', '.join(self.output_names)})"
             )
-        res.Y = res.Y.to(DTYPE)
         res.failed = res.failed.to(torch.bool).clone()
+        for what, v in (("outputs", res.Y), ("output variances", res.Yvar)):
+            kind = None if v is None else not_real_kind(v)
+            if kind is not None:  # no number to keep: float64 would drop the imaginary part or take True as 1
+                for i in (~res.failed).nonzero().flatten().tolist():
+                    res.reasons[i] = f"{kind} {what}; expected real numbers"
+                res.failed[:] = True
+                res.Y = torch.full((n, m), float("nan"), dtype=DTYPE)
+                if res.Yvar is not None:
+                    res.Yvar = torch.full(tuple(res.Yvar.shape), float("nan"), dtype=DTYPE)
+        res.Y = res.Y.to(DTYPE)
         bad = ~res.failed & ~torch.isfinite(res.Y).all(dim=-1)
         for i in bad.nonzero().flatten().tolist():
             res.reasons[i] = "non-finite output"
@@ -396,8 +405,31 @@ def _overrides(cls: type, name: str) -> bool:
     return getattr(cls, name) is not getattr(Oracle, name)
 
 
+def not_real_kind(v: Any) -> str | None:
+    """``"complex"`` or ``"bool"`` when ``v`` (a tensor, array, scalar or nested sequence of
+    them) holds such values, which a float64 conversion would turn into numbers silently
+    (dropping the imaginary part, or True as 1.0); None otherwise."""
+    dt = getattr(v, "dtype", None)
+    if isinstance(dt, torch.dtype):
+        return "complex" if dt.is_complex else "bool" if dt == torch.bool else None
+    if isinstance(dt, np.dtype):
+        return {"c": "complex", "b": "bool"}.get(dt.kind)
+    if isinstance(v, (bool, complex)):
+        return type(v).__name__
+    if isinstance(v, (list, tuple)):
+        for e in v:
+            kind = not_real_kind(e)
+            if kind is not None:
+                return kind
+    return None
+
+
 def _as_vector(v: Any, m: int, what: str) -> Tensor:
-    """``v`` as an ``m`` float64 vector; a wrong size is an :class:`OracleError` of the point."""
+    """``v`` as an ``m`` float64 vector; a wrong size, or complex or bool values, are an
+    :class:`OracleError` of the point."""
+    kind = not_real_kind(v)
+    if kind is not None:
+        raise OracleError(f"the oracle returned {kind} {what} {str(v)[:60]}; expected real numbers")
     t = torch.as_tensor(v, dtype=DTYPE).reshape(-1)
     if t.numel() != m:
         raise OracleError(f"the oracle returned {t.numel()} {what} for a point, expected {m}")

@@ -27,10 +27,19 @@ import pickle
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from oracles.base import DTYPE, CostModel, Oracle, OracleResult, PointResult, make_bounds
+from oracles.base import (
+    DTYPE,
+    CostModel,
+    Oracle,
+    OracleResult,
+    PointResult,
+    make_bounds,
+    not_real_kind,
+)
 from oracles.exceptions import InvalidInput, OracleError, is_real
 
 __all__ = ["FunctionOracle", "check_picklable"]
@@ -48,6 +57,9 @@ def _real(what: str, v: Any) -> float:
 
 def _numbers(what: str, v: Any, m: int) -> Tensor:
     """One point's answer as a float64 tensor, or an :class:`OracleError` saying what came back."""
+    kind = not_real_kind(v)
+    if kind is not None:
+        raise OracleError(f"{what} is {kind} {str(v)[:60]!r}; expected real numbers ({m} output(s))")
     try:
         t = torch.as_tensor(v, dtype=DTYPE) if not torch.is_tensor(v) else v.detach().to(DTYPE)
     except (TypeError, ValueError, RuntimeError):
@@ -140,13 +152,18 @@ class FunctionOracle(Oracle):
             lo, hi = b[0].tolist(), b[1].tolist()
         if not all(math.isfinite(v) for v in (*lo, *hi)):
             raise InvalidInput(f"bounds must be finite, got lower={list(lo)}, upper={list(hi)}")
-        self.bounds = make_bounds(lo, hi)
-        d = self.bounds.shape[1]
+        d = len(lo)
         if isinstance(names, str):
             raise InvalidInput(f"names must be a sequence of {d} names, got the string {names!r}")
         names = tuple(str(n) for n in names) if names is not None else tuple(f"x{i}" for i in range(d))
         if len(names) != d or len(set(names)) != d:
             raise InvalidInput(f"names must be {d} distinct names (one per input), got {list(names)}")
+        for n, a, b in zip(names, lo, hi, strict=True):
+            if not a < b:
+                fixed = (" (an input held fixed is not an input: leave it out of the bounds and set it in the "
+                         "function)") if a == b else ""
+                raise InvalidInput(f"bounds of input {n!r} need lower < upper, got lower = {a!r}, upper = {b!r}{fixed}")
+        self.bounds = make_bounds(lo, hi)
         self.input_names = names
         outputs = (outputs,) if isinstance(outputs, str) else tuple(str(n) for n in outputs)
         if not outputs or len(set(outputs)) != len(outputs):
@@ -155,6 +172,9 @@ class FunctionOracle(Oracle):
         if clash:
             raise InvalidInput(f"output names {clash} are also input names; give inputs and outputs distinct names")
         self.output_names = outputs
+        for flag, v in (("noisy", noisy), ("vectorized", vectorized)):
+            if not isinstance(v, (bool, np.bool_)):
+                raise InvalidInput(f"{flag} must be True or False, got {v!r}")
         self.noisy = bool(noisy)
         if isinstance(cost, CostModel):
             self.cost_model = cost
@@ -171,6 +191,8 @@ class FunctionOracle(Oracle):
                 raise InvalidInput(f"cost needs one value per fidelity ({num_fidelities}), got {cost!r}")
             self.cost_model = CostModel(costs)
         self.vectorized = bool(vectorized)
+        if isinstance(failures, str):
+            raise InvalidInput(f"failures must be exception classes, got the string {failures!r}")
         failures = (failures,) if isinstance(failures, type) else tuple(failures)
         if not all(isinstance(f, type) and issubclass(f, BaseException) for f in failures):
             raise InvalidInput(f"failures must be exception classes, got {failures!r}")

@@ -167,3 +167,34 @@ class TestToyOracleContract(OracleContractTests, DeterministicOracleTests, Faili
 
     def failing_inputs(self, oracle):
         return torch.tensor([[0.95, 0.1], [0.5, 0.99]], dtype=DTYPE)
+
+
+def test_complex_or_bool_numbers_of_a_subclass_fail_the_point():
+    """A subclass returning complex outputs (from an FFT or an eigenvalue solve) had had them cast
+    to float64, the imaginary part dropped; from evaluate_batch, too."""
+
+    class Complex(Oracle):
+        input_names, output_names = ("x",), ("y",)
+        bounds = make_bounds([0.0], [1.0])
+
+        def evaluate_one(self, x, fidelity):
+            return PointResult(y=torch.complex(x, x))
+
+    class ComplexBatch(Complex):
+        def evaluate_batch(self, X, fidelity):
+            n = X.shape[0]
+            return OracleResult(X=X, Y=torch.complex(X, X), failed=torch.zeros(n, dtype=torch.bool),
+                                reasons=[None] * n, cost=torch.ones(n, dtype=DTYPE), fidelity=fidelity)
+
+    class BoolBatch(ComplexBatch):
+        def evaluate_batch(self, X, fidelity):
+            res = super().evaluate_batch(X, fidelity)
+            res.Y = X > 0.4
+            return res
+
+    r = Complex().evaluate([[0.5]])
+    assert bool(r.failed[0]) and torch.isnan(r.Y).all() and "returned complex outputs" in r.reasons[0]
+    for o, kind in ((ComplexBatch(), "complex"), (BoolBatch(), "bool")):
+        r = o.evaluate([[0.5], [0.25]])
+        assert r.failed.all() and torch.isnan(r.Y).all() and r.Y.dtype == DTYPE
+        assert r.reasons == [f"{kind} outputs; expected real numbers"] * 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
@@ -169,3 +170,36 @@ def test_constructor_settings_are_checked_in_one_line():
                     ({"failures": (3,)}, "exception classes")):
         with pytest.raises(InvalidInput, match=msg):
             FunctionOracle(lambda x: 1.0, **{"bounds": b, **kw})
+
+
+@pytest.mark.parametrize("answer, kind", [
+    (lambda x: torch.complex(x.sum(), x.sum()), "complex"),   # a torch complex scalar had become its real part
+    (lambda x: np.array([1.0 + 2.0j]), "complex"),             # a numpy complex array had too, without a warning
+    (lambda x: x.sum() > 0.5, "bool"),                         # a flag had become 0.0 or 1.0
+    (lambda x: np.bool_(True), "bool"),
+])
+def test_complex_or_bool_answers_fail_the_point_instead_of_becoming_numbers(answer, kind):
+    for vectorized in (False, True):
+        fn = (lambda X, a=answer: torch.stack([torch.as_tensor(a(x)) for x in X])) if vectorized else answer
+        r = FunctionOracle(fn, [[0.0, 0.0], [1.0, 1.0]], vectorized=vectorized).evaluate([[0.5, 0.5], [0.2, 0.1]])
+        assert r.failed.all() and torch.isnan(r.Y).all(), (vectorized, r.Y)
+        assert all(f"output is {kind}" in s and "expected real numbers" in s for s in r.reasons), r.reasons
+    noisy = FunctionOracle(lambda x: (x.sum(), torch.tensor(1j)), [[0.0], [1.0]], noisy=True).evaluate([[0.5]])
+    assert bool(noisy.failed[0]) and "variance is complex" in noisy.reasons[0]
+
+
+def test_flags_are_true_or_false_and_bounds_name_the_input_that_is_empty():
+    """noisy='no' and vectorized='no' had been taken as True (bool('no')); bounds with lower >= upper
+    had been refused without naming the input; failures='ValueError' had been read letter by letter."""
+    b = {"length": (0.0, 1.0), "angle": (0.5, 0.5)}
+    for kw in ({"noisy": "no"}, {"vectorized": "no"}, {"noisy": 1}):
+        with pytest.raises(InvalidInput, match=f"{next(iter(kw))} must be True or False, got {next(iter(kw.values()))!r}"):
+            FunctionOracle(lambda x: 1.0, [[0.0], [1.0]], **kw)
+    assert FunctionOracle(lambda x: 1.0, [[0.0], [1.0]], noisy=np.bool_(False)).noisy is False
+    with pytest.raises(InvalidInput, match=r"bounds of input 'angle' need lower < upper, got lower = 0.5, upper = 0.5 "
+                                           r"\(an input held fixed"):
+        FunctionOracle(lambda x: 1.0, b)
+    with pytest.raises(InvalidInput, match=r"bounds of input 'x1' need lower < upper, got lower = 2.0, upper = 1.0$"):
+        FunctionOracle(lambda x: 1.0, [[0.0, 2.0], [1.0, 1.0]])
+    with pytest.raises(InvalidInput, match="exception classes, got the string 'ValueError'"):
+        FunctionOracle(lambda x: 1.0, [[0.0], [1.0]], failures="ValueError")
