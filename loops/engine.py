@@ -40,6 +40,7 @@ import json
 import math
 import operator
 import signal
+import sqlite3
 import threading
 import time
 import warnings
@@ -208,6 +209,25 @@ class CampaignInterrupted(BaseException):
         self.signum = signum
 
 
+class _Deferred:
+    """The body of :meth:`Campaign._uninterrupted`: the campaign's signal handler records a
+    signal that arrives inside it, and the signal is raised as :class:`CampaignInterrupted`
+    when the outermost such block ends normally."""
+
+    def __init__(self, campaign: Campaign):
+        self.campaign = campaign
+
+    def __enter__(self) -> None:
+        self.campaign._critical += 1
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        camp = self.campaign
+        camp._critical -= 1
+        if exc_type is None and not camp._critical and camp._deferred_signal is not None:
+            signum, camp._deferred_signal = camp._deferred_signal, None
+            raise CampaignInterrupted(signum)
+
+
 # ----------------------------------------------------------------- helpers
 
 
@@ -338,6 +358,18 @@ def run_dir_for(config: CampaignConfig, base: str | Path | None = None, claim: b
                 pass
         d = base / f"{config.name}-{stamp}-{k}"
         k += 1
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all (through a temporary file beside it): a full disk or a
+    kill leaves the previous file (``config.json`` of a resumed campaign) as it was."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -557,11 +589,23 @@ class Campaign:
         except OSError as e:  # a file in the way, a read-only or missing mount, no permission
             raise RunDirError(f"run directory {str(where)!r} cannot be used: {e.strerror or e}") from None
         self._lock = RunLock(self.run_dir)
-        self._lock.acquire()
+        try:
+            self._lock.acquire()
+        except RunDirError:
+            if created:  # a directory this call made, still empty: not left behind
+                try:
+                    self.run_dir.rmdir()
+                except OSError:
+                    pass
+            raise
         try:
             self._open(config)
-        except BaseException:
+        except BaseException as e:
             self._lock.release()
+            self._remove_fresh(created)
+            if isinstance(e, (OSError, sqlite3.Error)):  # a full disk, a file system gone read-only
+                raise RunDirError(f"{self.run_dir}: the run directory could not be written ({type(e).__name__}: "
+                                  f"{e}); free space or restore write access, then try again") from None
             raise
         self.store: RunStore
         self._executor_arg = executor
@@ -605,7 +649,12 @@ class Campaign:
         to resume, and a directory that was there keeps what it held."""
         self.store.close()
         self._lock.release()
-        for f in self._fresh:
+        self._remove_fresh(created)
+
+    def _remove_fresh(self, created: bool) -> None:
+        """Remove the files this construction wrote first (:meth:`_open`), and the run
+        directory if this call created it and it is left empty."""
+        for f in getattr(self, "_fresh", []):
             f.unlink(missing_ok=True)
         if created:
             try:
@@ -684,7 +733,7 @@ class Campaign:
                     "Campaign.resume(run_dir, oracle=...))"
                 )
             if moved:
-                cfg_file.write_text(config.model_dump_json(indent=2))
+                _write_atomic(cfg_file, config.model_dump_json(indent=2))
         prog = read_progress(self.run_dir)
         if prog.get("finished", 0) > 0 and not store_file.exists():
             raise RunDirError(f"{store_file} is missing but progress.json records {prog['finished']} "
@@ -699,7 +748,7 @@ class Campaign:
                 "restore them, or start a new run directory"
             )
         if not cfg_file.exists():
-            cfg_file.write_text(config.model_dump_json(indent=2))
+            _write_atomic(cfg_file, config.model_dump_json(indent=2))
         recorded = self.store.get_meta("config")
         if recorded is None:
             self.store.set_meta("config", new)
@@ -732,6 +781,30 @@ class Campaign:
                 "config.json (only budget, executor and tracking may change on a resume), or start a new run directory")
         if diff:
             self.store.set_meta("config", new)
+        self._budget_changed = any(k.startswith("budget.") for k in diff)
+
+    _budget_changed = False  # the budget differs from the one the run store recorded
+
+    def _trim_to_budget(self) -> None:
+        """A budget lowered on a resume: cancel the pending design points (newest first) that
+        it no longer pays for, so that points in flight when the earlier driver stopped, or
+        an initial design written under the larger budget, are not evaluated beyond it."""
+        b = self.config.budget
+        if not self._budget_changed or (b.calls is None and b.cost is None):
+            return
+        self._budget_changed = False
+        pending = sorted((rid for rid, r in self._rows.items()
+                          if r["status"] == "pending" and r["role"] != "validation"), reverse=True)
+        for rid in pending:
+            st = self.state()
+            over_calls = b.calls is not None and st.submitted > b.calls
+            over_cost = b.cost is not None and st.committed_cost > b.cost + 1e-9
+            if not (over_calls or over_cost):
+                break
+            which = f"budget.calls = {b.calls}" if over_calls else f"budget.cost = {b.cost:g}"
+            self.store.cancel(rid, f"cancelled: beyond {which}, lowered on resume")
+            self._rows[rid] = self.store.row(rid)
+            self._added += 1
 
     # -------------------------------------------------------------- set-up
     @classmethod
@@ -1726,6 +1799,7 @@ class Campaign:
         self.tracker.start()
         self.tracker.catch_up()
         self._initial_design()
+        self._trim_to_budget()
         # pending rows of a driver that died are handed out again; cancelled rows stay closed
 
     def ask(self, n: int = 1) -> Trial:
@@ -1903,35 +1977,60 @@ class Campaign:
         """Write answers to the store (one committed row each), then retries; the model refits lazily."""
         if not pairs:
             return
+        with self._uninterrupted():
+            c = self.config
+            m = self.oracle.num_outputs
+            for rid, rec in pairs:
+                row = self._rows[rid]
+                if row["status"] != "pending":
+                    continue  # answered already (a duplicate answer of a resubmitted point)
+                if rec.get("infra"):
+                    # the worker died or was killed at its timeout: the point itself may be fine
+                    k = self._infra.get(rid, 0)
+                    if k < c.executor.retries and self.exec is not None:
+                        self._infra[rid] = k + 1
+                        self._submit(rid)
+                        continue
+                    rec = {**rec, "cost": self.problem.costs[row["fidelity"]] if "timeout" in rec["reason"] else 0.0}
+                check_record(rec, m)
+                self._record_one(rid, row, rec)
+                self._handed.discard(rid)
+                self._stale = True
+                if self._bar is not None and row["role"] != "validation":
+                    self._bar.update(1)
+            fin = sum(r["status"] not in ("pending",) for r in self._rows.values())
+            write_progress(self.run_dir, fin, max(self._rows, default=0))
+            self._bank_elapsed()  # a driver killed later keeps the time it spent (budget.wall_time)
+
+    def _record_one(self, rid: int, row: dict[str, Any], rec: dict[str, Any]) -> None:
+        """Write the answer of pending row ``rid`` and, for a failed point with attempts left,
+        its retry's pending row, in one transaction: a driver killed between the two would
+        leave the failure without its retry, and the resumed campaign would never retry it."""
         c = self.config
-        m = self.oracle.num_outputs
-        for rid, rec in pairs:
-            row = self._rows[rid]
-            if row["status"] != "pending":
-                continue  # answered already (a duplicate answer of a resubmitted point)
-            if rec.get("infra"):
-                # the worker died or was killed at its timeout: the point itself may be fine
-                k = self._infra.get(rid, 0)
-                if k < c.executor.retries and self.exec is not None:
-                    self._infra[rid] = k + 1
-                    self._submit(rid)
-                    continue
-                rec = {**rec, "cost": self.problem.costs[row["fidelity"]] if "timeout" in rec["reason"] else 0.0}
-            check_record(rec, m)
-            self.store.record(rid, rec)
-            self._rows[rid] = self.store.row(rid)
-            self._handed.discard(rid)
+        added: list[int] = []
+        try:
+            with self.store.transaction():
+                self.store.record(rid, rec)
+                self._rows[rid] = self.store.row(rid)
+                self._version += 1
+                if (rec.get("failed") and not rec.get("infra") and row["attempt"] < c.executor.retries
+                        and row["role"] != "validation"
+                        and self._may_submit(self.state(), row["fidelity"], row["x"])):
+                    added.append(self._add_pending(row["x"], row["fidelity"], row["role"], row["iteration"],
+                                                   point=row["point"], attempt=row["attempt"] + 1))
+        except BaseException:
+            # rolled back: the row is pending again, and the retry is no row of this campaign
+            self._rows[rid] = row
+            for new in added:
+                self._rows.pop(new, None)
             self._version += 1
-            self._stale = True
-            if (rec.get("failed") and not rec.get("infra") and row["attempt"] < c.executor.retries
-                    and row["role"] != "validation" and self._may_submit(self.state(), row["fidelity"], row["x"])):
-                self._add_pending(row["x"], row["fidelity"], row["role"], row["iteration"],
-                                  point=row["point"], attempt=row["attempt"] + 1)
-            if self._bar is not None and row["role"] != "validation":
-                self._bar.update(1)
-        fin = sum(r["status"] not in ("pending",) for r in self._rows.values())
-        write_progress(self.run_dir, fin, max(self._rows, default=0))
-        self._bank_elapsed()  # a driver killed later keeps the time it spent (budget.wall_time)
+            self._added += 1
+            raise
+
+    def _uninterrupted(self):
+        """Context manager: a block that SIGTERM and SIGINT do not cut in two (recording results
+        received from the workers); a signal that arrives inside it stops :meth:`run` when it ends."""
+        return _Deferred(self)
 
     def _banked(self) -> float:
         """Seconds banked in the store's ``elapsed`` (read once, then kept as written)."""
@@ -1947,6 +2046,8 @@ class Campaign:
         self._t_start = now
 
     _bar = None
+    _critical = 0  # depth of _uninterrupted blocks
+    _deferred_signal: int | None = None  # a signal that arrived inside one
 
     def finished(self) -> bool:
         """Whether a stopping condition holds and no asked point is still out.
@@ -2073,6 +2174,7 @@ class Campaign:
         c = self.config
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # small GPs on few shared cores: see experiments/benchmarks
+        self._critical, self._deferred_signal = 0, None
         old_handlers = self._install_signal_handlers()
         stopped_by = None
         interrupted = lost = None
@@ -2107,6 +2209,10 @@ class Campaign:
         except CampaignInterrupted as e:
             interrupted = e
             stopped_by = e.args[0]
+            if self.exec is not None:
+                # answers that reached the driver while it was busy (fitting, proposing) are
+                # computed results: stored before the workers stop, not computed again on resume
+                self._record_all(self.exec.drain())
         except ExecutorLost as e:
             lost = e
         finally:
@@ -2159,6 +2265,9 @@ class Campaign:
             if fired:
                 return  # already stopping
             fired.append(signum)
+            if self._critical:  # recording results: stop once they are stored
+                self._deferred_signal = signum
+                return
             raise CampaignInterrupted(signum)
 
         return {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}

@@ -682,6 +682,21 @@ class WorkerPool:
         self._dispatch()
         return out
 
+    def drain(self) -> list[tuple[Any, dict[str, Any]]]:
+        """The answers that workers have sent and the driver not yet read, without waiting,
+        starting a queued point or replacing a worker (a dead worker's point is not reported)."""
+        out = []
+        for w in self.workers:
+            if w.key is None:
+                continue
+            try:
+                if w.conn.poll():
+                    out.append(w.conn.recv())
+                    w.key = None
+            except (EOFError, OSError):
+                pass
+        return out
+
     def cancel_queued(self) -> list:
         """Drop the points not yet started; returns their keys."""
         keys = [t[0] for t in self.queue]
@@ -814,6 +829,21 @@ class PointRunner:
                 fut.cancel()
                 self.futures.pop(fut)
                 out.append((key, {"failed": True, "infra": True, "reason": f"timeout after {t:g} s (abandoned)"}))
+        return out
+
+    def drain(self) -> list[tuple[Any, dict[str, Any]]]:
+        """The answers already returned and not yet polled, without waiting (a point whose
+        worker failed is not reported: it stays pending)."""
+        if self.pool is not None:
+            return self.pool.drain()
+        out = []
+        for fut, v in list(self.futures.items()):
+            try:
+                if fut.done() and not fut.cancelled() and fut.exception(timeout=0) is None:
+                    out.append((v[0], fut.result(timeout=0)))
+                    self.futures.pop(fut)
+            except Exception:  # noqa: BLE001  (a Dask future whose scheduler is gone)
+                pass
         return out
 
     def _dask_slots(self) -> int:

@@ -9,7 +9,10 @@ points (``scalebridge fe2``, the experiment scripts, the demo). Inside it:
 * MLflow's artifact download and upload progress bars are off
   (``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false`` unless the user set it);
 * MLflow's and Alembic's INFO lines about creating and migrating the tracking
-  database are raised to WARNING.
+  database are raised to WARNING;
+* MLflow's ERROR log of a tracking-database error, with its traceback, goes to
+  the debug log: MLflow raises the error next, and the campaign's tracker
+  reports it in one line (:class:`loops.tracking.TrackingWarning`).
 
 scalebridge's own warnings (classes defined in ``loops``, ``oracles`` or
 ``surrogates``, such as :class:`loops.tracking.TrackingWarning`) are printed as
@@ -42,6 +45,20 @@ NOTICES: tuple[tuple[str, str], ...] = (
 
 _OURS = ("loops", "oracles", "surrogates")
 _QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic.runtime.migration", "alembic")
+
+
+class _RaisedNext(logging.Filter):
+    """Sends a logged error that the library raises next (:data:`RAISED_NEXT`) to the debug log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if any(record.name == name and record.getMessage().startswith(start) for name, start in RAISED_NEXT):
+            log.debug("%s: %s", record.name, record.getMessage().splitlines()[0])
+            return False
+        return True
+
+
+#: ``(logger, message start)`` of errors a library logs (with a traceback) just before it raises them
+RAISED_NEXT: tuple[tuple[str, str], ...] = (("mlflow.store.db.utils", "SQLAlchemy database error"),)
 
 
 def is_notice(category: type[Warning], message: str) -> bool:
@@ -78,11 +95,16 @@ def library_notices_to_debug() -> Iterator[None]:
         levels[name] = lg.level
         if lg.level < logging.WARNING:  # NOTSET included: MLflow sets INFO on its parent when imported
             lg.setLevel(logging.WARNING)
+    raised_next = _RaisedNext()
+    for name in {n for n, _ in RAISED_NEXT}:
+        logging.getLogger(name).addFilter(raised_next)
     warnings.showwarning = show
     try:
         yield
     finally:
         warnings.showwarning = original
+        for name in {n for n, _ in RAISED_NEXT}:
+            logging.getLogger(name).removeFilter(raised_next)
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
         if env_added:

@@ -98,6 +98,12 @@ class RunStore:
                 if res != "ok":
                     raise sqlite3.DatabaseError(f"integrity check: {res}")
         except sqlite3.DatabaseError as e:
+            if getattr(self, "conn", None) is not None:
+                self.conn.close()
+            if not readonly and isinstance(e, sqlite3.OperationalError) and any(
+                    w in str(e) for w in ("full", "I/O", "readonly", "unable to open")):
+                raise RunDirError(f"{self.path}: the run store cannot be written ({e}); free space or restore "
+                                  "write access, then try again") from None
             raise RunDirError(f"{self.path}: not a readable run store ({e})") from None
 
     def _connect_readonly(self) -> sqlite3.Connection:
@@ -129,6 +135,22 @@ class RunStore:
             raise
         self.conn.execute("COMMIT")
 
+    @contextmanager
+    def _atomic(self):
+        """The writes of the block as one (a savepoint: inside a :meth:`transaction` too), so that
+        a failed write (a full disk) or a killed process leaves none of them."""
+        self.conn.execute("SAVEPOINT atomic")
+        try:
+            yield
+        except BaseException:
+            try:
+                self.conn.execute("ROLLBACK TO atomic")
+                self.conn.execute("RELEASE atomic")
+            except sqlite3.Error:  # SQLite rolled the transaction back itself
+                pass
+            raise
+        self.conn.execute("RELEASE atomic")
+
     # ------------------------------------------------------------------ meta
     def set_meta(self, key: str, value: Any) -> None:
         self.conn.execute(
@@ -157,6 +179,10 @@ class RunStore:
         prediction: dict[str, Any] | None = None,
     ) -> int:
         """Insert a submitted call; returns its row id."""
+        with self._atomic():
+            return self._insert_pending(x, fidelity, role, iteration, point, attempt, prediction)
+
+    def _insert_pending(self, x, fidelity, role, iteration, point, attempt, prediction) -> int:
         cur = self.conn.execute(
             "INSERT INTO evaluations(point, attempt, role, iteration, x, fidelity, status, submitted, prediction)"
             " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
@@ -251,10 +277,11 @@ class RunStore:
     # --------------------------------------------------------------- metrics
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
         now = time.time()
-        self.conn.executemany(
-            "INSERT OR REPLACE INTO metrics(step, name, value, time, logged) VALUES (?, ?, ?, ?, 0)",
-            [(step, k, float(v), now) for k, v in metrics.items()],
-        )
+        with self._atomic():  # a step's metrics all or none (status shows the last step's)
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO metrics(step, name, value, time, logged) VALUES (?, ?, ?, ?, 0)",
+                [(step, k, float(v), now) for k, v in metrics.items()],
+            )
 
     def metrics(self, unlogged_only: bool = False) -> list[dict[str, Any]]:
         q = "SELECT * FROM metrics" + (" WHERE logged=0" if unlogged_only else "") + " ORDER BY step, name"
@@ -378,6 +405,10 @@ class RunLock:
             who = f"process {other.get('pid', '?')} on host {other.get('host', '?')}; wait for it, or stop it first"
         return RunDirError(f"{self.path.parent}: in use by {who} (lock file {self.path})")
 
+    def _unwritable(self, e: OSError) -> RunDirError:
+        return RunDirError(f"{self.path.parent}: cannot write the lock file {self.path} ({e.strerror or e}); "
+                           "free space or restore write access, then try again")
+
     def acquire(self) -> None:
         me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()})
         for attempt in range(LOCK_ATTEMPTS):
@@ -402,8 +433,13 @@ class RunLock:
             if not same:
                 os.close(fd)
                 continue
-            os.ftruncate(fd, 0)
-            os.write(fd, me.encode())
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, me.encode())
+            except OSError as e:  # a full disk, a file system gone read-only
+                self.path.unlink(missing_ok=True)  # still held: as release() does
+                os.close(fd)
+                raise self._unwritable(e) from None
             self._fd, self.held, self._pid = fd, True, os.getpid()
             return
         raise RunDirError(f"{self.path.parent}: could not take the lock file {self.path}")
@@ -421,8 +457,12 @@ class RunLock:
                     raise self._refuse(other) from None
                 self.path.unlink(missing_ok=True)  # stale: its driver is dead
                 continue
-            with os.fdopen(fd, "w") as f:
-                f.write(me)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(me)
+            except OSError as e:
+                self.path.unlink(missing_ok=True)
+                raise self._unwritable(e) from None
             self.held, self._pid = True, os.getpid()
             return
         raise RunDirError(f"{self.path.parent}: could not take the lock file {self.path}")

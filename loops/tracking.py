@@ -107,8 +107,12 @@ def reachable(uri: str, timeout: float = PROBE_TIMEOUT) -> bool:
 
 
 def one_line(e: BaseException, limit: int = 200) -> str:
-    """``Type: first line of the message``, cut to ``limit`` characters."""
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    """``Type: first line of the message``, cut to ``limit`` characters (SQLAlchemy's note that
+    opens some messages, ``(raised as a result of Query-invoked autoflush; ...)``, is skipped for
+    the line that says what failed)."""
+    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+    said = [ln for ln in lines if not ln.startswith("(raised as a result of")]
+    msg = (said or lines or [""])[0]
     s = f"{type(e).__name__}: {msg}" if msg else type(e).__name__
     return s if len(s) <= limit else s[: limit - 3] + "..."
 

@@ -61,3 +61,31 @@ def test_the_closing_lines_give_the_recommendation_with_its_standard_deviation()
     assert lines[0] == "stopped by CallsBudget: 12 calls (1 failed), cost 12, best observed 0.5"
     assert lines[1] == "recommendation: a = 0.25, b = 3 (predicted 0.41, sd 0.0123)"
     lines[1].encode("ascii")  # plain text for any terminal
+
+
+def test_a_tracking_database_error_that_mlflow_raises_next_is_not_printed_with_its_traceback():
+    """A full disk under the MLflow SQLite store had printed MLflow's ERROR log, a 60-line
+    traceback, before the one-line TrackingWarning that reports the same error."""
+    import sys
+
+    got = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            got.append(record.getMessage())
+
+    lg = logging.getLogger("mlflow.store.db.utils")
+    h = Keep()
+    lg.addHandler(h)
+    try:
+        with library_notices_to_debug():
+            try:
+                raise OSError("database or disk is full")
+            except OSError as e:
+                lg.exception("SQLAlchemy database error. The following exception is caught.\n%s", e)
+            lg.error("another error")  # not one that is raised next: shown
+        lg.error("SQLAlchemy database error. outside")  # outside the context: as MLflow logs it
+    finally:
+        lg.removeHandler(h)
+    assert got == ["another error", "SQLAlchemy database error. outside"], got
+    assert sys.exc_info() == (None, None, None)

@@ -343,3 +343,13 @@ def test_a_sqlite_store_keeps_new_experiments_artifacts_beside_the_database(tmp_
     db = tmp_path / "sub" / "mlflow.db"
     assert artifact_location(f"sqlite:///{db}") == (tmp_path / "sub" / "mlruns").as_uri()
     assert artifact_location("http://localhost:5000") is None
+
+
+def test_one_line_names_the_database_error_not_sqlalchemys_autoflush_note():
+    from loops.tracking import one_line
+
+    e = RuntimeError("(raised as a result of Query-invoked autoflush; consider using a session.no_autoflush block)\n"
+                     "(sqlite3.OperationalError) database or disk is full\n[SQL: INSERT INTO metrics ...]")
+    assert one_line(e) == "RuntimeError: (sqlite3.OperationalError) database or disk is full"
+    assert one_line(RuntimeError("plain\nsecond")) == "RuntimeError: plain"
+    assert one_line(RuntimeError("")) == "RuntimeError"
