@@ -70,6 +70,7 @@ from loops.models import (
 )
 from loops.registry import build_oracle
 from loops.store import RunDirError, RunLock, RunStore, read_progress, write_progress
+from oracles.base import not_real_kind
 from surrogates.multifidelity.model import NoiseFreeConflict, TooFewLevelPoints
 
 # ------------------------------------------------------------------ state
@@ -254,6 +255,10 @@ def initial_plan(config: CampaignConfig, target: int) -> list[tuple[int, int]]:
 
 def _told_rows(name: str, v: Any, n: int, m: int, outputs: list[str]) -> Tensor:
     """``v`` as ``n x m`` (``n`` values when ``m = 1``), else a ``ValueError`` naming the shape."""
+    kind = not_real_kind(v)
+    if kind is not None:  # a float64 cast would keep the real part only, or read True as 1.0
+        raise ValueError(f"tell: {name} must be real numbers, n x m = {n} x {m} (one column per output {outputs}), "
+                         f"got {kind} values")
     try:
         t = torch.as_tensor(v, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError):
@@ -537,7 +542,9 @@ class Campaign:
     """One campaign over one oracle, stored in ``run_dir``.
 
     Args:
-        config: the validated config.
+        config: the validated config, or a dict of its settings or the path of a
+            TOML file (validated by :func:`loops.config.parse_config` /
+            :func:`~loops.config.load_config`).
         run_dir: the run directory (created; an existing one is resumed when its
             ``config.json`` equals ``config``, else refused naming the keys that differ).
         executor: an ``Executor`` to use instead of the configured one.
@@ -565,6 +572,17 @@ class Campaign:
         progress: bool = False,
         oracle=None,
     ):
+        if isinstance(config, dict | str | Path):
+            from loops.config import load_config, parse_config
+
+            if isinstance(config, dict):
+                # an oracle object given beside the settings stands for their [oracle] table
+                config = parse_config(config if oracle is None else {**config, "oracle": oracle})
+            else:
+                config = load_config(config)
+        elif not isinstance(config, CampaignConfig):
+            raise TypeError(f"config must be a CampaignConfig, a dict of its settings or the path of a TOML file, "
+                            f"got {type(config).__name__}")
         if oracle is not None:
             from pydantic import ValidationError
 
@@ -1324,7 +1342,9 @@ class Campaign:
         oracle reports one, else the target level's noise), and ``nivar``: the integrated
         posterior variance of the latent target level over the validation
         inputs (a Sobol set), divided by the outputs' variance and averaged over
-        outputs. Empty until every validation point has its result.
+        outputs. The normalized ``nrmse`` and ``nivar`` average over the outputs that
+        vary on the validation set, and are absent when none does. Empty until every
+        validation point has its result.
         """
         model = self.model if model is None else model
         if model is None:
@@ -1343,12 +1363,16 @@ class Campaign:
                             else self._target_noise(Yv.shape[-1], model))
         err = mu - Yv
         rmse = err.pow(2).mean(0).sqrt()
-        nrmse = (rmse / Yv.std(0).clamp_min(1e-300)).mean()
         nlpd = (0.5 * torch.log(2 * math.pi * var) + 0.5 * err.pow(2) / var).mean()
         cover = (err.abs() <= 1.959964 * var.sqrt()).double().mean()
-        nivar = (var_latent.mean(0) / Yv.var(0).clamp_min(1e-300)).mean()
-        return {"rmse": float(rmse.mean()), "nrmse": float(nrmse), "nlpd": float(nlpd), "coverage95": float(cover),
-                "nivar": float(nivar)}
+        out = {"rmse": float(rmse.mean()), "nlpd": float(nlpd), "coverage95": float(cover)}
+        # the normalized metrics over the outputs that vary on the validation set: a constant
+        # output has no spread to normalize by (dividing by a clamp had given nivar = 1e293)
+        spread = Yv.var(0) > 0
+        if bool(spread.any()):
+            out["nrmse"] = float((rmse[spread] / Yv.std(0)[spread]).mean())
+            out["nivar"] = float((var_latent.mean(0)[spread] / Yv.var(0)[spread]).mean())
+        return {k: out[k] for k in ("rmse", "nrmse", "nlpd", "coverage95", "nivar") if k in out}
 
     def _target_noise(self, m: int, model=None) -> Tensor:
         """``m`` observation noise variances at the target level (original units): the model's
@@ -1870,10 +1894,18 @@ class Campaign:
         (``0..L-1``) and costs (finite, ``>= 0``) are checked before anything is
         stored: a call that raises changes nothing. Returns the row ids.
         """
-        X = torch.as_tensor(X, dtype=torch.float64)
+        d = self.problem.d
+        kind = not_real_kind(X)
+        if kind is not None:
+            raise ValueError(f"tell: X must be real numbers, n x d = n x {d}, got {kind} values")
+        try:
+            X = torch.as_tensor(X, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"tell: X must be numbers, n x d = n x {d} ({list(self.oracle.input_names)}), "
+                             f"got {type(X).__name__} {str(X)[:60]}") from None
         if X.dim() == 1:
             X = X.unsqueeze(0)
-        n, d, m = X.shape[0], self.problem.d, self.oracle.num_outputs
+        n, m = X.shape[0], self.oracle.num_outputs
         if X.dim() != 2:
             raise ValueError(f"tell: X must be n x d = n x {d}, got shape {tuple(X.shape)}")
         if X.shape[-1] != d:

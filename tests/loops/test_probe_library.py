@@ -167,3 +167,74 @@ def test_a_notebook_campaign_around_a_function_with_failures_runs_to_its_budget(
     a, b = res.recommendation["x"]
     assert a <= 0.8 and 0.05 <= b <= 0.85
     camp.close()
+
+
+@pytest.mark.parametrize("X, Y, says", [
+    ("abc", [[1.0]], "X must be numbers"),
+    (torch.tensor([[0.1, 0.2]]) + 0j, [[1.0]], "X must be real numbers, n x d = n x 2, got complex"),
+    ([[0.1, 0.2]], [[1 + 1j]], "Y must be real numbers.*got complex"),
+    ([[0.1, 0.2]], [[True]], "Y must be real numbers.*got bool"),
+    ([[0.1, 0.2]], torch.tensor([[2.0]]) > 1, "Y must be real numbers.*got bool"),
+])
+def test_tell_refuses_strings_complex_and_bool_naming_them(tmp_path, X, Y, says):
+    """tell had given torch's bare 'new(): invalid data type' for a string X, and stored a
+    complex Y as its real part and True as 1.0. Nothing is stored by a refused call."""
+    from loops.engine import Campaign
+
+    c = Campaign({**BASE, "run_dir": str(tmp_path / "r")})
+    with pytest.raises(ValueError, match=says):
+        c.tell(X, Y)
+    assert len(c.tell([[0.1, 0.2]], [[3.0]])) == 1
+    X_stored, Y_stored = c.data()[:2]
+    assert X_stored.shape[0] == 1 and Y_stored.tolist() == [[3.0]]
+
+
+def test_a_campaign_takes_a_dict_or_a_toml_path_and_names_anything_else(tmp_path):
+    """Campaign({...}) had raised AttributeError: 'dict' object has no attribute 'run_dir'."""
+    from loops.engine import Campaign
+    from oracles import FunctionOracle
+
+    c = Campaign({**BASE, "run_dir": str(tmp_path / "a"), "budget": {"calls": 8}})
+    assert c.config.oracle.name == "branin" and c.run().best is not None
+    f = FunctionOracle(lambda x: float((x ** 2).sum()), [[0.0, 0.0], [1.0, 1.0]])
+    data = {k: v for k, v in BASE.items() if k != "oracle"}
+    c = Campaign({**data, "run_dir": str(tmp_path / "b"), "budget": {"calls": 8}}, oracle=f)
+    best = c.run().best
+    assert best.value == min(r for r in c.data()[1][:, 0].tolist())
+    toml = tmp_path / "c.toml"
+    toml.write_text(f'name = "t"\nrun_dir = "{tmp_path / "c"}"\n[oracle]\nname = "branin"\n[budget]\ncalls = 8\n'
+                    '[executor]\nkind = "serial"\n[tracking]\nenabled = false\n')
+    assert Campaign(toml).config.budget.calls == 8
+    with pytest.raises(TypeError, match="config must be a CampaignConfig, a dict of its settings or the path"):
+        Campaign(42)
+    with pytest.raises(ConfigError, match="budget.calls = 'x'"):
+        Campaign({**BASE, "budget": {"calls": "x"}})
+
+
+def test_learn_metrics_leave_out_outputs_without_spread(tmp_path):
+    """A learn campaign on an output that is constant over the validation set had reported
+    nivar = 7.9e293 (its variance clamped to 1e-300 in the denominator). The normalized
+    metrics now average over the outputs that vary and are absent when none does; rmse and
+    coverage are still reported (a constant is learned exactly: rmse below 1e-6)."""
+    from loops.engine import Campaign
+    from oracles import FunctionOracle
+
+    f = FunctionOracle(lambda x: 2.5, [[0.0, 0.0], [1.0, 1.0]])
+    data = {k: v for k, v in BASE.items() if k != "oracle"}
+    res = Campaign({**data, "budget": {"calls": 6}, "mode": "learn", "learn": {"n_validation": 8}, "run_dir": str(tmp_path / "k")},
+                   oracle=f).run()
+    m = res.state.metrics
+    assert "nrmse" not in m and "nivar" not in m and m["rmse"] < 1e-6 and m["coverage95"] == 1.0
+
+    # two outputs, one constant: the normalized metrics are those of the varying one alone
+    g = FunctionOracle(lambda x: [float(x[0]) ** 2, 2.5], [[0.0, 0.0], [1.0, 1.0]], outputs=["q", "k"])
+    c = Campaign({**data, "budget": {"calls": 6}, "mode": "learn", "learn": {"n_validation": 8}, "run_dir": str(tmp_path / "g")}, oracle=g)
+    c.run()
+    m = c.validation_metrics()
+    Xv, Yv, _ = c.data(role="validation")
+    from loops.models import predict
+
+    mu, var = predict(c.model, Xv)
+    rmse_q = float((mu[:, 0] - Yv[:, 0]).pow(2).mean().sqrt())
+    assert abs(m["nrmse"] - rmse_q / float(Yv[:, 0].std())) < 1e-9
+    assert abs(m["nivar"] - float(var[:, 0].mean() / Yv[:, 0].var())) < 1e-9
