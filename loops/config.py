@@ -237,6 +237,18 @@ class Constraint(BaseModel):
         return self
 
 
+def named_once(v: list[str] | None, key: str, default: str, what: str) -> list[str] | None:
+    """``v`` unchanged when None or a non-empty list of distinct names, else a ValueError: an empty
+    list (which would silently mean ``default``, what leaving ``key`` out means) or a name given
+    more than once."""
+    if v is not None and not v:
+        raise ValueError(f"name at least one output (or leave {key} out for {default})")
+    if v is not None and len(set(v)) != len(v):
+        twice = sorted({o for o in v if v.count(o) > 1})
+        raise ValueError(f"names {twice} more than once; name each {what} once")
+    return v
+
+
 class Objective(BaseModel):
     """Which outputs to optimize and in which sense."""
 
@@ -254,12 +266,7 @@ class Objective(BaseModel):
     def _distinct_outputs(cls, v: list[str] | None) -> list[str] | None:
         # an output named twice is one objective (optimized in two senses, or counted twice in the
         # hypervolume), and [] would silently mean the default (the first output)
-        if v is not None and not v:
-            raise ValueError("name at least one output (or leave objective.outputs out for the first output)")
-        if v is not None and len(set(v)) != len(v):
-            twice = sorted({o for o in v if v.count(o) > 1})
-            raise ValueError(f"names {twice} more than once; name each objective output once")
-        return v
+        return named_once(v, "objective.outputs", "the first output", "objective output")
 
     @field_validator("minimize", mode="before")
     @classmethod
@@ -412,12 +419,7 @@ class CampaignConfig(BaseModel):
     @classmethod
     def _distinct_outputs(cls, v: list[str] | None) -> list[str] | None:
         # [] would silently mean every output, and an output named twice would be modeled twice
-        if v is not None and not v:
-            raise ValueError("name at least one output (or leave outputs out for all of the oracle's outputs)")
-        if v is not None and len(set(v)) != len(v):
-            twice = sorted({o for o in v if v.count(o) > 1})
-            raise ValueError(f"names {twice} more than once; name each output once")
-        return v
+        return named_once(v, "outputs", "all of the oracle's outputs", "output")
 
     @model_validator(mode="before")
     @classmethod

@@ -11,27 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from loops.config import parse_config
 from loops.store import RunStore
-
-ROOT = Path(__file__).resolve().parents[2]
-FAST_ACQ = {"num_restarts": 2, "raw_samples": 64, "maxiter": 50}
-
-
-def make_config(tmp_path: Path, **over):
-    base = {
-        "name": "probe",
-        "oracle": {"name": "branin"},
-        "budget": {"calls": 8},
-        "initial": {"n": 4},
-        "acquisition": {"name": "sobol", **FAST_ACQ},
-        "executor": {"kind": "serial"},
-        "tracking": {"enabled": False},
-        "run_dir": str(tmp_path / "runs"),
-    }
-    for k, v in over.items():
-        base[k] = {**base[k], **v} if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-    return parse_config(base)
+from tests.loops.test_faults import FAST_ACQ, ROOT, make_config  # noqa: F401  (the child scripts import them from here)
 
 
 def rows_of(run: Path) -> list[dict]:
