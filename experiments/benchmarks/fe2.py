@@ -6,8 +6,8 @@ Newton tolerance the same for all. The micro scale is the fibre composite of
 ``experiments/configs/fe2_plate_hole.toml`` (the campaign experiment's: a
 stiff Neo-Hookean fibre in a soft Neo-Hookean matrix) on a 63 x 63 FFT grid
 (``--grid``; full FE² then takes minutes, as the issue asks; at 15 x 15 one
-RVE solve is dominated by fixed per-call costs, see the README of the
-benchmarks); the oracle is evaluated on a process pool of ``--workers``
+RVE solve is dominated by fixed per-call costs, as ``results/fe2_grid15.json``
+records); the oracle is evaluated on a process pool of ``--workers``
 workers, chunked over Gauss points.
 
 The surrogate is the campaign's GP (:class:`surrogates.gp.GPSurrogate`, ARD
