@@ -298,6 +298,14 @@ def _told_cost(c: Any) -> float:
     return v
 
 
+def _told_list(v: Any) -> Any:
+    """A per-point argument of ``tell`` (``fidelity``, ``cost``) given as a numpy array or torch
+    tensor, as a list (a 0-d one as its number); anything else as given."""
+    if v is not None and hasattr(v, "tolist") and not isinstance(v, (list, tuple)):
+        return v.tolist()
+    return v
+
+
 def _told_ids(ids: Any) -> list[int] | None:
     """Row ids given to ``tell`` as a list of ints: a list, tuple, numpy array or
     torch tensor of integers (``ask``'s ``ids``), else a ``ValueError`` naming the value."""
@@ -1917,6 +1925,9 @@ class Campaign:
         if reasons is not None and (isinstance(reasons, (str, bytes)) or not isinstance(reasons, (list, tuple))):
             raise ValueError(f"tell: reasons must be a list with one entry per point (None for a success, else why "
                              f"it failed), got {reasons!r}")
+        fidelity, cost = _told_list(fidelity), _told_list(cost)
+        if cost is not None and not isinstance(cost, (list, tuple)):
+            raise ValueError(f"tell: cost must be a list with one cost per point ({n} points), got {cost!r}")
         for name, v in (("ids", ids), ("reasons", reasons), ("cost", cost), ("fidelity", fidelity)):
             if isinstance(v, (list, tuple)) and len(v) != n:
                 raise ValueError(f"tell: {name} has {len(v)} entries for {n} points")
@@ -2105,15 +2116,32 @@ class Campaign:
         """A :class:`BootstrapModelWarning` when a multi-fidelity campaign ends with its
         bootstrap model (``model.bootstrap``) in place of the configured co-kriging model,
         because a level never got the results that model needs: the recommendation and the
-        final surrogate then come from the bootstrap model."""
+        final surrogate then come from the bootstrap model. With ``model.bootstrap = "none"``, when
+        no model was ever fitted for that reason (a level whose calls all failed): the proposals
+        were Sobol points, and there is no recommendation or surrogate."""
         c = self.config.model
-        if not (self.problem.multi_fidelity and c.name not in BUILTIN and self.model is not None
-                and getattr(self, "_warm_name", None) == c.bootstrap and c.bootstrap != c.name):
+        if not (self.problem.multi_fidelity and c.name not in BUILTIN):
+            return
+        never = (self.model is None and c.bootstrap == "none" and self.config.acquisition.name != "sobol"
+                 and self.state().calls > 0)
+        if not never and not (self.model is not None and getattr(self, "_warm_name", None) == c.bootstrap
+                              and c.bootstrap != c.name):
             return
         X, _, _ = self.data()
         need = self._level_results_needed()
         counts = torch.bincount(X[:, -1].round().long(), minlength=self.problem.num_fidelities).tolist()
         short = {k: n for k, n in enumerate(counts) if n < need}
+        if never:
+            if short:
+                failed = [sum(r["status"] == "failed" and r["fidelity"] == k and r["role"] != "validation"
+                              for r in self._rows.values()) for k in sorted(short)]
+                warnings.warn(
+                    f"model.name = {c.name!r} was never fitted: it needs {need} results at every level and levels "
+                    f"{sorted(short)} have {list(short.values())} ({failed} failed there), and model.bootstrap = "
+                    f"'none' fits no model meanwhile: the campaign proposed Sobol points and gives no recommendation "
+                    f"or surrogate (model.bootstrap = 'mf_gp' fits BoTorch's multi-fidelity GP until then)",
+                    BootstrapModelWarning, stacklevel=3)
+            return
         warnings.warn(
             f"model.name = {c.name!r} was not fitted: it needs {need} results at every level and levels "
             f"{sorted(short)} have {list(short.values())}; the final surrogate and the recommendation come from "
