@@ -2034,7 +2034,10 @@ class Campaign:
                         self._infra[rid] = k + 1
                         self._submit(rid)
                         continue
-                    rec = {**rec, "cost": self.problem.costs[row["fidelity"]] if "timeout" in rec["reason"] else 0.0}
+                    # a call killed at its timeout was paid for: what the budget admitted it against
+                    # (the cost model at its point); a worker that died is charged nothing
+                    rec = {**rec, "cost": self.expected_cost(row["x"], row["fidelity"])
+                           if "timeout" in rec["reason"] else 0.0}
                 check_record(rec, m)
                 self._record_one(rid, row, rec)
                 self._handed.discard(rid)
@@ -2138,14 +2141,16 @@ class Campaign:
                 warnings.warn(
                     f"model.name = {c.name!r} was never fitted: it needs {need} results at every level and levels "
                     f"{sorted(short)} have {list(short.values())} ({failed} failed there), and model.bootstrap = "
-                    f"'none' fits no model meanwhile: the campaign proposed Sobol points and gives no recommendation "
-                    f"or surrogate (model.bootstrap = 'mf_gp' fits BoTorch's multi-fidelity GP until then)",
+                    f"'none' fits no model meanwhile: the campaign proposed Sobol points and gives no "
+                    f"{'recommendation or surrogate' if self.config.mode == 'optimize' else 'surrogate or validation metrics'} "
+                    f"(model.bootstrap = 'mf_gp' fits BoTorch's multi-fidelity GP until then)",
                     BootstrapModelWarning, stacklevel=3)
             return
         warnings.warn(
             f"model.name = {c.name!r} was not fitted: it needs {need} results at every level and levels "
-            f"{sorted(short)} have {list(short.values())}; the final surrogate and the recommendation come from "
-            f"the bootstrap model {c.bootstrap!r} (give the initial design points at every level, "
+            f"{sorted(short)} have {list(short.values())}; the final surrogate"
+            f"{' and the recommendation come' if self.config.mode == 'optimize' else ' and the validation metrics come'} "
+            f"from the bootstrap model {c.bootstrap!r} (give the initial design points at every level, "
             f"initial.fidelities, to fit {c.name!r})",
             BootstrapModelWarning, stacklevel=3)
 

@@ -95,3 +95,30 @@ def test_a_co_kriging_model_never_fitted_because_a_level_always_fails_is_said(tm
     assert res.state.cost == pytest.approx(sum(r["cost"] for r in res.rows if r["status"] != "pending"))
     assert res.state.cost <= 70.0
     camp.close()
+
+
+def test_a_call_killed_at_its_timeout_is_charged_the_cost_model_at_its_point(tmp_path):
+    """A timed-out call had been charged its level's nominal cost, not the oracle's cost model
+    at the point, which the cost budget had admitted it against."""
+    import torch
+
+    from loops.config import parse_config
+    from loops.engine import Campaign
+    from oracles import FunctionOracle
+    from oracles.base import CostModel
+
+    class XCost(CostModel):
+        def __call__(self, X, fidelity=0):
+            return 1.0 + 10.0 * torch.as_tensor(X, dtype=torch.float64).reshape(-1, 2)[:, 0]
+
+    f = FunctionOracle(lambda x: float(x.sum()), [[0.0, 0.0], [1.0, 1.0]], cost=XCost())
+    cfg = parse_config({"name": "t", "oracle": f, "budget": {"cost": 500.0}, "initial": {"n": 3},
+                        "executor": {"kind": "serial", "retries": 0}, "tracking": {"enabled": False},
+                        "run_dir": str(tmp_path / "r")})
+    camp = Campaign(cfg)
+    trial = camp.ask(1)
+    x0 = float(trial.X[0, 0])
+    camp._record_all([(trial.ids[0], {"failed": True, "infra": True, "reason": "timeout after 1 s (worker killed)",
+                                      "y": None, "yvar": None, "cost": 0.0, "metadata": {}})])
+    row = camp.store.row(trial.ids[0])
+    assert row["status"] == "failed" and abs(row["cost"] - (1.0 + 10.0 * x0)) < 1e-12
