@@ -45,6 +45,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -208,25 +209,6 @@ class CampaignInterrupted(BaseException):
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
-
-
-class _Deferred:
-    """The body of :meth:`Campaign._uninterrupted`: the campaign's signal handler records a
-    signal that arrives inside it, and the signal is raised as :class:`CampaignInterrupted`
-    when the outermost such block ends normally."""
-
-    def __init__(self, campaign: Campaign):
-        self.campaign = campaign
-
-    def __enter__(self) -> None:
-        self.campaign._critical += 1
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        camp = self.campaign
-        camp._critical -= 1
-        if exc_type is None and not camp._critical and camp._deferred_signal is not None:
-            signum, camp._deferred_signal = camp._deferred_signal, None
-            raise CampaignInterrupted(signum)
 
 
 # ----------------------------------------------------------------- helpers
@@ -618,11 +600,7 @@ class Campaign:
         try:
             self._lock.acquire()
         except RunDirError:
-            if created:  # a directory this call made, still empty: not left behind
-                try:
-                    self.run_dir.rmdir()
-                except OSError:
-                    pass
+            self._remove_fresh(created)  # a directory this call made, still empty: not left behind
             raise
         try:
             self._open(config)
@@ -1373,14 +1351,17 @@ class Campaign:
         rmse = err.pow(2).mean(0).sqrt()
         nlpd = (0.5 * torch.log(2 * math.pi * var) + 0.5 * err.pow(2) / var).mean()
         cover = (err.abs() <= 1.959964 * var.sqrt()).double().mean()
-        out = {"rmse": float(rmse.mean()), "nlpd": float(nlpd), "coverage95": float(cover)}
         # the normalized metrics over the outputs that vary on the validation set: a constant
         # output has no spread to normalize by (dividing by a clamp had given nivar = 1e293)
         spread = Yv.var(0) > 0
-        if bool(spread.any()):
+        varies = bool(spread.any())
+        out = {"rmse": float(rmse.mean())}
+        if varies:
             out["nrmse"] = float((rmse[spread] / Yv.std(0)[spread]).mean())
+        out.update(nlpd=float(nlpd), coverage95=float(cover))
+        if varies:
             out["nivar"] = float((var_latent.mean(0)[spread] / Yv.var(0)[spread]).mean())
-        return {k: out[k] for k in ("rmse", "nrmse", "nlpd", "coverage95", "nivar") if k in out}
+        return out
 
     def _target_noise(self, m: int, model=None) -> Tensor:
         """``m`` observation noise variances at the target level (original units): the model's
@@ -2073,10 +2054,19 @@ class Campaign:
             self._added += 1
             raise
 
+    @contextmanager
     def _uninterrupted(self):
-        """Context manager: a block that SIGTERM and SIGINT do not cut in two (recording results
-        received from the workers); a signal that arrives inside it stops :meth:`run` when it ends."""
-        return _Deferred(self)
+        """A block that SIGTERM and SIGINT do not cut in two (recording results received from
+        the workers): the campaign's signal handler records a signal that arrives inside it, and
+        the outermost such block raises it as :class:`CampaignInterrupted` when it ends normally."""
+        self._critical += 1
+        try:
+            yield
+        finally:
+            self._critical -= 1
+        if not self._critical and self._deferred_signal is not None:
+            signum, self._deferred_signal = self._deferred_signal, None
+            raise CampaignInterrupted(signum)
 
     def _banked(self) -> float:
         """Seconds banked in the store's ``elapsed`` (read once, then kept as written)."""

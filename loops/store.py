@@ -179,28 +179,25 @@ class RunStore:
         prediction: dict[str, Any] | None = None,
     ) -> int:
         """Insert a submitted call; returns its row id."""
-        with self._atomic():
-            return self._insert_pending(x, fidelity, role, iteration, point, attempt, prediction)
-
-    def _insert_pending(self, x, fidelity, role, iteration, point, attempt, prediction) -> int:
-        cur = self.conn.execute(
-            "INSERT INTO evaluations(point, attempt, role, iteration, x, fidelity, status, submitted, prediction)"
-            " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
-            (
-                point,
-                attempt,
-                role,
-                iteration,
-                json.dumps([float(v) for v in x]),
-                int(fidelity),
-                time.time(),
-                None if prediction is None else json.dumps(prediction),
-            ),
-        )
-        rid = cur.lastrowid
-        if point is None:
-            self.conn.execute("UPDATE evaluations SET point=? WHERE id=?", (rid, rid))
-        return rid
+        with self._atomic():  # the insert and the point id together
+            cur = self.conn.execute(
+                "INSERT INTO evaluations(point, attempt, role, iteration, x, fidelity, status, submitted, prediction)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                (
+                    point,
+                    attempt,
+                    role,
+                    iteration,
+                    json.dumps([float(v) for v in x]),
+                    int(fidelity),
+                    time.time(),
+                    None if prediction is None else json.dumps(prediction),
+                ),
+            )
+            rid = cur.lastrowid
+            if point is None:
+                self.conn.execute("UPDATE evaluations SET point=? WHERE id=?", (rid, rid))
+            return rid
 
     def record(self, rid: int, rec: dict[str, Any]) -> None:
         """Write the answer of row ``rid`` (a dict from the worker) and commit."""

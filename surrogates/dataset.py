@@ -12,17 +12,17 @@ from torch import Tensor
 DTYPE = torch.float64
 
 
-def _real_tensor(name: str, value: Any) -> Tensor:
-    """``value`` as a float64 tensor; complex or non-numeric data is refused (a cast to
-    float64 would drop the imaginary part with only a warning)."""
+def real_tensor(name: str, value: Any, error: type[Exception] = ValueError) -> Tensor:
+    """``value`` as a float64 tensor; complex or non-numeric data is an ``error`` naming
+    ``name`` (a cast to float64 would drop the imaginary part with only a warning)."""
     dtype = getattr(value, "dtype", None)
     if (torch.is_tensor(value) and value.is_complex()) or (isinstance(value, np.ndarray) and np.iscomplexobj(value)):
-        raise ValueError(f"Dataset.{name} must hold real numbers, got dtype {dtype}")
+        raise error(f"{name} must hold real numbers, got dtype {dtype}")
     try:
         return torch.as_tensor(value, dtype=DTYPE)
     except (TypeError, ValueError, RuntimeError) as err:
-        raise ValueError(f"Dataset.{name} must be an array of real numbers, got {type(value).__name__} "
-                         f"({str(err).splitlines()[0][:120] if str(err) else type(err).__name__})") from None
+        raise error(f"{name} must be an array of real numbers, got {type(value).__name__} "
+                    f"({str(err).splitlines()[0][:120] if str(err) else type(err).__name__})") from None
 
 
 def _as_tensor(name: str, value: Any, what: str) -> Tensor:
@@ -61,8 +61,8 @@ class Dataset:
     observed: Tensor | None = None
 
     def __post_init__(self):
-        self.X = _real_tensor("X", self.X)
-        self.Y = _real_tensor("Y", self.Y)
+        self.X = real_tensor("Dataset.X", self.X)
+        self.Y = real_tensor("Dataset.Y", self.Y)
         if self.Y.dim() == 1:
             self.Y = self.Y.unsqueeze(-1)
         if self.X.dim() != 2:
@@ -81,7 +81,7 @@ class Dataset:
                 dup = sorted({str(n) for n in names if list(names).count(n) > 1})
                 raise ValueError(f"Dataset.{what} must be distinct, got {tuple(names)} (repeated: {dup})")
         if self.Yvar is not None:
-            self.Yvar = _real_tensor("Yvar", self.Yvar)
+            self.Yvar = real_tensor("Dataset.Yvar", self.Yvar)
             if self.Yvar.dim() == 1:
                 self.Yvar = self.Yvar.unsqueeze(-1)
             if self.Yvar.shape != self.Y.shape:

@@ -78,7 +78,7 @@ from surrogates.base import (
     register_surrogate,
     variance_in_output_units,
 )
-from surrogates.dataset import DTYPE, Dataset, floor_yvar, output_scales
+from surrogates.dataset import DTYPE, Dataset, floor_yvar, output_scales, real_tensor
 
 __all__ = ["GPSurrogate", "ICMGPSurrogate", "fit_with_restarts"]
 
@@ -260,15 +260,8 @@ def _check_options(cfg: dict[str, Any]) -> None:
 
 def _real(name: str, value: Any) -> Tensor:
     """``value`` (tensor, array or nested list) as a float64 tensor; complex or non-numeric
-    data is an :class:`InvalidInput` naming ``name`` (a cast to float64 would drop an
-    imaginary part with only a warning)."""
-    if (torch.is_tensor(value) and value.is_complex()) or (isinstance(value, np.ndarray) and np.iscomplexobj(value)):
-        raise InvalidInput(f"{name} must hold real numbers, got dtype {value.dtype}")
-    try:
-        return torch.as_tensor(value, dtype=DTYPE)
-    except (TypeError, ValueError, RuntimeError) as err:
-        why = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
-        raise InvalidInput(f"{name} must be an array of real numbers, got {type(value).__name__} ({why})") from None
+    data is an :class:`InvalidInput` naming ``name``."""
+    return real_tensor(name, value, InvalidInput)
 
 
 def _check_finite(name: str, X: Tensor) -> None:

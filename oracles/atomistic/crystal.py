@@ -35,7 +35,7 @@ from ase.units import GPa
 from scipy.optimize import brentq
 
 from oracles.atomistic.engines import EngineSpec, attach_calculator
-from oracles.exceptions import CalculationFailed, InvalidInput, NotConverged
+from oracles.exceptions import CalculationFailed, InvalidInput, NotConverged, is_real
 
 __all__ = [
     "CUBIC_STRUCTURES",
@@ -199,7 +199,7 @@ def equilibrium_lattice_parameter(
             raise InvalidInput(
                 f"no tabulated {structure} lattice parameter for {element}; pass a_guess (A)"
             )
-    if isinstance(a_guess, bool) or not isinstance(a_guess, (int, float, np.integer, np.floating)):
+    if not is_real(a_guess):
         raise InvalidInput(f"a_guess must be a lattice parameter in A (a number), got {a_guess!r}")
     atoms = build_crystal(element, structure, a_guess)
     attach_calculator(atoms, engine, **(engine_params or {}))
@@ -212,51 +212,49 @@ def equilibrium_lattice_parameter(
     expected = (f"expected a guess near the tabulated {tabulated:.4g} A" if tabulated is not None
                 else "expected a guess near the engine's lattice parameter")
 
-    def bracket():
-        # compressed (p > 0) at a_lo, stretched (p < 0) at a_hi
-        p0 = p_of(a_guess)
-        nn = a_guess * NEAREST_NEIGHBOUR[structure]
-        if p0 <= 0 and nn < 2 * covalent_radii[atomic_numbers[element]] * MIN_NEIGHBOUR_FRACTION:
-            # tension at a crushed lattice: the engine is outside its range and
-            # compressing further never finds a zero (and grows its neighbour lists)
+    def p_search(a: float) -> float:
+        # an engine failure while bracketing the zero: no lattice found from this guess
+        try:
+            return p_of(a)
+        except CalculationFailed as e:
             raise CalculationFailed(
-                f"no zero-pressure {structure} {element} lattice found from a_guess = {a_guess:g} A: neighbours "
-                f"{nn:.3g} A apart (under {MIN_NEIGHBOUR_FRACTION:g} x twice the covalent radius) yet pressure "
-                f"{p0:.3g} eV/A^3 <= 0; {expected}"
-            )
-        step = 0.02 * a_guess
-        lo = hi = a_guess
-        plo = phi = p0
-        searched = [a_guess, a_guess]
-        for _ in range(40):
-            if plo > 0 > phi:
-                break
-            if p0 <= 0:
-                lo, plo = lo - step, p_of(lo - step)
-                if plo <= 0:
-                    hi, phi = lo, plo
-            else:
-                hi, phi = hi + step, p_of(hi + step)
-                if phi >= 0:
-                    lo, plo = hi, phi
-            searched = [min(searched[0], lo), max(searched[1], hi)]
-            if lo <= 0.3 * a_guess or hi >= 2.0 * a_guess:
-                break
-        if not (plo > 0 > phi):
-            raise CalculationFailed(
-                f"no zero-pressure {structure} {element} lattice found from a_guess = {a_guess:g} A "
-                f"(searched {searched[0]:.4g} to {searched[1]:.4g} A, pressure {p0:.3g} eV/A^3 at a_guess); {expected}"
-            )
-        return lo, hi
+                f"no zero-pressure {structure} {element} lattice found from a_guess = {a_guess:g} A: {e}; {expected}"
+            ) from e
 
-    try:
-        lo, hi = bracket()
-    except CalculationFailed as e:
-        if str(e).startswith("no zero-pressure"):
-            raise
+    # compressed (p > 0) at a_lo, stretched (p < 0) at a_hi
+    p0 = p_search(a_guess)
+    nn = a_guess * NEAREST_NEIGHBOUR[structure]
+    if p0 <= 0 and nn < 2 * covalent_radii[atomic_numbers[element]] * MIN_NEIGHBOUR_FRACTION:
+        # tension at a crushed lattice: the engine is outside its range and
+        # compressing further never finds a zero (and grows its neighbour lists)
         raise CalculationFailed(
-            f"no zero-pressure {structure} {element} lattice found from a_guess = {a_guess:g} A: {e}; {expected}"
-        ) from e
+            f"no zero-pressure {structure} {element} lattice found from a_guess = {a_guess:g} A: neighbours "
+            f"{nn:.3g} A apart (under {MIN_NEIGHBOUR_FRACTION:g} x twice the covalent radius) yet pressure "
+            f"{p0:.3g} eV/A^3 <= 0; {expected}"
+        )
+    step = 0.02 * a_guess
+    lo = hi = a_guess
+    plo = phi = p0
+    searched = [a_guess, a_guess]
+    for _ in range(40):
+        if plo > 0 > phi:
+            break
+        if p0 <= 0:
+            lo, plo = lo - step, p_search(lo - step)
+            if plo <= 0:
+                hi, phi = lo, plo
+        else:
+            hi, phi = hi + step, p_search(hi + step)
+            if phi >= 0:
+                lo, plo = hi, phi
+        searched = [min(searched[0], lo), max(searched[1], hi)]
+        if lo <= 0.3 * a_guess or hi >= 2.0 * a_guess:
+            break
+    if not (plo > 0 > phi):
+        raise CalculationFailed(
+            f"no zero-pressure {structure} {element} lattice found from a_guess = {a_guess:g} A "
+            f"(searched {searched[0]:.4g} to {searched[1]:.4g} A, pressure {p0:.3g} eV/A^3 at a_guess); {expected}"
+        )
     return float(brentq(p_of, lo, hi, xtol=xtol, rtol=4 * np.finfo(float).eps))
 
 
@@ -339,10 +337,7 @@ def static_elastic_constants(
     Raises:
         CalculationFailed: the strained crystal violates the Born criteria.
     """
-    if isinstance(hydrostatic_strain, bool) or not (
-        isinstance(hydrostatic_strain, (int, float, np.integer, np.floating))
-        and math.isfinite(hydrostatic_strain) and hydrostatic_strain > -1
-    ):
+    if not (is_real(hydrostatic_strain) and math.isfinite(hydrostatic_strain) and hydrostatic_strain > -1):
         raise InvalidInput(f"hydrostatic_strain must be a finite strain > -1, got {hydrostatic_strain!r}")
     a0 = (
         equilibrium_lattice_parameter(element, structure, engine, engine_params)
