@@ -117,8 +117,23 @@ def surface_normal(cell: np.ndarray) -> np.ndarray:
 
 
 #: most (hkl) cells stacked before their periodic repeat is a crystal cell
-#: (the stacking period is at most h^2 + k^2 + l^2 cells)
 MAX_STACKING_PERIOD = 64
+
+
+def stacking_period_candidates(hkl: Sequence[int]) -> list[int]:
+    """The numbers of ASE ``(hkl)`` cells that can make a periodic crystal cell:
+    the divisors of ``N = h^2 + k^2 + l^2`` (``hkl`` in lowest terms), smallest first.
+
+    ASE's cell vectors ``c1, c2, c3`` are a unimodular integer basis of the
+    conventional cubic lattice with ``c1, c2`` in the plane, so ``c3 . (h, k, l) = +-1``;
+    its periodic cell replaces ``p c3`` by its normal projection, which differs from
+    ``p c3`` by ``p / N (h, k, l)`` up to in-plane lattice vectors. That is a lattice
+    translation of the cubic cell exactly when ``N`` divides ``p``, and the ``p`` whose
+    projection is a translation of the crystal form a subgroup of the integers that
+    contains ``N``: the stacking period divides ``N`` (fcc: ``N`` if odd, else ``N / 2``;
+    (111): 3)."""
+    n = sum(int(v) ** 2 for v in hkl)
+    return [p for p in range(1, n + 1) if n % p == 0]
 
 
 def _environments(atoms: Atoms, cutoff: float) -> list[np.ndarray]:
@@ -148,7 +163,8 @@ def oriented_crystal(
     translation; otherwise (e.g. fcc (111), whose planes stack ABC) the
     periodic repeat carries a stacking fault or overlapping atoms at the
     boundary. The number of repeats is therefore a multiple of the stacking
-    period (the fewest repeats whose periodic cell gives every atom a bulk
+    period (the fewest repeats, among the divisors of ``h^2 + k^2 + l^2``
+    (:func:`stacking_period_candidates`), whose periodic cell gives every atom a bulk
     environment out to 2.5 lattice parameters: 3 for fcc (111)), the fewest
     that make the cell at least ``min_thickness`` A thick normal to the
     plane. The cell boundary is then a cut between two atomic planes of a
@@ -161,15 +177,17 @@ def oriented_crystal(
     for env in _environments(conv, cutoff):
         if not any(env.shape == r.shape and np.allclose(env, r, rtol=0, atol=tol) for r in reference):
             reference.append(env)
-    for period in range(1, MAX_STACKING_PERIOD + 1):
+    for period in stacking_period_candidates(hkl):
+        if period > MAX_STACKING_PERIOD:
+            raise InvalidInput(
+                f"the {structure} ({' '.join(map(str, hkl))}) planes do not repeat within {MAX_STACKING_PERIOD} "
+                f"cells (their period is at least {period} cells); use lower Miller indices"
+            )
         cell = ase_surface(conv, hkl, period, vacuum=None, periodic=True)
         if _is_crystal_cell(cell, reference, cutoff, tol):
             break
-    else:
-        raise InvalidInput(
-            f"the {structure} ({' '.join(map(str, hkl))}) planes do not repeat within {MAX_STACKING_PERIOD} "
-            "cells; use lower Miller indices"
-        )
+    else:  # pragma: no cover - N cells always repeat (see stacking_period_candidates)
+        raise RuntimeError(f"no stacking period found for the {structure} ({' '.join(map(str, hkl))}) planes")
     height = abs(cell.cell[2] @ surface_normal(cell.cell.array))
     repeats = max(1, math.ceil(min_thickness / height))
     atoms = ase_surface(conv, hkl, period * repeats, vacuum=None, periodic=True)

@@ -194,3 +194,42 @@ def test_surface_oracle_refuses_openings_too_short_for_the_uber_fit():
     ok = SurfaceOracle("Cu").evaluate(torch.zeros(1, 1, dtype=torch.float64), 0)
     gamma, two_gamma = float(ok.Y[0, 0]), float(ok.Y[0, 1])
     assert two_gamma == pytest.approx(2 * gamma, rel=0.01)
+
+
+def _bulk_energy_per_atom(structure, a):
+    bulk = build_crystal("Cu", structure, a, cubic=True)
+    attach_calculator(bulk, "default")
+    return bulk.get_potential_energy() / len(bulk)
+
+
+@pytest.mark.parametrize("structure,miller", [("fcc", (1, 1, 1)), ("fcc", (2, 1, 0)), ("fcc", (3, 1, 1)),
+                                              ("bcc", (1, 1, 0)), ("bcc", (2, 1, 1)), ("bcc", (3, 1, 0))])
+def test_stacking_period_is_the_fewest_cells_that_make_a_crystal(a0, structure, miller):
+    """Reference: ASE's periodic (hkl) cell of p repeats for every p from 1, the first whose
+    EMT energy per atom is the bulk's (a stacking fault or overlap at the boundary raises it);
+    the oriented cell holds that many repeats and is a crystal."""
+    from ase.build import surface as ase_surface
+
+    from oracles.atomistic.surface import oriented_crystal
+
+    conv = build_crystal("Cu", structure, a0, cubic=True)
+    e_bulk = _bulk_energy_per_atom(structure, a0)
+    for p in range(1, sum(v * v for v in miller) + 1):
+        cell = ase_surface(conv, miller, p, vacuum=None, periodic=True)
+        cell.pbc = True
+        attach_calculator(cell, "default")
+        if abs(cell.get_potential_energy() / len(cell) - e_bulk) < 1e-9:
+            break
+    atoms = oriented_crystal("Cu", structure, a0, miller, min_thickness=1e-3)
+    assert len(atoms) == p * len(conv)
+    attach_calculator(atoms, "default")
+    assert atoms.get_potential_energy() / len(atoms) == pytest.approx(e_bulk, abs=1e-9)
+
+
+def test_planes_that_repeat_too_rarely_are_refused_at_once(a0):
+    """fcc (9 9 7): h^2 + k^2 + l^2 = 211 is odd and prime, so the planes repeat every 211 cells
+    (the search over every period up to the cap took minutes before refusing)."""
+    from oracles.atomistic.surface import oriented_crystal
+
+    with pytest.raises(InvalidInput, match=r"\(9 9 7\) planes do not repeat within 64 cells \(their period is at least 211"):
+        oriented_crystal("Cu", "fcc", a0, (9, 9, 7))
