@@ -211,7 +211,10 @@ class CubicElastic(_LinearSmallStrain):
                 f"cubic constants must satisfy C11 > |C12| and C11 + 2 C12 > 0, "
                 f"got C11={C11}, C12={C12}"
             )
-        R = torch.eye(3, dtype=DTYPE) if R is None else torch.as_tensor(R, dtype=DTYPE)
+        try:
+            R = torch.eye(3, dtype=DTYPE) if R is None else torch.as_tensor(R, dtype=DTYPE)
+        except (TypeError, ValueError, RuntimeError):
+            raise InvalidInput(f"rotation R must be a 3 x 3 array of numbers, got {R!r}") from None
         if R.shape != (3, 3):
             raise InvalidInput(f"rotation R must be 3 x 3, got shape {tuple(R.shape)}")
         if not torch.allclose(R @ R.T, torch.eye(3, dtype=DTYPE), atol=1e-8) or torch.det(R) < 0:

@@ -27,7 +27,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from oracles.exceptions import InvalidInput
+from oracles.exceptions import InvalidInput, is_integer
 
 __all__ = [
     "Microstructure",
@@ -52,6 +52,8 @@ RSA_JAMMING_FRACTION = {2: 0.5470, 3: 0.3841}
 def check_grid(shape: Any) -> tuple[int, ...]:
     """Return ``shape`` as a tuple of 2 or 3 positive ints, else raise InvalidInput."""
     try:
+        if isinstance(shape, (str, bytes)) or any(isinstance(s, (bool, np.bool_, str, bytes)) for s in shape):
+            raise TypeError
         shp = tuple(int(s) for s in shape)
     except (TypeError, ValueError) as e:
         raise InvalidInput(f"grid shape must be a tuple of 2 or 3 ints, got {shape!r}") from e
@@ -124,6 +126,8 @@ def _voxel_centres(shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _check_fraction(name: str, v: float, lo_open: bool = False, hi_open: bool = False) -> float:
+    if isinstance(v, (bool, np.bool_, str, bytes)):
+        raise InvalidInput(f"{name} must be a number, got {type(v).__name__} {v!r}")
     try:
         v = float(v)
     except (TypeError, ValueError) as e:
@@ -133,6 +137,20 @@ def _check_fraction(name: str, v: float, lo_open: bool = False, hi_open: bool = 
         interval = ("(" if lo_open else "[") + "0, 1" + (")" if hi_open else "]")
         raise InvalidInput(f"{name} must lie in {interval}, got {v!r}")
     return v
+
+
+def _set_fraction(ms: Microstructure, name: str, **kw) -> float:
+    """Check the fraction field ``name`` of ``ms`` (see :func:`_check_fraction`) and store it as a float."""
+    v = _check_fraction(name, getattr(ms, name), **kw)
+    object.__setattr__(ms, name, v)
+    return v
+
+
+def _check_seed(seed: Any) -> int:
+    """``seed`` when it is a non-negative int (what ``numpy.random.default_rng`` takes), else InvalidInput."""
+    if not is_integer(seed) or seed < 0:
+        raise InvalidInput(f"seed must be a non-negative int, got {type(seed).__name__} {seed!r}")
+    return int(seed)
 
 
 class Microstructure:
@@ -165,8 +183,8 @@ class Laminate(Microstructure):
     normal_axis: int = 0
 
     def __post_init__(self):
-        _check_fraction("fraction", self.fraction)
-        if self.normal_axis not in (0, 1, 2):
+        _set_fraction(self, "fraction")
+        if not is_integer(self.normal_axis) or self.normal_axis not in (0, 1, 2):
             raise InvalidInput(f"normal_axis must be 0, 1 or 2, got {self.normal_axis!r}")
 
     def phase_map(self, shape: tuple[int, ...]) -> np.ndarray:
@@ -198,7 +216,7 @@ class Inclusion(Microstructure):
     radius_fraction: float = 0.25
 
     def __post_init__(self):
-        r = _check_fraction("radius_fraction", self.radius_fraction, lo_open=True)
+        r = _set_fraction(self, "radius_fraction", lo_open=True)
         if r >= 0.5:
             raise InvalidInput(f"radius_fraction must be below 0.5 (inclusion inside the cell), got {r}")
 
@@ -279,14 +297,17 @@ class RandomFibres(Microstructure):
     max_attempts: int = 1_000_000
 
     def __post_init__(self):
-        _check_fraction("volume_fraction", self.volume_fraction, lo_open=True, hi_open=True)
-        _check_fraction("radius_fraction", self.radius_fraction, lo_open=True)
-        _check_fraction("min_gap", self.min_gap)
+        _set_fraction(self, "volume_fraction", lo_open=True, hi_open=True)
+        _set_fraction(self, "radius_fraction", lo_open=True)
+        _set_fraction(self, "min_gap")
         if self.radius_fraction >= 0.25:
             raise InvalidInput(
                 f"radius_fraction must be below 0.25 (a particle must not meet its own images), "
                 f"got {self.radius_fraction}"
             )
+        _check_seed(self.seed)
+        if not is_integer(self.max_attempts) or self.max_attempts < 1:
+            raise InvalidInput(f"max_attempts must be a positive int, got {self.max_attempts!r}")
 
     def _sizes(self, shape: tuple[int, ...]) -> tuple[float, float, int]:
         d = len(shape)
@@ -385,6 +406,7 @@ class VoronoiPolycrystal(Microstructure):
     def __post_init__(self):
         if isinstance(self.n_grains, bool) or not isinstance(self.n_grains, (int, np.integer)) or self.n_grains < 1:
             raise InvalidInput(f"n_grains must be a positive int, got {self.n_grains!r}")
+        _check_seed(self.seed)
 
     @property
     def num_phases(self) -> int:  # type: ignore[override]
@@ -440,14 +462,19 @@ def _read_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            if im.mode in ("I", "I;16", "F", "L", "1"):
-                px = np.asarray(im.convert("I") if im.mode != "L" else im)[..., None]
+            if im.mode in ("F", "L"):
+                # float grey levels stay floats: a conversion to "I" would truncate 0.25 and 0.5 to one id
+                px = np.asarray(im)[..., None]
+            elif im.mode.startswith("I") or im.mode == "1":  # I, I;16, I;16B, ...: integer grey levels
+                px = np.asarray(im.convert("I"))[..., None]
             else:
                 px = np.asarray(im.convert("RGBA") if "A" in im.getbands() else im.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise InvalidInput(f"image {str(path)!r} cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     if px.ndim != 3 or min(px.shape[:2]) < 1:
         raise InvalidInput(f"image {str(path)!r} is not a 2D image (array shape {px.shape})")
+    if not np.isfinite(px).all():
+        raise InvalidInput(f"image {str(path)!r} has non-finite (NaN or inf) pixels; a phase image needs finite grey levels")
     colours, ids = np.unique(px.reshape(-1, px.shape[-1]), axis=0, return_inverse=True)
     c = colours.astype(float)
     luma = c[:, 0] if c.shape[1] == 1 else 0.299 * c[:, 0] + 0.587 * c[:, 1] + 0.114 * c[:, 2]
@@ -506,8 +533,8 @@ class PhaseMap(Microstructure):
                 )
         else:
             arr = np.asarray(src)
-        if arr.ndim not in (2, 3):
-            raise InvalidInput(f"phase map must be 2D or 3D, got shape {arr.shape}")
+        if arr.ndim not in (2, 3) or arr.size == 0:
+            raise InvalidInput(f"phase map must be a non-empty 2D or 3D array, got shape {arr.shape}")
         if arr.dtype.kind == "f":
             if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
                 raise InvalidInput("phase map holds non-integer values; expected integer phase ids 0..p-1")

@@ -32,11 +32,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from oracles.base import DTYPE, CostModel, Oracle, OracleResult, make_bounds
-from oracles.exceptions import InvalidInput, OracleError
+from oracles.base import DTYPE, CostModel, Oracle, OracleResult, make_bounds, not_real_kind
+from oracles.exceptions import InvalidInput, OracleError, is_real
 from oracles.material import MaterialResponse
 from oracles.rve.laws import FiniteStrainLaw, SmallStrainLaw
-from oracles.rve.solver import FFTSolver, HomogenizationResult
+from oracles.rve.microstructure import PhaseMap
+from oracles.rve.solver import FFTSolver, HomogenizationResult, law_list
 
 __all__ = ["RVEOracle", "load_phase_map"]
 
@@ -56,10 +57,11 @@ def load_phase_map(source) -> np.ndarray:
         InvalidInput: unreadable file, or values that are not integer ids.
     """
     if isinstance(source, (str, Path)):
-        from oracles.rve.microstructure import PhaseMap
-
         return PhaseMap(source).phase_map()
-    arr = np.asarray(source)
+    try:
+        arr = np.asarray(source)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"phase map must be a rectangular integer array, got {str(source)[:120]}") from None
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.round(arr)):
             raise InvalidInput("phase map must hold integer phase ids, got non-integer values")
@@ -78,7 +80,9 @@ class RVEOracle(Oracle):
             (e.g. :class:`~oracles.rve.microstructure.Inclusion`), or a raw
             integer array, or a ``.npy`` path.
         grid: ``int`` (cubic grid, then ``dim`` is needed unless the
-            microstructure is an array) or a tuple of 2 or 3 sizes. An even size
+            microstructure is an array) or a tuple of 2 or 3 sizes; None for an
+            array, ``.npy`` path or :class:`~oracles.rve.microstructure.PhaseMap`,
+            whose shape is the grid. An even size
             drops the Nyquist modes whose wave vector is ambiguous (see
             :func:`~oracles.rve.projection.ambiguous_nyquist`); odd sizes have none.
         dim: 2 or 3, with an ``int`` grid.
@@ -115,9 +119,7 @@ class RVEOracle(Oracle):
         device: str | None = None,
         cost_per_voxel: float = 1e-6,
     ):
-        self.phases = list(phases)
-        if not self.phases:
-            raise InvalidInput("phases must hold at least one law, got an empty list")
+        self.phases = law_list(phases)
         self.finite = isinstance(self.phases[0], FiniteStrainLaw)
         if isinstance(microstructure, (str, Path, np.ndarray, list, Tensor)):
             arr = load_phase_map(
@@ -129,6 +131,8 @@ class RVEOracle(Oracle):
         elif callable(getattr(microstructure, "phase_map", None)):
             arr = None
             self.microstructure = microstructure
+            if grid is None and isinstance(microstructure, PhaseMap):
+                grid = microstructure.shape  # a user phase map sets its own grid
         else:
             raise InvalidInput(
                 "microstructure must have a phase_map(shape) method or be an integer array or "
@@ -169,6 +173,12 @@ class RVEOracle(Oracle):
                         f"micro_params name {n!r} is not a field of {type(self.microstructure).__name__} "
                         f"(fields: {sorted(names)})"
                     )
+                cur = getattr(self.microstructure, n)
+                if not is_real(cur):
+                    raise InvalidInput(
+                        f"micro_params name {n!r} is a {type(cur).__name__} field of "
+                        f"{type(self.microstructure).__name__} ({cur!r}); only number fields can vary"
+                    )
         k = self.k
         if self.finite:
             comps = [(i, j) for i in range(k) for j in range(k)]
@@ -194,16 +204,15 @@ class RVEOracle(Oracle):
                 )
             lo, hi = sb[0].tolist(), sb[1].tolist()
         else:
-            try:
-                r = default_range if strain_range is None else float(strain_range)
-            except (TypeError, ValueError):
-                r = math.nan
+            r = default_range if strain_range is None else float(strain_range) if is_real(strain_range) else math.nan
             if not (math.isfinite(r) and r > 0):
                 raise InvalidInput(f"strain_range must be positive, got {strain_range!r}")
             lo, hi = [-r] * len(strain_names), [r] * len(strain_names)
         lo += [a for a, _ in self.micro_params.values()]
         hi += [b for _, b in self.micro_params.values()]
         self.bounds = make_bounds(lo, hi)
+        if not is_real(cost_per_voxel):
+            raise InvalidInput(f"cost_per_voxel must be a positive number, got {cost_per_voxel!r}")
         self.cost_model = CostModel((cost_per_voxel * float(np.prod(self.grid)),))
         self._solver_cache: FFTSolver | None = None
         if not self.micro_params:
@@ -214,7 +223,9 @@ class RVEOracle(Oracle):
     def _resolve_grid(grid, dim, arr) -> tuple[int, ...]:
         if grid is None:
             if arr is None:
-                raise InvalidInput("grid is required unless the microstructure is a phase-map array")
+                raise InvalidInput("grid is required unless the microstructure is a phase-map array or PhaseMap")
+            if dim is not None and dim != arr.ndim:
+                raise InvalidInput(f"dim={dim!r} does not match the {arr.ndim}D phase map of shape {tuple(arr.shape)}")
             return tuple(int(n) for n in arr.shape)
         if isinstance(grid, (int, np.integer)) and not isinstance(grid, bool):
             d = dim if dim is not None else (arr.ndim if arr is not None else None)
@@ -362,8 +373,14 @@ class RVEOracle(Oracle):
             InvalidInput: wrong shape or ``det F <= 0``.
             NotConverged: the RVE solve did not converge.
         """
+        kind = not_real_kind(F)
+        if kind is not None:
+            raise InvalidInput(f"F must hold real numbers, got {kind} values {str(F)[:120]}")
         if not isinstance(F, Tensor):
-            F = torch.as_tensor(F, dtype=DTYPE)
+            try:
+                F = torch.as_tensor(F, dtype=DTYPE)
+            except (TypeError, ValueError, RuntimeError):
+                raise InvalidInput(f"F must be an n x {self.k} x {self.k} array of numbers, got {F!r}") from None
         k = self.k
         if F.dim() != 3 or F.shape[1:] != (k, k):
             raise InvalidInput(f"F must have shape n x {k} x {k} for this {k}D RVE, got {tuple(F.shape)}")

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from oracles.base import not_real_kind
 from oracles.exceptions import InvalidInput, NotConverged, is_integer, is_real
 from oracles.rve.fields import ComponentBasis, DenseTangent, IsotropicTangent, mandel_basis
 from oracles.rve.krylov import IndefiniteOperator, batched_cg
@@ -80,6 +81,16 @@ class HomogenizationResult:
 
 
 # ---------------------------------------------------------------------- solver
+def law_list(phases) -> list:
+    """``phases`` (a sequence of laws, one per phase id) as a non-empty list, else InvalidInput."""
+    if isinstance(phases, (SmallStrainLaw, FiniteStrainLaw, str, bytes)) or not hasattr(phases, "__iter__"):
+        raise InvalidInput(f"phases must be a list of laws, one per phase id, got {phases!r}")
+    phases = list(phases)
+    if not phases:
+        raise InvalidInput("phases must hold at least one law, got an empty list")
+    return phases
+
+
 def _as_phase_map(phase_map, n_phases: int) -> Tensor:
     if isinstance(phase_map, Tensor):
         pm = phase_map.detach().cpu()
@@ -157,9 +168,7 @@ class FFTSolver:
         device: str | torch.device | None = None,
         dtype: torch.dtype = DTYPE,
     ):
-        phases = list(phases)
-        if not phases:
-            raise InvalidInput("phases must hold at least one law, got an empty list")
+        phases = law_list(phases)
         kinds = set()
         for i, law in enumerate(phases):
             if isinstance(law, SmallStrainLaw):
@@ -290,6 +299,9 @@ class FFTSolver:
     # ---------------------------------------------------------- validation
     def _check_loads(self, load) -> Tensor:
         name = "strain" if self.kind == "small" else "F"
+        kind = not_real_kind(load)
+        if kind is not None:
+            raise InvalidInput(f"macro {name} must hold real numbers, got {kind} values {str(load)[:120]}")
         if not isinstance(load, Tensor):
             try:
                 load = torch.as_tensor(load, dtype=self.dtype)
