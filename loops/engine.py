@@ -70,7 +70,7 @@ from loops.models import (
     winsorize_objective,
 )
 from loops.registry import build_oracle
-from loops.store import RunDirError, RunLock, RunStore, read_progress, write_progress
+from loops.store import RunDirError, RunLock, RunStore, read_progress, write_atomic, write_progress
 from oracles.base import not_real_kind
 from surrogates.multifidelity.model import NoiseFreeConflict, TooFewLevelPoints
 
@@ -353,18 +353,6 @@ def run_dir_for(config: CampaignConfig, base: str | Path | None = None, claim: b
                 pass
         d = base / f"{config.name}-{stamp}-{k}"
         k += 1
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``path`` whole or not at all (through a temporary file beside it): a full disk or a
-    kill leaves the previous file (``config.json`` of a resumed campaign) as it was."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -737,7 +725,7 @@ class Campaign:
                     "Campaign.resume(run_dir, oracle=...))"
                 )
             if moved:
-                _write_atomic(cfg_file, config.model_dump_json(indent=2))
+                write_atomic(cfg_file, config.model_dump_json(indent=2))
         prog = read_progress(self.run_dir)
         if prog.get("finished", 0) > 0 and not store_file.exists():
             raise RunDirError(f"{store_file} is missing but progress.json records {prog['finished']} "
@@ -752,7 +740,7 @@ class Campaign:
                 "restore them, or start a new run directory"
             )
         if not cfg_file.exists():
-            _write_atomic(cfg_file, config.model_dump_json(indent=2))
+            write_atomic(cfg_file, config.model_dump_json(indent=2))
         recorded = self.store.get_meta("config")
         if recorded is None:
             self.store.set_meta("config", new)

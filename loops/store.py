@@ -496,9 +496,19 @@ def read_progress(run_dir: str | Path) -> dict[str, Any]:
         return {"finished": 0, "max_id": 0}
 
 
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write ``path`` whole or not at all (through a temporary file beside it): a full disk or a
+    kill leaves the previous file (``config.json`` of a resumed campaign) as it was."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_progress(run_dir: str | Path, finished: int, max_id: int) -> None:
     """Record (atomically) how many finished rows the store holds."""
-    p = Path(run_dir) / "progress.json"
-    tmp = p.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"finished": int(finished), "max_id": int(max_id)}))
-    os.replace(tmp, p)
+    write_atomic(Path(run_dir) / "progress.json", json.dumps({"finished": int(finished), "max_id": int(max_id)}))

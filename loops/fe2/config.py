@@ -372,7 +372,9 @@ class UncertaintyConfig(BaseModel):
     #: draws of the random inputs (with [[uncertainty.random]])
     n_outer: SInt = Field(20, ge=2, le=100000)
     n_anchors: SInt = Field(64, ge=1, le=5000)
-    seed: SInt = 0
+    #: seeds the input draws, the training design and the function samples (numpy and scipy
+    #: seeds are non-negative)
+    seed: SInt = Field(0, ge=0)
     qoi: list[Literal["reaction", "max_stress"]] = Field(["reaction", "max_stress"], min_length=1)
     #: further QoIs: displacement components at points, after those of ``qoi``
     displacement: list[DisplacementQoIConfig] = []

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import skfem
 
+from oracles.exceptions import is_integer, is_real
+
 #: the element families the macro solver knows, by the name used in configs
 ELEMENTS = {
     "quad1": (skfem.MeshQuad, skfem.ElementQuad1),
@@ -35,6 +37,20 @@ def _check_element(element: str, allowed: tuple[str, ...] | None = None) -> None
     allowed = tuple(sorted(ELEMENTS)) if allowed is None else allowed
     if element not in allowed:
         raise ValueError(f"element must be one of {list(allowed)}, got {element!r}")
+
+
+def _sizes(**sizes) -> None:
+    """A ``ValueError`` naming the first size that is not a positive finite real number."""
+    for name, v in sizes.items():
+        if not (is_real(v) and math.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+
+
+def _counts(**counts) -> None:
+    """A ``ValueError`` naming the first cell count that is not an integer >= 1."""
+    for name, v in counts.items():
+        if not (is_integer(v) and v >= 1):
+            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
 
 
 def _name_box_boundaries(mesh, x0: float, x1: float, y0: float, y1: float, tol: float):
@@ -68,10 +84,8 @@ def rectangle(
     Triangular elements split each square cell in two.
     """
     _check_element(element, ELEMENTS_2D)
-    if nx < 1 or ny < 1:
-        raise ValueError(f"nx and ny must be >= 1, got nx={nx}, ny={ny}")
-    if width <= 0 or height <= 0:
-        raise ValueError(f"width and height must be positive, got {width}, {height}")
+    _counts(nx=nx, ny=ny)
+    _sizes(width=width, height=height)
     x = np.linspace(0.0, width, nx + 1)
     y = np.linspace(0.0, height, ny + 1)
     mesh = skfem.MeshQuad.init_tensor(x, y)
@@ -99,12 +113,10 @@ def plate_with_hole(
     ``right`` (x = L) and ``top`` (y = L).
     """
     _check_element(element, ELEMENTS_2D)
+    _sizes(length=length, radius=radius, grading=grading)
     if not 0 < radius < length:
         raise ValueError(f"radius must be in (0, length={length}), got {radius}")
-    if n_theta < 1 or n_radial < 1:
-        raise ValueError(f"n_theta and n_radial must be >= 1, got {n_theta}, {n_radial}")
-    if grading <= 0:
-        raise ValueError(f"grading must be positive, got {grading}")
+    _counts(n_theta=n_theta, n_radial=n_radial)
     theta = np.linspace(0.0, 0.5 * math.pi, 2 * n_theta + 1)
     if grading == 1.0:
         s = np.linspace(0.0, 1.0, n_radial + 1)
@@ -158,11 +170,12 @@ def box(
     (y), ``back``/``front`` (z).
     """
     _check_element(element, ELEMENTS_3D)
-    lengths, n = tuple(float(v) for v in lengths), tuple(int(v) for v in n)
-    if len(lengths) != 3 or min(lengths) <= 0:
-        raise ValueError(f"box lengths must be 3 positive numbers, got {lengths}")
-    if len(n) != 3 or min(n) < 1:
+    lengths, n = tuple(lengths), tuple(n)
+    if len(lengths) != 3 or not all(is_real(v) and math.isfinite(v) and v > 0 for v in lengths):
+        raise ValueError(f"box lengths must be 3 positive finite numbers, got {lengths}")
+    if len(n) != 3 or not all(is_integer(v) and v >= 1 for v in n):
         raise ValueError(f"box divisions must be 3 integers >= 1, got {n}")
+    lengths, n = tuple(float(v) for v in lengths), tuple(int(v) for v in n)
     axes = [np.linspace(0.0, L, m + 1) for L, m in zip(lengths, n, strict=True)]
     mesh = ELEMENTS[element][0].init_tensor(*axes)
     return _name_bbox_boundaries(mesh)

@@ -210,15 +210,22 @@ class OracleProvider:
         chunks = self._chunks(n)
         if self.executor is None:
             parts = [_respond(self.model, F[s]) for s in chunks]
-        elif self._payload is not None:
-            futures = [
-                self.executor.submit(_respond_cached, self._key, self._payload, F[s].clone())
-                for s in chunks
-            ]
-            parts = [f.result() for f in futures]
         else:
-            futures = [self.executor.submit(_respond, self.model, F[s].clone()) for s in chunks]
-            parts = [f.result() for f in futures]
+            if self._payload is not None:
+                futures = [
+                    self.executor.submit(_respond_cached, self._key, self._payload, F[s].clone())
+                    for s in chunks
+                ]
+            else:
+                futures = [self.executor.submit(_respond, self.model, F[s].clone()) for s in chunks]
+            try:
+                parts = [f.result() for f in futures]
+            except BaseException:
+                # the batch has failed (or was stopped): chunks not yet started would only
+                # keep the workers busy ahead of the retry
+                for f in futures:
+                    f.cancel()
+                raise
         P = torch.cat([p for p, _ in parts]) if parts else F.new_zeros(0, *F.shape[1:])
         A = torch.cat([a for _, a in parts]) if parts else F.new_zeros(0, *F.shape[1:] * 2)
         self.n_evaluations += n

@@ -50,6 +50,7 @@ from loops.fe2.config import FE2Config
 from loops.fe2.providers import NeoHookean, OracleProvider, load_material, sobol_gradients
 from loops.fe2.solver import DirichletBC, MacroSolver, SolveResult, TractionBC
 from loops.fe2.switch import AdaptiveSwitch, ConditionUpdater, refit_updater, tolerance_for_reaction
+from loops.store import write_atomic
 from oracles.exceptions import NotConverged
 from surrogates.base import conditions_on_observations
 
@@ -315,7 +316,7 @@ def _why(e: BaseException) -> str:
 def _record_failure(out: Path, e: BaseException, converged_steps: int, wall_time, **extra) -> None:
     """``failed.json`` of a run that stopped (why, how far it got), and the run directory on the
     exception, for the message."""
-    (out / "failed.json").write_text(json_text(
+    write_atomic(out / "failed.json", json_text(
         {"error": _why(e), **extra, "converged_steps": converged_steps, "wall_time": wall_time}))
     e.fe2_run_dir = out  # where the converged steps are
 
@@ -352,7 +353,7 @@ def _run(cfg: FE2Config, progress) -> FE2Run:
     # the run directory exists from the start: a run that fails or is stopped keeps its
     # config and the converged steps (steps.jsonl, one line per step as it converges)
     out = fe2_run_dir(cfg)
-    (out / "config.json").write_text(cfg.model_dump_json(indent=2))
+    write_atomic(out / "config.json", cfg.model_dump_json(indent=2))
     L = cfg.load
 
     def on_step(rec) -> None:
@@ -473,7 +474,7 @@ def _finish(cfg, solver, result, material, info, out: Path) -> FE2Run:
         "surrogate_fraction": n_sur / max(n_sur + n_orc, 1),
         "steps": steps,
     }
-    (out / "summary.json").write_text(json_text(summary))
+    write_atomic(out / "summary.json", json_text(summary))
     arrays = {
         "u": np.stack([s.u for s in result.steps]),
         "P": np.stack([s.P for s in result.steps]),
@@ -544,7 +545,7 @@ def _finish(cfg, solver, result, material, info, out: Path) -> FE2Run:
             _record_failure(out, e, len(result.steps), info.get("wall_time"), stage="uncertainty")
             raise
         artifacts += uq_files
-        (out / "summary.json").write_text(json_text(summary))
+        write_atomic(out / "summary.json", json_text(summary))
     run = FE2Run(cfg, solver, result, summary, out, artifacts)
     if cfg.tracking.enabled:
         track_mlflow(run)

@@ -40,7 +40,7 @@ from scipy.sparse.linalg import spsolve
 from skfem.quadrature import get_quadrature
 
 from loops.fe2.mesh import default_element, element_for
-from oracles.exceptions import InvalidInput, NotConverged, OracleError
+from oracles.exceptions import InvalidInput, NotConverged, OracleError, is_integer
 from oracles.material import MaterialModel, MaterialResponse
 
 DTYPE = torch.float64
@@ -153,6 +153,17 @@ class SolveResult:
         return self.steps[-1]
 
 
+def _finite(value) -> bool:
+    """``value`` is one finite real number: a Python, numpy or 0-d array/tensor value, not a
+    ``bool``, string or complex number."""
+    if isinstance(value, (bool, str, bytes, complex, np.bool_)) or np.iscomplexobj(value):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
 def _check_rigid_motions(basis, constrained: list[tuple[int, np.ndarray]], k: int) -> None:
     """Raise a ``ValueError`` when the Dirichlet conditions leave a rigid motion free.
 
@@ -223,6 +234,8 @@ class MacroSolver:
         if mesh.dim() not in (2, 3):
             raise ValueError(f"the macro solver needs a 2D or 3D mesh; got a {mesh.dim()}D mesh")
         k = self.dim = int(mesh.dim())
+        if not (_finite(thickness) and float(thickness) > 0):
+            raise ValueError(f"thickness must be a positive finite number, got {thickness!r}")
         if k == 3 and float(thickness) != 1.0:
             raise ValueError(f"thickness applies to 2D (plane strain) only; got {thickness} in 3D")
         self.mesh = mesh
@@ -249,14 +262,24 @@ class MacroSolver:
                     f"boundary {bc.boundary!r} is not a boundary of the mesh; known: {sorted(names)}"
                 )
         for bc in dirichlet:
-            if bc.component not in range(k):
+            if not (is_integer(bc.component) and bc.component in range(k)):
                 raise ValueError(
-                    f"Dirichlet component must be in 0..{k - 1} for a {k}D mesh, got {bc.component}"
+                    f"Dirichlet component must be in 0..{k - 1} (an integer) for a {k}D mesh, "
+                    f"got {bc.component!r}"
+                )
+            if not callable(bc.value) and not _finite(bc.value):
+                raise ValueError(
+                    f"Dirichlet value on {bc.boundary!r} (component {bc.component}) must be a finite "
+                    f"number or a function of the coordinates, got {bc.value!r}"
                 )
         for tb in tractions:
             if len(tb.traction) != k:
                 raise ValueError(
                     f"traction on {tb.boundary!r} must have {k} components, got {tuple(tb.traction)}"
+                )
+            if not all(_finite(c) for c in tb.traction):
+                raise ValueError(
+                    f"traction on {tb.boundary!r} must have finite real components, got {tuple(tb.traction)}"
                 )
         if not dirichlet:
             raise ValueError("at least one Dirichlet condition is needed to remove rigid motions")
@@ -293,6 +316,13 @@ class MacroSolver:
                     raise ValueError(
                         f"Dirichlet value on {bc.boundary!r} returned shape {v.shape}; "
                         f"expected ({dofs.size},) for {dofs.size} dofs"
+                    )
+                if not np.isfinite(v).all():
+                    bad = np.flatnonzero(~np.isfinite(v))
+                    raise ValueError(
+                        f"Dirichlet value on {bc.boundary!r} (component {bc.component}) returned "
+                        f"{v[bad[0]]} at {b.doflocs[:, dofs[bad[0]]].tolist()} ({bad.size} of "
+                        f"{dofs.size} dofs not finite)"
                     )
                 vals.append(v)
             else:
@@ -419,8 +449,16 @@ class MacroSolver:
                 f"the material returned P {tuple(P.shape)} and tangent {tuple(A.shape)}; "
                 f"expected ({n}, {k}, {k}) and ({n}, {k}, {k}, {k}, {k})"
             )
-        if not (torch.isfinite(P).all() and torch.isfinite(A).all()):
-            raise OracleError("the material returned non-finite stress or tangent")
+        ok = torch.isfinite(P).flatten(1).all(1) & torch.isfinite(A).flatten(1).all(1)
+        if not ok.all():
+            bad = (~ok).nonzero().flatten()
+            g = int(bad[0])
+            X = self.gauss_points()[g] if n == self.n_gauss else None
+            where = f" at X = {np.round(X, 6).tolist()}" if X is not None else ""
+            raise OracleError(
+                f"the material returned non-finite stress or tangent at {bad.numel()} of {n} Gauss points "
+                f"(first: point {g}{where}, F = {np.round(np.asarray(F[g]), 6).tolist()})"
+            )
         return MaterialResponse(P, A, resp.variance)
 
     # -------------------------------------------------------------- assembly
@@ -526,6 +564,7 @@ class MacroSolver:
             NotConverged: when ``max_cutbacks`` halvings were not enough.
         """
         targets = _load_targets(n_steps, load_factors)
+        _check_newton(max_iter, rtol, atol, max_cutbacks)
         self.check_supports()
         t_start = time.perf_counter()
         calls0 = self.n_material_calls
@@ -682,6 +721,7 @@ class MacroSolver:
         if B < 1:
             raise ValueError(f"n_batch must be >= 1, got {n_batch}")
         targets = _load_targets(n_steps, load_factors)
+        _check_newton(max_iter, rtol, atol, max_cutbacks)
         self.check_supports()
         k, n = self.dim, self.n_gauss
         t_start = time.perf_counter()
@@ -812,13 +852,24 @@ class MacroSolver:
         return self.gauss_weights() * np.linalg.norm(gz.reshape(self.n_gauss, -1), axis=1)
 
 
+def _check_newton(max_iter, rtol, atol, max_cutbacks) -> None:
+    """A ``ValueError`` naming a Newton setting of :meth:`MacroSolver.solve` that is not usable."""
+    if not (is_integer(max_iter) and max_iter >= 1):
+        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+    if not (is_integer(max_cutbacks) and max_cutbacks >= 0):
+        raise ValueError(f"max_cutbacks must be an integer >= 0, got {max_cutbacks!r}")
+    for name, v in (("rtol", rtol), ("atol", atol)):
+        if not (_finite(v) and float(v) >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+
+
 def _load_targets(n_steps: int, load_factors) -> list[float]:
     """The increasing target load factors of a solve: ``load_factors`` checked, or ``n_steps`` equal steps to 1."""
     if load_factors is None:
-        if n_steps < 1:
-            raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+        if not (is_integer(n_steps) and n_steps >= 1):
+            raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
         return list(np.linspace(0, 1, n_steps + 1)[1:])
     targets = [float(x) for x in load_factors]
-    if not targets or any(b <= a for a, b in zip([0.0, *targets], targets, strict=False)):
-        raise ValueError(f"load_factors must increase from above 0, got {targets}")
+    if not targets or not all(math.isfinite(b) and b > a for a, b in zip([0.0, *targets], targets, strict=False)):
+        raise ValueError(f"load_factors must be finite and increase from above 0, got {targets}")
     return targets

@@ -323,7 +323,14 @@ class AdaptiveSwitch:
                     f"the surrogate {type(self.surrogate).__name__} reports no variance; "
                     "the switch needs one"
                 )
-            var = torch.as_tensor(r.variance, dtype=DTYPE).reshape(n)
+            var = torch.as_tensor(r.variance, dtype=DTYPE)
+            if var.numel() != n:
+                raise ValueError(
+                    f"the surrogate {type(self.surrogate).__name__} returned a variance of shape "
+                    f"{tuple(var.shape)} for {n} points; the switch needs one number per point ({n},) "
+                    "(for example the mean over the stress components)"
+                )
+            var = var.reshape(n)
             P = torch.as_tensor(r.P, dtype=DTYPE).clone()
             A = torch.as_tensor(r.tangent, dtype=DTYPE).clone()
             finite = torch.isfinite(P).flatten(1).all(1) & torch.isfinite(A).flatten(1).all(1)

@@ -16,6 +16,7 @@ with the run's other artifacts.
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import torch
 from scipy.stats import qmc
 
 from loops.fe2.solver import MacroSolver
+from loops.store import write_atomic
 from loops.uq.propagate import (
     UQ_RTOL,
     Displacement,
@@ -183,7 +185,15 @@ def run_uncertainty(
         solve_kwargs=kw,
     )
     summary = {**info, **prop.summary(), "random_inputs": list(dists)}
-    files: list[Path] = []
+    from loops.fe2.run import json_text
+
+    # the propagation is written before the Sobol solves: a failed or stopped Sobol stage keeps it
+    path = out / "uncertainty.json"
+    summary["wall_time"] = time.perf_counter() - t0
+    write_atomic(path, json_text(summary))
+    files: list[Path] = [path]
+    for name in qois:
+        files.append(split_histogram(prop, name, out / f"uq_{name}.png"))
     if u.sobol_n and dists:
         from loops.uq.samples import GPPosteriorMean
         from loops.uq.sobol import sobol_indices
@@ -199,13 +209,14 @@ def run_uncertainty(
                 try:
                     s = make_solver(mean.with_theta(t))
                     res = s.solve(**kw)
-                except Exception:  # noqa: BLE001  (a failed run is a NaN, counted below)
+                except Exception as e:  # noqa: BLE001  (a failed run is a NaN, counted below)
+                    solved.setdefault("why", f"{type(e).__name__}: {e}")
                     continue
                 for j, nm in enumerate(names):
                     try:
                         vals[i, j] = qois[nm](s, res)
-                    except Exception:  # noqa: BLE001
-                        pass
+                    except Exception as e:  # noqa: BLE001
+                        solved.setdefault("why", f"{type(e).__name__}: {e}")
             return vals
 
         def column(j: int):
@@ -218,17 +229,21 @@ def run_uncertainty(
 
             return f
 
+        def indices(j: int, nm: str) -> dict[str, Any]:
+            try:
+                d = sobol_indices(column(j), dists, n=u.sobol_n, seed=u.seed).as_dict()
+            except ValueError as e:  # every row of this QoI failed: the other QoIs keep theirs
+                why = f" (first failure: {solved['why']})" if "why" in solved else ""
+                warnings.warn(f"no Sobol indices of {nm}: {e}{why}", stacklevel=2)
+                return {"error": f"{e}{why}"}
+            if d["failed_rows"] and "why" in solved:
+                d["first_failure"] = solved["why"]
+            return d
+
         summary["sobol"] = {
             "of": "posterior-mean surrogate",
-            "qoi": {nm: sobol_indices(column(j), dists, n=u.sobol_n, seed=u.seed).as_dict()
-                    for j, nm in enumerate(names)},
+            "qoi": {nm: indices(j, nm) for j, nm in enumerate(names)},
         }
-    summary["wall_time"] = time.perf_counter() - t0
-    from loops.fe2.run import json_text
-
-    path = out / "uncertainty.json"
-    path.write_text(json_text(summary))
-    files.append(path)
-    for name in qois:
-        files.append(split_histogram(prop, name, out / f"uq_{name}.png"))
+        summary["wall_time"] = time.perf_counter() - t0
+        write_atomic(path, json_text(summary))
     return summary, files

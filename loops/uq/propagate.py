@@ -42,7 +42,7 @@ import torch
 
 from loops.fe2.solver import MacroSolver, SolveResult
 from loops.uq.samples import GPFunctionSamples, GPPosteriorMean, farthest_points
-from oracles.exceptions import OracleError
+from oracles.exceptions import OracleError, is_integer
 
 DTYPE = torch.float64
 
@@ -51,6 +51,19 @@ QoI = Callable[[MacroSolver, SolveResult], float]
 
 
 # --------------------------------------------------------------------- QoIs
+def _check_component(qoi, component) -> None:
+    """A ``ValueError`` naming ``qoi`` unless ``component`` is an integer >= 0."""
+    if not is_integer(component) or component < 0:
+        raise ValueError(f"{qoi}: component must be an integer >= 0 (0: x, 1: y, 2: z), got {component!r}")
+
+
+def _component_of(qoi, component: int, k: int) -> int:
+    """``component`` checked against the mesh dimension ``k``."""
+    if component >= k:
+        raise ValueError(f"{qoi}: component {component} does not exist on a {k}D mesh (0..{k - 1})")
+    return component
+
+
 @dataclass(frozen=True)
 class Reaction:
     """Reaction force component on a boundary at the end of the load path."""
@@ -58,8 +71,14 @@ class Reaction:
     boundary: str
     component: int = 0
 
+    def __post_init__(self):
+        _check_component(self, self.component)
+
     def __call__(self, solver: MacroSolver, result: SolveResult) -> float:
-        return float(result.final.reactions[self.boundary][self.component])
+        reactions = result.final.reactions
+        if self.boundary not in reactions:
+            raise ValueError(f"{self}: {self.boundary!r} is not a boundary of the mesh; known: {sorted(reactions)}")
+        return float(reactions[self.boundary][_component_of(self, self.component, solver.dim)])
 
 
 @dataclass(frozen=True)
@@ -78,12 +97,20 @@ class Displacement:
     point: tuple[float, ...]
     component: int = 0
 
+    def __post_init__(self):
+        _check_component(self, self.component)
+
     def __call__(self, solver: MacroSolver, result: SolveResult) -> float:
         x = np.asarray(self.point, dtype=float).reshape(-1, 1)
         if x.shape[0] != solver.dim:
             raise ValueError(f"point must have {solver.dim} coordinates, got {self.point}")
-        u = solver.basis.probes(x) @ result.final.u  # k components of the vector field at x
-        return float(np.asarray(u).reshape(-1)[self.component])
+        c = _component_of(self, self.component, solver.dim)
+        try:
+            probe = solver.basis.probes(x)
+        except ValueError:
+            raise ValueError(f"{self}: the point is in no element of the mesh (a hole, or outside it)") from None
+        u = probe @ result.final.u  # k components of the vector field at x
+        return float(np.asarray(u).reshape(-1)[c])
 
 
 # --------------------------------------------------------------- estimators
@@ -97,6 +124,8 @@ class Split:
             the sample cannot estimate one: no outer draw with two inner values (epistemic,
             and with it the aleatory term), or fewer than two outer draws with a value
             (aleatory). Outer draws whose every run failed are left out of the estimates.
+            The aleatory term is unbiased, so it can come out negative where it is small
+            against ``aleatory_se`` (a QoI the random inputs barely move).
         quantiles: probability -> pooled sample quantile.
         n_outer, n_inner: sample counts; ``n_failed``: runs that gave no value.
     """
@@ -161,6 +190,8 @@ def total_variance_split(
             draw ``i``); NaN marks failed runs and is left out.
         probs: probabilities of the reported quantiles.
     """
+    if np.iscomplexobj(Q):
+        raise ValueError("Q must hold real numbers, got complex values")
     Q = np.asarray(Q, dtype=float)
     if Q.ndim != 2 or Q.shape[0] < 1 or Q.shape[1] < 1:
         raise ValueError(f"Q must be n_outer x n_inner, got shape {Q.shape}")
@@ -244,6 +275,8 @@ class Propagation:
 
 def sample_inputs(distributions: Mapping[str, Any], n: int, seed: int = 0) -> np.ndarray:
     """``n x p`` independent draws of ``p`` random inputs (scipy.stats frozen distributions)."""
+    if not (is_integer(n) and n >= 1):
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
     rng = np.random.default_rng(seed)
     cols = [
         np.asarray(dist.rvs(size=n, random_state=rng), dtype=float)
@@ -294,12 +327,26 @@ def propagate(
     """
     t_start = time.perf_counter()
     kw = {"rtol": UQ_RTOL, **dict(solve_kwargs or {})}
+    if not qois:
+        raise ValueError("qois is empty: give at least one quantity of interest")
+    for name, value in (("n_inner", n_inner), ("n_anchors", n_anchors)):
+        if not (is_integer(value) and value >= 1):
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     mean_law = GPPosteriorMean(gp)
-    th = np.zeros((1, 0)) if theta is None else np.atleast_2d(np.asarray(theta, dtype=float))
-    if th.shape[1] != mean_law.p:
+    try:
+        th = np.zeros((1, 0)) if theta is None else np.atleast_2d(np.asarray(theta, dtype=float))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"theta must be an n_outer x p array of numbers, got {theta!r} ({e})") from None
+    if th.ndim != 2 or th.shape[1] != mean_law.p:
         raise ValueError(
-            f"theta must have {mean_law.p} columns (the GP's descriptors), got {th.shape[1]}"
+            f"theta must have {mean_law.p} columns (the GP's descriptors), got shape {th.shape}"
         )
+    if th.shape[0] < 1 or not np.isfinite(th).all():
+        bad = np.flatnonzero(~np.isfinite(th).all(1)).tolist()
+        raise ValueError(f"theta must have at least one row, all finite; got shape {th.shape}"
+                         + (f", non-finite rows {bad[:10]}" if bad else ""))
+    if th.shape[0] * n_inner < 2:
+        raise ValueError(f"one outer draw needs n_inner >= 2 (the epistemic variance), got n_inner = {n_inner}")
     n_out, k = th.shape[0], mean_law.k
     Q = {name: np.full((n_out, n_inner), np.nan) for name in qois}
     mean_Q = {name: np.full(n_out, np.nan) for name in qois}
@@ -343,6 +390,13 @@ def propagate(
                 continue
             for name, v in _qoi_values(qois, solver, r).items():
                 Q[name][i, j] = v
+    for name, q in Q.items():
+        if np.isfinite(q).sum() < 2:
+            first = f"; first (outer {failures[0][0]}, inner {failures[0][1]}): {failures[0][2]}" if failures else ""
+            raise ValueError(
+                f"QoI {name!r}: {int(np.isfinite(q).sum())} of {q.size} runs gave a value, fewer than 2 "
+                f"for any moment; {len(failures)} runs failed{first}"
+            )
     splits = {name: total_variance_split(q) for name, q in Q.items()}
     return Propagation(
         theta=th,

@@ -47,7 +47,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from oracles.exceptions import InvalidInput
+from oracles.exceptions import InvalidInput, is_integer, is_real
 from oracles.material import MaterialModel, MaterialResponse
 
 DTYPE = torch.float64
@@ -76,6 +76,8 @@ def farthest_points(X: Tensor, n: int, scale: Tensor | None = None) -> Tensor:
     Distances are measured after dividing each column by ``scale`` (``d``;
     default: the column ranges). Starts from the row nearest the column means.
     """
+    if not (is_integer(n) and n >= 1):
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
     X = torch.as_tensor(X, dtype=DTYPE)
     if X.shape[0] <= n:
         return X.clone()
@@ -310,8 +312,12 @@ class GPFunctionSamples(_MaternExpansion):
         seed: int = 0,
         jitter: float = 1e-4,
     ):
-        if n_samples < 1:
-            raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+        if not (is_integer(n_samples) and n_samples >= 1):
+            raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}")
+        if not is_integer(seed):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        if not (is_real(jitter) and math.isfinite(jitter) and jitter >= 0):
+            raise ValueError(f"jitter must be a finite number >= 0, got {jitter!r}")
         self._read_gp(gp, k)
         d, m = self.d, self.m
         Z = torch.as_tensor(anchors, dtype=DTYPE)

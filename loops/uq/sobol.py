@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import qmc
 
+from oracles.exceptions import is_integer
+
 
 @dataclass
 class SobolIndices:
@@ -104,8 +106,15 @@ def sobol_indices(
     p = len(names)
     if p < 1:
         raise ValueError("need at least one random input")
-    if n < 8:
-        raise ValueError(f"n must be >= 8, got {n}")
+    for nm in names:
+        if not callable(getattr(distributions[nm], "ppf", None)):
+            raise TypeError(f"distribution of {nm!r} must be a scipy.stats frozen distribution (with ppf), "
+                            f"got {type(distributions[nm]).__name__}")
+    if not (is_integer(n) and n >= 8):
+        raise ValueError(f"n must be an integer >= 8, got {n!r}")
+    if not (is_integer(seed) and seed >= 0):
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    n = int(n)
     if isinstance(replicates, bool) or not isinstance(replicates, (int, np.integer)) or replicates < 1:
         raise ValueError(f"replicates must be an integer >= 1, got {replicates!r}")
     R = int(min(replicates, n // 8))
@@ -119,7 +128,10 @@ def sobol_indices(
     AB = np.repeat(X[None], p, axis=0)
     for i in range(p):
         AB[i, :, i] = Xb[:, i]
-    Y = np.asarray(f(np.concatenate([X, Xb, AB.reshape(-1, p)])), dtype=float).reshape(-1)
+    Y = np.asarray(f(np.concatenate([X, Xb, AB.reshape(-1, p)])))
+    if np.iscomplexobj(Y) or not (np.issubdtype(Y.dtype, np.number) or Y.dtype == bool):
+        raise ValueError(f"f must return real numbers, got dtype {Y.dtype}")
+    Y = Y.astype(float).reshape(-1)
     if Y.shape[0] != n * (p + 2):
         raise ValueError(f"f returned {Y.shape[0]} values for {n * (p + 2)} inputs")
     fA, fB, fAB = Y[:n], Y[n : 2 * n], Y[2 * n :].reshape(p, n).T
