@@ -80,16 +80,17 @@ def _plain_int(v: Any) -> Any:
     return int(v) if isinstance(v, numbers.Integral) and not isinstance(v, (bool, int)) else v
 
 
-def _finite(v: Any) -> Any:
-    """NaN and infinities refused as not finite before any bound is checked (NaN and
-    ``-inf`` fail ``gt=0`` too, and "should be greater than 0" would name the wrong fault)."""
-    if isinstance(v, float) and not math.isfinite(v):
+def _not_nan(v: Any) -> Any:
+    """NaN refused as not finite before any bound is checked (NaN fails ``gt=0`` too, and
+    "should be greater than 0" would name the wrong fault); infinities are left to the
+    field (``allow_inf_nan``: an infinite tolerance can mean "always")."""
+    if isinstance(v, float) and math.isnan(v):
         raise PydanticCustomError("finite_number", "Input should be a finite number")
     return v
 
 
 SInt = Annotated[int, Strict(), BeforeValidator(_plain_int)]
-SFloat = Annotated[float, Strict(), BeforeValidator(_finite), BeforeValidator(_plain_int)]
+SFloat = Annotated[float, Strict(), BeforeValidator(_not_nan), BeforeValidator(_plain_int)]
 SBool = Annotated[bool, Strict()]
 #: finite floats (``inf`` and ``nan`` are refused)
 Finite = Annotated[SFloat, Field(allow_inf_nan=False)]

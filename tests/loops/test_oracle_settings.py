@@ -277,7 +277,7 @@ def test_fe2_numbers_are_what_they_say(rve, load, must):
     assert len(e.value.lines) == 1 and must in e.value.lines[0], e.value.lines
 
 
-@pytest.mark.parametrize("key, value", [("E", math.nan), ("E", -math.inf), ("nu", math.nan)])
+@pytest.mark.parametrize("key, value", [("E", math.nan), ("nu", math.nan)])
 def test_nan_is_named_as_not_finite_not_as_out_of_range(key, value):
     """NaN fails every bound (NaN > 0 is false); the line must name what is wrong with it."""
     phases = [{**PHASES[0], key: value}, PHASES[1]]
