@@ -3,8 +3,9 @@ microstructure in, its effective tensor out as JSON.
 
 Options (both)::
 
-    --dim {2,3}              spatial dimension (default 3)
-    --grid N [N ...]         voxels per axis: one value (cubic grid) or dim values (default 32)
+    --dim {2,3}              spatial dimension (default 3; a FILE.npy has its own)
+    --grid N [N ...]         voxels per axis: one value (cubic grid) or dim values (default 32;
+                             a FILE.npy has its own)
     --microstructure KIND    slit | cylinders | spheres | overlapping | polydisperse | blobs |
                              fibres | FILE.npy (default overlapping)
     --porosity P             pore fraction of the random media (default 0.5)
@@ -60,8 +61,8 @@ __all__ = ["register", "run_conductivity", "run_permeability"]
 
 
 def _common(p) -> None:
-    p.add_argument("--dim", type=int, choices=(2, 3), default=3)
-    p.add_argument("--grid", type=int, nargs="+", default=[32])
+    p.add_argument("--dim", type=int, choices=(2, 3), default=None)
+    p.add_argument("--grid", type=int, nargs="+", default=None)
     p.add_argument("--microstructure", default="overlapping")
     p.add_argument("--porosity", type=float, default=0.5)
     p.add_argument("--radius", type=float, default=0.1)
@@ -111,16 +112,31 @@ BYTES_PER_VOXEL = {2: 520.0, 3: 850.0}
 def _grid(args) -> tuple[int, ...]:
     from oracles.rve.microstructure import physical_memory
 
-    k = args.dim
-    if len(args.grid) not in (1, k):
-        raise ValueError(f"--grid needs 1 or {k} values, got {args.grid}")
-    shape = tuple(args.grid) * k if len(args.grid) == 1 else tuple(args.grid)
+    k = 3 if args.dim is None else args.dim
+    grid = [32] if args.grid is None else args.grid
+    if len(grid) not in (1, k):
+        raise ValueError(f"--grid needs 1 or {k} values, got {grid}")
+    shape = tuple(grid) * k if len(grid) == 1 else tuple(grid)
     need, have = math.prod(shape) * BYTES_PER_VOXEL[k], physical_memory()
     if need > have:
         g = f"{shape[0]}^{k}" if len(set(shape)) == 1 else " x ".join(map(str, shape))
         raise ValueError(f"--grid {g} needs about {need / 1e9:.3g} GB; this machine has {have / 1e9:.3g} GB: "
                          "use a coarser grid")
     return shape
+
+
+def _check_image(args, arr: np.ndarray) -> np.ndarray:
+    """``arr``, the image of ``--microstructure FILE.npy``, after checking that
+    ``--dim`` and ``--grid``, where given, describe it."""
+    if args.dim is not None and args.dim != arr.ndim:
+        raise ValueError(f"--dim {args.dim} does not apply to {args.microstructure!r}: the image is "
+                         f"{arr.ndim}D (shape {arr.shape}); leave --dim out")
+    if args.grid is not None:
+        g = tuple(args.grid) * arr.ndim if len(args.grid) == 1 else tuple(args.grid)
+        if g != arr.shape:
+            raise ValueError(f"--grid {' '.join(map(str, args.grid))} does not apply to {args.microstructure!r}: "
+                             f"the image has shape {arr.shape}; leave --grid out")
+    return arr
 
 
 def _micro(args):
@@ -158,7 +174,7 @@ def _image(args, micro) -> np.ndarray:
     from oracles.transport.porous import PoreImage
 
     if isinstance(micro, PoreImage):
-        return micro.load()
+        return _check_image(args, micro.load())
     return micro.solid(_grid(args))
 
 
@@ -178,7 +194,7 @@ def run_conductivity(args) -> int:
         if isinstance(micro, PoreImage):
             from oracles.rve.microstructure import read_npy
 
-            pm = read_npy(micro.path, "phase map")
+            pm = _check_image(args, read_npy(micro.path, "phase map"))
             if pm.dtype == bool:
                 pm = pm.astype(np.int64)
         else:
@@ -228,8 +244,8 @@ def run_permeability(args) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        if not (args.viscosity > 0):
-            raise ValueError(f"--viscosity must be positive (Pa s), got {args.viscosity}")
+        if not (math.isfinite(args.viscosity) and args.viscosity > 0):
+            raise ValueError(f"--viscosity must be a positive finite number (Pa s), got {args.viscosity}")
         micro = _micro(args)
         solid = _image(args, micro)
         base = {

@@ -35,6 +35,15 @@ to ``max(sqrt(tol), 1e-6)``, else the solve is repeated once at
 :data:`RETRY_TOL_FACTOR` times ``tol`` and must agree then. Contrasts of positive phase conductivities above
 :data:`MAX_CONTRAST` are refused (``NotConverged``): round-off in the best
 conductor's flux would reach the poorest's.
+
+Insulating phases: along an axis that the voxels of nonzero conductivity do
+not cross (:func:`~oracles.transport.topology.percolating_axes`, through faces
+for ``"staggered"``, whose faces are the only conductors, and through faces,
+edges or corners for ``"spectral"``, where only a voxel of insulator between
+two conductors separates them in the continuum), every cluster's net flux
+vanishes with its divergence: the tensor's row and column there are zero, and
+a cell that such a phase crosses along no axis is refused
+(:class:`~oracles.transport.topology.NotPercolating`).
 """
 
 from __future__ import annotations
@@ -78,6 +87,8 @@ def phase_tensor(value, k: int, name: str = "conductivity") -> Tensor:
     raw = value.detach().cpu().numpy() if isinstance(value, Tensor) else np.asarray(value, dtype=object)
     if raw.dtype.kind == "b" or any(isinstance(v, bool | np.bool_) for v in raw.ravel()):
         raise InvalidInput(f"{what}, got a boolean ({value!r})")
+    if raw.dtype.kind == "c" or any(isinstance(v, complex | np.complexfloating) for v in raw.ravel()):
+        raise InvalidInput(f"{what} of real values, got complex ({value!r})")
     try:
         t = torch.as_tensor(np.asarray(raw, dtype=float), dtype=DTYPE)
     except (TypeError, ValueError) as e:
@@ -153,14 +164,17 @@ class ConductivityResult:
     """Effective conductivity of a periodic cell.
 
     Attributes:
-        tensor: ``k x k`` effective conductivity (units of the phase conductivities).
+        tensor: ``k x k`` effective conductivity (units of the phase conductivities);
+            zero in the rows and columns of axes that the voxels of nonzero
+            conductivity do not cross (``info["percolating_axes"]``).
         iterations: CG iterations (all ``k`` unit gradients solved together).
         residual: ``k`` final relative residuals ``||P K e|| / ||P K E||`` (bounds).
         discretization: ``"staggered"`` or ``"spectral"``.
         fields: with ``fields=True``: ``{"gradient", "flux"}``, each
             ``k x k x *grid`` (unit load ``J``, component ``i``, voxels;
             staggered: component ``i`` on the face between ``x`` and ``x + e_i``).
-        info: further details (reference conductivity, volume fractions).
+        info: further details (reference conductivity, volume fractions,
+            percolating axes).
     """
 
     tensor: Tensor
@@ -184,6 +198,13 @@ class ConductivitySolver:
         cg_maxiter: CG iteration limit.
         preconditioner: ``"reference"`` (default) or ``"none"``.
         fft: FFT back end as for :class:`oracles.rve.solver.FFTSolver`.
+
+    Raises:
+        InvalidInput: a bad phase map, conductivity or option.
+        NotPercolating: insulating (zero) phases enclose the conducting voxels,
+            which then cross the cell along no axis (joined through faces for
+            ``"staggered"``, through faces, edges or corners for ``"spectral"``):
+            the effective conductivity is zero.
 
     Example:
         >>> pm = np.zeros((16, 16), dtype=int); pm[:, 8:] = 1
@@ -265,6 +286,17 @@ class ConductivitySolver:
                 )
             raise InvalidInput(
                 "every phase present has zero conductivity: the effective conductivity is zero"
+            )
+        conducting = (self.tensors.abs().amax(dim=(-2, -1)) > 0)[pm].numpy()
+        connectivity = "face" if discretization == "staggered" else "full"
+        #: ``k`` bools: the axes along which the voxels of nonzero conductivity cross the cell
+        self.percolating = (True,) * k if conducting.all() else percolating_axes(conducting, connectivity)
+        if not any(self.percolating):
+            raise NotPercolating(
+                f"the conducting voxels (volume fraction {conducting.mean():.4g}) cross the periodic cell "
+                f"along no axis (joined through {'faces' if connectivity == 'face' else 'faces, edges or corners'}"
+                "), insulating phases enclose them: the effective conductivity is zero",
+                self.percolating,
             )
         self.fourier = VectorFourier(self.shape, discretization, "gradient", fft=fft)
         self.K0 = self._reference()
@@ -366,6 +398,9 @@ class ConductivitySolver:
             except NotConverged:
                 if attempt:
                     raise
+        blocked = torch.tensor([not p for p in self.percolating])
+        C[blocked, :] = 0.0  # no net flux along an axis the conducting voxels do not cross
+        C[:, blocked] = 0.0
         out_fields = {"gradient": torch.cat(es), "flux": torch.cat(qs)} if fields else None
         fractions = (
             np.bincount(self.phase_map.reshape(-1), minlength=self.tensors.shape[0])
@@ -381,6 +416,7 @@ class ConductivitySolver:
                 "reference": self.K0.tolist(),
                 "volume_fractions": fractions.tolist(),
                 "iterations_per_chunk": its,
+                "percolating_axes": list(self.percolating),
             },
         )
 
@@ -515,7 +551,7 @@ def tortuosity(mask, *, axes: Sequence[int] | None = None, **kwargs) -> Tortuosi
 
     Args:
         mask: ``*grid`` bool, True where the phase conducts.
-        axes: the axes to report (default all); each must percolate.
+        axes: the axes to report (integers, default all); each must percolate.
         **kwargs: options of :class:`ConductivitySolver`.
 
     Raises:
@@ -530,9 +566,16 @@ def tortuosity(mask, *, axes: Sequence[int] | None = None, **kwargs) -> Tortuosi
     k = mask.ndim
     if k not in (2, 3):
         raise InvalidInput(f"mask must be 2D or 3D, got shape {mask.shape}")
-    want = tuple(range(k)) if axes is None else tuple(int(a) for a in axes)
-    if any(not 0 <= a < k for a in want):
-        raise InvalidInput(f"axes must lie in [0, {k - 1}], got {list(want)}")
+    if axes is None:
+        want = tuple(range(k))
+    else:
+        if isinstance(axes, (str, bytes)) or not isinstance(axes, Iterable):
+            raise InvalidInput(f"axes must be a sequence of axis indices in [0, {k - 1}], got {axes!r}")
+        want = tuple(axes)
+        if not want or not all(is_integer(a) and 0 <= a < k for a in want):
+            raise InvalidInput(f"axes must be a non-empty sequence of axis indices in [0, {k - 1}], "
+                               f"got {list(want)}")
+        want = tuple(int(a) for a in want)
     perc = percolating_axes(mask)
     missing = [a for a in want if not perc[a]]
     if missing:

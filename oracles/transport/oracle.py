@@ -167,7 +167,9 @@ class ConductivityOracle(_VoxelOracle):
         levels: grid size(s) per fidelity, cheapest first (default ``(32,)``).
         dim: 2 or 3.
         micro_params: ``{input name: (low, high)}``: microstructure fields and
-            ``log10_contrast`` (``log10`` of solid over pore conductivity).
+            ``log10_contrast`` (``log10`` of solid over pore conductivity; the
+            solid is then isotropic, ``10^log10_contrast`` times the mean of the
+            pore tensor's diagonal).
         conductivities: ``(pore, solid)`` conductivities (numbers, ``k``
             numbers or ``k x k``) when the contrast is not an input.
         discretization, cg_tol: solver options (:class:`ConductivitySolver`).
@@ -210,7 +212,7 @@ class ConductivityOracle(_VoxelOracle):
         pore, sol = self.conductivities
         if "log10_contrast" in self.input_names:
             sol = (
-                float(np.asarray(pore, dtype=float).mean())
+                float(torch.diagonal(phase_tensor(pore, self.k)).mean())
                 * 10.0 ** x[self.input_names.index("log10_contrast")].item()
             )
         res = ConductivitySolver(

@@ -28,7 +28,15 @@ node is solid when half of them are, see :func:`solid_nodes`), pressure at
 voxel centres, the rotated difference operators of Willot (2015, C. R.
 Mecanique 343) and the ``2k+1``-point Laplacian; flat walls then lie on voxel
 faces, as in voxel finite-element Stokes solvers with velocity at the voxel
-corners. A pore channel must be at least 2 voxels wide to carry flow. For plane Poiseuille
+corners. A pore channel must be at least 2 voxels wide to carry flow: the
+solver refuses (:class:`~oracles.transport.topology.NotPercolating`) a pore
+space whose nodes cross the cell along no axis through shared faces. The
+divergence at a voxel centre joins all ``2^k`` corners of the voxel, so fluid
+nodes that share only an edge or a corner of a voxel exchange some flow too;
+along an axis that the fluid nodes do not cross even so
+(:func:`~oracles.transport.topology.percolating_axes` with
+``connectivity="full"``) the net flow of every cluster vanishes with its
+divergence, and the permeability's row and column are zero. For plane Poiseuille
 flow in a slit of ``h`` voxels the discrete permeability is
 ``(h^3 - h) / 12`` per unit cell width (the trapezoidal rule on the exact
 parabola): second order in the voxel size.
@@ -99,7 +107,8 @@ class PermeabilityResult:
 
     Attributes:
         tensor: ``k x k`` permeability in ``voxel_size^2`` units (m²),
-            symmetrized.
+            symmetrized; zero in the rows and columns of axes the fluid nodes
+            do not cross through faces, edges or corners.
         porosity: volume fraction of pore voxels.
         iterations: CG iterations (all ``k`` driving forces together).
         residual: ``k`` final relative slip residuals.
@@ -285,6 +294,11 @@ class StokesSolver:
             if fields:
                 vels.append(u)
         Kv = torch.cat(Us).T  # K[i, J] = U_i for f = e_J (mu = 1)
+        # full connectivity joins more nodes than faces: it percolates wherever they do
+        crossed = self.percolating if all(self.percolating) else percolating_axes(~self.nodes, connectivity="full")
+        blocked = torch.tensor([not p for p in crossed])
+        Kv[blocked, :] = 0.0  # no net flow along an axis the fluid nodes do not cross
+        Kv[:, blocked] = 0.0
         nrm = Kv.norm()
         asym = float((Kv - Kv.T).norm() / nrm) if nrm > 0 else 0.0
         Ksym = 0.5 * (Kv + Kv.T) * self.voxel_size**2

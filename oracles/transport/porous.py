@@ -66,7 +66,12 @@ def _fraction(name: str, v: float, lo: float = 0.0, hi: float = 1.0) -> float:
 
 
 def _seed(seed) -> int | None:
-    return None if seed is None else int(seed)
+    """``seed`` as PoreSpy takes it: ``None`` or a whole number in ``[0, 2**32 - 1]``."""
+    if seed is None:
+        return None
+    if not (is_real(seed) and math.isfinite(seed) and float(seed).is_integer() and 0 <= seed < 2**32):
+        raise InvalidInput(f"seed must be None or a whole number in [0, 2**32 - 1], got {seed!r}")
+    return int(seed)
 
 
 def _radius_voxels(radius_fraction: float, shape) -> int:
@@ -169,11 +174,10 @@ class OverlappingSpheres:
         shape = _check_shape(shape)
         _fraction("porosity", self.porosity)
         _fraction("radius_fraction", self.radius_fraction, 0.0, 0.5)
+        seed = _seed(self.seed)
         ps = _porespy()
         r = max(1.0, float(self.radius_fraction) * min(shape))
-        im = ps.generators.overlapping_spheres(
-            list(shape), r=r, porosity=self.porosity, seed=_seed(self.seed)
-        )
+        im = ps.generators.overlapping_spheres(list(shape), r=r, porosity=self.porosity, seed=seed)
         return ~np.asarray(im, dtype=bool)
 
 
@@ -223,10 +227,9 @@ class Blobs:
         _fraction("porosity", self.porosity)
         if not (is_real(self.blobiness) and self.blobiness > 0):
             raise InvalidInput(f"blobiness must be positive, got {self.blobiness!r}")
+        seed = _seed(self.seed)
         ps = _porespy()
-        im = ps.generators.blobs(
-            list(shape), porosity=self.porosity, blobiness=self.blobiness, seed=_seed(self.seed)
-        )
+        im = ps.generators.blobs(list(shape), porosity=self.porosity, blobiness=self.blobiness, seed=seed)
         return ~np.asarray(im, dtype=bool)
 
 
