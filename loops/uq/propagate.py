@@ -42,6 +42,7 @@ import torch
 
 from loops.fe2.solver import MacroSolver, SolveResult
 from loops.uq.samples import GPFunctionSamples, GPPosteriorMean, farthest_points
+from loops.uq.sobol import spawn_seeds
 from oracles.exceptions import OracleError, is_integer
 
 DTYPE = torch.float64
@@ -316,7 +317,8 @@ def propagate(
         n_inner: function samples per outer draw (``S``).
         n_anchors: anchors of the samplers (Gauss-point inputs of the
             posterior-mean run at each draw, thinned by farthest points).
-        seed: the samplers of draw ``i`` use ``seed + i``.
+        seed: a non-negative integer; the function samplers of the draws use independent
+            streams derived from it (:func:`~loops.uq.sobol.spawn_seeds`).
         solve_kwargs: passed to :meth:`MacroSolver.solve` / ``solve_batch``
             (default ``rtol`` :data:`UQ_RTOL`: a function sample is smooth to about
             1e-10 of the stress, see :class:`GPFunctionSamples`, and 1e-7 of
@@ -329,6 +331,8 @@ def propagate(
     kw = {"rtol": UQ_RTOL, **dict(solve_kwargs or {})}
     if not qois:
         raise ValueError("qois is empty: give at least one quantity of interest")
+    if not (is_integer(seed) and seed >= 0):
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     for name, value in (("n_inner", n_inner), ("n_anchors", n_anchors)):
         if not (is_integer(value) and value >= 1):
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -348,6 +352,7 @@ def propagate(
     if th.shape[0] * n_inner < 2:
         raise ValueError(f"one outer draw needs n_inner >= 2 (the epistemic variance), got n_inner = {n_inner}")
     n_out, k = th.shape[0], mean_law.k
+    draw_seeds = spawn_seeds(seed, n_out)
     Q = {name: np.full((n_out, n_inner), np.nan) for name in qois}
     mean_Q = {name: np.full(n_out, np.nan) for name in qois}
     failures: list[tuple[int, int, str]] = []
@@ -369,7 +374,7 @@ def propagate(
         X = np.concatenate([H, np.broadcast_to(th[i], (H.shape[0], th.shape[1]))], axis=1)
         Z = farthest_points(torch.as_tensor(X), n_anchors)
         n_anch = int(Z.shape[0])
-        sampler = GPFunctionSamples(gp, n_inner, Z, k=k, seed=seed + i)
+        sampler = GPFunctionSamples(gp, n_inner, Z, k=k, seed=draw_seeds[i])
         t0 = time.perf_counter()
         try:
             results = solver.solve_batch(

@@ -38,6 +38,12 @@ from scipy.stats import qmc
 from oracles.exceptions import is_integer
 
 
+def spawn_seeds(seed: int, n: int) -> list[int]:
+    """``n`` seeds of independent streams derived from ``seed`` (NumPy's ``SeedSequence.spawn``):
+    unlike ``seed + i``, the streams of ``seed`` and ``seed + 1`` share no draws."""
+    return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(n)]
+
+
 @dataclass
 class SobolIndices:
     """First-order ``S1`` and total ``ST`` indices (``p``) with their standard errors
@@ -120,7 +126,7 @@ def sobol_indices(
     R = int(min(replicates, n // 8))
     edges = np.linspace(0, n, R + 1).round().astype(int)
     # one block is the scrambled sequence of ``seed`` itself
-    seeds = [seed] if R == 1 else [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(R)]
+    seeds = [seed] if R == 1 else spawn_seeds(seed, R)
     U = np.concatenate([sobol_unit(2 * p, int(b - a), s) for a, b, s in zip(edges[:-1], edges[1:], seeds, strict=True)])
     U = np.clip(U, 1e-12, 1 - 1e-12)
     X = np.column_stack([distributions[nm].ppf(U[:, j]) for j, nm in enumerate(names)])

@@ -247,3 +247,21 @@ def test_farthest_points_wants_at_least_one_point():
     with pytest.raises(ValueError, match=r"n must be an integer >= 1, got 0"):
         farthest_points(X, 0)
     assert farthest_points(X, 3).shape == (3, 3)
+
+
+def test_runs_with_neighbouring_seeds_share_no_function_samples(descriptor_gp):
+    """Replicating a run with the next seed gauges its Monte Carlo error only if the two draw
+    independent function samples. With the sampler of draw i seeded by ``seed + i``, draw 1 of
+    seed 0 and draw 0 of seed 1 (same descriptor) were the same paths, so their QoI values were
+    equal; independent paths give values whose correlation is within sampling error of 0."""
+    S = 48
+    kw = dict(qois={"R": Reaction("right", 0)}, theta=np.array([[1.5], [1.5]]), n_inner=S,
+              solve_kwargs={"n_steps": 1})
+    a = propagate(_bar, descriptor_gp, seed=0, **kw).Q["R"]
+    b = propagate(_bar, descriptor_gp, seed=1, **kw).Q["R"]
+    assert np.isfinite(a).all() and np.isfinite(b).all()
+    assert not np.allclose(a[1], b[0])
+    r = np.corrcoef(a[1], b[0])[0, 1]
+    assert abs(r) < 4 / np.sqrt(S)
+    # the same seed reproduces every value
+    np.testing.assert_array_equal(propagate(_bar, descriptor_gp, seed=0, **kw).Q["R"], a)
