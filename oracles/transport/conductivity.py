@@ -18,7 +18,13 @@ Discretizations (:mod:`oracles.transport.fourier`):
   solvers (a resistor network between voxel centres): exact for laminates, an
   insulating phase blocks every face it touches (no spurious flux through
   voxel corners), and ``K_eff`` is bounded by the Voigt and Reuss means of
-  the face conductivities. Phase tensors must be diagonal.
+  the face conductivities. Phase tensors must be diagonal. The harmonic face
+  means put interfaces in series, so on images that resolve a feature by
+  one or two voxels the result lies below the continuum value of the same
+  image, and can fall below its Hashin-Shtrikman lower bound (independent
+  random voxels, 30 % of conductivity 10 in 1, 64 x 64: eigenvalues 1.60 and
+  1.63 against 1.65; spectral 1.85 and 1.89); it rises toward the spectral
+  value as each voxel is subdivided.
 * ``"spectral"``: Moulinec-Suquet Fourier-Galerkin with the conductivity per
   voxel (full anisotropic phase tensors). Converges as the voxel size to the
   continuum value but rings at interfaces; use it for off-diagonal phase
