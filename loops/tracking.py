@@ -36,18 +36,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.client
 import io
 import json
 import logging
 import os
-import ssl
 import threading
 import time
 import warnings
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 log = logging.getLogger(__name__)
 
@@ -79,31 +76,19 @@ def short_http_timeouts() -> contextlib.AbstractContextManager[None]:
 
 def reachable(uri: str, timeout: float = PROBE_TIMEOUT) -> bool:
     """Whether the server of an ``http(s)://`` tracking URI answers an HTTP request
-    (``GET <path>/health``, any status) within ``timeout`` s.
+    (``GET <path>/health``, any status) within ``timeout`` s
+    (:func:`surrogates.mlflow_flavor.server_silence`).
 
     A server that accepts connections but never answers counts as down: a TCP
     connection alone would let every MLflow call then wait out its own timeout.
     A TLS failure counts as an answer (the MLflow call reports it). Other URIs
-    (``sqlite:``, ``file:``, local paths, ``databricks`` ...) are not probed and
-    give True: their failures show in the MLflow call itself.
+    (``sqlite:``, ``file:``, local paths, ``databricks`` ...) and a server reached
+    through a proxy are not probed and give True: their failures show in the MLflow
+    call itself.
     """
-    u = urlparse(uri)
-    if u.scheme not in ("http", "https"):
-        return True
-    try:
-        port = u.port or (443 if u.scheme == "https" else 80)
-        cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
-        conn = cls(u.hostname or "localhost", port, timeout=timeout)
-        try:
-            conn.request("GET", u.path.rstrip("/") + "/health")
-            conn.getresponse()
-        finally:
-            conn.close()
-        return True
-    except ssl.SSLError:
-        return True
-    except (OSError, ValueError, http.client.HTTPException):
-        return False
+    from surrogates.mlflow_flavor import server_silence
+
+    return server_silence(uri, timeout) is None
 
 
 def one_line(e: BaseException, limit: int = 200) -> str:
@@ -385,24 +370,25 @@ class Tracker:
                 logged = (self.store.get_meta("model_uri") is not None
                           and self.store.get_meta("model_data_key") == data_key)
                 if surrogate is not None and hasattr(surrogate, "get_config") and not logged:
-                    self._log_surrogate(surrogate, campaign, state)
-                    self.store.set_meta("model_data_key", data_key)
+                    self._log_surrogate(surrogate, campaign, state, data_key)
+                elif logged and surrogate is not None and self.store.get_meta("model_description_pending"):
+                    # registered before a failure, not yet described: described now, no new version
+                    self._describe_version(surrogate, campaign, state)
                 self.client.set_terminated(self.run_id, status="FINISHED", end_time=int(time.time() * 1000))
             self.store.set_meta("mlflow_finished", True)
         except Exception as e:  # noqa: BLE001
             self._down("artifact logging", e)
 
-    def _log_surrogate(self, model, campaign, state) -> None:
+    def _log_surrogate(self, model, campaign, state, data_key: str) -> None:
+        """Log (and register) ``model`` to the campaign's run, recorded in the run store as the
+        model of the data ``data_key`` (:func:`_data_key`) as soon as it is logged, then describe
+        the registered version (:meth:`_describe_version`)."""
         import mlflow
 
         from surrogates.mlflow_flavor import log_model, surrogate_signature
 
         name = self.config.tracking.registered_model_name
         in_names, out_names = model_io_names(model, campaign)
-        # the held-out errors of the model registered (a final surrogate refitted on all the
-        # data is not the campaign's last model, whose errors the campaign's metrics are)
-        own = campaign.validation_metrics(model) if model is not campaign.model else None
-        tags = registry_tags(campaign, state, metrics=own or None)
         # mlflow.set_tracking_uri also writes $MLFLOW_TRACKING_URI: put both back afterwards
         previous_env = os.environ.get("MLFLOW_TRACKING_URI")
         previous = mlflow.get_tracking_uri()
@@ -411,8 +397,10 @@ class Tracker:
             # MLflow prints "Successfully registered model ..." to stderr itself; the campaign's
             # own output names the registered version: its lines go to the debug log
             said = io.StringIO()
-            with mlflow.start_run(run_id=self.run_id), contextlib.redirect_stderr(said):
-                info = log_model(model, "surrogate", registered_model_name=name,
+            # to the campaign's run by id, not by making it the active run: a campaign run
+            # inside the caller's own active run had failed there ("Run ... is already active")
+            with contextlib.redirect_stderr(said):
+                info = log_model(model, "surrogate", registered_model_name=name, run_id=self.run_id,
                                  signature=surrogate_signature(in_names, out_names,
                                                                getattr(model, "dim_F", None)),
                                  metadata={"input_names": list(in_names), "output_names": list(out_names)})
@@ -425,14 +413,29 @@ class Tracker:
             else:
                 os.environ["MLFLOW_TRACKING_URI"] = previous_env
         self.store.set_meta("model_uri", getattr(info, "model_uri", None))
+        # logged for this data: a failure below had made the next resume register a second
+        # version of the same data (and left the first without description and tags)
+        self.store.set_meta("model_data_key", data_key)
         version = getattr(info, "registered_model_version", None)
         if name and version is not None:
-            self.client.update_model_version(name, str(version),
-                                             description=model_description(model, campaign, state, tags))
-            for k, v in tags.items():
-                self.client.set_model_version_tag(name, str(version), k, v)
             self.store.set_meta("registered_model_name", name)
             self.store.set_meta("registered_model_version", str(version))
+            self.store.set_meta("model_description_pending", True)
+            self._describe_version(model, campaign, state)
+
+    def _describe_version(self, model, campaign, state) -> None:
+        """Description and tags (:func:`model_description`, :func:`registry_tags`) of the
+        registered version the run store records, scored on ``model``."""
+        name = self.store.get_meta("registered_model_name")
+        version = self.store.get_meta("registered_model_version")
+        # the held-out errors of the model registered (a final surrogate refitted on all the
+        # data is not the campaign's last model, whose errors the campaign's metrics are)
+        own = campaign.validation_metrics(model) if model is not campaign.model else None
+        tags = registry_tags(campaign, state, metrics=own or None)
+        self.client.update_model_version(name, version, description=model_description(model, campaign, state, tags))
+        for k, v in tags.items():
+            self.client.set_model_version_tag(name, version, k, v)
+        self.store.set_meta("model_description_pending", False)
 
 
 def artifact_location(uri: str) -> str | None:

@@ -68,16 +68,20 @@ how to choose another (``MLFLOW_TRACKING_URI``).
 from __future__ import annotations
 
 import contextlib
+import http.client
 import logging
 import os
 import re
+import ssl
 import sys
 import tempfile
 import threading
+import urllib.request
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import mlflow
 import mlflow.pyfunc  # imported here: its own import-time notices are MLflow's
@@ -144,6 +148,48 @@ def _connection_failure(err: Exception) -> str | None:
     """The connection failure an MLflow exception reports, or None."""
     text = str(err)
     return next((p for p in _CONNECTION_FAILURES if p in text), None)
+
+
+#: seconds an HTTP tracking server has to answer the probe of :func:`server_silence`
+PROBE_TIMEOUT = 2.0
+
+
+def server_silence(uri: str, timeout: float = PROBE_TIMEOUT) -> str | None:
+    """Why the server of an ``http(s)://`` tracking URI did not answer an HTTP request
+    (``GET <path>/health``, any status) within ``timeout`` s (``"Connection refused"``,
+    ``"timed out after 2 s"`` ...), or None where it answered.
+
+    A server that accepts connections but never answers counts as silent: a TCP
+    connection alone would let every MLflow call then wait out its own timeout
+    (minutes for an upload). A TLS failure counts as an answer (the MLflow call
+    reports it). Other URIs (``sqlite:``, ``file:``, local paths, ``databricks`` ...)
+    and a server reached through a proxy (``HTTP_PROXY``...), which this direct
+    request would bypass, are not probed and give None: their failures show in the
+    MLflow call itself.
+    """
+    u = urlparse(uri)
+    if u.scheme not in ("http", "https"):
+        return None
+    if u.scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(u.hostname or ""):
+        return None
+    try:
+        port = u.port or (443 if u.scheme == "https" else 80)
+        cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
+        conn = cls(u.hostname or "localhost", port, timeout=timeout)
+        try:
+            conn.request("GET", u.path.rstrip("/") + "/health")
+            conn.getresponse()
+        finally:
+            conn.close()
+        return None
+    except ssl.SSLError:
+        return None
+    except TimeoutError:
+        return f"timed out after {timeout:g} s"
+    except OSError as e:
+        return e.strerror or str(e) or type(e).__name__
+    except (ValueError, http.client.HTTPException) as e:
+        return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
 
 
 class UnsafeModelError(ValueError):
@@ -417,7 +463,9 @@ def save_model(
         # mlflow.pyfunc.load_model), not a cloudpickle of an object
         code = Path(tmp) / "scalebridge_pyfunc.py"
         code.write_text(_PYFUNC_CODE)
-        with _notices_to_debug("An input example was not provided"):
+        # MLflow copies the artifacts in with its download code: no progress bar for a local copy
+        with _notices_to_debug("An input example was not provided"), \
+                env_defaults({"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}):
             mlflow.pyfunc.save_model(
                 path,
                 python_model=str(code),
@@ -435,27 +483,38 @@ def log_model(
     artifact_path: str | None = None,
     **kwargs: Any,
 ):
-    """Log ``surrogate`` to the active run (one is started if none is active).
+    """Log ``surrogate`` to the run ``run_id`` (a keyword of ``kwargs``), else to the active
+    run; with neither, MLflow 3 logs it as a model of no run (``info.run_id`` None, no
+    ``runs:/`` URI; ``info.model_uri`` and the registered version load it).
 
     Args:
         surrogate: the fitted surrogate.
         name: the model's name in the run (MLflow 3 ``name``).
         registered_model_name: also register a new version under this name.
         artifact_path: deprecated MLflow 2 spelling of ``name``.
-        **kwargs: passed to :meth:`mlflow.models.Model.log` / :func:`save_model`.
+        **kwargs: passed to :meth:`mlflow.models.Model.log` (``run_id``, ``metadata`` ...) /
+            :func:`save_model`.
 
     Returns:
         The :class:`mlflow.models.model.ModelInfo` (``model_uri``,
         ``registered_model_version`` ...).
 
     Raises:
-        TrackingServerUnreachable: the tracking server did not answer (after one retry,
-            :data:`_QUIET_ENV`, where the environment sets no retries of its own).
+        TrackingServerUnreachable: the tracking (or registry) server did not answer a probe
+            request within :data:`PROBE_TIMEOUT` s (:func:`server_silence`), or failed later
+            (after one retry, :data:`_QUIET_ENV`, where the environment sets no retries of its own).
     """
     from mlflow.exceptions import MlflowException
 
     if name is None and artifact_path is None:
         name = "surrogate"
+    stores = [mlflow.get_tracking_uri(), *([mlflow.get_registry_uri()] if registered_model_name else [])]
+    for store in dict.fromkeys(stores):
+        # one short request first: a server that accepts connections and never answers
+        # had held the upload's 120 s timeout, retried, for 4 minutes
+        down = server_silence(store)
+        if down:
+            raise TrackingServerUnreachable(_server_down_message(store, down))
     try:
         # MLflow's own defaults retry a refused connection for minutes; an upload keeps
         # MLflow's default request timeout (a model's artifacts can be large)
@@ -472,11 +531,12 @@ def log_model(
         down = _connection_failure(e)
         if not down:
             raise
-        raise TrackingServerUnreachable(
-            f"logging the surrogate failed: the tracking server at {mlflow.get_tracking_uri()} did not answer "
-            f"({down}); start it, or set MLFLOW_TRACKING_URI to a reachable store "
-            "(for example MLFLOW_TRACKING_URI=sqlite:///path/to/mlflow.db)"
-        ) from None
+        raise TrackingServerUnreachable(_server_down_message(mlflow.get_tracking_uri(), down)) from None
+
+
+def _server_down_message(store: str, why: str) -> str:
+    return (f"logging the surrogate failed: the tracking server at {store} did not answer ({why}); start it, "
+            "or set MLFLOW_TRACKING_URI to a reachable store (for example MLFLOW_TRACKING_URI=sqlite:///path/to/mlflow.db)")
 
 
 def _model_not_found(model_uri: str, err: Exception | None = None) -> ModelNotFoundError:
@@ -487,6 +547,13 @@ def _model_not_found(model_uri: str, err: Exception | None = None) -> ModelNotFo
     return ModelNotFoundError(
         f"{model_uri} not found in the tracking store {uri}{why}; choose the store the model was "
         "registered in with MLFLOW_TRACKING_URI (for example MLFLOW_TRACKING_URI=sqlite:///path/to/mlflow.db)"
+    )
+
+
+def _server_unreachable(model_uri: str, store: str, why: str) -> TrackingServerUnreachable:
+    return TrackingServerUnreachable(
+        f"{model_uri}: the tracking server at {store} did not answer ({why}); start it, "
+        "or set MLFLOW_TRACKING_URI to the store the model was registered in"
     )
 
 
@@ -531,6 +598,9 @@ def load_model(model_uri: str, dst_path: str | None = None):
         )
         if _missing_sqlite_store(store):
             raise _model_not_found(model_uri, FileNotFoundError(f"no database file at {store}"))
+        down = server_silence(store)
+        if down:
+            raise _server_unreachable(model_uri, store, down)
     try:
         with env_defaults(_QUIET_ENV):
             local = Path(_download_artifact_from_uri(artifact_uri=model_uri, output_path=dst_path))
@@ -538,10 +608,7 @@ def load_model(model_uri: str, dst_path: str | None = None):
         if remote:
             down = _connection_failure(e)
             if down:
-                raise TrackingServerUnreachable(
-                    f"{model_uri}: the tracking server at {store} did not answer ({down}); start it, "
-                    "or set MLFLOW_TRACKING_URI to the store the model was registered in"
-                ) from None
+                raise _server_unreachable(model_uri, store, down) from None
             raise _model_not_found(model_uri, e) from None
         if not Path(model_uri.removeprefix("file://")).exists():
             raise ModelNotFoundError(f"no MLflow model at {model_uri} (no such file or directory)") from None

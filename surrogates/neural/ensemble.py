@@ -26,6 +26,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import numpy as np
 import torch
 from botorch.models.model import Model
 from botorch.posteriors.gpytorch import GPyTorchPosterior
@@ -36,6 +37,7 @@ from torch import Tensor
 from oracles.exceptions import InvalidInput
 from surrogates.base import SurrogateMixin, with_output_scale
 from surrogates.dataset import Dataset
+from surrogates.dataset import real_tensor as dataset_real_tensor
 from surrogates.neural.training import fraction, split_indices, training_options
 
 #: relative variance floor (times the squared output scale): keeps the
@@ -80,12 +82,16 @@ def diagonal_posterior(mean: Tensor, var: Tensor, scale: Tensor | None = None) -
 
 
 def real_tensor(name: str, x: Any) -> Tensor:
-    """``x`` (tensor, array or nested list) as a float64 tensor; a complex
-    ``x`` is refused (``TypeError``), not cut to its real part."""
-    t = torch.as_tensor(x)
-    if t.is_complex():
-        raise TypeError(f"{name} must be real, got dtype {t.dtype}")
-    return t.to(torch.float64)
+    """``x`` (tensor, array or nested list) as a float64 tensor; a complex ``x`` is refused
+    (``TypeError``), not cut to its real part, and so is data that is not numbers (a string,
+    None), with a ``TypeError`` naming ``name``."""
+    try:
+        complex_ = x.is_complex() if torch.is_tensor(x) else bool(np.iscomplexobj(x))
+    except (TypeError, ValueError):  # a ragged list: dataset_real_tensor names it
+        complex_ = False
+    if complex_:
+        raise TypeError(f"{name} must be real, got dtype {getattr(x, 'dtype', 'complex')}")
+    return dataset_real_tensor(name, x, TypeError)
 
 
 def check_finite(name: str, x: Tensor) -> None:

@@ -25,13 +25,19 @@ from oracles.material import MaterialResponse
 from surrogates.base import check_int, register_surrogate
 from surrogates.dataset import Dataset
 from surrogates.neural.energy import EnergyParams, InvariantEnergy, energy_derivatives
-from surrogates.neural.ensemble import VARIANCE_FLOOR, NeuralEnsembleModel, real_tensor
+from surrogates.neural.ensemble import (
+    VARIANCE_FLOOR,
+    NeuralEnsembleModel,
+    check_finite,
+    real_tensor,
+)
 from surrogates.neural.fast import FastHyperelastic, ensemble_response
 from surrogates.neural.invariants import InvariantSet, check_deformation_gradient
 from surrogates.neural.training import (
     TrainingOptions,
     data_scale,
     member_split,
+    nonnegative,
     scaled_mse,
     train_network,
 )
@@ -73,8 +79,9 @@ class HyperelasticEnsemble(NeuralEnsembleModel):
                  polyconvex: bool = False, growth: float = 0.0, num_members: int = 5,
                  seed: int = 0):
         super().__init__()
-        if dim not in (2, 3):
+        if isinstance(dim, bool) or dim not in (2, 3):
             raise ValueError(f"dim must be 2 or 3, got {dim!r}")
+        dim = int(dim)
         num_members, seed = check_int("num_members", num_members, 1), check_int("seed", seed)
         hidden = [check_int("hidden", h, 1) for h in hidden]
         try:
@@ -112,7 +119,7 @@ class HyperelasticEnsemble(NeuralEnsembleModel):
         Args:
             tangent: optional ``n x k x k x k x k`` tangents ``dP/dF`` of the
                 training points (Sobolev training).
-            tangent_weight: weight of the (normalized) tangent loss.
+            tangent_weight: weight (a finite number >= 0) of the (normalized) tangent loss.
             val_fraction: per-member early-stopping split of the training rows (0: none, every
                 fitting row trains and the weights of the lowest training loss are kept).
             calibration_fraction: held-out rows (seen by no member) for the
@@ -127,6 +134,7 @@ class HyperelasticEnsemble(NeuralEnsembleModel):
                 f"width, got X n x {dataset.d}, Y n x {dataset.m}"
             )
         dim = 2 if k2 == 4 else 3
+        tangent_weight = nonnegative("tangent_weight", tangent_weight)
         if options.setdefault("dim", dim) != dim:
             raise ValueError(f"dim={options['dim']} does not match inputs of width {k2}")
         model, training, val_fraction, fit_idx, cal_idx = cls._begin_fit(
@@ -136,12 +144,13 @@ class HyperelasticEnsemble(NeuralEnsembleModel):
         P = dataset.Y.reshape(-1, dim, dim)
         A = None
         if tangent is not None:
-            A = torch.as_tensor(tangent, dtype=F.dtype)
+            A = real_tensor("tangent", tangent)
             if A.shape != (dataset.n, dim, dim, dim, dim):
                 raise ValueError(
                     f"tangent must be n x {dim} x {dim} x {dim} x {dim} with n = {dataset.n}, "
                     f"got {tuple(A.shape)}"
                 )
+            check_finite("tangent", A)
         seed = model._config["seed"]
         p_scale = data_scale(P[fit_idx])
         a_scale = None if A is None else data_scale(A[fit_idx])

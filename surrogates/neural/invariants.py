@@ -158,8 +158,9 @@ class InvariantSet:
 
     def __post_init__(self):
         check_symmetry(self.symmetry)
-        if self.dim not in (2, 3):
+        if isinstance(self.dim, bool) or self.dim not in (2, 3):
             raise ValueError(f"dim must be 2 or 3, got {self.dim!r}")
+        self.dim = int(self.dim)  # 3.0 or numpy's 3 index and size tensors as 3
         if self.symmetry != "transverse" and self.fibre is not None:
             raise ValueError(f"a fibre direction is used only with symmetry='transverse', got fibre={self.fibre!r} "
                              f"with symmetry={self.symmetry!r}")

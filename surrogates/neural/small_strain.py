@@ -32,6 +32,7 @@ from surrogates.neural.training import (
     TrainingOptions,
     data_scale,
     member_split,
+    nonnegative,
     scaled_mse,
     train_network,
 )
@@ -74,11 +75,11 @@ class SmallStrainEnergy(nn.Module):
 
     def __init__(self, dim: int = 3, symmetry: str = "isotropic", hidden=(16, 16), seed: int = 0):
         super().__init__()
-        if dim not in (2, 3):
+        if isinstance(dim, bool) or dim not in (2, 3):
             raise ValueError(f"dim must be 2 or 3, got {dim!r}")
         if symmetry not in ("isotropic", "cubic"):
             raise ValueError(f"symmetry must be 'isotropic' or 'cubic', got {symmetry!r}")
-        self.dim, self.symmetry = dim, symmetry
+        self.dim, self.symmetry = int(dim), symmetry
         p = 3 if symmetry == "isotropic" else 5
         self.net = ScalarMLP(p, hidden=hidden, generator=torch.Generator().manual_seed(seed))
         self.register_buffer("inv_scale", torch.ones(p, dtype=torch.float64))
@@ -176,9 +177,12 @@ class SmallStrainEnsemble(NeuralEnsembleModel):
             dataset, training, val_fraction, calibration_fraction, options)
         eps = voigt_to_tensor(dataset.X, dim)
         sig = voigt_to_tensor(dataset.Y, dim)
-        A = None if tangent is None else torch.as_tensor(tangent, dtype=torch.float64)
+        tangent_weight = nonnegative("tangent_weight", tangent_weight)
+        A = None if tangent is None else real_tensor("tangent", tangent)
         if A is not None and A.shape != (dataset.n, dim, dim, dim, dim):
             raise ValueError(f"tangent must be n x {dim} x {dim} x {dim} x {dim}, got {tuple(A.shape)}")
+        if A is not None:
+            check_finite("tangent", A)
         seed = model._config["seed"]
         s_scale = data_scale(sig[fit_idx])
         a_scale = None if A is None else data_scale(A[fit_idx])

@@ -59,6 +59,14 @@ def fraction(name: str, v) -> float:
     return float(v)
 
 
+def nonnegative(name: str, v) -> float:
+    """``v`` as a float if it is a finite number ``>= 0``, else a ``ValueError`` naming it
+    (a negative loss weight would reward the error it weighs)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+    return float(v)
+
+
 def member_split(fit_idx: Tensor, val_fraction: float, seed: int) -> tuple[Tensor, Tensor | None]:
     """Training and early-stopping rows of one ensemble member: a random ``val_fraction`` of
     ``fit_idx`` held out (seeded by ``seed``), or every row and no validation for 0."""
