@@ -10,12 +10,16 @@ torch.set_num_threads(int(os.environ.get("SCALEBRIDGE_TEST_THREADS", "1")))
 
 @pytest.fixture(autouse=True)
 def _mlflow_in_tmp(tmp_path, monkeypatch):
-    """Keep MLflow stores and run directories of tests out of the checkout.
+    """Keep MLflow stores, their artifacts and run directories of tests out of the checkout.
+
+    Each test runs in its own temporary directory: a SQLite store's default
+    artifact root is ``./mlruns`` of the working directory.
 
     MLflow also keeps process-global tracking and registry URIs once any code
     calls ``mlflow.set_tracking_uri``; reset them too, so a test never talks to
     the store of the test that ran before it in the same worker.
     """
+    monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     # mlflow.set_experiment keeps the active experiment id in a module global and in

@@ -4,6 +4,7 @@ plane strain recovered from a slab, meshes from files."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -259,7 +260,7 @@ def test_a_3d_config_runs_through_run_fe2(tmp_path):
     from loops.fe2.config import load_config, parse_config
     from loops.fe2.run import run_fe2
 
-    cfg = load_config("experiments/configs/fe2_box3d.toml")
+    cfg = load_config(Path(__file__).resolve().parents[3] / "experiments/configs/fe2_box3d.toml")
     assert cfg.mesh.dim == 3 and len(cfg.material.rve.grid) == 3
     data = cfg.model_dump(mode="json")
     data.update(output_dir=str(tmp_path), uncertainty=None, plots=True)
