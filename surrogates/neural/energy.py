@@ -40,7 +40,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from oracles.exceptions import InvalidInput
+from oracles.exceptions import InvalidInput, is_real
+from surrogates.base import check_flag
 from surrogates.neural.icnn import ConvexMLP
 from surrogates.neural.invariants import InvariantSet
 from surrogates.neural.networks import NetworkLayers, ScalarMLP, network_derivatives
@@ -139,6 +140,9 @@ class InvariantEnergy(nn.Module):
         super().__init__()
         self.invariants = InvariantSet(symmetry=symmetry, dim=dim,
                                        fibre=None if fibre is None else tuple(fibre))
+        polyconvex = check_flag("polyconvex", polyconvex)
+        if isinstance(growth, bool) or not is_real(growth):
+            raise ValueError(f"growth must be a number >= 0 (a convex growth term), got {growth!r}")
         if polyconvex and symmetry == "transverse":
             raise ValueError(
                 "polyconvex=True is available for symmetry 'isotropic' and 'cubic'; the fibre "
@@ -219,6 +223,8 @@ class InvariantEnergy(nn.Module):
             InvalidInput: ``F`` not ``n x k x k`` for this model's ``k``, or a
                 point with ``det F <= 0`` or non-finite entries.
         """
+        if order not in (0, 1, 2) or isinstance(order, bool):
+            raise ValueError(f"order must be 0, 1 or 2, got {order!r}")
         k = self.dim
         if not torch.is_tensor(F) or F.dim() != 3 or F.shape[1:] != (k, k):
             shape = tuple(F.shape) if torch.is_tensor(F) else type(F).__name__

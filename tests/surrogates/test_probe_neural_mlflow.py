@@ -227,3 +227,30 @@ def test_a_failure_after_registering_does_not_make_the_resume_register_the_same_
     assert "flaky-registry" in v1.description
     assert v1.tags["scalebridge.campaign"] == "flaky-registry" and v1.tags["scalebridge.calls"] == "7"
     assert client.get_run(camp.store.get_meta("mlflow_run_id")).info.status == "FINISHED"
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(polyconvex="no"), r"polyconvex must be True or False, got 'no'"),
+        (dict(polyconvex=1), r"polyconvex must be True or False, got 1"),
+        (dict(growth="1"), r"growth must be a number >= 0.*got '1'"),
+        (dict(growth=True), r"growth must be a number >= 0.*got True"),
+    ],
+)
+def test_energy_options_of_the_wrong_type_are_named(kw, match):
+    """Before: polyconvex='no' is truthy and built the input-convex network the user declined;
+    growth='1' raised a bare TypeError comparing a str with 0."""
+    from surrogates.neural.energy import InvariantEnergy
+
+    with pytest.raises(ValueError, match=match):
+        InvariantEnergy(dim=2, **kw)
+
+
+@pytest.mark.parametrize("order", ["1", True, 3, -1])
+def test_energy_order_must_be_0_1_or_2(order):
+    from surrogates.neural.energy import InvariantEnergy
+
+    F = torch.eye(2, dtype=torch.float64).expand(3, 2, 2)
+    with pytest.raises(ValueError, match=r"order must be 0, 1 or 2"):
+        InvariantEnergy(dim=2)(F, order=order)
