@@ -40,7 +40,7 @@ from scipy.sparse.linalg import spsolve
 from skfem.quadrature import get_quadrature
 
 from loops.fe2.mesh import default_element, element_for
-from oracles.exceptions import InvalidInput, NotConverged, OracleError, is_integer
+from oracles.exceptions import NotConverged, OracleError, is_integer
 from oracles.material import MaterialModel, MaterialResponse
 
 DTYPE = torch.float64
@@ -445,7 +445,8 @@ class MacroSolver:
         P = torch.as_tensor(resp.P, dtype=DTYPE)
         A = torch.as_tensor(resp.tangent, dtype=DTYPE)
         if P.shape != (n, k, k) or A.shape != (n, k, k, k, k):
-            raise InvalidInput(
+            # a broken contract, not a state a smaller load step avoids: no cut-back retries it
+            raise ValueError(
                 f"the material returned P {tuple(P.shape)} and tangent {tuple(A.shape)}; "
                 f"expected ({n}, {k}, {k}) and ({n}, {k}, {k}, {k}, {k})"
             )
@@ -737,7 +738,7 @@ class MacroSolver:
             P = torch.as_tensor(P, dtype=DTYPE).numpy()
             A = torch.as_tensor(A, dtype=DTYPE).numpy()
             if P.shape != (B, n, k, k) or A.shape != (B, n, k, k, k, k):
-                raise InvalidInput(
+                raise ValueError(
                     f"the batched material returned P {P.shape} and tangent {A.shape}; "
                     f"expected {(B, n, k, k)} and {(B, n, k, k, k, k)}"
                 )

@@ -248,3 +248,20 @@ def test_a_failed_oracle_batch_cancels_its_chunks_not_yet_started():
         with pytest.raises(NotConverged, match="RVE did not converge"):
             OracleProvider(model, executor=ex, chunk_size=1).material_response(F)
     assert model.n <= 2
+
+
+def test_a_material_answer_of_the_wrong_shape_is_not_retried_by_cut_backs():
+    """A material whose P has a component too few breaks the contract at every load: the solve
+    stops at its first call (before: the error counted as an oracle failure and the step was
+    cut back 8 times, 9 calls, before the same message was reported)."""
+
+    class Flat(Counting):
+        def material_response(self, F):
+            r = super().material_response(F)
+            return MaterialResponse(r.P[:, :, :1], r.tangent, None)
+
+    m = Flat()
+    s = MacroSolver(rectangle(1, 1, 2, 2), m, **_bar())
+    with pytest.raises(ValueError, match=r"the material returned P \(16, 2, 1\).*expected \(16, 2, 2\)"):
+        s.solve(n_steps=1)
+    assert m.calls == 1
