@@ -285,8 +285,9 @@ def _check_points(cfg: FE2Config, mesh) -> None:
                              f"mesh (in no element: a hole, or outside it)") from None
 
 
-def json_text(obj) -> str:
-    """Strict JSON (indent 2): non-finite floats (a standard error of one replicate) as null."""
+def json_text(obj, indent: int | None = 2) -> str:
+    """Strict JSON (``indent``; None: one line): non-finite floats (a standard error of one
+    replicate, a failed run's value) as null."""
 
     def clean(v):
         if isinstance(v, float) and not math.isfinite(v):
@@ -297,7 +298,7 @@ def json_text(obj) -> str:
             return [clean(x) for x in v]
         return v
 
-    return json.dumps(clean(obj), indent=2, allow_nan=False, default=float)
+    return json.dumps(clean(obj), indent=indent, allow_nan=False, default=float)
 
 
 def _why(e: BaseException) -> str:

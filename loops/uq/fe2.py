@@ -8,8 +8,10 @@ trained on RVE answers at a Sobol design and the nested Monte Carlo gives the
 aleatory/epistemic split (:mod:`loops.uq.propagate`); with ``sobol_n`` also
 the Sobol indices of the random inputs for every QoI, of the GP's posterior
 mean (``"sobol": {"of": ..., "qoi": {name: SobolIndices.as_dict()}}``), all
-QoIs from one set of solves. Writes ``uncertainty.json`` and one histogram per
-QoI (``uq_<qoi>.png``) to the run directory; the caller logs them to MLflow
+QoIs from one set of solves. Writes ``uq_draws.jsonl`` (one line per outer
+draw as it finishes, :func:`~loops.uq.propagate.propagate`'s ``on_draw``: a
+stopped propagation keeps its finished draws), ``uncertainty.json`` and one
+histogram per QoI (``uq_<qoi>.png``) to the run directory; the caller logs them to MLflow
 with the run's other artifacts.
 """
 
@@ -174,18 +176,27 @@ def run_uncertainty(
             )
         info["surrogate"] = "the run's surrogate"
         dists, theta = {}, None
-    prop = propagate(
-        make_solver,
-        gp,
-        qois,
-        theta,
-        n_inner=u.n_inner,
-        n_anchors=u.n_anchors,
-        seed=u.seed,
-        solve_kwargs=kw,
-    )
-    summary = {**info, **prop.summary(), "random_inputs": list(dists)}
     from loops.fe2.run import json_text
+
+    # one line per outer draw as it finishes: a propagation that is stopped keeps them
+    with (out / "uq_draws.jsonl").open("a") as draws:
+
+        def on_draw(rec: dict[str, Any]) -> None:
+            draws.write(json_text(rec, indent=None) + "\n")
+            draws.flush()
+
+        prop = propagate(
+            make_solver,
+            gp,
+            qois,
+            theta,
+            n_inner=u.n_inner,
+            n_anchors=u.n_anchors,
+            seed=u.seed,
+            solve_kwargs=kw,
+            on_draw=on_draw,
+        )
+    summary = {**info, **prop.summary(), "random_inputs": list(dists)}
 
     # the propagation is written before the Sobol solves: a failed or stopped Sobol stage keeps it
     path = out / "uncertainty.json"

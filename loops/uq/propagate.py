@@ -305,6 +305,7 @@ def propagate(
     n_anchors: int = 64,
     seed: int = 0,
     solve_kwargs: Mapping[str, Any] | None = None,
+    on_draw: Callable[[dict[str, Any]], None] | None = None,
 ) -> Propagation:
     """Nested Monte Carlo of ``qois`` over descriptor draws and posterior function samples.
 
@@ -323,6 +324,10 @@ def propagate(
             (default ``rtol`` :data:`UQ_RTOL`: a function sample is smooth to about
             1e-10 of the stress, see :class:`GPFunctionSamples`, and 1e-7 of
             a QoI is far below any Monte Carlo error).
+        on_draw: called after each outer draw with ``{"outer": i, "theta": p values,
+            "mean": {qoi: value of the posterior-mean run}, "values": {qoi: n_inner
+            values, NaN where a run failed}, "failures": [[j, reason], ...]}``, so a
+            caller can keep the finished draws of a propagation that is stopped.
 
     A batch that does not converge is solved again path by path; a path that
     still fails is recorded in ``failures`` with its reason and its value is NaN.
@@ -367,6 +372,7 @@ def propagate(
             res = solver.solve(**kw)
         except OracleError as e:
             failures.extend((i, j, f"posterior-mean run failed: {e}") for j in range(n_inner))
+            _report_draw(on_draw, i, th[i], mean_Q, Q, failures)
             continue
         for name, v in _qoi_values(qois, solver, res).items():
             mean_Q[name][i] = v
@@ -395,6 +401,7 @@ def propagate(
                 continue
             for name, v in _qoi_values(qois, solver, r).items():
                 Q[name][i, j] = v
+        _report_draw(on_draw, i, th[i], mean_Q, Q, failures)
     for name, q in Q.items():
         if np.isfinite(q).sum() < 2:
             first = f"; first (outer {failures[0][0]}, inner {failures[0][1]}): {failures[0][2]}" if failures else ""
@@ -413,6 +420,19 @@ def propagate(
         solve_time=solve_time,
         n_anchors=n_anch,
     )
+
+
+def _report_draw(on_draw, i: int, theta: np.ndarray, mean_Q, Q, failures) -> None:
+    """Outer draw ``i`` as :func:`propagate` gives it to ``on_draw`` (nothing without one)."""
+    if on_draw is None:
+        return
+    on_draw({
+        "outer": i,
+        "theta": [float(v) for v in theta],
+        "mean": {name: float(m[i]) for name, m in mean_Q.items()},
+        "values": {name: [float(v) for v in q[i]] for name, q in Q.items()},
+        "failures": [[j, why] for o, j, why in failures if o == i],
+    })
 
 
 def split_histogram(prop: Propagation, name: str, path, xlabel: str | None = None):

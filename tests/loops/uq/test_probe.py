@@ -265,3 +265,41 @@ def test_runs_with_neighbouring_seeds_share_no_function_samples(descriptor_gp):
     assert abs(r) < 4 / np.sqrt(S)
     # the same seed reproduces every value
     np.testing.assert_array_equal(propagate(_bar, descriptor_gp, seed=0, **kw).Q["R"], a)
+
+
+def test_a_stopped_propagation_keeps_its_finished_draws(descriptor_gp, tmp_path, monkeypatch):
+    """uq_draws.jsonl gets one line per outer draw as it finishes: a complete run's lines are the
+    propagation's own rows, and Ctrl-C during the third draw keeps the first two (before: the
+    nested Monte Carlo kept nothing until it had finished)."""
+    import loops.uq.fe2 as uq_fe2
+    import loops.uq.propagate as propagate_mod
+
+    cfg = _uq_config(tmp_path, sobol_n=0)
+    monkeypatch.setattr(uq_fe2, "train_descriptor_gp", lambda cfg, dists: descriptor_gp)
+    solver = _bar(LAW)
+    full = tmp_path / "full"
+    full.mkdir()
+    summary, _ = uq_fe2.run_uncertainty(cfg, solver, LAW, full)
+    lines = [json.loads(s) for s in (full / "uq_draws.jsonl").read_text().splitlines()]
+    assert [r["outer"] for r in lines] == [0, 1, 2]
+    assert summary["qoi"]["reaction"]["n_outer"] == 3
+    pooled = np.concatenate([r["values"]["reaction"] for r in lines])
+    assert pooled.mean() == pytest.approx(summary["qoi"]["reaction"]["mean"], rel=1e-12)
+    # the same draws again, stopped while the third draw's function samples are built
+    built = []
+    real = propagate_mod.GPFunctionSamples
+
+    def stop_at_third(*a, **kw):
+        built.append(1)
+        if len(built) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(propagate_mod, "GPFunctionSamples", stop_at_third)
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        uq_fe2.run_uncertainty(cfg, solver, LAW, stopped)
+    kept = [json.loads(s) for s in (stopped / "uq_draws.jsonl").read_text().splitlines()]
+    assert kept == lines[:2]
+    assert all(len(r["values"]["reaction"]) == 4 and r["failures"] == [] for r in kept)
