@@ -38,9 +38,11 @@ def check_material_model(camp) -> None:
     err = (resp.P - P_true).norm(dim=(1, 2)) / P_true.norm(dim=(1, 2))
     print(f"surrogate material_response: median relative stress error {err.median():.3g} "
           f"at 8 fresh F; tangent shape {tuple(resp.tangent.shape)}")
-    name = camp.config.tracking.registered_model_name
-    if camp.store.get_meta("registered_model_name"):
-        print(f"registered model: models:/{name}/latest (load with surrogates.mlflow_flavor.load_model)")
+    name = camp.store.get_meta("registered_model_name")
+    if name:
+        # the version this run registered (the latest under the name can be another run's)
+        version = camp.store.get_meta("registered_model_version") or "latest"
+        print(f"registered model: models:/{name}/{version} (load with surrogates.mlflow_flavor.load_model)")
 
 
 def main(argv=None):

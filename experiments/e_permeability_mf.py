@@ -1,6 +1,6 @@
 """(e) Multi-fidelity permeability design: Kozeny-Carman, coarse and fine FFT Stokes solves.
 
-python experiments/e_permeability_mf.py [--smoke]
+    python experiments/e_permeability_mf.py [--smoke]
 """
 
 from pathlib import Path

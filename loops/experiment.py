@@ -5,8 +5,10 @@ smoke overrides (a nested dict merged into the config) when asked, runs the
 campaign and prints a summary. The run store records the size (meta ``size``:
 ``smoke`` or ``full``), which the registered model version carries as its
 ``scalebridge.size`` tag. Library notices go to the debug log
-(:func:`loops.notices.library_notices_to_debug`). The experiment scripts in
-``experiments/`` are thin wrappers around it.
+(:func:`loops.notices.library_notices_to_debug`). A config the campaign
+refuses, a run directory it cannot use and an executor that cannot start end
+the script with a one-line message, as ``scalebridge run`` does. The experiment
+scripts in ``experiments/`` are thin wrappers around it.
 """
 
 from __future__ import annotations
@@ -62,16 +64,27 @@ def run_experiment(config_path: str | Path, smoke_overrides: dict[str, Any], arg
         camp = Campaign(config, run_dir=args.run_dir, progress=not args.no_progress)
     except RunDirError as e:
         raise SystemExit(str(e)) from None
+    except (ValueError, ImportError) as e:  # a setting the oracle refuses, a missing optional package
+        raise SystemExit(f"{config_path}: {e}") from None
     camp.store.set_meta("size", "smoke" if args.smoke else "full")
     print(f"run directory: {camp.run_dir}", flush=True)
-    with library_notices_to_debug():
-        res = camp.run()
+    import shlex
+    import sqlite3
+
+    d = shlex.quote(str(camp.run_dir))
+    try:
+        with library_notices_to_debug():
+            res = camp.run()
+    except RuntimeError as e:  # the executor could not start (e.g. an unreachable Dask scheduler)
+        raise SystemExit(str(e)) from None
+    except (sqlite3.OperationalError, OSError) as e:  # a full disk, write access taken away
+        raise SystemExit(f"{camp.run_dir}: the run directory could not be written ({type(e).__name__}: {e}); "
+                         f"the results stored so far are kept: free space or restore write access, then "
+                         f"this script again with --run-dir {d}") from None
     if res.stopped_by in ("SIGTERM", "SIGINT"):
         # the campaign let its store go: points in flight stay pending for a resume
-        import shlex
         import signal
 
-        d = shlex.quote(str(res.run_dir))
         print(f"stopped by {res.stopped_by} after {res.state.calls} calls; points in flight stay pending: "
               f"this script again with --run-dir {d}, or `scalebridge resume {d}`, continues", flush=True)
         raise SystemExit(128 + int(getattr(signal, res.stopped_by)))

@@ -89,13 +89,13 @@ def _target_value(campaign) -> float | None:
         return None
 
 
-def _step_panel(ax, x, y, xlabel, ylabel, target=None, target_label="target"):
+def _step_panel(ax, x, y, xlabel, ylabel, target=None, target_label="target", empty="no feasible point yet"):
     pts = [(a, b) for a, b in zip(x, y, strict=True) if b is not None]
     if pts:
         ax.step([a for a, _ in pts], [b for _, b in pts], where="post", lw=1.4)
         ax.plot([a for a, _ in pts], [b for _, b in pts], "o", ms=2.5, alpha=0.6)
     else:
-        ax.text(0.5, 0.5, "no feasible point yet", ha="center", va="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes)
     if target is not None:
         ax.axhline(target, color="k", lw=0.8, ls="--", label=target_label)
         ax.legend(loc="best", fontsize=8)
@@ -127,9 +127,10 @@ def convergence_plot(campaign, path: str | Path) -> Path:
         for row, k in zip(axes, keys, strict=True):
             steps = sorted(by_name.get(k, {}))
             vals = [by_name[k][s] for s in steps]
-            _step_panel(row[0], steps, vals, "oracle calls", k, targets.get(k))
+            empty = "no held-out errors yet"
+            _step_panel(row[0], steps, vals, "oracle calls", k, targets.get(k), empty=empty)
             _step_panel(row[1], [cost_at.get(s, math.nan) for s in steps], vals, "cumulative cost", k,
-                        targets.get(k))
+                        targets.get(k), empty=empty)
         title = "held-out errors"
     fig.suptitle(f"{c.name}: {title}")
     fig.tight_layout()
