@@ -73,6 +73,8 @@ class ElasticConstantsOracle(Oracle):
     """
 
     output_names = ("C11", "C12", "C44", "a")
+    #: units of the inputs and outputs (plot labels, the command line's JSON)
+    units = {"temperature": "K", "hydrostatic_strain": "1", "C11": "GPa", "C12": "GPa", "C44": "GPa", "a": "A"}
     num_fidelities = 2
     noisy = True
     #: the MD seed is drawn from the oracle's seed and the point (:meth:`_point_seed`)

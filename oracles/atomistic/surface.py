@@ -392,6 +392,8 @@ class SurfaceOracle(Oracle):
 
     input_names = ("hydrostatic_strain",)
     output_names = ("gamma", "two_gamma", "l", "sigma_max")
+    #: units of the inputs and outputs (plot labels, the command line's JSON)
+    units = {"hydrostatic_strain": "1", "gamma": "J/m^2", "two_gamma": "J/m^2", "l": "A", "sigma_max": "GPa"}
     num_fidelities = 2
     noisy = False
 

@@ -115,3 +115,13 @@ def test_surface_energy_refuses_a_slab_too_thin_or_a_gap_too_small():
             surface_energy("Cu", vacuum=v)
     with pytest.raises(InvalidInput, match="too thin"):
         decohesion_curve("Cu", min_thickness=2.0)
+
+
+@pytest.mark.parametrize("cls", [ElasticConstantsOracle, SurfaceOracle])
+def test_every_input_and_output_has_a_unit(cls):
+    """Plot labels and the command line's JSON read ``units``; a name without one is unlabelled."""
+    from loops.plots import output_label
+
+    names = set(cls.output_names) | {"temperature", "hydrostatic_strain"} & set(cls.units)
+    assert set(cls.output_names) <= set(cls.units) and "hydrostatic_strain" in cls.units
+    assert all(output_label(cls, n) == f"{n} [{cls.units[n]}]" for n in names)
