@@ -574,6 +574,10 @@ class Campaign:
                     lines.append("a plain function is wrapped by oracles.FunctionOracle(fn, bounds)")
                 raise ValueError("; ".join(lines)) from None
         self.config = config
+        if run_dir is not None and not str(run_dir).strip():
+            # Path("") is the working directory: an unset shell variable must not make it the store
+            raise RunDirError(f"run_dir = {str(run_dir)!r} is empty; give a directory (for the working "
+                              "directory, '.')")
         where = Path(run_dir) if run_dir is not None else Path(config.run_dir)
         try:
             if run_dir is None:

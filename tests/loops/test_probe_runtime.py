@@ -272,3 +272,16 @@ def test_a_full_disk_while_config_json_is_rewritten_keeps_the_old_one(tmp_path, 
     assert (run / "config.json").read_text() == before and json.loads(before)["budget"]["calls"] == 3
     assert not (run / "config.json.tmp").exists()
     assert Campaign.resume(run).run().state.calls == 3
+
+
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_run_dir_is_refused_not_taken_as_the_working_directory(tmp_path, empty):
+    """``--run-dir "$UNSET"`` gives an empty string, which ``Path`` reads as the working
+    directory: the store, config.json and artifacts had gone there beside the user's files."""
+    from loops.engine import Campaign
+    from loops.store import RunDirError
+
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(RunDirError, match=r"run_dir = .* is empty; give a directory"):
+        Campaign(make_config(tmp_path), run_dir=empty)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
