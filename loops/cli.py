@@ -30,30 +30,50 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def _one_line_error(parser: argparse.ArgumentParser) -> None:
+    """Make ``parser``'s usage errors one line on stderr (``PROG: error: MESSAGE``) with exit status 2,
+    unless its command set its own."""
+    if "error" in vars(parser):
+        return
+
+    def error(message: str):
+        print(f"{parser.prog}: error: {message} (see {parser.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+    parser.error = error
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scalebridge",
         description="Oracles, surrogates and campaigns for multiscale materials simulation.",
     )
+    _one_line_error(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_) in COMMANDS.items():
         if only is not None and name == only:
             mod = importlib.import_module(module)
             mod.register(sub, name)
+            _one_line_error(sub.choices[name])
         else:
             sub.add_parser(name, help=help_, add_help=False)
+    parser.set_defaults(command_parsers=sub.choices)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in COMMANDS else None
-    parser = build_parser(only=command)
-    args = parser.parse_args(argv)
-    if command is None:
-        parser.print_help()
-        return 0 if not argv else 2
     try:
+        # the command's module is imported here (torch, ASE, ... take seconds): Ctrl-C may come now
+        parser = build_parser(only=command)
+        if command is None:
+            args = parser.parse_args(argv)
+            parser.print_help()
+            return 0 if not argv else 2
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # reported by the command's own parser, which names it
+            args.command_parsers[command].error(f"unrecognized arguments: {' '.join(extra)}")
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

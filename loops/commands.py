@@ -59,6 +59,9 @@ def _report(res) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from loops.config import ConfigError, load_config
 
+    if Path(args.config).is_dir():
+        print(f"{args.config}: is a directory, not a TOML campaign config", file=sys.stderr)
+        return 2
     try:
         config = load_config(args.config)
     except ConfigError as e:
@@ -131,6 +134,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     f = Path(args.run) / "store.sqlite"
     if not f.exists():
         print(f"{args.run}: not a campaign run directory (no store.sqlite)", file=sys.stderr)
+        return 2
+    if not f.is_file():
+        print(f"{f}: not a run store (a directory, not a file)", file=sys.stderr)
+        return 2
+    if f.stat().st_size == 0:
+        print(f"{f}: the run store is empty: a campaign that is starting writes it within seconds "
+              "(try again), one that never wrote it left nothing to show", file=sys.stderr)
         return 2
     try:
         store = RunStore(f, check=True, readonly=True)

@@ -44,6 +44,9 @@ def register(subparsers, name: str = "fe2") -> None:
 def main(args: argparse.Namespace) -> int:
     from loops.fe2.config import ConfigError, load_config, parse_config
 
+    if Path(args.config).is_dir():
+        print(f"{args.config}: is a directory, not a TOML config", file=sys.stderr)
+        return 2
     try:
         cfg = load_config(args.config)
         if args.output_dir or args.provider or args.no_mlflow:
@@ -59,6 +62,16 @@ def main(args: argparse.Namespace) -> int:
         for line in e.lines:
             print(line, file=sys.stderr)
         return 2
+    out = cfg.out_dir
+    # the first existing path on the way must be a directory: a file there would fail after the training
+    for up in (out, *out.parents):
+        if up.exists():
+            if not up.is_dir():
+                where = "--output-dir" if args.output_dir else f"{args.config}: output_dir"
+                print(f"fe2: NotADirectoryError: {where} {str(out)!r} cannot be made: {str(up)!r} is a file, "
+                      "not a directory", file=sys.stderr)
+                return 1
+            break
 
     from loops.fe2.run import run_fe2
     from oracles.exceptions import OracleError

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import Any
 
@@ -54,13 +55,27 @@ def _settings(command: str, data: dict[str, Any]):
                 if line.startswith(key + " ") or line.startswith(key + ":"):
                     line = opt + line[len(key):]
                     break
-            lines.append(line)
+            if line not in lines:  # --lj-sigma sets sigma and rc: one line for both
+                lines.append(line)
         raise InvalidInput("; ".join(lines)) from None
 
 
+#: the oracle's wording of its inputs and settings in messages -> the options that set them
+_OPTION_WORDS = (
+    (re.compile(r"\binput temperature\b"), "--temperature"),
+    (re.compile(r"\binput hydrostatic_strain\b"), "--strain"),
+    (re.compile(r" of point 0\b"), ""),
+    (re.compile(r"\bpass a_guess\b"), "pass --a-guess"),
+    (re.compile(r"^(--[\w-]+) is (nan|-?inf)$"), r"\1 must be a finite number, got \2"),
+)
+
+
 def _bad_input(command: str, e: InvalidInput) -> int:
-    print(f"scalebridge {command}: error: {e}", file=sys.stderr)
-    json.dump({"failed": True, "reason": f"InvalidInput: {e}"}, sys.stdout)
+    msg = str(e)
+    for pattern, option in _OPTION_WORDS:
+        msg = pattern.sub(option, msg)
+    print(f"scalebridge {command}: error: {msg}", file=sys.stderr)
+    json.dump({"failed": True, "reason": f"InvalidInput: {msg}"}, sys.stdout)
     sys.stdout.write("\n")
     return 2
 
@@ -137,7 +152,7 @@ def run_elastic(args: argparse.Namespace) -> int:
     except OracleError as e:  # the engine found no stable lattice for these settings
         return _failed("elastic", e)
     rec = _record(oracle, res)
-    rec["units"] = {"C11": "GPa", "C12": "GPa", "C44": "GPa", "a": "A", "temperature": "K"}
+    rec["units"] = {n: oracle.units[n] for n in (*oracle.output_names, "temperature")}
     _emit(rec)
     return 1 if rec["failed"] else 0
 
@@ -159,16 +174,33 @@ def run_surface(args: argparse.Namespace) -> int:
         return _failed("surface", e)
     rec = _record(oracle, res)
     rec["miller"] = list(oracle.miller)
-    rec["units"] = {"gamma": "J/m^2", "two_gamma": "J/m^2", "l": "A", "sigma_max": "GPa"}
+    rec["units"] = {n: oracle.units[n] for n in oracle.output_names}
     _emit(rec)
     return 1 if rec["failed"] else 0
+
+
+#: the examples of ``--help``
+_EXAMPLES = {
+    "elastic": """examples:
+  scalebridge elastic --element Cu --temperature 0            # static, fidelity 0
+  scalebridge elastic --element Cu --temperature 300 --fidelity 1 --size 5 --steps 500
+  scalebridge elastic --element Cu --engine lj --lj-sigma 2.338 --lj-epsilon 0.409
+
+exit status 0 on success, 1 when the point failed (the reason is in the JSON), 2 on bad options""",
+    "surface": """examples:
+  scalebridge surface --element Cu --miller 1 1 1             # gamma, UBER 2gamma, l, sigma_max
+  scalebridge surface --element Cu --miller 1 0 0 --relax --strain 0.01
+
+exit status 0 on success, 1 when the point failed (the reason is in the JSON), 2 on bad options""",
+}
 
 
 def register(subparsers, name: str) -> None:
     """Add the ``elastic`` or ``surface`` parser (called once per name)."""
     if name == "elastic":
         p = subparsers.add_parser(name, help="elastic constants of a cubic crystal; prints JSON",
-                                  description="C11, C12, C44 (GPa) and a (A) at a temperature.")
+                                  description="C11, C12, C44 (GPa) and a (A) at a temperature.",
+                                  epilog=_EXAMPLES[name], formatter_class=argparse.RawDescriptionHelpFormatter)
         _engine_args(p)
         p.add_argument("--temperature", type=float, default=0.0, help="K (default 0)")
         p.add_argument("--strain", type=float, default=0.0, help="hydrostatic strain (default 0)")
@@ -184,7 +216,8 @@ def register(subparsers, name: str) -> None:
         p.set_defaults(func=run_elastic)
     elif name == "surface":
         p = subparsers.add_parser(name, help="surface energy and UBER decohesion fit; prints JSON",
-                                  description="gamma, 2gamma, l, sigma_max of an (hkl) surface.")
+                                  description="gamma, 2gamma, l, sigma_max of an (hkl) surface.",
+                                  epilog=_EXAMPLES[name], formatter_class=argparse.RawDescriptionHelpFormatter)
         _engine_args(p)
         p.add_argument("--miller", type=int, nargs=3, default=[1, 1, 1], metavar=("H", "K", "L"))
         p.add_argument("--strain", type=float, default=0.0, help="hydrostatic strain (default 0)")

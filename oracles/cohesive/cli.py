@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 
 import torch
@@ -68,6 +69,9 @@ def register(subparsers, name: str = "cohesive") -> None:
         help="cohesive-law parameters and K_Ic; prints JSON",
         description="Cohesive-law parameters (Gamma = 2 gamma) and K_Ic = sqrt(E' Gamma) "
         "with E, nu from the Voigt-Reuss-Hill average of cubic constants.",
+        epilog="example:\n  scalebridge cohesive --law bilinear --gamma 1.3 --sigma-max 10 "
+        "--C11 168.4 --C12 121.4 --C44 75.4\n\nexit status 0 on success, 2 on bad input",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     def error(message: str):  # argparse's errors as one line
         print(f"scalebridge cohesive: error: {message}", file=sys.stderr)
@@ -100,7 +104,9 @@ def compute(args: argparse.Namespace) -> dict:
     options = {k: getattr(args, k) for k in _LAW_OPTIONS[args.law] if getattr(args, k) is not None}
     others = [k for law, ks in _LAW_OPTIONS.items() if law != args.law for k in ks if getattr(args, k) is not None]
     if others:
-        raise InvalidInput(f"options {others} do not apply to the {args.law} law")
+        takes = ", ".join("--" + k.replace("_", "-") for k in _LAW_OPTIONS[args.law])
+        raise InvalidInput(f"options {', '.join('--' + k.replace('_', '-') for k in others)} do not apply to the "
+                           f"{args.law} law; it takes {takes}")
     for nm in ("gamma", "sigma_max", "gamma_t", "tau_max", "C11", "C12", "C44", *_LAW_OPTIONS[args.law]):
         v = getattr(args, nm)
         if v is not None and not math.isfinite(v):
@@ -151,11 +157,18 @@ def compute(args: argparse.Namespace) -> dict:
     return out
 
 
+def _option_names(message: str) -> str:
+    """``message`` of a law with its shape parameters named by their options (``peak_ratio`` -> ``--peak-ratio``)."""
+    for nm in (k for ks in _LAW_OPTIONS.values() for k in ks):
+        message = re.sub(rf"(?<![-\w]){nm}\b(?=[ =])", "--" + nm.replace("_", "-"), message)
+    return message
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         out = compute(args)
     except InvalidInput as e:
-        print(f"scalebridge cohesive: {e}", file=sys.stderr)
+        print(f"scalebridge cohesive: error: {_option_names(str(e))}", file=sys.stderr)
         return 2
     print(json.dumps(out, indent=2))
     return 0

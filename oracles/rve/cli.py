@@ -38,7 +38,7 @@ Examples::
         --law st_venant_kirchhoff --K 0.833 8.33 --mu 0.386 3.86 --F 1 1 0 0 1 0 0 0 1
 
 The JSON holds ``stress`` (``k x k``), ``tangent`` (``k x k x k x k``, or null),
-``newton_iterations``, ``cg_iterations``, ``residual``, ``wall_time`` and the
+``newton_iterations``, ``cg_iterations``, ``residual``, ``wall_time``, ``units`` and the
 configuration. Bad options (a wrong value, an old spelling, a grid that
 does not fit in memory, an image with more colours than phase laws) print one
 line ``scalebridge rve: error: ...`` naming the value and what is allowed, and
@@ -139,6 +139,8 @@ def _microstructure_settings(args, grid: tuple[int, ...]) -> dict:
 
     kind = args.microstructure
     if _is_file(kind):
+        if Path(kind).is_dir():
+            raise ValueError(f"--microstructure {kind!r} is a directory, not a .npy/image file")
         return {"kind": "phase_map", "source": kind}
     kinds = [k for k in MICROSTRUCTURE_KINDS if k != "phase_map"]
     respell(kind, _OLD_MICRO, kinds, "--microstructure")
@@ -361,9 +363,12 @@ def run(args) -> int:
         "cg_iterations": res.cg_iterations,
         "residual": float(res.residual.max()),
         "wall_time": wall,
+        "units": {"stress": "as the moduli", "tangent": "as the moduli", "wall_time": "s"},
     }
     if not all(math.isfinite(v) for v in res.stress.flatten().tolist()):
-        print("error: non-finite stress", file=sys.stderr)
-        return 1
+        option, values = ("--F", args.F) if args.finite else ("--strain", args.strain)
+        print(f"scalebridge rve: error: the stress at {option} {' '.join(f'{v:g}' for v in values or [])} is not "
+              "finite (it overflows float64): use a smaller load", file=sys.stderr)
+        return 2
     print(json.dumps(out, indent=1))
     return 0

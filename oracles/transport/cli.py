@@ -38,11 +38,13 @@ Examples::
     scalebridge permeability --dim 3 --grid 32 --microstructure spheres --radius 0.3 --voxel-size 1e-6
 
 The JSON holds ``tensor`` (``k x k``; permeability in m², with ``tensor_darcy``
-beside it), ``iterations``, ``residual``, ``wall_time``, the configuration, and
-``porosity`` (permeability) or ``volume_fractions`` per phase (conductivity). Bad options print ``error: ...`` and return 2. ``permeability`` of a pore
-space that does not percolate prints a zero tensor with ``percolates: false``
-and its message, and returns 0; ``conductivity --tortuosity`` of a phase that
-does not percolate along an axis prints ``error: ...`` and returns 2.
+beside it), ``iterations``, ``residual``, ``wall_time``, ``units``, the configuration, and
+``porosity`` (permeability) or ``volume_fractions`` per phase (conductivity). Bad options
+print one line ``scalebridge COMMAND: error: ...`` naming the option and its value, and
+return 2. ``permeability`` of a pore space that does not percolate prints a zero tensor
+with ``percolates: false`` and its message, and returns 0; ``conductivity --tortuosity``
+of a phase that does not percolate along an axis prints ``scalebridge conductivity: error: ...``
+and returns 2.
 """
 
 from __future__ import annotations
@@ -104,9 +106,45 @@ def register(subparsers, name: str) -> None:
         raise ValueError(f"unknown transport command {name!r}")
 
 
+#: units of the numbers in the JSON of ``permeability``
+PERMEABILITY_UNITS = {"tensor": "m^2", "tensor_darcy": "darcy", "mobility": "m^2/(Pa s)", "voxel_size": "m",
+                      "viscosity": "Pa s", "wall_time": "s"}
+
 #: peak memory of a solve per voxel (bytes) by dimension, measured with ``/usr/bin/time`` on
 #: 1e5-1e6 voxels (conductivity 2D 520, 3D 850; permeability 2D 380, 3D 640): the larger of the two
 BYTES_PER_VOXEL = {2: 520.0, 3: 850.0}
+
+
+#: parameter name in the messages of :mod:`oracles.transport` -> option
+_OPTION_OF = {
+    "radius_fraction": "--radius", "porosity": "--porosity", "fraction": "--fraction", "blobiness": "--blobiness",
+    "spread": "--spread", "seed": "--seed", "cg_tol": "--cg-tol", "tol": "--tol", "voxel_size": "--voxel-size",
+    "grid": "--grid",
+}
+
+
+def _error(command: str, args, e: Exception) -> int:
+    """Print ``e`` as one line ``scalebridge COMMAND: error: ...``, its parameter named by its option, and
+    return 2. An image's own shape is not ``--grid``: with ``FILE.npy`` a grid message keeps its name."""
+    msg = str(e)
+    key = msg.split(" ", 1)[0]
+    if key in _OPTION_OF and not (key == "grid" and args.microstructure.lower().endswith(".npy")):
+        msg = _OPTION_OF[key] + msg[len(key):]
+    print(f"scalebridge {command}: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _check_conductivities(args, micro) -> None:
+    """``--conductivity``: finite, non-negative, and one per phase (two for the generated media:
+    pores, solid); ValueError naming the option and the values otherwise."""
+    from oracles.transport.porous import PoreImage
+
+    vals = list(args.conductivity)
+    if not all(math.isfinite(v) and v >= 0 for v in vals):
+        raise ValueError(f"--conductivity must be finite non-negative numbers, one per phase, got {vals}")
+    if not isinstance(micro, PoreImage) and len(vals) != 2:
+        raise ValueError(f"--conductivity needs 2 values (pores, solid) for --microstructure {args.microstructure}, "
+                         f"got {len(vals)}: {vals}")
 
 
 def _grid(args) -> tuple[int, ...]:
@@ -184,13 +222,13 @@ def run_conductivity(args) -> int:
 
     if args.threads is not None:
         if args.threads < 1:
-            print(f"error: --threads must be a positive integer, got {args.threads}", file=sys.stderr)
-            return 2
+            return _error("conductivity", args, ValueError(f"--threads must be a positive integer, got {args.threads}"))
         import torch
 
         torch.set_num_threads(args.threads)
     try:
         micro = _micro(args)
+        _check_conductivities(args, micro)
         if isinstance(micro, PoreImage):
             from oracles.rve.microstructure import read_npy
 
@@ -209,11 +247,9 @@ def run_conductivity(args) -> int:
             tort = tr.tau.tolist()
         wall = time.perf_counter() - t0
     except (OracleError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return _error("conductivity", args, e)
     except MemoryError as e:
-        print(f"error: out of memory ({e}); use a coarser grid", file=sys.stderr)
-        return 2
+        return _error("conductivity", args, MemoryError(f"out of memory ({e}); use a coarser grid"))
     out = {
         "dim": pm.ndim,
         "grid": list(pm.shape),
@@ -226,6 +262,7 @@ def run_conductivity(args) -> int:
         "iterations": res.iterations,
         "residual": float(res.residual.max()),
         "wall_time": wall,
+        "units": {"tensor": "as --conductivity", "wall_time": "s"},
     }
     print(json.dumps(out, indent=1))
     return 0
@@ -238,8 +275,7 @@ def run_permeability(args) -> int:
 
     if args.threads is not None:
         if args.threads < 1:
-            print(f"error: --threads must be a positive integer, got {args.threads}", file=sys.stderr)
-            return 2
+            return _error("permeability", args, ValueError(f"--threads must be a positive integer, got {args.threads}"))
         import torch
 
         torch.set_num_threads(args.threads)
@@ -248,6 +284,8 @@ def run_permeability(args) -> int:
             raise ValueError(f"--viscosity must be a positive finite number (Pa s), got {args.viscosity}")
         micro = _micro(args)
         solid = _image(args, micro)
+        if solid.ndim in (2, 3) and min(solid.shape) < 2:
+            raise ValueError(f"{args.microstructure!r} needs at least 2 voxels per axis, got shape {solid.shape}")
         base = {
             "dim": solid.ndim,
             "grid": list(solid.shape),
@@ -270,6 +308,7 @@ def run_permeability(args) -> int:
                         "tensor_darcy": zero,
                         "percolates": False,
                         "message": str(e),
+                        "units": PERMEABILITY_UNITS,
                     },
                     indent=1,
                 )
@@ -277,11 +316,9 @@ def run_permeability(args) -> int:
             return 0
         wall = time.perf_counter() - t0
     except (OracleError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return _error("permeability", args, e)
     except MemoryError as e:
-        print(f"error: out of memory ({e}); use a coarser grid", file=sys.stderr)
-        return 2
+        return _error("permeability", args, MemoryError(f"out of memory ({e}); use a coarser grid"))
     out = {
         **base,
         "tensor": res.tensor.tolist(),
@@ -293,6 +330,7 @@ def run_permeability(args) -> int:
         "residual": float(res.residual.max()),
         "asymmetry": res.asymmetry,
         "wall_time": wall,
+        "units": PERMEABILITY_UNITS,
     }
     print(json.dumps(out, indent=1))
     return 0
