@@ -34,3 +34,15 @@ def _mlflow_in_tmp(tmp_path, monkeypatch):
         mlflow.set_registry_uri(uri)
         monkeypatch.setattr(fluent, "_active_experiment_id", None)
     yield
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """The figures :mod:`loops.plots` draws (kept instead of closed, and closed afterwards)."""
+    import loops.plots as plots
+
+    kept, close = [], plots.plt.close
+    monkeypatch.setattr(plots.plt, "close", kept.append)
+    yield kept
+    for f in kept:
+        close(f)

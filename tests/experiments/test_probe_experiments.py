@@ -27,16 +27,6 @@ def _script(name: str):
     return mod
 
 
-@pytest.fixture
-def figures(monkeypatch):
-    """The figures the plot functions draw (kept instead of closed)."""
-    kept, close = [], plots.plt.close
-    monkeypatch.setattr(plots.plt, "close", kept.append)
-    yield kept
-    for f in kept:
-        close(f)
-
-
 def test_a_config_the_campaign_refuses_ends_an_experiment_script_in_one_line(tmp_path):
     """An output name the oracle lacks had ended the script in a traceback from engine._problem
     (``scalebridge run`` of the same config says one line)."""

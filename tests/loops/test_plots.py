@@ -42,16 +42,6 @@ def campaign(tmp_path_factory):
     camp.close()
 
 
-@pytest.fixture
-def figures(monkeypatch):
-    """The figures the plot functions draw (kept instead of closed)."""
-    kept, close = [], plots.plt.close
-    monkeypatch.setattr(plots.plt, "close", kept.append)
-    yield kept
-    for f in kept:
-        close(f)
-
-
 def test_best_so_far_is_the_running_minimum_against_calls_and_cost(campaign):
     rows = sorted((r for r in campaign.store.rows() if r["status"] == "done" and r["role"] != "validation"),
                   key=lambda r: (r["finished"], r["id"]))

@@ -13,26 +13,8 @@ import numpy as np
 import pytest
 
 import loops.cli
-from loops.cli import main
-
-
-def _run(capsys, argv):
-    """Run ``scalebridge argv``; (exit code, stderr lines, stdout)."""
-    try:
-        rc = main(argv)
-    except SystemExit as e:  # argparse-level errors
-        rc = e.code
-    cap = capsys.readouterr()
-    return rc, cap.err.strip().splitlines(), cap.out
-
-
-def _one_line(capsys, argv, *must):
-    rc, err, _ = _run(capsys, argv)
-    assert rc == 2, (rc, err)
-    assert len(err) == 1, err
-    for s in must:
-        assert s in err[0], (s, err[0])
-    return err[0]
+from tests.oracles.test_cli_inputs import _err as _run
+from tests.oracles.test_cli_inputs import _one_line
 
 
 @pytest.mark.parametrize("argv, must", [
