@@ -70,7 +70,7 @@ def main(args: argparse.Namespace) -> int:
                 where = "--output-dir" if args.output_dir else f"{args.config}: output_dir"
                 print(f"fe2: NotADirectoryError: {where} {str(out)!r} cannot be made: {str(up)!r} is a file, "
                       "not a directory", file=sys.stderr)
-                return 1
+                return 2  # a bad setting, found before any work, as a bad config is
             break
 
     from loops.fe2.run import run_fe2

@@ -304,6 +304,8 @@ class PoreImage:
         arr = read_npy(p, "pore image")
         if arr.ndim not in (2, 3):
             raise InvalidInput(f"pore image must be 2D or 3D, got shape {arr.shape}")
+        if arr.dtype.kind not in "biuf":
+            raise InvalidInput(f"pore image must hold 0/1 (1 = solid) or bools, got dtype {arr.dtype}")
         if arr.dtype != bool:
             if not np.isin(arr, (0, 1)).all():
                 vals = np.unique(arr)[:5].tolist()

@@ -191,12 +191,12 @@ def test_a_run_that_stops_converging_keeps_its_converged_steps(tmp_path, capsys)
 
 
 def test_an_output_directory_that_is_a_file_is_one_line(tmp_path, capsys):
-    """--output-dir naming an existing file: one line and exit status 1 (it had ended in a
-    NotADirectoryError traceback)."""
+    """--output-dir naming an existing file: one line and exit status 2, a bad setting like a bad
+    config (it had ended in a NotADirectoryError traceback)."""
     good = _write(tmp_path, BASE, name="good.toml")
     afile = tmp_path / "afile"
     afile.write_text("not a directory")
-    assert scalebridge(["fe2", str(good), "--quiet", "--no-mlflow", "--output-dir", str(afile)]) == 1
+    assert scalebridge(["fe2", str(good), "--quiet", "--no-mlflow", "--output-dir", str(afile)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fe2: ") and "Error" in err[0] and str(afile) in err[0], err
 

@@ -218,3 +218,17 @@ def test_a_seed_porespy_cannot_take_is_named(seed):
     been truncated to 1."""
     with pytest.raises(InvalidInput, match="seed must be None or a whole number"):
         OverlappingSpheres(seed=seed).solid((8, 8))
+
+
+@pytest.mark.parametrize("dtype", [np.complex128, object, "U1"])
+def test_a_pore_image_that_is_not_numbers_is_refused(tmp_path, dtype):
+    """A complex image of 0 and 1 had been read as solid/pore (its real part), as conductivity
+    refuses; an object or string array is not an image either."""
+    from oracles.transport.porous import PoreImage
+
+    arr = np.zeros((6, 6), dtype=dtype)
+    arr[:, 3:] = 1 if dtype != "U1" else "1"
+    path = tmp_path / "im.npy"
+    np.save(path, arr, allow_pickle=True)
+    with pytest.raises(InvalidInput, match=r"pore image|\.npy"):
+        PoreImage(str(path)).load()
