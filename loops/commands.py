@@ -6,6 +6,7 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def register(subparsers, name: str) -> None:
@@ -83,26 +84,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run(camp)
 
 
-def _run(camp) -> int:
-    """Run, report, and return the exit status (128 + signal number when stopped by a signal)."""
-    import signal
+def run_campaign(camp, again: str) -> tuple[Any, int, str]:
+    """``camp.run()`` with library notices in the debug log: ``(result, 0, "")``, or
+    ``(None, exit status, one-line message)`` when the executor could not start (2) or the
+    run directory could no longer be written (1: a full disk, write access taken away; the
+    results stored so far are kept, and ``again`` says how to go on from them)."""
     import sqlite3
 
     from loops.notices import library_notices_to_debug
 
     try:
         with library_notices_to_debug():
-            res = camp.run()
+            return camp.run(), 0, ""
     except RuntimeError as e:  # the executor could not start (e.g. an unreachable Dask scheduler)
-        print(f"{e}", file=sys.stderr)
-        return 2
+        return None, 2, f"{e}"
     except (sqlite3.OperationalError, OSError) as e:
-        # the run directory could not be written (a full disk, permissions taken away): the
-        # results stored so far are kept, and a resume goes on from them
-        print(f"{camp.run_dir}: the run directory could not be written ({type(e).__name__}: {e}); the results "
-              f"stored so far are kept: free space or restore write access, then `scalebridge resume "
-              f"{shlex.quote(str(camp.run_dir))}`", file=sys.stderr)
-        return 1
+        return None, 1, (f"{camp.run_dir}: the run directory could not be written ({type(e).__name__}: {e}); the "
+                         f"results stored so far are kept: free space or restore write access, then {again}")
+
+
+def _run(camp) -> int:
+    """Run, report, and return the exit status (128 + signal number when stopped by a signal)."""
+    import signal
+
+    res, status, message = run_campaign(camp, f"`scalebridge resume {shlex.quote(str(camp.run_dir))}`")
+    if status:
+        print(message, file=sys.stderr)
+        return status
     _report(res)
     sys.stdout.flush()
     if res.stopped_by in ("SIGTERM", "SIGINT"):

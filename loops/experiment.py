@@ -57,7 +57,6 @@ def run_experiment(config_path: str | Path, smoke_overrides: dict[str, Any], arg
         config = parse_config(data, str(config_path))
     except ConfigError as e:
         raise SystemExit("\n".join(e.lines)) from None
-    from loops.notices import library_notices_to_debug
     from loops.store import RunDirError
 
     try:
@@ -69,18 +68,13 @@ def run_experiment(config_path: str | Path, smoke_overrides: dict[str, Any], arg
     camp.store.set_meta("size", "smoke" if args.smoke else "full")
     print(f"run directory: {camp.run_dir}", flush=True)
     import shlex
-    import sqlite3
+
+    from loops.commands import run_campaign
 
     d = shlex.quote(str(camp.run_dir))
-    try:
-        with library_notices_to_debug():
-            res = camp.run()
-    except RuntimeError as e:  # the executor could not start (e.g. an unreachable Dask scheduler)
-        raise SystemExit(str(e)) from None
-    except (sqlite3.OperationalError, OSError) as e:  # a full disk, write access taken away
-        raise SystemExit(f"{camp.run_dir}: the run directory could not be written ({type(e).__name__}: {e}); "
-                         f"the results stored so far are kept: free space or restore write access, then "
-                         f"this script again with --run-dir {d}") from None
+    res, status, message = run_campaign(camp, f"this script again with --run-dir {d}")
+    if status:  # the executor could not start, or the run directory could not be written
+        raise SystemExit(message)
     if res.stopped_by in ("SIGTERM", "SIGINT"):
         # the campaign let its store go: points in flight stay pending for a resume
         import signal

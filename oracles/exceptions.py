@@ -43,6 +43,13 @@ def is_real(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def is_finite_real(value) -> bool:
+    """``value`` is a finite real number (:func:`is_real`, not NaN or infinite)."""
+    import math
+
+    return is_real(value) and math.isfinite(value)
+
+
 def is_integer(value) -> bool:
     """``value`` is an integer (Python or numpy scalar, not a ``bool``)."""
     import numbers

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import skfem
 
-from oracles.exceptions import is_integer, is_real
+from oracles.exceptions import is_finite_real, is_integer
 
 #: the element families the macro solver knows, by the name used in configs
 ELEMENTS = {
@@ -42,7 +42,7 @@ def _check_element(element: str, allowed: tuple[str, ...] | None = None) -> None
 def _sizes(**sizes) -> None:
     """A ``ValueError`` naming the first size that is not a positive finite real number."""
     for name, v in sizes.items():
-        if not (is_real(v) and math.isfinite(v) and v > 0):
+        if not (is_finite_real(v) and v > 0):
             raise ValueError(f"{name} must be a positive finite number, got {v!r}")
 
 
@@ -171,7 +171,7 @@ def box(
     """
     _check_element(element, ELEMENTS_3D)
     lengths, n = tuple(lengths), tuple(n)
-    if len(lengths) != 3 or not all(is_real(v) and math.isfinite(v) and v > 0 for v in lengths):
+    if len(lengths) != 3 or not all(is_finite_real(v) and v > 0 for v in lengths):
         raise ValueError(f"box lengths must be 3 positive finite numbers, got {lengths}")
     if len(n) != 3 or not all(is_integer(v) and v >= 1 for v in n):
         raise ValueError(f"box divisions must be 3 integers >= 1, got {n}")

@@ -47,7 +47,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from oracles.exceptions import InvalidInput, is_integer, is_real
+from oracles.exceptions import InvalidInput, is_finite_real, is_integer
 from oracles.material import MaterialModel, MaterialResponse
 
 DTYPE = torch.float64
@@ -316,7 +316,7 @@ class GPFunctionSamples(_MaternExpansion):
             raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}")
         if not is_integer(seed):
             raise ValueError(f"seed must be an integer, got {seed!r}")
-        if not (is_real(jitter) and math.isfinite(jitter) and jitter >= 0):
+        if not (is_finite_real(jitter) and jitter >= 0):
             raise ValueError(f"jitter must be a finite number >= 0, got {jitter!r}")
         self._read_gp(gp, k)
         d, m = self.d, self.m

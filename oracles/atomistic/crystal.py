@@ -35,7 +35,13 @@ from ase.units import GPa
 from scipy.optimize import brentq
 
 from oracles.atomistic.engines import EngineSpec, attach_calculator
-from oracles.exceptions import CalculationFailed, InvalidInput, NotConverged, is_real
+from oracles.exceptions import (
+    CalculationFailed,
+    InvalidInput,
+    NotConverged,
+    is_finite_real,
+    is_real,
+)
 
 __all__ = [
     "CUBIC_STRUCTURES",
@@ -337,7 +343,7 @@ def static_elastic_constants(
     Raises:
         CalculationFailed: the strained crystal violates the Born criteria.
     """
-    if not (is_real(hydrostatic_strain) and math.isfinite(hydrostatic_strain) and hydrostatic_strain > -1):
+    if not (is_finite_real(hydrostatic_strain) and hydrostatic_strain > -1):
         raise InvalidInput(f"hydrostatic_strain must be a finite strain > -1, got {hydrostatic_strain!r}")
     a0 = (
         equilibrium_lattice_parameter(element, structure, engine, engine_params)

@@ -54,7 +54,7 @@ from oracles.atomistic.crystal import (
     strained,
 )
 from oracles.atomistic.engines import EngineSpec, attach_calculator, engine_name
-from oracles.exceptions import CalculationFailed, InvalidInput, is_integer, is_real
+from oracles.exceptions import CalculationFailed, InvalidInput, is_finite_real, is_integer
 
 
 def block_average(x: np.ndarray, n_blocks: int = 20) -> tuple[float, float]:
@@ -311,16 +311,13 @@ def _check_md_settings(*, a_static, hydrostatic_strain, size, timestep, n_steps,
                        strain, friction, sample_every, n_axes) -> None:
     """One-line :class:`InvalidInput` naming the first bad MD setting and what it must be
     (the checks :class:`~oracles.atomistic.elastic.ElasticConstantsOracle` makes when built)."""
-    def finite(v) -> bool:
-        return is_real(v) and math.isfinite(v)
-
-    if not (finite(a_static) and a_static > 0):
+    if not (is_finite_real(a_static) and a_static > 0):
         raise InvalidInput(f"a_static must be a positive, finite lattice parameter (A), got {a_static!r}")
-    if not (finite(hydrostatic_strain) and hydrostatic_strain > -1):
+    if not (is_finite_real(hydrostatic_strain) and hydrostatic_strain > -1):
         raise InvalidInput(f"hydrostatic_strain must be a finite strain > -1, got {hydrostatic_strain!r}")
     if not (is_integer(size) and size >= 1):
         raise InvalidInput(f"size (conventional cells per side of the supercell) must be an integer >= 1, got {size!r}")
-    if not (finite(timestep) and 0 < timestep <= 10):
+    if not (is_finite_real(timestep) and 0 < timestep <= 10):
         raise InvalidInput(f"timestep must be in (0, 10] fs, got {timestep!r}")
     for name, v in (("n_steps", n_steps), ("sample_every", sample_every)):
         if not (is_integer(v) and v >= 1):
@@ -328,9 +325,9 @@ def _check_md_settings(*, a_static, hydrostatic_strain, size, timestep, n_steps,
     for name, v in (("n_equil", n_equil), ("n_lattice_iter", n_lattice_iter)):
         if not (is_integer(v) and v >= 0):
             raise InvalidInput(f"{name} must be an integer >= 0, got {v!r}")
-    if not (finite(strain) and 0 < strain < 0.05):
+    if not (is_finite_real(strain) and 0 < strain < 0.05):
         raise InvalidInput(f"strain (the +- MD strain amplitude) must be in (0, 0.05), got {strain!r}")
-    if not (finite(friction) and friction > 0):
+    if not (is_finite_real(friction) and friction > 0):
         raise InvalidInput(f"friction must be a positive Langevin friction (1/fs), got {friction!r}")
     if not (is_integer(n_axes) and 1 <= n_axes <= 3):
         raise InvalidInput(f"n_axes (strain patterns, one per cubic axis) must be 1, 2 or 3, got {n_axes!r}")

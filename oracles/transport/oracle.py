@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from oracles.base import DTYPE, CostModel, Oracle, PointResult, make_bounds
-from oracles.exceptions import InvalidInput, is_real
+from oracles.exceptions import InvalidInput, is_finite_real, is_real
 from oracles.transport.closed_forms import kozeny_carman
 from oracles.transport.conductivity import ConductivitySolver, phase_tensor
 from oracles.transport.permeability import StokesSolver
@@ -271,7 +271,7 @@ class PermeabilityOracle(_VoxelOracle):
         super().__init__(
             microstructure, levels, dim, micro_params, cost_per_voxel, closed_form_cost
         )
-        if not (is_real(cell_size) and math.isfinite(cell_size) and cell_size > 0):
+        if not (is_finite_real(cell_size) and cell_size > 0):
             raise InvalidInput(f"cell_size must be a positive finite length in m, got {cell_size!r}")
         if not (is_real(tol) and 0 < tol < 1):
             raise InvalidInput(f"tol must lie in (0, 1), got {tol!r}")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from oracles.exceptions import InvalidInput, is_real
+from oracles.exceptions import InvalidInput, is_finite_real, is_real
 
 __all__ = [
     "Blobs",
@@ -69,7 +69,7 @@ def _seed(seed) -> int | None:
     """``seed`` as PoreSpy takes it: ``None`` or a whole number in ``[0, 2**32 - 1]``."""
     if seed is None:
         return None
-    if not (is_real(seed) and math.isfinite(seed) and float(seed).is_integer() and 0 <= seed < 2**32):
+    if not (is_finite_real(seed) and float(seed).is_integer() and 0 <= seed < 2**32):
         raise InvalidInput(f"seed must be None or a whole number in [0, 2**32 - 1], got {seed!r}")
     return int(seed)
 
