@@ -27,20 +27,28 @@ def _script(name: str):
     return mod
 
 
-def test_a_config_the_campaign_refuses_ends_an_experiment_script_in_one_line(tmp_path):
-    """An output name the oracle lacks had ended the script in a traceback from engine._problem
-    (``scalebridge run`` of the same config says one line)."""
+def _stopped_b(tmp_path, old, new, *flags):
+    """Experiment (b) run on its config with ``old`` replaced by ``new``: the ``SystemExit`` message
+    (one line) and the run directory."""
     text = (EXPERIMENTS / "configs" / "b_microstructure_bo.toml").read_text()
-    bad = text.replace('outputs = ["stiffness_per_density", "stiffness"]', 'outputs = ["stiffness_per_density", "stifness"]')
+    bad = text.replace(old, new)
     assert bad != text
-    cfg = tmp_path / "b_typo.toml"
+    cfg = tmp_path / "b_edited.toml"
     cfg.write_text(bad)
     run = tmp_path / "run"
-    args = experiment_parser("t").parse_args(["--run-dir", str(run), "--no-progress"])
+    args = experiment_parser("t").parse_args([*flags, "--run-dir", str(run), "--no-progress"])
     with pytest.raises(SystemExit) as stop:
         run_experiment(cfg, {}, args)
     msg = stop.value.code
     assert isinstance(msg, str) and "\n" not in msg
+    return msg, cfg, run
+
+
+def test_a_config_the_campaign_refuses_ends_an_experiment_script_in_one_line(tmp_path):
+    """An output name the oracle lacks had ended the script in a traceback from engine._problem
+    (``scalebridge run`` of the same config says one line)."""
+    msg, cfg, run = _stopped_b(tmp_path, 'outputs = ["stiffness_per_density", "stiffness"]',
+                               'outputs = ["stiffness_per_density", "stifness"]')
     assert msg.startswith(str(cfg)) and "'stifness' is not an output of the oracle" in msg and "'stiffness'" in msg
     assert not run.exists()  # nothing left behind
 
@@ -48,17 +56,8 @@ def test_a_config_the_campaign_refuses_ends_an_experiment_script_in_one_line(tmp
 def test_an_unreachable_dask_scheduler_ends_an_experiment_script_in_one_line(tmp_path):
     """An executor that cannot start had ended the script in a traceback from loops/executors.py
     (``scalebridge run`` of the same config says one line); the run directory stays for a rerun."""
-    text = (EXPERIMENTS / "configs" / "b_microstructure_bo.toml").read_text()
-    bad = text.replace('[executor]\nkind = "process"', '[executor]\nkind = "dask"\naddress = "tcp://127.0.0.1:9"')
-    assert bad != text
-    cfg = tmp_path / "b_dask.toml"
-    cfg.write_text(bad)
-    run = tmp_path / "run"
-    args = experiment_parser("t").parse_args(["--smoke", "--run-dir", str(run), "--no-progress"])
-    with pytest.raises(SystemExit) as stop:
-        run_experiment(cfg, {}, args)
-    msg = stop.value.code
-    assert isinstance(msg, str) and "\n" not in msg
+    msg, _, run = _stopped_b(tmp_path, '[executor]\nkind = "process"',
+                             '[executor]\nkind = "dask"\naddress = "tcp://127.0.0.1:9"', "--smoke")
     assert msg.startswith("executor.address = 'tcp://127.0.0.1:9': no Dask scheduler answered")
     assert (run / "config.json").exists()
 
