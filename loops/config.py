@@ -322,7 +322,8 @@ class Executor(BaseModel):
         "all find a point waiting)"
     )
     timeout: SFloat | None = Field(None, gt=0, description="seconds per oracle call")
-    retries: SInt = Field(0, ge=0, description="re-attempts of a failed point")
+    retries: SInt = Field(0, ge=0, description="re-attempts of a failed point (dask: after distributed's own "
+                          "re-runs of a task whose worker died, distributed.scheduler.allowed-failures)")
 
     @model_validator(mode="after")
     def _thread_timeout(self) -> Executor:

@@ -89,6 +89,13 @@ def _repeats_identical(oracle) -> bool:
 #: Rosenbrock and Beale it recommends corners 15 to 8000 times worse than the best observation
 RECOMMEND_Z = 1.96
 
+#: executor kinds that run the oracle inside the driver's process
+IN_PROCESS_KINDS = ("serial", "thread")
+#: deaths of the driver while a point was evaluated in it (serial or thread executor) after which
+#: the point is recorded as failed on resume: the first may be its user's kill; a second on the
+#: same point is taken as the oracle crashing the process
+IN_PROCESS_DEATHS = 2
+
 #: failed points of a deterministic oracle the acquisition takes as in flight (the latest ones)
 MAX_FAILED_PENDING = 64
 
@@ -2206,9 +2213,51 @@ class Campaign:
         )
 
     # ---------------------------------------------------------------- run
+    def _in_process(self) -> bool:
+        """Whether the configured executor runs the oracle inside this driver (serial, threads):
+        an oracle that crashes its process then ends the driver with it."""
+        return self._executor_arg is None and self.config.executor.kind in IN_PROCESS_KINDS
+
+    def _mark_in_flight(self, rid: int | None = None) -> None:
+        """Store the rows in flight inside this driver (meta ``in_process``), ``rid`` added, before
+        it is handed over: a resume tells from them the points that were running when it died."""
+        flight = {int(i) for i in self.store.get_meta("in_process", []) or []
+                  if int(i) in self._rows and self._rows[int(i)]["status"] == "pending" and int(i) in self._handed}
+        if rid is not None:
+            flight.add(rid)
+        self.store.set_meta("in_process", sorted(flight))
+
+    def _settle_in_process_deaths(self) -> None:
+        """Count, for each point that was in flight inside an earlier driver that died, one death
+        (meta ``in_process_deaths``); a point in flight at :data:`IN_PROCESS_DEATHS` deaths is
+        recorded as failed with the reason, as a worker fault would be, so that an oracle that
+        crashes the driver (a segfault under ``executor.kind = "serial"``) does not end every
+        resume. One death is not charged: a driver killed by its user re-runs its points."""
+        flight = [int(i) for i in self.store.get_meta("in_process", []) or []]
+        if not flight:
+            return
+        deaths = {int(k): int(v) for k, v in (self.store.get_meta("in_process_deaths", {}) or {}).items()}
+        failed = []
+        for rid in flight:
+            row = self._rows.get(rid)
+            if row is None or row["status"] != "pending":
+                continue
+            deaths[rid] = deaths.get(rid, 0) + 1
+            if deaths[rid] >= IN_PROCESS_DEATHS and self._in_process():
+                failed.append(rid)
+        self.store.set_meta("in_process_deaths", {str(k): v for k, v in sorted(deaths.items())})
+        self.store.set_meta("in_process", [])
+        kind = self.config.executor.kind
+        self._record_all([(rid, {"failed": True, "cost": 0.0, "reason": (
+            f"the driver process died {deaths[rid]} times while this point was evaluated in it "
+            f"(executor.kind = {kind!r}); an oracle that crashes its process ends the driver with it: "
+            "executor.kind = 'process' isolates such crashes")}) for rid in failed])
+
     def _submit(self, rid: int) -> None:
         r = self._rows[rid]
         self._handed.add(rid)
+        if self._in_process():
+            self._mark_in_flight(rid)
         self.exec.submit(rid, self.spec, r["x"], r["fidelity"], self.config.executor.timeout)
 
     def run(self) -> CampaignResult:
@@ -2227,6 +2276,7 @@ class Campaign:
         interrupted = lost = None
         try:
             self._start()
+            self._settle_in_process_deaths()
             self._t_start = time.time()
             # the workers start first: they come up while the first model is fitted
             self.exec = PointRunner(c.executor, self._executor_arg, preload=self._oracle_modules(),
@@ -2271,6 +2321,8 @@ class Campaign:
             if self.exec is not None:
                 self.exec.shutdown()
             self._handed.clear()
+            if self._in_process():
+                self._mark_in_flight()  # a driver that stops by itself did not die on its points
             self._bank_elapsed()
         if lost is not None:
             # as a signal: in-flight points stay pending; the caller hears why (one line)

@@ -111,3 +111,55 @@ def test_dead_worker_point_is_resubmitted(tmp_path):
     # the point is retried on a fresh worker (retries = 1) under its own row id
     assert len(rows) == 6 and all(r["status"] == "done" for r in rows)
     assert {r["attempt"] for r in rows} == {0}
+
+
+SEGV_CONFIG = """
+name = "segv"
+seed = 0
+oracle = {name = "loops.fakes:SegfaultOracle", crash_rate = 0.25}
+[budget]
+calls = 8
+[initial]
+n = 4
+[acquisition]
+name = "sobol"
+[executor]
+kind = "serial"
+[tracking]
+enabled = false
+"""
+
+
+@pytest.mark.slow
+def test_oracle_that_crashes_a_serial_driver_does_not_end_every_resume(tmp_path):
+    """Under ``executor.kind = "serial"`` a segfaulting oracle kills the driver itself. The point
+    in flight is re-run once on resume (the first death may be a user's kill) and recorded as
+    failed, with the reason, when the driver dies on it again; the campaign then completes."""
+    from loops.fakes import SegfaultOracle
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(SEGV_CONFIG)
+    run = tmp_path / "run"
+    codes = []
+    for _ in range(12):
+        args = ("resume", str(run)) if run.exists() else ("run", str(cfg), "--run-dir", str(run))
+        p = _cli(*args, "--no-progress", cwd=tmp_path)
+        out, _ = p.communicate(timeout=120)
+        codes.append(p.returncode)
+        if p.returncode == 0:
+            break
+        assert p.returncode == -signal.SIGSEGV, out.decode()
+    assert codes[-1] == 0, codes
+    rows = RunStore(run / "store.sqlite").rows()
+    oracle = SegfaultOracle(crash_rate=0.25)
+    import torch
+
+    crashing = [r for r in rows if oracle.crashes(torch.tensor(r["x"], dtype=torch.float64))]
+    assert crashing and len(rows) == 8
+    for r in rows:
+        if r in crashing:
+            assert r["status"] == "failed" and "died 2 times" in r["reason"] and "serial" in r["reason"]
+        else:
+            assert r["status"] == "done"
+    # each crashing point ended two drivers, no more
+    assert codes.count(-signal.SIGSEGV) == 2 * len(crashing)
