@@ -135,6 +135,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from loops.store import RunDirError, RunStore, read_progress, run_dir_in_use
@@ -150,32 +151,40 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"{f}: the run store is empty: a campaign that is starting writes it within seconds "
               "(try again), one that never wrote it left nothing to show", file=sys.stderr)
         return 2
+    store = None
     try:
         store = RunStore(f, check=True, readonly=True)
         cfg = store.get_meta("config", {})
         rows = store.rows()
         status = store.get_meta("status")
-    except RunDirError as e:
-        print(f"{e}", file=sys.stderr)
-        return 2
     except Exception as e:  # noqa: BLE001  (a damaged store: one line, not a traceback)
-        print(f"{f}: not a readable run store ({type(e).__name__}: {e})", file=sys.stderr)
+        if store is not None:
+            store.close()  # and the copy it may have made to read a read-only store's log
+        print(f"{e}" if isinstance(e, RunDirError) else f"{f}: not a readable run store ({type(e).__name__}: {e})",
+              file=sys.stderr)
+        return 2
+    if not cfg and not rows:
+        # the store exists, its campaign has not written its config yet (or never will)
+        store.close()
+        print(f"{f}: the run store holds no campaign yet: a campaign that is starting writes it within seconds "
+              "(try again), one that never wrote it left nothing to show", file=sys.stderr)
         return 2
     if status == "running" and not run_dir_in_use(args.run):
         status = "stopped (driver not running)"
     budget = cfg.get("budget", {})
-    table = Table(title=f"campaign {cfg.get('name')} ({cfg.get('mode')}) - {status}")
+    # names, reasons and units are text, not rich markup: "[s]" is a style, "[/scratch/...]" a closing tag
+    table = Table(title=escape(f"campaign {cfg.get('name')} ({cfg.get('mode')}) - {status}"))
     # pending rows run only while a driver does; otherwise they wait for `resume`
     waiting = "running" if status == "running" else "pending"
     for col in ("role", "fidelity", "done", "failed", waiting, "cancelled", "cost", "mean time [s]"):
-        table.add_column(col, justify="right")
+        table.add_column(escape(col), justify="right")
     groups: dict[tuple[str, int], list[dict]] = {}
     for r in rows:
         groups.setdefault((r["role"], r["fidelity"]), []).append(r)
     for (role, fid), rs in sorted(groups.items()):
         fin = [r for r in rs if r["status"] != "pending"]
         wt = [r["wall_time"] for r in fin if r["wall_time"] is not None]
-        table.add_row(role, str(fid), str(sum(r["status"] == "done" for r in rs)),
+        table.add_row(escape(str(role)), str(fid), str(sum(r["status"] == "done" for r in rs)),
                       str(sum(r["status"] == "failed" for r in rs)), str(sum(r["status"] == "pending" for r in rs)),
                       str(sum(r["status"] == "cancelled" for r in rs)),
                       f"{sum(r['cost'] or 0 for r in fin):g}", f"{sum(wt) / len(wt):.3g}" if wt else "-")
@@ -205,13 +214,34 @@ def cmd_status(args: argparse.Namespace) -> int:
     for r in rows:
         if r["status"] == "failed":
             reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
-    for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:5]:
-        con.print(f"failed x{n}: {reason}")
+    ranked = sorted(reasons.items(), key=lambda kv: -kv[1])
+    for reason, n in ranked[:5]:
+        con.print(escape(f"failed x{n}: {reason}"))
+    if len(ranked) > 5:  # every failed call is accounted for
+        con.print(f"({sum(n for _, n in ranked[5:])} more failed calls, {len(ranked) - 5} other reasons, "
+                  "in the run store's evaluations)")
     faults = store.get_meta("model_faults", []) or []
     for f in faults[-5:]:
-        con.print(f"model fault ({f['stage']}, {f['model']}, {f['results']} results): {f['reason']}; {f['fallback']}")
+        con.print(escape(f"model fault ({f['stage']}, {f['model']}, {f['results']} results): {f['reason']}; "
+                         f"{f['fallback']}"))
     if len(faults) > 5:
         con.print(f"({len(faults) - 5} earlier model faults in the run store's model_faults)")
+    # the campaign's answer, as `scalebridge run` said it when it finished
+    rec = store.get_meta("recommendation")
+    if rec and rec.get("x") is not None:
+        pv, sd = rec.get("predicted_value"), rec.get("predicted_sd")
+        pred = "" if pv is None else f" (predicted {pv:.6g}" + (f", sd {sd:.3g})" if sd is not None else ")")
+        con.print(escape(f"recommendation at fidelity {rec.get('fidelity')}: x = ["
+                         + ", ".join(f"{v:.6g}" for v in rec["x"]) + f"]{pred}"))
+    front = store.get_meta("pareto_front")
+    if front is not None:
+        con.print(f"observed Pareto front: {len(front)} points")
+        for pt in front[:10]:
+            ys = ", ".join(f"{k} = {v:.6g}" for k, v in pt["y"].items())
+            xs = ", ".join(f"{k} = {v:.6g}" for k, v in pt["x"].items())
+            con.print(escape(f"  row {pt['id']}: {ys} at {xs}"))
+        if len(front) > 10:
+            con.print(f"  ({len(front) - 10} more in the run store's pareto_front)")
     if store.get_meta("mlflow_behind"):
         con.print("MLflow is behind the run store; `scalebridge resume` brings it up to date")
     store.close()

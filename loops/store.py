@@ -100,6 +100,7 @@ class RunStore:
         except sqlite3.DatabaseError as e:
             if getattr(self, "conn", None) is not None:
                 self.conn.close()
+            self._remove_copy()
             if not readonly and isinstance(e, sqlite3.OperationalError) and any(
                     w in str(e) for w in ("full", "I/O", "readonly", "unable to open")):
                 raise RunDirError(f"{self.path}: the run store cannot be written ({e}); free space or restore "
@@ -108,7 +109,10 @@ class RunStore:
 
     def _connect_readonly(self) -> sqlite3.Connection:
         """Read-only connection; on a read-only file system, where SQLite cannot
-        create the shared-memory file of a WAL store, the file is read as immutable."""
+        create the shared-memory file of a WAL store, the file is read as immutable,
+        or, where its write-ahead log holds transactions (which an immutable read
+        ignores: the store would look empty or out of date), a copy of the store and
+        its log in a temporary directory is read."""
         uri = self.path.resolve().as_uri()
         conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, timeout=30.0)
         try:
@@ -118,10 +122,38 @@ class RunStore:
             conn.close()
             if os.access(self.path.parent, os.W_OK):
                 raise
-        return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
+        wal = self.path.with_name(self.path.name + "-wal")
+        try:
+            has_log = wal.stat().st_size > 0
+        except OSError:
+            has_log = False
+        if not has_log:
+            return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
+        import shutil
+        import tempfile
+
+        self._copy_dir = tempfile.mkdtemp(prefix="scalebridge-status-")
+        copy = Path(self._copy_dir) / self.path.name
+        try:
+            shutil.copyfile(self.path, copy)
+            shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
+        except OSError as e:
+            self._remove_copy()
+            raise sqlite3.OperationalError(f"cannot copy the store and its write-ahead log to read them ({e})") from None
+        # a read-write connection to the copy replays the log (the original is not touched)
+        return sqlite3.connect(str(copy), isolation_level=None, timeout=30.0)
+
+    def _remove_copy(self) -> None:
+        d = getattr(self, "_copy_dir", None)
+        if d is not None:
+            import shutil
+
+            shutil.rmtree(d, ignore_errors=True)
+            self._copy_dir = None
 
     def close(self) -> None:
         self.conn.close()
+        self._remove_copy()
 
     @contextmanager
     def transaction(self):
