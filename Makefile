@@ -37,4 +37,4 @@ peers: install
 	$(BIN)/pip install -c constraints.txt -e ".[peers]"
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info

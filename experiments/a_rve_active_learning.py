@@ -9,40 +9,14 @@ at fresh deformation gradients.
 
 from pathlib import Path
 
-import torch
-
+from loops.demo import SMOKE_A as SMOKE
+from loops.demo import check_material_model
 from loops.experiment import experiment_parser, run_experiment
 
+# ``scalebridge demo`` runs this experiment at its smoke size from a copy of this config inside
+# the package (loops/demo_data/), with the smoke overrides and the check defined in loops/demo.py.
 CONFIG = Path(__file__).parent / "configs" / "a_rve_active_learning.toml"
-SMOKE = {
-    "oracle": {"grid": 11},
-    "budget": {"calls": 16, "wall_time": 300},
-    "initial": {"n": 8},
-    "learn": {"n_validation": 16},
-    "acquisition": {"mc_points": 128, "num_restarts": 2, "raw_samples": 64},
-}
-
-
-def check_material_model(camp) -> None:
-    """Compare the final surrogate's stress with the oracle at random F."""
-    model = getattr(camp, "final_model", None)
-    if model is None or not hasattr(model, "material_response"):
-        print("no material-model surrogate was produced")
-        return
-    g = torch.Generator().manual_seed(123)
-    lo, hi = camp.oracle.bounds
-    H = lo + (hi - lo) * torch.rand(8, 4, generator=g, dtype=torch.float64)
-    F = torch.eye(2, dtype=torch.float64) + H.reshape(8, 2, 2)
-    resp = model.material_response(F)
-    P_true = camp.oracle.evaluate(H).Y.reshape(8, 2, 2)
-    err = (resp.P - P_true).norm(dim=(1, 2)) / P_true.norm(dim=(1, 2))
-    print(f"surrogate material_response: median relative stress error {err.median():.3g} "
-          f"at 8 fresh F; tangent shape {tuple(resp.tangent.shape)}")
-    name = camp.store.get_meta("registered_model_name")
-    if name:
-        # the version this run registered (the latest under the name can be another run's)
-        version = camp.store.get_meta("registered_model_version") or "latest"
-        print(f"registered model: models:/{name}/{version} (load with surrogates.mlflow_flavor.load_model)")
+__all__ = ["CONFIG", "SMOKE", "check_material_model", "main"]
 
 
 def main(argv=None):

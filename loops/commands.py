@@ -141,6 +141,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from loops.store import RunDirError, RunStore, read_progress, run_dir_in_use
 
     f = Path(args.run) / "store.sqlite"
+    if not Path(args.run).exists():
+        print(f"{args.run}: no such directory", file=sys.stderr)
+        return 2
     if not f.exists():
         print(f"{args.run}: not a campaign run directory (no store.sqlite)", file=sys.stderr)
         return 2
@@ -174,8 +177,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     budget = cfg.get("budget", {})
     # names, reasons and units are text, not rich markup: "[s]" is a style, "[/scratch/...]" a closing tag
     table = Table(title=escape(f"campaign {cfg.get('name')} ({cfg.get('mode')}) - {status}"))
-    # pending rows run only while a driver does; otherwise they wait for `resume`
-    waiting = "running" if status == "running" else "pending"
+    # pending rows are in flight (running, or queued for a worker) only while a driver runs;
+    # otherwise they wait for `resume`
+    waiting = "in flight" if status == "running" else "pending"
     for col in ("role", "fidelity", "done", "failed", waiting, "cancelled", "cost", "mean time [s]"):
         table.add_column(escape(col), justify="right")
     groups: dict[tuple[str, int], list[dict]] = {}

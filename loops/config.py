@@ -575,9 +575,12 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError([f"{path}: no such config file"])
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError([f"{path}: not valid TOML: {e}"]) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+                           "TOML files are UTF-8"]) from None
 
 
 def load_config(path: str | Path) -> CampaignConfig:

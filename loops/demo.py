@@ -15,13 +15,27 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import tomllib
+from importlib.resources import as_file, files
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-FE2_CONFIG = ROOT / "experiments" / "configs" / "fe2_plate_hole.toml"
+# The demo's configs ship inside the package (``loops/demo_data/``, package data in
+# pyproject.toml), so that the demo runs from a wheel, where ``experiments/`` is absent.
+# They are copies of ``experiments/configs/{a_rve_active_learning,fe2_plate_hole}.toml``
+# (tests/loops/test_packaging.py checks that they stay the same).
+DEMO_DATA = files("loops") / "demo_data"
+CAMPAIGN_CONFIG = DEMO_DATA / "a_rve_active_learning.toml"
+FE2_CONFIG = DEMO_DATA / "fe2_plate_hole.toml"
+
+#: the smoke size of experiment (a), which the demo runs (``experiments/a_rve_active_learning.py --smoke``)
+SMOKE_A = {
+    "oracle": {"grid": 11},
+    "budget": {"calls": 16, "wall_time": 300},
+    "initial": {"n": 8},
+    "learn": {"n_validation": 16},
+    "acquisition": {"mc_points": 128, "num_restarts": 2, "raw_samples": 64},
+}
 
 
 def register(subparsers, name: str = "demo") -> None:
@@ -32,12 +46,39 @@ def register(subparsers, name: str = "demo") -> None:
     p.set_defaults(func=run)
 
 
-def _experiment_a():
-    path = ROOT / "experiments" / "a_rve_active_learning.py"
-    spec = importlib.util.spec_from_file_location("experiment_a", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def check_material_model(camp) -> None:
+    """Compare the final surrogate's stress with the oracle at random F (experiment (a)'s check)."""
+    import torch
+
+    model = getattr(camp, "final_model", None)
+    if model is None or not hasattr(model, "material_response"):
+        print("no material-model surrogate was produced")
+        return
+    g = torch.Generator().manual_seed(123)
+    lo, hi = camp.oracle.bounds
+    H = lo + (hi - lo) * torch.rand(8, 4, generator=g, dtype=torch.float64)
+    F = torch.eye(2, dtype=torch.float64) + H.reshape(8, 2, 2)
+    resp = model.material_response(F)
+    P_true = camp.oracle.evaluate(H).Y.reshape(8, 2, 2)
+    err = (resp.P - P_true).norm(dim=(1, 2)) / P_true.norm(dim=(1, 2))
+    print(f"surrogate material_response: median relative stress error {err.median():.3g} "
+          f"at 8 fresh F; tangent shape {tuple(resp.tangent.shape)}")
+    name = camp.store.get_meta("registered_model_name")
+    if name:
+        # the version this run registered (the latest under the name can be another run's)
+        version = camp.store.get_meta("registered_model_version") or "latest"
+        print(f"registered model: models:/{name}/{version} (load with surrogates.mlflow_flavor.load_model)")
+
+
+def _campaign_a(argv: list[str]):
+    """Experiment (a) at its smoke size, on the packaged copy of its config."""
+    from loops.experiment import experiment_parser, run_experiment
+
+    args = experiment_parser("scalebridge demo").parse_args(argv)
+    with as_file(CAMPAIGN_CONFIG) as path:
+        camp = run_experiment(path, SMOKE_A, args)
+    check_material_model(camp)
+    return camp
 
 
 def fe2_config_for(camp, model_uri: str, out_dir: Path, provider: str = "adaptive"):
@@ -45,7 +86,7 @@ def fe2_config_for(camp, model_uri: str, out_dir: Path, provider: str = "adaptiv
     (``provider="oracle"``: the same problem with the RVE at every Gauss point)."""
     from loops.fe2.config import parse_config
 
-    data = tomllib.loads(FE2_CONFIG.read_text())
+    data = tomllib.loads(FE2_CONFIG.read_text(encoding="utf-8"))
     oracle = camp.config.oracle.model_dump() if hasattr(camp.config.oracle, "model_dump") else {}
     grid = oracle.get("grid")
     if grid:  # the oracle the surrogate was trained on
@@ -54,7 +95,7 @@ def fe2_config_for(camp, model_uri: str, out_dir: Path, provider: str = "adaptiv
     data["material"]["provider"] = provider
     data["output_dir"] = str(out_dir)
     data["load"]["n_steps"] = 4
-    return parse_config(data, str(FE2_CONFIG))
+    return parse_config(data, "fe2_plate_hole.toml (scalebridge demo)")
 
 
 def fe2_comparison(adaptive: dict, oracle: dict) -> str:
@@ -75,10 +116,9 @@ def fe2_comparison(adaptive: dict, oracle: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     uri = os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
-    mod = _experiment_a()
     argv = ["--smoke"] + (["--run-dir", args.run_dir] if args.run_dir else []) + (
         ["--no-progress"] if args.no_progress else [])
-    camp = mod.main(argv)
+    camp = _campaign_a(argv)
     print()
     print(f"campaign status:  scalebridge status {camp.run_dir}")
     name = camp.store.get_meta("registered_model_name")

@@ -42,7 +42,7 @@ def run_experiment(config_path: str | Path, smoke_overrides: dict[str, Any], arg
     from loops.config import tomllib
     from loops.engine import Campaign
 
-    data = tomllib.loads(Path(config_path).read_text())
+    data = tomllib.loads(Path(config_path).read_text(encoding="utf-8"))
     if args.smoke:
         data = merge(data, smoke_overrides)
         data["name"] = data.get("name", "campaign") + "-smoke"

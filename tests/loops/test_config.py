@@ -93,6 +93,17 @@ def test_bad_toml_and_missing_file(tmp_path):
         load_config(tmp_path / "missing.toml")
 
 
+def test_config_in_another_encoding_is_named(tmp_path):
+    """TOML is UTF-8: non-ASCII text reads as written, and a file in another encoding is named
+    as such (it had been a bare UnicodeDecodeError)."""
+    f = tmp_path / "c.toml"
+    f.write_bytes('# FE² plate, σ in MPa\nname = "t²"\noracle = {name = "branin"}\n[budget]\ncalls = 5\n'.encode())
+    assert load_config(f).name == "t²"
+    f.write_bytes('# plaque trouée\nname = "t"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 0xe9"):
+        load_config(f)
+
+
 def test_unknown_oracle_lists_only_real_oracles_and_test_doubles_name_their_path():
     (line,) = _lines({**GOOD, "oracle": {"name": "nope"}})
     for fake in ("slow", "flaky", "die_once", "branin_mf", "fakes"):

@@ -168,3 +168,11 @@ def test_status_on_a_read_only_file_system_reads_the_write_ahead_log(tmp_path, c
     assert n_done == 5
     assert f"calls: {n_done} / 5" in out
     assert (ro / "store.sqlite-wal").read_bytes() == wal_before  # the original untouched
+
+
+def test_status_of_a_missing_path_says_it_is_missing(tmp_path, capsys, monkeypatch):
+    rc, out, err = _status(capsys, monkeypatch, tmp_path / "nope")
+    assert rc == 2 and not out and err.strip() == f"{tmp_path / 'nope'}: no such directory"
+    (tmp_path / "empty").mkdir()
+    rc, out, err = _status(capsys, monkeypatch, tmp_path / "empty")
+    assert rc == 2 and "not a campaign run directory (no store.sqlite)" in err
