@@ -46,8 +46,10 @@ new answers with its hyperparameters kept (BoTorch's fantasy update).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import operator
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -60,7 +62,9 @@ from botorch.models import MultiTaskGP, SingleTaskGP
 from botorch.models.transforms.input import Normalize
 from botorch.models.utils.assorted import fantasize as fantasize_flag
 from botorch.optim.closures import get_loss_closure_with_grads
+from botorch.posteriors.gpytorch import GPyTorchPosterior
 from gpytorch.constraints import GreaterThan
+from gpytorch.distributions import MultitaskMultivariateNormal, MultivariateNormal
 from gpytorch.kernels import MaternKernel, ScaleKernel
 from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.likelihoods.hadamard_gaussian_likelihood import HadamardGaussianLikelihood
@@ -77,6 +81,7 @@ from surrogates.base import (
     check_int,
     register_surrogate,
     variance_in_output_units,
+    with_output_scale,
 )
 from surrogates.dataset import DTYPE, Dataset, floor_yvar, output_scales, real_tensor
 
@@ -838,19 +843,62 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             raise TypeError(f"X must be a torch.Tensor (batch x q x {self.train_dataset.d}), got {type(X).__name__}")
         X = _model_dtype(X)
         _check_finite("X", X)
+        m = self.num_outputs
+        idcs = self._output_indices(output_indices)
         # inside BoTorch's fantasize the tensor is the likelihood's own noise, standardized
         if torch.is_tensor(observation_noise) and not fantasize_flag.on():
-            self._check_noise(observation_noise, X, output_indices)
-            observation_noise = observation_noise.to(X) / self.outcome_transform.stdvs.to(X).pow(2)
-        return super().posterior(X, output_indices=output_indices, observation_noise=observation_noise,
-                                 posterior_transform=posterior_transform, **kwargs)
+            self._check_noise(observation_noise, X, None if idcs is None else len(idcs))
+            observation_noise = observation_noise.to(X)
+            if idcs is not None:  # the selected outputs' columns, the others' noise-free
+                full = observation_noise.new_zeros(torch.broadcast_shapes(
+                    observation_noise.shape, (*X.shape[:-1], len(idcs)))[:-1] + (m,))
+                full[..., idcs] = observation_noise
+                observation_noise = full
+            observation_noise = observation_noise / self.outcome_transform.stdvs.to(X).pow(2)
+        if idcs is None:
+            return super().posterior(X, observation_noise=observation_noise,
+                                     posterior_transform=posterior_transform, **kwargs)
+        # BoTorch's own selection fails on this model (one output: "at least 2 MVNs"; more: the
+        # outcome transform's m scales against fewer outputs): the full posterior's block of them
+        post = with_output_scale(
+            self._select_outputs(super().posterior(X, observation_noise=observation_noise, **kwargs), idcs),
+            self.outcome_transform.stdvs.reshape(-1)[idcs])
+        return post if posterior_transform is None else posterior_transform(post)
 
-    def _check_noise(self, noise: Tensor, X: Tensor, output_indices) -> None:
-        """A one-line :class:`InvalidInput` unless ``noise`` is ``batch x q x m`` (batch broadcast
-        against ``X``'s) finite variances >= 0, as :meth:`posterior` reads a tensor of them."""
-        if output_indices is not None:
-            return
-        m, q = self.num_outputs, (X.shape[-2] if X.dim() > 1 else 1)
+    def _output_indices(self, output_indices) -> list[int] | None:
+        """``output_indices`` as a list of distinct indices in ``[0, m)``, None for all outputs in order."""
+        if output_indices is None:
+            return None
+        m = self.num_outputs
+        try:
+            idcs = [operator.index(i) for i in output_indices]
+        except TypeError:
+            raise TypeError(f"output_indices must be a list of output indices (ints), got {output_indices!r}") from None
+        if not idcs or any(not -m <= i < m for i in idcs) or len({i % m for i in idcs}) != len(idcs):
+            raise ValueError(f"output_indices must be distinct output indices in [-{m}, {m - 1}], got {output_indices}")
+        idcs = [i % m for i in idcs]
+        return None if idcs == list(range(m)) else idcs
+
+    @staticmethod
+    def _select_outputs(post, idcs: list[int]) -> GPyTorchPosterior:
+        """The joint posterior of the outputs ``idcs`` (in that order) from ``post`` over all
+        ``m`` outputs (a multi-task normal, ``m > 1``)."""
+        d = post.distribution
+        mean = d.mean  # batch x q x m
+        q, m = mean.shape[-2], mean.shape[-1]
+        pts = torch.arange(q, device=mean.device)
+        # position of (point i, output j) in the flattened covariance
+        pos = torch.stack([pts * m + j if d._interleaved else j * q + pts for j in idcs]).reshape(-1)
+        cov = d.lazy_covariance_matrix[..., pos, :][..., :, pos]
+        if len(idcs) == 1:
+            return GPyTorchPosterior(MultivariateNormal(mean[..., idcs[0]], cov))
+        return GPyTorchPosterior(MultitaskMultivariateNormal(mean[..., idcs], cov, interleaved=False))
+
+    def _check_noise(self, noise: Tensor, X: Tensor, k: int | None = None) -> None:
+        """A one-line :class:`InvalidInput` unless ``noise`` is ``batch x q x k`` (batch broadcast
+        against ``X``'s; ``k`` the selected outputs, default all ``m``) finite variances >= 0, as
+        :meth:`posterior` reads a tensor of them."""
+        m, q = (self.num_outputs if k is None else k), (X.shape[-2] if X.dim() > 1 else 1)
         shape = tuple(noise.shape)
         target = torch.Size((*X.shape[:-1], m))
         try:
@@ -910,8 +958,14 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
                     raise InvalidInput(f"noise must be finite variances >= 0 (output units), got "
                                        f"{nz.flatten().tolist()[:6]}")
                 noise = nz / self.outcome_transform.stdvs.to(nz).pow(2)
-            return super().condition_on_observations(
-                X, Y, **({} if noise is None else {"noise": noise}), **kwargs)
+            # GPyTorch detaches the fantasy model's covariance cache from the new inputs
+            # (``detach_test_caches``, on outside BoTorch's posterior calls), so the fantasy
+            # posterior variance would miss its gradient through them and qNIPV's gradient
+            # would be wrong (SingleTaskGP's too); values are the same either way
+            keep = torch.is_grad_enabled() and torch.is_tensor(X) and X.requires_grad
+            with gpytorch.settings.detach_test_caches(False) if keep else contextlib.nullcontext():
+                return super().condition_on_observations(
+                    X, Y, **({} if noise is None else {"noise": noise}), **kwargs)
         X = self._inputs(X)
         n = X.shape[0]
         m = self.num_outputs

@@ -505,6 +505,16 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
     def num_outputs(self) -> int:
         return 1
 
+    def subset_output(self, idcs: list[int]) -> MultiFidelityModel:
+        """BoTorch's ``subset_output``: the model has one output, so ``[0]`` gives a copy of it."""
+        try:
+            ok = [operator.index(i) for i in idcs] in ([0], [-1])
+        except TypeError:
+            ok = False
+        if not ok:
+            raise ValueError(f"{type(self).__name__} has one output: subset_output takes [0], got {idcs!r}")
+        return copy.deepcopy(self)
+
     #: BoTorch's fantasize looks for a fixed-noise likelihood; the noise of
     #: these models is handled by :meth:`condition_on_observations`
     likelihood = None

@@ -225,6 +225,25 @@ class NeuralEnsembleModel(Model, SurrogateMixin):
         self.variance_scale.copy_(torch.where(torch.isnan(s2), self.variance_scale, s2))
         return self.variance_scale.clone()
 
+    #: read by the campaign and FE² code (:func:`~surrogates.base.conditions_on_observations`):
+    #: an ensemble learns new points by a refit, not by conditioning
+    supports_conditioning = False
+
+    def condition_on_observations(self, X: Tensor, Y: Tensor, **kwargs):
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot be conditioned on new observations (a deep ensemble learns them by a "
+            f"refit: {type(self).__name__}.from_dataset); for acquisitions that fantasize (qKG, qNIPV) use a GP "
+            "surrogate")
+
+    def fantasize(self, X: Tensor, *args, **kwargs):
+        raise NotImplementedError(
+            f"{type(self).__name__} does not fantasize (it cannot be conditioned without a refit); the acquisitions "
+            "that fantasize (qKnowledgeGradient, qNegIntegratedPosteriorVariance) need a GP surrogate")
+
+    def subset_output(self, idcs: list[int]):
+        raise NotImplementedError(
+            f"{type(self).__name__} does not subset its outputs; pass output_indices to posterior instead")
+
     def posterior(self, X: Tensor, output_indices=None, observation_noise=False,
                   posterior_transform=None, **kwargs) -> GPyTorchPosterior:
         """Posterior at ``X`` (``batch x q x d``): diagonal normal over ``batch x q x m``.
