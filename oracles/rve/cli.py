@@ -349,6 +349,13 @@ def run(args) -> int:
     except (OracleError, ValueError) as e:
         print(f"scalebridge rve: error: {e}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as e:
+        from oracles.memory import out_of_memory, out_of_memory_message
+
+        if not out_of_memory(e):
+            raise
+        print(f"scalebridge rve: error: {out_of_memory_message(e)}", file=sys.stderr)
+        return 2
     micro = args.microstructure if isinstance(micro, (np.ndarray, PhaseMap)) else micro
     out = {
         "dim": k,

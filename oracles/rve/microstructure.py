@@ -64,46 +64,44 @@ def check_grid(shape: Any) -> tuple[int, ...]:
     return shp
 
 
-#: peak memory of one FFT homogenization with its tangent, bytes per voxel, by
-#: (dimension, finite strain): measured as the growth of the peak resident set
-#: of ``RVEOracle.homogenize(..., tangent=True)`` on 511^2 and 47^3 grids
-#: (float64, CPU), rounded up
-BYTES_PER_VOXEL = {(2, False): 400, (2, True): 1400, (3, False): 850, (3, True): 4700}
+#: peak memory of one FFT homogenization with its tangent, bytes per voxel and macro load, by
+#: (dimension, finite strain): measured as the growth of the peak resident set of
+#: ``RVEOracle.homogenize(..., tangent=True)`` (float64, CPU, one load) on 63^2-511^2 and
+#: 32^3-80^3 grids, rounded up (finite strain 3D: 2900-3900 measured, 4700 before the laws summed
+#: their tangents in place and Newton freed the old tangent before the next)
+BYTES_PER_VOXEL = {(2, False): 400, (2, True): 1400, (3, False): 850, (3, True): 4000}
 
 
-def grid_memory_estimate(shape: Any, finite: bool = False) -> float:
-    """Estimated peak memory (bytes) of homogenizing one load on grid ``shape``."""
+def grid_memory_estimate(shape: Any, finite: bool = False, loads: int = 1) -> float:
+    """Estimated peak memory (bytes) of homogenizing ``loads`` macro loads at once on grid
+    ``shape`` (a nonlinear solve holds every load's fields; linear small strain does not)."""
     shp = check_grid(shape)
-    return float(math.prod(shp)) * BYTES_PER_VOXEL[(len(shp), bool(finite))]
+    return float(math.prod(shp)) * BYTES_PER_VOXEL[(len(shp), bool(finite))] * max(1, int(loads))
 
 
-def physical_memory() -> float:
-    """Physical memory of this machine (bytes)."""
-    import os
-
-    try:
-        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        import psutil
-
-        return float(psutil.virtual_memory().total)
-
-
-def check_grid_memory(shape: Any, finite: bool = False, memory: float | None = None) -> tuple[int, ...]:
-    """``shape`` as a tuple when its solve fits in ``memory`` bytes (default: this machine's).
+def check_grid_memory(shape: Any, finite: bool = False, memory: float | None = None,
+                      loads: int = 1) -> tuple[int, ...]:
+    """``shape`` as a tuple when its solve fits in ``memory`` bytes (default:
+    :func:`oracles.memory.available_memory`, what this process can still allocate).
 
     Raises:
-        InvalidInput: naming the grid, the estimate and the memory, e.g.
-            ``grid 600^3 needs about 184 GB; this machine has 23 GB``.
+        InvalidInput: naming the grid, the estimate, the memory and the largest grid that
+            fits, e.g. ``grid 600^3 needs about 184 GB (small strain); this machine has 23 GB
+            available: use a coarser grid (about 300^3 fits)``.
     """
+    from oracles import memory as mem
+
     shp = check_grid(shape)
-    need = grid_memory_estimate(shp, finite)
-    have = physical_memory() if memory is None else float(memory)
+    need = grid_memory_estimate(shp, finite, loads)
+    have = mem.available_memory() if memory is None else float(memory)
     if need > have:
-        g = f"{shp[0]}^{len(shp)}" if len(set(shp)) == 1 else " x ".join(map(str, shp))
+        k = len(shp)
+        fit = int((have / (BYTES_PER_VOXEL[(k, bool(finite))] * max(1, int(loads)))) ** (1.0 / k))
+        hint = f"about {fit}^{k} fits" if fit >= 3 else "not even a 3-voxel grid fits: free some memory"
+        per = f", {int(loads)} loads at once" if loads > 1 else ""
         raise InvalidInput(
-            f"grid {g} needs about {need / 1e9:.3g} GB ({'finite' if finite else 'small'} strain); "
-            f"this machine has {have / 1e9:.3g} GB: use a coarser grid"
+            f"grid {mem.grid_name(shp)} needs about {need / 1e9:.3g} GB ({'finite' if finite else 'small'} "
+            f"strain{per}); this machine has {have / 1e9:.3g} GB available: use a coarser grid ({hint})"
         )
     return shp
 

@@ -133,6 +133,9 @@ def newton(problem: EquilibriumProblem, vbar: Tensor, start: tuple[Tensor, Tenso
         steps.append((field_norm(E + step, k) / field_norm(Vbar, k)).max().item())
         newton_it = 1
     while True:
+        # the previous linearization is not needed any more: free it before the next one
+        # (two tangents of L m^2 doubles per voxel would be alive at once otherwise)
+        Kop = Kt = None
         try:
             S, Kt = problem.constitutive(X)
         except InvalidInput as e:

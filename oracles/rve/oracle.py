@@ -36,7 +36,7 @@ from oracles.base import DTYPE, CostModel, Oracle, OracleResult, make_bounds, no
 from oracles.exceptions import InvalidInput, OracleError, is_real
 from oracles.material import MaterialResponse
 from oracles.rve.laws import FiniteStrainLaw, SmallStrainLaw
-from oracles.rve.microstructure import PhaseMap
+from oracles.rve.microstructure import PhaseMap, check_grid_memory
 from oracles.rve.solver import FFTSolver, HomogenizationResult, law_list
 
 __all__ = ["RVEOracle", "load_phase_map"]
@@ -140,6 +140,8 @@ class RVEOracle(Oracle):
             )
         self.grid = self._resolve_grid(grid, dim, arr)
         self.k = len(self.grid)
+        # a grid whose solve cannot fit is refused here, before its phase map is built
+        check_grid_memory(self.grid, finite=self.finite)
         if arr is not None and tuple(arr.shape) != self.grid:
             raise InvalidInput(
                 f"phase map has shape {tuple(arr.shape)}, which does not match grid {self.grid}"

@@ -220,6 +220,9 @@ class FFTSolver:
         self._lin_ref: ReferenceMedium | None = None
         #: largest CG field (doubles) of a batched tangent solve; more RHS are chunked
         self.max_field_doubles = 2**18
+        #: Newton solves of this many bytes (estimated) or fewer run whole without asking the
+        #: machine for its available memory; larger batches of loads are cut to what is available
+        self.memory_budget = 2**30
         self._unit_cache: tuple | None = None
 
     # --------------------------------------------------------------- helpers
@@ -444,8 +447,41 @@ class FFTSolver:
             info=info,
         )
 
+    def _load_chunk(self, L: int) -> int:
+        """Loads per Newton solve: all ``L`` when they fit in the memory available, else as many
+        as fit (InvalidInput when not even one does). A nonlinear solve holds every load's
+        fields, so a batch of many Gauss points (FE²) would need ``L`` times one load's memory;
+        batches that fit are solved whole, as before."""
+        from oracles import memory as mem
+        from oracles.rve.microstructure import BYTES_PER_VOXEL, check_grid_memory
+
+        per_load = self.n_voxels * BYTES_PER_VOXEL[(self.k, self.kind == "finite")]
+        if L * per_load <= self.memory_budget:
+            return L
+        have = mem.available_memory()
+        if L * per_load <= have:
+            return L
+        check_grid_memory(self.shape, finite=self.kind == "finite", memory=have)
+        return max(1, int(have // per_load))
+
     def _homogenize_newton(self, load: Tensor, tangent: bool, fields: bool) -> HomogenizationResult:
         L = load.shape[0]
+        chunk = self._load_chunk(L)
+        if chunk < L:
+            parts = [self._homogenize_newton(load[i:i + chunk], tangent, fields) for i in range(0, L, chunk)]
+            info: dict[str, Any] = {"load_chunks": [p.stress.shape[0] for p in parts]}
+            for key in ("cg_iterations_per_solve", "newton_steps", "residuals"):
+                info[key] = [v for p in parts for v in p.info[key]]
+            return HomogenizationResult(
+                stress=torch.cat([p.stress for p in parts]),
+                tangent=torch.cat([p.tangent for p in parts]) if tangent else None,
+                newton_iterations=max(p.newton_iterations for p in parts),
+                cg_iterations=sum(p.cg_iterations for p in parts),
+                residual=torch.cat([p.residual for p in parts]),
+                fields={key: torch.cat([p.fields[key] for p in parts]) for key in parts[0].fields}
+                if fields else None,
+                info=info,
+            )
         vbar = self.basis.vec(load)  # L x m
         info: dict[str, Any] = {}
         try:

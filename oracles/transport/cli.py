@@ -111,8 +111,9 @@ PERMEABILITY_UNITS = {"tensor": "m^2", "tensor_darcy": "darcy", "mobility": "m^2
                       "viscosity": "Pa s", "wall_time": "s"}
 
 #: peak memory of a solve per voxel (bytes) by dimension, measured with ``/usr/bin/time`` on
-#: 1e5-1e6 voxels (conductivity 2D 520, 3D 850; permeability 2D 380, 3D 640): the larger of the two
-BYTES_PER_VOXEL = {2: 520.0, 3: 850.0}
+#: 1e5-1e6 voxels (conductivity 2D 520, 3D 900-1010 on 32^3-96^3; permeability 2D 380, 3D 560-640): the
+#: larger of the two
+BYTES_PER_VOXEL = {2: 520.0, 3: 1000.0}
 
 
 #: parameter name in the messages of :mod:`oracles.transport` -> option
@@ -148,19 +149,34 @@ def _check_conductivities(args, micro) -> None:
 
 
 def _grid(args) -> tuple[int, ...]:
-    from oracles.rve.microstructure import physical_memory
-
     k = 3 if args.dim is None else args.dim
     grid = [32] if args.grid is None else args.grid
     if len(grid) not in (1, k):
         raise ValueError(f"--grid needs 1 or {k} values, got {grid}")
     shape = tuple(grid) * k if len(grid) == 1 else tuple(grid)
-    need, have = math.prod(shape) * BYTES_PER_VOXEL[k], physical_memory()
-    if need > have:
-        g = f"{shape[0]}^{k}" if len(set(shape)) == 1 else " x ".join(map(str, shape))
-        raise ValueError(f"--grid {g} needs about {need / 1e9:.3g} GB; this machine has {have / 1e9:.3g} GB: "
-                         "use a coarser grid")
+    check_memory(shape, "--grid")
     return shape
+
+
+def memory_estimate(shape: tuple[int, ...]) -> float:
+    """Estimated peak memory (bytes) of a conductivity or permeability solve on ``shape``."""
+    return math.prod(shape) * BYTES_PER_VOXEL[len(shape)]
+
+
+def check_memory(shape: tuple[int, ...], what: str = "grid", memory: float | None = None) -> None:
+    """ValueError naming the grid, the estimate, the memory available (default:
+    :func:`oracles.memory.available_memory`) and the largest grid that fits,
+    when a solve on ``shape`` would not fit."""
+    from oracles import memory as mem
+
+    k = len(shape)
+    need = memory_estimate(shape)
+    have = mem.available_memory() if memory is None else float(memory)
+    if need > have:
+        g = mem.grid_name(shape)
+        fit = int((have / BYTES_PER_VOXEL[k]) ** (1.0 / k))
+        raise ValueError(f"{what} {g} needs about {need / 1e9:.3g} GB; this machine has {have / 1e9:.3g} GB "
+                         f"available: use a coarser grid (about {fit}^{k} fits)")
 
 
 def _check_image(args, arr: np.ndarray) -> np.ndarray:
@@ -174,6 +190,8 @@ def _check_image(args, arr: np.ndarray) -> np.ndarray:
         if g != arr.shape:
             raise ValueError(f"--grid {' '.join(map(str, args.grid))} does not apply to {args.microstructure!r}: "
                              f"the image has shape {arr.shape}; leave --grid out")
+    if arr.ndim in (2, 3):
+        check_memory(arr.shape, "image")
     return arr
 
 
@@ -248,8 +266,12 @@ def run_conductivity(args) -> int:
         wall = time.perf_counter() - t0
     except (OracleError, ValueError) as e:
         return _error("conductivity", args, e)
-    except MemoryError as e:
-        return _error("conductivity", args, MemoryError(f"out of memory ({e}); use a coarser grid"))
+    except (MemoryError, RuntimeError) as e:
+        from oracles.memory import out_of_memory, out_of_memory_message
+
+        if not out_of_memory(e):
+            raise
+        return _error("conductivity", args, MemoryError(out_of_memory_message(e)))
     out = {
         "dim": pm.ndim,
         "grid": list(pm.shape),
@@ -317,8 +339,12 @@ def run_permeability(args) -> int:
         wall = time.perf_counter() - t0
     except (OracleError, ValueError) as e:
         return _error("permeability", args, e)
-    except MemoryError as e:
-        return _error("permeability", args, MemoryError(f"out of memory ({e}); use a coarser grid"))
+    except (MemoryError, RuntimeError) as e:
+        from oracles.memory import out_of_memory, out_of_memory_message
+
+        if not out_of_memory(e):
+            raise
+        return _error("permeability", args, MemoryError(out_of_memory_message(e)))
     out = {
         **base,
         "tensor": res.tensor.tolist(),
