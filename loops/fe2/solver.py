@@ -361,6 +361,8 @@ class MacroSolver:
     #: free-dof count up to which the Newton system is assembled and factorized
     #: dense (LAPACK beats SuperLU's per-call overhead on a few hundred dofs)
     DENSE_MAX_DOFS = 400
+    #: largest block of dense Newton systems (bytes) a batched solve (:meth:`solve_batch`) builds at once
+    DENSE_BATCH_BYTES = 2**27
 
     def _setup_reduced_assembly(self) -> None:
         """Index maps from element-stiffness entries to the free-free system and the free-Dirichlet block.
@@ -682,11 +684,18 @@ class MacroSolver:
                 out[b] = spsolve(K, rhs[b])
             return out
         nf = self.free.size
-        K = np.asarray((self._scatter_ff @ Ke[:, self._ff].T).T).reshape(Bn, nf, nf)
-        try:
-            return np.linalg.solve(K, rhs[..., None])[..., 0]
-        except np.linalg.LinAlgError:
-            return np.full_like(rhs, np.nan)
+        # the dense systems of at most DENSE_BATCH_BYTES at once (1000 members at 400 free dofs
+        # would hold 1.3 GB); each member's solve is the same LAPACK call whatever the chunk
+        step = max(1, int(self.DENSE_BATCH_BYTES // (8 * nf * nf)))
+        out = np.empty_like(rhs)
+        for lo in range(0, Bn, step):
+            sl = slice(lo, min(Bn, lo + step))
+            K = np.asarray((self._scatter_ff @ Ke[sl, self._ff].T).T).reshape(-1, nf, nf)
+            try:
+                out[sl] = np.linalg.solve(K, rhs[sl, :, None])[..., 0]
+            except np.linalg.LinAlgError:
+                out[sl] = np.nan
+        return out
 
     def solve_batch(
         self,
