@@ -735,9 +735,14 @@ class MultiFidelityModel(Model, FantasizeMixin, SurrogateMixin):
             noise: observation-noise variances of the new rows, output units,
                 broadcastable to ``batch x q x 1``: each row's whole noise,
                 the level's inferred nugget included, as
-                ``posterior(..., observation_noise=noise)`` adds it (default:
-                each row's level's :meth:`noise_variance`, as
-                ``posterior(..., observation_noise=True)``).
+                ``posterior(..., observation_noise=noise)`` adds it, and at
+                least the level's nugget plus
+                :data:`~surrogates.multifidelity.core.NOISE_FLOOR` of its
+                variance, as any training row. Default: each row's level's
+                :meth:`noise_variance` with that floor, as a training row of
+                the level has it (``posterior(..., observation_noise=True)``
+                adds :meth:`noise_variance` without the floor, which differs
+                only for a noise-free level: by 1e-9 of its variance).
 
         Returns:
             A model of ``batch_shape`` ``fantasy_batch x batch`` whose posterior is

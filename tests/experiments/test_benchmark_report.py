@@ -53,3 +53,17 @@ def test_every_committed_target_has_a_row_with_its_measurement():
     for r in json.loads((results / "gp_throughput.json").read_text())["report"]:
         slowest = float(r["measured"].split()[0])
         assert r["met"] == (slowest >= 1e5), r
+
+
+def test_uq_and_fe2_rows_state_their_numbers_with_units():
+    """uq.json had one generic row of three booleans and no measurement; the FE² error rows
+    printed fractions under targets written in per cent (9.33e-05 under "0.5pct")."""
+    d = json.loads((ROOT / "experiments" / "benchmarks" / "results" / "uq.json").read_text())
+    rows, how = report.rows_for(ROOT / "experiments" / "benchmarks" / "results" / "uq.json")
+    assert how == "reader" and [r["met"] for r in rows] == [d["targets"][k] for k in d["targets"]]
+    assert f"{d['cost']['ratio']:.3g}x" == rows[2]["measured"]
+    for r in d["propagation_by_training_size"]:
+        assert f"{r['n_train']}: {r['epistemic']:.3g}" in rows[1]["measured"]
+    f = json.loads((ROOT / "experiments" / "benchmarks" / "results" / "fe2.json").read_text())
+    (err,) = [r for r in report.rows_fe2(f) if r["case"] == "adaptive_reaction_error_0.5pct"]
+    assert err["measured"] == f"{100 * f['adaptive']['reaction_rel_error']:.3g} %" and "0.5 %" in err["target"]
