@@ -205,6 +205,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         con.print(f"calls: {len(design)} / {budget['calls']}")
     if budget.get("cost"):
         con.print(f"cost: {sum(r['cost'] or 0 for r in design):g} / {budget['cost']}")
+    if budget.get("wall_time"):
+        # the drivers' banked time (a live driver banks it as results arrive)
+        con.print(f"wall time: {float(store.get_meta('elapsed', 0.0) or 0.0):.4g} / {budget['wall_time']:g} s"
+                  + (" (as of the last result)" if status == "running" else ""))
     val = [r for r in rows if r["role"] == "validation" and r["status"] in ("done", "failed")]
     if val:
         con.print(f"validation set (outside the budgets): {len(val)} calls, cost "

@@ -176,3 +176,17 @@ def test_status_of_a_missing_path_says_it_is_missing(tmp_path, capsys, monkeypat
     (tmp_path / "empty").mkdir()
     rc, out, err = _status(capsys, monkeypatch, tmp_path / "empty")
     assert rc == 2 and "not a campaign run directory (no store.sqlite)" in err
+
+
+def test_status_shows_the_wall_time_budget_against_the_banked_time(tmp_path, capsys, monkeypatch):
+    oracle = FunctionOracle(lambda x: (x - 0.3).pow(2).sum(), BOX, names=["a", "b"])
+    cfg = parse_config({"name": "wt", "oracle": oracle, "budget": {"calls": 5, "wall_time": 300},
+                        "initial": {"n": 4}, "acquisition": {"name": "sobol"}, "executor": {"kind": "serial"},
+                        "tracking": {"enabled": False}})
+    camp = Campaign(cfg, run_dir=tmp_path / "run")
+    camp.run()
+    camp.close()
+    _, meta = _rows(tmp_path / "run")
+    rc, out, err = _status(capsys, monkeypatch, tmp_path / "run")
+    assert rc == 0, err
+    assert f"wall time: {meta['elapsed']:.4g} / 300 s" in out and 0 < meta["elapsed"] < 300
