@@ -66,7 +66,7 @@ class MeshConfig(BaseModel):
     model_config = _STRICT
     kind: Literal["plate_with_hole", "rectangle", "box", "file"] = "plate_with_hole"
     #: 2D: quad1, quad2, tri1, tri2; 3D (box or a 3D file): hex1, hex2, tet1, tet2
-    #: (default quad1; a mesh file: the linear element of its cells)
+    #: (default quad1; a mesh file: the element of its cells, quadratic for second-order cells)
     element: Literal["quad1", "quad2", "tri1", "tri2", "hex1", "hex2", "tet1", "tet2"] = "quad1"
     intorder: SInt | None = Field(None, ge=1, le=10)
     # plate with a hole
@@ -115,14 +115,22 @@ class MeshConfig(BaseModel):
             )
         if self.kind == "file" and not self.path:
             raise ValueError("mesh.kind = 'file' needs mesh.path")
-        if self.kind == "file" and "element" not in self.model_fields_set:
-            # the file's own cell type (tri1 for triangles, tet1 for a 3D tet mesh, ...), not quad1
-            from loops.fe2.mesh import default_element, load_mesh
+        if self.kind == "file":
+            # the file's own cell type (tri1 for triangles, tet2 for a tetra10 mesh, ...), not quad1;
+            # a given element must fit the file's cells (the mesh is read once: load_mesh keeps it)
+            from loops.fe2.mesh import ELEMENTS, default_element, load_mesh
 
             try:
-                self.element = default_element(load_mesh(self.path, boundaries=False))
+                mesh = load_mesh(self.path, boundaries=False)
             except FileNotFoundError as e:
                 raise ValueError(str(e)) from None
+            own = default_element(mesh)
+            if "element" not in self.model_fields_set:
+                self.element = own
+            elif not isinstance(mesh, ELEMENTS[self.element][0]):
+                fits = [e for e, (m, _) in ELEMENTS.items() if isinstance(mesh, m)]
+                raise ValueError(f"mesh.element = {self.element!r} does not fit the {mesh.dim()}D {own[:-1]} cells of "
+                                 f"mesh file {self.path}; use one of {fits} (or leave mesh.element out)")
         if (self.kind == "box") != (self.dim == 3) and self.kind != "file":
             raise ValueError(
                 f"mesh.element = {self.element!r} does not fit mesh.kind = {self.kind!r} "

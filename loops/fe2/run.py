@@ -261,13 +261,15 @@ def run_fe2(cfg: FE2Config, progress=None) -> FE2Run:
 def _check_boundaries(cfg: FE2Config, mesh) -> None:
     """Every boundary the config names (Dirichlet, traction, reaction) is one of the mesh's:
     checked before anything is trained or solved."""
-    names = sorted(mesh.boundaries or {})
+    names = sorted(mesh.boundaries or {}, key=str)
     named = [(f"dirichlet[{i}].boundary", d.boundary) for i, d in enumerate(cfg.dirichlet)]
     named += [(f"traction[{i}].boundary", t.boundary) for i, t in enumerate(cfg.traction)]
     named.append(("load.reaction_boundary", cfg.load.reaction_boundary))
     for key, b in named:
         if b not in names:
             raise ValueError(f"{key} = {b!r} is not a boundary of the mesh; known: {names}")
+        if len(mesh.boundaries[b]) == 0:
+            raise ValueError(f"{key} = {b!r} names a boundary of the mesh with no facets")
 
 
 def _check_points(cfg: FE2Config, mesh) -> None:

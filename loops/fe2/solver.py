@@ -39,7 +39,7 @@ import torch
 from scipy.sparse.linalg import spsolve
 from skfem.quadrature import get_quadrature
 
-from loops.fe2.mesh import default_element, element_for
+from loops.fe2.mesh import check_jacobians, default_element, element_for
 from oracles.exceptions import NotConverged, OracleError, is_integer
 from oracles.material import MaterialModel, MaterialResponse
 
@@ -244,7 +244,8 @@ class MacroSolver:
         self.element = element
         self.intorder = DEFAULT_INTORDER[element] if intorder is None else int(intorder)
         self.thickness = float(thickness)
-        self.basis = skfem.Basis(mesh, element_for(mesh, element), intorder=self.intorder)
+        with np.errstate(divide="ignore", invalid="ignore"):  # a degenerate element: check_jacobians below
+            self.basis = skfem.Basis(mesh, element_for(mesh, element), intorder=self.intorder)
         full = get_quadrature(self.basis.elem.refdom, DEFAULT_INTORDER[element])[1].size
         if self.basis.X.shape[-1] < full:
             warnings.warn(
@@ -255,12 +256,18 @@ class MacroSolver:
                 ReducedIntegrationWarning,
                 stacklevel=2,
             )
+        # a degenerate element (zero area or volume) would put inf/nan into every gradient and
+        # surface as 'an element inverted' from the Newton solve
+        check_jacobians(self.basis.mapping.detDF(self.basis.X), "the mesh")
         names = set(mesh.boundaries or {})
         for bc in [*dirichlet, *tractions]:
             if bc.boundary not in names:
                 raise ValueError(
-                    f"boundary {bc.boundary!r} is not a boundary of the mesh; known: {sorted(names)}"
+                    f"boundary {bc.boundary!r} is not a boundary of the mesh; known: {sorted(names, key=str)}"
                 )
+            if len(mesh.boundaries[bc.boundary]) == 0:
+                raise ValueError(f"boundary {bc.boundary!r} of the mesh has no facets: a condition on it "
+                                 "would hold nothing")
         for bc in dirichlet:
             if not (is_integer(bc.component) and bc.component in range(k)):
                 raise ValueError(
@@ -686,11 +693,11 @@ class MacroSolver:
         nf = self.free.size
         # the dense systems of at most DENSE_BATCH_BYTES at once (1000 members at 400 free dofs
         # would hold 1.3 GB); each member's solve is the same LAPACK call whatever the chunk
-        step = max(1, int(self.DENSE_BATCH_BYTES // (8 * nf * nf)))
+        step = max(1, int(self.DENSE_BATCH_BYTES // max(1, 8 * nf * nf)))  # nf = 0: every dof prescribed
         out = np.empty_like(rhs)
         for lo in range(0, Bn, step):
             sl = slice(lo, min(Bn, lo + step))
-            K = np.asarray((self._scatter_ff @ Ke[sl, self._ff].T).T).reshape(-1, nf, nf)
+            K = np.asarray((self._scatter_ff @ Ke[sl, self._ff].T).T).reshape(sl.stop - lo, nf, nf)
             try:
                 out[sl] = np.linalg.solve(K, rhs[sl, :, None])[..., 0]
             except np.linalg.LinAlgError:

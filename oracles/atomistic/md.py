@@ -54,7 +54,13 @@ from oracles.atomistic.crystal import (
     strained,
 )
 from oracles.atomistic.engines import EngineSpec, attach_calculator, engine_name
-from oracles.exceptions import CalculationFailed, InvalidInput, is_finite_real, is_integer
+from oracles.exceptions import (
+    CalculationFailed,
+    InvalidInput,
+    OracleError,
+    is_finite_real,
+    is_integer,
+)
 
 
 def block_average(x: np.ndarray, n_blocks: int = 20) -> tuple[float, float]:
@@ -212,13 +218,27 @@ def make_langevin(atoms: Atoms, temperature: float, timestep: float, friction: f
     )
 
 
+def run_md(dyn, n_steps: int) -> None:
+    """``dyn.run(n_steps)`` with an engine failure (a calculator that raises on a
+    configuration it cannot handle) turned into one-line :class:`CalculationFailed`, so an
+    oracle records the point as failed instead of crashing."""
+    try:
+        dyn.run(n_steps)
+    except OracleError:
+        raise
+    except Exception as e:
+        raise CalculationFailed(
+            f"the engine failed during MD: {type(e).__name__}: {' '.join(str(e).split())}"
+        ) from e
+
+
 def sample_stress(dyn, atoms: Atoms, n_steps: int, sample_every: int) -> np.ndarray:
     """Run ``n_steps`` and return ``n_steps // sample_every x 6`` stresses (GPa)."""
     n = n_steps // sample_every
     out = np.empty((n, 6))
     for i in range(n):
-        dyn.run(sample_every)
-        out[i] = stress_gpa(atoms)
+        run_md(dyn, sample_every)
+        out[i] = calc_call(lambda: stress_gpa(atoms), "compute the stress during MD")
     if not np.isfinite(out).all():
         raise CalculationFailed("non-finite stress during MD (atoms too close or engine failure)")
     return out
@@ -444,7 +464,7 @@ def finite_temperature_elastic_constants(
     MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=np.random.default_rng(seeds[0]))
     Stationary(atoms)
     dyn = make_langevin(atoms, temperature, timestep, friction, seeds[1])
-    dyn.run(n_equil)
+    run_md(dyn, n_equil)
     atom_steps += n_equil * len(atoms)
     a = a_static
     p_mean = p_se = float("nan")
@@ -466,7 +486,7 @@ def finite_temperature_elastic_constants(
     # 2. the state the strained runs branch from
     a_eff = a_T * (1.0 + hydrostatic_strain)
     atoms.set_cell(cell1 * a_eff, scale_atoms=True)
-    dyn.run(n_equil)
+    run_md(dyn, n_equil)
     atom_steps += n_equil * len(atoms)
     u_rms = rms_displacement(atoms, ref_scaled)
     if u_rms > lindemann * nn * (1 + hydrostatic_strain):
@@ -493,7 +513,7 @@ def finite_temperature_elastic_constants(
             strained(atoms, sign * strain * pattern, cell_ref)
             noise = seeds[2 + k] if (correlated_noise or sign == 1) else seeds[2 + n_axes + k]
             d = make_langevin(atoms, temperature, timestep, friction, noise)
-            d.run(n_pre)
+            run_md(d, n_pre)
             S[sign] = sample_stress(d, atoms, n_steps, sample_every)
             atom_steps += (n_pre + n_steps) * len(atoms)
         D = (S[1] - S[-1]) / (2.0 * strain)  # samples x 6, dsigma_i / deps

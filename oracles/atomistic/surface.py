@@ -35,13 +35,14 @@ from oracles.atomistic.crystal import (
     CUBIC_STRUCTURES,
     build_crystal,
     check_element,
+    check_not_crushed,
     equilibrium_lattice_parameter,
     relax_positions,
 )
 from oracles.atomistic.crystal import calc_call as _calc_call
-from oracles.atomistic.engines import EngineSpec, attach_calculator, engine_name
+from oracles.atomistic.engines import EngineSpec, attach_calculator, engine_name, make_calculator
 from oracles.base import DTYPE, CostModel, Oracle, PointResult, make_bounds
-from oracles.exceptions import CalculationFailed, InvalidInput
+from oracles.exceptions import CalculationFailed, InvalidInput, is_finite_real
 
 #: 1 eV/A^2 in J/m^2
 EV_PER_A2_TO_J_PER_M2 = 16.021766339999996
@@ -75,6 +76,30 @@ def _length(name: str, value, least: float, too_small: str) -> float:
     if not math.isfinite(v) or v < least:
         raise InvalidInput(f"{name} = {value!r} A is {too_small}")
     return v
+
+
+#: parameter names under which ASE calculators keep their cut-off radius (A): LennardJones
+#: ``rc``, MorsePotential ``rcut2``, EAM ``cutoff``
+CUTOFF_PARAMETERS = ("rc", "rcut2", "cutoff")
+
+
+def cutoff_params(engine: EngineSpec, engine_params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``engine_params`` with ``rc`` set to the calculator's own cut-off radius (A) when
+    ``engine`` is a factory or an instance whose calculator names one
+    (:data:`CUTOFF_PARAMETERS`) and ``engine_params`` does not: the slab-thickness and
+    vacuum checks then see a cut-off set inside a user's calculator. Named engines are
+    left alone (``lj`` takes ``rc`` from ``engine_params``)."""
+    params = dict(engine_params or {})
+    if isinstance(engine, str) or params.get("rc") is not None:
+        return params
+    calc = make_calculator(engine, **params)
+    found = dict(getattr(calc, "parameters", None) or {})
+    for key in CUTOFF_PARAMETERS:
+        v = found.get(key, getattr(calc, key, None))
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0:
+            params["rc"] = float(v)
+            break
+    return params
 
 
 def check_min_thickness(min_thickness: float, a: float, engine_params: dict[str, Any] | None = None) -> float:
@@ -206,6 +231,18 @@ def _area(cell: np.ndarray) -> float:
     return float(np.linalg.norm(np.cross(cell[0], cell[1])))
 
 
+def _lattice_parameter(element: str, structure: str, a, engine, engine_params) -> float:
+    """``a`` (A) checked (a positive number whose neighbours are not crushed together:
+    not nm for A), or the static zero-pressure one for None."""
+    if structure not in CUBIC_STRUCTURES:
+        raise InvalidInput(f"structure must be one of {CUBIC_STRUCTURES} (cubic), got {structure!r}")
+    if a is None:
+        return equilibrium_lattice_parameter(element, structure, engine, engine_params)
+    if not (is_finite_real(a) and a > 0):
+        raise InvalidInput(f"a must be a positive lattice parameter in A (or None for the zero-pressure one), got {a!r}")
+    return check_not_crushed(element, structure, float(a))
+
+
 def _bulk_energy_per_atom(element: str, structure: str, a: float, engine, engine_params) -> float:
     b = build_crystal(element, structure, a)
     attach_calculator(b, engine, **(engine_params or {}))
@@ -238,10 +275,10 @@ def surface_energy(
         ``a`` and ``relax_steps``.
     """
     check_element(element)
-    if a is None:
-        a = equilibrium_lattice_parameter(element, structure, engine, engine_params)
-    min_thickness = check_min_thickness(min_thickness, a, engine_params)
-    vacuum = check_vacuum(vacuum, a, engine_params)
+    a = _lattice_parameter(element, structure, a, engine, engine_params)
+    checked = cutoff_params(engine, engine_params)
+    min_thickness = check_min_thickness(min_thickness, a, checked)
+    vacuum = check_vacuum(vacuum, a, checked)
     e_bulk = _bulk_energy_per_atom(element, structure, a, engine, engine_params)
     slab = oriented_crystal(element, structure, a, miller, min_thickness)
     attach_calculator(slab, engine, **(engine_params or {}))
@@ -285,9 +322,8 @@ def decohesion_curve(
     d = np.asarray(openings, dtype=float).ravel()
     if d.size < 3 or not np.isfinite(d).all() or (d < 0).any():
         raise InvalidInput(f"openings must be at least 3 finite values >= 0 (A), got {openings!r}")
-    if a is None:
-        a = equilibrium_lattice_parameter(element, structure, engine, engine_params)
-    min_thickness = check_min_thickness(min_thickness, a, engine_params)
+    a = _lattice_parameter(element, structure, a, engine, engine_params)
+    min_thickness = check_min_thickness(min_thickness, a, cutoff_params(engine, engine_params))
     atoms = oriented_crystal(element, structure, a, miller, min_thickness)
     attach_calculator(atoms, engine, **(engine_params or {}))
     cell0 = atoms.cell.array.copy()
@@ -428,16 +464,19 @@ class SurfaceOracle(Oracle):
         # slab of tens of atoms; relaxation adds ~20 BFGS steps
         self.cost_model = CostModel((0.05, 0.2))
         self.a0 = equilibrium_lattice_parameter(element, structure, engine, self.engine_params, a_guess)
+        checked = cutoff_params(engine, self.engine_params)
         if min_thickness is None:  # the default, raised to the thinnest slab this lattice allows
-            min_thickness = max(DEFAULT_MIN_THICKNESS, math.ceil(thinnest_slab(self.a0, self.engine_params)))
-        self.min_thickness = check_min_thickness(min_thickness, self.a0, self.engine_params)
+            min_thickness = max(DEFAULT_MIN_THICKNESS, math.ceil(thinnest_slab(self.a0, checked)))
+        self.min_thickness = check_min_thickness(min_thickness, self.a0, checked)
+        # the gap between slab images: 15 A, or the cut-off when longer (a user's calculator)
+        self.vacuum = max(15.0, math.ceil(thinnest_slab(self.a0 * (1 + max(strain_bounds)), checked)))
 
     def _evaluate_one(self, x: torch.Tensor, fidelity: int) -> PointResult:
         t0 = time.perf_counter()
         a = self.a0 * (1.0 + float(x[0]))
         s = surface_energy(
             self.element, self.miller, self.structure, a, self.engine, self.engine_params,
-            self.min_thickness, relax=fidelity == 1, fmax=self.fmax,
+            self.min_thickness, vacuum=self.vacuum, relax=fidelity == 1, fmax=self.fmax,
         )
         d, E = decohesion_curve(
             self.element, self.miller, self.openings, self.structure, a, self.engine,
