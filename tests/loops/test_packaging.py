@@ -21,6 +21,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.loops.test_experiment import _Stub
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("oracles", "surrogates", "loops")
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
@@ -85,20 +87,6 @@ def test_the_experiment_script_runs_the_demo_smoke_size():
     from loops import demo
 
     assert mod.SMOKE is demo.SMOKE_A and mod.check_material_model is demo.check_material_model
-
-
-class _Stub:
-    """A campaign that records its config and stops as a signal would stop it."""
-
-    seen: list = []
-
-    def __init__(self, config, run_dir=None, progress=True):
-        _Stub.seen.append(config)
-        self.run_dir = Path(run_dir or "/tmp/stub")
-        self.store = SimpleNamespace(set_meta=lambda *a: None)
-
-    def run(self):
-        return SimpleNamespace(stopped_by="SIGINT", state=SimpleNamespace(calls=0), run_dir=self.run_dir)
 
 
 def test_the_demo_reads_its_configs_from_the_package(monkeypatch, tmp_path):
