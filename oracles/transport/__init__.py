@@ -29,8 +29,15 @@ from oracles.transport.porous import (
     Slit,
     SphereArray,
     microstructure,
+    mirror,
+    solid_from_labels,
 )
-from oracles.transport.topology import NotPercolating, percolating_axes
+from oracles.transport.topology import (
+    NonPeriodicWarning,
+    NotPercolating,
+    face_mismatch,
+    percolating_axes,
+)
 
 __all__ = [
     "DARCY",
@@ -41,6 +48,7 @@ __all__ = [
     "ConductivitySolver",
     "CylinderArray",
     "Fibres",
+    "NonPeriodicWarning",
     "NotPercolating",
     "OverlappingSpheres",
     "PermeabilityOracle",
@@ -52,10 +60,13 @@ __all__ = [
     "StokesSolver",
     "TortuosityResult",
     "effective_conductivity",
+    "face_mismatch",
     "microstructure",
+    "mirror",
     "percolating_axes",
     "permeability",
     "phase_tensor",
+    "solid_from_labels",
     "solid_nodes",
     "tensor_components",
     "tortuosity",

@@ -3,11 +3,11 @@ microstructure in, its effective tensor out as JSON.
 
 Options (both)::
 
-    --dim {2,3}              spatial dimension (default 3; a FILE.npy has its own)
+    --dim {2,3}              spatial dimension (default 3; a FILE has its own)
     --grid N [N ...]         voxels per axis: one value (cubic grid) or dim values (default 32;
-                             a FILE.npy has its own)
+                             a FILE has its own)
     --microstructure KIND    slit | cylinders | spheres | overlapping | polydisperse | blobs |
-                             fibres | FILE.npy (default overlapping)
+                             fibres | FILE (.npy, .png, .tif; default overlapping)
     --porosity P             pore fraction of the random media (default 0.5)
     --radius R               grain / cylinder / fibre radius as a fraction of the cell (default 0.1)
     --fraction F             slit channel fraction (default 0.5)
@@ -15,18 +15,28 @@ Options (both)::
     --spread S               polydisperse: relative spread of the radii (default 0.2)
     --seed S                 seed of the random media (default 0)
     --threads T              torch threads (default: torch's choice)
+    --pore-label V           a FILE's value on pores, every other value solid (default: the file
+                             holds 0 on pores and 1 on solid, or bools True on solid)
+    --mirror AXIS [AXIS ...] follow a FILE by its mirror image along these axes (a crop of a
+                             larger sample is not periodic; the solvers treat every image as a
+                             periodic cell, and warn where a FILE's opposite faces do not match)
+
+FILE: a .npy array (2D or 3D), an 8- or 16-bit greyscale .png (2D) or a .tif (one page: 2D;
+a multi-page stack: 3D, its pages along the first axis). Voxels are cubes.
 
 ``conductivity``::
 
     --conductivity S0 S1 ...  conductivity per phase (default 1 0.1: pores, solid);
-                              a FILE.npy is a phase map of integer ids 0..p-1
+                              a FILE is a phase map of integer ids 0..p-1 (with --pore-label:
+                              0 on pores, 1 on solid)
     --discretization {staggered,spectral}   (default staggered)
     --tortuosity             also the tortuosity factor of phase 0 in insulating solid
     --cg-tol T               relative CG tolerance (default 1e-8)
 
-``permeability`` (a FILE.npy holds 1 or True on solid voxels)::
+``permeability`` (a FILE holds 1 or True on solid voxels, 0 on pores, or use --pore-label)::
 
-    --voxel-size H           voxel edge in m (default 1e-6)
+    --voxel-size H           voxel edge, in m or with a unit: 2.5e-6, 2.5um, 2.5µm, 0.0025mm (default
+                             1e-6 m); one value: voxels are cubes (anisotropic voxels are refused)
     --viscosity MU           dynamic viscosity in Pa s (default 1e-3), for the mobility k / mu
     --wall {half,any}        which velocity nodes are no-slip (default half)
     --tol T                  relative CG tolerance of the slip velocity (default 1e-6)
@@ -44,7 +54,10 @@ print one line ``scalebridge COMMAND: error: ...`` naming the option and its val
 return 2. ``permeability`` of a pore space that does not percolate prints a zero tensor
 with ``percolates: false`` and its message, and returns 0; ``conductivity --tortuosity``
 of a phase that does not percolate along an axis prints ``scalebridge conductivity: error: ...``
-and returns 2.
+and returns 2. For a FILE whose opposite faces do not match (a crop of a larger sample,
+:func:`oracles.transport.topology.periodicity_message`), one line ``scalebridge COMMAND:
+warning: ...`` on stderr names the axes and their mismatch fractions; the JSON holds it as
+``periodicity_warning`` (null otherwise).
 """
 
 from __future__ import annotations
@@ -54,10 +67,12 @@ import json
 import math
 import sys
 import time
+import warnings
 
 import numpy as np
 
 from oracles.exceptions import OracleError
+from oracles.transport.topology import NonPeriodicWarning
 
 __all__ = ["register", "run_conductivity", "run_permeability"]
 
@@ -73,6 +88,8 @@ def _common(p) -> None:
     p.add_argument("--spread", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--pore-label", type=float, default=None)
+    p.add_argument("--mirror", type=int, nargs="+", default=None)
 
 
 def register(subparsers, name: str) -> None:
@@ -97,7 +114,7 @@ def register(subparsers, name: str) -> None:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         _common(p)
-        p.add_argument("--voxel-size", type=float, default=1e-6)
+        p.add_argument("--voxel-size", nargs="+", default=["1e-6"])
         p.add_argument("--viscosity", type=float, default=1e-3)
         p.add_argument("--wall", choices=("half", "any"), default="half")
         p.add_argument("--tol", type=float, default=1e-6)
@@ -129,10 +146,44 @@ def _error(command: str, args, e: Exception) -> int:
     return 2. An image's own shape is not ``--grid``: with ``FILE.npy`` a grid message keeps its name."""
     msg = str(e)
     key = msg.split(" ", 1)[0]
-    if key in _OPTION_OF and not (key == "grid" and args.microstructure.lower().endswith(".npy")):
+    if key in _OPTION_OF and not (key == "grid" and _is_file(args.microstructure)):
         msg = _OPTION_OF[key] + msg[len(key):]
     print(f"scalebridge {command}: error: {msg}", file=sys.stderr)
     return 2
+
+
+def _is_file(kind: str) -> bool:
+    from oracles.transport.porous import PORE_IMAGE_SUFFIXES
+
+    return kind.lower().endswith(PORE_IMAGE_SUFFIXES)
+
+
+#: metres per unit of ``--voxel-size``
+_LENGTH_UNITS = {"m": 1.0, "mm": 1e-3, "um": 1e-6, "µm": 1e-6, "μm": 1e-6, "micron": 1e-6, "microns": 1e-6,
+                 "nm": 1e-9}
+
+
+def voxel_size(values) -> float:
+    """``--voxel-size`` in m: one length, a number (m) or a number with a unit (``2.5um``); several
+    values are anisotropic voxels, refused unless they are equal."""
+    import re
+
+    out = []
+    for v in values:
+        m = re.fullmatch(r"\s*([-+0-9.eE]+)\s*([a-zA-Zµμ]*)\s*", str(v))
+        unit = m.group(2) if m else None
+        try:
+            x = float(m.group(1)) * _LENGTH_UNITS[unit or "m"]
+        except (AttributeError, ValueError, KeyError):
+            raise ValueError(f"--voxel-size must be a length in m or with a unit ({', '.join(_LENGTH_UNITS)}), "
+                             f"got {v!r}") from None
+        if not (math.isfinite(x) and x > 0):
+            raise ValueError(f"--voxel-size must be a positive length, got {v!r}")
+        out.append(x)
+    if len(set(out)) > 1:
+        raise ValueError(f"--voxel-size {' '.join(map(str, values))}: anisotropic voxels are not supported (the "
+                         "solvers take cubic voxels); resample the image to cubic voxels first")
+    return out[0]
 
 
 def _check_conductivities(args, micro) -> None:
@@ -195,12 +246,29 @@ def _check_image(args, arr: np.ndarray) -> np.ndarray:
     return arr
 
 
+def _periodicity(args, micro, image, command: str, pores=None) -> str | None:
+    """For a user image, the line of :func:`~oracles.transport.topology.periodicity_message`
+    printed as ``scalebridge COMMAND: warning: ...`` on stderr; None otherwise."""
+    from oracles.transport.porous import PoreImage
+    from oracles.transport.topology import periodicity_message
+
+    if not isinstance(micro, PoreImage):
+        return None
+    msg = periodicity_message(image, repr(args.microstructure), pores)
+    if msg is not None:
+        print(f"scalebridge {command}: warning: {msg}", file=sys.stderr)
+    return msg
+
+
 def _micro(args):
     from oracles.transport import porous
 
     kind = args.microstructure
-    if kind.lower().endswith(".npy"):
-        return porous.PoreImage(kind)
+    if _is_file(kind):
+        return porous.PoreImage(kind, pore_label=args.pore_label, mirror=tuple(args.mirror or ()))
+    if args.pore_label is not None or args.mirror is not None:
+        opt = "--pore-label" if args.pore_label is not None else "--mirror"
+        raise ValueError(f"{opt} applies to an image file, not to --microstructure {kind}")
     params = {
         "slit": {"fraction": args.fraction},
         "cylinders": {"radius_fraction": args.radius},
@@ -221,7 +289,7 @@ def _micro(args):
     }
     if kind not in params:
         raise ValueError(
-            f"--microstructure must be one of {sorted(params)} or a .npy file, got {kind!r}"
+            f"--microstructure must be one of {sorted(params)} or a .npy, .png or .tif file, got {kind!r}"
         )
     return porous.microstructure(kind, **params[kind])
 
@@ -248,20 +316,28 @@ def run_conductivity(args) -> int:
         micro = _micro(args)
         _check_conductivities(args, micro)
         if isinstance(micro, PoreImage):
-            from oracles.rve.microstructure import read_npy
+            from oracles.transport.porous import mirror, solid_from_labels
 
-            pm = _check_image(args, read_npy(micro.path, "phase map"))
+            pm = micro.raw()
+            if micro.pore_label is not None:
+                pm = solid_from_labels(pm, micro.pore_label, "phase map")
             if pm.dtype == bool:
                 pm = pm.astype(np.int64)
+            if micro.mirror:
+                pm = mirror(pm, micro.mirror)
+            pm = _check_image(args, pm)
         else:
             pm = micro.solid(_grid(args)).astype(np.int64)
+        note = _periodicity(args, micro, pm, "conductivity", pm == 0 if args.tortuosity else None)
         t0 = time.perf_counter()
         res = ConductivitySolver(
             pm, list(args.conductivity), discretization=args.discretization, cg_tol=args.cg_tol
         ).solve()
         tort = None
         if args.tortuosity:
-            tr = tortuosity(pm == 0, discretization=args.discretization, cg_tol=args.cg_tol)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NonPeriodicWarning)  # told once above
+                tr = tortuosity(pm == 0, discretization=args.discretization, cg_tol=args.cg_tol)
             tort = tr.tau.tolist()
         wall = time.perf_counter() - t0
     except (OracleError, ValueError) as e:
@@ -281,6 +357,7 @@ def run_conductivity(args) -> int:
         "volume_fractions": res.info["volume_fractions"],
         "tensor": res.tensor.tolist(),
         "tortuosity": tort,
+        "periodicity_warning": note,
         "iterations": res.iterations,
         "residual": float(res.residual.max()),
         "wall_time": wall,
@@ -304,22 +381,27 @@ def run_permeability(args) -> int:
     try:
         if not (math.isfinite(args.viscosity) and args.viscosity > 0):
             raise ValueError(f"--viscosity must be a positive finite number (Pa s), got {args.viscosity}")
+        h = voxel_size(args.voxel_size)
         micro = _micro(args)
         solid = _image(args, micro)
         if solid.ndim in (2, 3) and min(solid.shape) < 2:
             raise ValueError(f"{args.microstructure!r} needs at least 2 voxels per axis, got shape {solid.shape}")
+        from oracles.transport.permeability import solid_nodes
+
+        note = _periodicity(args, micro, solid, "permeability", lambda im: ~solid_nodes(im, args.wall))
         base = {
             "dim": solid.ndim,
             "grid": list(solid.shape),
             "microstructure": args.microstructure if isinstance(micro, PoreImage) else repr(micro),
-            "voxel_size": args.voxel_size,
+            "voxel_size": h,
             "viscosity": args.viscosity,
             "wall": args.wall,
             "porosity": float(1.0 - solid.mean()),
+            "periodicity_warning": note,
         }
         t0 = time.perf_counter()
         try:
-            res = StokesSolver(solid, args.voxel_size, tol=args.tol, wall=args.wall).solve()
+            res = StokesSolver(solid, h, tol=args.tol, wall=args.wall).solve()
         except NotPercolating as e:
             zero = [[0.0] * solid.ndim for _ in range(solid.ndim)]
             print(

@@ -66,7 +66,7 @@ from torch import Tensor
 from oracles.exceptions import InvalidInput, NotConverged, is_integer, is_real
 from oracles.rve.krylov import batched_cg, bdot, gram
 from oracles.transport.fourier import VectorFourier
-from oracles.transport.topology import NotPercolating, percolating_axes
+from oracles.transport.topology import NotPercolating, percolating_axes, warn_if_not_periodic
 
 DTYPE = torch.float64
 #: largest ratio of positive phase conductivities that :meth:`ConductivitySolver.solve` takes
@@ -522,6 +522,7 @@ def effective_conductivity(phase_map, conductivities: Sequence, **kwargs) -> Con
     Returns:
         A :class:`ConductivityResult`; ``.tensor`` is ``k x k``.
     """
+    warn_if_not_periodic(_as_array(phase_map, "phase map"), "phase map")
     return ConductivitySolver(phase_map, conductivities, **kwargs).solve()
 
 
@@ -582,6 +583,7 @@ def tortuosity(mask, *, axes: Sequence[int] | None = None, **kwargs) -> Tortuosi
             raise InvalidInput(f"axes must be a non-empty sequence of axis indices in [0, {k - 1}], "
                                f"got {list(want)}")
         want = tuple(int(a) for a in want)
+    warn_if_not_periodic(mask, "tortuosity mask", pores=mask)
     perc = percolating_axes(mask)
     missing = [a for a in want if not perc[a]]
     if missing:

@@ -39,6 +39,7 @@ from oracles.transport.conductivity import ConductivitySolver, phase_tensor
 from oracles.transport.permeability import StokesSolver
 from oracles.transport.porous import PoreImage
 from oracles.transport.porous import microstructure as make_microstructure
+from oracles.transport.topology import warn_if_not_periodic
 
 __all__ = ["ConductivityOracle", "PermeabilityOracle", "tensor_components"]
 
@@ -80,6 +81,7 @@ class _VoxelOracle(Oracle):
             raise InvalidInput(f"dim must be 2 or 3, got {dim!r}")
         if isinstance(microstructure, PoreImage):
             img = microstructure.load()
+            warn_if_not_periodic(img, f"pore image {microstructure.path!r}")
             dim = img.ndim
             levels = [tuple(img.shape)]
         self.k = dim

@@ -66,7 +66,7 @@ from oracles.rve.krylov import batched_cg
 from oracles.transport.conductivity import _as_array
 from oracles.transport.fourier import VectorFourier
 from oracles.transport.pcg import preconditioned_cg
-from oracles.transport.topology import NotPercolating, percolating_axes
+from oracles.transport.topology import NotPercolating, percolating_axes, warn_if_not_periodic
 
 DTYPE = torch.float64
 #: one darcy in m² (9.869233e-13 m²)
@@ -179,6 +179,10 @@ class StokesSolver:
             s = s.astype(bool)
         if min(s.shape) < 2:
             raise InvalidInput(f"grid needs at least 2 voxels per axis, got {s.shape}")
+        if isinstance(voxel_size, (list, tuple)) or getattr(voxel_size, "ndim", 0) >= 1:
+            raise InvalidInput(f"voxel_size must be one positive length in m (voxels are cubes), got "
+                               f"{voxel_size!r}: anisotropic voxels are not supported, resample the image "
+                               "to cubic voxels first")
         if not (
             is_real(voxel_size) and np.isfinite(voxel_size) and voxel_size > 0
         ):
@@ -196,6 +200,10 @@ class StokesSolver:
             raise InvalidInput(
                 "the image has no solid voxel: the permeability of free space is unbounded"
             )
+        if s.all():
+            raise NotPercolating(
+                "closed pore space: the image has no pore voxel (porosity 0, all solid), so the permeability "
+                "is zero", (False,) * s.ndim)
         self.solid = s
         self.shape = tuple(s.shape)
         self.k = len(self.shape)
@@ -361,5 +369,13 @@ def permeability(solid, voxel_size: float = 1.0, **kwargs) -> PermeabilityResult
         solid: ``*grid`` bool, True on solid voxels.
         voxel_size: voxel edge in m.
         **kwargs: options of :class:`StokesSolver`.
+
+    Warns:
+        NonPeriodicWarning: the image's opposite faces do not match along an axis (a crop of a
+            larger sample; see :func:`oracles.transport.topology.periodicity_message`).
     """
+    arr = _as_array(solid, "solid mask")
+    if arr.ndim in (2, 3) and arr.dtype.kind in "biuf" and np.isin(arr, (0, 1)).all():
+        wall = kwargs.get("wall", "half")
+        warn_if_not_periodic(arr, "solid mask", pores=lambda im: ~solid_nodes(im, wall) if wall in WALLS else im == 0)
     return StokesSolver(solid, voxel_size, **kwargs).solve()

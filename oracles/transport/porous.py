@@ -12,7 +12,8 @@ voxels.
   :class:`OverlappingSpheres`, :class:`PolydisperseSpheres`, :class:`Blobs`,
   :class:`Fibres`. PoreSpy images are True on pores; its sphere and fibre
   images are not periodic (the solvers treat the cell as periodic).
-* :class:`PoreImage`: a user image (``.npy`` bool or 0/1 array, True or 1 on solid).
+* :class:`PoreImage`: a user image (``.npy`` bool or 0/1 array, True or 1 on solid, or
+  labels with ``pore_label``; 8/16-bit greyscale ``.png``, ``.tif`` stacks).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ __all__ = [
     "Slit",
     "SphereArray",
     "microstructure",
+    "mirror",
+    "solid_from_labels",
 ]
 
 
@@ -288,32 +291,121 @@ class Fibres:
         return ~best
 
 
+#: file types :class:`PoreImage` reads: numpy arrays, and greyscale images read with Pillow
+#: (a multi-page TIFF is a 3D stack, its pages along the first axis)
+PORE_IMAGE_SUFFIXES = (".npy", ".png", ".tif", ".tiff")
+
+
+def _read_greyscale(path: Path) -> np.ndarray:
+    """The grey levels of a lossless greyscale image (8- or 16-bit PNG, TIFF); a multi-page TIFF
+    is a 3D array, one page per index of the first axis."""
+    from PIL import Image, ImageSequence, UnidentifiedImageError
+
+    pages = []
+    try:
+        with Image.open(path) as im:
+            for page in ImageSequence.Iterator(im):
+                if page.mode not in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F"):
+                    raise InvalidInput(f"pore image {str(path)!r} must be a greyscale image, got Pillow mode "
+                                       f"{page.mode!r} (save the segmentation as 8- or 16-bit greyscale)")
+                pages.append(np.array(page.convert("I") if page.mode.startswith("I;") else page))
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise InvalidInput(f"pore image {str(path)!r} cannot be read ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    if len(pages) > 1 and len({pg.shape for pg in pages}) > 1:
+        raise InvalidInput(f"pore image {str(path)!r}: the pages of the stack differ in shape "
+                           f"{sorted({pg.shape for pg in pages})}")
+    return pages[0] if len(pages) == 1 else np.stack(pages)
+
+
+def solid_from_labels(arr: np.ndarray, pore_label=None, what: str = "pore image") -> np.ndarray:
+    """The solid mask (``*grid`` bool) of a segmented image.
+
+    ``pore_label=None`` (default): ``arr`` must be bool or hold 0 and 1 only, 1 (True) on solid.
+    Otherwise the voxels equal to ``pore_label`` are pores and every other voxel is solid (0/255
+    images, label images whose pore label is not 0, images with pores 1 and solid 0).
+    """
+    arr = np.asarray(arr)
+    if arr.ndim not in (2, 3):
+        raise InvalidInput(f"{what} must be 2D or 3D, got shape {arr.shape}")
+    if arr.dtype.kind not in "biuf":
+        raise InvalidInput(f"{what} must hold 0/1 (1 = solid) or bools, got dtype {arr.dtype}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = int(np.size(arr) - np.isfinite(arr).sum())
+        raise InvalidInput(f"{what} has {bad} non-finite (NaN or inf) voxels; expected a segmented image "
+                           "of 0/1 (1 = solid) or of labels with --pore-label")
+    if pore_label is not None:
+        if not (is_finite_real(pore_label)):
+            raise InvalidInput(f"pore_label must be a number (the value of the pore voxels), got {pore_label!r}")
+        pores = arr == pore_label
+        if not pores.any():
+            vals = np.unique(arr)[:6].tolist()
+            raise InvalidInput(f"{what} has no voxel equal to the pore label {pore_label!r}; its values are "
+                               f"{vals}{' ...' if np.unique(arr).size > 6 else ''}")
+        return ~pores
+    if arr.dtype == bool:
+        return arr
+    if not np.isin(arr, (0, 1)).all():
+        vals = np.unique(arr)
+        raise InvalidInput(
+            f"{what} must hold 0/1 (1 = solid) or bools, got values {vals[:5].tolist()}"
+            f"{' ...' if vals.size > 5 else ''}: name the value of the pores with --pore-label "
+            "(pore_label=), every other value is then solid"
+        )
+    return arr.astype(bool)
+
+
+def mirror(image, axes=None) -> np.ndarray:
+    """``image`` followed by its mirror image along each of ``axes`` (default all): a periodic
+    cell (twice as long along each axis) made of a non-periodic crop, whose opposite faces then
+    match. Its tensor describes the crop and its mirror in series along each mirrored axis (the
+    off-diagonal terms between a mirrored axis and another vanish by symmetry)."""
+    arr = np.asarray(image)
+    k = arr.ndim
+    axes = range(k) if axes is None else axes
+    seen = []
+    for a in axes:
+        if not (is_real(a) and int(a) == a and -k <= int(a) < k):
+            raise InvalidInput(f"mirror axes must be integers in [0, {k - 1}], got {a!r}")
+        a = int(a) % k
+        if a in seen:
+            raise InvalidInput(f"mirror axis {a} is named twice")
+        seen.append(a)
+        arr = np.concatenate([arr, np.flip(arr, axis=a)], axis=a)
+    return arr
+
+
 @dataclass(frozen=True)
 class PoreImage:
-    """A user image: ``path`` to a ``.npy`` array, True or 1 on solid voxels
-    (its own grid; ``solid(shape)`` checks that ``shape`` matches)."""
+    """A user image: ``path`` to a ``.npy`` array, an 8- or 16-bit greyscale ``.png`` (2D) or a
+    ``.tif`` (one page: 2D; a multi-page stack: 3D, pages along the first axis), by default
+    True or 1 on solid voxels and 0 on pores; with ``pore_label`` the voxels of that value are
+    pores and all others solid. ``mirror``: axes along which the image is followed by its mirror
+    image (see :func:`mirror`). Its own grid; ``solid(shape)`` checks that ``shape`` matches.
+    Voxels are cubes."""
 
     path: str
+    pore_label: float | None = None
+    mirror: tuple[int, ...] = ()
+
+    def raw(self) -> np.ndarray:
+        """The file's array as stored (no label conversion)."""
+        p = Path(self.path)
+        suffix = p.suffix.lower()
+        if suffix not in PORE_IMAGE_SUFFIXES:
+            raise InvalidInput(f"pore image must be a {', '.join(PORE_IMAGE_SUFFIXES)} file, got {self.path!r}")
+        if not p.is_file():
+            where = "" if p.is_absolute() else f" (looked for {p.resolve()})"
+            raise InvalidInput(f"pore image {self.path!r} does not exist{where}")
+        if suffix == ".npy":
+            from oracles.rve.microstructure import read_npy
+
+            return read_npy(p, "pore image")
+        return _read_greyscale(p)
 
     def load(self) -> np.ndarray:
-        p = Path(self.path)
-        if p.suffix.lower() != ".npy":
-            raise InvalidInput(f"pore image must be a .npy file, got {self.path!r}")
-        from oracles.rve.microstructure import read_npy
-
-        arr = read_npy(p, "pore image")
-        if arr.ndim not in (2, 3):
-            raise InvalidInput(f"pore image must be 2D or 3D, got shape {arr.shape}")
-        if arr.dtype.kind not in "biuf":
-            raise InvalidInput(f"pore image must hold 0/1 (1 = solid) or bools, got dtype {arr.dtype}")
-        if arr.dtype != bool:
-            if not np.isin(arr, (0, 1)).all():
-                vals = np.unique(arr)[:5].tolist()
-                raise InvalidInput(
-                    f"pore image must hold 0/1 (1 = solid) or bools, got values {vals}"
-                )
-            arr = arr.astype(bool)
-        return arr
+        arr = solid_from_labels(self.raw(), self.pore_label)
+        return mirror(arr, self.mirror) if self.mirror else arr
 
     def solid(self, shape=None) -> np.ndarray:
         arr = self.load()
@@ -338,11 +430,11 @@ MICROSTRUCTURES = {
 
 def microstructure(name: str, **params):
     """A microstructure by name (:data:`MICROSTRUCTURES`) or a ``.npy`` path."""
-    if str(name).lower().endswith(".npy"):
+    if str(name).lower().endswith(PORE_IMAGE_SUFFIXES):
         return PoreImage(str(name))
     if name not in MICROSTRUCTURES:
         raise InvalidInput(
-            f"microstructure must be one of {sorted(MICROSTRUCTURES)} or a .npy file, got {name!r}"
+            f"microstructure must be one of {sorted(MICROSTRUCTURES)} or a .npy/.png/.tif file, got {name!r}"
         )
     cls = MICROSTRUCTURES[name]
     fields = {f.name for f in dataclasses.fields(cls)}
