@@ -231,6 +231,9 @@ def _read_meshio(path: Path):
     try:
         with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
             return meshio.read(str(path))
+    except ModuleNotFoundError as e:  # meshio reads some formats with optional packages (XDMF: h5py)
+        raise ValueError(f"reading mesh file {path} needs the Python package {e.name!r}, which is not "
+                         f"installed (pip install {e.name})") from None
     except (Exception, SystemExit) as e:  # noqa: BLE001  (meshio ends some failed reads with sys.exit)
         detail = " ".join(str(e).split()) if not isinstance(e, SystemExit) else ""
         printed = " ".join(said.getvalue().split())
