@@ -32,7 +32,7 @@ from oracles.rve.solver import FFTSolver
 ROOT = Path(__file__).resolve().parents[3]
 
 _PEAK = r"""
-import json, resource, sys, torch
+import json, sys, torch
 from oracles.rve import laws
 from oracles.rve.microstructure import Inclusion
 from oracles.rve.oracle import RVEOracle
@@ -45,21 +45,18 @@ else:
     load = torch.zeros(dim, dim, dtype=torch.float64); load[0, 0] = 0.01
 RVEOracle(ph, Inclusion(radius_fraction=0.25), grid=(8,) * dim).homogenize(load)  # imports, plans
 o = RVEOracle(ph, Inclusion(radius_fraction=0.25), grid=(n,) * dim)
-rss = lambda: int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
-# the resident set sampled during the solve (the process's lifetime peak, ru_maxrss, can
-# lie in its imports and says nothing about the solve)
-import threading
-base, top, done = rss(), [0], threading.Event()
-def watch():
-    while not done.is_set():
-        top[0] = max(top[0], rss())
-        done.wait(0.0005)
-t = threading.Thread(target=watch)
-t.start()
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+# the solve's own peak: the high-water mark reset to the current resident set after the imports
+# and the warm-up (writing 5 to clear_refs, Linux >= 4.0), read after the solve; the lifetime
+# peak (ru_maxrss) can lie in the imports, and sampling the resident set misses short peaks
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+base = status("VmRSS")
 o.homogenize(load, tangent=True)
-done.set()
-t.join()
-print(json.dumps(max(top[0], rss()) - base))
+print(json.dumps(status("VmHWM") - base))
 """
 
 
