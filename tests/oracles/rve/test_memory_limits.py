@@ -68,8 +68,10 @@ def test_estimate_close_to_measured_peak(dim, n, finite):
                          capture_output=True, text=True, env=env, timeout=120, check=True)
     peak = json.loads(out.stdout.strip().splitlines()[-1])
     est = grid_memory_estimate((n,) * dim, finite)
-    # the estimate bounds the peak, and not by much (small grids carry fixed overheads)
-    assert 0.5 * est <= peak <= 1.5 * est, (peak, est)
+    # the estimate is not far below the peak (small grids carry fixed overheads), which would
+    # let a solve start that cannot fit; it may lie well above it: the peak depends on the
+    # environment (3D 40^3 small strain: 0.97 of the estimate in one, 0.48 in a fresh install)
+    assert 0.25 * est <= peak <= 1.5 * est, (peak, est)
 
 
 def test_available_memory_is_positive_and_below_the_machine():
