@@ -133,6 +133,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return _run(camp)
 
 
+#: why a run store can hold nothing yet
+_STARTING = ("a campaign that is starting writes it within seconds (try again), one that never wrote it "
+             "left nothing to show")
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
@@ -151,8 +156,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"{f}: not a run store (a directory, not a file)", file=sys.stderr)
         return 2
     if f.stat().st_size == 0:
-        print(f"{f}: the run store is empty: a campaign that is starting writes it within seconds "
-              "(try again), one that never wrote it left nothing to show", file=sys.stderr)
+        print(f"{f}: the run store is empty: {_STARTING}", file=sys.stderr)
         return 2
     store = None
     try:
@@ -169,8 +173,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not cfg and not rows:
         # the store exists, its campaign has not written its config yet (or never will)
         store.close()
-        print(f"{f}: the run store holds no campaign yet: a campaign that is starting writes it within seconds "
-              "(try again), one that never wrote it left nothing to show", file=sys.stderr)
+        print(f"{f}: the run store holds no campaign yet: {_STARTING}", file=sys.stderr)
         return 2
     if status == "running" and not run_dir_in_use(args.run):
         status = "stopped (driver not running)"

@@ -2221,8 +2221,9 @@ class Campaign:
     def _mark_in_flight(self, rid: int | None = None) -> None:
         """Store the rows in flight inside this driver (meta ``in_process``), ``rid`` added, before
         it is handed over: a resume tells from them the points that were running when it died."""
-        flight = {int(i) for i in self.store.get_meta("in_process", []) or []
-                  if int(i) in self._rows and self._rows[int(i)]["status"] == "pending" and int(i) in self._handed}
+        # the rows handed to this driver and not yet answered (an earlier driver's list was
+        # settled before this one started): derived, not read back from the store
+        flight = {i for i in self._handed if self._rows[i]["status"] == "pending"}
         if rid is not None:
             flight.add(rid)
         self.store.set_meta("in_process", sorted(flight))
