@@ -28,6 +28,7 @@ from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from oracles.exceptions import InvalidInput, is_integer
+from oracles.images import read_npy, read_phase_ids
 
 __all__ = [
     "Microstructure",
@@ -448,60 +449,18 @@ class VoronoiPolycrystal(Microstructure):
 _IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".bmp", ".gif", ".jpg", ".jpeg"}
 
 
-def _read_image(path: Path) -> np.ndarray:
-    """Phase ids of a segmented image: one id per distinct colour.
-
-    Colours are told apart by all their channels (an RGB image with three
-    colours of equal grey level has three phases); ids follow increasing grey
-    level (ITU-R 601-2 luma, Pillow's ``L``), ties by the channel values.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("F", "L"):
-                # float grey levels stay floats: a conversion to "I" would truncate 0.25 and 0.5 to one id
-                px = np.asarray(im)[..., None]
-            elif im.mode.startswith("I") or im.mode == "1":  # I, I;16, I;16B, ...: integer grey levels
-                px = np.asarray(im.convert("I"))[..., None]
-            else:
-                px = np.asarray(im.convert("RGBA") if "A" in im.getbands() else im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise InvalidInput(f"image {str(path)!r} cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-    if px.ndim != 3 or min(px.shape[:2]) < 1:
-        raise InvalidInput(f"image {str(path)!r} is not a 2D image (array shape {px.shape})")
-    if not np.isfinite(px).all():
-        raise InvalidInput(f"image {str(path)!r} has non-finite (NaN or inf) pixels; a phase image needs finite grey levels")
-    colours, ids = np.unique(px.reshape(-1, px.shape[-1]), axis=0, return_inverse=True)
-    c = colours.astype(float)
-    luma = c[:, 0] if c.shape[1] == 1 else 0.299 * c[:, 0] + 0.587 * c[:, 1] + 0.114 * c[:, 2]
-    order = np.lexsort((*c.T[::-1], luma))
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    return rank[ids.reshape(-1)].reshape(px.shape[:2])
-
-
-def read_npy(path, what: str) -> np.ndarray:
-    """The array in the ``.npy`` file ``path``, read without unpickling; an unreadable file is an
-    :class:`~oracles.exceptions.InvalidInput` naming ``what`` and the file."""
-    try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        why = ("it holds pickled Python objects, not a numeric array" if "pickle" in str(e)
-               else str(e).splitlines()[0] if str(e) else type(e).__name__)
-        raise InvalidInput(f"{what} {str(path)!r} is not a readable .npy array ({why})") from None
-
-
 @dataclass(frozen=True, eq=False)
 class PhaseMap(Microstructure):
     """A user phase map: an integer array, a ``.npy`` file or a segmented image.
 
     * Arrays and ``.npy`` files must hold integer ids ``0 .. p-1``, every id
       present (floats are accepted when they are whole numbers).
-    * Images (PNG, TIFF, ...) are read with Pillow; each distinct colour is a
-      phase, ids ``0 .. p-1`` in increasing grey level. Use lossless formats:
-      JPEG artefacts create spurious colours.
+    * Images (PNG, TIFF, ...) are read with Pillow
+      (:func:`oracles.images.read_phase_ids`); each distinct colour is a phase,
+      ids ``0 .. p-1`` in increasing grey level. One page is a 2D map
+      (``rows x columns``); a multi-page TIFF stack is a 3D map, page ``i`` at
+      index ``i`` of the first axis, with one id per colour over all pages.
+      Use lossless formats: JPEG artefacts create spurious colours.
 
     ``phase_map(shape)`` checks that ``shape`` equals the map's shape.
     """
@@ -523,7 +482,7 @@ class PhaseMap(Microstructure):
             if suffix == ".npy":
                 arr = read_npy(path, "phase map file")
             elif suffix in _IMAGE_SUFFIXES:
-                return _read_image(path)
+                return read_phase_ids(path)
             else:
                 raise InvalidInput(
                     f"phase map file {str(path)!r} has suffix {suffix!r}; expected .npy or an image "

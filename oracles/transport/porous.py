@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from oracles.exceptions import InvalidInput, is_finite_real, is_real
+from oracles.images import read_greyscale, read_npy
 
 __all__ = [
     "Blobs",
@@ -296,28 +297,6 @@ class Fibres:
 PORE_IMAGE_SUFFIXES = (".npy", ".png", ".tif", ".tiff")
 
 
-def _read_greyscale(path: Path) -> np.ndarray:
-    """The grey levels of a lossless greyscale image (8- or 16-bit PNG, TIFF); a multi-page TIFF
-    is a 3D array, one page per index of the first axis."""
-    from PIL import Image, ImageSequence, UnidentifiedImageError
-
-    pages = []
-    try:
-        with Image.open(path) as im:
-            for page in ImageSequence.Iterator(im):
-                if page.mode not in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F"):
-                    raise InvalidInput(f"pore image {str(path)!r} must be a greyscale image, got Pillow mode "
-                                       f"{page.mode!r} (save the segmentation as 8- or 16-bit greyscale)")
-                pages.append(np.array(page.convert("I") if page.mode.startswith("I;") else page))
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise InvalidInput(f"pore image {str(path)!r} cannot be read ({type(e).__name__}: "
-                           f"{str(e).splitlines()[0] if str(e) else ''})") from None
-    if len(pages) > 1 and len({pg.shape for pg in pages}) > 1:
-        raise InvalidInput(f"pore image {str(path)!r}: the pages of the stack differ in shape "
-                           f"{sorted({pg.shape for pg in pages})}")
-    return pages[0] if len(pages) == 1 else np.stack(pages)
-
-
 def solid_from_labels(arr: np.ndarray, pore_label=None, what: str = "pore image") -> np.ndarray:
     """The solid mask (``*grid`` bool) of a segmented image.
 
@@ -398,10 +377,8 @@ class PoreImage:
             where = "" if p.is_absolute() else f" (looked for {p.resolve()})"
             raise InvalidInput(f"pore image {self.path!r} does not exist{where}")
         if suffix == ".npy":
-            from oracles.rve.microstructure import read_npy
-
             return read_npy(p, "pore image")
-        return _read_greyscale(p)
+        return read_greyscale(p, "pore image")
 
     def load(self) -> np.ndarray:
         arr = solid_from_labels(self.raw(), self.pore_label)
