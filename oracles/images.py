@@ -76,6 +76,11 @@ def read_pages(path, what: str, page_pixels: Callable) -> np.ndarray:
                 n += 1
     except InvalidInput:
         raise
+    except Image.DecompressionBombError as e:
+        # Pillow's guard against untrusted files; a user's own large image is read once it is lifted
+        raise InvalidInput(f"{what} {str(path)!r} cannot be read ({e} Pillow refuses images above "
+                           "2 x PIL.Image.MAX_IMAGE_PIXELS; for a file you trust, set "
+                           "PIL.Image.MAX_IMAGE_PIXELS = None before reading it)") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise InvalidInput(f"{what} {str(path)!r} cannot be read ({type(e).__name__}: "
                            f"{str(e).splitlines()[0] if str(e) else ''})") from None

@@ -130,3 +130,15 @@ def test_read_pages_passes_the_converters_refusal_through(tmp_path):
 
     with pytest.raises(InvalidInput, match="^no pages wanted$"):
         read_pages(path, "image", refuse)
+
+
+def test_an_image_above_pillows_size_guard_is_refused_with_the_way_to_read_it(tmp_path, monkeypatch):
+    path = tmp_path / "big.png"
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 400 pixels > 2 x 100: Pillow's DecompressionBombError
+    with pytest.raises(InvalidInput, match=r"big\.png.*MAX_IMAGE_PIXELS = None"):
+        read_phase_ids(str(path))
+    with pytest.raises(InvalidInput, match=r"big\.png.*MAX_IMAGE_PIXELS = None"):
+        read_greyscale(str(path))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    assert read_greyscale(str(path)).shape == (20, 20)
