@@ -299,11 +299,12 @@ class VoronoiPolycrystalSettings(BaseModel):
 
 
 class PhaseMapSettings(BaseModel):
-    """A phase map file: ``.npy`` integer array or a segmented image."""
+    """A phase map file: ``.npy`` integer array or a segmented image (one phase per colour; a
+    multi-page TIFF is a 3D map, its pages along the first axis)."""
 
     model_config = _STRICT
     kind: Literal["phase_map"]
-    source: str = Field(min_length=1, description="path of a .npy file or an image")
+    source: str = Field(min_length=1, description="path of a .npy file or an image (a multi-page .tif: 3D)")
 
 
 def _micro_tag(v: Any) -> str | None:

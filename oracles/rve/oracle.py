@@ -48,7 +48,8 @@ _SMALL = {
 
 
 def load_phase_map(source) -> np.ndarray:
-    """An integer phase map from an array, a ``.npy`` file or a segmented image.
+    """An integer phase map from an array, a ``.npy`` file or a segmented image
+    (a multi-page TIFF is a 3D map, its pages along the first axis).
 
     Files are read by :class:`~oracles.rve.microstructure.PhaseMap` (which also
     checks that the ids are contiguous, ``0 .. p-1``).
