@@ -679,9 +679,23 @@ def _polish(oracle, x0) -> tuple[float, list[float]] | None:
     res = minimize(f, np.asarray(x0, dtype=float), method="SLSQP", bounds=list(zip(lo, hi, strict=True)),
                    constraints=cons, options={"ftol": 1e-15, "maxiter": 500})
     x = np.clip(res.x, lo, hi)
-    y = oracle.evaluate_true(torch.tensor([x], dtype=torch.float64))[0]
-    if len(y) > 1 and bool((y[1:] < 0).any()):
-        return None
+    x0 = np.asarray(x0, dtype=float)
+
+    def feasible(z) -> bool:
+        y = oracle.evaluate_true(torch.as_tensor(np.asarray(z, dtype=float)[None]))[0]
+        return len(y) == 1 or bool((y[1:] >= 0).all())
+
+    if not feasible(x):
+        # SLSQP may stop a round-off outside an active constraint (-5e-12 on ConstrainedGramacy with
+        # SciPy 1.17): the feasible point nearest to it on the segment from a feasible start
+        if not feasible(x0):
+            return None
+        a, b = 0.0, 1.0  # feasible at x0 + a (x - x0), infeasible at b
+        for _ in range(60):
+            m_ = 0.5 * (a + b)
+            a, b = (m_, b) if feasible(x0 + m_ * (x - x0)) else (a, m_)
+        x = x0 + a * (x - x0)
+    y = oracle.evaluate_true(torch.as_tensor(x[None]))[0]
     return float(y[0]), x.tolist()
 
 
