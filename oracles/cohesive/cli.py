@@ -34,10 +34,10 @@ import math
 import re
 import sys
 
-import torch
-
-from oracles.base import DTYPE
 from oracles.exceptions import InvalidInput
+
+# torch is imported by compute(), not here: `scalebridge cohesive --help` and its usage errors
+# answer without it
 
 
 def curve_end(law) -> float:
@@ -99,6 +99,9 @@ def register(subparsers, name: str = "cohesive") -> None:
 
 def compute(args: argparse.Namespace) -> dict:
     """The JSON-ready answer for parsed arguments (raises InvalidInput on bad input)."""
+    import torch
+
+    from oracles.base import DTYPE
     from oracles.cohesive.oracle import CohesiveOracle
 
     options = {k: getattr(args, k) for k in _LAW_OPTIONS[args.law] if getattr(args, k) is not None}

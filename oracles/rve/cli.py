@@ -5,7 +5,10 @@ Options (names as in the ``[oracle]`` settings of :mod:`loops.oracle_settings`):
     --dim {2,3}              spatial dimension (default 2; 2 = plane strain)
     --grid N [N ...]         voxels per axis: one value (cubic grid) or dim values (default 63)
     --microstructure KIND    inclusion | cube_inclusion | laminate | random_fibres |
-                             voronoi_polycrystal | FILE.npy | IMAGE.png (default inclusion)
+                             voronoi_polycrystal | FILE.npy | IMAGE (default inclusion);
+                             a file sets dim and grid. An image (.png, .tif, ...) has one
+                             phase per colour; a multi-page .tif stack is a 3D map, its
+                             pages along the first axis
     --radius-fraction R      inclusion or fibre radius / N (default 0.25 inclusion, 0.1 fibres)
     --volume-fraction F      fibre volume fraction (default 0.3)
     --fraction F             laminate layer fraction (default 0.5)
@@ -54,12 +57,15 @@ import re
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
-import torch
-from pydantic import ValidationError
+from typing import TYPE_CHECKING
 
 from oracles.exceptions import OracleError
+
+if TYPE_CHECKING:
+    import torch
+
+# torch, numpy and pydantic are imported by the functions that compute, not here: `scalebridge rve
+# --help` and its usage errors answer without them
 
 __all__ = ["build", "register", "run"]
 
@@ -234,6 +240,9 @@ def build(args):
     Raises:
         InvalidInput: one line naming the option, its value and what is allowed.
     """
+    import torch
+    from pydantic import ValidationError
+
     from loops.oracle_settings import RVESettings, format_errors, settings_kwargs
     from oracles.exceptions import InvalidInput
     from oracles.rve import laws
@@ -301,6 +310,8 @@ def build(args):
 
 
 def _load(args, k: int) -> torch.Tensor:
+    import torch
+
     if args.finite and args.strain is not None:
         raise ValueError("--strain is the small-strain load; with --finite give the deformation gradient --F")
     if not args.finite and args.F is not None:
@@ -325,6 +336,9 @@ def _load(args, k: int) -> torch.Tensor:
 
 
 def run(args) -> int:
+    import numpy as np
+    import torch
+
     from oracles.rve.microstructure import PhaseMap
 
     if args.threads is not None:

@@ -68,11 +68,15 @@ import math
 import sys
 import time
 import warnings
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from oracles.exceptions import OracleError
-from oracles.transport.topology import NonPeriodicWarning
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy, scipy and torch are imported by the functions that compute, not here: `scalebridge
+# conductivity --help`, `scalebridge permeability --help` and their usage errors answer without them
 
 __all__ = ["register", "run_conductivity", "run_permeability"]
 
@@ -303,8 +307,11 @@ def _image(args, micro) -> np.ndarray:
 
 
 def run_conductivity(args) -> int:
+    import numpy as np
+
     from oracles.transport.conductivity import ConductivitySolver, tortuosity
     from oracles.transport.porous import PoreImage
+    from oracles.transport.topology import NonPeriodicWarning
 
     if args.threads is not None:
         if args.threads < 1:
