@@ -1034,6 +1034,17 @@ def test_predictions_do_not_depend_on_the_input_units(cls):
     b = cls.from_dataset(Dataset(X=X * s, Y=Y), n_restarts=1)
     with torch.no_grad():
         pa, pb = a.posterior(Xt), b.posterior(Xt * s)
-    # to the optimizer's tolerance (the failure had been differences of order 1)
-    torch.testing.assert_close(pb.mean, pa.mean, rtol=1e-3, atol=1e-4)
-    torch.testing.assert_close(pb.variance, pa.variance, rtol=1e-2, atol=1e-6)
+    # the two fits agree to the optimizer's tolerance (the failure had been differences of order 1);
+    # the likelihood is flat along the constant means, where L-BFGS-B stops at places that move with
+    # round-off and with the SciPy release (ICM: 2.7e-3 in the mean with SciPy 1.17)
+    torch.testing.assert_close(pb.mean, pa.mean, rtol=0, atol=1e-2)
+    torch.testing.assert_close(pb.variance, pa.variance, rtol=5e-2, atol=1e-5)
+    # at the same hyperparameters the two unit systems give the same predictions to round-off
+    b.load_state_dict({k: v for k, v in a.state_dict().items() if not k.startswith("input_transform")},
+                      strict=False)
+    b.train()
+    b.eval()
+    with torch.no_grad():
+        pb = b.posterior(Xt * s)
+    torch.testing.assert_close(pb.mean, pa.mean, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(pb.variance, pa.variance, rtol=1e-7, atol=1e-10)
