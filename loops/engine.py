@@ -60,6 +60,7 @@ from torch import Tensor
 from loops.acquisition import Problem, problem_seed, propose, satisfies_constraints, sobol_points
 from loops.config import LEVEL_CHOOSING_ACQUISITIONS, MULTI_FIDELITY_ACQUISITIONS, CampaignConfig
 from loops.executors import ExecutorLost, PickledOracle, PointRunner, check_record
+from loops.models import _HYPER as WARM_KEYS  # the hyperparameters a warm start keeps
 from loops.models import (
     BUILTIN,
     check_model_spec,
@@ -75,6 +76,23 @@ from oracles.base import not_real_kind
 from surrogates.multifidelity.model import NoiseFreeConflict, TooFewLevelPoints
 
 # ------------------------------------------------------------------ state
+
+
+@contextmanager
+def _one_torch_thread():
+    """Torch on one thread inside the block (restored after): model updates, proposals and the
+    recommendation then round alike whatever the caller's thread count (``OMP_NUM_THREADS``,
+    the machine's cores), so ``ask``/``tell`` repeats bit for bit and matches :meth:`Campaign.run`,
+    which runs on one thread too."""
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def _repeats_identical(oracle) -> bool:
@@ -686,6 +704,7 @@ class Campaign:
         # a resumed campaign numbers its model updates on from the store's (the rows' iteration)
         self._updates = max((int(r["iteration"]) for r in self._rows.values() if r.get("iteration") is not None),
                             default=0)
+        self._restore_warm()
         self._handed: set[int] = set()  # pending rows asked for (or submitted) and not yet told
         self._infra: dict[int, int] = {}  # worker faults per row since this driver started
         self._stale = True  # results since the last model update
@@ -1145,7 +1164,8 @@ class Campaign:
             out = BestPoint(x, b[1], done[b[0]]["id"], fidelity=lev)
         if predicted and self.model is not None:
             try:
-                out.predicted_x, out.predicted_value, out.predicted_sd = self._predicted_best()
+                with _one_torch_thread():
+                    out.predicted_x, out.predicted_value, out.predicted_sd = self._predicted_best()
             except Exception as e:  # noqa: BLE001  (a model that cannot be optimized has no prediction)
                 warnings.warn(f"best(): no predicted best point ({type(e).__name__}: {e})", stacklevel=2)
         return out
@@ -1237,6 +1257,43 @@ class Campaign:
         return evaluations_frame(rows, tuple(self.oracle.input_names), tuple(self.oracle.output_names))
 
     # -------------------------------------------------------------- model
+    def _save_warm(self, name: str) -> None:
+        """Store what the next update of a BoTorch model starts from (meta ``warm``: its
+        hyperparameters, the update they belong to and the data size of the last full refit),
+        keeping the one before as ``warm_prev``. A resumed driver takes the entry of the update
+        its rows say it is at (:meth:`_restore_warm`), so its next update is the one the driver
+        that died would have made: at and above ``model.refit_all_below`` observations the
+        updates are warm-started (and between refits reuse the hyperparameters), and a resume
+        that started them afresh had proposed other points than the uninterrupted run."""
+        if name not in BUILTIN or self._warm is None:
+            return
+        kept = {k: v for k, v in self._warm.items() if k.startswith(WARM_KEYS) and v.is_floating_point()}
+        dtype = str(next(iter(kept.values())).dtype).removeprefix("torch.") if kept else "float64"
+        rec = {"update": self._updates, "name": name, "n_at_refit": getattr(self, "_n_at_refit", None),
+               "dtype": dtype, "state": {k: v.tolist() for k, v in kept.items()}}
+        prev = self.store.get_meta("warm")
+        # two writes, the older entry first: a driver killed between them leaves valid entries
+        if isinstance(prev, dict) and prev.get("update") != self._updates:
+            self.store.set_meta("warm_prev", prev)
+        self.store.set_meta("warm", rec)
+
+    def _restore_warm(self) -> None:
+        """Take back the warm start of the update this campaign's rows are at (see :meth:`_save_warm`)."""
+        for key in ("warm", "warm_prev"):
+            rec = self.store.get_meta(key)
+            if not isinstance(rec, dict) or rec.get("update") != self._updates or not self._updates:
+                continue
+            try:
+                dtype = getattr(torch, str(rec.get("dtype") or "float64"))
+                self._warm = {k: torch.tensor(v, dtype=dtype) for k, v in rec["state"].items()}
+            except (TypeError, ValueError, AttributeError, KeyError):
+                self._warm = None  # an entry this code cannot read: the next update refits from scratch
+                return
+            self._warm_name = rec.get("name")
+            if rec.get("n_at_refit") is not None:
+                self._n_at_refit = int(rec["n_at_refit"])
+            return
+
     def update_model(self) -> Any:
         X, Y, Yvar = self.data()
         if len(X) < 2:
@@ -1302,6 +1359,7 @@ class Campaign:
             self._warm_name = name
         except Exception:  # noqa: BLE001
             self._warm = None
+        self._save_warm(name)
         if len(Y) > 1:
             var = Y.var(dim=0)  # an output without spread (yet) weighs as one of unit variance
             self.problem.output_scale = torch.where(var > 0, var, torch.ones_like(var))
@@ -1837,18 +1895,19 @@ class Campaign:
             if self.config.budget.calls is not None:
                 k = min(k, self.config.budget.calls - st.submitted)
             if k > 0 and self._affordable_levels(st):
-                if self._stale:
-                    self._update_and_log()
-                st = self.state()
-                if not self.stopping.should_stop(st) and not self._awaits_first_model(ids):
-                    self._handed.update(ids)  # the ones above are pending for this proposal too
-                    for x, lev, pred in self._candidates(k, st):
-                        # each point against the budget left after the ones before it in this
-                        # batch: their cost, and the room kept for a first target evaluation
-                        now = self.state()
-                        if not self._may_submit(now, lev, x) or lev not in self._affordable_levels(now):
-                            break
-                        ids.append(self._add_pending(x, lev, "acquisition", self._updates, prediction=pred))
+                with _one_torch_thread():  # the fit and the proposal round alike on any thread count
+                    if self._stale:
+                        self._update_and_log()
+                    st = self.state()
+                    if not self.stopping.should_stop(st) and not self._awaits_first_model(ids):
+                        self._handed.update(ids)  # the ones above are pending for this proposal too
+                        for x, lev, pred in self._candidates(k, st):
+                            # each point against the budget left after the ones before it in this
+                            # batch: their cost, and the room kept for a first target evaluation
+                            now = self.state()
+                            if not self._may_submit(now, lev, x) or lev not in self._affordable_levels(now):
+                                break
+                            ids.append(self._add_pending(x, lev, "acquisition", self._updates, prediction=pred))
         self._handed.update(ids)
         rows = [self._rows[i] for i in ids]
         X = torch.tensor([r["x"] for r in rows], dtype=torch.float64).reshape(len(rows), self.problem.d)
@@ -2160,7 +2219,8 @@ class Campaign:
                 self._added += 1
         self._handed.clear()
         if self._stale:
-            self._update_and_log()
+            with _one_torch_thread():
+                self._update_and_log()
         self._bank_elapsed()
         self._warn_if_bootstrap_model()
         st = self.state()

@@ -104,6 +104,47 @@ def _matern(d: int, batch_shape: torch.Size, active_dims=None) -> MaternKernel:
     )
 
 
+def _index_prior_covar(module):
+    """GPyTorch ``IndexKernel``'s task prior argument (its own closure is a lambda)."""
+    return module._eval_covar_matrix()
+
+
+def _positive_index_prior_corr(module):
+    """BoTorch ``PositiveIndexKernel``'s task prior argument (its own closure is a lambda)."""
+    return module._lower_triangle_corr
+
+
+def _positive_index_prior_set(module, value) -> None:
+    """BoTorch ``PositiveIndexKernel``'s task prior setting closure (its own is a lambda)."""
+    module._set_lower_triangle_corr(value)
+
+
+#: (qualified name of a library's prior closure that is a lambda, position in the prior's entry:
+#: 1 closure, 2 setting closure) -> a module-level function that does the same and pickles
+_PICKLABLE_PRIOR_CLOSURES = {
+    ("IndexKernel.__init__.<locals>.<lambda>", 1): _index_prior_covar,
+    ("PositiveIndexKernel.__init__.<locals>.<lambda>", 1): _positive_index_prior_corr,
+    ("PositiveIndexKernel.__init__.<locals>.<lambda>", 2): _positive_index_prior_set,
+}
+
+
+def _picklable_priors(model: torch.nn.Module) -> None:
+    """Replace the task kernel's prior closures, lambdas registered by GPyTorch's ``IndexKernel``
+    and BoTorch's ``PositiveIndexKernel`` that ``pickle`` cannot store, by the module-level
+    functions above, which do the same: a multi-task model then pickles (process pools, Dask)."""
+    for mod in model.modules():
+        priors = getattr(mod, "_priors", None)
+        if not priors:
+            continue
+        for name, entry in list(priors.items()):
+            new = list(entry)
+            for pos in (1, 2):
+                fn = _PICKLABLE_PRIOR_CLOSURES.get((getattr(entry[pos], "__qualname__", None), pos))
+                if fn is not None:
+                    new[pos] = fn
+            priors[name] = tuple(new)
+
+
 def _mll_value(mll: ExactMarginalLogLikelihood) -> float:
     """Objective maximized by the fit (log marginal likelihood + log priors, / n)."""
     model = mll.model
@@ -1154,6 +1195,11 @@ class ICMGPSurrogate(MultiTaskGP, _GPCommon):
 
     #: read by the campaign and FE² code before they condition or fantasize a model
     supports_conditioning = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # the task kernel's prior closures are lambdas: swapped for functions that pickle
+        _picklable_priors(self)
 
     def condition_on_observations(self, X: Tensor, Y: Tensor, **kwargs):
         raise NotImplementedError(
