@@ -1883,6 +1883,10 @@ class Campaign:
         when results arrived since the last fit. Fewer than ``n`` (or none)
         when the budget is spent, or when there is no model yet and design
         points are still in flight (tell their results, then ask again).
+
+        The fit and the proposal run with torch on one thread (its process-wide
+        setting is put back on return), as :meth:`run` does, so that the points
+        repeat bit for bit on any core count.
         """
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"ask(n): n = {n!r}; expected an integer >= 1")
