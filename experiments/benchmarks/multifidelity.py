@@ -80,6 +80,9 @@ MODEL_CHANGES = {
                   "a level's fit no longer depends on another level's spread; commit 68bc3f6); not chosen on "
                   "these problems. ours_* and the peers that share their run (hf_gp, botorch_stmf, botorch_mtgp) "
                   "re-run on the dev split, then on the test split; SMT and Emukit runs kept",
+    "2026-12-07": "no model code changed: every model re-run on both splits under the package versions that "
+                  "constraints.txt now pins (a fresh install had taken newer SciPy/GPyTorch releases, which move "
+                  "L-BFGS-B stopping points: AR1 and the BoTorch peers most)",
 }
 #: the last default change: what changed and where it was chosen
 DEFAULT_CHANGE = ("AR1CoKriging's default restarts 1 -> 3, chosen on the multi-fidelity campaign benchmark's dev "
