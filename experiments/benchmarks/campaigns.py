@@ -682,8 +682,7 @@ def _polish(oracle, x0) -> tuple[float, list[float]] | None:
     x0 = np.asarray(x0, dtype=float)
 
     def feasible(z) -> bool:
-        y = oracle.evaluate_true(torch.as_tensor(np.asarray(z, dtype=float)[None]))[0]
-        return len(y) == 1 or bool((y[1:] >= 0).all())
+        return bool(oracle.feasible(torch.as_tensor(np.asarray(z, dtype=float)[None]))[0])
 
     if not feasible(x):
         # SLSQP may stop a round-off outside an active constraint (-5e-12 on ConstrainedGramacy with
