@@ -27,6 +27,7 @@ import re
 import sys
 from typing import Any
 
+from oracles._cli import with_options
 from oracles.exceptions import InvalidInput, OracleError
 
 #: settings key -> option
@@ -49,15 +50,8 @@ def _settings(command: str, data: dict[str, Any]):
     try:
         return schema.model_validate(data)
     except ValidationError as e:
-        lines = []
-        for line in format_errors(e, schema, data):
-            for key, opt in sorted(_OPTION_OF.items(), key=lambda kv: -len(kv[0])):
-                if line.startswith(key + " ") or line.startswith(key + ":"):
-                    line = opt + line[len(key):]
-                    break
-            if line not in lines:  # --lj-sigma sets sigma and rc: one line for both
-                lines.append(line)
-        raise InvalidInput("; ".join(lines)) from None
+        # --lj-sigma sets sigma and rc: one line for both
+        raise InvalidInput("; ".join(with_options(format_errors(e, schema, data), _OPTION_OF))) from None
 
 
 #: the oracle's wording of its inputs and settings in messages -> the options that set them

@@ -59,6 +59,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from oracles._cli import with_options
 from oracles.exceptions import OracleError
 
 if TYPE_CHECKING:
@@ -220,11 +221,7 @@ def _phase_settings(args, law: str, n_phases: int | None) -> list[dict]:
 def _settings_error(lines: list[str]) -> str:
     """Settings errors with the CLI's option names."""
     out = []
-    for line in lines:
-        for key, opt in sorted(_OPTION_OF.items(), key=lambda kv: -len(kv[0])):
-            if line.startswith(key + " ") or line.startswith(key + ":") or line.startswith(key + "."):
-                line = opt + line[len(key):]
-                break
+    for line in with_options(lines, _OPTION_OF):
         line = re.sub(r"^phases\.(\d+)\.(\w+)", lambda m: f"--{m.group(2)} (phase {m.group(1)})", line)
         # a whole phase's error (the cubic constants given once for every phase): name the option, once
         line = re.sub(r"^phases\.\d+: (C11 = )", r"--cubic: \1", line)

@@ -70,6 +70,7 @@ import time
 import warnings
 from typing import TYPE_CHECKING
 
+from oracles._cli import with_options
 from oracles.exceptions import OracleError
 
 if TYPE_CHECKING:
@@ -148,10 +149,8 @@ _OPTION_OF = {
 def _error(command: str, args, e: Exception) -> int:
     """Print ``e`` as one line ``scalebridge COMMAND: error: ...``, its parameter named by its option, and
     return 2. An image's own shape is not ``--grid``: with ``FILE.npy`` a grid message keeps its name."""
-    msg = str(e)
-    key = msg.split(" ", 1)[0]
-    if key in _OPTION_OF and not (key == "grid" and _is_file(args.microstructure)):
-        msg = _OPTION_OF[key] + msg[len(key):]
+    option_of = {k: v for k, v in _OPTION_OF.items() if not (k == "grid" and _is_file(args.microstructure))}
+    msg = with_options(str(e), option_of)[0]
     print(f"scalebridge {command}: error: {msg}", file=sys.stderr)
     return 2
 
