@@ -2330,11 +2330,14 @@ class Campaign:
 
         SIGTERM and SIGINT end it early and cleanly (``stopped_by`` names the
         signal): points in flight stay pending for a resume, the workers are
-        stopped and the store is closed. Torch's thread count is restored on return.
+        stopped and the store is closed. Torch runs on one thread inside (small GPs on
+        few shared cores: see experiments/benchmarks); its thread count is restored on return.
         """
+        with _one_torch_thread():
+            return self._run()
+
+    def _run(self) -> CampaignResult:
         c = self.config
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # small GPs on few shared cores: see experiments/benchmarks
         self._critical, self._deferred_signal = 0, None
         old_handlers = self._install_signal_handlers()
         stopped_by = None
@@ -2379,7 +2382,6 @@ class Campaign:
             lost = e
         finally:
             self._restore_signal_handlers(old_handlers)
-            torch.set_num_threads(threads)
             if self._bar is not None:
                 self._bar.close()
                 self._bar = None
