@@ -89,6 +89,17 @@ __all__ = ["GPSurrogate", "ICMGPSurrogate", "fit_with_restarts"]
 
 #: lengthscales below this (in unit-cube input units) are not allowed
 _MIN_LENGTHSCALE = 2.5e-2
+#: the smallest known noise variance, as a fraction of the output variance: just above GPyTorch's
+#: smallest fixed noise in double precision (``gpytorch.settings.min_fixed_noise``, 1e-6 of the
+#: standardized output), which GPyTorch would otherwise round up to with a NumericalWarning
+_MIN_NOISE_REL = gpytorch.settings.min_fixed_noise.value(torch.float64) * (1 + 1e-9)
+
+
+def _noise_rel(cfg: dict[str, Any]) -> float:
+    """The fraction of the output variance known noise is floored at: ``min_noise_rel``, and
+    never below :data:`_MIN_NOISE_REL` (a model saved with a smaller ``min_noise_rel`` had
+    GPyTorch's floor, and keeps it)."""
+    return max(float(cfg["min_noise_rel"]), _MIN_NOISE_REL)
 
 
 def _matern(d: int, batch_shape: torch.Size, active_dims=None) -> MaternKernel:
@@ -506,8 +517,9 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         min_noise: lower bound of the inferred noise variance, in
             standardized units (default 1e-6; used when ``Yvar`` is None).
         min_noise_rel: known noise variances are floored at this fraction of
-            the output variance (default 1e-8) to keep the Cholesky stable
-            for noise-free data.
+            the output variance (default 1e-6, and never below GPyTorch's
+            smallest fixed noise, 1e-6 of the standardized output) to keep the
+            Cholesky stable for noise-free data.
         dim_F: ``k`` for a constitutive surrogate (inferred when d = m = k*k).
         shared_lengthscale: one ARD lengthscale vector for all ``m`` outputs
             (each keeps its own output scale, mean and noise), as
@@ -524,7 +536,7 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         "seed": 0,
         "maxiter": 200,
         "min_noise": 1e-6,
-        "min_noise_rel": 1e-8,
+        "min_noise_rel": 1e-6,
         "dim_F": None,
         "shared_lengthscale": False,
     }
@@ -547,7 +559,7 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         )
         Yvar, likelihood = None, None
         if dataset.Yvar is not None:
-            Yvar = floor_yvar(dataset.Yvar, Y, cfg["min_noise_rel"])
+            Yvar = floor_yvar(dataset.Yvar, Y, _noise_rel(cfg))
         else:
             likelihood = GaussianLikelihood(
                 batch_shape=batch_shape,
@@ -647,7 +659,7 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
         ds = getattr(self, "train_dataset", None)
         if tf is None or ds is None or ds.n != self.train_targets.shape[-1]:
             return
-        Yvar = None if ds.Yvar is None else floor_yvar(ds.Yvar, None, self._sb_config["min_noise_rel"],
+        Yvar = None if ds.Yvar is None else floor_yvar(ds.Yvar, None, _noise_rel(self._sb_config),
                                                         scale=self._output_scale())
         was_training = tf.training
         tf.eval()
@@ -1031,7 +1043,7 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             return self.with_known_noise().condition_on_observations(X, Y, noise=noise, **kwargs)
         Yvar = None
         if noise is not None:
-            Yvar = floor_yvar(torch.as_tensor(noise, dtype=DTYPE).reshape(n, m), None, self._sb_config["min_noise_rel"],
+            Yvar = floor_yvar(torch.as_tensor(noise, dtype=DTYPE).reshape(n, m), None, _noise_rel(self._sb_config),
                               scale=self._output_scale())
         self.eval()
         if self.prediction_strategy is None:
@@ -1146,7 +1158,7 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             else:
                 # as conditioning stores it: floored, standardized, at least GPyTorch's 1e-6
                 noise = (floor_yvar(torch.full((1, m), float(noise), dtype=DTYPE), None,
-                                    self._sb_config["min_noise_rel"], scale=self._output_scale())
+                                    _noise_rel(self._sb_config), scale=self._output_scale())
                          / scale.reshape(1, m)).reshape(m, 1)
                 noise = noise.clamp_min(1e-6)
             U: list[Tensor] = []  # pivoted partial Cholesky columns, m x n each
@@ -1183,7 +1195,7 @@ class ICMGPSurrogate(MultiTaskGP, _GPCommon):
     ``batch x q x d`` inputs (no task column) and returns all ``m`` outputs,
     ``batch x q x m``, with the cross-output covariance.
 
-    Options: ``bounds``, ``n_restarts``, ``seed``, ``maxiter``, ``dim_F`` as
+    Options: ``bounds``, ``n_restarts``, ``seed``, ``maxiter``, ``min_noise_rel``, ``dim_F`` as
     :class:`GPSurrogate`, and ``rank`` (of ``W``; default ``m``). Noise: known
     ``Yvar`` (fixed) or one inferred level per output.
 
@@ -1217,7 +1229,7 @@ class ICMGPSurrogate(MultiTaskGP, _GPCommon):
         "seed": 0,
         "maxiter": 200,
         "rank": None,
-        "min_noise_rel": 1e-8,
+        "min_noise_rel": 1e-6,
         "dim_F": None,
     }
 
@@ -1245,7 +1257,7 @@ class ICMGPSurrogate(MultiTaskGP, _GPCommon):
         Yvar_long = None
         if dataset.Yvar is not None:
             Yvar_std = dataset.Yvar / sd**2
-            Yvar_long = Yvar_std.clamp_min(cfg["min_noise_rel"])[rows, tasks].unsqueeze(-1)
+            Yvar_long = Yvar_std.clamp_min(_noise_rel(cfg))[rows, tasks].unsqueeze(-1)
         bounds = _input_box(_bounds_tensor(cfg["bounds"], d), X)
         # the task kernel's parameters start from torch.randn: draw them from
         # ``seed`` so that a fit does not depend on the global random state

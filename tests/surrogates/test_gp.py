@@ -4,7 +4,9 @@ likelihood gradients, calibration, known noise, ICM transfer, material response.
 import functools
 import math
 import re
+import warnings
 
+import gpytorch
 import numpy as np
 import pytest
 import torch
@@ -290,12 +292,33 @@ def test_a_fit_inside_no_grad_still_optimises_the_hyperparameters():
     torch.testing.assert_close(inside.state_dict(), free.state_dict())
 
 
+def test_noise_free_data_get_one_noise_floor_without_gpytorch_rounding_it():
+    """Exact answers (``Yvar = 0``), fitted or conditioned on, get the same fixed noise:
+    ``min_noise_rel`` of the output variance, which GPyTorch takes as it is (no
+    NumericalWarning, no rounding up); a saved model with a smaller ``min_noise_rel``
+    keeps the floor it had, GPyTorch's."""
+    g = torch.Generator().manual_seed(3)
+    X = torch.rand(10, 2, generator=g, dtype=D)
+    Y = 50.0 + 20.0 * smooth(X).reshape(-1, 1)
+    ds = Dataset(X=X, Y=Y, Yvar=torch.zeros_like(Y))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", gpytorch.utils.warnings.NumericalWarning)
+        gp = GPSurrogate.from_dataset(ds, n_restarts=1, maxiter=30)
+        new = gp.condition_on_observations(X[:2] + 0.01, Y[:2], noise=torch.zeros(2, 1, dtype=D))
+        old = GPSurrogate.from_dataset(ds, n_restarts=1, maxiter=30, min_noise_rel=1e-10)
+    for model, n in ((gp, 10), (new, 12), (old, 10)):
+        noise = model.likelihood.noise.reshape(-1)  # standardized
+        assert noise.shape == (n,)
+        torch.testing.assert_close(noise, torch.full((n,), 1e-6, dtype=D), rtol=1e-8, atol=0.0)
+        assert (noise >= 1e-6).all()
+
+
 @pytest.mark.parametrize("m", [1, 3])
 def test_conditioning_a_near_noise_free_gp_never_raises_its_variance(m):
-    # exact answers (Yvar = 0) are floored at min_noise_rel, far below GPyTorch's
-    # 1e-6 rounding of fixed noise: conditioning must keep that floor, so the
-    # variance drops where the new point informs and stays put elsewhere, and the
-    # closed-form predictor agrees with the generic posterior
+    # exact answers (Yvar = 0) are floored at min_noise_rel (1e-6 of the output
+    # variance): conditioning must keep that floor for old and new points alike, so
+    # the variance drops where the new point informs and stays put elsewhere, and
+    # the closed-form predictor agrees with the generic posterior
     g = torch.Generator().manual_seed(4)
     X = torch.rand(15, 2, generator=g, dtype=D)
     Y = torch.cat([torch.sin(3 * X[:, :1] + k) * X[:, 1:] for k in range(m)], -1)
