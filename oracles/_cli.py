@@ -10,12 +10,15 @@ the commands' usage errors stay fast.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 
 __all__ = ["with_options"]
 
 #: what may follow a key at the start of a message line: ``key = value``, ``key: why``, ``key.sub ...``
 _AFTER_KEY = (" ", ":", ".")
+#: the index of a list entry right after a key: ``.0`` in ``grid.0 = 0: ...``
+_LIST_INDEX = re.compile(r"^\.\d+(?=[ :])")
 
 
 def with_options(lines: str | Iterable[str], option_of: Mapping[str, str]) -> list[str]:
@@ -34,7 +37,8 @@ def with_options(lines: str | Iterable[str], option_of: Mapping[str, str]) -> li
     for line in [lines] if isinstance(lines, str) else lines:
         for key in keys:
             if line == key or (line.startswith(key) and line[len(key)] in _AFTER_KEY):
-                line = option_of[key] + line[len(key):]
+                # an entry of a list-valued option (``grid.0 = 0``) is named by the option with its value
+                line = option_of[key] + _LIST_INDEX.sub("", line[len(key):], count=1)
                 break
         if line not in out:
             out.append(line)

@@ -20,6 +20,7 @@ def test_only_a_whole_leading_key_is_renamed():
     assert with_options("gridded = 3: no", OPTIONS) == ["gridded = 3: no"]
     assert with_options("tolerance tol must be > 0", OPTIONS) == ["tolerance tol must be > 0"]
     assert with_options("tol must be > 0, got -1", OPTIONS) == ["--tol must be > 0, got -1"]
-    assert with_options("grid.1 = 0: must be positive", OPTIONS) == ["--grid.1 = 0: must be positive"]
+    assert with_options("grid.1 = 0: must be positive", OPTIONS) == ["--grid = 0: must be positive"]
+    assert with_options("engine_params.sigma.x = 1", OPTIONS) == ["--lj-sigma.x = 1"]
     assert with_options("grid", OPTIONS) == ["--grid"]
     assert with_options([], OPTIONS) == []
