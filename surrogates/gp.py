@@ -1156,11 +1156,10 @@ class GPSurrogate(SingleTaskGP, _GPCommon):
             if noise is None:
                 noise = self._noise_std().reshape(m, 1)
             else:
-                # as conditioning stores it: floored, standardized, at least GPyTorch's 1e-6
+                # as conditioning stores it: floored (at least GPyTorch's 1e-6), standardized
                 noise = (floor_yvar(torch.full((1, m), float(noise), dtype=DTYPE), None,
                                     _noise_rel(self._sb_config), scale=self._output_scale())
                          / scale.reshape(1, m)).reshape(m, 1)
-                noise = noise.clamp_min(1e-6)
             U: list[Tensor] = []  # pivoted partial Cholesky columns, m x n each
             picks: list[int] = []
             taken = torch.zeros(n, dtype=torch.bool)
